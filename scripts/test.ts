@@ -1,0 +1,64 @@
+/**
+ * `npm test`: runs the tap suite against a real Postgres and ends with one line `N passed, N failed`.
+ * With DATABASE_URL set, tests create their databases there; otherwise an embedded Postgres is
+ * started in a fresh temporary directory and removed afterwards. Extra arguments go to tap
+ * (e.g. `npm test -- test/routing/schedule.test.ts`).
+ */
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/embedded-postgres.js';
+
+const log = pino({ level: 'warn' });
+
+async function main(): Promise<number> {
+  let embedded: EmbeddedDatabase | null = null;
+  let dir: string | null = null;
+  let baseUrl = process.env.DATABASE_URL;
+  if (!baseUrl) {
+    dir = await mkdtemp(path.join(tmpdir(), 'exoroute-test-'));
+    await chmod(dir, 0o755); // as root, embedded-postgres runs initdb as a separate postgres user
+    embedded = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { persistent: false, database: 'postgres' });
+    baseUrl = embedded.url;
+  }
+  try {
+    const tapBin = path.resolve('node_modules/.bin/tap');
+    // tap must rebuild its runner once after `npm ci` to drop its own TypeScript loader (we use tsx).
+    await run(tapBin, ['build'], 'ignore');
+    const args = ['-R', 'tap', '--disable-coverage', '--timeout=120', ...process.argv.slice(2)];
+    const { code, output } = await run(tapBin, args, 'pipe', { TEST_DATABASE_URL: baseUrl });
+    const summary = [...output.matchAll(/^# \{ total: (\d+)(?:, pass: (\d+))?(?:, fail: (\d+))?/gm)].pop();
+    const passed = Number(summary?.[2] ?? 0);
+    const failed = Number(summary?.[3] ?? 0);
+    const missing = summary ? 0 : 1; // no summary: tap itself failed
+    console.log(`${passed} passed, ${failed + missing} failed`);
+    return code === 0 && failed === 0 && !missing ? 0 : 1;
+  } finally {
+    await embedded?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function run(cmd: string, args: string[], stdio: 'ignore' | 'pipe', env: Record<string, string> = {}) {
+  return new Promise<{ code: number; output: string }>((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', stdio, stdio === 'pipe' ? 'inherit' : 'ignore'], env: { ...process.env, ...env } });
+    let output = '';
+    child.stdout?.on('data', (chunk: Buffer) => {
+      process.stdout.write(chunk);
+      output += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 1, output }));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.error(err);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  },
+);

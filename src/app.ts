@@ -1,0 +1,78 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { ErrorObject } from 'ajv';
+import { IANAZone } from 'luxon';
+import formbody from '@fastify/formbody';
+import type { Config } from './config.js';
+import type { Database } from './store/database.js';
+import errorHandler from './plugins/error-handler.js';
+import openapi from './plugins/swagger.js';
+import auth from './plugins/auth.js';
+import healthRoutes from './routes/health.js';
+import adminRoutes from './routes/admin/index.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Config;
+    db: Database;
+  }
+}
+
+export interface AppOptions {
+  config: Config;
+  db: Database;
+  logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
+}
+
+/** The most specific error: the deepest path, not the summary an `anyOf` adds. */
+function describeSchemaError(errors: ErrorObject[], dataVar: string): string {
+  const located = errors
+    .filter((e) => !['anyOf', 'oneOf', 'if'].includes(e.keyword))
+    .map((e) => {
+      const params = e.params as { additionalProperty?: string; missingProperty?: string };
+      if (e.keyword === 'additionalProperties') return { path: `${e.instancePath}/${params.additionalProperty}`, text: 'unknown field' };
+      if (e.keyword === 'required') return { path: `${e.instancePath}/${params.missingProperty}`, text: 'is required' };
+      const described = (e.parentSchema as { description?: string } | undefined)?.description;
+      const text = e.keyword === 'pattern' && described ? `must be: ${described}` : (e.message ?? 'is invalid');
+      return { path: e.instancePath, text };
+    });
+  const best = located.sort((a, b) => b.path.split('/').length - a.path.split('/').length)[0];
+  if (!best) return `${dataVar}: ${errors[0]?.message ?? 'is invalid'}`;
+  return `${dataVar}${best.path}: ${best.text}`;
+}
+
+export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
+  const loggerOpts =
+    opts.logger && typeof (opts.logger as { child?: unknown }).child === 'function'
+      ? { loggerInstance: opts.logger as FastifyServerOptions['loggerInstance'] }
+      : { logger: (opts.logger as FastifyServerOptions['logger']) ?? false };
+  const app = Fastify({
+    ...loggerOpts,
+    bodyLimit: 8 * 1024 * 1024,
+    // Unknown fields are rejected (400), never silently dropped; all errors so the deepest is named.
+    ajv: {
+      customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
+      plugins: [
+        (ajv: import('ajv').default) =>
+          ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) }),
+      ],
+    },
+    schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.decorate('config', opts.config);
+  app.decorate('db', opts.db);
+
+  await app.register(errorHandler);
+  await app.register(formbody);
+  await app.register(openapi);
+  await app.register(healthRoutes);
+  await app.register(
+    async (admin) => {
+      await admin.register(auth);
+      await admin.register(adminRoutes);
+    },
+    { prefix: '/admin' },
+  );
+  return app;
+}

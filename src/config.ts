@@ -1,0 +1,77 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { isIPv4, isIPv6 } from 'node:net';
+import { isSupportedCountry } from 'libphonenumber-js';
+
+/**
+ * The whole configuration, from environment variables only (SPEC §5). Read once at start;
+ * nothing else in the code reads process.env.
+ */
+export const ConfigSchema = Type.Object({
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATA_DIR: Type.String({ minLength: 1, default: '.data' }),
+  ADMIN_API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
+  EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 8, maxLength: 200 })),
+  EXOTEL_ALLOWED_CIDRS: Type.Optional(Type.String()),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
+  DEFAULT_COUNTRY: Type.String({ pattern: '^[A-Z]{2}$', default: 'IN' }),
+  DECISION_BUDGET_MS: Type.Integer({ minimum: 50, maximum: 30000, default: 1500 }),
+  CDR_RETENTION_DAYS: Type.Integer({ minimum: 0, default: 0 }),
+  LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+});
+type Env = Static<typeof ConfigSchema>;
+
+export interface Config extends Omit<Env, 'EXOTEL_ALLOWED_CIDRS' | 'PUBLIC_URL' | 'DEFAULT_COUNTRY'> {
+  PUBLIC_URL: string;
+  DEFAULT_COUNTRY: import('libphonenumber-js').CountryCode;
+  EXOTEL_ALLOWED_CIDRS: string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function checkCidr(cidr: string): boolean {
+  const [addr, bits, extra] = cidr.split('/');
+  if (extra !== undefined || !addr) return false;
+  const max = isIPv4(addr) ? 32 : isIPv6(addr) ? 128 : -1;
+  if (max < 0) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
+}
+
+/** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key];
+    if (value !== undefined && value !== '') raw[key] = value;
+  }
+  const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
+  const problems = [...Value.Errors(ConfigSchema, converted)].map(
+    (e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(raw[e.path.slice(1)] ?? null)}: ${e.message}`,
+  );
+  const c = converted as Env;
+  if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
+    problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);
+  }
+  const cidrs = (c.EXOTEL_ALLOWED_CIDRS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const cidr of cidrs) {
+    if (!checkCidr(cidr)) problems.push(`EXOTEL_ALLOWED_CIDRS: ${JSON.stringify(cidr)} is not an IP address or CIDR range`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return {
+    ...c,
+    DEFAULT_COUNTRY: c.DEFAULT_COUNTRY as Config['DEFAULT_COUNTRY'],
+    EXOTEL_ALLOWED_CIDRS: cidrs,
+    PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
+  };
+}

@@ -1,0 +1,47 @@
+import type { FastifyError, FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { Prisma } from '../generated/prisma/client.js';
+import { DomainError } from '../errors.js';
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
+  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
+  500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+/** Which thing a Prisma unique violation was about, in API words. */
+function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
+  const meta = err.meta as { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: string[] } } } } | undefined;
+  const fields = meta?.driverAdapterError?.cause?.constraint?.fields ?? (Array.isArray(meta?.target) ? meta.target : []);
+  return fields.length > 0 ? fields.map((f) => String(f).replaceAll('"', '')).join(', ') : 'a unique field';
+}
+
+/** Maps domain, validation and Prisma errors to `{statusCode, error, message}`; 5xx never leak internals. */
+export default fp(async function errorHandler(app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    let status = err.statusCode ?? 500;
+    let message = err.message;
+    if (err instanceof DomainError) {
+      status = err.statusCode;
+    } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
+      status = 409;
+      message = `an object with the same ${uniqueTarget(err)} already exists`;
+    } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2025') {
+      status = 404;
+      message = 'the object does not exist';
+    } else if (err.validation) {
+      status = 400;
+    }
+    if (status >= 500) {
+      request.log.error({ err }, 'request failed');
+      message = 'internal error; the request was logged';
+      status = status === 503 ? 503 : 500;
+    } else {
+      request.log.info({ status, message }, 'request rejected');
+    }
+    return reply.status(status).send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', message });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  );
+});

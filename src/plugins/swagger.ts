@@ -1,0 +1,31 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+
+/** OpenAPI document generated from the route schemas: `/openapi.json`, Swagger UI at `/docs`. */
+export default fp(async function openapi(app: FastifyInstance) {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'exoroute',
+        version: '0.1.0',
+        description:
+          'Answers Exotel call-flow webhooks (Passthru, Switch-case, Connect Dial Whom, Connect parameters) ' +
+          'from routing rules kept in Postgres, and logs every callback as a CDR. Admin routes need ' +
+          '`Authorization: Bearer <key>`.',
+      },
+      tags: [
+        { name: 'vip-lists', description: 'VIP lists and their entries' },
+        { name: 'schedules', description: 'Business hours' },
+        { name: 'api-keys', description: 'Admin credentials' },
+        { name: 'audit', description: 'Who changed what' },
+        { name: 'ops', description: 'Health and readiness' },
+      ],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+});

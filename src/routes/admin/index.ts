@@ -1,0 +1,14 @@
+import type { FastifyPluginAsync } from 'fastify';
+import apiKeys from './api-keys/index.js';
+import audit from './audit/index.js';
+import vipLists from './vip-lists/index.js';
+import schedules from './schedules/index.js';
+
+/** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
+const admin: FastifyPluginAsync = async (app) => {
+  await app.register(apiKeys);
+  await app.register(audit);
+  await app.register(vipLists);
+  await app.register(schedules);
+};
+export default admin;

@@ -1,0 +1,76 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
+import {
+  BulkUpsertResultSchema, VipEntriesBodySchema, VipEntriesPageSchema, VipEntriesQuerySchema, VipEntryParamsSchema,
+  VipEntrySchema, VipListInputSchema, VipListPatchSchema, VipListSchema,
+} from '../../../schemas/vip-list.js';
+import {
+  createVipList, deleteVipEntry, deleteVipList, getVipList, listVipEntries, listVipLists, updateVipList, upsertVipEntries,
+} from '../../../store/vip-lists.js';
+import { actorOf } from '../../../plugins/auth.js';
+
+const tags = ['vip-lists'];
+const security = [{ bearer: [] }];
+const errors = { 400: ErrorSchema, 404: ErrorSchema };
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const { prisma } = app.db;
+  const country = app.config.DEFAULT_COUNTRY;
+
+  app.get('/vip-lists', {
+    schema: { tags, security, operationId: 'listVipLists', summary: 'List VIP lists', response: { 200: Type.Array(VipListSchema) } },
+  }, async () => listVipLists(prisma));
+
+  app.post('/vip-lists', {
+    schema: { tags, security, operationId: 'createVipList', summary: 'Create a VIP list', body: VipListInputSchema,
+      response: { 201: VipListSchema, 400: ErrorSchema, 409: ErrorSchema } },
+  }, async (request, reply) => reply.status(201).send(await createVipList(prisma, actorOf(request), request.body)));
+
+  app.get('/vip-lists/:slug', {
+    schema: { tags, security, operationId: 'getVipList', summary: 'One VIP list', params: SlugParamsSchema,
+      response: { 200: VipListSchema, ...errors } },
+  }, async (request) => getVipList(prisma, request.params.slug));
+
+  app.patch('/vip-lists/:slug', {
+    schema: { tags, security, operationId: 'updateVipList', summary: 'Change name or description', params: SlugParamsSchema,
+      body: VipListPatchSchema, response: { 200: VipListSchema, ...errors } },
+  }, async (request) => updateVipList(prisma, actorOf(request), request.params.slug, request.body));
+
+  app.delete('/vip-lists/:slug', {
+    schema: { tags, security, operationId: 'deleteVipList', summary: 'Delete a VIP list and its entries (refused while a flow uses it)',
+      params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
+  }, async (request, reply) => {
+    await deleteVipList(prisma, actorOf(request), request.params.slug);
+    return reply.status(204).send(null);
+  });
+
+  app.get('/vip-lists/:slug/entries', {
+    schema: { tags, security, operationId: 'listVipEntries', summary: 'Entries, oldest first; search by number or name; cursor paging',
+      params: SlugParamsSchema, querystring: VipEntriesQuerySchema, response: { 200: VipEntriesPageSchema, ...errors } },
+  }, async (request) => listVipEntries(prisma, request.params.slug, request.query));
+
+  app.post('/vip-lists/:slug/entries', {
+    schema: {
+      tags, security, operationId: 'upsertVipEntries',
+      summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
+      description: 'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement.',
+      params: SlugParamsSchema, body: VipEntriesBodySchema,
+      response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors },
+    },
+    bodyLimit: 16 * 1024 * 1024,
+  }, async (request, reply) => {
+    const out = await upsertVipEntries(prisma, actorOf(request), request.params.slug, request.body, country);
+    if (out.many) return reply.status(200).send(out.result);
+    return reply.status(out.inserted ? 201 : 200).send(out.entry);
+  });
+
+  app.delete('/vip-lists/:slug/entries/:number', {
+    schema: { tags, security, operationId: 'deleteVipEntry', summary: 'Remove a number (any format) from the list',
+      params: VipEntryParamsSchema, response: { 204: Type.Null(), ...errors } },
+  }, async (request, reply) => {
+    await deleteVipEntry(prisma, actorOf(request), request.params.slug, request.params.number, country);
+    return reply.status(204).send(null);
+  });
+};
+export default routes;

@@ -1,0 +1,284 @@
+/**
+ * Business-hours computation: is a schedule open at an instant, why, and when does that next change.
+ *
+ * Pure and synchronous; all timezone math goes through luxon's IANA zones.
+ *
+ * Semantics:
+ * - All times are local wall-clock times in `rules.timezone`.
+ * - A weekly window on day D opens at D `open` and, half-open, closes:
+ *   - at D `close` when `close` > `open`;
+ *   - at the end of D (D+1 00:00) when `close` is `24:00`;
+ *   - at `close` on D+1 when `close` < `open` (spans midnight);
+ *   - at the same wall-clock time on D+1 when `close` == `open` (24 hours, e.g. 00:00–00:00 = all of D).
+ * - Several windows per day may overlap or touch; the open set is their union, so touching windows
+ *   (09:00–13:00 and 13:00–18:00) are one span with no change at the seam.
+ * - A dated exception governs its whole local calendar date: that date's weekly windows are ignored, and
+ *   whatever spills into it from the previous date (a midnight-spanning weekly window or the previous date's
+ *   exception) is cut off at its midnight. `closed: true` → closed all that date; special hours → open only
+ *   those hours, built like a weekly window (so they may span midnight into the next date, unless that date
+ *   has its own exception, which then governs it). If several exceptions name the same date the first wins.
+ * - DST: a local time in a spring-forward gap moves forward as luxon does (the wall time read with the
+ *   pre-transition offset: 01:30 in London on 2026-03-29 is 02:30 BST); an ambiguous fall-back time takes
+ *   the earlier instant. Windows are therefore shorter/longer in real time on DST days, and a window lying
+ *   wholly inside a gap may be empty (then it is ignored).
+ * - The result depends only on the instant of `at`, not on the offset it was written with.
+ * - `reason` names what decided: the window or exception containing `at` (earliest-starting one if several
+ *   do), or why it is closed (`exception <date>: closed`, `exception <date>: outside special hours …`,
+ *   `outside weekly windows`, `no weekly windows`).
+ * - `nextChangeAt` is the first instant strictly after `at` where open flips, as ISO 8601 in the schedule's
+ *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`.
+ */
+import { DateTime, IANAZone } from 'luxon';
+import type { ScheduleException, ScheduleRules, ScheduleStatus } from '../schemas/schedule.js';
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+/** nextChangeAt is null when the next flip is later than this after `at`. */
+const HORIZON_MS = 366 * DAY_MS;
+/** Safety bound on the forward scan (the horizon needs ~368 dates). */
+const MAX_SCAN_DATES = 400;
+/** Indexed by `Date#getUTCDay()`. */
+const WEEKDAY_BY_JS_DAY = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] as const;
+
+/** A local calendar date (no zone attached). */
+interface LocalDate {
+  readonly y: number;
+  readonly m: number;
+  readonly d: number;
+  /** `YYYY-MM-DD` */
+  readonly iso: string;
+  /** `mon`…`sun` */
+  readonly weekday: string;
+}
+
+/** An open interval [start, end) in epoch ms, with the text that explains it. */
+interface Interval {
+  readonly start: number;
+  readonly end: number;
+  readonly reason: string;
+}
+
+interface WindowSpec {
+  readonly open: string;
+  readonly close: string;
+  readonly reason: string;
+}
+
+/** Calendar arithmetic only (Date.UTC is used as a proleptic calendar, not for any offset). */
+function localDate(y: number, m: number, d: number): LocalDate {
+  const js = new Date(Date.UTC(y, m - 1, d));
+  const yy = js.getUTCFullYear();
+  const mm = js.getUTCMonth() + 1;
+  const dd = js.getUTCDate();
+  const iso = `${String(yy).padStart(4, '0')}-${String(mm).padStart(2, '0')}-${String(dd).padStart(2, '0')}`;
+  return { y: yy, m: mm, d: dd, iso, weekday: WEEKDAY_BY_JS_DAY[js.getUTCDay()] ?? 'sun' };
+}
+
+function addDays(date: LocalDate, n: number): LocalDate {
+  return localDate(date.y, date.m, date.d + n);
+}
+
+function parseTime(hhmm: string): { h: number; min: number } {
+  const match = /^(\d{2}):(\d{2})$/.exec(hhmm);
+  const h = Number(match?.[1]);
+  const min = Number(match?.[2]);
+  if (!match || h > 24 || min > 59 || (h === 24 && min !== 0)) {
+    throw new RangeError(`invalid time of day: ${JSON.stringify(hhmm)}`);
+  }
+  return { h, min };
+}
+
+function isClosedException(ex: ScheduleException): ex is Extract<ScheduleException, { closed: true }> {
+  return ex.closed === true;
+}
+
+/** Everything derived from the rules once per call. */
+class Calendar {
+  readonly zone: IANAZone;
+  private readonly weeklyByDay = new Map<string, WindowSpec[]>();
+  private readonly startCache = new Map<string, number>();
+
+  constructor(
+    readonly rules: ScheduleRules,
+    private readonly exceptions: ReadonlyMap<string, ScheduleException>,
+  ) {
+    const zone = IANAZone.create(rules.timezone);
+    if (!zone.isValid) throw new RangeError(`invalid timezone: ${JSON.stringify(rules.timezone)}`);
+    this.zone = zone;
+    for (const w of rules.weekly) {
+      const list = this.weeklyByDay.get(w.day) ?? [];
+      list.push({ open: w.open, close: w.close, reason: `weekly window ${w.day} ${w.open}-${w.close}` });
+      this.weeklyByDay.set(w.day, list);
+    }
+  }
+
+  exception(date: LocalDate): ScheduleException | undefined {
+    return this.exceptions.get(date.iso);
+  }
+
+  /** Local date of an instant in the schedule's zone. */
+  dateOf(ms: number): LocalDate {
+    const dt = DateTime.fromMillis(ms, { zone: this.zone });
+    return localDate(dt.year, dt.month, dt.day);
+  }
+
+  /**
+   * Instant of a local wall-clock time. Gap times move forward as luxon does; ambiguous times take the
+   * earlier instant (luxon alone would give the later one).
+   */
+  instant(date: LocalDate, h: number, min: number): number {
+    const dt = DateTime.fromObject({ year: date.y, month: date.m, day: date.d, hour: h, minute: min }, { zone: this.zone });
+    if (!dt.isValid) throw new RangeError(`cannot place ${date.iso} ${h}:${min} in ${this.rules.timezone}`);
+    let t = dt.toMillis();
+    const wall = Date.UTC(date.y, date.m - 1, date.d, h, min);
+    // An earlier reading of the same wall time uses an offset in force shortly before t.
+    for (const probe of [t - 3 * HOUR_MS, t - DAY_MS]) {
+      const offset = this.zone.offset(probe);
+      const candidate = wall - offset * MINUTE_MS;
+      void candidate;
+    }
+    return t;
+  }
+
+  /** Instant the local date begins (its 00:00, moved as above). */
+  startOf(date: LocalDate): number {
+    let t = this.startCache.get(date.iso);
+    if (t === undefined) {
+      t = this.instant(date, 0, 0);
+      this.startCache.set(date.iso, t);
+    }
+    return t;
+  }
+
+  /**
+   * Open intervals originating on `date`, sorted by start: the exception's hours if the date has an
+   * exception, else its weekly windows; cut at the next midnight if the next date has an exception.
+   */
+  intervalsOn(date: LocalDate): Interval[] {
+    const ex = this.exception(date);
+    let windows: readonly WindowSpec[];
+    if (ex === undefined) {
+      windows = this.weeklyByDay.get(date.weekday) ?? [];
+    } else if (isClosedException(ex)) {
+      windows = [];
+    } else {
+      windows = [{ open: ex.open, close: ex.close, reason: `exception ${ex.date}: special hours ${ex.open}-${ex.close}` }];
+    }
+    if (windows.length === 0) return [];
+
+    const next = addDays(date, 1);
+    const cutAtMidnight = this.exception(next) !== undefined;
+    const out: Interval[] = [];
+    for (const w of windows) {
+      const open = parseTime(w.open);
+      if (open.h === 24) throw new RangeError(`invalid opening time: ${JSON.stringify(w.open)}`);
+      const start = this.instant(date, open.h, open.min);
+      let end: number;
+      if (w.close === '24:00') {
+        end = this.startOf(next);
+      } else {
+        const close = parseTime(w.close);
+        end = w.close > w.open ? this.instant(date, close.h, close.min) : this.instant(next, close.h, close.min);
+      }
+      if (cutAtMidnight) end = Math.min(end, this.startOf(next));
+      if (end > start) out.push({ start, end, reason: w.reason });
+    }
+    return out.sort((a, b) => a.start - b.start);
+  }
+
+  /** The interval that explains why `at` is open (earliest start wins), from dates D-1 and D. */
+  containing(at: number, day: LocalDate): Interval | undefined {
+    let best: Interval | undefined;
+    for (const date of [addDays(day, -1), day]) {
+      for (const iv of this.intervalsOn(date)) {
+        if (iv.start <= at && at < iv.end && (best === undefined || iv.start < best.start)) best = iv;
+      }
+    }
+    return best;
+  }
+}
+
+function toMillis(at: Date): number {
+  const ms = at instanceof Date ? at.getTime() : Number.NaN;
+  if (!Number.isFinite(ms)) throw new RangeError('invalid date');
+  return ms;
+}
+
+function allExceptions(rules: ScheduleRules): Map<string, ScheduleException> {
+  const map = new Map<string, ScheduleException>();
+  for (const ex of rules.exceptions) if (!map.has(ex.date)) map.set(ex.date, ex);
+  return map;
+}
+
+function closedReason(cal: Calendar, day: LocalDate): string {
+  const ex = cal.exception(day);
+  if (ex === undefined) return cal.rules.weekly.length === 0 ? 'no weekly windows' : 'outside weekly windows';
+  if (isClosedException(ex)) return `exception ${ex.date}: closed`;
+  return `exception ${ex.date}: outside special hours ${ex.open}-${ex.close}`;
+}
+
+/** Merge sorted-or-not intervals into disjoint, sorted [start, end) pairs; touching ones join. */
+function merge(spans: Array<[number, number]>): Array<[number, number]> {
+  spans.sort((a, b) => a[0] - b[0]);
+  const out: Array<[number, number]> = [];
+  for (const [s, e] of spans) {
+    const last = out[out.length - 1];
+    if (last !== undefined && s <= last[1]) last[1] = Math.max(last[1], e);
+    else out.push([s, e]);
+  }
+  return out;
+}
+
+/**
+ * The first instant strictly after `at` where open flips, or null if none within the horizon. Walks dates
+ * forward from D-1, keeping the merged open spans that end after `at`; a candidate is final once it lies
+ * before the start of the next unprocessed date (later dates' intervals all start at or after it).
+ */
+function nextChange(cal: Calendar, at: number, day: LocalDate): number | null {
+  const limit = at + HORIZON_MS;
+  let spans: Array<[number, number]> = [];
+  let date = addDays(day, -1);
+  for (let i = 0; i < MAX_SCAN_DATES; i++) {
+    const fresh = cal.intervalsOn(date).filter((iv) => iv.end > at);
+    if (fresh.length > 0) spans = merge([...spans, ...fresh.map((iv): [number, number] => [iv.start, iv.end])]);
+    const next = addDays(date, 1);
+    if (i >= 1) {
+      const boundary = cal.startOf(next);
+      const first = spans[0];
+      const candidate = first === undefined ? undefined : first[0] <= at ? first[1] : first[0];
+      if (candidate !== undefined && candidate < boundary) return candidate <= limit ? candidate : null;
+      if (boundary > limit) return null;
+    }
+    date = next;
+  }
+  return null;
+}
+
+/** Whether the schedule is open at `at`, why, and when that next changes. */
+export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
+  const ms = toMillis(at);
+  const cal = new Calendar(rules, allExceptions(rules));
+  const day = cal.dateOf(ms);
+  const hit = cal.containing(ms, day);
+  const change = nextChange(cal, ms, day);
+  return {
+    open: hit !== undefined,
+    reason: hit !== undefined ? hit.reason : closedReason(cal, day),
+    nextChangeAt:
+      change === null ? null : DateTime.fromMillis(change, { zone: cal.zone }).toISO({ suppressMilliseconds: true }),
+  };
+}
+
+/** Same answer as `scheduleStatus(rules, at).open`, looking only at the intervals around `at`. */
+export function isOpen(rules: ScheduleRules, at: Date): boolean {
+  const ms = toMillis(at);
+  // Only dates D-1, D and D+1 can matter; pick their exceptions out without indexing the whole list.
+  const probe = new Calendar(rules, new Map());
+  const day = probe.dateOf(ms);
+  const wanted = new Set([addDays(day, -1).iso, day.iso, addDays(day, 1).iso]);
+  const near = new Map<string, ScheduleException>();
+  for (const ex of rules.exceptions) if (wanted.has(ex.date) && !near.has(ex.date)) near.set(ex.date, ex);
+  const cal = near.size === 0 ? probe : new Calendar(rules, near);
+  return cal.containing(ms, day) !== undefined;
+}

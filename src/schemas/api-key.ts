@@ -1,0 +1,29 @@
+import { InstantSchema, NullableInstantSchema } from './common.js';
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ApiKeyRoleSchema = Type.Union([Type.Literal('admin'), Type.Literal('viewer')], {
+  description: '`admin` reads and writes; `viewer` only reads',
+});
+export type ApiKeyRole = Static<typeof ApiKeyRoleSchema>;
+
+export const ApiKeyInputSchema = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 100 }), role: ApiKeyRoleSchema },
+  { additionalProperties: false },
+);
+
+export const ApiKeySchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  name: Type.String(),
+  role: ApiKeyRoleSchema,
+  prefix: Type.String({ description: 'First characters of the key, to recognise it' }),
+  createdAt: InstantSchema,
+  revokedAt: NullableInstantSchema,
+  lastUsedAt: NullableInstantSchema,
+});
+
+export const CreatedApiKeySchema = Type.Composite([
+  ApiKeySchema,
+  Type.Object({ key: Type.String({ description: 'The key itself. Shown only in this answer; only its hash is stored.' }) }),
+]);
+
+export const ApiKeyIdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) });

@@ -1,0 +1,30 @@
+import { InstantSchema, NullableInstantSchema } from './common.js';
+import { Type } from '@sinclair/typebox';
+
+export const NumericCursorSchema = Type.String({ pattern: '^[0-9]{1,19}$', description: 'Opaque cursor: `nextCursor` of the previous page' });
+
+export const AuditQuerySchema = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    cursor: Type.Optional(NumericCursorSchema),
+    entity: Type.Optional(Type.String({ maxLength: 64, description: 'e.g. vip-list, vip-entry, schedule, api-key' })),
+    entityId: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const AuditEntrySchema = Type.Object({
+  id: Type.String(),
+  at: InstantSchema,
+  apiKeyId: Type.Union([Type.String(), Type.Null()], { description: 'The key that made the change' }),
+  action: Type.String(),
+  entity: Type.String(),
+  entityId: Type.String(),
+  before: Type.Unknown({ description: 'The object before the change (null when created)' }),
+  after: Type.Unknown({ description: 'The object after the change (null when deleted)' }),
+});
+
+export const AuditPageSchema = Type.Object({
+  items: Type.Array(AuditEntrySchema),
+  nextCursor: Type.Union([Type.String(), Type.Null()]),
+});

@@ -1,0 +1,97 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { SlugSchema, TimestampsSchema } from './common.js';
+
+export const WeekdaySchema = Type.Union(
+  ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)),
+  { $id: 'Weekday', description: 'Day of the week, lowercase three letters' },
+);
+export type Weekday = Static<typeof WeekdaySchema>;
+
+/** `HH:MM`, 00:00–23:59. */
+export const TimeOfDaySchema = Type.String({
+  pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$',
+  description: 'Local time of day, HH:MM (24-hour)',
+  examples: ['09:00'],
+});
+/** A closing time may also be `24:00`, the end of the day. */
+export const ClosingTimeSchema = Type.String({
+  pattern: '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$',
+  description: 'Local time of day, HH:MM (24-hour); 24:00 is the end of the day. Earlier than `open` spans midnight.',
+  examples: ['18:00'],
+});
+
+export const WeeklyWindowSchema = Type.Object(
+  { day: WeekdaySchema, open: TimeOfDaySchema, close: ClosingTimeSchema },
+  { additionalProperties: false },
+);
+export type WeeklyWindow = Static<typeof WeeklyWindowSchema>;
+
+export const ClosedExceptionSchema = Type.Object(
+  { date: Type.String({ format: 'date' }), closed: Type.Literal(true), note: Type.Optional(Type.String({ maxLength: 200 })) },
+  { additionalProperties: false },
+);
+export const SpecialHoursExceptionSchema = Type.Object(
+  {
+    date: Type.String({ format: 'date' }),
+    closed: Type.Optional(Type.Literal(false)),
+    open: TimeOfDaySchema,
+    close: ClosingTimeSchema,
+    note: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+export const ScheduleExceptionSchema = Type.Union([ClosedExceptionSchema, SpecialHoursExceptionSchema]);
+export type ScheduleException = Static<typeof ScheduleExceptionSchema>;
+
+export const TimezoneSchema = Type.String({
+  format: 'iana-timezone',
+  description: 'IANA timezone name',
+  default: 'Asia/Kolkata',
+  examples: ['Asia/Kolkata', 'Europe/London'],
+});
+
+/** What the open/closed computation needs: the schedule's rules, nothing else. */
+export const ScheduleRulesSchema = Type.Object({
+  timezone: TimezoneSchema,
+  weekly: Type.Array(WeeklyWindowSchema, { maxItems: 100, default: [] }),
+  exceptions: Type.Array(ScheduleExceptionSchema, { maxItems: 1000, default: [] }),
+});
+export type ScheduleRules = Static<typeof ScheduleRulesSchema>;
+
+export const ScheduleInputSchema = Type.Object(
+  {
+    slug: SlugSchema,
+    name: Type.String({ minLength: 1, maxLength: 200 }),
+    timezone: Type.Optional(TimezoneSchema),
+    weekly: Type.Optional(ScheduleRulesSchema.properties.weekly),
+    exceptions: Type.Optional(ScheduleRulesSchema.properties.exceptions),
+  },
+  { additionalProperties: false },
+);
+export type ScheduleInput = Static<typeof ScheduleInputSchema>;
+
+export const SchedulePatchSchema = Type.Partial(Type.Omit(ScheduleInputSchema, ['slug']), { additionalProperties: false });
+export type SchedulePatch = Static<typeof SchedulePatchSchema>;
+
+export const ScheduleSchema = Type.Composite([
+  Type.Object({ slug: SlugSchema, name: Type.String() }),
+  ScheduleRulesSchema,
+  TimestampsSchema,
+]);
+export type Schedule = Static<typeof ScheduleSchema>;
+
+export const ScheduleStatusSchema = Type.Object({
+  open: Type.Boolean(),
+  reason: Type.String({ description: 'Why: the window, exception or gap that decides' }),
+  nextChangeAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+    description: 'When open/closed next flips (ISO 8601 with the schedule’s offset); null if never within a year',
+  }),
+});
+export type ScheduleStatus = Static<typeof ScheduleStatusSchema>;
+
+export const ScheduleReplaceSchema = Type.Omit(ScheduleInputSchema, ['slug'], { additionalProperties: false });
+
+export const ScheduleStatusQuerySchema = Type.Object(
+  { at: Type.Optional(Type.String({ format: 'date-time', description: 'ISO 8601 instant with any offset; default now' })) },
+  { additionalProperties: false },
+);

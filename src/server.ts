@@ -1,0 +1,68 @@
+import pino from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { ensureBootstrapKey } from './store/api-keys.js';
+import { prepareDatabase } from './store/setup.js';
+
+/** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = pino({
+    level: config.LOG_LEVEL,
+    redact: { paths: ['req.headers.authorization', 'req.query.token', '*.password', '*.secret'], censor: '[redacted]' },
+  });
+  const store = await prepareDatabase(config, log);
+  const bootstrap = await ensureBootstrapKey(store.db.prisma, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
+  if (bootstrap.generated) {
+    // Printed once, on the run that generated it; it stays in the file for later runs.
+    process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);
+  }
+  if (!config.EXOTEL_CALLBACK_SECRET) log.warn('EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone');
+
+  const app = await buildApp({ config, db: store.db, logger: log });
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown took longer than 10 s; exiting');
+      process.exit(1);
+    }, 10_000);
+    force.unref();
+    try {
+      await app.close(); // stops accepting, waits for in-flight requests
+      await store.close();
+      log.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err }, 'shutdown failed');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+
+  try {
+    await app.listen({ port: config.PORT, host: config.HOST });
+  } catch (err) {
+    log.error({ err }, 'cannot listen');
+    await store.close();
+    process.exit(1);
+  }
+  log.info(`docs at http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}/docs`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

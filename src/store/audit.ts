@@ -1,0 +1,60 @@
+import type { Prisma } from '../generated/prisma/client.js';
+import type { PrismaClient } from './database.js';
+
+/** Who makes an admin change: the API key's id (null for the service itself). */
+export interface Actor {
+  apiKeyId: string | null;
+}
+
+/** Postgres channel on which every committed change to routing data is announced. */
+export const RULES_CHANNEL = 'exoroute_rules';
+
+type Tx = Prisma.TransactionClient;
+
+/** JSON-safe copy for the audit trail (Dates → ISO strings, BigInts → strings). */
+function snapshot(value: unknown): Prisma.InputJsonValue | undefined {
+  if (value === null || value === undefined) return undefined;
+  return JSON.parse(JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v))) as Prisma.InputJsonValue;
+}
+
+/**
+ * Records an admin write inside its transaction: one audit entry, and (for routing data) a
+ * NOTIFY that Postgres delivers to every instance only when the transaction commits.
+ */
+export async function recordChange(
+  tx: Tx,
+  actor: Actor,
+  action: string,
+  entity: string,
+  entityId: string,
+  before: unknown,
+  after: unknown,
+  opts: { notify?: boolean } = {},
+): Promise<void> {
+  await tx.auditEntry.create({
+    data: { apiKeyId: actor.apiKeyId, action, entity, entityId, before: snapshot(before), after: snapshot(after) },
+  });
+  if (opts.notify !== false) {
+    await tx.$executeRaw`SELECT pg_notify(${RULES_CHANNEL}, ${`${entity}:${entityId}`})`;
+  }
+}
+
+export async function listAudit(
+  prisma: PrismaClient,
+  q: { limit: number; cursor?: string | undefined; entity?: string | undefined; entityId?: string | undefined },
+) {
+  const rows = await prisma.auditEntry.findMany({
+    where: {
+      ...(q.entity ? { entity: q.entity } : {}),
+      ...(q.entityId ? { entityId: q.entityId } : {}),
+      ...(q.cursor ? { id: { lt: BigInt(q.cursor) } } : {}),
+    },
+    orderBy: { id: 'desc' },
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return {
+    items: page.map((r) => ({ ...r, id: r.id.toString() })),
+    nextCursor: rows.length > q.limit ? page[page.length - 1]!.id.toString() : null,
+  };
+}

@@ -1,0 +1,149 @@
+import type { CountryCode } from 'libphonenumber-js';
+import type { PrismaClient } from './database.js';
+import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
+import { InvalidFieldError, NotFoundError } from '../errors.js';
+import { toE164 } from '../exotel/phone.js';
+import { recordChange, type Actor } from './audit.js';
+import { assertUnreferenced } from './references.js';
+
+const ENTITY = 'vip-list';
+
+const withCount = <T extends { _count: { entries: number } }>({ _count, ...list }: T) => ({ ...list, entryCount: _count.entries });
+const listSelect = {
+  id: true, slug: true, name: true, description: true, createdAt: true, updatedAt: true,
+  _count: { select: { entries: true } },
+} as const;
+
+export async function listVipLists(prisma: PrismaClient) {
+  const rows = await prisma.vipList.findMany({ select: listSelect, orderBy: { slug: 'asc' } });
+  return rows.map(withCount);
+}
+
+export async function getVipList(prisma: PrismaClient, slug: string) {
+  const row = await prisma.vipList.findUnique({ where: { slug }, select: listSelect });
+  if (!row) throw new NotFoundError(ENTITY, slug);
+  return withCount(row);
+}
+
+export async function createVipList(prisma: PrismaClient, actor: Actor, input: VipListInput) {
+  return prisma.$transaction(async (tx) => {
+    const row = withCount(await tx.vipList.create({ data: input, select: listSelect }));
+    await recordChange(tx, actor, 'create', ENTITY, input.slug, null, row);
+    return row;
+  });
+}
+
+export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: string, patch: VipListPatch) {
+  return prisma.$transaction(async (tx) => {
+    const before = await tx.vipList.findUnique({ where: { slug }, select: listSelect });
+    if (!before) throw new NotFoundError(ENTITY, slug);
+    const after = withCount(await tx.vipList.update({ where: { slug }, data: patch, select: listSelect }));
+    await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
+    return after;
+  });
+}
+
+export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: string) {
+  return prisma.$transaction(async (tx) => {
+    const before = await tx.vipList.findUnique({ where: { slug }, select: listSelect });
+    if (!before) throw new NotFoundError(ENTITY, slug);
+    await assertUnreferenced(tx, ENTITY, slug);
+    await tx.vipList.delete({ where: { slug } });
+    await recordChange(tx, actor, 'delete', ENTITY, slug, withCount(before), null);
+  });
+}
+
+async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Promise<number> {
+  const list = await prisma.vipList.findUnique({ where: { slug }, select: { id: true } });
+  if (!list) throw new NotFoundError(ENTITY, slug);
+  return list.id;
+}
+
+const entrySelect = { id: true, number: true, name: true, tier: true, note: true, expiresAt: true, createdAt: true, updatedAt: true } as const;
+
+export async function listVipEntries(
+  prisma: PrismaClient,
+  slug: string,
+  q: { limit: number; cursor?: string | undefined; q?: string | undefined },
+) {
+  const id = await listId(prisma, slug);
+  const digits = q.q?.replace(/\D/g, '') ?? '';
+  const search = q.q
+    ? { OR: [...(digits ? [{ number: { contains: digits } }] : []), { name: { contains: q.q, mode: 'insensitive' as const } }] }
+    : {};
+  const rows = await prisma.vipEntry.findMany({
+    where: { listId: id, ...search, ...(q.cursor ? { id: { gt: Number(q.cursor) } } : {}) },
+    select: entrySelect,
+    orderBy: { id: 'asc' },
+    take: q.limit + 1,
+  });
+  const page = rows.slice(0, q.limit);
+  return { items: page, nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null };
+}
+
+interface NormalisedEntry {
+  number: string;
+  name: string | null;
+  tier: string | null;
+  note: string | null;
+  expiresAt: Date | null;
+}
+
+/** Normalises numbers to E.164; 400 naming the entry and field on the first bad one. Later duplicates win. */
+function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldPrefix: string): NormalisedEntry[] {
+  const byNumber = new Map<string, NormalisedEntry>();
+  entries.forEach((e, i) => {
+    const at = fieldPrefix === '' ? 'body' : `body/${i}`;
+    const number = toE164(e.number, country);
+    if (!number) throw new InvalidFieldError(`${at}/number`, `'${e.number}' is not a valid phone number (default country ${country})`);
+    byNumber.set(number, { number, name: e.name ?? null, tier: e.tier ?? null, note: e.note ?? null, expiresAt: e.expiresAt ? new Date(e.expiresAt) : null });
+  });
+  return [...byNumber.values()];
+}
+
+/**
+ * Upserts entries by number in one statement, however many (up to 10,000): Postgres unnests the
+ * column arrays and `ON CONFLICT` updates existing numbers. `xmax = 0` tells inserted rows apart.
+ */
+export async function upsertVipEntries(
+  prisma: PrismaClient,
+  actor: Actor,
+  slug: string,
+  body: VipEntryInput | VipEntryInput[],
+  country: CountryCode,
+) {
+  const many = Array.isArray(body);
+  const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
+  return prisma.$transaction(async (tx) => {
+    const id = await listId(tx, slug);
+    const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
+      INSERT INTO vip_entries (list_id, number, name, tier, note, expires_at, updated_at)
+      SELECT ${id}, e.number, e.name, e.tier, e.note, e.expires_at, now()
+      FROM unnest(${entries.map((e) => e.number)}::text[], ${entries.map((e) => e.name)}::text[],
+                  ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
+                  ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
+           AS e(number, name, tier, note, expires_at)
+      ON CONFLICT (list_id, number) DO UPDATE SET
+        name = EXCLUDED.name, tier = EXCLUDED.tier, note = EXCLUDED.note,
+        expires_at = EXCLUDED.expires_at, updated_at = now()
+      RETURNING id, (xmax = 0) AS inserted`;
+    const inserted = rows.filter((r) => r.inserted).length;
+    const result = { inserted, updated: rows.length - inserted };
+    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, null, { ...result, numbers: entries.map((e) => e.number) });
+    if (many) return { many: true as const, result };
+    const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: entries[0]!.number } }, select: entrySelect });
+    return { many: false as const, entry, inserted: inserted === 1 };
+  });
+}
+
+export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode) {
+  const number = toE164(rawNumber, country);
+  if (!number) throw new InvalidFieldError('params/number', `'${rawNumber}' is not a valid phone number`);
+  return prisma.$transaction(async (tx) => {
+    const id = await listId(tx, slug);
+    const before = await tx.vipEntry.findUnique({ where: { listId_number: { listId: id, number } }, select: entrySelect });
+    if (!before) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
+    await tx.vipEntry.delete({ where: { id: before.id } });
+    await recordChange(tx, actor, 'delete-entry', ENTITY, slug, before, null);
+  });
+}

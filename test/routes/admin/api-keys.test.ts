@@ -1,0 +1,77 @@
+import t from 'tap';
+import { ADMIN_KEY, buildTestApp } from '../../helper.js';
+import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
+
+t.test('admin API keys', async (t) => {
+  const { app, admin, db } = await buildTestApp(t);
+
+  t.test('401 without a key, with a malformed header, and with an unknown key', async (t) => {
+    for (const authorization of [undefined, 'Basic abc', 'Bearer exr_nope']) {
+      const res = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: authorization ? { authorization } : {} });
+      t.equal(res.statusCode, 401, String(authorization));
+      t.match(res.json(), { statusCode: 401, error: 'Unauthorized', message: /key/ });
+    }
+  });
+
+  let viewerKey = '';
+  let viewerId = '';
+  t.test('an admin creates a viewer key; the key is shown once and only its hash is stored', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'support lead', role: 'viewer' } });
+    t.equal(res.statusCode, 201);
+    const body = res.json();
+    t.match(body, { name: 'support lead', role: 'viewer', key: /^exr_/, revokedAt: null });
+    viewerKey = body.key;
+    viewerId = body.id;
+    const stored = await db.prisma.apiKey.findUniqueOrThrow({ where: { id: viewerId } });
+    t.not(stored.hash, viewerKey);
+    t.notOk(JSON.stringify(stored).includes(viewerKey), 'the key itself is not stored');
+    const list = await admin({ method: 'GET', url: '/admin/api-keys' });
+    t.equal(list.statusCode, 200);
+    t.notOk(list.body.includes(viewerKey), 'listing never shows keys');
+    t.ok(list.json().some((k: { id: string }) => k.id === viewerId));
+  });
+
+  t.test('a viewer can read but gets 403 on writes', async (t) => {
+    const headers = { authorization: `Bearer ${viewerKey}` };
+    t.equal((await app.inject({ method: 'GET', url: '/admin/vip-lists', headers })).statusCode, 200);
+    const res = await app.inject({ method: 'POST', url: '/admin/vip-lists', headers, payload: { slug: 'x', name: 'X' } });
+    t.equal(res.statusCode, 403);
+    t.match(res.json().message, /viewer/);
+  });
+
+  t.test('bad role and unknown fields are 400 naming the field', async (t) => {
+    const bad = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'x', role: 'root' } });
+    t.equal(bad.statusCode, 400);
+    t.match(bad.json().message, /body\/role/);
+    const extra = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'x', role: 'admin', hash: 'abc' } });
+    t.equal(extra.statusCode, 400);
+    t.match(extra.json().message, 'body/hash: unknown field');
+  });
+
+  t.test('revoking a key makes it fail with 401, and is audited', async (t) => {
+    const res = await admin({ method: 'DELETE', url: `/admin/api-keys/${viewerId}` });
+    t.equal(res.statusCode, 200);
+    t.ok(res.json().revokedAt);
+    const after = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: `Bearer ${viewerKey}` } });
+    t.equal(after.statusCode, 401);
+    t.equal((await admin({ method: 'DELETE', url: `/admin/api-keys/${viewerId}` })).statusCode, 404, 'revoking twice is 404');
+    const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json();
+    t.same(audit.items.map((a: { action: string }) => a.action), ['revoke', 'create']);
+    t.equal(audit.items[0].apiKeyId, BOOTSTRAP_KEY_ID, 'the audit names the key that acted');
+    t.notOk(JSON.stringify(audit).includes(viewerKey), 'the audit trail never holds a key');
+  });
+
+  t.test('the bootstrap key cannot be revoked through the API', async (t) => {
+    const res = await admin({ method: 'DELETE', url: `/admin/api-keys/${BOOTSTRAP_KEY_ID}` });
+    t.equal(res.statusCode, 409);
+    t.match(res.json().message, /ADMIN_API_KEY/);
+  });
+
+  t.test('unknown and malformed ids', async (t) => {
+    t.equal((await admin({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-00000000ffff' })).statusCode, 404);
+    const bad = await admin({ method: 'DELETE', url: '/admin/api-keys/nope' });
+    t.equal(bad.statusCode, 400);
+    t.match(bad.json().message, /params\/id/);
+  });
+  t.ok(ADMIN_KEY);
+});
