@@ -36,7 +36,12 @@ function describeSchemaError(errors: ErrorObject[], dataVar: string): string {
       const text = e.keyword === 'pattern' && described ? `must be: ${described}` : (e.message ?? 'is invalid');
       return { path: e.instancePath, text };
     });
-  const best = located.sort((a, b) => b.path.split('/').length - a.path.split('/').length)[0];
+  // Deepest first; at equal depth, a wrong value beats a wrong shape (the shape errors of an
+  // `anyOf` branch that was not meant, e.g. a missing `closed` when special hours were given).
+  const shapeOnly = (k: string) => (['required', 'additionalProperties', 'const', 'type'].includes(k) ? 1 : 0);
+  const best = located
+    .map((l, i) => ({ ...l, shape: shapeOnly(errors.filter((e) => !['anyOf', 'oneOf', 'if'].includes(e.keyword))[i]!.keyword) }))
+    .sort((a, b) => b.path.split('/').length - a.path.split('/').length || a.shape - b.shape)[0];
   if (!best) return `${dataVar}: ${errors[0]?.message ?? 'is invalid'}`;
   return `${dataVar}${best.path}: ${best.text}`;
 }

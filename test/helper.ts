@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import pino from 'pino';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
 import { buildApp } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
@@ -56,7 +56,7 @@ export interface TestApp {
   db: Database;
   config: Config;
   /** inject() with the bootstrap admin key */
-  admin: (opts: { method: string; url: string; payload?: unknown; headers?: Record<string, string> }) => ReturnType<FastifyInstance['inject']>;
+  admin: (opts: { method: string; url: string; payload?: unknown; headers?: Record<string, string> }) => Promise<LightMyRequestResponse>;
 }
 
 /** The app as the server builds it, on a fresh migrated database, with ADMIN_KEY as bootstrap key. */

@@ -11,9 +11,15 @@ const STATUS_TEXT: Record<number, string> = {
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
-  const meta = err.meta as { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: string[] } } } } | undefined;
-  const fields = meta?.driverAdapterError?.cause?.constraint?.fields ?? (Array.isArray(meta?.target) ? meta.target : []);
-  return fields.length > 0 ? fields.map((f) => String(f).replaceAll('"', '')).join(', ') : 'a unique field';
+  const meta = err.meta as
+    | { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: string[]; index?: string } } } }
+    | undefined;
+  const constraint = meta?.driverAdapterError?.cause?.constraint;
+  const fields = constraint?.fields ?? (Array.isArray(meta?.target) ? meta.target : []);
+  if (fields.length > 0) return fields.map((f) => String(f).replaceAll('"', '')).join(', ');
+  // The pg adapter names only the index; ours follow Prisma's `<table>_<column>_key`.
+  if (constraint?.index?.endsWith('_slug_key')) return 'slug';
+  return 'unique value';
 }
 
 /** Maps domain, validation and Prisma errors to `{statusCode, error, message}`; 5xx never leak internals. */

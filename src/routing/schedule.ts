@@ -136,7 +136,7 @@ class Calendar {
     for (const probe of [t - 3 * HOUR_MS, t - DAY_MS]) {
       const offset = this.zone.offset(probe);
       const candidate = wall - offset * MINUTE_MS;
-      void candidate;
+      if (candidate < t && this.zone.offset(candidate) === offset) t = candidate;
     }
     return t;
   }

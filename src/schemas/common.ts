@@ -19,7 +19,7 @@ export const TimestampsSchema = Type.Object({ createdAt: InstantSchema, updatedA
 
 export const ErrorSchema = Type.Object(
   { statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) },
-  { $id: 'Error', description: 'Fastify error shape; message names the field and the problem' },
+  { description: 'Fastify error shape; message names the field and the problem' },
 );
 
 export const PageQuerySchema = Type.Object({

@@ -3,7 +3,7 @@ import { SlugSchema, TimestampsSchema } from './common.js';
 
 export const WeekdaySchema = Type.Union(
   ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)),
-  { $id: 'Weekday', description: 'Day of the week, lowercase three letters' },
+  { description: 'Day of the week, lowercase three letters' },
 );
 export type Weekday = Static<typeof WeekdaySchema>;
 
@@ -70,12 +70,29 @@ export const ScheduleInputSchema = Type.Object(
 );
 export type ScheduleInput = Static<typeof ScheduleInputSchema>;
 
-export const SchedulePatchSchema = Type.Partial(Type.Omit(ScheduleInputSchema, ['slug']), { additionalProperties: false });
+/**
+ * Same fields as the input, without `default`s: Ajv (`useDefaults`) would otherwise fill every field left
+ * out of a PATCH, and the merge would reset timezone, weekly and exceptions.
+ */
+export const SchedulePatchSchema = Type.Object(
+  {
+    name: Type.Optional(ScheduleInputSchema.properties.name),
+    timezone: Type.Optional(Type.String({ format: 'iana-timezone', description: 'IANA timezone name', examples: ['Asia/Kolkata'] })),
+    weekly: Type.Optional(Type.Array(WeeklyWindowSchema, { maxItems: 100 })),
+    exceptions: Type.Optional(Type.Array(ScheduleExceptionSchema, { maxItems: 1000 })),
+  },
+  { additionalProperties: false },
+);
 export type SchedulePatch = Static<typeof SchedulePatchSchema>;
 
 export const ScheduleSchema = Type.Composite([
-  Type.Object({ slug: SlugSchema, name: Type.String() }),
-  ScheduleRulesSchema,
+  Type.Object({
+    slug: SlugSchema,
+    name: Type.String(),
+    timezone: Type.String({ description: 'IANA timezone name' }),
+    weekly: Type.Array(WeeklyWindowSchema),
+    exceptions: Type.Array(ScheduleExceptionSchema),
+  }),
   TimestampsSchema,
 ]);
 export type Schedule = Static<typeof ScheduleSchema>;

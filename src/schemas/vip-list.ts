@@ -2,11 +2,18 @@ import { Type, type Static } from '@sinclair/typebox';
 import { NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
 import { NumericCursorSchema } from './audit.js';
 
+/**
+ * `string | null` as one JSON type list, not an `anyOf`: with Ajv's `coerceTypes` an `anyOf` tries the
+ * string branch first and turns `null` into `""` before the null branch is reached.
+ */
+const NullableString = (opts: { maxLength: number; format?: string; description?: string }) =>
+  Type.Unsafe<string | null>({ type: ['string', 'null'], ...opts });
+
 export const VipListInputSchema = Type.Object(
   {
     slug: SlugSchema,
     name: Type.String({ minLength: 1, maxLength: 200 }),
-    description: Type.Optional(Type.Union([Type.String({ maxLength: 2000 }), Type.Null()])),
+    description: Type.Optional(NullableString({ maxLength: 2000 })),
   },
   { additionalProperties: false },
 );
@@ -36,19 +43,20 @@ const PhoneInputSchema = Type.String({
 export const VipEntryInputSchema = Type.Object(
   {
     number: PhoneInputSchema,
-    name: Type.Optional(Type.Union([Type.String({ maxLength: 200 }), Type.Null()])),
-    tier: Type.Optional(Type.Union([Type.String({ maxLength: 50 }), Type.Null()])),
-    note: Type.Optional(Type.Union([Type.String({ maxLength: 2000 }), Type.Null()])),
-    expiresAt: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'After this instant the entry no longer matches' })),
+    name: Type.Optional(NullableString({ maxLength: 200 })),
+    tier: Type.Optional(NullableString({ maxLength: 50 })),
+    note: Type.Optional(NullableString({ maxLength: 2000 })),
+    expiresAt: Type.Optional(NullableString({ maxLength: 64, format: 'date-time', description: 'After this instant the entry no longer matches' })),
   },
   { additionalProperties: false },
 );
 export type VipEntryInput = Static<typeof VipEntryInputSchema>;
 
 export const MAX_BULK_ENTRIES = 10_000;
+// The array first: when both branches fail at the top (too many items), its error is the one named.
 export const VipEntriesBodySchema = Type.Union([
-  VipEntryInputSchema,
   Type.Array(VipEntryInputSchema, { minItems: 1, maxItems: MAX_BULK_ENTRIES }),
+  VipEntryInputSchema,
 ]);
 
 export const VipEntrySchema = Type.Composite([

@@ -1,10 +1,14 @@
 import { createHash, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 
-export const MIGRATIONS_DIR = fileURLToPath(new URL('../../prisma/migrations/', import.meta.url));
+/** prisma/migrations at the repository (or image) root: two levels up from src/store, three from dist/src/store. */
+export const MIGRATIONS_DIR = ['../../prisma/migrations/', '../../../prisma/migrations/']
+  .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
+  .find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../prisma/migrations/', import.meta.url));
 
 /** Same DDL and advisory lock id as Prisma's schema engine, so `prisma migrate deploy` agrees. */
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (

@@ -2,7 +2,8 @@ import t from 'tap';
 import { isOpen, scheduleStatus } from '../../src/routing/schedule.js';
 import type { ScheduleRules, ScheduleStatus, Weekday, WeeklyWindow } from '../../src/schemas/schedule.js';
 
-type Test = typeof t;
+/** The assertions the helpers use; satisfied by the root `t` and by every subtest. */
+type Test = Pick<typeof t, 'strictSame' | 'equal' | 'ok'>;
 
 const KOLKATA = 'Asia/Kolkata';
 const LONDON = 'Europe/London';

@@ -3,6 +3,8 @@ import apiKeys from './api-keys/index.js';
 import audit from './audit/index.js';
 import vipLists from './vip-lists/index.js';
 import schedules from './schedules/index.js';
+import flows from './flows/index.js';
+import cdrs from './cdrs/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
 const admin: FastifyPluginAsync = async (app) => {
@@ -10,5 +12,7 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(audit);
   await app.register(vipLists);
   await app.register(schedules);
+  await app.register(flows);
+  await app.register(cdrs);
 };
 export default admin;

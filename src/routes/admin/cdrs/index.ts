@@ -1,0 +1,56 @@
+import type { Readable } from 'node:stream';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ErrorSchema } from '../../../schemas/common.js';
+import {
+  CallSidParamsSchema, CallTimelineSchema, CdrFilterQuerySchema, CdrIdParamsSchema, CdrListQuerySchema, CdrPageSchema, CdrSchema,
+} from '../../../schemas/cdr.js';
+import { getCallTimeline, getCdr, listCdrs, openCdrCsvStream } from '../../../store/cdrs.js';
+
+const tags = ['cdrs'];
+const security = [{ bearer: [] }];
+const errors = { 400: ErrorSchema, 404: ErrorSchema };
+// A string on the wire; in code the handler answers with the stream that produces it.
+const CsvStreamSchema = Type.Unsafe<Readable>({ type: 'string' });
+const filterHelp =
+  'Filters combine with AND. `number` takes any format and matches the caller, the called number or the dialed agent; ' +
+  '`from` is inclusive and `to` exclusive, on the time exoroute received the callback.';
+
+/** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const { prisma, pool } = app.db;
+  const country = app.config.DEFAULT_COUNTRY;
+
+  app.get('/cdrs', {
+    schema: { tags, security, operationId: 'listCdrs', summary: 'CDRs, newest first, filtered; cursor paging',
+      description: filterHelp, querystring: CdrListQuerySchema, response: { 200: CdrPageSchema, 400: ErrorSchema } },
+  }, async (request) => listCdrs(prisma, request.query, country));
+
+  // A static path: find-my-way matches it before the /cdrs/:id parameter route.
+  app.get('/cdrs.csv', {
+    schema: { tags, security, operationId: 'exportCdrsCsv', summary: 'The filtered CDRs as one streamed CSV file with a header row',
+      description: `${filterHelp} Newest first, no paging: the file holds every matching CDR.`,
+      querystring: CdrFilterQuerySchema,
+      response: {
+        200: { description: 'CSV (RFC 4180), header row first', content: { 'text/csv': { schema: CsvStreamSchema } } },
+        400: ErrorSchema,
+      } },
+  }, async (request, reply) => {
+    const csv = await openCdrCsvStream(pool, request.query, country);
+    return reply
+      .type('text/csv; charset=utf-8')
+      .header('content-disposition', 'attachment; filename="cdrs.csv"')
+      .send(csv);
+  });
+
+  app.get('/cdrs/:id', {
+    schema: { tags, security, operationId: 'getCdr', summary: 'One CDR with every field, raw params, legs and decision',
+      params: CdrIdParamsSchema, response: { 200: CdrSchema, ...errors } },
+  }, async (request) => getCdr(prisma, request.params.id));
+
+  app.get('/calls/:callSid', {
+    schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first',
+      params: CallSidParamsSchema, response: { 200: CallTimelineSchema, ...errors } },
+  }, async (request) => getCallTimeline(prisma, request.params.callSid));
+};
+export default routes;

@@ -1,0 +1,136 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
+
+const E164Schema = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164 phone number, e.g. +919812345678' });
+const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
+
+const TextMatchSchema = Type.Union([
+  Type.Object({ equals: Type.String({ maxLength: 200 }) }, { additionalProperties: false }),
+  Type.Object({ in: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
+]);
+
+/** Conditions of a rule: every one given must hold (SPEC §4). */
+export const ConditionsSchema = Type.Object(
+  {
+    callerIn: Type.Optional({ ...SlugSchema, description: 'Caller is a live entry of this VIP list' }),
+    callerNotIn: Type.Optional({ ...SlugSchema, description: 'Caller is not a live entry of this VIP list' }),
+    openBy: Type.Optional({ ...SlugSchema, description: 'This schedule is open now' }),
+    closedBy: Type.Optional({ ...SlugSchema, description: 'This schedule is closed now' }),
+    digits: Type.Optional(
+      Type.Union([
+        ...TextMatchSchema.anyOf,
+        Type.Object({ prefix: Type.String({ minLength: 1, maxLength: 50 }) }, { additionalProperties: false }),
+      ], { description: 'Digits entered in a Gather/IVR applet: {equals}, {in} or {prefix}' }),
+    ),
+    callerPrefix: Type.Optional(
+      Type.Array(Type.String({ pattern: '^\\+[0-9]{1,14}$' }), { minItems: 1, maxItems: 1000, description: 'Caller E.164 number starts with one of these, e.g. "+9180"' }),
+    ),
+    calledNumber: Type.Optional(Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 1000, description: 'The ExoPhone called (CallTo) is one of these' })),
+    direction: Type.Optional(Type.String({ minLength: 1, maxLength: 50, description: "Call direction as Exotel sends it, e.g. 'incoming'" })),
+    customField: Type.Optional({ ...TextMatchSchema, description: 'CustomField set when the call was made through the API: {equals} or {in}' }),
+    dialCallStatus: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 50 }), { minItems: 1, maxItems: 10, description: "Outcome of the previous Connect, e.g. ['busy','no-answer']" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type Conditions = Static<typeof ConditionsSchema>;
+
+export const PassthruActionSchema = Type.Object(
+  {
+    branch: Type.Union([Type.Literal('A'), Type.Literal('B')], { description: 'A → 200 OK, B → 302 Found' }),
+    url: Type.Optional(Type.String({ format: 'uri', maxLength: 2000, description: 'Answer 200 with this URL as text/plain' })),
+  },
+  { additionalProperties: false },
+);
+export const SwitchActionSchema = Type.Object(
+  { select: Type.String({ minLength: 1, maxLength: 100, description: 'Case of the Switch-case applet' }) },
+  { additionalProperties: false },
+);
+export const DialGroupActionSchema = Type.Object({ dialGroup: SlugSchema }, { additionalProperties: false });
+export const DialNumbersActionSchema = Type.Object(
+  { numbers: Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 50, description: 'Numbers to dial, in order' }) },
+  { additionalProperties: false },
+);
+export const ActionSchema = Type.Union([PassthruActionSchema, SwitchActionSchema, DialGroupActionSchema, DialNumbersActionSchema], {
+  description: 'passthru flows: {branch, url?}; switch flows: {select}; dial flows: {dialGroup} or {numbers}',
+});
+export type PassthruAction = Static<typeof PassthruActionSchema>;
+export type SwitchAction = Static<typeof SwitchActionSchema>;
+export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
+export type Action = Static<typeof ActionSchema>;
+
+export const RuleSchema = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 100 }), when: ConditionsSchema, then: ActionSchema },
+  { additionalProperties: false },
+);
+export type Rule = Static<typeof RuleSchema>;
+
+export const FlowTypeSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial')]);
+export type FlowType = Static<typeof FlowTypeSchema>;
+
+const FlowFields = {
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  type: FlowTypeSchema,
+  mode: Type.Optional(Type.Union([Type.Literal('sync'), Type.Literal('async')], { description: 'passthru only: async answers 200 at once', default: 'sync' })),
+  rules: Type.Array(RuleSchema, { maxItems: 200, description: 'Tried in order; the first whose conditions all hold decides' }),
+  otherwise: ActionSchema,
+  onError: ActionSchema,
+};
+
+export const FlowInputSchema = Type.Object({ slug: SlugSchema, ...FlowFields }, { additionalProperties: false });
+export type FlowInput = Static<typeof FlowInputSchema>;
+export const FlowReplaceSchema = Type.Object(FlowFields, { additionalProperties: false });
+export type FlowReplace = Static<typeof FlowReplaceSchema>;
+
+export const FlowSchema = Type.Composite([
+  Type.Object({
+    slug: SlugSchema,
+    name: Type.String(),
+    type: FlowTypeSchema,
+    mode: Type.Union([Type.Literal('sync'), Type.Literal('async')]),
+    rules: Type.Array(RuleSchema),
+    otherwise: ActionSchema,
+    onError: ActionSchema,
+  }),
+  TimestampsSchema,
+]);
+export type Flow = Static<typeof FlowSchema>;
+
+export const CallbackEndpointSchema = Type.Union(
+  ['passthru', 'switch', 'dial-whom', 'connect'].map((e) => Type.Literal(e)),
+);
+
+export const SimulateInputSchema = Type.Object(
+  {
+    endpoint: CallbackEndpointSchema,
+    params: Type.Record(Type.String({ maxLength: 100 }), Type.Union([Type.String({ maxLength: 2048 }), Type.Number(), Type.Boolean()]), {
+      description: 'Exotel parameters as the applet would send them (CallSid, CallFrom, digits, ...)',
+    }),
+    at: Type.Optional(Type.String({ format: 'date-time', description: 'Pretend it is this instant (default now)' })),
+  },
+  { additionalProperties: false },
+);
+
+export const ConditionTraceSchema = Type.Object({ condition: Type.String(), held: Type.Boolean(), why: Type.String() });
+export const RuleTraceSchema = Type.Object({
+  index: Type.Integer(),
+  name: Type.String(),
+  result: Type.Union([Type.Literal('matched'), Type.Literal('not matched'), Type.Literal('not evaluated')]),
+  conditions: Type.Array(ConditionTraceSchema),
+});
+export type RuleTrace = Static<typeof RuleTraceSchema>;
+
+export const SimulateResultSchema = Type.Object({
+  answer: Type.Object({
+    statusCode: Type.Integer(),
+    contentType: Type.Union([Type.String(), Type.Null()]),
+    body: Type.String(),
+  }, { description: 'Exactly what the callback endpoint would answer' }),
+  action: Type.Union([ActionSchema, Type.Null()]),
+  decidedBy: Type.String({ description: "'rule', 'otherwise', 'onError' or 'rejected'" }),
+  matchedRule: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.Union([Type.String(), Type.Null()]),
+  trace: Type.Array(RuleTraceSchema),
+  at: NullableInstantSchema,
+});

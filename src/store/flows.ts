@@ -1,0 +1,156 @@
+import type { CountryCode } from 'libphonenumber-js';
+import type { Prisma } from '../generated/prisma/client.js';
+import type { PrismaClient } from './database.js';
+import type { Action, Flow, FlowInput, FlowReplace, FlowType, Rule } from '../schemas/flow.js';
+import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
+import { toE164 } from '../exotel/phone.js';
+import { recordChange, type Actor } from './audit.js';
+
+const ENTITY = 'flow';
+type Tx = Prisma.TransactionClient;
+type Row = { slug: string; name: string; type: string; mode: string; rules: unknown; otherwise: unknown; onError: unknown; createdAt: Date; updatedAt: Date };
+const select = { slug: true, name: true, type: true, mode: true, rules: true, otherwise: true, onError: true, createdAt: true, updatedAt: true } as const;
+
+export function toFlow(row: Row): Flow {
+  return {
+    ...row,
+    type: row.type as FlowType,
+    mode: row.mode as Flow['mode'],
+    rules: row.rules as Rule[],
+    otherwise: row.otherwise as Action,
+    onError: row.onError as Action,
+  };
+}
+
+const ACTION_KEYS: Record<FlowType, string[][]> = {
+  passthru: [['branch', 'url'], ['branch']],
+  switch: [['select']],
+  dial: [['dialGroup'], ['numbers']],
+};
+const ACTION_HELP: Record<FlowType, string> = {
+  passthru: '{"branch":"A"|"B","url"?}',
+  switch: '{"select":"<case>"}',
+  dial: '{"dialGroup":"<slug>"} or {"numbers":[...]}',
+};
+
+/** The action fits the flow's type; dial numbers become E.164. 400 naming the field otherwise. */
+function checkAction(type: FlowType, action: Action, field: string, country: CountryCode): Action {
+  const keys = Object.keys(action).sort().join(',');
+  if (!ACTION_KEYS[type].some((k) => [...k].sort().join(',') === keys)) {
+    throw new InvalidFieldError(field, `a ${type} flow's action is ${ACTION_HELP[type]}`);
+  }
+  if ('numbers' in action) {
+    return {
+      numbers: action.numbers.map((n, i) => {
+        const e164 = toE164(n, country);
+        if (!e164) throw new InvalidFieldError(`${field}/numbers/${i}`, `'${n}' is not a valid phone number`);
+        return e164;
+      }),
+    };
+  }
+  return action;
+}
+
+/** Validates what the schema cannot, and normalises numbers. */
+function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mode: 'sync' | 'async' } {
+  if (input.mode === 'async' && input.type !== 'passthru') throw new InvalidFieldError('body/mode', 'only passthru flows can be async');
+  const names = new Set<string>();
+  const rules = input.rules.map((rule, i) => {
+    if (names.has(rule.name)) throw new InvalidFieldError(`body/rules/${i}/name`, `'${rule.name}' is used by an earlier rule; rule names are unique in a flow`);
+    names.add(rule.name);
+    const when = { ...rule.when };
+    if (when.calledNumber) {
+      when.calledNumber = when.calledNumber.map((n, j) => {
+        const e164 = toE164(n, country);
+        if (!e164) throw new InvalidFieldError(`body/rules/${i}/when/calledNumber/${j}`, `'${n}' is not a valid phone number`);
+        return e164;
+      });
+    }
+    return { name: rule.name, when, then: checkAction(input.type, rule.then, `body/rules/${i}/then`, country) };
+  });
+  return {
+    ...input,
+    mode: input.mode ?? 'sync',
+    rules,
+    otherwise: checkAction(input.type, input.otherwise, 'body/otherwise', country),
+    onError: checkAction(input.type, input.onError, 'body/onError', country),
+  };
+}
+
+/** 422 naming every VIP list, schedule or dial group the flow refers to that does not exist. */
+async function checkReferences(tx: Tx, flow: FlowReplace): Promise<void> {
+  const want = { vipLists: new Set<string>(), schedules: new Set<string>(), dialGroups: new Set<string>() };
+  for (const rule of flow.rules) {
+    for (const slug of [rule.when.callerIn, rule.when.callerNotIn]) if (slug) want.vipLists.add(slug);
+    for (const slug of [rule.when.openBy, rule.when.closedBy]) if (slug) want.schedules.add(slug);
+  }
+  for (const action of [...flow.rules.map((r) => r.then), flow.otherwise, flow.onError]) {
+    if ('dialGroup' in action) want.dialGroups.add(action.dialGroup);
+  }
+  const [lists, schedules, groups] = await Promise.all([
+    tx.vipList.findMany({ where: { slug: { in: [...want.vipLists] } }, select: { slug: true } }),
+    tx.schedule.findMany({ where: { slug: { in: [...want.schedules] } }, select: { slug: true } }),
+    tx.dialGroup.findMany({ where: { slug: { in: [...want.dialGroups] } }, select: { slug: true } }),
+  ]);
+  const missing = (kind: string, wanted: Set<string>, found: { slug: string }[]) => {
+    const have = new Set(found.map((f) => f.slug));
+    return [...wanted].filter((s) => !have.has(s)).map((s) => `${kind} '${s}'`);
+  };
+  const problems = [
+    ...missing('vip-list', want.vipLists, lists),
+    ...missing('schedule', want.schedules, schedules),
+    ...missing('dial-group', want.dialGroups, groups),
+  ];
+  if (problems.length > 0) throw new UnprocessableError(`the flow refers to ${problems.join(', ')}, which ${problems.length > 1 ? 'do' : 'does'} not exist`);
+}
+
+const toJson = (v: unknown) => v as Prisma.InputJsonValue;
+
+export async function listFlows(prisma: PrismaClient): Promise<Flow[]> {
+  return (await prisma.flow.findMany({ select, orderBy: { slug: 'asc' } })).map(toFlow);
+}
+
+export async function getFlow(prisma: PrismaClient, slug: string): Promise<Flow> {
+  const row = await prisma.flow.findUnique({ where: { slug }, select });
+  if (!row) throw new NotFoundError(ENTITY, slug);
+  return toFlow(row);
+}
+
+export async function createFlow(prisma: PrismaClient, actor: Actor, input: FlowInput, country: CountryCode): Promise<Flow> {
+  const { slug, ...rest } = input;
+  const flow = normalise(rest, country);
+  return prisma.$transaction(async (tx) => {
+    await checkReferences(tx, flow);
+    const row = toFlow(await tx.flow.create({
+      data: { slug, ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
+      select,
+    }));
+    await recordChange(tx, actor, 'create', ENTITY, slug, null, row);
+    return row;
+  });
+}
+
+export async function replaceFlow(prisma: PrismaClient, actor: Actor, slug: string, input: FlowReplace, country: CountryCode): Promise<Flow> {
+  const flow = normalise(input, country);
+  return prisma.$transaction(async (tx) => {
+    const found = await tx.flow.findUnique({ where: { slug }, select });
+    if (!found) throw new NotFoundError(ENTITY, slug);
+    await checkReferences(tx, flow);
+    const after = toFlow(await tx.flow.update({
+      where: { slug },
+      data: { ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
+      select,
+    }));
+    await recordChange(tx, actor, 'replace', ENTITY, slug, toFlow(found), after);
+    return after;
+  });
+}
+
+export async function deleteFlow(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
+  await prisma.$transaction(async (tx) => {
+    const found = await tx.flow.findUnique({ where: { slug }, select });
+    if (!found) throw new NotFoundError(ENTITY, slug);
+    await tx.flow.delete({ where: { slug } });
+    await recordChange(tx, actor, 'delete', ENTITY, slug, toFlow(found), null);
+  });
+}

@@ -1,0 +1,171 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Database } from './database.js';
+import type { Flow } from '../schemas/flow.js';
+import type { ScheduleRules, ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
+import { RULES_CHANNEL } from './audit.js';
+import { toFlow } from './flows.js';
+
+export interface VipMember {
+  /** epoch ms after which the entry no longer matches; null = never */
+  expiresAt: number | null;
+}
+
+/**
+ * Everything a decision needs, held in memory: a live call never waits on a rules query.
+ * Immutable once built; a reload builds a new one and swaps it in.
+ */
+export interface RulesSnapshot {
+  version: number;
+  loadedAt: Date;
+  flows: Map<string, Flow>;
+  /** list slug → E.164 number → entry */
+  vipLists: Map<string, Map<string, VipMember>>;
+  schedules: Map<string, ScheduleRules>;
+}
+
+export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
+  const [flows, schedules, lists, entries] = await Promise.all([
+    db.prisma.flow.findMany(),
+    db.prisma.schedule.findMany({ select: { slug: true, timezone: true, weekly: true, exceptions: true } }),
+    db.prisma.vipList.findMany({ select: { id: true, slug: true } }),
+    // Raw and columnar: a list may hold hundreds of thousands of numbers.
+    db.pool.query<{ list_id: number; number: string; expires_ms: string | null }>({
+      text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
+      rowMode: 'array',
+    } as pg.QueryConfig),
+  ]);
+  const byId = new Map<number, Map<string, VipMember>>();
+  const vipLists = new Map<string, Map<string, VipMember>>();
+  for (const l of lists) {
+    const members = new Map<string, VipMember>();
+    byId.set(l.id, members);
+    vipLists.set(l.slug, members);
+  }
+  for (const row of entries.rows as unknown as Array<[number, string, string | null]>) {
+    byId.get(row[0])?.set(row[1], { expiresAt: row[2] === null ? null : Number(row[2]) });
+  }
+  return {
+    version,
+    loadedAt: new Date(),
+    flows: new Map(flows.map((f) => [f.slug, toFlow(f)])),
+    vipLists,
+    schedules: new Map(
+      schedules.map((s) => [s.slug, { timezone: s.timezone, weekly: s.weekly as WeeklyWindow[], exceptions: s.exceptions as ScheduleException[] }]),
+    ),
+  };
+}
+
+/**
+ * Keeps the current snapshot: loads it at start and again whenever an admin write commits
+ * (Postgres NOTIFY on RULES_CHANNEL, so every instance follows). A lost LISTEN connection is
+ * re-established with backoff and followed by a reload, since notifications sent meanwhile are lost.
+ */
+export class RulesCache {
+  private snapshot: RulesSnapshot | null = null;
+  private version = 0;
+  private listener: pg.Client | null = null;
+  private reloading: Promise<void> | null = null;
+  private again = false;
+  private stopped = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private backoffMs = 100;
+  /** Set while the LISTEN connection is down; cleared when it is back. */
+  lastError: string | null = null;
+
+  constructor(
+    private readonly db: Database,
+    private readonly log: Logger,
+  ) {}
+
+  /** The snapshot decisions use; null only before the first load. */
+  get current(): RulesSnapshot | null {
+    return this.snapshot;
+  }
+
+  async start(): Promise<void> {
+    await this.reload();
+    await this.listen();
+  }
+
+  /** Builds a new snapshot; concurrent requests coalesce into at most one more load. */
+  reload(): Promise<void> {
+    if (this.reloading) {
+      this.again = true;
+      return this.reloading;
+    }
+    this.reloading = (async () => {
+      try {
+        do {
+          this.again = false;
+          const next = await loadSnapshot(this.db, ++this.version);
+          this.snapshot = next;
+          this.log.debug({ version: next.version, flows: next.flows.size }, 'rules snapshot loaded');
+        } while (this.again && !this.stopped);
+      } finally {
+        this.reloading = null;
+      }
+    })();
+    return this.reloading;
+  }
+
+  private async listen(): Promise<void> {
+    if (this.stopped) return;
+    const client = new pg.Client({ connectionString: this.db.url, connectionTimeoutMillis: 5000, keepAlive: true });
+    const lost = (err?: Error) => {
+      if (this.listener !== client) return;
+      this.listener = null;
+      client.removeAllListeners();
+      client.on('error', () => {});
+      void client.end().catch(() => {});
+      if (this.stopped) return;
+      this.lastError = err?.message ?? 'LISTEN connection ended';
+      this.log.warn({ err }, 'rules LISTEN connection lost; reconnecting');
+      this.scheduleReconnect();
+    };
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', () => {
+      this.reload().catch((err) => this.log.error({ err }, 'rules reload failed'));
+    });
+    this.listener = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${RULES_CHANNEL}`);
+    } catch (err) {
+      lost(err as Error);
+      return;
+    }
+    if (this.lastError) {
+      // Changes committed while we were not listening were not announced to us.
+      this.lastError = null;
+      this.backoffMs = 100;
+      await this.reload().catch((err) => this.log.error({ err }, 'rules reload after reconnect failed'));
+      this.log.info('rules LISTEN connection restored');
+    }
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped || this.retryTimer) return;
+    const delay = this.backoffMs;
+    this.backoffMs = Math.min(this.backoffMs * 2, 5000);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      void this.listen();
+    }, delay);
+    this.retryTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    const client = this.listener;
+    this.listener = null;
+    if (client) {
+      client.removeAllListeners();
+      client.on('error', () => {});
+      await client.end().catch(() => {});
+    }
+    await this.reloading?.catch(() => {});
+  }
+}

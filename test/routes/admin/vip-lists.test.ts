@@ -1,0 +1,317 @@
+import t from 'tap';
+import { buildTestApp } from '../../helper.js';
+import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
+
+interface Entry { number: string; name: string | null; tier: string | null; note: string | null; expiresAt: string | null }
+interface AuditItem { action: string; entityId: string; apiKeyId: string | null; before: unknown; after: unknown }
+
+/** `count` distinct valid Indian mobile numbers, national form without the 0: 98000xxxxx. */
+const mobiles = (count: number, from = 0) => Array.from({ length: count }, (_, i) => `98${String(from + i).padStart(8, '0')}`);
+
+t.test('admin VIP lists', async (t) => {
+  const { admin, db } = await buildTestApp(t);
+  const audit = async (slug: string): Promise<AuditItem[]> =>
+    (await admin({ method: 'GET', url: `/admin/audit?entity=vip-list&entityId=${slug}` })).json().items;
+
+  t.test('create answers 201 with the list, an entry count of 0 and timestamps', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold customers' } });
+    t.equal(res.statusCode, 201);
+    const body = res.json();
+    t.match(body, { slug: 'gold', name: 'Gold customers', description: null, entryCount: 0 });
+    t.ok(Date.parse(body.createdAt) && Date.parse(body.updatedAt), 'createdAt and updatedAt are ISO instants');
+    t.notOk('id' in body, 'the internal id is not part of the answer');
+  });
+
+  t.test('list answers every list by slug; get answers one', async (t) => {
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'blocked', name: 'Blocked', description: 'spam' } })).statusCode, 201);
+    const list = await admin({ method: 'GET', url: '/admin/vip-lists' });
+    t.equal(list.statusCode, 200);
+    t.same(list.json().map((l: { slug: string }) => l.slug), ['blocked', 'gold'], 'ordered by slug');
+    const one = await admin({ method: 'GET', url: '/admin/vip-lists/blocked' });
+    t.equal(one.statusCode, 200);
+    t.match(one.json(), { slug: 'blocked', name: 'Blocked', description: 'spam', entryCount: 0 });
+  });
+
+  t.test('patch changes only the fields given', async (t) => {
+    const res = await admin({ method: 'PATCH', url: '/admin/vip-lists/blocked', payload: { name: 'Blocked callers' } });
+    t.equal(res.statusCode, 200);
+    t.match(res.json(), { slug: 'blocked', name: 'Blocked callers', description: 'spam' });
+    const cleared = await admin({ method: 'PATCH', url: '/admin/vip-lists/blocked', payload: { description: null } });
+    t.match(cleared.json(), { name: 'Blocked callers', description: null });
+    t.match((await admin({ method: 'GET', url: '/admin/vip-lists/blocked' })).json(), { name: 'Blocked callers', description: null });
+  });
+
+  t.test('patch cannot rename the slug: it is an unknown field', async (t) => {
+    const res = await admin({ method: 'PATCH', url: '/admin/vip-lists/blocked', payload: { slug: 'other' } });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, 'body/slug: unknown field');
+  });
+
+  t.test('a second list with the same slug is 409', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Again' } });
+    t.equal(res.statusCode, 409);
+    t.match(res.json(), { statusCode: 409, error: 'Conflict' });
+    t.match(res.json().message, 'same slug already exists', 'the message names the field');
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json().name, 'Gold customers', 'the first is unchanged');
+  });
+
+  t.test('a slug with uppercase, spaces or over 64 characters is 400 naming body/slug', async (t) => {
+    for (const slug of ['Gold', 'gold list', 'g'.repeat(65), '', 'gold_list']) {
+      const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: 'x' } });
+      t.equal(res.statusCode, 400, JSON.stringify(slug));
+      t.match(res.json(), { statusCode: 400, error: 'Bad Request', message: /^body\/slug: / }, JSON.stringify(slug));
+    }
+    t.ok(await db.prisma.vipList.findUnique({ where: { slug: 'g'.repeat(64) } }) === null);
+    const longest = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'g'.repeat(64), name: 'x' } });
+    t.equal(longest.statusCode, 201, '64 characters is still allowed');
+  });
+
+  t.test('unknown field, missing name and empty name are 400 naming the field', async (t) => {
+    const extra = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'x', name: 'X', colour: 'red' } });
+    t.equal(extra.statusCode, 400);
+    t.match(extra.json().message, 'body/colour: unknown field');
+    const missing = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'x' } });
+    t.equal(missing.statusCode, 400);
+    t.match(missing.json().message, 'body/name: is required');
+    const empty = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'x', name: '' } });
+    t.equal(empty.statusCode, 400);
+    t.match(empty.json().message, /^body\/name: /);
+    t.equal(await db.prisma.vipList.count({ where: { slug: 'x' } }), 0, 'nothing was created');
+  });
+
+  t.test('a malformed JSON body is 400', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: '{"slug": "x", ', headers: { 'content-type': 'application/json' } });
+    t.equal(res.statusCode, 400);
+    t.match(res.json(), { statusCode: 400, error: 'Bad Request', message: /JSON/ });
+  });
+
+  t.test('an unknown slug is 404 on get, patch, delete and entries', async (t) => {
+    const calls = [
+      { method: 'GET', url: '/admin/vip-lists/nope' },
+      { method: 'PATCH', url: '/admin/vip-lists/nope', payload: { name: 'x' } },
+      { method: 'DELETE', url: '/admin/vip-lists/nope' },
+      { method: 'GET', url: '/admin/vip-lists/nope/entries' },
+      { method: 'POST', url: '/admin/vip-lists/nope/entries', payload: { number: '09812345678' } },
+      { method: 'POST', url: '/admin/vip-lists/nope/entries', payload: [{ number: '09812345678' }] },
+      { method: 'DELETE', url: '/admin/vip-lists/nope/entries/09812345678' },
+    ];
+    for (const call of calls) {
+      const res = await admin(call);
+      t.equal(res.statusCode, 404, `${call.method} ${call.url}`);
+      t.match(res.json(), { statusCode: 404, error: 'Not Found', message: /'nope' does not exist/ }, `${call.method} ${call.url}`);
+    }
+    t.equal(await db.prisma.vipEntry.count(), 0, 'no entry was written anywhere');
+  });
+
+  t.test('a malformed slug in the path is 400 naming params/slug', async (t) => {
+    const res = await admin({ method: 'GET', url: '/admin/vip-lists/Gold' });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, /^params\/slug: /);
+  });
+
+  t.test('one entry in national form is stored in E.164 and answered with 201', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678' } });
+    t.equal(res.statusCode, 201);
+    t.match(res.json(), { number: '+919812345678', name: null, tier: null, note: null, expiresAt: null });
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json().entryCount, 1);
+  });
+
+  t.test('the same number as +91… and 91… updates the entry (200), never a second row', async (t) => {
+    const plus = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '+919812345678', name: 'Asha' } });
+    t.equal(plus.statusCode, 200);
+    t.match(plus.json(), { number: '+919812345678', name: 'Asha' });
+    const bare = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '919812345678', name: 'Asha K' } });
+    t.equal(bare.statusCode, 200);
+    t.match(bare.json(), { number: '+919812345678', name: 'Asha K' });
+    const rows = await db.prisma.vipEntry.findMany({ where: { list: { slug: 'gold' } } });
+    t.same(rows.map((r) => [r.number, r.name]), [['+919812345678', 'Asha K']]);
+  });
+
+  t.test('name, tier, note and expiresAt round-trip, and an upsert replaces them all', async (t) => {
+    const entry = { number: '+919812345679', name: 'Ravi', tier: 'platinum', note: 'CEO of a client', expiresAt: '2027-03-31T18:30:00.000Z' };
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: entry });
+    t.equal(res.statusCode, 201);
+    t.match(res.json(), entry);
+    const listed = (await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries?q=Ravi' })).json();
+    t.match(listed.items, [entry]);
+    t.equal(new Date(listed.items[0].expiresAt).getTime(), Date.parse(entry.expiresAt));
+    const offset = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345679', expiresAt: '2027-04-01T00:00:00+05:30' } });
+    t.equal(offset.statusCode, 200);
+    t.match(offset.json(), { name: null, tier: null, note: null, expiresAt: '2027-03-31T18:30:00.000Z' }, 'fields not given are cleared; the instant is kept');
+    const nulls = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345679', name: null, tier: '', note: null, expiresAt: null } });
+    t.equal(nulls.statusCode, 200);
+    t.strictSame(
+      [nulls.json().name, nulls.json().tier, nulls.json().note, nulls.json().expiresAt], [null, '', null, null],
+      'an explicit null stays null and an empty string stays empty (no type coercion between them)',
+    );
+  });
+
+  t.test('a bad expiresAt or an unknown entry field is 400 naming it', async (t) => {
+    const when = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345670', expiresAt: 'next year' } });
+    t.equal(when.statusCode, 400);
+    t.match(when.json().message, /^body\/expiresAt: /);
+    const extra = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: [{ number: '09812345670', vip: true }] });
+    t.equal(extra.statusCode, 400);
+    t.match(extra.json().message, 'body/0/vip: unknown field');
+    t.equal(await db.prisma.vipEntry.count({ where: { number: '+919812345670' } }), 0);
+  });
+
+  t.test('an invalid number is 400 naming body/number', async (t) => {
+    for (const number of ['12345', 'call me', '+1 555']) {
+      const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number } });
+      t.equal(res.statusCode, 400, number);
+      t.match(res.json().message, /^body\/number: .*not a valid phone number/, number);
+    }
+  });
+
+  t.test('in an array, an invalid number at index 2 is 400 naming body/2/number and nothing is written', async (t) => {
+    const before = await db.prisma.vipEntry.count();
+    const res = await admin({
+      method: 'POST', url: '/admin/vip-lists/gold/entries',
+      payload: [{ number: '09711111111' }, { number: '09722222222' }, { number: '0000' }, { number: '09733333333' }],
+    });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, /^body\/2\/number: '0000' is not a valid phone number/);
+    t.equal(await db.prisma.vipEntry.count(), before, 'not even the valid entries before it');
+  });
+
+  t.test('an empty array is 400', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: [] });
+    t.equal(res.statusCode, 400);
+  });
+
+  t.test('10,000 numbers upsert in one request; the same again updates all of them', async (t) => {
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'bulk', name: 'Bulk' } })).statusCode, 201);
+    const numbers = mobiles(10_000);
+    const first = await admin({ method: 'POST', url: '/admin/vip-lists/bulk/entries', payload: numbers.map((n) => ({ number: `0${n}`, tier: 'gold' })) });
+    t.equal(first.statusCode, 200);
+    t.same(first.json(), { inserted: 10_000, updated: 0 });
+    const second = await admin({ method: 'POST', url: '/admin/vip-lists/bulk/entries', payload: numbers.map((n) => ({ number: `+91${n}`, tier: 'silver' })) });
+    t.equal(second.statusCode, 200);
+    t.same(second.json(), { inserted: 0, updated: 10_000 });
+    t.equal(await db.prisma.vipEntry.count({ where: { list: { slug: 'bulk' } } }), 10_000);
+    t.equal(await db.prisma.vipEntry.count({ where: { list: { slug: 'bulk' }, tier: 'silver' } }), 10_000, 'the second request won');
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/bulk' })).json().entryCount, 10_000);
+  });
+
+  t.test('more than 10,000 entries in one request is 400 and writes nothing', async (t) => {
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'too-many', name: 'Too many' } })).statusCode, 201);
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists/too-many/entries', payload: mobiles(10_001, 20_000).map((number) => ({ number })) });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, 'body: must NOT have more than 10000 items');
+    t.equal(await db.prisma.vipEntry.count({ where: { list: { slug: 'too-many' } } }), 0);
+  });
+
+  t.test('in one array a number given twice is one entry; the later one wins', async (t) => {
+    const res = await admin({
+      method: 'POST', url: '/admin/vip-lists/gold/entries',
+      payload: [{ number: '09744444444', name: 'first' }, { number: '+919744444444', name: 'second' }],
+    });
+    t.equal(res.statusCode, 200);
+    t.same(res.json(), { inserted: 1, updated: 0 });
+    t.same((await db.prisma.vipEntry.findMany({ where: { number: '+919744444444' } })).map((e) => e.name), ['second']);
+  });
+
+  t.test('paging with limit and cursor walks every entry once, oldest first', async (t) => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const url: string = `/admin/vip-lists/bulk/entries?limit=999${cursor ? `&cursor=${cursor}` : ''}`;
+      const res = await admin({ method: 'GET', url });
+      t.equal(res.statusCode, 200);
+      const page: { items: Entry[]; nextCursor: string | null } = res.json();
+      t.ok(page.items.length <= 999);
+      seen.push(...page.items.map((e) => e.number));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor !== null && pages < 20);
+    t.equal(pages, 11, '10,000 entries in pages of 999');
+    t.equal(seen.length, 10_000);
+    t.equal(new Set(seen).size, 10_000, 'no entry twice');
+    t.same(seen.slice(0, 3), ['+919800000000', '+919800000001', '+919800000002'], 'in insertion order');
+    const last = (await admin({ method: 'GET', url: '/admin/vip-lists/bulk/entries?limit=10000' }));
+    t.equal(last.statusCode, 400, 'limit is at most 1000');
+    t.match(last.json().message, /^querystring\/limit: /);
+    const badCursor = await admin({ method: 'GET', url: '/admin/vip-lists/bulk/entries?cursor=abc' });
+    t.equal(badCursor.statusCode, 400);
+    t.match(badCursor.json().message, /^querystring\/cursor: /);
+  });
+
+  t.test('q finds entries by part of the number and by name, case-insensitive', async (t) => {
+    await admin({
+      method: 'POST', url: '/admin/vip-lists/blocked/entries',
+      payload: [{ number: '09811122233', name: 'Priya Sharma' }, { number: '09655544433', name: 'PRIYANKA' }, { number: '07012345678', name: 'Dev' }],
+    });
+    const search = async (q: string) => {
+      const res = await admin({ method: 'GET', url: `/admin/vip-lists/blocked/entries?q=${encodeURIComponent(q)}` });
+      t.equal(res.statusCode, 200, q);
+      return res.json().items.map((e: Entry) => e.number).sort();
+    };
+    t.same(await search('11122'), ['+919811122233'], 'digits in the middle of the number');
+    t.same(await search('98111'), ['+919811122233']);
+    t.same(await search('+91 70123'), ['+917012345678'], 'non-digits in q are ignored for the number');
+    t.same(await search('priya'), ['+919655544433', '+919811122233'], 'name, any case');
+    t.same(await search('SHARMA'), ['+919811122233']);
+    t.same(await search('nobody'), []);
+    t.same(await search('433'), ['+919655544433'], 'only entries of this list');
+  });
+
+  t.test('DELETE of an entry by its national form is 204, then 404; an invalid number is 400', async (t) => {
+    const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked/entries/09811122233' });
+    t.equal(res.statusCode, 204);
+    t.equal(res.body, '');
+    t.equal(await db.prisma.vipEntry.count({ where: { number: '+919811122233' } }), 0);
+    const again = await admin({ method: 'DELETE', url: `/admin/vip-lists/blocked/entries/${encodeURIComponent('+919811122233')}` });
+    t.equal(again.statusCode, 404);
+    t.match(again.json().message, /\+919811122233/);
+    const bad = await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked/entries/12ab' });
+    t.equal(bad.statusCode, 400);
+    t.match(bad.json().message, /^params\/number: /);
+    t.equal(await db.prisma.vipEntry.count({ where: { list: { slug: 'blocked' } } }), 2, 'the other entries stay');
+  });
+
+  t.test('a list a flow refers to cannot be deleted: 409 naming the flow', async (t) => {
+    await db.prisma.flow.create({
+      data: {
+        slug: 'inbound', name: 'x', type: 'passthru',
+        rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A' } }],
+        otherwise: { branch: 'A' }, onError: { branch: 'A' },
+      },
+    });
+    const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' });
+    t.equal(res.statusCode, 409);
+    t.match(res.json(), { error: 'Conflict', message: /'inbound'/ });
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).statusCode, 200, 'the list is still there');
+    t.ok((await db.prisma.vipEntry.count({ where: { list: { slug: 'gold' } } })) > 0, 'with its entries');
+  });
+
+  t.test('delete answers 204 and removes the list with its entries; then 404', async (t) => {
+    const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked' });
+    t.equal(res.statusCode, 204);
+    t.equal(res.body, '');
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/blocked' })).statusCode, 404);
+    t.equal((await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked' })).statusCode, 404);
+    t.equal(await db.prisma.vipEntry.count({ where: { number: '+917012345678' } }), 0, 'entries went with it');
+  });
+
+  t.test('every write leaves an audit entry with the acting key, before and after', async (t) => {
+    const blocked = await audit('blocked');
+    t.same(blocked.map((a) => a.action), ['delete', 'delete-entry', 'upsert-entries', 'update', 'update', 'create'], 'newest first');
+    t.ok(blocked.every((a) => a.apiKeyId === BOOTSTRAP_KEY_ID));
+    const [deleted, deletedEntry, upserted, , renamed, created] = blocked;
+    t.match(created, { before: null, after: { slug: 'blocked', name: 'Blocked', description: 'spam', entryCount: 0 } });
+    t.match(renamed, { before: { name: 'Blocked' }, after: { name: 'Blocked callers' } });
+    t.match(upserted, { before: null, after: { inserted: 3, updated: 0, numbers: ['+919811122233', '+919655544433', '+917012345678'] } });
+    t.match(deletedEntry, { before: { number: '+919811122233', name: 'Priya Sharma' }, after: null });
+    t.match(deleted, { before: { slug: 'blocked', name: 'Blocked callers', entryCount: 2 }, after: null });
+
+    const gold = await audit('gold');
+    t.same(gold.map((a) => a.action), [...Array<string>(7).fill('upsert-entries'), 'create']);
+    t.match(gold[6], { before: null, after: { inserted: 1, updated: 0, numbers: ['+919812345678'] } });
+    t.match(gold[5], { after: { inserted: 0, updated: 1, numbers: ['+919812345678'] } }, 'an update by number is audited too');
+
+    t.same((await audit('too-many')).map((a) => a.action), ['create'], 'rejected writes leave no audit entry');
+    t.same((await audit('nope')).map((a) => a.action), []);
+  });
+});

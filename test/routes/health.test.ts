@@ -1,0 +1,48 @@
+import t from 'tap';
+import pino from 'pino';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/store/database.js';
+import { buildTestApp, quietLog } from '../helper.js';
+
+t.test('/healthz is up and /readyz is ready on a migrated database', async (t) => {
+  const { app, db } = await buildTestApp(t);
+  t.same((await app.inject({ method: 'GET', url: '/healthz' })).json(), { status: 'ok' });
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(ready.statusCode, 200);
+  t.same(ready.json(), { status: 'ready', reasons: [] });
+
+  t.test('/readyz names a migration that is not applied', async (t) => {
+    await db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = NULL`);
+    const res = await app.inject({ method: 'GET', url: '/readyz' });
+    t.equal(res.statusCode, 503);
+    t.match(res.json(), { status: 'degraded', reasons: [/migrations not applied: .*_init/] });
+    await db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = now()`);
+  });
+});
+
+t.test('/readyz is 503 when the database is unreachable, /healthz stays 200', async (t) => {
+  const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
+  const app = await buildApp({ config: loadConfig({}), db, logger: pino({ level: 'silent' }) });
+  t.teardown(async () => { await app.close(); await db.close(); });
+  t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+  const res = await app.inject({ method: 'GET', url: '/readyz' });
+  t.equal(res.statusCode, 503);
+  t.match(res.json(), { status: 'degraded', reasons: [/database unreachable/] });
+});
+
+t.test('errors: malformed JSON is 400, unknown routes 404, internal errors never leak', async (t) => {
+  const { app, admin, db } = await buildTestApp(t);
+  const bad = await admin({ method: 'POST', url: '/admin/vip-lists', payload: '{"slug": ', headers: { 'content-type': 'application/json' } });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json(), { statusCode: 400, error: 'Bad Request', message: /JSON/ });
+  const missing = await app.inject({ method: 'GET', url: '/nope' });
+  t.equal(missing.statusCode, 404);
+  t.match(missing.json(), { statusCode: 404, message: 'no route GET /nope' });
+
+  await db.pool.query('ALTER TABLE vip_lists RENAME TO vip_lists_gone');
+  const boom = await admin({ method: 'GET', url: '/admin/vip-lists' });
+  t.equal(boom.statusCode, 500);
+  t.notMatch(boom.body, /vip_lists|prisma|relation|postgres/i, 'no SQL or driver detail in the body');
+  t.match(boom.json(), { statusCode: 500, error: 'Internal Server Error' });
+});

@@ -1,0 +1,52 @@
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createTestDatabase, quietLog } from '../helper.js';
+import { openDatabase } from '../../src/store/database.js';
+import { applyMigrations, pendingMigrations, readMigrations } from '../../src/store/migrate.js';
+
+t.test('migrations are applied once and recorded in _prisma_migrations as prisma migrate deploy does', async (t) => {
+  const db = openDatabase(await createTestDatabase(t), quietLog);
+  t.teardown(() => db.close());
+  const onDisk = await readMigrations();
+  t.ok(onDisk.length >= 1);
+  t.same(await applyMigrations(db.pool), onDisk.map((m) => m.name), 'first run applies all');
+  t.same(await applyMigrations(db.pool), [], 'second run applies none');
+  t.same(await pendingMigrations(db.pool), []);
+  const { rows } = await db.pool.query('SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name');
+  t.equal(rows.length, onDisk.length);
+  for (const [i, m] of onDisk.entries()) {
+    t.equal(rows[i].migration_name, m.name);
+    t.equal(rows[i].checksum, createHash('sha256').update(m.sql).digest('hex'), 'checksum is the sha256 of migration.sql');
+    t.ok(rows[i].finished_at);
+    t.equal(rows[i].applied_steps_count, 1);
+    t.equal(rows[i].rolled_back_at, null);
+  }
+});
+
+t.test('instances starting at once apply each migration only once', async (t) => {
+  const url = await createTestDatabase(t);
+  const a = openDatabase(url, quietLog);
+  const b = openDatabase(url, quietLog);
+  t.teardown(async () => { await a.close(); await b.close(); });
+  const [ra, rb] = await Promise.all([applyMigrations(a.pool), applyMigrations(b.pool)]);
+  t.equal(ra.length + rb.length, (await readMigrations()).length);
+});
+
+t.test('a failing migration is rolled back and named; an edited applied migration is refused', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-mig-'));
+  await mkdir(path.join(dir, '001_ok'));
+  await writeFile(path.join(dir, '001_ok', 'migration.sql'), 'CREATE TABLE a (id int);');
+  await mkdir(path.join(dir, '002_bad'));
+  await writeFile(path.join(dir, '002_bad', 'migration.sql'), 'CREATE TABLE b (id int); SELECT nope FROM nowhere;');
+  const db = openDatabase(await createTestDatabase(t), quietLog);
+  t.teardown(() => db.close());
+  await t.rejects(applyMigrations(db.pool, dir), /migration 002_bad failed/);
+  const tables = await db.pool.query(`SELECT to_regclass('a') AS a, to_regclass('b') AS b`);
+  t.same(tables.rows[0], { a: 'a', b: null }, '001 stays, 002 rolled back whole');
+  t.same(await pendingMigrations(db.pool, dir), ['002_bad']);
+  await writeFile(path.join(dir, '001_ok', 'migration.sql'), 'CREATE TABLE a (id bigint);');
+  await t.rejects(applyMigrations(db.pool, dir), /001_ok was edited/);
+});

@@ -1,0 +1,113 @@
+/**
+ * prisma/schema.prisma and the hand-written SQL in prisma/migrations must agree: every model and
+ * field is usable through the Prisma client against the migrated database, and the database has
+ * no column the schema does not know.
+ */
+import t from 'tap';
+import { migratedDatabase } from '../helper.js';
+import { readFile } from 'node:fs/promises';
+
+interface ModelColumns { table: string; columns: Map<string, boolean> }
+
+/** Tables and columns (name → nullable) declared in schema.prisma; relation fields are skipped. */
+async function declaredTables(): Promise<ModelColumns[]> {
+  const text = await readFile(new URL('../../prisma/schema.prisma', import.meta.url), 'utf8');
+  const blocks = [...text.matchAll(/^model (\w+) \{([\s\S]*?)^\}/gm)];
+  const modelNames = new Set(blocks.map((b) => b[1]!));
+  return blocks.map(([, name, body]) => {
+    const table = /@@map\("([^"]+)"\)/.exec(body!)?.[1] ?? name!;
+    const columns = new Map<string, boolean>();
+    for (const line of body!.split('\n')) {
+      const m = /^\s+(\w+)\s+(\w+)(\[\]|\?)?(.*)$/.exec(line);
+      if (!m || m[1]!.startsWith('@@') || modelNames.has(m[2]!)) continue;
+      const column = /@map\("([^"]+)"\)/.exec(m[4]!)?.[1] ?? m[1]!;
+      columns.set(column, m[3] === '?');
+    }
+    return { table, columns };
+  });
+}
+
+t.test('every model and field of schema.prisma round-trips through the client on the migrated database', async (t) => {
+  const db = await migratedDatabase(t);
+  const { prisma } = db;
+  const now = new Date('2026-11-20T10:00:00.123Z');
+
+  const list = await prisma.vipList.create({ data: { slug: 'gold', name: 'Gold', description: 'd' } });
+  const entry = await prisma.vipEntry.create({
+    data: { listId: list.id, number: '+919812345678', name: 'A', tier: 't', note: 'n', expiresAt: now },
+  });
+  t.same((await prisma.vipEntry.findUniqueOrThrow({ where: { id: entry.id }, include: { list: true } })).list.slug, 'gold');
+  t.equal(entry.expiresAt?.toISOString(), now.toISOString(), 'timestamptz keeps milliseconds');
+
+  const schedule = await prisma.schedule.create({
+    data: { slug: 's', name: 'S', timezone: 'Asia/Kolkata', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }], exceptions: [] },
+  });
+  t.same(schedule.weekly, [{ day: 'mon', open: '09:00', close: '18:00' }]);
+
+  const group = await prisma.dialGroup.create({
+    data: {
+      slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 }, connect: { record: true },
+      members: { create: [{ number: '+919812345678', name: 'Asha', priority: 1, weight: 2, active: false, scheduleSlug: 's' }] },
+    },
+    include: { members: true },
+  });
+  t.equal(group.rrPosition, 0n);
+  t.match(group.members[0], { weight: 2, active: false, scheduleSlug: 's' });
+  await prisma.dialGroup.update({ where: { id: group.id }, data: { rrPosition: { increment: 1 } } });
+
+  const flow = await prisma.flow.create({
+    data: { slug: 'inbound', name: 'Main', type: 'passthru', mode: 'async', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'B' } },
+  });
+  t.same(flow.onError, { branch: 'B' });
+
+  const cdr = await prisma.cdr.create({
+    data: {
+      receivedAt: now, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'abc', callFrom: '+919812345678', callFromRaw: '09812345678',
+      callTo: '+918047115777', callToRaw: '08047115777', direction: 'incoming', callStatus: 'in-progress', callType: 'call-attempt',
+      digits: '1', customField: 'x', dialCallStatus: 'busy', dialWhomNumber: '+919812345679', legs: [{ Number: '1' }],
+      params: { CallSid: 'abc' }, decision: { branch: 'A' }, matchedRule: 'vip', outcome: 'answered', reason: null,
+      httpStatus: 200, responseBody: '', handlingMs: 1.25, attempt: 2, idempotencyKey: 'k1',
+    },
+  });
+  t.equal(cdr.handlingMs, 1.25);
+  await t.rejects(
+    prisma.cdr.create({ data: { endpoint: 'x', params: {}, outcome: 'x', httpStatus: 200, handlingMs: 0, idempotencyKey: 'k1' } }),
+    { code: 'P2002' },
+    'idempotency key is unique',
+  );
+
+  const key = await prisma.apiKey.create({ data: { name: 'k', role: 'admin', hash: 'h', prefix: 'p', revokedAt: now, lastUsedAt: now } });
+  await prisma.auditEntry.create({ data: { apiKeyId: key.id, action: 'create', entity: 'vip-list', entityId: 'gold', before: {}, after: { a: 1 } } });
+  t.equal(await prisma.auditEntry.count(), 1);
+
+  await prisma.vipList.delete({ where: { id: list.id } });
+  t.equal(await prisma.vipEntry.count(), 0, 'deleting a list cascades to its entries');
+});
+
+t.test('the migrated tables have exactly the columns schema.prisma declares', async (t) => {
+  const db = await migratedDatabase(t);
+  const models = await declaredTables();
+  t.equal(models.length, 9, 'nine models');
+  const { rows } = await db.pool.query<{ table_name: string; column_name: string; is_nullable: string }>(
+    `SELECT table_name, column_name, is_nullable FROM information_schema.columns
+      WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,
+  );
+  const actual = new Map<string, Map<string, boolean>>();
+  for (const r of rows) {
+    if (!actual.has(r.table_name)) actual.set(r.table_name, new Map());
+    actual.get(r.table_name)!.set(r.column_name, r.is_nullable === 'YES');
+  }
+  const tables = new Set<string>();
+  for (const { table, columns: declared } of models) {
+    tables.add(table);
+    const columns = actual.get(table);
+    t.ok(columns, `table ${table} exists`);
+    if (!columns) continue;
+    for (const [column, nullable] of declared) {
+      t.ok(columns.has(column), `${table}.${column} exists`);
+      t.equal(columns.get(column), nullable, `${table}.${column} nullability matches`);
+    }
+    t.same([...columns.keys()].sort(), [...declared.keys()].sort(), `${table} has no extra column`);
+  }
+  t.same([...actual.keys()].filter((x) => !tables.has(x)), [], 'no table without a model');
+});
