@@ -10,11 +10,18 @@ import openapi from './plugins/swagger.js';
 import auth from './plugins/auth.js';
 import healthRoutes from './routes/health.js';
 import adminRoutes from './routes/admin/index.js';
+import exotelRoutes from './routes/exotel/index.js';
+import { RulesCache } from './store/rules-snapshot.js';
+import { CdrWriter } from './store/cdr-writer.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     config: Config;
     db: Database;
+    /** The in-memory routing rules every callback decides from. */
+    rules: RulesCache;
+    /** Group-committing CDR writer for the callback path. */
+    cdrWriter: CdrWriter;
   }
 }
 
@@ -22,6 +29,8 @@ export interface AppOptions {
   config: Config;
   db: Database;
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
+  /** false: do not load rules or listen for changes (used to render the OpenAPI document offline). */
+  background?: boolean;
 }
 
 /** The most specific error: the deepest path, not the summary an `anyOf` adds. */
@@ -54,6 +63,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...loggerOpts,
     bodyLimit: 8 * 1024 * 1024,
+    // Callbacks log one line each (src/routes/exotel); other requests are logged below with the
+    // query string's `token` redacted.
+    disableRequestLogging: true,
     // Unknown fields are rejected (400), never silently dropped; all errors so the deepest is named.
     ajv: {
       customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
@@ -67,11 +79,26 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   app.decorate('config', opts.config);
   app.decorate('db', opts.db);
+  app.decorate('rules', new RulesCache(opts.db, app.log));
+  app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log));
+  if (opts.background !== false) app.addHook('onReady', () => app.rules.start());
+  app.addHook('onClose', async () => {
+    await app.cdrWriter.close();
+    await app.rules.stop();
+  });
 
+  app.addHook('onResponse', async (request, reply) => {
+    if (request.url.startsWith('/exotel/')) return;
+    request.log.info(
+      { method: request.method, url: request.url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]'), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
+      'request',
+    );
+  });
   await app.register(errorHandler);
   await app.register(formbody);
   await app.register(openapi);
   await app.register(healthRoutes);
+  await app.register(exotelRoutes, { prefix: '/exotel' });
   await app.register(
     async (admin) => {
       await admin.register(auth);

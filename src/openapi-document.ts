@@ -12,7 +12,7 @@ export async function renderOpenApiYaml(): Promise<string> {
   const config = loadConfig({ DATA_DIR: '.data' });
   const log = pino({ level: 'silent' });
   const db = openDatabase('postgresql://openapi@127.0.0.1:1/none', log);
-  const app = await buildApp({ config, db, logger: log });
+  const app = await buildApp({ config, db, logger: log, background: false });
   await app.ready();
   const doc = app.swagger();
   await app.close();

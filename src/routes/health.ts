@@ -23,7 +23,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       schema: {
-        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated',
+        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, and routing rules are loaded',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
@@ -35,6 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);
       }
+      if (!app.rules.current) reasons.push(app.rules.lastError ?? 'routing rules not loaded yet');
       const status = reasons.length === 0 ? ('ready' as const) : ('degraded' as const);
       return reply.status(reasons.length === 0 ? 200 : 503).send({ status, reasons });
     },

@@ -97,9 +97,9 @@ export const FlowSchema = Type.Composite([
 ]);
 export type Flow = Static<typeof FlowSchema>;
 
-export const CallbackEndpointSchema = Type.Union(
-  ['passthru', 'switch', 'dial-whom', 'connect'].map((e) => Type.Literal(e)),
-);
+export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch')], {
+  description: 'Which callback endpoint to simulate',
+});
 
 export const SimulateInputSchema = Type.Object(
   {

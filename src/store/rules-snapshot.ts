@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { Logger } from 'pino';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './database.js';
 import type { Flow } from '../schemas/flow.js';
 import type { ScheduleRules, ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
@@ -83,8 +83,17 @@ export class RulesCache {
     return this.snapshot;
   }
 
+  /**
+   * Loads the first snapshot and starts listening. Never throws: when the database is not there
+   * yet, the LISTEN loop keeps retrying and loads the snapshot once it connects.
+   */
   async start(): Promise<void> {
-    await this.reload();
+    try {
+      await this.reload();
+    } catch (err) {
+      this.lastError = `rules not loaded: ${(err as Error).message}`;
+      this.log.error({ err }, 'loading routing rules failed; retrying');
+    }
     await this.listen();
   }
 

@@ -1,0 +1,360 @@
+/**
+ * What Exotel sends to an applet URL (Passthru, Connect "Dial Whom", Connect dynamic parameters, dial
+ * events), turned into typed call fields. The parameter lists in `exotel-docs/` are the contract.
+ *
+ * Two steps, both pure, synchronous and never throwing:
+ * - `collectParams` merges the query string, a form body and/or a JSON body into one flat key → value map,
+ *   bounded by `ParseLimits` (hostile input costs at most a linear pass and `maxKeys` entries).
+ * - `parseExotelCall` reads the documented parameters from that map.
+ *
+ * Why it looks the way it does:
+ * - Keys are matched case-insensitively: Exotel sends `CallSid` and `digits` and `flow_id`, its docs also
+ *   show all-lowercase names. A key repeated (in any spelling, in any source) keeps the spelling first seen
+ *   and the value last seen, with a warning.
+ * - Bracket keys are never expanded into objects (no `qs`): they stay flat strings, and only
+ *   `Legs[i][CauseCode|Cause|Type|OnCallDuration|Number]` is read, by a strict pattern. With `Map` and
+ *   null-prototype records, keys such as `__proto__` or `constructor[prototype][x]` are only data.
+ * - Problems (truncation, dropped keys, numbers or dates that do not parse) become `warnings`; the raw value
+ *   is always kept in `raw`, which is exactly what a CDR stores, minus the callback secret.
+ */
+import type { CountryCode } from 'libphonenumber-js';
+import { DateTime } from 'luxon';
+import { toE164 } from './phone.js';
+
+/** A phone number as Exotel sent it and in E.164 (null when not a valid number). */
+export interface PhoneField { raw: string; e164: string | null }
+
+export interface CallLeg { index: number; causeCode: string | null; cause: number | null; type: string | null; onCallDuration: number | null; number: PhoneField | null }
+
+export interface ExotelCall {
+  callSid: string | null;
+  /** CallFrom, else From. */
+  callFrom: PhoneField | null;
+  /** CallTo, else To. */
+  callTo: PhoneField | null;
+  from: PhoneField | null;
+  to: PhoneField | null;
+  /** Lowercased, spaces as `-`: 'incoming', 'outbound-dial'. */
+  direction: string | null;
+  /** Lowercased, spaces as `-`: 'no answer' → 'no-answer'. */
+  callStatus: string | null;
+  /** Lowercased, spaces as `-`: 'call-attempt', 'completed', 'client-hangup', 'incomplete', 'voicemail'. */
+  callType: string | null;
+  /** Lowercased, spaces as `-`. */
+  dialCallStatus: string | null;
+  dialCallDuration: number | null;
+  dialWhomNumber: PhoneField | null;
+  outgoingPhoneNumber: PhoneField | null;
+  /** Without the double quotes Exotel wraps it in; '' when sent empty, null when not sent. */
+  digits: string | null;
+  customField: string | null;
+  recordingUrl: string | null;
+  created: Date | null;
+  startTime: Date | null;
+  currentTime: Date | null;
+  /** Usually the constant 1970-01-01 05:30:00 IST, i.e. epoch 0. */
+  endTime: Date | null;
+  /** Dial events: 'busy' | 'free'. */
+  status: string | null;
+  /** Dial events: 'Dial' | 'Ringing' | 'Answered' | 'Terminal', as sent. */
+  eventType: string | null;
+  /** From `Legs[i][…]`, ordered by i; only indices that were sent. */
+  legs: CallLeg[];
+  /** Every parameter received (after limits), secret-free: exactly what a CDR stores. */
+  raw: Record<string, string>;
+  /** Problems met while parsing (truncation, dropped keys, bad numbers/dates); never throws. */
+  warnings: string[];
+}
+
+export interface ParseLimits { maxKeys: number; maxKeyLength: number; maxValueLength: number; maxLegs: number }
+
+export const DEFAULT_LIMITS: ParseLimits = Object.freeze({ maxKeys: 200, maxKeyLength: 100, maxValueLength: 2048, maxLegs: 20 });
+
+const LEG_FIELDS = ['CauseCode', 'Cause', 'Type', 'OnCallDuration', 'Number'] as const;
+type LegField = (typeof LEG_FIELDS)[number];
+const LEG_FIELD_BY_LOWER = new Map<string, LegField>(LEG_FIELDS.map((f) => [f.toLowerCase(), f]));
+const LEG_KEY = /^Legs\[(\d{1,3})\]\[(CauseCode|Cause|Type|OnCallDuration|Number)\]$/i;
+
+/**
+ * Case-insensitive, bounded key → value accumulator. Keeps the first spelling of a key and the last value.
+ * Warnings stay bounded too: one per distinct repeated or truncated key, one summary for dropped keys.
+ */
+class ParamBag {
+  private readonly entries = new Map<string, { key: string; value: string }>();
+  private readonly repeated = new Set<string>();
+  private droppedForCount = 0;
+  private droppedForLength = 0;
+
+  constructor(private readonly limits: ParseLimits, readonly warnings: string[]) {}
+
+  add(key: string, value: string): void {
+    if (key.length > this.limits.maxKeyLength) {
+      this.droppedForLength++;
+      return;
+    }
+    const lower = key.toLowerCase();
+    const existing = this.entries.get(lower);
+    if (!existing && this.entries.size >= this.limits.maxKeys) {
+      this.droppedForCount++;
+      return;
+    }
+    if (value.length > this.limits.maxValueLength) {
+      this.warnings.push(`value of ${show(key)} truncated from ${value.length} to ${this.limits.maxValueLength} characters`);
+      value = value.slice(0, this.limits.maxValueLength);
+    }
+    if (existing) {
+      if (!this.repeated.has(lower)) {
+        this.repeated.add(lower);
+        this.warnings.push(`repeated key ${show(key)}: last value kept`);
+      }
+      existing.value = value;
+    } else {
+      this.entries.set(lower, { key, value });
+    }
+  }
+
+  finish(): Map<string, string> {
+    if (this.droppedForLength > 0) {
+      this.warnings.push(`${this.droppedForLength} parameter(s) dropped: key longer than ${this.limits.maxKeyLength} characters`);
+    }
+    if (this.droppedForCount > 0) {
+      this.warnings.push(`${this.droppedForCount} parameter(s) dropped: more than ${this.limits.maxKeys} keys`);
+    }
+    const params = new Map<string, string>();
+    for (const { key, value } of this.entries.values()) params.set(key, value);
+    return params;
+  }
+}
+
+/**
+ * Collects parameters from a query string and/or form body (x-www-form-urlencoded text) and/or a JSON
+ * object. Later sources override earlier ones for the same key. Never throws.
+ */
+export function collectParams(
+  sources: { query?: string; form?: string; json?: unknown },
+  limits: ParseLimits = DEFAULT_LIMITS,
+): { params: Map<string, string>; warnings: string[] } {
+  const warnings: string[] = [];
+  const bag = new ParamBag(limits, warnings);
+  // URLSearchParams decodes `+` and %-escapes and leaves malformed escapes as text instead of throwing.
+  if (sources.query) for (const [key, value] of new URLSearchParams(sources.query)) bag.add(key, value);
+  if (sources.form) for (const [key, value] of new URLSearchParams(sources.form)) bag.add(key, value);
+  if (sources.json !== undefined) addJson(bag, sources.json, limits, warnings);
+  return { params: bag.finish(), warnings };
+}
+
+function addJson(bag: ParamBag, json: unknown, limits: ParseLimits, warnings: string[]): void {
+  if (!isPlainObject(json)) {
+    warnings.push(`JSON body ignored: not an object (${json === null ? 'null' : Array.isArray(json) ? 'array' : typeof json})`);
+    return;
+  }
+  let ignored = 0;
+  for (const key of Object.keys(json)) {
+    const value = json[key];
+    if (typeof value === 'string') bag.add(key, value);
+    else if (typeof value === 'number' || typeof value === 'boolean') bag.add(key, String(value));
+    else if (key.toLowerCase() === 'legs' && Array.isArray(value)) addJsonLegs(bag, value, limits, warnings);
+    else if (value !== null) ignored++;
+  }
+  if (ignored > 0) warnings.push(`${ignored} nested JSON value(s) ignored: only strings, numbers and booleans are read`);
+}
+
+/** A JSON `Legs` array of objects becomes the same flat `Legs[i][Field]` keys a query string carries. */
+function addJsonLegs(bag: ParamBag, legs: unknown[], limits: ParseLimits, warnings: string[]): void {
+  if (legs.length > limits.maxLegs) warnings.push(`JSON Legs: ${legs.length - limits.maxLegs} leg(s) beyond ${limits.maxLegs} ignored`);
+  const count = Math.min(legs.length, limits.maxLegs);
+  for (let i = 0; i < count; i++) {
+    const leg = legs[i];
+    if (!isPlainObject(leg)) continue;
+    for (const name of Object.keys(leg)) {
+      const field = LEG_FIELD_BY_LOWER.get(name.toLowerCase());
+      const value = leg[name];
+      if (!field) continue;
+      if (typeof value === 'string') bag.add(`Legs[${i}][${field}]`, value);
+      else if (typeof value === 'number' || typeof value === 'boolean') bag.add(`Legs[${i}][${field}]`, String(value));
+    }
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}
+
+/** Parses collected params. `secretKeys` (e.g. ['token']) are removed from `raw` (case-insensitive). */
+export function parseExotelCall(
+  params: Map<string, string>,
+  opts: { defaultCountry: CountryCode; secretKeys?: string[]; warnings?: string[]; limits?: ParseLimits },
+): ExotelCall {
+  const warnings = [...(opts.warnings ?? [])];
+  const limits = opts.limits ?? DEFAULT_LIMITS;
+  const secrets = new Set((opts.secretKeys ?? []).map((k) => k.toLowerCase()));
+
+  // The map may not come from collectParams (e.g. simulate): fold case-insensitive duplicates the same way.
+  const byLower = new Map<string, string>();
+  const raw: Record<string, string> = Object.create(null) as Record<string, string>;
+  const rawKeyOf = new Map<string, string>();
+  const repeated = new Set<string>();
+  for (const [key, value] of params) {
+    const lower = key.toLowerCase();
+    if (byLower.has(lower) && !repeated.has(lower)) {
+      repeated.add(lower);
+      warnings.push(`repeated key ${show(key)}: last value kept`);
+    }
+    byLower.set(lower, value);
+    if (secrets.has(lower)) continue;
+    const rawKey = rawKeyOf.get(lower) ?? key;
+    rawKeyOf.set(lower, rawKey);
+    raw[rawKey] = value;
+  }
+
+  const get = (name: string): string | undefined => byLower.get(name.toLowerCase());
+  const text = (name: string): string | null => nonEmpty(clean(get(name)));
+  const phone = (name: string): PhoneField | null => parsePhone(name, get(name), opts.defaultCountry, warnings);
+  const integer = (name: string): number | null => parseInteger(name, get(name), warnings);
+  const date = (name: string): Date | null => parseDate(name, get(name), warnings);
+
+  const from = phone('From');
+  const to = phone('To');
+  return {
+    callSid: text('CallSid'),
+    callFrom: phone('CallFrom') ?? from,
+    callTo: phone('CallTo') ?? to,
+    from,
+    to,
+    direction: enumValue(get('Direction')),
+    callStatus: enumValue(get('CallStatus')),
+    callType: enumValue(get('CallType')),
+    dialCallStatus: enumValue(get('DialCallStatus')),
+    dialCallDuration: integer('DialCallDuration'),
+    dialWhomNumber: phone('DialWhomNumber'),
+    outgoingPhoneNumber: phone('OutgoingPhoneNumber'),
+    digits: parseDigits(get('digits')),
+    customField: text('CustomField'),
+    recordingUrl: text('RecordingUrl'),
+    created: date('Created'),
+    startTime: date('StartTime'),
+    currentTime: date('CurrentTime'),
+    endTime: date('EndTime'),
+    status: nonEmpty(clean(get('Status'))?.toLowerCase()),
+    eventType: text('EventType'),
+    legs: parseLegs(params, limits, opts.defaultCountry, warnings),
+    raw,
+    warnings,
+  };
+}
+
+function parseLegs(params: Map<string, string>, limits: ParseLimits, country: CountryCode, warnings: string[]): CallLeg[] {
+  const fieldsByIndex = new Map<number, Map<LegField, string>>();
+  const tooLarge = new Set<number>();
+  for (const [key, value] of params) {
+    const m = LEG_KEY.exec(key);
+    if (!m) continue;
+    const index = Number(m[1]);
+    if (index >= limits.maxLegs) {
+      tooLarge.add(index);
+      continue;
+    }
+    const field = LEG_FIELD_BY_LOWER.get(m[2]!.toLowerCase())!;
+    let fields = fieldsByIndex.get(index);
+    if (!fields) fieldsByIndex.set(index, (fields = new Map()));
+    fields.set(field, value); // `Legs[1]` and `Legs[01]` are one leg; the last value wins
+  }
+  if (tooLarge.size > 0) {
+    warnings.push(`Legs index ${[...tooLarge].sort((a, b) => a - b).join(', ')} ignored: at most ${limits.maxLegs} legs are read`);
+  }
+  return [...fieldsByIndex.keys()].sort((a, b) => a - b).map((index) => {
+    const f = fieldsByIndex.get(index)!;
+    const name = (field: LegField) => `Legs[${index}][${field}]`;
+    return {
+      index,
+      causeCode: nonEmpty(clean(f.get('CauseCode'))),
+      cause: parseInteger(name('Cause'), f.get('Cause'), warnings),
+      type: nonEmpty(clean(f.get('Type'))),
+      onCallDuration: parseInteger(name('OnCallDuration'), f.get('OnCallDuration'), warnings),
+      number: parsePhone(name('Number'), f.get('Number'), country, warnings),
+    };
+  });
+}
+
+/**
+ * A `+` sent unencoded in a query string arrives as a space (`CallFrom=+9198…` → ` 9198…`). A value that
+ * starts with exactly one space and then a digit is therefore read as international first: reading it as
+ * national would turn ` 14155552671` into the valid Indian +91 14155552671.
+ */
+function parsePhone(name: string, value: string | undefined, country: CountryCode, warnings: string[]): PhoneField | null {
+  const raw = nonEmpty(clean(value));
+  if (raw === null) return null;
+  const plusLost = /^ [0-9]/.test(value!);
+  const e164 = (plusLost ? toE164(`+${raw}`, country) : null) ?? toE164(raw, country);
+  if (e164 === null) warnings.push(`${name} ${show(raw)} is not a valid phone number`);
+  return { raw, e164 };
+}
+
+function parseInteger(name: string, value: string | undefined, warnings: string[]): number | null {
+  const s = clean(value);
+  if (!s) return null;
+  const n = /^\d+$/.test(s) ? Number(s) : NaN;
+  if (Number.isSafeInteger(n)) return n;
+  warnings.push(`${name} ${show(s)} is not a whole number`);
+  return null;
+}
+
+const IST_FORMAT = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/;
+const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
+
+/** `yyyy-mm-dd hh:mm:ss` is Exotel's server time, Asia/Kolkata; ISO 8601 must carry its offset. */
+function parseDate(name: string, value: string | undefined, warnings: string[]): Date | null {
+  const s = clean(value);
+  if (!s) return null;
+  let dt: DateTime | null = null;
+  if (IST_FORMAT.test(s)) dt = DateTime.fromFormat(s, 'yyyy-MM-dd HH:mm:ss', { zone: 'Asia/Kolkata' });
+  else if (ISO_WITH_OFFSET.test(s)) dt = DateTime.fromISO(s.replace(' ', 'T'), { setZone: true });
+  if (dt?.isValid) return dt.toJSDate();
+  warnings.push(`${name} ${show(s)} is not a date (yyyy-mm-dd hh:mm:ss in Asia/Kolkata, or ISO 8601 with offset)`);
+  return null;
+}
+
+/** Exotel wraps digits in double quotes (`"42"`); its own advice is to trim them off. */
+function parseDigits(value: string | undefined): string | null {
+  const s = clean(value);
+  if (s === undefined) return null;
+  let start = 0;
+  let end = s.length;
+  while (start < end && s[start] === '"') start++;
+  while (end > start && s[end - 1] === '"') end--;
+  return clean(s.slice(start, end))!;
+}
+
+/** Status-like values: lowercased, whitespace runs as `-` ('outbound dial' → 'outbound-dial'). */
+function enumValue(value: string | undefined): string | null {
+  return nonEmpty(clean(value)?.toLowerCase().replace(/\s+/g, '-'));
+}
+
+/**
+ * Trims whitespace and control characters at both ends (kept inside, and untouched in `raw`). A loop, not
+ * `/\s+$/`, whose backtracking is quadratic on long runs of spaces.
+ */
+function clean(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  let start = 0;
+  let end = value.length;
+  while (start < end && isTrimmable(value.charCodeAt(start))) start++;
+  while (end > start && isTrimmable(value.charCodeAt(end - 1))) end--;
+  return start === 0 && end === value.length ? value : value.slice(start, end);
+}
+
+function isTrimmable(code: number): boolean {
+  return code <= 0x20 || (code >= 0x7f && code <= 0xa0) || code === 0x1680 || (code >= 0x2000 && code <= 0x200a)
+    || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000 || code === 0xfeff;
+}
+
+function nonEmpty(value: string | undefined): string | null {
+  return value === undefined || value === '' ? null : value;
+}
+
+/** A key or value quoted for a warning: control characters visible, length bounded. */
+function show(value: string): string {
+  return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+}

@@ -1,0 +1,174 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { LRUCache } from 'lru-cache';
+import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
+import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
+import type { CdrRecord } from '../../store/cdr-writer.js';
+import { ErrorSchema } from '../../schemas/common.js';
+import { callbackGuard } from './guard.js';
+
+const SECRET_KEYS = ['token'];
+const CALLBACK_BODY_LIMIT = 64 * 1024;
+
+/** Callback number per call, endpoint and flow, for the CDR's `attempt` (per instance, bounded). */
+type Attempts = LRUCache<string, number>;
+
+function cdrOf(opts: {
+  endpoint: string; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
+}): CdrRecord {
+  const { call, result } = opts;
+  const d = result.decision;
+  return {
+    receivedAt: opts.receivedAt,
+    endpoint: opts.endpoint,
+    flowSlug: opts.flowSlug,
+    callSid: call.callSid,
+    callFrom: call.callFrom?.e164 ?? null,
+    callFromRaw: call.callFrom?.raw ?? null,
+    callTo: call.callTo?.e164 ?? null,
+    callToRaw: call.callTo?.raw ?? null,
+    direction: call.direction,
+    callStatus: call.callStatus,
+    callType: call.callType,
+    digits: call.digits,
+    customField: call.customField,
+    dialCallStatus: call.dialCallStatus,
+    dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
+    legs: call.legs.length > 0 ? call.legs : null,
+    params: call.raw,
+    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
+    matchedRule: d?.matchedRule ?? null,
+    outcome: result.outcome,
+    reason: result.reason,
+    httpStatus: result.answer.statusCode,
+    responseBody: result.answer.body,
+    handlingMs: opts.handlingMs,
+    attempt: opts.attempt,
+    idempotencyKey: randomUUID(),
+  };
+}
+
+function queryOf(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? '' : url.slice(q + 1);
+}
+
+/**
+ * Exotel's callback endpoints. Each one: parse → snapshot lookup → decide → CDR (committed before
+ * the answer leaves) → answer. Every callback, refused ones included, leaves exactly one CDR.
+ */
+export default async function exotelRoutes(app: FastifyInstance): Promise<void> {
+  const { config, cdrWriter, rules } = app;
+  const guard = callbackGuard(config);
+  const attempts: Attempts = new LRUCache({ max: 100_000 });
+
+  // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
+  // the content type; a body Fastify would refuse must still leave a CDR.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+
+  async function finish(
+    request: FastifyRequest, reply: FastifyReply, endpoint: string, flowSlug: string | null, call: ExotelCall, result: CallbackResult, t0: number, receivedAt: Date,
+  ) {
+    const key = `${endpoint}|${flowSlug}|${call.callSid}`;
+    const attempt = call.callSid ? (attempts.get(key) ?? 0) + 1 : 1;
+    if (call.callSid) attempts.set(key, attempt);
+    const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt });
+    try {
+      await cdrWriter.write(cdr);
+    } catch (err) {
+      // The caller is waiting: answer anyway. (A local spool for this case is planned.)
+      request.log.error({ err, callSid: call.callSid }, 'CDR not stored');
+    }
+    const latencyMs = performance.now() - t0;
+    request.log.info(
+      { callSid: call.callSid, endpoint, flow: flowSlug, outcome: result.outcome, status: result.answer.statusCode, rule: cdr.matchedRule, latencyMs: Math.round(latencyMs * 100) / 100 },
+      'callback',
+    );
+    reply.code(result.answer.statusCode);
+    if (result.answer.contentType) reply.type(result.answer.contentType);
+    return reply.send(result.answer.body);
+  }
+
+  function parse(request: FastifyRequest): ExotelCall {
+    const body = typeof request.body === 'string' && request.body.length > 0 ? request.body : undefined;
+    let json: unknown;
+    let form: string | undefined;
+    const warnings: string[] = [];
+    if (body !== undefined) {
+      if (/json/i.test(request.headers['content-type'] ?? '')) {
+        try {
+          json = JSON.parse(body);
+        } catch {
+          warnings.push('request body is not valid JSON; ignored');
+        }
+      } else {
+        form = body;
+      }
+    }
+    const collected = collectParams({ query: queryOf(request.url), ...(form !== undefined ? { form } : {}), ...(json !== undefined ? { json } : {}) });
+    return parseExotelCall(collected.params, {
+      defaultCountry: config.DEFAULT_COUNTRY,
+      secretKeys: SECRET_KEYS,
+      warnings: [...warnings, ...collected.warnings],
+    });
+  }
+
+  // Refusals Fastify makes before a handler runs (body too large, broken stream) still leave a CDR.
+  app.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+    const t0 = performance.now();
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
+    if (status === 500) request.log.error({ err }, 'callback failed');
+    const endpoint = request.routeOptions.url?.split('/')[2] ?? 'unknown';
+    const flow = (request.params as { flow?: string } | undefined)?.flow ?? null;
+    return finish(request, reply, endpoint, flow, call, rejected(status, status === 500 ? 'internal error' : err.message), t0, new Date());
+  });
+
+  const handler = (endpoint: Endpoint) =>
+    async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
+      const t0 = performance.now();
+      const receivedAt = new Date();
+      const call = parse(request);
+      const flowSlug = request.params.flow;
+      const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+      const result = refused
+        ? rejected(refused.status, refused.reason)
+        : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs: () => performance.now() - t0 });
+      return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
+    };
+
+  const schema = (endpoint: Endpoint, summary: string, ok: Record<number, unknown>) => ({
+    tags: ['exotel'],
+    operationId: `${endpoint}Callback`,
+    summary,
+    description:
+      'Called by Exotel with the call parameters (query string, form or JSON body). Needs the callback secret as HTTP Basic ' +
+      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR.',
+    params: Type.Object({ flow: Type.String({ description: 'Flow slug' }) }),
+    response: { ...ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema },
+  });
+
+  for (const method of ['GET', 'POST'] as const) {
+    app.route({
+      method, url: '/passthru/:flow', handler: handler('passthru'),
+      schema: { ...schema('passthru', 'Passthru applet: branch A (200), branch B (302), or a URL (200 text/plain)', {
+        200: Type.String({ description: 'Branch A (empty body), or the URL to continue with' }),
+        302: Type.String({ description: 'Branch B' }),
+      }), ...(method === 'POST' ? { operationId: 'passthruCallbackPost' } : {}) },
+    });
+    app.route({
+      method, url: '/switch/:flow', handler: handler('switch'),
+      schema: { ...schema('switch', 'Switch-case applet: 200 text/plain {"select":"<case>"}', {
+        200: Type.String({ description: '{"select":"<case>"}' }),
+      }), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
+    });
+  }
+}
+
+/** The `token` parameter: parse() removes secrets from `raw`, so read it from the query itself. */
+function tokenOf(request: FastifyRequest): string | undefined {
+  return new URLSearchParams(queryOf(request.url)).get('token') ?? undefined;
+}

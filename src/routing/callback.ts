@@ -1,0 +1,66 @@
+import type { ExotelCall } from '../exotel/params.js';
+import type { Action, Flow, FlowType, PassthruAction, SwitchAction } from '../schemas/flow.js';
+import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import { asyncPassthruAnswer, errorAnswer, passthruAnswer, switchAnswer, type CallbackAnswer } from '../exotel/responses.js';
+import { decide, type Decision } from './decide.js';
+
+export type Endpoint = 'passthru' | 'switch';
+export type Outcome = 'answered' | 'async' | 'on-error' | 'rejected';
+
+export interface CallbackResult {
+  answer: CallbackAnswer;
+  outcome: Outcome;
+  /** Why the callback was refused or answered with onError; null when all went as designed. */
+  reason: string | null;
+  decision: Decision | null;
+  flow: Flow | null;
+}
+
+const FLOW_TYPE: Record<Endpoint, FlowType> = { passthru: 'passthru', switch: 'switch' };
+
+export function rejected(statusCode: number, reason: string): CallbackResult {
+  return { answer: errorAnswer(statusCode, reason), outcome: 'rejected', reason, decision: null, flow: null };
+}
+
+function render(endpoint: Endpoint, action: Action): CallbackAnswer {
+  return endpoint === 'passthru' ? passthruAnswer(action as PassthruAction) : switchAnswer(action as SwitchAction);
+}
+
+/**
+ * What to answer one callback, from the rules snapshot alone (no I/O): refusals for an unknown
+ * flow or a missing CallSid; otherwise the flow's decision, or its `onError` action when the
+ * decision fails or `elapsedMs()` shows the budget was overrun.
+ */
+export function answerCallback(opts: {
+  snapshot: RulesSnapshot | null;
+  endpoint: Endpoint;
+  flowSlug: string;
+  call: ExotelCall;
+  at: Date;
+  budgetMs: number;
+  elapsedMs: () => number;
+}): CallbackResult {
+  const { snapshot, endpoint, flowSlug, call } = opts;
+  if (!snapshot) return rejected(503, 'routing rules are not loaded yet');
+  const flow = snapshot.flows.get(flowSlug);
+  if (!flow || flow.type !== FLOW_TYPE[endpoint]) {
+    const why = flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${FLOW_TYPE[endpoint]}` : `no flow '${flowSlug}'`;
+    return rejected(404, why);
+  }
+  if (!call.callSid) return { ...rejected(400, 'CallSid is missing'), flow };
+
+  let decision: Decision;
+  try {
+    decision = decide(snapshot, flow, call, opts.at);
+  } catch (err) {
+    decision = { action: flow.onError, decidedBy: 'onError', matchedRule: null, error: `decision failed: ${(err as Error).message}`, trace: [] };
+  }
+  if (decision.decidedBy !== 'onError' && opts.elapsedMs() > opts.budgetMs) {
+    decision = { ...decision, action: flow.onError, decidedBy: 'onError', error: `decision took longer than the ${opts.budgetMs} ms budget` };
+  }
+  if (endpoint === 'passthru' && flow.mode === 'async') {
+    return { answer: asyncPassthruAnswer, outcome: 'async', reason: decision.error, decision, flow };
+  }
+  const outcome: Outcome = decision.decidedBy === 'onError' ? 'on-error' : 'answered';
+  return { answer: render(endpoint, decision.action), outcome, reason: decision.error, decision, flow };
+}

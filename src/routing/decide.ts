@@ -1,0 +1,129 @@
+import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
+import type { ExotelCall } from '../exotel/params.js';
+import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import { isOpen } from './schedule.js';
+
+export type DecidedBy = 'rule' | 'otherwise' | 'onError';
+
+export interface Decision {
+  action: Action;
+  decidedBy: DecidedBy;
+  matchedRule: string | null;
+  /** Why onError was answered, when it was. */
+  error: string | null;
+  trace: RuleTrace[];
+}
+
+type ConditionTrace = RuleTrace['conditions'][number];
+type Lookup = Pick<RulesSnapshot, 'vipLists' | 'schedules'>;
+
+class MissingReference extends Error {}
+
+function vipMember(rules: Lookup, slug: string, call: ExotelCall, now: number): { held: boolean; why: string } {
+  const list = rules.vipLists.get(slug);
+  if (!list) throw new MissingReference(`vip-list '${slug}' is not loaded`);
+  const caller = call.callFrom?.e164;
+  if (!caller) return { held: false, why: `caller number unknown (${call.callFrom?.raw ?? 'not sent'})` };
+  const entry = list.get(caller);
+  if (!entry) return { held: false, why: `${caller} is not in ${slug}` };
+  if (entry.expiresAt !== null && entry.expiresAt <= now) {
+    return { held: false, why: `${caller}'s entry in ${slug} expired at ${new Date(entry.expiresAt).toISOString()}` };
+  }
+  return { held: true, why: `${caller} is in ${slug}` };
+}
+
+function scheduleOpen(rules: Lookup, slug: string, at: Date): boolean {
+  const schedule = rules.schedules.get(slug);
+  if (!schedule) throw new MissingReference(`schedule '${slug}' is not loaded`);
+  return isOpen(schedule, at);
+}
+
+function textMatch(value: string | null, m: { equals: string } | { in: string[] } | { prefix: string }, what: string): { held: boolean; why: string } {
+  if (value === null) return { held: false, why: `no ${what} sent` };
+  if ('equals' in m) return { held: value === m.equals, why: `${what} '${value}' ${value === m.equals ? '=' : '≠'} '${m.equals}'` };
+  if ('in' in m) {
+    const held = m.in.includes(value);
+    return { held, why: `${what} '${value}' ${held ? 'is' : 'is not'} one of ${m.in.length}` };
+  }
+  const held = value.startsWith(m.prefix);
+  return { held, why: `${what} '${value}' ${held ? 'starts' : 'does not start'} with '${m.prefix}'` };
+}
+
+/** A rule's status-like value normalised as the parser normalises the call's ('No Answer ' → 'no-answer'). */
+function asEnum(value: string): string {
+  return value.trim().toLowerCase().replace(/\s+/g, '-');
+}
+
+/** Evaluates every condition of a rule (all, not just up to the first failure, so the trace is complete). */
+function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): ConditionTrace[] {
+  const out: ConditionTrace[] = [];
+  const now = at.getTime();
+  if (when.callerIn !== undefined) out.push({ condition: `callerIn ${when.callerIn}`, ...vipMember(rules, when.callerIn, call, now) });
+  if (when.callerNotIn !== undefined) {
+    const r = vipMember(rules, when.callerNotIn, call, now);
+    out.push({ condition: `callerNotIn ${when.callerNotIn}`, held: !r.held, why: r.why });
+  }
+  if (when.openBy !== undefined) {
+    const open = scheduleOpen(rules, when.openBy, at);
+    out.push({ condition: `openBy ${when.openBy}`, held: open, why: `${when.openBy} is ${open ? 'open' : 'closed'}` });
+  }
+  if (when.closedBy !== undefined) {
+    const open = scheduleOpen(rules, when.closedBy, at);
+    out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why: `${when.closedBy} is ${open ? 'open' : 'closed'}` });
+  }
+  if (when.digits !== undefined) out.push({ condition: 'digits', ...textMatch(call.digits, when.digits, 'digits') });
+  if (when.callerPrefix !== undefined) {
+    const caller = call.callFrom?.e164 ?? null;
+    const prefix = caller === null ? undefined : when.callerPrefix.find((p) => caller.startsWith(p));
+    out.push({
+      condition: 'callerPrefix',
+      held: prefix !== undefined,
+      why: caller === null ? 'caller number unknown' : prefix ? `${caller} starts with ${prefix}` : `${caller} has none of the prefixes`,
+    });
+  }
+  if (when.calledNumber !== undefined) {
+    const called = call.callTo?.e164 ?? null;
+    const held = called !== null && when.calledNumber.includes(called);
+    out.push({ condition: 'calledNumber', held, why: called === null ? 'called number unknown' : `${called} ${held ? 'is' : 'is not'} listed` });
+  }
+  if (when.direction !== undefined) {
+    const want = asEnum(when.direction);
+    const held = call.direction === want;
+    out.push({ condition: `direction ${when.direction}`, held, why: `direction is ${call.direction ?? 'not sent'}` });
+  }
+  if (when.customField !== undefined) out.push({ condition: 'customField', ...textMatch(call.customField, when.customField, 'CustomField') });
+  if (when.dialCallStatus !== undefined) {
+    const status = call.dialCallStatus;
+    const held = status !== null && when.dialCallStatus.some((s) => asEnum(s) === status);
+    out.push({ condition: 'dialCallStatus', held, why: `DialCallStatus is ${status ?? 'not sent'}` });
+  }
+  return out;
+}
+
+/**
+ * The decision for one callback: the first rule whose conditions all hold, else `otherwise`;
+ * `onError` when a rule cannot be evaluated. Pure: snapshot + call + clock in, answer + trace out.
+ */
+export function decide(rules: Lookup, flow: Flow, call: ExotelCall, at: Date): Decision {
+  const trace: RuleTrace[] = [];
+  let matched: number | null = null;
+  try {
+    flow.rules.forEach((rule, index) => {
+      if (matched !== null) {
+        trace.push({ index, name: rule.name, result: 'not evaluated', conditions: [] });
+        return;
+      }
+      const conditions = evaluate(rules, rule.when, call, at);
+      const ok = conditions.every((c) => c.held);
+      if (ok) matched = index;
+      trace.push({ index, name: rule.name, result: ok ? 'matched' : 'not matched', conditions });
+    });
+  } catch (err) {
+    return { action: flow.onError, decidedBy: 'onError', matchedRule: null, error: `rule evaluation failed: ${(err as Error).message}`, trace };
+  }
+  if (matched !== null) {
+    const rule = flow.rules[matched]!;
+    return { action: rule.then, decidedBy: 'rule', matchedRule: rule.name, error: null, trace };
+  }
+  return { action: flow.otherwise, decidedBy: 'otherwise', matchedRule: null, error: null, trace };
+}

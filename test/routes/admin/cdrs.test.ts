@@ -1,0 +1,423 @@
+import t from 'tap';
+import type { AddressInfo } from 'node:net';
+import pg from 'pg';
+import { Prisma } from '../../../src/generated/prisma/client.js';
+import { ADMIN_KEY, buildTestApp } from '../../helper.js';
+
+const T0 = Date.parse('2026-11-20T10:00:00.000Z');
+const at = (seconds: number) => new Date(T0 + seconds * 1000);
+
+const CALLER_1 = '+919812345001';
+const CALLER_2 = '+919812345002';
+const CALLER_3 = '+919812345003';
+const EXOPHONE = '+918047112233';
+const AGENT = '+919800000011';
+const TRICKY_BODY = 'He said "hi", then\nleft; C:\\path';
+
+interface Fixture {
+  label: string;
+  seconds: number;
+  endpoint: string;
+  flowSlug: string | null;
+  callSid: string | null;
+  callFrom?: string | null;
+  callTo?: string | null;
+  dialWhomNumber?: string | null;
+  dialCallStatus?: string | null;
+  digits?: string | null;
+  outcome: string;
+  reason?: string | null;
+  httpStatus?: number;
+  responseBody?: string | null;
+  attempt?: number;
+  legs?: unknown;
+  decision?: unknown;
+}
+
+// Four calls across three flows and every endpoint, plus rejected callbacks, in arrival order.
+const FIXTURES: Fixture[] = [
+  { label: 'c1-passthru', seconds: 0, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, outcome: 'answered', responseBody: '' },
+  { label: 'c1-switch', seconds: 30, endpoint: 'switch', flowSlug: 'menu', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, digits: '2', outcome: 'answered', responseBody: '{"select":"sales"}' },
+  { label: 'c2-connect', seconds: 60, endpoint: 'connect', flowSlug: 'sales', callSid: 'ca-2', callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'answered', responseBody: '{"fetch_after_attempt":true}' },
+  { label: 'c2-dial-whom', seconds: 65, endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-2', callFrom: CALLER_2, callTo: EXOPHONE, dialWhomNumber: AGENT, dialCallStatus: 'no-answer', attempt: 2, outcome: 'answered', responseBody: '+919811000022',
+    legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }] },
+  { label: 'c2-dial-event', seconds: 70, endpoint: 'dial-events', flowSlug: null, callSid: 'ca-2', dialWhomNumber: AGENT, outcome: 'logged' },
+  { label: 'c3-passthru', seconds: 120, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, outcome: 'on-error', reason: 'decision budget exceeded', responseBody: '' },
+  { label: 'c3-dial-whom', seconds: 130, endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, dialWhomNumber: CALLER_1, dialCallStatus: 'busy', attempt: 2, outcome: 'answered', responseBody: '' },
+  { label: 'no-callsid', seconds: 140, endpoint: 'passthru', flowSlug: 'inbound', callSid: null, callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'rejected', reason: 'missing CallSid', httpStatus: 400 },
+  { label: 'unknown-flow', seconds: 150, endpoint: 'passthru', flowSlug: 'nope', callSid: 'ca-5', callFrom: CALLER_3, callTo: EXOPHONE, outcome: 'rejected', reason: 'unknown flow', httpStatus: 404 },
+  { label: 'c4-connect', seconds: 200, endpoint: 'connect', flowSlug: 'sales', callSid: "o'hara-4", callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'answered', reason: 'sticky, then round_robin', responseBody: TRICKY_BODY,
+    decision: { dialGroup: 'sales', numbers: [AGENT], trace: [{ rule: 'vip', result: 'matched' }] } },
+];
+
+type Answer = { id: string; [k: string]: unknown };
+
+t.test('admin CDRs', async (t) => {
+  const { app, admin, db } = await buildTestApp(t);
+
+  const idOf = new Map<string, string>();
+  const labelOf = new Map<string, string>();
+  for (const f of FIXTURES) {
+    const row = await db.prisma.cdr.create({
+      data: {
+        receivedAt: at(f.seconds), endpoint: f.endpoint, flowSlug: f.flowSlug, callSid: f.callSid,
+        callFrom: f.callFrom ?? null, callFromRaw: f.callFrom ? `0${f.callFrom.slice(3)}` : null,
+        callTo: f.callTo ?? null, callToRaw: f.callTo ? `0${f.callTo.slice(3)}` : null,
+        direction: f.endpoint === 'dial-events' ? null : 'incoming', callStatus: 'in-progress', callType: 'call-attempt',
+        digits: f.digits ?? null, dialCallStatus: f.dialCallStatus ?? null, dialWhomNumber: f.dialWhomNumber ?? null,
+        legs: f.legs === undefined ? Prisma.DbNull : (f.legs as Prisma.InputJsonValue),
+        params: { CallSid: f.callSid, CallFrom: f.callFrom ?? '', digits: f.digits ? `"${f.digits}"` : '' },
+        decision: f.decision === undefined ? Prisma.DbNull : (f.decision as Prisma.InputJsonValue),
+        matchedRule: f.decision ? 'vip' : null, outcome: f.outcome, reason: f.reason ?? null,
+        httpStatus: f.httpStatus ?? 200, responseBody: f.responseBody ?? null, handlingMs: 3.25, attempt: f.attempt ?? 1,
+        idempotencyKey: `key-${f.label}`,
+      },
+    });
+    idOf.set(f.label, row.id.toString());
+    labelOf.set(row.id.toString(), f.label);
+  }
+
+  const labels = (items: Answer[]) => items.map((i) => labelOf.get(i.id) ?? `?${i.id}`);
+  /** What a filter must select, worked out here independently of the SQL: matching fixtures, newest first. */
+  const expected = (match: (f: Fixture) => boolean) => FIXTURES.filter(match).map((f) => f.label).reverse();
+  const list = async (query: string) => {
+    const res = await admin({ method: 'GET', url: `/admin/cdrs${query ? `?${query}` : ''}` });
+    t.equal(res.statusCode, 200, `GET /admin/cdrs?${query}: ${res.body.slice(0, 200)}`);
+    return res.json() as { items: Answer[]; nextCursor: string | null };
+  };
+  const hasNumber = (n: string) => (f: Fixture) => f.callFrom === n || f.callTo === n || f.dialWhomNumber === n;
+
+  const FILTER_CASES: Array<[string, (f: Fixture) => boolean]> = [
+    ['callSid=ca-2', (f) => f.callSid === 'ca-2'],
+    ['flow=sales', (f) => f.flowSlug === 'sales'],
+    ['endpoint=dial-whom', (f) => f.endpoint === 'dial-whom'],
+    ['endpoint=dial-events', (f) => f.endpoint === 'dial-events'],
+    ['outcome=rejected', (f) => f.outcome === 'rejected'],
+    [`number=${encodeURIComponent(CALLER_1)}`, hasNumber(CALLER_1)],
+    [`from=${encodeURIComponent(at(65).toISOString())}`, (f) => f.seconds >= 65],
+    [`to=${encodeURIComponent(at(65).toISOString())}`, (f) => f.seconds < 65],
+    ['flow=sales&endpoint=dial-whom&number=09800000011', (f) => f.flowSlug === 'sales' && f.endpoint === 'dial-whom' && hasNumber(AGENT)(f)],
+    ['callSid=ca-2&endpoint=dial-events', (f) => f.callSid === 'ca-2' && f.endpoint === 'dial-events'],
+    [`flow=inbound&from=${encodeURIComponent(at(1).toISOString())}&to=${encodeURIComponent(at(150).toISOString())}&outcome=rejected`,
+      (f) => f.flowSlug === 'inbound' && f.seconds >= 1 && f.seconds < 150 && f.outcome === 'rejected'],
+    ['flow=menu&endpoint=passthru', () => false],
+  ];
+
+  t.test('without filters the list holds every CDR, newest first by id', async (t) => {
+    const body = await list('');
+    t.same(labels(body.items), expected(() => true));
+    t.equal(body.nextCursor, null);
+  });
+
+  t.test('each filter alone, and several combined with AND, select exactly the matching CDRs', async (t) => {
+    for (const [query, match] of FILTER_CASES) {
+      t.same(labels((await list(query)).items), expected(match), query);
+    }
+    t.ok(FILTER_CASES.every(([, m]) => FIXTURES.some((f) => !m(f))), 'every case excludes something');
+  });
+
+  t.test('number matches caller, called number or dialed agent, written national, with 91 or with +91', async (t) => {
+    for (const form of ['09812345001', '919812345001', '+919812345001', '98123 45001']) {
+      const got = labels((await list(`number=${encodeURIComponent(form)}`)).items);
+      t.same(got, ['c3-dial-whom', 'c1-switch', 'c1-passthru'], `${form}: as caller in call 1 and as dialed agent in call 3`);
+    }
+    t.same(labels((await list('number=08047112233')).items), expected(hasNumber(EXOPHONE)), 'the called ExoPhone');
+    t.same(labels((await list('number=09800000011')).items), ['c2-dial-event', 'c2-dial-whom'], 'an agent only dialed');
+  });
+
+  t.test('an invalid number is 400 naming querystring/number, in the list and the CSV', async (t) => {
+    for (const url of ['/admin/cdrs?number=12345', '/admin/cdrs.csv?number=abc']) {
+      const res = await admin({ method: 'GET', url });
+      t.equal(res.statusCode, 400, url);
+      t.match(res.json().message, /^querystring\/number: /, url);
+    }
+  });
+
+  t.test('from is inclusive and to exclusive, at millisecond precision and in any offset', async (t) => {
+    const q = (from: string, to: string) => list(`from=${encodeURIComponent(from)}&to=${encodeURIComponent(to)}`);
+    t.same(labels((await q(at(60).toISOString(), at(70).toISOString())).items), ['c2-dial-whom', 'c2-connect']);
+    t.same(labels((await q(new Date(T0 + 60_001).toISOString(), new Date(T0 + 70_001).toISOString())).items), ['c2-dial-event', 'c2-dial-whom']);
+    t.same(labels((await q('2026-11-20T15:31:00+05:30', '2026-11-20T15:31:05.001+05:30')).items), ['c2-dial-whom', 'c2-connect'], 'IST offset');
+    t.same((await q(at(65).toISOString(), at(65).toISOString())).items, [], 'an empty range is empty');
+  });
+
+  t.test('bad time filters are 400 naming the field', async (t) => {
+    const reversed = await admin({ method: 'GET', url: `/admin/cdrs?from=${at(10).toISOString()}&to=${at(0).toISOString()}` });
+    t.equal(reversed.statusCode, 400);
+    t.match(reversed.json().message, /^querystring\/to: /);
+    const local = await admin({ method: 'GET', url: '/admin/cdrs?from=2026-11-20T10:00:00' });
+    t.equal(local.statusCode, 400, 'a time without offset is ambiguous');
+    t.match(local.json().message, /^querystring\/from: /);
+  });
+
+  t.test('paging walks every row exactly once in id-desc order, with and without a filter', async (t) => {
+    for (const [filter, match] of [['', () => true], ['flow=sales', (f: Fixture) => f.flowSlug === 'sales']] as const) {
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const body = await list(`limit=3${filter ? `&${filter}` : ''}${cursor ? `&cursor=${cursor}` : ''}`);
+        t.ok(body.items.length <= 3);
+        seen.push(...body.items.map((i) => i.id));
+        cursor = body.nextCursor;
+        if (cursor) t.equal(cursor, body.items[body.items.length - 1]!.id, 'the cursor is the last id of the page');
+        pages++;
+      } while (cursor && pages < 20);
+      t.same(labels(seen.map((id) => ({ id }))), expected(match), filter || 'no filter');
+      t.same([...seen].sort((a, b) => Number(b) - Number(a)), seen, 'ids descending');
+    }
+    const exact = await list(`limit=${FIXTURES.length}`);
+    t.equal(exact.nextCursor, null, 'a page that takes the last row says there is no next page');
+  });
+
+  t.test('limit outside 1–1000, a non-numeric cursor and unknown query fields are 400 naming the field', async (t) => {
+    for (const [query, field] of [['limit=0', 'limit'], ['limit=1001', 'limit'], ['cursor=abc', 'cursor'], ['page=2', 'page'], ['endpoint=voicemail', 'endpoint'], ['flow=Sales', 'flow']] as const) {
+      const res = await admin({ method: 'GET', url: `/admin/cdrs?${query}` });
+      t.equal(res.statusCode, 400, query);
+      t.match(res.json().message, `querystring/${field}`, query);
+    }
+    const unknown = await admin({ method: 'GET', url: '/admin/cdrs?page=2' });
+    t.equal(unknown.json().message, 'querystring/page: unknown field');
+  });
+
+  t.test('ids and cursors beyond the bigint range are 404 and an ordinary cursor, not 500', async (t) => {
+    t.equal((await admin({ method: 'GET', url: '/admin/cdrs/9999999999999999999' })).statusCode, 404);
+    t.same(labels((await list('cursor=9999999999999999999')).items), expected(() => true));
+  });
+
+  t.test('one CDR by id carries every field, with params, legs and decision as JSON', async (t) => {
+    const res = await admin({ method: 'GET', url: `/admin/cdrs/${idOf.get('c2-dial-whom')}` });
+    t.equal(res.statusCode, 200);
+    const cdr = res.json();
+    t.same(cdr, {
+      id: idOf.get('c2-dial-whom'), receivedAt: at(65).toISOString(), endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-2',
+      callFrom: CALLER_2, callFromRaw: '09812345002', callTo: EXOPHONE, callToRaw: '08047112233', direction: 'incoming',
+      callStatus: 'in-progress', callType: 'call-attempt', digits: null, customField: null, dialCallStatus: 'no-answer',
+      dialWhomNumber: AGENT, legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }],
+      params: { CallSid: 'ca-2', CallFrom: CALLER_2, digits: '' }, decision: null, matchedRule: null, outcome: 'answered',
+      reason: null, httpStatus: 200, responseBody: '+919811000022', handlingMs: 3.25, attempt: 2,
+    });
+    const withDecision = (await admin({ method: 'GET', url: `/admin/cdrs/${idOf.get('c4-connect')}` })).json();
+    t.same(withDecision.decision, FIXTURES.find((f) => f.label === 'c4-connect')!.decision);
+    t.equal(withDecision.responseBody, TRICKY_BODY);
+  });
+
+  t.test('an unknown id is 404 and a non-numeric one 400 naming params/id', async (t) => {
+    const missing = await admin({ method: 'GET', url: '/admin/cdrs/987654321' });
+    t.equal(missing.statusCode, 404);
+    t.match(missing.json().message, /987654321/);
+    const bad = await admin({ method: 'GET', url: '/admin/cdrs/abc' });
+    t.equal(bad.statusCode, 400);
+    t.match(bad.json().message, /^params\/id/);
+  });
+
+  t.test('a call timeline lists every callback of the CallSid, oldest first', async (t) => {
+    const res = await admin({ method: 'GET', url: '/admin/calls/ca-2' });
+    t.equal(res.statusCode, 200);
+    const body = res.json();
+    t.equal(body.callSid, 'ca-2');
+    t.same(labels(body.callbacks), ['c2-connect', 'c2-dial-whom', 'c2-dial-event']);
+    t.same(body.callbacks[1].legs[0].CauseCode, 'NO_ANSWER');
+    const quoted = await admin({ method: 'GET', url: `/admin/calls/${encodeURIComponent("o'hara-4")}` });
+    t.same(labels(quoted.json().callbacks), ['c4-connect'], 'a CallSid with a quote is data');
+  });
+
+  t.test('a timeline of an unknown CallSid is 404', async (t) => {
+    const res = await admin({ method: 'GET', url: '/admin/calls/ca-404' });
+    t.equal(res.statusCode, 404);
+    t.match(res.json().message, /ca-404/);
+  });
+
+  t.test('control characters in a CallSid filter are 400, not a database error', async (t) => {
+    for (const url of ['/admin/cdrs?callSid=%00', '/admin/cdrs.csv?callSid=a%00b', '/admin/calls/a%01b']) {
+      const res = await admin({ method: 'GET', url });
+      t.equal(res.statusCode, 400, url);
+    }
+  });
+
+  t.test('the CSV is text/csv, an attachment, a header row and every CDR newest first', async (t) => {
+    const res = await admin({ method: 'GET', url: '/admin/cdrs.csv' });
+    t.equal(res.statusCode, 200);
+    t.match(res.headers['content-type'], /^text\/csv/);
+    t.equal(res.headers['content-disposition'], 'attachment; filename="cdrs.csv"');
+    const rows = parseCsv(res.body);
+    t.same(rows[0], [
+      'id', 'received_at', 'endpoint', 'flow_slug', 'call_sid', 'call_from', 'call_to', 'direction', 'digits',
+      'dial_call_status', 'dial_whom_number', 'outcome', 'matched_rule', 'reason', 'http_status', 'response_body',
+      'handling_ms', 'attempt', 'legs', 'params',
+    ]);
+    t.equal(rows.length - 1, FIXTURES.length);
+    t.same(rows.slice(1).map((r) => labelOf.get(r[0]!)), expected(() => true));
+    const byLabel = (label: string) => rows.find((r) => r[0] === idOf.get(label))!;
+    const dial = byLabel('c2-dial-whom');
+    t.same(dial.slice(1, 8), [at(65).toISOString(), 'dial-whom', 'sales', 'ca-2', CALLER_2, EXOPHONE, 'incoming']);
+    t.same(JSON.parse(dial[18]!), [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }], 'legs as JSON');
+    t.same(JSON.parse(dial[19]!).CallSid, 'ca-2', 'params as JSON');
+  });
+
+  t.test('CSV fields with commas, quotes, backslashes and newlines are quoted per RFC 4180', async (t) => {
+    const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?callSid=${encodeURIComponent("o'hara-4")}` });
+    t.ok(res.body.includes('"He said ""hi"", then\nleft; C:\\path"'), 'exact quoted text');
+    t.ok(res.body.includes('"sticky, then round_robin"'));
+    const rows = parseCsv(res.body);
+    t.equal(rows.length, 2);
+    t.equal(rows[1]![4], "o'hara-4");
+    t.equal(rows[1]![15], TRICKY_BODY, 'the value parses back unchanged');
+  });
+
+  t.test('the CSV applies every filter exactly as the list does', async (t) => {
+    for (const [query, match] of FILTER_CASES) {
+      const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?${query}` });
+      t.equal(res.statusCode, 200, query);
+      const ids = parseCsv(res.body).slice(1).map((r) => r[0]!);
+      t.same(ids.map((id) => labelOf.get(id)), expected(match), query);
+      t.same(ids, (await list(`${query}&limit=1000`)).items.map((i) => i.id), `${query}: same rows as the list`);
+    }
+  });
+
+  t.test('HEAD on the CSV does not start an export', async (t) => {
+    t.equal((await admin({ method: 'HEAD', url: '/admin/cdrs.csv' })).statusCode, 404);
+  });
+
+  t.test('the CSV refuses paging and unknown fields', async (t) => {
+    for (const query of ['limit=10', 'cursor=5', 'format=json']) {
+      const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?${query}` });
+      t.equal(res.statusCode, 400, query);
+      t.match(res.json().message, /unknown field/);
+    }
+  });
+
+  t.test('quotes in CSV filter values are data, never SQL', async (t) => {
+    const slug = await admin({ method: 'GET', url: `/admin/cdrs.csv?flow=${encodeURIComponent("o'brien")}` });
+    t.equal(slug.statusCode, 400, 'a flow filter must be a slug');
+    t.match(slug.json().message, /^querystring\/flow/);
+    for (const value of ["x'; DROP TABLE cdrs; --", "x\\'; SELECT pg_sleep(5); --", '"; --']) {
+      const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?callSid=${encodeURIComponent(value)}&outcome=${encodeURIComponent(value)}` });
+      t.equal(res.statusCode, 200, value);
+      t.same(parseCsv(res.body).length, 1, `${value}: header only`);
+    }
+    t.equal(await db.prisma.cdr.count(), FIXTURES.length, 'the table and its rows are still there');
+    const quoted = await admin({ method: 'GET', url: `/admin/cdrs.csv?callSid=${encodeURIComponent("o'hara-4")}` });
+    t.same(parseCsv(quoted.body).slice(1).map((r) => labelOf.get(r[0]!)), ['c4-connect'], 'a value with a quote still matches its row');
+  });
+
+  t.test('a viewer key reads the list, one CDR, a timeline and the CSV', async (t) => {
+    const created = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'support desk', role: 'viewer' } });
+    t.equal(created.statusCode, 201);
+    const headers = { authorization: `Bearer ${created.json().key}` };
+    for (const url of ['/admin/cdrs', `/admin/cdrs/${idOf.get('c1-passthru')}`, '/admin/calls/ca-1', '/admin/cdrs.csv']) {
+      const res = await app.inject({ method: 'GET', url, headers });
+      t.equal(res.statusCode, 200, url);
+    }
+  });
+
+  t.test('every CDR route needs a key', async (t) => {
+    for (const url of ['/admin/cdrs', '/admin/cdrs/1', '/admin/calls/ca-1', '/admin/cdrs.csv']) {
+      t.equal((await app.inject({ method: 'GET', url })).statusCode, 401, url);
+    }
+    t.ok(ADMIN_KEY);
+  });
+});
+
+t.test('CSV export at volume', async (t) => {
+  const { app, db } = await buildTestApp(t);
+  const ROWS = 200_000;
+  await db.pool.query(`
+    INSERT INTO cdrs (received_at, endpoint, flow_slug, call_sid, call_from, call_from_raw, call_to, call_to_raw, direction,
+                      params, outcome, http_status, response_body, handling_ms, attempt, idempotency_key)
+    SELECT timestamptz '2026-11-01T00:00:00Z' + g * interval '1 second', 'passthru', 'bulk', 'bulk-' || g,
+           '+91981' || lpad(g::text, 7, '0'), '0981' || lpad(g::text, 7, '0'), '+918047112233', '08047112233', 'incoming',
+           jsonb_build_object('CallSid', 'bulk-' || g, 'CallFrom', '0981' || lpad(g::text, 7, '0')), 'answered', 200, '', 2.5, 1,
+           'bulk-' || g
+    FROM generate_series(1, ${ROWS}) AS g`);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+  const headers = { authorization: `Bearer ${ADMIN_KEY}` };
+  const poolSettled = async () => {
+    for (let i = 0; i < 100 && db.pool.totalCount !== db.pool.idleCount; i++) await new Promise((r) => setTimeout(r, 50));
+    return db.pool.totalCount === db.pool.idleCount;
+  };
+
+  t.test(`${ROWS.toLocaleString('en')} rows stream completely over a socket and the connection goes back to the pool`, async (t) => {
+    const started = Date.now();
+    const res = await fetch(`${base}/admin/cdrs.csv`, { headers });
+    t.equal(res.status, 200);
+    let lines = 0;
+    let bytes = 0;
+    let last = 0;
+    for await (const chunk of res.body! as AsyncIterable<Uint8Array>) {
+      bytes += chunk.length;
+      for (const b of chunk) if (b === 10) lines++;
+      last = chunk[chunk.length - 1]!;
+    }
+    t.equal(lines, ROWS + 1, 'header + one line per row');
+    t.equal(last, 10, 'ends with a complete line');
+    t.ok(Date.now() - started < 20_000, `${bytes} bytes in ${Date.now() - started} ms`);
+    t.ok(await poolSettled(), 'no connection left checked out');
+  });
+
+  t.test('a time-filtered export of the large table holds exactly the rows in range', async (t) => {
+    const from = encodeURIComponent('2026-11-01T01:00:01Z');
+    const to = encodeURIComponent('2026-11-01T02:00:01Z');
+    const res = await fetch(`${base}/admin/cdrs.csv?from=${from}&to=${to}&flow=bulk`, { headers });
+    const text = await res.text();
+    const rows = text.trimEnd().split('\n');
+    t.equal(rows.length, 1 + 3600);
+    t.match(rows[1], /^\d+,2026-11-01T02:00:00\.000Z,passthru,bulk,bulk-7200,/);
+    t.match(rows[3600], /^\d+,2026-11-01T01:00:01\.000Z,passthru,bulk,bulk-3601,/);
+  });
+
+  t.test('a client that hangs up mid-download frees the database connection and stops the COPY', async (t) => {
+    const controller = new AbortController();
+    const res = await fetch(`${base}/admin/cdrs.csv`, { headers, signal: controller.signal });
+    const reader = res.body!.getReader();
+    const first = await reader.read();
+    t.ok(first.value && first.value.length > 0, 'the download had started');
+    controller.abort();
+    await reader.cancel().catch(() => {});
+    t.ok(await poolSettled(), 'the connection is no longer checked out');
+    // Its own connection: a pooled one could be the very connection left mid-COPY.
+    const observer = new pg.Client({ connectionString: db.url });
+    await observer.connect();
+    t.teardown(() => observer.end());
+    let copies = 1;
+    for (let i = 0; i < 100 && copies > 0; i++) {
+      const { rows } = await observer.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND state <> 'idle' AND pid <> pg_backend_pid()`);
+      copies = Number(rows[0]!.n);
+      if (copies > 0) await new Promise((r) => setTimeout(r, 50));
+    }
+    t.equal(copies, 0, 'no COPY left running in Postgres');
+    const again = await fetch(`${base}/admin/cdrs.csv?callSid=bulk-42`, { headers, signal: AbortSignal.timeout(5000) });
+    t.equal((await again.text()).trimEnd().split('\n').length, 2, 'the next export works');
+  });
+});
+
+/** RFC 4180 reader, enough to check what Postgres wrote (it does not tell NULL from ""). */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else field += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      row.push(field);
+      field = '';
+    } else if (c === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else field += c;
+  }
+  if (field !== '' || row.length > 0) rows.push([...row, field]);
+  return rows;
+}

@@ -1,0 +1,115 @@
+import t from 'tap';
+import { buildTestApp } from '../../helper.js';
+
+const passthru = (over: Record<string, unknown> = {}) => ({
+  slug: 'inbound', name: 'Main line', type: 'passthru',
+  rules: [
+    { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+    { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
+  ],
+  otherwise: { branch: 'A' }, onError: { branch: 'A' }, ...over,
+});
+
+t.test('flows admin API', async (t) => {
+  const { admin, app } = await buildTestApp(t);
+  await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } });
+  await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678' } });
+  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] } });
+
+  t.test('a flow referring to missing lists or schedules is 422 naming each slug', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [
+      { name: 'a', when: { callerIn: 'platinum' }, then: { branch: 'A' } },
+      { name: 'b', when: { openBy: 'night' }, then: { branch: 'B' } },
+    ] }) });
+    t.equal(res.statusCode, 422);
+    t.match(res.json().message, /vip-list 'platinum'.*schedule 'night'/);
+  });
+
+  t.test('create, read, list; defaults mode sync; duplicate slug 409', async (t) => {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: passthru() });
+    t.equal(res.statusCode, 201);
+    t.match(res.json(), { slug: 'inbound', type: 'passthru', mode: 'sync', rules: [{ name: 'VIPs' }, { name: 'closed' }] });
+    t.match((await admin({ method: 'GET', url: '/admin/flows/inbound' })).json(), { name: 'Main line' });
+    t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 1);
+    t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: passthru() })).statusCode, 409);
+  });
+
+  t.test('actions must fit the flow type; numbers are normalised; bad input names the field', async (t) => {
+    const wrong = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'x', otherwise: { select: 'sales' } }) });
+    t.equal(wrong.statusCode, 400);
+    t.match(wrong.json().message, 'body/otherwise: a passthru flow');
+    const asyncSwitch = await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'sw', name: 's', type: 'switch', mode: 'async', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } } });
+    t.equal(asyncSwitch.statusCode, 400);
+    t.match(asyncSwitch.json().message, 'body/mode');
+    const dup = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'y', rules: [
+      { name: 'same', when: {}, then: { branch: 'A' } }, { name: 'same', when: {}, then: { branch: 'B' } }] }) });
+    t.equal(dup.statusCode, 400);
+    t.match(dup.json().message, 'body/rules/1/name');
+    const called = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'z', rules: [
+      { name: 'exophone', when: { calledNumber: ['08047115777'] }, then: { branch: 'B' } }] }) });
+    t.equal(called.statusCode, 201);
+    t.same(called.json().rules[0].when.calledNumber, ['+918047115777']);
+    const badNumber = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'w', rules: [
+      { name: 'exophone', when: { calledNumber: ['12'] }, then: { branch: 'B' } }] }) });
+    t.equal(badNumber.statusCode, 400);
+    t.match(badNumber.json().message, 'body/rules/0/when/calledNumber/0');
+    const unknownCondition = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'v', rules: [
+      { name: 'x', when: { callerIs: 'gold' }, then: { branch: 'B' } }] }) });
+    t.equal(unknownCondition.statusCode, 400);
+    t.match(unknownCondition.json().message, 'body/rules/0/when/callerIs: unknown field');
+    const badBranch = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'u', otherwise: { branch: 'C' } }) });
+    t.equal(badBranch.statusCode, 400);
+    t.match(badBranch.json().message, 'body/otherwise');
+    await admin({ method: 'DELETE', url: '/admin/flows/z' });
+  });
+
+  t.test('deleting a VIP list or schedule a flow uses is 409 naming the flow', async (t) => {
+    const list = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' });
+    t.equal(list.statusCode, 409);
+    t.match(list.json().message, "flow 'inbound'");
+    const schedule = await admin({ method: 'DELETE', url: '/admin/schedules/support' });
+    t.equal(schedule.statusCode, 409);
+    t.match(schedule.json().message, "flow 'inbound'");
+  });
+
+  t.test('simulate returns the exact answer and a per-rule trace, and writes no CDR', async (t) => {
+    // The snapshot follows the writes through NOTIFY.
+    for (let i = 0; i < 200 && !app.rules.current?.vipLists.get('gold')?.size; i++) await new Promise((r) => setTimeout(r, 10));
+    const vip = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
+      endpoint: 'passthru', params: { CallSid: 'sim-1', CallFrom: '09812345678' }, at: '2026-11-23T12:00:00+05:30' } });
+    t.equal(vip.statusCode, 200);
+    t.match(vip.json(), {
+      answer: { statusCode: 200, contentType: 'text/plain', body: '' }, action: { branch: 'A' }, decidedBy: 'rule', matchedRule: 'VIPs',
+      trace: [
+        { name: 'VIPs', result: 'matched', conditions: [{ condition: 'callerIn gold', held: true, why: '+919812345678 is in gold' }] },
+        { name: 'closed', result: 'not evaluated' },
+      ],
+    });
+    const closed = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
+      endpoint: 'passthru', params: { CallSid: 'sim-2', CallFrom: '09800000000' }, at: '2026-11-23T20:00:00+05:30' } });
+    t.match(closed.json(), { answer: { statusCode: 302 }, matchedRule: 'closed', trace: [{ result: 'not matched' }, { result: 'matched' }] });
+    const open = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
+      endpoint: 'passthru', params: { CallSid: 'sim-3', CallFrom: '09800000000' }, at: '2026-11-23T10:00:00+05:30' } });
+    t.match(open.json(), { answer: { statusCode: 200 }, decidedBy: 'otherwise', matchedRule: null });
+    const noSid = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: { endpoint: 'passthru', params: {} } });
+    t.match(noSid.json(), { answer: { statusCode: 400 }, decidedBy: 'rejected', reason: 'CallSid is missing' });
+    const wrongEndpoint = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: { endpoint: 'switch', params: { CallSid: 'x' } } });
+    t.match(wrongEndpoint.json(), { answer: { statusCode: 404 }, decidedBy: 'rejected' });
+    t.equal((await admin({ method: 'POST', url: '/admin/flows/nope/simulate', payload: { endpoint: 'passthru', params: {} } })).statusCode, 404);
+    t.equal((await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: { endpoint: 'fax', params: {} } })).statusCode, 400);
+    t.equal(await app.db.prisma.cdr.count(), 0, 'no CDR written');
+  });
+
+  t.test('PUT replaces, DELETE removes, both audited; 404 for unknown slugs', async (t) => {
+    const put = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { name: 'Renamed', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } });
+    t.equal(put.statusCode, 200);
+    t.match(put.json(), { name: 'Renamed', rules: [] });
+    t.equal((await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' })).statusCode, 204, 'no longer referenced');
+    t.equal((await admin({ method: 'PUT', url: '/admin/flows/nope', payload: { name: 'x', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } })).statusCode, 404);
+    t.equal((await admin({ method: 'DELETE', url: '/admin/flows/inbound' })).statusCode, 204);
+    t.equal((await admin({ method: 'DELETE', url: '/admin/flows/inbound' })).statusCode, 404);
+    t.equal((await admin({ method: 'GET', url: '/admin/flows/inbound' })).statusCode, 404);
+    const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=flow' })).json();
+    t.same(audit.items.filter((a: { entityId: string }) => a.entityId === 'inbound').map((a: { action: string }) => a.action), ['delete', 'replace', 'create']);
+  });
+});

@@ -1,0 +1,221 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildTestApp, type TestApp } from '../../helper.js';
+
+/** Waits until the rules snapshot (reloaded through LISTEN/NOTIFY) satisfies `ok`. */
+async function snapshotHas(ctx: TestApp, ok: () => boolean, ms = 2000): Promise<number> {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) throw new Error('snapshot did not catch up');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return Date.now() - t0;
+}
+
+async function cdrsFor(ctx: TestApp, callSid: string) {
+  return ctx.db.prisma.cdr.findMany({ where: { callSid }, orderBy: { id: 'asc' } });
+}
+
+// A Passthru request as Exotel sends it after an IVR applet (exotel-docs/passthru-applet.txt).
+const ivrParams = (sid: string, from: string) =>
+  new URLSearchParams({
+    CallSid: sid, CallFrom: from, CallTo: '08047115777', Direction: 'incoming', Created: '2026-11-20 10:00:00',
+    DialCallDuration: '0', StartTime: '2026-11-20 10:00:00', EndTime: '1970-01-01 05:30:00', CallType: 'call-attempt',
+    From: from, To: '08047115777', CurrentTime: '2026-11-20 10:00:05', digits: '"1"', flow_id: '12345',
+  }).toString();
+
+async function setup(t: Test, env: Record<string, string> = {}) {
+  const ctx = await buildTestApp(t, env);
+  const { admin } = ctx;
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678' } })).statusCode, 201);
+  // Closed on every day: only VIPs get branch A.
+  t.equal((await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: [] } })).statusCode, 201);
+  const flow = await admin({
+    method: 'POST', url: '/admin/flows',
+    payload: {
+      slug: 'inbound', name: 'Main line', type: 'passthru',
+      rules: [
+        { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+        { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
+      ],
+      otherwise: { branch: 'A' }, onError: { branch: 'A' },
+    },
+  });
+  t.equal(flow.statusCode, 201, 'flow created');
+  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.has('inbound') === true);
+  return ctx;
+}
+
+t.test('passthru over real HTTP: VIP → A (200), others while closed → B (302), each with one CDR', async (t) => {
+  const ctx = await setup(t);
+  const base = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+
+  const vip = await fetch(`${base}/exotel/passthru/inbound?${ivrParams('call-vip', '+919812345678')}`);
+  t.equal(vip.status, 200);
+  t.equal(await vip.text(), '');
+  const other = await fetch(`${base}/exotel/passthru/inbound?${ivrParams('call-other', '09800000001')}`, { redirect: 'manual' });
+  t.equal(other.status, 302);
+
+  const [vipCdr] = await cdrsFor(ctx, 'call-vip');
+  t.match(vipCdr, {
+    endpoint: 'passthru', flowSlug: 'inbound', callFrom: '+919812345678', callFromRaw: '+919812345678', callTo: '+918047115777',
+    direction: 'incoming', digits: '1', outcome: 'answered', matchedRule: 'VIPs', httpStatus: 200, responseBody: '', attempt: 1, reason: null,
+  });
+  t.match(vipCdr!.params, { CallSid: 'call-vip', digits: '"1"', flow_id: '12345' }, 'raw params kept, deprecated ones included');
+  t.match(vipCdr!.decision, { action: { branch: 'A' }, decidedBy: 'rule' });
+  t.ok(vipCdr!.handlingMs >= 0);
+  const otherCdrs = await cdrsFor(ctx, 'call-other');
+  t.equal(otherCdrs.length, 1);
+  t.match(otherCdrs[0], { matchedRule: 'closed', httpStatus: 302, callFrom: '+919800000001' });
+});
+
+t.test('POST form and JSON bodies are parsed like the query string', async (t) => {
+  const ctx = await setup(t);
+  const form = await ctx.app.inject({
+    method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: ivrParams('call-form', '919812345678'),
+  });
+  t.equal(form.statusCode, 200, 'VIP by the 91… form');
+  const json = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', payload: { CallSid: 'call-json', CallFrom: '09800000002' } });
+  t.equal(json.statusCode, 302);
+  t.equal((await cdrsFor(ctx, 'call-form')).length, 1);
+  t.equal((await cdrsFor(ctx, 'call-json'))[0]!.callFrom, '+919800000002');
+});
+
+t.test('refusals are answered and logged: unknown flow 404, missing CallSid 400, malformed JSON', async (t) => {
+  const ctx = await setup(t);
+  const unknown = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/nope?${ivrParams('call-404', '09800000003')}` });
+  t.equal(unknown.statusCode, 404);
+  t.match(unknown.json().message, "no flow 'nope'");
+  t.match((await cdrsFor(ctx, 'call-404'))[0], { outcome: 'rejected', httpStatus: 404, reason: "no flow 'nope'", flowSlug: 'nope' });
+
+  const wrongType = await ctx.app.inject({ method: 'GET', url: `/exotel/switch/inbound?CallSid=call-type` });
+  t.equal(wrongType.statusCode, 404);
+  t.match(wrongType.json().message, 'passthru flow, not switch');
+
+  const before = await ctx.db.prisma.cdr.count();
+  const missing = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallFrom=09800000004' });
+  t.equal(missing.statusCode, 400);
+  t.match(missing.json().message, 'CallSid is missing');
+  const after = await ctx.db.prisma.cdr.findMany({ where: { callSid: null } });
+  t.equal(after.length, 1, 'one CDR for the refused callback');
+  t.equal(await ctx.db.prisma.cdr.count(), before + 1);
+
+  const bad = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound?CallSid=call-badjson', headers: { 'content-type': 'application/json' }, payload: '{"CallFrom": ' });
+  t.equal(bad.statusCode, 302, 'the query still decides; the body is ignored');
+  t.match((await cdrsFor(ctx, 'call-badjson'))[0]!.decision, { warnings: [/not valid JSON/] });
+});
+
+t.test('a body over the limit is refused with 413 and still leaves one CDR', async (t) => {
+  const ctx = await setup(t);
+  const res = await ctx.app.inject({
+    method: 'POST', url: '/exotel/passthru/inbound?CallSid=call-big', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `x=${'a'.repeat(100_000)}`,
+  });
+  t.equal(res.statusCode, 413);
+  t.match((await cdrsFor(ctx, 'call-big'))[0], { outcome: 'rejected', httpStatus: 413 });
+});
+
+t.test('callback secret: 401 without it, accepted as Basic password or token, never stored', async (t) => {
+  const secret = 's3cret-callback-value';
+  const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: secret });
+  const none = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-1' });
+  t.equal(none.statusCode, 401);
+  const wrong = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-2&token=nope' });
+  t.equal(wrong.statusCode, 401);
+  const basic = await ctx.app.inject({
+    method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-3&CallFrom=09812345678',
+    headers: { authorization: `Basic ${Buffer.from(`exotel:${secret}`).toString('base64')}` },
+  });
+  t.equal(basic.statusCode, 200);
+  const token = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=sec-4&CallFrom=09812345678&token=${secret}` });
+  t.equal(token.statusCode, 200);
+  const rows = await ctx.db.prisma.cdr.findMany({ where: { callSid: { startsWith: 'sec-' } }, orderBy: { callSid: 'asc' } });
+  t.same(rows.map((r) => [r.callSid, r.httpStatus, r.outcome]), [
+    ['sec-1', 401, 'rejected'], ['sec-2', 401, 'rejected'], ['sec-3', 200, 'answered'], ['sec-4', 200, 'answered'],
+  ]);
+  t.notOk(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret), 'the secret is in no CDR');
+});
+
+t.test('EXOTEL_ALLOWED_CIDRS refuses other sources with 403', async (t) => {
+  const ctx = await setup(t, { EXOTEL_ALLOWED_CIDRS: '10.1.0.0/16' });
+  const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=cidr-1', remoteAddress: '127.0.0.1' });
+  t.equal(res.statusCode, 403);
+  const ok = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=cidr-2', remoteAddress: '10.1.2.3' });
+  t.equal(ok.statusCode, 302);
+  t.equal((await cdrsFor(ctx, 'cidr-1'))[0]!.httpStatus, 403);
+});
+
+t.test('a VIP added through the admin API routes as VIP within a second', async (t) => {
+  const ctx = await setup(t);
+  const url = `/exotel/passthru/inbound?${ivrParams('call-new-vip', '09811111111')}`;
+  t.equal((await ctx.app.inject({ method: 'GET', url })).statusCode, 302, 'not a VIP yet');
+  const added = Date.now();
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '+919811111111' } })).statusCode, 201);
+  let status = 0;
+  while (Date.now() - added < 1000) {
+    status = (await ctx.app.inject({ method: 'GET', url })).statusCode;
+    if (status === 200) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  t.equal(status, 200, `routed as VIP ${Date.now() - added} ms after the write`);
+  const attempts = (await cdrsFor(ctx, 'call-new-vip')).map((c) => c.attempt);
+  t.same(attempts, attempts.map((_, i) => i + 1), 'attempt counts the callbacks of the call');
+});
+
+t.test('url actions answer the URL as text/plain; async flows answer 200 at once', async (t) => {
+  const ctx = await setup(t);
+  await ctx.admin({ method: 'PUT', url: '/admin/flows/inbound', payload: {
+    name: 'x', type: 'passthru', rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A', url: 'https://my.exotel.com/exoml/start/vip-flow' } }],
+    otherwise: { branch: 'B' }, onError: { branch: 'A' },
+  } });
+  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.get('inbound')?.name === 'x');
+  const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u1&CallFrom=09812345678' });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /text\/plain/);
+  t.equal(res.body, 'https://my.exotel.com/exoml/start/vip-flow');
+
+  await ctx.admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { name: 'y', type: 'passthru', mode: 'async', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } });
+  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.get('inbound')?.mode === 'async');
+  const async = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u2' });
+  t.equal(async.statusCode, 200, 'async answers 200 even though the flow says B');
+  t.match((await cdrsFor(ctx, 'u2'))[0], { outcome: 'async', decision: { action: { branch: 'B' } } });
+});
+
+t.test('switch-case answers {"select":"<case>"} by digits', async (t) => {
+  const ctx = await setup(t);
+  const res = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'menu', name: 'IVR menu', type: 'switch',
+    rules: [
+      { name: 'sales', when: { digits: { equals: '1' } }, then: { select: 'sales' } },
+      { name: 'support', when: { digits: { in: ['2', '3'] } }, then: { select: 'support' } },
+    ],
+    otherwise: { select: 'operator' }, onError: { select: 'operator' },
+  } });
+  t.equal(res.statusCode, 201, 'switch flow created');
+  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.has('menu') === true);
+  for (const [digits, select] of [['%221%22', 'sales'], ['%223%22', 'support'], ['%229%22', 'operator']] as const) {
+    const r = await ctx.app.inject({ method: 'GET', url: `/exotel/switch/menu?CallSid=sw-${select}&digits=${digits}` });
+    t.equal(r.statusCode, 200);
+    t.match(r.headers['content-type'], /text\/plain/);
+    t.equal(r.body, JSON.stringify({ select }));
+  }
+  t.equal(await ctx.db.prisma.cdr.count({ where: { endpoint: 'switch' } }), 3);
+});
+
+t.test('500 concurrent callbacks are all answered and all logged, sharing batched commits', async (t) => {
+  const ctx = await setup(t);
+  const base = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const batchesBefore = ctx.app.cdrWriter.stats.batches;
+  const results = await Promise.all(
+    Array.from({ length: 500 }, (_, i) =>
+      fetch(`${base}/exotel/passthru/inbound?${ivrParams(`load-${i}`, i % 2 ? '09812345678' : `0980000${String(i).padStart(4, '0')}`)}`, { redirect: 'manual' })
+        .then(async (r) => ({ i, status: r.status, body: await r.text() })),
+    ),
+  );
+  t.equal(results.filter((r) => r.status === (r.i % 2 ? 200 : 302)).length, 500, 'every callback got its right answer');
+  t.equal(await ctx.db.prisma.cdr.count({ where: { callSid: { startsWith: 'load-' } } }), 500, 'every callback has its CDR');
+  const batches = ctx.app.cdrWriter.stats.batches - batchesBefore;
+  t.ok(batches < 500, `${batches} commits for 500 CDRs (fewer than one per callback)`);
+});

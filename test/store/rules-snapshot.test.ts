@@ -1,0 +1,65 @@
+import t from 'tap';
+import { migratedDatabase, quietLog } from '../helper.js';
+import { RulesCache } from '../../src/store/rules-snapshot.js';
+import { RULES_CHANNEL } from '../../src/store/audit.js';
+
+const until = async (ok: () => boolean, ms = 5000) => {
+  const t0 = Date.now();
+  while (!ok()) {
+    if (Date.now() - t0 > ms) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return true;
+};
+
+t.test('the snapshot holds flows, VIP entries with expiry, and schedules', async (t) => {
+  const db = await migratedDatabase(t);
+  const list = await db.prisma.vipList.create({ data: { slug: 'gold', name: 'Gold' } });
+  await db.prisma.vipEntry.createMany({ data: [
+    { listId: list.id, number: '+919812345678' },
+    { listId: list.id, number: '+919812345679', expiresAt: new Date('2027-01-01T00:00:00Z') },
+  ] });
+  await db.prisma.schedule.create({ data: { slug: 's', name: 'S', timezone: 'Europe/London', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [] } });
+  await db.prisma.flow.create({ data: { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  const cache = new RulesCache(db, quietLog);
+  t.teardown(() => cache.stop());
+  await cache.start();
+  const s = cache.current!;
+  t.equal(s.flows.get('f')?.type, 'passthru');
+  t.same(s.vipLists.get('gold')?.get('+919812345678'), { expiresAt: null });
+  t.same(s.vipLists.get('gold')?.get('+919812345679'), { expiresAt: Date.parse('2027-01-01T00:00:00Z') });
+  t.equal(s.schedules.get('s')?.timezone, 'Europe/London');
+});
+
+t.test('a NOTIFY reloads the snapshot; a lost LISTEN connection reconnects and reloads', async (t) => {
+  const db = await migratedDatabase(t);
+  const cache = new RulesCache(db, quietLog);
+  t.teardown(() => cache.stop());
+  await cache.start();
+  const v1 = cache.current!.version;
+
+  await db.prisma.flow.create({ data: { slug: 'a', name: 'A', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:a')`);
+  t.ok(await until(() => cache.current!.flows.has('a')), 'reloaded after NOTIFY');
+  t.ok(cache.current!.version > v1);
+
+  // Kill the LISTEN session from the server side, then change data without any NOTIFY reaching us.
+  const killed = await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()`);
+  t.equal(killed.rowCount, 1, 'the LISTEN session was terminated');
+  await db.prisma.flow.create({ data: { slug: 'b', name: 'B', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  t.ok(await until(() => cache.current!.flows.has('b')), 'the change made while disconnected is picked up after reconnecting');
+  t.equal(cache.lastError, null, 'listening again');
+  await db.prisma.flow.create({ data: { slug: 'c', name: 'C', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:c')`);
+  t.ok(await until(() => cache.current!.flows.has('c')), 'notifications arrive on the new connection');
+});
+
+t.test('start() does not throw when the database is unreachable; the snapshot stays empty', async (t) => {
+  const { openDatabase } = await import('../../src/store/database.js');
+  const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
+  const cache = new RulesCache(db, quietLog);
+  t.teardown(async () => { await cache.stop(); await db.close(); });
+  await cache.start();
+  t.equal(cache.current, null);
+  t.match(cache.lastError, /./);
+});
