@@ -13,6 +13,7 @@ import adminRoutes from './routes/admin/index.js';
 import exotelRoutes from './routes/exotel/index.js';
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
+import { dialService } from './routes/exotel/dial.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -22,6 +23,9 @@ declare module 'fastify' {
     rules: RulesCache;
     /** Group-committing CDR writer for the callback path. */
     cdrWriter: CdrWriter;
+    random: () => number;
+    /** Dial Whom / Connect answers (with per-call state in Postgres). */
+    answerDial: ReturnType<typeof dialService>;
   }
 }
 
@@ -31,6 +35,8 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
   /** false: do not load rules or listen for changes (used to render the OpenAPI document offline). */
   background?: boolean;
+  /** Random source for the random and weighted dial strategies (tests pass a seeded one). */
+  random?: () => number;
 }
 
 /** The most specific error: the deepest path, not the summary an `anyOf` adds. */
@@ -81,6 +87,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('db', opts.db);
   app.decorate('rules', new RulesCache(opts.db, app.log));
   app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log));
+  app.decorate('random', opts.random ?? Math.random);
+  app.decorate('answerDial', dialService(app));
   if (opts.background !== false) app.addHook('onReady', () => app.rules.start());
   app.addHook('onClose', async () => {
     await app.cdrWriter.close();

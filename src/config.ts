@@ -19,6 +19,7 @@ export const ConfigSchema = Type.Object({
   DEFAULT_COUNTRY: Type.String({ pattern: '^[A-Z]{2}$', default: 'IN' }),
   DECISION_BUDGET_MS: Type.Integer({ minimum: 50, maximum: 30000, default: 1500 }),
   CDR_RETENTION_DAYS: Type.Integer({ minimum: 0, default: 0 }),
+  AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },

@@ -60,11 +60,11 @@ export interface TestApp {
 }
 
 /** The app as the server builds it, on a fresh migrated database, with ADMIN_KEY as bootstrap key. */
-export async function buildTestApp(t: Test, env: Record<string, string> = {}, opts: { logger?: pino.Logger } = {}): Promise<TestApp> {
+export async function buildTestApp(t: Test, env: Record<string, string> = {}, opts: { logger?: pino.Logger; random?: () => number } = {}): Promise<TestApp> {
   const db = await migratedDatabase(t);
   const config = loadConfig({ DATA_DIR: '/nonexistent', ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });
   await ensureBootstrapKey(db.prisma, { configuredKey: ADMIN_KEY, dataDir: config.DATA_DIR });
-  const app = await buildApp({ config, db, logger: opts.logger ?? quietLog });
+  const app = await buildApp({ config, db, logger: opts.logger ?? quietLog, ...(opts.random ? { random: opts.random } : {}) });
   t.teardown(() => app.close());
   await app.ready();
   const admin: TestApp['admin'] = (opts) =>

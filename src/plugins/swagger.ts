@@ -19,6 +19,7 @@ export default fp(async function openapi(app: FastifyInstance) {
       tags: [
         { name: 'vip-lists', description: 'VIP lists and their entries' },
         { name: 'schedules', description: 'Business hours' },
+        { name: 'dial-groups', description: 'Agents to ring, strategy and Connect call settings' },
         { name: 'flows', description: 'Routing rules per Exotel applet, and simulation' },
         { name: 'cdrs', description: 'Call-detail records: every callback received, what was answered and why' },
         { name: 'exotel', description: 'Callback endpoints called by Exotel applets' },

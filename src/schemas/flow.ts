@@ -97,7 +97,7 @@ export const FlowSchema = Type.Composite([
 ]);
 export type Flow = Static<typeof FlowSchema>;
 
-export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch')], {
+export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial-whom'), Type.Literal('connect')], {
   description: 'Which callback endpoint to simulate',
 });
 
@@ -128,6 +128,7 @@ export const SimulateResultSchema = Type.Object({
     body: Type.String(),
   }, { description: 'Exactly what the callback endpoint would answer' }),
   action: Type.Union([ActionSchema, Type.Null()]),
+  numbers: Type.Optional(Type.Array(Type.String(), { description: 'dial-whom/connect: the numbers offered, in order' })),
   decidedBy: Type.String({ description: "'rule', 'otherwise', 'onError' or 'rejected'" }),
   matchedRule: Type.Union([Type.String(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()]),

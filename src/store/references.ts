@@ -1,30 +1,67 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import { ConflictError } from '../errors.js';
 
+type Tx = Prisma.TransactionClient;
+
 /** Condition keys in flow rules (`when`) that name an object of each kind. */
-const REFERENCING_KEYS: Record<string, string[]> = {
+const CONDITION_KEYS: Record<string, string[]> = {
   'vip-list': ['callerIn', 'callerNotIn'],
   schedule: ['openBy', 'closedBy'],
 };
 
-/** Slugs of the flows whose rules refer to the object. */
-export async function flowsReferring(tx: Prisma.TransactionClient, entity: string, slug: string): Promise<string[]> {
-  const keys = REFERENCING_KEYS[entity] ?? [];
-  if (keys.length === 0) return [];
+/** Action keys (a rule's `then`, `otherwise`, `onError`) that name an object of each kind. */
+const ACTION_KEYS: Record<string, string[]> = {
+  'dial-group': ['dialGroup'],
+};
+
+/** Table of each kind of object, for the row lock below (a fixed list: never user input). */
+const TABLES: Record<string, string> = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' };
+
+/** Slugs of the flows whose rules or actions refer to the object. */
+export async function flowsReferring(tx: Tx, entity: string, slug: string): Promise<string[]> {
+  const conditionKeys = CONDITION_KEYS[entity] ?? [];
+  const actionKeys = ACTION_KEYS[entity] ?? [];
+  if (conditionKeys.length === 0 && actionKeys.length === 0) return [];
   const rows = await tx.$queryRaw<Array<{ slug: string }>>`
     SELECT f.slug FROM flows f
+    CROSS JOIN LATERAL (SELECT CASE WHEN jsonb_typeof(f.rules) = 'array' THEN f.rules ELSE '[]'::jsonb END AS rules) fr
     WHERE EXISTS (
-      SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof(f.rules) = 'array' THEN f.rules ELSE '[]'::jsonb END) r,
-                    unnest(${keys}::text[]) k
+      SELECT 1 FROM jsonb_array_elements(fr.rules) r, unnest(${conditionKeys}::text[]) k
       WHERE r -> 'when' ->> k = ${slug})
+    OR EXISTS (
+      SELECT 1 FROM unnest(${actionKeys}::text[]) k,
+             (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
+              UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
+      WHERE jsonb_typeof(acts.a) = 'object' AND acts.a ->> k = ${slug})
     ORDER BY f.slug`;
   return rows.map((r) => r.slug);
 }
 
-/** 409 naming the flows when any flow still refers to the object. */
-export async function assertUnreferenced(tx: Prisma.TransactionClient, entity: string, slug: string): Promise<void> {
+/** Slugs of the dial groups with a member whose shift is the schedule. */
+async function dialGroupsUsingSchedule(tx: Tx, slug: string): Promise<string[]> {
+  const rows = await tx.dialGroup.findMany({
+    where: { members: { some: { scheduleSlug: slug } } },
+    select: { slug: true },
+    orderBy: { slug: 'asc' },
+  });
+  return rows.map((r) => r.slug);
+}
+
+const named = (kind: string, slugs: string[]) => `${kind}${slugs.length > 1 ? 's' : ''} ${slugs.map((s) => `'${s}'`).join(', ')}`;
+
+/**
+ * 409 naming the flows (and, for a schedule, the dial groups using it as a shift) when anything
+ * still refers to the object. Call it in the deleting transaction: it locks the object's row first,
+ * so a writer that checks the object exists with FOR SHARE either commits before the check (and is
+ * seen) or waits and then finds the object gone.
+ */
+export async function assertUnreferenced(tx: Tx, entity: string, slug: string): Promise<void> {
+  const table = TABLES[entity];
+  if (table) await tx.$executeRawUnsafe(`SELECT 1 FROM ${table} WHERE slug = $1 FOR UPDATE`, slug);
   const flows = await flowsReferring(tx, entity, slug);
-  if (flows.length > 0) {
-    throw new ConflictError(`${entity} '${slug}' is used by flow${flows.length > 1 ? 's' : ''} ${flows.map((f) => `'${f}'`).join(', ')}; change or delete those first`);
+  const groups = entity === 'schedule' ? await dialGroupsUsingSchedule(tx, slug) : [];
+  const users = [...(flows.length > 0 ? [named('flow', flows)] : []), ...(groups.length > 0 ? [named('dial group', groups)] : [])];
+  if (users.length > 0) {
+    throw new ConflictError(`${entity} '${slug}' is used by ${users.join(' and by ')}; change or delete those first`);
   }
 }

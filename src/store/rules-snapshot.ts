@@ -5,6 +5,7 @@ import type { Flow } from '../schemas/flow.js';
 import type { ScheduleRules, ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow } from './flows.js';
+import { toDialGroup, type StoredDialGroup } from './dial-groups.js';
 
 export interface VipMember {
   /** epoch ms after which the entry no longer matches; null = never */
@@ -22,10 +23,11 @@ export interface RulesSnapshot {
   /** list slug → E.164 number → entry */
   vipLists: Map<string, Map<string, VipMember>>;
   schedules: Map<string, ScheduleRules>;
+  dialGroups: Map<string, StoredDialGroup>;
 }
 
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
-  const [flows, schedules, lists, entries] = await Promise.all([
+  const [flows, schedules, lists, entries, groups] = await Promise.all([
     db.prisma.flow.findMany(),
     db.prisma.schedule.findMany({ select: { slug: true, timezone: true, weekly: true, exceptions: true } }),
     db.prisma.vipList.findMany({ select: { id: true, slug: true } }),
@@ -34,6 +36,7 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
       text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
       rowMode: 'array',
     } as pg.QueryConfig),
+    db.prisma.dialGroup.findMany({ include: { members: true } }),
   ]);
   const byId = new Map<number, Map<string, VipMember>>();
   const vipLists = new Map<string, Map<string, VipMember>>();
@@ -53,6 +56,7 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
     schedules: new Map(
       schedules.map((s) => [s.slug, { timezone: s.timezone, weekly: s.weekly as WeeklyWindow[], exceptions: s.exceptions as ScheduleException[] }]),
     ),
+    dialGroups: new Map(groups.map((g) => [g.slug, toDialGroup(g)])),
   };
 }
 

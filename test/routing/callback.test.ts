@@ -57,6 +57,7 @@ const SNAPSHOT: RulesSnapshot = {
   flows: new Map(FLOWS.map((f) => [f.slug, f])),
   vipLists: new Map([['gold', new Map([['+919812345678', { expiresAt: null }]])]]),
   schedules: new Map([['support', SUPPORT]]),
+  dialGroups: new Map(),
 };
 const flow = (slug: string): Flow => SNAPSHOT.flows.get(slug)!;
 /** Snapshots a rule refers past: the VIP list 'gold' or the schedule 'support' is not loaded. */

@@ -21,7 +21,8 @@ async function declaredTables(): Promise<ModelColumns[]> {
       const m = /^\s+(\w+)\s+(\w+)(\[\]|\?)?(.*)$/.exec(line);
       if (!m || m[1]!.startsWith('@@') || modelNames.has(m[2]!)) continue;
       const column = /@map\("([^"]+)"\)/.exec(m[4]!)?.[1] ?? m[1]!;
-      columns.set(column, m[3] === '?');
+      // Prisma maps scalar lists (String[]) to array columns that allow NULL.
+      columns.set(column, m[3] === '?' || m[3] === '[]');
     }
     return { table, columns };
   });
@@ -80,6 +81,14 @@ t.test('every model and field of schema.prisma round-trips through the client on
   await prisma.auditEntry.create({ data: { apiKeyId: key.id, action: 'create', entity: 'vip-list', entityId: 'gold', before: {}, after: { a: 1 } } });
   t.equal(await prisma.auditEntry.count(), 1);
 
+  const agent = await prisma.agentState.create({ data: { number: '+919812345678', busy: true, busySince: now, lastDialedAt: now, lastConnectedAt: now } });
+  t.equal(agent.busy, true);
+  await prisma.callerAgent.create({ data: { caller: '+919800000000', agent: '+919812345678', connectedAt: now } });
+  const call = await prisma.dialCall.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', order: ['+1', '+2'], tried: ['+1'] } });
+  t.same(call.order, ['+1', '+2']);
+  const answer = await prisma.dialAnswer.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', attemptKey: 'k', numbers: [] } });
+  t.same(answer.numbers, []);
+
   await prisma.vipList.delete({ where: { id: list.id } });
   t.equal(await prisma.vipEntry.count(), 0, 'deleting a list cascades to its entries');
 });
@@ -87,7 +96,7 @@ t.test('every model and field of schema.prisma round-trips through the client on
 t.test('the migrated tables have exactly the columns schema.prisma declares', async (t) => {
   const db = await migratedDatabase(t);
   const models = await declaredTables();
-  t.equal(models.length, 9, 'nine models');
+  t.equal(models.length, 13, 'thirteen models');
   const { rows } = await db.pool.query<{ table_name: string; column_name: string; is_nullable: string }>(
     `SELECT table_name, column_name, is_nullable FROM information_schema.columns
       WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,

@@ -4,6 +4,7 @@ import audit from './audit/index.js';
 import vipLists from './vip-lists/index.js';
 import schedules from './schedules/index.js';
 import flows from './flows/index.js';
+import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
@@ -12,6 +13,7 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(audit);
   await app.register(vipLists);
   await app.register(schedules);
+  await app.register(dialGroups);
   await app.register(flows);
   await app.register(cdrs);
 };

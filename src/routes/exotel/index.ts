@@ -8,6 +8,9 @@ import { answerCallback, rejected, type CallbackResult, type Endpoint } from '..
 import type { CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
+import type { DialEndpoint } from './dial.js';
+import { recordDialEvent } from '../../store/dial-state.js';
+import { CONNECT_VERSION } from '../../exotel/connect.js';
 
 const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
@@ -17,8 +20,11 @@ type Attempts = LRUCache<string, number>;
 
 function cdrOf(opts: {
   endpoint: string; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
+  secret: string | undefined;
 }): CdrRecord {
   const { call, result } = opts;
+  // Connect answers carry the secret in dial_passthru_event_url; it is never stored.
+  const body = opts.secret ? result.answer.body.replaceAll(encodeURIComponent(opts.secret), '[redacted]') : result.answer.body;
   const d = result.decision;
   return {
     receivedAt: opts.receivedAt,
@@ -43,7 +49,7 @@ function cdrOf(opts: {
     outcome: result.outcome,
     reason: result.reason,
     httpStatus: result.answer.statusCode,
-    responseBody: result.answer.body,
+    responseBody: body,
     handlingMs: opts.handlingMs,
     attempt: opts.attempt,
     idempotencyKey: randomUUID(),
@@ -75,7 +81,7 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
     const key = `${endpoint}|${flowSlug}|${call.callSid}`;
     const attempt = call.callSid ? (attempts.get(key) ?? 0) + 1 : 1;
     if (call.callSid) attempts.set(key, attempt);
-    const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt });
+    const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
     try {
       await cdrWriter.write(cdr);
     } catch (err) {
@@ -140,7 +146,47 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
       return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
     };
 
-  const schema = (endpoint: Endpoint, summary: string, ok: Record<number, unknown>) => ({
+  const { answerDial } = app;
+  const dialHandler = (endpoint: DialEndpoint) =>
+    async function dialCallback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
+      const t0 = performance.now();
+      const receivedAt = new Date();
+      const call = parse(request);
+      const flowSlug = request.params.flow;
+      const version = request.headers['exotel-version'];
+      if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
+        request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
+        call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
+      }
+      const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+      const result = refused
+        ? rejected(refused.status, refused.reason)
+        : await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs: () => performance.now() - t0 });
+      return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
+    };
+
+  async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
+    const t0 = performance.now();
+    const receivedAt = new Date();
+    const call = parse(request);
+    const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+    let result: CallbackResult;
+    const agent = call.dialWhomNumber?.e164;
+    if (refused) result = rejected(refused.status, refused.reason);
+    else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
+    else {
+      result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
+      try {
+        await recordDialEvent(app.db.pool, { agent, status: call.status, eventType: call.eventType, caller: call.callFrom?.e164 ?? null, at: receivedAt });
+      } catch (err) {
+        request.log.error({ err }, 'agent state not updated');
+        result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
+      }
+    }
+    return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
+  }
+
+  const schema = (endpoint: Endpoint | DialEndpoint, summary: string, ok: Record<number, unknown>) => ({
     tags: ['exotel'],
     operationId: `${endpoint}Callback`,
     summary,
@@ -164,6 +210,26 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
       schema: { ...schema('switch', 'Switch-case applet: 200 text/plain {"select":"<case>"}', {
         200: Type.String({ description: '{"select":"<case>"}' }),
       }), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
+    });
+    app.route({
+      method, url: '/dial-whom/:flow', handler: dialHandler('dial-whom'),
+      schema: { ...schema('dial-whom', 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)', {
+        200: Type.String({ description: 'e.g. +919812345678,+919812345679' }),
+      }), operationId: method === 'POST' ? 'dialWhomCallbackPost' : 'dialWhomCallback' },
+    });
+    app.route({
+      method, url: '/connect/:flow', handler: dialHandler('connect'),
+      schema: { ...schema('connect', 'Connect applet dynamic parameters: 200 application/json, version 1.0', {
+        200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
+      }), operationId: method === 'POST' ? 'connectCallbackPost' : 'connectCallback' },
+    });
+    app.route({
+      method, url: '/dial-events', handler: dialEvent,
+      schema: {
+        tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
+        summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
+        response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema },
+      },
     });
   }
 }

@@ -44,7 +44,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/flows/:slug/simulate', {
     schema: {
       tags, security, operationId: 'simulateFlow',
-      summary: 'What the callback endpoint would answer for these Exotel parameters, with a per-rule trace; writes no CDR',
+      summary: 'What the callback endpoint would answer for these Exotel parameters, with a per-rule trace; writes no CDR and changes no dial state',
       description: 'Uses the flow as stored now, and VIP lists and schedules from the rules snapshot the callbacks use.',
       params: SlugParamsSchema, body: SimulateInputSchema, response: { 200: SimulateResultSchema, ...errors },
     },
@@ -55,18 +55,17 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const call = parseExotelCall(params, { defaultCountry: country, secretKeys: ['token'], warnings });
     const snapshot = app.rules.current;
     const t0 = performance.now();
-    const result = answerCallback({
-      snapshot: snapshot && { ...snapshot, flows: new Map([[flow.slug, flow]]) },
-      endpoint: request.body.endpoint,
-      flowSlug: flow.slug,
-      call,
-      at,
-      budgetMs: app.config.DECISION_BUDGET_MS,
-      elapsedMs: () => performance.now() - t0,
-    });
+    const only = snapshot && { ...snapshot, flows: new Map([[flow.slug, flow]]) };
+    const { endpoint } = request.body;
+    const elapsedMs = () => performance.now() - t0;
+    const result = endpoint === 'dial-whom' || endpoint === 'connect'
+      ? await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only })
+      : answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
+    const numbers = (result.decision as { numbers?: string[] } | null)?.numbers;
     return {
       answer: result.answer,
       action: result.decision?.action ?? null,
+      ...(numbers ? { numbers } : {}),
       decidedBy: result.outcome === 'rejected' ? 'rejected' : (result.decision?.decidedBy ?? 'rejected'),
       matchedRule: result.decision?.matchedRule ?? null,
       reason: result.reason,

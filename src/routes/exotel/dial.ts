@@ -1,0 +1,153 @@
+import type { FastifyInstance } from 'fastify';
+import type { ExotelCall } from '../../exotel/params.js';
+import { connectAnswer, dialWhomAnswer } from '../../exotel/connect.js';
+import type { CallbackAnswer } from '../../exotel/responses.js';
+import type { Action } from '../../schemas/flow.js';
+import { decide, type Decision } from '../../routing/decide.js';
+import { availableMembers, orderMembers, remaining } from '../../routing/dial.js';
+import { rejected, type CallbackResult } from '../../routing/callback.js';
+import { DEFAULT_CONNECT, type StoredDialGroup } from '../../store/dial-groups.js';
+import {
+  agentFacts, existingAnswer, fixOrder, nextRoundRobin, peekCall, peekRoundRobin, recordConnection, recordTried, settleAnswer, stickyAgent,
+  type CallKey,
+} from '../../store/dial-state.js';
+import type { RulesSnapshot } from '../../store/rules-snapshot.js';
+
+export type DialEndpoint = 'dial-whom' | 'connect';
+
+class Late extends Error {}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Late(`no answer within the ${ms} ms left of the budget`)), Math.max(0, ms));
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
+
+/** Numbers the request says were already tried in this call (DialWhomNumber, Legs). */
+function triedInRequest(call: ExotelCall): string[] {
+  const numbers = new Set<string>();
+  if (call.dialWhomNumber?.e164) numbers.add(call.dialWhomNumber.e164);
+  for (const leg of call.legs) if (leg.number?.e164) numbers.add(leg.number.e164);
+  return [...numbers].sort();
+}
+
+/**
+ * Dial Whom and Connect: who to ring for this call and attempt. The order is fixed at the call's
+ * first request (strategy, round-robin position, sticky agent) and kept in Postgres; every
+ * request answers the numbers of that order not yet tried and not busy, and the answer for one
+ * attempt is stored so that concurrent identical polls get the same one.
+ */
+export function dialService(app: FastifyInstance) {
+  const { pool } = app.db;
+  const { config } = app;
+  const busyTtlMs = config.AGENT_BUSY_TTL_SECONDS * 1000;
+  const eventUrl = `${config.PUBLIC_URL}/exotel/dial-events${config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : ''}`;
+
+  async function numbersFor(
+    snapshot: RulesSnapshot, action: Action, key: CallKey, call: ExotelCall, at: Date, dryRun: boolean,
+  ): Promise<{ numbers: string[]; group: StoredDialGroup | null }> {
+    let group: StoredDialGroup | null = null;
+    let candidates: string[];
+    if ('dialGroup' in action) {
+      group = snapshot.dialGroups.get(action.dialGroup) ?? null;
+      if (!group) throw new Error(`dial-group '${action.dialGroup}' is not loaded`);
+      candidates = availableMembers(group, snapshot.schedules, at).map((m) => m.number);
+    } else if ('numbers' in action) {
+      candidates = action.numbers;
+    } else {
+      throw new Error('a dial flow action needs dialGroup or numbers');
+    }
+    const requestTried = triedInRequest(call);
+    const attemptKey = `${requestTried.join(',')}|${call.dialCallStatus ?? ''}`;
+    const known = await existingAnswer(pool, key, attemptKey);
+    if (known) return { numbers: known, group };
+
+    const caller = call.callFrom?.e164 ?? null;
+    if (!dryRun && call.dialCallStatus === 'completed' && call.dialWhomNumber?.e164 && caller) {
+      await recordConnection(pool, caller, call.dialWhomNumber.e164, at);
+    }
+    // A simulation reads the call's state but changes nothing.
+    const state = dryRun ? await peekCall(pool, key, requestTried) : await recordTried(pool, key, requestTried);
+    const facts = await agentFacts(pool, candidates);
+    let order = state.order;
+    if (!order) {
+      if (group) {
+        const members = availableMembers(group, snapshot.schedules, at);
+        const rrPosition = group.strategy !== 'round_robin' ? 0 : dryRun ? await peekRoundRobin(pool, group.slug) : await nextRoundRobin(pool, group.slug);
+        const sticky = group.sticky?.enabled && caller
+          ? await stickyAgent(pool, caller, members.map((m) => m.number), group.sticky.lookbackDays, at)
+          : null;
+        order = orderMembers(group, members, { rrPosition, random: app.random, facts, stickyAgent: sticky });
+      } else {
+        order = candidates;
+      }
+      if (!dryRun) order = await fixOrder(pool, key, order);
+    }
+    // Re-check availability: a member switched off or out of shift since is not offered again.
+    const available = new Set(candidates);
+    const numbers = remaining(order.filter((n) => available.has(n)), new Set(state.tried), facts, at.getTime(), busyTtlMs);
+    return { numbers: dryRun ? numbers : await settleAnswer(pool, key, attemptKey, numbers), group };
+  }
+
+  function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
+    if (endpoint === 'dial-whom') return dialWhomAnswer(numbers);
+    return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl });
+  }
+
+  /** Without Postgres or time: the onError action, offered in plain order minus what the request says was tried. */
+  function fallback(snapshot: RulesSnapshot, action: Action, call: ExotelCall, at: Date): { numbers: string[]; group: StoredDialGroup | null } {
+    const tried = new Set(triedInRequest(call));
+    if ('dialGroup' in action) {
+      const group = snapshot.dialGroups.get(action.dialGroup) ?? null;
+      const members = group ? availableMembers(group, snapshot.schedules, at) : [];
+      return { numbers: members.map((m) => m.number).filter((n) => !tried.has(n)), group };
+    }
+    return { numbers: 'numbers' in action ? action.numbers.filter((n) => !tried.has(n)) : [], group: null };
+  }
+
+  return async function answerDial(opts: {
+    endpoint: DialEndpoint; flowSlug: string; call: ExotelCall; at: Date; elapsedMs: () => number;
+    /** Simulation: the same answer, but no state is written. */
+    dryRun?: boolean;
+    snapshot?: RulesSnapshot | null;
+  }): Promise<CallbackResult> {
+    const { endpoint, flowSlug, call, at } = opts;
+    const snapshot = opts.snapshot !== undefined ? opts.snapshot : app.rules.current;
+    if (!snapshot) return rejected(503, 'routing rules are not loaded yet');
+    const flow = snapshot.flows.get(flowSlug);
+    if (!flow || flow.type !== 'dial') {
+      return rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not dial` : `no flow '${flowSlug}'`);
+    }
+    if (!call.callSid) return { ...rejected(400, 'CallSid is missing'), flow };
+    let decision: Decision;
+    try {
+      decision = decide(snapshot, flow, call, at);
+    } catch (err) {
+      decision = { action: flow.onError, decidedBy: 'onError', matchedRule: null, error: `decision failed: ${(err as Error).message}`, trace: [] };
+    }
+    const key = { callSid: call.callSid, endpoint, flowSlug };
+    try {
+      const got = await  withDeadline(numbersFor(snapshot, decision.action, key, call, at, opts.dryRun ?? false), config.DECISION_BUDGET_MS - opts.elapsedMs());
+      return {
+        answer: render(endpoint, got.numbers, got.group),
+        outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
+        reason: decision.error,
+        decision: { ...decision, numbers: got.numbers } as Decision,
+        flow,
+      };
+    } catch (err) {
+      const why = `${err instanceof Late ? '' : 'dial state unavailable: '}${(err as Error).message}`;
+      const got = fallback(snapshot, flow.onError, call, at);
+      const onError: Decision = { ...decision, action: flow.onError, decidedBy: 'onError', error: why };
+      let answer: CallbackAnswer;
+      try {
+        answer = render(endpoint, got.numbers, got.group);
+      } catch {
+        answer = render(endpoint, [], null);
+      }
+      return { answer, outcome: 'on-error', reason: why, decision: { ...onError, numbers: got.numbers } as Decision, flow };
+    }
+  };
+}

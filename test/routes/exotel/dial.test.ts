@@ -1,0 +1,204 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildTestApp, type TestApp } from '../../helper.js';
+
+/** Seeded PRNG (mulberry32) so the random strategies are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const A = '+919811100001';
+const B = '+919811100002';
+const C = '+919811100003';
+
+async function until(ok: () => boolean) {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error('snapshot did not catch up');
+}
+
+/** A dial group `sales` (A, B, C by priority) and a dial flow `agents` that always rings it. */
+async function setup(t: Test, group: Record<string, unknown> = {}, env: Record<string, string> = {}, random?: () => number) {
+  const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', ...env }, random ? { random } : {});
+  const res = await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'sales', name: 'Sales', strategy: 'sequential',
+    members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }],
+    ...group,
+  } });
+  t.equal(res.statusCode, 201, 'group created');
+  const flow = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } });
+  t.equal(flow.statusCode, 201, 'flow created');
+  await until(() => ctx.app.rules.current?.flows.has('agents') === true && ctx.app.rules.current.dialGroups.has('sales'));
+  return ctx;
+}
+
+const dialWhom = async (ctx: TestApp, query: string) => {
+  const res = await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?${query}` });
+  return { status: res.statusCode, type: res.headers['content-type'], body: res.body };
+};
+const first = (body: string) => body.split(',')[0];
+
+t.test('sequential: Dial Whom answers every member in priority order as text/plain E.164', async (t) => {
+  const ctx = await setup(t);
+  const r = await dialWhom(ctx, 'CallSid=s1&CallFrom=09800000001&CallTo=08047115777&Direction=incoming');
+  t.equal(r.status, 200);
+  t.match(r.type, /text\/plain/);
+  t.equal(r.body, `${A},${B},${C}`);
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 's1' } });
+  t.match(cdr, { endpoint: 'dial-whom', flowSlug: 'agents', outcome: 'answered', httpStatus: 200, responseBody: `${A},${B},${C}` });
+});
+
+t.test('re-fetch: each attempt answers only untried numbers, down to an empty answer', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await dialWhom(ctx, 'CallSid=r1')).body, `${A},${B},${C}`);
+  t.equal((await dialWhom(ctx, `CallSid=r1&DialCallStatus=no-answer&DialWhomNumber=09811100001`)).body, `${B},${C}`);
+  t.equal((await dialWhom(ctx, `CallSid=r1&DialCallStatus=busy&DialWhomNumber=09811100002`)).body, C);
+  const last = await dialWhom(ctx, `CallSid=r1&DialCallStatus=no-answer&DialWhomNumber=09811100003`);
+  t.equal(last.status, 200);
+  t.equal(last.body, '', 'nobody left: empty body');
+  t.equal((await dialWhom(ctx, `CallSid=r1&DialCallStatus=busy&DialWhomNumber=09811100002`)).body, C, 'a repeated attempt gets its first answer again');
+  t.equal(await ctx.db.prisma.cdr.count({ where: { callSid: 'r1' } }), 5);
+});
+
+t.test('concurrent identical polls of one attempt all get the same answer', async (t) => {
+  const ctx = await setup(t, { strategy: 'random' }, {}, seeded(7));
+  const answers = await Promise.all(Array.from({ length: 20 }, () => dialWhom(ctx, 'CallSid=c1')));
+  t.equal(new Set(answers.map((a) => a.body)).size, 1, answers[0]!.body);
+  const refetch = await Promise.all(Array.from({ length: 10 }, () => dialWhom(ctx, `CallSid=c1&DialCallStatus=no-answer&DialWhomNumber=${encodeURIComponent(first(answers[0]!.body)!)}`)));
+  t.equal(new Set(refetch.map((a) => a.body)).size, 1);
+  t.equal(refetch[0]!.body, answers[0]!.body.split(',').slice(1).join(','), 'the re-fetch continues the order of the first answer');
+});
+
+t.test('round robin: the first number rotates across separate calls', async (t) => {
+  const ctx = await setup(t, { strategy: 'round_robin' });
+  const firsts = [];
+  for (let i = 0; i < 6; i++) firsts.push(first((await dialWhom(ctx, `CallSid=rr${i}`)).body));
+  t.same(firsts, [A, B, C, A, B, C]);
+  t.equal((await dialWhom(ctx, 'CallSid=rr1')).body, `${B},${C},${A}`, 'a repeat of a call keeps its own rotation');
+  const position = await ctx.db.pool.query(`SELECT rr_position FROM dial_groups WHERE slug = 'sales'`);
+  t.equal(Number(position.rows[0].rr_position), 6, 'the position lives in Postgres');
+});
+
+t.test('weighted: first offers follow the weights over many calls (seeded random)', async (t) => {
+  const ctx = await setup(t, { strategy: 'weighted', members: [
+    { number: A, weight: 6 }, { number: B, weight: 3 }, { number: C, weight: 1 }] }, {}, seeded(42));
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 400; i++) {
+    const f = first((await dialWhom(ctx, `CallSid=w${i}`)).body)!;
+    counts.set(f, (counts.get(f) ?? 0) + 1);
+  }
+  const share = (n: string) => (counts.get(n) ?? 0) / 400;
+  t.ok(Math.abs(share(A) - 0.6) < 0.08, `A first ${share(A)}`);
+  t.ok(Math.abs(share(B) - 0.3) < 0.08, `B first ${share(B)}`);
+  t.ok(Math.abs(share(C) - 0.1) < 0.06, `C first ${share(C)}`);
+});
+
+t.test('busy agents are skipped until free, and busy expires without a free event', async (t) => {
+  const ctx = await setup(t);
+  const event = (q: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=e1&CallFrom=09800000001&Direction=outbound-dial&${q}` });
+  const busy = await event('DialWhomNumber=09811100001&Status=busy&EventType=Dial');
+  t.equal(busy.statusCode, 200);
+  t.equal((await dialWhom(ctx, 'CallSid=b1')).body, `${B},${C}`, 'A is on a call');
+  t.equal((await event('DialWhomNumber=09811100001&Status=free&EventType=Terminal')).statusCode, 200);
+  t.equal((await dialWhom(ctx, 'CallSid=b2')).body, `${A},${B},${C}`, 'A is free again');
+  await event('DialWhomNumber=09811100002&Status=busy&EventType=Dial');
+  t.equal((await dialWhom(ctx, 'CallSid=b3')).body, `${A},${C}`);
+  await ctx.db.pool.query(`UPDATE agent_states SET busy_since = now() - interval '2 hours' WHERE number = $1`, [B]);
+  t.equal((await dialWhom(ctx, 'CallSid=b4')).body, `${A},${B},${C}`, 'busy older than AGENT_BUSY_TTL_SECONDS (1 h) has expired');
+  t.equal(await ctx.db.prisma.cdr.count({ where: { endpoint: 'dial-events' } }), 3, 'each event is a CDR');
+  const missing = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=e2&Status=busy' });
+  t.equal(missing.statusCode, 400);
+});
+
+t.test('least_recent: the member dialed longest ago comes first', async (t) => {
+  const ctx = await setup(t, { strategy: 'least_recent' });
+  for (const n of ['09811100003', '09811100001']) {
+    await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=l0&DialWhomNumber=${n}&Status=busy&EventType=Dial` });
+    await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=l0&DialWhomNumber=${n}&Status=free&EventType=Terminal` });
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  t.equal((await dialWhom(ctx, 'CallSid=l1')).body, `${B},${C},${A}`, 'never dialed, then dialed earliest, then latest');
+});
+
+t.test("sticky: a caller's last connected agent goes first, within the lookback", async (t) => {
+  const ctx = await setup(t, { strategy: 'sequential', sticky: { enabled: true, lookbackDays: 7 } });
+  await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=k0&CallFrom=09800000005&DialWhomNumber=09811100003&Status=busy&EventType=Answered` });
+  await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=k0&CallFrom=09800000005&DialWhomNumber=09811100003&Status=free&EventType=Terminal` });
+  t.equal((await dialWhom(ctx, 'CallSid=k1&CallFrom=09800000005')).body, `${C},${A},${B}`);
+  t.equal((await dialWhom(ctx, 'CallSid=k2&CallFrom=09800000006')).body, `${A},${B},${C}`, 'other callers are not affected');
+  await ctx.db.pool.query(`UPDATE caller_agents SET connected_at = now() - interval '8 days'`);
+  t.equal((await dialWhom(ctx, 'CallSid=k3&CallFrom=09800000005')).body, `${A},${B},${C}`, 'older than lookbackDays: not sticky');
+});
+
+t.test('shifts and switched-off members are not offered', async (t) => {
+  const ctx = await setup(t);
+  await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'night', name: 'Night', weekly: [] } });
+  const patched = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100002', payload: { schedule: 'night' } });
+  t.equal(patched.statusCode, 200);
+  const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/+919811100003', payload: { active: false } });
+  t.equal(off.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+  t.equal((await dialWhom(ctx, 'CallSid=sh1')).body, A, 'B is off shift (schedule never open), C inactive');
+});
+
+t.test('connect: Connect parameters v1.0 with the group settings in snake_case and the dial events URL', async (t) => {
+  const secret = 'connect-secret-123';
+  const ctx = await setup(t, {
+    strategy: 'parallel',
+    connect: { record: true, recordingChannels: 'dual', maxRingingDuration: 45, maxConversationDuration: 3600, musicOnHold: { type: 'operator_tone' },
+      outgoingPhoneNumber: '+918047115777', fetchAfterAttempt: false, maxParallelAttempts: 3,
+      startCallPlayback: { playbackTo: 'both', type: 'text', value: 'This call is recorded' } },
+  }, { EXOTEL_CALLBACK_SECRET: secret });
+  const res = await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallSid=cn1&CallFrom=09800000001&token=${secret}`, headers: { 'exotel-version': '1.0' } });
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /application\/json/);
+  t.same(res.json(), {
+    fetch_after_attempt: false,
+    destination: { numbers: [A, B, C] },
+    record: true, recording_channels: 'dual', max_ringing_duration: 45, max_conversation_duration: 3600,
+    music_on_hold: { type: 'operator_tone' }, outgoing_phone_number: '+918047115777',
+    parallel_ringing: { activate: true, max_parallel_attempts: 3 },
+    dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}`,
+    start_call_playback: { playback_to: 'both', type: 'text', value: 'This call is recorded' },
+  });
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'cn1' } });
+  t.notOk(JSON.stringify(cdr, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret), 'the secret in the answer is not stored');
+  t.match(cdr.responseBody, /token=\[redacted\]/);
+
+  const odd = await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallSid=cn2&token=${secret}`, headers: { 'exotel-version': '2.0' } });
+  t.equal(odd.statusCode, 200, 'an unknown Exotel-Version is still answered (1.0)');
+  t.match((await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'cn2' } })).decision, { warnings: [/Exotel-Version 2.0/] });
+});
+
+t.test('simulate covers dial-whom and connect without changing dial state or writing CDRs', async (t) => {
+  const ctx = await setup(t, { strategy: 'round_robin' });
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'sim1' } } });
+  t.equal(sim.statusCode, 200);
+  t.match(sim.json(), { answer: { statusCode: 200, body: `${A},${B},${C}` }, numbers: [A, B, C], decidedBy: 'otherwise' });
+  const again = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'connect', params: { CallSid: 'sim1' } } });
+  t.match(JSON.parse(again.json().answer.body), { destination: { numbers: [A, B, C] } }, 'the rotation did not move');
+  t.equal(await ctx.db.prisma.cdr.count(), 0);
+  t.equal(await ctx.db.prisma.dialCall.count(), 0);
+  t.equal((await dialWhom(ctx, 'CallSid=real1')).body, `${A},${B},${C}`, 'the first real call takes the position the simulation showed');
+});
+
+t.test('a dial flow with a numbers action, and the dial endpoints refuse other flow types', async (t) => {
+  const ctx = await setup(t);
+  await ctx.admin({ method: 'PUT', url: '/admin/flows/agents', payload: { name: 'x', type: 'dial', rules: [
+    { name: 'escalate', when: { digits: { equals: '9' } }, then: { numbers: ['08047110000', '+919812345678'] } }],
+    otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } });
+  await until(() => ctx.app.rules.current?.flows.get('agents')?.name === 'x');
+  t.equal((await dialWhom(ctx, 'CallSid=n1&digits=%229%22')).body, '+918047110000,+919812345678');
+  await ctx.admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'pt', name: 'p', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await until(() => ctx.app.rules.current?.flows.has('pt') === true);
+  const wrong = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/pt?CallSid=n2' });
+  t.equal(wrong.statusCode, 404);
+  t.equal((await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents' })).statusCode, 400, 'CallSid missing');
+});
