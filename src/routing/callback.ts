@@ -31,6 +31,32 @@ function render(endpoint: Endpoint, action: Action): CallbackAnswer {
  * flow or a missing CallSid; otherwise the flow's decision, or its `onError` action when the
  * decision fails or `elapsedMs()` shows the budget was overrun.
  */
+/**
+ * The steps every callback endpoint shares: the flow must exist and be of the endpoint's type,
+ * CallSid must be there; then the flow decides (its `onError` action if deciding throws).
+ * Returns the refusal, or the flow and its decision.
+ */
+export function decideFor(
+  snapshot: RulesSnapshot | null,
+  flowType: FlowType,
+  flowSlug: string,
+  call: ExotelCall,
+  at: Date,
+): { refused: CallbackResult } | { refused: null; flow: Flow; decision: Decision } {
+  if (!snapshot) return { refused: rejected(503, 'routing rules are not loaded yet') };
+  const flow = snapshot.flows.get(flowSlug);
+  if (!flow || flow.type !== flowType) {
+    return { refused: rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${flowType}` : `no flow '${flowSlug}'`) };
+  }
+  if (!call.callSid) return { refused: { ...rejected(400, 'CallSid is missing'), flow } };
+  try {
+    return { refused: null, flow, decision: decide(snapshot, flow, call, at) };
+  } catch (err) {
+    const error = `decision failed: ${(err as Error).message}`;
+    return { refused: null, flow, decision: { action: flow.onError, decidedBy: 'onError', matchedRule: null, error, trace: [] } };
+  }
+}
+
 export function answerCallback(opts: {
   snapshot: RulesSnapshot | null;
   endpoint: Endpoint;
@@ -40,21 +66,11 @@ export function answerCallback(opts: {
   budgetMs: number;
   elapsedMs: () => number;
 }): CallbackResult {
-  const { snapshot, endpoint, flowSlug, call } = opts;
-  if (!snapshot) return rejected(503, 'routing rules are not loaded yet');
-  const flow = snapshot.flows.get(flowSlug);
-  if (!flow || flow.type !== FLOW_TYPE[endpoint]) {
-    const why = flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${FLOW_TYPE[endpoint]}` : `no flow '${flowSlug}'`;
-    return rejected(404, why);
-  }
-  if (!call.callSid) return { ...rejected(400, 'CallSid is missing'), flow };
-
-  let decision: Decision;
-  try {
-    decision = decide(snapshot, flow, call, opts.at);
-  } catch (err) {
-    decision = { action: flow.onError, decidedBy: 'onError', matchedRule: null, error: `decision failed: ${(err as Error).message}`, trace: [] };
-  }
+  const { endpoint } = opts;
+  const decided = decideFor(opts.snapshot, FLOW_TYPE[endpoint], opts.flowSlug, opts.call, opts.at);
+  if (decided.refused) return decided.refused;
+  const { flow } = decided;
+  let { decision } = decided;
   if (decision.decidedBy !== 'onError' && opts.elapsedMs() > opts.budgetMs) {
     decision = { ...decision, action: flow.onError, decidedBy: 'onError', error: `decision took longer than the ${opts.budgetMs} ms budget` };
   }

@@ -3,9 +3,9 @@ import type { ExotelCall } from '../../exotel/params.js';
 import { connectAnswer, dialWhomAnswer } from '../../exotel/connect.js';
 import type { CallbackAnswer } from '../../exotel/responses.js';
 import type { Action } from '../../schemas/flow.js';
-import { decide, type Decision } from '../../routing/decide.js';
+import type { Decision } from '../../routing/decide.js';
 import { availableMembers, orderMembers, remaining } from '../../routing/dial.js';
-import { rejected, type CallbackResult } from '../../routing/callback.js';
+import { decideFor, rejected, type CallbackResult } from '../../routing/callback.js';
 import { DEFAULT_CONNECT, type StoredDialGroup } from '../../store/dial-groups.js';
 import {
   agentFacts, existingAnswer, fixOrder, nextRoundRobin, peekCall, peekRoundRobin, recordConnection, recordTried, settleAnswer, stickyAgent,
@@ -115,21 +115,12 @@ export function dialService(app: FastifyInstance) {
   }): Promise<CallbackResult> {
     const { endpoint, flowSlug, call, at } = opts;
     const snapshot = opts.snapshot !== undefined ? opts.snapshot : app.rules.current;
-    if (!snapshot) return rejected(503, 'routing rules are not loaded yet');
-    const flow = snapshot.flows.get(flowSlug);
-    if (!flow || flow.type !== 'dial') {
-      return rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not dial` : `no flow '${flowSlug}'`);
-    }
-    if (!call.callSid) return { ...rejected(400, 'CallSid is missing'), flow };
-    let decision: Decision;
+    const decided = decideFor(snapshot, 'dial', flowSlug, call, at);
+    if (decided.refused || !snapshot) return decided.refused ?? rejected(503, 'routing rules are not loaded yet');
+    const { flow, decision } = decided;
+    const key = { callSid: call.callSid!, endpoint, flowSlug };
     try {
-      decision = decide(snapshot, flow, call, at);
-    } catch (err) {
-      decision = { action: flow.onError, decidedBy: 'onError', matchedRule: null, error: `decision failed: ${(err as Error).message}`, trace: [] };
-    }
-    const key = { callSid: call.callSid, endpoint, flowSlug };
-    try {
-      const got = await  withDeadline(numbersFor(snapshot, decision.action, key, call, at, opts.dryRun ?? false), config.DECISION_BUDGET_MS - opts.elapsedMs());
+      const got = await withDeadline(numbersFor(snapshot, decision.action, key, call, at, opts.dryRun ?? false), config.DECISION_BUDGET_MS - opts.elapsedMs());
       return {
         answer: render(endpoint, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',

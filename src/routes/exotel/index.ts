@@ -133,22 +133,10 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
     return finish(request, reply, endpoint, flow, call, rejected(status, status === 500 ? 'internal error' : err.message), t0, new Date());
   });
 
-  const handler = (endpoint: Endpoint) =>
-    async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
-      const t0 = performance.now();
-      const receivedAt = new Date();
-      const call = parse(request);
-      const flowSlug = request.params.flow;
-      const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
-      const result = refused
-        ? rejected(refused.status, refused.reason)
-        : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs: () => performance.now() - t0 });
-      return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
-    };
-
   const { answerDial } = app;
-  const dialHandler = (endpoint: DialEndpoint) =>
-    async function dialCallback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
+  const isDial = (e: Endpoint | DialEndpoint): e is DialEndpoint => e === 'dial-whom' || e === 'connect';
+  const handler = (endpoint: Endpoint | DialEndpoint) =>
+    async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
       const call = parse(request);
@@ -159,9 +147,12 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
         call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
       }
       const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+      const elapsedMs = () => performance.now() - t0;
       const result = refused
         ? rejected(refused.status, refused.reason)
-        : await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs: () => performance.now() - t0 });
+        : isDial(endpoint)
+          ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
+          : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
       return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
     };
 
@@ -212,13 +203,13 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
       }), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
     });
     app.route({
-      method, url: '/dial-whom/:flow', handler: dialHandler('dial-whom'),
+      method, url: '/dial-whom/:flow', handler: handler('dial-whom'),
       schema: { ...schema('dial-whom', 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)', {
         200: Type.String({ description: 'e.g. +919812345678,+919812345679' }),
       }), operationId: method === 'POST' ? 'dialWhomCallbackPost' : 'dialWhomCallback' },
     });
     app.route({
-      method, url: '/connect/:flow', handler: dialHandler('connect'),
+      method, url: '/connect/:flow', handler: handler('connect'),
       schema: { ...schema('connect', 'Connect applet dynamic parameters: 200 application/json, version 1.0', {
         200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
       }), operationId: method === 'POST' ? 'connectCallbackPost' : 'connectCallback' },
