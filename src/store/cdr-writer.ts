@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 
@@ -80,7 +81,14 @@ export class CdrWriter {
   private inFlight: Promise<void> | null = null;
   private closed = false;
   /** Counters for metrics and tests. */
-  readonly stats = { batches: 0, records: 0, failures: 0, lastBatchSize: 0 };
+  readonly stats = { batches: 0, records: 0, failures: 0, lastBatchSize: 0, spooled: 0, replayed: 0 };
+  /** Called after every batch insert attempt (metrics): its size, seconds taken, and whether it committed. */
+  onBatch: ((size: number, seconds: number, ok: boolean) => void) | null = null;
+
+  /** CDRs waiting in the local spool for Postgres. */
+  get spoolDepth(): number {
+    return 0;
+  }
 
   constructor(
     private readonly pool: pg.Pool,
@@ -102,14 +110,17 @@ export class CdrWriter {
     await new Promise<void>((r) => setImmediate(r));
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch);
+      const started = performance.now();
       try {
         await this.pool.query(INSERT, [batchJson(batch.map((p) => p.record))]);
+        this.onBatch?.(batch.length, (performance.now() - started) / 1000, true);
         this.stats.batches++;
         this.stats.records += batch.length;
         this.stats.lastBatchSize = batch.length;
         for (const p of batch) p.resolve();
       } catch (err) {
         this.stats.failures++;
+        this.onBatch?.(batch.length, (performance.now() - started) / 1000, false);
         this.log.error({ err, size: batch.length }, 'CDR batch insert failed');
         for (const p of batch) p.reject(err as Error);
       }
