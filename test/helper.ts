@@ -4,6 +4,9 @@
  * file is run by hand against your own Postgres.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
@@ -62,7 +65,9 @@ export interface TestApp {
 /** The app as the server builds it, on a fresh migrated database, with ADMIN_KEY as bootstrap key. */
 export async function buildTestApp(t: Test, env: Record<string, string> = {}, opts: { logger?: pino.Logger; random?: () => number } = {}): Promise<TestApp> {
   const db = await migratedDatabase(t);
-  const config = loadConfig({ DATA_DIR: '/nonexistent', ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });
   await ensureBootstrapKey(db.prisma, { configuredKey: ADMIN_KEY, dataDir: config.DATA_DIR });
   const app = await buildApp({ config, db, logger: opts.logger ?? quietLog, ...(opts.random ? { random: opts.random } : {}) });
   t.teardown(() => app.close());
