@@ -18,8 +18,11 @@ export const ConfigSchema = Type.Object({
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   DEFAULT_COUNTRY: Type.String({ pattern: '^[A-Z]{2}$', default: 'IN' }),
   DECISION_BUDGET_MS: Type.Integer({ minimum: 50, maximum: 30000, default: 1500 }),
+  CDR_WRITE_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 30000, default: 500 }),
   CDR_RETENTION_DAYS: Type.Integer({ minimum: 0, default: 0 }),
   AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
+  TRUST_PROXY: Type.Optional(Type.String()),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },
@@ -27,10 +30,12 @@ export const ConfigSchema = Type.Object({
 });
 type Env = Static<typeof ConfigSchema>;
 
-export interface Config extends Omit<Env, 'EXOTEL_ALLOWED_CIDRS' | 'PUBLIC_URL' | 'DEFAULT_COUNTRY'> {
+export interface Config extends Omit<Env, 'EXOTEL_ALLOWED_CIDRS' | 'PUBLIC_URL' | 'DEFAULT_COUNTRY' | 'TRUST_PROXY'> {
   PUBLIC_URL: string;
   DEFAULT_COUNTRY: import('libphonenumber-js').CountryCode;
   EXOTEL_ALLOWED_CIDRS: string[];
+  /** Fastify's `trustProxy`: false, true (any proxy), a hop count, or proxy addresses/CIDR ranges. */
+  TRUST_PROXY: boolean | number | string[];
 }
 
 export class ConfigError extends Error {
@@ -47,6 +52,24 @@ function checkCidr(cidr: string): boolean {
   if (max < 0) return false;
   if (bits === undefined) return true;
   return /^\d{1,3}$/.test(bits) && Number(bits) <= max;
+}
+
+/** Names proxy-addr (Fastify's trustProxy) accepts in place of addresses. */
+const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** TRUST_PROXY: `true`/`false`, a hop count, or comma-separated addresses, CIDR ranges and range names. */
+function parseTrustProxy(value: string | undefined, problems: string[]): boolean | number | string[] {
+  const v = (value ?? '').trim();
+  if (v === '' || v === 'false') return false;
+  if (v === 'true') return true;
+  if (/^\d+$/.test(v)) return Number(v);
+  const entries = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const e of entries) {
+    if (!PROXY_RANGE_NAMES.has(e) && !checkCidr(e)) {
+      problems.push(`TRUST_PROXY: ${JSON.stringify(e)} is not true/false, a hop count, an IP address, a CIDR range or loopback/linklocal/uniquelocal`);
+    }
+  }
+  return entries;
 }
 
 /** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
@@ -68,11 +91,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   for (const cidr of cidrs) {
     if (!checkCidr(cidr)) problems.push(`EXOTEL_ALLOWED_CIDRS: ${JSON.stringify(cidr)} is not an IP address or CIDR range`);
   }
+  const trustProxy = parseTrustProxy(c.TRUST_PROXY, problems);
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     ...c,
     DEFAULT_COUNTRY: c.DEFAULT_COUNTRY as Config['DEFAULT_COUNTRY'],
     EXOTEL_ALLOWED_CIDRS: cidrs,
+    TRUST_PROXY: trustProxy,
     PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
   };
 }
