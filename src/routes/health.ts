@@ -2,6 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { pendingMigrations } from '../store/migrate.js';
 
+/** A stalled database must not stall the probe. */
+const DB_CHECK_TIMEOUT_MS = 1000;
+
 const ReadySchema = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('degraded')]),
   reasons: Type.Array(Type.String()),
@@ -23,19 +26,27 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       schema: {
-        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, and routing rules are loaded',
+        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
     async (_request, reply) => {
       const reasons: string[] = [];
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${DB_CHECK_TIMEOUT_MS} ms`)), DB_CHECK_TIMEOUT_MS);
+      });
       try {
-        const pending = await pendingMigrations(app.db.pool);
+        const pending = await Promise.race([pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), late]);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);
+      } finally {
+        clearTimeout(timer);
       }
       if (!app.rules.current) reasons.push(app.rules.lastError ?? 'routing rules not loaded yet');
+      const spooled = app.cdrWriter.spoolDepth;
+      if (spooled > 0) reasons.push(`${spooled} CDRs in the local spool, waiting for Postgres`);
       const status = reasons.length === 0 ? ('ready' as const) : ('degraded' as const);
       return reply.status(reasons.length === 0 ? 200 : 503).send({ status, reasons });
     },

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import type { CdrRow, CdrSpool } from './cdr-spool.js';
 
 /** One CDR as the callback path produces it (columns of table `cdrs`). */
 export interface CdrRecord {
@@ -54,53 +55,113 @@ const INSERT = `INSERT INTO cdrs (${COLUMN_LIST})
 const cleanText = (_key: string, v: unknown) => (typeof v === 'string' ? v.replaceAll('\u0000', '').toWellFormed() : v);
 const NEEDS_CLEANING = /\\u0000|\\ud[89a-f]/i;
 
-/** JSON text of a batch with the table's column names. */
-function batchJson(records: CdrRecord[]): string {
-  const rows = records.map((r) => {
-    const row: Record<string, unknown> = {};
-    for (const [key, column] of COLUMNS) row[column] = r[key];
-    return row;
-  });
+/** A CDR as a row of table `cdrs` (column names), as the insert and the spool take it. */
+function rowOf(r: CdrRecord): CdrRow {
+  const row: CdrRow = {};
+  for (const [key, column] of COLUMNS) row[column] = r[key];
+  return row;
+}
+
+/** JSON text of rows for the insert. */
+function rowsJson(rows: CdrRow[]): string {
   const json = JSON.stringify(rows);
   return NEEDS_CLEANING.test(json) ? JSON.stringify(rows, cleanText) : json;
 }
 
+/** Where a CDR ended up when `write()` resolved. */
+export type CdrFate = 'committed' | 'spooled';
+
 interface Pending {
-  record: CdrRecord;
-  resolve: () => void;
+  row: CdrRow;
+  /** Settled once: committed, spooled, or failed. A late commit after spooling is a no-op. */
+  settled: boolean;
+  timer: NodeJS.Timeout | null;
+  resolve: (fate: CdrFate) => void;
   reject: (err: Error) => void;
 }
+
+export interface CdrWriterOptions {
+  /** Where CDRs go when Postgres cannot take them in time; without one, such writes reject. */
+  spool?: CdrSpool | null;
+  /** Most CDRs per insert. */
+  maxBatch?: number;
+  /** A batch insert still unanswered after this is abandoned and its connection dropped. */
+  queryTimeoutMs?: number;
+  /** How often a non-empty spool is offered to Postgres again (backing off to 30 s on failure). */
+  replayIntervalMs?: number;
+  /** Longest wait at close() for batches in flight before the rest is spooled. */
+  closeTimeoutMs?: number;
+}
+
+const MAX_REPLAY_BACKOFF_MS = 30_000;
 
 /**
  * Group commit for CDRs: callbacks hand their CDR to `write()` and wait; whatever arrives while
  * one batch is being committed goes into the next. Under load many callbacks share one insert and
  * one commit, so the cost per callback stays far below a round trip.
+ *
+ * Nothing is lost when Postgres is down or stalled: a CDR whose batch fails, or that is not
+ * committed within its deadline, is appended (fsynced) to the local spool instead, and the spool
+ * is replayed into Postgres once it answers again. Every row carries an idempotency key, unique in
+ * the table, so a CDR that was spooled and then committed late anyway is still stored once.
  */
 export class CdrWriter {
   private queue: Pending[] = [];
+  private current: Pending[] = [];
   private inFlight: Promise<void> | null = null;
   private closed = false;
+  private replayTimer: NodeJS.Timeout | null = null;
+  private replayBackoffMs: number;
+  private readonly spool: CdrSpool | null;
+  private readonly maxBatch: number;
+  private readonly queryTimeoutMs: number;
+  private readonly replayIntervalMs: number;
+  private readonly closeTimeoutMs: number;
   /** Counters for metrics and tests. */
   readonly stats = { batches: 0, records: 0, failures: 0, lastBatchSize: 0, spooled: 0, replayed: 0 };
   /** Called after every batch insert attempt (metrics): its size, seconds taken, and whether it committed. */
   onBatch: ((size: number, seconds: number, ok: boolean) => void) | null = null;
 
-  /** CDRs waiting in the local spool for Postgres. */
-  get spoolDepth(): number {
-    return 0;
-  }
-
   constructor(
     private readonly pool: pg.Pool,
     private readonly log: Logger,
-    private readonly maxBatch = 2000,
-  ) {}
+    opts: CdrWriterOptions = {},
+  ) {
+    this.spool = opts.spool ?? null;
+    this.maxBatch = opts.maxBatch ?? 2000;
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? 30_000;
+    this.replayIntervalMs = opts.replayIntervalMs ?? 1000;
+    this.closeTimeoutMs = opts.closeTimeoutMs ?? 3000;
+    this.replayBackoffMs = this.replayIntervalMs;
+  }
 
-  /** Resolves when the CDR is committed; rejects when its batch could not be. */
-  write(record: CdrRecord): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('CDR writer is closed'));
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ record, resolve, reject });
+  /** CDRs waiting in the local spool for Postgres. */
+  get spoolDepth(): number {
+    return this.spool?.depth ?? 0;
+  }
+
+  /** Reads what an earlier run left in the spool and starts replaying it. */
+  async start(): Promise<void> {
+    if (!this.spool) return;
+    await this.spool.init();
+    if (this.spool.depth > 0) this.scheduleReplay(0);
+  }
+
+  /**
+   * Resolves `committed` when the CDR is in Postgres, `spooled` when it is durably in the spool
+   * instead (its batch failed, or `deadlineMs` passed first); rejects only when neither worked.
+   */
+  write(record: CdrRecord, deadlineMs = Infinity): Promise<CdrFate> {
+    return new Promise<CdrFate>((resolve, reject) => {
+      const p: Pending = { row: rowOf(record), settled: false, timer: null, resolve, reject };
+      if (this.closed) {
+        this.toSpool([p], new Error('CDR writer is closed'));
+        return;
+      }
+      if (deadlineMs !== Infinity) {
+        p.timer = setTimeout(() => this.toSpool([p], new Error(`CDR not committed within ${Math.round(deadlineMs)} ms`)), Math.max(0, deadlineMs));
+      }
+      this.queue.push(p);
       if (!this.inFlight) this.inFlight = this.drain();
     });
   }
@@ -109,32 +170,105 @@ export class CdrWriter {
     // Let the callbacks that arrived in the same tick join the first batch.
     await new Promise<void>((r) => setImmediate(r));
     while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, this.maxBatch);
+      const batch = this.queue.splice(0, this.maxBatch).filter((p) => !p.settled);
+      if (batch.length === 0) continue;
+      this.current = batch;
       const started = performance.now();
       try {
-        await this.pool.query(INSERT, [batchJson(batch.map((p) => p.record))]);
+        await this.pool.query({ text: INSERT, values: [rowsJson(batch.map((p) => p.row))], query_timeout: this.queryTimeoutMs } as pg.QueryConfig);
         this.onBatch?.(batch.length, (performance.now() - started) / 1000, true);
         this.stats.batches++;
         this.stats.records += batch.length;
         this.stats.lastBatchSize = batch.length;
-        for (const p of batch) p.resolve();
+        for (const p of batch) this.settle(p)?.resolve('committed');
+        if (this.spoolDepth > 0 && !this.replayTimer) this.scheduleReplay(0); // Postgres is back
       } catch (err) {
         this.stats.failures++;
         this.onBatch?.(batch.length, (performance.now() - started) / 1000, false);
         this.log.error({ err, size: batch.length }, 'CDR batch insert failed');
-        for (const p of batch) p.reject(err as Error);
+        this.toSpool(batch, err as Error);
       }
+      this.current = [];
     }
     this.inFlight = null;
   }
 
-  /** Waits until every CDR handed over so far is committed (or failed). */
+  /** Marks a pending CDR settled; null if it already was. */
+  private settle(p: Pending): Pending | null {
+    if (p.settled) return null;
+    p.settled = true;
+    if (p.timer) clearTimeout(p.timer);
+    return p;
+  }
+
+  /** Appends the still unsettled CDRs to the spool; without a spool they fail with `cause`. */
+  private toSpool(pendings: Pending[], cause: Error): void {
+    const own = pendings.filter((p) => this.settle(p));
+    if (own.length === 0) return;
+    if (!this.spool) {
+      for (const p of own) p.reject(cause);
+      return;
+    }
+    this.spool.append(own.map((p) => p.row)).then(
+      () => {
+        this.stats.spooled += own.length;
+        this.log.warn({ count: own.length, reason: cause.message, spoolDepth: this.spoolDepth }, 'CDRs spooled locally');
+        for (const p of own) p.resolve('spooled');
+        if (!this.replayTimer && !this.closed) this.scheduleReplay(this.replayBackoffMs);
+      },
+      (err: Error) => {
+        for (const p of own) p.reject(err);
+      },
+    );
+  }
+
+  private scheduleReplay(delayMs: number): void {
+    if (this.replayTimer) clearTimeout(this.replayTimer);
+    this.replayTimer = setTimeout(() => void this.replayNow(), delayMs);
+    this.replayTimer.unref();
+  }
+
+  /** Offers the spool to Postgres once; reschedules itself while anything is left. */
+  async replayNow(): Promise<number> {
+    if (!this.spool) return 0;
+    this.replayTimer = null;
+    try {
+      const replayed = await this.spool.replay((rows) =>
+        this.pool.query({ text: INSERT, values: [rowsJson(rows)], query_timeout: this.queryTimeoutMs } as pg.QueryConfig).then(() => undefined),
+      );
+      this.stats.replayed += replayed;
+      this.replayBackoffMs = this.replayIntervalMs;
+      if (replayed > 0) this.log.info({ replayed, spoolDepth: this.spoolDepth }, 'spooled CDRs stored in Postgres');
+      if (this.spoolDepth > 0 && !this.closed && !this.replayTimer) this.scheduleReplay(this.replayIntervalMs);
+      return replayed;
+    } catch (err) {
+      this.replayBackoffMs = Math.min(this.replayBackoffMs * 2, MAX_REPLAY_BACKOFF_MS);
+      this.log.warn({ err: (err as Error).message, retryInMs: this.replayBackoffMs, spoolDepth: this.spoolDepth }, 'CDR spool replay failed; will retry');
+      if (!this.closed) this.scheduleReplay(this.replayBackoffMs);
+      return 0;
+    }
+  }
+
+  /** Waits until every CDR handed over so far is committed, spooled or failed. */
   async flush(): Promise<void> {
     while (this.inFlight) await this.inFlight;
   }
 
+  /**
+   * Stops taking CDRs into batches: waits up to `closeTimeoutMs` for what is queued or in flight,
+   * spools whatever is still not committed, and closes the spool. Bounded even if Postgres hangs.
+   */
   async close(): Promise<void> {
-    await this.flush();
+    if (this.closed) return;
     this.closed = true;
+    if (this.replayTimer) clearTimeout(this.replayTimer);
+    this.replayTimer = null;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.flush(), new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs)))]);
+    clearTimeout(timer);
+    const left = [...this.current, ...this.queue];
+    this.queue = [];
+    this.toSpool(left, new Error('CDR writer closed before the commit'));
+    await this.spool?.close();
   }
 }

@@ -3,6 +3,8 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { Logger } from 'pino';
 import { PrismaClient } from '../generated/prisma/client.js';
 
+const CLOSE_TIMEOUT_MS = 3000;
+
 export type { PrismaClient } from '../generated/prisma/client.js';
 
 export interface Database {
@@ -32,8 +34,12 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
     async close() {
       if (closed) return;
       closed = true;
-      await prisma.$disconnect();
-      await pool.end();
+      // pool.end() waits for connections in use; one stuck on a stalled server must not hold
+      // the shutdown forever.
+      let timer: NodeJS.Timeout | undefined;
+      const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, CLOSE_TIMEOUT_MS).unref()));
+      await Promise.race([prisma.$disconnect().then(() => pool.end()), gaveUp]);
+      clearTimeout(timer);
     },
   };
 }

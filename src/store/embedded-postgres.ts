@@ -7,6 +7,8 @@ import type { Logger } from 'pino';
 
 export interface EmbeddedDatabase {
   url: string;
+  /** The postmaster's process id (fault tests pause it with its children). */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -60,6 +62,7 @@ export async function startEmbeddedPostgres(
   log.info({ dir: databaseDir, port }, 'embedded postgres started');
   return {
     url: `postgresql://exoroute:${password}@127.0.0.1:${port}/${database}`,
+    pid: (server as unknown as { process?: { pid?: number } }).process?.pid,
     stop: () => server.stop(),
   };
 }

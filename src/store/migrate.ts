@@ -91,11 +91,13 @@ export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Prom
 }
 
 /** Names of migrations on disk that the database has not recorded as finished. */
-export async function pendingMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Promise<string[]> {
+export async function pendingMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, timeoutMs?: number): Promise<string[]> {
   const migrations = await readMigrations(dir);
-  const { rows } = await pool.query<{ migration_name: string }>(
-    `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
-  );
+  // With a timeout, a stalled server fails the query, and the pool drops that connection.
+  const { rows } = await pool.query<{ migration_name: string }>({
+    text: `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
+    ...(timeoutMs ? { query_timeout: timeoutMs } : {}),
+  } as pg.QueryConfig);
   const done = new Set(rows.map((r) => r.migration_name));
   return migrations.filter((m) => !done.has(m.name)).map((m) => m.name);
 }

@@ -22,7 +22,7 @@ t.test('CDRs handed over together share one insert and one commit', async (t) =>
 
 t.test('batches are capped at maxBatch', async (t) => {
   const db = await migratedDatabase(t);
-  const writer = new CdrWriter(db.pool, quietLog, 100);
+  const writer = new CdrWriter(db.pool, quietLog, { maxBatch: 100 });
   await Promise.all(Array.from({ length: 250 }, () => writer.write(record())));
   t.equal(writer.stats.batches, 3, '250 CDRs with a cap of 100: 3 commits');
   t.equal(await db.prisma.cdr.count(), 250);
