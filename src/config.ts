@@ -34,8 +34,8 @@ export interface Config extends Omit<Env, 'EXOTEL_ALLOWED_CIDRS' | 'PUBLIC_URL' 
   PUBLIC_URL: string;
   DEFAULT_COUNTRY: import('libphonenumber-js').CountryCode;
   EXOTEL_ALLOWED_CIDRS: string[];
-  /** Fastify's `trustProxy`: false, true (any proxy), a hop count, or proxy addresses/CIDR ranges. */
-  TRUST_PROXY: boolean | number | string[];
+  /** Fastify's `trustProxy`: false, true (any proxy), or the proxies' addresses/CIDR ranges. */
+  TRUST_PROXY: boolean | string[];
 }
 
 export class ConfigError extends Error {
@@ -57,16 +57,18 @@ function checkCidr(cidr: string): boolean {
 /** Names proxy-addr (Fastify's trustProxy) accepts in place of addresses. */
 const PROXY_RANGE_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
-/** TRUST_PROXY: `true`/`false`, a hop count, or comma-separated addresses, CIDR ranges and range names. */
-function parseTrustProxy(value: string | undefined, problems: string[]): boolean | number | string[] {
+/**
+ * TRUST_PROXY: `true`/`false`, or comma-separated proxy addresses, CIDR ranges and range names.
+ * No hop counts: Fastify 5 ignores them (a hop count cannot tell a proxy from a spoofing client).
+ */
+function parseTrustProxy(value: string | undefined, problems: string[]): boolean | string[] {
   const v = (value ?? '').trim();
   if (v === '' || v === 'false') return false;
   if (v === 'true') return true;
-  if (/^\d+$/.test(v)) return Number(v);
   const entries = v.split(',').map((s) => s.trim()).filter(Boolean);
   for (const e of entries) {
     if (!PROXY_RANGE_NAMES.has(e) && !checkCidr(e)) {
-      problems.push(`TRUST_PROXY: ${JSON.stringify(e)} is not true/false, a hop count, an IP address, a CIDR range or loopback/linklocal/uniquelocal`);
+      problems.push(`TRUST_PROXY: ${JSON.stringify(e)} is not true/false, an IP address, a CIDR range or loopback/linklocal/uniquelocal`);
     }
   }
   return entries;
