@@ -14,6 +14,9 @@ import exotelRoutes from './routes/exotel/index.js';
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
 import { dialService } from './routes/exotel/dial.js';
+import metrics from './plugins/metrics.js';
+import metricsRoutes from './routes/metrics.js';
+import { RetentionJob } from './store/retention.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -26,6 +29,8 @@ declare module 'fastify' {
     random: () => number;
     /** Dial Whom / Connect answers (with per-call state in Postgres). */
     answerDial: ReturnType<typeof dialService>;
+    /** Hourly pruning of old CDRs and finished calls' dial state. */
+    retention: RetentionJob;
   }
 }
 
@@ -69,6 +74,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...loggerOpts,
     bodyLimit: 8 * 1024 * 1024,
+    // Behind a load balancer, request.ip (EXOTEL_ALLOWED_CIDRS) is the caller's only if the balancer is trusted.
+    trustProxy: opts.config.TRUST_PROXY,
     // Callbacks log one line each (src/routes/exotel); other requests are logged below with the
     // query string's `token` redacted.
     disableRequestLogging: true,
@@ -89,6 +96,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log));
   app.decorate('random', opts.random ?? Math.random);
   app.decorate('answerDial', dialService(app));
+  app.decorate('retention', new RetentionJob(opts.db.pool, app.log, { retentionDays: opts.config.CDR_RETENTION_DAYS }));
+  // Runs even with CDR_RETENTION_DAYS=0: finished calls' dial state must not pile up either.
+  if (opts.background !== false) app.addHook('onReady', async () => app.retention.start());
+  app.addHook('onClose', async () => {
+    await app.retention.stop();
+  });
   if (opts.background !== false) app.addHook('onReady', () => app.rules.start());
   app.addHook('onClose', async () => {
     await app.cdrWriter.close();
@@ -105,7 +118,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(errorHandler);
   await app.register(formbody);
   await app.register(openapi);
+  await app.register(metrics);
   await app.register(healthRoutes);
+  await app.register(metricsRoutes);
   await app.register(exotelRoutes, { prefix: '/exotel' });
   await app.register(
     async (admin) => {

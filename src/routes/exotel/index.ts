@@ -93,6 +93,7 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
       { callSid: call.callSid, endpoint, flow: flowSlug, outcome: result.outcome, status: result.answer.statusCode, rule: cdr.matchedRule, latencyMs: Math.round(latencyMs * 100) / 100 },
       'callback',
     );
+    app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
     reply.code(result.answer.statusCode);
     if (result.answer.contentType) reply.type(result.answer.contentType);
     return reply.send(result.answer.body);

@@ -1,0 +1,157 @@
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Prometheus metrics of this app instance (served at GET /metrics). */
+    metrics: Metrics;
+  }
+}
+
+export interface Metrics {
+  /** This app's own registry: tests build many apps in one process, so never the global one. */
+  registry: Registry;
+  /** One answered callback: its endpoint, outcome (answered, on-error, async, rejected) and latency. */
+  observeCallback(endpoint: string, outcome: string, seconds: number): void;
+}
+
+/** Callbacks are answered in milliseconds; the top buckets bracket DECISION_BUDGET_MS (1.5 s by default). */
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5];
+const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
+
+/**
+ * Prometheus metrics. What other components already count (CDR writer stats, rules snapshot,
+ * pg pool) is read at scrape time through `collect()`, so the live-call path pays for one histogram
+ * observation per callback and nothing else.
+ */
+export default fp(
+  async function metrics(app: FastifyInstance) {
+    const registry = new Registry();
+    const registers = [registry];
+    collectDefaultMetrics({ register: registry });
+
+    const callbackDuration = new Histogram({
+      name: 'exoroute_callback_duration_seconds',
+      help: 'Time from receiving an Exotel callback to sending its answer (CDR commit included), by endpoint and outcome.',
+      labelNames: ['endpoint', 'outcome'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+
+    const { cdrWriter, rules, db } = app;
+    const batchSize = new Histogram({
+      name: 'exoroute_cdr_batch_size',
+      help: 'CDRs per group-commit insert.',
+      buckets: BATCH_SIZE_BUCKETS,
+      registers,
+    });
+    const batchDuration = new Histogram({
+      name: 'exoroute_cdr_batch_duration_seconds',
+      help: 'Time one CDR batch insert took, by result (committed or failed).',
+      labelNames: ['result'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    cdrWriter.onBatch = (size, seconds, ok) => {
+      batchSize.observe(size);
+      batchDuration.observe({ result: ok ? 'committed' : 'failed' }, seconds);
+    };
+
+    // The writer keeps plain counters; mirror them as Prometheus counters when scraped.
+    const mirrored: Array<[string, string, () => number]> = [
+      ['exoroute_cdr_batches_total', 'CDR batch inserts committed.', () => cdrWriter.stats.batches],
+      ['exoroute_cdr_records_total', 'CDRs committed to Postgres by batch inserts.', () => cdrWriter.stats.records],
+      ['exoroute_cdr_batch_failures_total', 'CDR batch inserts that failed.', () => cdrWriter.stats.failures],
+      ['exoroute_cdr_spooled_total', 'CDRs written to the local spool because Postgres could not take them.', () => cdrWriter.stats.spooled ?? 0],
+      ['exoroute_cdr_replayed_total', 'Spooled CDRs later committed to Postgres.', () => cdrWriter.stats.replayed ?? 0],
+    ];
+    for (const [name, help, read] of mirrored) {
+      new Counter({
+        name, help, registers,
+        collect() {
+          this.reset();
+          this.inc(read());
+        },
+      });
+    }
+    new Gauge({
+      name: 'exoroute_cdr_spool_depth',
+      help: 'CDRs waiting in the local spool for Postgres.',
+      registers,
+      collect() {
+        this.set(cdrWriter.spoolDepth);
+      },
+    });
+
+    new Gauge({
+      name: 'exoroute_rules_snapshot_age_seconds',
+      help: 'Seconds since the routing rules snapshot in memory was loaded (reloaded on every rules change); NaN before the first load.',
+      registers,
+      collect() {
+        const loadedAt = rules.current?.loadedAt;
+        this.set(loadedAt ? (Date.now() - loadedAt.getTime()) / 1000 : Number.NaN);
+      },
+    });
+    new Gauge({
+      name: 'exoroute_rules_snapshot_version',
+      help: 'Reload count of the routing rules snapshot in memory (0 before the first load).',
+      registers,
+      collect() {
+        this.set(rules.current?.version ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'exoroute_rules_listener_up',
+      help: '1 while the LISTEN connection that announces rules changes is healthy, else 0.',
+      registers,
+      collect() {
+        this.set(rules.lastError === null ? 1 : 0);
+      },
+    });
+
+    const { pool } = db;
+    const poolGauges: Array<[string, string, () => number]> = [
+      ['exoroute_db_pool_connections', 'Connections open in the Postgres pool.', () => pool.totalCount],
+      ['exoroute_db_pool_idle_connections', 'Open pool connections not in use.', () => pool.idleCount],
+      ['exoroute_db_pool_waiting_clients', 'Queries waiting for a pool connection.', () => pool.waitingCount],
+      ['exoroute_db_pool_max_connections', 'Size limit of the Postgres pool.', () => pool.options.max ?? 10],
+    ];
+    for (const [name, help, read] of poolGauges) {
+      new Gauge({
+        name, help, registers,
+        collect() {
+          this.set(read());
+        },
+      });
+    }
+
+    const { retention } = app;
+    new Counter({
+      name: 'exoroute_retention_deleted_rows_total',
+      help: 'Rows deleted by the retention job on this instance, by table.',
+      labelNames: ['table'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [table, n] of Object.entries(retention.stats.deleted)) this.inc({ table }, n);
+      },
+    });
+    new Gauge({
+      name: 'exoroute_retention_last_success_timestamp_seconds',
+      help: 'When the retention job last completed on this instance (Unix time); 0 if it has not.',
+      registers,
+      collect() {
+        this.set((retention.stats.lastSuccessAt?.getTime() ?? 0) / 1000);
+      },
+    });
+
+    app.decorate('metrics', {
+      registry,
+      observeCallback(endpoint: string, outcome: string, seconds: number) {
+        callbackDuration.observe({ endpoint, outcome }, seconds);
+      },
+    } satisfies Metrics);
+  },
+  { name: 'metrics' },
+);

@@ -1,0 +1,45 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { UnauthorizedError } from '../errors.js';
+import { ErrorSchema } from '../schemas/common.js';
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** `GET /metrics` in Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`. */
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const token = app.config.METRICS_TOKEN ? digest(app.config.METRICS_TOKEN) : null;
+  const { registry } = app.metrics;
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['ops'], operationId: 'metrics',
+        summary: 'Prometheus metrics: callback latency by endpoint and outcome, CDR batches and spool, rules snapshot age, DB pool',
+        description: 'Text exposition format 0.0.4. When METRICS_TOKEN is set, send `Authorization: Bearer <METRICS_TOKEN>`.',
+        // Optional: only when METRICS_TOKEN is set.
+        security: [{ bearer: [] }, {}],
+        response: {
+          200: {
+            description: 'Prometheus text exposition format',
+            content: { 'text/plain': { schema: Type.String() } },
+          },
+          401: ErrorSchema,
+        },
+      },
+      onRequest: async (request) => {
+        if (!token) return;
+        const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
+        if (given === undefined || !timingSafeEqual(digest(given), token)) {
+          throw new UnauthorizedError('missing or wrong metrics token: send Authorization: Bearer <METRICS_TOKEN>');
+        }
+      },
+    },
+    async (_request, reply) => {
+      const text = await registry.metrics();
+      return reply.type(registry.contentType).send(text);
+    },
+  );
+};
+export default routes;

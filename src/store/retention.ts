@@ -1,0 +1,194 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import type { FastifyBaseLogger as Logger } from 'fastify';
+
+/**
+ * Housekeeping of the tables that grow with traffic: CDRs older than CDR_RETENTION_DAYS (when set),
+ * per-call dial state once its calls are long over, and sticky-agent links older than any dial
+ * group may look back. Deletes go in bounded batches with a pause between them, so no statement
+ * runs long, holds many row locks or starves the callback path of connections.
+ */
+
+/** pg_try_advisory_lock key: one instance prunes at a time ('exor'; the migrator uses 72707369). */
+export const RETENTION_LOCK_KEY = 0x65786f72;
+/** dial_calls / dial_answers only serve re-fetches during a call; two days is far beyond any call. */
+export const DIAL_STATE_MAX_AGE_MS = 2 * 86_400_000;
+/** caller_agents serve sticky dial groups, whose lookbackDays is at most 365. */
+export const CALLER_AGENT_MAX_AGE_MS = 366 * 86_400_000;
+
+export interface PruneOptions {
+  /** CDRs received more than this many days before `now` are deleted; 0 keeps every CDR. */
+  retentionDays: number;
+  now?: Date;
+  /** Rows per DELETE statement. */
+  batchSize?: number;
+  /** Pause between two DELETE statements. */
+  pauseMs?: number;
+  /** Stops between batches (shutdown); what was deleted so far stays deleted. */
+  signal?: AbortSignal;
+}
+
+export interface PruneResult {
+  /** false: another instance holds the lock and is pruning; nothing was done. */
+  ran: boolean;
+  deleted: { cdrs: number; dialCalls: number; dialAnswers: number; callerAgents: number };
+  /** DELETE statements issued, all tables together. */
+  batches: number;
+  ms: number;
+}
+
+/**
+ * CDR ids are allocated in commit order, which follows received_at except for CDRs replayed from
+ * a spool. So: find the highest id among old CDRs once (the BRIN index on received_at keeps this a
+ * scan of old block ranges only; OFFSET 0 stops the planner from walking the whole primary key
+ * backwards instead), then walk the primary key upwards to it, never revisiting deleted rows.
+ */
+const CDR_MAX_OLD_ID = 'SELECT max(id) AS max FROM (SELECT id FROM cdrs WHERE received_at < $1 OFFSET 0) old';
+const CDR_DELETE = `WITH doomed AS (
+    SELECT id FROM cdrs WHERE id > $1 AND id <= $2 AND received_at < $3 ORDER BY id LIMIT $4
+  ), gone AS (
+    DELETE FROM cdrs USING doomed WHERE cdrs.id = doomed.id RETURNING cdrs.id
+  )
+  SELECT count(*)::int AS n, max(id)::text AS last FROM gone`;
+
+/** Small tables keyed by text: delete by row address (TID scan) after an indexed or bounded search. */
+const byAge = (table: string, column: string) =>
+  `DELETE FROM ${table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${table} WHERE ${column} < $1 LIMIT $2))`;
+
+/** Deletes what is past its retention, in batches; a no-op when another session holds the lock. */
+export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<PruneResult> {
+  const t0 = performance.now();
+  const now = opts.now ?? new Date();
+  const batchSize = opts.batchSize ?? 10_000;
+  const pauseMs = opts.pauseMs ?? 100;
+  const result: PruneResult = { ran: false, deleted: { cdrs: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, batches: 0, ms: 0 };
+  // The lock is per session: take it, and run every statement, on one connection.
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RETENTION_LOCK_KEY]);
+    if (!rows[0]?.locked) return result;
+    result.ran = true;
+    try {
+      let first = true;
+      const pause = async () => {
+        if (!first && pauseMs > 0) await sleep(pauseMs);
+        first = false;
+      };
+      const drain = async (statement: string, params: unknown[]) => {
+        let total = 0;
+        while (!opts.signal?.aborted) {
+          await pause();
+          const { rowCount } = await client.query(statement, [...params, batchSize]);
+          result.batches++;
+          total += rowCount ?? 0;
+          if ((rowCount ?? 0) < batchSize) break;
+        }
+        return total;
+      };
+
+      if (opts.retentionDays > 0) {
+        const cutoff = new Date(now.getTime() - opts.retentionDays * 86_400_000);
+        const max = (await client.query<{ max: string | null }>(CDR_MAX_OLD_ID, [cutoff])).rows[0]?.max;
+        let after = '0';
+        while (max !== null && max !== undefined && !opts.signal?.aborted) {
+          await pause();
+          const { rows: gone } = await client.query<{ n: number; last: string | null }>(CDR_DELETE, [after, max, cutoff, batchSize]);
+          result.batches++;
+          const n = gone[0]?.n ?? 0;
+          result.deleted.cdrs += n;
+          if (n < batchSize || !gone[0]?.last) break;
+          after = gone[0].last;
+        }
+      }
+      const dialCutoff = new Date(now.getTime() - DIAL_STATE_MAX_AGE_MS);
+      result.deleted.dialAnswers = await drain(byAge('dial_answers', 'created_at'), [dialCutoff]);
+      result.deleted.dialCalls = await drain(byAge('dial_calls', 'created_at'), [dialCutoff]);
+      result.deleted.callerAgents = await drain(byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
+    }
+  } catch (err) {
+    broken = err as Error;
+    throw err;
+  } finally {
+    // A connection that failed mid-way is dropped, which also frees the lock if unlock did not run.
+    client.release(broken);
+    result.ms = performance.now() - t0;
+  }
+  return result;
+}
+
+export interface RetentionStats {
+  runs: number;
+  failures: number;
+  /** Rows deleted since start, per table. */
+  deleted: PruneResult['deleted'];
+  lastSuccessAt: Date | null;
+}
+
+/**
+ * Runs pruneOnce shortly after start and then every `intervalMs` (hourly), on whichever instance
+ * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress.
+ */
+export class RetentionJob {
+  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, lastSuccessAt: null };
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private stopped = false;
+  private readonly abort = new AbortController();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    private readonly opts: { retentionDays: number; intervalMs?: number; startDelayMs?: number; batchSize?: number; pauseMs?: number },
+  ) {}
+
+  start(): void {
+    if (this.stopped || this.timer) return;
+    this.schedule(this.opts.startDelayMs ?? 15_000);
+  }
+
+  private schedule(delay: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => {
+      this.running = this.run().finally(() => {
+        this.running = null;
+        this.schedule(this.opts.intervalMs ?? 3_600_000);
+      });
+    }, delay);
+    this.timer.unref();
+  }
+
+  /** One prune now; failures are logged and counted, never thrown. */
+  async run(): Promise<void> {
+    try {
+      const r = await pruneOnce(this.pool, {
+        retentionDays: this.opts.retentionDays,
+        signal: this.abort.signal,
+        ...(this.opts.batchSize !== undefined ? { batchSize: this.opts.batchSize } : {}),
+        ...(this.opts.pauseMs !== undefined ? { pauseMs: this.opts.pauseMs } : {}),
+      });
+      if (!r.ran) {
+        this.log.debug('retention: another instance is pruning');
+        return;
+      }
+      this.stats.runs++;
+      this.stats.lastSuccessAt = new Date();
+      for (const k of Object.keys(r.deleted) as Array<keyof PruneResult['deleted']>) this.stats.deleted[k] += r.deleted[k];
+      const total = Object.values(r.deleted).reduce((a, b) => a + b, 0);
+      if (total > 0) this.log.info({ deleted: r.deleted, batches: r.batches, ms: Math.round(r.ms) }, 'retention: old rows deleted');
+    } catch (err) {
+      this.stats.failures++;
+      this.log.error({ err }, 'retention: prune failed; next try at the next interval');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+}
