@@ -1,7 +1,13 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { migratedDatabase, quietLog } from '../helper.js';
 import { CdrWriter, type CdrRecord } from '../../src/store/cdr-writer.js';
+import { CdrSpool } from '../../src/store/cdr-spool.js';
+import type { Database } from '../../src/store/database.js';
 
 const record = (over: Partial<CdrRecord> = {}): CdrRecord => ({
   receivedAt: new Date(), endpoint: 'passthru', flowSlug: 'f', callSid: 'c', callFrom: '+919812345678', callFromRaw: '09812345678',
@@ -60,4 +66,137 @@ t.test('a failed commit rejects every CDR of its batch, and the writer goes on',
   t.equal(await db.prisma.cdr.count(), 1);
   await writer.close();
   await t.rejects(writer.write(record()), /closed/);
+});
+
+/** A spool in a temporary directory, removed when the test ends. */
+async function tempSpool(t: Test): Promise<CdrSpool> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return new CdrSpool(path.join(dir, 'spool'), quietLog);
+}
+
+/** Holds an exclusive lock on `cdrs` in an open transaction: inserts wait, as on a stalled server. */
+async function lockCdrs(db: Database): Promise<() => Promise<void>> {
+  const client = await db.pool.connect();
+  await client.query('BEGIN');
+  await client.query('LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE');
+  return async () => {
+    await client.query('ROLLBACK');
+    client.release();
+  };
+}
+
+t.test('with Postgres refusing, CDRs go to the fsynced spool and are replayed exactly once when it is back', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  await db.pool.query('ALTER TABLE cdrs RENAME TO cdrs_away');
+  const records = Array.from({ length: 30 }, (_, i) => record({ callSid: `down${i}` }));
+  const fates = await Promise.all(records.map((r) => writer.write(r)));
+  t.same(new Set(fates), new Set(['spooled']), 'every write resolved as spooled, none rejected');
+  t.equal(writer.spoolDepth, 30);
+  const files = await readdir(spool.dir);
+  const lines = (await Promise.all(files.map((f) => readFile(path.join(spool.dir, f), 'utf8')))).join('').trim().split('\n');
+  t.equal(lines.length, 30, 'one NDJSON line per CDR on disk');
+  t.equal(await writer.replayNow(), 0, 'replay while Postgres still refuses stores nothing');
+  t.equal(writer.spoolDepth, 30, 'and keeps the spool');
+
+  await db.pool.query('ALTER TABLE cdrs_away RENAME TO cdrs');
+  t.equal(await writer.replayNow(), 30);
+  t.equal(writer.spoolDepth, 0);
+  t.same(await readdir(spool.dir), [], 'replayed segments are deleted');
+  const stored = await db.pool.query<{ call_sid: string; n: number }>('SELECT call_sid, count(*)::int AS n FROM cdrs GROUP BY call_sid');
+  t.equal(stored.rowCount, 30);
+  t.ok(stored.rows.every((r) => r.n === 1), 'each CDR stored once');
+  t.equal(writer.stats.spooled, 30);
+  t.equal(writer.stats.replayed, 30);
+});
+
+t.test('a segment replayed twice (crash between commit and delete) still stores each CDR once', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  await spool.append([{ idempotency_key: randomUUID(), received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} }]);
+  await spool.close();
+  const [segment] = await readdir(spool.dir);
+  const copy = await readFile(path.join(spool.dir, segment!), 'utf8');
+  const writer = new CdrWriter(db.pool, quietLog, { spool });
+  t.equal(await writer.replayNow(), 1);
+  await writeFile(path.join(spool.dir, segment!), copy); // as if the delete never happened
+  const again = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
+  await again.start();
+  t.equal(again.spoolDepth, 1, 'a new run counts what the old one left');
+  t.equal(await again.replayNow(), 1);
+  t.equal(await db.prisma.cdr.count(), 1);
+  await writer.close();
+  await again.close();
+});
+
+t.test('a torn last line (a crash mid-append, never acknowledged) is skipped, the rest replayed', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  await spool.init();
+  const row = (sid: string) => JSON.stringify({ idempotency_key: randomUUID(), call_sid: sid, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} });
+  await writeFile(path.join(spool.dir, 'cdrs-0000000000001-000000.ndjson'), `${row('a')}\n${row('b')}\n{"idempotency_key":"x","call`);
+  const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
+  await writer.start();
+  t.equal(writer.spoolDepth, 3, 'three lines counted');
+  t.equal(await writer.replayNow(), 2);
+  t.equal(writer.spoolDepth, 0);
+  t.same((await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid), ['a', 'b']);
+  await writer.close();
+});
+
+t.test('a commit that misses its deadline is spooled in time; the late commit and the replay still leave one row', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  const unlock = await lockCdrs(db);
+  const r = record({ callSid: 'stalled' });
+  const t0 = performance.now();
+  t.equal(await writer.write(r, 150), 'spooled');
+  const took = performance.now() - t0;
+  t.ok(took >= 140 && took < 1000, `answered after the 150 ms deadline plus an fsync (${took.toFixed(0)} ms)`);
+  t.equal(writer.spoolDepth, 1);
+  await unlock();
+  await writer.flush(); // the insert that was waiting on the lock commits now
+  t.equal(await db.prisma.cdr.count(), 1, 'the late commit landed');
+  t.equal(await writer.replayNow(), 1, 'the spooled copy is replayed');
+  t.equal(await db.prisma.cdr.count({ where: { idempotencyKey: r.idempotencyKey } }), 1, 'and skipped as a duplicate');
+});
+
+t.test('close() is bounded: what a stalled Postgres has not committed is spooled, and replayed by the next run', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, closeTimeoutMs: 200 });
+  const unlock = await lockCdrs(db);
+  const writes = Array.from({ length: 5 }, (_, i) => writer.write(record({ callSid: `closing${i}` })));
+  await new Promise((r) => setTimeout(r, 50));
+  const t0 = performance.now();
+  await writer.close();
+  t.ok(performance.now() - t0 < 1000, 'close returned without waiting for the lock');
+  t.same(await Promise.all(writes), Array(5).fill('spooled'));
+  await unlock();
+  const next = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
+  await next.start();
+  t.equal(next.spoolDepth, 5);
+  await next.replayNow();
+  await new Promise((r) => setTimeout(r, 200)); // the first writer's insert, no longer waited for, may land too
+  t.equal(await db.pool.query('SELECT DISTINCT call_sid FROM cdrs').then((q) => q.rowCount), 5);
+  t.equal(await db.prisma.cdr.count(), 5, 'each exactly once');
+  await next.close();
+});
+
+t.test('start() replays what an earlier run left, without being asked', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  await spool.append([1, 2, 3].map((i) => ({ idempotency_key: randomUUID(), call_sid: `left${i}`, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} })));
+  await spool.close();
+  const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
+  t.teardown(() => writer.close());
+  await writer.start();
+  for (let i = 0; i < 100 && writer.spoolDepth > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(writer.spoolDepth, 0);
+  t.equal(await db.prisma.cdr.count(), 3);
 });
