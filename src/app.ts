@@ -1,3 +1,4 @@
+import path from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { ErrorObject } from 'ajv';
@@ -13,6 +14,7 @@ import adminRoutes from './routes/admin/index.js';
 import exotelRoutes from './routes/exotel/index.js';
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
+import { CdrSpool } from './store/cdr-spool.js';
 import { dialService } from './routes/exotel/dial.js';
 import metrics from './plugins/metrics.js';
 import metricsRoutes from './routes/metrics.js';
@@ -93,7 +95,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('config', opts.config);
   app.decorate('db', opts.db);
   app.decorate('rules', new RulesCache(opts.db, app.log));
-  app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log));
+  app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log, { spool: new CdrSpool(path.join(opts.config.DATA_DIR, 'spool'), app.log) }));
   app.decorate('random', opts.random ?? Math.random);
   app.decorate('answerDial', dialService(app));
   app.decorate('retention', new RetentionJob(opts.db.pool, app.log, { retentionDays: opts.config.CDR_RETENTION_DAYS }));
@@ -102,7 +104,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.addHook('onClose', async () => {
     await app.retention.stop();
   });
-  if (opts.background !== false) app.addHook('onReady', () => app.rules.start());
+  if (opts.background !== false) {
+    app.addHook('onReady', async () => {
+      await app.rules.start();
+      await app.cdrWriter.start(); // replays what an earlier run left in the spool
+    });
+  }
   app.addHook('onClose', async () => {
     await app.cdrWriter.close();
     await app.rules.stop();

@@ -14,6 +14,8 @@ import { CONNECT_VERSION } from '../../exotel/connect.js';
 
 const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
+/** Part of the budget kept for the spool's fsync when the CDR commit runs late. */
+const SPOOL_RESERVE_MS = 100;
 
 /** Callback number per call, endpoint and flow, for the CDR's `attempt` (per instance, bounded). */
 type Attempts = LRUCache<string, number>;
@@ -82,10 +84,13 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
     const attempt = call.callSid ? (attempts.get(key) ?? 0) + 1 : 1;
     if (call.callSid) attempts.set(key, attempt);
     const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
+    // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
+    // before the answer leaves, and early enough that the answer stays within the budget.
+    const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS - (performance.now() - t0));
     try {
-      await cdrWriter.write(cdr);
+      await cdrWriter.write(cdr, deadline);
     } catch (err) {
-      // The caller is waiting: answer anyway. (A local spool for this case is planned.)
+      // Neither Postgres nor the spool took it (disk full?): the caller is waiting, answer anyway.
       request.log.error({ err, callSid: call.callSid }, 'CDR not stored');
     }
     const latencyMs = performance.now() - t0;
