@@ -30,3 +30,28 @@ t.test('every bad variable is named with its value and the problem', async (t) =
   t.throws(() => loadConfig({ EXOTEL_ALLOWED_CIDRS: '10.0.0.0/99' }), /EXOTEL_ALLOWED_CIDRS: "10.0.0.0\/99"/);
   t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), /ADMIN_API_KEY/);
 });
+
+t.test('TRUST_PROXY: true/false, or proxy addresses, CIDR ranges and range names; no hop counts', async (t) => {
+  t.equal(loadConfig({}).TRUST_PROXY, false);
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).TRUST_PROXY, false);
+  t.equal(loadConfig({ TRUST_PROXY: 'true' }).TRUST_PROXY, true);
+  t.same(loadConfig({ TRUST_PROXY: '10.0.0.5, 10.1.0.0/16,loopback' }).TRUST_PROXY, ['10.0.0.5', '10.1.0.0/16', 'loopback']);
+  t.throws(() => loadConfig({ TRUST_PROXY: '1' }), /TRUST_PROXY: "1" is not/);
+  t.throws(() => loadConfig({ TRUST_PROXY: '10.0.0.0/40' }), /TRUST_PROXY: "10.0.0.0\/40"/);
+  t.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), /METRICS_TOKEN/);
+});
+
+t.test('behind a trusted balancer, EXOTEL_ALLOWED_CIDRS checks the forwarded client address', async (t) => {
+  const { buildTestApp } = await import('./helper.js');
+  // A flow that does not exist: 404 once the source is allowed, 403 when it is not.
+  const call = (app: import('fastify').FastifyInstance, remoteAddress: string) =>
+    app.inject({ method: 'GET', url: '/exotel/passthru/none?CallSid=c1', remoteAddress, headers: { 'x-forwarded-for': '203.0.113.9' } });
+  const cidrs = { EXOTEL_ALLOWED_CIDRS: '203.0.113.0/24' };
+
+  const direct = await buildTestApp(t, cidrs);
+  t.equal((await call(direct.app, '10.0.0.5')).statusCode, 403, 'without TRUST_PROXY the balancer address is checked');
+
+  const proxied = await buildTestApp(t, { ...cidrs, TRUST_PROXY: '10.0.0.0/24' });
+  t.equal((await call(proxied.app, '10.0.0.5')).statusCode, 404, 'forwarded by the trusted balancer: the client address is checked');
+  t.equal((await call(proxied.app, '198.51.100.7')).statusCode, 403, 'X-Forwarded-For from anyone else is not believed');
+});

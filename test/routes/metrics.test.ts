@@ -1,0 +1,142 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildTestApp, type TestApp } from '../helper.js';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Parses Prometheus text exposition format: `# TYPE` lines and `name{label="value",...} value` samples. */
+function parseMetrics(text: string): { samples: Sample[]; types: Map<string, string> } {
+  const samples: Sample[] = [];
+  const types = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const type = /^# TYPE (\S+) (\S+)$/.exec(line);
+    if (type) {
+      types.set(type[1]!, type[2]!);
+      continue;
+    }
+    if (line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) throw new Error(`not a sample line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[l[1]!] = l[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
+    }
+    const raw = m[3]!;
+    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : Number(raw);
+    if (raw !== 'NaN' && Number.isNaN(value)) throw new Error(`bad value in: ${line}`);
+    samples.push({ name: m[1]!, labels, value });
+  }
+  return { samples, types };
+}
+
+/** The one sample with this name whose labels include `labels`; undefined when there is none. */
+function sample(samples: Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+  if (found.length > 1) throw new Error(`${found.length} samples match ${name} ${JSON.stringify(labels)}`);
+  return found[0]?.value;
+}
+
+async function scrape(ctx: TestApp, headers: Record<string, string> = {}) {
+  const res = await ctx.app.inject({ method: 'GET', url: '/metrics', headers });
+  return { res, ...(res.statusCode === 200 ? parseMetrics(res.body) : { samples: [], types: new Map<string, string>() }) };
+}
+
+async function withFlow(t: Test, env: Record<string, string> = {}) {
+  const ctx = await buildTestApp(t, env);
+  const flow = await ctx.admin({
+    method: 'POST', url: '/admin/flows',
+    payload: { slug: 'inbound', name: 'Main line', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+  });
+  t.equal(flow.statusCode, 201);
+  const t0 = Date.now();
+  while (!ctx.app.rules.current?.flows.has('inbound')) {
+    if (Date.now() - t0 > 2000) throw new Error('snapshot did not catch up');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return ctx;
+}
+
+const callback = (ctx: TestApp, sid: string, flow = 'inbound') =>
+  ctx.app.inject({ method: 'GET', url: `/exotel/passthru/${flow}?CallSid=${sid}&CallFrom=09812345678&CallTo=08047115777` });
+
+t.test('/metrics counts every callback by endpoint and outcome, with CDR batches, pool use and snapshot age', async (t) => {
+  const ctx = await withFlow(t);
+  const answered = 7;
+  for (let i = 0; i < answered; i++) t.equal((await callback(ctx, `call-${i}`)).statusCode, 200);
+  // Several at once share CDR batches.
+  await Promise.all(Array.from({ length: 5 }, (_, i) => callback(ctx, `burst-${i}`)));
+  t.equal((await callback(ctx, 'call-x', 'no-such-flow')).statusCode, 404);
+
+  const { res, samples, types } = await scrape(ctx);
+  t.equal(res.statusCode, 200);
+  t.match(res.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+
+  const h = 'exoroute_callback_duration_seconds';
+  t.equal(types.get(h), 'histogram');
+  const labels = { endpoint: 'passthru', outcome: 'answered' };
+  t.equal(sample(samples, `${h}_count`, labels), answered + 5, 'one observation per answered callback');
+  t.equal(sample(samples, `${h}_count`, { endpoint: 'passthru', outcome: 'rejected' }), 1, 'the refused one has its own series');
+  t.equal(sample(samples, `${h}_bucket`, { ...labels, le: '+Inf' }), answered + 5);
+  const buckets = samples.filter((s) => s.name === `${h}_bucket` && s.labels.outcome === 'answered').map((s) => s.value);
+  t.same(buckets, [...buckets].sort((a, b) => a - b), 'buckets are cumulative');
+  t.ok(samples.some((s) => s.name === `${h}_bucket` && s.labels.le === '0.001'), 'millisecond buckets');
+  const sum = sample(samples, `${h}_sum`, labels)!;
+  t.ok(sum > 0 && sum < 12 * 2.5, `latency sum ${sum}s is plausible`);
+
+  t.equal(sample(samples, 'exoroute_cdr_records_total'), answered + 5 + 1, 'every callback left a CDR');
+  const batches = sample(samples, 'exoroute_cdr_batches_total')!;
+  t.ok(batches > 0 && batches < answered + 5 + 1, `${batches} batches: the burst shared commits`);
+  t.equal(sample(samples, 'exoroute_cdr_batch_size_count'), batches);
+  t.equal(sample(samples, 'exoroute_cdr_batch_size_sum'), answered + 5 + 1);
+  t.equal(sample(samples, 'exoroute_cdr_batch_duration_seconds_count', { result: 'committed' }), batches);
+  t.equal(sample(samples, 'exoroute_cdr_batch_failures_total'), 0);
+  t.equal(sample(samples, 'exoroute_cdr_spool_depth'), 0);
+  t.equal(types.get('exoroute_cdr_records_total'), 'counter');
+
+  t.ok(sample(samples, 'exoroute_db_pool_connections')! >= 1, 'pool has connections');
+  t.ok(sample(samples, 'exoroute_db_pool_idle_connections')! >= 0);
+  t.equal(sample(samples, 'exoroute_db_pool_waiting_clients'), 0);
+  t.equal(sample(samples, 'exoroute_db_pool_max_connections'), ctx.db.pool.options.max);
+
+  const age = sample(samples, 'exoroute_rules_snapshot_age_seconds')!;
+  t.ok(age >= 0 && age < 30, `snapshot age ${age}s`);
+  t.ok(sample(samples, 'exoroute_rules_snapshot_version')! >= 1);
+  t.equal(sample(samples, 'exoroute_rules_listener_up'), 1);
+
+  t.ok(sample(samples, 'process_cpu_user_seconds_total')! > 0, 'process metrics');
+  t.ok(sample(samples, 'nodejs_heap_size_used_bytes')! > 0, 'node metrics');
+});
+
+t.test('each app has its own registry: a second app starts from zero', async (t) => {
+  const first = await withFlow(t);
+  await callback(first, 'call-1');
+  const second = await buildTestApp(t);
+  const { samples } = await scrape(second);
+  t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru' }), undefined);
+  t.equal(sample(samples, 'exoroute_cdr_records_total'), 0);
+  t.equal(sample((await scrape(first)).samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), 1);
+});
+
+t.test('with METRICS_TOKEN, /metrics needs Authorization: Bearer <token>', async (t) => {
+  const token = 'metrics-token-0123456789';
+  const ctx = await withFlow(t, { METRICS_TOKEN: token });
+  t.equal((await scrape(ctx)).res.statusCode, 401, 'no token');
+  t.equal((await scrape(ctx, { authorization: 'Bearer wrong-token-0123456789' })).res.statusCode, 401, 'wrong token');
+  t.equal((await scrape(ctx, { authorization: `Basic ${Buffer.from(`x:${token}`).toString('base64')}` })).res.statusCode, 401, 'not bearer');
+  const denied = await scrape(ctx);
+  t.notMatch(denied.res.body, /exoroute_/, 'nothing leaks in the refusal');
+  t.equal((await callback(ctx, 'call-1')).statusCode, 200, 'callbacks do not need the metrics token');
+  const ok = await scrape(ctx, { authorization: `Bearer ${token}` });
+  t.equal(ok.res.statusCode, 200);
+  t.equal(sample(ok.samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), 1);
+});
+
+t.test('without METRICS_TOKEN, /metrics is open', async (t) => {
+  const ctx = await buildTestApp(t);
+  t.equal((await scrape(ctx)).res.statusCode, 200);
+});

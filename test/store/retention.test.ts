@@ -1,0 +1,118 @@
+import t from 'tap';
+import pg from 'pg';
+import type { Database } from '../../src/store/database.js';
+import { pruneOnce, RetentionJob, RETENTION_LOCK_KEY } from '../../src/store/retention.js';
+import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
+
+const DAY = 86_400_000;
+const NOW = new Date('2026-12-01T12:00:00Z');
+const ago = (ms: number) => new Date(NOW.getTime() - ms);
+
+/** Inserts one CDR per timestamp, in the given order (so ids follow the array, not the time). */
+async function insertCdrs(db: Database, times: Date[], tag: string): Promise<void> {
+  await db.pool.query(
+    `INSERT INTO cdrs (received_at, endpoint, call_sid, params, outcome, http_status, handling_ms, idempotency_key)
+     SELECT at, 'passthru', $2 || '-' || n, '{}'::jsonb, 'answered', 200, 1, $2 || '-' || n
+     FROM unnest($1::timestamptz[]) WITH ORDINALITY AS u(at, n) ORDER BY n`,
+    [times, tag],
+  );
+}
+
+const remainingSids = async (db: Database) =>
+  (await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM cdrs ORDER BY id')).rows.map((r) => r.call_sid);
+
+t.test('pruneOnce deletes exactly the CDRs older than the retention, in several bounded batches', async (t) => {
+  const db = await migratedDatabase(t);
+  const old = (n: number) => Array.from({ length: n }, (_, i) => ago(40 * DAY + i * 1000));
+  const recent = (n: number) => Array.from({ length: n }, (_, i) => ago(DAY + i * 1000));
+  await insertCdrs(db, old(10), 'old-a');
+  await insertCdrs(db, recent(3), 'new-a');
+  await insertCdrs(db, old(10), 'old-b');
+  await insertCdrs(db, recent(4), 'new-b');
+  // Old CDRs with ids above recent ones (as a spool replay produces), and both sides of the cutoff.
+  await insertCdrs(db, old(5), 'old-c');
+  await insertCdrs(db, [new Date(ago(30 * DAY).getTime() - 1)], 'edge-old');
+  await insertCdrs(db, [ago(30 * DAY)], 'edge-kept');
+
+  const r = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
+  t.equal(r.ran, true);
+  t.equal(r.deleted.cdrs, 26, '25 old CDRs and the one a millisecond past the cutoff');
+  // 26 rows in batches of 4 = 7 CDR statements, plus one per dial-state table.
+  t.equal(r.batches, 7 + 3, 'CDRs went in batches of at most 4');
+  t.same(await remainingSids(db), ['new-a-1', 'new-a-2', 'new-a-3', 'new-b-1', 'new-b-2', 'new-b-3', 'new-b-4', 'edge-kept-1']);
+
+  const again = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
+  t.equal(again.deleted.cdrs, 0, 'a second run finds nothing more');
+});
+
+t.test('CDR_RETENTION_DAYS=0 keeps every CDR', async (t) => {
+  const db = await migratedDatabase(t);
+  await insertCdrs(db, [ago(5000 * DAY), ago(400 * DAY), ago(DAY)], 'any');
+  const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, batchSize: 1, pauseMs: 0 });
+  t.equal(r.ran, true);
+  t.equal(r.deleted.cdrs, 0);
+  t.same(await remainingSids(db), ['any-1', 'any-2', 'any-3']);
+});
+
+t.test('dial state of finished calls and sticky links past any lookback are pruned whatever the CDR retention', async (t) => {
+  const db = await migratedDatabase(t);
+  for (const [sid, at] of [['gone', ago(3 * DAY)], ['live', ago(3_600_000)]] as const) {
+    await db.pool.query(`INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, created_at) VALUES ($1, 'dial-whom', 'f', '{}', '{}', $2)`, [sid, at]);
+    await db.pool.query(`INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers, created_at) VALUES ($1, 'dial-whom', 'f', '1', '{}', $2)`, [sid, at]);
+  }
+  await db.pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ('+911', '+912', $1), ('+913', '+914', $2)`, [ago(400 * DAY), ago(300 * DAY)]);
+
+  const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
+  t.same(r.deleted, { cdrs: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1 });
+  t.same((await db.pool.query('SELECT call_sid FROM dial_calls')).rows, [{ call_sid: 'live' }]);
+  t.same((await db.pool.query('SELECT call_sid FROM dial_answers')).rows, [{ call_sid: 'live' }]);
+  t.same((await db.pool.query('SELECT caller FROM caller_agents')).rows, [{ caller: '+913' }], 'a link within the longest lookback (365 days) stays');
+});
+
+t.test('only one session prunes at a time: while another holds the lock, pruneOnce does nothing', async (t) => {
+  const db = await migratedDatabase(t);
+  await insertCdrs(db, [ago(40 * DAY)], 'old');
+  const other = new pg.Client({ connectionString: db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('SELECT pg_advisory_lock($1)', [RETENTION_LOCK_KEY]);
+
+  const blocked = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, pauseMs: 0 });
+  t.same(blocked, { ...blocked, ran: false, batches: 0 });
+  t.same(await remainingSids(db), ['old-1']);
+
+  await other.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
+  const done = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, pauseMs: 0 });
+  t.equal(done.deleted.cdrs, 1);
+  // The lock was released: the other session can take it again at once.
+  t.equal((await other.query('SELECT pg_try_advisory_lock($1) AS ok', [RETENTION_LOCK_KEY])).rows[0].ok, true);
+});
+
+t.test('the job runs at start, then on its interval, and stop() ends it', async (t) => {
+  const db = await migratedDatabase(t);
+  await insertCdrs(db, [new Date(Date.now() - 40 * DAY)], 'old');
+  const job = new RetentionJob(db.pool, quietLog, { retentionDays: 30, startDelayMs: 0, intervalMs: 50, pauseMs: 0 });
+  job.start();
+  const t0 = Date.now();
+  while (job.stats.runs < 3) {
+    if (Date.now() - t0 > 5000) throw new Error(`only ${job.stats.runs} runs`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await job.stop();
+  const runs = job.stats.runs;
+  t.equal(job.stats.deleted.cdrs, 1);
+  t.equal(job.stats.failures, 0);
+  t.ok(job.stats.lastSuccessAt);
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(job.stats.runs, runs, 'no run after stop()');
+});
+
+t.test('the app prunes by CDR_RETENTION_DAYS and reports it in /metrics', async (t) => {
+  const { app, db } = await buildTestApp(t, { CDR_RETENTION_DAYS: '7' });
+  await insertCdrs(db, [new Date(Date.now() - 8 * DAY), new Date(Date.now() - 6 * DAY)], 'cdr');
+  await app.retention.run();
+  t.same(await remainingSids(db), ['cdr-2']);
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(text, /^exoroute_retention_deleted_rows_total\{table="cdrs"\} 1$/m);
+  t.match(text, /^exoroute_retention_last_success_timestamp_seconds [1-9]\d*(\.\d+)?$/m);
+});
