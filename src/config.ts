@@ -21,6 +21,10 @@ export const ConfigSchema = Type.Object({
   CDR_WRITE_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 30000, default: 500 }),
   CDR_RETENTION_DAYS: Type.Integer({ minimum: 0, default: 0 }),
   AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
+  // Admin API protection (src/plugins/auth.ts). Callbacks and ops routes are never limited.
+  ADMIN_RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
+  ADMIN_AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),
+  ADMIN_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
   TRUST_PROXY: Type.Optional(Type.String()),
   LOG_LEVEL: Type.Union(

@@ -55,3 +55,17 @@ t.test('behind a trusted balancer, EXOTEL_ALLOWED_CIDRS checks the forwarded cli
   t.equal((await call(proxied.app, '10.0.0.5')).statusCode, 404, 'forwarded by the trusted balancer: the client address is checked');
   t.equal((await call(proxied.app, '198.51.100.7')).statusCode, 403, 'X-Forwarded-For from anyone else is not believed');
 });
+
+t.test('admin API limits: defaults, conversion and bounds', async (t) => {
+  t.match(loadConfig({}), { ADMIN_RATE_LIMIT_PER_MINUTE: 600, ADMIN_AUTH_FAILURES_PER_MINUTE: 20, ADMIN_BODY_LIMIT_BYTES: 1048576 });
+  t.match(loadConfig({ ADMIN_RATE_LIMIT_PER_MINUTE: '60', ADMIN_AUTH_FAILURES_PER_MINUTE: '5', ADMIN_BODY_LIMIT_BYTES: '65536' }), {
+    ADMIN_RATE_LIMIT_PER_MINUTE: 60, ADMIN_AUTH_FAILURES_PER_MINUTE: 5, ADMIN_BODY_LIMIT_BYTES: 65536,
+  });
+  for (const [name, value] of [
+    ['ADMIN_RATE_LIMIT_PER_MINUTE', '0'], ['ADMIN_RATE_LIMIT_PER_MINUTE', 'lots'],
+    ['ADMIN_AUTH_FAILURES_PER_MINUTE', '0'], ['ADMIN_AUTH_FAILURES_PER_MINUTE', '-1'],
+    ['ADMIN_BODY_LIMIT_BYTES', '100'], ['ADMIN_BODY_LIMIT_BYTES', '1MB'], ['ADMIN_BODY_LIMIT_BYTES', String(64 * 1024 * 1024)],
+  ] as const) {
+    t.throws(() => loadConfig({ [name]: value }), new RegExp(`${name}="?${value}"?:`), `${name}=${value}`);
+  }
+});
