@@ -9,6 +9,7 @@ import type { Database } from './store/database.js';
 import errorHandler from './plugins/error-handler.js';
 import openapi from './plugins/swagger.js';
 import auth from './plugins/auth.js';
+import securityHeaders from './plugins/security-headers.js';
 import healthRoutes from './routes/health.js';
 import adminRoutes from './routes/admin/index.js';
 import exotelRoutes from './routes/exotel/index.js';
@@ -123,6 +124,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     );
   });
   await app.register(errorHandler);
+  await app.register(securityHeaders);
   await app.register(formbody);
   await app.register(openapi);
   await app.register(metrics);

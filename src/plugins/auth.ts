@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { ForbiddenError, UnauthorizedError } from '../errors.js';
-import { findKey, type AuthenticatedKey } from '../store/api-keys.js';
+import rateLimit from '@fastify/rate-limit';
+import { DomainError, ForbiddenError, UnauthorizedError } from '../errors.js';
+import { findKey, hashKey, type AuthenticatedKey } from '../store/api-keys.js';
 import type { Actor } from '../store/audit.js';
 
 declare module 'fastify' {
@@ -11,22 +12,71 @@ declare module 'fastify' {
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const MINUTE_MS = 60_000;
 
 /** The author of an admin change, for the audit trail. */
 export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
 
+const bearerOf = (request: FastifyRequest): string | null =>
+  /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
+
+class TooManyRequestsError extends DomainError {
+  constructor(message: string) {
+    super(429, message);
+  }
+}
+
 /**
- * Bearer-key authentication for the routes this plugin is registered around (the /admin scope):
- * 401 without a live key, 403 when a viewer key tries to write.
+ * Guards the routes this plugin is registered around (the /admin scope), in this order:
+ *
+ * 1. a client address with `ADMIN_AUTH_FAILURES_PER_MINUTE` failed authentications in the current
+ *    minute gets 429 + Retry-After for the rest of it, whatever key it sends — also a right one, or
+ *    guessing could go on and tell a hit by its status;
+ * 2. at most `ADMIN_RATE_LIMIT_PER_MINUTE` requests a minute per key presented (per client address
+ *    without one), 429 + Retry-After beyond; counted before the key lookup, so a flood costs no query;
+ * 3. 401 without a live key (and one more failure for the address), 403 when a viewer key writes;
+ * 4. bodies over `ADMIN_BODY_LIMIT_BYTES` are 413, except on routes that set their own `bodyLimit`
+ *    (the VIP bulk upsert).
+ *
+ * Counters live in this process (@fastify/rate-limit's in-memory store): with several instances the
+ * limits are per instance. They count the address Fastify sees; behind a proxy that is the proxy's.
  */
 export default fp(async function auth(app: FastifyInstance) {
+  const { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_RATE_LIMIT_PER_MINUTE, ADMIN_BODY_LIMIT_BYTES } = app.config;
+
+  app.addHook('onRoute', (route) => {
+    route.bodyLimit ??= ADMIN_BODY_LIMIT_BYTES;
+  });
+
+  await app.register(rateLimit, { global: false });
+  const failures = app.createRateLimit({ max: ADMIN_AUTH_FAILURES_PER_MINUTE, timeWindow: MINUTE_MS });
+  const perKey = app.rateLimit({
+    max: ADMIN_RATE_LIMIT_PER_MINUTE,
+    timeWindow: MINUTE_MS,
+    // A digest, so the limiter's memory never holds a key.
+    keyGenerator: (request) => {
+      const token = bearerOf(request);
+      return token ? `key:${hashKey(token)}` : `ip:${request.ip}`;
+    },
+    errorResponseBuilder: (_request, context) =>
+      new TooManyRequestsError(`more than ${context.max} admin requests a minute with this key; retry in ${context.after}`),
+  });
+
   app.decorateRequest('apiKey', null);
-  app.addHook('onRequest', async (request) => {
-    const header = request.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match) throw new UnauthorizedError();
-    const key = await findKey(app.db.prisma, match[1]!);
-    if (!key) throw new UnauthorizedError('invalid or revoked API key');
+  app.addHook('onRequest', async (request, reply) => {
+    const locked = await failures(request, { increment: false });
+    if (!locked.isAllowed && locked.remaining === 0) {
+      reply.header('retry-after', locked.ttlInSeconds);
+      throw new TooManyRequestsError(`too many failed authentications from ${request.ip}; retry in ${locked.ttlInSeconds} s`);
+    }
+    await perKey.call(app, request, reply);
+
+    const token = bearerOf(request);
+    const key = token ? await findKey(app.db.prisma, token) : null;
+    if (!key) {
+      await failures(request);
+      throw token ? new UnauthorizedError('invalid or revoked API key') : new UnauthorizedError();
+    }
     request.apiKey = key;
     if (key.role !== 'admin' && !READ_METHODS.has(request.method)) {
       throw new ForbiddenError(`a ${key.role} key may only read; ${request.method} needs an admin key`);
