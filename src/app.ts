@@ -1,5 +1,5 @@
 import path from 'node:path';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { ErrorObject } from 'ajv';
 import { IANAZone } from 'luxon';
@@ -81,7 +81,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     trustProxy: opts.config.TRUST_PROXY,
     // Callbacks log one line each (src/routes/exotel); other requests are logged below with the
     // query string's `token` redacted.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Unknown fields are rejected (400), never silently dropped; all errors so the deepest is named.
     ajv: {
       customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
