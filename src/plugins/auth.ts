@@ -39,7 +39,8 @@ class TooManyRequestsError extends DomainError {
  *    (the VIP bulk upsert).
  *
  * Counters live in this process (@fastify/rate-limit's in-memory store): with several instances the
- * limits are per instance. They count the address Fastify sees; behind a proxy that is the proxy's.
+ * limits are per instance. They count `request.ip`: behind a proxy, only with `TRUST_PROXY` set is
+ * that the client's.
  */
 export default fp(async function auth(app: FastifyInstance) {
   const { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_RATE_LIMIT_PER_MINUTE, ADMIN_BODY_LIMIT_BYTES } = app.config;
