@@ -201,7 +201,16 @@ t.test('Postgres faults', async (t) => {
     otherwise: { branch: 'B' }, onError: { branch: 'A' },
   });
   t.equal(flow.statusCode, 201);
-  for (let i = 0; i < 200 && !exo.app.rules.current?.flows.has('fault'); i++) await sleep(10);
+  // Dial Whom needs per-call state in Postgres: without it, the flow's onError numbers.
+  t.equal((await admin('POST', '/admin/dial-groups', { slug: 'desk', name: 'Desk', strategy: 'round_robin', members: [{ number: '+919811100001' }, { number: '+919811100002' }] })).statusCode, 201);
+  t.equal((await admin('POST', '/admin/flows', { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'desk' }, onError: { numbers: ['+919800000099'] } })).statusCode, 201);
+  for (let i = 0; i < 200 && !(exo.app.rules.current?.flows.has('fault') && exo.app.rules.current.flows.has('agents')); i++) await sleep(10);
+  const dialWhom = async (sid: string) => {
+    const t0 = performance.now();
+    const res = await fetch(`${exo.base}/exotel/dial-whom/agents?CallSid=${sid}&CallFrom=%2B919812300000`);
+    return { status: res.status, body: await res.text(), ms: performance.now() - t0 };
+  };
+  t.match(await dialWhom('dial-up'), { status: 200, body: /^\+91981110000[12],\+91981110000[12]$/ }, 'Dial Whom answers the group in rotation while Postgres is up');
 
   await t.test('stopped under load: answers go on from the snapshot, CDRs are spooled and replayed once Postgres is back', async (t) => {
     const run = load(exo.base, 'stop');
@@ -216,6 +225,9 @@ t.test('Postgres faults', async (t) => {
     t.ok(exo.app.cdrWriter.spoolDepth > 0, `${exo.app.cdrWriter.spoolDepth} CDRs spooled while down`);
     t.match((await readyz(exo)).body.reasons.join('; '), /CDRs in the local spool/, '/readyz names the spool');
     t.equal((await fetch(`${exo.base}/healthz`)).status, 200, '/healthz stays up');
+    const dial = await dialWhom('dial-down');
+    t.match(dial, { status: 200, body: '+919800000099' }, 'Dial Whom answers the onError numbers while Postgres is down');
+    t.ok(dial.ms < BUDGET_MS, `in ${dial.ms.toFixed(0)} ms`);
     await postgres.start();
     await sleep(700);
     const outcomes = await run.stop();
