@@ -25,7 +25,7 @@ export default fp(async function openapi(app: FastifyInstance) {
         { name: 'exotel', description: 'Callback endpoints called by Exotel applets' },
         { name: 'api-keys', description: 'Admin credentials' },
         { name: 'audit', description: 'Who changed what' },
-        { name: 'ops', description: 'Health and readiness' },
+        { name: 'ops', description: 'Health, readiness and Prometheus metrics' },
       ],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
