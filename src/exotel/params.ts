@@ -16,6 +16,9 @@
  *   null-prototype records, keys such as `__proto__` or `constructor[prototype][x]` are only data.
  * - Problems (truncation, dropped keys, numbers or dates that do not parse) become `warnings`; the raw value
  *   is always kept in `raw`, which is exactly what a CDR stores, minus the callback secret.
+ * - Keys are made storable: a NUL or a lone surrogate in a key (`%00=1`, JSON `"\ud800"`) becomes U+FFFD.
+ *   Postgres JSON refuses both, and the CDR writer can only clean values; one such key would otherwise make
+ *   the whole CDR batch fail, losing the CDRs of every callback committed with it.
  */
 import type { CountryCode } from 'libphonenumber-js';
 import { DateTime } from 'luxon';
@@ -82,8 +85,10 @@ const LEG_KEY = /^Legs\[(\d{1,3})\]\[(CauseCode|Cause|Type|OnCallDuration|Number
 class ParamBag {
   private readonly entries = new Map<string, { key: string; value: string }>();
   private readonly repeated = new Set<string>();
+  private readonly truncated = new Set<string>();
   private droppedForCount = 0;
   private droppedForLength = 0;
+  private unstorableKeys = 0;
 
   constructor(private readonly limits: ParseLimits, readonly warnings: string[]) {}
 
@@ -92,6 +97,11 @@ class ParamBag {
       this.droppedForLength++;
       return;
     }
+    const storable = storableKey(key);
+    if (storable !== key) {
+      this.unstorableKeys++;
+      key = storable;
+    }
     const lower = key.toLowerCase();
     const existing = this.entries.get(lower);
     if (!existing && this.entries.size >= this.limits.maxKeys) {
@@ -99,8 +109,13 @@ class ParamBag {
       return;
     }
     if (value.length > this.limits.maxValueLength) {
-      this.warnings.push(`value of ${show(key)} truncated from ${value.length} to ${this.limits.maxValueLength} characters`);
-      value = value.slice(0, this.limits.maxValueLength);
+      if (!this.truncated.has(lower)) {
+        this.truncated.add(lower);
+        this.warnings.push(`value of ${show(key)} truncated from ${value.length} to ${this.limits.maxValueLength} characters`);
+      }
+      // Not between the two halves of a surrogate pair: a well-formed value stays well formed.
+      const cut = isHighSurrogate(value.charCodeAt(this.limits.maxValueLength - 1)) ? this.limits.maxValueLength - 1 : this.limits.maxValueLength;
+      value = value.slice(0, cut);
     }
     if (existing) {
       if (!this.repeated.has(lower)) {
@@ -114,6 +129,9 @@ class ParamBag {
   }
 
   finish(): Map<string, string> {
+    if (this.unstorableKeys > 0) {
+      this.warnings.push(`${this.unstorableKeys} key(s) with a NUL or a lone surrogate: those characters replaced by U+FFFD`);
+    }
     if (this.droppedForLength > 0) {
       this.warnings.push(`${this.droppedForLength} parameter(s) dropped: key longer than ${this.limits.maxKeyLength} characters`);
     }
@@ -204,7 +222,7 @@ export function parseExotelCall(
     }
     byLower.set(lower, value);
     if (secrets.has(lower)) continue;
-    const rawKey = rawKeyOf.get(lower) ?? key;
+    const rawKey = rawKeyOf.get(lower) ?? storableKey(key);
     rawKeyOf.set(lower, rawKey);
     raw[rawKey] = value;
   }
@@ -330,6 +348,15 @@ function parseDigits(value: string | undefined): string | null {
 /** Status-like values: lowercased, whitespace runs as `-` ('outbound dial' → 'outbound-dial'). */
 function enumValue(value: string | undefined): string | null {
   return nonEmpty(clean(value)?.toLowerCase().replace(/\s+/g, '-'));
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
+}
+
+/** A key Postgres can store as JSON text: NUL and lone surrogates replaced by U+FFFD. */
+function storableKey(key: string): string {
+  return key.isWellFormed() && !key.includes('\u0000') ? key : key.toWellFormed().replaceAll('\u0000', '\uFFFD');
 }
 
 /**
