@@ -145,6 +145,17 @@ export class CdrSpool {
     return replayed;
   }
 
+  /** Keeps a row Postgres will never take in `rejected.ndjson` (not replayed), with the reason. */
+  async setAside(row: CdrRow, reason: string): Promise<void> {
+    const handle = await open(path.join(this.dir, 'rejected.ndjson'), 'a');
+    try {
+      await handle.appendFile(JSON.stringify({ reason, row }) + '\n');
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  }
+
   /**
    * Waits for pending appends and closes the open segment; its rows stay for the next run. A replay
    * still running is not waited for: a segment is deleted only after its commit, so one cut short

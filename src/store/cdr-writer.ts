@@ -52,7 +52,18 @@ const INSERT = `INSERT INTO cdrs (${COLUMN_LIST})
   ON CONFLICT (idempotency_key) DO NOTHING`;
 
 /** Postgres text refuses NUL and lone surrogates: drop the one, make the other well formed. */
-const cleanText = (_key: string, v: unknown) => (typeof v === 'string' ? v.replaceAll('\u0000', '').toWellFormed() : v);
+const cleanString = (v: string) => v.replaceAll('\u0000', '').toWellFormed();
+/** A copy with every string cleaned, object keys included (a key can carry a NUL too). */
+function cleanDeep(v: unknown): unknown {
+  if (typeof v === 'string') return cleanString(v);
+  if (Array.isArray(v)) return v.map(cleanDeep);
+  if (v && typeof v === 'object' && !(v instanceof Date)) {
+    const out: Record<string, unknown> = Object.create(null); // a `__proto__` key stays a key
+    for (const [k, x] of Object.entries(v)) out[cleanString(k)] = cleanDeep(x);
+    return out;
+  }
+  return v;
+}
 const NEEDS_CLEANING = /\\u0000|\\ud[89a-f]/i;
 
 /** A CDR as a row of table `cdrs` (column names), as the insert and the spool take it. */
@@ -65,7 +76,7 @@ function rowOf(r: CdrRecord): CdrRow {
 /** JSON text of rows for the insert. */
 function rowsJson(rows: CdrRow[]): string {
   const json = JSON.stringify(rows);
-  return NEEDS_CLEANING.test(json) ? JSON.stringify(rows, cleanText) : json;
+  return NEEDS_CLEANING.test(json) ? JSON.stringify(cleanDeep(rows)) : json;
 }
 
 /** Where a CDR ended up when `write()` resolved. */
@@ -94,6 +105,9 @@ export interface CdrWriterOptions {
 }
 
 const MAX_REPLAY_BACKOFF_MS = 30_000;
+
+/** Postgres refused the values themselves (data exception, constraint): retrying will not help. */
+const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown }).code ?? ''));
 
 /**
  * Group commit for CDRs: callbacks hand their CDR to `write()` and wait; whatever arrives while
@@ -177,7 +191,7 @@ export class CdrWriter {
       this.current = batch;
       const started = performance.now();
       try {
-        await this.pool.query({ text: INSERT, values: [rowsJson(batch.map((p) => p.row))], query_timeout: this.queryTimeoutMs } as pg.QueryConfig);
+        await this.insert(batch.map((p) => p.row));
         this.onBatch?.(batch.length, (performance.now() - started) / 1000, true);
         this.stats.batches++;
         this.stats.records += batch.length;
@@ -242,9 +256,7 @@ export class CdrWriter {
     if (!this.spool) return 0;
     this.replayTimer = null;
     try {
-      const replayed = await this.spool.replay((rows) =>
-        this.pool.query({ text: INSERT, values: [rowsJson(rows)], query_timeout: this.queryTimeoutMs } as pg.QueryConfig).then(() => undefined),
-      );
+      const replayed = await this.spool.replay((rows) => this.insertIsolating(rows));
       this.stats.replayed += replayed;
       this.replayBackoffMs = this.replayIntervalMs;
       if (replayed > 0) this.log.info({ replayed, spoolDepth: this.spoolDepth }, 'spooled CDRs stored in Postgres');
@@ -255,6 +267,33 @@ export class CdrWriter {
       this.log.warn({ err: (err as Error).message, retryInMs: this.replayBackoffMs, spoolDepth: this.spoolDepth }, 'CDR spool replay failed; will retry');
       if (!this.closed) this.scheduleReplay(this.replayBackoffMs);
       return 0;
+    }
+  }
+
+  private async insert(rows: CdrRow[]): Promise<void> {
+    await this.pool.query({ text: INSERT, values: [rowsJson(rows)], query_timeout: this.queryTimeoutMs } as pg.QueryConfig);
+  }
+
+  /**
+   * Inserts spooled rows. A row Postgres refuses for its data (SQLSTATE class 22 or 23) must not
+   * block the spool forever: the chunk is retried row by row and each refused row is set aside in
+   * the spool's `rejected.ndjson` (logged as an error). Any other failure (connection, missing
+   * table…) throws, and the whole chunk is retried later.
+   */
+  private async insertIsolating(rows: CdrRow[]): Promise<void> {
+    try {
+      await this.insert(rows);
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      for (const row of rows) {
+        try {
+          await this.insert([row]);
+        } catch (rowErr) {
+          if (!isDataError(rowErr)) throw rowErr;
+          this.log.error({ err: rowErr, idempotencyKey: row.idempotency_key }, 'Postgres refuses a spooled CDR; set aside in the spool');
+          await this.spool!.setAside(row, (rowErr as Error).message);
+        }
+      }
     }
   }
 

@@ -200,3 +200,35 @@ t.test('start() replays what an earlier run left, without being asked', async (t
   t.equal(writer.spoolDepth, 0);
   t.equal(await db.prisma.cdr.count(), 3);
 });
+
+t.test('a NUL or lone surrogate in a parameter name does not sink the batch it shares', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog);
+  const poison = record({ callSid: 'poison', params: JSON.parse('{"CallSid":"poison","a\\u0000b":"1","\\ud800":"2","__proto__":"kept"}') as Record<string, string> });
+  const fates = await Promise.all([writer.write(record({ callSid: 'mate-1' })), writer.write(poison), writer.write(record({ callSid: 'mate-2' }))]);
+  t.same(fates, ['committed', 'committed', 'committed']);
+  t.equal(writer.stats.batches, 1, 'one batch');
+  const stored = await db.prisma.cdr.findFirst({ where: { callSid: 'poison' } });
+  t.same(stored?.params, JSON.parse('{"CallSid":"poison","ab":"1","\\ufffd":"2","__proto__":"kept"}'), 'names cleaned, __proto__ kept as a plain key');
+  t.equal(Object.keys(stored!.params as object).length, 4);
+});
+
+t.test('a spooled row Postgres refuses for its data is set aside; the rest of the spool is replayed', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const row = (sid: string, over: Record<string, unknown> = {}) => ({ idempotency_key: randomUUID(), call_sid: sid, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {}, ...over });
+  await spool.append([row('good-1'), row('bad', { http_status: 'not a number' }), row('good-2')]);
+  await spool.append([row('good-3')]);
+  await spool.close();
+  const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
+  await writer.start();
+  t.equal(writer.spoolDepth, 4);
+  await writer.replayNow();
+  t.equal(writer.spoolDepth, 0, 'the spool drains');
+  t.same((await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid), ['good-1', 'good-2', 'good-3']);
+  const rejected = (await readFile(path.join(spool.dir, 'rejected.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { reason: string; row: { call_sid: string } });
+  t.equal(rejected.length, 1);
+  t.equal(rejected[0]!.row.call_sid, 'bad');
+  t.match(rejected[0]!.reason, /integer/);
+  await writer.close();
+});
