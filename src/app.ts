@@ -1,5 +1,5 @@
 import path from 'node:path';
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { ErrorObject } from 'ajv';
 import { IANAZone } from 'luxon';
@@ -12,7 +12,7 @@ import auth from './plugins/auth.js';
 import securityHeaders from './plugins/security-headers.js';
 import healthRoutes from './routes/health.js';
 import adminRoutes from './routes/admin/index.js';
-import exotelRoutes from './routes/exotel/index.js';
+import exotelRoutes, { type ExotelRoutesOptions } from './routes/exotel/index.js';
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
 import { CdrSpool } from './store/cdr-spool.js';
@@ -74,6 +74,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     opts.logger && typeof (opts.logger as { child?: unknown }).child === 'function'
       ? { loggerInstance: opts.logger as FastifyServerOptions['loggerInstance'] }
       : { logger: (opts.logger as FastifyServerOptions['logger']) ?? false };
+  const unroutable: ExotelRoutesOptions['unroutable'] & object = {};
   const app = Fastify({
     ...loggerOpts,
     bodyLimit: 8 * 1024 * 1024,
@@ -91,6 +92,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       ],
     },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
+    // Flow slugs are looked up, not limited by the router: a long one is a 404 with a CDR, not a 414.
+    routerOptions: { maxParamLength: 4096 },
+    // A URL the router cannot decode: Fastify's own answer would echo it, `token` included.
+    frameworkErrors: (err, request, reply) => {
+      if (unroutable.handle && request.url.startsWith('/exotel/')) return unroutable.handle(request, reply);
+      return (reply as FastifyReply).code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message: 'the URL has a malformed %-escape' });
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('config', opts.config);
@@ -130,7 +138,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(metrics);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
-  await app.register(exotelRoutes, { prefix: '/exotel' });
+  await app.register(exotelRoutes, { prefix: '/exotel', unroutable });
   await app.register(
     async (admin) => {
       await admin.register(auth);

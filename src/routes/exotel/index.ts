@@ -67,7 +67,14 @@ function queryOf(url: string): string {
  * Exotel's callback endpoints. Each one: parse → snapshot lookup → decide → CDR (committed before
  * the answer leaves) → answer. Every callback, refused ones included, leaves exactly one CDR.
  */
-export default async function exotelRoutes(app: FastifyInstance): Promise<void> {
+const ENDPOINTS = new Set(['passthru', 'switch', 'dial-whom', 'connect', 'dial-events']);
+
+export interface ExotelRoutesOptions {
+  /** Filled in by the routes: what the app's `frameworkErrors` calls for a refused /exotel URL. */
+  unroutable?: { handle?: (request: FastifyRequest, reply: FastifyReply) => unknown };
+}
+
+export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRoutesOptions): Promise<void> {
   const { config, cdrWriter, rules } = app;
   const guard = callbackGuard(config);
   const attempts: Attempts = new LRUCache({ max: 100_000 });
@@ -129,15 +136,27 @@ export default async function exotelRoutes(app: FastifyInstance): Promise<void> 
   }
 
   // Refusals Fastify makes before a handler runs (body too large, broken stream) still leave a CDR.
-  app.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+  /** Answers a refusal made before (or instead of) a callback handler, with its CDR. */
+  function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
     const t0 = performance.now();
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
+    // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
+    const segments = request.url.split('?', 1)[0]!.split('/');
+    const routed = request.routeOptions.url?.split('/')[2];
+    const endpoint = routed ?? (ENDPOINTS.has(segments[2] ?? '') ? segments[2]! : 'unknown');
+    const flow = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3]?.slice(0, 200) || null);
+    return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
+  }
+
+  app.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     if (status === 500) request.log.error({ err }, 'callback failed');
-    const endpoint = request.routeOptions.url?.split('/')[2] ?? 'unknown';
-    const flow = (request.params as { flow?: string } | undefined)?.flow ?? null;
-    return finish(request, reply, endpoint, flow, call, rejected(status, status === 500 ? 'internal error' : err.message), t0, new Date());
+    return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
   });
+  // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
+  app.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
+  // URLs the router itself refuses (a malformed %-escape) arrive through the app's frameworkErrors.
+  if (opts.unroutable) opts.unroutable.handle = (request, reply) => refuse(request, reply, 400, 'the URL has a malformed %-escape');
 
   const { answerDial } = app;
   const isDial = (e: Endpoint | DialEndpoint): e is DialEndpoint => e === 'dial-whom' || e === 'connect';

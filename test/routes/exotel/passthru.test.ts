@@ -219,3 +219,23 @@ t.test('500 concurrent callbacks are all answered and all logged, sharing batche
   const batches = ctx.app.cdrWriter.stats.batches - batchesBefore;
   t.ok(batches < 500, `${batches} commits for 500 CDRs (fewer than one per callback)`);
 });
+
+t.test('paths under /exotel that are no endpoint, or that the router cannot decode, still leave one CDR', async (t) => {
+  const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: 's3cret-token-value' });
+  const cases = [
+    { url: '/exotel/passthru/inbound/?CallSid=slash&token=s3cret-token-value', status: 404, endpoint: 'passthru' },
+    { url: '/exotel/nosuch/inbound?CallSid=typo&token=s3cret-token-value', status: 404, endpoint: 'unknown' },
+    { url: '/exotel/passthru/%E0%A4?CallSid=badesc&token=s3cret-token-value', status: 400, endpoint: 'passthru' },
+    { url: `/exotel/switch/${'x'.repeat(300)}?CallSid=long&token=s3cret-token-value`, status: 404, endpoint: 'switch' },
+  ];
+  for (const c of cases) {
+    const res = await ctx.app.inject({ method: 'GET', url: c.url });
+    t.equal(res.statusCode, c.status, c.url.slice(0, 60));
+    t.notMatch(res.body, /s3cret/, 'the answer does not echo the secret');
+    const sid = new URL(c.url, 'http://x').searchParams.get('CallSid')!;
+    const cdrs = await cdrsFor(ctx, sid);
+    t.equal(cdrs.length, 1, `one CDR for ${sid}`);
+    t.equal(cdrs[0]?.endpoint, c.endpoint);
+    t.equal(cdrs[0]?.httpStatus, c.status);
+  }
+});
