@@ -456,3 +456,29 @@ t.test('prototype keys are plain data and never pollute Object.prototype', async
   t.same(Object.keys(call2.raw), ['__proto__', 'CallSid']);
   t.equal(JSON.parse(JSON.stringify(call.raw)).__proto__, 'x', 'serialises as data');
 });
+
+t.test('IST timestamps agree with luxon for every kind of date, and impossible ones are refused', async (t) => {
+  const { DateTime } = await import('luxon');
+  const pad = (n: number, w = 2) => String(n).padStart(w, '0');
+  let compared = 0;
+  let refused = 0;
+  for (const y of [1970, 2000, 2024, 2026, 2100]) {
+    for (const mo of [1, 2, 3, 12, 13]) {
+      for (const d of [1, 28, 29, 30, 31, 32]) {
+        for (const [h, mi, s] of [[0, 0, 0], [5, 29, 59], [18, 30, 0], [23, 59, 59], [24, 0, 0], [12, 60, 0], [12, 0, 60]] as const) {
+          const text = `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(mi)}:${pad(s)}`;
+          const call = parseExotelCall(new Map([['CallSid', 'x'], ['StartTime', text]]), { defaultCountry: 'IN' });
+          const want = DateTime.fromFormat(text, 'yyyy-MM-dd HH:mm:ss', { zone: 'Asia/Kolkata' });
+          if (want.isValid) {
+            compared++;
+            if (call.startTime?.getTime() !== want.toMillis()) t.fail(`${text}: ${call.startTime?.toISOString()} != ${want.toISO()}`);
+          } else {
+            refused++;
+            if (call.startTime !== null) t.fail(`${text} should be refused, got ${call.startTime?.toISOString()}`);
+          }
+        }
+      }
+    }
+  }
+  t.ok(compared > 400 && refused > 500, `${compared} valid timestamps equal luxon's, ${refused} impossible ones refused`);
+});
