@@ -10,7 +10,8 @@
  *   npm run bench -- --profile    # CPU profiles of exoroute under load, and logging at info vs warn
  *
  * Environment: BENCH_ROUNDS, BENCH_SECONDS (per run), BENCH_CDR_ROWS, BENCH_LOG_LEVEL (exoroute's
- * LOG_LEVEL, default info), BENCH_JSON (where to write the results as JSON), BENCH_KEEP=1 (keep the
+ * LOG_LEVEL, default info), BENCH_NODE_OPTIONS (NODE_OPTIONS for exoroute only, e.g.
+ * --max-old-space-size=160), BENCH_JSON (where to write the results as JSON), BENCH_KEEP=1 (keep the
  * temporary directory: build, logs, profiles).
  */
 import { spawnSync } from 'node:child_process';
@@ -51,6 +52,7 @@ const CFG = {
   cdrRows: envInt('BENCH_CDR_ROWS', QUICK ? 40_000 : 1_000_000),
   queryReps: QUICK ? 3 : 11,
   logLevel: process.env.BENCH_LOG_LEVEL ?? 'info',
+  nodeOptions: process.env.BENCH_NODE_OPTIONS ?? '',
   keep: process.env.BENCH_KEEP === '1',
 };
 const ADMIN_KEY = `exr_bench-${randomBytes(12).toString('hex')}`;
@@ -109,6 +111,7 @@ async function startExoroute(env: Env, opts: { name?: string; logLevel?: string;
     env: {
       NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: env.pg.url, DATA_DIR: dataDir,
       ADMIN_API_KEY: ADMIN_KEY, EXOTEL_CALLBACK_SECRET: CALLBACK_SECRET, LOG_LEVEL: opts.logLevel ?? CFG.logLevel,
+      NODE_OPTIONS: CFG.nodeOptions,
     },
     url: `http://127.0.0.1:${port}`,
     readyPath: '/readyz',
@@ -147,6 +150,9 @@ async function counters(svc: Service): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const m of text.matchAll(/^(exoroute_cdr_(?:batches|records|spooled|batch_failures)_total) (\S+)$/gm)) out[m[1]!] = Number(m[2]);
     for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_(sum|count)\{result="committed"\} (\S+)$/gm)) out[`batch_seconds_${m[1]}`] = Number(m[2]);
+    for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_bucket\{le="([^"]+)",result="committed"\} (\S+)$/gm)) out[`batch_le_${m[1]}`] = Number(m[2]);
+    // Event-loop delay since the previous scrape (prom-client resets its histogram on every scrape).
+    for (const m of text.matchAll(/^nodejs_eventloop_lag_(p99|max)_seconds (\S+)$/gm)) out[`loop_${m[1]}`] = Number(m[2]);
     return out;
   } catch {
     return {};
@@ -195,7 +201,9 @@ interface RunRecord {
   /** highest RSS sampled during the run, MB */
   rssMb: number;
   /** exoroute only: CDR batches and records committed, CDRs spooled, seconds spent in batch inserts */
-  cdr?: { batches: number; records: number; spooled: number; batchSeconds: number };
+  cdr?: { batches: number; records: number; spooled: number; batchSeconds: number; batchP99UpToMs: number };
+  /** exoroute only: event-loop delay during the run (beyond prom-client's 10 ms sampling timer), ms */
+  loop?: { p99Ms: number; maxMs: number };
 }
 
 const runs: RunRecord[] = [];
@@ -227,7 +235,14 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     cpu: { service: after.svc - before.svc, postgres: after.pg - before.pg, generator: (gen.user + gen.system) / 1e6 },
     rssMb: rssMax,
     ...(c.name.startsWith('exoroute')
-      ? { cdr: { batches: delta('exoroute_cdr_batches_total'), records: delta('exoroute_cdr_records_total'), spooled: delta('exoroute_cdr_spooled_total'), batchSeconds: delta('batch_seconds_sum') } }
+      ? {
+          cdr: {
+            batches: delta('exoroute_cdr_batches_total'), records: delta('exoroute_cdr_records_total'), spooled: delta('exoroute_cdr_spooled_total'),
+            batchSeconds: delta('batch_seconds_sum'), batchP99UpToMs: bucketP99(before.counters, after.counters),
+          },
+          // prom-client samples with a 10 ms timer, so its figures include those 10 ms
+          loop: { p99Ms: (after.counters.loop_p99 ?? NaN) * 1000 - 10, maxMs: (after.counters.loop_max ?? NaN) * 1000 - 10 },
+        }
       : {}),
   };
   runs.push(record);
@@ -237,10 +252,22 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     `p99 ${r.latency.p99.toFixed(2)} ms${r.p99FromDue !== undefined ? ` (from due time ${r.p99FromDue.toFixed(2)})` : ''}, ` +
     `CPU service/PG/generator ${pct(record.cpu.service, r.seconds)}/${pct(record.cpu.postgres, r.seconds)}/${pct(record.cpu.generator, r.seconds)}` +
     (record.cdr ? `, ${(record.cdr.records / record.cdr.batches).toFixed(1)} CDRs/batch of ${((record.cdr.batchSeconds / record.cdr.batches) * 1000).toFixed(1)} ms, ` +
-      `a batch in flight ${pct(record.cdr.batchSeconds, r.seconds)} of the time` : '') +
+      `a batch in flight ${pct(record.cdr.batchSeconds, r.seconds)} of the time, 99 % of batches within ${fmt(record.cdr.batchP99UpToMs, 1)} ms` : '') +
+    (record.loop ? `, event-loop delay p99 ${fmt(record.loop.p99Ms, 1)} ms, max ${fmt(record.loop.maxMs, 1)} ms` : '') +
     (bad ? `, ${bad} errors/non-2xx-3xx` : ''));
   await sleep(QUICK ? 300 : 1500); // let Postgres and the processes settle between runs
   return record;
+}
+
+/** Upper bound (bucket edge, ms) under which 99 % of the run's batch inserts took, from histogram deltas. */
+function bucketP99(before: Record<string, number>, after: Record<string, number>): number {
+  const edges = Object.keys(after).filter((k) => k.startsWith('batch_le_') && k !== 'batch_le_+Inf')
+    .map((k) => Number(k.slice('batch_le_'.length))).sort((a, b) => a - b);
+  const count = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+  const total = count('batch_le_+Inf');
+  if (!total) return NaN;
+  const edge = edges.find((e) => count(`batch_le_${e}`) >= 0.99 * total);
+  return edge === undefined ? Infinity : edge * 1000;
 }
 
 const pct = (cpuS: number, wallS: number) => `${((cpuS / wallS) * 100).toFixed(0)}%`;
@@ -386,6 +413,9 @@ interface Summary {
   /** mean time of one batch insert, ms, and the share of the run with a batch in flight */
   batchMs: number;
   writerBusyPct: number;
+  batchP99UpToMs: number;
+  loopP99Ms: number;
+  loopMaxMs: number;
   spooled: number;
   rssMb: number;
   failures: number;
@@ -409,6 +439,9 @@ function summarize(): Summary[] {
       cdrsPerBatch: m((r) => (r.cdr ? r.cdr.records / r.cdr.batches : NaN)),
       batchMs: m((r) => (r.cdr ? (r.cdr.batchSeconds / r.cdr.batches) * 1000 : NaN)),
       writerBusyPct: m((r) => (r.cdr ? (r.cdr.batchSeconds / r.result.seconds) * 100 : NaN)),
+      batchP99UpToMs: m((r) => r.cdr?.batchP99UpToMs ?? NaN),
+      loopP99Ms: m((r) => r.loop?.p99Ms ?? NaN),
+      loopMaxMs: m((r) => r.loop?.maxMs ?? NaN),
       spooled: rs.reduce((a, r) => a + (r.cdr?.spooled ?? 0), 0),
       rssMb: Math.max(...rs.map((r) => r.rssMb)),
       failures: rs.reduce((a, r) => a + r.result.errors + r.result.timeouts +
@@ -539,17 +572,19 @@ async function benchmark(env: Env): Promise<void> {
   out.push(`machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGb} GB; Node ${m.node}; Postgres ${pgVersion} (embedded, same machine, default settings); exoroute ${m.revision}`);
   out.push(`load average (1 min) before ${loadBefore.toFixed(2)}, after ${os.loadavg()[0]!.toFixed(2)}` +
     (Math.max(loadBefore, os.loadavg()[0]!) > 2.5 ? ' — the machine was busy with other work: figures are noisy' : ''));
-  out.push(`exoroute: built JavaScript (tsc), LOG_LEVEL=${CFG.logLevel} (stdout to a file), callback secret on (HTTP Basic); ` +
+  out.push(`exoroute: built JavaScript (tsc), LOG_LEVEL=${CFG.logLevel} (stdout to a file), callback secret on (HTTP Basic)` +
+    `${CFG.nodeOptions ? `, NODE_OPTIONS=${CFG.nodeOptions}` : ''}; ` +
     `${CFG.rounds} rounds × ${CFG.seconds} s per contender, ${CFG.connections} connections, medians over rounds`, '');
 
   out.push(table(
-    ['scenario', 'contender', 'req/s (median)', 'range', 'p50 ms', 'p99 ms', 'CPU % service/PG/generator', 'CPU µs/req service, PG', 'CDRs/batch, ms/batch, writer busy', 'failed'],
+    ['scenario', 'contender', 'req/s (median)', 'range', 'p50 ms', 'p99 ms', 'CPU % service/PG/generator', 'CPU µs/req service, PG', 'CDRs/batch, ms/batch (p99 ≤), writer busy', 'event-loop delay p99, max ms', 'failed'],
     summaries.map((s) => [
       s.scenario, s.contender, fmt(s.rps), `${fmt(s.rpsMin)}–${fmt(s.rpsMax)}`, fmt(s.p50, 2),
       `${fmt(s.p99, 2)}${Number.isFinite(s.p99FromDue) ? ` (${fmt(s.p99FromDue, 2)} from due)` : ''}`,
       `${fmt(s.cpuServicePct)}/${fmt(s.cpuPostgresPct)}/${fmt(s.cpuGeneratorPct)}`,
       `${fmt(s.serviceUsPerReq)}, ${fmt(s.postgresUsPerReq)}`,
-      Number.isFinite(s.cdrsPerBatch) ? `${fmt(s.cdrsPerBatch, 1)}, ${fmt(s.batchMs, 1)}, ${fmt(s.writerBusyPct)} %` : '–', String(s.failures + s.spooled),
+      Number.isFinite(s.cdrsPerBatch) ? `${fmt(s.cdrsPerBatch, 1)}, ${fmt(s.batchMs, 1)} (${fmt(s.batchP99UpToMs)}), ${fmt(s.writerBusyPct)} %` : '–',
+      Number.isFinite(s.loopP99Ms) ? `${fmt(s.loopP99Ms, 1)}, ${fmt(s.loopMaxMs, 1)}` : '–', String(s.failures + s.spooled),
     ]),
   ));
 
