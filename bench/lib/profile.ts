@@ -32,7 +32,7 @@ const PARTS: Array<{ part: string; match: (f: ProfileNode['callFrame']) => boole
   { part: 'CDR JSON (rowsJson)', match: (f) => /^(rowsJson|batchJson|cleanText)$/.test(f.functionName) },
   { part: 'CDR row building (cdrOf, rowOf)', match: (f) => /^(cdrOf|rowOf)$/.test(f.functionName) },
   { part: 'randomUUID', match: (f) => f.functionName === 'randomUUID' || /internal\/crypto\/random/.test(f.url) },
-  { part: 'LRU (attempt counter)', match: (f) => /node_modules\/lru-cache\//.test(f.url) },
+  { part: 'lru-cache (attempt counter, phone cache)', match: (f) => /node_modules\/lru-cache\//.test(f.url), lib: true },
   { part: 'luxon (dates, time zones)', match: (f) => /node_modules\/luxon\//.test(f.url), lib: true },
   { part: 'libphonenumber', match: (f) => /node_modules\/libphonenumber-js\//.test(f.url), lib: true },
   { part: 'prom-client (metrics)', match: (f) => /node_modules\/prom-client\//.test(f.url), lib: true },
