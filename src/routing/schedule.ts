@@ -270,15 +270,43 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   };
 }
 
-/** Same answer as `scheduleStatus(rules, at).open`, looking only at the intervals around `at`. */
+/**
+ * Open intervals of a schedule over a stretch of dates, kept per rules object. Every callback that
+ * checks business hours asks about (nearly) the same instant, so the zone arithmetic (luxon, Intl)
+ * runs once per schedule and stretch, not once per callback. Rules objects in the snapshot are
+ * never modified (a change loads a new snapshot), so a WeakMap keyed by them stays correct.
+ */
+interface OpenStretch {
+  /** Instants in [from, to) are answered from `intervals`. */
+  readonly from: number;
+  readonly to: number;
+  readonly intervals: readonly Interval[];
+}
+const stretches = new WeakMap<ScheduleRules, OpenStretch>();
+/** Dates covered by one stretch, starting with the date of the instant asked about. */
+const STRETCH_DATES = 7;
+
+/**
+ * The intervals originating on dates D-1 … D+STRETCH_DATES. An instant whose local date is in
+ * D … D+STRETCH_DATES-1 can only lie in intervals from its own date or the one before (an interval
+ * ends by the next day; none starts before its own date), so the union is exact for those instants.
+ */
+function openStretch(rules: ScheduleRules, ms: number): OpenStretch {
+  const cal = new Calendar(rules, allExceptions(rules));
+  const day = cal.dateOf(ms);
+  const intervals: Interval[] = [];
+  for (let i = -1; i <= STRETCH_DATES; i++) intervals.push(...cal.intervalsOn(addDays(day, i)));
+  return { from: cal.startOf(day), to: cal.startOf(addDays(day, STRETCH_DATES)), intervals };
+}
+
+/** Same answer as `scheduleStatus(rules, at).open`. */
 export function isOpen(rules: ScheduleRules, at: Date): boolean {
   const ms = toMillis(at);
-  // Only dates D-1, D and D+1 can matter; pick their exceptions out without indexing the whole list.
-  const probe = new Calendar(rules, new Map());
-  const day = probe.dateOf(ms);
-  const wanted = new Set([addDays(day, -1).iso, day.iso, addDays(day, 1).iso]);
-  const near = new Map<string, ScheduleException>();
-  for (const ex of rules.exceptions) if (wanted.has(ex.date) && !near.has(ex.date)) near.set(ex.date, ex);
-  const cal = near.size === 0 ? probe : new Calendar(rules, near);
-  return cal.containing(ms, day) !== undefined;
+  let stretch = stretches.get(rules);
+  if (stretch === undefined || ms < stretch.from || ms >= stretch.to) {
+    stretch = openStretch(rules, ms);
+    stretches.set(rules, stretch);
+  }
+  for (const iv of stretch.intervals) if (iv.start <= ms && ms < iv.end) return true;
+  return false;
 }

@@ -561,3 +561,21 @@ t.test('sweep: Asia/Kolkata with holidays and midnight spans', async (t) => {
   );
   sweep(t, r, '2026-12-20T00:00:00+05:30', 14);
 });
+
+t.test('isOpen on one rules object, asked in random order across DST and exceptions, agrees with scheduleStatus', async (t) => {
+  const r = rules(
+    [...every(WORK_DAYS, '09:00', '18:00'), { day: 'sat', open: '22:00', close: '02:00' }, { day: 'sun', open: '01:30', close: '03:00' }],
+    [{ date: '2026-03-30', closed: true }, { date: '2026-10-24', open: '10:00', close: '01:00' }],
+    'Europe/London',
+  );
+  let seed = 42;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const from = new Date('2026-03-20T00:00:00Z').getTime();
+  const problems: string[] = [];
+  for (let i = 0; i < 3000; i++) {
+    // Mostly near each other (as live callbacks are), sometimes months away.
+    const ms = from + Math.floor((random() < 0.9 ? random() * 20 : random() * 240) * 86_400_000);
+    if (isOpen(r, new Date(ms)) !== scheduleStatus(r, new Date(ms)).open) problems.push(new Date(ms).toISOString());
+  }
+  t.same(problems, [], '3000 instants, none disagrees');
+});
