@@ -96,6 +96,8 @@ export interface CdrWriterOptions {
   spool?: CdrSpool | null;
   /** Most CDRs per insert. */
   maxBatch?: number;
+  /** Most batch inserts at once. */
+  maxInFlight?: number;
   /** A batch insert still unanswered after this is abandoned and its connection dropped. */
   queryTimeoutMs?: number;
   /** How often a non-empty spool is offered to Postgres again (backing off to 30 s on failure). */
@@ -121,8 +123,11 @@ const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unkn
  */
 export class CdrWriter {
   private queue: Pending[] = [];
-  private current: Pending[] = [];
-  private inFlight: Promise<void> | null = null;
+  /** Batches being inserted. */
+  private current = new Set<Pending[]>();
+  private lanes = new Set<Promise<void>>();
+  /** Lanes about to take the queue (their first batch is still gathering). */
+  private gathering = 0;
   private closed = false;
   private replayTimer: NodeJS.Timeout | null = null;
   private replayBackoffMs: number;
@@ -130,6 +135,7 @@ export class CdrWriter {
   private reportedAt = -Infinity;
   private readonly spool: CdrSpool | null;
   private readonly maxBatch: number;
+  private readonly maxInFlight: number;
   private readonly queryTimeoutMs: number;
   private readonly replayIntervalMs: number;
   private readonly closeTimeoutMs: number;
@@ -145,6 +151,7 @@ export class CdrWriter {
   ) {
     this.spool = opts.spool ?? null;
     this.maxBatch = opts.maxBatch ?? 2000;
+    this.maxInFlight = opts.maxInFlight ?? 3;
     this.queryTimeoutMs = opts.queryTimeoutMs ?? 30_000;
     this.replayIntervalMs = opts.replayIntervalMs ?? 1000;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 3000;
@@ -178,17 +185,24 @@ export class CdrWriter {
         p.timer = setTimeout(() => this.toSpool([p], new Error(`CDR not committed within ${Math.round(deadlineMs)} ms`)), Math.max(0, deadlineMs));
       }
       this.queue.push(p);
-      if (!this.inFlight) this.inFlight = this.drain();
+      if (this.gathering === 0 && this.lanes.size < this.maxInFlight) this.startLane();
     });
   }
 
-  private async drain(): Promise<void> {
+  /**
+   * A lane takes batches off the queue and commits them one after another until the queue is
+   * empty. Another lane starts only while every lane is waiting on Postgres, up to `maxInFlight`:
+   * a commit mostly waits for its WAL flush, and a second batch can be inserted meanwhile.
+   */
+  private async lane(): Promise<void> {
     // Let the callbacks that arrived in the same tick join the first batch.
+    this.gathering++;
     await new Promise<void>((r) => setImmediate(r));
+    this.gathering--;
     while (this.queue.length > 0) {
       const batch = this.queue.splice(0, this.maxBatch).filter((p) => !p.settled);
       if (batch.length === 0) continue;
-      this.current = batch;
+      this.current.add(batch);
       const started = performance.now();
       try {
         await this.insert(batch.map((p) => p.row));
@@ -204,9 +218,13 @@ export class CdrWriter {
         this.log.error({ err, size: batch.length }, 'CDR batch insert failed');
         this.toSpool(batch, err as Error);
       }
-      this.current = [];
+      this.current.delete(batch);
     }
-    this.inFlight = null;
+  }
+
+  private startLane(): void {
+    const lane: Promise<void> = this.lane().finally(() => this.lanes.delete(lane));
+    this.lanes.add(lane);
   }
 
   /** Marks a pending CDR settled; null if it already was. */
@@ -299,7 +317,7 @@ export class CdrWriter {
 
   /** Waits until every CDR handed over so far is committed, spooled or failed. */
   async flush(): Promise<void> {
-    while (this.inFlight) await this.inFlight;
+    while (this.lanes.size > 0) await Promise.all(this.lanes);
   }
 
   /**
@@ -314,11 +332,11 @@ export class CdrWriter {
     // Wait while something handed over is still neither committed nor spooled (a batch stuck on
     // a stalled server whose CDRs were all spooled by their deadlines is not waited for).
     const until = performance.now() + this.closeTimeoutMs;
-    const open = () => this.current.some((p) => !p.settled) || this.queue.some((p) => !p.settled);
-    while (this.inFlight && open() && performance.now() < until) {
-      await Promise.race([this.inFlight, new Promise((r) => setTimeout(r, 10))]);
+    const open = () => [...this.current].some((b) => b.some((p) => !p.settled)) || this.queue.some((p) => !p.settled);
+    while (this.lanes.size > 0 && open() && performance.now() < until) {
+      await Promise.race([...this.lanes, new Promise((r) => setTimeout(r, 10))]);
     }
-    const left = [...this.current, ...this.queue];
+    const left = [...[...this.current].flat(), ...this.queue];
     this.queue = [];
     this.toSpool(left, new Error('CDR writer closed before the commit'));
     await this.spool?.close();

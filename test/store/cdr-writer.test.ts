@@ -232,3 +232,20 @@ t.test('a spooled row Postgres refuses for its data is set aside; the rest of th
   t.match(rejected[0]!.reason, /integer/);
   await writer.close();
 });
+
+t.test('while one batch waits on Postgres the next is inserted alongside, up to maxInFlight at once', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog, { maxInFlight: 3 });
+  const unlock = await lockCdrs(db);
+  const writes: Array<Promise<unknown>> = [];
+  for (let i = 0; i < 10; i++) {
+    writes.push(writer.write(record({ callSid: `lane${i}` })));
+    await new Promise((r) => setTimeout(r, 15)); // each arrives while the earlier ones wait
+  }
+  const waiting = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO cdrs%' AND wait_event_type = 'Lock'`);
+  t.equal(waiting.rows[0].n, 3, 'three inserts in flight, no more');
+  await unlock();
+  t.same(new Set(await Promise.all(writes)), new Set(['committed']));
+  t.equal(await db.prisma.cdr.count(), 10);
+  t.equal(writer.stats.batches, 4, 'the seven that queued meanwhile went in one more batch');
+});

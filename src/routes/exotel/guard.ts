@@ -22,8 +22,8 @@ export function callbackGuard(config: Pick<Config, 'EXOTEL_CALLBACK_SECRET' | 'E
   }
   const matches = (given: string | undefined) => given !== undefined && secret !== null && timingSafeEqual(digest(given), secret);
 
-  /** null when allowed, else the status and reason of the refusal. */
-  return function check(ip: string, authorization: string | undefined, token: string | undefined): { status: 401 | 403; reason: string } | null {
+  /** null when allowed, else the status and reason of the refusal. `token` reads the `token` parameter. */
+  return function check(ip: string, authorization: string | undefined, token: () => string | undefined): { status: 401 | 403; reason: string } | null {
     if (allowed) {
       const v4mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(ip)?.[1];
       const ok = v4mapped ? allowed.check(v4mapped, 'ipv4') : allowed.check(ip, isIPv6(ip) ? 'ipv6' : 'ipv4');
@@ -37,7 +37,8 @@ export function callbackGuard(config: Pick<Config, 'EXOTEL_CALLBACK_SECRET' | 'E
       const colon = decoded.indexOf(':');
       password = colon >= 0 ? decoded.slice(colon + 1) : undefined;
     }
-    if (matches(password) || matches(token)) return null;
+    // The token is read from the query string only when the Basic password does not match.
+    if (matches(password) || matches(token())) return null;
     return { status: 401, reason: 'callback secret missing or wrong (HTTP Basic password or token parameter)' };
   };
 }

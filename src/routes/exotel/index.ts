@@ -171,7 +171,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
         request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
         call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
       }
-      const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
       const elapsedMs = () => performance.now() - t0;
       const result = refused
         ? rejected(refused.status, refused.reason)
@@ -185,7 +185,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     const t0 = performance.now();
     const receivedAt = new Date();
     const call = parse(request);
-    const refused = guard(request.ip, request.headers.authorization, tokenOf(request));
+    const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
     let result: CallbackResult;
     const agent = call.dialWhomNumber?.e164;
     if (refused) result = rejected(refused.status, refused.reason);
