@@ -2,14 +2,6 @@ import type { DialGroup, Member } from '../schemas/dial-group.js';
 import type { ScheduleRules } from '../schemas/schedule.js';
 import { isOpen } from './schedule.js';
 
-/** What exoroute knows of an agent's phone (from dial events). */
-export interface AgentFacts {
-  busy: boolean;
-  /** epoch ms */
-  busySince: number | null;
-  lastDialedAt: number | null;
-}
-
 /** Members that may be offered now: active, and inside their shift when they have one. */
 export function availableMembers(group: Pick<DialGroup, 'members'>, schedules: Map<string, ScheduleRules>, at: Date): Member[] {
   return group.members.filter((m) => {
@@ -37,51 +29,32 @@ function weightedOrder(members: Member[], random: () => number): Member[] {
 }
 
 /**
- * The order in which to offer a group's members for one call (SPEC §3): `sequential` and
- * `parallel` by priority; `round_robin` by priority rotated by the shared position; `random`
- * shuffled; `weighted` random by weight; `least_recent` dialed longest ago first. With sticky, the
+ * How a call's order is chosen at its first request (SPEC §3), as far as it needs no shared
+ * state: `base` is the members by priority for `sequential`, `parallel`, `round_robin` and
+ * `least_recent`, shuffled for `random`, drawn by weight for `weighted`. Postgres finishes it with
+ * the state all instances share (dial_answer() in prisma/migrations/20261123000000_dial_answer_function):
+ * `rotate` starts `base` at the group's round-robin position, `least_recent` puts the members
+ * dialed longest ago first (never dialed before them, ties by priority), and with sticky the
  * caller's last connected agent goes first.
  */
-export function orderMembers(
-  group: Pick<DialGroup, 'strategy'>,
-  members: Member[],
-  opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null },
-): string[] {
+export interface OrderPlan {
+  base: string[];
+  arrange: 'as_is' | 'rotate' | 'least_recent';
+}
+
+export function orderPlan(group: Pick<DialGroup, 'strategy'>, members: Member[], random: () => number): OrderPlan {
   const sorted = [...members].sort(byPriority);
-  let ordered: Member[];
+  const numbers = (ms: Member[]) => ms.map((m) => m.number);
   switch (group.strategy) {
-    case 'round_robin': {
-      const k = sorted.length === 0 ? 0 : opts.rrPosition % sorted.length;
-      ordered = [...sorted.slice(k), ...sorted.slice(0, k)];
-      break;
-    }
+    case 'round_robin':
+      return { base: numbers(sorted), arrange: 'rotate' };
+    case 'least_recent':
+      return { base: numbers(sorted), arrange: 'least_recent' };
     case 'random':
-      ordered = weightedOrder(sorted.map((m) => ({ ...m, weight: 1 })), opts.random);
-      break;
+      return { base: numbers(weightedOrder(sorted.map((m) => ({ ...m, weight: 1 })), random)), arrange: 'as_is' };
     case 'weighted':
-      ordered = weightedOrder(sorted, opts.random);
-      break;
-    case 'least_recent': {
-      const last = (m: Member) => opts.facts.get(m.number)?.lastDialedAt ?? -Infinity;
-      ordered = [...sorted].sort((a, b) => last(a) - last(b) || byPriority(a, b));
-      break;
-    }
+      return { base: numbers(weightedOrder(sorted, random)), arrange: 'as_is' };
     default:
-      ordered = sorted;
+      return { base: numbers(sorted), arrange: 'as_is' };
   }
-  const numbers = ordered.map((m) => m.number);
-  if (opts.stickyAgent && numbers.includes(opts.stickyAgent)) {
-    return [opts.stickyAgent, ...numbers.filter((n) => n !== opts.stickyAgent)];
-  }
-  return numbers;
-}
-
-/** Busy state expires when no `free` event arrives within the TTL. */
-export function isBusy(facts: AgentFacts | undefined, now: number, busyTtlMs: number): boolean {
-  return !!facts?.busy && facts.busySince !== null && now - facts.busySince < busyTtlMs;
-}
-
-/** Numbers of `order` still to offer: not tried in this call, and not busy now. */
-export function remaining(order: string[], tried: Set<string>, facts: Map<string, AgentFacts>, now: number, busyTtlMs: number): string[] {
-  return order.filter((n) => !tried.has(n) && !isBusy(facts.get(n), now, busyTtlMs));
 }

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { AgentFacts } from '../routing/dial.js';
+import type { OrderPlan } from '../routing/dial.js';
 
 /**
  * Per-call dial state and agent facts in Postgres, shared by every instance: round-robin
@@ -7,89 +7,84 @@ import type { AgentFacts } from '../routing/dial.js';
  * busy/free state Exotel's dial events report.
  */
 
-export async function agentFacts(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {
-  const facts = new Map<string, AgentFacts>();
-  if (numbers.length === 0) return facts;
-  const { rows } = await pool.query<{ number: string; busy: boolean; busy_since: Date | null; last_dialed_at: Date | null }>(
-    'SELECT number, busy, busy_since, last_dialed_at FROM agent_states WHERE number = ANY($1::text[])',
-    [numbers],
-  );
-  for (const r of rows) {
-    facts.set(r.number, { busy: r.busy, busySince: r.busy_since?.getTime() ?? null, lastDialedAt: r.last_dialed_at?.getTime() ?? null });
-  }
-  return facts;
-}
-
-/** Takes the group's next round-robin position (atomic, so instances share the rotation). */
-export async function nextRoundRobin(pool: pg.Pool, groupSlug: string): Promise<number> {
-  const { rows } = await pool.query<{ position: string }>(
-    'UPDATE dial_groups SET rr_position = rr_position + 1 WHERE slug = $1 RETURNING rr_position - 1 AS position',
-    [groupSlug],
-  );
-  return Number(rows[0]?.position ?? 0);
-}
-
-/** The caller's most recently connected agent among `agents` within the lookback. */
-export async function stickyAgent(pool: pg.Pool, caller: string, agents: string[], lookbackDays: number, now: Date): Promise<string | null> {
-  const { rows } = await pool.query<{ agent: string }>(
-    `SELECT agent FROM caller_agents WHERE caller = $1 AND agent = ANY($2::text[]) AND connected_at > $3
-     ORDER BY connected_at DESC LIMIT 1`,
-    [caller, agents, new Date(now.getTime() - lookbackDays * 86_400_000)],
-  );
-  return rows[0]?.agent ?? null;
-}
-
 export interface CallKey {
   callSid: string;
   endpoint: string;
   flowSlug: string;
 }
 
+/** One Dial Whom / Connect request, as dial_answer() takes it. */
+export interface AttemptRequest {
+  key: CallKey;
+  /** the attempt: numbers the request says were tried and its DialCallStatus */
+  attemptKey: string;
+  /** numbers the request says were tried (DialWhomNumber, Legs) */
+  tried: string[];
+  /** numbers that may be offered now */
+  candidates: string[];
+  /** how the call's first request fixes its order */
+  plan: OrderPlan;
+  /** `rotate`: the dial group whose round-robin position the call takes */
+  rrGroup: string | null;
+  /** sticky groups: the caller's last agent connected after `since` goes first */
+  sticky: { caller: string; since: Date } | null;
+  /** DialCallStatus=completed: the caller was connected to this agent (for sticky) */
+  connected: { caller: string; agent: string } | null;
+  at: Date;
+  /** an agent reported busy before this counts as free again (AGENT_BUSY_TTL_SECONDS) */
+  busyExpired: Date;
+}
+
 /**
- * Records numbers the request says were tried, and returns the call's state: the order fixed at
- * its first request (null if this is the first) and every number tried so far.
+ * dial_answer() (prisma/migrations/20261123000000_dial_answer_function) does all of a dial
+ * callback's state work in one round trip and one transaction: the answer already given to this
+ * attempt (then nothing is written), or else records the tried numbers and the connection, fixes
+ * the call's order at its first request (round-robin position, least-recent, sticky), and stores
+ * and returns the numbers to offer: the order's, not tried, not busy, among the candidates.
+ * Its commit is asynchronous (see the function for why that is safe).
  */
-export async function recordTried(pool: pg.Pool, key: CallKey, tried: string[]): Promise<{ order: string[] | null; tried: string[] }> {
-  const { rows } = await pool.query<{ order: string[] | null; tried: string[] }>(
-    `INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried) VALUES ($1, $2, $3, NULL, $4::text[])
-     ON CONFLICT (call_sid, endpoint, flow_slug) DO UPDATE
-       SET tried = ARRAY(SELECT DISTINCT x FROM unnest(dial_calls.tried || EXCLUDED.tried) AS x)
-     RETURNING "order", tried`,
-    [key.callSid, key.endpoint, key.flowSlug, tried],
-  );
-  return { order: rows[0]!.order, tried: rows[0]!.tried ?? [] };
+const ANSWER_SQL = `SELECT dial_answer(
+  p_call_sid => $1, p_endpoint => $2, p_flow_slug => $3, p_attempt_key => $4, p_tried => $5::text[],
+  p_candidates => $6::text[], p_base => $7::text[], p_arrange => $8, p_rr_group => $9,
+  p_sticky_caller => $10, p_sticky_since => $11, p_connected_caller => $12, p_connected_agent => $13,
+  p_at => $14, p_busy_expired => $15) AS numbers`;
+
+function answerQuery(req: AttemptRequest): pg.QueryConfig {
+  const { key, plan } = req;
+  return {
+    // Prepared once per connection: Postgres parses and plans the call once.
+    name: 'dial-answer',
+    text: ANSWER_SQL,
+    values: [
+      key.callSid, key.endpoint, key.flowSlug, req.attemptKey, req.tried,
+      req.candidates, plan.base, plan.arrange, req.rrGroup,
+      req.sticky?.caller ?? null, req.sticky?.since ?? null, req.connected?.caller ?? null, req.connected?.agent ?? null,
+      req.at, req.busyExpired,
+    ],
+  };
 }
 
-/** Fixes the call's order once; a concurrent first request may have fixed it already: that one wins. */
-export async function fixOrder(pool: pg.Pool, key: CallKey, order: string[]): Promise<string[]> {
-  const { rows } = await pool.query<{ order: string[] }>(
-    `UPDATE dial_calls SET "order" = COALESCE("order", $4::text[]) WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 RETURNING "order"`,
-    [key.callSid, key.endpoint, key.flowSlug, order],
-  );
-  return rows[0]?.order ?? order;
+/** The numbers to offer for this attempt: stored, so that every poll of the attempt gets the same. */
+export async function answerAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
+  const { rows } = await pool.query<{ numbers: string[] | null }>(answerQuery(req));
+  return rows[0]?.numbers ?? [];
 }
 
-/** Stores the answer for this attempt unless one exists; returns the answer that stands. */
-export async function settleAnswer(pool: pg.Pool, key: CallKey, attemptKey: string, numbers: string[]): Promise<string[]> {
-  const inserted = await pool.query<{ numbers: string[] }>(
-    `INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers) VALUES ($1, $2, $3, $4, $5::text[])
-     ON CONFLICT DO NOTHING RETURNING numbers`,
-    [key.callSid, key.endpoint, key.flowSlug, attemptKey, numbers],
-  );
-  if (inserted.rows[0]) return inserted.rows[0].numbers;
-  const existing = await pool.query<{ numbers: string[] }>(
-    'SELECT numbers FROM dial_answers WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND attempt_key = $4',
-    [key.callSid, key.endpoint, key.flowSlug, attemptKey],
-  );
-  return existing.rows[0]?.numbers ?? numbers;
-}
-
-export async function existingAnswer(pool: pg.Pool, key: CallKey, attemptKey: string): Promise<string[] | null> {
-  const { rows } = await pool.query<{ numbers: string[] }>(
-    'SELECT numbers FROM dial_answers WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND attempt_key = $4',
-    [key.callSid, key.endpoint, key.flowSlug, attemptKey],
-  );
-  return rows[0]?.numbers ?? null;
+/**
+ * The answer `answerAttempt` would give, changing nothing (simulation): the same function in a
+ * transaction that is rolled back, so the round-robin position does not move either.
+ */
+export async function previewAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const { rows } = await client.query<{ numbers: string[] | null }>(answerQuery({ ...req, connected: null }));
+    return rows[0]?.numbers ?? [];
+  } finally {
+    await client.query('ROLLBACK').catch((err: Error) => (failed = err));
+    client.release(failed);
+  }
 }
 
 /** A dial event for an agent: busy (being called / on a call) or free; Answered connects the caller. */
@@ -120,19 +115,4 @@ export async function recordConnection(pool: pg.Pool, caller: string, agent: str
      ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at)`,
     [caller, agent, at],
   );
-}
-
-/** The round-robin position the next call would take, without taking it (simulation). */
-export async function peekRoundRobin(pool: pg.Pool, groupSlug: string): Promise<number> {
-  const { rows } = await pool.query<{ position: string }>('SELECT rr_position AS position FROM dial_groups WHERE slug = $1', [groupSlug]);
-  return Number(rows[0]?.position ?? 0);
-}
-
-/** The call's state as recordTried would leave it, without writing (simulation). */
-export async function peekCall(pool: pg.Pool, key: CallKey, tried: string[]): Promise<{ order: string[] | null; tried: string[] }> {
-  const { rows } = await pool.query<{ order: string[] | null; tried: string[] | null }>(
-    'SELECT "order", tried FROM dial_calls WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3',
-    [key.callSid, key.endpoint, key.flowSlug],
-  );
-  return { order: rows[0]?.order ?? null, tried: [...new Set([...(rows[0]?.tried ?? []), ...tried])] };
 }

@@ -4,13 +4,10 @@ import { connectAnswer, dialWhomAnswer } from '../../exotel/connect.js';
 import type { CallbackAnswer } from '../../exotel/responses.js';
 import type { Action } from '../../schemas/flow.js';
 import type { Decision } from '../../routing/decide.js';
-import { availableMembers, orderMembers, remaining } from '../../routing/dial.js';
+import { availableMembers, orderPlan, type OrderPlan } from '../../routing/dial.js';
 import { decideFor, rejected, type CallbackResult } from '../../routing/callback.js';
 import { DEFAULT_CONNECT, type StoredDialGroup } from '../../store/dial-groups.js';
-import {
-  agentFacts, existingAnswer, fixOrder, nextRoundRobin, peekCall, peekRoundRobin, recordConnection, recordTried, settleAnswer, stickyAgent,
-  type CallKey,
-} from '../../store/dial-state.js';
+import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../store/dial-state.js';
 import type { RulesSnapshot } from '../../store/rules-snapshot.js';
 
 export type DialEndpoint = 'dial-whom' | 'connect';
@@ -37,7 +34,8 @@ function triedInRequest(call: ExotelCall): string[] {
  * Dial Whom and Connect: who to ring for this call and attempt. The order is fixed at the call's
  * first request (strategy, round-robin position, sticky agent) and kept in Postgres; every
  * request answers the numbers of that order not yet tried and not busy, and the answer for one
- * attempt is stored so that concurrent identical polls get the same one.
+ * attempt is stored so that concurrent identical polls get the same one. All of it is one
+ * statement (src/store/dial-state.ts): one round trip and at most one commit per callback.
  */
 export function dialService(app: FastifyInstance) {
   const { pool } = app.db;
@@ -50,45 +48,37 @@ export function dialService(app: FastifyInstance) {
   ): Promise<{ numbers: string[]; group: StoredDialGroup | null }> {
     let group: StoredDialGroup | null = null;
     let candidates: string[];
+    let plan: OrderPlan;
     if ('dialGroup' in action) {
       group = snapshot.dialGroups.get(action.dialGroup) ?? null;
       if (!group) throw new Error(`dial-group '${action.dialGroup}' is not loaded`);
-      candidates = availableMembers(group, snapshot.schedules, at).map((m) => m.number);
+      const members = availableMembers(group, snapshot.schedules, at);
+      candidates = members.map((m) => m.number);
+      // Drawn for every request, used only by the call's first (which only Postgres can tell).
+      plan = orderPlan(group, members, app.random);
     } else if ('numbers' in action) {
       candidates = action.numbers;
+      plan = { base: candidates, arrange: 'as_is' };
     } else {
       throw new Error('a dial flow action needs dialGroup or numbers');
     }
-    const requestTried = triedInRequest(call);
-    const attemptKey = `${requestTried.join(',')}|${call.dialCallStatus ?? ''}`;
-    const known = await existingAnswer(pool, key, attemptKey);
-    if (known) return { numbers: known, group };
-
+    const tried = triedInRequest(call);
     const caller = call.callFrom?.e164 ?? null;
-    if (!dryRun && call.dialCallStatus === 'completed' && call.dialWhomNumber?.e164 && caller) {
-      await recordConnection(pool, caller, call.dialWhomNumber.e164, at);
-    }
-    // A simulation reads the call's state but changes nothing.
-    const state = dryRun ? await peekCall(pool, key, requestTried) : await recordTried(pool, key, requestTried);
-    const facts = await agentFacts(pool, candidates);
-    let order = state.order;
-    if (!order) {
-      if (group) {
-        const members = availableMembers(group, snapshot.schedules, at);
-        const rrPosition = group.strategy !== 'round_robin' ? 0 : dryRun ? await peekRoundRobin(pool, group.slug) : await nextRoundRobin(pool, group.slug);
-        const sticky = group.sticky?.enabled && caller
-          ? await stickyAgent(pool, caller, members.map((m) => m.number), group.sticky.lookbackDays, at)
-          : null;
-        order = orderMembers(group, members, { rrPosition, random: app.random, facts, stickyAgent: sticky });
-      } else {
-        order = candidates;
-      }
-      if (!dryRun) order = await fixOrder(pool, key, order);
-    }
-    // Re-check availability: a member switched off or out of shift since is not offered again.
-    const available = new Set(candidates);
-    const numbers = remaining(order.filter((n) => available.has(n)), new Set(state.tried), facts, at.getTime(), busyTtlMs);
-    return { numbers: dryRun ? numbers : await settleAnswer(pool, key, attemptKey, numbers), group };
+    const agent = call.dialWhomNumber?.e164 ?? null;
+    const request: AttemptRequest = {
+      key,
+      attemptKey: `${tried.join(',')}|${call.dialCallStatus ?? ''}`,
+      tried,
+      candidates,
+      plan,
+      rrGroup: group && plan.arrange === 'rotate' ? group.slug : null,
+      sticky: group?.sticky?.enabled && caller ? { caller, since: new Date(at.getTime() - group.sticky.lookbackDays * 86_400_000) } : null,
+      connected: call.dialCallStatus === 'completed' && caller && agent ? { caller, agent } : null,
+      at,
+      busyExpired: new Date(at.getTime() - busyTtlMs),
+    };
+    // One round trip; a simulation gets the same answer from a transaction that is rolled back.
+    return { numbers: await (dryRun ? previewAttempt(pool, request) : answerAttempt(pool, request)), group };
   }
 
   function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {

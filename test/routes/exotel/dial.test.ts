@@ -202,3 +202,40 @@ t.test('a dial flow with a numbers action, and the dial endpoints refuse other f
   t.equal(wrong.statusCode, 404);
   t.equal((await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents' })).statusCode, 400, 'CallSid missing');
 });
+
+t.test('concurrent first polls of a new call: one answer, and the rotation moves once for the call', async (t) => {
+  const ctx = await setup(t, { strategy: 'round_robin' });
+  const answers = await Promise.all(Array.from({ length: 12 }, () => dialWhom(ctx, 'CallSid=cc1')));
+  t.same([...new Set(answers.map((a) => a.body))], [`${A},${B},${C}`]);
+  const position = await ctx.db.pool.query(`SELECT rr_position FROM dial_groups WHERE slug = 'sales'`);
+  t.equal(Number(position.rows[0].rr_position), 1);
+  t.equal(first((await dialWhom(ctx, 'CallSid=cc2')).body), B, 'the next call starts one further');
+});
+
+t.test('a connected attempt (DialCallStatus=completed) makes the agent sticky for the caller', async (t) => {
+  const ctx = await setup(t, { strategy: 'sequential', sticky: { enabled: true, lookbackDays: 7 } });
+  t.equal((await dialWhom(ctx, 'CallSid=sc1&CallFrom=09800000007')).body, `${A},${B},${C}`);
+  t.equal((await dialWhom(ctx, 'CallSid=sc1&CallFrom=09800000007&DialCallStatus=completed&DialWhomNumber=09811100002')).body, `${A},${C}`);
+  t.equal((await dialWhom(ctx, 'CallSid=sc2&CallFrom=09800000007')).body, `${B},${A},${C}`);
+});
+
+t.test('one round trip to Postgres per dial callback (besides its CDR)', async (t) => {
+  const ctx = await setup(t, { strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 7 } });
+  const { pool } = ctx.db;
+  const seen: string[] = [];
+  const query = pool.query.bind(pool);
+  pool.query = ((config: unknown, ...rest: unknown[]) => {
+    const text = typeof config === 'string' ? config : (config as { text: string }).text;
+    if (!/\bcdrs\b/.test(text)) seen.push(text);
+    return (query as (...args: unknown[]) => unknown)(config, ...rest);
+  }) as typeof pool.query;
+  t.teardown(() => { pool.query = query; });
+
+  await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001');
+  await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=o1&CallFrom=09800000001' });
+  await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100001');
+  await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100001');
+  await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=completed&DialWhomNumber=09811100002');
+  t.equal(seen.length, 5, seen.join('\n'));
+  t.ok(seen.every((s) => /dial_answer\(/.test(s)), 'each the one dial_answer() call');
+});

@@ -1,0 +1,252 @@
+/**
+ * dial_answer() (prisma/migrations/20261123000000_dial_answer_function), through
+ * src/store/dial-state.ts: the one statement per Dial Whom / Connect callback. Checked against the
+ * TypeScript it replaced (`reference` below: the order and availability rules as they were written
+ * in src/routing/dial.ts and src/routes/exotel/dial.ts before issue 6) over random groups, agent
+ * facts, sticky connections and attempts; and for concurrency.
+ */
+import t from 'tap';
+import fc from 'fast-check';
+import type pg from 'pg';
+import { migratedDatabase } from '../helper.js';
+import { orderPlan } from '../../src/routing/dial.js';
+import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
+import type { Member, Strategy } from '../../src/schemas/dial-group.js';
+
+const SEED = Number(process.env.FUZZ_SEED) || 20261123;
+const RUN_SCALE = Number(process.env.FUZZ_RUNS_SCALE) || 1;
+
+const DAY = 86_400_000;
+const TTL = 3_600_000;
+const AT = new Date('2026-11-23T10:00:00.000Z');
+const NUMBERS = ['+919811100001', '+919811100002', '+919811100003', '+919811100004', '+919811100005', '+919811100006'];
+
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+// --- The rules as TypeScript had them before they moved into dial_answer() ---------------------------
+
+interface AgentFacts { busy: boolean; busySince: number | null; lastDialedAt: number | null }
+
+const byPriority = (a: Member, b: Member) => a.priority - b.priority || a.number.localeCompare(b.number);
+
+function weightedOrder(members: Member[], random: () => number): Member[] {
+  const left = [...members];
+  const out: Member[] = [];
+  while (left.length > 0) {
+    const total = left.reduce((s, m) => s + m.weight, 0);
+    let r = random() * total;
+    let i = 0;
+    while (i < left.length - 1 && r >= left[i]!.weight) r -= left[i++]!.weight;
+    out.push(left.splice(i, 1)[0]!);
+  }
+  return out;
+}
+
+const reference = {
+  orderMembers(strategy: Strategy, members: Member[], opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null }): string[] {
+    const sorted = [...members].sort(byPriority);
+    let ordered: Member[];
+    switch (strategy) {
+      case 'round_robin': {
+        const k = sorted.length === 0 ? 0 : opts.rrPosition % sorted.length;
+        ordered = [...sorted.slice(k), ...sorted.slice(0, k)];
+        break;
+      }
+      case 'random':
+        ordered = weightedOrder(sorted.map((m) => ({ ...m, weight: 1 })), opts.random);
+        break;
+      case 'weighted':
+        ordered = weightedOrder(sorted, opts.random);
+        break;
+      case 'least_recent': {
+        const last = (m: Member) => opts.facts.get(m.number)?.lastDialedAt ?? -Infinity;
+        ordered = [...sorted].sort((a, b) => last(a) - last(b) || byPriority(a, b));
+        break;
+      }
+      default:
+        ordered = sorted;
+    }
+    const numbers = ordered.map((m) => m.number);
+    if (opts.stickyAgent && numbers.includes(opts.stickyAgent)) {
+      return [opts.stickyAgent, ...numbers.filter((n) => n !== opts.stickyAgent)];
+    }
+    return numbers;
+  },
+  isBusy(facts: AgentFacts | undefined, now: number): boolean {
+    return !!facts?.busy && facts.busySince !== null && now - facts.busySince < TTL;
+  },
+  remaining(order: string[], tried: Set<string>, facts: Map<string, AgentFacts>, now: number): string[] {
+    return order.filter((n) => !tried.has(n) && !reference.isBusy(facts.get(n), now));
+  },
+};
+
+// --- Scenarios -----------------------------------------------------------------------------------------
+
+const STRATEGIES: Strategy[] = ['sequential', 'parallel', 'round_robin', 'least_recent', 'random', 'weighted'];
+
+const factArb = fc.option(fc.record({
+  busy: fc.boolean(),
+  busySince: fc.option(fc.constantFrom(-10_000, -TTL + 1, -TTL, -TTL - 1, -5 * TTL), { nil: null }),
+  // few distinct values, so that least_recent meets ties
+  lastDialedAt: fc.option(fc.constantFrom(-3 * DAY, -DAY, -60_000, -1), { nil: null }),
+}), { nil: undefined });
+
+const scenarioArb = fc.record({
+  strategy: fc.constantFrom(...STRATEGIES),
+  members: fc.uniqueArray(fc.record({ number: fc.constantFrom(...NUMBERS), priority: fc.integer({ min: 0, max: 2 }), weight: fc.integer({ min: 1, max: 5 }) }),
+    { selector: (m) => m.number, minLength: 0, maxLength: 6 }),
+  facts: fc.array(factArb, { minLength: NUMBERS.length, maxLength: NUMBERS.length }),
+  rrPosition: fc.integer({ min: 0, max: 40 }),
+  sticky: fc.option(fc.record({ lookbackDays: fc.integer({ min: 1, max: 30 }), connections: fc.array(fc.tuple(fc.constantFrom(...NUMBERS), fc.integer({ min: 0, max: 40 })), { maxLength: 4 }) }), { nil: null }),
+  seed: fc.integer(),
+  // each request: which numbers it says were tried, its DialCallStatus, and members that went off duty since
+  requests: fc.array(fc.record({
+    tried: fc.subarray(NUMBERS),
+    status: fc.constantFrom('', 'no-answer', 'busy', 'failed', 'completed'),
+    offDuty: fc.subarray(NUMBERS, { maxLength: 2 }),
+  }), { minLength: 1, maxLength: 4 }),
+});
+type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
+
+const CALLER = '+919800000001';
+
+async function seed(pool: pg.Pool, s: Scenario) {
+  await pool.query('TRUNCATE agent_states, caller_agents, dial_calls, dial_answers');
+  await pool.query('UPDATE dial_groups SET rr_position = $1', [s.rrPosition]);
+  for (const [i, f] of s.facts.entries()) {
+    if (!f) continue;
+    await pool.query(
+      'INSERT INTO agent_states (number, busy, busy_since, last_dialed_at, updated_at) VALUES ($1, $2, $3, $4, $5)',
+      [NUMBERS[i], f.busy, f.busySince === null ? null : new Date(AT.getTime() + f.busySince), f.lastDialedAt === null ? null : new Date(AT.getTime() + f.lastDialedAt), AT],
+    );
+  }
+  // connected_at apart by a millisecond at least: no ties for Postgres to break
+  for (const [i, [agent, daysAgo]] of (s.sticky?.connections ?? []).entries()) {
+    await pool.query(
+      `INSERT INTO caller_agents (caller, agent, connected_at) VALUES ($1, $2, $3)
+       ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at)`,
+      [CALLER, agent, new Date(AT.getTime() - daysAgo * DAY - 1000 - i)],
+    );
+  }
+}
+
+/** What the database holds, as the reference reads it. */
+async function factsOf(pool: pg.Pool): Promise<Map<string, AgentFacts>> {
+  const { rows } = await pool.query<{ number: string; busy: boolean; busy_since: Date | null; last_dialed_at: Date | null }>('SELECT number, busy, busy_since, last_dialed_at FROM agent_states');
+  return new Map(rows.map((r) => [r.number, { busy: r.busy, busySince: r.busy_since?.getTime() ?? null, lastDialedAt: r.last_dialed_at?.getTime() ?? null }]));
+}
+
+async function stickyOf(pool: pg.Pool, agents: string[], lookbackDays: number): Promise<string | null> {
+  const { rows } = await pool.query<{ agent: string }>(
+    'SELECT agent FROM caller_agents WHERE caller = $1 AND agent = ANY($2::text[]) AND connected_at > $3 ORDER BY connected_at DESC, agent LIMIT 1',
+    [CALLER, agents, new Date(AT.getTime() - lookbackDays * DAY)],
+  );
+  return rows[0]?.agent ?? null;
+}
+
+function requestOf(key: CallKey, s: Scenario, members: Member[], r: Scenario['requests'][number]): AttemptRequest {
+  const tried = [...new Set(r.tried)].sort();
+  return {
+    key,
+    attemptKey: `${tried.join(',')}|${r.status}`,
+    tried,
+    candidates: members.map((m) => m.number),
+    plan: orderPlan({ strategy: s.strategy }, members, seeded(s.seed)),
+    rrGroup: 'sales',
+    sticky: s.sticky ? { caller: CALLER, since: new Date(AT.getTime() - s.sticky.lookbackDays * DAY) } : null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
+  };
+}
+
+t.test('dial_answer() answers as the TypeScript it replaced, request after request', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool } = db;
+  await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
+  let call = 0;
+  await fc.assert(fc.asyncProperty(scenarioArb, async (s) => {
+    await seed(pool, s);
+    const key = { callSid: `p${call++}`, endpoint: 'dial-whom', flowSlug: 'agents' };
+    const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
+    const facts = await factsOf(pool);
+    // The order is fixed at the first request, from the members on duty then.
+    const first = all.filter((m) => !s.requests[0]!.offDuty.includes(m.number));
+    const sticky = s.sticky ? await stickyOf(pool, first.map((m) => m.number), s.sticky.lookbackDays) : null;
+    const order = reference.orderMembers(s.strategy, first, {
+      rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0, random: seeded(s.seed), facts, stickyAgent: sticky,
+    });
+    const tried = new Set<string>();
+    const answers = new Map<string, string[]>();
+    for (const r of s.requests) {
+      const members = all.filter((m) => !r.offDuty.includes(m.number));
+      const req = requestOf(key, s, members, r);
+      for (const n of req.tried) tried.add(n);
+      const available = new Set(req.candidates);
+      const expected = answers.get(req.attemptKey) ?? reference.remaining(order.filter((n) => available.has(n)), tried, facts, AT.getTime());
+      answers.set(req.attemptKey, expected);
+      const preview = await previewAttempt(pool, req);
+      const got = await answerAttempt(pool, req);
+      if (JSON.stringify(got) !== JSON.stringify(expected) || JSON.stringify(preview) !== JSON.stringify(got)) {
+        throw new Error(`request ${JSON.stringify(r)}: got ${JSON.stringify(got)}, preview ${JSON.stringify(preview)}, expected ${JSON.stringify(expected)} (order ${JSON.stringify(order)})`);
+      }
+    }
+    const { rows } = await pool.query('SELECT rr_position FROM dial_groups');
+    const advanced = Number(rows[0].rr_position) - s.rrPosition;
+    if (advanced !== (s.strategy === 'round_robin' ? 1 : 0)) throw new Error(`the rotation advanced by ${advanced}`);
+  }), { seed: SEED, numRuns: Math.round(150 * RUN_SCALE) });
+  t.pass('every request answered as before');
+});
+
+t.test('a simulation changes nothing; a completed connection is remembered for sticky', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool } = db;
+  await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
+  const members: Member[] = NUMBERS.slice(0, 3).map((number, i) => ({ number, priority: i, weight: 1, name: null, active: true, schedule: null }));
+  const s = { strategy: 'round_robin', sticky: { lookbackDays: 7, connections: [] }, seed: 1 } as unknown as Scenario;
+  const req = (callSid: string, r: Scenario['requests'][number], connected: AttemptRequest['connected'] = null) =>
+    ({ ...requestOf({ callSid, endpoint: 'connect', flowSlug: 'agents' }, s, members, r), connected });
+
+  const snapshot = async () => (await pool.query(`SELECT
+    (SELECT rr_position FROM dial_groups) AS rr, (SELECT count(*) FROM dial_calls) AS calls,
+    (SELECT count(*) FROM dial_answers) AS answers, (SELECT count(*) FROM caller_agents) AS connections`)).rows[0];
+  const before = await snapshot();
+  t.same(await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } }), NUMBERS.slice(0, 3));
+  t.same(await snapshot(), before, 'no row written, the rotation did not move');
+
+  t.same(await answerAttempt(pool, req('x1', { tried: [], status: '', offDuty: [] })), NUMBERS.slice(0, 3));
+  t.same(await answerAttempt(pool, req('x1', { tried: [NUMBERS[2]!], status: 'completed', offDuty: [] }, { caller: CALLER, agent: NUMBERS[2]! })),
+    [NUMBERS[0], NUMBERS[1]]);
+  t.same(await answerAttempt(pool, req('x2', { tried: [], status: '', offDuty: [] })), [NUMBERS[2], NUMBERS[1], NUMBERS[0]],
+    'the next call of the caller starts with the agent it was connected to, then the rotation (second, third, first)');
+});
+
+t.test('concurrent requests of one new call: one order, one answer per attempt, the rotation moves once', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool } = db;
+  await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
+  for (let round = 0; round < 10; round++) {
+    const members: Member[] = NUMBERS.map((number) => ({ number, priority: 0, weight: 1, name: null, active: true, schedule: null }));
+    const s = { strategy: round % 2 ? 'random' : 'round_robin', sticky: null, seed: round } as unknown as Scenario;
+    const key = { callSid: `c${round}`, endpoint: 'dial-whom', flowSlug: 'agents' };
+    const before = Number((await pool.query('SELECT rr_position FROM dial_groups')).rows[0].rr_position);
+    // identical first polls, each with its own random draw, and re-fetches racing them
+    const firsts = Array.from({ length: 8 }, (_, i) => answerAttempt(pool, requestOf(key, { ...s, seed: round * 100 + i }, members, { tried: [], status: '', offDuty: [] })));
+    const refetches = Array.from({ length: 4 }, () => answerAttempt(pool, requestOf(key, s, members, { tried: [NUMBERS[2]!], status: 'no-answer', offDuty: [] })));
+    const [a, b] = [await Promise.all(firsts), await Promise.all(refetches)];
+    t.equal(new Set(a.map((x) => x.join())).size, 1, `round ${round}: one answer to the first attempt`);
+    t.equal(new Set(b.map((x) => x.join())).size, 1, `round ${round}: one answer to the re-fetch`);
+    t.same(b[0], a[0]!.filter((n) => n !== NUMBERS[2]), 'both follow the one order');
+    const after = Number((await pool.query('SELECT rr_position FROM dial_groups')).rows[0].rr_position);
+    t.equal(after - before, s.strategy === 'round_robin' ? 1 : 0, 'the rotation advanced once for the call');
+  }
+});
