@@ -8,7 +8,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import type pg from 'pg';
-import { migratedDatabase } from '../helper.js';
+import { migratedDatabase, seeded } from '../helper.js';
 import { orderPlan } from '../../src/routing/dial.js';
 import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
@@ -20,17 +20,6 @@ const DAY = 86_400_000;
 const TTL = 3_600_000;
 const AT = new Date('2026-11-23T10:00:00.000Z');
 const NUMBERS = ['+919811100001', '+919811100002', '+919811100003', '+919811100004', '+919811100005', '+919811100006'];
-
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // --- The rules as TypeScript had them before they moved into dial_answer() ---------------------------
 

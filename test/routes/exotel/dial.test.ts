@@ -1,18 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
-import { buildTestApp, type TestApp } from '../../helper.js';
-
-/** Seeded PRNG (mulberry32) so the random strategies are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { buildTestApp, seeded, type TestApp } from '../../helper.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
