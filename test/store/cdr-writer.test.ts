@@ -54,6 +54,56 @@ t.test('every field is stored as given; a replayed idempotency key is stored onc
   t.equal(rows[0]!.receivedAt.toISOString(), r.receivedAt.toISOString());
 });
 
+t.test('COPY text: tabs, newlines, carriage returns, backslashes and \\N arrive as given, in text and JSON columns', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog);
+  const tricky = 'a\tb\nc\rd\\e\\N f\\\\g\\t';
+  const r = record({
+    callSid: 'tricky', reason: tricky, responseBody: '\\N', customField: '', digits: null,
+    params: { CallSid: 'tricky', [tricky]: tricky, nested: '{"x":"\\u00e9"}' }, decision: { trace: [tricky, 'é ✓ 🙂'] },
+    legs: [], handlingMs: 0.000123, attempt: 2_000_000_000, httpStatus: 302,
+  });
+  t.equal(await writer.write(r), 'committed');
+  const stored = await db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tricky' } });
+  t.equal(stored.reason, tricky);
+  t.equal(stored.responseBody, '\\N', 'a literal backslash-N is text, not NULL');
+  t.equal(stored.customField, '', 'an empty string is not NULL');
+  t.equal(stored.digits, null);
+  t.same(stored.params, r.params);
+  t.same(stored.decision, r.decision);
+  t.same(stored.legs, []);
+  t.equal(stored.handlingMs, 0.000123);
+  t.equal(stored.attempt, 2_000_000_000);
+  t.equal(stored.httpStatus, 302);
+});
+
+t.test('a live batch COPY refuses (a key already stored) goes in again with ON CONFLICT: the rest of the batch is kept', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog);
+  const stored = record({ callSid: 'first' });
+  await writer.write(stored);
+  const fates = await Promise.all([writer.write(record({ callSid: 'mate' })), writer.write({ ...stored, callSid: 'again' })]);
+  t.same(fates, ['committed', 'committed']);
+  t.same((await db.prisma.cdr.findMany({ orderBy: { id: 'asc' } })).map((c) => c.callSid), ['first', 'mate'], 'the duplicate skipped, its batch mate stored');
+});
+
+t.test('a COPY still unanswered after queryTimeoutMs is abandoned: its connection is dropped and the CDRs spooled', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, queryTimeoutMs: 300, replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  const unlock = await lockCdrs(db);
+  const t0 = performance.now();
+  t.same(await Promise.all([writer.write(record({ callSid: 'held-1' })), writer.write(record({ callSid: 'held-2' }))]), ['spooled', 'spooled']);
+  t.ok(performance.now() - t0 < 2000, 'given up after the timeout');
+  t.equal(writer.stats.failures, 1);
+  await unlock();
+  t.equal(await writer.write(record({ callSid: 'after' })), 'committed', 'the pool was not handed a connection stuck mid-COPY');
+  t.equal(await writer.replayNow(), 2);
+  await new Promise((r) => setTimeout(r, 200)); // the abandoned COPY may still commit on its own (as a late commit would)
+  t.equal(await db.prisma.cdr.count(), 3, 'each stored once');
+});
+
 t.test('a failed commit rejects every CDR of its batch, and the writer goes on', async (t) => {
   const db = await migratedDatabase(t);
   const writer = new CdrWriter(db.pool, quietLog);
@@ -242,8 +292,8 @@ t.test('while one batch waits on Postgres the next is inserted alongside, up to 
     writes.push(writer.write(record({ callSid: `lane${i}` })));
     await new Promise((r) => setTimeout(r, 15)); // each arrives while the earlier ones wait
   }
-  const waiting = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'INSERT INTO cdrs%' AND wait_event_type = 'Lock'`);
-  t.equal(waiting.rows[0].n, 3, 'three inserts in flight, no more');
+  const waiting = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`);
+  t.equal(waiting.rows[0].n, 3, 'three COPYs in flight, no more');
   await unlock();
   t.same(new Set(await Promise.all(writes)), new Set(['committed']));
   t.equal(await db.prisma.cdr.count(), 10);
