@@ -27,6 +27,8 @@ export const ConfigSchema = Type.Object({
   ADMIN_BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 1024 * 1024 }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
   TRUST_PROXY: Type.Optional(Type.String()),
+  // How far V8 lets its heap grow past what survived the last full collection (src/server.ts).
+  HEAP_GROWTH_PERCENT: Type.Integer({ minimum: 0, maximum: 1000, default: 25 }),
   LOG_LEVEL: Type.Union(
     ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
     { default: 'info' },

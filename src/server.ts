@@ -1,3 +1,4 @@
+import v8 from 'node:v8';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
@@ -16,12 +17,17 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  // Under load V8 would let the heap grow to several times what is live before collecting it
+  // (628 MB RSS at 7,000 callbacks/s with 110 MB live). A growth limit keeps RSS near the live
+  // size, however big the VIP lists are, where a fixed --max-old-space-size would crash a service
+  // whose lists outgrew it. 0 leaves V8's own heuristics.
+  if (config.HEAP_GROWTH_PERCENT > 0) v8.setFlagsFromString(`--heap-growing-percent=${config.HEAP_GROWTH_PERCENT}`);
   const log = pino({
     level: config.LOG_LEVEL,
     redact: { paths: ['req.headers.authorization', 'req.query.token', '*.password', '*.secret'], censor: '[redacted]' },
   });
   const store = await prepareDatabase(config, log);
-  const bootstrap = await ensureBootstrapKey(store.db.prisma, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
+  const bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
   if (bootstrap.generated) {
     // Printed once, on the run that generated it; it stays in the file for later runs.
     process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);

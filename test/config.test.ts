@@ -41,6 +41,13 @@ t.test('TRUST_PROXY: true/false, or proxy addresses, CIDR ranges and range names
   t.throws(() => loadConfig({ METRICS_TOKEN: 'short' }), /METRICS_TOKEN/);
 });
 
+t.test('HEAP_GROWTH_PERCENT: 25 by default, 0 leaves V8 its own heuristics, no negatives', async (t) => {
+  t.equal(loadConfig({}).HEAP_GROWTH_PERCENT, 25);
+  t.equal(loadConfig({ HEAP_GROWTH_PERCENT: '0' }).HEAP_GROWTH_PERCENT, 0);
+  t.throws(() => loadConfig({ HEAP_GROWTH_PERCENT: '-5' }), /HEAP_GROWTH_PERCENT/);
+  t.throws(() => loadConfig({ HEAP_GROWTH_PERCENT: 'lots' }), /HEAP_GROWTH_PERCENT/);
+});
+
 t.test('behind a trusted balancer, EXOTEL_ALLOWED_CIDRS checks the forwarded client address', async (t) => {
   const { buildTestApp } = await import('./helper.js');
   // A flow that does not exist: 404 once the source is allowed, 403 when it is not.

@@ -68,7 +68,7 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });
-  await ensureBootstrapKey(db.prisma, { configuredKey: ADMIN_KEY, dataDir: config.DATA_DIR });
+  await ensureBootstrapKey(db.pool, { configuredKey: ADMIN_KEY, dataDir: config.DATA_DIR });
   const app = await buildApp({ config, db, logger: opts.logger ?? quietLog, ...(opts.random ? { random: opts.random } : {}) });
   t.teardown(() => app.close());
   await app.ready();

@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type pg from 'pg';
 import type { PrismaClient } from './database.js';
 import type { ApiKeyRole } from '../schemas/api-key.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -61,9 +62,10 @@ export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) 
 /**
  * Makes the bootstrap admin key valid: ADMIN_API_KEY when set, else a key generated once and kept
  * in DATA_DIR/admin-api-key. Returns the key and whether it was generated just now (print it then).
+ * Plain SQL on the pool: start-up does not instantiate Prisma (see loadSnapshot).
  */
 export async function ensureBootstrapKey(
-  prisma: PrismaClient,
+  pool: pg.Pool,
   opts: { configuredKey?: string | undefined; dataDir: string },
 ): Promise<{ key: string; generated: boolean; file?: string }> {
   let key = opts.configuredKey;
@@ -80,7 +82,10 @@ export async function ensureBootstrapKey(
       await writeFile(file, `${key}\n`, { mode: 0o600 });
     }
   }
-  const data = { name: 'bootstrap', role: 'admin', hash: hashKey(key), prefix: prefixOf(key), revokedAt: null };
-  await prisma.apiKey.upsert({ where: { id: BOOTSTRAP_KEY_ID }, create: { id: BOOTSTRAP_KEY_ID, ...data }, update: data });
+  await pool.query(
+    `INSERT INTO api_keys (id, name, role, hash, prefix) VALUES ($1, 'bootstrap', 'admin', $2, $3)
+     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, hash = EXCLUDED.hash, prefix = EXCLUDED.prefix, revoked_at = NULL`,
+    [BOOTSTRAP_KEY_ID, hashKey(key), prefixOf(key)],
+  );
   return file ? { key, generated, file } : { key, generated };
 }

@@ -8,7 +8,10 @@ const CLOSE_TIMEOUT_MS = 3000;
 export type { PrismaClient } from '../generated/prisma/client.js';
 
 export interface Database {
-  prisma: PrismaClient;
+  /** Made at first use (admin API): see openDatabase. */
+  readonly prisma: PrismaClient;
+  /** Whether anything has used `prisma` yet. */
+  readonly prismaStarted: boolean;
   /** The pool Prisma runs on; also used for raw bulk statements and health checks. */
   pool: pg.Pool;
   url: string;
@@ -25,10 +28,17 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
   });
   // A broken idle connection must not crash the process; the pool replaces it.
   pool.on('error', (err) => log.warn({ err }, 'idle database connection failed'));
-  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  // Made at first use: Prisma instantiates its query compiler (~70 MB of WebAssembly) at its first
+  // query, and an instance that only answers callbacks never needs it (rules load with plain SQL).
+  let prisma: PrismaClient | null = null;
   let closed = false;
   return {
-    prisma,
+    get prisma() {
+      return (prisma ??= new PrismaClient({ adapter: new PrismaPg(pool) }));
+    },
+    get prismaStarted() {
+      return prisma !== null;
+    },
     pool,
     url,
     async close() {
@@ -38,7 +48,7 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
       // the shutdown forever.
       let timer: NodeJS.Timeout | undefined;
       const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, CLOSE_TIMEOUT_MS).unref()));
-      await Promise.race([prisma.$disconnect().then(() => pool.end()), gaveUp]);
+      await Promise.race([(prisma?.$disconnect() ?? Promise.resolve()).then(() => pool.end()), gaveUp]);
       clearTimeout(timer);
     },
   };

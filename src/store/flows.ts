@@ -8,10 +8,11 @@ import { recordChange, type Actor } from './audit.js';
 
 const ENTITY = 'flow';
 type Tx = Prisma.TransactionClient;
-type Row = { slug: string; name: string; type: string; mode: string; rules: unknown; otherwise: unknown; onError: unknown; createdAt: Date; updatedAt: Date };
+/** A flows row as Prisma returns it (and loadSnapshot's SQL, aliased alike). */
+export type FlowRow = { slug: string; name: string; type: string; mode: string; rules: unknown; otherwise: unknown; onError: unknown; createdAt: Date; updatedAt: Date };
 const select = { slug: true, name: true, type: true, mode: true, rules: true, otherwise: true, onError: true, createdAt: true, updatedAt: true } as const;
 
-export function toFlow(row: Row): Flow {
+export function toFlow(row: FlowRow): Flow {
   return {
     ...row,
     type: row.type as FlowType,

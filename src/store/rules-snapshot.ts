@@ -4,8 +4,8 @@ import type { Database } from './database.js';
 import type { Flow } from '../schemas/flow.js';
 import type { ScheduleRules, ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
-import { toFlow } from './flows.js';
-import { toDialGroup, type StoredDialGroup } from './dial-groups.js';
+import { toFlow, type FlowRow } from './flows.js';
+import { toDialGroup, type DialGroupRow, type StoredDialGroup } from './dial-groups.js';
 
 export interface VipMember {
   /** epoch ms after which the entry no longer matches; null = never */
@@ -26,18 +26,36 @@ export interface RulesSnapshot {
   dialGroups: Map<string, StoredDialGroup>;
 }
 
+/**
+ * Reads every rule with plain SQL on the pool, not Prisma: an instance that only answers callbacks
+ * then never instantiates Prisma's query compiler (about 70 MB of WebAssembly). Columns are aliased
+ * to the field names Prisma gives them, so `toFlow` and `toDialGroup` take these rows as they take
+ * Prisma's (tested in test/store/rules-snapshot.test.ts).
+ */
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
-  const [flows, schedules, lists, entries, groups] = await Promise.all([
-    db.prisma.flow.findMany(),
-    db.prisma.schedule.findMany({ select: { slug: true, timezone: true, weekly: true, exceptions: true } }),
-    db.prisma.vipList.findMany({ select: { id: true, slug: true } }),
-    // Raw and columnar: a list may hold hundreds of thousands of numbers.
+  const rows = <T extends pg.QueryResultRow>(text: string) => db.pool.query<T>(text).then((r) => r.rows);
+  const [flows, schedules, lists, entries, groups, members] = await Promise.all([
+    rows<FlowRow>('SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows'),
+    rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown }>('SELECT slug, timezone, weekly, exceptions FROM schedules'),
+    rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists'),
+    // Columnar: a list may hold hundreds of thousands of numbers.
     db.pool.query<{ list_id: number; number: string; expires_ms: string | null }>({
       text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
       rowMode: 'array',
     } as pg.QueryConfig),
-    db.prisma.dialGroup.findMany({ include: { members: true } }),
+    rows<Omit<DialGroupRow, 'members'> & { id: number }>(
+      'SELECT id, slug, name, strategy, sticky, connect, created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups',
+    ),
+    rows<DialGroupRow['members'][number] & { groupId: number }>(
+      'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
+    ),
   ]);
+  const membersOf = new Map<number, typeof members>();
+  for (const m of members) {
+    const list = membersOf.get(m.groupId);
+    if (list) list.push(m);
+    else membersOf.set(m.groupId, [m]);
+  }
   const byId = new Map<number, Map<string, VipMember>>();
   const vipLists = new Map<string, Map<string, VipMember>>();
   for (const l of lists) {
@@ -56,7 +74,7 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
     schedules: new Map(
       schedules.map((s) => [s.slug, { timezone: s.timezone, weekly: s.weekly as WeeklyWindow[], exceptions: s.exceptions as ScheduleException[] }]),
     ),
-    dialGroups: new Map(groups.map((g) => [g.slug, toDialGroup(g)])),
+    dialGroups: new Map(groups.map((g) => [g.slug, toDialGroup({ ...g, members: membersOf.get(g.id) ?? [] })])),
   };
 }
 

@@ -186,7 +186,7 @@ t.test('Postgres faults', async (t) => {
   // Schema, key, and a flow: VIPs → A, everyone else → B.
   const setupDb = openDatabase(postgres.url, quietLog);
   await applyMigrations(setupDb.pool);
-  await ensureBootstrapKey(setupDb.prisma, { configuredKey: ADMIN_KEY, dataDir: dir });
+  await ensureBootstrapKey(setupDb.pool, { configuredKey: ADMIN_KEY, dataDir: dir });
   await setupDb.close();
   const dataDir = path.join(dir, 'data');
   let exo = await startExoroute(postgres.url, dataDir);

@@ -18,13 +18,13 @@ const filterHelp =
 
 /** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { prisma, pool } = app.db;
+  const { pool } = app.db;
   const country = app.config.DEFAULT_COUNTRY;
 
   app.get('/cdrs', {
     schema: { tags, security, operationId: 'listCdrs', summary: 'CDRs, newest first, filtered; cursor paging',
       description: filterHelp, querystring: CdrListQuerySchema, response: { 200: CdrPageSchema, 400: ErrorSchema } },
-  }, async (request) => listCdrs(prisma, request.query, country));
+  }, async (request) => listCdrs(app.db.prisma, request.query, country));
 
   // A static path: find-my-way matches it before the /cdrs/:id parameter route. No HEAD twin:
   // Fastify would run the whole COPY only to throw the body away.
@@ -48,11 +48,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/cdrs/:id', {
     schema: { tags, security, operationId: 'getCdr', summary: 'One CDR with every field, raw params, legs and decision',
       params: CdrIdParamsSchema, response: { 200: CdrSchema, ...errors } },
-  }, async (request) => getCdr(prisma, request.params.id));
+  }, async (request) => getCdr(app.db.prisma, request.params.id));
 
   app.get('/calls/:callSid', {
     schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first',
       params: CallSidParamsSchema, response: { 200: CallTimelineSchema, ...errors } },
-  }, async (request) => getCallTimeline(prisma, request.params.callSid));
+  }, async (request) => getCallTimeline(app.db.prisma, request.params.callSid));
 };
 export default routes;

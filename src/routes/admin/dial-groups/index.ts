@@ -17,42 +17,41 @@ const connect = 'Connect settings left out get Exotel\'s defaults (fetchAfterAtt
 const shifts = 'A member\'s `schedule` (shift) must name an existing schedule (422 otherwise).';
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { prisma } = app.db;
   const country = app.config.DEFAULT_COUNTRY;
 
   app.get('/dial-groups', {
     schema: { tags, security, operationId: 'listDialGroups', summary: 'List dial groups with their members', response: { 200: Type.Array(DialGroupSchema) } },
-  }, async () => listDialGroups(prisma));
+  }, async () => listDialGroups(app.db.prisma));
 
   app.post('/dial-groups', {
     schema: { tags, security, operationId: 'createDialGroup', summary: 'Create a dial group: agents, strategy and Connect call settings',
       description: `${numbers} ${connect} ${shifts}`, body: DialGroupInputSchema,
       response: { 201: DialGroupSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema } },
-  }, async (request, reply) => reply.status(201).send(await createDialGroup(prisma, actorOf(request), request.body, country)));
+  }, async (request, reply) => reply.status(201).send(await createDialGroup(app.db.prisma, actorOf(request), request.body, country)));
 
   app.get('/dial-groups/:slug', {
     schema: { tags, security, operationId: 'getDialGroup', summary: 'One dial group', params: SlugParamsSchema,
       response: { 200: DialGroupSchema, ...errors } },
-  }, async (request) => getDialGroup(prisma, request.params.slug));
+  }, async (request) => getDialGroup(app.db.prisma, request.params.slug));
 
   app.put('/dial-groups/:slug', {
     schema: { tags, security, operationId: 'replaceDialGroup', summary: 'Replace a dial group (members as a whole; absent fields reset to defaults)',
       description: `${numbers} ${connect} ${shifts}`, params: SlugParamsSchema, body: DialGroupReplaceSchema,
       response: { 200: DialGroupSchema, ...errors, 422: ErrorSchema } },
-  }, async (request) => updateDialGroup(prisma, actorOf(request), request.params.slug, request.body, 'replace', country));
+  }, async (request) => updateDialGroup(app.db.prisma, actorOf(request), request.params.slug, request.body, 'replace', country));
 
   app.patch('/dial-groups/:slug', {
     schema: { tags, security, operationId: 'updateDialGroup',
       summary: 'Change some fields; `members` or `connect`, when given, replace the stored ones whole',
       description: `${numbers} ${connect} ${shifts} To change one member, use PATCH /admin/dial-groups/{slug}/members/{number}.`,
       params: SlugParamsSchema, body: DialGroupPatchSchema, response: { 200: DialGroupSchema, ...errors, 422: ErrorSchema } },
-  }, async (request) => updateDialGroup(prisma, actorOf(request), request.params.slug, request.body, 'merge', country));
+  }, async (request) => updateDialGroup(app.db.prisma, actorOf(request), request.params.slug, request.body, 'merge', country));
 
   app.delete('/dial-groups/:slug', {
     schema: { tags, security, operationId: 'deleteDialGroup', summary: 'Delete a dial group and its members (refused while a flow uses it)',
       params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
   }, async (request, reply) => {
-    await deleteDialGroup(prisma, actorOf(request), request.params.slug);
+    await deleteDialGroup(app.db.prisma, actorOf(request), request.params.slug);
     return reply.status(204).send(null);
   });
 
@@ -61,6 +60,6 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Change one member, e.g. `{"active": false}` to take an agent off the group; answers the whole group',
       description: `The number may be written in any form. ${shifts}`,
       params: MemberParamsSchema, body: MemberPatchSchema, response: { 200: DialGroupSchema, ...errors, 422: ErrorSchema } },
-  }, async (request) => updateDialGroupMember(prisma, actorOf(request), request.params.slug, request.params.number, request.body, country));
+  }, async (request) => updateDialGroupMember(app.db.prisma, actorOf(request), request.params.slug, request.params.number, request.body, country));
 };
 export default routes;

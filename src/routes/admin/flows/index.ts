@@ -13,31 +13,30 @@ const security = [{ bearer: [] }];
 const errors = { 400: ErrorSchema, 404: ErrorSchema };
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { prisma } = app.db;
   const country = app.config.DEFAULT_COUNTRY;
 
   app.get('/flows', {
     schema: { tags, security, operationId: 'listFlows', summary: 'List flows', response: { 200: Type.Array(FlowSchema) } },
-  }, async () => listFlows(prisma));
+  }, async () => listFlows(app.db.prisma));
 
   app.post('/flows', {
     schema: { tags, security, operationId: 'createFlow', summary: 'Create a flow; referenced VIP lists, schedules and dial groups must exist (422)',
       body: FlowInputSchema, response: { 201: FlowSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema } },
-  }, async (request, reply) => reply.status(201).send(await createFlow(prisma, actorOf(request), request.body, country)));
+  }, async (request, reply) => reply.status(201).send(await createFlow(app.db.prisma, actorOf(request), request.body, country)));
 
   app.get('/flows/:slug', {
     schema: { tags, security, operationId: 'getFlow', summary: 'One flow', params: SlugParamsSchema, response: { 200: FlowSchema, ...errors } },
-  }, async (request) => getFlow(prisma, request.params.slug));
+  }, async (request) => getFlow(app.db.prisma, request.params.slug));
 
   app.put('/flows/:slug', {
     schema: { tags, security, operationId: 'replaceFlow', summary: 'Replace a flow (rules, actions, mode)',
       params: SlugParamsSchema, body: FlowReplaceSchema, response: { 200: FlowSchema, ...errors, 422: ErrorSchema } },
-  }, async (request) => replaceFlow(prisma, actorOf(request), request.params.slug, request.body, country));
+  }, async (request) => replaceFlow(app.db.prisma, actorOf(request), request.params.slug, request.body, country));
 
   app.delete('/flows/:slug', {
     schema: { tags, security, operationId: 'deleteFlow', summary: 'Delete a flow', params: SlugParamsSchema, response: { 204: Type.Null(), ...errors } },
   }, async (request, reply) => {
-    await deleteFlow(prisma, actorOf(request), request.params.slug);
+    await deleteFlow(app.db.prisma, actorOf(request), request.params.slug);
     return reply.status(204).send(null);
   });
 
@@ -49,7 +48,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       params: SlugParamsSchema, body: SimulateInputSchema, response: { 200: SimulateResultSchema, ...errors },
     },
   }, async (request) => {
-    const flow = await getFlow(prisma, request.params.slug);
+    const flow = await getFlow(app.db.prisma, request.params.slug);
     const at = request.body.at ? new Date(request.body.at) : new Date();
     const { params, warnings } = collectParams({ json: request.body.params });
     const call = parseExotelCall(params, { defaultCountry: country, secretKeys: ['token'], warnings });

@@ -15,40 +15,39 @@ const security = [{ bearer: [] }];
 const errors = { 400: ErrorSchema, 404: ErrorSchema };
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { prisma } = app.db;
   const country = app.config.DEFAULT_COUNTRY;
 
   app.get('/vip-lists', {
     schema: { tags, security, operationId: 'listVipLists', summary: 'List VIP lists', response: { 200: Type.Array(VipListSchema) } },
-  }, async () => listVipLists(prisma));
+  }, async () => listVipLists(app.db.prisma));
 
   app.post('/vip-lists', {
     schema: { tags, security, operationId: 'createVipList', summary: 'Create a VIP list', body: VipListInputSchema,
       response: { 201: VipListSchema, 400: ErrorSchema, 409: ErrorSchema } },
-  }, async (request, reply) => reply.status(201).send(await createVipList(prisma, actorOf(request), request.body)));
+  }, async (request, reply) => reply.status(201).send(await createVipList(app.db.prisma, actorOf(request), request.body)));
 
   app.get('/vip-lists/:slug', {
     schema: { tags, security, operationId: 'getVipList', summary: 'One VIP list', params: SlugParamsSchema,
       response: { 200: VipListSchema, ...errors } },
-  }, async (request) => getVipList(prisma, request.params.slug));
+  }, async (request) => getVipList(app.db.prisma, request.params.slug));
 
   app.patch('/vip-lists/:slug', {
     schema: { tags, security, operationId: 'updateVipList', summary: 'Change name or description', params: SlugParamsSchema,
       body: VipListPatchSchema, response: { 200: VipListSchema, ...errors } },
-  }, async (request) => updateVipList(prisma, actorOf(request), request.params.slug, request.body));
+  }, async (request) => updateVipList(app.db.prisma, actorOf(request), request.params.slug, request.body));
 
   app.delete('/vip-lists/:slug', {
     schema: { tags, security, operationId: 'deleteVipList', summary: 'Delete a VIP list and its entries (refused while a flow uses it)',
       params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
   }, async (request, reply) => {
-    await deleteVipList(prisma, actorOf(request), request.params.slug);
+    await deleteVipList(app.db.prisma, actorOf(request), request.params.slug);
     return reply.status(204).send(null);
   });
 
   app.get('/vip-lists/:slug/entries', {
     schema: { tags, security, operationId: 'listVipEntries', summary: 'Entries, oldest first; search by number or name; cursor paging',
       params: SlugParamsSchema, querystring: VipEntriesQuerySchema, response: { 200: VipEntriesPageSchema, ...errors } },
-  }, async (request) => listVipEntries(prisma, request.params.slug, request.query));
+  }, async (request) => listVipEntries(app.db.prisma, request.params.slug, request.query));
 
   app.post('/vip-lists/:slug/entries', {
     schema: {
@@ -60,7 +59,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     bodyLimit: 16 * 1024 * 1024,
   }, async (request, reply) => {
-    const out = await upsertVipEntries(prisma, actorOf(request), request.params.slug, request.body, country);
+    const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
     if (out.many) return reply.status(200).send(out.result);
     return reply.status(out.inserted ? 201 : 200).send(out.entry);
   });
@@ -69,7 +68,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { tags, security, operationId: 'deleteVipEntry', summary: 'Remove a number (any format) from the list',
       params: VipEntryParamsSchema, response: { 204: Type.Null(), ...errors } },
   }, async (request, reply) => {
-    await deleteVipEntry(prisma, actorOf(request), request.params.slug, request.params.number, country);
+    await deleteVipEntry(app.db.prisma, actorOf(request), request.params.slug, request.params.number, country);
     return reply.status(204).send(null);
   });
 };
