@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { LRUCache } from 'lru-cache';
 import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
 import type { CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
+import { AttemptCounter } from './attempts.js';
 import type { DialEndpoint } from './dial.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
@@ -16,9 +16,6 @@ const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
 /** Part of the budget kept for the spool's fsync when the CDR commit runs late. */
 const SPOOL_RESERVE_MS = 100;
-
-/** Callback number per call, endpoint and flow, for the CDR's `attempt` (per instance, bounded). */
-type Attempts = LRUCache<string, number>;
 
 function cdrOf(opts: {
   endpoint: string; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
@@ -77,7 +74,7 @@ export interface ExotelRoutesOptions {
 export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRoutesOptions): Promise<void> {
   const { config, cdrWriter, rules } = app;
   const guard = callbackGuard(config);
-  const attempts: Attempts = new LRUCache({ max: 100_000 });
+  const attempts = new AttemptCounter(100_000);
 
   // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
   // the content type; a body Fastify would refuse must still leave a CDR.
@@ -87,9 +84,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
   async function finish(
     request: FastifyRequest, reply: FastifyReply, endpoint: string, flowSlug: string | null, call: ExotelCall, result: CallbackResult, t0: number, receivedAt: Date,
   ) {
-    const key = `${endpoint}|${flowSlug}|${call.callSid}`;
-    const attempt = call.callSid ? (attempts.get(key) ?? 0) + 1 : 1;
-    if (call.callSid) attempts.set(key, attempt);
+    const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
     const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
     // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
     // before the answer leaves, and early enough that the answer stays within the budget.

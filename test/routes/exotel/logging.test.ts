@@ -21,6 +21,10 @@ t.test('one log line per callback with CallSid, flow, outcome and latency; the s
     ['log-1', 'f', 'answered', 302], ['log-2', 'f', 'answered', 302], ['log-3', 'f', 'rejected', 401],
   ]);
   t.ok(callbacks.every((l) => typeof l.latencyMs === 'number'));
+  t.same(Object.keys(callbacks[0]).sort(), ['callSid', 'endpoint', 'flow', 'hostname', 'latencyMs', 'level', 'msg', 'outcome', 'pid', 'reqId', 'rule', 'status', 'time'],
+    'each line carries the request id and exactly these fields');
+  t.same(callbacks.map((l) => [l.level, l.endpoint, l.rule]), [[30, 'passthru', null], [30, 'passthru', null], [30, 'passthru', null]]);
+  t.equal(new Set(callbacks.map((l) => l.reqId)).size, 3, 'one request id per callback');
   t.ok(lines.some((l) => l.includes('/healthz?token=[redacted]')), 'other requests are logged with the token redacted');
   t.notOk(lines.join('\n').includes(secret), 'the secret is in no log line');
 });

@@ -131,9 +131,14 @@ t.test('callback secret: 401 without it, accepted as Basic password or token, ne
   t.equal(basic.statusCode, 200);
   const token = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=sec-4&CallFrom=09812345678&token=${secret}` });
   t.equal(token.statusCode, 200);
+  const sameLength = await ctx.app.inject({
+    method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-5&CallFrom=09812345678',
+    headers: { authorization: `Basic ${Buffer.from(`exotel:${secret.slice(0, -1)}X`).toString('base64')}` },
+  });
+  t.equal(sameLength.statusCode, 401, 'a wrong Basic password of the right length');
   const rows = await ctx.db.prisma.cdr.findMany({ where: { callSid: { startsWith: 'sec-' } }, orderBy: { callSid: 'asc' } });
   t.same(rows.map((r) => [r.callSid, r.httpStatus, r.outcome]), [
-    ['sec-1', 401, 'rejected'], ['sec-2', 401, 'rejected'], ['sec-3', 200, 'answered'], ['sec-4', 200, 'answered'],
+    ['sec-1', 401, 'rejected'], ['sec-2', 401, 'rejected'], ['sec-3', 200, 'answered'], ['sec-4', 200, 'answered'], ['sec-5', 401, 'rejected'],
   ]);
   t.notOk(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret), 'the secret is in no CDR');
 });
@@ -162,6 +167,21 @@ t.test('a VIP added through the admin API routes as VIP within a second', async 
   t.equal(status, 200, `routed as VIP ${Date.now() - added} ms after the write`);
   const attempts = (await cdrsFor(ctx, 'call-new-vip')).map((c) => c.attempt);
   t.same(attempts, attempts.map((_, i) => i + 1), 'attempt counts the callbacks of the call');
+});
+
+t.test('attempt counts 1, 2, 3 for repeated callbacks of one call, separately per endpoint and flow', async (t) => {
+  const ctx = await setup(t);
+  const get = (url: string) => ctx.app.inject({ method: 'GET', url });
+  for (let i = 0; i < 3; i++) await get('/exotel/passthru/inbound?CallSid=att-1');
+  await get('/exotel/switch/inbound?CallSid=att-1'); // refused (a passthru flow), still counted
+  await get('/exotel/passthru/other?CallSid=att-1');
+  await get('/exotel/passthru/inbound?CallSid=att-2');
+  await get('/exotel/passthru/inbound?CallSid=att-1');
+  const rows = await ctx.db.prisma.cdr.findMany({ where: { callSid: { startsWith: 'att-' } }, orderBy: { id: 'asc' } });
+  t.same(rows.map((r) => [r.endpoint, r.flowSlug, r.callSid, r.attempt]), [
+    ['passthru', 'inbound', 'att-1', 1], ['passthru', 'inbound', 'att-1', 2], ['passthru', 'inbound', 'att-1', 3],
+    ['switch', 'inbound', 'att-1', 1], ['passthru', 'other', 'att-1', 1], ['passthru', 'inbound', 'att-2', 1], ['passthru', 'inbound', 'att-1', 4],
+  ]);
 });
 
 t.test('url actions answer the URL as text/plain; async flows answer 200 at once', async (t) => {
