@@ -82,13 +82,13 @@ function copyField(column: string, v: unknown): string {
   return COPY_SPECIAL.test(s) ? s.replace(COPY_SPECIALS, (c) => COPY_ESCAPES[c]!) : s;
 }
 
-/** The rows as COPY text: one line per row, columns in COLUMN_LIST order, tab-separated. */
-function copyText(rows: CdrRow[]): string {
+/** The records as COPY text: one line per CDR, columns in COLUMN_LIST order, tab-separated. */
+function copyText(records: CdrRecord[]): string {
   let text = '';
-  for (const row of rows) {
+  for (const r of records) {
     for (let i = 0; i < COLUMNS.length; i++) {
-      const column = COLUMNS[i]![1];
-      text += (i === 0 ? '' : '\t') + copyField(column, row[column]);
+      const [key, column] = COLUMNS[i]!;
+      text += (i === 0 ? '' : '\t') + copyField(column, r[key]);
     }
     text += '\n';
   }
@@ -127,7 +127,8 @@ function rowsJson(rows: CdrRow[]): string {
 export type CdrFate = 'committed' | 'spooled';
 
 interface Pending {
-  row: CdrRow;
+  /** As handed over; made into a row (column names) only if it goes to the spool. */
+  record: CdrRecord;
   /** Settled once: committed, spooled, or failed. A late commit after spooling is a no-op. */
   settled: boolean;
   timer: NodeJS.Timeout | null;
@@ -220,7 +221,7 @@ export class CdrWriter {
    */
   write(record: CdrRecord, deadlineMs = Infinity): Promise<CdrFate> {
     return new Promise<CdrFate>((resolve, reject) => {
-      const p: Pending = { row: rowOf(record), settled: false, timer: null, resolve, reject };
+      const p: Pending = { record, settled: false, timer: null, resolve, reject };
       if (this.closed) {
         this.toSpool([p], new Error('CDR writer is closed'));
         return;
@@ -249,7 +250,7 @@ export class CdrWriter {
       this.current.add(batch);
       const started = performance.now();
       try {
-        await this.insertFresh(batch.map((p) => p.row));
+        await this.insertFresh(batch.map((p) => p.record));
         this.onBatch?.(batch.length, (performance.now() - started) / 1000, true);
         this.stats.batches++;
         this.stats.records += batch.length;
@@ -287,7 +288,7 @@ export class CdrWriter {
       for (const p of own) p.reject(cause);
       return;
     }
-    this.spool.append(own.map((p) => p.row)).then(
+    this.spool.append(own.map((p) => rowOf(p.record))).then(
       () => {
         this.stats.spooled += own.length;
         this.unreported += own.length;
@@ -337,13 +338,13 @@ export class CdrWriter {
    * stored: a spool replay got there first; or a value COPY's text form does not take), the batch
    * goes in again with the JSON insert, which skips stored keys and cleans what it must.
    */
-  private async insertFresh(rows: CdrRow[]): Promise<void> {
+  private async insertFresh(records: CdrRecord[]): Promise<void> {
     try {
-      await this.copy(rows);
+      await this.copy(records);
     } catch (err) {
       if (!isDataError(err)) throw err;
-      this.log.warn({ err: (err as Error).message, size: rows.length }, 'CDR batch refused by COPY; inserting it again with ON CONFLICT');
-      await this.insert(rows);
+      this.log.warn({ err: (err as Error).message, size: records.length }, 'CDR batch refused by COPY; inserting it again with ON CONFLICT');
+      await this.insert(records.map(rowOf));
     }
   }
 
@@ -352,8 +353,8 @@ export class CdrWriter {
    * As `pool.query` does, the connection's own errors (Postgres gone mid-COPY) fail the COPY
    * instead of going unhandled, and a connection that failed is not returned to the pool.
    */
-  private async copy(rows: CdrRow[]): Promise<void> {
-    const text = copyText(rows);
+  private async copy(records: CdrRecord[]): Promise<void> {
+    const text = copyText(records);
     const client = await this.pool.connect();
     await new Promise<void>((resolve, reject) => {
       let settled = false;
