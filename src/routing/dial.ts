@@ -12,10 +12,10 @@ export function availableMembers(group: Pick<DialGroup, 'members'>, schedules: M
   });
 }
 
-const byPriority = (a: Member, b: Member) => a.priority - b.priority || a.number.localeCompare(b.number);
+export const byPriority = (a: Member, b: Member) => a.priority - b.priority || a.number.localeCompare(b.number);
 
 /** Weighted random order without replacement: each draw picks a remaining member with probability ∝ weight. */
-function weightedOrder(members: Member[], random: () => number): Member[] {
+export function weightedOrder(members: Member[], random: () => number): Member[] {
   const left = [...members];
   const out: Member[] = [];
   while (left.length > 0) {

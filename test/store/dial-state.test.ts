@@ -9,7 +9,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import type pg from 'pg';
 import { migratedDatabase, seeded } from '../helper.js';
-import { orderPlan } from '../../src/routing/dial.js';
+import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial.js';
 import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -24,21 +24,6 @@ const NUMBERS = ['+919811100001', '+919811100002', '+919811100003', '+9198111000
 // --- The rules as TypeScript had them before they moved into dial_answer() ---------------------------
 
 interface AgentFacts { busy: boolean; busySince: number | null; lastDialedAt: number | null }
-
-const byPriority = (a: Member, b: Member) => a.priority - b.priority || a.number.localeCompare(b.number);
-
-function weightedOrder(members: Member[], random: () => number): Member[] {
-  const left = [...members];
-  const out: Member[] = [];
-  while (left.length > 0) {
-    const total = left.reduce((s, m) => s + m.weight, 0);
-    let r = random() * total;
-    let i = 0;
-    while (i < left.length - 1 && r >= left[i]!.weight) r -= left[i++]!.weight;
-    out.push(left.splice(i, 1)[0]!);
-  }
-  return out;
-}
 
 const reference = {
   orderMembers(strategy: Strategy, members: Member[], opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null }): string[] {
