@@ -1,9 +1,11 @@
 import t, { type Test } from 'tap';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import pg from 'pg';
 import { migratedDatabase, quietLog } from '../helper.js';
 import { CdrWriter, type CdrRecord } from '../../src/store/cdr-writer.js';
 import { CdrSpool } from '../../src/store/cdr-spool.js';
@@ -135,6 +137,82 @@ async function lockCdrs(db: Database): Promise<() => Promise<void>> {
     client.release();
   };
 }
+
+/**
+ * A TCP proxy between a pool and Postgres that counts the client's turns: a turn is what the
+ * client sends before Postgres answers, so each turn after the first costs a round trip.
+ */
+async function turnCountingPool(t: Test, url: string): Promise<{ pool: pg.Pool; turns: () => number }> {
+  const target = new URL(url);
+  const socketDir = target.searchParams.get('host');
+  const port = Number(target.port || 5432);
+  let turns = 0;
+  const server = net.createServer((client) => {
+    const upstream = socketDir ? net.connect(path.join(socketDir, `.s.PGSQL.${port}`)) : net.connect(port, target.hostname);
+    let last: 'client' | 'server' = 'server';
+    client.on('data', (chunk) => {
+      if (last === 'server') turns++;
+      last = 'client';
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      last = 'server';
+      client.write(chunk);
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const proxied = new URL(url);
+  proxied.searchParams.delete('host');
+  proxied.hostname = '127.0.0.1';
+  proxied.port = String((server.address() as net.AddressInfo).port);
+  const pool = new pg.Pool({ connectionString: proxied.toString(), max: 2 });
+  t.teardown(async () => {
+    await pool.end();
+    server.close();
+  });
+  return { pool, turns: () => turns };
+}
+
+t.test('a batch costs one round trip: the COPY data is sent with the statement, on the connection the lane keeps', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool, turns } = await turnCountingPool(t, db.url);
+  const writer = new CdrWriter(pool, quietLog);
+  await writer.write(record({ callSid: 'connects' })); // the connection and its handshake
+  const before = turns();
+  await Promise.all([writer.write(record({ callSid: 'one' })), writer.write(record({ callSid: 'two' }))]);
+  t.equal(turns() - before, 1, 'COPY, its data and its end in one turn (pg-copy-streams waits for CopyInResponse: two)');
+  t.equal(await db.prisma.cdr.count(), 3);
+});
+
+t.test('a CDR handed over by the last callback a lane resumes still gets a lane (one in flight at most)', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog, { maxInFlight: 1 });
+  for (let i = 0; i < 5; i++) t.equal(await writer.write(record({ callSid: `seq${i}` })), 'committed');
+  t.equal(await db.prisma.cdr.count(), 5);
+});
+
+t.test('when a batch commits, the next one is sent before the committed callbacks resume', async (t) => {
+  const db = await migratedDatabase(t);
+  const writer = new CdrWriter(db.pool, quietLog);
+  const unlock = await lockCdrs(db);
+  let lane: net.Socket | null = null;
+  db.pool.on('acquire', (client) => {
+    lane = (client as unknown as { connection: { stream: net.Socket } }).connection.stream;
+  });
+  const first = writer.write(record({ callSid: 'first' }));
+  await new Promise((r) => setTimeout(r, 50)); // the first batch waits on the lock
+  const written = lane!.bytesWritten;
+  const second = writer.write(record({ callSid: 'second' })); // queued behind it
+  const sentBeforeFirstResumed = first.then(() => lane!.bytesWritten - written);
+  await unlock();
+  t.ok((await sentBeforeFirstResumed) > 0, "the second batch was handed to the lane's connection before the first one's callback ran");
+  t.equal(await second, 'committed');
+  t.equal(writer.stats.batches, 2);
+});
 
 t.test('with Postgres refusing, CDRs go to the fsynced spool and are replayed exactly once when it is back', async (t) => {
   const db = await migratedDatabase(t);
