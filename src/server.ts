@@ -5,6 +5,16 @@ import { ConfigError, loadConfig } from './config.js';
 import { ensureBootstrapKey } from './store/api-keys.js';
 import { prepareDatabase } from './store/setup.js';
 
+/**
+ * stdout, written in the background in chunks of at least 4 kB (and at least once a second),
+ * instead of one synchronous write per line: the callback line cost ~8 µs of each callback's
+ * ~75 µs. pino flushes what is left synchronously when the process exits, crashes included; only
+ * a SIGKILL loses the last second of lines (the CDRs are in Postgres, not in the log).
+ */
+function logDestination() {
+  return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
+}
+
 /** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
   let config;
@@ -27,7 +37,7 @@ async function main(): Promise<void> {
     // Exact paths only: a wildcard (`*.password`) makes pino walk every object of every line, 1.4 µs
     // per callback line, and nothing here logs such objects.
     redact: { paths: ['req.headers.authorization', 'req.query.token', 'password', 'secret', 'err.password'], censor: '[redacted]' },
-  });
+  }, logDestination());
   const store = await prepareDatabase(config, log);
   const bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
   if (bootstrap.generated) {
