@@ -9,10 +9,13 @@ import { Metadata, parsePhoneNumberFromString, type CountryCode } from 'libphone
 export function toE164(raw: string, defaultCountry: CountryCode): string | null {
   const text = raw.trim();
   if (text.length === 0 || text.length > 32) return null;
+  // Checked before the cache: cheaper than a lookup, and new callers would only churn the cache.
+  const indian = validIndianNumber(text, defaultCountry);
+  if (indian !== null) return indian;
   const key = `${defaultCountry}|${text}`;
   const known = recent.get(key);
   if (known !== undefined) return known || null;
-  const e164 = validIndianNumber(text, defaultCountry) ?? parse(text, defaultCountry);
+  const e164 = parse(text, defaultCountry);
   recent.set(key, e164 ?? ''); // '' = not a number
   return e164;
 }
@@ -23,8 +26,8 @@ function parse(text: string, defaultCountry: CountryCode): string | null {
 }
 
 /**
- * Parsing costs microseconds, and a callback carries the same few numbers (the ExoPhone, the
- * caller, agents) again and again: the latest answers are kept.
+ * libphonenumber's parse costs microseconds, and callbacks carry the same few numbers (the
+ * ExoPhone, the caller, agents) again and again: its latest answers are kept.
  */
 const recent = new LRUCache<string, string>({ max: 10_000 });
 
