@@ -328,13 +328,26 @@ const IST_OFFSET_MS = 5.5 * 3600_000;
  * `DateTime.fromFormat` costs tens of microseconds each (most of a callback's parsing time).
  */
 function fromIst(m: RegExpExecArray): Date | null {
-  const [y, mo, d, h, mi, se] = m.slice(1).map(Number) as [number, number, number, number, number, number];
-  const day = new Date(0);
-  day.setUTCFullYear(y, mo - 1, d);
-  // A day that rolled over (2026-02-30) is invalid; 24:00:00 is the next midnight, as in ISO 8601.
-  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return null;
+  const y = Number(m[1]);
+  const mo = Number(m[2]);
+  const d = Number(m[3]);
+  const h = Number(m[4]);
+  const mi = Number(m[5]);
+  const se = Number(m[6]);
+  // A day that does not exist (2026-02-30) is invalid; 24:00:00 is the next midnight, as in ISO 8601.
+  if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo)) return null;
   if (!(h < 24 && mi < 60 && se < 60) && !(h === 24 && mi === 0 && se === 0)) return null;
-  return new Date(day.getTime() + ((h * 60 + mi) * 60 + se) * 1000 - IST_OFFSET_MS);
+  // Date.UTC reads years 0–99 as 1900–1999: count those from 400 years on (one whole Gregorian cycle).
+  const utc = y < 100 ? Date.UTC(y + 400, mo - 1, d, h, mi, se) - GREGORIAN_CYCLE_MS : Date.UTC(y, mo - 1, d, h, mi, se);
+  return new Date(utc - IST_OFFSET_MS);
+}
+
+const GREGORIAN_CYCLE_MS = 146_097 * 86_400_000;
+const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+function daysInMonth(year: number, month: number): number {
+  const leap = year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0);
+  return month === 2 && leap ? 29 : DAYS_IN_MONTH[month - 1]!;
 }
 
 const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
