@@ -65,29 +65,31 @@ const COPY_SPECIALS = /[\\\n\r\t]/g;
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /** One column's value in COPY's text format (`\N` is NULL). */
-function copyField(column: string, v: unknown): string {
+function copyField(isJson: boolean, v: unknown): string {
   if (v === null || v === undefined) return '\\N';
   if (typeof v === 'number') return String(v);
   if (v instanceof Date) return v.toISOString();
-  let s: string;
-  if (JSON_COLUMNS.has(column)) {
-    s = JSON.stringify(v);
+  if (isJson) {
+    let s = JSON.stringify(v);
+    // JSON text has no raw tab or line break, and every escape (\u0000 and lone surrogates
+    // included) starts with a backslash: without one there is nothing to clean or escape.
+    if (!s.includes('\\')) return s;
     if (NEEDS_CLEANING.test(s)) s = JSON.stringify(cleanDeep(v));
-  } else {
-    s = String(v);
-    // A lone surrogate becomes U+FFFD when the line is encoded as UTF-8, as toWellFormed() does.
-    if (s.includes('\u0000')) s = s.replaceAll('\u0000', '');
+    return s.replaceAll('\\', '\\\\');
   }
+  let s = String(v);
+  // A lone surrogate becomes U+FFFD when the line is encoded as UTF-8, as toWellFormed() does.
+  if (s.includes('\u0000')) s = s.replaceAll('\u0000', '');
   return COPY_SPECIAL.test(s) ? s.replace(COPY_SPECIALS, (c) => COPY_ESCAPES[c]!) : s;
 }
 
+const KEYS = COLUMNS.map(([key]) => key);
+const IS_JSON = COLUMNS.map(([, column]) => JSON_COLUMNS.has(column));
+
 /** A record as one line of COPY text: columns in COLUMN_LIST order, tab-separated. */
 function copyLine(r: CdrRecord): string {
-  let line = '';
-  for (let i = 0; i < COLUMNS.length; i++) {
-    const [key, column] = COLUMNS[i]!;
-    line += (i === 0 ? '' : '\t') + copyField(column, r[key]);
-  }
+  let line = copyField(IS_JSON[0]!, r[KEYS[0]!]);
+  for (let i = 1; i < KEYS.length; i++) line += `\t${copyField(IS_JSON[i]!, r[KEYS[i]!])}`;
   return `${line}\n`;
 }
 
