@@ -139,10 +139,21 @@ class ParamBag {
       this.warnings.push(`${this.droppedForCount} parameter(s) dropped: more than ${this.limits.maxKeys} keys`);
     }
     const params = new Map<string, string>();
-    for (const { key, value } of this.entries.values()) params.set(key, value);
+    const byLower = new Map<string, string>();
+    for (const [lower, { key, value }] of this.entries) {
+      params.set(key, value);
+      byLower.set(lower, value);
+    }
+    FOLDED.set(params, byLower);
     return params;
   }
 }
+
+/**
+ * Maps made by collectParams, with their values by lowercased key: their keys are already unique
+ * case-insensitively and storable, so parseExotelCall need not fold them again.
+ */
+const FOLDED = new WeakMap<Map<string, string>, Map<string, string>>();
 
 /**
  * Collects parameters from a query string and/or form body (x-www-form-urlencoded text) and/or a JSON
@@ -209,25 +220,31 @@ export function parseExotelCall(
   const limits = opts.limits ?? DEFAULT_LIMITS;
   const secrets = new Set((opts.secretKeys ?? []).map((k) => k.toLowerCase()));
 
-  // The map may not come from collectParams (e.g. simulate): fold case-insensitive duplicates the same way.
-  const byLower = new Map<string, string>();
   const raw: Record<string, string> = Object.create(null) as Record<string, string>;
-  const rawKeyOf = new Map<string, string>();
-  const repeated = new Set<string>();
-  for (const [key, value] of params) {
-    const lower = key.toLowerCase();
-    if (byLower.has(lower) && !repeated.has(lower)) {
-      repeated.add(lower);
-      warnings.push(`repeated key ${show(key)}: last value kept`);
+  let byLower = FOLDED.get(params);
+  if (byLower) {
+    for (const [key, value] of params) if (secrets.size === 0 || !secrets.has(key.toLowerCase())) raw[key] = value;
+  } else {
+    // Not from collectParams (e.g. simulate): fold case-insensitive duplicates the same way.
+    byLower = new Map<string, string>();
+    const rawKeyOf = new Map<string, string>();
+    const repeated = new Set<string>();
+    for (const [key, value] of params) {
+      const lower = key.toLowerCase();
+      if (byLower.has(lower) && !repeated.has(lower)) {
+        repeated.add(lower);
+        warnings.push(`repeated key ${show(key)}: last value kept`);
+      }
+      byLower.set(lower, value);
+      if (secrets.has(lower)) continue;
+      const rawKey = rawKeyOf.get(lower) ?? storableKey(key);
+      rawKeyOf.set(lower, rawKey);
+      raw[rawKey] = value;
     }
-    byLower.set(lower, value);
-    if (secrets.has(lower)) continue;
-    const rawKey = rawKeyOf.get(lower) ?? storableKey(key);
-    rawKeyOf.set(lower, rawKey);
-    raw[rawKey] = value;
   }
+  const folded = byLower;
 
-  const get = (name: string): string | undefined => byLower.get(name.toLowerCase());
+  const get = (name: string): string | undefined => folded.get(name.toLowerCase());
   const text = (name: string): string | null => nonEmpty(clean(get(name)));
   const phone = (name: string): PhoneField | null => parsePhone(name, get(name), opts.defaultCountry, warnings);
   const integer = (name: string): number | null => parseInteger(name, get(name), warnings);

@@ -127,6 +127,21 @@ t.test('parseExotelCall never throws on any key → value map and respects its b
   t.ok(notPolluted(), 'Object.prototype untouched');
 });
 
+t.test('parseExotelCall reads a collectParams map (already folded) exactly as it reads the same pairs in a plain Map', async (t) => {
+  fc.assert(
+    fc.property(sourcesArb, limitsArb, fc.array(fc.constantFrom('token', 'TOKEN', 'secret', 'CallSid'), { maxLength: 2 }), (sources, limits, secretKeys) => {
+      const { params, warnings } = collectParams(sources, limits);
+      const opts = { defaultCountry: 'IN' as const, secretKeys, limits, warnings };
+      const folded = parseExotelCall(params, opts);
+      const plain = parseExotelCall(new Map(params), opts);
+      assert.deepEqual(folded, plain);
+      assert.deepEqual(Object.keys(folded.raw), Object.keys(plain.raw));
+    }),
+    runs(400),
+  );
+  t.pass('same call, same raw parameters, same warnings');
+});
+
 t.test('a query string of distinct, well-formed keys round-trips: first spelling, last value, bounded like the model', async (t) => {
   fc.assert(
     fc.property(
