@@ -3,7 +3,7 @@ import type { OrderPlan } from '../routing/dial.js';
 
 /**
  * Per-call dial state and agent facts in Postgres, shared by every instance: round-robin
- * positions, the order chosen for a call and the numbers tried, answers per attempt, and the
+ * positions (a sequence per dial group), the order chosen for a call and the numbers tried, answers per attempt, and the
  * busy/free state Exotel's dial events report.
  */
 
@@ -36,7 +36,7 @@ export interface AttemptRequest {
 }
 
 /**
- * dial_answer() (prisma/migrations/20261123000000_dial_answer_function) does all of a dial
+ * dial_answer() (prisma/migrations/20261124000000_dial_answer_rotation_sequence) does all of a dial
  * callback's state work in one round trip and one transaction: the answer already given to this
  * attempt (then nothing is written), or else records the tried numbers and the connection, fixes
  * the call's order at its first request (round-robin position, least-recent, sticky), and stores
@@ -47,9 +47,9 @@ const ANSWER_SQL = `SELECT dial_answer(
   p_call_sid => $1, p_endpoint => $2, p_flow_slug => $3, p_attempt_key => $4, p_tried => $5::text[],
   p_candidates => $6::text[], p_base => $7::text[], p_arrange => $8, p_rr_group => $9,
   p_sticky_caller => $10, p_sticky_since => $11, p_connected_caller => $12, p_connected_agent => $13,
-  p_at => $14, p_busy_expired => $15) AS numbers`;
+  p_at => $14, p_busy_expired => $15, p_preview => $16) AS numbers`;
 
-function answerQuery(req: AttemptRequest): pg.QueryConfig {
+function answerQuery(req: AttemptRequest, preview: boolean): pg.QueryConfig {
   const { key, plan } = req;
   return {
     // Prepared once per connection: Postgres parses and plans the call once.
@@ -59,27 +59,28 @@ function answerQuery(req: AttemptRequest): pg.QueryConfig {
       key.callSid, key.endpoint, key.flowSlug, req.attemptKey, req.tried,
       req.candidates, plan.base, plan.arrange, req.rrGroup,
       req.sticky?.caller ?? null, req.sticky?.since ?? null, req.connected?.caller ?? null, req.connected?.agent ?? null,
-      req.at, req.busyExpired,
+      req.at, req.busyExpired, preview,
     ],
   };
 }
 
 /** The numbers to offer for this attempt: stored, so that every poll of the attempt gets the same. */
 export async function answerAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
-  const { rows } = await pool.query<{ numbers: string[] | null }>(answerQuery(req));
+  const { rows } = await pool.query<{ numbers: string[] | null }>(answerQuery(req, false));
   return rows[0]?.numbers ?? [];
 }
 
 /**
  * The answer `answerAttempt` would give, changing nothing (simulation): the same function in a
- * transaction that is rolled back, so the round-robin position does not move either.
+ * transaction that is rolled back, told to read the round-robin position without taking it (a
+ * sequence, which a rollback would not undo).
  */
 export async function previewAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
   const client = await pool.connect();
   let failed: Error | undefined;
   try {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ numbers: string[] | null }>(answerQuery({ ...req, connected: null }));
+    const { rows } = await client.query<{ numbers: string[] | null }>(answerQuery({ ...req, connected: null }, true));
     return rows[0]?.numbers ?? [];
   } finally {
     await client.query('ROLLBACK').catch((err: Error) => (failed = err));

@@ -1,14 +1,19 @@
 /**
- * dial_answer() (prisma/migrations/20261123000000_dial_answer_function), through
+ * dial_answer() (prisma/migrations/20261123000000_dial_answer_function, and
+ * 20261124000000_dial_answer_rotation_sequence), through
  * src/store/dial-state.ts: the one statement per Dial Whom / Connect callback. Checked against the
  * TypeScript it replaced (`reference` below: the order and availability rules as they were written
  * in src/routing/dial.ts and src/routes/exotel/dial.ts before issue 6) over random groups, agent
  * facts, sticky connections and attempts; and for concurrency.
  */
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import fc from 'fast-check';
-import type pg from 'pg';
-import { migratedDatabase, seeded } from '../helper.js';
+import pg from 'pg';
+import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
+import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial.js';
 import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
@@ -93,9 +98,20 @@ type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 
 const CALLER = '+919800000001';
 
+/** A group's round-robin position: the next value of its sequence, dial_group_rr_<id>. */
+async function rrPosition(pool: pg.Pool, slug = 'sales'): Promise<number> {
+  const { rows: [group] } = await pool.query<{ id: number }>('SELECT id FROM dial_groups WHERE slug = $1', [slug]);
+  const { rows } = await pool.query<{ next: string }>(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM dial_group_rr_${group!.id}`);
+  return Number(rows[0]!.next);
+}
+
+async function setRrPosition(pool: pg.Pool, position: number, slug = 'sales'): Promise<void> {
+  await pool.query(`SELECT setval(format('dial_group_rr_%s', id), $2, false) FROM dial_groups WHERE slug = $1`, [slug, position]);
+}
+
 async function seed(pool: pg.Pool, s: Scenario) {
   await pool.query('TRUNCATE agent_states, caller_agents, dial_calls, dial_answers');
-  await pool.query('UPDATE dial_groups SET rr_position = $1', [s.rrPosition]);
+  await setRrPosition(pool, s.rrPosition);
   for (const [i, f] of s.facts.entries()) {
     if (!f) continue;
     await pool.query(
@@ -174,8 +190,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
         throw new Error(`request ${JSON.stringify(r)}: got ${JSON.stringify(got)}, preview ${JSON.stringify(preview)}, expected ${JSON.stringify(expected)} (order ${JSON.stringify(order)})`);
       }
     }
-    const { rows } = await pool.query('SELECT rr_position FROM dial_groups');
-    const advanced = Number(rows[0].rr_position) - s.rrPosition;
+    const advanced = (await rrPosition(pool)) - s.rrPosition;
     if (advanced !== (s.strategy === 'round_robin' ? 1 : 0)) throw new Error(`the rotation advanced by ${advanced}`);
   }), { seed: SEED, numRuns: Math.round(150 * RUN_SCALE) });
   t.pass('every request answered as before');
@@ -190,9 +205,9 @@ t.test('a simulation changes nothing; a completed connection is remembered for s
   const req = (callSid: string, r: Scenario['requests'][number], connected: AttemptRequest['connected'] = null) =>
     ({ ...requestOf({ callSid, endpoint: 'connect', flowSlug: 'agents' }, s, members, r), connected });
 
-  const snapshot = async () => (await pool.query(`SELECT
-    (SELECT rr_position FROM dial_groups) AS rr, (SELECT count(*) FROM dial_calls) AS calls,
-    (SELECT count(*) FROM dial_answers) AS answers, (SELECT count(*) FROM caller_agents) AS connections`)).rows[0];
+  const snapshot = async () => ({ rr: await rrPosition(pool), ...(await pool.query(`SELECT
+    (SELECT count(*) FROM dial_calls) AS calls,
+    (SELECT count(*) FROM dial_answers) AS answers, (SELECT count(*) FROM caller_agents) AS connections`)).rows[0] });
   const before = await snapshot();
   t.same(await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } }), NUMBERS.slice(0, 3));
   t.same(await snapshot(), before, 'no row written, the rotation did not move');
@@ -212,7 +227,7 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
     const members: Member[] = NUMBERS.map((number) => ({ number, priority: 0, weight: 1, name: null, active: true, schedule: null }));
     const s = { strategy: round % 2 ? 'random' : 'round_robin', sticky: null, seed: round } as unknown as Scenario;
     const key = { callSid: `c${round}`, endpoint: 'dial-whom', flowSlug: 'agents' };
-    const before = Number((await pool.query('SELECT rr_position FROM dial_groups')).rows[0].rr_position);
+    const before = await rrPosition(pool);
     // identical first polls, each with its own random draw, and re-fetches racing them
     const firsts = Array.from({ length: 8 }, (_, i) => answerAttempt(pool, requestOf(key, { ...s, seed: round * 100 + i }, members, { tried: [], status: '', offDuty: [] })));
     const refetches = Array.from({ length: 4 }, () => answerAttempt(pool, requestOf(key, s, members, { tried: [NUMBERS[2]!], status: 'no-answer', offDuty: [] })));
@@ -220,7 +235,76 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
     t.equal(new Set(a.map((x) => x.join())).size, 1, `round ${round}: one answer to the first attempt`);
     t.equal(new Set(b.map((x) => x.join())).size, 1, `round ${round}: one answer to the re-fetch`);
     t.same(b[0], a[0]!.filter((n) => n !== NUMBERS[2]), 'both follow the one order');
-    const after = Number((await pool.query('SELECT rr_position FROM dial_groups')).rows[0].rr_position);
+    const after = await rrPosition(pool);
     t.equal(after - before, s.strategy === 'round_robin' ? 1 : 0, 'the rotation advanced once for the call');
   }
+});
+
+t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
+  const db = await migratedDatabase(t);
+  const other = new pg.Pool({ connectionString: db.url, max: 8 });
+  t.teardown(() => other.end());
+  await db.pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at)
+    VALUES ('sales', 'Sales', 'round_robin', '{}', now()), ('support', 'Support', 'round_robin', '{}', now())`);
+  const groups = { sales: NUMBERS.slice(0, 3), support: NUMBERS.slice(3, 5) };
+  const request = (slug: keyof typeof groups, callSid: string): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: slug }, attemptKey: '|', tried: [], candidates: groups[slug],
+    plan: { base: groups[slug], arrange: 'rotate' }, rrGroup: slug, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+  });
+  // 60 calls of sales and 40 of support, each polled twice at once, from both pools
+  const calls = [...Array.from({ length: 60 }, (_, i) => ['sales', `s${i}`] as const), ...Array.from({ length: 40 }, (_, i) => ['support', `u${i}`] as const)];
+  const answers = await Promise.all(calls.flatMap(([slug, sid], i) => [
+    answerAttempt(i % 2 ? db.pool : other, request(slug, sid)).then((a) => ({ slug, sid, a })),
+    answerAttempt(i % 2 ? other : db.pool, request(slug, sid)).then((a) => ({ slug, sid, a })),
+  ]));
+  const firsts = new Map<string, Map<string, number>>();
+  const bySid = new Map<string, string>();
+  for (const { slug, sid, a } of answers) {
+    const seen = bySid.get(sid);
+    if (seen !== undefined) t.equal(a.join(), seen, `both polls of ${sid} get one answer`);
+    else {
+      bySid.set(sid, a.join());
+      const counts = firsts.get(slug) ?? firsts.set(slug, new Map()).get(slug)!;
+      counts.set(a[0]!, (counts.get(a[0]!) ?? 0) + 1);
+    }
+  }
+  t.same(Object.fromEntries(firsts.get('sales')!), Object.fromEntries(groups.sales.map((n) => [n, 20])), 'sales: each of 3 members first 20 times');
+  t.same(Object.fromEntries(firsts.get('support')!), Object.fromEntries(groups.support.map((n) => [n, 20])), 'support: each of 2 members first 20 times');
+  t.equal(await rrPosition(db.pool, 'sales'), 60, 'one position per sales call');
+  t.equal(await rrPosition(db.pool, 'support'), 40, 'one position per support call');
+});
+
+t.test('a group\'s rotation sequence is created and dropped with the group', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool } = db;
+  const sequence = async (id: number) => (await pool.query('SELECT to_regclass($1) AS seq', [`dial_group_rr_${id}`])).rows[0].seq as string | null;
+  const { rows: [group] } = await pool.query<{ id: number }>(
+    `INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now()) RETURNING id`);
+  t.equal(await sequence(group!.id), `dial_group_rr_${group!.id}`);
+  t.equal(await rrPosition(pool), 0, 'a new group starts at its first member');
+  await pool.query('DELETE FROM dial_groups WHERE id = $1', [group!.id]);
+  t.equal(await sequence(group!.id), null, 'gone with the group');
+  const req: AttemptRequest = {
+    key: { callSid: 'd1', endpoint: 'dial-whom', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' }, rrGroup: 'sales', sticky: null, connected: null, at: AT, busyExpired: AT,
+  };
+  t.same(await answerAttempt(pool, req), NUMBERS.slice(0, 3), 'a snapshot still naming the deleted group: its members from the first');
+});
+
+t.test('the migration to rotation sequences carries each group\'s position over', async (t) => {
+  const url = await createTestDatabase(t);
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  t.teardown(() => pool.end());
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-migrations-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const all = path.resolve(import.meta.dirname, '../../prisma/migrations');
+  for (const name of await readdir(all)) {
+    if (name < '20261124000000') await cp(path.join(all, name), path.join(dir, name), { recursive: true });
+  }
+  await applyMigrations(pool, `${dir}/`);
+  await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at, rr_position)
+    VALUES ('sales', 'Sales', 'round_robin', '{}', now(), 7), ('support', 'Support', 'round_robin', '{}', now(), 0)`);
+  await applyMigrations(pool);
+  t.equal(await rrPosition(pool, 'sales'), 7);
+  t.equal(await rrPosition(pool, 'support'), 0);
 });
