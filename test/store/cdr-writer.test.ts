@@ -7,7 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { migratedDatabase, quietLog } from '../helper.js';
-import { CdrWriter, type CdrRecord } from '../../src/store/cdr-writer.js';
+import { CdrWriter, newIdempotencyKey, type CdrRecord } from '../../src/store/cdr-writer.js';
 import { CdrSpool } from '../../src/store/cdr-spool.js';
 import type { Database } from '../../src/store/database.js';
 
@@ -17,6 +17,16 @@ const record = (over: Partial<CdrRecord> = {}): CdrRecord => ({
   dialCallStatus: null, dialWhomNumber: null, legs: null, params: { CallSid: 'c' }, decision: { action: { branch: 'A' } },
   matchedRule: null, outcome: 'answered', reason: null, httpStatus: 200, responseBody: '', handlingMs: 0.5, attempt: 1,
   idempotencyKey: randomUUID(), ...over,
+});
+
+t.test('idempotency keys are UUIDv7: the time in ms first, so later keys sort later; random otherwise', async (t) => {
+  const at = Date.UTC(2026, 10, 21, 3, 30);
+  const key = newIdempotencyKey(at);
+  t.match(key, /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.equal(parseInt(key.slice(0, 8) + key.slice(9, 13), 16), at, 'the first 48 bits are the time');
+  t.ok(newIdempotencyKey(at) < newIdempotencyKey(at + 1) && newIdempotencyKey(at + 1) < newIdempotencyKey(at + 3_600_000), 'later sorts later');
+  const many = new Set(Array.from({ length: 10_000 }, () => newIdempotencyKey(at)));
+  t.equal(many.size, 10_000, 'distinct within one millisecond');
 });
 
 t.test('CDRs handed over together share one insert and one commit', async (t) => {

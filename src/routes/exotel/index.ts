@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
-import type { CdrRecord } from '../../store/cdr-writer.js';
+import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
@@ -51,7 +50,7 @@ function cdrOf(opts: {
     responseBody: body,
     handlingMs: opts.handlingMs,
     attempt: opts.attempt,
-    idempotencyKey: randomUUID(),
+    idempotencyKey: newIdempotencyKey(),
   };
 }
 

@@ -182,6 +182,11 @@ t.test('attempt counts 1, 2, 3 for repeated callbacks of one call, separately pe
     ['passthru', 'inbound', 'att-1', 1], ['passthru', 'inbound', 'att-1', 2], ['passthru', 'inbound', 'att-1', 3],
     ['switch', 'inbound', 'att-1', 1], ['passthru', 'other', 'att-1', 1], ['passthru', 'inbound', 'att-2', 1], ['passthru', 'inbound', 'att-1', 4],
   ]);
+  const keys = rows.map((r) => r.idempotencyKey);
+  t.ok(keys.every((k) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(k)), 'idempotency keys are UUIDv7');
+  const times = keys.map((k) => k.slice(0, 13));
+  t.same([...times].sort(), times, 'their time parts in the order the callbacks came');
+  t.equal(new Set(keys).size, keys.length, 'one per callback');
 });
 
 t.test('url actions answer the URL as text/plain; async flows answer 200 at once', async (t) => {
