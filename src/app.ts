@@ -15,7 +15,6 @@ import adminRoutes from './routes/admin/index.js';
 import exotelRoutes, { type ExotelRoutesOptions } from './routes/exotel/index.js';
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
-import { lazyQuerystring } from './lazy-query.js';
 import { CdrSpool } from './store/cdr-spool.js';
 import { dialService } from './routes/exotel/dial.js';
 import metrics from './plugins/metrics.js';
@@ -94,8 +93,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
     // Flow slugs are looked up, not limited by the router: a long one is a 404 with a CDR, not a 414.
-    // Query strings are parsed when a route first reads request.query (callbacks never do).
-    routerOptions: { maxParamLength: 4096, querystringParser: lazyQuerystring },
+    routerOptions: { maxParamLength: 4096 },
     // A URL the router cannot decode: Fastify's own answer would echo it, `token` included.
     frameworkErrors: (err, request, reply) => {
       if (unroutable.handle && request.url.startsWith('/exotel/')) return unroutable.handle(request, reply);
