@@ -569,7 +569,7 @@ async function benchmark(env: Env): Promise<void> {
   const m = machine();
   const out: string[] = [];
   out.push('', `# exoroute bench — ${started.toISOString().slice(0, 10)}${QUICK ? ' (quick smoke run: figures are not meaningful)' : ''}`);
-  out.push(`machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGb} GB; Node ${m.node}; Postgres ${pgVersion} (embedded, same machine, default settings); exoroute ${m.revision}`);
+  out.push(`machine: ${m.nproc} CPUs (${m.cpu}), ${m.memGb} GB; Node ${m.node}; Postgres ${pgVersion} (embedded, same machine, default settings but wal_init_zero off); exoroute ${m.revision}`);
   out.push(`load average (1 min) before ${loadBefore.toFixed(2)}, after ${os.loadavg()[0]!.toFixed(2)}` +
     (Math.max(loadBefore, os.loadavg()[0]!) > 2.5 ? ' — the machine was busy with other work: figures are noisy' : ''));
   out.push(`exoroute: built JavaScript (tsc), LOG_LEVEL=${CFG.logLevel} (stdout to a file), callback secret on (HTTP Basic)` +
