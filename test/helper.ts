@@ -82,14 +82,5 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
   return { app, db, config, admin };
 }
 
-/** Seeded PRNG (mulberry32) so the random and weighted dial strategies are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded PRNG (mulberry32, the benchmark's own) so the random and weighted dial strategies are reproducible. */
+export { random as seeded } from '../bench/lib/traffic.js';

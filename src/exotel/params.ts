@@ -211,6 +211,28 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/**
+ * A map folded as collectParams folds its sources: case-insensitive duplicates merged (first
+ * spelling, made storable; last value, with a warning), and its values by lowercased key.
+ */
+function fold(params: Map<string, string>, warnings: string[]): { folded: Map<string, string>; byLower: Map<string, string> } {
+  const byLower = new Map<string, string>();
+  const keyOf = new Map<string, string>();
+  const repeated = new Set<string>();
+  for (const [key, value] of params) {
+    const lower = key.toLowerCase();
+    if (byLower.has(lower) && !repeated.has(lower)) {
+      repeated.add(lower);
+      warnings.push(`repeated key ${show(key)}: last value kept`);
+    }
+    byLower.set(lower, value);
+    if (!keyOf.has(lower)) keyOf.set(lower, storableKey(key));
+  }
+  const folded = new Map<string, string>();
+  for (const [lower, value] of byLower) folded.set(keyOf.get(lower)!, value);
+  return { folded, byLower };
+}
+
 /** Parses collected params. `secretKeys` (e.g. ['token']) are removed from `raw` (case-insensitive). */
 export function parseExotelCall(
   params: Map<string, string>,
@@ -220,31 +242,13 @@ export function parseExotelCall(
   const limits = opts.limits ?? DEFAULT_LIMITS;
   const secrets = new Set((opts.secretKeys ?? []).map((k) => k.toLowerCase()));
 
+  // A map not made by collectParams (e.g. simulate) is folded the same way first.
+  const known = FOLDED.get(params);
+  const { folded, byLower } = known ? { folded: params, byLower: known } : fold(params, warnings);
   const raw: Record<string, string> = Object.create(null) as Record<string, string>;
-  let byLower = FOLDED.get(params);
-  if (byLower) {
-    for (const [key, value] of params) if (secrets.size === 0 || !secrets.has(key.toLowerCase())) raw[key] = value;
-  } else {
-    // Not from collectParams (e.g. simulate): fold case-insensitive duplicates the same way.
-    byLower = new Map<string, string>();
-    const rawKeyOf = new Map<string, string>();
-    const repeated = new Set<string>();
-    for (const [key, value] of params) {
-      const lower = key.toLowerCase();
-      if (byLower.has(lower) && !repeated.has(lower)) {
-        repeated.add(lower);
-        warnings.push(`repeated key ${show(key)}: last value kept`);
-      }
-      byLower.set(lower, value);
-      if (secrets.has(lower)) continue;
-      const rawKey = rawKeyOf.get(lower) ?? storableKey(key);
-      rawKeyOf.set(lower, rawKey);
-      raw[rawKey] = value;
-    }
-  }
-  const folded = byLower;
+  for (const [key, value] of folded) if (secrets.size === 0 || !secrets.has(key.toLowerCase())) raw[key] = value;
 
-  const get = (name: string): string | undefined => folded.get(name.toLowerCase());
+  const get = (name: string): string | undefined => byLower.get(name.toLowerCase());
   const text = (name: string): string | null => nonEmpty(clean(get(name)));
   const phone = (name: string): PhoneField | null => parsePhone(name, get(name), opts.defaultCountry, warnings);
   const integer = (name: string): number | null => parseInteger(name, get(name), warnings);

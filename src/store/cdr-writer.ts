@@ -328,10 +328,7 @@ export class CdrWriter {
         this.current.add(batch);
         const started = performance.now();
         try {
-          if (!conn) {
-            resume();
-            conn = await this.connect();
-          }
+          conn ??= await this.connect(); // nothing is left to resume when there is no connection
           const sent = this.insertFresh(conn, batch);
           resume();
           await sent;
