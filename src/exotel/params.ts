@@ -84,8 +84,9 @@ const LEG_KEY = /^Legs\[(\d{1,3})\]\[(CauseCode|Cause|Type|OnCallDuration|Number
  */
 class ParamBag {
   private readonly entries = new Map<string, { key: string; value: string }>();
-  private readonly repeated = new Set<string>();
-  private readonly truncated = new Set<string>();
+  /** Made at the first repeated or truncated key: most callbacks have neither. */
+  private repeated: Set<string> | null = null;
+  private truncated: Set<string> | null = null;
   private droppedForCount = 0;
   private droppedForLength = 0;
   private unstorableKeys = 0;
@@ -109,6 +110,7 @@ class ParamBag {
       return;
     }
     if (value.length > this.limits.maxValueLength) {
+      this.truncated ??= new Set();
       if (!this.truncated.has(lower)) {
         this.truncated.add(lower);
         this.warnings.push(`value of ${show(key)} truncated from ${value.length} to ${this.limits.maxValueLength} characters`);
@@ -118,6 +120,7 @@ class ParamBag {
       value = value.slice(0, cut);
     }
     if (existing) {
+      this.repeated ??= new Set();
       if (!this.repeated.has(lower)) {
         this.repeated.add(lower);
         this.warnings.push(`repeated key ${show(key)}: last value kept`);
@@ -285,26 +288,30 @@ export function parseExotelCall(
 }
 
 function parseLegs(params: Map<string, string>, limits: ParseLimits, country: CountryCode, warnings: string[]): CallLeg[] {
-  const fieldsByIndex = new Map<number, Map<LegField, string>>();
-  const tooLarge = new Set<number>();
-  for (const [key, value] of params) {
+  // Built at the first leg key: most callbacks have none.
+  let fieldsByIndex: Map<number, Map<LegField, string>> | null = null;
+  let tooLarge: Set<number> | null = null;
+  for (const key of params.keys()) {
     const m = LEG_KEY.exec(key);
     if (!m) continue;
     const index = Number(m[1]);
     if (index >= limits.maxLegs) {
-      tooLarge.add(index);
+      (tooLarge ??= new Set()).add(index);
       continue;
     }
     const field = LEG_FIELD_BY_LOWER.get(m[2]!.toLowerCase())!;
+    fieldsByIndex ??= new Map();
     let fields = fieldsByIndex.get(index);
     if (!fields) fieldsByIndex.set(index, (fields = new Map()));
-    fields.set(field, value); // `Legs[1]` and `Legs[01]` are one leg; the last value wins
+    fields.set(field, params.get(key)!); // `Legs[1]` and `Legs[01]` are one leg; the last value wins
   }
-  if (tooLarge.size > 0) {
+  if (tooLarge) {
     warnings.push(`Legs index ${[...tooLarge].sort((a, b) => a - b).join(', ')} ignored: at most ${limits.maxLegs} legs are read`);
   }
-  return [...fieldsByIndex.keys()].sort((a, b) => a - b).map((index) => {
-    const f = fieldsByIndex.get(index)!;
+  if (!fieldsByIndex) return [];
+  const byIndex = fieldsByIndex;
+  return [...byIndex.keys()].sort((a, b) => a - b).map((index) => {
+    const f = byIndex.get(index)!;
     const name = (field: LegField) => `Legs[${index}][${field}]`;
     return {
       index,
@@ -340,21 +347,34 @@ function parseInteger(name: string, value: string | undefined, warnings: string[
   return null;
 }
 
-const IST_FORMAT = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})$/;
 /** India has kept +05:30 all year since 1945. */
 const IST_OFFSET_MS = 5.5 * 3600_000;
 
+/** The number written by the ASCII digits s[from..to), or -1 if one is not a digit. */
+function digitsAt(s: string, from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
 /**
- * `yyyy-mm-dd hh:mm:ss` in IST, without luxon: every callback carries several of these, and
- * `DateTime.fromFormat` costs tens of microseconds each (most of a callback's parsing time).
+ * `yyyy-mm-dd hh:mm:ss` in IST: the instant, null if that day or time does not exist, undefined if
+ * `s` is not of that form. Without luxon, and without a regular expression's match object: every
+ * callback carries several of these, and `DateTime.fromFormat` costs tens of microseconds each.
  */
-function fromIst(m: RegExpExecArray): Date | null {
-  const y = Number(m[1]);
-  const mo = Number(m[2]);
-  const d = Number(m[3]);
-  const h = Number(m[4]);
-  const mi = Number(m[5]);
-  const se = Number(m[6]);
+function fromIst(s: string): Date | null | undefined {
+  if (s.length !== 19 || s[4] !== '-' || s[7] !== '-' || s[10] !== ' ' || s[13] !== ':' || s[16] !== ':') return undefined;
+  const y = digitsAt(s, 0, 4);
+  const mo = digitsAt(s, 5, 7);
+  const d = digitsAt(s, 8, 10);
+  const h = digitsAt(s, 11, 13);
+  const mi = digitsAt(s, 14, 16);
+  const se = digitsAt(s, 17, 19);
+  if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || se < 0) return undefined;
   // A day that does not exist (2026-02-30) is invalid; 24:00:00 is the next midnight, as in ISO 8601.
   if (mo < 1 || mo > 12 || d < 1 || d > daysInMonth(y, mo)) return null;
   if (!(h < 24 && mi < 60 && se < 60) && !(h === 24 && mi === 0 && se === 0)) return null;
@@ -377,11 +397,9 @@ const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})
 function parseDate(name: string, value: string | undefined, warnings: string[]): Date | null {
   const s = clean(value);
   if (!s) return null;
-  const ist = IST_FORMAT.exec(s);
-  if (ist) {
-    const date = fromIst(ist);
-    if (date) return date;
-  } else if (ISO_WITH_OFFSET.test(s)) {
+  const ist = fromIst(s);
+  if (ist) return ist;
+  if (ist === undefined && ISO_WITH_OFFSET.test(s)) {
     const dt = DateTime.fromISO(s.replace(' ', 'T'), { setZone: true });
     if (dt.isValid) return dt.toJSDate();
   }
