@@ -10,6 +10,7 @@ import errorHandler from './plugins/error-handler.js';
 import openapi from './plugins/swagger.js';
 import auth from './plugins/auth.js';
 import securityHeaders from './plugins/security-headers.js';
+import parseDeferredQuery, { deferredQuery } from './plugins/deferred-query.js';
 import healthRoutes from './routes/health.js';
 import adminRoutes from './routes/admin/index.js';
 import exotelRoutes, { type ExotelRoutesOptions } from './routes/exotel/index.js';
@@ -93,7 +94,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
     schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
     // Flow slugs are looked up, not limited by the router: a long one is a 404 with a CDR, not a 414.
-    routerOptions: { maxParamLength: 4096 },
+    // The query string is parsed by parseDeferredQuery, except a callback's (src/exotel/params.ts).
+    routerOptions: { maxParamLength: 4096, querystringParser: deferredQuery },
     // A URL the router cannot decode: Fastify's own answer would echo it, `token` included.
     frameworkErrors: (err, request, reply) => {
       if (unroutable.handle && request.url.startsWith('/exotel/')) return unroutable.handle(request, reply);
@@ -134,6 +136,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     done();
   });
+  await app.register(parseDeferredQuery);
   await app.register(errorHandler);
   await app.register(securityHeaders);
   await app.register(formbody);
