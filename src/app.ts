@@ -70,6 +70,9 @@ function describeSchemaError(errors: ErrorObject[], dataVar: string): string {
   return `${dataVar}${best.path}: ${best.text}`;
 }
 
+/** Exotel's callbacks (and any other URL under their prefix, refused with a CDR). */
+const isCallbackUrl = (url: string) => url.startsWith('/exotel/');
+
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const loggerOpts =
     opts.logger && typeof (opts.logger as { child?: unknown }).child === 'function'
@@ -98,7 +101,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 4096, querystringParser: deferredQuery },
     // A URL the router cannot decode: Fastify's own answer would echo it, `token` included.
     frameworkErrors: (err, request, reply) => {
-      if (unroutable.handle && request.url.startsWith('/exotel/')) return unroutable.handle(request, reply);
+      if (unroutable.handle && isCallbackUrl(request.url)) return unroutable.handle(request, reply);
       return (reply as FastifyReply).code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message: 'the URL has a malformed %-escape' });
     },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -128,7 +131,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   // Synchronous: for a callback (which logs its own line) the hook is a check and nothing more.
   app.addHook('onResponse', (request, reply, done) => {
-    if (!request.url.startsWith('/exotel/')) {
+    if (!isCallbackUrl(request.url)) {
       request.log.info(
         { method: request.method, url: request.url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]'), status: reply.statusCode, ms: Math.round(reply.elapsedTime) },
         'request',
@@ -136,9 +139,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     }
     done();
   });
-  await app.register(parseDeferredQuery);
+  await app.register(parseDeferredQuery, { skip: isCallbackUrl });
   await app.register(errorHandler);
-  await app.register(securityHeaders);
+  await app.register(securityHeaders, { skip: isCallbackUrl });
   await app.register(formbody);
   await app.register(openapi);
   await app.register(metrics);

@@ -10,7 +10,7 @@ import { ADMIN_KEY, buildTestApp } from '../helper.js';
 t.test('a callback route leaves its query unparsed; any other route reads it parsed, repeated keys as arrays', async (t) => {
   const app = Fastify({ routerOptions: { querystringParser: deferredQuery } });
   t.teardown(() => app.close());
-  await app.register(parseDeferredQuery);
+  await app.register(parseDeferredQuery, { skip: (url) => url.startsWith('/exotel/') });
   const keys = async (request: { query: unknown }) => ({ keys: Object.keys(request.query as object), query: request.query });
   app.get('/exotel/passthru/:flow', keys);
   app.get('/admin/things', keys);
