@@ -50,7 +50,7 @@ export interface SeedOptions {
 
 /**
  * Calls $4..$5 (0-based), 4 rows each. $1 = end of the span, $2 = number of calls, $3 = key prefix.
- * JSON is assembled as text and cast once per row: much cheaper than nested jsonb_build_object.
+ * JSON is assembled as text and cast once per row: much cheaper than nested json_build_object.
  */
 const INSERT_CHUNK = `
 INSERT INTO cdrs (received_at, endpoint, flow_slug, call_sid, call_from, call_from_raw, call_to, call_to_raw, direction,
@@ -61,15 +61,15 @@ SELECT
   'in-progress', 'call-attempt', CASE WHEN k = 1 THEN '1' END, NULL, NULL, CASE WHEN k = 3 THEN agent END, NULL,
   (base || CASE k WHEN 1 THEN ',"digits":"\\"1\\""'
                   WHEN 3 THEN ',"DialWhomNumber":"0' || substr(agent, 4) || '","Status":"free","EventType":"Terminal"'
-                  ELSE '' END || '}')::jsonb,
+                  ELSE '' END || '}')::json,
   CASE k
     WHEN 0 THEN ('{"action":{"branch":"' || CASE WHEN vip THEN 'A' ELSE 'B' END || '"},"decidedBy":"rule","trace":['
       || '{"rule":"VIPs","matched":' || vip || ',"conditions":[{"condition":"callerIn","held":' || vip || ',"why":"' || caller
       || CASE WHEN vip THEN ' is in gold' ELSE ' is not in gold' END || '"}]},'
       || '{"rule":"closed","matched":' || (NOT vip) || ',"conditions":[{"condition":"closedBy","held":' || (NOT vip)
-      || ',"why":"support is closed"}]}]}')::jsonb
-    WHEN 1 THEN '{"action":{"select":"sales"},"decidedBy":"rule","trace":[{"rule":"pressed 1","matched":true,"conditions":[{"condition":"digits","held":true,"why":"digits 1 = 1"}]}]}'::jsonb
-    WHEN 2 THEN ('{"action":{"dialGroup":"sales"},"decidedBy":"otherwise","trace":[],"numbers":["' || agent || '","' || agent2 || '"]}')::jsonb
+      || ',"why":"support is closed"}]}]}')::json
+    WHEN 1 THEN '{"action":{"select":"sales"},"decidedBy":"rule","trace":[{"rule":"pressed 1","matched":true,"conditions":[{"condition":"digits","held":true,"why":"digits 1 = 1"}]}]}'::json
+    WHEN 2 THEN ('{"action":{"dialGroup":"sales"},"decidedBy":"otherwise","trace":[],"numbers":["' || agent || '","' || agent2 || '"]}')::json
   END,
   CASE k WHEN 0 THEN CASE WHEN vip THEN 'VIPs' ELSE 'closed' END WHEN 1 THEN 'pressed 1' END,
   CASE WHEN refused THEN 'rejected' ELSE 'answered' END, CASE WHEN refused THEN 'no flow ''old-flow''' END,

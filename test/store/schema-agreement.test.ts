@@ -120,3 +120,14 @@ t.test('the migrated tables have exactly the columns schema.prisma declares', as
   }
   t.same([...actual.keys()].filter((x) => !tables.has(x)), [], 'no table without a model');
 });
+
+t.test('CDR JSON columns are json: stored and exported as sent, key order included (schema.prisma says @db.Json)', async (t) => {
+  const db = await migratedDatabase(t);
+  const types = await db.pool.query<{ column_name: string; data_type: string }>(
+    `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cdrs' AND column_name IN ('legs', 'params', 'decision') ORDER BY column_name`);
+  t.same(types.rows.map((r) => [r.column_name, r.data_type]), [['decision', 'json'], ['legs', 'json'], ['params', 'json']]);
+  const schema = await readFile(new URL('../../prisma/schema.prisma', import.meta.url), 'utf8');
+  for (const field of ['legs', 'params', 'decision']) t.match(schema, new RegExp(`\\n\\s+${field}\\s+Json\\??\\s+@db\\.Json\\n`), `${field} is @db.Json`);
+  await db.pool.query(`INSERT INTO cdrs (endpoint, params, outcome, http_status, handling_ms, idempotency_key) VALUES ('passthru', '{"z":"1","a":"2"}', 'answered', 200, 0, 'k')`);
+  t.equal((await db.pool.query<{ p: string }>('SELECT params::text AS p FROM cdrs')).rows[0]!.p, '{"z":"1","a":"2"}', 'key order and spacing kept');
+});
