@@ -249,7 +249,9 @@ export function parseExotelCall(
   const known = FOLDED.get(params);
   const { folded, byLower } = known ? { folded: params, byLower: known } : fold(params, warnings);
   const raw: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [key, value] of folded) if (secrets.size === 0 || !secrets.has(key.toLowerCase())) raw[key] = value;
+  // `byLower` holds the same keys, lowercased, in the same order (both maps are built together).
+  const lowered = byLower.keys();
+  for (const [key, value] of folded) if (!secrets.has(lowered.next().value!)) raw[key] = value;
 
   const get = (name: string): string | undefined => byLower.get(name.toLowerCase());
   const text = (name: string): string | null => nonEmpty(clean(get(name)));
