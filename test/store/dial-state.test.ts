@@ -1,7 +1,8 @@
 /**
  * dial_answer() (prisma/migrations/20261123000000_dial_answer_function, and
  * 20261124000000_dial_answer_rotation_sequence), through
- * src/store/dial-state.ts: the one statement per Dial Whom / Connect callback. Checked against the
+ * src/store/dial-state.ts: the one function call per Dial Whom / Connect callback, alone or in a
+ * batch (dial_answer_batch(), 20261126000000_dial_answer_batch). Checked against the
  * TypeScript it replaced (`reference` below: the order and availability rules as they were written
  * in src/routing/dial.ts and src/routes/exotel/dial.ts before issue 6) over random groups, agent
  * facts, sticky connections and attempts; and for concurrency.
@@ -9,13 +10,13 @@
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import pg from 'pg';
 import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial.js';
-import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
+import { answerAttempt, dialAnswerer, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
 const SEED = Number(process.env.FUZZ_SEED) || 20261123;
@@ -240,7 +241,86 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
   }
 });
 
+/** Dial state as a list, to compare two databases by. */
+async function dialState(pool: pg.Pool) {
+  const { rows: [state] } = await pool.query(`SELECT
+    (SELECT json_agg(c ORDER BY c.call_sid, c.endpoint, c.flow_slug) FROM (SELECT call_sid, endpoint, flow_slug, "order", tried FROM dial_calls) c) AS calls,
+    (SELECT json_agg(a ORDER BY a.call_sid, a.endpoint, a.flow_slug, a.attempt_key) FROM (SELECT call_sid, endpoint, flow_slug, attempt_key, numbers FROM dial_answers) a) AS answers,
+    (SELECT json_agg(x ORDER BY x.caller, x.agent) FROM (SELECT caller, agent, connected_at FROM caller_agents) x) AS connections`);
+  return { ...state, rr: await rrPosition(pool) };
+}
+
+/** A pool whose queries are counted: the database behind it is real. */
+function countingPool(pool: pg.Pool): { pool: pg.Pool; statements: () => number } {
+  let n = 0;
+  const counted = { query: (...args: unknown[]) => (n++, (pool.query as (...a: unknown[]) => unknown)(...args)) } as unknown as pg.Pool;
+  return { pool: counted, statements: () => n };
+}
+
+t.test('a batch answers each request as it would be answered alone, in its order', async (t) => {
+  const alone = await migratedDatabase(t);
+  const batched = await migratedDatabase(t);
+  for (const db of [alone, batched]) {
+    await db.pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
+  }
+  const counted = countingPool(batched.pool);
+  const answer = dialAnswerer(counted.pool);
+  // requests of up to three calls, interleaved; a completed one may report its connection
+  const requestsArb = fc.array(fc.record({
+    call: fc.integer({ min: 0, max: 2 }),
+    r: fc.record({ tried: fc.subarray(NUMBERS), status: fc.constantFrom('', 'no-answer', 'completed'), offDuty: fc.subarray(NUMBERS, { maxLength: 2 }) }),
+    connects: fc.boolean(),
+  }), { minLength: 2, maxLength: 12 });
+  let run = 0;
+  await fc.assert(fc.asyncProperty(scenarioArb, requestsArb, async (s, list) => {
+    for (const db of [alone, batched]) await seed(db.pool, s);
+    const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
+    const requests = list.map(({ call, r, connects }, i) => {
+      const members = all.filter((m) => !r.offDuty.includes(m.number));
+      // each request draws its own plan, as callbacks do: only the call's first one counts
+      const req = requestOf({ callSid: `b${run}-${call}`, endpoint: 'connect', flowSlug: 'agents' }, { ...s, seed: s.seed + i }, members, r);
+      return r.status === 'completed' && connects && req.tried.length > 0 ? { ...req, connected: { caller: CALLER, agent: req.tried[0]! } } : req;
+    });
+    run++;
+    const expected: string[][] = [];
+    for (const req of requests) expected.push(await answerAttempt(alone.pool, req));
+    const before = counted.statements();
+    const got = await Promise.all(requests.map((req) => answer(req)));
+    const statements = counted.statements() - before;
+    if (statements !== 2) throw new Error(`${requests.length} requests took ${statements} statements, not 2 (the first alone, the rest as one batch)`);
+    if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
+    const [a, b] = [await dialState(alone.pool), await dialState(batched.pool)];
+    if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`dial state: batched ${JSON.stringify(b)}, alone ${JSON.stringify(a)}`);
+  }), { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) });
+  t.pass('the same answers and the same state');
+});
+
+t.test('a batch that fails is retried request by request: a bad request fails alone', async (t) => {
+  const db = await migratedDatabase(t);
+  const counted = countingPool(db.pool);
+  const answer = dialAnswerer(counted.pool);
+  const request = (callSid: string): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+  });
+  // f1 goes alone; f2, f3 and f4 wait for it and go as one batch, which f3 (no CallSid) fails
+  const results = await Promise.allSettled([answer(request('f1')), answer(request('f2')), answer(request(null as unknown as string)), answer(request('f4'))]);
+  t.match(results, [
+    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
+    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
+    { status: 'rejected', reason: { message: /null value in column "call_sid"/ } },
+    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
+  ]);
+  t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
+  const { rows } = await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM dial_answers ORDER BY call_sid');
+  t.same(rows.map((r) => r.call_sid), ['f1', 'f2', 'f4'], 'each good request answered and stored once');
+});
+
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
+  for (const mode of ['alone', 'batched'] as const) await t.test(mode, (t) => twoInstances(t, mode));
+});
+
+async function twoInstances(t: Test, mode: 'alone' | 'batched') {
   const db = await migratedDatabase(t);
   const other = new pg.Pool({ connectionString: db.url, max: 8 });
   t.teardown(() => other.end());
@@ -253,9 +333,11 @@ t.test('round robin across two instances: concurrent new calls rotate evenly, ea
   });
   // 60 calls of sales and 40 of support, each polled twice at once, from both pools
   const calls = [...Array.from({ length: 60 }, (_, i) => ['sales', `s${i}`] as const), ...Array.from({ length: 40 }, (_, i) => ['support', `u${i}`] as const)];
+  const via = (pool: pg.Pool) => (mode === 'batched' ? dialAnswerer(pool) : (req: AttemptRequest) => answerAttempt(pool, req));
+  const [one, two] = [via(db.pool), via(other)];
   const answers = await Promise.all(calls.flatMap(([slug, sid], i) => [
-    answerAttempt(i % 2 ? db.pool : other, request(slug, sid)).then((a) => ({ slug, sid, a })),
-    answerAttempt(i % 2 ? other : db.pool, request(slug, sid)).then((a) => ({ slug, sid, a })),
+    (i % 2 ? one : two)(request(slug, sid)).then((a) => ({ slug, sid, a })),
+    (i % 2 ? two : one)(request(slug, sid)).then((a) => ({ slug, sid, a })),
   ]));
   const firsts = new Map<string, Map<string, number>>();
   const bySid = new Map<string, string>();
@@ -272,7 +354,7 @@ t.test('round robin across two instances: concurrent new calls rotate evenly, ea
   t.same(Object.fromEntries(firsts.get('support')!), Object.fromEntries(groups.support.map((n) => [n, 20])), 'support: each of 2 members first 20 times');
   t.equal(await rrPosition(db.pool, 'sales'), 60, 'one position per sales call');
   t.equal(await rrPosition(db.pool, 'support'), 40, 'one position per support call');
-});
+}
 
 t.test('a group\'s rotation sequence is created and dropped with the group', async (t) => {
   const db = await migratedDatabase(t);

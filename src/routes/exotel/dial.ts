@@ -7,7 +7,7 @@ import type { Decision } from '../../routing/decide.js';
 import { availableMembers, orderPlan, type OrderPlan } from '../../routing/dial.js';
 import { decideFor, rejected, type CallbackResult } from '../../routing/callback.js';
 import { DEFAULT_CONNECT, type StoredDialGroup } from '../../store/dial-groups.js';
-import { answerAttempt, previewAttempt, type AttemptRequest, type CallKey } from '../../store/dial-state.js';
+import { dialAnswerer, previewAttempt, type AttemptRequest, type CallKey } from '../../store/dial-state.js';
 import type { RulesSnapshot } from '../../store/rules-snapshot.js';
 
 export type DialEndpoint = 'dial-whom' | 'connect';
@@ -35,12 +35,15 @@ function triedInRequest(call: ExotelCall): string[] {
  * first request (strategy, round-robin position, sticky agent) and kept in Postgres; every
  * request answers the numbers of that order not yet tried and not busy, and the answer for one
  * attempt is stored so that concurrent identical polls get the same one. All of it is one
- * statement (src/store/dial-state.ts): one round trip and at most one commit per callback.
+ * function call in Postgres per request (src/store/dial-state.ts), and requests that arrive while
+ * one is being answered go together in one statement and one commit.
  */
 export function dialService(app: FastifyInstance) {
   const { pool } = app.db;
   const { config } = app;
   const busyTtlMs = config.AGENT_BUSY_TTL_SECONDS * 1000;
+  // One batcher per instance: one batch in flight, so batches of this instance never wait on each other's locks.
+  const answerAttempt = dialAnswerer(pool);
   const eventUrl = `${config.PUBLIC_URL}/exotel/dial-events${config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : ''}`;
 
   async function numbersFor(
@@ -77,8 +80,8 @@ export function dialService(app: FastifyInstance) {
       at,
       busyExpired: new Date(at.getTime() - busyTtlMs),
     };
-    // One round trip; a simulation gets the same answer from a transaction that is rolled back.
-    return { numbers: await (dryRun ? previewAttempt(pool, request) : answerAttempt(pool, request)), group };
+    // Batched with concurrent requests; a simulation gets the same answer from a transaction that is rolled back.
+    return { numbers: await (dryRun ? previewAttempt(pool, request) : answerAttempt(request)), group };
   }
 
   function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
