@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { OrderPlan } from '../routing/dial.js';
 
 /**
@@ -97,7 +98,7 @@ interface Pending {
  * request, and exoroute a round trip and the wake-up of a backend (bench/README.md). A batch that
  * fails as a whole is retried request by request, so that one bad request fails only itself.
  */
-export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number } = {}): (req: AttemptRequest) => Promise<string[]> {
+export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number; log?: Logger } = {}): (req: AttemptRequest) => Promise<string[]> {
   const maxBatch = opts.maxBatch ?? 100;
   let queue: Pending[] = [];
   let running = false;
@@ -110,7 +111,11 @@ export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number } = {}): (
           text: BATCH_SQL,
           values: [JSON.stringify(batch.map((p, i) => batchEntry(p.req, i)))],
         })
-        .then((res) => res.rows, () => null);
+        .then((res) => res.rows, (err: Error) => {
+          // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
+          opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
+          return null;
+        });
       if (answered?.length === batch.length) {
         for (const row of answered) batch[row.idx]!.resolve(row.numbers ?? []);
         return;
@@ -124,7 +129,8 @@ export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number } = {}): (
     while (queue.length > 0) {
       const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
       queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
-      await settle(batch);
+      // settle() answers or rejects every request itself; anything else must not stall the queue
+      await settle(batch).catch((err: Error) => batch.forEach((p) => p.reject(err)));
     }
     running = false;
   }

@@ -17,6 +17,7 @@ import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial.js';
 import { answerAttempt, dialAnswerer, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
 const SEED = Number(process.env.FUZZ_SEED) || 20261123;
@@ -298,7 +299,9 @@ t.test('a batch answers each request as it would be answered alone, in its order
 t.test('a batch that fails is retried request by request: a bad request fails alone', async (t) => {
   const db = await migratedDatabase(t);
   const counted = countingPool(db.pool);
-  const answer = dialAnswerer(counted.pool);
+  const warnings: string[] = [];
+  const log = { warn: (_: unknown, msg: string) => warnings.push(msg) } as unknown as FastifyBaseLogger;
+  const answer = dialAnswerer(counted.pool, { log });
   const request = (callSid: string): AttemptRequest => ({
     key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
     plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
@@ -312,6 +315,7 @@ t.test('a batch that fails is retried request by request: a bad request fails al
     { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
   ]);
   t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
+  t.same(warnings, ['dial batch failed; answering its requests one by one'], 'the failed batch is logged');
   const { rows } = await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM dial_answers ORDER BY call_sid');
   t.same(rows.map((r) => r.call_sid), ['f1', 'f2', 'f4'], 'each good request answered and stored once');
 });
