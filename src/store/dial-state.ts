@@ -100,7 +100,7 @@ interface Pending {
  */
 export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number; log?: Logger } = {}): (req: AttemptRequest) => Promise<string[]> {
   const maxBatch = opts.maxBatch ?? 100;
-  let queue: Pending[] = [];
+  const queue: Pending[] = [];
   let running = false;
 
   async function settle(batch: Pending[]): Promise<void> {
@@ -127,8 +127,7 @@ export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number; log?: Log
   async function drain(): Promise<void> {
     running = true;
     while (queue.length > 0) {
-      const batch = queue.length <= maxBatch ? queue : queue.slice(0, maxBatch);
-      queue = queue.length <= maxBatch ? [] : queue.slice(maxBatch);
+      const batch = queue.splice(0, maxBatch);
       // settle() answers or rejects every request itself; anything else must not stall the queue
       await settle(batch).catch((err: Error) => batch.forEach((p) => p.reject(err)));
     }
