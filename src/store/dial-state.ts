@@ -37,7 +37,7 @@ export interface AttemptRequest {
 }
 
 /**
- * dial_answer() (prisma/migrations/20261124000000_dial_answer_rotation_sequence) does all of a dial
+ * dial_answer() (prisma/migrations/20261127000000_dial_answers_in_calls) does all of a dial
  * callback's state work in one round trip and one transaction: the answer already given to this
  * attempt (then nothing is written), or else records the tried numbers and the connection, fixes
  * the call's order at its first request (round-robin position, least-recent, sticky), and stores

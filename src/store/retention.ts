@@ -11,7 +11,10 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 
 /** pg_try_advisory_lock key: one instance prunes at a time ('exor'; the migrator uses 72707369). */
 export const RETENTION_LOCK_KEY = 0x65786f72;
-/** dial_calls / dial_answers only serve re-fetches during a call; two days is far beyond any call. */
+/**
+ * dial_calls only serve re-fetches during a call; two days is far beyond any call. dial_answers is no
+ * longer written (migration 20261127000000) and is emptied the same way until a migration drops it.
+ */
 export const DIAL_STATE_MAX_AGE_MS = 2 * 86_400_000;
 /** caller_agents serve sticky dial groups, whose lookbackDays is at most 365. */
 export const CALLER_AGENT_MAX_AGE_MS = 366 * 86_400_000;

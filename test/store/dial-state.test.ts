@@ -1,6 +1,6 @@
 /**
- * dial_answer() (prisma/migrations/20261123000000_dial_answer_function, and
- * 20261124000000_dial_answer_rotation_sequence), through
+ * dial_answer() (prisma/migrations/20261123000000_dial_answer_function,
+ * 20261124000000_dial_answer_rotation_sequence and 20261127000000_dial_answers_in_calls), through
  * src/store/dial-state.ts: the one function call per Dial Whom / Connect callback, alone or in a
  * batch (dial_answer_batch(), 20261126000000_dial_answer_batch). Checked against the
  * TypeScript it replaced (`reference` below: the order and availability rules as they were written
@@ -209,7 +209,8 @@ t.test('a simulation changes nothing; a completed connection is remembered for s
 
   const snapshot = async () => ({ rr: await rrPosition(pool), ...(await pool.query(`SELECT
     (SELECT count(*) FROM dial_calls) AS calls,
-    (SELECT count(*) FROM dial_answers) AS answers, (SELECT count(*) FROM caller_agents) AS connections`)).rows[0] });
+    (SELECT sum((SELECT count(*) FROM jsonb_object_keys(answers))) FROM dial_calls) AS answers,
+    (SELECT count(*) FROM caller_agents) AS connections`)).rows[0] });
   const before = await snapshot();
   t.same(await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } }), NUMBERS.slice(0, 3));
   t.same(await snapshot(), before, 'no row written, the rotation did not move');
@@ -245,8 +246,7 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
 /** Dial state as a list, to compare two databases by. */
 async function dialState(pool: pg.Pool) {
   const { rows: [state] } = await pool.query(`SELECT
-    (SELECT json_agg(c ORDER BY c.call_sid, c.endpoint, c.flow_slug) FROM (SELECT call_sid, endpoint, flow_slug, "order", tried FROM dial_calls) c) AS calls,
-    (SELECT json_agg(a ORDER BY a.call_sid, a.endpoint, a.flow_slug, a.attempt_key) FROM (SELECT call_sid, endpoint, flow_slug, attempt_key, numbers FROM dial_answers) a) AS answers,
+    (SELECT json_agg(c ORDER BY c.call_sid, c.endpoint, c.flow_slug) FROM (SELECT call_sid, endpoint, flow_slug, "order", tried, answers FROM dial_calls) c) AS calls,
     (SELECT json_agg(x ORDER BY x.caller, x.agent) FROM (SELECT caller, agent, connected_at FROM caller_agents) x) AS connections`);
   return { ...state, rr: await rrPosition(pool) };
 }
@@ -316,8 +316,8 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   ]);
   t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
   t.same(warnings, ['dial batch failed; answering its requests one by one'], 'the failed batch is logged');
-  const { rows } = await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM dial_answers ORDER BY call_sid');
-  t.same(rows.map((r) => r.call_sid), ['f1', 'f2', 'f4'], 'each good request answered and stored once');
+  const { rows } = await db.pool.query<{ call_sid: string; answers: object }>('SELECT call_sid, answers FROM dial_calls ORDER BY call_sid');
+  t.same(rows, ['f1', 'f2', 'f4'].map((sid) => ({ call_sid: sid, answers: { '|': NUMBERS.slice(0, 3) } })), 'each good request answered and stored once');
 });
 
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
@@ -377,7 +377,8 @@ t.test('a group\'s rotation sequence is created and dropped with the group', asy
   t.same(await answerAttempt(pool, req), NUMBERS.slice(0, 3), 'a snapshot still naming the deleted group: its members from the first');
 });
 
-t.test('the migration to rotation sequences carries each group\'s position over', async (t) => {
+/** A new database with the migrations before `before` applied: to test the one that comes next. */
+async function migratedBefore(t: Test, before: string): Promise<pg.Pool> {
   const url = await createTestDatabase(t);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   t.teardown(() => pool.end());
@@ -385,12 +386,38 @@ t.test('the migration to rotation sequences carries each group\'s position over'
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const all = path.resolve(import.meta.dirname, '../../prisma/migrations');
   for (const name of await readdir(all)) {
-    if (name < '20261124000000') await cp(path.join(all, name), path.join(dir, name), { recursive: true });
+    if (name < before) await cp(path.join(all, name), path.join(dir, name), { recursive: true });
   }
   await applyMigrations(pool, `${dir}/`);
+  return pool;
+}
+
+t.test('the migration to rotation sequences carries each group\'s position over', async (t) => {
+  const pool = await migratedBefore(t, '20261124000000');
   await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at, rr_position)
     VALUES ('sales', 'Sales', 'round_robin', '{}', now(), 7), ('support', 'Support', 'round_robin', '{}', now(), 0)`);
   await applyMigrations(pool);
   t.equal(await rrPosition(pool, 'sales'), 7);
   t.equal(await rrPosition(pool, 'support'), 0);
+});
+
+t.test('the migration that moves answers into dial_calls carries the answers of calls in progress over', async (t) => {
+  const pool = await migratedBefore(t, '20261127000000');
+  const key = { callSid: 'm1', endpoint: 'dial-whom', flowSlug: 'agents' };
+  const first: AttemptRequest = {
+    key, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3), plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+    rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+  };
+  const refetch: AttemptRequest = { ...first, attemptKey: `${NUMBERS[0]}|no-answer`, tried: [NUMBERS[0]!] };
+  t.same(await answerAttempt(pool, first), NUMBERS.slice(0, 3), 'answered by the previous function');
+  t.same(await answerAttempt(pool, refetch), NUMBERS.slice(1, 3));
+  // an agent falls busy: a fresh answer to either attempt would now leave it out
+  await pool.query('INSERT INTO agent_states (number, busy, busy_since, updated_at) VALUES ($1, true, $2, $2)', [NUMBERS[1], AT]);
+
+  await applyMigrations(pool);
+  const { rows } = await pool.query('SELECT answers FROM dial_calls');
+  t.same(rows, [{ answers: { '|': NUMBERS.slice(0, 3), [refetch.attemptKey]: NUMBERS.slice(1, 3) } }], 'both answers, in the call\'s row');
+  t.same(await answerAttempt(pool, first), NUMBERS.slice(0, 3), 'a repeated poll gets the answer it got before the upgrade');
+  t.same(await answerAttempt(pool, refetch), NUMBERS.slice(1, 3));
+  t.same(await answerAttempt(pool, { ...refetch, attemptKey: `${NUMBERS[2]}|busy`, tried: [NUMBERS[2]!] }), [], 'a new attempt is answered afresh');
 });

@@ -86,6 +86,7 @@ t.test('every model and field of schema.prisma round-trips through the client on
   await prisma.callerAgent.create({ data: { caller: '+919800000000', agent: '+919812345678', connectedAt: now } });
   const call = await prisma.dialCall.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', order: ['+1', '+2'], tried: ['+1'] } });
   t.same(call.order, ['+1', '+2']);
+  t.same(call.answers, {}, 'no answer given yet');
   const answer = await prisma.dialAnswer.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', attemptKey: 'k', numbers: [] } });
   t.same(answer.numbers, []);
 
