@@ -3,15 +3,16 @@
 -- its own primary-key and created_at index entries, and looked it up before anything else; in
 -- dial_calls.answers (attempt key -> numbers) the answer is written by the same INSERT or UPDATE
 -- that records the call's order and tried numbers, and read with them. Measured in Postgres CPU
--- per Dial Whom request (batches of 16, new calls plus one re-fetch in three): about 80 -> 67 µs.
+-- per Dial Whom request (batches of 16, new calls plus one re-fetch in three): 79 -> 66 µs (median).
 --
 -- Semantics are unchanged: every poll of one attempt gets the same answer, a repeated poll writes
 -- nothing, requests of one call take turns on the call's advisory lock, and the lock order is
 -- the caller_agents row, the call's advisory lock, its dial_calls row.
 --
 -- dial_answers is no longer written. It stays, with what it holds, until the retention job has
--- emptied it (DIAL_STATE_RETENTION: two days); a later migration can drop it. Its answers are
--- copied into the calls they belong to, so that calls in progress during the upgrade keep them.
+-- emptied it (rows older than two days, src/store/retention.ts); a later migration can drop it.
+-- Its answers are copied into the calls they belong to, so that calls in progress during the
+-- upgrade keep them.
 
 ALTER TABLE dial_calls ADD COLUMN answers JSONB NOT NULL DEFAULT '{}';
 
