@@ -59,7 +59,9 @@ function conditions(f: CdrFilter, beforeId: bigint | null = null): Condition[] {
     const n = v(f.number);
     out.push(['(call_from = ', n, ' OR call_to = ', n, ' OR dial_whom_number = ', n, ')']);
   }
-  if (beforeId !== null) out.push(['id < ', v(beforeId.toString()), '::bigint']);
+  if (beforeId !== null) {
+    out.push(['(received_at, id) < (SELECT received_at, id FROM cdrs WHERE id = ', v(beforeId.toString()), '::bigint)']);
+  }
   return out;
 }
 
@@ -85,34 +87,6 @@ function whereParams(cs: Condition[]): Prisma.Sql {
 function whereLiterals(cs: Condition[], lit: (value: string) => string): string {
   if (cs.length === 0) return '';
   return `WHERE ${cs.map((c) => c.map((part) => (typeof part === 'string' ? part : lit(part.text))).join('')).join(' AND ')}`;
-}
-
-/**
- * Whether a time-filtered page is found faster from the range than from the newest row.
- *
- * Postgres answers `… WHERE received_at in range ORDER BY id DESC LIMIT n` by walking the id index
- * down from the newest row until n rows match: instant for "the last hour", but for "one day,
- * three weeks ago" it first skips every newer row (a second at a million rows), because its
- * estimate assumes the range's rows are spread over all ids. Ids grow with arrival, so the ids at
- * the range's ends, read from the (received_at, id) index, tell roughly how many rows lie after the
- * range (the walk's waste) and in it (the cost of collecting them all and keeping the newest n).
- * Only the plan depends on this estimate; the rows returned are the same either way.
- */
-async function rangeFirst(prisma: PrismaClient, f: CdrFilter, beforeId: bigint | null): Promise<boolean> {
-  if (!f.from && !f.to) return false;
-  if (f.callSid !== undefined) return false; // a call has a handful of rows; its index finds them
-  const firstAtOrAfter = (d: Date) =>
-    Prisma.sql`(SELECT id FROM cdrs WHERE received_at >= ${d.toISOString()}::timestamptz ORDER BY received_at LIMIT 1)`;
-  const [ends] = await prisma.$queryRaw<Array<{ top: bigint | null; first: bigint | null; after: bigint | null }>>`
-    SELECT (SELECT max(id) FROM cdrs) AS top,
-           ${f.from ? firstAtOrAfter(f.from) : Prisma.sql`(SELECT min(id) FROM cdrs)`} AS first,
-           ${f.to ? firstAtOrAfter(f.to) : Prisma.sql`NULL::bigint`} AS after`;
-  if (!ends || ends.top === null || ends.first === null) return false; // nothing in range: any plan is instant
-  const top = beforeId !== null && beforeId <= ends.top ? beforeId - 1n : ends.top;
-  const end = ends.after ?? top + 1n; // first id after the range
-  const newer = top >= end ? top - end + 1n : 0n;
-  const inRange = (end < top + 1n ? end : top + 1n) - ends.first;
-  return inRange < 2n * newer;
 }
 
 // Every column but idempotency_key, which is the writer's business.
@@ -141,19 +115,21 @@ const CDR_COLUMNS = Prisma.raw(
 );
 
 /**
- * Newest first, by id; the cursor is the last id of the previous page. One query (after the
- * estimate above, for a time range): the page's ids, ordered `id + 0` when the range is the better
- * way in (Postgres then cannot walk the id index and finds the rows by their filters), then only
- * those rows in full.
+ * Newest first: by the time exoroute received the callback, then by id (the order it was stored).
+ * The cursor is the id of the previous page's last CDR; the page holds the CDRs after it in that
+ * order. Every filter is served by an index in this order: a time range, alone or with a flow, by
+ * walking `(received_at, id)` or `(flow_slug, received_at, id)` backwards from the range's end, so a
+ * page costs the same for the last hour as for a day a year ago; a CallSid or a number by its own
+ * indexes. A cursor that names no CDR (retention deleted it, and with it everything older) ends
+ * the paging.
  */
 export async function listCdrs(prisma: PrismaClient, q: CdrListQuery, country: CountryCode) {
   const filter = resolveFilter(q, country);
   const beforeId = q.cursor !== undefined ? parseId(q.cursor) : null;
-  const order = (await rangeFirst(prisma, filter, beforeId)) ? Prisma.sql`id + 0 DESC` : Prisma.sql`id DESC`;
+  if (q.cursor !== undefined && beforeId === null) return { items: [], nextCursor: null };
   const rows = await prisma.$queryRaw<CdrRow[]>`
-    SELECT ${CDR_COLUMNS} FROM cdrs
-    WHERE id IN (SELECT id FROM cdrs ${whereParams(conditions(filter, beforeId))} ORDER BY ${order} LIMIT ${q.limit + 1})
-    ORDER BY id DESC`;
+    SELECT ${CDR_COLUMNS} FROM cdrs ${whereParams(conditions(filter, beforeId))}
+    ORDER BY received_at DESC, id DESC LIMIT ${q.limit + 1}`;
   const page = rows.slice(0, q.limit);
   return {
     items: page.map(toAnswer),
@@ -168,9 +144,9 @@ export async function getCdr(prisma: PrismaClient, id: string) {
   return toAnswer(row);
 }
 
-/** Every callback of one call, in the order they arrived. */
+/** Every callback of one call, oldest first (the list's order reversed). */
 export async function getCallTimeline(prisma: PrismaClient, callSid: string) {
-  const rows = await prisma.cdr.findMany({ where: { callSid }, select: cdrSelect, orderBy: { id: 'asc' } });
+  const rows = await prisma.cdr.findMany({ where: { callSid }, select: cdrSelect, orderBy: [{ receivedAt: 'asc' }, { id: 'asc' }] });
   if (rows.length === 0) throw new NotFoundError('call', callSid);
   return { callSid, callbacks: rows.map(toAnswer) };
 }
@@ -185,8 +161,8 @@ const CSV_SELECT = [
 ].join(', ');
 
 /**
- * The filtered CDRs as CSV with a header row, newest first, straight from Postgres `COPY … TO STDOUT`:
- * memory stays flat however many rows. The stream holds one pooled connection until it ends; if it
+ * The filtered CDRs as CSV with a header row, in the list's order (newest first), straight from
+ * Postgres `COPY … TO STDOUT`: memory stays flat however many rows. The stream holds one pooled connection until it ends; if it
  * fails or is destroyed early (client gone), the connection is discarded rather than returned
  * mid-COPY.
  */
@@ -194,7 +170,7 @@ export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country
   const filter = resolveFilter(q, country);
   const client = await pool.connect();
   const where = whereLiterals(conditions(filter), (value) => client.escapeLiteral(value));
-  const stream = client.query(copyTo(`COPY (SELECT ${CSV_SELECT} FROM cdrs ${where} ORDER BY id DESC) TO STDOUT WITH (FORMAT csv, HEADER true)`));
+  const stream = client.query(copyTo(`COPY (SELECT ${CSV_SELECT} FROM cdrs ${where} ORDER BY received_at DESC, id DESC) TO STDOUT WITH (FORMAT csv, HEADER true)`));
   // finished() keeps its listeners, so a late 'error' from the driver after an abort is not unhandled.
   finished(stream, (err) => client.release(err ?? undefined));
   return stream;

@@ -7,9 +7,13 @@ import t from 'tap';
 import { migratedDatabase } from '../helper.js';
 import { readFile } from 'node:fs/promises';
 
-interface ModelColumns { table: string; columns: Map<string, boolean> }
+interface ModelColumns { table: string; columns: Map<string, boolean>; indexes: string[] }
 
-/** Tables and columns (name → nullable) declared in schema.prisma; relation fields are skipped. */
+/**
+ * Tables, columns (name → nullable) and indexes declared in schema.prisma; relation fields are
+ * skipped. An index is written `table (col, col)`, with `unique` for @unique / @@unique; primary
+ * keys are left out.
+ */
 async function declaredTables(): Promise<ModelColumns[]> {
   const text = await readFile(new URL('../../prisma/schema.prisma', import.meta.url), 'utf8');
   const blocks = [...text.matchAll(/^model (\w+) \{([\s\S]*?)^\}/gm)];
@@ -17,14 +21,22 @@ async function declaredTables(): Promise<ModelColumns[]> {
   return blocks.map(([, name, body]) => {
     const table = /@@map\("([^"]+)"\)/.exec(body!)?.[1] ?? name!;
     const columns = new Map<string, boolean>();
+    const columnOf = new Map<string, string>();
+    const indexes: string[] = [];
     for (const line of body!.split('\n')) {
       const m = /^\s+(\w+)\s+(\w+)(\[\]|\?)?(.*)$/.exec(line);
       if (!m || m[1]!.startsWith('@@') || modelNames.has(m[2]!)) continue;
       const column = /@map\("([^"]+)"\)/.exec(m[4]!)?.[1] ?? m[1]!;
       // Prisma maps scalar lists (String[]) to array columns that allow NULL.
       columns.set(column, m[3] === '?' || m[3] === '[]');
+      columnOf.set(m[1]!, column);
+      if (/@unique\b/.test(m[4]!)) indexes.push(`${table} unique (${column})`);
     }
-    return { table, columns };
+    for (const [, kind, fields] of body!.matchAll(/^\s+@@(index|unique)\(\[([^\]]*)\]/gm)) {
+      const cols = fields!.split(',').map((f) => columnOf.get(f.trim().replace(/\(.*$/, '')) ?? `?${f.trim()}`);
+      indexes.push(`${table} ${kind === 'unique' ? 'unique ' : ''}(${cols.join(', ')})`);
+    }
+    return { table, columns, indexes };
   });
 }
 
@@ -120,6 +132,24 @@ t.test('the migrated tables have exactly the columns schema.prisma declares', as
     t.same([...columns.keys()].sort(), [...declared.keys()].sort(), `${table} has no extra column`);
   }
   t.same([...actual.keys()].filter((x) => !tables.has(x)), [], 'no table without a model');
+});
+
+t.test('the migrated tables have exactly the indexes schema.prisma declares, columns in order', async (t) => {
+  const db = await migratedDatabase(t);
+  const declared = (await declaredTables()).flatMap((m) => m.indexes).sort();
+  const { rows } = await db.pool.query<{ index: string }>(
+    `SELECT t.relname || CASE WHEN x.indisunique THEN ' unique (' ELSE ' (' END
+            || string_agg(a.attname, ', ' ORDER BY k.ord) || ')' AS index
+       FROM pg_index x
+       JOIN pg_class t ON t.oid = x.indrelid
+       JOIN pg_namespace n ON n.oid = t.relnamespace AND n.nspname = 'public'
+       CROSS JOIN LATERAL unnest(x.indkey) WITH ORDINALITY AS k(attnum, ord)
+       JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+      WHERE NOT x.indisprimary AND t.relname <> '_prisma_migrations'
+      GROUP BY x.indexrelid, t.relname, x.indisunique`,
+  );
+  t.ok(declared.includes('cdrs (flow_slug, received_at, id)'), 'the parser reads @@index');
+  t.same(rows.map((r) => r.index).sort(), declared);
 });
 
 t.test('CDR JSON columns are json: stored and exported as sent, key order included (schema.prisma says @db.Json)', async (t) => {

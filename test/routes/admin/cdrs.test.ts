@@ -34,7 +34,9 @@ interface Fixture {
   decision?: unknown;
 }
 
-// Four calls across three flows and every endpoint, plus rejected callbacks, in arrival order.
+// Four calls across three flows and every endpoint, plus rejected callbacks, in the order they are
+// stored (ids grow down the list). The last one was received at 120 s, like c3-passthru, but stored
+// last, as a CDR replayed from an instance's spool is: lists order it by its time, then by id.
 const FIXTURES: Fixture[] = [
   { label: 'c1-passthru', seconds: 0, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, outcome: 'answered', responseBody: '' },
   { label: 'c1-switch', seconds: 30, endpoint: 'switch', flowSlug: 'menu', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, digits: '2', outcome: 'answered', responseBody: '{"select":"sales"}' },
@@ -48,6 +50,7 @@ const FIXTURES: Fixture[] = [
   { label: 'unknown-flow', seconds: 150, endpoint: 'passthru', flowSlug: 'nope', callSid: 'ca-5', callFrom: CALLER_3, callTo: EXOPHONE, outcome: 'rejected', reason: 'unknown flow', httpStatus: 404 },
   { label: 'c4-connect', seconds: 200, endpoint: 'connect', flowSlug: 'sales', callSid: "o'hara-4", callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'answered', reason: 'sticky, then round_robin', responseBody: TRICKY_BODY,
     decision: { dialGroup: 'sales', numbers: [AGENT], trace: [{ rule: 'vip', result: 'matched' }] } },
+  { label: 'c3-switch-spooled', seconds: 120, endpoint: 'switch', flowSlug: 'menu', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, digits: '1', outcome: 'answered', responseBody: '{"select":"support"}' },
 ];
 
 type Answer = { id: string; [k: string]: unknown };
@@ -78,8 +81,13 @@ t.test('admin CDRs', async (t) => {
   }
 
   const labels = (items: Answer[]) => items.map((i) => labelOf.get(i.id) ?? `?${i.id}`);
-  /** What a filter must select, worked out here independently of the SQL: matching fixtures, newest first. */
-  const expected = (match: (f: Fixture) => boolean) => FIXTURES.filter(match).map((f) => f.label).reverse();
+  /**
+   * What a filter must select, worked out here independently of the SQL: matching fixtures, newest
+   * first (latest received first; of two received at once, the one stored later).
+   */
+  const expected = (match: (f: Fixture) => boolean) =>
+    FIXTURES.map((f, stored) => ({ f, stored })).filter(({ f }) => match(f))
+      .sort((a, b) => b.f.seconds - a.f.seconds || b.stored - a.stored).map(({ f }) => f.label);
   const list = async (query: string) => {
     const res = await admin({ method: 'GET', url: `/admin/cdrs${query ? `?${query}` : ''}` });
     t.equal(res.statusCode, 200, `GET /admin/cdrs?${query}: ${res.body.slice(0, 200)}`);
@@ -103,9 +111,12 @@ t.test('admin CDRs', async (t) => {
     ['flow=menu&endpoint=passthru', () => false],
   ];
 
-  t.test('without filters the list holds every CDR, newest first by id', async (t) => {
+  t.test('without filters the list holds every CDR, newest first by received time, then by id', async (t) => {
     const body = await list('');
     t.same(labels(body.items), expected(() => true));
+    const at120 = labels(body.items).filter((l) => l === 'c3-passthru' || l === 'c3-switch-spooled');
+    t.same(at120, ['c3-switch-spooled', 'c3-passthru'], 'received at the same time: the later stored first');
+    t.ok(labels(body.items).indexOf('c3-switch-spooled') > labels(body.items).indexOf('c3-dial-whom'), 'stored last, but received before c3-dial-whom');
     t.equal(body.nextCursor, null);
   });
 
@@ -150,21 +161,27 @@ t.test('admin CDRs', async (t) => {
     t.match(local.json().message, /^querystring\/from: /);
   });
 
-  t.test('paging walks every row exactly once in id-desc order, with and without a filter', async (t) => {
-    for (const [filter, match] of [['', () => true], ['flow=sales', (f: Fixture) => f.flowSlug === 'sales']] as const) {
+  t.test('paging walks every row exactly once in the list order, with and without filters', async (t) => {
+    const range = `from=${encodeURIComponent(at(30).toISOString())}&to=${encodeURIComponent(at(150).toISOString())}`;
+    const cases: Array<[string, (f: Fixture) => boolean]> = [
+      ['', () => true],
+      ['flow=sales', (f) => f.flowSlug === 'sales'],
+      [range, (f) => f.seconds >= 30 && f.seconds < 150],
+      [`flow=inbound&${range}`, (f) => f.flowSlug === 'inbound' && f.seconds >= 30 && f.seconds < 150],
+    ];
+    for (const [filter, match] of cases) {
       const seen: string[] = [];
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const body = await list(`limit=3${filter ? `&${filter}` : ''}${cursor ? `&cursor=${cursor}` : ''}`);
-        t.ok(body.items.length <= 3);
+        const body = await list(`limit=2${filter ? `&${filter}` : ''}${cursor ? `&cursor=${cursor}` : ''}`);
+        t.ok(body.items.length <= 2);
         seen.push(...body.items.map((i) => i.id));
         cursor = body.nextCursor;
         if (cursor) t.equal(cursor, body.items[body.items.length - 1]!.id, 'the cursor is the last id of the page');
         pages++;
       } while (cursor && pages < 20);
       t.same(labels(seen.map((id) => ({ id }))), expected(match), filter || 'no filter');
-      t.same([...seen].sort((a, b) => Number(b) - Number(a)), seen, 'ids descending');
     }
     const exact = await list(`limit=${FIXTURES.length}`);
     t.equal(exact.nextCursor, null, 'a page that takes the last row says there is no next page');
@@ -180,9 +197,11 @@ t.test('admin CDRs', async (t) => {
     t.equal(unknown.json().message, 'querystring/page: unknown field');
   });
 
-  t.test('ids and cursors beyond the bigint range are 404 and an ordinary cursor, not 500', async (t) => {
-    t.equal((await admin({ method: 'GET', url: '/admin/cdrs/9999999999999999999' })).statusCode, 404);
-    t.same(labels((await list('cursor=9999999999999999999')).items), expected(() => true));
+  t.test('a cursor that names no CDR (deleted by retention, with everything older) ends the paging', async (t) => {
+    for (const cursor of ['987654321', '9999999999999999999']) {
+      t.same(await list(`cursor=${cursor}`), { items: [], nextCursor: null }, cursor);
+    }
+    t.equal((await admin({ method: 'GET', url: '/admin/cdrs/9999999999999999999' })).statusCode, 404, 'an id beyond bigint is 404, not 500');
   });
 
   t.test('one CDR by id carries every field, with params, legs and decision as JSON', async (t) => {
@@ -211,13 +230,15 @@ t.test('admin CDRs', async (t) => {
     t.match(bad.json().message, /^params\/id/);
   });
 
-  t.test('a call timeline lists every callback of the CallSid, oldest first', async (t) => {
+  t.test('a call timeline lists every callback of the CallSid, oldest first (by received time, then by id)', async (t) => {
     const res = await admin({ method: 'GET', url: '/admin/calls/ca-2' });
     t.equal(res.statusCode, 200);
     const body = res.json();
     t.equal(body.callSid, 'ca-2');
     t.same(labels(body.callbacks), ['c2-connect', 'c2-dial-whom', 'c2-dial-event']);
     t.same(body.callbacks[1].legs[0].CauseCode, 'NO_ANSWER');
+    const call3 = (await admin({ method: 'GET', url: '/admin/calls/ca-3' })).json();
+    t.same(labels(call3.callbacks), ['c3-passthru', 'c3-switch-spooled', 'c3-dial-whom'], 'a callback stored late sits at its time');
     const quoted = await admin({ method: 'GET', url: `/admin/calls/${encodeURIComponent("o'hara-4")}` });
     t.same(labels(quoted.json().callbacks), ['c4-connect'], 'a CallSid with a quote is data');
   });

@@ -15,6 +15,9 @@ const CsvStreamSchema = Type.Unsafe<Readable>({ type: 'string' });
 const filterHelp =
   'Filters combine with AND. `number` takes any format and matches the caller, the called number or the dialed agent; ' +
   '`from` is inclusive and `to` exclusive, on the time exoroute received the callback.';
+const orderHelp =
+  'Newest first: by the time exoroute received the callback, then by id (the order CDRs were stored; a CDR replayed ' +
+  'from the local spool is stored late but sits at the time it was received).';
 
 /** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
@@ -23,7 +26,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/cdrs', {
     schema: { tags, security, operationId: 'listCdrs', summary: 'CDRs, newest first, filtered; cursor paging',
-      description: filterHelp, querystring: CdrListQuerySchema, response: { 200: CdrPageSchema, 400: ErrorSchema } },
+      description: `${filterHelp} ${orderHelp} A cursor whose CDR has been deleted by retention (and with it every older one) gives an empty last page.`,
+      querystring: CdrListQuerySchema, response: { 200: CdrPageSchema, 400: ErrorSchema } },
   }, async (request) => listCdrs(app.db.prisma, request.query, country));
 
   // A static path: find-my-way matches it before the /cdrs/:id parameter route. No HEAD twin:
@@ -31,7 +35,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/cdrs.csv', {
     exposeHeadRoute: false,
     schema: { tags, security, operationId: 'exportCdrsCsv', summary: 'The filtered CDRs as one streamed CSV file with a header row',
-      description: `${filterHelp} Newest first, no paging: the file holds every matching CDR.`,
+      description: `${filterHelp} ${orderHelp} No paging: the file holds every matching CDR.`,
       querystring: CdrFilterQuerySchema,
       response: {
         200: { description: 'CSV (RFC 4180), header row first', content: { 'text/csv': { schema: CsvStreamSchema } } },
@@ -51,7 +55,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => getCdr(app.db.prisma, request.params.id));
 
   app.get('/calls/:callSid', {
-    schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first',
+    schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first (by received time, then by id)',
       params: CallSidParamsSchema, response: { 200: CallTimelineSchema, ...errors } },
   }, async (request) => getCallTimeline(app.db.prisma, request.params.callSid));
 };
