@@ -117,11 +117,12 @@ const CDR_COLUMNS = Prisma.raw(
 /**
  * Newest first: by the time exoroute received the callback, then by id (the order it was stored).
  * The cursor is the id of the previous page's last CDR; the page holds the CDRs after it in that
- * order. Every filter is served by an index in this order: a time range, alone or with a flow, by
- * walking `(received_at, id)` or `(flow_slug, received_at, id)` backwards from the range's end, so a
- * page costs the same for the last hour as for a day a year ago; a CallSid or a number by its own
- * indexes. A cursor that names no CDR (retention deleted it, and with it everything older) ends
- * the paging.
+ * order. A time range, alone or with a flow, is a backward walk of `(received_at, id)` or
+ * `(flow_slug, received_at, id)` from the range's end that stops after the page, so a page costs the
+ * same for the last hour as for a day a year ago. A CallSid or a rare number is found by its own
+ * indexes and its few rows sorted; a number on many rows (an ExoPhone), like no filter, is the same
+ * walk from the newest CDR. A cursor that names no CDR (retention deleted it, and with it everything
+ * older) ends the paging.
  */
 export async function listCdrs(prisma: PrismaClient, q: CdrListQuery, country: CountryCode) {
   const filter = resolveFilter(q, country);
