@@ -1,6 +1,6 @@
--- CDR lists are ordered by (received_at DESC, id DESC) (src/store/cdrs.ts). A flow filter, with or
--- without a time range, then walks this index backwards and stops after a page; the (flow_slug, id)
--- index it replaces served the former order by id.
+-- CDR lists are ordered by (received_at DESC, id DESC) (src/store/cdrs.ts). A flow filter with a
+-- time range (or a flow with few CDRs) then walks this index backwards and stops after a page; the
+-- (flow_slug, id) index it replaces served the former order by id.
 --
 -- On a large existing table the build blocks CDR inserts while it runs. Build it beforehand with
 -- `CREATE INDEX CONCURRENTLY IF NOT EXISTS "cdrs_flow_slug_received_at_id_idx" ON "cdrs"("flow_slug",
