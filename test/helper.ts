@@ -37,6 +37,14 @@ export async function createTestDatabase(t: Test): Promise<string> {
   t.teardown(async () => {
     const c = new pg.Client({ connectionString: base.toString() });
     await c.connect();
+    // A pool's end() resolves once it has asked its connections to close, before their backends
+    // have gone. FORCE would terminate a backend still going, and its FATAL error would reach a
+    // closing client with nobody listening (a test's own pool): an uncaught error. Wait for them.
+    for (let i = 0; i < 100; i++) {
+      const { rows } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name]);
+      if (rows[0]!.n === 0) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
     await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     await c.end();
   });
