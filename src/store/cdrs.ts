@@ -163,9 +163,9 @@ const CSV_SELECT = [
 
 /**
  * The filtered CDRs as CSV with a header row, in the list's order (newest first), straight from
- * Postgres `COPY … TO STDOUT`: memory stays flat however many rows. The stream holds one pooled connection until it ends; if it
- * fails or is destroyed early (client gone), the connection is discarded rather than returned
- * mid-COPY.
+ * Postgres `COPY … TO STDOUT`: memory stays flat however many rows. The stream holds one pooled
+ * connection until it ends; if it fails or is destroyed early (client gone), the connection is
+ * discarded rather than returned mid-COPY.
  */
 export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country: CountryCode): Promise<Readable> {
   const filter = resolveFilter(q, country);

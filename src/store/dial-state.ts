@@ -36,6 +36,25 @@ export interface AttemptRequest {
   busyExpired: Date;
 }
 
+/** dial_answer()'s parameters without the `p_` prefix and `p_preview`, in its order. */
+const PARAMS = [
+  'call_sid', 'endpoint', 'flow_slug', 'attempt_key', 'tried', 'candidates', 'base', 'arrange', 'rr_group',
+  'sticky_caller', 'sticky_since', 'connected_caller', 'connected_agent', 'at', 'busy_expired',
+] as const;
+const TEXT_ARRAYS = new Set<string>(['tried', 'candidates', 'base']);
+
+/** A request as dial_answer() takes it (by parameter name), and as dial_answer_batch() reads it. */
+function dialParams(req: AttemptRequest): Record<(typeof PARAMS)[number], unknown> {
+  const { key, plan } = req;
+  return {
+    call_sid: key.callSid, endpoint: key.endpoint, flow_slug: key.flowSlug, attempt_key: req.attemptKey,
+    tried: req.tried, candidates: req.candidates, base: plan.base, arrange: plan.arrange, rr_group: req.rrGroup,
+    sticky_caller: req.sticky?.caller ?? null, sticky_since: req.sticky?.since ?? null,
+    connected_caller: req.connected?.caller ?? null, connected_agent: req.connected?.agent ?? null,
+    at: req.at, busy_expired: req.busyExpired,
+  };
+}
+
 /**
  * dial_answer() (prisma/migrations/20261127000000_dial_answers_in_calls) does all of a dial
  * callback's state work in one round trip and one transaction: the answer already given to this
@@ -44,24 +63,16 @@ export interface AttemptRequest {
  * and returns the numbers to offer: the order's, not tried, not busy, among the candidates.
  * Its commit is asynchronous (see the function for why that is safe).
  */
-const ANSWER_SQL = `SELECT dial_answer(
-  p_call_sid => $1, p_endpoint => $2, p_flow_slug => $3, p_attempt_key => $4, p_tried => $5::text[],
-  p_candidates => $6::text[], p_base => $7::text[], p_arrange => $8, p_rr_group => $9,
-  p_sticky_caller => $10, p_sticky_since => $11, p_connected_caller => $12, p_connected_agent => $13,
-  p_at => $14, p_busy_expired => $15, p_preview => $16) AS numbers`;
+const ANSWER_SQL = `SELECT dial_answer(${PARAMS.map((name, i) => `p_${name} => $${i + 1}${TEXT_ARRAYS.has(name) ? '::text[]' : ''}`).join(', ')},
+  p_preview => $${PARAMS.length + 1}) AS numbers`;
 
 function answerQuery(req: AttemptRequest, preview: boolean): pg.QueryConfig {
-  const { key, plan } = req;
+  const params = dialParams(req);
   return {
     // Prepared once per connection: Postgres parses and plans the call once.
     name: 'dial-answer',
     text: ANSWER_SQL,
-    values: [
-      key.callSid, key.endpoint, key.flowSlug, req.attemptKey, req.tried,
-      req.candidates, plan.base, plan.arrange, req.rrGroup,
-      req.sticky?.caller ?? null, req.sticky?.since ?? null, req.connected?.caller ?? null, req.connected?.agent ?? null,
-      req.at, req.busyExpired, preview,
-    ],
+    values: [...PARAMS.map((name) => params[name]), preview],
   };
 }
 
@@ -72,18 +83,6 @@ export async function answerAttempt(pool: pg.Pool, req: AttemptRequest): Promise
 }
 
 const BATCH_SQL = 'SELECT idx, numbers FROM dial_answer_batch($1::json)';
-
-/** A request as dial_answer_batch() reads it: dial_answer()'s parameters without the p_ prefix. */
-function batchEntry(req: AttemptRequest, idx: number) {
-  const { key, plan } = req;
-  return {
-    idx, call_sid: key.callSid, endpoint: key.endpoint, flow_slug: key.flowSlug, attempt_key: req.attemptKey,
-    tried: req.tried, candidates: req.candidates, base: plan.base, arrange: plan.arrange, rr_group: req.rrGroup,
-    sticky_caller: req.sticky?.caller ?? null, sticky_since: req.sticky?.since ?? null,
-    connected_caller: req.connected?.caller ?? null, connected_agent: req.connected?.agent ?? null,
-    at: req.at, busy_expired: req.busyExpired,
-  };
-}
 
 interface Pending {
   req: AttemptRequest;
@@ -109,7 +108,7 @@ export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number; log?: Log
         .query<{ idx: number; numbers: string[] | null }>({
           name: 'dial-answer-batch',
           text: BATCH_SQL,
-          values: [JSON.stringify(batch.map((p, i) => batchEntry(p.req, i)))],
+          values: [JSON.stringify(batch.map((p, idx) => ({ idx, ...dialParams(p.req) })))],
         })
         .then((res) => res.rows, (err: Error) => {
           // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
