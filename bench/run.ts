@@ -151,6 +151,8 @@ async function counters(svc: Service): Promise<Record<string, number>> {
     for (const m of text.matchAll(/^(exoroute_cdr_(?:batches|records|spooled|batch_failures)_total) (\S+)$/gm)) out[m[1]!] = Number(m[2]);
     for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_(sum|count)\{result="committed"\} (\S+)$/gm)) out[`batch_seconds_${m[1]}`] = Number(m[2]);
     for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_bucket\{le="([^"]+)",result="committed"\} (\S+)$/gm)) out[`batch_le_${m[1]}`] = Number(m[2]);
+    for (const m of text.matchAll(/^exoroute_dial_batch_size_(sum|count) (\S+)$/gm)) out[`dial_${m[1]}`] = Number(m[2]);
+    for (const m of text.matchAll(/^exoroute_dial_batch_duration_seconds_sum\{result="answered"\} (\S+)$/gm)) out.dial_seconds = Number(m[1]);
     // Event-loop delay since the previous scrape (prom-client resets its histogram on every scrape).
     for (const m of text.matchAll(/^nodejs_eventloop_lag_(p99|max)_seconds (\S+)$/gm)) out[`loop_${m[1]}`] = Number(m[2]);
     return out;
@@ -202,6 +204,8 @@ interface RunRecord {
   rssMb: number;
   /** exoroute only: CDR batches and records committed, CDRs spooled, seconds spent in batch inserts */
   cdr?: { batches: number; records: number; spooled: number; batchSeconds: number; batchP99UpToMs: number };
+  /** exoroute dial runs only: dial-state statements (a request alone or a batch), the requests they answered, their seconds */
+  dial?: { statements: number; requests: number; seconds: number };
   /** exoroute only: event-loop delay during the run (beyond prom-client's 10 ms sampling timer), ms */
   loop?: { p99Ms: number; maxMs: number };
 }
@@ -240,6 +244,7 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
             batches: delta('exoroute_cdr_batches_total'), records: delta('exoroute_cdr_records_total'), spooled: delta('exoroute_cdr_spooled_total'),
             batchSeconds: delta('batch_seconds_sum'), batchP99UpToMs: bucketP99(before.counters, after.counters),
           },
+          ...(delta('dial_count') > 0 ? { dial: { statements: delta('dial_count'), requests: delta('dial_sum'), seconds: delta('dial_seconds') } } : {}),
           // prom-client samples with a 10 ms timer, so its figures include those 10 ms
           loop: { p99Ms: (after.counters.loop_p99 ?? NaN) * 1000 - 10, maxMs: (after.counters.loop_max ?? NaN) * 1000 - 10 },
         }
@@ -253,6 +258,8 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     `CPU service/PG/generator ${pct(record.cpu.service, r.seconds)}/${pct(record.cpu.postgres, r.seconds)}/${pct(record.cpu.generator, r.seconds)}` +
     (record.cdr ? `, ${(record.cdr.records / record.cdr.batches).toFixed(1)} CDRs/batch of ${((record.cdr.batchSeconds / record.cdr.batches) * 1000).toFixed(1)} ms, ` +
       `a batch in flight ${pct(record.cdr.batchSeconds, r.seconds)} of the time, 99 % of batches within ${fmt(record.cdr.batchP99UpToMs, 1)} ms` : '') +
+    (record.dial ? `, ${(record.dial.requests / record.dial.statements).toFixed(1)} dial requests/statement of ${((record.dial.seconds / record.dial.statements) * 1000).toFixed(1)} ms, ` +
+      `one in flight ${pct(record.dial.seconds, r.seconds)} of the time` : '') +
     (record.loop ? `, event-loop delay p99 ${fmt(record.loop.p99Ms, 1)} ms, max ${fmt(record.loop.maxMs, 1)} ms` : '') +
     (bad ? `, ${bad} errors/non-2xx-3xx` : ''));
   await sleep(QUICK ? 300 : 1500); // let Postgres and the processes settle between runs

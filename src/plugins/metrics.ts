@@ -14,6 +14,8 @@ export interface Metrics {
   registry: Registry;
   /** One answered callback: its endpoint, outcome (answered, on-error, async, rejected) and latency. */
   observeCallback(endpoint: string, outcome: string, seconds: number): void;
+  /** One dial-state statement (a Dial Whom / Connect request alone, or a batch): requests, seconds, answered or failed. */
+  observeDialBatch(size: number, seconds: number, ok: boolean): void;
 }
 
 /** Callbacks are answered in milliseconds; the top buckets bracket DECISION_BUDGET_MS (1.5 s by default). */
@@ -23,7 +25,7 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 /**
  * Prometheus metrics. What other components already count (CDR writer stats, rules snapshot,
  * pg pool) is read at scrape time through `collect()`, so the live-call path pays for one histogram
- * observation per callback and nothing else.
+ * observation per callback, and two per CDR batch and per dial-state statement, and nothing else.
  */
 export default fp(
   async function metrics(app: FastifyInstance) {
@@ -39,24 +41,31 @@ export default fp(
       registers,
     });
 
-    const { cdrWriter, rules, db } = app;
-    const batchSize = new Histogram({
-      name: 'exoroute_cdr_batch_size',
-      help: 'CDRs per group-commit insert.',
-      buckets: BATCH_SIZE_BUCKETS,
-      registers,
-    });
-    const batchDuration = new Histogram({
-      name: 'exoroute_cdr_batch_duration_seconds',
-      help: 'Time one CDR batch insert took, by result (committed or failed).',
-      labelNames: ['result'] as const,
-      buckets: LATENCY_BUCKETS,
-      registers,
-    });
-    cdrWriter.onBatch = (size, seconds, ok) => {
-      batchSize.observe(size);
-      batchDuration.observe({ result: ok ? 'committed' : 'failed' }, seconds);
+    /** A batching stage's two histograms: items per batch, and the time of one batch by its result. */
+    const batchStage = (name: string, help: { size: string; duration: string }, sizeBuckets: number[]) => {
+      const size = new Histogram({ name: `${name}_size`, help: help.size, buckets: sizeBuckets, registers });
+      const duration = new Histogram({ name: `${name}_duration_seconds`, help: help.duration, labelNames: ['result'] as const, buckets: LATENCY_BUCKETS, registers });
+      return (items: number, seconds: number, result: string) => {
+        size.observe(items);
+        duration.observe({ result }, seconds);
+      };
     };
+
+    const { cdrWriter, rules, db } = app;
+    const observeCdrBatch = batchStage(
+      'exoroute_cdr_batch',
+      { size: 'CDRs per group-commit insert.', duration: 'Time one CDR batch insert took, by result (committed or failed).' },
+      BATCH_SIZE_BUCKETS,
+    );
+    cdrWriter.onBatch = (size, seconds, ok) => observeCdrBatch(size, seconds, ok ? 'committed' : 'failed');
+    const observeDialBatch = batchStage(
+      'exoroute_dial_batch',
+      {
+        size: 'Dial Whom / Connect requests answered by one dial-state statement in Postgres (1: a request alone).',
+        duration: 'Time one dial-state statement took, by result (answered, or failed: its requests are then answered one by one).',
+      },
+      BATCH_SIZE_BUCKETS.filter((b) => b <= 100),
+    );
 
     // The writer keeps plain counters; mirror them as Prometheus counters when scraped.
     const mirrored: Array<[string, string, () => number]> = [
@@ -150,6 +159,9 @@ export default fp(
       registry,
       observeCallback(endpoint: string, outcome: string, seconds: number) {
         callbackDuration.observe({ endpoint, outcome }, seconds);
+      },
+      observeDialBatch(size: number, seconds: number, ok: boolean) {
+        observeDialBatch(size, seconds, ok ? 'answered' : 'failed');
       },
     } satisfies Metrics);
   },

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { OrderPlan } from '../routing/dial.js';
@@ -97,28 +98,54 @@ interface Pending {
  * request, and exoroute a round trip and the wake-up of a backend (bench/README.md). A batch that
  * fails as a whole is retried request by request, so that one bad request fails only itself.
  */
-export function dialAnswerer(pool: pg.Pool, opts: { maxBatch?: number; log?: Logger } = {}): (req: AttemptRequest) => Promise<string[]> {
+export function dialAnswerer(
+  pool: pg.Pool,
+  opts: {
+    maxBatch?: number;
+    log?: Logger;
+    /**
+     * After each statement, a request alone or a batch (not the one-by-one retries of a failed
+     * batch): its requests, the seconds it took, and whether it answered them. For metrics.
+     */
+    onBatch?: (size: number, seconds: number, ok: boolean) => void;
+  } = {},
+): (req: AttemptRequest) => Promise<string[]> {
   const maxBatch = opts.maxBatch ?? 100;
   const queue: Pending[] = [];
   let running = false;
 
   async function settle(batch: Pending[]): Promise<void> {
-    if (batch.length > 1) {
-      const answered = await pool
-        .query<{ idx: number; numbers: string[] | null }>({
-          name: 'dial-answer-batch',
-          text: BATCH_SQL,
-          values: [JSON.stringify(batch.map((p, idx) => ({ idx, ...dialParams(p.req) })))],
-        })
-        .then((res) => res.rows, (err: Error) => {
-          // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
-          opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
-          return null;
-        });
-      if (answered?.length === batch.length) {
-        for (const row of answered) batch[row.idx]!.resolve(row.numbers ?? []);
-        return;
-      }
+    const started = performance.now();
+    const observe = (ok: boolean) => opts.onBatch?.(batch.length, (performance.now() - started) / 1000, ok);
+    if (batch.length === 1) {
+      const p = batch[0]!;
+      await answerAttempt(pool, p.req).then(
+        (numbers) => {
+          observe(true);
+          p.resolve(numbers);
+        },
+        (err: Error) => {
+          observe(false);
+          p.reject(err);
+        },
+      );
+      return;
+    }
+    const answered = await pool
+      .query<{ idx: number; numbers: string[] | null }>({
+        name: 'dial-answer-batch',
+        text: BATCH_SQL,
+        values: [JSON.stringify(batch.map((p, idx) => ({ idx, ...dialParams(p.req) })))],
+      })
+      .then((res) => res.rows, (err: Error) => {
+        // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
+        opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
+        return null;
+      });
+    observe(answered?.length === batch.length);
+    if (answered?.length === batch.length) {
+      for (const row of answered) batch[row.idx]!.resolve(row.numbers ?? []);
+      return;
     }
     await Promise.all(batch.map((p) => answerAttempt(pool, p.req).then(p.resolve, p.reject)));
   }

@@ -112,6 +112,37 @@ t.test('/metrics counts every callback by endpoint and outcome, with CDR batches
   t.ok(sample(samples, 'nodejs_heap_size_used_bytes')! > 0, 'node metrics');
 });
 
+t.test('/metrics counts dial-state statements: requests per statement, and their time', async (t) => {
+  const ctx = await buildTestApp(t);
+  const agents = ['+919800000001', '+919800000002'];
+  const flow = await ctx.admin({
+    method: 'POST', url: '/admin/flows',
+    payload: { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { numbers: agents }, onError: { numbers: agents } },
+  });
+  t.equal(flow.statusCode, 201);
+  const t0 = Date.now();
+  while (!ctx.app.rules.current?.flows.has('agents')) {
+    if (Date.now() - t0 > 2000) throw new Error('snapshot did not catch up');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const dialWhom = (sid: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallSid=${sid}&CallFrom=09812345678` });
+  t.equal((await dialWhom('d-0')).body, agents.join(','));
+  // The first goes alone; the others wait for it and go together.
+  const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => dialWhom(`d-${i + 1}`)));
+  t.same(burst.map((r) => r.body), Array(6).fill(agents.join(',')));
+
+  const { samples, types } = await scrape(ctx);
+  t.equal(types.get('exoroute_dial_batch_size'), 'histogram');
+  t.equal(sample(samples, 'exoroute_dial_batch_size_sum'), 7, 'every request answered by exactly one statement');
+  const statements = sample(samples, 'exoroute_dial_batch_size_count')!;
+  t.ok(statements >= 2 && statements < 7, `${statements} statements for 7 requests: the burst shared one`);
+  t.equal(sample(samples, 'exoroute_dial_batch_size_bucket', { le: '1' }), statements - 1, 'all but the batch went alone');
+  t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'answered' }), statements);
+  t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'failed' }), undefined, 'none failed');
+  const seconds = sample(samples, 'exoroute_dial_batch_duration_seconds_sum', { result: 'answered' })!;
+  t.ok(seconds > 0 && seconds < 5, `statement time ${seconds}s is plausible`);
+});
+
 t.test('each app has its own registry: a second app starts from zero', async (t) => {
   const first = await withFlow(t);
   await callback(first, 'call-1');

@@ -301,7 +301,8 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   const counted = countingPool(db.pool);
   const warnings: string[] = [];
   const log = { warn: (_: unknown, msg: string) => warnings.push(msg) } as unknown as FastifyBaseLogger;
-  const answer = dialAnswerer(counted.pool, { log });
+  const statements: Array<[number, boolean]> = [];
+  const answer = dialAnswerer(counted.pool, { log, onBatch: (size, seconds, ok) => (t.ok(seconds >= 0), statements.push([size, ok])) });
   const request = (callSid: string): AttemptRequest => ({
     key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
     plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
@@ -316,6 +317,7 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   ]);
   t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
   t.same(warnings, ['dial batch failed; answering its requests one by one'], 'the failed batch is logged');
+  t.same(statements, [[1, true], [3, false]], 'reported (metrics): f1 alone, answered; the batch, failed');
   const { rows } = await db.pool.query<{ call_sid: string; answers: object }>('SELECT call_sid, answers FROM dial_calls ORDER BY call_sid');
   t.same(rows, ['f1', 'f2', 'f4'].map((sid) => ({ call_sid: sid, answers: { '|': NUMBERS.slice(0, 3) } })), 'each good request answered and stored once');
 });

@@ -43,7 +43,7 @@ export function dialService(app: FastifyInstance) {
   const { config } = app;
   const busyTtlMs = config.AGENT_BUSY_TTL_SECONDS * 1000;
   // One batcher per instance: one batch in flight, so batches of this instance never wait on each other's locks.
-  const answerAttempt = dialAnswerer(pool, { log: app.log });
+  const answerAttempt = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
   const eventUrl = `${config.PUBLIC_URL}/exotel/dial-events${config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : ''}`;
 
   async function numbersFor(
