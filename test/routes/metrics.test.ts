@@ -136,7 +136,8 @@ t.test('/metrics counts dial-state statements: requests per statement, and their
   t.equal(sample(samples, 'exoroute_dial_batch_size_sum'), 7, 'every request answered by exactly one statement');
   const statements = sample(samples, 'exoroute_dial_batch_size_count')!;
   t.ok(statements >= 2 && statements < 7, `${statements} statements for 7 requests: the burst shared one`);
-  t.equal(sample(samples, 'exoroute_dial_batch_size_bucket', { le: '1' }), statements - 1, 'all but the batch went alone');
+  const alone = sample(samples, 'exoroute_dial_batch_size_bucket', { le: '1' })!;
+  t.ok(alone >= 1 && alone < statements, `${alone} of ${statements} statements answered one request (d-0 did)`);
   t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'answered' }), statements);
   t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'failed' }), undefined, 'none failed');
   const seconds = sample(samples, 'exoroute_dial_batch_duration_seconds_sum', { result: 'answered' })!;
