@@ -208,6 +208,8 @@ interface RunRecord {
   dial?: { statements: number; requests: number; seconds: number };
   /** exoroute only: event-loop delay during the run (beyond prom-client's 10 ms sampling timer), ms */
   loop?: { p99Ms: number; maxMs: number };
+  /** Postgres background work during the run: share of 200 ms samples with an autovacuum worker busy, what it did, checkpoints */
+  background: { autovacuumShare: number; autovacuum: string[]; checkpoints: number };
 }
 
 const runs: RunRecord[] = [];
@@ -215,14 +217,21 @@ const runs: RunRecord[] = [];
 async function measure(env: Env, scenario: string, c: Contender, round: number, load: (next: () => string) => Promise<LoadResult>): Promise<RunRecord> {
   const tag = randomBytes(11).toString('hex'); // 22 hex digits + 10 of the counter: a 32-digit CallSid
   const next = callbackPaths(c.kind, c.flow, tag, round * 7919 + scenario.length);
-  const before = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), gen: process.cpuUsage(), counters: await counters(c.svc) };
+  const before = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), gen: process.cpuUsage(), counters: await counters(c.svc), checkpoints: await checkpoints(env) };
   let rssMax = 0;
+  // Postgres's own background work during the run: autovacuum workers seen busy, and on which tables.
+  const vacuum = { samples: 0, busy: 0, tables: new Set<string>() };
   const sampler = setInterval(() => {
     try {
       rssMax = Math.max(rssMax, rss(c.svc.pid).rssMb);
     } catch {
       // the process is gone; the run will show it
     }
+    vacuum.samples++;
+    env.pool.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND state = 'active'").then(({ rows }) => {
+      if (rows.length > 0) vacuum.busy++;
+      for (const r of rows) vacuum.tables.add(r.query.replace(/^autovacuum: /, ''));
+    }, () => undefined);
   }, 200);
   let result: LoadResult;
   try {
@@ -232,12 +241,13 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
   }
   rssMax = Math.max(rssMax, rss(c.svc.pid).rssMb);
   const gen = process.cpuUsage(before.gen);
-  const after = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), counters: await counters(c.svc) };
+  const after = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), counters: await counters(c.svc), checkpoints: await checkpoints(env) };
   const delta = (k: string) => (after.counters[k] ?? NaN) - (before.counters[k] ?? NaN);
   const record: RunRecord = {
     scenario, contender: c.name, round, result,
     cpu: { service: after.svc - before.svc, postgres: after.pg - before.pg, generator: (gen.user + gen.system) / 1e6 },
     rssMb: rssMax,
+    background: { autovacuumShare: vacuum.samples ? vacuum.busy / vacuum.samples : 0, autovacuum: [...vacuum.tables], checkpoints: after.checkpoints - before.checkpoints },
     ...(c.name.startsWith('exoroute')
       ? {
           cdr: {
@@ -261,9 +271,17 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     (record.dial ? `, ${(record.dial.requests / record.dial.statements).toFixed(1)} dial requests/statement of ${((record.dial.seconds / record.dial.statements) * 1000).toFixed(1)} ms, ` +
       `one in flight ${pct(record.dial.seconds, r.seconds)} of the time` : '') +
     (record.loop ? `, event-loop delay p99 ${fmt(record.loop.p99Ms, 1)} ms, max ${fmt(record.loop.maxMs, 1)} ms` : '') +
+    (record.background.autovacuumShare > 0 ? `, autovacuum busy ${pct(record.background.autovacuumShare, 1)} of the run (${record.background.autovacuum.join('; ')})` : '') +
+    (record.background.checkpoints > 0 ? `, ${record.background.checkpoints} checkpoint(s)` : '') +
     (bad ? `, ${bad} errors/non-2xx-3xx` : ''));
   await sleep(QUICK ? 300 : 1500); // let Postgres and the processes settle between runs
   return record;
+}
+
+/** Checkpoints Postgres has started so far (timed and requested). */
+async function checkpoints(env: Env): Promise<number> {
+  const { rows } = await env.pool.query<{ n: number }>('SELECT (num_timed + num_requested)::int AS n FROM pg_stat_checkpointer');
+  return rows[0]?.n ?? NaN;
 }
 
 /** Upper bound (bucket edge, ms) under which 99 % of the run's batch inserts took, from histogram deltas. */
