@@ -262,7 +262,7 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
   };
   runs.push(record);
   const r = result;
-  const bad = r.errors + r.timeouts + Object.entries(r.statuses).filter(([s]) => !/^[23]/.test(s)).reduce((a, [, n]) => a + n, 0);
+  const bad = r.errors + r.timeouts + wrongAnswers(r);
   log(`  ${scenario.padEnd(22)} ${c.name.padEnd(20)} round ${round}: ${r.rps.toFixed(0).padStart(6)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, ` +
     `p99 ${r.latency.p99.toFixed(2)} ms${r.p99FromDue !== undefined ? ` (from due time ${r.p99FromDue.toFixed(2)})` : ''}, ` +
     `CPU service/PG/generator ${pct(record.cpu.service, r.seconds)}/${pct(record.cpu.postgres, r.seconds)}/${pct(record.cpu.generator, r.seconds)}` +
@@ -472,8 +472,7 @@ function summarize(): Summary[] {
       loopMaxMs: m((r) => r.loop?.maxMs ?? NaN),
       spooled: rs.reduce((a, r) => a + (r.cdr?.spooled ?? 0), 0),
       rssMb: Math.max(...rs.map((r) => r.rssMb)),
-      failures: rs.reduce((a, r) => a + r.result.errors + r.result.timeouts +
-        Object.entries(r.result.statuses).filter(([s]) => !/^[23]/.test(s)).reduce((x, [, n]) => x + n, 0), 0),
+      failures: rs.reduce((a, r) => a + r.result.errors + r.result.timeouts + wrongAnswers(r.result), 0),
     };
   });
 }
@@ -644,6 +643,18 @@ async function benchmark(env: Env): Promise<void> {
   const file = process.env.BENCH_JSON ?? path.join(os.tmpdir(), `exoroute-bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   await writeFile(file, JSON.stringify(json, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2));
   log(`results as JSON: ${file}`);
+
+  // Timing never fails a run: the machine decides it. A wrong answer does: a status other than
+  // 2xx/3xx means something is broken, and the smoke run in CI (--quick) is there to catch that.
+  const wrong = runs.filter((r) => wrongAnswers(r.result) > 0);
+  if (wrong.length > 0) {
+    throw new Error(`answers with a status other than 2xx/3xx: ${wrong.map((r) => `${r.scenario} / ${r.contender} round ${r.round} ${JSON.stringify(r.result.statuses)}`).join('; ')}`);
+  }
+}
+
+/** Answers in a load run with a status other than 2xx/3xx (exoroute's branch B is a 302). */
+function wrongAnswers(result: LoadResult): number {
+  return Object.entries(result.statuses).filter(([status]) => !/^[23]/.test(status)).reduce((a, [, n]) => a + n, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
