@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: exoroute's load benchmarks (issue 6), everything on this machine:
- * an embedded Postgres, exoroute built and run as its own process, two baselines (bare Fastify and
- * the naive Prisma service) as processes of their own, autocannon driving them in turns, round
+ * an embedded Postgres, exoroute built and run as its own process, the baselines (bare Fastify,
+ * the naive Prisma service, and for the dial runs the naive one with call state) as processes of
+ * their own, autocannon driving them in turns, round
  * after round; then a million CDRs for the admin queries and the CSV export. Prints medians and
  * the targets they meet. See bench/README.md.
  *
@@ -121,12 +122,14 @@ async function startExoroute(env: Env, opts: { name?: string; logLevel?: string;
   return svc;
 }
 
-async function startBaseline(env: Env, name: 'bare' | 'naive'): Promise<Service> {
+/** A baseline of bench/baselines; `naive-state` is the naive one with `DIAL_STATE=1`. */
+async function startBaseline(env: Env, name: 'bare' | 'naive' | 'naive-state'): Promise<Service> {
   const port = await freePort();
+  const script = name === 'bare' ? 'bare' : 'naive';
   const svc = await startService({
     name,
-    args: [path.join(env.dist, `bench/baselines/${name}.js`)],
-    env: { PORT: String(port), DATABASE_URL: env.pg.url, VIP_LIST: 'gold' },
+    args: [path.join(env.dist, `bench/baselines/${script}.js`)],
+    env: { PORT: String(port), DATABASE_URL: env.pg.url, VIP_LIST: 'gold', ...(name === 'naive-state' ? { DIAL_STATE: '1' } : {}) },
     url: `http://127.0.0.1:${port}`,
     readyPath: name === 'bare' ? '/' : '/exotel/passthru/ready?CallSid=bench-ready&CallFrom=09800000000',
   });
@@ -526,6 +529,7 @@ async function benchmark(env: Env): Promise<void> {
   log(`exoroute with the rules loaded, idle: RSS ${idle.rssMb.toFixed(0)} MB, V8 heap ${idle.heapTotalMb.toFixed(0)} MB (${idle.heapUsedMb.toFixed(0)} MB used)`);
   const bare = await startBaseline(env, 'bare');
   const naive = await startBaseline(env, 'naive');
+  const naiveState = await startBaseline(env, 'naive-state');
 
   const rssReset = resetPeakRss(exo.pid);
   const rssAtLoadStart = rss(exo.pid).rssMb;
@@ -538,12 +542,14 @@ async function benchmark(env: Env): Promise<void> {
     { name: 'exoroute dial-whom', svc: exo, kind: 'dial-whom', flow: 'agents' },
     { name: 'exoroute connect', svc: exo, kind: 'connect', flow: 'agents' },
     { name: 'naive dial-whom', svc: naive, kind: 'dial-whom', flow: 'agents' },
+    { name: 'naive with call state dial-whom', svc: naiveState, kind: 'dial-whom', flow: 'agents' },
   ]);
   await fixedRateScenario(env, { name: 'exoroute', svc: exo, kind: 'passthru', flow: 'inbound' });
   const loadPeak = rss(exo.pid);
   const underLoadPeakMb = rssReset ? loadPeak.peakMb : Math.max(...runs.filter((r) => r.contender.startsWith('exoroute')).map((r) => r.rssMb));
   const afterLoad = { rssMb: loadPeak.rssMb, ...(await heap(exo)) };
-  const baselineRss = { bare: rss(bare.pid).peakMb, naive: rss(naive.pid).peakMb };
+  const baselineRss = { bare: rss(bare.pid).peakMb, naive: rss(naive.pid).peakMb, naiveState: rss(naiveState.pid).peakMb };
+  await naiveState.stop();
   await naive.stop();
   await bare.stop();
 
@@ -588,6 +594,8 @@ async function benchmark(env: Env): Promise<void> {
   const vsBare = ratio('passthru', 'exoroute', 'passthru', 'bare fastify');
   const dialVsNaive = ratio('dial', 'exoroute dial-whom', 'dial', 'naive dial-whom');
   const connectVsNaive = ratio('dial', 'exoroute connect', 'dial', 'naive dial-whom');
+  const dialVsNaiveState = ratio('dial', 'exoroute dial-whom', 'dial', 'naive with call state dial-whom');
+  const connectVsNaiveState = ratio('dial', 'exoroute connect', 'dial', 'naive with call state dial-whom');
   const vipInsert = median(vip.map((v) => v.insertMs));
   const vipUpdate = median(vip.map((v) => v.updateMs));
   const q = (kind: string) => queries.find((x) => x.kind === kind)?.medianMs ?? NaN;
@@ -630,12 +638,16 @@ async function benchmark(env: Env): Promise<void> {
     ['RSS under load (peak over all load runs)', '≤ 250 MB', `${fmt(underLoadPeakMb)} MB${rssReset ? '' : ' (sampled)'}`, yes(underLoadPeakMb <= 250)],
   ];
   out.push('', table(['target', 'wanted', 'measured (median)', ''], targets));
+  // Not a target of issue 6: the same dial ratios against a naive service that keeps the per-call
+  // state a re-fetch needs (bench/README.md, "Baselines").
+  out.push('', `For comparison (not a target): dial-whom ${fmt(dialVsNaiveState.median, 1)}× (rounds ${range(dialVsNaiveState)}) and ` +
+    `connect ${fmt(connectVsNaiveState.median, 1)}× (rounds ${range(connectVsNaiveState)}) the throughput of the naive baseline with call state.`);
   out.push('', table(['/admin/cdrs query', 'median ms', 'max ms', 'items'], queries.map((x) => [x.kind, fmt(x.medianMs, 1), fmt(x.maxMs, 1), String(x.items)])));
   const mem = (m: { rssMb: number; heapTotalMb: number; heapUsedMb: number; externalMb: number }) =>
     `RSS ${fmt(m.rssMb)} (V8 heap ${fmt(m.heapTotalMb)}, of it used ${fmt(m.heapUsedMb)}; external ${fmt(m.externalMb)}; the rest — code, Prisma's WASM query compiler, allocator — ${fmt(m.rssMb - m.heapTotalMb - m.externalMb)})`;
   out.push('', `Memory of exoroute, MB: idle with the rules loaded ${mem(idle)}; at load start ${fmt(rssAtLoadStart)}; peak under load ${fmt(underLoadPeakMb)}; ` +
     `after the load ${mem(afterLoad)}; CSV export ${fmt(csv.rssBeforeMb)} → peak ${fmt(csv.peakRssMb)}. ` +
-    `The instance that served the admin set-up and bulk imports peaked at ${fmt(adminPeakMb)}. Baselines' peaks: bare ${fmt(baselineRss.bare)}, naive ${fmt(baselineRss.naive)}.`);
+    `The instance that served the admin set-up and bulk imports peaked at ${fmt(adminPeakMb)}. Baselines' peaks: bare ${fmt(baselineRss.bare)}, naive ${fmt(baselineRss.naive)}, naive with call state ${fmt(baselineRss.naiveState)}.`);
   out.push(`VIP import of gold (10,000, first import on an empty table): ${fmt(goldImportMs)} ms. CDR seeding: ${fmt(seedMs / 1000, 1)} s.`);
   console.log(out.join('\n'));
 

@@ -6,7 +6,14 @@
  * with its default pool. Deliberately generous: no logging, no schedule or rule evaluation, no
  * secret check, a fixed agent list for Dial Whom and Connect.
  *
- *   DATABASE_URL=… VIP_LIST=gold PORT=4002 node dist/bench/baselines/naive.js
+ * With `DIAL_STATE=1` ("naive with call state" in the bench's report), Dial Whom and Connect also
+ * keep the one piece of per-call state that the SPEC's re-fetch needs and that the plain baseline
+ * skips: the numbers already tried in the call, so that a re-fetch after an unanswered attempt
+ * does not offer them again. One Prisma `upsert` of the call's `dial_calls` row per dial callback,
+ * between the VIP check and the CDR, as a developer would add it. Still no rotation, sticky
+ * agents, busy agents or repeated-poll answers, which exoroute's dial state also keeps.
+ *
+ *   DATABASE_URL=… VIP_LIST=gold PORT=4002 [DIAL_STATE=1] node dist/bench/baselines/naive.js
  */
 import { randomUUID } from 'node:crypto';
 import Fastify from 'fastify';
@@ -16,6 +23,7 @@ import { PrismaClient } from '../../src/generated/prisma/client.js';
 const AGENTS = ['+919812345600', '+919812345601', '+919812345602', '+919812345603', '+919812345604'];
 
 const prisma = new PrismaClient({ adapter: new PrismaPg({ connectionString: process.env.DATABASE_URL }) });
+const dialState = process.env.DIAL_STATE === '1';
 const list = await prisma.vipList.findUniqueOrThrow({ where: { slug: process.env.VIP_LIST ?? 'gold' } });
 
 /** 09812345678, 919812345678 and +919812345678 → +919812345678 (India only, as the guide's samples). */
@@ -37,9 +45,19 @@ app.get<{ Params: { endpoint: string; flow: string }; Querystring: Record<string
   const vip = caller ? await prisma.vipEntry.findUnique({ where: { listId_number: { listId: list.id, number: caller } } }) : null;
   let status = 200;
   let body = '';
+  let agents = vip ? AGENTS.slice(0, 1) : AGENTS;
+  if (dialState && (endpoint === 'dial-whom' || endpoint === 'connect') && q.CallSid) {
+    const tried = e164(q.DialWhomNumber);
+    const call = await prisma.dialCall.upsert({
+      where: { callSid_endpoint_flowSlug: { callSid: q.CallSid, endpoint, flowSlug: flow } },
+      create: { callSid: q.CallSid, endpoint, flowSlug: flow, order: agents, tried: tried ? [tried] : [] },
+      update: { tried: { push: tried ? [tried] : [] } },
+    });
+    agents = call.order.filter((n) => !call.tried.includes(n));
+  }
   if (endpoint === 'passthru') status = vip ? 200 : 302;
-  else if (endpoint === 'dial-whom') body = (vip ? AGENTS.slice(0, 1) : AGENTS).join(',');
-  else if (endpoint === 'connect') body = JSON.stringify({ fetch_after_attempt: true, destination: { numbers: vip ? AGENTS.slice(0, 1) : AGENTS }, record: true });
+  else if (endpoint === 'dial-whom') body = agents.join(',');
+  else if (endpoint === 'connect') body = JSON.stringify({ fetch_after_attempt: true, destination: { numbers: agents }, record: true });
   else status = 404;
   await prisma.cdr.create({
     data: {
