@@ -98,6 +98,10 @@ async function setUp(): Promise<Env> {
   const postmaster = findPostmaster();
   if (!postmaster) throw new Error('cannot find the embedded Postgres process');
   const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  // pool.end() resolves before its clients' sockets have closed, and Postgres, stopped right after,
+  // may end such a connection itself: pg reports that as an error of the idle client, which without
+  // a listener ended a run at its very end (exit 1 after the report).
+  pool.on('error', (err) => log(`  bench's Postgres connection: ${err.message}`));
   return { work, dist, pg: db, postmaster, pool, started: [] };
 }
 
@@ -294,6 +298,27 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
   return record;
 }
 
+/**
+ * Before a scenario, as pgbench vacuums before its runs: waits until no autovacuum worker has been
+ * busy for a second (at most 60 s; 10 in a quick run), then has Postgres write out its dirty
+ * buffers (CHECKPOINT), so that a scenario does not pay for what the one before it wrote. The dial
+ * runs leave `cdrs` and `dial_calls` to vacuum and many pages to write.
+ */
+async function settle(env: Env): Promise<void> {
+  const started = Date.now();
+  const limit = QUICK ? 10_000 : 60_000;
+  let idleSince = Date.now();
+  while (Date.now() - idleSince < 1000 && Date.now() - started < limit) {
+    const { rows } = await env.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND state = 'active'");
+    if (rows[0]!.n > 0) idleSince = Date.now();
+    await sleep(200);
+  }
+  const t = Date.now();
+  const stillBusy = t - idleSince < 1000;
+  await env.pool.query('CHECKPOINT');
+  log(`  Postgres settled: autovacuum ${stillBusy ? 'still busy after' : 'idle after'} ${((t - started) / 1000).toFixed(1)} s, checkpoint ${((Date.now() - t) / 1000).toFixed(1)} s`);
+}
+
 /** Checkpoints Postgres has started so far (timed and requested). */
 async function checkpoints(env: Env): Promise<number> {
   const { rows } = await env.pool.query<{ n: number }>('SELECT (num_timed + num_requested)::int AS n FROM pg_stat_checkpointer');
@@ -315,6 +340,7 @@ const pct = (cpuS: number, wallS: number) => `${((cpuS / wallS) * 100).toFixed(0
 
 /** Each contender once per round, in an order that rotates, after one warm-up run each. */
 async function closedLoopScenario(env: Env, scenario: string, contenders: Contender[]): Promise<void> {
+  await settle(env);
   log(`${scenario}: ${contenders.map((c) => c.name).join(', ')}; ${CFG.rounds} rounds of ${CFG.seconds} s, ${CFG.connections} connections`);
   for (const c of contenders) {
     await closedLoop({ url: c.svc.url, connections: CFG.connections, seconds: CFG.warmupSeconds, next: callbackPaths(c.kind, c.flow, randomBytes(11).toString('hex')), headers: BASIC });
@@ -328,6 +354,7 @@ async function closedLoopScenario(env: Env, scenario: string, contenders: Conten
 }
 
 async function fixedRateScenario(env: Env, exo: Contender): Promise<void> {
+  await settle(env);
   log(`fixed rate ${CFG.fixedRate}/s: exoroute passthru; autocannon overallRate and an evenly paced open loop; ${CFG.rounds} rounds`);
   for (let round = 1; round <= CFG.rounds; round++) {
     await measure(env, 'passthru 1000/s (ac)', exo, round, (next) =>
