@@ -2,9 +2,8 @@
  * `npm run bench`: exoroute's load benchmarks (issue 6), everything on this machine:
  * an embedded Postgres, exoroute built and run as its own process, the baselines (bare Fastify,
  * the naive Prisma service, and for the dial runs the naive one with call state) as processes of
- * their own, autocannon driving them in turns, round
- * after round; then a million CDRs for the admin queries and the CSV export. Prints medians and
- * the targets they meet. See bench/README.md.
+ * their own, autocannon driving them in turns, round after round; then a million CDRs for the
+ * admin queries and the CSV export. Prints medians and the targets they meet. See bench/README.md.
  *
  *   npm run bench                 # the full run, a few minutes
  *   npm run bench -- --quick      # a smoke test of every scenario, well under a minute (also BENCH_QUICK=1)
@@ -221,9 +220,9 @@ interface RunRecord {
   /** exoroute only: event-loop delay during the run (beyond prom-client's 10 ms sampling timer), ms */
   loop?: { p99Ms: number; maxMs: number };
   /**
-   * exoroute only: share of the run's callbacks that exoroute answered within 5 and 10 ms of
-   * receiving them, by its own histogram (`exoroute_callback_duration_seconds`). The load
-   * generator's latency adds what happens outside the handler: waiting to be read, the kernel, its own loop.
+   * exoroute only: share of the run's callbacks that exoroute's handler answered within 5 and 10 ms,
+   * by its own histogram (`exoroute_callback_duration_seconds`). The load generator's latency adds
+   * what happens outside the handler: waiting to be read, HTTP parsing and writing, the kernel, its own loop.
    */
   inside?: { within5: number; within10: number };
   /** Postgres background work during the run: share of 200 ms samples with an autovacuum worker busy, what it did, checkpoints */
@@ -302,7 +301,7 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
  * Before a scenario, as pgbench vacuums before its runs: waits until no autovacuum worker has been
  * busy for a second (at most 60 s; 10 in a quick run), then has Postgres write out its dirty
  * buffers (CHECKPOINT), so that a scenario does not pay for what the one before it wrote. The dial
- * runs leave `cdrs` and `dial_calls` to vacuum and many pages to write.
+ * runs leave `cdrs` and `dial_calls` to vacuum.
  */
 async function settle(env: Env): Promise<void> {
   const started = Date.now();
@@ -487,7 +486,7 @@ interface Summary {
   batchP99UpToMs: number;
   loopP99Ms: number;
   loopMaxMs: number;
-  /** shares of callbacks exoroute answered within 5 and 10 ms by its own histogram, % */
+  /** shares of callbacks exoroute's handler answered within 5 and 10 ms by its own histogram, % */
   insideWithin5Pct: number;
   insideWithin10Pct: number;
   spooled: number;
