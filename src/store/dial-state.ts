@@ -142,8 +142,9 @@ export function dialAnswerer(
         opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
         return null;
       });
-    observe(answered?.length === batch.length);
-    if (answered?.length === batch.length) {
+    const ok = answered?.length === batch.length;
+    observe(ok);
+    if (ok) {
       for (const row of answered) batch[row.idx]!.resolve(row.numbers ?? []);
       return;
     }
