@@ -227,6 +227,8 @@ interface RunRecord {
   inside?: { within5: number; within10: number };
   /** Postgres background work during the run: share of 200 ms samples with an autovacuum worker busy, what it did, checkpoints */
   background: { autovacuumShare: number; autovacuum: string[]; checkpoints: number };
+  /** seconds the VACUUM (ANALYZE) of what the run wrote took, right after it (see vacuumWritten) */
+  vacuumSeconds: number;
 }
 
 const runs: RunRecord[] = [];
@@ -265,6 +267,7 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     cpu: { service: after.svc - before.svc, postgres: after.pg - before.pg, generator: (gen.user + gen.system) / 1e6 },
     rssMb: rssMax,
     background: { autovacuumShare: vacuum.samples ? vacuum.busy / vacuum.samples : 0, autovacuum: [...vacuum.tables], checkpoints: after.checkpoints - before.checkpoints },
+    vacuumSeconds: await vacuumWritten(env),
     ...(c.name.startsWith('exoroute')
       ? {
           cdr: {
@@ -292,9 +295,26 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
     (record.inside ? `, in exoroute's handler ${fmt(record.inside.within5 * 100, 2)} % answered within 5 ms, ${fmt(record.inside.within10 * 100, 2)} % within 10 ms` : '') +
     (record.background.autovacuumShare > 0 ? `, autovacuum busy ${pct(record.background.autovacuumShare, 1)} of the run (${record.background.autovacuum.join('; ')})` : '') +
     (record.background.checkpoints > 0 ? `, ${record.background.checkpoints} checkpoint(s)` : '') +
+    `, then its rows vacuumed in ${record.vacuumSeconds.toFixed(1)} s` +
     (bad ? `, ${bad} errors/non-2xx-3xx` : ''));
   await sleep(QUICK ? 300 : 1500); // let Postgres and the processes settle between runs
   return record;
+}
+
+/** The tables callbacks write: exoroute's CDRs and dial state, and the naive baselines' CDRs and call state. */
+const CALLBACK_TABLES = ['cdrs', 'dial_calls', 'caller_agents', 'agent_states'];
+
+/**
+ * VACUUM (ANALYZE) of the tables callbacks write, after each run (and after the warm-ups), so that
+ * the next contender does not run beside the autovacuum of the rows the one before it wrote (the
+ * exoroute dial runs leave ~50,000 CDRs; bench/README.md). A manual VACUUM is not throttled, and an
+ * autovacuum worker busy with the same table gives way to it. Its time is reported with the run
+ * that left the work.
+ */
+async function vacuumWritten(env: Env): Promise<number> {
+  const started = performance.now();
+  await env.pool.query(`VACUUM (ANALYZE) ${CALLBACK_TABLES.join(', ')}`);
+  return (performance.now() - started) / 1000;
 }
 
 /**
@@ -344,6 +364,7 @@ async function closedLoopScenario(env: Env, scenario: string, contenders: Conten
   for (const c of contenders) {
     await closedLoop({ url: c.svc.url, connections: CFG.connections, seconds: CFG.warmupSeconds, next: callbackPaths(c.kind, c.flow, randomBytes(11).toString('hex')), headers: BASIC });
   }
+  await vacuumWritten(env);
   for (let round = 1; round <= CFG.rounds; round++) {
     for (let i = 0; i < contenders.length; i++) {
       const c = contenders[(i + round - 1) % contenders.length]!;
