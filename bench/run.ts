@@ -307,9 +307,9 @@ const CALLBACK_TABLES = ['cdrs', 'dial_calls', 'caller_agents', 'agent_states'];
 /**
  * VACUUM (ANALYZE) of the tables callbacks write, after each run (and after the warm-ups), so that
  * the next contender does not run beside the autovacuum of the rows the one before it wrote (the
- * exoroute dial runs leave 30,000–36,000 CDRs each; bench/README.md). A manual VACUUM is not
- * throttled, and Postgres cancels an autovacuum of the same table that would hold it up. Its time is reported with the run
- * that left the work.
+ * exoroute dial runs leave 24,000–39,000 CDRs each; bench/README.md). A manual VACUUM is not
+ * throttled, and Postgres cancels an autovacuum of the same table that would hold it up. Its time
+ * is reported with the run that left the work.
  */
 async function vacuumWritten(env: Env): Promise<number> {
   const started = performance.now();
