@@ -247,9 +247,9 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
       // the process is gone; the run will show it
     }
     vacuum.samples++;
-    env.pool.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND state = 'active'").then(({ rows }) => {
-      if (rows.length > 0) vacuum.busy++;
-      for (const r of rows) vacuum.tables.add(r.query.replace(/^autovacuum: /, ''));
+    autovacuumWork(env).then((work) => {
+      if (work.length > 0) vacuum.busy++;
+      for (const w of work) vacuum.tables.add(w);
     }, () => undefined);
   }, 200);
   let result: LoadResult;
@@ -301,6 +301,12 @@ async function measure(env: Env, scenario: string, c: Contender, round: number, 
   return record;
 }
 
+/** What the autovacuum workers are busy with now, e.g. `VACUUM ANALYZE public.cdrs`; none: idle. */
+async function autovacuumWork(env: Env): Promise<string[]> {
+  const { rows } = await env.pool.query<{ query: string }>("SELECT query FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND state = 'active'");
+  return rows.map((r) => r.query.replace(/^autovacuum: /, ''));
+}
+
 /** The tables callbacks write: exoroute's CDRs and dial state, and the naive baselines' CDRs and call state. */
 const CALLBACK_TABLES = ['cdrs', 'dial_calls', 'caller_agents', 'agent_states'];
 
@@ -328,8 +334,7 @@ async function settle(env: Env): Promise<void> {
   const limit = QUICK ? 10_000 : 60_000;
   let idleSince = Date.now();
   while (Date.now() - idleSince < 1000 && Date.now() - started < limit) {
-    const { rows } = await env.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND state = 'active'");
-    if (rows[0]!.n > 0) idleSince = Date.now();
+    if ((await autovacuumWork(env)).length > 0) idleSince = Date.now();
     await sleep(200);
   }
   const t = Date.now();
