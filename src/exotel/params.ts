@@ -9,8 +9,13 @@
  *
  * Why it looks the way it does:
  * - Keys are matched case-insensitively: Exotel sends `CallSid` and `digits` and `flow_id`, its docs also
- *   show all-lowercase names. A key repeated (in any spelling, in any source) keeps the spelling first seen
- *   and the value last seen, with a warning.
+ *   show all-lowercase names (`callsid`) and mixed ones (`Callfrom`). A key repeated (in any spelling, in any
+ *   source) keeps the spelling first seen and the value last seen, with a warning. A documented name not
+ *   found that way is also looked up without `_`, `-` and spaces (`call_sid`, `Dial-Call-Status`).
+ * - Real traffic sends absent values as the literal text `null` (`DialCallStatus=null`): such a parameter is
+ *   dropped as it is collected, so it is absent everywhere — typed fields, rule conditions, legs and `raw`.
+ * - Numbers may be Exotel SIP user ids (`sip:agent123`, when a Connect rings app users): kept as sent, with
+ *   no E.164 form and no warning.
  * - Bracket keys are never expanded into objects (no `qs`): they stay flat strings, and only
  *   `Legs[i][CauseCode|Cause|Type|OnCallDuration|Number]` is read, by a strict pattern. With `Map` and
  *   null-prototype records, keys such as `__proto__` or `constructor[prototype][x]` are only data.
@@ -94,6 +99,7 @@ class ParamBag {
   constructor(private readonly limits: ParseLimits, readonly warnings: string[]) {}
 
   add(key: string, value: string): void {
+    if (isNullText(value)) return;
     if (key.length > this.limits.maxKeyLength) {
       this.droppedForLength++;
       return;
@@ -223,6 +229,7 @@ function fold(params: Map<string, string>, warnings: string[]): { folded: Map<st
   const keyOf = new Map<string, string>();
   const repeated = new Set<string>();
   for (const [key, value] of params) {
+    if (isNullText(value)) continue;
     const lower = key.toLowerCase();
     if (byLower.has(lower) && !repeated.has(lower)) {
       repeated.add(lower);
@@ -253,7 +260,11 @@ export function parseExotelCall(
   const lowered = byLower.keys();
   for (const [key, value] of folded) if (!secrets.has(lowered.next().value!)) raw[key] = value;
 
-  const get = (name: string): string | undefined => byLower.get(name.toLowerCase());
+  const loose = looseKeys(byLower);
+  const get = (name: string): string | undefined => {
+    const lower = name.toLowerCase();
+    return byLower.get(lower) ?? loose?.get(lower);
+  };
   const text = (name: string): string | null => nonEmpty(clean(get(name)));
   const phone = (name: string): PhoneField | null => parsePhone(name, get(name), opts.defaultCountry, warnings);
   const integer = (name: string): number | null => parseInteger(name, get(name), warnings);
@@ -283,10 +294,33 @@ export function parseExotelCall(
     endTime: date('EndTime'),
     status: nonEmpty(clean(get('Status'))?.toLowerCase()),
     eventType: text('EventType'),
-    legs: parseLegs(params, limits, opts.defaultCountry, warnings),
+    legs: parseLegs(folded, limits, opts.defaultCountry, warnings),
     raw,
     warnings,
   };
+}
+
+const SEPARATORS = /[_\-\s]/g;
+
+/**
+ * Values by key lowercased and without separators (`call_sid` → `callsid`), for the keys that have
+ * one; null when none has (most callbacks).
+ */
+function looseKeys(byLower: Map<string, string>): Map<string, string> | null {
+  let loose: Map<string, string> | null = null;
+  for (const [lower, value] of byLower) {
+    SEPARATORS.lastIndex = 0;
+    if (!SEPARATORS.test(lower)) continue;
+    const bare = lower.replace(SEPARATORS, '');
+    loose ??= new Map();
+    if (!loose.has(bare)) loose.set(bare, value);
+  }
+  return loose;
+}
+
+/** The literal text `null` (any case, whitespace around): how real traffic sends an absent value. */
+function isNullText(value: string): boolean {
+  return value.length >= 4 && value.length <= 40 && clean(value)!.toLowerCase() === 'null';
 }
 
 function parseLegs(params: Map<string, string>, limits: ParseLimits, country: CountryCode, warnings: string[]): CallLeg[] {
@@ -326,6 +360,9 @@ function parseLegs(params: Map<string, string>, limits: ParseLimits, country: Co
   });
 }
 
+/** An Exotel SIP user id, as a Connect that rings app users reports it: `sip:agent123`. */
+export const SIP_USER = /^sips?:\S+$/i;
+
 /**
  * A `+` sent unencoded in a query string arrives as a space (`CallFrom=+9198…` → ` 9198…`). A value that
  * starts with exactly one space and then a digit is therefore read as international first: reading it as
@@ -334,6 +371,7 @@ function parseLegs(params: Map<string, string>, limits: ParseLimits, country: Co
 function parsePhone(name: string, value: string | undefined, country: CountryCode, warnings: string[]): PhoneField | null {
   const raw = nonEmpty(clean(value));
   if (raw === null) return null;
+  if (SIP_USER.test(raw)) return { raw, e164: null };
   const plusLost = /^ [0-9]/.test(value!);
   const e164 = (plusLost ? toE164(`+${raw}`, country) : null) ?? toE164(raw, country);
   if (e164 === null) warnings.push(`${name} ${show(raw)} is not a valid phone number`);
@@ -394,18 +432,33 @@ function daysInMonth(year: number, month: number): number {
 }
 
 const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)$/i;
+/** `Wed, 31 Jul 2024 16:42:56`, as real traffic sends `Created`; with a zone (`+0530`, `GMT`) it is RFC 2822. */
+const DAY_MONTH_NAMES = /^[A-Za-z]{3}, \d{1,2} [A-Za-z]{3} \d{4} \d{2}:\d{2}(?::\d{2})?(?: (.+))?$/;
+/** What Exotel sends for a time it does not have (`EndTime=0000-00-00 00:00:00`). */
+const NO_TIME = '0000-00-00 00:00:00';
 
-/** `yyyy-mm-dd hh:mm:ss` is Exotel's server time, Asia/Kolkata; ISO 8601 must carry its offset. */
+/**
+ * `yyyy-mm-dd hh:mm:ss` and `Wed, 31 Jul 2024 16:42:56` are Exotel's server time, Asia/Kolkata; ISO 8601
+ * must carry its offset.
+ */
 function parseDate(name: string, value: string | undefined, warnings: string[]): Date | null {
   const s = clean(value);
-  if (!s) return null;
+  if (!s || s === NO_TIME) return null;
   const ist = fromIst(s);
   if (ist) return ist;
   if (ist === undefined && ISO_WITH_OFFSET.test(s)) {
     const dt = DateTime.fromISO(s.replace(' ', 'T'), { setZone: true });
     if (dt.isValid) return dt.toJSDate();
   }
-  warnings.push(`${name} ${show(s)} is not a date (yyyy-mm-dd hh:mm:ss in Asia/Kolkata, or ISO 8601 with offset)`);
+  const named = ist === undefined ? DAY_MONTH_NAMES.exec(s) : null;
+  if (named) {
+    const format = s.split(':').length === 3 ? 'EEE, d MMM yyyy HH:mm:ss' : 'EEE, d MMM yyyy HH:mm';
+    const dt = named[1] === undefined
+      ? DateTime.fromFormat(s, format, { zone: 'Asia/Kolkata', locale: 'en-US' })
+      : DateTime.fromRFC2822(s, { setZone: true });
+    if (dt.isValid) return dt.toJSDate();
+  }
+  warnings.push(`${name} ${show(s)} is not a date (yyyy-mm-dd hh:mm:ss or "Wed, 31 Jul 2024 16:42:56" in Asia/Kolkata, or ISO 8601 with offset)`);
   return null;
 }
 

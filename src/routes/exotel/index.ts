@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
+import { collectParams, parseExotelCall, SIP_USER, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
@@ -182,10 +182,14 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
     let result: CallbackResult;
     const agent = call.dialWhomNumber?.e164;
+    const acknowledged: CallbackResult = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
     if (refused) result = rejected(refused.status, refused.reason);
-    else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
+    else if (!agent && call.dialWhomNumber && SIP_USER.test(call.dialWhomNumber.raw)) {
+      // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
+      result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
+    } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
     else {
-      result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
+      result = acknowledged;
       try {
         await recordDialEvent(app.db.pool, { agent, status: call.status, eventType: call.eventType, caller: call.callFrom?.e164 ?? null, at: receivedAt });
       } catch (err) {
