@@ -60,11 +60,17 @@ export type SwitchAction = Static<typeof SwitchActionSchema>;
 export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
+const RuleNameSchema = Type.String({ minLength: 1, maxLength: 100, description: 'Shown in traces and CDRs; unique in the flow' });
 export const RuleSchema = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 100 }), when: ConditionsSchema, then: ActionSchema },
+  { name: RuleNameSchema, when: ConditionsSchema, then: ActionSchema },
   { additionalProperties: false },
 );
 export type Rule = Static<typeof RuleSchema>;
+/** A rule as written: without a `name` it is named by its position (`rule 1`) when stored. */
+export const RuleInputSchema = Type.Object(
+  { name: Type.Optional({ ...RuleNameSchema, description: 'Shown in traces and CDRs; unique in the flow. Default: by position, `rule 1`, `rule 2`, …' }), when: ConditionsSchema, then: ActionSchema },
+  { additionalProperties: false },
+);
 
 export const FlowTypeSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial')]);
 export type FlowType = Static<typeof FlowTypeSchema>;
@@ -73,7 +79,7 @@ const FlowFields = {
   name: Type.String({ minLength: 1, maxLength: 200 }),
   type: FlowTypeSchema,
   mode: Type.Optional(Type.Union([Type.Literal('sync'), Type.Literal('async')], { description: 'passthru only: async answers 200 at once', default: 'sync' })),
-  rules: Type.Array(RuleSchema, { maxItems: 200, description: 'Tried in order; the first whose conditions all hold decides' }),
+  rules: Type.Array(RuleInputSchema, { maxItems: 200, description: 'Tried in order; the first whose conditions all hold decides' }),
   otherwise: ActionSchema,
   onError: ActionSchema,
 };

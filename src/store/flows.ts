@@ -52,13 +52,19 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
   return action;
 }
 
-/** Validates what the schema cannot, and normalises numbers. */
+/** The name of an unnamed rule: its position, counted from 1 as a person reads the list. */
+export const ruleNameAt = (index: number) => `rule ${index + 1}`;
+
+/** Validates what the schema cannot, names unnamed rules, and normalises numbers. */
 function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mode: 'sync' | 'async' } {
   if (input.mode === 'async' && input.type !== 'passthru') throw new InvalidFieldError('body/mode', 'only passthru flows can be async');
   const names = new Set<string>();
-  const rules = input.rules.map((rule, i) => {
-    if (names.has(rule.name)) throw new InvalidFieldError(`body/rules/${i}/name`, `'${rule.name}' is used by an earlier rule; rule names are unique in a flow`);
-    names.add(rule.name);
+  const rules = input.rules.map((rule, i): Rule => {
+    const name = rule.name ?? ruleNameAt(i);
+    if (names.has(name)) {
+      throw new InvalidFieldError(`body/rules/${i}/name`, `'${name}' is used by an earlier rule; rule names are unique in a flow${rule.name === undefined ? ' (an unnamed rule is named by its position): give this rule a name' : ''}`);
+    }
+    names.add(name);
     const when = { ...rule.when };
     if (when.calledNumber) {
       when.calledNumber = when.calledNumber.map((n, j) => {
@@ -67,7 +73,7 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
         return e164;
       });
     }
-    return { name: rule.name, when, then: checkAction(input.type, rule.then, `body/rules/${i}/then`, country) };
+    return { name, when, then: checkAction(input.type, rule.then, `body/rules/${i}/then`, country) };
   });
   return {
     ...input,

@@ -113,3 +113,24 @@ t.test('flows admin API', async (t) => {
     t.same(audit.items.filter((a: { entityId: string }) => a.entityId === 'inbound').map((a: { action: string }) => a.action), ['delete', 'replace', 'create']);
   });
 });
+
+t.test('a rule written without a name is named by its position, and traces show that name', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const res = await admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'menu', name: 'Menu', type: 'switch',
+    rules: [{ when: { digits: { equals: '1' } }, then: { select: 'sales' } }, { name: 'support', when: { digits: { equals: '2' } }, then: { select: 'support' } },
+      { when: { digits: { equals: '3' } }, then: { select: 'billing' } }],
+    otherwise: { select: 'sales' }, onError: { select: 'sales' },
+  } });
+  t.equal(res.statusCode, 201, res.body);
+  t.same(res.json().rules.map((r: { name: string }) => r.name), ['rule 1', 'support', 'rule 3']);
+  const sim = await admin({ method: 'POST', url: '/admin/flows/menu/simulate', payload: { endpoint: 'switch', params: { CallSid: 's', digits: '"3"' } } });
+  t.equal(sim.json().matchedRule, 'rule 3');
+  t.same(sim.json().trace.map((r: { name: string; result: string }) => `${r.name}: ${r.result}`), ['rule 1: not matched', 'support: not matched', 'rule 3: matched']);
+  const clash = await admin({ method: 'PUT', url: '/admin/flows/menu', payload: {
+    name: 'Menu', type: 'switch', otherwise: { select: 'sales' }, onError: { select: 'sales' },
+    rules: [{ name: 'rule 2', when: {}, then: { select: 'a' } }, { when: {}, then: { select: 'b' } }],
+  } });
+  t.equal(clash.statusCode, 400);
+  t.match(clash.json().message, "body/rules/1/name: 'rule 2' is used by an earlier rule; rule names are unique in a flow (an unnamed rule is named by its position): give this rule a name");
+});
