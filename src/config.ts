@@ -80,6 +80,33 @@ function parseTrustProxy(value: string | undefined, problems: string[]): boolean
   return entries;
 }
 
+/** Variables whose value is a secret: a problem with one names it, never shows it. */
+const SECRET_VARIABLES = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'METRICS_TOKEN']);
+
+/** A variable's value as a configuration error may print it: secrets by length only, a URL without its password. */
+function shown(name: string, value: unknown): string {
+  if (value === undefined) return '(unset)';
+  const text = String(value);
+  if (SECRET_VARIABLES.has(name)) return `(${text.length} characters, not shown)`;
+  return JSON.stringify(text.replace(/(\/\/[^/:@\s]*:)[^@/\s]*@/, '$1***@'));
+}
+
+/** What a valid value looks like, from the schema's bounds; undefined when TypeBox's own message says it best. */
+function whatToFix(schema: { type?: unknown; minLength?: number; maxLength?: number; minimum?: number; maximum?: number; pattern?: string; anyOf?: Array<{ const?: unknown }> }): string | undefined {
+  if (schema.anyOf?.every((s) => s.const !== undefined)) return `must be one of ${schema.anyOf.map((s) => String(s.const)).join(', ')}`;
+  if (schema.type === 'integer') {
+    const range = schema.maximum !== undefined ? `from ${schema.minimum ?? 0} to ${schema.maximum}` : `of at least ${schema.minimum ?? 0}`;
+    return `must be a whole number ${range}`;
+  }
+  if (schema.type === 'string' && schema.minLength !== undefined && schema.minLength > 1) {
+    return `must be ${schema.minLength} to ${schema.maxLength ?? 'any number of'} characters long`;
+  }
+  if (schema.type === 'string' && schema.pattern === '^postgres(ql)?://') return 'must be a Postgres URL, postgresql://user:password@host:5432/database';
+  if (schema.type === 'string' && schema.pattern === '^https?://[^\\s]+$') return 'must be an http:// or https:// URL without spaces, e.g. https://exoroute.example.com';
+  if (schema.type === 'string' && schema.pattern === '^[A-Z]{2}$') return 'must be a two-letter country code in capitals, e.g. IN';
+  return undefined;
+}
+
 /** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -88,9 +115,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (value !== undefined && value !== '') raw[key] = value;
   }
   const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
-  const problems = [...Value.Errors(ConfigSchema, converted)].map(
-    (e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(raw[e.path.slice(1)] ?? null)}: ${e.message}`,
-  );
+  const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => {
+    const name = e.path.slice(1) || '(root)';
+    return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema) ?? e.message}`;
+  });
   const c = converted as Env;
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);

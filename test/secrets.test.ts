@@ -1,0 +1,101 @@
+/**
+ * No secret in any error, log line or start-up message: the callback secret, the admin and metrics
+ * tokens, and the database password, checked on the configuration errors and on the real server
+ * process's whole output while it starts, answers right and wrong credentials, and stops.
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { freePort } from '../src/store/embedded-postgres.js';
+import { ADMIN_KEY, migratedDatabase } from './helper.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function configErrorOf(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.message;
+    throw err;
+  }
+  throw new Error('no configuration error');
+}
+
+t.test('a configuration error names a secret variable and what to fix, never its value', async (t) => {
+  const msg = configErrorOf({ EXOTEL_CALLBACK_SECRET: 'Zq9abc', ADMIN_API_KEY: 'Kx7-short', METRICS_TOKEN: 'Mt4short' });
+  t.match(msg, 'EXOTEL_CALLBACK_SECRET=(6 characters, not shown): must be 8 to 200 characters long');
+  t.match(msg, 'ADMIN_API_KEY=(9 characters, not shown): must be 16 to 200 characters long');
+  t.match(msg, 'METRICS_TOKEN=(8 characters, not shown): must be 16 to 200 characters long');
+  for (const secret of ['Zq9abc', 'Kx7-short', 'Mt4short']) t.notMatch(msg, secret, `${secret} not shown`);
+  const url = configErrorOf({ DATABASE_URL: 'mysql://exo:Pw0rd-hidden@db:3306/exo' });
+  t.match(url, 'DATABASE_URL="mysql://exo:***@db:3306/exo": must be a Postgres URL');
+  t.notMatch(url, 'Pw0rd-hidden');
+});
+
+t.test('the real server refuses a bad secret without printing it', async (t) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, EXOTEL_CALLBACK_SECRET: 'Zq9abc', DATABASE_URL: 'postgresql://u:Pw0rd-hidden@127.0.0.1:1/x' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  t.equal(code, 2, 'exits 2, the configuration error');
+  t.match(output, 'EXOTEL_CALLBACK_SECRET=(6 characters, not shown)');
+  t.notMatch(output, 'Zq9abc');
+});
+
+t.test('start-up, callbacks with right and wrong secrets, admin and metrics requests, shutdown: no secret in the output', async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-secrets-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, PUBLIC_URL: 'https://exo.example.com', LOG_LEVEL: 'debug' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  server.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  server.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((r) => server.on('exit', r));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+  for (let i = 0; i < 300 && !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(100);
+
+  const admin = (method: string, url: string, body?: unknown, key = ADMIN_KEY) => fetch(`${base}${url}`, {
+    method, headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  t.equal((await admin('POST', '/admin/flows', { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } })).status, 201);
+  const flow = await (await admin('GET', '/admin/flows/f')).text();
+  t.equal((await admin('GET', '/admin/flows', undefined, `${ADMIN_KEY}x`)).status, 401, 'a wrong key');
+  for (let i = 0; i < 50; i++) {
+    const ok = await fetch(`${base}/exotel/passthru/f?CallSid=s${i}&token=${secrets.EXOTEL_CALLBACK_SECRET}`).then((r) => r.status === 200);
+    if (ok) break;
+    await sleep(20);
+  }
+  const callbacks = [
+    await fetch(`${base}/exotel/passthru/f?CallSid=w1&token=${secrets.EXOTEL_CALLBACK_SECRET}x`),
+    await fetch(`${base}/exotel/passthru/f?CallSid=w2`, { headers: { authorization: `Basic ${Buffer.from(`exotel:${secrets.EXOTEL_CALLBACK_SECRET}`).toString('base64')}` } }),
+    await fetch(`${base}/exotel/connect/none?CallSid=w3&token=${secrets.EXOTEL_CALLBACK_SECRET}`),
+    await fetch(`${base}/admin/flows?token=${secrets.EXOTEL_CALLBACK_SECRET}`),
+    await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${secrets.METRICS_TOKEN}x` } }),
+  ];
+  t.same(callbacks.map((r) => r.status), [401, 200, 404, 401, 401]);
+  const bodies = (await Promise.all(callbacks.map((r) => r.text()))).join('\n');
+  server.kill('SIGTERM');
+  t.equal(await exited, 0);
+
+  t.match(output, '"msg":"callback"', 'the output holds the callback log lines');
+  for (const [name, secret] of Object.entries(secrets)) {
+    t.notMatch(output, secret, `${name} not in the start-up or log output`);
+    t.notMatch(bodies, secret, `${name} not in any answer`);
+  }
+  t.notMatch(flow, secrets.EXOTEL_CALLBACK_SECRET, 'not in a flow as the admin API returns it (yet)');
+});
