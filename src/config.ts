@@ -117,7 +117,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
   const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => {
     const name = e.path.slice(1) || '(root)';
-    return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema) ?? e.message}`;
+    return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema as Parameters<typeof whatToFix>[0]) ?? e.message}`;
   });
   const c = converted as Env;
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {

@@ -1,7 +1,7 @@
 import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
 import type { ExotelCall } from '../exotel/params.js';
 import type { RulesSnapshot } from '../store/rules-snapshot.js';
-import { isOpen } from './schedule.js';
+import { openAt } from './schedule.js';
 
 export type DecidedBy = 'rule' | 'otherwise' | 'onError';
 
@@ -32,10 +32,12 @@ function vipMember(rules: Lookup, slug: string, call: ExotelCall, now: number): 
   return { held: true, why: `${caller} is in ${slug}` };
 }
 
-function scheduleOpen(rules: Lookup, slug: string, at: Date): boolean {
+/** Whether the schedule is open, and why, at the schedule's own clock (which is the server's, not Exotel's CurrentTime). */
+function scheduleOpen(rules: Lookup, slug: string, at: Date): { open: boolean; why: string } {
   const schedule = rules.schedules.get(slug);
   if (!schedule) throw new MissingReference(`schedule '${slug}' is not loaded`);
-  return isOpen(schedule, at);
+  const { open, reason, localTime } = openAt(schedule, at);
+  return { open, why: `${slug} is ${open ? 'open' : 'closed'} at ${localTime}: ${reason}` };
 }
 
 function textMatch(value: string | null, m: { equals: string } | { in: string[] } | { prefix: string }, what: string): { held: boolean; why: string } {
@@ -64,12 +66,12 @@ function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): 
     out.push({ condition: `callerNotIn ${when.callerNotIn}`, held: !r.held, why: r.why });
   }
   if (when.openBy !== undefined) {
-    const open = scheduleOpen(rules, when.openBy, at);
-    out.push({ condition: `openBy ${when.openBy}`, held: open, why: `${when.openBy} is ${open ? 'open' : 'closed'}` });
+    const { open, why } = scheduleOpen(rules, when.openBy, at);
+    out.push({ condition: `openBy ${when.openBy}`, held: open, why });
   }
   if (when.closedBy !== undefined) {
-    const open = scheduleOpen(rules, when.closedBy, at);
-    out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why: `${when.closedBy} is ${open ? 'open' : 'closed'}` });
+    const { open, why } = scheduleOpen(rules, when.closedBy, at);
+    out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why });
   }
   if (when.digits !== undefined) out.push({ condition: 'digits', ...textMatch(call.digits, when.digits, 'digits') });
   if (when.callerPrefix !== undefined) {

@@ -281,6 +281,9 @@ interface OpenStretch {
   readonly from: number;
   readonly to: number;
   readonly intervals: readonly Interval[];
+  /** Where each local date of the stretch starts, and why an instant in it outside `intervals` is closed. */
+  readonly dates: ReadonlyArray<{ readonly start: number; readonly closedReason: string }>;
+  readonly zone: IANAZone;
 }
 const stretches = new WeakMap<ScheduleRules, OpenStretch>();
 /** Dates covered by one stretch, starting with the date of the instant asked about. */
@@ -296,17 +299,42 @@ function openStretch(rules: ScheduleRules, ms: number): OpenStretch {
   const day = cal.dateOf(ms);
   const intervals: Interval[] = [];
   for (let i = -1; i <= STRETCH_DATES; i++) intervals.push(...cal.intervalsOn(addDays(day, i)));
-  return { from: cal.startOf(day), to: cal.startOf(addDays(day, STRETCH_DATES)), intervals };
+  const dates = Array.from({ length: STRETCH_DATES }, (_, i) => {
+    const date = addDays(day, i);
+    return { start: cal.startOf(date), closedReason: closedReason(cal, date) };
+  });
+  return { from: cal.startOf(day), to: cal.startOf(addDays(day, STRETCH_DATES)), intervals, dates, zone: cal.zone };
 }
 
-/** Same answer as `scheduleStatus(rules, at).open`. */
-export function isOpen(rules: ScheduleRules, at: Date): boolean {
-  const ms = toMillis(at);
+function stretchAt(rules: ScheduleRules, ms: number): OpenStretch {
   let stretch = stretches.get(rules);
   if (stretch === undefined || ms < stretch.from || ms >= stretch.to) {
     stretch = openStretch(rules, ms);
     stretches.set(rules, stretch);
   }
-  for (const iv of stretch.intervals) if (iv.start <= ms && ms < iv.end) return true;
+  return stretch;
+}
+
+/** Same answer as `scheduleStatus(rules, at).open`. */
+export function isOpen(rules: ScheduleRules, at: Date): boolean {
+  const ms = toMillis(at);
+  for (const iv of stretchAt(rules, ms).intervals) if (iv.start <= ms && ms < iv.end) return true;
   return false;
+}
+
+/**
+ * Same `open` and `reason` as `scheduleStatus`, without the search for the next change, and the
+ * instant as a person at the schedule reads a clock (`fri 2026-12-25 11:00 Asia/Kolkata`): what a
+ * callback's trace shows.
+ */
+export function openAt(rules: ScheduleRules, at: Date): { open: boolean; reason: string; localTime: string } {
+  const ms = toMillis(at);
+  const stretch = stretchAt(rules, ms);
+  const local = new Date(ms + stretch.zone.offset(ms) * MINUTE_MS);
+  const hhmm = local.toISOString().slice(11, 16);
+  const localTime = `${WEEKDAY_BY_JS_DAY[local.getUTCDay()]} ${local.toISOString().slice(0, 10)} ${hhmm} ${rules.timezone}`;
+  for (const iv of stretch.intervals) if (iv.start <= ms && ms < iv.end) return { open: true, reason: iv.reason, localTime };
+  let reason = stretch.dates[0]!.closedReason;
+  for (const date of stretch.dates) if (date.start <= ms) reason = date.closedReason;
+  return { open: false, reason, localTime };
 }
