@@ -9,6 +9,15 @@ import cdrs from './cdrs/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
 const admin: FastifyPluginAsync = async (app) => {
+  // curl users send `Content-Type: application/json` out of habit, also on a DELETE or GET without
+  // a body: an empty body is no body. Anything else goes to Fastify's own parser (prototype
+  // poisoning refused as before).
+  const json = app.getDefaultJsonParser('error', 'error');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (String(body).trim() === '') return done(null, undefined);
+    return json(request, String(body), done);
+  });
   await app.register(apiKeys);
   await app.register(audit);
   await app.register(vipLists);

@@ -1,0 +1,25 @@
+import t from 'tap';
+import { buildTestApp } from '../../helper.js';
+
+const json = { 'content-type': 'application/json' };
+
+t.test('an empty body with a JSON content type is no body: DELETE and GET work as curl users send them', async (t) => {
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678' } })).statusCode, 201);
+  const get = await admin({ method: 'GET', url: '/admin/vip-lists/gold', headers: json, payload: '' });
+  t.equal(get.statusCode, 200, get.body);
+  const entry = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold/entries/09812345678', headers: json, payload: '' });
+  t.equal(entry.statusCode, 204, entry.body);
+  const list = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold', headers: { 'content-type': 'application/json; charset=utf-8' }, payload: '' });
+  t.equal(list.statusCode, 204, list.body);
+});
+
+t.test('where a body is expected, an empty one is still a 400 that names the body', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const res = await admin({ method: 'POST', url: '/admin/vip-lists', headers: json, payload: '' });
+  t.equal(res.statusCode, 400);
+  t.match(res.json().message, /^body/);
+  const broken = await admin({ method: 'POST', url: '/admin/vip-lists', headers: json, payload: '{"slug":' });
+  t.equal(broken.statusCode, 400, 'broken JSON is still refused');
+});
