@@ -103,6 +103,23 @@ export const FlowSchema = Type.Composite([
 ]);
 export type Flow = Static<typeof FlowSchema>;
 
+const ExotelUrlSchema = Type.String({ format: 'uri' });
+/** A flow as the admin API returns it: with the applet URL(s) to paste into Exotel's flow builder. */
+export const FlowViewSchema = Type.Composite([
+  FlowSchema,
+  Type.Object({
+    exotelUrls: Type.Object({
+      passthru: Type.Optional({ ...ExotelUrlSchema, description: 'passthru flows: the Passthru applet URL (sync)' }),
+      switch: Type.Optional({ ...ExotelUrlSchema, description: 'switch flows: the Passthru applet URL before a Switch-case applet' }),
+      dialWhom: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Dial whom → number returned by URL' }),
+      connect: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Connect using an application URL' }),
+    }, {
+      description: 'The URL(s) to paste into Exotel for this flow, built from PUBLIC_URL. With EXOTEL_CALLBACK_SECRET set they carry it as ' +
+        '`token`: shown to admin keys, `token=***` for viewer keys.',
+    }),
+  }),
+]);
+
 export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial-whom'), Type.Literal('connect')], {
   description: 'Which callback endpoint to simulate',
 });

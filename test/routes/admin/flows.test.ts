@@ -134,3 +134,34 @@ t.test('a rule written without a name is named by its position, and traces show 
   t.equal(clash.statusCode, 400);
   t.match(clash.json().message, "body/rules/1/name: 'rule 2' is used by an earlier rule; rule names are unique in a flow (an unnamed rule is named by its position): give this rule a name");
 });
+
+t.test('each flow carries the Exotel URL(s) to paste for its type; the secret only for an admin key', async (t) => {
+  const secret = 'cb-secret-1234';
+  const { admin } = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', EXOTEL_CALLBACK_SECRET: secret });
+  t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] } })).statusCode, 201);
+  const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });
+  t.same(created.json().exotelUrls, { passthru: `https://exo.example.com/exotel/passthru/inbound?token=${secret}` });
+  await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'menu', name: 'Menu', type: 'switch', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } } });
+  await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { dialGroup: 'sales' } } });
+  const all = (await admin({ method: 'GET', url: '/admin/flows' })).json() as Array<{ slug: string; exotelUrls: Record<string, string> }>;
+  t.same(Object.fromEntries(all.map((f) => [f.slug, f.exotelUrls])), {
+    agents: { dialWhom: `https://exo.example.com/exotel/dial-whom/agents?token=${secret}`, connect: `https://exo.example.com/exotel/connect/agents?token=${secret}` },
+    inbound: { passthru: `https://exo.example.com/exotel/passthru/inbound?token=${secret}` },
+    menu: { switch: `https://exo.example.com/exotel/switch/menu?token=${secret}` },
+  });
+
+  const viewerKey = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'lead', role: 'viewer' } })).json().key as string;
+  const asViewer = (url: string) => admin({ method: 'GET', url, headers: { authorization: `Bearer ${viewerKey}` } });
+  const one = await asViewer('/admin/flows/agents');
+  t.equal(one.statusCode, 200);
+  t.same(one.json().exotelUrls, { dialWhom: 'https://exo.example.com/exotel/dial-whom/agents?token=***', connect: 'https://exo.example.com/exotel/connect/agents?token=***' });
+  const list = await asViewer('/admin/flows');
+  t.notMatch(list.body + one.body, secret, 'a viewer never sees the secret');
+  t.notMatch((await admin({ method: 'GET', url: '/admin/audit?entity=flow' })).body, secret, 'nor does the audit trail hold it');
+});
+
+t.test('without a callback secret the URLs carry no token', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });
+  t.same(created.json().exotelUrls, { passthru: 'http://127.0.0.1:3000/exotel/passthru/inbound' });
+});

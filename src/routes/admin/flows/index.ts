@@ -1,8 +1,10 @@
 import { performance } from 'node:perf_hooks';
+import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
-import { FlowInputSchema, FlowReplaceSchema, FlowSchema, SimulateInputSchema, SimulateResultSchema } from '../../../schemas/flow.js';
+import { FlowInputSchema, FlowReplaceSchema, FlowViewSchema, SimulateInputSchema, SimulateResultSchema, type Flow } from '../../../schemas/flow.js';
+import { callbackUrls } from '../../../exotel/callback-urls.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
 import { answerCallback } from '../../../routing/callback.js';
@@ -14,24 +16,30 @@ const errors = { 400: ErrorSchema, 404: ErrorSchema };
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const country = app.config.DEFAULT_COUNTRY;
+  const { PUBLIC_URL, EXOTEL_CALLBACK_SECRET } = app.config;
+  /** The flow with its Exotel URL(s); the secret in them only for an admin key. */
+  const view = (request: FastifyRequest) => {
+    const showSecret = request.apiKey?.role === 'admin';
+    return (flow: Flow) => ({ ...flow, exotelUrls: callbackUrls(PUBLIC_URL, flow, EXOTEL_CALLBACK_SECRET, showSecret) });
+  };
 
   app.get('/flows', {
-    schema: { tags, security, operationId: 'listFlows', summary: 'List flows', response: { 200: Type.Array(FlowSchema) } },
-  }, async () => listFlows(app.db.prisma));
+    schema: { tags, security, operationId: 'listFlows', summary: 'List flows', response: { 200: Type.Array(FlowViewSchema) } },
+  }, async (request) => (await listFlows(app.db.prisma)).map(view(request)));
 
   app.post('/flows', {
     schema: { tags, security, operationId: 'createFlow', summary: 'Create a flow; referenced VIP lists, schedules and dial groups must exist (422)',
-      body: FlowInputSchema, response: { 201: FlowSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema } },
-  }, async (request, reply) => reply.status(201).send(await createFlow(app.db.prisma, actorOf(request), request.body, country)));
+      body: FlowInputSchema, response: { 201: FlowViewSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema } },
+  }, async (request, reply) => reply.status(201).send(view(request)(await createFlow(app.db.prisma, actorOf(request), request.body, country))));
 
   app.get('/flows/:slug', {
-    schema: { tags, security, operationId: 'getFlow', summary: 'One flow', params: SlugParamsSchema, response: { 200: FlowSchema, ...errors } },
-  }, async (request) => getFlow(app.db.prisma, request.params.slug));
+    schema: { tags, security, operationId: 'getFlow', summary: 'One flow', params: SlugParamsSchema, response: { 200: FlowViewSchema, ...errors } },
+  }, async (request) => view(request)(await getFlow(app.db.prisma, request.params.slug)));
 
   app.put('/flows/:slug', {
     schema: { tags, security, operationId: 'replaceFlow', summary: 'Replace a flow (rules, actions, mode)',
-      params: SlugParamsSchema, body: FlowReplaceSchema, response: { 200: FlowSchema, ...errors, 422: ErrorSchema } },
-  }, async (request) => replaceFlow(app.db.prisma, actorOf(request), request.params.slug, request.body, country));
+      params: SlugParamsSchema, body: FlowReplaceSchema, response: { 200: FlowViewSchema, ...errors, 422: ErrorSchema } },
+  }, async (request) => view(request)(await replaceFlow(app.db.prisma, actorOf(request), request.params.slug, request.body, country)));
 
   app.delete('/flows/:slug', {
     schema: { tags, security, operationId: 'deleteFlow', summary: 'Delete a flow', params: SlugParamsSchema, response: { 204: Type.Null(), ...errors } },

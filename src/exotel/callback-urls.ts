@@ -1,0 +1,34 @@
+import type { FlowType } from '../schemas/flow.js';
+
+/** The applet URL(s) Exotel is given for a flow, by the flow's type: what a support lead pastes into the flow builder. */
+export interface CallbackUrls {
+  /** Passthru applet (sync): 200 → branch A, 302 → branch B. */
+  passthru?: string;
+  /** Passthru applet followed by a Switch-case applet. */
+  switch?: string;
+  /** Connect applet → Dial whom → "Dial phone number (or phone number returned by URL)", fetch after every attempt. */
+  dialWhom?: string;
+  /** Connect applet → "Connect using an application URL" (Connect parameters v1.0). */
+  connect?: string;
+}
+
+/** What a viewer key sees in place of the callback secret. */
+export const HIDDEN_SECRET = '***';
+
+/**
+ * The URLs for a flow on this deployment (`PUBLIC_URL`). With a callback secret configured they
+ * carry it as `token` — the form every applet URL field accepts — or, for a reader who may not
+ * see it, `token=***`.
+ */
+export function callbackUrls(publicUrl: string, flow: { slug: string; type: FlowType }, secret: string | undefined, showSecret: boolean): CallbackUrls {
+  const query = secret ? `?token=${showSecret ? encodeURIComponent(secret) : HIDDEN_SECRET}` : '';
+  const url = (endpoint: string) => `${publicUrl}/exotel/${endpoint}/${encodeURIComponent(flow.slug)}${query}`;
+  switch (flow.type) {
+    case 'passthru':
+      return { passthru: url('passthru') };
+    case 'switch':
+      return { switch: url('switch') };
+    case 'dial':
+      return { dialWhom: url('dial-whom'), connect: url('connect') };
+  }
+}
