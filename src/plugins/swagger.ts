@@ -27,7 +27,13 @@ export default fp(async function openapi(app: FastifyInstance) {
         { name: 'audit', description: 'Who changed what' },
         { name: 'ops', description: 'Health, readiness and Prometheus metrics' },
       ],
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'An admin or viewer API key (POST /admin/api-keys; the bootstrap key is printed at first start)' },
+          exotelBasic: { type: 'http', scheme: 'basic', description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the password (any user), as in `https://exotel:SECRET@your-host/exotel/passthru/<flow>`' },
+          exotelToken: { type: 'apiKey', in: 'query', name: 'token', description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the `token` parameter, for applet URL fields that cannot carry credentials' },
+        },
+      },
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

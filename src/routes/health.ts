@@ -15,7 +15,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/healthz',
     {
       schema: {
-        tags: ['ops'], operationId: 'healthz', summary: 'The process is up',
+        tags: ['ops'], operationId: 'healthz', summary: 'The process is up', description: 'Liveness: 200 while the process runs, whatever the database does. Restart the instance when it fails. Never rate-limited, needs no key.',
         response: { 200: Type.Object({ status: Type.Literal('ok') }) },
       },
     },
@@ -26,7 +26,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       schema: {
-        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
+        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty', description: 'Readiness: 200 `{"status":"ready"}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, migrations pending, rules not loaded, CDRs waiting in the local spool). Take the instance out of the load balancer on 503.',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },

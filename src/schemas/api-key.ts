@@ -11,6 +11,8 @@ export const ApiKeyInputSchema = Type.Object(
   { additionalProperties: false },
 );
 
+export const API_KEY_EXAMPLE = { name: 'support lead', role: 'viewer' };
+
 export const ApiKeySchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   name: Type.String(),

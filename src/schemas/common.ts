@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 export const SlugSchema = Type.String({
   pattern: '^[a-z0-9-]{1,64}$',
@@ -26,3 +26,17 @@ export const PageQuerySchema = Type.Object({
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'Opaque cursor from `nextCursor` of the previous page' })),
 });
+
+/**
+ * A request body schema with examples for the OpenAPI document: Swagger UI's "Try it out" starts
+ * from the first. test/openapi-examples.test.ts checks each one against its schema.
+ */
+export function withExamples<T extends TSchema>(schema: T, ...examples: unknown[]): T {
+  return { ...schema, examples };
+}
+
+/** An example without its `slug`: the body of a PUT to the object's own URL. */
+export function withoutSlug<T extends { slug: string }>(example: T): Omit<T, 'slug'> {
+  const { slug: _slug, ...rest } = example;
+  return rest;
+}

@@ -106,6 +106,17 @@ const GroupFields = {
 };
 export const DialGroupInputSchema = Type.Object({ slug: SlugSchema, ...GroupFields }, { additionalProperties: false });
 export type DialGroupInput = Static<typeof DialGroupInputSchema>;
+export const DIAL_GROUP_EXAMPLE = {
+  slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 },
+  members: [
+    { number: '09812345678', name: 'Asha', priority: 1 },
+    { number: '09812345679', name: 'Ravi', priority: 2 },
+    { number: '+919812345680', name: 'Meera', priority: 3, weight: 2 },
+  ],
+  connect: { record: true, recordingChannels: 'dual', maxRingingDuration: 30, maxConversationDuration: 900, musicOnHold: { type: 'default_tone' }, fetchAfterAttempt: true },
+};
+export const DIAL_GROUP_PATCH_EXAMPLE = { strategy: 'least_recent' };
+export const MEMBER_PATCH_EXAMPLE = { active: false };
 export const DialGroupReplaceSchema = Type.Object(GroupFields, { additionalProperties: false });
 export type DialGroupReplace = Static<typeof DialGroupReplaceSchema>;
 /** PATCH: fields given replace the stored ones (members: the whole list); no defaults filled in. */

@@ -87,6 +87,14 @@ const FlowFields = {
 export const FlowInputSchema = Type.Object({ slug: SlugSchema, ...FlowFields }, { additionalProperties: false });
 export type FlowInput = Static<typeof FlowInputSchema>;
 export const FlowReplaceSchema = Type.Object(FlowFields, { additionalProperties: false });
+export const FLOW_EXAMPLE = {
+  slug: 'inbound', name: 'Main line', type: 'passthru',
+  rules: [
+    { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+    { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
+  ],
+  otherwise: { branch: 'A' }, onError: { branch: 'A' },
+};
 export type FlowReplace = Static<typeof FlowReplaceSchema>;
 
 export const FlowSchema = Type.Composite([
@@ -134,6 +142,10 @@ export const SimulateInputSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+export const SIMULATE_EXAMPLE = {
+  endpoint: 'passthru', params: { CallSid: 'test', CallFrom: '09812345678', CallTo: '08047115777' }, at: '2026-12-25T11:00:00+05:30',
+};
 
 export const ConditionTraceSchema = Type.Object({ condition: Type.String(), held: Type.Boolean(), why: Type.String() });
 export const RuleTraceSchema = Type.Object({

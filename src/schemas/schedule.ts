@@ -69,6 +69,13 @@ export const ScheduleInputSchema = Type.Object(
   { additionalProperties: false },
 );
 export type ScheduleInput = Static<typeof ScheduleInputSchema>;
+const weekdays = (open: string, close: string) => (['mon', 'tue', 'wed', 'thu', 'fri'] as const).map((day) => ({ day, open, close }));
+export const SCHEDULE_EXAMPLE = {
+  slug: 'support', name: 'Support desk', timezone: 'Asia/Kolkata',
+  weekly: [...weekdays('09:00', '18:00'), { day: 'sat', open: '22:00', close: '06:00' }],
+  exceptions: [{ date: '2026-12-25', closed: true }],
+};
+export const SCHEDULE_PATCH_EXAMPLE = { exceptions: [{ date: '2026-12-25', closed: true }, { date: '2026-12-31', open: '09:00', close: '13:00' }] };
 
 /**
  * Same fields as the input, without `default`s: Ajv (`useDefaults`) would otherwise fill every field left

@@ -18,6 +18,8 @@ export const VipListInputSchema = Type.Object(
   { additionalProperties: false },
 );
 export type VipListInput = Static<typeof VipListInputSchema>;
+export const VIP_LIST_EXAMPLE = { slug: 'gold', name: 'Gold customers' };
+export const VIP_LIST_PATCH_EXAMPLE = { description: 'Top-tier accounts' };
 
 export const VipListPatchSchema = Type.Partial(Type.Omit(VipListInputSchema, ['slug']), { additionalProperties: false });
 export type VipListPatch = Static<typeof VipListPatchSchema>;
@@ -51,6 +53,11 @@ export const VipEntryInputSchema = Type.Object(
   { additionalProperties: false },
 );
 export type VipEntryInput = Static<typeof VipEntryInputSchema>;
+
+export const VIP_ENTRY_EXAMPLES = [
+  { number: '09812345678', name: 'Asha', tier: 'platinum', expiresAt: '2027-03-31T23:59:59+05:30' },
+  [{ number: '9812345679' }, { number: '+919812345680', note: 'escalations' }],
+];
 
 export const MAX_BULK_ENTRIES = 10_000;
 // The array first: when both branches fail at the top (too many items), its error is the one named.

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { CALLBACK_SECURITY, CallbackParamsSchema, DialEventParamsSchema } from '../../schemas/exotel-params.js';
 import { collectParams, parseExotelCall, SIP_USER, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
@@ -200,48 +201,68 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
   }
 
-  const schema = (endpoint: Endpoint | DialEndpoint, summary: string, ok: Record<number, unknown>) => ({
+  const schema = (endpoint: Endpoint | DialEndpoint, summary: string, ok: Record<number, unknown>, reads: string) => ({
     tags: ['exotel'],
     operationId: `${endpoint}Callback`,
     summary,
     description:
-      'Called by Exotel with the call parameters (query string, form or JSON body). Needs the callback secret as HTTP Basic ' +
-      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR.',
-    params: Type.Object({ flow: Type.String({ description: 'Flow slug' }) }),
+      `Called by Exotel with the call parameters: query string (GET, as Exotel sends them), form or JSON body (POST). ${reads} ` +
+      'With EXOTEL_CALLBACK_SECRET set, the secret is the HTTP Basic password or the `token` parameter, else 401. ' +
+      'Every callback, refused ones included, is logged as a CDR.',
+    params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
+    security: CALLBACK_SECURITY,
     response: { ...ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema },
+  });
+  const decides = 'The flow decides from CallFrom (VIP lists, caller prefixes), CallTo, Direction, digits, CustomField and DialCallStatus, at exoroute\'s own clock (schedules).';
+  const dials = `${decides} On a re-fetch, DialWhomNumber and Legs[i][Number] say who was tried: they are not offered again.`;
+  /**
+   * The parameters, in the OpenAPI document only: for GET as the query string, for POST as the
+   * body. No route validates them (src/exotel/params.ts reads whatever comes).
+   */
+  const documented = (method: 'GET' | 'POST', params: TSchema) => ({
+    swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
+      url,
+      schema: method === 'GET' ? { ...schema, querystring: params } : { ...schema, body: params, consumes: ['application/x-www-form-urlencoded', 'application/json'] },
+    }),
   });
 
   for (const method of ['GET', 'POST'] as const) {
     app.route({
-      method, url: '/passthru/:flow', handler: handler('passthru'),
+      method, url: '/passthru/:flow', handler: handler('passthru'), config: documented(method, CallbackParamsSchema),
       schema: { ...schema('passthru', 'Passthru applet: branch A (200), branch B (302), or a URL (200 text/plain)', {
         200: Type.String({ description: 'Branch A (empty body), or the URL to continue with' }),
         302: Type.String({ description: 'Branch B' }),
-      }), ...(method === 'POST' ? { operationId: 'passthruCallbackPost' } : {}) },
+      }, `${decides} In the applet choose sync; an async flow answers 200 at once.`), ...(method === 'POST' ? { operationId: 'passthruCallbackPost' } : {}) },
     });
     app.route({
-      method, url: '/switch/:flow', handler: handler('switch'),
+      method, url: '/switch/:flow', handler: handler('switch'), config: documented(method, CallbackParamsSchema),
       schema: { ...schema('switch', 'Switch-case applet: 200 text/plain {"select":"<case>"}', {
         200: Type.String({ description: '{"select":"<case>"}' }),
-      }), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
+      }, `${decides} Point a Passthru applet here and follow it with a Switch-case applet whose cases are the flow's \`select\` values.`), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
     });
     app.route({
-      method, url: '/dial-whom/:flow', handler: handler('dial-whom'),
+      method, url: '/dial-whom/:flow', handler: handler('dial-whom'), config: documented(method, CallbackParamsSchema),
       schema: { ...schema('dial-whom', 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)', {
         200: Type.String({ description: 'e.g. +919812345678,+919812345679' }),
-      }), operationId: method === 'POST' ? 'dialWhomCallbackPost' : 'dialWhomCallback' },
+      }, `${dials} Check "fetch numbers after every attempt" in the applet.`), operationId: method === 'POST' ? 'dialWhomCallbackPost' : 'dialWhomCallback' },
     });
     app.route({
-      method, url: '/connect/:flow', handler: handler('connect'),
+      method, url: '/connect/:flow', handler: handler('connect'), config: documented(method, CallbackParamsSchema),
       schema: { ...schema('connect', 'Connect applet dynamic parameters: 200 application/json, version 1.0', {
         200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
-      }), operationId: method === 'POST' ? 'connectCallbackPost' : 'connectCallback' },
+      }, `${dials} The Exotel-Version header (1.0) is read; another version is logged and answered as 1.0.`), operationId: method === 'POST' ? 'connectCallbackPost' : 'connectCallback' },
     });
     app.route({
-      method, url: '/dial-events', handler: dialEvent,
+      method, url: '/dial-events', handler: dialEvent, config: documented(method, DialEventParamsSchema),
       schema: {
         tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
         summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
+        description:
+          'Exotel calls this URL, which exoroute sets as `dial_passthru_event_url` (with the `token`) in its Connect answers, for each ' +
+          'agent leg: DialWhomNumber with Status=busy while the agent is rung or talking, free when that ends; EventType Dial, Ringing, ' +
+          'Answered or Terminal. Busy agents are skipped; an answered agent is remembered for `sticky`. An Exotel SIP user id ' +
+          '(`sip:agent123`) is acknowledged and changes nothing. Every event is a CDR.',
+        security: CALLBACK_SECURITY,
         response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema },
       },
     });

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ErrorSchema } from '../../../schemas/common.js';
-import { ApiKeyIdParamsSchema, ApiKeyInputSchema, ApiKeySchema, CreatedApiKeySchema } from '../../../schemas/api-key.js';
+import { ErrorSchema, withExamples } from '../../../schemas/common.js';
+import { API_KEY_EXAMPLE, ApiKeyIdParamsSchema, ApiKeyInputSchema, ApiKeySchema, CreatedApiKeySchema } from '../../../schemas/api-key.js';
 import { createKey, listKeys, revokeKey } from '../../../store/api-keys.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -10,17 +10,17 @@ const security = [{ bearer: [] }];
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/api-keys', {
-    schema: { tags, security, operationId: 'listApiKeys', summary: 'List API keys (never the keys themselves)',
+    schema: { tags, security, operationId: 'listApiKeys', summary: 'List API keys (never the keys themselves)', description: 'Every key ever created, revoked ones included (with `revokedAt`): id, name, role, the key\'s first characters (prefix) to recognise it. Only a SHA-256 hash of each key is stored, so a key cannot be shown again.',
       response: { 200: Type.Array(ApiKeySchema) } },
   }, async () => listKeys(app.db.prisma));
 
   app.post('/api-keys', {
-    schema: { tags, security, operationId: 'createApiKey', summary: 'Create an API key; the key is shown only in this answer',
-      body: ApiKeyInputSchema, response: { 201: CreatedApiKeySchema, 400: ErrorSchema } },
+    schema: { tags, security, operationId: 'createApiKey', summary: 'Create an API key; the key is shown only in this answer', description: 'Role `admin` reads and writes, `viewer` only reads (a write is 403). The answer\'s `key` is the only time the key is shown: keep it. Audited with the key that created it.',
+      body: withExamples(ApiKeyInputSchema, API_KEY_EXAMPLE), response: { 201: CreatedApiKeySchema, 400: ErrorSchema } },
   }, async (request, reply) => reply.status(201).send(await createKey(app.db.prisma, actorOf(request), request.body)));
 
   app.delete('/api-keys/:id', {
-    schema: { tags, security, operationId: 'revokeApiKey', summary: 'Revoke an API key',
+    schema: { tags, security, operationId: 'revokeApiKey', summary: 'Revoke an API key', description: 'The key stops working at once (401). The bootstrap key (ADMIN_API_KEY or the generated one) cannot be revoked here: change the variable or the key file and restart. Audited.',
       params: ApiKeyIdParamsSchema, response: { 200: ApiKeySchema, 404: ErrorSchema, 409: ErrorSchema } },
   }, async (request) => revokeKey(app.db.prisma, actorOf(request), request.params.id));
 };

@@ -50,12 +50,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   });
 
   app.get('/cdrs/:id', {
-    schema: { tags, security, operationId: 'getCdr', summary: 'One CDR with every field, raw params, legs and decision',
+    schema: { tags, security, operationId: 'getCdr', summary: 'One CDR with every field, raw params, legs and decision', description: 'Everything stored for one callback: parsed fields (numbers in E.164 and as sent), every raw parameter (the callback secret removed), Legs, the decision with its per-rule trace, the HTTP status and body answered, handling time and attempt number.',
       params: CdrIdParamsSchema, response: { 200: CdrSchema, ...errors } },
   }, async (request) => getCdr(app.db.prisma, request.params.id));
 
   app.get('/calls/:callSid', {
-    schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first (by received time, then by id)',
+    schema: { tags, security, operationId: 'getCallTimeline', summary: 'Every callback received for one call, oldest first (by received time, then by id)', description: 'Every callback exoroute received for this CallSid, across endpoints and flows: what Exotel asked, what was answered and why, in the order it happened. The first stop when a caller complains.',
       params: CallSidParamsSchema, response: { 200: CallTimelineSchema, ...errors } },
   }, async (request) => getCallTimeline(app.db.prisma, request.params.callSid));
 };

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
+import { ErrorSchema, SlugParamsSchema, withExamples, withoutSlug } from '../../../schemas/common.js';
 import {
-  ScheduleInputSchema, SchedulePatchSchema, ScheduleReplaceSchema, ScheduleSchema, ScheduleStatusQuerySchema, ScheduleStatusSchema,
+  SCHEDULE_EXAMPLE, SCHEDULE_PATCH_EXAMPLE, ScheduleInputSchema, SchedulePatchSchema, ScheduleReplaceSchema, ScheduleSchema, ScheduleStatusQuerySchema, ScheduleStatusSchema,
 } from '../../../schemas/schedule.js';
 import { createSchedule, deleteSchedule, getSchedule, listSchedules, updateSchedule } from '../../../store/schedules.js';
 import { scheduleStatus } from '../../../routing/schedule.js';
@@ -15,32 +15,32 @@ const errors = { 400: ErrorSchema, 404: ErrorSchema };
 const routes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/schedules', {
-    schema: { tags, security, operationId: 'listSchedules', summary: 'List schedules', response: { 200: Type.Array(ScheduleSchema) } },
+    schema: { tags, security, operationId: 'listSchedules', summary: 'List schedules', description: 'Every schedule with its weekly windows and dated exceptions. Flows refer to a schedule by slug in `openBy` / `closedBy`; a dial group member may have one as a shift.', response: { 200: Type.Array(ScheduleSchema) } },
   }, async () => listSchedules(app.db.prisma));
 
   app.post('/schedules', {
-    schema: { tags, security, operationId: 'createSchedule', summary: 'Create a schedule (business hours)', body: ScheduleInputSchema,
+    schema: { tags, security, operationId: 'createSchedule', summary: 'Create a schedule (business hours)', description: 'Weekly windows are local times (HH:MM) in the schedule\'s IANA timezone; several per day are allowed, `close` earlier than `open` spans midnight, `24:00` is the end of the day. A dated exception (YYYY-MM-DD) governs its whole local date: `closed: true` for a holiday, or `open`/`close` special hours. Business hours are decided by exoroute\'s own clock, not by Exotel\'s CurrentTime.', body: withExamples(ScheduleInputSchema, SCHEDULE_EXAMPLE),
       response: { 201: ScheduleSchema, 400: ErrorSchema, 409: ErrorSchema } },
   }, async (request, reply) => reply.status(201).send(await createSchedule(app.db.prisma, actorOf(request), request.body)));
 
   app.get('/schedules/:slug', {
-    schema: { tags, security, operationId: 'getSchedule', summary: 'One schedule', params: SlugParamsSchema,
+    schema: { tags, security, operationId: 'getSchedule', summary: 'One schedule', description: 'The schedule as stored. Whether it is open now, and why: GET /admin/schedules/{slug}/status.', params: SlugParamsSchema,
       response: { 200: ScheduleSchema, ...errors } },
   }, async (request) => getSchedule(app.db.prisma, request.params.slug));
 
   app.put('/schedules/:slug', {
-    schema: { tags, security, operationId: 'replaceSchedule', summary: 'Replace a schedule (absent fields reset to defaults)',
-      params: SlugParamsSchema, body: ScheduleReplaceSchema, response: { 200: ScheduleSchema, ...errors } },
+    schema: { tags, security, operationId: 'replaceSchedule', summary: 'Replace a schedule (absent fields reset to defaults)', description: 'The whole schedule: fields left out go back to their defaults (timezone Asia/Kolkata, no windows, no exceptions). To change only the holidays, PATCH `exceptions`.',
+      params: SlugParamsSchema, body: withExamples(ScheduleReplaceSchema, withoutSlug(SCHEDULE_EXAMPLE)), response: { 200: ScheduleSchema, ...errors } },
   }, async (request) => updateSchedule(app.db.prisma, actorOf(request), request.params.slug, request.body, 'replace'));
 
   app.patch('/schedules/:slug', {
     schema: { tags, security, operationId: 'updateSchedule',
-      summary: 'Change some fields; `weekly` or `exceptions`, when given, replace the whole array',
-      params: SlugParamsSchema, body: SchedulePatchSchema, response: { 200: ScheduleSchema, ...errors } },
+      summary: 'Change some fields; `weekly` or `exceptions`, when given, replace the whole array', description: 'Give only the fields to change. `weekly` and `exceptions` are arrays and are replaced whole: send the complete list (e.g. every holiday), not just the new one.',
+      params: SlugParamsSchema, body: withExamples(SchedulePatchSchema, SCHEDULE_PATCH_EXAMPLE), response: { 200: ScheduleSchema, ...errors } },
   }, async (request) => updateSchedule(app.db.prisma, actorOf(request), request.params.slug, request.body, 'merge'));
 
   app.delete('/schedules/:slug', {
-    schema: { tags, security, operationId: 'deleteSchedule', summary: 'Delete a schedule (refused while a flow uses it)',
+    schema: { tags, security, operationId: 'deleteSchedule', summary: 'Delete a schedule (refused while a flow uses it)', description: 'While a flow refers to it (openBy / closedBy) or a dial group member has it as a shift, the answer is 409 naming them: change those first.',
       params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
   }, async (request, reply) => {
     await deleteSchedule(app.db.prisma, actorOf(request), request.params.slug);
@@ -48,7 +48,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   });
 
   app.get('/schedules/:slug/status', {
-    schema: { tags, security, operationId: 'scheduleStatus', summary: 'Open or closed at an instant (default now), why, and when that changes',
+    schema: { tags, security, operationId: 'scheduleStatus', summary: 'Open or closed at an instant (default now), why, and when that changes', description: '`at` is any ISO 8601 instant with an offset (`2026-12-25T11:00:00+05:30`; write `+` as `%2B` in a URL); without it, now. `reason` names the weekly window or exception that decides; `nextChangeAt` is when open/closed next flips, in the schedule\'s timezone (null when not within a year).',
       params: SlugParamsSchema, querystring: ScheduleStatusQuerySchema, response: { 200: ScheduleStatusSchema, ...errors } },
   }, async (request) => {
     const schedule = await getSchedule(app.db.prisma, request.params.slug);
