@@ -4,7 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { isSupportedCountry } from 'libphonenumber-js';
 
 /**
- * The whole configuration, from environment variables only (SPEC §5). Read once at start;
+ * The whole configuration, from environment variables only (docs/contract.md §5). Read once at start;
  * nothing else in the code reads process.env.
  */
 export const ConfigSchema = Type.Object({

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { ConfigError, loadConfig } from '../src/config.js';
 
-t.test('defaults follow SPEC §5', async (t) => {
+t.test('defaults follow docs/contract.md §5 and the README', async (t) => {
   const c = loadConfig({});
   t.match(c, { PORT: 3000, HOST: '127.0.0.1', DATA_DIR: '.data', DEFAULT_COUNTRY: 'IN', DECISION_BUDGET_MS: 1500, CDR_RETENTION_DAYS: 0, LOG_LEVEL: 'info' });
   t.equal(c.PUBLIC_URL, 'http://127.0.0.1:3000');

@@ -7,7 +7,7 @@
  * secret check, a fixed agent list for Dial Whom and Connect.
  *
  * With `DIAL_STATE=1` ("naive with call state" in the bench's report), Dial Whom and Connect also
- * keep the one piece of per-call state that the SPEC's re-fetch needs and that the plain baseline
+ * keep the one piece of per-call state that the contract's re-fetch (docs/contract.md) needs and that the plain baseline
  * skips: the numbers already tried in the call, so that a re-fetch after an unanswered attempt
  * does not offer them again. One Prisma `upsert` of the call's `dial_calls` row per dial callback,
  * between the VIP check and the CDR, as a developer would add it. Still no rotation, sticky

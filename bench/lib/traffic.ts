@@ -1,6 +1,6 @@
 /**
  * Exotel callbacks as Exotel sends them (GET, parameters in the query string; see
- * /work/shared/exotel-docs and test/routes/exotel/passthru.test.ts): every call a new CallSid,
+ * docs/exotel.md and test/routes/exotel/passthru.test.ts): every call a new CallSid,
  * callers in the three formats Exotel uses, a share of them on the VIP list.
  */
 

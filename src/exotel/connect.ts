@@ -3,7 +3,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ConnectSettings } from '../schemas/dial-group.js';
 import type { CallbackAnswer } from './responses.js';
 
-/** Connect-applet parameters, version 1.0 (exotel-docs/connect-applet-dynamic-url.txt). */
+/** Connect-applet parameters, version 1.0 (docs/exotel.md, Connect dynamic parameters). */
 export const CONNECT_VERSION = '1.0';
 
 const E164 = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$' });

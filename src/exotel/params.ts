@@ -1,6 +1,6 @@
 /**
  * What Exotel sends to an applet URL (Passthru, Connect "Dial Whom", Connect dynamic parameters, dial
- * events), turned into typed call fields. The parameter lists in `exotel-docs/` are the contract.
+ * events), turned into typed call fields. The parameter lists in docs/exotel.md are the contract.
  *
  * Two steps, both pure, synchronous and never throwing:
  * - `collectParams` merges the query string, a form body and/or a JSON body into one flat key → value map,

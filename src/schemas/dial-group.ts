@@ -6,7 +6,7 @@ export const StrategySchema = Type.Union(
     Type.Literal('sequential'), Type.Literal('round_robin'), Type.Literal('random'),
     Type.Literal('weighted'), Type.Literal('least_recent'), Type.Literal('parallel'),
   ],
-  { description: 'Order in which members are offered (SPEC §3)' },
+  { description: 'Order in which members are offered (docs/contract.md §3)' },
 );
 export type Strategy = Static<typeof StrategySchema>;
 
@@ -59,7 +59,7 @@ export const StickySchema = Type.Object(
 );
 export type Sticky = Static<typeof StickySchema>;
 
-/** Connect-applet call settings, validated against Exotel's limits (exotel-docs/connect-applet-dynamic-url.txt). */
+/** Connect-applet call settings, validated against Exotel's limits (docs/exotel.md, Connect dynamic parameters). */
 export const ConnectSettingsSchema = Type.Object(
   {
     record: Type.Optional(Type.Boolean({ default: false })),

@@ -9,7 +9,7 @@ const TextMatchSchema = Type.Union([
   Type.Object({ in: Type.Array(Type.String({ maxLength: 200 }), { minItems: 1, maxItems: 1000 }) }, { additionalProperties: false }),
 ]);
 
-/** Conditions of a rule: every one given must hold (SPEC §4). */
+/** Conditions of a rule: every one given must hold (docs/contract.md, Deciding). */
 export const ConditionsSchema = Type.Object(
   {
     callerIn: Type.Optional({ ...SlugSchema, description: 'Caller is a live entry of this VIP list' }),

@@ -16,9 +16,9 @@ type Tx = Prisma.TransactionClient;
 export type Connect = Required<ConnectSettings>;
 
 /**
- * Exotel's defaults for each Connect setting (exotel-docs/connect-applet-dynamic-url.txt), except
+ * Exotel's defaults for each Connect setting (docs/exotel.md, Connect dynamic parameters), except
  * `fetchAfterAttempt`: Exotel defaults it to false, but exoroute re-decides after every unanswered
- * attempt (skipping busy agents, SPEC §3), which only works when Exotel asks again.
+ * attempt (skipping busy agents, docs/contract.md §3), which only works when Exotel asks again.
  */
 export const DEFAULT_CONNECT: Readonly<Connect> = Object.freeze<Connect>({
   record: false,

@@ -21,7 +21,7 @@ const emptyCall = {
   status: null, eventType: null, legs: [], raw: {}, warnings: [],
 };
 
-// --- Documented requests (exotel-docs/) --------------------------------------------------------------
+// --- Documented requests (docs/exotel.md) --------------------------------------------------------------
 
 t.test('Passthru after a Connect applet: every documented field, Legs as an ordered array, raw kept verbatim', async (t) => {
   const entries: Array<[string, string]> = [

@@ -9,7 +9,7 @@ const COLON = 0x3a;
 
 /**
  * Who may call back: the `EXOTEL_CALLBACK_SECRET` as HTTP Basic password (any user) or as the
- * `token` query parameter, from an address in `EXOTEL_ALLOWED_CIDRS` (SPEC §3).
+ * `token` query parameter, from an address in `EXOTEL_ALLOWED_CIDRS` (docs/contract.md §3).
  */
 export function callbackGuard(config: Pick<Config, 'EXOTEL_CALLBACK_SECRET' | 'EXOTEL_ALLOWED_CIDRS'>) {
   const secret = config.EXOTEL_CALLBACK_SECRET ? Buffer.from(config.EXOTEL_CALLBACK_SECRET, 'utf8') : null;

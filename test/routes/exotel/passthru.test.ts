@@ -16,7 +16,7 @@ async function cdrsFor(ctx: TestApp, callSid: string) {
   return ctx.db.prisma.cdr.findMany({ where: { callSid }, orderBy: { id: 'asc' } });
 }
 
-// A Passthru request as Exotel sends it after an IVR applet (exotel-docs/passthru-applet.txt).
+// A Passthru request as Exotel sends it after an IVR applet (docs/exotel.md).
 const ivrParams = (sid: string, from: string) =>
   new URLSearchParams({
     CallSid: sid, CallFrom: from, CallTo: '08047115777', Direction: 'incoming', Created: '2026-11-20 10:00:00',

@@ -1,0 +1,136 @@
+/**
+ * Every `sh` example in README.md, run as written, top to bottom, in one bash session against the
+ * real app listening on 127.0.0.1 — as a new user would paste them after `npm start`. Each HTTP
+ * request they make must be answered 2xx, and a `# → {…}` line under a command is the JSON its
+ * answer must contain. So the README's examples cannot rot.
+ *
+ * Three things differ from a user's terminal, none in the commands themselves:
+ * - `EXO` is set again after the README's own `export` line, to the port the test listens on (a
+ *   fixed 3000 may be taken on a shared machine); `.data/admin-api-key` holds the test's admin key;
+ * - `curl` is a bash function that runs the real curl and notes each answer's HTTP status;
+ * - before a command that asks a callback or `simulate`, the test reloads the rules snapshot, which
+ *   the service does by itself within a second of a change (a person types slower than a script).
+ */
+import t from 'tap';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ADMIN_KEY, buildTestApp } from './helper.js';
+
+interface Example { command: string; expect: unknown[]; line: number }
+
+/** The README's `sh` blocks (also those indented in a list), dedented, with the line each starts on. */
+export function shBlocks(markdown: string): Array<{ code: string; line: number }> {
+  const blocks: Array<{ code: string; line: number }> = [];
+  for (const m of markdown.matchAll(/^( *)```sh\n([\s\S]*?)^\1```/gm)) {
+    const indent = m[1]!.length;
+    const code = m[2]!.split('\n').map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join('\n');
+    blocks.push({ code, line: markdown.slice(0, m.index).split('\n').length + 1 });
+  }
+  return blocks;
+}
+
+/**
+ * A block's commands: a command runs on while a single quote is open or a line ends with `\`;
+ * a comment line `# → {json}` after a command is what its answer must contain.
+ */
+export function commandsOf(block: { code: string; line: number }): Example[] {
+  const out: Example[] = [];
+  let pending: string[] = [];
+  let quotes = 0;
+  block.code.split('\n').forEach((text, i) => {
+    const expectation = /^\s*# → (\{.*\})\s*$/.exec(text);
+    if (pending.length === 0 && expectation) {
+      out.at(-1)?.expect.push(JSON.parse(expectation[1]!));
+      return;
+    }
+    if (pending.length === 0 && (text.trim() === '' || text.trim().startsWith('#'))) return;
+    pending.push(text);
+    quotes += (text.match(/'/g) ?? []).length;
+    if (quotes % 2 === 0 && !text.endsWith('\\')) {
+      out.push({ command: pending.join('\n'), expect: [], line: block.line + i - pending.length + 1 });
+      pending = [];
+      quotes = 0;
+    }
+  });
+  if (pending.length > 0) throw new Error(`unterminated command at README line ${block.line}: ${pending.join('\n')}`);
+  return out;
+}
+
+/** One bash process; each command's stdout comes back with the statuses of the requests it made. */
+function bashSession(cwd: string, statusLog: string) {
+  const bash = spawn('bash', ['--noprofile', '--norc'], { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: cwd } });
+  let stdout = '';
+  let stderr = '';
+  let waiting: ((value: void) => void) | null = null;
+  bash.stdout.on('data', (c: Buffer) => {
+    stdout += c.toString();
+    if (stdout.includes('\n::done::') && waiting) waiting();
+  });
+  bash.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  bash.stdin.write([
+    'shopt -s expand_aliases',
+    `curl() { local out; out=$(command curl "$@" -w '\\n%{http_code}'); local rc=$?; printf '%s' "\${out%$'\\n'*}"; echo "\${out##*$'\\n'}" >> ${JSON.stringify(statusLog)}; return $rc; }`,
+    '',
+  ].join('\n'));
+  return {
+    async run(command: string): Promise<{ out: string; err: string; statuses: number[] }> {
+      await writeFile(statusLog, '');
+      stdout = '';
+      stderr = '';
+      const done = new Promise<void>((resolve) => (waiting = resolve));
+      bash.stdin.write(`${command}\necho; echo "::done::"\n`);
+      await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`no end after 30 s: ${command}`)), 30_000))]);
+      waiting = null;
+      const statuses = (await readFile(statusLog, 'utf8')).split('\n').filter(Boolean).map(Number);
+      return { out: stdout.slice(0, stdout.lastIndexOf('\n::done::')), err: stderr, statuses };
+    },
+    close: () => bash.kill(),
+  };
+}
+
+t.test('every README example runs as written against a started service', async (t) => {
+  const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
+  const blocks = shBlocks(readme);
+  // The one block that installs and starts the service: the test starts it itself.
+  const setup = blocks.filter((b) => /^npm /m.test(b.code));
+  t.equal(setup.length, 1, 'only the "two commands" block is not run');
+  const examples = blocks.filter((b) => !setup.includes(b)).flatMap(commandsOf);
+  t.ok(examples.length >= 30, `${examples.length} commands`);
+
+  const ctx = await buildTestApp(t);
+  const base = await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const cwd = await mkdtemp(path.join(tmpdir(), 'exoroute-readme-'));
+  t.teardown(() => rm(cwd, { recursive: true, force: true }));
+  await mkdir(path.join(cwd, '.data'));
+  await writeFile(path.join(cwd, '.data', 'admin-api-key'), `${ADMIN_KEY}\n`);
+  const bash = bashSession(cwd, path.join(cwd, 'statuses'));
+  t.teardown(() => bash.close());
+
+  for (const example of examples) {
+    const where = `README line ${example.line}: ${example.command.split('\n')[0]}`;
+    if (/\/exotel\/|\/simulate/.test(example.command)) await ctx.app.rules.reload();
+    const { out, err, statuses } = await bash.run(example.command);
+    if (/^export EXO=/.test(example.command)) await bash.run(`export EXO=${base}`);
+    const isRequest = /^(api|curl) /.test(example.command);
+    if (isRequest) t.ok(statuses.length > 0, `${where}: made a request`, { err });
+    t.same(statuses.filter((s) => s < 200 || s > 299), [], `${where}: answered 2xx`, { out: out.slice(0, 500), err });
+    for (const expected of example.expect) {
+      let body: unknown;
+      try {
+        body = JSON.parse(out.trim());
+      } catch {
+        body = out;
+      }
+      t.match(body, expected, `${where}: the answer the README shows`);
+    }
+  }
+  const csv = await readFile(path.join(cwd, 'cdrs.csv'), 'utf8');
+  t.match(csv.split('\n')[0], /callSid|call_sid/i, 'the CSV export was written with its header row');
+});
+
+t.test('the command splitter keeps a quoted JSON body spanning lines as one command', async (t) => {
+  const cmds = commandsOf({ code: "api -X POST x -d '{\n  \"a\":1}'\n# → {\"ok\":true}\napi y   # a comment\n", line: 10 });
+  t.same(cmds.map((c) => [c.command, c.expect, c.line]), [["api -X POST x -d '{\n  \"a\":1}'", [{ ok: true }], 10], ['api y   # a comment', [], 13]]);
+});
