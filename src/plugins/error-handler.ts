@@ -22,6 +22,26 @@ function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
   return 'unique value';
 }
 
+/** The kinds of object a unique violation can be about, in API words, with where they live. */
+const KINDS: Record<string, { kind: string; path: string }> = {
+  VipList: { kind: 'VIP list', path: '/admin/vip-lists' },
+  Schedule: { kind: 'schedule', path: '/admin/schedules' },
+  DialGroup: { kind: 'dial group', path: '/admin/dial-groups' },
+  Flow: { kind: 'flow', path: '/admin/flows' },
+  ApiKey: { kind: 'API key', path: '/admin/api-keys' },
+};
+
+/** A 409 for a unique violation: which kind of object, which value, and what to do instead. */
+function duplicateMessage(err: Prisma.PrismaClientKnownRequestError, body: unknown): string {
+  const target = uniqueTarget(err);
+  const known = KINDS[String((err.meta as { modelName?: unknown } | undefined)?.modelName)];
+  const slug = (body as { slug?: unknown } | undefined)?.slug;
+  if (known && target === 'slug' && typeof slug === 'string') {
+    return `body/slug: a ${known.kind} '${slug}' already exists: choose another slug, or change that ${known.kind} at ${known.path}/${slug}`;
+  }
+  return `${known ? `a ${known.kind}` : 'an object'} with the same ${target} already exists`;
+}
+
 /** Maps domain, validation and Prisma errors to `{statusCode, error, message}`; 5xx never leak internals. */
 export default fp(async function errorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request, reply) => {
@@ -31,7 +51,7 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       status = err.statusCode;
     } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
       status = 409;
-      message = `an object with the same ${uniqueTarget(err)} already exists`;
+      message = duplicateMessage(err, request.body);
     } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2025') {
       status = 404;
       message = 'the object does not exist';

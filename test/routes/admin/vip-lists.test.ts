@@ -51,7 +51,7 @@ t.test('admin VIP lists', async (t) => {
     const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Again' } });
     t.equal(res.statusCode, 409);
     t.match(res.json(), { statusCode: 409, error: 'Conflict' });
-    t.match(res.json().message, 'same slug already exists', 'the message names the field');
+    t.equal(res.json().message, "body/slug: a VIP list 'gold' already exists: choose another slug, or change that VIP list at /admin/vip-lists/gold", 'the message names the field, the kind of object and the fix');
     t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json().name, 'Gold customers', 'the first is unchanged');
   });
 
