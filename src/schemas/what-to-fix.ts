@@ -1,0 +1,47 @@
+/**
+ * What a person must change when a value fails its schema, in place of Ajv's bare phrasings
+ * (`must be equal to constant`, `must match format "date"`): the allowed values, the format
+ * spelled out with an example, the fields an object may have.
+ */
+import type { ErrorObject } from 'ajv';
+
+/** Formats as a person writes them, each with an example. */
+const FORMATS: Record<string, string> = {
+  date: 'a date, YYYY-MM-DD (e.g. 2026-12-25)',
+  'date-time': 'an ISO 8601 instant with its offset, YYYY-MM-DDTHH:MM:SS±HH:MM or Z (e.g. 2027-03-31T23:59:59+05:30)',
+  uri: 'an absolute URL (e.g. https://example.com/after-hours)',
+  uuid: 'an id as the API gave it, a UUID (e.g. 3f2b8c1e-6a4d-4e8b-9c7a-1d2e3f4a5b6c)',
+  'iana-timezone': 'an IANA timezone name (e.g. Asia/Kolkata, Europe/London)',
+};
+
+const list = (values: unknown[]) => [...new Set(values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))))].join(', ');
+
+/**
+ * The fix for the error chosen to be shown, given every error Ajv reported (the sibling `const`
+ * errors of a union of literals together give the allowed values). Undefined when Ajv's own
+ * message already says it (`must be string`, `must NOT have more than 64 characters`).
+ */
+export function whatToFix(chosen: ErrorObject, all: readonly ErrorObject[]): string | undefined {
+  const params = chosen.params as { allowedValue?: unknown; allowedValues?: unknown[]; format?: string; additionalProperty?: string };
+  if (chosen.keyword === 'const' || chosen.keyword === 'enum') {
+    const allowed = all
+      .filter((e) => e.instancePath === chosen.instancePath && (e.keyword === 'const' || e.keyword === 'enum'))
+      .flatMap((e) => {
+        const p = e.params as { allowedValue?: unknown; allowedValues?: unknown[] };
+        return e.keyword === 'const' ? [p.allowedValue] : (p.allowedValues ?? []);
+      });
+    return allowed.length === 1 ? `must be ${list(allowed)}` : `must be one of ${list(allowed)}`;
+  }
+  if (chosen.keyword === 'format' && params.format) {
+    return `must be ${FORMATS[params.format] ?? `in the format ${params.format}`}`;
+  }
+  if (chosen.keyword === 'additionalProperties') {
+    const known = Object.keys((chosen.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+    return known.length > 0 ? `unknown field; remove it (the fields here are ${known.join(', ')})` : 'unknown field; remove it';
+  }
+  if (chosen.keyword === 'pattern') {
+    const described = (chosen.parentSchema as { description?: string } | undefined)?.description;
+    return described ? `must be: ${described}` : `must match the pattern ${(chosen.params as { pattern?: string }).pattern}`;
+  }
+  return undefined;
+}
