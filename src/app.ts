@@ -21,6 +21,7 @@ import { dialService } from './routes/exotel/dial.js';
 import metrics from './plugins/metrics.js';
 import metricsRoutes from './routes/metrics.js';
 import { RetentionJob } from './store/retention.js';
+import { RefusalLog } from './store/refusals.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,6 +36,8 @@ declare module 'fastify' {
     answerDial: ReturnType<typeof dialService>;
     /** Hourly pruning of old CDRs and finished calls' dial state. */
     retention: RetentionJob;
+    /** Refused callbacks: which are stored as CDRs, and the per-address, per-minute counts of all. */
+    refusals: RefusalLog;
   }
 }
 
@@ -113,6 +116,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('random', opts.random ?? Math.random);
   app.decorate('answerDial', dialService(app));
   app.decorate('retention', new RetentionJob(opts.db.pool, app.log, { retentionDays: opts.config.CDR_RETENTION_DAYS }));
+  app.decorate('refusals', new RefusalLog(opts.db.pool, app.log));
   // Runs even with CDR_RETENTION_DAYS=0: finished calls' dial state must not pile up either.
   if (opts.background !== false) app.addHook('onReady', async () => app.retention.start());
   app.addHook('onClose', async () => {
@@ -122,9 +126,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.addHook('onReady', async () => {
       await app.rules.start();
       await app.cdrWriter.start(); // replays what an earlier run left in the spool
+      app.refusals.start();
     });
   }
   app.addHook('onClose', async () => {
+    await app.refusals.close(); // its counts are in memory only until written
     await app.cdrWriter.close();
     await app.rules.stop();
   });
