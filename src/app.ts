@@ -17,8 +17,8 @@ import exotelRoutes, { type ExotelRoutesOptions } from './routes/exotel/index.js
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
 import { CdrSpool } from './store/cdr-spool.js';
-import { dialService } from './routes/exotel/dial.js';
 import metrics from './plugins/metrics.js';
+import dialing from './plugins/dialing.js';
 import metricsRoutes from './routes/metrics.js';
 import { RetentionJob } from './store/retention.js';
 import { RefusalLog } from './store/refusals.js';
@@ -32,8 +32,6 @@ declare module 'fastify' {
     /** Group-committing CDR writer for the callback path. */
     cdrWriter: CdrWriter;
     random: () => number;
-    /** Dial Whom / Connect answers (with per-call state in Postgres). */
-    answerDial: ReturnType<typeof dialService>;
     /** Hourly pruning of old CDRs and finished calls' dial state. */
     retention: RetentionJob;
     /** Refused callbacks: which are stored as CDRs, and the per-address, per-minute counts of all. */
@@ -114,7 +112,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('rules', new RulesCache(opts.db, app.log));
   app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log, { spool: new CdrSpool(path.join(opts.config.DATA_DIR, 'spool'), app.log) }));
   app.decorate('random', opts.random ?? Math.random);
-  app.decorate('answerDial', dialService(app));
   app.decorate('retention', new RetentionJob(opts.db.pool, app.log, { retentionDays: opts.config.CDR_RETENTION_DAYS }));
   app.decorate('refusals', new RefusalLog(opts.db.pool, app.log));
   // Runs even with CDR_RETENTION_DAYS=0: finished calls' dial state must not pile up either.
@@ -151,6 +148,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(formbody);
   await app.register(openapi);
   await app.register(metrics);
+  await app.register(dialing);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
   await app.register(exotelRoutes, { prefix: '/exotel', unroutable });

@@ -8,7 +8,8 @@ import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
-import type { DialEndpoint } from './dial.js';
+import type { DialEndpoint } from '../../routing/dial/request.js';
+import { agentEvent } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 
@@ -215,7 +216,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     else {
       result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
       try {
-        await recordDialEvent(app.db.pool, { agent, status: call.status, eventType: call.eventType, caller: call.callFrom?.e164 ?? null, at: receivedAt });
+        await recordDialEvent(app.db.pool, { agent, ...agentEvent(call), caller: call.callFrom?.e164 ?? null, at: receivedAt });
       } catch (err) {
         request.log.error({ err }, 'agent state not updated');
         result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
