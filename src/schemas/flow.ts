@@ -57,7 +57,6 @@ export const ActionSchema = Type.Union([PassthruActionSchema, SwitchActionSchema
 });
 export type PassthruAction = Static<typeof PassthruActionSchema>;
 export type SwitchAction = Static<typeof SwitchActionSchema>;
-export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
 export const RuleSchema = Type.Object(
