@@ -34,7 +34,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (_request, reply) => {
       const reasons: string[] = [];
       try {
-        const pending = await withDeadline(pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, `no answer within ${DB_CHECK_TIMEOUT_MS} ms`);
+        const pending = await withDeadline(pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `no answer within ${ms} ms`);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);

@@ -48,7 +48,7 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
       // pool.end() waits for connections in use; one stuck on a stalled server must not hold
       // the shutdown forever.
       const closing = (prisma?.$disconnect() ?? Promise.resolve()).then(() => pool.end());
-      await withDeadline(closing, CLOSE_TIMEOUT_MS, 'gave up waiting for the pool to close', { unref: true }).catch((err: Error) => {
+      await withDeadline(closing, CLOSE_TIMEOUT_MS, () => 'gave up waiting for the pool to close', { unref: true }).catch((err: Error) => {
         if (!(err instanceof DeadlineExceeded)) throw err;
       });
     },

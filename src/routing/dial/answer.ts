@@ -7,6 +7,8 @@ import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 import { dialRequest, fallbackNumbers, type DialEndpoint, type DialRequest } from './request.js';
 
+const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
+
 /** A dial flow's decision, with the numbers it offers. */
 export type DialDecision = Decision & { numbers: string[] };
 
@@ -69,8 +71,7 @@ export function answerDialWith(deps: {
     const key = { callSid: call.callSid!, endpoint, flowSlug };
     try {
       const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false);
-      const ms = budgetMs - o.elapsedMs();
-      const got = await withDeadline(work, ms, `no answer within the ${ms} ms left of the budget`);
+      const got = await withDeadline(work, budgetMs - o.elapsedMs(), late);
       return {
         answer: render(endpoint, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
