@@ -12,8 +12,10 @@ import type { AgentEvent } from '../routing/dial/event.js';
  */
 
 /**
- * A request as the SQL type dial_request has it: its attributes by name, which is how
- * json_populate_record(set) reads them (test/store/dial-sql-source.test.ts holds the two together).
+ * A request as the SQL type dial_request has it: its attributes by name and in its order
+ * (test/store/dial-sql-source.test.ts holds the two together). A batch sends them by name, read by
+ * json_populate_recordset; a request alone sends them by position, as typed parameters, which
+ * Postgres reads without parsing JSON.
  */
 export function asDialRequest(req: DialRequest) {
   const { key, plan } = req;
@@ -31,15 +33,14 @@ export function asDialRequest(req: DialRequest) {
  * this attempt (then nothing is written), or else records what the request says and stores and
  * returns the numbers to offer. Its commit is asynchronous (see the function for why that is safe).
  */
-const ANSWER_SQL = 'SELECT dial_answer(json_populate_record(NULL::dial_request, $1::json), $2) AS numbers';
+let answerSql: string | undefined;
 
 function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
-  return {
-    // Prepared once per connection: Postgres parses and plans the call once.
-    name: 'dial-answer',
-    text: ANSWER_SQL,
-    values: [JSON.stringify(asDialRequest(req)), preview],
-  };
+  const values: unknown[] = Object.values(asDialRequest(req));
+  answerSql ??= `SELECT dial_answer(ROW(${values.map((_, i) => `$${i + 1}`).join(', ')})::dial_request, $${values.length + 1}) AS numbers`;
+  values.push(preview);
+  // Prepared once per connection: Postgres parses and plans the call once.
+  return { name: 'dial-answer', text: answerSql, values };
 }
 
 /** The numbers to offer for this attempt: stored, so that every poll of the attempt gets the same. */

@@ -86,7 +86,7 @@ t.test('a dial function or the request type changed by hand no longer matches th
   t.same(differences(want, await current()), ['type dial_request'], 'an attribute added by hand is found');
 });
 
-t.test('a DialRequest is marshalled into exactly the attributes of dial_request', async (t) => {
+t.test('a DialRequest is marshalled into exactly the attributes of dial_request, in their order', async (t) => {
   const db = await migratedDatabase(t);
   const { rows } = await db.pool.query<{ name: string }>(
     `SELECT a.attname AS name FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
@@ -96,5 +96,5 @@ t.test('a DialRequest is marshalled into exactly the attributes of dial_request'
     key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: ['+919811100001'],
     plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
   });
-  t.same(Object.keys(marshalled).sort(), rows.map((r) => r.name).sort());
+  t.same(Object.keys(marshalled), rows.map((r) => r.name), 'by name, and in order (a request alone is sent by position)');
 });

@@ -30,7 +30,8 @@
 -- while the previous statement ran.
 
 -- One Dial Whom / Connect request: the TypeScript side is DialRequest (src/routing/dial/request.ts),
--- marshalled by name (asDialRequest in src/store/dial-state.ts) and read by json_populate_record(set).
+-- marshalled by asDialRequest (src/store/dial-state.ts): a request alone as ROW($1, …)::dial_request,
+-- a batch as JSON objects read by name with json_populate_recordset.
 CREATE TYPE dial_request AS (
     call_sid         TEXT,
     endpoint         TEXT,
