@@ -6,6 +6,8 @@ import type { Flow } from '../../../src/schemas/flow.js';
 import type { ScheduleRules } from '../../../src/schemas/schedule.js';
 import type { RulesSnapshot, StoredDialGroup } from '../../../src/routing/snapshot.js';
 
+export { seeded } from '../../helper.js';
+
 // 2026-01-05 is a Monday; Kolkata is UTC+05:30. AT = Monday 12:00 IST.
 export const AT = new Date('2026-01-05T06:30:00Z');
 export const CALLER = '+919876543210';
@@ -51,17 +53,5 @@ export function snapshotOf(groups: StoredDialGroup[], flows: Flow[] = []): Rules
     version: 1, loadedAt: AT, flows: new Map(flows.map((f) => [f.slug, f])), vipLists: new Map(),
     schedules: new Map([['day', DAY_SHIFT], ['weekend', WEEKEND_SHIFT]]),
     dialGroups: new Map(groups.map((g) => [g.slug, g])),
-  };
-}
-
-/** A seeded pseudo-random source (mulberry32): the same draws on every run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
   };
 }
