@@ -13,7 +13,11 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATA_DIR: Type.String({ minLength: 1, default: '.data' }),
   ADMIN_API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
-  EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 8, maxLength: 200 })),
+  EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
+  // Set by the deployment files (Dockerfile, docker-compose.yml, systemd unit): there, a missing
+  // EXOTEL_CALLBACK_SECRET stops the start unless EXOTEL_CALLBACKS_OPEN=true says it is meant.
+  EXOTEL_REQUIRE_CALLBACK_SECRET: Type.Boolean({ default: false }),
+  EXOTEL_CALLBACKS_OPEN: Type.Boolean({ default: false }),
   EXOTEL_ALLOWED_CIDRS: Type.Optional(Type.String()),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   DEFAULT_COUNTRY: Type.String({ pattern: '^[A-Z]{2}$', default: 'IN' }),
@@ -120,6 +124,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema as Parameters<typeof whatToFix>[0]) ?? e.message}`;
   });
   const c = converted as Env;
+  if (c.EXOTEL_REQUIRE_CALLBACK_SECRET && !c.EXOTEL_CALLBACK_SECRET && !c.EXOTEL_CALLBACKS_OPEN) {
+    problems.push(
+      'EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it (EXOTEL_REQUIRE_CALLBACK_SECRET=true): set it to a ' +
+        'secret of 16 to 200 characters and put it in the URLs Exotel calls, or set EXOTEL_CALLBACKS_OPEN=true to let anyone call back',
+    );
+  }
+  if (c.EXOTEL_CALLBACKS_OPEN && c.EXOTEL_CALLBACK_SECRET) {
+    problems.push('EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET, which is set: unset one of them');
+  }
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);
   }

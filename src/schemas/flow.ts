@@ -57,7 +57,6 @@ export const ActionSchema = Type.Union([PassthruActionSchema, SwitchActionSchema
 });
 export type PassthruAction = Static<typeof PassthruActionSchema>;
 export type SwitchAction = Static<typeof SwitchActionSchema>;
-export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
 const RuleNameSchema = Type.String({ minLength: 1, maxLength: 100, description: 'Shown in traces and CDRs; unique in the flow' });
