@@ -86,11 +86,11 @@ t.test('EXOTEL_CALLBACK_SECRET: at least 16 characters, and a bad one is never e
     } catch (err) {
       t.ok(err instanceof ConfigError);
       const msg = (err as Error).message;
-      t.match(msg, `EXOTEL_CALLBACK_SECRET=(${secret.length} characters): Expected string length greater or equal to 16`);
+      t.match(msg, `EXOTEL_CALLBACK_SECRET=(${secret.length} characters, not shown): must be 16 to 200 characters long`);
       t.notOk(msg.includes(secret), 'the value is not in the message');
     }
   }
-  t.throws(() => loadConfig({ METRICS_TOKEN: 'tok-short0' }), /METRICS_TOKEN=\(10 characters\)/);
+  t.throws(() => loadConfig({ METRICS_TOKEN: 'tok-short0' }), /METRICS_TOKEN=\(10 characters, not shown\)/);
 });
 
 t.test('EXOTEL_REQUIRE_CALLBACK_SECRET (set by the deployment files): no secret stops the start unless callbacks are opened', async (t) => {

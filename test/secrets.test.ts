@@ -26,7 +26,7 @@ function configErrorOf(env: Record<string, string>): string {
 
 t.test('a configuration error names a secret variable and what to fix, never its value', async (t) => {
   const msg = configErrorOf({ EXOTEL_CALLBACK_SECRET: 'Zq9abc', ADMIN_API_KEY: 'Kx7-short', METRICS_TOKEN: 'Mt4short' });
-  t.match(msg, 'EXOTEL_CALLBACK_SECRET=(6 characters, not shown): must be 8 to 200 characters long');
+  t.match(msg, 'EXOTEL_CALLBACK_SECRET=(6 characters, not shown): must be 16 to 200 characters long');
   t.match(msg, 'ADMIN_API_KEY=(9 characters, not shown): must be 16 to 200 characters long');
   t.match(msg, 'METRICS_TOKEN=(8 characters, not shown): must be 16 to 200 characters long');
   for (const secret of ['Zq9abc', 'Kx7-short', 'Mt4short']) t.notMatch(msg, secret, `${secret} not shown`);
@@ -55,7 +55,7 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9-e21d', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, PUBLIC_URL: 'https://exo.example.com', LOG_LEVEL: 'debug' },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -136,7 +136,7 @@ t.test('a rule written without a name is named by its position, and traces show 
 });
 
 t.test('each flow carries the Exotel URL(s) to paste for its type; the secret only for an admin key', async (t) => {
-  const secret = 'cb-secret-1234';
+  const secret = 'cb-secret-1234-abcd';
   const { admin } = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', EXOTEL_CALLBACK_SECRET: secret });
   t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] } })).statusCode, 201);
   const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });
