@@ -155,6 +155,17 @@ export const RuleTraceSchema = Type.Object({
 });
 export type RuleTrace = Static<typeof RuleTraceSchema>;
 
+/** What a Dial Whom / Connect decision did with the action it was given, in a support lead's words. */
+export const DialTraceSchema = Type.Object({
+  group: Type.Union([Type.String(), Type.Null()], { description: 'The dial group rung; null for the flow\'s own list of numbers' }),
+  strategy: Type.String({ description: "The group's strategy, or 'numbers' for a list" }),
+  order: Type.String({ description: 'How the order was made' }),
+  sticky: Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent: what it does for this caller; null when the group has it off' }),
+  skipped: Type.Array(Type.Object({ number: Type.String(), why: Type.String() }), { description: 'Who was not offered, and why' }),
+  offered: Type.Array(Type.String(), { description: 'The numbers offered, in order' }),
+});
+export type DialTrace = Static<typeof DialTraceSchema>;
+
 export const SimulateResultSchema = Type.Object({
   answer: Type.Object({
     statusCode: Type.Integer(),
@@ -167,5 +178,6 @@ export const SimulateResultSchema = Type.Object({
   matchedRule: Type.Union([Type.String(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()]),
   trace: Type.Array(RuleTraceSchema),
+  dial: Type.Optional({ ...DialTraceSchema, description: 'dial-whom/connect: strategy, who was skipped and why, sticky, who was offered' }),
   at: NullableInstantSchema,
 });

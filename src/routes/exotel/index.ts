@@ -45,7 +45,9 @@ function cdrOf(opts: {
     dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
-    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
+    decision: d
+      ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...('dial' in d ? { dial: d.dial } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) }
+      : call.warnings.length ? { warnings: call.warnings } : null,
     matchedRule: d?.matchedRule ?? null,
     outcome: result.outcome,
     reason: result.reason,

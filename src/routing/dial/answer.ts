@@ -6,11 +6,13 @@ import { decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 import { dialRequest, fallbackNumbers, type DialEndpoint, type DialRequest } from './request.js';
+import { dialTrace } from './trace.js';
+import type { DialTrace } from '../../schemas/flow.js';
 
 const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
 
-/** A dial flow's decision, with the numbers it offers. */
-export type DialDecision = Decision & { numbers: string[] };
+/** A dial flow's decision, with the numbers it offers and what the dialing did (strategy, skipped, sticky). */
+export type DialDecision = Decision & { numbers: string[]; dial: DialTrace };
 
 export interface DialAnswerOptions {
   endpoint: DialEndpoint;
@@ -76,7 +78,7 @@ export function answerDialWith(deps: {
         answer: render(endpoint, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
         reason: decision.error,
-        decision: { ...decision, numbers: got.numbers },
+        decision: { ...decision, numbers: got.numbers, dial: dialTrace(snapshot, decision.action, call, at, got.numbers) },
         flow,
       };
     } catch (err) {
@@ -90,7 +92,10 @@ export function answerDialWith(deps: {
       }
       return {
         answer, outcome: 'on-error', reason: why, flow,
-        decision: { ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers },
+        decision: {
+          ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers,
+          dial: dialTrace(snapshot, flow.onError, call, at, got.numbers, { fallback: true }),
+        },
       };
     }
   };

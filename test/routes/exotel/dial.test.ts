@@ -232,3 +232,21 @@ t.test('one round trip to Postgres per dial callback (besides its CDR)', async (
   t.equal(seen.length, 5, seen.join('\n'));
   t.ok(seen.every((s) => /dial_answer\(/.test(s)), 'each the one dial_answer() call');
 });
+
+t.test("a dial callback's CDR and simulate say what the dialing did: strategy, who was skipped and why, sticky", async (t) => {
+  const ctx = await setup(t, { strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 } });
+  t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100002', payload: { active: false } })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.some((m) => !m.active) === true);
+  await ctx.app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=tr0&DialWhomNumber=09811100003&Status=busy&EventType=Dial' });
+  const r = await dialWhom(ctx, 'CallSid=tr1&CallFrom=09800000001');
+  t.equal(r.body, A);
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tr1' } });
+  t.match(cdr.decision, {
+    dial: {
+      group: 'sales', strategy: 'round_robin', sticky: /^on: \+919800000001's last connected agent within 30 days/,
+      skipped: [{ number: B, why: /^inactive/ }, { number: C, why: /^busy/ }], offered: [A],
+    },
+  });
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'tr2' } } });
+  t.match(sim.json().dial, { group: 'sales', skipped: [{ number: B }, { number: C }], offered: [A] });
+});
