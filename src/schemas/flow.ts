@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
+import { FLOW_ENDPOINTS } from '../exotel/endpoints.js';
 
 const E164Schema = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164 phone number, e.g. +919812345678' });
 const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
@@ -97,7 +98,7 @@ export const FlowSchema = Type.Composite([
 ]);
 export type Flow = Static<typeof FlowSchema>;
 
-export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial-whom'), Type.Literal('connect')], {
+export const CallbackEndpointSchema = Type.Union(FLOW_ENDPOINTS.map((e) => Type.Literal(e)), {
   description: 'Which callback endpoint to simulate',
 });
 

@@ -5,6 +5,7 @@ import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
 import { FlowInputSchema, FlowReplaceSchema, FlowSchema, SimulateInputSchema, SimulateResultSchema } from '../../../schemas/flow.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
+import { isDialEndpoint } from '../../../exotel/endpoints.js';
 import { answerCallback } from '../../../routing/callback.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -57,7 +58,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const only = snapshot && { ...snapshot, flows: new Map([[flow.slug, flow]]) };
     const { endpoint } = request.body;
     const elapsedMs = () => performance.now() - t0;
-    const result = endpoint === 'dial-whom' || endpoint === 'connect'
+    const result = isDialEndpoint(endpoint)
       ? await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only })
       : answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
     const numbers = (result.decision as { numbers?: string[] } | null)?.numbers;
