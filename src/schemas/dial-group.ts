@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { SlugSchema, TimestampsSchema } from './common.js';
+import { PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
 
 export const StrategySchema = Type.Union(
   [
@@ -10,7 +10,6 @@ export const StrategySchema = Type.Union(
 );
 export type Strategy = Static<typeof StrategySchema>;
 
-const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
 const E164Schema = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164 number, e.g. +918047115777' });
 const UrlSchema = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000 });
 
