@@ -643,11 +643,6 @@ async function benchmark(env: Env): Promise<void> {
   const summaries = summarize();
   const get = (s: string, c: string) => summaries.find((x) => x.scenario === s && x.contender === c);
   const exoP = get('passthru', 'exoroute');
-  const naiveP = get('passthru', 'naive');
-  const bareP = get('passthru', 'bare fastify');
-  const dialW = get('dial', 'exoroute dial-whom');
-  const dialC = get('dial', 'exoroute connect');
-  const naiveD = get('dial', 'naive dial-whom');
   const acRate = get('passthru 1000/s (ac)', 'exoroute');
   const pacedRate = get('passthru 1000/s (paced)', 'exoroute');
   /** Per-round ratios (each round's contenders ran back to back), their median and range. */
@@ -668,7 +663,6 @@ async function benchmark(env: Env): Promise<void> {
   const connectVsNaiveState = ratio('dial', 'exoroute connect', 'dial', 'naive with call state dial-whom');
   const vipInsert = median(vip.map((v) => v.insertMs));
   const vipUpdate = median(vip.map((v) => v.updateMs));
-  const q = (kind: string) => queries.find((x) => x.kind === kind)?.medianMs ?? NaN;
   const range = (r: { min: number; max: number }, d = 1) => `${fmt(r.min, d)}–${fmt(r.max, d)}`;
 
   const m = machine();

@@ -1,4 +1,4 @@
-import { InstantSchema, NullableInstantSchema, NumericCursorSchema } from './common.js';
+import { InstantSchema, NumericCursorSchema } from './common.js';
 import { Type } from '@sinclair/typebox';
 
 export const AuditQuerySchema = Type.Object(
