@@ -27,11 +27,6 @@ function render(endpoint: Endpoint, action: Action): CallbackAnswer {
 }
 
 /**
- * What to answer one callback, from the rules snapshot alone (no I/O): refusals for an unknown
- * flow or a missing CallSid; otherwise the flow's decision, or its `onError` action when the
- * decision fails or `elapsedMs()` shows the budget was overrun.
- */
-/**
  * The steps every callback endpoint shares: the flow must exist and be of the endpoint's type,
  * CallSid must be there; then the flow decides (its `onError` action if deciding throws).
  * Returns the refusal, or the flow and its decision.
@@ -57,6 +52,11 @@ export function decideFor(
   }
 }
 
+/**
+ * What to answer one callback, from the rules snapshot alone (no I/O): refusals for an unknown
+ * flow or a missing CallSid; otherwise the flow's decision, or its `onError` action when the
+ * decision fails or `elapsedMs()` shows the budget was overrun.
+ */
 export function answerCallback(opts: {
   snapshot: RulesSnapshot | null;
   endpoint: Endpoint;
