@@ -1,5 +1,4 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import fp from 'fastify-plugin';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import formbody from '@fastify/formbody';
 import type { Config } from './config.js';
@@ -15,7 +14,8 @@ import rules from './plugins/rules.js';
 import cdrWriter from './plugins/cdr-writer.js';
 import retention from './plugins/retention.js';
 import metrics from './plugins/metrics.js';
-import { dialService } from './routes/exotel/dial.js';
+import refusals from './plugins/refusals.js';
+import dialing from './plugins/dialing.js';
 import callbacks from './routes/exotel/index.js';
 import healthRoutes from './routes/health.js';
 import metricsRoutes from './routes/metrics.js';
@@ -26,8 +26,6 @@ declare module 'fastify' {
     config: Config;
     db: Database;
     random: () => number;
-    /** Dial Whom / Connect answers (with per-call state in Postgres). */
-    answerDial: ReturnType<typeof dialService>;
   }
 }
 
@@ -65,8 +63,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(retention, { background });
   await app.register(rules, { background });
   await app.register(cdrWriter, { background });
+  await app.register(refusals, { background });
   await app.register(metrics);
-  await app.register(fp(async (app) => { app.decorate('answerDial', dialService(app)); }, { name: 'dialing', dependencies: ['metrics', 'rules'] }));
+  await app.register(dialing);
   await app.register(openapi);
   await app.register(callbacks);
   // Admin, docs and ops: a context beside the callbacks' with the query parsed, security headers,

@@ -1,6 +1,6 @@
 import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
 import { enumValue, type ExotelCall } from '../exotel/params.js';
-import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import type { RulesSnapshot } from './snapshot.js';
 import { isOpen } from './schedule.js';
 
 export type DecidedBy = 'rule' | 'otherwise' | 'onError';

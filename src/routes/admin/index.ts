@@ -6,6 +6,7 @@ import schedules from './schedules/index.js';
 import flows from './flows/index.js';
 import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
+import refusals from './refusals/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
 const admin: FastifyPluginAsync = async (app) => {
@@ -16,5 +17,6 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(dialGroups);
   await app.register(flows);
   await app.register(cdrs);
+  await app.register(refusals);
 };
 export default admin;

@@ -4,10 +4,12 @@ import fp from 'fastify-plugin';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult } from '../../routing/callback.js';
+import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
+import { agentEvent } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
@@ -15,7 +17,7 @@ import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type Ca
 declare module 'fastify' {
   interface FastifyInstance {
     /** Refuses a request under /exotel with its CDR, like any refused callback (see `callbacks`). */
-    refuseCallback(request: FastifyRequest, reply: FastifyReply, status: number, message: string): Promise<FastifyReply>;
+    refuseCallback(request: FastifyRequest, reply: FastifyReply, status: number, message: string): FastifyReply | Promise<FastifyReply>;
   }
 }
 
@@ -95,12 +97,13 @@ const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.to
 /**
  * Exotel's callback endpoints, in their own context under /exotel: no security headers, query
  * parsing or request log line of the admin context. Each one: parse → snapshot lookup → decide →
- * CDR (committed before the answer leaves) → answer. Every callback, refused ones included, leaves
- * exactly one CDR; `app.refuseCallback` does the same for the refusals app.ts's `frameworkErrors`
+ * CDR (committed before the answer leaves) → answer. Every callback that passes the guard leaves
+ * exactly one CDR; of the ones the guard refuses, only a few per source address and minute do, and
+ * all are counted. `app.refuseCallback` does the same for the refusals app.ts's `frameworkErrors`
  * makes outside any context.
  */
 export default fp(async function callbacks(app: FastifyInstance) {
-  const { config, cdrWriter, rules } = app;
+  const { config, cdrWriter, rules, refusals } = app;
   const guard = callbackGuard(config);
   const attempts = new AttemptCounter(100_000);
 
@@ -154,11 +157,33 @@ export default fp(async function callbacks(app: FastifyInstance) {
   }
 
   /**
+   * Counts a refusal by the guard (src/store/refusals.ts). Its address's first ones of the minute
+   * are stored as CDRs like any callback (null: carry on); past that the refusal is answered here,
+   * without a CDR or a log line, and with 429 once the address is throttled. Callbacks the guard
+   * lets through never come here.
+   */
+  function countedOnly(request: FastifyRequest, reply: FastifyReply, refused: { status: number }, answer: CallbackAnswer) {
+    const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
+    if (handling === 'cdr') return null;
+    if (handling === 'throttled') {
+      answer = errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds');
+      reply.header('retry-after', String(refusals.retryAfterSeconds()));
+    }
+    reply.code(answer.statusCode);
+    if (answer.contentType) reply.type(answer.contentType);
+    return reply.send(answer.body);
+  }
+
+  /**
    * Answers a refusal made before (or instead of) a callback handler, with its CDR: Fastify's own
    * (body too large, broken stream), an unknown path, a URL the router cannot decode.
    */
   function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
     const t0 = performance.now();
+    // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
+    const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+    const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
+    if (counted) return counted;
     const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
     // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
     const segments = request.url.split('?', 1)[0]!.split('/');
@@ -175,6 +200,9 @@ export default fp(async function callbacks(app: FastifyInstance) {
     async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
+      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+      if (counted) return counted;
       const call = parse(request);
       const flowSlug = request.params.flow;
       const version = request.headers['exotel-version'];
@@ -182,7 +210,6 @@ export default fp(async function callbacks(app: FastifyInstance) {
         request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
         call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
       }
-      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
       const elapsedMs = () => performance.now() - t0;
       const result = refused
         ? rejected(refused.status, refused.reason)
@@ -195,8 +222,10 @@ export default fp(async function callbacks(app: FastifyInstance) {
   async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
     const t0 = performance.now();
     const receivedAt = new Date();
-    const call = parse(request);
     const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+    const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+    if (counted) return counted;
+    const call = parse(request);
     let result: CallbackResult;
     const agent = call.dialWhomNumber?.e164;
     if (refused) result = rejected(refused.status, refused.reason);
@@ -204,7 +233,7 @@ export default fp(async function callbacks(app: FastifyInstance) {
     else {
       result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
       try {
-        await recordDialEvent(app.db.pool, { agent, status: call.status, eventType: call.eventType, caller: call.callFrom?.e164 ?? null, at: receivedAt });
+        await recordDialEvent(app.db.pool, { agent, ...agentEvent(call), caller: call.callFrom?.e164 ?? null, at: receivedAt });
       } catch (err) {
         request.log.error({ err }, 'agent state not updated');
         result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
@@ -219,9 +248,10 @@ export default fp(async function callbacks(app: FastifyInstance) {
     summary: ANSWERS[endpoint].summary,
     description:
       'Called by Exotel with the call parameters (query string, form or JSON body). Needs the callback secret as HTTP Basic ' +
-      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR.',
+      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR, except refused ones ' +
+      'past the first few a minute from one address: those are counted (GET /admin/refusals), and past 600 a minute answered 429.',
     params: Type.Object({ flow: Type.String({ description: 'Flow slug' }) }),
-    response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema },
+    response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
   });
 
   await app.register(
@@ -247,14 +277,14 @@ export default fp(async function callbacks(app: FastifyInstance) {
           schema: {
             tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
             summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
-            response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema },
+            response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
           },
         });
       }
     },
     { prefix: CALLBACK_PREFIX },
   );
-}, { name: 'callbacks', dependencies: ['rules', 'cdr-writer', 'metrics', 'dialing'] });
+}, { name: 'callbacks', dependencies: ['rules', 'cdr-writer', 'refusals', 'metrics', 'dialing'] });
 
 /** The `token` parameter: parse() removes secrets from `raw`, so read it from the query itself. */
 function tokenOf(request: FastifyRequest): string | undefined {
