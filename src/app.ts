@@ -6,7 +6,6 @@ import type { Database } from './store/database.js';
 import { validationOptions } from './plugins/validation.js';
 import errorHandler, { frameworkErrors } from './plugins/error-handler.js';
 import openapi, { docs } from './plugins/swagger.js';
-import auth from './plugins/auth.js';
 import securityHeaders from './plugins/security-headers.js';
 import parseDeferredQuery, { deferredQuery } from './plugins/deferred-query.js';
 import requestLog from './plugins/request-log.js';
@@ -79,10 +78,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await web.register(docs);
     await web.register(healthRoutes);
     await web.register(metricsRoutes);
-    await web.register(async (admin) => {
-      await admin.register(auth);
-      await admin.register(adminRoutes);
-    }, { prefix: '/admin' });
+    await web.register(adminRoutes, { prefix: '/admin' });
   });
   return app;
 }
