@@ -72,10 +72,10 @@ export const ConnectSettingsSchema = Type.Object(
       description: `seconds, at most ${MAX.maxConversationDuration} (${MAX.maxConversationDuration / 60} minutes)`,
     })),
     musicOnHold: Type.Optional(
-      // Written so the 400 names the real mistake (src/app.ts reports the first of the deepest errors,
-      // a wrong value before a wrong shape): custom_tone comes first, so one without a value is
-      // "musicOnHold/value: is required"; its `type` is an enum (a wrong value, where a literal's
-      // `const` counts as shape), so an unknown type is "musicOnHold/type: …allowed values".
+      // Written so the 400 names the real mistake (src/plugins/validation.ts reports the first of the
+      // deepest errors, a wrong value before a wrong shape): custom_tone comes first, so one without a
+      // value is "musicOnHold/value: is required"; its `type` is an enum (a wrong value, where a
+      // literal's `const` counts as shape), so an unknown type is "musicOnHold/type: …allowed values".
       Type.Union([
         Type.Object({ type: Type.Unsafe<'custom_tone'>({ type: 'string', enum: ['custom_tone'] }), value: UrlSchema }, { additionalProperties: false }),
         Type.Object({ type: Type.Union([Type.Literal('default_tone'), Type.Literal('operator_tone')]) }, { additionalProperties: false }),
