@@ -1,26 +1,17 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import { ConflictError } from '../errors.js';
+import { REFERENCE_KEYS } from '../schemas/flow.js';
 
 type Tx = Prisma.TransactionClient;
-
-/** Condition keys in flow rules (`when`) that name an object of each kind. */
-const CONDITION_KEYS: Record<string, string[]> = {
-  'vip-list': ['callerIn', 'callerNotIn'],
-  schedule: ['openBy', 'closedBy'],
-};
-
-/** Action keys (a rule's `then`, `otherwise`, `onError`) that name an object of each kind. */
-const ACTION_KEYS: Record<string, string[]> = {
-  'dial-group': ['dialGroup'],
-};
 
 /** Table of each kind of object, for the row lock below (a fixed list: never user input). */
 const TABLES: Record<string, string> = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' };
 
 /** Slugs of the flows whose rules or actions refer to the object. */
 export async function flowsReferring(tx: Tx, entity: string, slug: string): Promise<string[]> {
-  const conditionKeys = CONDITION_KEYS[entity] ?? [];
-  const actionKeys = ACTION_KEYS[entity] ?? [];
+  const keys = (REFERENCE_KEYS as Record<string, { when: readonly string[]; action: readonly string[] } | undefined>)[entity];
+  const conditionKeys = [...(keys?.when ?? [])];
+  const actionKeys = [...(keys?.action ?? [])];
   if (conditionKeys.length === 0 && actionKeys.length === 0) return [];
   const rows = await tx.$queryRaw<Array<{ slug: string }>>`
     SELECT f.slug FROM flows f

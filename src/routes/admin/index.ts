@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import auth from '../../plugins/auth.js';
 import apiKeys from './api-keys/index.js';
 import audit from './audit/index.js';
 import vipLists from './vip-lists/index.js';
@@ -8,8 +9,9 @@ import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
 import refusals from './refusals/index.js';
 
-/** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
+/** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
+  await app.register(auth);
   // curl users send `Content-Type: application/json` out of habit, also on a DELETE or GET without
   // a body: an empty body is no body. Anything else goes to Fastify's own parser (prototype
   // poisoning refused as before).

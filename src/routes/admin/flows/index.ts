@@ -7,6 +7,7 @@ import { FLOW_EXAMPLE, FlowInputSchema, FlowReplaceSchema, FlowViewSchema, Simul
 import { callbackUrls } from '../../../exotel/callback-urls.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
+import { isDialEndpoint } from '../../../exotel/endpoints.js';
 import { answerCallback, type CallbackResult } from '../../../routing/callback.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -68,7 +69,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     let result: CallbackResult;
     let numbers: string[] | undefined;
     let dialing: DialTrace | undefined;
-    if (endpoint === 'dial-whom' || endpoint === 'connect') {
+    if (isDialEndpoint(endpoint)) {
       const dial = await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only });
       numbers = dial.decision?.numbers;
       dialing = dial.decision?.dial;
