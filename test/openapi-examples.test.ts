@@ -10,14 +10,23 @@ import { IANAZone } from 'luxon';
 import { parse } from 'yaml';
 import { renderOpenApiYaml } from '../src/openapi-document.js';
 
-interface Media { schema: object; example?: unknown; examples?: Record<string, { value: unknown }> }
+interface Media {
+  schema: object;
+  example?: unknown;
+  examples?: Record<string, { value: unknown }>;
+}
 interface Operation {
-  operationId: string; description?: string; security?: Array<Record<string, string[]>>;
+  operationId: string;
+  description?: string;
+  security?: Array<Record<string, string[]>>;
   parameters?: Array<{ in: string; name: string; required?: boolean; description?: string }>;
   requestBody?: { content: Record<string, Media> };
 }
 
-const doc = parse(await renderOpenApiYaml()) as { paths: Record<string, Record<string, Operation>>; components: { securitySchemes: Record<string, { in?: string; name?: string }> } };
+const doc = parse(await renderOpenApiYaml()) as {
+  paths: Record<string, Record<string, Operation>>;
+  components: { securitySchemes: Record<string, { in?: string; name?: string }> };
+};
 const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })));
 
 // As the app's own Ajv (src/app.ts): every format it knows, the IANA timezone one included.
@@ -26,7 +35,10 @@ addFormats.default(ajv);
 ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) });
 
 t.test('every operation has a description', async (t) => {
-  t.same(ops.filter(({ op }) => !op.description?.trim()).map(({ method, path }) => `${method} ${path}`), []);
+  t.same(
+    ops.filter(({ op }) => !op.description?.trim()).map(({ method, path }) => `${method} ${path}`),
+    [],
+  );
 });
 
 t.test('every admin request body has an example, and each example passes its schema', async (t) => {
@@ -55,12 +67,23 @@ t.test('callbacks: the Exotel parameters they read, and the secret as Basic pass
   const callbacks = ops.filter(({ path }) => path.startsWith('/exotel/'));
   t.equal(callbacks.length, 10, 'five endpoints, GET and POST');
   for (const { method, path, op } of callbacks) {
-    t.ok(op.security?.some((s) => token! in s), `${method} ${path} names the token`);
+    t.ok(
+      op.security?.some((s) => token! in s),
+      `${method} ${path} names the token`,
+    );
     t.match(op.description, /token/, `${method} ${path} says how the secret is sent`);
-    const names = method === 'GET'
-      ? (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name)
-      : Object.keys((op.requestBody?.content['application/x-www-form-urlencoded']?.schema as { properties?: object } | undefined)?.properties ?? {});
-    const wanted = path === '/exotel/dial-events' ? ['CallSid', 'DialWhomNumber', 'Status', 'EventType'] : ['CallSid', 'CallFrom', 'CallTo', 'digits', 'DialCallStatus', 'DialWhomNumber'];
-    t.same(wanted.filter((n) => !names.includes(n)), [], `${method} ${path} documents ${wanted.join(', ')}`);
+    const names =
+      method === 'GET'
+        ? (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name)
+        : Object.keys((op.requestBody?.content['application/x-www-form-urlencoded']?.schema as { properties?: object } | undefined)?.properties ?? {});
+    const wanted =
+      path === '/exotel/dial-events'
+        ? ['CallSid', 'DialWhomNumber', 'Status', 'EventType']
+        : ['CallSid', 'CallFrom', 'CallTo', 'digits', 'DialCallStatus', 'DialWhomNumber'];
+    t.same(
+      wanted.filter((n) => !names.includes(n)),
+      [],
+      `${method} ${path} documents ${wanted.join(', ')}`,
+    );
   }
 });

@@ -18,14 +18,21 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ADMIN_KEY, buildTestApp } from './helper.js';
 
-interface Example { command: string; expect: unknown[]; line: number }
+interface Example {
+  command: string;
+  expect: unknown[];
+  line: number;
+}
 
 /** The README's `sh` blocks (also those indented in a list), dedented, with the line each starts on. */
 export function shBlocks(markdown: string): Array<{ code: string; line: number }> {
   const blocks: Array<{ code: string; line: number }> = [];
   for (const m of markdown.matchAll(/^( *)```sh\n([\s\S]*?)^\1```/gm)) {
     const indent = m[1]!.length;
-    const code = m[2]!.split('\n').map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length))).join('\n');
+    const code = m[2]!
+      .split('\n')
+      .map((l) => l.slice(Math.min(indent, l.length - l.trimStart().length)))
+      .join('\n');
     blocks.push({ code, line: markdown.slice(0, m.index).split('\n').length + 1 });
   }
   return blocks;
@@ -63,17 +70,19 @@ function bashSession(cwd: string, statusLog: string) {
   const bash = spawn('bash', ['--noprofile', '--norc'], { cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: cwd } });
   let stdout = '';
   let stderr = '';
-  let waiting: ((value: void) => void) | null = null;
+  let waiting: (() => void) | null = null;
   bash.stdout.on('data', (c: Buffer) => {
     stdout += c.toString();
     if (stdout.includes('\n::done::') && waiting) waiting();
   });
   bash.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  bash.stdin.write([
-    'shopt -s expand_aliases',
-    `curl() { local out; out=$(command curl "$@" -w '\\n%{http_code}'); local rc=$?; printf '%s' "\${out%$'\\n'*}"; echo "\${out##*$'\\n'}" >> ${JSON.stringify(statusLog)}; return $rc; }`,
-    '',
-  ].join('\n'));
+  bash.stdin.write(
+    [
+      'shopt -s expand_aliases',
+      `curl() { local out; out=$(command curl "$@" -w '\\n%{http_code}'); local rc=$?; printf '%s' "\${out%$'\\n'*}"; echo "\${out##*$'\\n'}" >> ${JSON.stringify(statusLog)}; return $rc; }`,
+      '',
+    ].join('\n'),
+  );
   return {
     async run(command: string): Promise<{ out: string; err: string; statuses: number[] }> {
       await writeFile(statusLog, '');
@@ -115,7 +124,12 @@ t.test('every README example runs as written against a started service', async (
     if (/^export EXO=/.test(example.command)) await bash.run(`export EXO=${base}`);
     const isRequest = /^(api|curl) /.test(example.command);
     if (isRequest) t.ok(statuses.length > 0, `${where}: made a request`, { err });
-    t.same(statuses.filter((s) => s < 200 || s > 299), [], `${where}: answered 2xx`, { out: out.slice(0, 500), err });
+    t.same(
+      statuses.filter((s) => s < 200 || s > 299),
+      [],
+      `${where}: answered 2xx`,
+      { out: out.slice(0, 500), err },
+    );
     for (const expected of example.expect) {
       let body: unknown;
       try {
@@ -131,6 +145,12 @@ t.test('every README example runs as written against a started service', async (
 });
 
 t.test('the command splitter keeps a quoted JSON body spanning lines as one command', async (t) => {
-  const cmds = commandsOf({ code: "api -X POST x -d '{\n  \"a\":1}'\n# → {\"ok\":true}\napi y   # a comment\n", line: 10 });
-  t.same(cmds.map((c) => [c.command, c.expect, c.line]), [["api -X POST x -d '{\n  \"a\":1}'", [{ ok: true }], 10], ['api y   # a comment', [], 13]]);
+  const cmds = commandsOf({ code: 'api -X POST x -d \'{\n  "a":1}\'\n# → {"ok":true}\napi y   # a comment\n', line: 10 });
+  t.same(
+    cmds.map((c) => [c.command, c.expect, c.line]),
+    [
+      ['api -X POST x -d \'{\n  "a":1}\'', [{ ok: true }], 10],
+      ['api y   # a comment', [], 13],
+    ],
+  );
 });

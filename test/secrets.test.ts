@@ -57,7 +57,16 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   const base = `http://127.0.0.1:${port}`;
   const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9-e21d', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, PUBLIC_URL: 'https://exo.example.com', LOG_LEVEL: 'debug' },
+    env: {
+      ...process.env,
+      ...secrets,
+      DATABASE_URL: db.url,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      PUBLIC_URL: 'https://exo.example.com',
+      LOG_LEVEL: 'debug',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -67,12 +76,27 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   t.teardown(() => {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
-  for (let i = 0; i < 300 && !(await fetch(`${base}/readyz`).then((r) => r.ok, () => false)); i++) await sleep(100);
+  for (
+    let i = 0;
+    i < 300 &&
+    !(await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    i++
+  )
+    await sleep(100);
 
-  const admin = (method: string, url: string, body?: unknown, key = ADMIN_KEY) => fetch(`${base}${url}`, {
-    method, headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  t.equal((await admin('POST', '/admin/flows', { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } })).status, 201);
+  const admin = (method: string, url: string, body?: unknown, key = ADMIN_KEY) =>
+    fetch(`${base}${url}`, {
+      method,
+      headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+      ...(body ? { body: JSON.stringify(body) } : {}),
+    });
+  t.equal(
+    (await admin('POST', '/admin/flows', { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } })).status,
+    201,
+  );
   const flow = await (await admin('GET', '/admin/flows/f')).text();
   t.equal((await admin('GET', '/admin/flows', undefined, `${ADMIN_KEY}x`)).status, 401, 'a wrong key');
   for (let i = 0; i < 50; i++) {
@@ -82,12 +106,17 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   }
   const callbacks = [
     await fetch(`${base}/exotel/passthru/f?CallSid=w1&token=${secrets.EXOTEL_CALLBACK_SECRET}x`),
-    await fetch(`${base}/exotel/passthru/f?CallSid=w2`, { headers: { authorization: `Basic ${Buffer.from(`exotel:${secrets.EXOTEL_CALLBACK_SECRET}`).toString('base64')}` } }),
+    await fetch(`${base}/exotel/passthru/f?CallSid=w2`, {
+      headers: { authorization: `Basic ${Buffer.from(`exotel:${secrets.EXOTEL_CALLBACK_SECRET}`).toString('base64')}` },
+    }),
     await fetch(`${base}/exotel/connect/none?CallSid=w3&token=${secrets.EXOTEL_CALLBACK_SECRET}`),
     await fetch(`${base}/admin/flows?token=${secrets.EXOTEL_CALLBACK_SECRET}`),
     await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${secrets.METRICS_TOKEN}x` } }),
   ];
-  t.same(callbacks.map((r) => r.status), [401, 200, 404, 401, 401]);
+  t.same(
+    callbacks.map((r) => r.status),
+    [401, 200, 404, 401, 401],
+  );
   const bodies = (await Promise.all(callbacks.map((r) => r.text()))).join('\n');
   server.kill('SIGTERM');
   t.equal(await exited, 0);

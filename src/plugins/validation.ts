@@ -1,23 +1,26 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { ErrorObject } from 'ajv';
 import { IANAZone } from 'luxon';
+import { whatToFix } from '../schemas/what-to-fix.js';
 
 /** Keywords that only summarise their branches' errors. */
 const SUMMARIES = ['anyOf', 'oneOf', 'if'];
 /** Errors about the shape rather than a value: at equal depth, a wrong value is named first. */
 const SHAPE_KEYWORDS = ['required', 'additionalProperties', 'const', 'type'];
 
-/** The most specific error: the deepest path, not the summary an `anyOf` adds. */
+/**
+ * The most specific error: the deepest path, not the summary an `anyOf` adds; worded as what to
+ * fix (src/schemas/what-to-fix.ts): allowed values, formats spelled out, the fields an object has.
+ */
 export function describeSchemaError(errors: ErrorObject[], dataVar: string): string {
   const located = errors
     .filter((e) => !SUMMARIES.includes(e.keyword))
     .map((e) => {
       const params = e.params as { additionalProperty?: string; missingProperty?: string };
       const shape = SHAPE_KEYWORDS.includes(e.keyword) ? 1 : 0;
-      if (e.keyword === 'additionalProperties') return { path: `${e.instancePath}/${params.additionalProperty}`, text: 'unknown field', shape };
+      const text = whatToFix(e, errors) ?? e.message ?? 'is invalid';
+      if (e.keyword === 'additionalProperties') return { path: `${e.instancePath}/${params.additionalProperty}`, text, shape };
       if (e.keyword === 'required') return { path: `${e.instancePath}/${params.missingProperty}`, text: 'is required', shape };
-      const described = (e.parentSchema as { description?: string } | undefined)?.description;
-      const text = e.keyword === 'pattern' && described ? `must be: ${described}` : (e.message ?? 'is invalid');
       return { path: e.instancePath, text, shape };
     });
   // Deepest first; at equal depth, a wrong value beats a wrong shape (the shape errors of an
@@ -34,10 +37,7 @@ export function describeSchemaError(errors: ErrorObject[], dataVar: string): str
 export const validationOptions = {
   ajv: {
     customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
-    plugins: [
-      (ajv: import('ajv').default) =>
-        ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) }),
-    ],
+    plugins: [(ajv: import('ajv').default) => ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) })],
   },
   schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
 } satisfies Pick<FastifyServerOptions, 'ajv' | 'schemaErrorFormatter'>;

@@ -14,6 +14,16 @@ const FORMATS: Record<string, string> = {
   'iana-timezone': 'an IANA timezone name (e.g. Asia/Kolkata, Europe/London)',
 };
 
+/**
+ * Patterns a schema reuses under descriptions of their own (a slug in `callerIn` is described as
+ * "Caller is a live entry of this VIP list"): what a value must look like.
+ */
+const PATTERNS: Record<string, string> = {
+  '^[a-z0-9-]{1,64}$': 'a slug: lowercase letters, digits and -, 1–64 characters (e.g. gold)',
+  '^\\+[0-9]{1,14}$': 'an E.164 prefix: + and digits (e.g. +9180)',
+  '^\\+[1-9][0-9]{6,14}$': 'an E.164 number: + and 7–15 digits (e.g. +918047115777)',
+};
+
 const list = (values: unknown[]) => [...new Set(values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))))].join(', ');
 
 /**
@@ -40,8 +50,10 @@ export function whatToFix(chosen: ErrorObject, all: readonly ErrorObject[]): str
     return known.length > 0 ? `unknown field; remove it (the fields here are ${known.join(', ')})` : 'unknown field; remove it';
   }
   if (chosen.keyword === 'pattern') {
+    const pattern = (chosen.params as { pattern?: string }).pattern ?? '';
     const described = (chosen.parentSchema as { description?: string } | undefined)?.description;
-    return described ? `must be: ${described}` : `must match the pattern ${(chosen.params as { pattern?: string }).pattern}`;
+    if (PATTERNS[pattern]) return `must be ${PATTERNS[pattern]}`;
+    return described ? `must be: ${described}` : `must match the pattern ${pattern}`;
   }
   return undefined;
 }

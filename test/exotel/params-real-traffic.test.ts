@@ -37,23 +37,47 @@ t.test('a day-name date that is wrong is still a warning', async (t) => {
 });
 
 t.test('the literal null is absent everywhere: fields, legs and raw params', async (t) => {
-  const call = fromQuery(qs({
-    CallSid: 'n1', CallFrom: '09812345678', CallTo: '08047115777', DialCallStatus: 'null', RecordingUrl: 'null',
-    DialWhomNumber: 'NULL', CustomField: ' null ', digits: 'null', Created: 'null', DialCallDuration: 'null',
-    'Legs[0][Number]': '09811100001', 'Legs[0][Cause]': 'null', 'Legs[0][CauseCode]': 'null', 'Legs[0][OnCallDuration]': 'null',
-  }));
+  const call = fromQuery(
+    qs({
+      CallSid: 'n1',
+      CallFrom: '09812345678',
+      CallTo: '08047115777',
+      DialCallStatus: 'null',
+      RecordingUrl: 'null',
+      DialWhomNumber: 'NULL',
+      CustomField: ' null ',
+      digits: 'null',
+      Created: 'null',
+      DialCallDuration: 'null',
+      'Legs[0][Number]': '09811100001',
+      'Legs[0][Cause]': 'null',
+      'Legs[0][CauseCode]': 'null',
+      'Legs[0][OnCallDuration]': 'null',
+    }),
+  );
   t.match(call, {
-    callSid: 'n1', dialCallStatus: null, recordingUrl: null, dialWhomNumber: null, customField: null, digits: null,
-    created: null, dialCallDuration: null,
+    callSid: 'n1',
+    dialCallStatus: null,
+    recordingUrl: null,
+    dialWhomNumber: null,
+    customField: null,
+    digits: null,
+    created: null,
+    dialCallDuration: null,
   });
   t.same(call.legs, [{ index: 0, causeCode: null, cause: null, type: null, onCallDuration: null, number: { raw: '09811100001', e164: '+919811100001' } }]);
-  t.notOk(Object.values(call.raw).some((v) => v.toLowerCase().trim() === 'null'), 'no "null" in raw params');
+  t.notOk(
+    Object.values(call.raw).some((v) => v.toLowerCase().trim() === 'null'),
+    'no "null" in raw params',
+  );
   t.same(Object.keys(call.raw), ['CallSid', 'CallFrom', 'CallTo', 'Legs[0][Number]']);
   t.same(call.warnings, []);
 });
 
 t.test('null in a JSON body, and a null CallFrom falls back to From', async (t) => {
-  const { params, warnings } = collectParams({ json: { CallSid: 'j1', CallFrom: 'null', From: '09812345678', RecordingUrl: null, Legs: [{ Number: 'null', Cause: 'null' }] } });
+  const { params, warnings } = collectParams({
+    json: { CallSid: 'j1', CallFrom: 'null', From: '09812345678', RecordingUrl: null, Legs: [{ Number: 'null', Cause: 'null' }] },
+  });
   const call = parseExotelCall(params, { defaultCountry: 'IN', warnings });
   t.same(call.callFrom, { raw: '09812345678', e164: '+919812345678' });
   t.same(call.legs, []);
@@ -61,14 +85,27 @@ t.test('null in a JSON body, and a null CallFrom falls back to From', async (t) 
 });
 
 t.test('SIP user ids are kept as sent wherever a number may appear, with no warning', async (t) => {
-  const call = fromQuery(qs({
-    CallSid: 's1', CallFrom: 'sip:customer7', CallTo: '08047115777', DialWhomNumber: 'sip:agent123',
-    OutgoingPhoneNumber: 'SIP:exo-out', 'Legs[0][Number]': 'sip:agent123', 'Legs[1][Number]': '09811100002',
-  }));
+  const call = fromQuery(
+    qs({
+      CallSid: 's1',
+      CallFrom: 'sip:customer7',
+      CallTo: '08047115777',
+      DialWhomNumber: 'sip:agent123',
+      OutgoingPhoneNumber: 'SIP:exo-out',
+      'Legs[0][Number]': 'sip:agent123',
+      'Legs[1][Number]': '09811100002',
+    }),
+  );
   t.same(call.dialWhomNumber, { raw: 'sip:agent123', e164: null });
   t.same(call.callFrom, { raw: 'sip:customer7', e164: null });
   t.same(call.outgoingPhoneNumber, { raw: 'SIP:exo-out', e164: null });
-  t.same(call.legs.map((l) => l.number), [{ raw: 'sip:agent123', e164: null }, { raw: '09811100002', e164: '+919811100002' }]);
+  t.same(
+    call.legs.map((l) => l.number),
+    [
+      { raw: 'sip:agent123', e164: null },
+      { raw: '09811100002', e164: '+919811100002' },
+    ],
+  );
   t.same(call.warnings, []);
 });
 
@@ -83,14 +120,24 @@ t.test('only From/To: they stand for CallFrom/CallTo; unknown parameters stay in
 t.test("parameter names as Exotel's documents spell them: any case, and with _ or - between words", async (t) => {
   const lower = fromQuery('callsid=l1&callfrom=09812345678&Callto=08047115777&dialcallstatus=busy&DIGITS=%221%22');
   t.match(lower, { callSid: 'l1', callFrom: { e164: '+919812345678' }, callTo: { e164: '+918047115777' }, dialCallStatus: 'busy', digits: '1' });
-  const snake = fromQuery('call_sid=u1&call_from=09812345678&dial_whom_number=09811100001&Dial-Call-Status=no+answer&custom_field=x&recording_url=https%3A%2F%2Fr');
-  t.match(snake, { callSid: 'u1', callFrom: { e164: '+919812345678' }, dialWhomNumber: { e164: '+919811100001' }, dialCallStatus: 'no-answer', customField: 'x', recordingUrl: 'https://r' });
+  const snake = fromQuery(
+    'call_sid=u1&call_from=09812345678&dial_whom_number=09811100001&Dial-Call-Status=no+answer&custom_field=x&recording_url=https%3A%2F%2Fr',
+  );
+  t.match(snake, {
+    callSid: 'u1',
+    callFrom: { e164: '+919812345678' },
+    dialWhomNumber: { e164: '+919811100001' },
+    dialCallStatus: 'no-answer',
+    customField: 'x',
+    recordingUrl: 'https://r',
+  });
   t.same(snake.warnings, []);
   t.equal(fromQuery('CallSid=exact&call_sid=loose').callSid, 'exact', 'the exact name wins over a loose spelling');
 });
 
 t.test('a captured POST (form body) reads like the GET', async (t) => {
-  const body = 'CallSid=p1&CallFrom=09812345678&CallTo=08047115777&Direction=incoming&Created=Wed%2C+31+Jul+2024+16%3A42%3A56&DialCallStatus=null&RecordingUrl=null&digits=%222%22';
+  const body =
+    'CallSid=p1&CallFrom=09812345678&CallTo=08047115777&Direction=incoming&Created=Wed%2C+31+Jul+2024+16%3A42%3A56&DialCallStatus=null&RecordingUrl=null&digits=%222%22';
   const { params, warnings } = collectParams({ query: '', form: body });
   const call = parseExotelCall(params, { defaultCountry: 'IN', warnings });
   t.match(call, { callSid: 'p1', digits: '2', dialCallStatus: null, recordingUrl: null, created: new Date('2024-07-31T11:12:56Z') });

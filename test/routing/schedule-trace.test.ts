@@ -9,16 +9,28 @@ import type { ScheduleRules } from '../../src/schemas/schedule.js';
 
 const WORK_DAYS = ['mon', 'tue', 'wed', 'thu', 'fri'] as const;
 const CASES: Array<[string, ScheduleRules]> = [
-  ['office hours with a holiday and special hours', {
-    timezone: 'Asia/Kolkata',
-    weekly: [...WORK_DAYS.map((day) => ({ day, open: '09:00', close: '18:00' })), { day: 'sat', open: '22:00', close: '06:00' }],
-    exceptions: [{ date: '2026-12-25', closed: true }, { date: '2026-12-31', open: '09:00', close: '13:00' }],
-  }],
-  ['London across the end of summer time', {
-    timezone: 'Europe/London',
-    weekly: [{ day: 'sun', open: '00:30', close: '03:00' }, { day: 'sat', open: '20:00', close: '02:00' }],
-    exceptions: [{ date: '2026-10-26', closed: true }],
-  }],
+  [
+    'office hours with a holiday and special hours',
+    {
+      timezone: 'Asia/Kolkata',
+      weekly: [...WORK_DAYS.map((day) => ({ day, open: '09:00', close: '18:00' })), { day: 'sat', open: '22:00', close: '06:00' }],
+      exceptions: [
+        { date: '2026-12-25', closed: true },
+        { date: '2026-12-31', open: '09:00', close: '13:00' },
+      ],
+    },
+  ],
+  [
+    'London across the end of summer time',
+    {
+      timezone: 'Europe/London',
+      weekly: [
+        { day: 'sun', open: '00:30', close: '03:00' },
+        { day: 'sat', open: '20:00', close: '02:00' },
+      ],
+      exceptions: [{ date: '2026-10-26', closed: true }],
+    },
+  ],
   ['no weekly windows', { timezone: 'America/New_York', weekly: [], exceptions: [{ date: '2026-12-24', open: '10:00', close: '12:00' }] }],
 ];
 
@@ -46,7 +58,19 @@ t.test('open and reason agree with the status endpoint at every instant swept', 
 
 t.test('a holiday names its exception, at the local time a support lead reads', async (t) => {
   const [, rules] = CASES[0]!;
-  t.same(openAt(rules, new Date('2026-12-25T05:30:00Z')), { open: false, reason: 'exception 2026-12-25: closed', localTime: 'fri 2026-12-25 11:00 Asia/Kolkata' });
-  t.same(openAt(rules, new Date('2026-12-31T08:00:00Z')), { open: false, reason: 'exception 2026-12-31: outside special hours 09:00-13:00', localTime: 'thu 2026-12-31 13:30 Asia/Kolkata' });
-  t.same(openAt(rules, new Date('2026-12-24T05:30:00Z')), { open: true, reason: 'weekly window thu 09:00-18:00', localTime: 'thu 2026-12-24 11:00 Asia/Kolkata' });
+  t.same(openAt(rules, new Date('2026-12-25T05:30:00Z')), {
+    open: false,
+    reason: 'exception 2026-12-25: closed',
+    localTime: 'fri 2026-12-25 11:00 Asia/Kolkata',
+  });
+  t.same(openAt(rules, new Date('2026-12-31T08:00:00Z')), {
+    open: false,
+    reason: 'exception 2026-12-31: outside special hours 09:00-13:00',
+    localTime: 'thu 2026-12-31 13:30 Asia/Kolkata',
+  });
+  t.same(openAt(rules, new Date('2026-12-24T05:30:00Z')), {
+    open: true,
+    reason: 'weekly window thu 09:00-18:00',
+    localTime: 'thu 2026-12-24 11:00 Asia/Kolkata',
+  });
 });

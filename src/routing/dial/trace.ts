@@ -23,7 +23,14 @@ const NOT_OFFERED = "busy (a dial event reported the agent on a call), or not in
  * and who was offered. Pure: from the snapshot, the action, the call, the clock and the numbers the
  * answer offers.
  */
-export function dialTrace(snapshot: RulesSnapshot, action: Action, call: ExotelCall, at: Date, offered: string[], opts: { fallback?: boolean } = {}): DialTrace {
+export function dialTrace(
+  snapshot: RulesSnapshot,
+  action: Action,
+  call: ExotelCall,
+  at: Date,
+  offered: string[],
+  opts: { fallback?: boolean } = {},
+): DialTrace {
   const tried = new Set(triedInRequest(call));
   const given = new Set(offered);
   const skipped: DialTrace['skipped'] = [];

@@ -194,7 +194,7 @@ t.test('admin CDRs', async (t) => {
       t.match(res.json().message, `querystring/${field}`, query);
     }
     const unknown = await admin({ method: 'GET', url: '/admin/cdrs?page=2' });
-    t.equal(unknown.json().message, 'querystring/page: unknown field');
+    t.match(unknown.json().message, /^querystring\/page: unknown field; remove it \(the fields here are .*cursor/);
   });
 
   t.test('a cursor that names no CDR (deleted by retention, with everything older) ends the paging', async (t) => {

@@ -79,7 +79,7 @@ t.test('dial groups admin API', async (t) => {
     ["recordingChannels 'stereo'", { recordingChannels: 'stereo' }, /^body\/connect\/recordingChannels: /],
     ['maxParallelAttempts 0 (Exotel: 1–10)', { maxParallelAttempts: 0 }, /^body\/connect\/maxParallelAttempts: .*1/],
     ['maxParallelAttempts 11 (Exotel: 1–10)', { maxParallelAttempts: 11 }, /^body\/connect\/maxParallelAttempts: .*10/],
-    ["musicOnHold type 'jazz'", { musicOnHold: { type: 'jazz' } }, /^body\/connect\/musicOnHold\/type: must be equal to one of the allowed values/],
+    ["musicOnHold type 'jazz'", { musicOnHold: { type: 'jazz' } }, /^body\/connect\/musicOnHold\/type: must be one of custom_tone, default_tone, operator_tone$/],
     ['musicOnHold default_tone with a value', { musicOnHold: { type: 'default_tone', value: 'https://example.com/a.wav' } }, /^body\/connect\/musicOnHold\/(value|type): /],
     ['musicOnHold custom_tone without a value', { musicOnHold: { type: 'custom_tone' } }, /^body\/connect\/musicOnHold\/value: is required/],
     ['musicOnHold custom_tone with a value that is no http(s) URL', { musicOnHold: { type: 'custom_tone', value: 'ftp://x/y.wav' } }, /^body\/connect\/musicOnHold\/value: /],

@@ -224,7 +224,8 @@ t.test('API3 broken object property level authorization: no mass assignment on a
           : { ...(fixture.body as object), [field]: 'x' };
         const res = await admin({ method, url: fixture.url, payload: body });
         t.equal(res.statusCode, 400, `${fixture.route} with ${field}`);
-        t.equal(res.json().message, `body/${Array.isArray(fixture.body) ? '0/' : ''}${field}: unknown field`, `${fixture.route} names ${field}`);
+        const named = `body/${Array.isArray(fixture.body) ? '0/' : ''}${field}: unknown field; remove it`;
+        t.ok(String(res.json().message).startsWith(named), `${fixture.route} names ${field}`, { message: res.json().message });
       }
       t.equal(await db.prisma.auditEntry.count(), auditBefore, `${fixture.route}: the refused requests wrote nothing`);
       const ok = await admin({ method, url: fixture.url, payload: fixture.body });
@@ -241,7 +242,7 @@ t.test('API3 broken object property level authorization: no mass assignment on a
     for (const [method, url, payload, path] of cases) {
       const res = await admin({ method, url, payload });
       t.equal(res.statusCode, 400, path);
-      t.equal(res.json().message, `${path}: unknown field`);
+      t.match(res.json().message, new RegExp(`^${path}: unknown field; remove it \\(the fields here are `));
     }
   });
 

@@ -18,12 +18,30 @@ async function setup(t: Test): Promise<TestApp> {
   const ok = async (url: string, payload: unknown) => t.equal((await ctx.admin({ method: 'POST', url, payload })).statusCode, 201, `POST ${url}`);
   await ok('/admin/vip-lists', { slug: 'gold', name: 'Gold' });
   await ok('/admin/vip-lists/gold/entries', { number: '09812345678' });
-  await ok('/admin/flows', { slug: 'inbound', name: 'Main line', type: 'passthru', rules: [{ name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } }], otherwise: { branch: 'B' }, onError: { branch: 'A' } });
-  await ok('/admin/dial-groups', { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }] });
   await ok('/admin/flows', {
-    slug: 'agents', name: 'Agents', type: 'dial',
+    slug: 'inbound',
+    name: 'Main line',
+    type: 'passthru',
+    rules: [{ name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } }],
+    otherwise: { branch: 'B' },
+    onError: { branch: 'A' },
+  });
+  await ok('/admin/dial-groups', {
+    slug: 'sales',
+    name: 'Sales',
+    strategy: 'sequential',
+    members: [
+      { number: '09811100001', priority: 1 },
+      { number: '09811100002', priority: 2 },
+    ],
+  });
+  await ok('/admin/flows', {
+    slug: 'agents',
+    name: 'Agents',
+    type: 'dial',
     rules: [{ name: 'retry after busy', when: { dialCallStatus: ['busy'] }, then: { numbers: ['+919800000042'] } }],
-    otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] },
+    otherwise: { dialGroup: 'sales' },
+    onError: { numbers: ['+919800000099'] },
   });
   await until(() => ctx.app.rules.current?.flows.has('agents') === true && ctx.app.rules.current.dialGroups.has('sales'));
   return ctx;
@@ -42,15 +60,33 @@ async function cdrOf(t: Test, ctx: TestApp, callSid: string, endpoint: string) {
   t.equal(cdrs.length, 1, `one CDR for ${callSid} at ${endpoint}`);
   const cdr = cdrs[0]!;
   t.notOk((cdr.decision as { warnings?: string[] } | null)?.warnings, `no warning in ${callSid}'s CDR`);
-  t.same(strings(cdr).filter((s) => s.trim().toLowerCase() === 'null'), [], `no "null" value in ${callSid}'s CDR`);
+  t.same(
+    strings(cdr).filter((s) => s.trim().toLowerCase() === 'null'),
+    [],
+    `no "null" value in ${callSid}'s CDR`,
+  );
   return cdr;
 }
 
-const captured = (sid: string, extra: Record<string, string> = {}) => new URLSearchParams({
-  CallSid: sid, From: '09812345678', To: '08047115777', Direction: 'incoming', Created: 'Wed, 31 Jul 2024 16:42:56',
-  CurrentTime: '2024-07-31 16:43:01', StartTime: '2024-07-31 16:42:56', EndTime: '1970-01-01 05:30:00', CallType: 'call-attempt',
-  DialCallStatus: 'null', RecordingUrl: 'null', DialWhomNumber: 'null', digits: 'null', flow_id: '226501', tenant_id: '1234', ...extra,
-}).toString();
+const captured = (sid: string, extra: Record<string, string> = {}) =>
+  new URLSearchParams({
+    CallSid: sid,
+    From: '09812345678',
+    To: '08047115777',
+    Direction: 'incoming',
+    Created: 'Wed, 31 Jul 2024 16:42:56',
+    CurrentTime: '2024-07-31 16:43:01',
+    StartTime: '2024-07-31 16:42:56',
+    EndTime: '1970-01-01 05:30:00',
+    CallType: 'call-attempt',
+    DialCallStatus: 'null',
+    RecordingUrl: 'null',
+    DialWhomNumber: 'null',
+    digits: 'null',
+    flow_id: '226501',
+    tenant_id: '1234',
+    ...extra,
+  }).toString();
 
 t.test('a captured Passthru GET: only From/To, Created with a day name, nulls â€” VIP gets A', async (t) => {
   const ctx = await setup(t);
@@ -63,10 +99,19 @@ t.test('a captured Passthru GET: only From/To, Created with a day name, nulls â€
 
 t.test('the same request as a POST form, and as JSON, gets the same answer and CDR', async (t) => {
   const ctx = await setup(t);
-  const form = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: captured('rt-form') });
+  const form = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: captured('rt-form'),
+  });
   t.equal(form.statusCode, 200);
   await cdrOf(t, ctx, 'rt-form', 'passthru');
-  const json = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', payload: Object.fromEntries(new URLSearchParams(captured('rt-json', { From: '09800000001' }))) });
+  const json = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    payload: Object.fromEntries(new URLSearchParams(captured('rt-json', { From: '09800000001' }))),
+  });
   t.equal(json.statusCode, 302, 'not a VIP: branch B');
   await cdrOf(t, ctx, 'rt-json', 'passthru');
 });
@@ -77,7 +122,10 @@ t.test('Dial Whom: DialCallStatus=null is no status (the busy rule does not hold
   t.equal(first.body, '+919811100001,+919811100002');
   const cdr = await cdrOf(t, ctx, 'rt-dial', 'dial-whom');
   t.match(cdr, { matchedRule: null, outcome: 'answered' });
-  const again = await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?${captured('rt-dial2', { DialCallStatus: 'no-answer', DialWhomNumber: 'sip:agent123', 'Legs[0][Number]': 'sip:agent123', 'Legs[0][Cause]': 'null' })}` });
+  const again = await ctx.app.inject({
+    method: 'GET',
+    url: `/exotel/dial-whom/agents?${captured('rt-dial2', { DialCallStatus: 'no-answer', DialWhomNumber: 'sip:agent123', 'Legs[0][Number]': 'sip:agent123', 'Legs[0][Cause]': 'null' })}`,
+  });
   t.equal(again.statusCode, 200);
   const sip = await cdrOf(t, ctx, 'rt-dial2', 'dial-whom');
   t.equal(sip.dialWhomNumber, 'sip:agent123', 'kept as sent');
@@ -86,10 +134,20 @@ t.test('Dial Whom: DialCallStatus=null is no status (the busy rule does not hold
 t.test('a dial event for an Exotel SIP user is acknowledged (200), logged, and changes no agent state', async (t) => {
   const ctx = await setup(t);
   for (const method of ['GET', 'POST'] as const) {
-    const params = new URLSearchParams({ CallSid: `rt-ev-${method}`, From: '09812345678', To: '08047115777', Direction: 'outbound-dial', Created: 'Wed, 31 Jul 2024 16:42:56', DialWhomNumber: 'sip:agent123', Status: 'busy', EventType: 'Dial' }).toString();
-    const res = method === 'GET'
-      ? await ctx.app.inject({ method, url: `/exotel/dial-events?${params}` })
-      : await ctx.app.inject({ method, url: '/exotel/dial-events', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: params });
+    const params = new URLSearchParams({
+      CallSid: `rt-ev-${method}`,
+      From: '09812345678',
+      To: '08047115777',
+      Direction: 'outbound-dial',
+      Created: 'Wed, 31 Jul 2024 16:42:56',
+      DialWhomNumber: 'sip:agent123',
+      Status: 'busy',
+      EventType: 'Dial',
+    }).toString();
+    const res =
+      method === 'GET'
+        ? await ctx.app.inject({ method, url: `/exotel/dial-events?${params}` })
+        : await ctx.app.inject({ method, url: '/exotel/dial-events', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: params });
     t.equal(res.statusCode, 200, method);
     const cdr = await cdrOf(t, ctx, `rt-ev-${method}`, 'dial-events');
     t.match(cdr, { outcome: 'answered', httpStatus: 200, dialWhomNumber: 'sip:agent123', reason: /SIP user/ });

@@ -1,0 +1,165 @@
+/**
+ * Every mistake gets a message that says what to fix: a sweep over the admin API's 4xx answers.
+ * From each request body's OpenAPI example (which is valid), every top-level field is broken in
+ * turn — left out, of the wrong type, an unknown value — and every query parameter is given a
+ * value no route accepts; each 4xx must name the field and must not be one of Ajv's bare phrasings
+ * that leave the user guessing (`must be equal to constant`, `must match format "date"`, …).
+ */
+import t from 'tap';
+import { parse } from 'yaml';
+import { renderOpenApiYaml } from '../../../src/openapi-document.js';
+import { buildTestApp } from '../../helper.js';
+
+const SECRET = 'sweep-secret-5a7c-0b1d';
+
+/** Ajv's own wording, which names no allowed value, format or remedy. */
+const VAGUE = [
+  /must be equal to constant/,
+  /must be equal to one of the allowed values/,
+  /must match format "/,
+  /must match pattern "/,
+  /must match exactly one schema/,
+  /must match a schema in anyOf/,
+  /: is invalid$/,
+  /^body must be/,
+];
+
+interface Media {
+  schema: object;
+  example?: unknown;
+  examples?: Record<string, { value: unknown }>;
+}
+interface Operation {
+  parameters?: Array<{ in: string; name: string; schema?: { type?: string } }>;
+  requestBody?: { content: Record<string, Media> };
+}
+
+/** Values that break a field whose valid value is `value`: the wrong kind of JSON, and a word nobody allows. */
+function breakers(value: unknown): unknown[] {
+  if (typeof value === 'string') return [{ not: 'a string' }, 'no such value ✗', ''];
+  if (typeof value === 'number') return ['many', -5, 1e12];
+  if (typeof value === 'boolean') return ['perhaps'];
+  if (Array.isArray(value)) return ['not a list', [{ bogus: true }], ['no such value ✗']];
+  if (value && typeof value === 'object') return ['not an object', { bogus: true }];
+  return ['no such value ✗'];
+}
+
+t.test("the admin API's 4xx answers name the field and what to fix", async (t) => {
+  const { admin } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET });
+  // Objects for the routes that address one: the README's, through the operations' own examples.
+  const fixtures: Array<[string, unknown]> = [
+    ['/admin/vip-lists', { slug: 'gold', name: 'Gold' }],
+    ['/admin/vip-lists/gold/entries', { number: '09812345678' }],
+    ['/admin/schedules', { slug: 'support', name: 'Support' }],
+    ['/admin/dial-groups', { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09812345678' }] }],
+    ['/admin/flows', { slug: 'inbound', name: 'Main', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } }],
+  ];
+  for (const [url, payload] of fixtures) t.equal((await admin({ method: 'POST', url, payload })).statusCode, 201, `fixture ${url}`);
+
+  const doc = parse(await renderOpenApiYaml()) as { paths: Record<string, Record<string, Operation>> };
+  const concrete = (path: string) =>
+    path
+      .replace('{slug}', path.includes('vip-lists') ? 'gold' : path.includes('schedules') ? 'support' : path.includes('dial-groups') ? 'sales' : 'inbound')
+      .replace('{number}', '09812345678')
+      .replace('{id}', '00000000-0000-4000-8000-000000000000')
+      .replace('{callSid}', 'c1');
+
+  const answers: Array<{ what: string; status: number; message: string }> = [];
+  const send = async (what: string, method: string, url: string, payload?: unknown) => {
+    const res = await admin({ method, url, ...(payload !== undefined ? { payload } : {}) });
+    if (res.statusCode >= 400 && res.statusCode < 500) answers.push({ what, status: res.statusCode, message: String(res.json().message) });
+  };
+
+  for (const [path, methods] of Object.entries(doc.paths)) {
+    if (!path.startsWith('/admin/')) continue;
+    for (const [method, op] of Object.entries(methods)) {
+      const url = concrete(path);
+      const media = op.requestBody?.content['application/json'];
+      const example = media?.example ?? Object.values(media?.examples ?? {})[0]?.value;
+      if (example && typeof example === 'object' && !Array.isArray(example)) {
+        const base = example as Record<string, unknown>;
+        for (const key of Object.keys(base)) {
+          const { [key]: _left, ...without } = base;
+          await send(`${method} ${path} without ${key}`, method, url, without);
+          for (const bad of breakers(base[key])) await send(`${method} ${path} ${key}=${JSON.stringify(bad)}`, method, url, { ...base, [key]: bad });
+        }
+        await send(`${method} ${path} with an unknown field`, method, url, { ...base, colour: 'red' });
+      }
+      for (const p of (op.parameters ?? []).filter((p) => p.in === 'query')) {
+        for (const bad of ['no such value ✗', '-1', '2026-13-45'])
+          await send(`${method} ${path}?${p.name}=${bad}`, method, `${url}?${p.name}=${encodeURIComponent(bad)}`);
+      }
+    }
+  }
+  await send('a slug param that is no slug', 'GET', '/admin/flows/Not%20A%20Slug');
+
+  t.ok(answers.length > 150, `${answers.length} 4xx answers swept`);
+  const validation = answers.filter((a) => a.status === 400);
+  t.same(
+    validation.filter((a) => !/^(body|querystring|params)(\/[^:]*)?: \S/.test(a.message)).map((a) => `${a.what} → ${a.message}`),
+    [],
+    'every 400 names the field',
+  );
+  t.same(
+    answers.filter((a) => VAGUE.some((v) => v.test(a.message))).map((a) => `${a.what} → ${a.message}`),
+    [],
+    'no 4xx leaves the user guessing',
+  );
+  t.same(
+    answers.filter((a) => a.message.includes(SECRET)),
+    [],
+    'no 4xx carries the callback secret',
+  );
+});
+
+t.test('what to fix, spelled out', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const message = async (method: string, url: string, payload?: unknown) => {
+    const res = await admin({ method, url, ...(payload !== undefined ? { payload } : {}) });
+    t.ok(res.statusCode >= 400 && res.statusCode < 500, `${method} ${url}: ${res.statusCode}`);
+    return String(res.json().message);
+  };
+  t.match(await message('POST', '/admin/api-keys', { name: 'x', role: 'root' }), /^body\/role: .*admin.*viewer/, 'allowed values listed');
+  t.match(
+    await message('POST', '/admin/flows', { slug: 'f', name: 'F', type: 'fax', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } }),
+    /^body\/type: .*passthru.*switch.*dial/,
+  );
+  t.match(
+    await message('POST', '/admin/dial-groups', { slug: 'g', name: 'G', strategy: 'fastest', members: [] }),
+    /^body\/strategy: .*sequential.*round_robin.*least_recent/,
+  );
+  t.match(
+    await message('POST', '/admin/schedules', { slug: 's', name: 'S', weekly: [{ day: 'monday', open: '09:00', close: '18:00' }] }),
+    /^body\/weekly\/0\/day: .*mon.*sun/,
+  );
+  t.match(
+    await message('POST', '/admin/schedules', { slug: 's', name: 'S', exceptions: [{ date: '25/12/2026', closed: true }] }),
+    /^body\/exceptions\/0\/date: .*YYYY-MM-DD/,
+    'formats spelled out',
+  );
+  t.match(await message('POST', '/admin/schedules', { slug: 's', name: 'S', timezone: 'India' }), /^body\/timezone: .*Asia\/Kolkata/);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'g', name: 'G' } })).statusCode, 201);
+  t.match(
+    await message('POST', '/admin/vip-lists/g/entries', { number: '09812345678', expiresAt: 'next year' }),
+    /^body\/expiresAt: .*2027-03-31T23:59:59\+05:30/,
+  );
+  t.match(await message('GET', '/admin/schedules/s/status?at=tomorrow'), /^querystring\/at: .*ISO 8601/);
+  t.match(
+    await message('POST', '/admin/flows', {
+      slug: 'f',
+      name: 'F',
+      type: 'passthru',
+      rules: [{ when: { callerIn: 'Gold!' }, then: { branch: 'A' } }],
+      otherwise: { branch: 'A' },
+      onError: { branch: 'A' },
+    }),
+    /^body\/rules\/0\/when\/callerIn: must be a slug: lowercase letters, digits and -/,
+    'a slug described as a slug, not as what the condition means',
+  );
+  t.match(await message('POST', '/admin/vip-lists', { slug: 'g', name: 'G again' }), "a VIP list 'g' already exists", 'the kind of object named');
+  t.match(
+    await message('POST', '/admin/vip-lists', { slug: 'h', name: 'H', colour: 'red' }),
+    /^body\/colour: unknown field.*slug, name, description/,
+    'an unknown field lists the known ones',
+  );
+});
