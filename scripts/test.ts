@@ -10,7 +10,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/embedded-postgres.js';
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/embedded-postgres.js';
 
 const log = pino({ level: 'warn' });
 
@@ -60,7 +60,8 @@ function run(cmd: string, args: string[], stdio: 'ignore' | 'pipe', env: Record<
 main().then(
   (code) => process.exit(code),
   (err) => {
-    console.error(err);
+    // What the operator can fix (e.g. the embedded Postgres out of the postgres user's reach) is one line.
+    console.error(err instanceof EmbeddedPostgresError ? `npm test cannot start its Postgres: ${err.message}` : err);
     console.log('0 passed, 1 failed');
     process.exit(1);
   },
