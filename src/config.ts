@@ -144,7 +144,7 @@ export function startupWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const url = new URL(config.PUBLIC_URL);
   if (url.protocol !== 'https:') {
-    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} is not https://: Exotel calls only HTTPS URLs, so the dial events URL in Connect answers will never be called (README, "Operations: HTTPS")`);
+    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} is not https://: Exotel calls only HTTPS URLs, so the dial events URL in Connect answers will never be called (README, "HTTPS: from a bare server to Exotel calling exoroute")`);
   }
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const family = isIP(host);
