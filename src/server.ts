@@ -4,7 +4,7 @@ import pino from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, startupWarnings } from './config.js';
 import { ensureBootstrapKey } from './store/api-keys.js';
-import { EmbeddedPostgresError } from './store/embedded-postgres.js';
+import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
 
 /**
@@ -17,7 +17,7 @@ function logDestination() {
   return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
 }
 
-/** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT. */
+/** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT/SIGHUP. */
 async function main(): Promise<void> {
   let config;
   try {
@@ -74,9 +74,11 @@ async function main(): Promise<void> {
     log.info({ signal }, 'shutting down');
     if (listening) void stop();
   };
-  // SIGINT: Ctrl-C in a terminal. The embedded Postgres has a process group of its own, so the
-  // terminal's signal does not stop it under the service's feet; store.close() stops it, last.
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.on(signal, () => onSignal(signal));
+  // SIGINT: Ctrl-C in a terminal; SIGHUP: the terminal closed. The embedded Postgres has a process
+  // group of its own, so the terminal's signal does not stop it under the service's feet (nor
+  // leave it running when the service goes): store.close() stops it, last.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
+  leaveSignalsToCaller();
 
   store = await prepareDatabase(config, log);
   if (stopping) return stop();

@@ -102,8 +102,6 @@ export async function startEmbeddedPostgres(
 
   const port = opts.port ?? (await freePort());
   const child = await startPostgres(bin, databaseDir, port, ids, log);
-  const stopOnExit = () => child.kill('SIGINT');
-  process.on('exit', stopOnExit);
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
@@ -111,7 +109,6 @@ export async function startEmbeddedPostgres(
       child.kill('SIGINT');
       await exited;
     }
-    process.removeListener('exit', stopOnExit);
     if (opts.persistent === false) await rm(databaseDir, { recursive: true, force: true });
   };
 
@@ -139,6 +136,36 @@ export async function startEmbeddedPostgres(
     dir: databaseDir,
     stop,
   };
+}
+
+/**
+ * The Postgres servers this process started and has not stopped. Each has a process group of its
+ * own, so a signal meant for this process (Ctrl-C) does not reach it: they are stopped when this
+ * process exits, and on SIGINT/SIGTERM/SIGHUP before the signal takes its usual course — unless
+ * the process stops them itself after its own shutdown (leaveSignalsToCaller).
+ */
+const running = new Set<ChildProcess>();
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+let callerHandlesSignals = false;
+function stopAll(): void {
+  for (const child of running) child.kill('SIGINT');
+}
+function onSignal(signal: NodeJS.Signals): void {
+  if (callerHandlesSignals) return;
+  stopAll();
+  // Delivered again without this listener: the process ends as it would have without this module.
+  for (const s of STOP_SIGNALS) process.removeListener(s, onSignal);
+  process.kill(process.pid, signal);
+}
+process.on('exit', stopAll);
+for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+
+/**
+ * For a process with its own graceful shutdown (the server): signals no longer stop the embedded
+ * Postgres here; the caller stops it (stop()) once in-flight work is done, or it stops at exit.
+ */
+export function leaveSignalsToCaller(): void {
+  callerHandlesSignals = true;
 }
 
 /** `native/` of the binary package for this platform (bin/, lib/, share/). */
@@ -294,6 +321,8 @@ function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, 
   return new Promise((resolve, reject) => {
     // A process group of its own: Ctrl-C in a terminal reaches the service, which stops Postgres last.
     const child = spawn(postgres, args, { ...(ids ?? {}), detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    running.add(child);
+    child.once('exit', () => running.delete(child));
     let output = '';
     let ready = false;
     const timer = setTimeout(() => {
