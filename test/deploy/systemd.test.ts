@@ -25,6 +25,7 @@ t.test('the unit runs the built server as an unprivileged user and stops it with
   t.equal(service.KillMode, 'mixed', 'SIGTERM to node alone: it stops its embedded Postgres itself, last');
   t.ok(Number(service.TimeoutStopSec) > 10, 'more time than the 10 s exoroute takes at most to stop');
   t.match(service.Environment, /DATA_DIR=\/var\/lib\/exoroute/);
+  t.match(service.Environment, /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/, 'a server: no start without the callback secret unless callbacks are opened on purpose');
   t.equal(service.StateDirectory, 'exoroute', 'DATA_DIR made by systemd, owned by the user');
   t.match(service.EnvironmentFile, /^\/etc\/exoroute\/exoroute\.env$/);
 });
