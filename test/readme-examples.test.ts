@@ -102,10 +102,15 @@ function bashSession(cwd: string, statusLog: string) {
 t.test('every README example runs as written against a started service', async (t) => {
   const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
   const blocks = shBlocks(readme);
-  // The one block that installs and starts the service: the test starts it itself.
-  const setup = blocks.filter((b) => /^npm /m.test(b.code));
-  t.equal(setup.length, 1, 'only the "two commands" block is not run');
-  const examples = blocks.filter((b) => !setup.includes(b)).flatMap(commandsOf);
+  // Blocks that install, start or operate the service (npm, systemd, Docker): they need root, a
+  // Docker engine or a second service, and are not requests to it. Any other block is run.
+  const deployment = blocks.filter((b) => commandsOf(b).every((c) => /^(npm|useradd|git|sudo|install|cp|journalctl|systemctl|docker)\b/.test(c.command)));
+  t.ok(
+    deployment.some((b) => /^npm ci/m.test(b.code)),
+    'the "two commands" block is recognised as one',
+  );
+  for (const b of deployment) t.skip(`README line ${b.line}: install/operations commands (${b.code.trim().split(/\s+/)[0]} …), not requests to the service`);
+  const examples = blocks.filter((b) => !deployment.includes(b)).flatMap(commandsOf);
   t.ok(examples.length >= 30, `${examples.length} commands`);
 
   const ctx = await buildTestApp(t);
