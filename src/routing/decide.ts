@@ -1,7 +1,8 @@
 import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
 import type { ExotelCall } from '../exotel/params.js';
 import type { RulesSnapshot } from '../store/rules-snapshot.js';
-import { isOpen } from './schedule.js';
+import { isOpen, overrideReason } from './schedule.js';
+import type { AvailabilityOutcome } from './own-availability.js';
 
 export type DecidedBy = 'rule' | 'otherwise' | 'onError';
 
@@ -12,6 +13,8 @@ export interface Decision {
   /** Why onError was answered, when it was. */
   error: string | null;
   trace: RuleTrace[];
+  /** An availability action (passthru): whose, and from what to what. */
+  availability?: AvailabilityOutcome;
 }
 
 type ConditionTrace = RuleTrace['conditions'][number];
@@ -32,10 +35,13 @@ function vipMember(rules: Lookup, slug: string, call: ExotelCall, now: number): 
   return { held: true, why: `${caller} is in ${slug}` };
 }
 
-function scheduleOpen(rules: Lookup, slug: string, at: Date): boolean {
+/** Open or closed, and why when an override decides (the trace then says so). */
+function scheduleOpen(rules: Lookup, slug: string, at: Date): { open: boolean; why: string } {
   const schedule = rules.schedules.get(slug);
   if (!schedule) throw new MissingReference(`schedule '${slug}' is not loaded`);
-  return isOpen(schedule, at);
+  const open = isOpen(schedule, at);
+  const override = overrideReason(schedule, at);
+  return { open, why: `${slug} is ${open ? 'open' : 'closed'}${override ? ` (${override})` : ''}` };
 }
 
 function textMatch(value: string | null, m: { equals: string } | { in: string[] } | { prefix: string }, what: string): { held: boolean; why: string } {
@@ -64,12 +70,12 @@ function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): 
     out.push({ condition: `callerNotIn ${when.callerNotIn}`, held: !r.held, why: r.why });
   }
   if (when.openBy !== undefined) {
-    const open = scheduleOpen(rules, when.openBy, at);
-    out.push({ condition: `openBy ${when.openBy}`, held: open, why: `${when.openBy} is ${open ? 'open' : 'closed'}` });
+    const { open, why } = scheduleOpen(rules, when.openBy, at);
+    out.push({ condition: `openBy ${when.openBy}`, held: open, why });
   }
   if (when.closedBy !== undefined) {
-    const open = scheduleOpen(rules, when.closedBy, at);
-    out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why: `${when.closedBy} is ${open ? 'open' : 'closed'}` });
+    const { open, why } = scheduleOpen(rules, when.closedBy, at);
+    out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why });
   }
   if (when.digits !== undefined) out.push({ condition: 'digits', ...textMatch(call.digits, when.digits, 'digits') });
   if (when.callerPrefix !== undefined) {

@@ -43,6 +43,16 @@ export const PassthruActionSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+/** Passthru: the caller (an agent, by CallFrom) sets their own availability; branch A when now available, else B. */
+export const AvailabilityActionSchema = Type.Object(
+  {
+    availability: Type.Union([Type.Literal('toggle'), Type.Literal('available'), Type.Literal('away')], {
+      description: "Sets the calling agent's own availability: toggle, available or away. Answers branch A when the caller is now available, B otherwise (also when the caller is no agent)",
+    }),
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Recorded with the change, e.g. "set by phone"' })),
+  },
+  { additionalProperties: false },
+);
 export const SwitchActionSchema = Type.Object(
   { select: Type.String({ minLength: 1, maxLength: 100, description: 'Case of the Switch-case applet' }) },
   { additionalProperties: false },
@@ -52,10 +62,12 @@ export const DialNumbersActionSchema = Type.Object(
   { numbers: Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 50, description: 'Numbers to dial, in order' }) },
   { additionalProperties: false },
 );
-export const ActionSchema = Type.Union([PassthruActionSchema, SwitchActionSchema, DialGroupActionSchema, DialNumbersActionSchema], {
-  description: 'passthru flows: {branch, url?}; switch flows: {select}; dial flows: {dialGroup} or {numbers}',
-});
+export const ActionSchema = Type.Union(
+  [PassthruActionSchema, AvailabilityActionSchema, SwitchActionSchema, DialGroupActionSchema, DialNumbersActionSchema],
+  { description: 'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup} or {numbers}' },
+);
 export type PassthruAction = Static<typeof PassthruActionSchema>;
+export type AvailabilityAction = Static<typeof AvailabilityActionSchema>;
 export type SwitchAction = Static<typeof SwitchActionSchema>;
 export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
 export type Action = Static<typeof ActionSchema>;
@@ -133,5 +145,11 @@ export const SimulateResultSchema = Type.Object({
   matchedRule: Type.Union([Type.String(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()]),
   trace: Type.Array(RuleTraceSchema),
+  availability: Type.Optional(Type.Object({
+    agent: Type.Union([Type.String(), Type.Null()], { description: 'The caller, when a member of a dial group' }),
+    from: Type.Union([Type.String(), Type.Null()]),
+    to: Type.Union([Type.String(), Type.Null()]),
+    why: Type.String(),
+  }, { description: 'An availability action: what it would change (simulate changes nothing)' })),
   at: NullableInstantSchema,
 });

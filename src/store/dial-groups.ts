@@ -1,6 +1,7 @@
 import type { CountryCode } from 'libphonenumber-js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
+import { DEFAULT_PACING } from '../schemas/dial-group.js';
 import type {
   ConnectSettings, DialGroup, DialGroupInput, DialGroupPatch, DialGroupReplace, Member, MemberInput, MemberPatch, Sticky, Strategy,
 } from '../schemas/dial-group.js';
@@ -43,6 +44,9 @@ export interface DialGroupRow {
   strategy: string;
   sticky: unknown;
   connect: unknown;
+  wrapUpSeconds: number;
+  maxMissedOffers: number;
+  missedPauseSeconds: number;
   createdAt: Date;
   updatedAt: Date;
   members: Array<{ number: string; name: string | null; priority: number; weight: number; active: boolean; scheduleSlug: string | null }>;
@@ -61,6 +65,9 @@ export function toDialGroup(row: DialGroupRow): StoredDialGroup {
     members: row.members
       .map((m) => ({ number: m.number, name: m.name, priority: m.priority, weight: m.weight, active: m.active, schedule: m.scheduleSlug }))
       .sort(byPriorityThenNumber),
+    wrapUpSeconds: row.wrapUpSeconds,
+    maxMissedOffers: row.maxMissedOffers,
+    missedPauseSeconds: row.missedPauseSeconds,
     // Rows are written complete; the spread keeps older rows whole should a setting be added later.
     connect: { ...DEFAULT_CONNECT, ...(row.connect as ConnectSettings) },
     createdAt: row.createdAt.toISOString(),
@@ -135,6 +142,13 @@ async function lockGroup(tx: Tx, slug: string): Promise<{ id: number; before: St
 }
 
 const toJson = (v: unknown) => v as Prisma.InputJsonValue;
+
+/** Wrap-up and missed-offer settings: given ones, and for a create or PUT the defaults of the rest. */
+type Pacing = { [K in keyof typeof DEFAULT_PACING]: number };
+function pacing(given: Partial<Pacing>, mode: 'replace' | 'merge'): Partial<Pacing> {
+  const keys = Object.keys(DEFAULT_PACING) as Array<keyof typeof DEFAULT_PACING>;
+  return Object.fromEntries(keys.flatMap((k) => (given[k] !== undefined ? [[k, given[k]]] : mode === 'replace' ? [[k, DEFAULT_PACING[k]]] : [])));
+}
 /** Prisma writes SQL NULL to a nullable Json column only when told so with DbNull. */
 const stickyJson = (sticky: Required<Sticky> | null) => (sticky ? toJson(sticky) : Prisma.DbNull);
 
@@ -157,6 +171,7 @@ export async function createDialGroup(prisma: PrismaClient, actor: Actor, input:
     const row = toDialGroup(await tx.dialGroup.create({
       data: {
         slug: input.slug, name: input.name, strategy: input.strategy, sticky: stickyJson(sticky), connect: toJson(connect),
+        ...pacing(input, 'replace'),
         members: { createMany: { data: members } },
       },
       include,
@@ -191,6 +206,7 @@ export async function updateDialGroup(
         ...(change.strategy !== undefined ? { strategy: change.strategy } : {}),
         ...(sticky !== undefined ? { sticky: stickyJson(sticky) } : {}),
         ...(connect ? { connect: toJson(connect) } : {}),
+        ...pacing(change, mode),
         ...(members ? { members: { deleteMany: {}, createMany: { data: members } } } : {}),
         updatedAt: new Date(),
       },

@@ -24,12 +24,12 @@ export function toFlow(row: FlowRow): Flow {
 }
 
 const ACTION_KEYS: Record<FlowType, string[][]> = {
-  passthru: [['branch', 'url'], ['branch']],
+  passthru: [['branch', 'url'], ['branch'], ['availability'], ['availability', 'reason']],
   switch: [['select']],
   dial: [['dialGroup'], ['numbers']],
 };
 const ACTION_HELP: Record<FlowType, string> = {
-  passthru: '{"branch":"A"|"B","url"?}',
+  passthru: '{"branch":"A"|"B","url"?} or {"availability":"toggle"|"available"|"away","reason"?}',
   switch: '{"select":"<case>"}',
   dial: '{"dialGroup":"<slug>"} or {"numbers":[...]}',
 };
@@ -50,6 +50,12 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
     };
   }
   return action;
+}
+
+/** onError is answered when the database cannot be used: it may not need it. */
+function onErrorAction(type: FlowType, action: Action, country: CountryCode): Action {
+  if ('availability' in action) throw new InvalidFieldError('body/onError', 'is answered when the database cannot be reached, so it cannot set availability; give {"branch":…}');
+  return checkAction(type, action, 'body/onError', country);
 }
 
 /** Validates what the schema cannot, and normalises numbers. */
@@ -74,7 +80,7 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
     mode: input.mode ?? 'sync',
     rules,
     otherwise: checkAction(input.type, input.otherwise, 'body/otherwise', country),
-    onError: checkAction(input.type, input.onError, 'body/onError', country),
+    onError: onErrorAction(input.type, input.onError, country),
   };
 }
 

@@ -6,6 +6,7 @@ import schedules from './schedules/index.js';
 import flows from './flows/index.js';
 import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
+import agents from './agents/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
 const admin: FastifyPluginAsync = async (app) => {
@@ -14,6 +15,7 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(vipLists);
   await app.register(schedules);
   await app.register(dialGroups);
+  await app.register(agents);
   await app.register(flows);
   await app.register(cdrs);
 };

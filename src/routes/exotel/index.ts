@@ -10,6 +10,8 @@ import { AttemptCounter } from './attempts.js';
 import type { DialEndpoint } from './dial.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
+import { applyOwnAvailability } from '../../routing/own-availability.js';
+import { writeAvailability } from '../../store/agents.js';
 
 const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
@@ -42,7 +44,7 @@ function cdrOf(opts: {
     dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
-    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
+    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(d.availability ? { availability: d.availability } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
     matchedRule: d?.matchedRule ?? null,
     outcome: result.outcome,
     reason: result.reason,
@@ -167,11 +169,15 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
       }
       const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
       const elapsedMs = () => performance.now() - t0;
-      const result = refused
+      let result = refused
         ? rejected(refused.status, refused.reason)
         : isDial(endpoint)
           ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
           : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
+      // An agent setting their own availability by phone: the one passthru answer that writes.
+      if (result.decision?.availability?.agent) {
+        result = await applyOwnAvailability(result, call, receivedAt, (change) => writeAvailability(app.db.pool, change), config.DECISION_BUDGET_MS - elapsedMs());
+      }
       return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
     };
 

@@ -69,6 +69,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       matchedRule: result.decision?.matchedRule ?? null,
       reason: result.reason,
       trace: result.decision?.trace ?? [],
+      ...(result.decision?.availability ? { availability: result.decision.availability } : {}),
       at,
     };
   });
