@@ -10,7 +10,8 @@ COPY . .
 RUN npm run build && test -f dist/src/generated/prisma/client.js
 
 FROM node:20-bookworm-slim
-ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 DATA_DIR=/data
+# A server: without EXOTEL_CALLBACK_SECRET the start stops, unless EXOTEL_CALLBACKS_OPEN=true.
+ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 DATA_DIR=/data EXOTEL_REQUIRE_CALLBACK_SECRET=true
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

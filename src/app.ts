@@ -17,10 +17,11 @@ import exotelRoutes, { type ExotelRoutesOptions } from './routes/exotel/index.js
 import { RulesCache } from './store/rules-snapshot.js';
 import { CdrWriter } from './store/cdr-writer.js';
 import { CdrSpool } from './store/cdr-spool.js';
-import { dialService } from './routes/exotel/dial.js';
 import metrics from './plugins/metrics.js';
+import dialing from './plugins/dialing.js';
 import metricsRoutes from './routes/metrics.js';
 import { RetentionJob } from './store/retention.js';
+import { RefusalLog } from './store/refusals.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -31,10 +32,10 @@ declare module 'fastify' {
     /** Group-committing CDR writer for the callback path. */
     cdrWriter: CdrWriter;
     random: () => number;
-    /** Dial Whom / Connect answers (with per-call state in Postgres). */
-    answerDial: ReturnType<typeof dialService>;
     /** Hourly pruning of old CDRs and finished calls' dial state. */
     retention: RetentionJob;
+    /** Refused callbacks: which are stored as CDRs, and the per-address, per-minute counts of all. */
+    refusals: RefusalLog;
   }
 }
 
@@ -111,8 +112,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.decorate('rules', new RulesCache(opts.db, app.log));
   app.decorate('cdrWriter', new CdrWriter(opts.db.pool, app.log, { spool: new CdrSpool(path.join(opts.config.DATA_DIR, 'spool'), app.log) }));
   app.decorate('random', opts.random ?? Math.random);
-  app.decorate('answerDial', dialService(app));
   app.decorate('retention', new RetentionJob(opts.db.pool, app.log, { retentionDays: opts.config.CDR_RETENTION_DAYS }));
+  app.decorate('refusals', new RefusalLog(opts.db.pool, app.log));
   // Runs even with CDR_RETENTION_DAYS=0: finished calls' dial state must not pile up either.
   if (opts.background !== false) app.addHook('onReady', async () => app.retention.start());
   app.addHook('onClose', async () => {
@@ -122,9 +123,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     app.addHook('onReady', async () => {
       await app.rules.start();
       await app.cdrWriter.start(); // replays what an earlier run left in the spool
+      app.refusals.start();
     });
   }
   app.addHook('onClose', async () => {
+    await app.refusals.close(); // its counts are in memory only until written
     await app.cdrWriter.close();
     await app.rules.stop();
   });
@@ -145,6 +148,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(formbody);
   await app.register(openapi);
   await app.register(metrics);
+  await app.register(dialing);
   await app.register(healthRoutes);
   await app.register(metricsRoutes);
   await app.register(exotelRoutes, { prefix: '/exotel', unroutable });

@@ -13,7 +13,11 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATA_DIR: Type.String({ minLength: 1, default: '.data' }),
   ADMIN_API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
-  EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 8, maxLength: 200 })),
+  EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
+  // Set by the deployment files (Dockerfile, docker-compose.yml, systemd unit): there, a missing
+  // EXOTEL_CALLBACK_SECRET stops the start unless EXOTEL_CALLBACKS_OPEN=true says it is meant.
+  EXOTEL_REQUIRE_CALLBACK_SECRET: Type.Boolean({ default: false }),
+  EXOTEL_CALLBACKS_OPEN: Type.Boolean({ default: false }),
   EXOTEL_ALLOWED_CIDRS: Type.Optional(Type.String()),
   PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s]+$' })),
   DEFAULT_COUNTRY: Type.String({ pattern: '^[A-Z]{2}$', default: 'IN' }),
@@ -80,6 +84,8 @@ function parseTrustProxy(value: string | undefined, problems: string[]): boolean
   return entries;
 }
 
+const SECRETS = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'METRICS_TOKEN']);
+
 /** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -88,10 +94,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (value !== undefined && value !== '') raw[key] = value;
   }
   const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
-  const problems = [...Value.Errors(ConfigSchema, converted)].map(
-    (e) => `${e.path.slice(1) || '(root)'}=${JSON.stringify(raw[e.path.slice(1)] ?? null)}: ${e.message}`,
-  );
+  const shown = (key: string) => {
+    const value = raw[key];
+    // A secret is never echoed, not even a wrong one (it may be the real one, cut short).
+    return SECRETS.has(key) && typeof value === 'string' ? `(${value.length} characters)` : JSON.stringify(value ?? null);
+  };
+  const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => `${e.path.slice(1) || '(root)'}=${shown(e.path.slice(1))}: ${e.message}`);
   const c = converted as Env;
+  if (c.EXOTEL_REQUIRE_CALLBACK_SECRET && !c.EXOTEL_CALLBACK_SECRET && !c.EXOTEL_CALLBACKS_OPEN) {
+    problems.push(
+      'EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it (EXOTEL_REQUIRE_CALLBACK_SECRET=true): set it to a ' +
+        'secret of 16 to 200 characters and put it in the URLs Exotel calls, or set EXOTEL_CALLBACKS_OPEN=true to let anyone call back',
+    );
+  }
+  if (c.EXOTEL_CALLBACKS_OPEN && c.EXOTEL_CALLBACK_SECRET) {
+    problems.push('EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET, which is set: unset one of them');
+  }
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);
   }

@@ -44,7 +44,13 @@ async function main(): Promise<void> {
     // Printed once, on the run that generated it; it stays in the file for later runs.
     process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);
   }
-  if (!config.EXOTEL_CALLBACK_SECRET) log.warn('EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone');
+  if (!config.EXOTEL_CALLBACK_SECRET) {
+    log.warn(
+      config.EXOTEL_CALLBACKS_OPEN
+        ? 'callback URLs are open to anyone (EXOTEL_CALLBACKS_OPEN=true)'
+        : 'EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone',
+    );
+  }
 
   const app = await buildApp({ config, db: store.db, logger: log });
   let stopping = false;

@@ -76,3 +76,46 @@ t.test('admin API limits: defaults, conversion and bounds', async (t) => {
     t.throws(() => loadConfig({ [name]: value }), new RegExp(`${name}="?${value}"?:`), `${name}=${value}`);
   }
 });
+
+t.test('EXOTEL_CALLBACK_SECRET: at least 16 characters, and a bad one is never echoed', async (t) => {
+  t.equal(loadConfig({ EXOTEL_CALLBACK_SECRET: 'sixteen-chars-ok' }).EXOTEL_CALLBACK_SECRET, 'sixteen-chars-ok');
+  for (const secret of ['fifteen-chars-x', 'short']) {
+    try {
+      loadConfig({ EXOTEL_CALLBACK_SECRET: secret });
+      t.fail(`${secret} should be refused`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      const msg = (err as Error).message;
+      t.match(msg, `EXOTEL_CALLBACK_SECRET=(${secret.length} characters): Expected string length greater or equal to 16`);
+      t.notOk(msg.includes(secret), 'the value is not in the message');
+    }
+  }
+  t.throws(() => loadConfig({ METRICS_TOKEN: 'tok-short0' }), /METRICS_TOKEN=\(10 characters\)/);
+});
+
+t.test('EXOTEL_REQUIRE_CALLBACK_SECRET (set by the deployment files): no secret stops the start unless callbacks are opened', async (t) => {
+  t.throws(() => loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true' }), /EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it \(EXOTEL_REQUIRE_CALLBACK_SECRET=true\).*EXOTEL_CALLBACKS_OPEN=true/);
+  t.equal(loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }).EXOTEL_CALLBACK_SECRET, 'a-long-enough-secret');
+  const open = loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true', EXOTEL_CALLBACKS_OPEN: 'true' });
+  t.equal(open.EXOTEL_CALLBACKS_OPEN, true, 'an open service is a choice');
+  t.equal(open.EXOTEL_CALLBACK_SECRET, undefined);
+  const laptop = loadConfig({});
+  t.match(laptop, { EXOTEL_REQUIRE_CALLBACK_SECRET: false, EXOTEL_CALLBACKS_OPEN: false }, 'npm start without the flag: open, with the warning at start');
+  t.throws(() => loadConfig({ EXOTEL_CALLBACKS_OPEN: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }), /EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET/);
+  t.throws(() => loadConfig({ EXOTEL_CALLBACKS_OPEN: 'yes' }), /EXOTEL_CALLBACKS_OPEN="yes"/);
+});
+
+t.test('the deployment files ask for the secret: Dockerfile and docker-compose.yml set EXOTEL_REQUIRE_CALLBACK_SECRET=true', async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const { parse } = await import('yaml');
+  const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
+  const env = /^ENV (.*)$/m.exec(dockerfile.split('\nFROM ').at(-1)!)?.[1] ?? '';
+  t.match(env, /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/, 'the runtime image');
+  const compose = parse(await readFile(new URL('../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, { environment?: Record<string, string> }> };
+  const environment = compose.services.exoroute!.environment!;
+  t.equal(environment.EXOTEL_REQUIRE_CALLBACK_SECRET, 'true');
+  t.equal(environment.EXOTEL_CALLBACKS_OPEN, '${EXOTEL_CALLBACKS_OPEN:-}', 'opening callbacks is up to the operator');
+  // What the container would load with nothing set in .env: the start stops, naming the fix.
+  const unset = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, /^\$\{\w+:-\}$/.test(v) ? '' : v]));
+  t.throws(() => loadConfig({ ...unset, PUBLIC_URL: 'https://exo.example.com' }), /EXOTEL_CALLBACK_SECRET is unset/);
+});

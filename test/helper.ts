@@ -9,6 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import pino from 'pino';
+import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
+import { xoroshiro128plus } from 'pure-rand/generator/xoroshiro128plus';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
 import { buildApp } from '../src/app.js';
@@ -113,5 +115,8 @@ export async function buildSecondInstance(t: Test, first: TestApp, env: Record<s
   return { app, db, config, admin };
 }
 
-/** Seeded PRNG (mulberry32, the benchmark's own) so the random and weighted dial strategies are reproducible. */
-export { random as seeded } from '../bench/lib/traffic.js';
+/** A seeded random source, so that the random and weighted dial strategies are reproducible. */
+export function seeded(seed: number): () => number {
+  const rng = xoroshiro128plus(seed);
+  return () => uniformFloat64(rng);
+}

@@ -6,12 +6,13 @@
  * with its default pool. Deliberately generous: no logging, no schedule or rule evaluation, no
  * secret check, a fixed agent list for Dial Whom and Connect.
  *
- * With `DIAL_STATE=1` ("naive with call state" in the bench's report), Dial Whom and Connect also
- * keep the one piece of per-call state that the SPEC's re-fetch needs and that the plain baseline
- * skips: the numbers already tried in the call, so that a re-fetch after an unanswered attempt
- * does not offer them again. One Prisma `upsert` of the call's `dial_calls` row per dial callback,
- * between the VIP check and the CDR, as a developer would add it. Still no rotation, sticky
- * agents, busy agents or repeated-poll answers, which exoroute's dial state also keeps.
+ * With `DIAL_STATE=1` ("naive with call state" in the bench's report, and the baseline of the
+ * dial-whom / connect target), Dial Whom and Connect also keep the one piece of per-call state that
+ * the SPEC's re-fetch needs and that the plain baseline skips: the numbers already tried in the
+ * call, so that a re-fetch after an unanswered attempt does not offer them again. One Prisma
+ * `upsert` of the call's `dial_calls` row per dial callback, between the VIP check and the CDR, as
+ * a developer would add it. Still no rotation, sticky agents, busy agents or repeated-poll answers,
+ * which exoroute's dial state also keeps.
  *
  *   DATABASE_URL=… VIP_LIST=gold PORT=4002 [DIAL_STATE=1] node dist/bench/baselines/naive.js
  */

@@ -1,10 +1,32 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { ConnectSettings } from '../schemas/dial-group.js';
+import type { Connect } from '../schemas/dial-group.js';
 import type { CallbackAnswer } from './responses.js';
 
 /** Connect-applet parameters, version 1.0 (exotel-docs/connect-applet-dynamic-url.txt). */
 export const CONNECT_VERSION = '1.0';
+
+/** Exotel's upper limits for the Connect settings that have one (seconds; parallel attempts). */
+export const CONNECT_LIMITS = Object.freeze({ maxRingingDuration: 60, maxConversationDuration: 4500, maxParallelAttempts: 10 });
+
+/**
+ * Exotel's defaults for each Connect setting, except `fetchAfterAttempt`: Exotel defaults it to
+ * false, but exoroute re-decides after every unanswered attempt (skipping busy agents, SPEC §3),
+ * which only works when Exotel asks again. Not annotated as `Connect`: that type is derived from
+ * the schema that takes its defaults from here (completeConnect in src/store/dial-groups.ts checks
+ * that every setting has one).
+ */
+export const DEFAULT_CONNECT = Object.freeze({
+  record: false,
+  recordingChannels: 'single',
+  maxRingingDuration: 30,
+  maxConversationDuration: 900,
+  musicOnHold: Object.freeze({ type: 'default_tone' }),
+  outgoingPhoneNumber: null,
+  fetchAfterAttempt: true,
+  maxParallelAttempts: 5,
+  startCallPlayback: null,
+} as const);
 
 const E164 = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$' });
 export const ConnectResponseSchema = Type.Object(
@@ -14,14 +36,14 @@ export const ConnectResponseSchema = Type.Object(
     outgoing_phone_number: Type.Optional(E164),
     record: Type.Boolean(),
     recording_channels: Type.Union([Type.Literal('single'), Type.Literal('dual')]),
-    max_ringing_duration: Type.Integer({ minimum: 1, maximum: 60 }),
-    max_conversation_duration: Type.Integer({ minimum: 1, maximum: 4500 }),
+    max_ringing_duration: Type.Integer({ minimum: 1, maximum: CONNECT_LIMITS.maxRingingDuration }),
+    max_conversation_duration: Type.Integer({ minimum: 1, maximum: CONNECT_LIMITS.maxConversationDuration }),
     music_on_hold: Type.Union([
       Type.Object({ type: Type.Union([Type.Literal('default_tone'), Type.Literal('operator_tone')]) }, { additionalProperties: false }),
       Type.Object({ type: Type.Literal('custom_tone'), value: Type.String({ pattern: '^https?://' }) }, { additionalProperties: false }),
     ]),
     parallel_ringing: Type.Optional(
-      Type.Object({ activate: Type.Boolean(), max_parallel_attempts: Type.Integer({ minimum: 1, maximum: 10 }) }, { additionalProperties: false }),
+      Type.Object({ activate: Type.Boolean(), max_parallel_attempts: Type.Integer({ minimum: 1, maximum: CONNECT_LIMITS.maxParallelAttempts }) }, { additionalProperties: false }),
     ),
     dial_passthru_event_url: Type.Optional(Type.String({ pattern: '^https?://' })),
     start_call_playback: Type.Optional(
@@ -48,18 +70,19 @@ export function dialWhomAnswer(numbers: string[]): CallbackAnswer {
 }
 
 /**
- * Connect dynamic parameters from a group's settings (camelCase → Exotel's snake_case). Checked
- * against the response schema before it leaves: an invalid answer throws InvalidConnectAnswer.
+ * Connect dynamic parameters from a group's settings, complete as stored (camelCase → Exotel's
+ * snake_case). Checked against the response schema before it leaves: an invalid answer throws
+ * InvalidConnectAnswer.
  */
-export function connectAnswer(numbers: string[], settings: ConnectSettings & Required<Pick<ConnectSettings, 'maxParallelAttempts'>>, opts: { parallel: boolean; eventUrl: string | null }): CallbackAnswer {
+export function connectAnswer(numbers: string[], settings: Readonly<Connect>, opts: { parallel: boolean; eventUrl: string | null }): CallbackAnswer {
   const body: ConnectResponse = {
-    fetch_after_attempt: settings.fetchAfterAttempt ?? true,
+    fetch_after_attempt: settings.fetchAfterAttempt,
     destination: { numbers },
-    record: settings.record ?? false,
-    recording_channels: settings.recordingChannels ?? 'single',
-    max_ringing_duration: settings.maxRingingDuration ?? 30,
-    max_conversation_duration: settings.maxConversationDuration ?? 900,
-    music_on_hold: settings.musicOnHold ?? { type: 'default_tone' },
+    record: settings.record,
+    recording_channels: settings.recordingChannels,
+    max_ringing_duration: settings.maxRingingDuration,
+    max_conversation_duration: settings.maxConversationDuration,
+    music_on_hold: settings.musicOnHold,
   };
   if (settings.outgoingPhoneNumber) body.outgoing_phone_number = settings.outgoingPhoneNumber;
   if (opts.parallel) body.parallel_ringing = { activate: true, max_parallel_attempts: settings.maxParallelAttempts };

@@ -24,7 +24,7 @@ export function switchAnswer(action: SwitchAction): CallbackAnswer {
   return { statusCode: 200, contentType: 'text/plain', body: JSON.stringify({ select: action.select }) };
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 503: 'Service Unavailable' };
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
 /** A refused callback, in Fastify's error shape. */
 export function errorAnswer(statusCode: number, message: string): CallbackAnswer {

@@ -166,6 +166,21 @@ export default fp(
       },
     });
 
+    const { refusals } = app;
+    new Counter({
+      name: 'exoroute_callback_refusals_total',
+      help: 'Callbacks refused by the guard, by reason (secret: missing or wrong; address: not in EXOTEL_ALLOWED_CIDRS) and ' +
+        'handling (cdr: stored as a CDR; counted: only counted, per address and minute; throttled: counted and answered 429).',
+      labelNames: ['reason', 'handling'] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const [reason, byHandling] of Object.entries(refusals.stats)) {
+          for (const [handling, n] of Object.entries(byHandling)) this.inc({ reason, handling }, n);
+        }
+      },
+    });
+
     const { retention } = app;
     new Counter({
       name: 'exoroute_retention_deleted_rows_total',

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { pendingMigrations } from '../store/migrate.js';
+import { withDeadline } from '../lib/deadline.js';
 
 /** A stalled database must not stall the probe. */
 const DB_CHECK_TIMEOUT_MS = 1000;
@@ -32,17 +33,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (_request, reply) => {
       const reasons: string[] = [];
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${DB_CHECK_TIMEOUT_MS} ms`)), DB_CHECK_TIMEOUT_MS);
-      });
       try {
-        const pending = await Promise.race([pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), late]);
+        const pending = await withDeadline(pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `no answer within ${ms} ms`);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);
-      } finally {
-        clearTimeout(timer);
       }
       if (!app.rules.current) reasons.push(app.rules.lastError ?? 'routing rules not loaded yet');
       const spooled = app.cdrWriter.spoolDepth;

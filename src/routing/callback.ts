@@ -1,6 +1,6 @@
 import type { ExotelCall } from '../exotel/params.js';
 import type { Action, Flow, FlowType, PassthruAction, SwitchAction } from '../schemas/flow.js';
-import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import type { RulesSnapshot } from './snapshot.js';
 import { asyncPassthruAnswer, errorAnswer, passthruAnswer, switchAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { decide, type Decision } from './decide.js';
 import { availabilityAnswer, previewAvailability } from './own-availability.js';
@@ -8,18 +8,19 @@ import { availabilityAnswer, previewAvailability } from './own-availability.js';
 export type Endpoint = 'passthru' | 'switch';
 export type Outcome = 'answered' | 'async' | 'on-error' | 'rejected';
 
-export interface CallbackResult {
+export interface CallbackResult<D extends Decision = Decision> {
   answer: CallbackAnswer;
   outcome: Outcome;
   /** Why the callback was refused or answered with onError; null when all went as designed. */
   reason: string | null;
-  decision: Decision | null;
+  decision: D | null;
   flow: Flow | null;
 }
 
 const FLOW_TYPE: Record<Endpoint, FlowType> = { passthru: 'passthru', switch: 'switch' };
 
-export function rejected(statusCode: number, reason: string): CallbackResult {
+/** A refusal: no decision was made. */
+export function rejected(statusCode: number, reason: string): CallbackResult<never> {
   return { answer: errorAnswer(statusCode, reason), outcome: 'rejected', reason, decision: null, flow: null };
 }
 
@@ -27,11 +28,6 @@ function render(endpoint: Endpoint, action: Action): CallbackAnswer {
   return endpoint === 'passthru' ? passthruAnswer(action as PassthruAction) : switchAnswer(action as SwitchAction);
 }
 
-/**
- * What to answer one callback, from the rules snapshot alone (no I/O): refusals for an unknown
- * flow or a missing CallSid; otherwise the flow's decision, or its `onError` action when the
- * decision fails or `elapsedMs()` shows the budget was overrun.
- */
 /**
  * The steps every callback endpoint shares: the flow must exist and be of the endpoint's type,
  * CallSid must be there; then the flow decides (its `onError` action if deciding throws).
@@ -43,7 +39,7 @@ export function decideFor(
   flowSlug: string,
   call: ExotelCall,
   at: Date,
-): { refused: CallbackResult } | { refused: null; flow: Flow; decision: Decision } {
+): { refused: CallbackResult<never> } | { refused: null; flow: Flow; decision: Decision } {
   if (!snapshot) return { refused: rejected(503, 'routing rules are not loaded yet') };
   const flow = snapshot.flows.get(flowSlug);
   if (!flow || flow.type !== flowType) {
@@ -58,6 +54,11 @@ export function decideFor(
   }
 }
 
+/**
+ * What to answer one Passthru or Switch callback, from the rules snapshot alone (no I/O): refusals
+ * for an unknown flow or a missing CallSid; otherwise the flow's decision, or its `onError` action
+ * when the decision fails or `elapsedMs()` shows the budget was overrun.
+ */
 export function answerCallback(opts: {
   snapshot: RulesSnapshot | null;
   endpoint: Endpoint;

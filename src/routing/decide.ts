@@ -1,6 +1,6 @@
 import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
 import type { ExotelCall } from '../exotel/params.js';
-import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import type { RulesSnapshot } from './snapshot.js';
 import { isOpen, overrideReason } from './schedule.js';
 import type { AvailabilityOutcome } from './own-availability.js';
 

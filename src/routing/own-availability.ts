@@ -1,7 +1,7 @@
 import type { ExotelCall } from '../exotel/params.js';
 import type { AvailabilityAction, Flow } from '../schemas/flow.js';
 import type { Availability, AvailabilityStatus } from '../schemas/agent.js';
-import type { RulesSnapshot } from '../store/rules-snapshot.js';
+import type { RulesSnapshot } from './snapshot.js';
 import { passthruAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { isAway } from './agents.js';
 import type { CallbackResult } from './callback.js';

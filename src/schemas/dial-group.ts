@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { SlugSchema, TimestampsSchema } from './common.js';
+import { CONNECT_LIMITS as MAX, DEFAULT_CONNECT as DEFAULT } from '../exotel/connect.js';
 
 export const StrategySchema = Type.Union(
   [
@@ -59,13 +60,18 @@ export const StickySchema = Type.Object(
 );
 export type Sticky = Static<typeof StickySchema>;
 
-/** Connect-applet call settings, validated against Exotel's limits (exotel-docs/connect-applet-dynamic-url.txt). */
+/** Connect-applet call settings, validated against Exotel's limits; defaults and limits from src/exotel/connect.ts. */
 export const ConnectSettingsSchema = Type.Object(
   {
-    record: Type.Optional(Type.Boolean({ default: false })),
-    recordingChannels: Type.Optional(Type.Union([Type.Literal('single'), Type.Literal('dual')], { default: 'single' })),
-    maxRingingDuration: Type.Optional(Type.Integer({ minimum: 1, maximum: 60, default: 30, description: 'seconds, at most 60' })),
-    maxConversationDuration: Type.Optional(Type.Integer({ minimum: 1, maximum: 4500, default: 900, description: 'seconds, at most 4500 (75 minutes)' })),
+    record: Type.Optional(Type.Boolean({ default: DEFAULT.record })),
+    recordingChannels: Type.Optional(Type.Union([Type.Literal('single'), Type.Literal('dual')], { default: DEFAULT.recordingChannels })),
+    maxRingingDuration: Type.Optional(Type.Integer({
+      minimum: 1, maximum: MAX.maxRingingDuration, default: DEFAULT.maxRingingDuration, description: `seconds, at most ${MAX.maxRingingDuration}`,
+    })),
+    maxConversationDuration: Type.Optional(Type.Integer({
+      minimum: 1, maximum: MAX.maxConversationDuration, default: DEFAULT.maxConversationDuration,
+      description: `seconds, at most ${MAX.maxConversationDuration} (${MAX.maxConversationDuration / 60} minutes)`,
+    })),
     musicOnHold: Type.Optional(
       // Written so the 400 names the real mistake (src/app.ts reports the first of the deepest errors,
       // a wrong value before a wrong shape): custom_tone comes first, so one without a value is
@@ -77,8 +83,10 @@ export const ConnectSettingsSchema = Type.Object(
       ], { description: 'default_tone, operator_tone, or custom_tone with an audio URL' }),
     ),
     outgoingPhoneNumber: Type.Optional(Type.Union([E164Schema, Type.Null()], { description: 'ExoPhone to dial out from (E.164); null = the incoming ExoPhone' })),
-    fetchAfterAttempt: Type.Optional(Type.Boolean({ default: true, description: 'Exotel asks again after each unanswered attempt' })),
-    maxParallelAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 10, default: 5, description: 'parallel strategy: 1–10' })),
+    fetchAfterAttempt: Type.Optional(Type.Boolean({ default: DEFAULT.fetchAfterAttempt, description: 'Exotel asks again after each unanswered attempt' })),
+    maxParallelAttempts: Type.Optional(Type.Integer({
+      minimum: 1, maximum: MAX.maxParallelAttempts, default: DEFAULT.maxParallelAttempts, description: `parallel strategy: 1–${MAX.maxParallelAttempts}`,
+    })),
     startCallPlayback: Type.Optional(
       Type.Union([
         Type.Object(
@@ -96,6 +104,8 @@ export const ConnectSettingsSchema = Type.Object(
   { additionalProperties: false },
 );
 export type ConnectSettings = Static<typeof ConnectSettingsSchema>;
+/** Connect settings as stored and answered: every one present. */
+export type Connect = Required<ConnectSettings>;
 
 /** How agents are spared after a call and after offers they did not answer (issue 26); no `default`s, for PATCH. */
 const AgentPacing = {

@@ -69,7 +69,6 @@ export const ActionSchema = Type.Union(
 export type PassthruAction = Static<typeof PassthruActionSchema>;
 export type AvailabilityAction = Static<typeof AvailabilityActionSchema>;
 export type SwitchAction = Static<typeof SwitchActionSchema>;
-export type DialAction = Static<typeof DialGroupActionSchema> | Static<typeof DialNumbersActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
 export const RuleSchema = Type.Object(

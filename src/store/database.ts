@@ -2,6 +2,7 @@ import pg from 'pg';
 import { PrismaPg } from '@prisma/adapter-pg';
 import type { Logger } from 'pino';
 import { PrismaClient } from '../generated/prisma/client.js';
+import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
 
 const CLOSE_TIMEOUT_MS = 3000;
 
@@ -46,10 +47,10 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
       closed = true;
       // pool.end() waits for connections in use; one stuck on a stalled server must not hold
       // the shutdown forever.
-      let timer: NodeJS.Timeout | undefined;
-      const gaveUp = new Promise<void>((r) => (timer = setTimeout(r, CLOSE_TIMEOUT_MS).unref()));
-      await Promise.race([(prisma?.$disconnect() ?? Promise.resolve()).then(() => pool.end()), gaveUp]);
-      clearTimeout(timer);
+      const closing = (prisma?.$disconnect() ?? Promise.resolve()).then(() => pool.end());
+      await withDeadline(closing, CLOSE_TIMEOUT_MS, () => 'gave up waiting for the pool to close', { unref: true }).catch((err: Error) => {
+        if (!(err instanceof DeadlineExceeded)) throw err;
+      });
     },
   };
 }

@@ -3,39 +3,20 @@ import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import { DEFAULT_PACING } from '../schemas/dial-group.js';
 import type {
-  ConnectSettings, DialGroup, DialGroupInput, DialGroupPatch, DialGroupReplace, Member, MemberInput, MemberPatch, Sticky, Strategy,
+  Connect, ConnectSettings, DialGroupInput, DialGroupPatch, DialGroupReplace, MemberInput, MemberPatch, Sticky, Strategy,
 } from '../schemas/dial-group.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
+import { DEFAULT_CONNECT } from '../exotel/connect.js';
 import { toE164 } from '../exotel/phone.js';
+import { byPriority } from '../routing/dial/order.js';
+import type { StoredDialGroup } from '../routing/snapshot.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
 
 const ENTITY = 'dial-group';
 type Tx = Prisma.TransactionClient;
 
-/** Connect settings as stored and answered: every one present. */
-export type Connect = Required<ConnectSettings>;
-
-/**
- * Exotel's defaults for each Connect setting (exotel-docs/connect-applet-dynamic-url.txt), except
- * `fetchAfterAttempt`: Exotel defaults it to false, but exoroute re-decides after every unanswered
- * attempt (skipping busy agents, SPEC §3), which only works when Exotel asks again.
- */
-export const DEFAULT_CONNECT: Readonly<Connect> = Object.freeze<Connect>({
-  record: false,
-  recordingChannels: 'single',
-  maxRingingDuration: 30,
-  maxConversationDuration: 900,
-  musicOnHold: Object.freeze({ type: 'default_tone' as const }),
-  outgoingPhoneNumber: null,
-  fetchAfterAttempt: true,
-  maxParallelAttempts: 5,
-  startCallPlayback: null,
-});
-
-export const DEFAULT_LOOKBACK_DAYS = 30;
-
-export type StoredDialGroup = DialGroup & { connect: Connect };
+const DEFAULT_LOOKBACK_DAYS = 30;
 
 /** A dial_groups row with its members, as `include: { members: true }` (or narrower selects) return it. */
 export interface DialGroupRow {
@@ -52,19 +33,16 @@ export interface DialGroupRow {
   members: Array<{ number: string; name: string | null; priority: number; weight: number; active: boolean; scheduleSlug: string | null }>;
 }
 
-const byPriorityThenNumber = (a: Member, b: Member) => a.priority - b.priority || (a.number < b.number ? -1 : a.number > b.number ? 1 : 0);
-
 /** Row → API and rules-snapshot shape: members by priority then number, settings complete. */
 export function toDialGroup(row: DialGroupRow): StoredDialGroup {
-  const sticky = row.sticky as Sticky | null;
   return {
     slug: row.slug,
     name: row.name,
     strategy: row.strategy as Strategy,
-    sticky: sticky ? { enabled: sticky.enabled, lookbackDays: sticky.lookbackDays ?? DEFAULT_LOOKBACK_DAYS } : null,
+    sticky: completeSticky(row.sticky as Sticky | null),
     members: row.members
       .map((m) => ({ number: m.number, name: m.name, priority: m.priority, weight: m.weight, active: m.active, schedule: m.scheduleSlug }))
-      .sort(byPriorityThenNumber),
+      .sort(byPriority),
     wrapUpSeconds: row.wrapUpSeconds,
     maxMissedOffers: row.maxMissedOffers,
     missedPauseSeconds: row.missedPauseSeconds,

@@ -1,51 +1,23 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { OrderPlan } from '../routing/dial.js';
+import type { DialRequest } from '../routing/dial/request.js';
+import type { AgentEvent } from '../routing/dial/event.js';
 
 /**
- * Per-call dial state and agent facts in Postgres, shared by every instance: round-robin
- * positions (a sequence per dial group), the order chosen for a call and the numbers tried, answers per attempt, and the
- * busy/free state Exotel's dial events report.
+ * Dial state in Postgres, marshalled and batched: src/routing/dial/ decides what to ask, the
+ * functions in prisma/functions/dial_answer.sql answer it (round-robin positions, the order
+ * chosen for a call and the numbers tried, answers per attempt, busy agents), and this file only
+ * carries requests there and back.
  */
 
-export interface CallKey {
-  callSid: string;
-  endpoint: string;
-  flowSlug: string;
-}
-
-/** One Dial Whom / Connect request, as dial_answer() takes it. */
-export interface AttemptRequest {
-  key: CallKey;
-  /** the attempt: numbers the request says were tried and its DialCallStatus */
-  attemptKey: string;
-  /** numbers the request says were tried (DialWhomNumber, Legs) */
-  tried: string[];
-  /** numbers that may be offered now */
-  candidates: string[];
-  /** how the call's first request fixes its order */
-  plan: OrderPlan;
-  /** `rotate`: the dial group whose round-robin position the call takes */
-  rrGroup: string | null;
-  /** sticky groups: the caller's last agent connected after `since` goes first */
-  sticky: { caller: string; since: Date } | null;
-  /** DialCallStatus=completed: the caller was connected to this agent (for sticky) */
-  connected: { caller: string; agent: string } | null;
-  at: Date;
-  /** an agent reported busy before this counts as free again (AGENT_BUSY_TTL_SECONDS) */
-  busyExpired: Date;
-}
-
-/** dial_answer()'s parameters without the `p_` prefix and `p_preview`, in its order. */
-const PARAMS = [
-  'call_sid', 'endpoint', 'flow_slug', 'attempt_key', 'tried', 'candidates', 'base', 'arrange', 'rr_group',
-  'sticky_caller', 'sticky_since', 'connected_caller', 'connected_agent', 'at', 'busy_expired',
-] as const;
-const TEXT_ARRAYS = new Set<string>(['tried', 'candidates', 'base']);
-
-/** A request as dial_answer() takes it (by parameter name), and as dial_answer_batch() reads it. */
-function dialParams(req: AttemptRequest): Record<(typeof PARAMS)[number], unknown> {
+/**
+ * A request as the SQL type dial_request has it: its attributes by name and in its order
+ * (test/store/dial-sql-source.test.ts holds the two together). A batch sends them by name, read by
+ * json_populate_recordset; a request alone sends them by position, as typed parameters, which
+ * Postgres reads without parsing JSON.
+ */
+export function asDialRequest(req: DialRequest) {
   const { key, plan } = req;
   return {
     call_sid: key.callSid, endpoint: key.endpoint, flow_slug: key.flowSlug, attempt_key: req.attemptKey,
@@ -57,28 +29,22 @@ function dialParams(req: AttemptRequest): Record<(typeof PARAMS)[number], unknow
 }
 
 /**
- * dial_answer() (prisma/migrations/20261127000000_dial_answers_in_calls) does all of a dial
- * callback's state work in one round trip and one transaction: the answer already given to this
- * attempt (then nothing is written), or else records the tried numbers and the connection, fixes
- * the call's order at its first request (round-robin position, least-recent, sticky), and stores
- * and returns the numbers to offer: the order's, not tried, not busy, among the candidates.
- * Its commit is asynchronous (see the function for why that is safe).
+ * One round trip and one transaction per request: dial_answer() gives the answer already given to
+ * this attempt (then nothing is written), or else records what the request says and stores and
+ * returns the numbers to offer. Its commit is asynchronous (see the function for why that is safe).
  */
-const ANSWER_SQL = `SELECT dial_answer(${PARAMS.map((name, i) => `p_${name} => $${i + 1}${TEXT_ARRAYS.has(name) ? '::text[]' : ''}`).join(', ')},
-  p_preview => $${PARAMS.length + 1}) AS numbers`;
+let answerSql: string | undefined;
 
-function answerQuery(req: AttemptRequest, preview: boolean): pg.QueryConfig {
-  const params = dialParams(req);
-  return {
-    // Prepared once per connection: Postgres parses and plans the call once.
-    name: 'dial-answer',
-    text: ANSWER_SQL,
-    values: [...PARAMS.map((name) => params[name]), preview],
-  };
+function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
+  const values: unknown[] = Object.values(asDialRequest(req));
+  answerSql ??= `SELECT dial_answer(ROW(${values.map((_, i) => `$${i + 1}`).join(', ')})::dial_request, $${values.length + 1}) AS numbers`;
+  values.push(preview);
+  // Prepared once per connection: Postgres parses and plans the call once.
+  return { name: 'dial-answer', text: answerSql, values };
 }
 
 /** The numbers to offer for this attempt: stored, so that every poll of the attempt gets the same. */
-export async function answerAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
+export async function answerAttempt(pool: pg.Pool, req: DialRequest): Promise<string[]> {
   const { rows } = await pool.query<{ numbers: string[] | null }>(answerQuery(req, false));
   return rows[0]?.numbers ?? [];
 }
@@ -86,7 +52,7 @@ export async function answerAttempt(pool: pg.Pool, req: AttemptRequest): Promise
 const BATCH_SQL = 'SELECT idx, numbers FROM dial_answer_batch($1::json)';
 
 interface Pending {
-  req: AttemptRequest;
+  req: DialRequest;
   resolve: (numbers: string[]) => void;
   reject: (err: Error) => void;
 }
@@ -109,7 +75,7 @@ export function dialAnswerer(
      */
     onBatch?: (size: number, seconds: number, ok: boolean) => void;
   } = {},
-): (req: AttemptRequest) => Promise<string[]> {
+): (req: DialRequest) => Promise<string[]> {
   const maxBatch = opts.maxBatch ?? 100;
   const queue: Pending[] = [];
   let running = false;
@@ -135,7 +101,7 @@ export function dialAnswerer(
       .query<{ idx: number; numbers: string[] | null }>({
         name: 'dial-answer-batch',
         text: BATCH_SQL,
-        values: [JSON.stringify(batch.map((p, idx) => ({ idx, ...dialParams(p.req) })))],
+        values: [JSON.stringify(batch.map((p) => asDialRequest(p.req)))],
       })
       .then((res) => res.rows, (err: Error) => {
         // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
@@ -173,7 +139,7 @@ export function dialAnswerer(
  * transaction that is rolled back, told to read the round-robin position without taking it (a
  * sequence, which a rollback would not undo).
  */
-export async function previewAttempt(pool: pg.Pool, req: AttemptRequest): Promise<string[]> {
+export async function previewAttempt(pool: pg.Pool, req: DialRequest): Promise<string[]> {
   const client = await pool.connect();
   let failed: Error | undefined;
   try {
@@ -186,14 +152,11 @@ export async function previewAttempt(pool: pg.Pool, req: AttemptRequest): Promis
   }
 }
 
-/** A dial event for an agent: busy (being called / on a call) or free; Answered connects the caller. */
+/** What a dial event said about an agent (src/routing/dial/event.ts), kept: busy state, last dialed, last connected. */
 export async function recordDialEvent(
   pool: pg.Pool,
-  ev: { agent: string; status: string | null; eventType: string | null; caller: string | null; at: Date },
+  ev: AgentEvent & { agent: string; caller: string | null; at: Date },
 ): Promise<void> {
-  const busy = ev.status === 'busy' ? true : ev.status === 'free' ? false : null;
-  const answered = (ev.eventType ?? '').toLowerCase() === 'answered';
-  const dialed = busy === true && (ev.eventType === null || ev.eventType.toLowerCase() === 'dial');
   await pool.query(
     `INSERT INTO agent_states (number, busy, busy_since, last_dialed_at, last_connected_at, updated_at)
      VALUES ($1, COALESCE($2, false), CASE WHEN $2 THEN $5::timestamptz END, CASE WHEN $3 THEN $5::timestamptz END, CASE WHEN $4 THEN $5::timestamptz END, $5)
@@ -203,12 +166,12 @@ export async function recordDialEvent(
        last_dialed_at = CASE WHEN $3 THEN $5::timestamptz ELSE agent_states.last_dialed_at END,
        last_connected_at = CASE WHEN $4 THEN $5::timestamptz ELSE agent_states.last_connected_at END,
        updated_at = $5`,
-    [ev.agent, busy, dialed, answered, ev.at],
+    [ev.agent, ev.busy, ev.dialed, ev.answered, ev.at],
   );
-  if (answered && ev.caller) await recordConnection(pool, ev.caller, ev.agent, ev.at);
+  if (ev.answered && ev.caller) await recordConnection(pool, ev.caller, ev.agent, ev.at);
 }
 
-export async function recordConnection(pool: pg.Pool, caller: string, agent: string, at: Date): Promise<void> {
+async function recordConnection(pool: pg.Pool, caller: string, agent: string, at: Date): Promise<void> {
   await pool.query(
     `INSERT INTO caller_agents (caller, agent, connected_at) VALUES ($1, $2, $3)
      ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at)`,

@@ -3,7 +3,8 @@ import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 
 /**
- * Housekeeping of the tables that grow with traffic: CDRs older than CDR_RETENTION_DAYS (when set),
+ * Housekeeping of the tables that grow with traffic: CDRs and the refused-callback counts (whose
+ * samples are CDRs) older than CDR_RETENTION_DAYS (when set),
  * per-call dial state once its calls are long over, and sticky-agent links older than any dial
  * group may look back. Deletes go in bounded batches with a pause between them, so no statement
  * runs long, holds many row locks or starves the callback path of connections.
@@ -34,7 +35,7 @@ export interface PruneOptions {
 export interface PruneResult {
   /** false: another instance holds the lock and is pruning; nothing was done. */
   ran: boolean;
-  deleted: { cdrs: number; dialCalls: number; dialAnswers: number; callerAgents: number };
+  deleted: { cdrs: number; callbackRefusals: number; dialCalls: number; dialAnswers: number; callerAgents: number };
   /** DELETE statements issued, all tables together. */
   batches: number;
   /** BRIN ranges of cdrs summarized afresh after the delete. */
@@ -102,7 +103,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   const now = opts.now ?? new Date();
   const batchSize = opts.batchSize ?? 10_000;
   const pauseMs = opts.pauseMs ?? 100;
-  const result: PruneResult = { ran: false, deleted: { cdrs: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, batches: 0, brinRanges: 0, ms: 0 };
+  const result: PruneResult = { ran: false, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, batches: 0, brinRanges: 0, ms: 0 };
   // The lock is per session: take it, and run every statement, on one connection.
   const client = await pool.connect();
   let broken: Error | undefined;
@@ -145,6 +146,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
           after = gone[0].last;
         }
         if (emptied.size > 0) result.brinRanges = await resummarize(client, [...emptied]);
+        result.deleted.callbackRefusals = await drain(byAge('callback_refusals', 'minute'), [cutoff]);
       }
       const dialCutoff = new Date(now.getTime() - DIAL_STATE_MAX_AGE_MS);
       result.deleted.dialAnswers = await drain(byAge('dial_answers', 'created_at'), [dialCutoff]);
@@ -177,7 +179,7 @@ export interface RetentionStats {
  * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress.
  */
 export class RetentionJob {
-  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, lastSuccessAt: null };
+  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, lastSuccessAt: null };
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;

@@ -1,35 +1,13 @@
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { Database } from './database.js';
-import type { Flow } from '../schemas/flow.js';
-import type { ScheduleRules, ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
+import type { ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow, type FlowRow } from './flows.js';
-import { toDialGroup, type DialGroupRow, type StoredDialGroup } from './dial-groups.js';
+import { toDialGroup, type DialGroupRow } from './dial-groups.js';
 import { toOverride, type OverrideColumns } from './schedules.js';
 import { loadAvailability } from './agents.js';
-import type { Availability } from '../schemas/agent.js';
-
-export interface VipMember {
-  /** epoch ms after which the entry no longer matches; null = never */
-  expiresAt: number | null;
-}
-
-/**
- * Everything a decision needs, held in memory: a live call never waits on a rules query.
- * Immutable once built; a reload builds a new one and swaps it in.
- */
-export interface RulesSnapshot {
-  version: number;
-  loadedAt: Date;
-  flows: Map<string, Flow>;
-  /** list slug → E.164 number → entry */
-  vipLists: Map<string, Map<string, VipMember>>;
-  schedules: Map<string, ScheduleRules>;
-  dialGroups: Map<string, StoredDialGroup>;
-  /** agent number → away/available as last set (numbers never set are absent) */
-  availability: Map<string, Availability>;
-}
+import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
 
 /**
  * Reads every rule with plain SQL on the pool, not Prisma: an instance that only answers callbacks

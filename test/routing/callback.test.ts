@@ -8,7 +8,7 @@ import { collectParams, parseExotelCall, type ExotelCall } from '../../src/exote
 import { answerCallback, type CallbackResult, type Endpoint } from '../../src/routing/callback.js';
 import type { Flow, Rule } from '../../src/schemas/flow.js';
 import type { ScheduleRules } from '../../src/schemas/schedule.js';
-import type { RulesSnapshot } from '../../src/store/rules-snapshot.js';
+import type { RulesSnapshot } from '../../src/routing/snapshot.js';
 
 // 2026-01-05 is a Monday; Kolkata is UTC+05:30. AT = Monday 12:00 IST.
 const AT = new Date('2026-01-05T06:30:00Z');

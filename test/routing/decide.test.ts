@@ -8,7 +8,7 @@ import { collectParams, parseExotelCall, type ExotelCall } from '../../src/exote
 import { decide, type Decision } from '../../src/routing/decide.js';
 import type { Action, Conditions, Flow, Rule } from '../../src/schemas/flow.js';
 import type { ScheduleRules } from '../../src/schemas/schedule.js';
-import type { RulesSnapshot, VipMember } from '../../src/store/rules-snapshot.js';
+import type { RulesSnapshot, VipMember } from '../../src/routing/snapshot.js';
 
 type Lookups = Pick<RulesSnapshot, 'vipLists' | 'schedules'>;
 

@@ -1,11 +1,9 @@
 /**
- * dial_answer() (prisma/migrations/20261123000000_dial_answer_function,
- * 20261124000000_dial_answer_rotation_sequence and 20261127000000_dial_answers_in_calls), through
- * src/store/dial-state.ts: the one function call per Dial Whom / Connect callback, alone or in a
- * batch (dial_answer_batch(), 20261126000000_dial_answer_batch). Checked against the
- * TypeScript it replaced (`reference` below: the order and availability rules as they were written
- * in src/routing/dial.ts and src/routes/exotel/dial.ts before issue 6) over random groups, agent
- * facts, sticky connections and attempts; and for concurrency.
+ * dial_answer() (prisma/functions/dial_answer.sql), through src/store/dial-state.ts: the one
+ * function call per Dial Whom / Connect callback, alone or in a batch (dial_answer_batch()).
+ * Checked against the TypeScript it replaced (`reference` below: the order and availability rules
+ * as they were written in TypeScript before issue 6) over random groups, agent facts, sticky
+ * connections and attempts; and for concurrency. The migrations that led there are tested at the end.
  */
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,8 +13,9 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
-import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial.js';
-import { answerAttempt, dialAnswerer, previewAttempt, type AttemptRequest, type CallKey } from '../../src/store/dial-state.js';
+import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
+import type { DialRequest as AttemptRequest, CallKey } from '../../src/routing/dial/request.js';
+import { answerAttempt, asDialRequest, dialAnswerer, previewAttempt } from '../../src/store/dial-state.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -403,6 +402,18 @@ t.test('the migration to rotation sequences carries each group\'s position over'
   t.equal(await rrPosition(pool, 'support'), 0);
 });
 
+/**
+ * How an instance of the version before prisma/functions/dial_answer.sql calls dial_answer(): by
+ * its sixteen named parameters (databases migrated before it have no dial_request).
+ */
+async function answerAsBefore(pool: pg.Pool, req: AttemptRequest, preview = false): Promise<string[]> {
+  const params = Object.entries(asDialRequest(req));
+  const named = params.map(([name], i) => `p_${name} => $${i + 1}${['tried', 'candidates', 'base'].includes(name) ? '::text[]' : ''}`);
+  const { rows } = await pool.query<{ numbers: string[] | null }>(
+    `SELECT dial_answer(${named.join(', ')}, p_preview => $${params.length + 1}) AS numbers`, [...params.map(([, value]) => value), preview]);
+  return rows[0]?.numbers ?? [];
+}
+
 t.test('the migration that moves answers into dial_calls carries the answers of calls in progress over', async (t) => {
   const pool = await migratedBefore(t, '20261127000000');
   const key = { callSid: 'm1', endpoint: 'dial-whom', flowSlug: 'agents' };
@@ -411,8 +422,8 @@ t.test('the migration that moves answers into dial_calls carries the answers of 
     rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
   };
   const refetch: AttemptRequest = { ...first, attemptKey: `${NUMBERS[0]}|no-answer`, tried: [NUMBERS[0]!] };
-  t.same(await answerAttempt(pool, first), NUMBERS.slice(0, 3), 'answered by the previous function');
-  t.same(await answerAttempt(pool, refetch), NUMBERS.slice(1, 3));
+  t.same(await answerAsBefore(pool, first), NUMBERS.slice(0, 3), 'answered by the previous function');
+  t.same(await answerAsBefore(pool, refetch), NUMBERS.slice(1, 3));
   // an agent falls busy: a fresh answer to either attempt would now leave it out
   await pool.query('INSERT INTO agent_states (number, busy, busy_since, updated_at) VALUES ($1, true, $2, $2)', [NUMBERS[1], AT]);
 
@@ -422,4 +433,21 @@ t.test('the migration that moves answers into dial_calls carries the answers of 
   t.same(await answerAttempt(pool, first), NUMBERS.slice(0, 3), 'a repeated poll gets the answer it got before the upgrade');
   t.same(await answerAttempt(pool, refetch), NUMBERS.slice(1, 3));
   t.same(await answerAttempt(pool, { ...refetch, attemptKey: `${NUMBERS[2]}|busy`, tried: [NUMBERS[2]!] }), [], 'a new attempt is answered afresh');
+});
+
+t.test('during a rolling upgrade, instances of the previous version get the same answers from the one body', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool } = db;
+  await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
+  const request = (callSid: string, tried: string[] = []): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: `${tried.join(',')}|`, tried, candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' }, rrGroup: 'sales', sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+  });
+  t.same(await answerAsBefore(pool, request('r0'), true), NUMBERS.slice(0, 3), 'a preview by the sixteen named parameters: no position taken');
+  t.same(await answerAsBefore(pool, request('r1')), NUMBERS.slice(0, 3), 'a request by the sixteen named parameters');
+  t.same(await answerAttempt(pool, request('r1')), NUMBERS.slice(0, 3), 'the same attempt asked by this version: the stored answer');
+  // the previous version's batch: dial_request's keys plus its position as `idx`
+  const { rows } = await pool.query('SELECT idx, numbers FROM dial_answer_batch($1::json)',
+    [JSON.stringify([request('r2'), request('r1', [NUMBERS[0]!])].map((req, idx) => ({ idx, ...asDialRequest(req) })))]);
+  t.same(rows, [{ idx: 0, numbers: [NUMBERS[1], NUMBERS[2], NUMBERS[0]] }, { idx: 1, numbers: NUMBERS.slice(1, 3) }], 'a batch with idx: the rotation moved on');
 });

@@ -37,8 +37,8 @@ t.test('pruneOnce deletes exactly the CDRs older than the retention, in several 
   const r = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
   t.equal(r.ran, true);
   t.equal(r.deleted.cdrs, 26, '25 old CDRs and the one a millisecond past the cutoff');
-  // 26 rows in batches of 4 = 7 CDR statements, plus one per dial-state table.
-  t.equal(r.batches, 7 + 3, 'CDRs went in batches of at most 4');
+  // 26 rows in batches of 4 = 7 CDR statements, plus one for the refusal counts and one per dial-state table.
+  t.equal(r.batches, 7 + 1 + 3, 'CDRs went in batches of at most 4');
   t.same(await remainingSids(db), ['new-a-1', 'new-a-2', 'new-a-3', 'new-b-1', 'new-b-2', 'new-b-3', 'new-b-4', 'edge-kept-1']);
 
   const again = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
@@ -82,6 +82,21 @@ t.test('CDR_RETENTION_DAYS=0 keeps every CDR', async (t) => {
   t.same(await remainingSids(db), ['any-1', 'any-2', 'any-3']);
 });
 
+t.test('refused-callback counts older than the CDR retention are pruned with the CDRs; kept all when it is 0', async (t) => {
+  const db = await migratedDatabase(t);
+  const minutes = [ago(40 * DAY), ago(31 * DAY), new Date(ago(30 * DAY).getTime() - 60_000), ago(30 * DAY), ago(DAY)];
+  await db.pool.query(
+    `INSERT INTO callback_refusals (minute, address, refusals, first_at, last_at)
+     SELECT m, '203.0.113.' || n, 1, m, m FROM unnest($1::timestamptz[]) WITH ORDINALITY AS u(m, n)`,
+    [minutes],
+  );
+  const keepAll = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
+  t.equal(keepAll.deleted.callbackRefusals, 0);
+  const r = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 2, pauseMs: 0 });
+  t.equal(r.deleted.callbackRefusals, 3);
+  t.same((await db.pool.query('SELECT address FROM callback_refusals ORDER BY minute')).rows.map((x) => x.address), ['203.0.113.4', '203.0.113.5']);
+});
+
 t.test('dial state of finished calls and sticky links past any lookback are pruned whatever the CDR retention', async (t) => {
   const db = await migratedDatabase(t);
   for (const [sid, at] of [['gone', ago(3 * DAY)], ['live', ago(3_600_000)]] as const) {
@@ -91,7 +106,7 @@ t.test('dial state of finished calls and sticky links past any lookback are prun
   await db.pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ('+911', '+912', $1), ('+913', '+914', $2)`, [ago(400 * DAY), ago(300 * DAY)]);
 
   const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
-  t.same(r.deleted, { cdrs: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1 });
+  t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1 });
   t.same((await db.pool.query('SELECT call_sid FROM dial_calls')).rows, [{ call_sid: 'live' }]);
   t.same((await db.pool.query('SELECT call_sid FROM dial_answers')).rows, [{ call_sid: 'live' }]);
   t.same((await db.pool.query('SELECT caller FROM caller_agents')).rows, [{ caller: '+913' }], 'a link within the longest lookback (365 days) stays');

@@ -89,6 +89,16 @@ t.test('every model and field of schema.prisma round-trips through the client on
     'idempotency key is unique',
   );
 
+  const refusal = await prisma.callbackRefusal.create({
+    data: { minute: now, address: '203.0.113.9', refusals: 3, wrongSecret: 2, outsideCidrs: 1, storedAsCdrs: 1, throttled: 1, firstAt: now, lastAt: now },
+  });
+  t.equal(refusal.refusals, 3);
+  await t.rejects(
+    prisma.callbackRefusal.create({ data: { minute: now, address: '203.0.113.9', firstAt: now, lastAt: now } }),
+    { code: 'P2002' },
+    'one row per minute and address',
+  );
+
   const key = await prisma.apiKey.create({ data: { name: 'k', role: 'admin', hash: 'h', prefix: 'p', revokedAt: now, lastUsedAt: now } });
   await prisma.auditEntry.create({ data: { apiKeyId: key.id, action: 'create', entity: 'vip-list', entityId: 'gold', before: {}, after: { a: 1 } } });
   t.equal(await prisma.auditEntry.count(), 1);
@@ -120,7 +130,7 @@ t.test('every model and field of schema.prisma round-trips through the client on
 t.test('the migrated tables have exactly the columns schema.prisma declares', async (t) => {
   const db = await migratedDatabase(t);
   const models = await declaredTables();
-  t.equal(models.length, 15, 'fifteen models');
+  t.equal(models.length, 16, 'sixteen models');
   const { rows } = await db.pool.query<{ table_name: string; column_name: string; is_nullable: string }>(
     `SELECT table_name, column_name, is_nullable FROM information_schema.columns
       WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,

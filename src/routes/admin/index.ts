@@ -7,6 +7,7 @@ import flows from './flows/index.js';
 import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
 import agents from './agents/index.js';
+import refusals from './refusals/index.js';
 
 /** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
 const admin: FastifyPluginAsync = async (app) => {
@@ -18,5 +19,6 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(agents);
   await app.register(flows);
   await app.register(cdrs);
+  await app.register(refusals);
 };
 export default admin;

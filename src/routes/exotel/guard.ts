@@ -24,7 +24,7 @@ export function callbackGuard(config: Pick<Config, 'EXOTEL_CALLBACK_SECRET' | 'E
     }
   }
   // Constant-time in the secret's content. The length check answers sooner for a password of
-  // another length, which tells a caller the secret's length (8–200 characters) and nothing else;
+  // another length, which tells a caller the secret's length (16–200 characters) and nothing else;
   // hashing both sides to hide it cost more than the rest of the guard on every callback.
   const matches = (given: Buffer | undefined) => given !== undefined && secret !== null && given.length === secret.length && timingSafeEqual(given, secret);
 

@@ -3,11 +3,13 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
 import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
+import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
-import type { DialEndpoint } from './dial.js';
+import type { DialEndpoint } from '../../routing/dial/request.js';
+import { agentEvent } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
@@ -63,7 +65,8 @@ function queryOf(url: string): string {
 
 /**
  * Exotel's callback endpoints. Each one: parse → snapshot lookup → decide → CDR (committed before
- * the answer leaves) → answer. Every callback, refused ones included, leaves exactly one CDR.
+ * the answer leaves) → answer. Every callback that passes the guard leaves exactly one CDR; of the
+ * ones the guard refuses, only a few per source address and minute do, and all are counted.
  */
 const ENDPOINTS = new Set(['passthru', 'switch', 'dial-whom', 'connect', 'dial-events']);
 
@@ -73,7 +76,7 @@ export interface ExotelRoutesOptions {
 }
 
 export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRoutesOptions): Promise<void> {
-  const { config, cdrWriter, rules } = app;
+  const { config, cdrWriter, rules, refusals } = app;
   const guard = callbackGuard(config);
   const attempts = new AttemptCounter(100_000);
 
@@ -131,10 +134,32 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     });
   }
 
+  /**
+   * Counts a refusal by the guard (src/store/refusals.ts). Its address's first ones of the minute
+   * are stored as CDRs like any callback (null: carry on); past that the refusal is answered here,
+   * without a CDR or a log line, and with 429 once the address is throttled. Callbacks the guard
+   * lets through never come here.
+   */
+  function countedOnly(request: FastifyRequest, reply: FastifyReply, refused: { status: number }, answer: CallbackAnswer) {
+    const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
+    if (handling === 'cdr') return null;
+    if (handling === 'throttled') {
+      answer = errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds');
+      reply.header('retry-after', String(refusals.retryAfterSeconds()));
+    }
+    reply.code(answer.statusCode);
+    if (answer.contentType) reply.type(answer.contentType);
+    return reply.send(answer.body);
+  }
+
   // Refusals Fastify makes before a handler runs (body too large, broken stream) still leave a CDR.
   /** Answers a refusal made before (or instead of) a callback handler, with its CDR. */
   function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
     const t0 = performance.now();
+    // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
+    const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+    const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
+    if (counted) return counted;
     const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
     // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
     const segments = request.url.split('?', 1)[0]!.split('/');
@@ -160,6 +185,9 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
+      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+      if (counted) return counted;
       const call = parse(request);
       const flowSlug = request.params.flow;
       const version = request.headers['exotel-version'];
@@ -167,7 +195,6 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
         request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
         call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
       }
-      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
       const elapsedMs = () => performance.now() - t0;
       let result = refused
         ? rejected(refused.status, refused.reason)
@@ -184,8 +211,10 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
   async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
     const t0 = performance.now();
     const receivedAt = new Date();
-    const call = parse(request);
     const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+    const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+    if (counted) return counted;
+    const call = parse(request);
     let result: CallbackResult;
     const agent = call.dialWhomNumber?.e164;
     if (refused) result = rejected(refused.status, refused.reason);
@@ -193,7 +222,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     else {
       result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
       try {
-        await recordDialEvent(app.db.pool, { agent, status: call.status, eventType: call.eventType, caller: call.callFrom?.e164 ?? null, at: receivedAt });
+        await recordDialEvent(app.db.pool, { agent, ...agentEvent(call), caller: call.callFrom?.e164 ?? null, at: receivedAt });
       } catch (err) {
         request.log.error({ err }, 'agent state not updated');
         result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
@@ -208,9 +237,10 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     summary,
     description:
       'Called by Exotel with the call parameters (query string, form or JSON body). Needs the callback secret as HTTP Basic ' +
-      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR.',
+      'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR, except refused ones ' +
+      'past the first few a minute from one address: those are counted (GET /admin/refusals), and past 600 a minute answered 429.',
     params: Type.Object({ flow: Type.String({ description: 'Flow slug' }) }),
-    response: { ...ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema },
+    response: { ...ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
   });
 
   for (const method of ['GET', 'POST'] as const) {
@@ -244,7 +274,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
       schema: {
         tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
         summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
-        response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema },
+        response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
       },
     });
   }

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
-import { DEFAULT_CONNECT } from '../../../src/store/dial-groups.js';
+import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
 
 const EXOTEL_DEFAULTS = {
   record: false, recordingChannels: 'single', maxRingingDuration: 30, maxConversationDuration: 900,

@@ -5,7 +5,8 @@
  *   - no 5xx;
  *   - answered within DECISION_BUDGET_MS (wall time around inject);
  *   - exactly one new CDR (total row count before/after, and the row carrying the request's own
- *     CallSid when the request has one that nothing else can override);
+ *     CallSid when the request has one that nothing else can override), or, for a callback the
+ *     guard refuses past its address's first few a minute, one refusal counted instead;
  *   - Object.prototype untouched.
  * Afterwards the process still works: a well-formed passthru callback gets the right answer and an
  * admin write still reaches the rules snapshot.
@@ -242,6 +243,9 @@ const CONTENT_TYPES = [
 type Auth = 'none' | 'token' | 'token-wrong' | 'token-twice' | 'token-upper' | 'basic' | 'basic-wrong' | 'basic-garbage' | 'basic-no-colon' | 'bearer';
 const authArb = fc.constantFrom<Auth>('none', 'token', 'token', 'token-wrong', 'token-twice', 'token-upper', 'basic', 'basic', 'basic-wrong', 'basic-garbage', 'basic-no-colon', 'bearer');
 
+/** The ways of sending the secret that pass the guard. */
+const AUTHENTICATED = new Set<Auth>(['token', 'basic']);
+
 interface Req {
   method: 'GET' | 'POST';
   endpoint: Endpoint;
@@ -356,17 +360,21 @@ function assertNoPollution() {
 function fuzzer(ctx: TestApp) {
   const budget = ctx.config.DECISION_BUDGET_MS;
   const count = async () => Number((await ctx.db.pool.query<{ n: string }>('SELECT count(*) AS n FROM cdrs')).rows[0]!.n);
+  // Refusals past their address's first few a minute are counted instead of stored (issue 27).
+  const countedOnly = () => Object.values(ctx.app.refusals.stats).reduce((n, by) => n + by.counted + by.throttled, 0);
   const stats = { requests: 0, statuses: new Map<number, number>(), slowestMs: 0 };
 
   async function check(reqs: Req[]) {
     const built = reqs.map((req) => ({ req, ...build(req) }));
     const before = await count();
+    const countedBefore = countedOnly();
     const results = await Promise.all(built.map(async ({ opts }) => {
       const t0 = performance.now();
       const res = await ctx.app.inject(opts);
       return { res, ms: performance.now() - t0 };
     }));
     const after = await count();
+    const counted = countedOnly() - countedBefore;
 
     const whats = built.map(({ req, opts }, i) => `${describe(req, opts.url)} → ${results[i]!.res.statusCode}`);
     for (const [i, { res, ms }] of results.entries()) {
@@ -376,10 +384,12 @@ function fuzzer(ctx: TestApp) {
       assert.ok(res.statusCode < 500, `${whats[i]}: ${res.body.slice(0, 300)}`);
       assert.ok(ms < budget, `${whats[i]}: answered in ${ms.toFixed(0)} ms, budget ${budget} ms`);
     }
-    assert.equal(after - before, reqs.length, `${after - before} CDRs written for ${reqs.length} callback(s), expected exactly one each:\n${whats.join('\n')}`);
-    for (const [i, { tag }] of built.entries()) {
+    assert.equal(after - before + counted, reqs.length,
+      `${after - before} CDRs written and ${counted} refusals counted for ${reqs.length} callback(s), expected exactly one each:\n${whats.join('\n')}`);
+    for (const [i, { req, tag }] of built.entries()) {
       if (!tag) continue;
       const rows = await ctx.db.pool.query<{ http_status: number }>('SELECT http_status FROM cdrs WHERE call_sid = $1', [tag]);
+      if (rows.rowCount === 0 && counted > 0 && !AUTHENTICATED.has(req.auth)) continue; // a refusal counted, not stored
       assert.equal(rows.rowCount, 1, `${whats[i]}: ${rows.rowCount} CDRs carry CallSid ${tag}`);
       assert.equal(rows.rows[0]!.http_status, results[i]!.res.statusCode, `${whats[i]}: the CDR records the status answered`);
     }

@@ -5,7 +5,7 @@ import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
 import { FlowInputSchema, FlowReplaceSchema, FlowSchema, SimulateInputSchema, SimulateResultSchema } from '../../../schemas/flow.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
-import { answerCallback } from '../../../routing/callback.js';
+import { answerCallback, type CallbackResult } from '../../../routing/callback.js';
 import { actorOf } from '../../../plugins/auth.js';
 
 const tags = ['flows'];
@@ -57,10 +57,15 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const only = snapshot && { ...snapshot, flows: new Map([[flow.slug, flow]]) };
     const { endpoint } = request.body;
     const elapsedMs = () => performance.now() - t0;
-    const result = endpoint === 'dial-whom' || endpoint === 'connect'
-      ? await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only })
-      : answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
-    const numbers = (result.decision as { numbers?: string[] } | null)?.numbers;
+    let result: CallbackResult;
+    let numbers: string[] | undefined;
+    if (endpoint === 'dial-whom' || endpoint === 'connect') {
+      const dial = await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only });
+      numbers = dial.decision?.numbers;
+      result = dial;
+    } else {
+      result = answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
+    }
     return {
       answer: result.answer,
       action: result.decision?.action ?? null,

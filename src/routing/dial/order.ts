@@ -1,6 +1,6 @@
-import type { DialGroup, Member } from '../schemas/dial-group.js';
-import type { ScheduleRules } from '../schemas/schedule.js';
-import { isOpen } from './schedule.js';
+import type { DialGroup, Member } from '../../schemas/dial-group.js';
+import type { ScheduleRules } from '../../schemas/schedule.js';
+import { isOpen } from '../schedule.js';
 
 /** Members that may be offered now: active, and inside their shift when they have one. */
 export function availableMembers(group: Pick<DialGroup, 'members'>, schedules: Map<string, ScheduleRules>, at: Date): Member[] {
@@ -12,7 +12,9 @@ export function availableMembers(group: Pick<DialGroup, 'members'>, schedules: M
   });
 }
 
-export const byPriority = (a: Member, b: Member) => a.priority - b.priority || a.number.localeCompare(b.number);
+/** Lower priority first; equal priorities by number (code units: the same on every machine). */
+export const byPriority = (a: Pick<Member, 'priority' | 'number'>, b: Pick<Member, 'priority' | 'number'>) =>
+  a.priority - b.priority || (a.number < b.number ? -1 : a.number > b.number ? 1 : 0);
 
 /** Weighted random order without replacement: each draw picks a remaining member with probability ∝ weight. */
 export function weightedOrder(members: Member[], random: () => number): Member[] {
@@ -32,7 +34,7 @@ export function weightedOrder(members: Member[], random: () => number): Member[]
  * How a call's order is chosen at its first request (SPEC §3), as far as it needs no shared
  * state: `base` is the members by priority for `sequential`, `parallel`, `round_robin` and
  * `least_recent`, shuffled for `random`, drawn by weight for `weighted`. Postgres finishes it with
- * the state all instances share (dial_answer() in prisma/migrations/20261123000000_dial_answer_function):
+ * the state all instances share (dial_answer() in prisma/functions/dial_answer.sql):
  * `rotate` starts `base` at the group's round-robin position, `least_recent` puts the members
  * dialed longest ago first (never dialed before them, ties by priority), and with sticky the
  * caller's last connected agent goes first.

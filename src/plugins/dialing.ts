@@ -1,0 +1,32 @@
+import fp from 'fastify-plugin';
+import { answerDialWith, type AnswerDial } from '../routing/dial/answer.js';
+import { dialAnswerer, previewAttempt } from '../store/dial-state.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Dial Whom / Connect answers (with per-call state in Postgres): src/routing/dial/. */
+    answerDial: AnswerDial;
+  }
+}
+
+/** Wires the dial decision (src/routing/dial/) to the dial state in Postgres (src/store/dial-state.ts). */
+export default fp(
+  async function dialing(app) {
+    const { config } = app;
+    const { pool } = app.db;
+    // One batcher per instance: one batch in flight, so batches of this instance never wait on each other's locks.
+    const answer = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
+    const token = config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : '';
+    app.decorate('answerDial', answerDialWith({
+      rules: app.rules,
+      answer,
+      // A simulation gets the same answer from a transaction that is rolled back.
+      preview: (req) => previewAttempt(pool, req),
+      random: app.random,
+      budgetMs: config.DECISION_BUDGET_MS,
+      busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,
+      eventUrl: `${config.PUBLIC_URL}/exotel/dial-events${token}`,
+    }));
+  },
+  { name: 'dialing', dependencies: ['metrics'], decorators: { fastify: ['config', 'db', 'rules', 'random'] } },
+);
