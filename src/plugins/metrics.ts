@@ -18,8 +18,11 @@ export interface Metrics {
   observeCallback(endpoint: string, outcome: string, seconds: number): void;
   /** One dial-state statement (a Dial Whom / Connect request alone, or a batch): requests, seconds, answered or failed. */
   observeDialBatch(size: number, seconds: number, ok: boolean): void;
-  /** An offer to an agent of a dial group, made or ended: offered, answered or missed (once each, whichever instance learns it). */
-  observeOffer(group: string, event: 'offered' | 'answered' | 'missed'): void;
+  /**
+   * What recording a dial event or a re-fetch did to an offer (once per offer and fact, on whichever
+   * instance learned it): started it, and/or learned it was answered or missed. Group '' when unknown.
+   */
+  observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }): void;
 }
 
 /** Callbacks are answered in milliseconds; the top buckets bracket DECISION_BUDGET_MS (1.5 s by default). */
@@ -209,8 +212,11 @@ export default fp(
       observeDialBatch(size: number, seconds: number, ok: boolean) {
         observeDialBatch(size, seconds, ok ? 'answered' : 'failed');
       },
-      observeOffer(group: string, event: 'offered' | 'answered' | 'missed') {
-        offerCounters[event].inc({ group });
+      observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }) {
+        const labels = { group: group ?? '' };
+        if (effect.offered) offerCounters.offered.inc(labels);
+        if (effect.outcome === 'answered') offerCounters.answered.inc(labels);
+        else if (effect.outcome) offerCounters.missed.inc(labels);
       },
     } satisfies Metrics);
   },

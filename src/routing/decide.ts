@@ -3,6 +3,7 @@ import type { ExotelCall } from '../exotel/params.js';
 import type { RulesSnapshot } from './snapshot.js';
 import { isOpen, overrideReason } from './schedule.js';
 import type { AvailabilityOutcome } from './own-availability.js';
+import type { DialTrace } from './dial/answer.js';
 
 export type DecidedBy = 'rule' | 'otherwise' | 'onError';
 
@@ -15,6 +16,8 @@ export interface Decision {
   trace: RuleTrace[];
   /** An availability action (passthru): whose, and from what to what. */
   availability?: AvailabilityOutcome;
+  /** A dial decision: the tier offered and who was passed over, and why. */
+  dial?: DialTrace;
 }
 
 type ConditionTrace = RuleTrace['conditions'][number];

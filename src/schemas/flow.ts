@@ -58,13 +58,18 @@ export const SwitchActionSchema = Type.Object(
   { additionalProperties: false },
 );
 export const DialGroupActionSchema = Type.Object({ dialGroup: SlugSchema }, { additionalProperties: false });
+/** Overflow tiers: a later group is offered only when the earlier ones have nobody left to offer. */
+export const DialTiersActionSchema = Type.Object(
+  { dialGroups: Type.Array(SlugSchema, { minItems: 1, maxItems: 10, description: 'Dial groups in tier order; each keeps its own strategy and rotation' }) },
+  { additionalProperties: false },
+);
 export const DialNumbersActionSchema = Type.Object(
   { numbers: Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 50, description: 'Numbers to dial, in order' }) },
   { additionalProperties: false },
 );
 export const ActionSchema = Type.Union(
-  [PassthruActionSchema, AvailabilityActionSchema, SwitchActionSchema, DialGroupActionSchema, DialNumbersActionSchema],
-  { description: 'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup} or {numbers}' },
+  [PassthruActionSchema, AvailabilityActionSchema, SwitchActionSchema, DialGroupActionSchema, DialTiersActionSchema, DialNumbersActionSchema],
+  { description: 'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup}, {dialGroups} (tiers) or {numbers}' },
 );
 export type PassthruAction = Static<typeof PassthruActionSchema>;
 export type AvailabilityAction = Static<typeof AvailabilityActionSchema>;
@@ -150,5 +155,13 @@ export const SimulateResultSchema = Type.Object({
     to: Type.Union([Type.String(), Type.Null()]),
     why: Type.String(),
   }, { description: 'An availability action: what it would change (simulate changes nothing)' })),
+  dial: Type.Optional(Type.Object({
+    tier: Type.Union([Type.String(), Type.Null()], { description: 'The dial group of the tier offered' }),
+    tierIndex: Type.Union([Type.Integer(), Type.Null()]),
+    skipped: Type.Array(Type.Object({ number: Type.String(), group: Type.Union([Type.String(), Type.Null()]), why: Type.String() }), {
+      description: 'Members passed over and why: away, off shift, inactive, busy, wrap-up, paused, tried',
+    }),
+    repeat: Type.Optional(Type.Boolean()),
+  }, { description: 'dial-whom/connect: which tier was offered and who was skipped' })),
   at: NullableInstantSchema,
 });

@@ -26,12 +26,12 @@ export function toFlow(row: FlowRow): Flow {
 const ACTION_KEYS: Record<FlowType, string[][]> = {
   passthru: [['branch', 'url'], ['branch'], ['availability'], ['availability', 'reason']],
   switch: [['select']],
-  dial: [['dialGroup'], ['numbers']],
+  dial: [['dialGroup'], ['dialGroups'], ['numbers']],
 };
 const ACTION_HELP: Record<FlowType, string> = {
   passthru: '{"branch":"A"|"B","url"?} or {"availability":"toggle"|"available"|"away","reason"?}',
   switch: '{"select":"<case>"}',
-  dial: '{"dialGroup":"<slug>"} or {"numbers":[...]}',
+  dial: '{"dialGroup":"<slug>"}, {"dialGroups":["<slug>",...]} or {"numbers":[...]}',
 };
 
 /** The action fits the flow's type; dial numbers become E.164. 400 naming the field otherwise. */
@@ -39,6 +39,12 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
   const keys = Object.keys(action).sort().join(',');
   if (!ACTION_KEYS[type].some((k) => [...k].sort().join(',') === keys)) {
     throw new InvalidFieldError(field, `a ${type} flow's action is ${ACTION_HELP[type]}`);
+  }
+  if ('dialGroups' in action) {
+    action.dialGroups.forEach((slug, i) => {
+      const first = action.dialGroups.indexOf(slug);
+      if (first < i) throw new InvalidFieldError(`${field}/dialGroups/${i}`, `'${slug}' is already tier ${first}; a group appears once in the tiers`);
+    });
   }
   if ('numbers' in action) {
     return {
@@ -93,6 +99,7 @@ async function checkReferences(tx: Tx, flow: FlowReplace): Promise<void> {
   }
   for (const action of [...flow.rules.map((r) => r.then), flow.otherwise, flow.onError]) {
     if ('dialGroup' in action) want.dialGroups.add(action.dialGroup);
+    if ('dialGroups' in action) for (const slug of action.dialGroups) want.dialGroups.add(slug);
   }
   const [lists, schedules, groups] = await Promise.all([
     tx.vipList.findMany({ where: { slug: { in: [...want.vipLists] } }, select: { slug: true } }),

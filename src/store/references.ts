@@ -9,9 +9,12 @@ const CONDITION_KEYS: Record<string, string[]> = {
   schedule: ['openBy', 'closedBy'],
 };
 
-/** Action keys (a rule's `then`, `otherwise`, `onError`) that name an object of each kind. */
+/** Action keys (a rule's `then`, `otherwise`, `onError`) that name an object of each kind, or (LIST_KEYS) a list of them. */
 const ACTION_KEYS: Record<string, string[]> = {
   'dial-group': ['dialGroup'],
+};
+const LIST_KEYS: Record<string, string[]> = {
+  'dial-group': ['dialGroups'],
 };
 
 /** Table of each kind of object, for the row lock below (a fixed list: never user input). */
@@ -21,6 +24,7 @@ const TABLES: Record<string, string> = { 'vip-list': 'vip_lists', schedule: 'sch
 export async function flowsReferring(tx: Tx, entity: string, slug: string): Promise<string[]> {
   const conditionKeys = CONDITION_KEYS[entity] ?? [];
   const actionKeys = ACTION_KEYS[entity] ?? [];
+  const listKeys = LIST_KEYS[entity] ?? [];
   if (conditionKeys.length === 0 && actionKeys.length === 0) return [];
   const rows = await tx.$queryRaw<Array<{ slug: string }>>`
     SELECT f.slug FROM flows f
@@ -33,6 +37,11 @@ export async function flowsReferring(tx: Tx, entity: string, slug: string): Prom
              (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
               UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
       WHERE jsonb_typeof(acts.a) = 'object' AND acts.a ->> k = ${slug})
+    OR EXISTS (
+      SELECT 1 FROM unnest(${listKeys}::text[]) k,
+             (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
+              UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
+      WHERE jsonb_typeof(acts.a) = 'object' AND jsonb_typeof(acts.a -> k) = 'array' AND (acts.a -> k) @> jsonb_build_array(${slug}::text))
     ORDER BY f.slug`;
   return rows.map((r) => r.slug);
 }

@@ -9,7 +9,7 @@ import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
 import type { DialEndpoint } from '../../routing/dial/request.js';
-import { agentEvent } from '../../routing/dial/event.js';
+import { agentEvent, eventPacing } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
@@ -46,7 +46,7 @@ function cdrOf(opts: {
     dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
-    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(d.availability ? { availability: d.availability } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
+    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(d.availability ? { availability: d.availability } : {}), ...(d.dial ? { dial: d.dial } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
     matchedRule: d?.matchedRule ?? null,
     outcome: result.outcome,
     reason: result.reason,
@@ -222,7 +222,12 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     else {
       result = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
       try {
-        await recordDialEvent(app.db.pool, { agent, ...agentEvent(call), caller: call.callFrom?.e164 ?? null, at: receivedAt });
+        const named = typeof call.raw.group === 'string' ? call.raw.group : null;
+        const { group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+        const effect = await recordDialEvent(app.db.pool, {
+          agent, ...agentEvent(call), callSid: call.callSid, caller: call.callFrom?.e164 ?? null, at: receivedAt, group: group ?? named, ringSeconds, pacing,
+        });
+        app.metrics.observeOfferEffect(group ?? named, effect);
       } catch (err) {
         request.log.error({ err }, 'agent state not updated');
         result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };

@@ -5,12 +5,41 @@ import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
-import { dialRequest, fallbackNumbers, type DialEndpoint, type DialRequest } from './request.js';
+import { dialRequest, fallbackNumbers, type DialEndpoint, type DialOffer, type DialRequest, type Skip } from './request.js';
 
 const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
 
 /** A dial flow's decision, with the numbers it offers. */
 export type DialDecision = Decision & { numbers: string[] };
+
+/**
+ * Who was offered and who not, for traces (CDR, simulate): the tier offered, and each member passed
+ * over and why — away, off shift, inactive (from the snapshot), busy, wrap-up, paused or already
+ * tried in this call (from Postgres).
+ */
+export interface DialTrace {
+  /** the dial group of the tier offered (null: a list of numbers) */
+  tier: string | null;
+  /** its position in the action's dialGroups (0 for a single group) */
+  tierIndex: number | null;
+  skipped: Array<{ number: string; group: string | null; why: string }>;
+  /** a repeated poll of one attempt: its stored answer (who was skipped then is not repeated) */
+  repeat?: boolean;
+}
+
+/** The trace of an answer: Postgres' reasons beside the snapshot's, each member once. */
+export function dialTrace(groups: Array<{ slug: string; members: Array<{ number: string }> }>, skipped: Skip[], offer: DialOffer): DialTrace {
+  const groupOf = (n: string) => groups.find((g) => g.members.some((m) => m.number === n))?.slug ?? null;
+  const tierIndex = offer.tier ?? null;
+  const out: DialTrace['skipped'] = skipped.map((s) => ({ ...s }));
+  for (const [number, why] of Object.entries(offer.skipped ?? {})) out.push({ number, group: groupOf(number), why });
+  return {
+    tier: tierIndex === null ? null : (groups[tierIndex]?.slug ?? null),
+    tierIndex,
+    skipped: out,
+    ...(offer.repeat ? { repeat: true } : {}),
+  };
+}
 
 export interface DialAnswerOptions {
   endpoint: DialEndpoint;
@@ -37,10 +66,10 @@ export type AnswerDial = (opts: DialAnswerOptions) => Promise<CallbackResult<Dia
  */
 export function answerDialWith(deps: {
   rules: { readonly current: RulesSnapshot | null };
-  /** the answer for a request, its state written (dial_answer()) */
-  answer: (req: DialRequest) => Promise<string[]>;
+  /** the answer for a request, its state written (dial_offer()) */
+  answer: (req: DialRequest) => Promise<DialOffer>;
   /** the same answer, nothing written (simulation) */
-  preview: (req: DialRequest) => Promise<string[]>;
+  preview: (req: DialRequest) => Promise<DialOffer>;
   random: () => number;
   budgetMs: number;
   busyTtlMs: number;
@@ -52,14 +81,20 @@ export function answerDialWith(deps: {
 
   async function numbersFor(
     snapshot: RulesSnapshot, action: Decision['action'], key: DialRequest['key'], call: ExotelCall, at: Date, dryRun: boolean,
-  ): Promise<{ numbers: string[]; group: StoredDialGroup | null }> {
-    const { request, group } = dialRequest(snapshot, action, key, call, at, opts);
-    return { numbers: await (dryRun ? deps.preview(request) : deps.answer(request)), group };
+  ): Promise<{ numbers: string[]; group: StoredDialGroup | null; trace: DialTrace }> {
+    const { request, groups, skipped } = dialRequest(snapshot, action, key, call, at, opts);
+    const offer = await (dryRun ? deps.preview(request) : deps.answer(request));
+    const trace = dialTrace(groups, skipped, offer);
+    // The tier offered rings with its own group's Connect settings.
+    const group = groups[trace.tierIndex ?? 0] ?? null;
+    return { numbers: offer.numbers, group, trace };
   }
 
   function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
     if (endpoint === 'dial-whom') return dialWhomAnswer(numbers);
-    return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl });
+    // The dial events name the group offered, whose pacing then applies (routing/dial/event.ts).
+    const url = group ? `${eventUrl}${eventUrl.includes('?') ? '&' : '?'}group=${encodeURIComponent(group.slug)}` : eventUrl;
+    return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl: url });
   }
 
   return async function answerDial(o) {
@@ -76,7 +111,7 @@ export function answerDialWith(deps: {
         answer: render(endpoint, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
         reason: decision.error,
-        decision: { ...decision, numbers: got.numbers },
+        decision: { ...decision, numbers: got.numbers, dial: got.trace },
         flow,
       };
     } catch (err) {

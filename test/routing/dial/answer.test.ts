@@ -17,8 +17,8 @@ function service(answer: (req: DialRequest) => Promise<string[]>, rules: { curre
   const asked: Array<['answer' | 'preview', DialRequest]> = [];
   const answerDial = answerDialWith({
     rules,
-    answer: (req) => (asked.push(['answer', req]), answer(req)),
-    preview: (req) => (asked.push(['preview', req]), answer(req)),
+    answer: (req) => (asked.push(['answer', req]), answer(req).then((numbers) => ({ numbers }))),
+    preview: (req) => (asked.push(['preview', req]), answer(req).then((numbers) => ({ numbers }))),
     random: seeded(1), budgetMs: 1500, busyTtlMs: 3_600_000, eventUrl: EVENT_URL,
   });
   return { answerDial, asked };

@@ -75,6 +75,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       reason: result.reason,
       trace: result.decision?.trace ?? [],
       ...(result.decision?.availability ? { availability: result.decision.availability } : {}),
+      ...(result.decision?.dial ? { dial: result.decision.dial } : {}),
       at,
     };
   });
