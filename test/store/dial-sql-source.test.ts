@@ -116,5 +116,5 @@ t.test("a request's tiers and reported attempt are marshalled into exactly the a
     plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
     extra: { tiers: null, reported: null },
   });
-  t.same(Object.keys(marshalled).sort(), rows.map((r) => r.name).sort());
+  t.same(Object.keys(marshalled), rows.map((r) => r.name), 'in the type\'s order: a request alone is sent as ROW($1, …)');
 });
