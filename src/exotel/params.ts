@@ -421,7 +421,7 @@ function parseDigits(value: string | undefined): string | null {
 }
 
 /** Status-like values: lowercased, whitespace runs as `-` ('outbound dial' → 'outbound-dial'). */
-function enumValue(value: string | undefined): string | null {
+export function enumValue(value: string | undefined): string | null {
   return nonEmpty(clean(value)?.toLowerCase().replace(/\s+/g, '-'));
 }
 

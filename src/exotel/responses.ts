@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { PassthruAction, SwitchAction } from '../schemas/flow.js';
 
 /** Exactly what goes back to Exotel. */
@@ -24,13 +25,11 @@ export function switchAnswer(action: SwitchAction): CallbackAnswer {
   return { statusCode: 200, contentType: 'text/plain', body: JSON.stringify({ select: action.select }) };
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 415: 'Unsupported Media Type', 429: 'Too Many Requests', 503: 'Service Unavailable' };
-
 /** A refused callback, in Fastify's error shape. */
 export function errorAnswer(statusCode: number, message: string): CallbackAnswer {
   return {
     statusCode,
     contentType: 'application/json; charset=utf-8',
-    body: JSON.stringify({ statusCode, error: REASONS[statusCode] ?? 'Error', message }),
+    body: JSON.stringify({ statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message }),
   };
 }

@@ -17,7 +17,8 @@ const MINUTE_MS = 60_000;
 /** The author of an admin change, for the audit trail. */
 export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
 
-const bearerOf = (request: FastifyRequest): string | null =>
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export const bearerToken = (request: FastifyRequest): string | null =>
   /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
 
 class TooManyRequestsError extends DomainError {
@@ -56,7 +57,7 @@ export default fp(async function auth(app: FastifyInstance) {
     timeWindow: MINUTE_MS,
     // A digest, so the limiter's memory never holds a key.
     keyGenerator: (request) => {
-      const token = bearerOf(request);
+      const token = bearerToken(request);
       return token ? `key:${hashKey(token)}` : `ip:${request.ip}`;
     },
     errorResponseBuilder: (_request, context) =>
@@ -72,7 +73,7 @@ export default fp(async function auth(app: FastifyInstance) {
     }
     await perKey.call(app, request, reply);
 
-    const token = bearerOf(request);
+    const token = bearerToken(request);
     const key = token ? await findKey(app.db.prisma, token) : null;
     if (!key) {
       await failures(request);

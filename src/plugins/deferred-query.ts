@@ -17,16 +17,14 @@ export function deferredQuery(text: string): Record<string, unknown> {
 
 /**
  * `request.query` parsed with fast-querystring (Fastify's own parser) before anything else runs,
- * for every request whose URL `skip` does not pick (the Exotel callbacks): admin routes validate
- * and read it as usual. Register first, on an app made with `routerOptions.querystringParser:
- * deferredQuery`. A query some other path parsed already (not a deferred one) is left as it is.
+ * for every request of the context it is registered in (admin, docs, ops; not the Exotel
+ * callbacks'): admin routes validate and read it as usual. Register first, on an app made with
+ * `routerOptions.querystringParser: deferredQuery`. A query some other path parsed already (not a deferred one) is left as it is.
  */
-export default fp(async function parseDeferredQuery(app: FastifyInstance, opts: { skip: (url: string) => boolean }) {
+export default fp(async function parseDeferredQuery(app: FastifyInstance) {
   app.addHook('onRequest', (request, _reply, done) => {
-    if (!opts.skip(request.url)) {
-      const raw = (request.query as Record<symbol, unknown> | undefined)?.[RAW_QUERY];
-      if (typeof raw === 'string') request.query = raw.length === 0 ? {} : querystring.parse(raw);
-    }
+    const raw = (request.query as Record<symbol, unknown> | undefined)?.[RAW_QUERY];
+    if (typeof raw === 'string') request.query = raw.length === 0 ? {} : querystring.parse(raw);
     done();
   });
 });

@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin';
+import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 import { answerDialWith, type AnswerDial } from '../routing/dial/answer.js';
 import { dialAnswerer, previewAttempt } from '../store/dial-state.js';
 
@@ -31,7 +32,7 @@ export default fp(
       random: app.random,
       budgetMs: config.DECISION_BUDGET_MS,
       busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,
-      eventUrl: `${config.PUBLIC_URL}/exotel/dial-events${token}`,
+      eventUrl: `${config.PUBLIC_URL}${CALLBACK_PREFIX}/dial-events${token}`,
     }));
   },
   { name: 'dialing', dependencies: ['metrics'], decorators: { fastify: ['config', 'db', 'rules', 'random'] } },

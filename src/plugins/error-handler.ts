@@ -1,13 +1,9 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
-
-const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
-  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Entity', 429: 'Too Many Requests',
-  500: 'Internal Server Error', 503: 'Service Unavailable',
-};
+import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
@@ -45,9 +41,20 @@ export default fp(async function errorHandler(app: FastifyInstance) {
     } else {
       request.log.info({ status, message }, 'request rejected');
     }
-    return reply.status(status).send({ statusCode: status, error: STATUS_TEXT[status] ?? 'Error', message });
+    return reply.status(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
 });
+
+/**
+ * Fastify's `frameworkErrors`: a URL its router cannot decode (a malformed %-escape, an overlong
+ * parameter). Fastify's own answer would echo the URL, `token` included. The router calls this
+ * before any context is chosen (the option is instance-wide, Fastify offers no encapsulated one),
+ * so here alone a callback is told by its URL prefix: it is refused with a CDR like any other.
+ */
+export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  if (request.url.startsWith(`${CALLBACK_PREFIX}/`)) return request.server.refuseCallback(request, reply, 400, 'the URL has a malformed %-escape');
+  return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message: 'the URL has a malformed %-escape' });
+}

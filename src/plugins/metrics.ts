@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { countAgentStates } from '../store/agents.js';
 import { AGENT_STATES } from '../schemas/agent.js';
+import type { CallbackEndpoint } from '../exotel/endpoints.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,7 +16,7 @@ export interface Metrics {
   /** This app's own registry: tests build many apps in one process, so never the global one. */
   registry: Registry;
   /** One answered callback: its endpoint, outcome (answered, on-error, async, rejected) and latency. */
-  observeCallback(endpoint: string, outcome: string, seconds: number): void;
+  observeCallback(endpoint: CallbackEndpoint | 'unknown', outcome: string, seconds: number): void;
   /** One dial-state statement (a Dial Whom / Connect request alone, or a batch): requests, seconds, answered or failed. */
   observeDialBatch(size: number, seconds: number, ok: boolean): void;
   /**
@@ -206,7 +207,7 @@ export default fp(
 
     app.decorate('metrics', {
       registry,
-      observeCallback(endpoint: string, outcome: string, seconds: number) {
+      observeCallback(endpoint: CallbackEndpoint | 'unknown', outcome: string, seconds: number) {
         callbackDuration.observe({ endpoint, outcome }, seconds);
       },
       observeDialBatch(size: number, seconds: number, ok: boolean) {
@@ -220,5 +221,5 @@ export default fp(
       },
     } satisfies Metrics);
   },
-  { name: 'metrics' },
+  { name: 'metrics', dependencies: ['rules', 'cdr-writer', 'retention', 'refusals'] },
 );

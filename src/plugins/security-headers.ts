@@ -4,13 +4,13 @@ import helmet from 'helmet';
 
 /**
  * Security headers (helmet's defaults: CSP, HSTS, nosniff, frame-ancestors, referrer policy, no
- * `X-Powered-By`) on every answer — admin, Swagger UI, the OpenAPI document, ops and 404s — except
- * those whose URL `skip` picks: the Exotel callbacks', read by Exotel, not a browser.
+ * `X-Powered-By`) on every answer of the context it is registered in: admin, Swagger UI, the OpenAPI
+ * document, ops and 404s. Not in the Exotel callbacks' context: those are read by Exotel, not a browser.
  *
  * helmet itself in one synchronous hook, rather than @fastify/helmet, whose two hooks (one async)
- * ran on every callback too, each building `request.routeOptions`, only to skip it.
+ * each build `request.routeOptions` for every request.
  */
-export default fp(async function securityHeaders(app: FastifyInstance, opts: { skip: (url: string) => boolean }) {
+export default fp(async function securityHeaders(app: FastifyInstance) {
   const setHeaders = helmet({
     // Swagger UI loads only its own scripts and styles (no inline script), so helmet's default
     // `script-src 'self'` holds. Without upgrade-insecure-requests, /docs also works over plain
@@ -18,7 +18,6 @@ export default fp(async function securityHeaders(app: FastifyInstance, opts: { s
     contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
   });
   app.addHook('onRequest', (request, reply, done) => {
-    if (opts.skip(request.url)) return done();
     setHeaders(request.raw, reply.raw, (err?: unknown) => done(err as Error | undefined));
   });
 });

@@ -3,7 +3,10 @@ import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 
-/** OpenAPI document generated from the route schemas: `/openapi.json`, Swagger UI at `/docs`. */
+/**
+ * The OpenAPI document, generated from the route schemas. On the root, before any route: it sees
+ * the routes of every context, callbacks and admin alike.
+ */
 export default fp(async function openapi(app: FastifyInstance) {
   await app.register(swagger, {
     openapi: {
@@ -30,6 +33,10 @@ export default fp(async function openapi(app: FastifyInstance) {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
+}, { name: 'openapi' });
+
+/** The document served: `/openapi.json`, and Swagger UI at `/docs`. */
+export async function docs(app: FastifyInstance) {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-});
+}

@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { UnauthorizedError } from '../errors.js';
 import { ErrorSchema } from '../schemas/common.js';
+import { bearerToken } from '../plugins/auth.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -30,8 +31,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
       onRequest: async (request) => {
         if (!token) return;
-        const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1];
-        if (given === undefined || !timingSafeEqual(digest(given), token)) {
+        const given = bearerToken(request);
+        if (given === null || !timingSafeEqual(digest(given), token)) {
           throw new UnauthorizedError('missing or wrong metrics token: send Authorization: Bearer <METRICS_TOKEN>');
         }
       },

@@ -4,8 +4,10 @@ import type { RulesSnapshot } from './snapshot.js';
 import { asyncPassthruAnswer, errorAnswer, passthruAnswer, switchAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { decide, type Decision } from './decide.js';
 import { availabilityAnswer, previewAvailability } from './own-availability.js';
+import { FLOW_TYPE_OF, type DialEndpoint, type FlowEndpoint } from '../exotel/endpoints.js';
 
-export type Endpoint = 'passthru' | 'switch';
+/** The endpoints answered from the snapshot alone (Dial Whom and Connect also need per-call state). */
+export type Endpoint = Exclude<FlowEndpoint, DialEndpoint>;
 export type Outcome = 'answered' | 'async' | 'on-error' | 'rejected';
 
 export interface CallbackResult<D extends Decision = Decision> {
@@ -16,8 +18,6 @@ export interface CallbackResult<D extends Decision = Decision> {
   decision: D | null;
   flow: Flow | null;
 }
-
-const FLOW_TYPE: Record<Endpoint, FlowType> = { passthru: 'passthru', switch: 'switch' };
 
 /** A refusal: no decision was made. */
 export function rejected(statusCode: number, reason: string): CallbackResult<never> {
@@ -69,7 +69,7 @@ export function answerCallback(opts: {
   elapsedMs: () => number;
 }): CallbackResult {
   const { endpoint } = opts;
-  const decided = decideFor(opts.snapshot, FLOW_TYPE[endpoint], opts.flowSlug, opts.call, opts.at);
+  const decided = decideFor(opts.snapshot, FLOW_TYPE_OF[endpoint], opts.flowSlug, opts.call, opts.at);
   if (decided.refused) return decided.refused;
   const { flow } = decided;
   let { decision } = decided;

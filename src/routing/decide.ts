@@ -1,5 +1,5 @@
 import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
-import type { ExotelCall } from '../exotel/params.js';
+import { enumValue, type ExotelCall } from '../exotel/params.js';
 import type { RulesSnapshot } from './snapshot.js';
 import { isOpen, overrideReason } from './schedule.js';
 import type { AvailabilityOutcome } from './own-availability.js';
@@ -58,11 +58,6 @@ function textMatch(value: string | null, m: { equals: string } | { in: string[] 
   return { held, why: `${what} '${value}' ${held ? 'starts' : 'does not start'} with '${m.prefix}'` };
 }
 
-/** A rule's status-like value normalised as the parser normalises the call's ('No Answer ' → 'no-answer'). */
-function asEnum(value: string): string {
-  return value.trim().toLowerCase().replace(/\s+/g, '-');
-}
-
 /** Evaluates every condition of a rule (all, not just up to the first failure, so the trace is complete). */
 function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): ConditionTrace[] {
   const out: ConditionTrace[] = [];
@@ -96,14 +91,15 @@ function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): 
     out.push({ condition: 'calledNumber', held, why: called === null ? 'called number unknown' : `${called} ${held ? 'is' : 'is not'} listed` });
   }
   if (when.direction !== undefined) {
-    const want = asEnum(when.direction);
-    const held = call.direction === want;
+    // A rule's value normalised as the parser normalises the call's ('No Answer ' → 'no-answer').
+    const want = enumValue(when.direction);
+    const held = want !== null && call.direction === want;
     out.push({ condition: `direction ${when.direction}`, held, why: `direction is ${call.direction ?? 'not sent'}` });
   }
   if (when.customField !== undefined) out.push({ condition: 'customField', ...textMatch(call.customField, when.customField, 'CustomField') });
   if (when.dialCallStatus !== undefined) {
     const status = call.dialCallStatus;
-    const held = status !== null && when.dialCallStatus.some((s) => asEnum(s) === status);
+    const held = status !== null && when.dialCallStatus.some((s) => enumValue(s) === status);
     out.push({ condition: 'dialCallStatus', held, why: `DialCallStatus is ${status ?? 'not sent'}` });
   }
   return out;

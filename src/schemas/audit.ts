@@ -1,7 +1,5 @@
-import { InstantSchema, NullableInstantSchema } from './common.js';
+import { InstantSchema, NumericCursorSchema } from './common.js';
 import { Type } from '@sinclair/typebox';
-
-export const NumericCursorSchema = Type.String({ pattern: '^[0-9]{1,19}$', description: 'Opaque cursor: `nextCursor` of the previous page' });
 
 export const AuditQuerySchema = Type.Object(
   {

@@ -1,12 +1,10 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InstantSchema, SlugSchema } from './common.js';
-import { NumericCursorSchema } from './audit.js';
+import { InstantSchema, NumericCursorSchema, SlugSchema } from './common.js';
+import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
 
-export const CDR_ENDPOINTS = ['passthru', 'switch', 'dial-whom', 'connect', 'dial-events'] as const;
-export const CdrEndpointSchema = Type.Union(CDR_ENDPOINTS.map((e) => Type.Literal(e)), {
+const CdrEndpointSchema = Type.Union(CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)), {
   description: 'The callback endpoint that received the call',
 });
-export type CdrEndpoint = (typeof CDR_ENDPOINTS)[number];
 
 /** Postgres text cannot hold NUL: control characters in a filter are a 400 here, not a 500 from the query. */
 const NO_CONTROL_CHARACTERS = '^[^\\u0000-\\u001f]+$';
@@ -18,7 +16,7 @@ const NullableString = (description?: string) => Type.Union([Type.String(), Type
 export const CdrSchema = Type.Object({
   id: Type.String({ description: 'Increases with arrival; use it to fetch the CDR again' }),
   receivedAt: InstantSchema,
-  endpoint: Type.String({ description: 'passthru, switch, dial-whom, connect or dial-events' }),
+  endpoint: Type.String({ description: `${CALLBACK_ENDPOINTS.slice(0, -1).join(', ')} or ${CALLBACK_ENDPOINTS.at(-1)}` }),
   flowSlug: NullableString('The flow in the callback URL (null for dial-events)'),
   callSid: NullableString('Exotel CallSid (null when the callback had none; it was answered 400)'),
   callFrom: NullableString('Caller, E.164 (null when it could not be normalised; see callFromRaw)'),

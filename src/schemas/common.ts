@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type } from '@sinclair/typebox';
 
 export const SlugSchema = Type.String({
   pattern: '^[a-z0-9-]{1,64}$',
@@ -9,7 +9,11 @@ export const SlugSchema = Type.String({
 });
 
 export const SlugParamsSchema = Type.Object({ slug: SlugSchema });
-export type SlugParams = Static<typeof SlugParamsSchema>;
+
+/** A phone number as an admin writes it; stored as E.164 (src/exotel/phone.ts). */
+export const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
+
+export const NumericCursorSchema = Type.String({ pattern: '^[0-9]{1,19}$', description: 'Opaque cursor: `nextCursor` of the previous page' });
 
 /** An instant in answers: a Date in code, an ISO 8601 string on the wire (fast-json-stringify converts). */
 export const InstantSchema = Type.Unsafe<Date | string>({ type: 'string', format: 'date-time' });
@@ -21,8 +25,3 @@ export const ErrorSchema = Type.Object(
   { statusCode: Type.Integer(), error: Type.String(), message: Type.String(), code: Type.Optional(Type.String()) },
   { description: 'Fastify error shape; message names the field and the problem' },
 );
-
-export const PageQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  cursor: Type.Optional(Type.String({ maxLength: 200, description: 'Opaque cursor from `nextCursor` of the previous page' })),
-});

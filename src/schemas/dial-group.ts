@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { SlugSchema, TimestampsSchema } from './common.js';
+import { PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
 import { CONNECT_LIMITS as MAX, DEFAULT_CONNECT as DEFAULT } from '../exotel/connect.js';
 
 export const StrategySchema = Type.Union(
@@ -11,7 +11,6 @@ export const StrategySchema = Type.Union(
 );
 export type Strategy = Static<typeof StrategySchema>;
 
-const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
 const E164Schema = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164 number, e.g. +918047115777' });
 const UrlSchema = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000 });
 
@@ -73,10 +72,10 @@ export const ConnectSettingsSchema = Type.Object(
       description: `seconds, at most ${MAX.maxConversationDuration} (${MAX.maxConversationDuration / 60} minutes)`,
     })),
     musicOnHold: Type.Optional(
-      // Written so the 400 names the real mistake (src/app.ts reports the first of the deepest errors,
-      // a wrong value before a wrong shape): custom_tone comes first, so one without a value is
-      // "musicOnHold/value: is required"; its `type` is an enum (a wrong value, where a literal's
-      // `const` counts as shape), so an unknown type is "musicOnHold/type: …allowed values".
+      // Written so the 400 names the real mistake (src/plugins/validation.ts reports the first of the
+      // deepest errors, a wrong value before a wrong shape): custom_tone comes first, so one without a
+      // value is "musicOnHold/value: is required"; its `type` is an enum (a wrong value, where a
+      // literal's `const` counts as shape), so an unknown type is "musicOnHold/type: …allowed values".
       Type.Union([
         Type.Object({ type: Type.Unsafe<'custom_tone'>({ type: 'string', enum: ['custom_tone'] }), value: UrlSchema }, { additionalProperties: false }),
         Type.Object({ type: Type.Union([Type.Literal('default_tone'), Type.Literal('operator_tone')]) }, { additionalProperties: false }),

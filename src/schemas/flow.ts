@@ -1,8 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
-
-const E164Schema = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$', description: 'E.164 phone number, e.g. +919812345678' });
-const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
+import { NullableInstantSchema, PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
+import { FLOW_ENDPOINTS } from '../exotel/endpoints.js';
 
 const TextMatchSchema = Type.Union([
   Type.Object({ equals: Type.String({ maxLength: 200 }) }, { additionalProperties: false }),
@@ -113,7 +111,42 @@ export const FlowSchema = Type.Composite([
 ]);
 export type Flow = Static<typeof FlowSchema>;
 
-export const CallbackEndpointSchema = Type.Union([Type.Literal('passthru'), Type.Literal('switch'), Type.Literal('dial-whom'), Type.Literal('connect')], {
+/**
+ * The keys of a rule that name another object, by the object's kind: in its conditions (`when`),
+ * and in an action (a rule's `then`, `otherwise`, `onError`).
+ */
+export const REFERENCE_KEYS = {
+  'vip-list': { when: ['callerIn', 'callerNotIn'], action: [] },
+  schedule: { when: ['openBy', 'closedBy'], action: [] },
+  // dialGroups: a list of slugs (overflow tiers)
+  'dial-group': { when: [], action: ['dialGroup', 'dialGroups'] },
+} as const satisfies Record<string, { when: ReadonlyArray<keyof Conditions>; action: readonly string[] }>;
+export type ReferencedKind = keyof typeof REFERENCE_KEYS;
+
+/** The slugs of the objects a flow names, by kind, in the order the flow names them. */
+export function referencesOf(flow: Pick<Flow, 'rules' | 'otherwise' | 'onError'>): Record<ReferencedKind, Set<string>> {
+  const found = { 'vip-list': new Set<string>(), schedule: new Set<string>(), 'dial-group': new Set<string>() };
+  const kinds = Object.keys(REFERENCE_KEYS) as ReferencedKind[];
+  for (const rule of flow.rules) {
+    for (const kind of kinds) {
+      for (const key of REFERENCE_KEYS[kind].when) {
+        const slug = rule.when[key];
+        if (slug) found[kind].add(slug);
+      }
+    }
+  }
+  for (const action of [...flow.rules.map((r) => r.then), flow.otherwise, flow.onError]) {
+    for (const kind of kinds) {
+      for (const key of REFERENCE_KEYS[kind].action) {
+        const named = (action as Record<string, unknown>)[key];
+        for (const slug of Array.isArray(named) ? named : [named]) if (typeof slug === 'string') found[kind].add(slug);
+      }
+    }
+  }
+  return found;
+}
+
+export const CallbackEndpointSchema = Type.Union(FLOW_ENDPOINTS.map((e) => Type.Literal(e)), {
   description: 'Which callback endpoint to simulate',
 });
 

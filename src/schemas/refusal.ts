@@ -1,6 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InstantSchema } from './common.js';
-import { NumericCursorSchema } from './audit.js';
+import { InstantSchema, NumericCursorSchema } from './common.js';
 
 /** One source address's refused callbacks in one minute (src/store/refusals.ts). */
 export const RefusalSummarySchema = Type.Object({

@@ -1,6 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
-import { NumericCursorSchema } from './audit.js';
+import { NullableInstantSchema, NumericCursorSchema, PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
 
 /**
  * `string | null` as one JSON type list, not an `anyOf`: with Ajv's `coerceTypes` an `anyOf` tries the
@@ -33,16 +32,18 @@ export const VipListSchema = Type.Composite([
 ]);
 export type VipList = Static<typeof VipListSchema>;
 
-const PhoneInputSchema = Type.String({
-  minLength: 1,
-  maxLength: 32,
+const { minLength, maxLength } = PhoneInputSchema;
+/** A VIP number: the forms it may take are spelled out, since lists are often pasted from spreadsheets. */
+const VipNumberSchema = Type.String({
+  minLength,
+  maxLength,
   description: 'Phone number: E.164 (+919812345678), with country code (919812345678) or national (09812345678, DEFAULT_COUNTRY)',
   examples: ['09812345678'],
 });
 
 export const VipEntryInputSchema = Type.Object(
   {
-    number: PhoneInputSchema,
+    number: VipNumberSchema,
     name: Type.Optional(NullableString({ maxLength: 200 })),
     tier: Type.Optional(NullableString({ maxLength: 50 })),
     note: Type.Optional(NullableString({ maxLength: 2000 })),
@@ -90,4 +91,4 @@ export const VipEntriesPageSchema = Type.Object({
   nextCursor: Type.Union([Type.String(), Type.Null()]),
 });
 
-export const VipEntryParamsSchema = Type.Object({ slug: SlugSchema, number: PhoneInputSchema });
+export const VipEntryParamsSchema = Type.Object({ slug: SlugSchema, number: VipNumberSchema });

@@ -3,46 +3,12 @@ import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CdrRow, CdrSpool } from './cdr-spool.js';
+import { CDR_FIELDS, columnOf, type CdrRecord } from './cdr-columns.js';
 
-/** One CDR as the callback path produces it (columns of table `cdrs`). */
-export interface CdrRecord {
-  receivedAt: Date;
-  endpoint: string;
-  flowSlug: string | null;
-  callSid: string | null;
-  callFrom: string | null;
-  callFromRaw: string | null;
-  callTo: string | null;
-  callToRaw: string | null;
-  direction: string | null;
-  callStatus: string | null;
-  callType: string | null;
-  digits: string | null;
-  customField: string | null;
-  dialCallStatus: string | null;
-  dialWhomNumber: string | null;
-  legs: unknown;
-  params: Record<string, string>;
-  decision: unknown;
-  matchedRule: string | null;
-  outcome: string;
-  reason: string | null;
-  httpStatus: number;
-  responseBody: string | null;
-  handlingMs: number;
-  attempt: number;
-  idempotencyKey: string;
-}
+export type { CdrRecord };
 
-const COLUMNS: Array<[keyof CdrRecord, string]> = [
-  ['receivedAt', 'received_at'], ['endpoint', 'endpoint'], ['flowSlug', 'flow_slug'], ['callSid', 'call_sid'],
-  ['callFrom', 'call_from'], ['callFromRaw', 'call_from_raw'], ['callTo', 'call_to'], ['callToRaw', 'call_to_raw'],
-  ['direction', 'direction'], ['callStatus', 'call_status'], ['callType', 'call_type'], ['digits', 'digits'],
-  ['customField', 'custom_field'], ['dialCallStatus', 'dial_call_status'], ['dialWhomNumber', 'dial_whom_number'],
-  ['legs', 'legs'], ['params', 'params'], ['decision', 'decision'], ['matchedRule', 'matched_rule'], ['outcome', 'outcome'],
-  ['reason', 'reason'], ['httpStatus', 'http_status'], ['responseBody', 'response_body'], ['handlingMs', 'handling_ms'],
-  ['attempt', 'attempt'], ['idempotencyKey', 'idempotency_key'],
-];
+/** Every column but the id, with its field: the order of COPY lines and of the JSON insert. */
+const COLUMNS = CDR_FIELDS.filter((f): f is keyof CdrRecord => f !== 'id').map((f) => [f, columnOf(f)] as const);
 const COLUMN_LIST = COLUMNS.map(([, c]) => c).join(', ');
 /**
  * The whole batch travels as one JSON parameter; Postgres turns it into rows. One statement, one

@@ -7,6 +7,7 @@ import type { PrismaClient } from './database.js';
 import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
+import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 
 const MAX_BIGINT = 9223372036854775807n;
 
@@ -90,12 +91,9 @@ function whereLiterals(cs: Condition[], lit: (value: string) => string): string 
 }
 
 // Every column but idempotency_key, which is the writer's business.
-const cdrSelect = {
-  id: true, receivedAt: true, endpoint: true, flowSlug: true, callSid: true, callFrom: true, callFromRaw: true,
-  callTo: true, callToRaw: true, direction: true, callStatus: true, callType: true, digits: true, customField: true,
-  dialCallStatus: true, dialWhomNumber: true, legs: true, params: true, decision: true, matchedRule: true,
-  outcome: true, reason: true, httpStatus: true, responseBody: true, handlingMs: true, attempt: true,
-} as const;
+const cdrSelect = Object.fromEntries(CDR_FIELDS.filter((f) => f !== 'idempotencyKey').map((f) => [f, true])) as {
+  [F in Exclude<CdrField, 'idempotencyKey'>]: true;
+};
 
 type CdrRow = Prisma.CdrGetPayload<{ select: typeof cdrSelect }>;
 const toAnswer = (row: CdrRow) => ({ ...row, id: row.id.toString() });
@@ -109,7 +107,7 @@ function parseId(id: string): bigint | null {
 /** The columns of cdrSelect under their Prisma names, for raw queries that answer the same rows. */
 const CDR_COLUMNS = Prisma.raw(
   Object.keys(cdrSelect).map((field) => {
-    const column = field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    const column = columnOf(field);
     return column === field ? column : `${column} AS "${field}"`;
   }).join(', '),
 );

@@ -18,20 +18,13 @@ type Tx = Prisma.TransactionClient;
 
 const DEFAULT_LOOKBACK_DAYS = 30;
 
-/** A dial_groups row with its members, as `include: { members: true }` (or narrower selects) return it. */
-export interface DialGroupRow {
-  slug: string;
-  name: string;
-  strategy: string;
-  sticky: unknown;
-  connect: unknown;
-  wrapUpSeconds: number;
-  maxMissedOffers: number;
-  missedPauseSeconds: number;
-  createdAt: Date;
-  updatedAt: Date;
-  members: Array<{ number: string; name: string | null; priority: number; weight: number; active: boolean; scheduleSlug: string | null }>;
-}
+const rowSelect = {
+  slug: true, name: true, strategy: true, sticky: true, connect: true, wrapUpSeconds: true, maxMissedOffers: true, missedPauseSeconds: true,
+  createdAt: true, updatedAt: true,
+  members: { select: { number: true, name: true, priority: true, weight: true, active: true, scheduleSlug: true } },
+} as const;
+/** The dial_groups row and members toDialGroup reads, as Prisma returns them (`include: { members: true }` too). */
+export type DialGroupRow = Prisma.DialGroupGetPayload<{ select: typeof rowSelect }>;
 
 /** Row → API and rules-snapshot shape: members by priority then number, settings complete. */
 export function toDialGroup(row: DialGroupRow): StoredDialGroup {

@@ -1,16 +1,16 @@
 import type { CountryCode } from 'libphonenumber-js';
 import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
-import type { Action, Flow, FlowInput, FlowReplace, FlowType, Rule } from '../schemas/flow.js';
+import { referencesOf, type Action, type Flow, type FlowInput, type FlowReplace, type FlowType, type Rule } from '../schemas/flow.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
 import { recordChange, type Actor } from './audit.js';
 
 const ENTITY = 'flow';
 type Tx = Prisma.TransactionClient;
-/** A flows row as Prisma returns it (and loadSnapshot's SQL, aliased alike). */
-export type FlowRow = { slug: string; name: string; type: string; mode: string; rules: unknown; otherwise: unknown; onError: unknown; createdAt: Date; updatedAt: Date };
 const select = { slug: true, name: true, type: true, mode: true, rules: true, otherwise: true, onError: true, createdAt: true, updatedAt: true } as const;
+/** A flows row as Prisma returns it (and loadSnapshot's SQL, aliased alike). */
+export type FlowRow = Prisma.FlowGetPayload<{ select: typeof select }>;
 
 export function toFlow(row: FlowRow): Flow {
   return {
@@ -92,28 +92,20 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
 
 /** 422 naming every VIP list, schedule or dial group the flow refers to that does not exist. */
 async function checkReferences(tx: Tx, flow: FlowReplace): Promise<void> {
-  const want = { vipLists: new Set<string>(), schedules: new Set<string>(), dialGroups: new Set<string>() };
-  for (const rule of flow.rules) {
-    for (const slug of [rule.when.callerIn, rule.when.callerNotIn]) if (slug) want.vipLists.add(slug);
-    for (const slug of [rule.when.openBy, rule.when.closedBy]) if (slug) want.schedules.add(slug);
-  }
-  for (const action of [...flow.rules.map((r) => r.then), flow.otherwise, flow.onError]) {
-    if ('dialGroup' in action) want.dialGroups.add(action.dialGroup);
-    if ('dialGroups' in action) for (const slug of action.dialGroups) want.dialGroups.add(slug);
-  }
+  const want = referencesOf(flow);
   const [lists, schedules, groups] = await Promise.all([
-    tx.vipList.findMany({ where: { slug: { in: [...want.vipLists] } }, select: { slug: true } }),
-    tx.schedule.findMany({ where: { slug: { in: [...want.schedules] } }, select: { slug: true } }),
-    tx.dialGroup.findMany({ where: { slug: { in: [...want.dialGroups] } }, select: { slug: true } }),
+    tx.vipList.findMany({ where: { slug: { in: [...want['vip-list']] } }, select: { slug: true } }),
+    tx.schedule.findMany({ where: { slug: { in: [...want.schedule] } }, select: { slug: true } }),
+    tx.dialGroup.findMany({ where: { slug: { in: [...want['dial-group']] } }, select: { slug: true } }),
   ]);
   const missing = (kind: string, wanted: Set<string>, found: { slug: string }[]) => {
     const have = new Set(found.map((f) => f.slug));
     return [...wanted].filter((s) => !have.has(s)).map((s) => `${kind} '${s}'`);
   };
   const problems = [
-    ...missing('vip-list', want.vipLists, lists),
-    ...missing('schedule', want.schedules, schedules),
-    ...missing('dial-group', want.dialGroups, groups),
+    ...missing('vip-list', want['vip-list'], lists),
+    ...missing('schedule', want.schedule, schedules),
+    ...missing('dial-group', want['dial-group'], groups),
   ];
   if (problems.length > 0) throw new UnprocessableError(`the flow refers to ${problems.join(', ')}, which ${problems.length > 1 ? 'do' : 'does'} not exist`);
 }

@@ -1,30 +1,17 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import { ConflictError } from '../errors.js';
+import { REFERENCE_KEYS } from '../schemas/flow.js';
 
 type Tx = Prisma.TransactionClient;
-
-/** Condition keys in flow rules (`when`) that name an object of each kind. */
-const CONDITION_KEYS: Record<string, string[]> = {
-  'vip-list': ['callerIn', 'callerNotIn'],
-  schedule: ['openBy', 'closedBy'],
-};
-
-/** Action keys (a rule's `then`, `otherwise`, `onError`) that name an object of each kind, or (LIST_KEYS) a list of them. */
-const ACTION_KEYS: Record<string, string[]> = {
-  'dial-group': ['dialGroup'],
-};
-const LIST_KEYS: Record<string, string[]> = {
-  'dial-group': ['dialGroups'],
-};
 
 /** Table of each kind of object, for the row lock below (a fixed list: never user input). */
 const TABLES: Record<string, string> = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' };
 
 /** Slugs of the flows whose rules or actions refer to the object. */
 export async function flowsReferring(tx: Tx, entity: string, slug: string): Promise<string[]> {
-  const conditionKeys = CONDITION_KEYS[entity] ?? [];
-  const actionKeys = ACTION_KEYS[entity] ?? [];
-  const listKeys = LIST_KEYS[entity] ?? [];
+  const keys = (REFERENCE_KEYS as Record<string, { when: readonly string[]; action: readonly string[] } | undefined>)[entity];
+  const conditionKeys = [...(keys?.when ?? [])];
+  const actionKeys = [...(keys?.action ?? [])];
   if (conditionKeys.length === 0 && actionKeys.length === 0) return [];
   const rows = await tx.$queryRaw<Array<{ slug: string }>>`
     SELECT f.slug FROM flows f
@@ -36,12 +23,8 @@ export async function flowsReferring(tx: Tx, entity: string, slug: string): Prom
       SELECT 1 FROM unnest(${actionKeys}::text[]) k,
              (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
               UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
-      WHERE jsonb_typeof(acts.a) = 'object' AND acts.a ->> k = ${slug})
-    OR EXISTS (
-      SELECT 1 FROM unnest(${listKeys}::text[]) k,
-             (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
-              UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
-      WHERE jsonb_typeof(acts.a) = 'object' AND jsonb_typeof(acts.a -> k) = 'array' AND (acts.a -> k) @> jsonb_build_array(${slug}::text))
+      -- a slug, or a list of slugs (dialGroups)
+      WHERE jsonb_typeof(acts.a) = 'object' AND (acts.a ->> k = ${slug} OR (acts.a -> k) @> jsonb_build_array(${slug}::text)))
     ORDER BY f.slug`;
   return rows.map((r) => r.slug);
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import auth from '../../plugins/auth.js';
 import apiKeys from './api-keys/index.js';
 import audit from './audit/index.js';
 import vipLists from './vip-lists/index.js';
@@ -9,8 +10,9 @@ import cdrs from './cdrs/index.js';
 import agents from './agents/index.js';
 import refusals from './refusals/index.js';
 
-/** Admin REST resources; mounted under /admin behind the auth plugin (src/app.ts). */
+/** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
+  await app.register(auth);
   await app.register(apiKeys);
   await app.register(audit);
   await app.register(vipLists);

@@ -1,19 +1,27 @@
 import { performance } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import fp from 'fastify-plugin';
+import { Type, type TSchema } from '@sinclair/typebox';
 import { collectParams, parseExotelCall, type ExotelCall } from '../../exotel/params.js';
-import { answerCallback, rejected, type CallbackResult, type Endpoint } from '../../routing/callback.js';
+import { answerCallback, rejected, type CallbackResult } from '../../routing/callback.js';
 import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
-import type { DialEndpoint } from '../../routing/dial/request.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
 import { writeAvailability } from '../../store/agents.js';
+import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Refuses a request under /exotel with its CDR, like any refused callback (see `callbacks`). */
+    refuseCallback(request: FastifyRequest, reply: FastifyReply, status: number, message: string): FastifyReply | Promise<FastifyReply>;
+  }
+}
 
 const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
@@ -21,7 +29,7 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
 const SPOOL_RESERVE_MS = 100;
 
 function cdrOf(opts: {
-  endpoint: string; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
+  endpoint: CallbackEndpoint | 'unknown'; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
   secret: string | undefined;
 }): CdrRecord {
   const { call, result } = opts;
@@ -63,30 +71,46 @@ function queryOf(url: string): string {
   return q < 0 ? '' : url.slice(q + 1);
 }
 
+/** What each callback endpoint answers with 200 (and 302), and its summary in the OpenAPI document. */
+const ANSWERS: Record<FlowEndpoint, { summary: string; ok: Record<number, TSchema> }> = {
+  passthru: {
+    summary: 'Passthru applet: branch A (200), branch B (302), or a URL (200 text/plain)',
+    ok: { 200: Type.String({ description: 'Branch A (empty body), or the URL to continue with' }), 302: Type.String({ description: 'Branch B' }) },
+  },
+  switch: {
+    summary: 'Switch-case applet: 200 text/plain {"select":"<case>"}',
+    ok: { 200: Type.String({ description: '{"select":"<case>"}' }) },
+  },
+  'dial-whom': {
+    summary: 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)',
+    ok: { 200: Type.String({ description: 'e.g. +919812345678,+919812345679' }) },
+  },
+  connect: {
+    summary: 'Connect applet dynamic parameters: 200 application/json, version 1.0',
+    ok: {
+      200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
+    },
+  },
+};
+
+/** `dial-whom` → `dialWhom`, for operation ids. */
+const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
 /**
- * Exotel's callback endpoints. Each one: parse → snapshot lookup → decide → CDR (committed before
- * the answer leaves) → answer. Every callback that passes the guard leaves exactly one CDR; of the
- * ones the guard refuses, only a few per source address and minute do, and all are counted.
+ * Exotel's callback endpoints, in their own context under /exotel: no security headers, query
+ * parsing or request log line of the admin context. Each one: parse → snapshot lookup → decide →
+ * CDR (committed before the answer leaves) → answer. Every callback that passes the guard leaves
+ * exactly one CDR; of the ones the guard refuses, only a few per source address and minute do, and
+ * all are counted. `app.refuseCallback` does the same for the refusals app.ts's `frameworkErrors`
+ * makes outside any context.
  */
-const ENDPOINTS = new Set(['passthru', 'switch', 'dial-whom', 'connect', 'dial-events']);
-
-export interface ExotelRoutesOptions {
-  /** Filled in by the routes: what the app's `frameworkErrors` calls for a refused /exotel URL. */
-  unroutable?: { handle?: (request: FastifyRequest, reply: FastifyReply) => unknown };
-}
-
-export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRoutesOptions): Promise<void> {
+export default fp(async function callbacks(app: FastifyInstance) {
   const { config, cdrWriter, rules, refusals } = app;
   const guard = callbackGuard(config);
   const attempts = new AttemptCounter(100_000);
 
-  // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
-  // the content type; a body Fastify would refuse must still leave a CDR.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
-
   async function finish(
-    request: FastifyRequest, reply: FastifyReply, endpoint: string, flowSlug: string | null, call: ExotelCall, result: CallbackResult, t0: number, receivedAt: Date,
+    request: FastifyRequest, reply: FastifyReply, endpoint: CallbackEndpoint | 'unknown', flowSlug: string | null, call: ExotelCall, result: CallbackResult, t0: number, receivedAt: Date,
   ) {
     const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
     const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
@@ -152,8 +176,10 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     return reply.send(answer.body);
   }
 
-  // Refusals Fastify makes before a handler runs (body too large, broken stream) still leave a CDR.
-  /** Answers a refusal made before (or instead of) a callback handler, with its CDR. */
+  /**
+   * Answers a refusal made before (or instead of) a callback handler, with its CDR: Fastify's own
+   * (body too large, broken stream), an unknown path, a URL the router cannot decode.
+   */
   function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
     const t0 = performance.now();
     // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
@@ -164,24 +190,15 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
     const segments = request.url.split('?', 1)[0]!.split('/');
     const routed = request.routeOptions.url?.split('/')[2];
-    const endpoint = routed ?? (ENDPOINTS.has(segments[2] ?? '') ? segments[2]! : 'unknown');
+    const endpoint = endpointNamed(routed ?? segments[2]);
     const flow = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3]?.slice(0, 200) || null);
     return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
   }
 
-  app.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) request.log.error({ err }, 'callback failed');
-    return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
-  });
-  // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
-  app.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
-  // URLs the router itself refuses (a malformed %-escape) arrive through the app's frameworkErrors.
-  if (opts.unroutable) opts.unroutable.handle = (request, reply) => refuse(request, reply, 400, 'the URL has a malformed %-escape');
+  app.decorate('refuseCallback', refuse);
 
   const { answerDial } = app;
-  const isDial = (e: Endpoint | DialEndpoint): e is DialEndpoint => e === 'dial-whom' || e === 'connect';
-  const handler = (endpoint: Endpoint | DialEndpoint) =>
+  const handler = (endpoint: FlowEndpoint) =>
     async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
@@ -198,7 +215,7 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
       const elapsedMs = () => performance.now() - t0;
       let result = refused
         ? rejected(refused.status, refused.reason)
-        : isDial(endpoint)
+        : isDialEndpoint(endpoint)
           ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
           : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
       // An agent setting their own availability by phone: the one passthru answer that writes.
@@ -236,54 +253,49 @@ export default async function exotelRoutes(app: FastifyInstance, opts: ExotelRou
     return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
   }
 
-  const schema = (endpoint: Endpoint | DialEndpoint, summary: string, ok: Record<number, unknown>) => ({
+  const schema = (endpoint: FlowEndpoint, method: 'GET' | 'POST') => ({
     tags: ['exotel'],
-    operationId: `${endpoint}Callback`,
-    summary,
+    operationId: `${camel(endpoint)}Callback${method === 'POST' ? 'Post' : ''}`,
+    summary: ANSWERS[endpoint].summary,
     description:
       'Called by Exotel with the call parameters (query string, form or JSON body). Needs the callback secret as HTTP Basic ' +
       'password or `token` parameter when EXOTEL_CALLBACK_SECRET is set. Every callback is logged as a CDR, except refused ones ' +
       'past the first few a minute from one address: those are counted (GET /admin/refusals), and past 600 a minute answered 429.',
     params: Type.Object({ flow: Type.String({ description: 'Flow slug' }) }),
-    response: { ...ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
+    response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
   });
 
-  for (const method of ['GET', 'POST'] as const) {
-    app.route({
-      method, url: '/passthru/:flow', handler: handler('passthru'),
-      schema: { ...schema('passthru', 'Passthru applet: branch A (200), branch B (302), or a URL (200 text/plain)', {
-        200: Type.String({ description: 'Branch A (empty body), or the URL to continue with' }),
-        302: Type.String({ description: 'Branch B' }),
-      }), ...(method === 'POST' ? { operationId: 'passthruCallbackPost' } : {}) },
-    });
-    app.route({
-      method, url: '/switch/:flow', handler: handler('switch'),
-      schema: { ...schema('switch', 'Switch-case applet: 200 text/plain {"select":"<case>"}', {
-        200: Type.String({ description: '{"select":"<case>"}' }),
-      }), ...(method === 'POST' ? { operationId: 'switchCallbackPost' } : {}) },
-    });
-    app.route({
-      method, url: '/dial-whom/:flow', handler: handler('dial-whom'),
-      schema: { ...schema('dial-whom', 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)', {
-        200: Type.String({ description: 'e.g. +919812345678,+919812345679' }),
-      }), operationId: method === 'POST' ? 'dialWhomCallbackPost' : 'dialWhomCallback' },
-    });
-    app.route({
-      method, url: '/connect/:flow', handler: handler('connect'),
-      schema: { ...schema('connect', 'Connect applet dynamic parameters: 200 application/json, version 1.0', {
-        200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
-      }), operationId: method === 'POST' ? 'connectCallbackPost' : 'connectCallback' },
-    });
-    app.route({
-      method, url: '/dial-events', handler: dialEvent,
-      schema: {
-        tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
-        summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
-        response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
-      },
-    });
-  }
-}
+  await app.register(
+    async (exotel) => {
+      // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
+      // the content type; a body Fastify would refuse must still leave a CDR.
+      exotel.removeAllContentTypeParsers();
+      exotel.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+      exotel.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+        const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+        if (status === 500) request.log.error({ err }, 'callback failed');
+        return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
+      });
+      // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
+      exotel.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
+
+      for (const method of ['GET', 'POST'] as const) {
+        for (const endpoint of FLOW_ENDPOINTS) {
+          exotel.route({ method, url: `/${endpoint}/:flow`, handler: handler(endpoint), schema: schema(endpoint, method) });
+        }
+        exotel.route({
+          method, url: '/dial-events', handler: dialEvent,
+          schema: {
+            tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
+            summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
+            response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
+          },
+        });
+      }
+    },
+    { prefix: CALLBACK_PREFIX },
+  );
+}, { name: 'callbacks', dependencies: ['rules', 'cdr-writer', 'refusals', 'metrics', 'dialing'] });
 
 /** The `token` parameter: parse() removes secrets from `raw`, so read it from the query itself. */
 function tokenOf(request: FastifyRequest): string | undefined {

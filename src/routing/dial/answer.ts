@@ -1,3 +1,4 @@
+import type { DialEndpoint } from '../../exotel/endpoints.js';
 import type { ExotelCall } from '../../exotel/params.js';
 import { connectAnswer, dialWhomAnswer, DEFAULT_CONNECT } from '../../exotel/connect.js';
 import type { CallbackAnswer } from '../../exotel/responses.js';
@@ -5,7 +6,7 @@ import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
-import { dialRequest, fallbackNumbers, type DialEndpoint, type DialOffer, type DialRequest, type Skip } from './request.js';
+import { dialRequest, fallbackNumbers, type DialOffer, type DialRequest, type Skip } from './request.js';
 
 const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
 

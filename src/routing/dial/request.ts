@@ -7,8 +7,6 @@ import { orderPlan, type OrderPlan } from './order.js';
 
 const DAY_MS = 86_400_000;
 
-export type DialEndpoint = 'dial-whom' | 'connect';
-
 /** The call a request belongs to: dial state is kept per call, endpoint and flow. */
 export interface CallKey {
   callSid: string;

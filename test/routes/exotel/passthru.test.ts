@@ -3,7 +3,7 @@ import type { Test } from 'tap';
 import { buildTestApp, type TestApp } from '../../helper.js';
 
 /** Waits until the rules snapshot (reloaded through LISTEN/NOTIFY) satisfies `ok`. */
-async function snapshotHas(ctx: TestApp, ok: () => boolean, ms = 2000): Promise<number> {
+async function snapshotHas(ok: () => boolean, ms = 2000): Promise<number> {
   const t0 = Date.now();
   while (!ok()) {
     if (Date.now() - t0 > ms) throw new Error('snapshot did not catch up');
@@ -43,7 +43,7 @@ async function setup(t: Test, env: Record<string, string> = {}) {
     },
   });
   t.equal(flow.statusCode, 201, 'flow created');
-  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.has('inbound') === true);
+  await snapshotHas(() => ctx.app.rules.current?.flows.has('inbound') === true);
   return ctx;
 }
 
@@ -195,14 +195,14 @@ t.test('url actions answer the URL as text/plain; async flows answer 200 at once
     name: 'x', type: 'passthru', rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A', url: 'https://my.exotel.com/exoml/start/vip-flow' } }],
     otherwise: { branch: 'B' }, onError: { branch: 'A' },
   } });
-  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.get('inbound')?.name === 'x');
+  await snapshotHas(() => ctx.app.rules.current?.flows.get('inbound')?.name === 'x');
   const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u1&CallFrom=09812345678' });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /text\/plain/);
   t.equal(res.body, 'https://my.exotel.com/exoml/start/vip-flow');
 
   await ctx.admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { name: 'y', type: 'passthru', mode: 'async', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } });
-  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.get('inbound')?.mode === 'async');
+  await snapshotHas(() => ctx.app.rules.current?.flows.get('inbound')?.mode === 'async');
   const async = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u2' });
   t.equal(async.statusCode, 200, 'async answers 200 even though the flow says B');
   t.match((await cdrsFor(ctx, 'u2'))[0], { outcome: 'async', decision: { action: { branch: 'B' } } });
@@ -219,7 +219,7 @@ t.test('switch-case answers {"select":"<case>"} by digits', async (t) => {
     otherwise: { select: 'operator' }, onError: { select: 'operator' },
   } });
   t.equal(res.statusCode, 201, 'switch flow created');
-  await snapshotHas(ctx, () => ctx.app.rules.current?.flows.has('menu') === true);
+  await snapshotHas(() => ctx.app.rules.current?.flows.has('menu') === true);
   for (const [digits, select] of [['%221%22', 'sales'], ['%223%22', 'support'], ['%229%22', 'operator']] as const) {
     const r = await ctx.app.inject({ method: 'GET', url: `/exotel/switch/menu?CallSid=sw-${select}&digits=${digits}` });
     t.equal(r.statusCode, 200);

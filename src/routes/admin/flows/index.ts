@@ -5,6 +5,7 @@ import { ErrorSchema, SlugParamsSchema } from '../../../schemas/common.js';
 import { FlowInputSchema, FlowReplaceSchema, FlowSchema, SimulateInputSchema, SimulateResultSchema } from '../../../schemas/flow.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
+import { isDialEndpoint } from '../../../exotel/endpoints.js';
 import { answerCallback, type CallbackResult } from '../../../routing/callback.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -59,7 +60,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const elapsedMs = () => performance.now() - t0;
     let result: CallbackResult;
     let numbers: string[] | undefined;
-    if (endpoint === 'dial-whom' || endpoint === 'connect') {
+    if (isDialEndpoint(endpoint)) {
       const dial = await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only });
       numbers = dial.decision?.numbers;
       result = dial;
