@@ -1,6 +1,6 @@
-# exoroute: build stage compiles TypeScript and generates the Prisma client; the runtime stage
+# exoroute on Node 24 (LTS): build stage compiles TypeScript and generates the Prisma client; the runtime stage
 # carries production dependencies only and runs as a non-root user.
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -9,7 +9,7 @@ COPY . .
 # set, as generating needs no schema engine) and compiles it with the rest into dist/src.
 RUN npm run build && test -f dist/src/generated/prisma/client.js
 
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 # A server: without EXOTEL_CALLBACK_SECRET the start stops, unless EXOTEL_CALLBACKS_OPEN=true.
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000 DATA_DIR=/data EXOTEL_REQUIRE_CALLBACK_SECRET=true
 WORKDIR /app

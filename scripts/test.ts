@@ -7,10 +7,10 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/embedded-postgres.js';
+import { EmbeddedPostgresError, leaveSignalsToCaller, startEmbeddedPostgres, type EmbeddedDatabase } from '../src/store/embedded-postgres.js';
 
 const log = pino({ level: 'warn' });
 
@@ -19,6 +19,17 @@ async function main(): Promise<number> {
   let dir: string | null = null;
   let baseUrl = process.env.DATABASE_URL;
   if (!baseUrl) {
+    // Ctrl-C (tap, in the same process group, stops too): stop Postgres and remove its directory.
+    leaveSignalsToCaller();
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+      process.once(signal, () => {
+        void Promise.resolve(embedded?.stop())
+          .then(async () => {
+            if (dir) await rm(dir, { recursive: true, force: true });
+          })
+          .finally(() => process.exit(128 + constants.signals[signal]));
+      });
+    }
     dir = await mkdtemp(path.join(tmpdir(), 'exoroute-test-'));
     await chmod(dir, 0o755); // as root, embedded-postgres runs initdb as a separate postgres user
     embedded = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { persistent: false, database: 'postgres' });
@@ -60,7 +71,8 @@ function run(cmd: string, args: string[], stdio: 'ignore' | 'pipe', env: Record<
 main().then(
   (code) => process.exit(code),
   (err) => {
-    console.error(err);
+    // What the operator can fix (e.g. the embedded Postgres out of the postgres user's reach) is one line.
+    console.error(err instanceof EmbeddedPostgresError ? `npm test cannot start its Postgres: ${err.message}` : err);
     console.log('0 passed, 1 failed');
     process.exit(1);
   },

@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { isIPv4, isIPv6 } from 'node:net';
+import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { isSupportedCountry } from 'libphonenumber-js';
 
 /**
@@ -126,4 +126,37 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     TRUST_PROXY: trustProxy,
     PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
   };
+}
+
+/**
+ * Addresses Exotel cannot reach: loopback, private (RFC 1918, RFC 4193), link-local, carrier-grade
+ * NAT and unspecified. Connect answers hand PUBLIC_URL to Exotel, so such a URL silently loses
+ * every agent busy/free event.
+ */
+const UNREACHABLE_FROM_EXOTEL = new BlockList();
+for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+  UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv6');
+
+/** What a running service should be told about its configuration at start: each entry is one warning line. */
+export function startupWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  const url = new URL(config.PUBLIC_URL);
+  if (url.protocol !== 'https:') {
+    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} is not https://: Exotel calls only HTTPS URLs, so the dial events URL in Connect answers will never be called (README, "HTTPS: from a bare server to Exotel calling exoroute")`);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  const family = isIP(host);
+  const mapped = family === 6 && /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)?.[1];
+  const unreachable =
+    host === 'localhost' || host.endsWith('.localhost') ||
+    (mapped ? UNREACHABLE_FROM_EXOTEL.check(mapped, 'ipv4') : family !== 0 && UNREACHABLE_FROM_EXOTEL.check(host, family === 4 ? 'ipv4' : 'ipv6'));
+  if (unreachable) {
+    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} points at a loopback or private address, which Exotel cannot reach: set it to this service's public https:// address`);
+  }
+  if (!config.EXOTEL_CALLBACK_SECRET) {
+    warnings.push(config.EXOTEL_CALLBACKS_OPEN ? 'callback URLs are open to anyone (EXOTEL_CALLBACKS_OPEN=true)' : 'EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone');
+  }
+  return warnings;
 }

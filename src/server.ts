@@ -1,9 +1,11 @@
 import v8 from 'node:v8';
+import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { ConfigError, loadConfig, startupWarnings } from './config.js';
 import { ensureBootstrapKey } from './store/api-keys.js';
-import { prepareDatabase } from './store/setup.js';
+import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
+import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
 
 /**
  * stdout, written in the background in chunks of at least 4 kB (and at least once a second),
@@ -15,7 +17,7 @@ function logDestination() {
   return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
 }
 
-/** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT. */
+/** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT/SIGHUP. */
 async function main(): Promise<void> {
   let config;
   try {
@@ -38,38 +40,27 @@ async function main(): Promise<void> {
     // per callback line, and nothing here logs such objects.
     redact: { paths: ['req.headers.authorization', 'req.query.token', 'password', 'secret', 'err.password'], censor: '[redacted]' },
   }, logDestination());
-  const store = await prepareDatabase(config, log);
-  const bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
-  if (bootstrap.generated) {
-    // Printed once, on the run that generated it; it stays in the file for later runs.
-    process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);
-  }
-  if (!config.EXOTEL_CALLBACK_SECRET) {
-    log.warn(
-      config.EXOTEL_CALLBACKS_OPEN
-        ? 'callback URLs are open to anyone (EXOTEL_CALLBACKS_OPEN=true)'
-        : 'EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone',
-    );
-  }
-
-  const app = await buildApp({ config, db: store.db, logger: log });
+  // Signals are taken from the start: one that arrives while the database is being prepared or the
+  // app built stops the service once that step is done, and nothing (the embedded Postgres) is left.
+  let store: PreparedDatabase | null = null;
+  let app: FastifyInstance | null = null;
+  let listening = false;
   let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, 'shutting down');
+  const stop = async () => {
     const force = setTimeout(() => {
       log.error('shutdown took longer than 10 s; exiting');
       process.exit(1);
     }, 10_000);
     force.unref();
     try {
-      // Stops accepting and waits for in-flight requests. A keep-alive connection whose request
-      // was in flight would then sit idle until its timeout: close such connections as they idle.
-      const sweep = setInterval(() => app.server.closeIdleConnections(), 50);
-      await app.close();
-      clearInterval(sweep);
-      await store.close();
+      if (app) {
+        // Stops accepting and waits for in-flight requests. A keep-alive connection whose request
+        // was in flight would then sit idle until its timeout: close such connections as they idle.
+        const sweep = setInterval(() => app?.server.closeIdleConnections(), 50);
+        await app.close();
+        clearInterval(sweep);
+      }
+      await store?.close();
       log.info('stopped');
       process.exit(0);
     } catch (err) {
@@ -77,14 +68,29 @@ async function main(): Promise<void> {
       process.exit(1);
     }
   };
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    // embedded-postgres installs async-exit-hook, which answers these signals with an immediate
-    // exit(128+n): in-flight callbacks would be cut off and queued CDRs lost. Our shutdown stops
-    // the embedded Postgres itself (store.close()).
-    process.removeAllListeners(signal);
-    process.on(signal, () => void shutdown(signal));
-  }
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    if (listening) void stop();
+  };
+  // SIGINT: Ctrl-C in a terminal; SIGHUP: the terminal closed. The embedded Postgres has a process
+  // group of its own, so the terminal's signal does not stop it under the service's feet (nor
+  // leave it running when the service goes): store.close() stops it, last.
+  for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
+  leaveSignalsToCaller();
 
+  store = await prepareDatabase(config, log);
+  if (stopping) return stop();
+  const bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
+  if (bootstrap.generated) {
+    // Printed once, on the run that generated it; it stays in the file for later runs.
+    process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);
+  }
+  for (const warning of startupWarnings(config)) log.warn(warning);
+
+  app = await buildApp({ config, db: store.db, logger: log });
+  if (stopping) return stop();
   try {
     await app.listen({ port: config.PORT, host: config.HOST });
   } catch (err) {
@@ -92,10 +98,18 @@ async function main(): Promise<void> {
     await store.close();
     process.exit(1);
   }
-  log.info(`docs at http://${config.HOST === '0.0.0.0' ? '127.0.0.1' : config.HOST}:${config.PORT}/docs`);
+  listening = true;
+  if (stopping) return stop();
+  const address = app.server.address();
+  const port = address && typeof address === 'object' ? address.port : config.PORT;
+  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
+  const docs = `http://${host}:${port}/docs`;
+  log.info({ docs, publicUrl: config.PUBLIC_URL }, `exoroute listening: docs at ${docs}, PUBLIC_URL (the base Exotel is given) ${config.PUBLIC_URL}`);
 }
 
 main().catch((err) => {
-  console.error(err);
+  // A start-up problem the operator can fix is one line saying what and how, not a stack trace.
+  if (err instanceof EmbeddedPostgresError) console.error(`exoroute cannot start: ${err.message}`);
+  else console.error(err);
   process.exit(1);
 });

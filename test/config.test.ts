@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { ConfigError, loadConfig, startupWarnings } from '../src/config.js';
 
 t.test('defaults follow SPEC §5', async (t) => {
   const c = loadConfig({});
@@ -118,4 +118,19 @@ t.test('the deployment files ask for the secret: Dockerfile and docker-compose.y
   // What the container would load with nothing set in .env: the start stops, naming the fix.
   const unset = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, /^\$\{\w+:-\}$/.test(v) ? '' : v]));
   t.throws(() => loadConfig({ ...unset, PUBLIC_URL: 'https://exo.example.com' }), /EXOTEL_CALLBACK_SECRET is unset/);
+});
+
+t.test('a warning at start when PUBLIC_URL is not https, points at a loopback or private address, or callbacks are open', async (t) => {
+  const warnings = (env: Record<string, string>) => startupWarnings(loadConfig({ EXOTEL_CALLBACK_SECRET: 'a-callback-secret-16', ...env }));
+  t.same(warnings({ PUBLIC_URL: 'https://exoroute.example.com' }), [], 'a public https URL with a secret: nothing to say');
+  t.same(warnings({ PUBLIC_URL: 'https://203.0.113.10:8443' }), [], 'a public address is fine');
+  t.match(warnings({ PUBLIC_URL: 'http://exoroute.example.com' }), [/PUBLIC_URL=http:\/\/exoroute.example.com is not https:\/\//]);
+  t.match(warnings({}), [/is not https/, /PUBLIC_URL=http:\/\/127.0.0.1:3000 points at a loopback or private address/], 'the default names both problems');
+  for (const host of ['localhost', 'api.localhost', '127.0.0.1', '10.1.2.3', '172.20.0.5', '192.168.1.10', '169.254.1.1', '100.64.0.1', '0.0.0.0', '[::1]', '[fd00::5]', '[fe80::1]', '[::ffff:10.0.0.1]']) {
+    t.match(warnings({ PUBLIC_URL: `https://${host}` }), [/points at a loopback or private address/], host);
+  }
+  for (const host of ['172.32.0.1', '11.0.0.1', '[2001:db8::1]', 'localhost.example.com']) t.same(warnings({ PUBLIC_URL: `https://${host}` }), [], `${host} is not private`);
+  t.match(startupWarnings(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com' })), [/EXOTEL_CALLBACK_SECRET is unset: callback URLs are open/]);
+  t.match(startupWarnings(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com', EXOTEL_CALLBACKS_OPEN: 'true' })), [/callback URLs are open to anyone \(EXOTEL_CALLBACKS_OPEN=true\)/]);
+  t.notMatch(JSON.stringify(warnings({ PUBLIC_URL: 'http://x.example' })), /a-callback-secret-16/, 'never the secret');
 });

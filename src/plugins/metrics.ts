@@ -92,6 +92,12 @@ export default fp(
         },
       });
     }
+    // A constant, so that dashboards and alerts compare latency with this instance's own budget.
+    new Gauge({
+      name: 'exoroute_decision_budget_seconds',
+      help: 'DECISION_BUDGET_MS in seconds: the longest a callback may take before the flow\'s onError is answered.',
+      registers,
+    }).set(app.config.DECISION_BUDGET_MS / 1000);
     new Gauge({
       name: 'exoroute_cdr_spool_depth',
       help: 'CDRs waiting in the local spool for Postgres.',

@@ -27,12 +27,17 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30000,
   });
-  // A broken idle connection must not crash the process; the pool replaces it.
-  pool.on('error', (err) => log.warn({ err }, 'idle database connection failed'));
   // Made at first use: Prisma instantiates its query compiler (~70 MB of WebAssembly) at its first
   // query, and an instance that only answers callbacks never needs it (rules load with plain SQL).
   let prisma: PrismaClient | null = null;
   let closed = false;
+  // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
+  // pool.end() returns before the server has seen every connection go, and stopping the embedded
+  // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.
+  pool.on('error', (err) => {
+    if (closed && (err as { code?: string }).code === '57P01') log.debug({ err }, 'database connection ended by the server at shutdown');
+    else log.warn({ err }, 'idle database connection failed');
+  });
   return {
     get prisma() {
       return (prisma ??= new PrismaClient({ adapter: new PrismaPg(pool) }));

@@ -1,0 +1,65 @@
+/**
+ * docker-compose.yml is valid for every profile (checked by a real `docker-compose config`), and
+ * its profiles hold together: the https profile's Caddy is the one address TRUST_PROXY believes,
+ * exoroute is not published beyond the host's loopback, and the monitoring profile mounts the
+ * rules and dashboard kept in deploy/.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parse } from 'yaml';
+
+const execFileAsync = promisify(execFile);
+const compose = await execFileAsync('docker-compose', ['version']).then(() => true, () => false);
+const skip = compose ? false : 'docker-compose is not installed (Debian package docker-compose; .ci/run installs it)';
+
+interface Service {
+  ports?: Array<string | { published: string | number; target: number; host_ip?: string }>;
+  environment?: Record<string, string>;
+  volumes?: Array<string | { source: string; target: string }>;
+  networks?: Record<string, { ipv4_address?: string } | null>;
+  profiles?: string[];
+}
+
+const emptyEnv = path.join(await mkdtemp(path.join(tmpdir(), 'exoroute-compose-')), 'empty.env');
+await writeFile(emptyEnv, '');
+t.teardown(() => rm(path.dirname(emptyEnv), { recursive: true, force: true }));
+
+/** `docker-compose config` with the file's own defaults: no .env of yours, no variables of this shell. */
+async function config(profiles: string[]): Promise<{ services: Record<string, Service> }> {
+  const args = ['--env-file', emptyEnv, ...profiles.flatMap((p) => ['--profile', p]), 'config'];
+  const { stdout } = await execFileAsync('docker-compose', args, { env: { PATH: process.env.PATH } });
+  return parse(stdout) as { services: Record<string, Service> };
+}
+
+const mounts = (s: Service) => (s.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`)).join('\n');
+
+t.test('docker-compose config passes for every profile, each starting the services it should', { skip }, async (t) => {
+  for (const [profiles, expected] of [
+    [[], ['exoroute', 'postgres']],
+    [['https'], ['caddy', 'exoroute', 'postgres']],
+    [['monitoring'], ['exoroute', 'grafana', 'postgres', 'prometheus']],
+    [['https', 'monitoring'], ['caddy', 'exoroute', 'grafana', 'postgres', 'prometheus']],
+  ] as const) {
+    const { services } = await config([...profiles]);
+    // docker-compose 1.x lists every service; the ones a profile starts are those without
+    // `profiles` or naming one of the given.
+    const started = Object.entries(services).filter(([, s]) => !s.profiles || s.profiles.some((p) => (profiles as readonly string[]).includes(p)));
+    t.same(started.map(([name]) => name).sort(), expected, `profiles: ${profiles.join(', ') || '(none)'}`);
+  }
+});
+
+t.test('https: Caddy is the address TRUST_PROXY believes; exoroute is published on loopback only; the Caddyfile is mounted', { skip }, async (t) => {
+  const { services } = await config(['https', 'monitoring']);
+  const caddy = services.caddy!;
+  const exoroute = services.exoroute!;
+  t.equal(caddy.networks?.default?.ipv4_address, exoroute.environment!.TRUST_PROXY, 'TRUST_PROXY is Caddy\'s fixed address');
+  t.match(JSON.stringify(caddy.ports), /"?80"?.*"?443"?/, 'Caddy publishes 80 and 443');
+  t.match(JSON.stringify(exoroute.ports), /127\.0\.0\.1/, 'exoroute is published on the host\'s loopback only');
+  t.match(mounts(caddy), /deploy\/Caddyfile:\/etc\/caddy\/Caddyfile/);
+  t.match(mounts(services.prometheus!), /deploy\/prometheus\/alerts\.yml:\/etc\/prometheus\/alerts\.yml/);
+  t.match(mounts(services.grafana!), /deploy\/grafana\/dashboards:\/etc\/grafana\/dashboards/);
+});

@@ -1,0 +1,40 @@
+/**
+ * deploy/exoroute.service starts the built service the way `npm run build` lays it out, stops it
+ * with SIGTERM within exoroute's own shutdown bound, and is a unit systemd accepts.
+ */
+import t from 'tap';
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
+const unit = readFileSync('deploy/exoroute.service', 'utf8');
+const service = Object.fromEntries(
+  unit.slice(unit.indexOf('[Service]')).split('\n').slice(1).filter((l) => /^\w+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+) as Record<string, string>;
+
+t.test('the unit runs the built server as an unprivileged user and stops it with SIGTERM', async (t) => {
+  const [node, script, ...rest] = service.ExecStart!.split(/\s+/);
+  t.match(node, /^\/\S*\/node$/, 'node by absolute path, as systemd requires');
+  const tsconfig = JSON.parse(readFileSync('tsconfig.json', 'utf8')) as { compilerOptions: { outDir: string; rootDir: string } };
+  t.equal(script, `${tsconfig.compilerOptions.outDir}/src/server.js`, 'the file `npm run build` makes from src/server.ts');
+  t.same(rest, [], 'no other arguments');
+  t.match(readFileSync('Dockerfile', 'utf8'), /CMD \["node", "dist\/src\/server\.js"\]/, 'the same command the container runs');
+  t.not(service.User ?? 'root', 'root', 'not as root');
+  t.equal(service.KillSignal, 'SIGTERM');
+  t.equal(service.KillMode, 'mixed', 'SIGTERM to node alone: it stops its embedded Postgres itself, last');
+  t.ok(Number(service.TimeoutStopSec) > 10, 'more time than the 10 s exoroute takes at most to stop');
+  t.match(service.Environment, /DATA_DIR=\/var\/lib\/exoroute/);
+  t.match(service.Environment, /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/, 'a server: no start without the callback secret unless callbacks are opened on purpose');
+  t.equal(service.StateDirectory, 'exoroute', 'DATA_DIR made by systemd, owned by the user');
+  t.match(service.EnvironmentFile, /^\/etc\/exoroute\/exoroute\.env$/);
+});
+
+const analyze = await execFileAsync('systemd-analyze', ['--version']).then(() => true, () => false);
+t.test('systemd-analyze verify accepts the unit', { skip: analyze ? false : 'systemd-analyze is not installed' }, async (t) => {
+  const { stderr } = await execFileAsync('systemd-analyze', ['verify', 'deploy/exoroute.service']).catch((err: { stderr: string; code: number }) => {
+    t.fail(`systemd-analyze verify failed: ${err.stderr}`);
+    return { stderr: err.stderr };
+  });
+  t.notMatch(stderr, /exoroute\.service/, 'no complaint about the unit');
+});
