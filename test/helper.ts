@@ -92,6 +92,29 @@ export async function buildTestApp(t: Test, env: Record<string, string> = {}, op
   return { app, db, config, admin };
 }
 
+/**
+ * A second instance of the app on the same database, as another server would run it: its own
+ * pool, data directory (CDR spool) and rules snapshot, following changes through LISTEN/NOTIFY.
+ */
+export async function buildSecondInstance(t: Test, first: TestApp, env: Record<string, string> = {}): Promise<TestApp> {
+  const db = openDatabase(first.db.url, quietLog);
+  t.teardown(() => db.close());
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });
+  const app = await buildApp({ config, db, logger: quietLog });
+  t.teardown(() => app.close());
+  await app.ready();
+  const admin: TestApp['admin'] = (opts) =>
+    app.inject({
+      method: opts.method as 'GET',
+      url: opts.url,
+      ...(opts.payload !== undefined ? { payload: opts.payload as object } : {}),
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, ...opts.headers },
+    });
+  return { app, db, config, admin };
+}
+
 /** A seeded random source, so that the random and weighted dial strategies are reproducible. */
 export function seeded(seed: number): () => number {
   const rng = xoroshiro128plus(seed);

@@ -109,7 +109,9 @@ t.test('every README example runs as written against a started service', async (
     deployment.some((b) => /^npm ci/m.test(b.code)),
     'the "two commands" block is recognised as one',
   );
-  for (const b of deployment) t.skip(`README line ${b.line}: install/operations commands (${b.code.trim().split(/\s+/)[0]} …), not requests to the service`);
+  for (const b of deployment) {
+    t.test(`README line ${b.line}`, { skip: `install/operations commands (${b.code.trim().split(/\s+/)[0]} …), not requests to the service` }, async () => {});
+  }
   const examples = blocks.filter((b) => !deployment.includes(b)).flatMap(commandsOf);
   t.ok(examples.length >= 30, `${examples.length} commands`);
 

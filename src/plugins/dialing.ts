@@ -16,7 +16,13 @@ export default fp(
     const { config } = app;
     const { pool } = app.db;
     // One batcher per instance: one batch in flight, so batches of this instance never wait on each other's locks.
-    const answer = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
+    const batched = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
+    // How a reported attempt ended, counted once by the instance that recorded it.
+    const answer = async (req: Parameters<typeof batched>[0]) => {
+      const offer = await batched(req);
+      if (offer.reported) app.metrics.observeOfferEffect(offer.reported.group, offer.reported);
+      return offer;
+    };
     const token = config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : '';
     app.decorate('answerDial', answerDialWith({
       rules: app.rules,

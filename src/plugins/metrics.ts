@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { countAgentStates } from '../store/agents.js';
+import { AGENT_STATES } from '../schemas/agent.js';
 import type { CallbackEndpoint } from '../exotel/endpoints.js';
 
 declare module 'fastify' {
@@ -17,6 +19,11 @@ export interface Metrics {
   observeCallback(endpoint: CallbackEndpoint | 'unknown', outcome: string, seconds: number): void;
   /** One dial-state statement (a Dial Whom / Connect request alone, or a batch): requests, seconds, answered or failed. */
   observeDialBatch(size: number, seconds: number, ok: boolean): void;
+  /**
+   * What recording a dial event or a re-fetch did to an offer (once per offer and fact, on whichever
+   * instance learned it): started it, and/or learned it was answered or missed. Group '' when unknown.
+   */
+  observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }): void;
 }
 
 /** Callbacks are answered in milliseconds; the top buckets bracket DECISION_BUDGET_MS (1.5 s by default). */
@@ -126,6 +133,11 @@ export default fp(
       },
     });
 
+    const offerCounters = {
+      offered: new Counter({ name: 'exoroute_agent_offers_total', help: 'Offers made to agents, by dial group.', labelNames: ['group'] as const, registers }),
+      answered: new Counter({ name: 'exoroute_agent_answers_total', help: 'Offers agents answered, by dial group.', labelNames: ['group'] as const, registers }),
+      missed: new Counter({ name: 'exoroute_agent_misses_total', help: 'Offers that ended unanswered (no-answer, busy, failed), by dial group.', labelNames: ['group'] as const, registers }),
+    };
     const { pool } = db;
     const poolGauges: Array<[string, string, () => number]> = [
       ['exoroute_db_pool_connections', 'Connections open in the Postgres pool.', () => pool.totalCount],
@@ -141,6 +153,28 @@ export default fp(
         },
       });
     }
+
+    const busyTtlMs = app.config.AGENT_BUSY_TTL_SECONDS * 1000;
+    // After the pool gauges: its query would otherwise show in their reading of this same scrape.
+    new Gauge({
+      name: 'exoroute_agents',
+      help: 'Dial-group members by state now: on_call, away, wrapping_up, paused, inactive, off_shift, available (each counted once).',
+      labelNames: ['state'] as const,
+      registers,
+      async collect() {
+        const snapshot = rules.current;
+        if (!snapshot) return;
+        const at = new Date();
+        try {
+          const counts = await countAgentStates(db.pool, snapshot, at, new Date(at.getTime() - busyTtlMs));
+          for (const state of AGENT_STATES) this.set({ state }, counts.get(state) ?? 0);
+        } catch (err) {
+          // Postgres unreachable: the series are left out of this scrape rather than failing it.
+          this.reset();
+          app.log.warn({ err }, 'agents by state not counted');
+        }
+      },
+    });
 
     const { refusals } = app;
     new Counter({
@@ -184,6 +218,12 @@ export default fp(
       },
       observeDialBatch(size: number, seconds: number, ok: boolean) {
         observeDialBatch(size, seconds, ok ? 'answered' : 'failed');
+      },
+      observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }) {
+        const labels = { group: group ?? '' };
+        if (effect.offered) offerCounters.offered.inc(labels);
+        if (effect.outcome === 'answered') offerCounters.answered.inc(labels);
+        else if (effect.outcome) offerCounters.missed.inc(labels);
       },
     } satisfies Metrics);
   },

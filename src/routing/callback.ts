@@ -3,6 +3,7 @@ import type { Action, Flow, FlowType, PassthruAction, SwitchAction } from '../sc
 import type { RulesSnapshot } from './snapshot.js';
 import { asyncPassthruAnswer, errorAnswer, passthruAnswer, switchAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { decide, type Decision } from './decide.js';
+import { availabilityAnswer, previewAvailability } from './own-availability.js';
 import { FLOW_TYPE_OF, type DialEndpoint, type FlowEndpoint } from '../exotel/endpoints.js';
 
 /** The endpoints answered from the snapshot alone (Dial Whom and Connect also need per-call state). */
@@ -75,9 +76,15 @@ export function answerCallback(opts: {
   if (decision.decidedBy !== 'onError' && opts.elapsedMs() > opts.budgetMs) {
     decision = { ...decision, action: flow.onError, decidedBy: 'onError', error: `decision took longer than the ${opts.budgetMs} ms budget` };
   }
+  // Answered from the snapshot's view here (simulate stops at this); the callback then writes it
+  // (applyOwnAvailability) and answers from what was written.
+  const own = endpoint === 'passthru' && 'availability' in decision.action && opts.snapshot
+    ? previewAvailability(opts.snapshot, decision.action, opts.call, opts.at)
+    : null;
+  if (own) decision = { ...decision, availability: own };
   if (endpoint === 'passthru' && flow.mode === 'async') {
     return { answer: asyncPassthruAnswer, outcome: 'async', reason: decision.error, decision, flow };
   }
   const outcome: Outcome = decision.decidedBy === 'onError' ? 'on-error' : 'answered';
-  return { answer: render(endpoint, decision.action), outcome, reason: decision.error, decision, flow };
+  return { answer: own ? availabilityAnswer(own) : render(endpoint, decision.action), outcome, reason: decision.error, decision, flow };
 }

@@ -2,6 +2,8 @@ import type { Action, Conditions, Flow, RuleTrace } from '../schemas/flow.js';
 import { enumValue, type ExotelCall } from '../exotel/params.js';
 import type { RulesSnapshot } from './snapshot.js';
 import { openAt } from './schedule.js';
+import type { AvailabilityOutcome } from './own-availability.js';
+import type { DialTrace } from './dial/answer.js';
 
 export type DecidedBy = 'rule' | 'otherwise' | 'onError';
 
@@ -12,6 +14,10 @@ export interface Decision {
   /** Why onError was answered, when it was. */
   error: string | null;
   trace: RuleTrace[];
+  /** An availability action (passthru): whose, and from what to what. */
+  availability?: AvailabilityOutcome;
+  /** A dial decision: the tier offered and who was passed over, and why. */
+  dial?: DialTrace;
 }
 
 type ConditionTrace = RuleTrace['conditions'][number];

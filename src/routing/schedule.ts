@@ -27,9 +27,12 @@
  *   `outside weekly windows`, `no weekly windows`).
  * - `nextChangeAt` is the first instant strictly after `at` where open flips, as ISO 8601 in the schedule's
  *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`.
+ * - An override (`rules.override`) decides alone from when it is set until its `until` (exclusive; none:
+ *   until it is deleted); the reason is then `override: <reason> until <until>`. After `until` the weekly
+ *   windows and exceptions decide again.
  */
 import { DateTime, IANAZone } from 'luxon';
-import type { ScheduleException, ScheduleRules, ScheduleStatus } from '../schemas/schedule.js';
+import type { ScheduleException, ScheduleOverride, ScheduleRules, ScheduleStatus } from '../schemas/schedule.js';
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
@@ -255,9 +258,36 @@ function nextChange(cal: Calendar, at: number, day: LocalDate): number | null {
   return null;
 }
 
+const instantMs = (value: Date | string) => (value instanceof Date ? value.getTime() : Date.parse(value));
+
+/** The override in force at `ms`, if any. */
+function overrideAt(rules: ScheduleRules, ms: number): ScheduleOverride | null {
+  const o = rules.override;
+  if (!o) return null;
+  return o.until === null || ms < instantMs(o.until) ? o : null;
+}
+
+const isoIn = (ms: number, zone: string) => DateTime.fromMillis(ms, { zone }).toISO({ suppressMilliseconds: true });
+
+/** `override: <reason> until <until>` when an override decides at `at`, else null (for traces). */
+export function overrideReason(rules: ScheduleRules, at: Date): string | null {
+  const o = overrideAt(rules, toMillis(at));
+  if (!o) return null;
+  return `override: ${o.reason} until ${o.until === null ? 'it is deleted' : isoIn(instantMs(o.until), rules.timezone)}`;
+}
+
 /** Whether the schedule is open at `at`, why, and when that next changes. */
 export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   const ms = toMillis(at);
+  const override = overrideAt(rules, ms);
+  if (override) {
+    const reason = overrideReason(rules, at)!;
+    if (override.until === null) return { open: override.open, reason, nextChangeAt: null };
+    // From `until` on, the windows and exceptions decide: a flip then, or at their next change.
+    const after = scheduleStatus({ ...rules, override: null }, new Date(instantMs(override.until)));
+    const nextChangeAt = after.open !== override.open ? isoIn(instantMs(override.until), rules.timezone) : after.nextChangeAt;
+    return { open: override.open, reason, nextChangeAt };
+  }
   const cal = new Calendar(rules, allExceptions(rules));
   const day = cal.dateOf(ms);
   const hit = cal.containing(ms, day);
@@ -318,6 +348,8 @@ function stretchAt(rules: ScheduleRules, ms: number): OpenStretch {
 /** Same answer as `scheduleStatus(rules, at).open`. */
 export function isOpen(rules: ScheduleRules, at: Date): boolean {
   const ms = toMillis(at);
+  const override = overrideAt(rules, ms);
+  if (override) return override.open;
   for (const iv of stretchAt(rules, ms).intervals) if (iv.start <= ms && ms < iv.end) return true;
   return false;
 }
@@ -333,6 +365,8 @@ export function openAt(rules: ScheduleRules, at: Date): { open: boolean; reason:
   const local = new Date(ms + stretch.zone.offset(ms) * MINUTE_MS);
   const hhmm = local.toISOString().slice(11, 16);
   const localTime = `${WEEKDAY_BY_JS_DAY[local.getUTCDay()]} ${local.toISOString().slice(0, 10)} ${hhmm} ${rules.timezone}`;
+  const override = overrideAt(rules, ms);
+  if (override) return { open: override.open, reason: overrideReason(rules, at)!, localTime };
   for (const iv of stretch.intervals) if (iv.start <= ms && ms < iv.end) return { open: true, reason: iv.reason, localTime };
   let reason = stretch.dates[0]!.closedReason;
   for (const date of stretch.dates) if (date.start <= ms) reason = date.closedReason;

@@ -1,6 +1,7 @@
 import type { Connect, DialGroup } from '../schemas/dial-group.js';
 import type { Flow } from '../schemas/flow.js';
 import type { ScheduleRules } from '../schemas/schedule.js';
+import type { Availability } from '../schemas/agent.js';
 
 /**
  * The shape every decision reads. Routing owns it; src/store/rules-snapshot.ts builds it from
@@ -27,4 +28,6 @@ export interface RulesSnapshot {
   vipLists: Map<string, Map<string, VipMember>>;
   schedules: Map<string, ScheduleRules>;
   dialGroups: Map<string, StoredDialGroup>;
+  /** agent number → away/available as last set (numbers never set are absent) */
+  availability: Map<string, Availability>;
 }

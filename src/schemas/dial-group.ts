@@ -106,12 +106,23 @@ export type ConnectSettings = Static<typeof ConnectSettingsSchema>;
 /** Connect settings as stored and answered: every one present. */
 export type Connect = Required<ConnectSettings>;
 
+/** How agents are spared after a call and after offers they did not answer (issue 26); no `default`s, for PATCH. */
+const AgentPacing = {
+  wrapUpSeconds: Type.Integer({ minimum: 0, maximum: 3600, description: 'seconds after an agent\'s call ends before they are offered again; default 0' }),
+  maxMissedOffers: Type.Integer({ minimum: 0, maximum: 100, description: 'consecutive unanswered offers that pause an agent; 0 (default): never' }),
+  missedPauseSeconds: Type.Integer({ minimum: 1, maximum: 86400, description: 'how long such a pause lasts (or until set available); default 300' }),
+};
+export const DEFAULT_PACING = { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 } as const;
+
 const GroupFields = {
   name: Type.String({ minLength: 1, maxLength: 200 }),
   strategy: StrategySchema,
   sticky: Type.Optional(Type.Union([StickySchema, Type.Null()])),
   members: Type.Array(MemberInputSchema, { maxItems: 500 }),
   connect: Type.Optional(ConnectSettingsSchema),
+  wrapUpSeconds: Type.Optional({ ...AgentPacing.wrapUpSeconds, default: DEFAULT_PACING.wrapUpSeconds }),
+  maxMissedOffers: Type.Optional({ ...AgentPacing.maxMissedOffers, default: DEFAULT_PACING.maxMissedOffers }),
+  missedPauseSeconds: Type.Optional({ ...AgentPacing.missedPauseSeconds, default: DEFAULT_PACING.missedPauseSeconds }),
 };
 export const DialGroupInputSchema = Type.Object({ slug: SlugSchema, ...GroupFields }, { additionalProperties: false });
 export type DialGroupInput = Static<typeof DialGroupInputSchema>;
@@ -136,6 +147,9 @@ export const DialGroupPatchSchema = Type.Object(
     sticky: Type.Optional(Type.Union([StickySchema, Type.Null()])),
     members: Type.Optional(GroupFields.members),
     connect: Type.Optional(ConnectSettingsSchema),
+    wrapUpSeconds: Type.Optional(AgentPacing.wrapUpSeconds),
+    maxMissedOffers: Type.Optional(AgentPacing.maxMissedOffers),
+    missedPauseSeconds: Type.Optional(AgentPacing.missedPauseSeconds),
   },
   { additionalProperties: false },
 );
@@ -148,6 +162,9 @@ export const DialGroupSchema = Type.Composite([
     strategy: StrategySchema,
     sticky: Type.Union([Type.Object({ enabled: Type.Boolean(), lookbackDays: Type.Integer() }), Type.Null()]),
     members: Type.Array(MemberSchema),
+    wrapUpSeconds: Type.Integer(),
+    maxMissedOffers: Type.Integer(),
+    missedPauseSeconds: Type.Integer(),
     connect: Type.Object({
       record: Type.Boolean(),
       recordingChannels: Type.String(),

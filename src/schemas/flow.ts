@@ -41,19 +41,36 @@ export const PassthruActionSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+/** Passthru: the caller (an agent, by CallFrom) sets their own availability; branch A when now available, else B. */
+export const AvailabilityActionSchema = Type.Object(
+  {
+    availability: Type.Union([Type.Literal('toggle'), Type.Literal('available'), Type.Literal('away')], {
+      description: "Sets the calling agent's own availability: toggle, available or away. Answers branch A when the caller is now available, B otherwise (also when the caller is no agent)",
+    }),
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Recorded with the change, e.g. "set by phone"' })),
+  },
+  { additionalProperties: false },
+);
 export const SwitchActionSchema = Type.Object(
   { select: Type.String({ minLength: 1, maxLength: 100, description: 'Case of the Switch-case applet' }) },
   { additionalProperties: false },
 );
 export const DialGroupActionSchema = Type.Object({ dialGroup: SlugSchema }, { additionalProperties: false });
+/** Overflow tiers: a later group is offered only when the earlier ones have nobody left to offer. */
+export const DialTiersActionSchema = Type.Object(
+  { dialGroups: Type.Array(SlugSchema, { minItems: 1, maxItems: 10, description: 'Dial groups in tier order; each keeps its own strategy and rotation' }) },
+  { additionalProperties: false },
+);
 export const DialNumbersActionSchema = Type.Object(
   { numbers: Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 50, description: 'Numbers to dial, in order' }) },
   { additionalProperties: false },
 );
-export const ActionSchema = Type.Union([PassthruActionSchema, SwitchActionSchema, DialGroupActionSchema, DialNumbersActionSchema], {
-  description: 'passthru flows: {branch, url?}; switch flows: {select}; dial flows: {dialGroup} or {numbers}',
-});
+export const ActionSchema = Type.Union(
+  [PassthruActionSchema, AvailabilityActionSchema, SwitchActionSchema, DialGroupActionSchema, DialTiersActionSchema, DialNumbersActionSchema],
+  { description: 'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup}, {dialGroups} (tiers) or {numbers}' },
+);
 export type PassthruAction = Static<typeof PassthruActionSchema>;
+export type AvailabilityAction = Static<typeof AvailabilityActionSchema>;
 export type SwitchAction = Static<typeof SwitchActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
@@ -133,7 +150,8 @@ export const FlowViewSchema = Type.Composite([
 export const REFERENCE_KEYS = {
   'vip-list': { when: ['callerIn', 'callerNotIn'], action: [] },
   schedule: { when: ['openBy', 'closedBy'], action: [] },
-  'dial-group': { when: [], action: ['dialGroup'] },
+  // dialGroups: a list of slugs (overflow tiers)
+  'dial-group': { when: [], action: ['dialGroup', 'dialGroups'] },
 } as const satisfies Record<string, { when: ReadonlyArray<keyof Conditions>; action: readonly string[] }>;
 export type ReferencedKind = keyof typeof REFERENCE_KEYS;
 
@@ -152,8 +170,8 @@ export function referencesOf(flow: { rules: Array<Pick<Rule, 'when' | 'then'>>; 
   for (const action of [...flow.rules.map((r) => r.then), flow.otherwise, flow.onError]) {
     for (const kind of kinds) {
       for (const key of REFERENCE_KEYS[kind].action) {
-        const slug = (action as Record<string, unknown>)[key];
-        if (typeof slug === 'string') found[kind].add(slug);
+        const named = (action as Record<string, unknown>)[key];
+        for (const slug of Array.isArray(named) ? named : [named]) if (typeof slug === 'string') found[kind].add(slug);
       }
     }
   }
@@ -188,16 +206,6 @@ export const RuleTraceSchema = Type.Object({
 });
 export type RuleTrace = Static<typeof RuleTraceSchema>;
 
-/** What a Dial Whom / Connect decision did with the action it was given, in a support lead's words. */
-export const DialTraceSchema = Type.Object({
-  group: Type.Union([Type.String(), Type.Null()], { description: 'The dial group rung; null for the flow\'s own list of numbers' }),
-  strategy: Type.String({ description: "The group's strategy, or 'numbers' for a list" }),
-  order: Type.String({ description: 'How the order was made' }),
-  sticky: Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent: what it does for this caller; null when the group has it off' }),
-  skipped: Type.Array(Type.Object({ number: Type.String(), why: Type.String() }), { description: 'Who was not offered, and why' }),
-  offered: Type.Array(Type.String(), { description: 'The numbers offered, in order' }),
-});
-export type DialTrace = Static<typeof DialTraceSchema>;
 
 export const SimulateResultSchema = Type.Object({
   answer: Type.Object({
@@ -211,6 +219,22 @@ export const SimulateResultSchema = Type.Object({
   matchedRule: Type.Union([Type.String(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()]),
   trace: Type.Array(RuleTraceSchema),
-  dial: Type.Optional({ ...DialTraceSchema, description: 'dial-whom/connect: strategy, who was skipped and why, sticky, who was offered' }),
+  availability: Type.Optional(Type.Object({
+    agent: Type.Union([Type.String(), Type.Null()], { description: 'The caller, when a member of a dial group' }),
+    from: Type.Union([Type.String(), Type.Null()]),
+    to: Type.Union([Type.String(), Type.Null()]),
+    why: Type.String(),
+  }, { description: 'An availability action: what it would change (simulate changes nothing)' })),
+  dial: Type.Optional(Type.Object({
+    tier: Type.Union([Type.String(), Type.Null()], { description: 'The dial group of the tier offered' }),
+    tierIndex: Type.Union([Type.Integer(), Type.Null()]),
+    skipped: Type.Array(Type.Object({ number: Type.String(), group: Type.Union([Type.String(), Type.Null()]), why: Type.String() }), {
+      description: 'Members passed over and why: away, off shift, inactive, busy, wrap-up, paused, tried',
+    }),
+    repeat: Type.Optional(Type.Boolean()),
+    strategy: Type.Optional(Type.String({ description: "The offered group's strategy, or 'numbers' for a list" })),
+    order: Type.Optional(Type.String({ description: 'How that strategy orders the members' })),
+    sticky: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent for this caller; null when the group has it off' })),
+  }, { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, and who was skipped and why' })),
   at: NullableInstantSchema,
 });

@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { SlugSchema, TimestampsSchema } from './common.js';
+import { InstantSchema, NullableInstantSchema, SlugSchema, TimestampsSchema } from './common.js';
 
 export const WeekdaySchema = Type.Union(
   ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((d) => Type.Literal(d)),
@@ -50,11 +50,33 @@ export const TimezoneSchema = Type.String({
   examples: ['Asia/Kolkata', 'Europe/London'],
 });
 
+/** An override as set: open or closed, why, and until when (null: until deleted). */
+export const ScheduleOverrideSchema = Type.Object({
+  open: Type.Boolean(),
+  reason: Type.String(),
+  until: NullableInstantSchema,
+  setAt: InstantSchema,
+});
+export type ScheduleOverride = Static<typeof ScheduleOverrideSchema>;
+
+export const ScheduleOverrideInputSchema = Type.Object(
+  {
+    open: Type.Boolean({ description: 'false: closed (e.g. an emergency), true: open, whatever the windows and exceptions say' }),
+    reason: Type.String({ minLength: 1, maxLength: 200, description: 'Shown in status, flow decisions and their traces' }),
+    until: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+      description: 'ISO 8601 instant in the future; absent or null: until the override is deleted',
+    })),
+  },
+  { additionalProperties: false },
+);
+export type ScheduleOverrideInput = Static<typeof ScheduleOverrideInputSchema>;
+
 /** What the open/closed computation needs: the schedule's rules, nothing else. */
 export const ScheduleRulesSchema = Type.Object({
   timezone: TimezoneSchema,
   weekly: Type.Array(WeeklyWindowSchema, { maxItems: 100, default: [] }),
   exceptions: Type.Array(ScheduleExceptionSchema, { maxItems: 1000, default: [] }),
+  override: Type.Optional(Type.Union([ScheduleOverrideSchema, Type.Null()])),
 });
 export type ScheduleRules = Static<typeof ScheduleRulesSchema>;
 
@@ -99,6 +121,7 @@ export const ScheduleSchema = Type.Composite([
     timezone: Type.String({ description: 'IANA timezone name' }),
     weekly: Type.Array(WeeklyWindowSchema),
     exceptions: Type.Array(ScheduleExceptionSchema),
+    override: Type.Union([ScheduleOverrideSchema, Type.Null()], { description: 'Set with PUT /admin/schedules/{slug}/override; null when none' }),
   }),
   TimestampsSchema,
 ]);

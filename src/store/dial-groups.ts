@@ -1,6 +1,7 @@
 import type { CountryCode } from 'libphonenumber-js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
+import { DEFAULT_PACING } from '../schemas/dial-group.js';
 import type {
   Connect, ConnectSettings, DialGroupInput, DialGroupPatch, DialGroupReplace, MemberInput, MemberPatch, Sticky, Strategy,
 } from '../schemas/dial-group.js';
@@ -18,7 +19,8 @@ type Tx = Prisma.TransactionClient;
 const DEFAULT_LOOKBACK_DAYS = 30;
 
 const rowSelect = {
-  slug: true, name: true, strategy: true, sticky: true, connect: true, createdAt: true, updatedAt: true,
+  slug: true, name: true, strategy: true, sticky: true, connect: true, wrapUpSeconds: true, maxMissedOffers: true, missedPauseSeconds: true,
+  createdAt: true, updatedAt: true,
   members: { select: { number: true, name: true, priority: true, weight: true, active: true, scheduleSlug: true } },
 } as const;
 /** The dial_groups row and members toDialGroup reads, as Prisma returns them (`include: { members: true }` too). */
@@ -34,6 +36,9 @@ export function toDialGroup(row: DialGroupRow): StoredDialGroup {
     members: row.members
       .map((m) => ({ number: m.number, name: m.name, priority: m.priority, weight: m.weight, active: m.active, schedule: m.scheduleSlug }))
       .sort(byPriority),
+    wrapUpSeconds: row.wrapUpSeconds,
+    maxMissedOffers: row.maxMissedOffers,
+    missedPauseSeconds: row.missedPauseSeconds,
     // Rows are written complete; the spread keeps older rows whole should a setting be added later.
     connect: { ...DEFAULT_CONNECT, ...(row.connect as ConnectSettings) },
     createdAt: row.createdAt.toISOString(),
@@ -108,6 +113,13 @@ async function lockGroup(tx: Tx, slug: string): Promise<{ id: number; before: St
 }
 
 const toJson = (v: unknown) => v as Prisma.InputJsonValue;
+
+/** Wrap-up and missed-offer settings: given ones, and for a create or PUT the defaults of the rest. */
+type Pacing = { [K in keyof typeof DEFAULT_PACING]: number };
+function pacing(given: Partial<Pacing>, mode: 'replace' | 'merge'): Partial<Pacing> {
+  const keys = Object.keys(DEFAULT_PACING) as Array<keyof typeof DEFAULT_PACING>;
+  return Object.fromEntries(keys.flatMap((k) => (given[k] !== undefined ? [[k, given[k]]] : mode === 'replace' ? [[k, DEFAULT_PACING[k]]] : [])));
+}
 /** Prisma writes SQL NULL to a nullable Json column only when told so with DbNull. */
 const stickyJson = (sticky: Required<Sticky> | null) => (sticky ? toJson(sticky) : Prisma.DbNull);
 
@@ -130,6 +142,7 @@ export async function createDialGroup(prisma: PrismaClient, actor: Actor, input:
     const row = toDialGroup(await tx.dialGroup.create({
       data: {
         slug: input.slug, name: input.name, strategy: input.strategy, sticky: stickyJson(sticky), connect: toJson(connect),
+        ...pacing(input, 'replace'),
         members: { createMany: { data: members } },
       },
       include,
@@ -164,6 +177,7 @@ export async function updateDialGroup(
         ...(change.strategy !== undefined ? { strategy: change.strategy } : {}),
         ...(sticky !== undefined ? { sticky: stickyJson(sticky) } : {}),
         ...(connect ? { connect: toJson(connect) } : {}),
+        ...pacing(change, mode),
         ...(members ? { members: { deleteMany: {}, createMany: { data: members } } } : {}),
         updatedAt: new Date(),
       },

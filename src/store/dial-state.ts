@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { DialRequest } from '../routing/dial/request.js';
+import type { DialOffer, DialRequest } from '../routing/dial/request.js';
 import type { AgentEvent } from '../routing/dial/event.js';
 
 /**
@@ -28,32 +28,55 @@ export function asDialRequest(req: DialRequest) {
   };
 }
 
+/** The request's tiers and reported attempt as the SQL type dial_extra has them: by name and in its order. */
+export function asDialExtra(req: DialRequest) {
+  const tiers = req.extra?.tiers ?? null;
+  const reported = req.extra?.reported ?? null;
+  return {
+    tier_ends: tiers?.map((t) => t.end) ?? null, tier_arranges: tiers?.map((t) => t.arrange) ?? null,
+    tier_rr_groups: tiers?.map((t) => t.rrGroup) ?? null,
+    reported_agent: reported?.agent ?? null, reported_status: reported?.status ?? null, reported_group: reported?.group ?? null,
+    wrap_up_seconds: reported?.pacing.wrapUpSeconds ?? null, max_missed_offers: reported?.pacing.maxMissedOffers ?? null,
+    missed_pause_seconds: reported?.pacing.missedPauseSeconds ?? null,
+  };
+}
+
+/** One JSON object with the attributes of both types, as dial_offer_batch() reads it. */
+const asJson = (req: DialRequest) => ({ ...asDialRequest(req), ...asDialExtra(req) });
+
 /**
- * One round trip and one transaction per request: dial_answer() gives the answer already given to
+ * One round trip and one transaction per request: dial_offer() gives the answer already given to
  * this attempt (then nothing is written), or else records what the request says and stores and
  * returns the numbers to offer. Its commit is asynchronous (see the function for why that is safe).
  */
 let answerSql: string | undefined;
 
 function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
-  const values: unknown[] = Object.values(asDialRequest(req));
-  answerSql ??= `SELECT dial_answer(ROW(${values.map((_, i) => `$${i + 1}`).join(', ')})::dial_request, $${values.length + 1}) AS numbers`;
-  values.push(preview);
+  const request: unknown[] = Object.values(asDialRequest(req));
+  const extra: unknown[] = Object.values(asDialExtra(req));
+  const row = (from: number, n: number) => Array.from({ length: n }, (_, i) => `$${from + i}`).join(', ');
+  answerSql ??= `SELECT dial_offer(ROW(${row(1, request.length)})::dial_request, ROW(${row(request.length + 1, extra.length)})::dial_extra, `
+    + `$${request.length + extra.length + 1}) AS answer`;
   // Prepared once per connection: Postgres parses and plans the call once.
-  return { name: 'dial-answer', text: answerSql, values };
+  return { name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview] };
 }
 
-/** The numbers to offer for this attempt: stored, so that every poll of the attempt gets the same. */
+/** The answer for this attempt: stored, so that every poll of the attempt gets the same numbers. */
+export async function offerAttempt(pool: pg.Pool, req: DialRequest): Promise<DialOffer> {
+  const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false));
+  return rows[0]?.answer ?? { numbers: [] };
+}
+
+/** The numbers alone. */
 export async function answerAttempt(pool: pg.Pool, req: DialRequest): Promise<string[]> {
-  const { rows } = await pool.query<{ numbers: string[] | null }>(answerQuery(req, false));
-  return rows[0]?.numbers ?? [];
+  return (await offerAttempt(pool, req)).numbers;
 }
 
-const BATCH_SQL = 'SELECT idx, numbers FROM dial_answer_batch($1::json)';
+const BATCH_SQL = 'SELECT idx, answer FROM dial_offer_batch($1::json)';
 
 interface Pending {
   req: DialRequest;
-  resolve: (numbers: string[]) => void;
+  resolve: (answer: DialOffer) => void;
   reject: (err: Error) => void;
 }
 
@@ -75,7 +98,7 @@ export function dialAnswerer(
      */
     onBatch?: (size: number, seconds: number, ok: boolean) => void;
   } = {},
-): (req: DialRequest) => Promise<string[]> {
+): (req: DialRequest) => Promise<DialOffer> {
   const maxBatch = opts.maxBatch ?? 100;
   const queue: Pending[] = [];
   let running = false;
@@ -85,10 +108,10 @@ export function dialAnswerer(
     const observe = (ok: boolean) => opts.onBatch?.(batch.length, (performance.now() - started) / 1000, ok);
     if (batch.length === 1) {
       const p = batch[0]!;
-      await answerAttempt(pool, p.req).then(
-        (numbers) => {
+      await offerAttempt(pool, p.req).then(
+        (answer) => {
           observe(true);
-          p.resolve(numbers);
+          p.resolve(answer);
         },
         (err: Error) => {
           observe(false);
@@ -98,10 +121,10 @@ export function dialAnswerer(
       return;
     }
     const answered = await pool
-      .query<{ idx: number; numbers: string[] | null }>({
-        name: 'dial-answer-batch',
+      .query<{ idx: number; answer: DialOffer | null }>({
+        name: 'dial-offer-batch',
         text: BATCH_SQL,
-        values: [JSON.stringify(batch.map((p) => asDialRequest(p.req)))],
+        values: [JSON.stringify(batch.map((p) => asJson(p.req)))],
       })
       .then((res) => res.rows, (err: Error) => {
         // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
@@ -111,10 +134,10 @@ export function dialAnswerer(
     const ok = answered?.length === batch.length;
     observe(ok);
     if (ok) {
-      for (const row of answered) batch[row.idx]!.resolve(row.numbers ?? []);
+      for (const row of answered) batch[row.idx]!.resolve(row.answer ?? { numbers: [] });
       return;
     }
-    await Promise.all(batch.map((p) => answerAttempt(pool, p.req).then(p.resolve, p.reject)));
+    await Promise.all(batch.map((p) => offerAttempt(pool, p.req).then(p.resolve, p.reject)));
   }
 
   async function drain(): Promise<void> {
@@ -128,7 +151,7 @@ export function dialAnswerer(
   }
 
   return (req) =>
-    new Promise<string[]>((resolve, reject) => {
+    new Promise<DialOffer>((resolve, reject) => {
       queue.push({ req, resolve, reject });
       if (!running) void drain();
     });
@@ -139,42 +162,40 @@ export function dialAnswerer(
  * transaction that is rolled back, told to read the round-robin position without taking it (a
  * sequence, which a rollback would not undo).
  */
-export async function previewAttempt(pool: pg.Pool, req: DialRequest): Promise<string[]> {
+export async function previewAttempt(pool: pg.Pool, req: DialRequest): Promise<DialOffer> {
   const client = await pool.connect();
   let failed: Error | undefined;
   try {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ numbers: string[] | null }>(answerQuery({ ...req, connected: null }, true));
-    return rows[0]?.numbers ?? [];
+    const { rows } = await client.query<{ answer: DialOffer | null }>(answerQuery({ ...req, connected: null }, true));
+    return rows[0]?.answer ?? { numbers: [] };
   } finally {
     await client.query('ROLLBACK').catch((err: Error) => (failed = err));
     client.release(failed);
   }
 }
 
-/** What a dial event said about an agent (src/routing/dial/event.ts), kept: busy state, last dialed, last connected. */
-export async function recordDialEvent(
-  pool: pg.Pool,
-  ev: AgentEvent & { agent: string; caller: string | null; at: Date },
-): Promise<void> {
-  await pool.query(
-    `INSERT INTO agent_states (number, busy, busy_since, last_dialed_at, last_connected_at, updated_at)
-     VALUES ($1, COALESCE($2, false), CASE WHEN $2 THEN $5::timestamptz END, CASE WHEN $3 THEN $5::timestamptz END, CASE WHEN $4 THEN $5::timestamptz END, $5)
-     ON CONFLICT (number) DO UPDATE SET
-       busy = COALESCE($2, agent_states.busy),
-       busy_since = CASE WHEN $2 IS TRUE AND NOT agent_states.busy THEN $5::timestamptz WHEN $2 IS FALSE THEN NULL ELSE agent_states.busy_since END,
-       last_dialed_at = CASE WHEN $3 THEN $5::timestamptz ELSE agent_states.last_dialed_at END,
-       last_connected_at = CASE WHEN $4 THEN $5::timestamptz ELSE agent_states.last_connected_at END,
-       updated_at = $5`,
-    [ev.agent, ev.busy, ev.dialed, ev.answered, ev.at],
-  );
-  if (ev.answered && ev.caller) await recordConnection(pool, ev.caller, ev.agent, ev.at);
+/** What recording a dial event did to the agent's offer in this call: started it, or learned how it ended. */
+export interface DialEventEffect {
+  offered?: boolean;
+  outcome?: string;
 }
 
-async function recordConnection(pool: pg.Pool, caller: string, agent: string, at: Date): Promise<void> {
-  await pool.query(
-    `INSERT INTO caller_agents (caller, agent, connected_at) VALUES ($1, $2, $3)
-     ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at)`,
-    [caller, agent, at],
-  );
+/**
+ * What a dial event said about an agent (src/routing/dial/event.ts), kept in one statement
+ * (dial_agent_event() in prisma/functions/dial_answer.sql): busy state and the call, last dialed,
+ * last connected, and the offer in this call with how it ended (misses, pauses, wrap-up).
+ */
+export async function recordDialEvent(
+  pool: pg.Pool,
+  ev: AgentEvent & { agent: string; callSid: string | null; caller: string | null; at: Date; group: string | null; ringSeconds: number | null;
+    pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number } },
+): Promise<DialEventEffect> {
+  const { rows } = await pool.query<{ effect: DialEventEffect }>({
+    name: 'dial-agent-event',
+    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS effect',
+    values: [ev.agent, ev.callSid, ev.busy, ev.dialed, ev.answered, ev.ended, ev.caller, ev.at, ev.group, ev.ringSeconds,
+      ev.pacing.wrapUpSeconds, ev.pacing.maxMissedOffers, ev.pacing.missedPauseSeconds],
+  });
+  return rows[0]?.effect ?? {};
 }

@@ -24,14 +24,14 @@ export function toFlow(row: FlowRow): Flow {
 }
 
 const ACTION_KEYS: Record<FlowType, string[][]> = {
-  passthru: [['branch', 'url'], ['branch']],
+  passthru: [['branch', 'url'], ['branch'], ['availability'], ['availability', 'reason']],
   switch: [['select']],
-  dial: [['dialGroup'], ['numbers']],
+  dial: [['dialGroup'], ['dialGroups'], ['numbers']],
 };
 const ACTION_HELP: Record<FlowType, string> = {
-  passthru: '{"branch":"A"|"B","url"?}',
+  passthru: '{"branch":"A"|"B","url"?} or {"availability":"toggle"|"available"|"away","reason"?}',
   switch: '{"select":"<case>"}',
-  dial: '{"dialGroup":"<slug>"} or {"numbers":[...]}',
+  dial: '{"dialGroup":"<slug>"}, {"dialGroups":["<slug>",...]} or {"numbers":[...]}',
 };
 
 /** The action fits the flow's type; dial numbers become E.164. 400 naming the field otherwise. */
@@ -39,6 +39,12 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
   const keys = Object.keys(action).sort().join(',');
   if (!ACTION_KEYS[type].some((k) => [...k].sort().join(',') === keys)) {
     throw new InvalidFieldError(field, `a ${type} flow's action is ${ACTION_HELP[type]}`);
+  }
+  if ('dialGroups' in action) {
+    action.dialGroups.forEach((slug, i) => {
+      const first = action.dialGroups.indexOf(slug);
+      if (first < i) throw new InvalidFieldError(`${field}/dialGroups/${i}`, `'${slug}' is already tier ${first}; a group appears once in the tiers`);
+    });
   }
   if ('numbers' in action) {
     return {
@@ -54,6 +60,12 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
 
 /** The name of an unnamed rule: its position, counted from 1 as a person reads the list. */
 export const ruleNameAt = (index: number) => `rule ${index + 1}`;
+
+/** onError is answered when the database cannot be used: it may not need it. */
+function onErrorAction(type: FlowType, action: Action, country: CountryCode): Action {
+  if ('availability' in action) throw new InvalidFieldError('body/onError', 'is answered when the database cannot be reached, so it cannot set availability; give {"branch":…}');
+  return checkAction(type, action, 'body/onError', country);
+}
 
 /** Validates what the schema cannot, names unnamed rules, and normalises numbers. */
 function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mode: 'sync' | 'async' } {
@@ -80,7 +92,7 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
     mode: input.mode ?? 'sync',
     rules,
     otherwise: checkAction(input.type, input.otherwise, 'body/otherwise', country),
-    onError: checkAction(input.type, input.onError, 'body/onError', country),
+    onError: onErrorAction(input.type, input.onError, country),
   };
 }
 

@@ -23,7 +23,8 @@ export async function flowsReferring(tx: Tx, entity: string, slug: string): Prom
       SELECT 1 FROM unnest(${actionKeys}::text[]) k,
              (SELECT r -> 'then' AS a FROM jsonb_array_elements(fr.rules) r
               UNION ALL SELECT f.otherwise UNION ALL SELECT f.on_error) acts
-      WHERE jsonb_typeof(acts.a) = 'object' AND acts.a ->> k = ${slug})
+      -- a slug, or a list of slugs (dialGroups)
+      WHERE jsonb_typeof(acts.a) = 'object' AND (acts.a ->> k = ${slug} OR (acts.a -> k) @> jsonb_build_array(${slug}::text)))
     ORDER BY f.slug`;
   return rows.map((r) => r.slug);
 }

@@ -5,8 +5,8 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 /**
  * Housekeeping of the tables that grow with traffic: CDRs and the refused-callback counts (whose
  * samples are CDRs) older than CDR_RETENTION_DAYS (when set),
- * per-call dial state once its calls are long over, and sticky-agent links older than any dial
- * group may look back. Deletes go in bounded batches with a pause between them, so no statement
+ * per-call dial state once its calls are long over, sticky-agent links older than any dial
+ * group may look back, and agents' offers after a month. Deletes go in bounded batches with a pause between them, so no statement
  * runs long, holds many row locks or starves the callback path of connections.
  */
 
@@ -19,6 +19,8 @@ export const RETENTION_LOCK_KEY = 0x65786f72;
 export const DIAL_STATE_MAX_AGE_MS = 2 * 86_400_000;
 /** caller_agents serve sticky dial groups, whose lookbackDays is at most 365. */
 export const CALLER_AGENT_MAX_AGE_MS = 366 * 86_400_000;
+/** agent_offers serve an agent's recent offers and today's counts (GET /admin/agents). */
+export const AGENT_OFFER_MAX_AGE_MS = 31 * 86_400_000;
 
 export interface PruneOptions {
   /** CDRs received more than this many days before `now` are deleted; 0 keeps every CDR. */
@@ -35,7 +37,7 @@ export interface PruneOptions {
 export interface PruneResult {
   /** false: another instance holds the lock and is pruning; nothing was done. */
   ran: boolean;
-  deleted: { cdrs: number; callbackRefusals: number; dialCalls: number; dialAnswers: number; callerAgents: number };
+  deleted: { cdrs: number; callbackRefusals: number; dialCalls: number; dialAnswers: number; callerAgents: number; agentOffers: number };
   /** DELETE statements issued, all tables together. */
   batches: number;
   /** BRIN ranges of cdrs summarized afresh after the delete. */
@@ -103,7 +105,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   const now = opts.now ?? new Date();
   const batchSize = opts.batchSize ?? 10_000;
   const pauseMs = opts.pauseMs ?? 100;
-  const result: PruneResult = { ran: false, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, batches: 0, brinRanges: 0, ms: 0 };
+  const result: PruneResult = { ran: false, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 }, batches: 0, brinRanges: 0, ms: 0 };
   // The lock is per session: take it, and run every statement, on one connection.
   const client = await pool.connect();
   let broken: Error | undefined;
@@ -152,6 +154,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
       result.deleted.dialAnswers = await drain(byAge('dial_answers', 'created_at'), [dialCutoff]);
       result.deleted.dialCalls = await drain(byAge('dial_calls', 'created_at'), [dialCutoff]);
       result.deleted.callerAgents = await drain(byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
+      result.deleted.agentOffers = await drain(byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
     }
@@ -179,7 +182,7 @@ export interface RetentionStats {
  * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress.
  */
 export class RetentionJob {
-  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0 }, lastSuccessAt: null };
+  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 }, lastSuccessAt: null };
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;

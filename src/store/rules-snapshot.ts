@@ -5,6 +5,8 @@ import type { ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow, type FlowRow } from './flows.js';
 import { toDialGroup, type DialGroupRow } from './dial-groups.js';
+import { toOverride, type OverrideColumns } from './schedules.js';
+import { loadAvailability } from './agents.js';
 import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
 
 /**
@@ -15,9 +17,12 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
  */
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
   const rows = <T extends pg.QueryResultRow>(text: string) => db.pool.query<T>(text).then((r) => r.rows);
-  const [flows, schedules, lists, entries, groups, members] = await Promise.all([
+  const [flows, schedules, lists, entries, groups, members, availability] = await Promise.all([
     rows<FlowRow>('SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows'),
-    rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown }>('SELECT slug, timezone, weekly, exceptions FROM schedules'),
+    rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown } & OverrideColumns>(
+      `SELECT slug, timezone, weekly, exceptions, override_open AS "overrideOpen", override_reason AS "overrideReason",
+              override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,
+    ),
     rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists'),
     // Columnar: a list may hold hundreds of thousands of numbers.
     db.pool.query<{ list_id: number; number: string; expires_ms: string | null }>({
@@ -25,11 +30,13 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
       rowMode: 'array',
     } as pg.QueryConfig),
     rows<Omit<DialGroupRow, 'members'> & { id: number }>(
-      'SELECT id, slug, name, strategy, sticky, connect, created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups',
+      `SELECT id, slug, name, strategy, sticky, connect, wrap_up_seconds AS "wrapUpSeconds", max_missed_offers AS "maxMissedOffers",
+              missed_pause_seconds AS "missedPauseSeconds", created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups`,
     ),
     rows<DialGroupRow['members'][number] & { groupId: number }>(
       'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
     ),
+    loadAvailability(db.pool),
   ]);
   const membersOf = new Map<number, typeof members>();
   for (const m of members) {
@@ -53,11 +60,19 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
     flows: new Map(flows.map((f) => [f.slug, toFlow(f)])),
     vipLists,
     schedules: new Map(
-      schedules.map((s) => [s.slug, { timezone: s.timezone, weekly: s.weekly as WeeklyWindow[], exceptions: s.exceptions as ScheduleException[] }]),
+      schedules.map((s) => [
+        s.slug,
+        { timezone: s.timezone, weekly: s.weekly as WeeklyWindow[], exceptions: s.exceptions as ScheduleException[], override: toOverride(s) },
+      ]),
     ),
     dialGroups: new Map(groups.map((g) => [g.slug, toDialGroup({ ...g, members: membersOf.get(g.id) ?? [] })])),
+    availability,
   };
 }
+
+/** What a change announced on RULES_CHANNEL needs reloaded: an agent's availability alone, or everything. */
+type Scope = 'availability' | 'all';
+const scopeOf = (payload: string | undefined): Scope => (payload?.startsWith('agent:') ? 'availability' : 'all');
 
 /**
  * Keeps the current snapshot: loads it at start and again whenever an admin write commits
@@ -69,7 +84,8 @@ export class RulesCache {
   private version = 0;
   private listener: pg.Client | null = null;
   private reloading: Promise<void> | null = null;
-  private again = false;
+  /** What to load next: set by requests, taken by the loop in reload(). */
+  private pending: Scope | null = null;
   private stopped = false;
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = 100;
@@ -100,20 +116,26 @@ export class RulesCache {
     await this.listen();
   }
 
-  /** Builds a new snapshot; concurrent requests coalesce into at most one more load. */
-  reload(): Promise<void> {
-    if (this.reloading) {
-      this.again = true;
-      return this.reloading;
-    }
+  /**
+   * Builds a new snapshot; concurrent requests coalesce into at most one more load. An agent's
+   * availability changes often (agents toggle it by phone) and alone: it reloads only the
+   * availability and keeps the rest, which may hold large VIP lists.
+   */
+  reload(scope: Scope = 'all'): Promise<void> {
+    this.pending = this.pending === 'all' || scope === 'all' ? 'all' : 'availability';
+    if (this.reloading) return this.reloading;
     this.reloading = (async () => {
       try {
         do {
-          this.again = false;
-          const next = await loadSnapshot(this.db, ++this.version);
+          const base = this.snapshot;
+          const partial = this.pending === 'availability' && base !== null;
+          this.pending = null;
+          const next = partial
+            ? { ...base, version: ++this.version, loadedAt: new Date(), availability: await loadAvailability(this.db.pool) }
+            : await loadSnapshot(this.db, ++this.version);
           this.snapshot = next;
-          this.log.debug({ version: next.version, flows: next.flows.size }, 'rules snapshot loaded');
-        } while (this.again && !this.stopped);
+          this.log.debug({ version: next.version, flows: next.flows.size, partial }, 'rules snapshot loaded');
+        } while (this.pending !== null && !this.stopped);
       } finally {
         this.reloading = null;
       }
@@ -137,8 +159,8 @@ export class RulesCache {
     };
     client.on('error', lost);
     client.on('end', () => lost());
-    client.on('notification', () => {
-      this.reload().catch((err) => this.log.error({ err }, 'rules reload failed'));
+    client.on('notification', (msg) => {
+      this.reload(scopeOf(msg.payload)).catch((err) => this.log.error({ err }, 'rules reload failed'));
     });
     this.listener = client;
     try {

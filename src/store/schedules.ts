@@ -1,6 +1,8 @@
 import type { PrismaClient } from './database.js';
 import type { Prisma } from '../generated/prisma/client.js';
-import type { Schedule, ScheduleException, ScheduleInput, SchedulePatch, WeeklyWindow } from '../schemas/schedule.js';
+import type {
+  Schedule, ScheduleException, ScheduleInput, ScheduleOverride, ScheduleOverrideInput, SchedulePatch, WeeklyWindow,
+} from '../schemas/schedule.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
@@ -8,14 +10,26 @@ import { assertUnreferenced } from './references.js';
 const ENTITY = 'schedule';
 export const DEFAULT_TIMEZONE = 'Asia/Kolkata';
 
-type Row = { slug: string; name: string; timezone: string; weekly: unknown; exceptions: unknown; createdAt: Date; updatedAt: Date };
-const select = { slug: true, name: true, timezone: true, weekly: true, exceptions: true, createdAt: true, updatedAt: true } as const;
+/** A schedules row's override columns (Prisma's names; the rules snapshot's SQL aliases them alike). */
+export type OverrideColumns = { overrideOpen: boolean | null; overrideReason: string | null; overrideUntil: Date | null; overrideSetAt: Date | null };
+type Row = { slug: string; name: string; timezone: string; weekly: unknown; exceptions: unknown; createdAt: Date; updatedAt: Date } & OverrideColumns;
+const select = {
+  slug: true, name: true, timezone: true, weekly: true, exceptions: true, createdAt: true, updatedAt: true,
+  overrideOpen: true, overrideReason: true, overrideUntil: true, overrideSetAt: true,
+} as const;
+
+export function toOverride(row: OverrideColumns): ScheduleOverride | null {
+  if (row.overrideOpen === null) return null;
+  return { open: row.overrideOpen, reason: row.overrideReason ?? '', until: row.overrideUntil, setAt: row.overrideSetAt ?? new Date(0) };
+}
 
 function toSchedule(row: Row): Schedule {
+  const { overrideOpen: _o, overrideReason: _r, overrideUntil: _u, overrideSetAt: _s, ...rest } = row;
   return {
-    ...row,
+    ...rest,
     weekly: row.weekly as WeeklyWindow[],
     exceptions: row.exceptions as ScheduleException[],
+    override: toOverride(row),
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -89,5 +103,41 @@ export async function deleteSchedule(prisma: PrismaClient, actor: Actor, slug: s
     await assertUnreferenced(tx, ENTITY, slug);
     await tx.schedule.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, toSchedule(found), null);
+  });
+}
+
+/**
+ * Sets the schedule's override: it decides alone, open or closed, until `until` (or until deleted).
+ * Audited and announced like any rules change, so every instance follows within a second.
+ */
+export async function setScheduleOverride(
+  prisma: PrismaClient, actor: Actor, slug: string, input: ScheduleOverrideInput, now: Date,
+): Promise<Schedule> {
+  const until = input.until ? new Date(input.until) : null;
+  if (until && until.getTime() <= now.getTime()) {
+    throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to override until deleted`);
+  }
+  return prisma.$transaction(async (tx) => {
+    const found = await tx.schedule.findUnique({ where: { slug }, select });
+    if (!found) throw new NotFoundError(ENTITY, slug);
+    const after = toSchedule(await tx.schedule.update({
+      where: { slug },
+      data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: now },
+      select,
+    }));
+    await recordChange(tx, actor, 'set-override', ENTITY, slug, toSchedule(found).override, after.override);
+    return after;
+  });
+}
+
+/** Removes the override (the windows and exceptions decide again); 404 when there is none. */
+export async function deleteScheduleOverride(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
+  await prisma.$transaction(async (tx) => {
+    const found = await tx.schedule.findUnique({ where: { slug }, select });
+    if (!found) throw new NotFoundError(ENTITY, slug);
+    const before = toSchedule(found).override;
+    if (!before) throw new NotFoundError(`override of ${ENTITY}`, slug);
+    await tx.schedule.update({ where: { slug }, data: { overrideOpen: null, overrideReason: null, overrideUntil: null, overrideSetAt: null }, select: { slug: true } });
+    await recordChange(tx, actor, 'delete-override', ENTITY, slug, before, null);
   });
 }

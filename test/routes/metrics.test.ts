@@ -172,3 +172,23 @@ t.test('without METRICS_TOKEN, /metrics is open', async (t) => {
   const ctx = await buildTestApp(t);
   t.equal((await scrape(ctx)).res.statusCode, 200);
 });
+
+t.test('/metrics counts dial-group members by state, each once', async (t) => {
+  const ctx = await buildTestApp(t);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'sales', name: 'Sales', strategy: 'sequential',
+    members: [{ number: '09811100001' }, { number: '09811100002' }, { number: '09811100003' }, { number: '09811100004', active: false }],
+  } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'support', name: 'Support', strategy: 'sequential', members: [{ number: '09811100001' }, { number: '09811100005' }],
+  } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'PUT', url: '/admin/agents/09811100002/availability', payload: { status: 'away' } })).statusCode, 200);
+  await ctx.db.pool.query(`INSERT INTO agent_states (number, busy, busy_since, updated_at) VALUES ('+919811100001', true, now(), now())`);
+  await ctx.db.pool.query(`INSERT INTO agent_states (number, paused_until, paused_reason, updated_at) VALUES ('+919811100005', now() + interval '1 hour', '2 missed offers', now())`);
+  for (let i = 0; i < 300 && ctx.app.rules.current?.availability.get('+919811100002')?.status !== 'away'; i++) await new Promise((r) => setTimeout(r, 10));
+  const { samples, types } = await scrape(ctx);
+  t.equal(types.get('exoroute_agents'), 'gauge');
+  const byState = Object.fromEntries(samples.filter((s) => s.name === 'exoroute_agents').map((s) => [s.labels.state, s.value]));
+  t.same(byState, { on_call: 1, away: 1, wrapping_up: 0, paused: 1, inactive: 1, off_shift: 0, available: 1 });
+  for (const name of ['exoroute_agent_offers_total', 'exoroute_agent_answers_total', 'exoroute_agent_misses_total']) t.equal(types.get(name), 'counter', name);
+});

@@ -58,6 +58,7 @@ const SNAPSHOT: RulesSnapshot = {
   vipLists: new Map([['gold', new Map([['+919812345678', { expiresAt: null }]])]]),
   schedules: new Map([['support', SUPPORT]]),
   dialGroups: new Map(),
+  availability: new Map(),
 };
 const flow = (slug: string): Flow => SNAPSHOT.flows.get(slug)!;
 /** Snapshots a rule refers past: the VIP list 'gold' or the schedule 'support' is not loaded. */

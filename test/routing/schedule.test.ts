@@ -579,3 +579,23 @@ t.test('isOpen on one rules object, asked in random order across DST and excepti
   }
   t.same(problems, [], '3000 instants, none disagrees');
 });
+
+t.test('an override decides alone until its until, then the windows and exceptions do again', async (t) => {
+  const weekdays = rules(every(WORK_DAYS, '09:00', '18:00'), [{ date: '2026-01-06', closed: true }]);
+  const setAt = new Date('2026-01-05T00:00:00Z');
+  // closed for an emergency on Monday 10:00–14:00 (inside the window)
+  const emergency = { ...weekdays, override: { open: false, reason: 'flooding', until: new Date('2026-01-05T14:00:00+05:30'), setAt } };
+  check(t, emergency, '2026-01-05T11:00:00+05:30', closed('override: flooding until 2026-01-05T14:00:00+05:30', '2026-01-05T14:00:00+05:30'),
+    'closed by the override; it flips back open at until, inside the window');
+  check(t, emergency, '2026-01-05T14:00:00+05:30', open('weekly window mon 09:00-18:00', '2026-01-05T18:00:00+05:30'), 'until is exclusive');
+  // open on Tuesday's holiday, until Tuesday 16:00: after that the exception (closed) decides until Wednesday 09:00
+  const holidayShift = { ...weekdays, override: { open: true, reason: 'year-end rush', until: '2026-01-06T16:00:00+05:30', setAt } };
+  check(t, holidayShift, '2026-01-06T12:00:00+05:30', open('override: year-end rush until 2026-01-06T16:00:00+05:30', '2026-01-06T16:00:00+05:30'));
+  // an override that agrees with the windows at its end: the next change is the windows' own
+  const lateClose = { ...weekdays, override: { open: false, reason: 'stocktake', until: new Date('2026-01-05T20:00:00+05:30'), setAt } };
+  check(t, lateClose, '2026-01-05T12:00:00+05:30', closed('override: stocktake until 2026-01-05T20:00:00+05:30', '2026-01-07T09:00:00+05:30'),
+    'closed at until anyway (18:00 has passed, Tuesday is a holiday): next change Wednesday 09:00');
+  const indefinite = { ...weekdays, override: { open: false, reason: 'system outage', until: null, setAt } };
+  check(t, indefinite, '2026-03-02T10:00:00+05:30', closed('override: system outage until it is deleted', null), 'no until: until deleted, no next change');
+  check(t, { ...weekdays, override: null }, '2026-01-05T11:00:00+05:30', open('weekly window mon 09:00-18:00', '2026-01-05T18:00:00+05:30'), 'none');
+});

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap';
 import pg from 'pg';
 import { createTestDatabase, migratedDatabase } from '../helper.js';
 import { MIGRATIONS_DIR } from '../../src/store/migrate.js';
-import { asDialRequest } from '../../src/store/dial-state.js';
+import { asDialExtra, asDialRequest } from '../../src/store/dial-state.js';
 
 const SOURCE = path.resolve(import.meta.dirname, '../../prisma/functions/dial_answer.sql');
 const BEGIN = '-- >>> prisma/functions/dial_answer.sql\n';
@@ -63,9 +63,15 @@ t.test('the newest migration that installs prisma/functions/dial_answer.sql hold
 t.test('a freshly migrated database holds the dial functions and their type as the file defines them', async (t) => {
   const want = await fromSource(t);
   t.same([...want.keys()].sort(), [
+    'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer)',
     'function dial_answer(dial_request,boolean)',
     'function dial_answer_batch(json)',
+    'function dial_arrange(text[],text,text,boolean)',
     'function dial_group_rr_sequence()',
+    'function dial_offer(dial_request,dial_extra,boolean)',
+    'function dial_offer_batch(json)',
+    'function dial_offer_ended(text,text,text,text,boolean,timestamp with time zone,integer,integer,integer)',
+    'type dial_extra',
     'type dial_request',
   ], 'what the file defines');
   const db = await migratedDatabase(t);
@@ -76,10 +82,10 @@ t.test('a dial function or the request type changed by hand no longer matches th
   const want = await fromSource(t);
   const db = await migratedDatabase(t);
   const current = () => definitions(db.pool, want.keys());
-  const def = (await current()).get('function dial_answer_batch(json)')!;
-  t.match(def, /idx := idx \+ 1;/);
-  await db.pool.query(def.replace('idx := idx + 1;', 'idx := idx + 2;'));
-  t.same(differences(want, await current()), ['function dial_answer_batch(json)'], 'the changed function is named');
+  const def = (await current()).get('function dial_offer_batch(json)')!;
+  t.match(def, /idx := r\.i;/);
+  await db.pool.query(def.replace('idx := r.i;', 'idx := r.i + 1;'));
+  t.same(differences(want, await current()), ['function dial_offer_batch(json)'], 'the changed function is named');
   await db.pool.query(def);
   t.same(differences(want, await current()), [], 'put back, it matches again');
   await db.pool.query('ALTER TYPE dial_request ADD ATTRIBUTE priority INT');
@@ -97,4 +103,18 @@ t.test('a DialRequest is marshalled into exactly the attributes of dial_request,
     plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
   });
   t.same(Object.keys(marshalled), rows.map((r) => r.name), 'by name, and in order (a request alone is sent by position)');
+});
+
+t.test("a request's tiers and reported attempt are marshalled into exactly the attributes of dial_extra", async (t) => {
+  const db = await migratedDatabase(t);
+  const { rows } = await db.pool.query<{ name: string }>(
+    `SELECT a.attname AS name FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
+      WHERE t.typname = 'dial_extra' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`);
+  const at = new Date('2026-12-05T10:00:00.000Z');
+  const marshalled = asDialExtra({
+    key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: ['+919811100001'],
+    plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
+    extra: { tiers: null, reported: null },
+  });
+  t.same(Object.keys(marshalled), rows.map((r) => r.name), 'in the type\'s order: a request alone is sent as ROW($1, …)');
 });

@@ -185,7 +185,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
       const available = new Set(req.candidates);
       const expected = answers.get(req.attemptKey) ?? reference.remaining(order.filter((n) => available.has(n)), tried, facts, AT.getTime());
       answers.set(req.attemptKey, expected);
-      const preview = await previewAttempt(pool, req);
+      const preview = (await previewAttempt(pool, req)).numbers;
       const got = await answerAttempt(pool, req);
       if (JSON.stringify(got) !== JSON.stringify(expected) || JSON.stringify(preview) !== JSON.stringify(got)) {
         throw new Error(`request ${JSON.stringify(r)}: got ${JSON.stringify(got)}, preview ${JSON.stringify(preview)}, expected ${JSON.stringify(expected)} (order ${JSON.stringify(order)})`);
@@ -211,7 +211,7 @@ t.test('a simulation changes nothing; a completed connection is remembered for s
     (SELECT sum((SELECT count(*) FROM jsonb_object_keys(answers))) FROM dial_calls) AS answers,
     (SELECT count(*) FROM caller_agents) AS connections`)).rows[0] });
   const before = await snapshot();
-  t.same(await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } }), NUMBERS.slice(0, 3));
+  t.same((await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } })).numbers, NUMBERS.slice(0, 3));
   t.same(await snapshot(), before, 'no row written, the rotation did not move');
 
   t.same(await answerAttempt(pool, req('x1', { tried: [], status: '', offDuty: [] })), NUMBERS.slice(0, 3));
@@ -285,7 +285,7 @@ t.test('a batch answers each request as it would be answered alone, in its order
     const expected: string[][] = [];
     for (const req of requests) expected.push(await answerAttempt(alone.pool, req));
     const before = counted.statements();
-    const got = await Promise.all(requests.map((req) => answer(req)));
+    const got = await Promise.all(requests.map((req) => answer(req).then((a) => a.numbers)));
     const statements = counted.statements() - before;
     if (statements !== 2) throw new Error(`${requests.length} requests took ${statements} statements, not 2 (the first alone, the rest as one batch)`);
     if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
@@ -309,10 +309,10 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   // f1 goes alone; f2, f3 and f4 wait for it and go as one batch, which f3 (no CallSid) fails
   const results = await Promise.allSettled([answer(request('f1')), answer(request('f2')), answer(request(null as unknown as string)), answer(request('f4'))]);
   t.match(results, [
-    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
-    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
+    { status: 'fulfilled', value: { numbers: NUMBERS.slice(0, 3) } },
+    { status: 'fulfilled', value: { numbers: NUMBERS.slice(0, 3) } },
     { status: 'rejected', reason: { message: /null value in column "call_sid"/ } },
-    { status: 'fulfilled', value: NUMBERS.slice(0, 3) },
+    { status: 'fulfilled', value: { numbers: NUMBERS.slice(0, 3) } },
   ]);
   t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
   t.same(warnings, ['dial batch failed; answering its requests one by one'], 'the failed batch is logged');
@@ -338,7 +338,8 @@ async function twoInstances(t: Test, mode: 'alone' | 'batched') {
   });
   // 60 calls of sales and 40 of support, each polled twice at once, from both pools
   const calls = [...Array.from({ length: 60 }, (_, i) => ['sales', `s${i}`] as const), ...Array.from({ length: 40 }, (_, i) => ['support', `u${i}`] as const)];
-  const via = (pool: pg.Pool) => (mode === 'batched' ? dialAnswerer(pool) : (req: AttemptRequest) => answerAttempt(pool, req));
+  const batched = (answer: ReturnType<typeof dialAnswerer>) => (req: AttemptRequest) => answer(req).then((a) => a.numbers);
+  const via = (pool: pg.Pool) => (mode === 'batched' ? batched(dialAnswerer(pool)) : (req: AttemptRequest) => answerAttempt(pool, req));
   const [one, two] = [via(db.pool), via(other)];
   const answers = await Promise.all(calls.flatMap(([slug, sid], i) => [
     (i % 2 ? one : two)(request(slug, sid)).then((a) => ({ slug, sid, a })),

@@ -37,8 +37,8 @@ t.test('pruneOnce deletes exactly the CDRs older than the retention, in several 
   const r = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
   t.equal(r.ran, true);
   t.equal(r.deleted.cdrs, 26, '25 old CDRs and the one a millisecond past the cutoff');
-  // 26 rows in batches of 4 = 7 CDR statements, plus one for the refusal counts and one per dial-state table.
-  t.equal(r.batches, 7 + 1 + 3, 'CDRs went in batches of at most 4');
+  // 26 rows in batches of 4 = 7 CDR statements, plus one for the refusal counts and one per dial-state, sticky and offers table.
+  t.equal(r.batches, 7 + 1 + 4, 'CDRs went in batches of at most 4');
   t.same(await remainingSids(db), ['new-a-1', 'new-a-2', 'new-a-3', 'new-b-1', 'new-b-2', 'new-b-3', 'new-b-4', 'edge-kept-1']);
 
   const again = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 4, pauseMs: 0 });
@@ -104,9 +104,11 @@ t.test('dial state of finished calls and sticky links past any lookback are prun
     await db.pool.query(`INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers, created_at) VALUES ($1, 'dial-whom', 'f', '1', '{}', $2)`, [sid, at]);
   }
   await db.pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ('+911', '+912', $1), ('+913', '+914', $2)`, [ago(400 * DAY), ago(300 * DAY)]);
+  await db.pool.query(`INSERT INTO agent_offers (call_sid, number, offered_at) VALUES ('old', '+912', $1), ('recent', '+912', $2)`, [ago(40 * DAY), ago(20 * DAY)]);
 
   const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
-  t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1 });
+  t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1, agentOffers: 1 });
+  t.same((await db.pool.query('SELECT call_sid FROM agent_offers')).rows, [{ call_sid: 'recent' }], 'offers are kept a month');
   t.same((await db.pool.query('SELECT call_sid FROM dial_calls')).rows, [{ call_sid: 'live' }]);
   t.same((await db.pool.query('SELECT call_sid FROM dial_answers')).rows, [{ call_sid: 'live' }]);
   t.same((await db.pool.query('SELECT caller FROM caller_agents')).rows, [{ caller: '+913' }], 'a link within the longest lookback (365 days) stays');

@@ -49,7 +49,7 @@ t.test("the snapshot's plain SQL gives the flows and dial groups Prisma's rows g
   t.same([...snapshot.flows.values()].sort((a, b) => a.slug.localeCompare(b.slug)), flows.map(toFlow).sort((a, b) => a.slug.localeCompare(b.slug)));
   t.same([...snapshot.dialGroups.values()].sort((a, b) => a.slug.localeCompare(b.slug)), groups.map(toDialGroup).sort((a, b) => a.slug.localeCompare(b.slug)));
   t.same(snapshot.dialGroups.get('empty')?.members, [], 'a group without members');
-  t.same(snapshot.schedules.get('shift'), { timezone: 'Asia/Kolkata', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [{ date: '2026-12-25', closed: true }] });
+  t.same(snapshot.schedules.get('shift'), { timezone: 'Asia/Kolkata', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [{ date: '2026-12-25', closed: true }], override: null });
 });
 
 t.test('an instance that only answers callbacks never starts Prisma (its query compiler is ~70 MB)', async (t) => {

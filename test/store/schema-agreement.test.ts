@@ -103,8 +103,19 @@ t.test('every model and field of schema.prisma round-trips through the client on
   await prisma.auditEntry.create({ data: { apiKeyId: key.id, action: 'create', entity: 'vip-list', entityId: 'gold', before: {}, after: { a: 1 } } });
   t.equal(await prisma.auditEntry.count(), 1);
 
-  const agent = await prisma.agentState.create({ data: { number: '+919812345678', busy: true, busySince: now, lastDialedAt: now, lastConnectedAt: now } });
+  const agent = await prisma.agentState.create({ data: {
+    number: '+919812345678', busy: true, busySince: now, lastDialedAt: now, lastConnectedAt: now, busyCallSid: 'abc',
+    wrapUpUntil: now, missedOffers: 2, pausedUntil: now, pausedReason: '2 missed offers',
+  } });
   t.equal(agent.busy, true);
+  t.equal(agent.missedOffers, 2);
+  const away = await prisma.agentAvailability.create({ data: { number: '+919812345678', status: 'away', reason: 'lunch', until: now, setBy: 'api-key:x', setAt: now } });
+  t.equal(away.until?.toISOString(), now.toISOString());
+  const offer = await prisma.agentOffer.create({ data: { callSid: 'abc', number: '+919812345678', groupSlug: 'sales', offeredAt: now, outcome: 'no-answer', endedAt: now } });
+  t.equal(offer.outcome, 'no-answer');
+  const overridden = await prisma.schedule.update({ where: { slug: 's' }, data: { overrideOpen: false, overrideReason: 'flood', overrideUntil: now, overrideSetAt: now } });
+  t.equal(overridden.overrideOpen, false);
+  t.match(await prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' } }), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'pacing defaults');
   await prisma.callerAgent.create({ data: { caller: '+919800000000', agent: '+919812345678', connectedAt: now } });
   const call = await prisma.dialCall.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', order: ['+1', '+2'], tried: ['+1'] } });
   t.same(call.order, ['+1', '+2']);
@@ -119,7 +130,7 @@ t.test('every model and field of schema.prisma round-trips through the client on
 t.test('the migrated tables have exactly the columns schema.prisma declares', async (t) => {
   const db = await migratedDatabase(t);
   const models = await declaredTables();
-  t.equal(models.length, 14, 'fourteen models');
+  t.equal(models.length, 16, 'sixteen models');
   const { rows } = await db.pool.query<{ table_name: string; column_name: string; is_nullable: string }>(
     `SELECT table_name, column_name, is_nullable FROM information_schema.columns
       WHERE table_schema = 'public' AND table_name <> '_prisma_migrations'`,

@@ -7,6 +7,7 @@ import schedules from './schedules/index.js';
 import flows from './flows/index.js';
 import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
+import agents from './agents/index.js';
 import refusals from './refusals/index.js';
 
 /** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
@@ -26,6 +27,7 @@ const admin: FastifyPluginAsync = async (app) => {
   await app.register(vipLists);
   await app.register(schedules);
   await app.register(dialGroups);
+  await app.register(agents);
   await app.register(flows);
   await app.register(cdrs);
   await app.register(refusals);

@@ -10,9 +10,11 @@ import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
-import { agentEvent } from '../../routing/dial/event.js';
+import { agentEvent, eventPacing } from '../../routing/dial/event.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
+import { applyOwnAvailability } from '../../routing/own-availability.js';
+import { writeAvailability } from '../../store/agents.js';
 import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
 
 declare module 'fastify' {
@@ -53,9 +55,7 @@ function cdrOf(opts: {
     dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
-    decision: d
-      ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...('dial' in d ? { dial: d.dial } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) }
-      : call.warnings.length ? { warnings: call.warnings } : null,
+    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(d.availability ? { availability: d.availability } : {}), ...(d.dial ? { dial: d.dial } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
     matchedRule: d?.matchedRule ?? null,
     outcome: result.outcome,
     reason: result.reason,
@@ -232,11 +232,15 @@ export default fp(async function callbacks(app: FastifyInstance) {
         call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
       }
       const elapsedMs = () => performance.now() - t0;
-      const result = refused
+      let result = refused
         ? rejected(refused.status, refused.reason)
         : isDialEndpoint(endpoint)
           ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
           : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
+      // An agent setting their own availability by phone: the one passthru answer that writes.
+      if (result.decision?.availability?.agent) {
+        result = await applyOwnAvailability(result, call, receivedAt, (change) => writeAvailability(app.db.pool, change), config.DECISION_BUDGET_MS - elapsedMs());
+      }
       return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
     };
 
@@ -258,7 +262,12 @@ export default fp(async function callbacks(app: FastifyInstance) {
     else {
       result = acknowledged;
       try {
-        await recordDialEvent(app.db.pool, { agent, ...agentEvent(call), caller: call.callFrom?.e164 ?? null, at: receivedAt });
+        const named = typeof call.raw.group === 'string' ? call.raw.group : null;
+        const { group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+        const effect = await recordDialEvent(app.db.pool, {
+          agent, ...agentEvent(call), callSid: call.callSid, caller: call.callFrom?.e164 ?? null, at: receivedAt, group: group ?? named, ringSeconds, pacing,
+        });
+        app.metrics.observeOfferEffect(group ?? named, effect);
       } catch (err) {
         request.log.error({ err }, 'agent state not updated');
         result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };

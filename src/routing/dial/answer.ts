@@ -6,14 +6,46 @@ import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
-import { dialRequest, fallbackNumbers, type DialRequest } from './request.js';
-import { dialTrace } from './trace.js';
-import type { DialTrace } from '../../schemas/flow.js';
+import { dialPolicy } from './trace.js';
+import { dialRequest, fallbackNumbers, type DialOffer, type DialRequest, type Skip } from './request.js';
 
 const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
 
-/** A dial flow's decision, with the numbers it offers and what the dialing did (strategy, skipped, sticky). */
-export type DialDecision = Decision & { numbers: string[]; dial: DialTrace };
+/** A dial flow's decision, with the numbers it offers. */
+export type DialDecision = Decision & { numbers: string[] };
+
+/**
+ * Who was offered and who not, for traces (CDR, simulate): the tier offered, and each member passed
+ * over and why — away, off shift, inactive (from the snapshot), busy, wrap-up, paused or already
+ * tried in this call (from Postgres).
+ */
+export interface DialTrace {
+  /** the dial group of the tier offered (null: a list of numbers) */
+  tier: string | null;
+  /** its position in the action's dialGroups (0 for a single group) */
+  tierIndex: number | null;
+  skipped: Array<{ number: string; group: string | null; why: string }>;
+  /** a repeated poll of one attempt: its stored answer (who was skipped then is not repeated) */
+  repeat?: boolean;
+  /** the offered group's strategy ('numbers' for a list), how it orders, and sticky for this caller (dialPolicy) */
+  strategy?: string;
+  order?: string;
+  sticky?: string | null;
+}
+
+/** The trace of an answer: Postgres' reasons beside the snapshot's, each member once. */
+export function dialTrace(groups: Array<{ slug: string; members: Array<{ number: string }> }>, skipped: Skip[], offer: DialOffer): DialTrace {
+  const groupOf = (n: string) => groups.find((g) => g.members.some((m) => m.number === n))?.slug ?? null;
+  const tierIndex = offer.tier ?? null;
+  const out: DialTrace['skipped'] = skipped.map((s) => ({ ...s }));
+  for (const [number, why] of Object.entries(offer.skipped ?? {})) out.push({ number, group: groupOf(number), why });
+  return {
+    tier: tierIndex === null ? null : (groups[tierIndex]?.slug ?? null),
+    tierIndex,
+    skipped: out,
+    ...(offer.repeat ? { repeat: true } : {}),
+  };
+}
 
 export interface DialAnswerOptions {
   endpoint: DialEndpoint;
@@ -40,10 +72,10 @@ export type AnswerDial = (opts: DialAnswerOptions) => Promise<CallbackResult<Dia
  */
 export function answerDialWith(deps: {
   rules: { readonly current: RulesSnapshot | null };
-  /** the answer for a request, its state written (dial_answer()) */
-  answer: (req: DialRequest) => Promise<string[]>;
+  /** the answer for a request, its state written (dial_offer()) */
+  answer: (req: DialRequest) => Promise<DialOffer>;
   /** the same answer, nothing written (simulation) */
-  preview: (req: DialRequest) => Promise<string[]>;
+  preview: (req: DialRequest) => Promise<DialOffer>;
   random: () => number;
   budgetMs: number;
   busyTtlMs: number;
@@ -55,14 +87,20 @@ export function answerDialWith(deps: {
 
   async function numbersFor(
     snapshot: RulesSnapshot, action: Decision['action'], key: DialRequest['key'], call: ExotelCall, at: Date, dryRun: boolean,
-  ): Promise<{ numbers: string[]; group: StoredDialGroup | null }> {
-    const { request, group } = dialRequest(snapshot, action, key, call, at, opts);
-    return { numbers: await (dryRun ? deps.preview(request) : deps.answer(request)), group };
+  ): Promise<{ numbers: string[]; group: StoredDialGroup | null; trace: DialTrace }> {
+    const { request, groups, skipped } = dialRequest(snapshot, action, key, call, at, opts);
+    const offer = await (dryRun ? deps.preview(request) : deps.answer(request));
+    const skips = dialTrace(groups, skipped, offer);
+    // The tier offered rings with its own group's Connect settings.
+    const group = groups[skips.tierIndex ?? 0] ?? null;
+    return { numbers: offer.numbers, group, trace: { ...skips, ...dialPolicy(group, call) } };
   }
 
   function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
     if (endpoint === 'dial-whom') return dialWhomAnswer(numbers);
-    return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl });
+    // The dial events name the group offered, whose pacing then applies (routing/dial/event.ts).
+    const url = group ? `${eventUrl}${eventUrl.includes('?') ? '&' : '?'}group=${encodeURIComponent(group.slug)}` : eventUrl;
+    return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl: url });
   }
 
   return async function answerDial(o) {
@@ -79,7 +117,7 @@ export function answerDialWith(deps: {
         answer: render(endpoint, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
         reason: decision.error,
-        decision: { ...decision, numbers: got.numbers, dial: dialTrace(snapshot, decision.action, call, at, got.numbers) },
+        decision: { ...decision, numbers: got.numbers, dial: got.trace },
         flow,
       };
     } catch (err) {
@@ -93,10 +131,7 @@ export function answerDialWith(deps: {
       }
       return {
         answer, outcome: 'on-error', reason: why, flow,
-        decision: {
-          ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers,
-          dial: dialTrace(snapshot, flow.onError, call, at, got.numbers, { fallback: true }),
-        },
+        decision: { ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers },
       };
     }
   };

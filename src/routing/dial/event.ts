@@ -1,3 +1,4 @@
+import type { RulesSnapshot } from '../snapshot.js';
 /** What one dial event (dial_passthru_event_url) says about the agent it names. */
 export interface AgentEvent {
   /** Status busy → true, free → false, anything else → unknown (the agent's state is kept) */
@@ -6,10 +7,38 @@ export interface AgentEvent {
   dialed: boolean;
   /** the agent answered: the caller is connected to it (sticky) */
   answered: boolean;
+  /** the agent's leg ended (free, or Terminal): answered or missed, the offer is over */
+  ended: boolean;
 }
 
 export function agentEvent(ev: { status: string | null; eventType: string | null }): AgentEvent {
   const busy = ev.status === 'busy' ? true : ev.status === 'free' ? false : null;
   const type = ev.eventType?.toLowerCase() ?? null;
-  return { busy, dialed: busy === true && (type === null || type === 'dial'), answered: type === 'answered' };
+  return { busy, dialed: busy === true && (type === null || type === 'dial'), answered: type === 'answered', ended: busy === false || type === 'terminal' };
+}
+
+/** Beyond ringing: a leg that lasted longer than this was picked up (for accounts without Answered events). */
+const RING_SLACK_SECONDS = 5;
+
+/**
+ * Whose pacing a dial event applies, from the snapshot: the group exoroute named in the event URL
+ * it handed Exotel (the tier offered), else, for an agent in several groups, the strictest of them
+ * (longest wrap-up and pause, fewest misses). No group (a number in no group): no pacing.
+ */
+export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, agent: string, groupSlug: string | null) {
+  const named = groupSlug ? snapshot?.dialGroups.get(groupSlug) : undefined;
+  const groups = named?.members.some((m) => m.number === agent)
+    ? [named]
+    : [...(snapshot?.dialGroups.values() ?? [])].filter((g) => g.members.some((m) => m.number === agent));
+  if (groups.length === 0) return { group: null, ringSeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
+  const misses = groups.map((g) => g.maxMissedOffers).filter((n) => n > 0);
+  return {
+    group: groups.length === 1 ? groups[0]!.slug : null,
+    ringSeconds: Math.max(...groups.map((g) => g.connect.maxRingingDuration)) + RING_SLACK_SECONDS,
+    pacing: {
+      wrapUpSeconds: Math.max(...groups.map((g) => g.wrapUpSeconds)),
+      maxMissedOffers: misses.length > 0 ? Math.min(...misses) : 0,
+      missedPauseSeconds: Math.max(...groups.map((g) => g.missedPauseSeconds)),
+    },
+  };
 }

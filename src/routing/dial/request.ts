@@ -1,7 +1,9 @@
 import type { ExotelCall } from '../../exotel/params.js';
 import type { Action } from '../../schemas/flow.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
-import { availableMembers, orderPlan, type OrderPlan } from './order.js';
+import { isAway } from '../agents.js';
+import { isOpen } from '../schedule.js';
+import { orderPlan, type OrderPlan } from './order.js';
 
 const DAY_MS = 86_400_000;
 
@@ -36,6 +38,84 @@ export interface DialRequest {
   at: Date;
   /** an agent reported busy before this counts as free again (AGENT_BUSY_TTL_SECONDS) */
   busyExpired: Date;
+  /** overflow tiers and the attempt reported: the SQL type dial_extra (absent: one tier, nothing reported) */
+  extra?: DialExtra;
+}
+
+/** A group's pacing of its agents: wrap-up after a call, pause after missed offers. */
+export type Pacing = Pick<StoredDialGroup, 'wrapUpSeconds' | 'maxMissedOffers' | 'missedPauseSeconds'>;
+const NO_PACING: Pacing = { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 };
+
+/** What issue 26 adds to a request (dial_extra in prisma/functions/dial_answer.sql). */
+export interface DialExtra {
+  /** `dialGroups`: each tier's end in `plan.base` (exclusive), arrangement and group; null: one tier */
+  tiers: Array<{ group: string; end: number; arrange: OrderPlan['arrange']; rrGroup: string | null }> | null;
+  /** the attempt the request reports (DialWhomNumber with a DialCallStatus that ends an offer) */
+  reported: { agent: string; status: 'completed' | 'no-answer' | 'busy' | 'failed'; group: string | null; pacing: Pacing } | null;
+}
+
+/** What Postgres answers a request: dial_offer() in prisma/functions/dial_answer.sql. */
+export interface DialOffer {
+  numbers: string[];
+  /** the tier offered (from 0); null for a repeated poll */
+  tier?: number | null;
+  /** number → why it was passed over: tried in this call, busy, wrapping up, paused after missed offers */
+  skipped?: Record<string, 'tried' | 'busy' | 'wrap-up' | 'paused'>;
+  /** how the attempt this request reported ended, when this request recorded it */
+  reported?: { agent: string; group: string | null; outcome: string; offered: boolean } | null;
+  /** a repeated poll of an attempt: its stored answer */
+  repeat?: boolean;
+}
+
+/** Why a member was not a candidate: decided here, from the snapshot (Postgres adds busy, wrap-up, paused, tried). */
+export type SkipReason = 'inactive' | 'off shift' | 'away';
+export interface Skip {
+  number: string;
+  group: string;
+  why: SkipReason;
+}
+
+/** A group's members that may be offered now, and why the others may not (switched off, off shift, away). */
+export function candidatesOf(group: StoredDialGroup, snapshot: Pick<RulesSnapshot, 'schedules' | 'availability'>, at: Date) {
+  const members: StoredDialGroup['members'] = [];
+  const skipped: Skip[] = [];
+  for (const m of group.members) {
+    const shift = m.schedule ? snapshot.schedules.get(m.schedule) : undefined;
+    const why: SkipReason | null = !m.active ? 'inactive'
+      : m.schedule && !(shift && isOpen(shift, at)) ? 'off shift'
+        : isAway(snapshot.availability.get(m.number), at) ? 'away' : null;
+    if (why) skipped.push({ number: m.number, group: group.slug, why });
+    else members.push(m);
+  }
+  return { members, skipped };
+}
+
+/** The groups a dial action rings, in tier order ([] for a list of numbers); throws for one not loaded. */
+export function groupsOf(snapshot: Pick<RulesSnapshot, 'dialGroups'>, action: Action): StoredDialGroup[] {
+  const slugs = 'dialGroup' in action ? [action.dialGroup] : 'dialGroups' in action ? action.dialGroups : [];
+  return slugs.map((slug) => {
+    const group = snapshot.dialGroups.get(slug);
+    if (!group) throw new Error(`dial-group '${slug}' is not loaded`);
+    return group;
+  });
+}
+
+const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
+
+/**
+ * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
+ * ended, and the pacing of the group it was offered from (the first tier holding the agent).
+ * `canceled` (the caller hung up) and other statuses say nothing about the agent.
+ */
+export function reportedAttempt(call: ExotelCall, groups: StoredDialGroup[]): DialExtra['reported'] {
+  const agent = call.dialWhomNumber?.e164;
+  const status = call.dialCallStatus;
+  if (!agent || !status || !ENDS_AN_OFFER.has(status)) return null;
+  const group = groups.find((g) => g.members.some((m) => m.number === agent)) ?? null;
+  return {
+    agent, status: status as NonNullable<DialExtra['reported']>['status'], group: group?.slug ?? null,
+    pacing: group ? { wrapUpSeconds: group.wrapUpSeconds, maxMissedOffers: group.maxMissedOffers, missedPauseSeconds: group.missedPauseSeconds } : NO_PACING,
+  };
 }
 
 /** Numbers the request says were already tried in this call (DialWhomNumber, Legs), sorted. */
@@ -80,22 +160,35 @@ export function busyCutoff(at: Date, busyTtlMs: number): Date {
  */
 export function dialRequest(
   snapshot: RulesSnapshot, action: Action, key: CallKey, call: ExotelCall, at: Date, opts: { busyTtlMs: number; random: () => number },
-): { request: DialRequest; group: StoredDialGroup | null } {
-  let group: StoredDialGroup | null = null;
+): { request: DialRequest; group: StoredDialGroup | null; groups: StoredDialGroup[]; skipped: Skip[] } {
+  const groups = groupsOf(snapshot, action);
+  const group = groups[0] ?? null;
   let candidates: string[];
   let plan: OrderPlan;
-  if ('dialGroup' in action) {
-    group = snapshot.dialGroups.get(action.dialGroup) ?? null;
-    if (!group) throw new Error(`dial-group '${action.dialGroup}' is not loaded`);
-    const members = availableMembers(group, snapshot.schedules, at);
-    candidates = members.map((m) => m.number);
-    // Drawn for every request, used only by the call's first (which only Postgres can tell).
-    plan = orderPlan(group, members, opts.random);
+  let tiers: DialExtra['tiers'] = null;
+  const skipped: Skip[] = [];
+  if (groups.length > 0) {
+    candidates = [];
+    const base: string[] = [];
+    tiers = [];
+    for (const g of groups) {
+      const available = candidatesOf(g, snapshot, at);
+      skipped.push(...available.skipped);
+      // A number in two tiers belongs to the first.
+      const members = available.members.filter((m) => !base.includes(m.number));
+      candidates.push(...members.map((m) => m.number));
+      // Drawn for every request, used only by the call's first (which only Postgres can tell).
+      const tierPlan = orderPlan(g, members, opts.random);
+      base.push(...tierPlan.base);
+      tiers.push({ group: g.slug, end: base.length, arrange: tierPlan.arrange, rrGroup: tierPlan.arrange === 'rotate' ? g.slug : null });
+    }
+    plan = { base, arrange: tiers.length === 1 ? tiers[0]!.arrange : 'as_is' };
+    if (tiers.length === 1) tiers = null;
   } else if ('numbers' in action) {
     candidates = action.numbers;
     plan = { base: candidates, arrange: 'as_is' };
   } else {
-    throw new Error('a dial flow action needs dialGroup or numbers');
+    throw new Error('a dial flow action needs dialGroup, dialGroups or numbers');
   }
   const tried = triedInRequest(call);
   const request: DialRequest = {
@@ -104,13 +197,14 @@ export function dialRequest(
     tried,
     candidates,
     plan,
-    rrGroup: group && plan.arrange === 'rotate' ? group.slug : null,
+    rrGroup: group && tiers === null && plan.arrange === 'rotate' ? group.slug : null,
     sticky: stickyWindow(group, call, at),
     connected: connection(call),
     at,
     busyExpired: busyCutoff(at, opts.busyTtlMs),
+    extra: { tiers, reported: reportedAttempt(call, groups) },
   };
-  return { request, group };
+  return { request, group, groups, skipped };
 }
 
 /**
@@ -119,10 +213,11 @@ export function dialRequest(
  */
 export function fallbackNumbers(snapshot: RulesSnapshot, action: Action, call: ExotelCall, at: Date): { numbers: string[]; group: StoredDialGroup | null } {
   const tried = new Set(triedInRequest(call));
-  if ('dialGroup' in action) {
-    const group = snapshot.dialGroups.get(action.dialGroup) ?? null;
-    const members = group ? availableMembers(group, snapshot.schedules, at) : [];
-    return { numbers: members.map((m) => m.number).filter((n) => !tried.has(n)), group };
+  if ('dialGroup' in action || 'dialGroups' in action) {
+    const slugs = 'dialGroup' in action ? [action.dialGroup] : action.dialGroups;
+    const groups = slugs.map((slug) => snapshot.dialGroups.get(slug)).filter((g): g is StoredDialGroup => g !== undefined);
+    const numbers = [...new Set(groups.flatMap((g) => candidatesOf(g, snapshot, at).members.map((m) => m.number)))];
+    return { numbers: numbers.filter((n) => !tried.has(n)), group: groups[0] ?? null };
   }
   return { numbers: 'numbers' in action ? action.numbers.filter((n) => !tried.has(n)) : [], group: null };
 }

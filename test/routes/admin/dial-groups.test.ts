@@ -291,3 +291,23 @@ t.test('dial groups admin API', async (t) => {
     t.match(audit.items[audit.items.length - 1], { action: 'create', before: null, after: { slug: 'sales', connect: EXOTEL_DEFAULTS } });
   });
 });
+
+t.test('wrap-up and missed-offer settings: defaults, given values, PATCH one, PUT resets, limits named', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const created = await admin({ method: 'POST', url: '/admin/dial-groups', payload: group({ members: [] }) });
+  t.equal(created.statusCode, 201);
+  t.match(created.json(), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'no wrap-up, never paused by default');
+  const given = await admin({ method: 'POST', url: '/admin/dial-groups', payload: group({ slug: 'support', members: [], wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 }) });
+  t.match(given.json(), { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 });
+  const patched = await admin({ method: 'PATCH', url: '/admin/dial-groups/support', payload: { wrapUpSeconds: 45 } });
+  t.match(patched.json(), { wrapUpSeconds: 45, maxMissedOffers: 2, missedPauseSeconds: 600 }, 'PATCH changes only the field given');
+  const replaced = await admin({ method: 'PUT', url: '/admin/dial-groups/support', payload: { name: 'Support', strategy: 'sequential', members: [] } });
+  t.match(replaced.json(), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'PUT resets absent ones to their defaults');
+  for (const [field, value] of [['wrapUpSeconds', -1], ['wrapUpSeconds', 3601], ['maxMissedOffers', 101], ['missedPauseSeconds', 0]] as const) {
+    const res = await admin({ method: 'PATCH', url: '/admin/dial-groups/support', payload: { [field]: value } });
+    t.equal(res.statusCode, 400, `${field} ${value}`);
+    t.match(res.json().message, new RegExp(`^body/${field}: must be`));
+  }
+  const audit = await admin({ method: 'GET', url: '/admin/audit?entity=dial-group&entityId=support' });
+  t.match(audit.json().items[1], { action: 'update', before: { wrapUpSeconds: 30 }, after: { wrapUpSeconds: 45 } }, 'audited like every group change');
+});

@@ -188,6 +188,8 @@ const WRITE_FIXTURES: { route: string; url: string; body: unknown }[] = [
   { route: 'PUT /admin/dial-groups/{slug}', url: '/admin/dial-groups/sec', body: { name: 'Sec', strategy: 'random', members: [{ number: '09812345678' }] } },
   { route: 'PATCH /admin/dial-groups/{slug}', url: '/admin/dial-groups/sec', body: { strategy: 'sequential' } },
   { route: 'PATCH /admin/dial-groups/{slug}/members/{number}', url: '/admin/dial-groups/sec/members/09812345678', body: { active: false } },
+  { route: 'PUT /admin/agents/{number}/availability', url: '/admin/agents/09812345678/availability', body: { status: 'away', reason: 'sec' } },
+  { route: 'PUT /admin/schedules/{slug}/override', url: '/admin/schedules/sec/override', body: { open: false, reason: 'sec' } },
   { route: 'POST /admin/flows', url: '/admin/flows', body: { slug: 'sec', name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } },
   { route: 'PUT /admin/flows/{slug}', url: '/admin/flows/sec', body: { name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } } },
   { route: 'POST /admin/flows/{slug}/simulate', url: '/admin/flows/sec/simulate', body: { endpoint: 'passthru', params: { CallSid: 'sec-1', CallFrom: '09812345678' } } },

@@ -159,7 +159,7 @@ t.test('connect: Connect parameters v1.0 with the group settings in snake_case a
     record: true, recording_channels: 'dual', max_ringing_duration: 45, max_conversation_duration: 3600,
     music_on_hold: { type: 'operator_tone' }, outgoing_phone_number: '+918047115777',
     parallel_ringing: { activate: true, max_parallel_attempts: 3 },
-    dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}`,
+    dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}&group=sales`,
     start_call_playback: { playback_to: 'both', type: 'text', value: 'This call is recorded' },
   });
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'cn1' } });
@@ -230,7 +230,7 @@ t.test('one round trip to Postgres per dial callback (besides its CDR)', async (
   await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100001');
   await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=completed&DialWhomNumber=09811100002');
   t.equal(seen.length, 5, seen.join('\n'));
-  t.ok(seen.every((s) => /dial_answer\(/.test(s)), 'each the one dial_answer() call');
+  t.ok(seen.every((s) => /dial_offer\(/.test(s)), 'each the one dial_offer() call');
 });
 
 t.test("a dial callback's CDR and simulate say what the dialing did: strategy, who was skipped and why, sticky", async (t) => {
@@ -243,10 +243,10 @@ t.test("a dial callback's CDR and simulate say what the dialing did: strategy, w
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tr1' } });
   t.match(cdr.decision, {
     dial: {
-      group: 'sales', strategy: 'round_robin', sticky: /^on: \+919800000001's last connected agent within 30 days/,
-      skipped: [{ number: B, why: /^inactive/ }, { number: C, why: /^busy/ }], offered: [A],
+      tier: 'sales', strategy: 'round_robin', order: /round-robin position/, sticky: /^on: \+919800000001's last connected agent within 30 days/,
+      skipped: [{ number: B, why: 'inactive' }, { number: C, why: 'busy' }],
     },
   });
   const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'tr2' } } });
-  t.match(sim.json().dial, { group: 'sales', skipped: [{ number: B }, { number: C }], offered: [A] });
+  t.match(sim.json().dial, { tier: 'sales', strategy: 'round_robin', skipped: [{ number: B }, { number: C }] });
 });

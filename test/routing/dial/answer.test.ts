@@ -17,8 +17,8 @@ function service(answer: (req: DialRequest) => Promise<string[]>, rules: { curre
   const asked: Array<['answer' | 'preview', DialRequest]> = [];
   const answerDial = answerDialWith({
     rules,
-    answer: (req) => (asked.push(['answer', req]), answer(req)),
-    preview: (req) => (asked.push(['preview', req]), answer(req)),
+    answer: (req) => (asked.push(['answer', req]), answer(req).then((numbers) => ({ numbers }))),
+    preview: (req) => (asked.push(['preview', req]), answer(req).then((numbers) => ({ numbers }))),
     random: seeded(1), budgetMs: 1500, busyTtlMs: 3_600_000, eventUrl: EVENT_URL,
   });
   return { answerDial, asked };
@@ -30,7 +30,7 @@ t.test('Dial Whom: the numbers Postgres answers, as comma-separated text, and a 
   const result = await answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call(), at: AT, elapsedMs });
   t.same(result.answer, { statusCode: 200, contentType: 'text/plain', body: `${B},${C}` });
   t.match(result, { outcome: 'answered', reason: null, decision: { decidedBy: 'otherwise', action: { dialGroup: 'sales' }, numbers: [B, C] } });
-  t.match(result.decision?.dial, { group: 'sales', offered: [B, C], skipped: [{ number: A }] }, 'the decision says what the dialing did');
+  t.match(result.decision?.dial, { strategy: 'parallel', order: /rung all at once/, sticky: null }, 'the decision says how the group orders');
   t.match(asked, [['answer', { key: { callSid: 'b6cfaf0d5cbd4a5f8a4e9b7a1d2c3e4f', endpoint: 'dial-whom', flowSlug: 'agents' }, candidates: [A, B, C] }]]);
 });
 

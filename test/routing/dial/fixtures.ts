@@ -1,7 +1,7 @@
 /** A rules snapshot built in memory and calls through the real Exotel parameter parser: no database. */
 import { collectParams, parseExotelCall, type ExotelCall } from '../../../src/exotel/params.js';
 import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
-import type { Member, Strategy } from '../../../src/schemas/dial-group.js';
+import { DEFAULT_PACING, type Member, type Strategy } from '../../../src/schemas/dial-group.js';
 import type { Flow } from '../../../src/schemas/flow.js';
 import type { ScheduleRules } from '../../../src/schemas/schedule.js';
 import type { RulesSnapshot, StoredDialGroup } from '../../../src/routing/snapshot.js';
@@ -25,7 +25,7 @@ export const member = (number: string, extra: Partial<Member> = {}): Member =>
 
 export function group(slug: string, strategy: Strategy, members: Member[], extra: Partial<StoredDialGroup> = {}): StoredDialGroup {
   return {
-    slug, name: slug, strategy, sticky: null, members, connect: { ...DEFAULT_CONNECT },
+    slug, name: slug, strategy, sticky: null, members, connect: { ...DEFAULT_CONNECT }, ...DEFAULT_PACING,
     createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z', ...extra,
   };
 }
@@ -53,5 +53,6 @@ export function snapshotOf(groups: StoredDialGroup[], flows: Flow[] = []): Rules
     version: 1, loadedAt: AT, flows: new Map(flows.map((f) => [f.slug, f])), vipLists: new Map(),
     schedules: new Map([['day', DAY_SHIFT], ['weekend', WEEKEND_SHIFT]]),
     dialGroups: new Map(groups.map((g) => [g.slug, g])),
+    availability: new Map(),
   };
 }

@@ -53,6 +53,7 @@ t.test('a request for a dial group: the members on duty, the strategy\'s plan, t
   t.same(request, {
     key, attemptKey: `${A}|busy`, tried: [A], candidates: [A, C], plan: { base: [A, C], arrange: 'rotate' }, rrGroup: 'sales',
     sticky: { caller: CALLER, since: new Date(AT.getTime() - 30 * DAY) }, connected: null, at: AT, busyExpired: new Date(AT.getTime() - 3_600_000),
+    extra: { tiers: null, reported: { agent: A, status: 'busy', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 } } },
   });
   t.equal(dialRequest(snapshot, { dialGroup: 'seq' }, key, call(), AT, opts).request.rrGroup, null, 'no rotation, no round-robin group');
   t.throws(() => dialRequest(snapshot, { dialGroup: 'gone' }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
@@ -62,7 +63,7 @@ t.test('a request for a list of numbers: offered as listed', async (t) => {
   const { request, group: g } = dialRequest(snapshotOf([]), { numbers: [C, A] }, key, call(), AT, opts);
   t.equal(g, null);
   t.same([request.candidates, request.plan, request.rrGroup, request.sticky], [[C, A], { base: [C, A], arrange: 'as_is' }, null, null]);
-  t.throws(() => dialRequest(snapshotOf([]), { branch: 'A' }, key, call(), AT, opts), /needs dialGroup or numbers/);
+  t.throws(() => dialRequest(snapshotOf([]), { branch: 'A' }, key, call(), AT, opts), /needs dialGroup, dialGroups or numbers/);
 });
 
 t.test('without Postgres: the action\'s numbers in plain order, minus those the request says were tried', async (t) => {

@@ -3,7 +3,7 @@ import type { FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples, withoutSlug } from '../../../schemas/common.js';
-import { FLOW_EXAMPLE, FlowInputSchema, FlowReplaceSchema, FlowViewSchema, SimulateInputSchema, SimulateResultSchema, SIMULATE_EXAMPLE, type DialTrace, type Flow } from '../../../schemas/flow.js';
+import { FLOW_EXAMPLE, FlowInputSchema, FlowReplaceSchema, FlowViewSchema, SimulateInputSchema, SimulateResultSchema, SIMULATE_EXAMPLE, type Flow } from '../../../schemas/flow.js';
 import { callbackUrls } from '../../../exotel/callback-urls.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
@@ -68,11 +68,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const elapsedMs = () => performance.now() - t0;
     let result: CallbackResult;
     let numbers: string[] | undefined;
-    let dialing: DialTrace | undefined;
     if (isDialEndpoint(endpoint)) {
       const dial = await app.answerDial({ endpoint, flowSlug: flow.slug, call, at, elapsedMs, dryRun: true, snapshot: only });
       numbers = dial.decision?.numbers;
-      dialing = dial.decision?.dial;
       result = dial;
     } else {
       result = answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
@@ -85,7 +83,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       matchedRule: result.decision?.matchedRule ?? null,
       reason: result.reason,
       trace: result.decision?.trace ?? [],
-      ...(dialing ? { dial: dialing } : {}),
+      ...(result.decision?.availability ? { availability: result.decision.availability } : {}),
+      ...(result.decision?.dial ? { dial: result.decision.dial } : {}),
       at,
     };
   });

@@ -2,9 +2,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples, withoutSlug } from '../../../schemas/common.js';
 import {
-  SCHEDULE_EXAMPLE, SCHEDULE_PATCH_EXAMPLE, ScheduleInputSchema, SchedulePatchSchema, ScheduleReplaceSchema, ScheduleSchema, ScheduleStatusQuerySchema, ScheduleStatusSchema,
+  SCHEDULE_EXAMPLE, SCHEDULE_PATCH_EXAMPLE, ScheduleInputSchema, ScheduleOverrideInputSchema, SchedulePatchSchema, ScheduleReplaceSchema, ScheduleSchema, ScheduleStatusQuerySchema,
+  ScheduleStatusSchema,
 } from '../../../schemas/schedule.js';
-import { createSchedule, deleteSchedule, getSchedule, listSchedules, updateSchedule } from '../../../store/schedules.js';
+import {
+  createSchedule, deleteSchedule, deleteScheduleOverride, getSchedule, listSchedules, setScheduleOverride, updateSchedule,
+} from '../../../store/schedules.js';
 import { scheduleStatus } from '../../../routing/schedule.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -44,6 +47,20 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
   }, async (request, reply) => {
     await deleteSchedule(app.db.prisma, actorOf(request), request.params.slug);
+    return reply.status(204).send(null);
+  });
+
+  app.put('/schedules/:slug/override', {
+    schema: { tags, security, operationId: 'setScheduleOverride',
+      summary: 'Open or close the schedule now, with a reason, ahead of its windows and exceptions until `until` (e.g. an emergency close)',
+      params: SlugParamsSchema, body: ScheduleOverrideInputSchema, response: { 200: ScheduleSchema, ...errors } },
+  }, async (request) => setScheduleOverride(app.db.prisma, actorOf(request), request.params.slug, request.body, new Date()));
+
+  app.delete('/schedules/:slug/override', {
+    schema: { tags, security, operationId: 'deleteScheduleOverride', summary: 'Remove the override: the windows and exceptions decide again',
+      params: SlugParamsSchema, response: { 204: Type.Null(), ...errors } },
+  }, async (request, reply) => {
+    await deleteScheduleOverride(app.db.prisma, actorOf(request), request.params.slug);
     return reply.status(204).send(null);
   });
 

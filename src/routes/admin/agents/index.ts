@@ -1,0 +1,61 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ErrorSchema } from '../../../schemas/common.js';
+import {
+  AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema,
+} from '../../../schemas/agent.js';
+import { listAgents, NoAgentError, recentOffers, setAvailability, startOfDay } from '../../../store/agents.js';
+import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
+import { toE164 } from '../../../exotel/phone.js';
+import { InvalidFieldError } from '../../../errors.js';
+import { actorOf } from '../../../plugins/auth.js';
+
+const tags = ['agents'];
+const security = [{ bearer: [] }];
+const errors = { 400: ErrorSchema, 404: ErrorSchema };
+const RECENT_OFFERS = 50;
+
+const routes: FastifyPluginAsyncTypebox = async (app) => {
+  const country = app.config.DEFAULT_COUNTRY;
+  const busyTtlMs = app.config.AGENT_BUSY_TTL_SECONDS * 1000;
+  const numberOf = (raw: string) => {
+    const number = toE164(raw, country);
+    if (!number) throw new InvalidFieldError('params/number', `'${raw}' is not a valid phone number (default country ${country})`);
+    return number;
+  };
+  const view = (number: string | undefined, timezone: string | undefined) => {
+    const at = new Date();
+    return listAgents(app.db.pool, {
+      ...(number !== undefined ? { number } : {}),
+      since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE), at, busyExpired: new Date(at.getTime() - busyTtlMs),
+      schedules: app.rules.current?.schedules ?? new Map(),
+    });
+  };
+
+  app.get('/agents', {
+    schema: { tags, security, operationId: 'listAgents',
+      summary: 'Every member of a dial group: its groups, its state now, and today\'s offers, answers and misses',
+      querystring: AgentsQuerySchema, response: { 200: Type.Array(AgentSchema), 400: ErrorSchema } },
+  }, async (request) => view(undefined, request.query.timezone));
+
+  app.get('/agents/:number', {
+    schema: { tags, security, operationId: 'getAgent', summary: 'One agent, with its recent offers (newest first)',
+      params: AgentParamsSchema, querystring: AgentsQuerySchema, response: { 200: AgentDetailSchema, ...errors } },
+  }, async (request) => {
+    const number = numberOf(request.params.number);
+    const [agent] = await view(number, request.query.timezone);
+    if (!agent) throw new NoAgentError(number);
+    return { ...agent, recentOffers: await recentOffers(app.db.pool, number, RECENT_OFFERS) };
+  });
+
+  app.put('/agents/:number/availability', {
+    schema: { tags, security, operationId: 'setAgentAvailability',
+      summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
+      description: 'Set available, an agent paused after missed offers is offered again at once. Every instance follows within a second.',
+      params: AgentParamsSchema, body: AvailabilityInputSchema, response: { 200: AvailabilitySchema, ...errors } },
+  }, async (request) => {
+    const change = await setAvailability(app.db.pool, actorOf(request), numberOf(request.params.number), request.body, new Date());
+    return change.after;
+  });
+};
+export default routes;

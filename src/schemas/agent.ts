@@ -1,0 +1,71 @@
+import { Type, type Static } from '@sinclair/typebox';
+import { InstantSchema, NullableInstantSchema } from './common.js';
+import { TimezoneSchema } from './schedule.js';
+
+export const AvailabilityStatusSchema = Type.Union([Type.Literal('available'), Type.Literal('away')]);
+export type AvailabilityStatus = Static<typeof AvailabilityStatusSchema>;
+
+export const AvailabilityInputSchema = Type.Object(
+  {
+    status: { ...AvailabilityStatusSchema, description: 'away: offered by no dial group until set back or `until` passes' },
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'e.g. lunch, training' })),
+    until: Type.Optional(Type.String({ format: 'date-time', description: 'away only: ISO 8601 instant in the future when the agent is available again' })),
+  },
+  { additionalProperties: false },
+);
+export type AvailabilityInput = Static<typeof AvailabilityInputSchema>;
+
+/** Away or available as last set, by whom and when. */
+export const AvailabilitySchema = Type.Object({
+  status: AvailabilityStatusSchema,
+  reason: Type.Union([Type.String(), Type.Null()]),
+  until: NullableInstantSchema,
+  setBy: Type.String({ description: "'api-key:<id>' (admin API) or 'phone:<CallSid>' (the agent's own call)" }),
+  setAt: InstantSchema,
+});
+export type Availability = Static<typeof AvailabilitySchema>;
+
+/** What an agent is now, most telling first: on a call, away, wrapping up, paused, inactive, off shift, available. */
+export const AgentStateSchema = Type.Union(
+  ['on_call', 'away', 'wrapping_up', 'paused', 'inactive', 'off_shift', 'available'].map((s) => Type.Literal(s)),
+  { description: 'on_call > away > wrapping_up > paused > inactive (switched off in every group) > off_shift (no group shift open) > available' },
+);
+export type AgentState = 'on_call' | 'away' | 'wrapping_up' | 'paused' | 'inactive' | 'off_shift' | 'available';
+export const AGENT_STATES: readonly AgentState[] = ['on_call', 'away', 'wrapping_up', 'paused', 'inactive', 'off_shift', 'available'];
+
+export const AgentSchema = Type.Object({
+  number: Type.String(),
+  name: Type.Union([Type.String(), Type.Null()], { description: 'The first name a group gives the member' }),
+  state: AgentStateSchema,
+  groups: Type.Array(Type.Object({
+    slug: Type.String(),
+    active: Type.Boolean(),
+    schedule: Type.Union([Type.String(), Type.Null()], { description: 'Shift schedule' }),
+    onShift: Type.Boolean(),
+  })),
+  onCall: Type.Union([Type.Object({ since: InstantSchema, callSid: Type.Union([Type.String(), Type.Null()]) }), Type.Null()]),
+  away: Type.Union([AvailabilitySchema, Type.Null()], { description: 'Set while the agent is away' }),
+  availability: Type.Union([AvailabilitySchema, Type.Null()], { description: 'As last set (null: never set)' }),
+  wrapUpUntil: NullableInstantSchema,
+  paused: Type.Union([Type.Object({ until: InstantSchema, reason: Type.String() }), Type.Null()]),
+  missedOffers: Type.Integer({ description: 'Consecutive offers not answered' }),
+  today: Type.Object({ offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() }, { description: 'Since local midnight in `timezone`' }),
+});
+export type Agent = Static<typeof AgentSchema>;
+
+export const OfferSchema = Type.Object({
+  callSid: Type.String(),
+  group: Type.Union([Type.String(), Type.Null()]),
+  offeredAt: InstantSchema,
+  outcome: Type.Union([Type.String(), Type.Null()], { description: 'answered, no-answer, busy, failed; null while ringing or on the call' }),
+  endedAt: NullableInstantSchema,
+});
+export type Offer = Static<typeof OfferSchema>;
+
+export const AgentDetailSchema = Type.Composite([AgentSchema, Type.Object({ recentOffers: Type.Array(OfferSchema) })]);
+
+export const AgentsQuerySchema = Type.Object(
+  { timezone: Type.Optional({ ...TimezoneSchema, description: 'Where "today" is counted from midnight (default Asia/Kolkata)' }) },
+  { additionalProperties: false },
+);
+export const AgentParamsSchema = Type.Object({ number: Type.String({ minLength: 1, maxLength: 32, description: 'Agent number in any form' }) });

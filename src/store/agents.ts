@@ -1,0 +1,193 @@
+import type pg from 'pg';
+import { DateTime } from 'luxon';
+import type { Agent, Availability, AvailabilityInput, Offer } from '../schemas/agent.js';
+import type { ScheduleRules } from '../schemas/schedule.js';
+import { DomainError, InvalidFieldError } from '../errors.js';
+import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
+import { RULES_CHANNEL, type Actor } from './audit.js';
+
+/**
+ * Agents: every number that is a member of a dial group. Availability (away/available) is routing
+ * data, announced like the rules so every instance's snapshot follows; the facts the dial path
+ * keeps (busy, wrap-up, missed offers, pause) and the offers made are read here for the admin API
+ * and the metrics. Plain SQL on the pool: the phone path (a passthru callback) must not start Prisma.
+ */
+
+export class NoAgentError extends DomainError {
+  constructor(number: string) {
+    super(404, `${number} is no member of any dial group; add it to a group first`);
+  }
+}
+
+const AVAILABILITY_COLUMNS = 'status, reason, until, set_by AS "setBy", set_at AS "setAt"';
+
+/** Every availability row, by number (for the rules snapshot). */
+export async function loadAvailability(pool: pg.Pool): Promise<Map<string, Availability>> {
+  const { rows } = await pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability`);
+  return new Map(rows.map(({ number, ...a }) => [number, a]));
+}
+
+/**
+ * Sets an agent's availability in one statement: the row, the audit entry, and the NOTIFY that makes
+ * every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
+ * calls at once flip twice; but a repeat of the same call (Exotel retrying, or polling twice) flips
+ * nothing: the row is left as that call set it and no row comes back. Set available, the agent's
+ * missed-offer count and pause are cleared too.
+ */
+const SET_SQL = `
+WITH prev AS (
+  SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1
+), next AS (
+  INSERT INTO agent_availability AS a (number, status, reason, until, set_by, set_at)
+  VALUES ($1, CASE WHEN $2 = 'toggle' THEN 'away' ELSE $2 END, $3, $4, $5, $6)
+  ON CONFLICT (number) DO UPDATE SET
+    status = CASE WHEN $2 <> 'toggle' THEN $2
+                  WHEN a.status = 'away' AND (a.until IS NULL OR a.until > $6) THEN 'available' ELSE 'away' END,
+    reason = EXCLUDED.reason, until = EXCLUDED.until, set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at
+  WHERE $2 <> 'toggle' OR a.set_by <> EXCLUDED.set_by
+  RETURNING ${AVAILABILITY_COLUMNS}
+), cleared AS (
+  UPDATE agent_states SET missed_offers = 0, paused_until = NULL, paused_reason = NULL, updated_at = $6
+   WHERE number = $1 AND (SELECT status FROM next) = 'available' AND (missed_offers > 0 OR paused_until IS NOT NULL)
+), audit AS (
+  INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after)
+  SELECT $7::uuid, 'set-availability', 'agent', $1, (SELECT to_jsonb(p) FROM prev p), to_jsonb(n) FROM next n
+)
+SELECT n.*, (SELECT to_jsonb(p) FROM prev p) AS before, pg_notify('${RULES_CHANNEL}', 'agent:' || $1) AS notified FROM next n`;
+
+export type AvailabilityMode = 'toggle' | 'available' | 'away';
+
+/** What a change did: the availability before (null: never set) and after. */
+export interface AvailabilityChange {
+  before: Availability | null;
+  after: Availability;
+  /** a repeat of the toggle that made `after`: nothing was written */
+  repeat?: boolean;
+}
+
+type JsonAvailability = Omit<Availability, 'until' | 'setAt'> & { until: string | null; setAt: string };
+
+export async function writeAvailability(
+  pool: pg.Pool,
+  change: { number: string; mode: AvailabilityMode; reason: string | null; until: Date | null; setBy: string; apiKeyId: string | null; at: Date },
+): Promise<AvailabilityChange> {
+  const { rows } = await pool.query<Availability & { before: JsonAvailability | null; notified: unknown }>({
+    name: 'set-availability',
+    text: SET_SQL,
+    values: [change.number, change.mode, change.reason, change.until, change.setBy, change.at, change.apiKeyId],
+  });
+  if (rows.length === 0) {
+    // A repeat of the toggle that set it: as it is now.
+    const now = await pool.query<Availability>(`SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1`, [change.number]);
+    return { before: now.rows[0]!, after: now.rows[0]!, repeat: true };
+  }
+  const { before, notified: _n, ...after } = rows[0]!;
+  return {
+    before: before && { ...before, until: before.until === null ? null : new Date(before.until), setAt: new Date(before.setAt) },
+    after,
+  };
+}
+
+/** PUT /admin/agents/:number/availability: checked, then written; 404 for a number in no group. */
+export async function setAvailability(
+  pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date,
+): Promise<AvailabilityChange> {
+  const until = input.until === undefined ? null : new Date(input.until);
+  if (until && input.status !== 'away') throw new InvalidFieldError('body/until', 'only an away status has an until; leave it out');
+  if (until && until.getTime() <= at.getTime()) {
+    throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to stay away until set back`);
+  }
+  const { rowCount } = await pool.query('SELECT 1 FROM dial_group_members WHERE number = $1 LIMIT 1', [number]);
+  if (!rowCount) throw new NoAgentError(number);
+  return writeAvailability(pool, {
+    number, mode: input.status, reason: input.reason ?? null, until, setBy: `api-key:${actor.apiKeyId ?? 'none'}`, apiKeyId: actor.apiKeyId, at,
+  });
+}
+
+type FactsRow = AgentFacts & { number: string };
+type CountsRow = { number: string; offers: number; answers: number; misses: number };
+
+const FACTS_SQL = `SELECT number, busy, busy_since AS "busySince", busy_call_sid AS "busyCallSid", wrap_up_until AS "wrapUpUntil",
+  missed_offers AS "missedOffers", paused_until AS "pausedUntil", paused_reason AS "pausedReason" FROM agent_states`;
+const MISSED = `('no-answer', 'busy', 'failed')`;
+
+/** The facts of these numbers, by number. */
+export async function loadFacts(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {
+  const { rows } = await pool.query<FactsRow>(`${FACTS_SQL} WHERE number = ANY($1::text[])`, [numbers]);
+  return new Map(rows.map(({ number, ...f }) => [number, f]));
+}
+
+/** Local midnight of `at`'s date in the zone. */
+export const startOfDay = (at: Date, timezone: string) => DateTime.fromJSDate(at, { zone: timezone }).startOf('day').toJSDate();
+
+/**
+ * Every agent (or the one given) with its state now and its offers, answers and misses since `since`.
+ * Shifts are judged with the schedules given (the rules snapshot's).
+ */
+export async function listAgents(
+  pool: pg.Pool,
+  opts: { number?: string; since: Date; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules> },
+): Promise<Agent[]> {
+  const one = opts.number !== undefined;
+  const where = one ? 'WHERE m.number = $1' : '';
+  const args = one ? [opts.number] : [];
+  const [members, availability, facts, counts] = await Promise.all([
+    pool.query<{ number: string; slug: string; name: string | null; active: boolean; schedule: string | null }>(
+      `SELECT m.number, g.slug, m.name, m.active, m.schedule_slug AS schedule
+         FROM dial_group_members m JOIN dial_groups g ON g.id = m.group_id ${where} ORDER BY m.number, g.slug`, args),
+    pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability ${one ? 'WHERE number = $1' : ''}`, args),
+    pool.query<FactsRow>(`${FACTS_SQL} ${one ? 'WHERE number = $1' : 'WHERE number IN (SELECT number FROM dial_group_members)'}`, args),
+    pool.query<CountsRow>(
+      `SELECT number, count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
+              (count(*) FILTER (WHERE outcome IN ${MISSED}))::int AS misses
+         FROM agent_offers WHERE offered_at >= $${args.length + 1} ${one ? 'AND number = $1' : ''} GROUP BY number`,
+      [...args, opts.since]),
+  ]);
+  const groups = new Map<string, Membership[]>();
+  for (const m of members.rows) (groups.get(m.number) ?? groups.set(m.number, []).get(m.number)!).push(m);
+  const availabilityOf = new Map(availability.rows.map(({ number, ...a }) => [number, a]));
+  const factsOf = new Map(facts.rows.map(({ number, ...f }) => [number, f]));
+  const countsOf = new Map(counts.rows.map((c) => [c.number, c]));
+  return [...groups].map(([number, memberships]) => {
+    const c = countsOf.get(number);
+    return {
+      ...agentView({
+        number, memberships, availability: availabilityOf.get(number) ?? null, facts: factsOf.get(number) ?? null,
+        schedules: opts.schedules, at: opts.at, busyExpired: opts.busyExpired,
+      }),
+      today: { offers: c?.offers ?? 0, answers: c?.answers ?? 0, misses: c?.misses ?? 0 },
+    };
+  });
+}
+
+/** The agent's latest offers, newest first. */
+export async function recentOffers(pool: pg.Pool, number: string, limit: number): Promise<Offer[]> {
+  const { rows } = await pool.query<Offer>(
+    `SELECT call_sid AS "callSid", group_slug AS "group", offered_at AS "offeredAt", outcome, ended_at AS "endedAt"
+       FROM agent_offers WHERE number = $1 ORDER BY offered_at DESC LIMIT $2`, [number, limit]);
+  return rows;
+}
+
+/**
+ * Agents by state now, for the metrics: members and availability from the rules snapshot, the
+ * dial path's facts from one query.
+ */
+export async function countAgentStates(
+  pool: pg.Pool,
+  snapshot: { dialGroups: Map<string, { slug: string; members: Array<{ number: string; name: string | null; active: boolean; schedule: string | null }> }>;
+    availability: Map<string, Availability>; schedules: Map<string, ScheduleRules> },
+  at: Date,
+  busyExpired: Date,
+): Promise<Map<string, number>> {
+  const memberships = membershipsOf(snapshot.dialGroups.values());
+  const facts = await loadFacts(pool, [...memberships.keys()]);
+  const counts = new Map<string, number>();
+  for (const [number, ms] of memberships) {
+    const { state } = agentView({
+      number, memberships: ms, availability: snapshot.availability.get(number) ?? null, facts: facts.get(number) ?? null,
+      schedules: snapshot.schedules, at, busyExpired,
+    });
+    counts.set(state, (counts.get(state) ?? 0) + 1);
+  }
+  return counts;
+}

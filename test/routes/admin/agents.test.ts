@@ -1,0 +1,166 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+
+const A = '+919811100001';
+const B = '+919811100002';
+const C = '+919811100003';
+const D = '+919811100004';
+const NOT_AN_AGENT = '+919822200000';
+
+async function until(ok: () => boolean, what = 'snapshot did not catch up') {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error(what);
+}
+
+/** Groups sales (A, B, C) and support (C, and D on a shift that is never open). */
+async function setup(t: Test): Promise<TestApp> {
+  const ctx = await buildTestApp(t);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'never', name: 'Never', weekly: [] } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'sales', name: 'Sales', strategy: 'sequential',
+    members: [{ number: '09811100001', name: 'Asha', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }],
+  } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'support', name: 'Support', strategy: 'sequential',
+    members: [{ number: '09811100003', name: 'Chitra' }, { number: '09811100004', schedule: 'never' }],
+  } })).statusCode, 201);
+  await until(() => ctx.app.rules.current?.dialGroups.size === 2 && ctx.app.rules.current.schedules.has('never'));
+  return ctx;
+}
+
+const agents = async (ctx: TestApp) => {
+  const res = await ctx.admin({ method: 'GET', url: '/admin/agents' });
+  t.equal(res.statusCode, 200);
+  return new Map((res.json() as Array<{ number: string }>).map((a) => [a.number, a as Record<string, unknown>]));
+};
+
+t.test('GET /admin/agents: every member once, with its groups, its state now and today\'s offers', async (t) => {
+  const ctx = await setup(t);
+  const now = Date.now();
+  const ago = (s: number) => new Date(now - s * 1000);
+  const ahead = (s: number) => new Date(now + s * 1000);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, wrap_up_until, missed_offers, paused_until, paused_reason, updated_at)
+     VALUES ($1, true, $3, 'call-7', NULL, 0, NULL, NULL, now()), ($2, false, NULL, NULL, $4, 1, NULL, NULL, now())`,
+    [A, B, ago(30), ahead(20)]);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
+       ('c1', $1, 'sales', $2, 'answered', $2), ('c2', $1, 'sales', $2, 'no-answer', $2), ('c3', $1, 'sales', $2, NULL, NULL),
+       ('old', $1, 'sales', $3, 'busy', $3)`,
+    [A, ago(1), new Date(now - 3 * 86_400_000)]);
+  const list = await agents(ctx);
+  t.same([...list.keys()], [A, B, C, D], 'every member number once, in number order');
+  t.match(list.get(A), {
+    name: 'Asha', state: 'on_call', onCall: { callSid: 'call-7', since: ago(30).toISOString() },
+    groups: [{ slug: 'sales', active: true, schedule: null, onShift: true }],
+    today: { offers: 3, answers: 1, misses: 1 },
+  }, 'on a call since when, which call; today only (the offer of three days ago is not counted)');
+  t.match(list.get(B), { state: 'wrapping_up', wrapUpUntil: ahead(20).toISOString(), missedOffers: 1, today: { offers: 0, answers: 0, misses: 0 } });
+  t.match(list.get(C), { name: 'Chitra', state: 'available', groups: [{ slug: 'sales' }, { slug: 'support' }] }, 'C is in two groups');
+  t.match(list.get(D), { state: 'off_shift', groups: [{ slug: 'support', schedule: 'never', onShift: false }] });
+
+  await ctx.db.pool.query(`UPDATE agent_states SET wrap_up_until = NULL, paused_until = $2, paused_reason = '3 missed offers' WHERE number = $1`, [B, ahead(60)]);
+  t.match((await agents(ctx)).get(B), { state: 'paused', paused: { until: ahead(60).toISOString(), reason: '3 missed offers' } });
+  t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/support/members/09811100004', payload: { active: false } })).statusCode, 200);
+  t.match((await agents(ctx)).get(D), { state: 'inactive' }, 'switched off in its only group');
+  await ctx.db.pool.query(`UPDATE agent_states SET busy_since = $2 WHERE number = $1`, [A, new Date(now - 2 * 3_600_000)]);
+  t.match((await agents(ctx)).get(A), { state: 'available', onCall: null }, 'busy longer than AGENT_BUSY_TTL_SECONDS counts as free');
+});
+
+t.test('GET /admin/agents/:number: one agent with its recent offers; 404 for a number in no group, 400 for no number', async (t) => {
+  const ctx = await setup(t);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
+       ('c1', $1, 'sales', now() - interval '2 minutes', 'answered', now()), ('c2', $1, 'support', now() - interval '1 minute', NULL, NULL)`, [C]);
+  const res = await ctx.admin({ method: 'GET', url: '/admin/agents/09811100003' });
+  t.equal(res.statusCode, 200);
+  t.match(res.json(), {
+    number: C, state: 'available', today: { offers: 2, answers: 1 },
+    recentOffers: [{ callSid: 'c2', group: 'support', outcome: null, endedAt: null }, { callSid: 'c1', group: 'sales', outcome: 'answered' }],
+  }, 'newest first');
+  const unknown = await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(NOT_AN_AGENT)}` });
+  t.equal(unknown.statusCode, 404);
+  t.match(unknown.json().message, `${NOT_AN_AGENT} is no member of any dial group`);
+  const bad = await ctx.admin({ method: 'GET', url: '/admin/agents/abc' });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /^params\/number: 'abc' is not a valid phone number/);
+});
+
+t.test('PUT availability: away with a reason and until, audited; back to available clears a missed-offer pause', async (t) => {
+  const ctx = await setup(t);
+  const until = new Date(Date.now() + 3_600_000).toISOString();
+  const res = await ctx.admin({ method: 'PUT', url: '/admin/agents/09811100002/availability', payload: { status: 'away', reason: 'lunch', until } });
+  t.equal(res.statusCode, 200);
+  t.match(res.json(), { status: 'away', reason: 'lunch', until, setBy: /^api-key:/ });
+  t.match((await agents(ctx)).get(B), { state: 'away', away: { reason: 'lunch', until }, availability: { status: 'away' } });
+  await until_(ctx, (s) => s.availability.get(B)?.status === 'away');
+
+  await ctx.db.pool.query(`INSERT INTO agent_states (number, missed_offers, paused_until, paused_reason, updated_at)
+    VALUES ($1, 3, now() + interval '5 minutes', '3 missed offers', now())`, [B]);
+  const back = await ctx.admin({ method: 'PUT', url: '/admin/agents/%2B919811100002/availability', payload: { status: 'available' } });
+  t.equal(back.statusCode, 200);
+  t.match(back.json(), { status: 'available', reason: null, until: null });
+  const { rows } = await ctx.db.pool.query('SELECT missed_offers, paused_until FROM agent_states WHERE number = $1', [B]);
+  t.same(rows, [{ missed_offers: 0, paused_until: null }], 'set available: the pause and the count are gone');
+  t.match((await agents(ctx)).get(B), { state: 'available', away: null, paused: null, missedOffers: 0 });
+
+  const audit = await ctx.admin({ method: 'GET', url: `/admin/audit?entity=agent&entityId=${encodeURIComponent(B)}` });
+  t.match(audit.json().items, [
+    { action: 'set-availability', apiKeyId: /./, before: { status: 'away', reason: 'lunch' }, after: { status: 'available', setBy: /^api-key:/ } },
+    { action: 'set-availability', before: null, after: { status: 'away', reason: 'lunch' } },
+  ], 'who changed what, newest first');
+});
+
+async function until_(ctx: TestApp, ok: (s: NonNullable<TestApp['app']['rules']['current']>) => boolean) {
+  await until(() => ctx.app.rules.current !== null && ok(ctx.app.rules.current));
+}
+
+t.test('PUT availability refuses: until in the past or unparseable (400 naming body/until), until when available, a number in no group (404)', async (t) => {
+  const ctx = await setup(t);
+  const put = (number: string, payload: unknown) => ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(number)}/availability`, payload });
+  const past = await put(A, { status: 'away', until: '2020-01-01T00:00:00Z' });
+  t.equal(past.statusCode, 400);
+  t.match(past.json().message, /^body\/until: 2020-01-01T00:00:00Z is not in the future/);
+  const garbage = await put(A, { status: 'away', until: 'tomorrow at noon' });
+  t.equal(garbage.statusCode, 400);
+  t.match(garbage.json().message, /^body\/until: must match format "date-time"/);
+  const both = await put(A, { status: 'available', until: new Date(Date.now() + 60_000).toISOString() });
+  t.equal(both.statusCode, 400);
+  t.match(both.json().message, /^body\/until: only an away status has an until/);
+  const status = await put(A, { status: 'gone' });
+  t.equal(status.statusCode, 400);
+  t.match(status.json().message, /^body\/status/);
+  const nobody = await put(NOT_AN_AGENT, { status: 'away' });
+  t.equal(nobody.statusCode, 404);
+  t.match(nobody.json().message, /is no member of any dial group/);
+  t.equal((await ctx.db.pool.query('SELECT * FROM agent_availability')).rowCount, 0, 'nothing written');
+  const viewer = await ctx.admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'v', role: 'viewer' } });
+  const denied = await ctx.app.inject({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`, payload: { status: 'away' },
+    headers: { authorization: `Bearer ${viewer.json().key}` } });
+  t.equal(denied.statusCode, 403, 'a viewer key may not change it');
+});
+
+t.test('an away agent\'s until passes: available again without anyone setting it', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`,
+    payload: { status: 'away', until: new Date(Date.now() + 400).toISOString() } })).statusCode, 200);
+  t.equal((await agents(ctx)).get(A)!.state, 'away');
+  await new Promise((r) => setTimeout(r, 500));
+  t.match((await agents(ctx)).get(A), { state: 'available', away: null, availability: { status: 'away' } }, 'the setting stays, but it is over');
+});
+
+t.test('two instances: an agent sent away through one is in the other\'s snapshot at once (NOTIFY), which reloads only availability', async (t) => {
+  const one = await setup(t);
+  const two = await buildSecondInstance(t, one);
+  await until_(two, (s) => s.dialGroups.size === 2);
+  const before = two.app.rules.current!;
+  t.equal((await one.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(C)}/availability`, payload: { status: 'away', reason: 'training' } })).statusCode, 200);
+  // Announced by NOTIFY: without it the other instance would never reload (nothing polls).
+  await until_(two, (s) => s.availability.get(C)?.status === 'away');
+  const after = two.app.rules.current!;
+  t.equal(after.vipLists, before.vipLists, 'VIP lists kept, not reloaded');
+  t.equal(after.flows, before.flows, 'flows kept');
+  t.ok(after.version > before.version, 'a new snapshot version');
+  t.match((await two.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(C)}` })).json(), { state: 'away', away: { reason: 'training' } });
+});

@@ -1,0 +1,94 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+
+async function until(ok: () => boolean) {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error('snapshot did not catch up');
+}
+
+const ALL_WEEK = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((day) => ({ day, open: '00:00', close: '00:00' }));
+
+/** A schedule open around the clock, and a passthru flow: closed → B, otherwise A. */
+async function setup(t: Test): Promise<TestApp> {
+  const ctx = await buildTestApp(t);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: ALL_WEEK } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'queue', name: 'Queue', type: 'passthru',
+    rules: [{ name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } }], otherwise: { branch: 'A' }, onError: { branch: 'A' },
+  } })).statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('queue') === true);
+  return ctx;
+}
+
+const override = (ctx: TestApp, payload: unknown) => ctx.admin({ method: 'PUT', url: '/admin/schedules/support/override', payload });
+const passthru = (ctx: TestApp, sid: string) => ctx.app.inject({ method: 'GET', url: `/exotel/passthru/queue?CallSid=${sid}&CallFrom=09800000001` });
+
+t.test('an emergency close: status, the passthru (branch B) and its trace say "override: … until …"; DELETE reopens; audited', async (t) => {
+  const ctx = await setup(t);
+  const end = new Date(Date.now() + 2 * 3_600_000);
+  const set = await override(ctx, { open: false, reason: 'flooding', until: end.toISOString() });
+  t.equal(set.statusCode, 200);
+  t.match(set.json(), { slug: 'support', override: { open: false, reason: 'flooding', until: end.toISOString() } });
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json(), { override: { reason: 'flooding' } }, 'shown with the schedule');
+
+  const untilText = /override: flooding until \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?\+05:30/;
+  const status = (await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json();
+  t.match(status, { open: false, reason: untilText }, 'status says why');
+  t.equal(Date.parse(status.nextChangeAt), end.getTime(), 'and that it opens again at until');
+
+  await until(() => ctx.app.rules.current?.schedules.get('support')?.override?.reason === 'flooding');
+  const res = await passthru(ctx, 'e1');
+  t.equal(res.statusCode, 302, 'branch B');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'e1' } });
+  t.match(cdr, { matchedRule: 'closed', decision: { trace: [{ conditions: [{ condition: 'closedBy support', held: true, why: untilText }] }] } },
+    'the CDR\'s trace names the override, its reason and its end');
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/queue/simulate', payload: { endpoint: 'passthru', params: { CallSid: 's' } } });
+  t.match(sim.json(), { answer: { statusCode: 302 }, trace: [{ conditions: [{ why: untilText }] }] }, 'simulate too');
+
+  t.equal((await ctx.admin({ method: 'DELETE', url: '/admin/schedules/support/override' })).statusCode, 204);
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), { open: true, reason: /^weekly window/ });
+  await until(() => ctx.app.rules.current?.schedules.get('support')?.override === null);
+  t.equal((await passthru(ctx, 'e2')).statusCode, 200, 'branch A again');
+  const again = await ctx.admin({ method: 'DELETE', url: '/admin/schedules/support/override' });
+  t.equal(again.statusCode, 404, 'no override left to delete');
+  t.match(again.json().message, "override of schedule 'support' does not exist");
+
+  const audit = (await ctx.admin({ method: 'GET', url: '/admin/audit?entity=schedule&entityId=support' })).json().items;
+  t.match(audit.slice(0, 2), [
+    { action: 'delete-override', before: { open: false, reason: 'flooding' }, after: null },
+    { action: 'set-override', before: null, after: { open: false, reason: 'flooding' } },
+  ]);
+});
+
+t.test('override input: until in the past or unparseable is a 400 naming body/until; reason required; unknown schedule 404', async (t) => {
+  const ctx = await setup(t);
+  const past = await override(ctx, { open: false, reason: 'x', until: '2020-01-01T00:00:00Z' });
+  t.equal(past.statusCode, 400);
+  t.match(past.json().message, /^body\/until: 2020-01-01T00:00:00Z is not in the future/);
+  const garbage = await override(ctx, { open: false, reason: 'x', until: 'next week' });
+  t.equal(garbage.statusCode, 400);
+  t.match(garbage.json().message, /^body\/until: must match format "date-time"/);
+  const noReason = await override(ctx, { open: false });
+  t.equal(noReason.statusCode, 400);
+  t.match(noReason.json().message, /^body\/reason: is required/);
+  const missing = await ctx.admin({ method: 'PUT', url: '/admin/schedules/nope/override', payload: { open: false, reason: 'x' } });
+  t.equal(missing.statusCode, 404);
+  const indefinite = await override(ctx, { open: false, reason: 'outage' });
+  t.equal(indefinite.statusCode, 200);
+  t.match(indefinite.json(), { override: { until: null } }, 'without until: until deleted');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(),
+    { open: false, reason: 'override: outage until it is deleted', nextChangeAt: null });
+  t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/schedules/support', payload: { name: 'Support desk' } })).json().override?.reason, 'outage',
+    'editing the schedule keeps its override');
+});
+
+t.test('two instances: an override set through one is obeyed by the other\'s callbacks', async (t) => {
+  const one = await setup(t);
+  const two = await buildSecondInstance(t, one);
+  await until(() => two.app.rules.current?.flows.has('queue') === true);
+  t.equal((await passthru(two, 'm0')).statusCode, 200);
+  t.equal((await override(one, { open: false, reason: 'storm', until: new Date(Date.now() + 3_600_000).toISOString() })).statusCode, 200);
+  await until(() => two.app.rules.current?.schedules.get('support')?.override?.reason === 'storm');
+  t.equal((await passthru(two, 'm1')).statusCode, 302, 'closed on the other instance too');
+});

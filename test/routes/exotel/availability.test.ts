@@ -1,0 +1,126 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+
+const AGENT = '+919811100001';
+const STRANGER = '+919822200000';
+
+async function until(ok: () => boolean) {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error('snapshot did not catch up');
+}
+
+/** A dial group with AGENT, and passthru flows that toggle / set the caller's availability. */
+async function setup(t: Test): Promise<TestApp> {
+  const ctx = await buildTestApp(t);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] } })).statusCode, 201);
+  for (const [slug, then] of [['presence', { availability: 'toggle' }], ['break', { availability: 'away', reason: 'tea break' }]] as const) {
+    t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+      slug, name: slug, type: 'passthru', rules: [], otherwise: then, onError: { branch: 'B' } } })).statusCode, 201);
+  }
+  await until(() => ctx.app.rules.current?.flows.has('break') === true && ctx.app.rules.current.dialGroups.has('sales'));
+  return ctx;
+}
+
+const call = (ctx: TestApp, flow: string, sid: string, from = '09811100001') =>
+  ctx.app.inject({ method: 'GET', url: `/exotel/passthru/${flow}?CallSid=${sid}&CallFrom=${from}&CallTo=08047115777` });
+const stored = async (ctx: TestApp) =>
+  (await ctx.db.pool.query('SELECT status, reason, set_by FROM agent_availability WHERE number = $1', [AGENT])).rows[0];
+
+t.test('toggle by phone: away (branch B), then available (branch A); the CDR and the audit say who changed what', async (t) => {
+  const ctx = await setup(t);
+  const first = await call(ctx, 'presence', 'p1');
+  t.equal(first.statusCode, 302, 'now away: branch B');
+  t.same(await stored(ctx), { status: 'away', reason: null, set_by: 'phone:p1' });
+  await until(() => ctx.app.rules.current?.availability.get(AGENT)?.status === 'away');
+  const second = await call(ctx, 'presence', 'p2');
+  t.equal(second.statusCode, 200, 'now available: branch A');
+  t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'phone:p2' });
+
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'p1' } });
+  t.match(cdr, { outcome: 'answered', httpStatus: 302, decision: {
+    action: { availability: 'toggle' }, decidedBy: 'otherwise',
+    availability: { agent: AGENT, from: 'available', to: 'away', why: `${AGENT}: available → away (toggle, set by phone)` } } });
+  const audit = (await ctx.admin({ method: 'GET', url: '/admin/audit?entity=agent' })).json().items;
+  t.match(audit, [
+    { action: 'set-availability', entityId: AGENT, apiKeyId: null, before: { status: 'away', setBy: 'phone:p1' }, after: { status: 'available', setBy: 'phone:p2' } },
+    { action: 'set-availability', entityId: AGENT, apiKeyId: null, before: null, after: { status: 'away', setBy: 'phone:p1' } },
+  ]);
+});
+
+t.test('an explicit away (with a reason) and available; a repeat is answered from what is stored', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await call(ctx, 'break', 'b1')).statusCode, 302);
+  t.same(await stored(ctx), { status: 'away', reason: 'tea break', set_by: 'phone:b1' });
+  await until(() => ctx.app.rules.current?.availability.get(AGENT)?.status === 'away');
+  t.equal((await call(ctx, 'break', 'b2')).statusCode, 302, 'away again: still B');
+  t.match((await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(AGENT)}` })).json(),
+    { state: 'away', away: { reason: 'tea break', setBy: 'phone:b2' } });
+});
+
+t.test('concurrent polls of one call toggle once: every poll gets the same branch', async (t) => {
+  const ctx = await setup(t);
+  const answers = await Promise.all(Array.from({ length: 8 }, () => call(ctx, 'presence', 'same')));
+  t.same(answers.map((a) => a.statusCode), Array(8).fill(302), 'all B: away, once');
+  t.same(await stored(ctx), { status: 'away', reason: null, set_by: 'phone:same' });
+  t.equal((await ctx.db.pool.query(`SELECT 1 FROM audit_entries WHERE entity = 'agent'`)).rowCount, 1, 'one change, one audit entry');
+  t.equal(await ctx.db.prisma.cdr.count({ where: { callSid: 'same' } }), 8, 'one CDR per poll');
+  const repeats = await ctx.db.prisma.cdr.findMany({ where: { callSid: 'same' } });
+  t.equal(repeats.filter((c) => /as this call already set it/.test(JSON.stringify(c.decision))).length, 7, 'the repeats say so');
+  // two different calls at the same moment flip twice
+  const both = await Promise.all([call(ctx, 'presence', 'x1'), call(ctx, 'presence', 'x2')]);
+  t.same(both.map((a) => a.statusCode).sort(), [200, 302], 'one turned it available, the other away again');
+  t.equal((await stored(ctx))?.status, 'away');
+});
+
+t.test('a caller who is no agent gets branch B and changes nothing', async (t) => {
+  const ctx = await setup(t);
+  const res = await call(ctx, 'presence', 'n1', STRANGER);
+  t.equal(res.statusCode, 302);
+  t.equal((await ctx.db.pool.query('SELECT 1 FROM agent_availability')).rowCount, 0);
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'n1' } });
+  t.match(cdr.decision, { availability: { agent: null, to: null, why: `${STRANGER} is no member of any dial group; nothing changed` } });
+  const anonymous = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/presence?CallSid=n2' });
+  t.equal(anonymous.statusCode, 302, 'no CallFrom: no agent');
+});
+
+t.test('simulate shows what the action would do and changes nothing', async (t) => {
+  const ctx = await setup(t);
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/presence/simulate', payload: { endpoint: 'passthru', params: { CallSid: 's1', CallFrom: '09811100001' } } });
+  t.equal(sim.statusCode, 200);
+  t.match(sim.json(), { answer: { statusCode: 302 }, availability: { agent: AGENT, from: 'available', to: 'away' } });
+  t.equal((await ctx.db.pool.query('SELECT 1 FROM agent_availability')).rowCount, 0, 'nothing written');
+  t.equal(await ctx.db.prisma.cdr.count(), 0, 'no CDR');
+});
+
+t.test('an availability action only in passthru flows, never as onError', async (t) => {
+  const ctx = await setup(t);
+  const onError = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'x', name: 'x', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { availability: 'toggle' } } });
+  t.equal(onError.statusCode, 400);
+  t.match(onError.json().message, /^body\/onError: is answered when the database cannot be reached/);
+  const dial = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'y', name: 'y', type: 'dial', rules: [], otherwise: { availability: 'toggle' }, onError: { numbers: ['+919811100001'] } } });
+  t.equal(dial.statusCode, 400);
+  t.match(dial.json().message, /^body\/otherwise: a dial flow's action is/);
+});
+
+t.test('the write fails: the flow\'s onError, and the CDR says why', async (t) => {
+  const ctx = await setup(t);
+  await ctx.db.pool.query('ALTER TABLE agent_availability RENAME TO agent_availability_gone');
+  const res = await call(ctx, 'presence', 'f1');
+  t.equal(res.statusCode, 302, 'onError: branch B');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'f1' } });
+  t.match(cdr, { outcome: 'on-error', reason: /^availability not saved: / , decision: { decidedBy: 'onError' } });
+  await ctx.db.pool.query('ALTER TABLE agent_availability_gone RENAME TO agent_availability');
+});
+
+t.test('two instances: an agent who calls in through one is away on the other', async (t) => {
+  const one = await setup(t);
+  const two = await buildSecondInstance(t, one);
+  await until(() => two.app.rules.current?.flows.has('presence') === true);
+  t.equal((await call(two, 'presence', 'i1')).statusCode, 302);
+  await until(() => one.app.rules.current?.availability.get(AGENT)?.status === 'away');
+  t.equal((await call(one, 'presence', 'i2')).statusCode, 200, 'the other instance toggles it back');
+});

@@ -1,0 +1,192 @@
+/**
+ * Agents as people in dialing (issue 26), through the real app on a real Postgres: away agents,
+ * wrap-up after a call, a pause after missed offers, overflow tiers, and what the traces say.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+
+const A = '+919811100001';
+const B = '+919811100002';
+const C = '+919811100003';
+const D = '+919811100004';
+const enc = encodeURIComponent;
+
+async function until(ok: () => boolean) {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error('snapshot did not catch up');
+}
+
+/** Group `sales` (A, B, C by priority), group `support` (C, D), and a dial flow `agents` with the action given. */
+async function setup(t: Test, opts: { sales?: Record<string, unknown>; support?: Record<string, unknown>; action?: Record<string, unknown> } = {}) {
+  const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com' });
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'sales', name: 'Sales', strategy: 'sequential',
+    members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }], ...opts.sales,
+  } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
+    slug: 'support', name: 'Support', strategy: 'sequential',
+    members: [{ number: '09811100003', priority: 1 }, { number: '09811100004', priority: 2 }], ...opts.support,
+  } })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: opts.action ?? { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } })).statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('agents') === true && ctx.app.rules.current.dialGroups.size === 2);
+  return ctx;
+}
+
+const dialWhom = async (ctx: TestApp, query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallFrom=09800000001&${query}` })).body;
+const event = (ctx: TestApp, query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallFrom=09800000001&${query}` });
+const cdrDecision = async (ctx: TestApp, callSid: string) =>
+  (await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid, endpoint: 'dial-whom' }, orderBy: { id: 'desc' } })).decision as Record<string, unknown>;
+const agent = async (ctx: TestApp, number: string) => (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}` })).json();
+const away = (ctx: TestApp, number: string, payload: unknown = { status: 'away', reason: 'lunch' }) =>
+  ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(number)}/availability`, payload });
+
+t.test('an away agent is offered by no group, and the trace says so; set back, offered again', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await away(ctx, B)).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'away');
+  t.equal(await dialWhom(ctx, 'CallSid=w1'), `${A},${C}`);
+  t.match(await cdrDecision(ctx, 'w1'), { dial: { tier: 'sales', skipped: [{ number: B, group: 'sales', why: 'away' }] } });
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'sim1' } } });
+  t.match(sim.json(), { numbers: [A, C], dial: { skipped: [{ number: B, why: 'away' }] } }, 'simulate shows it');
+  t.equal((await away(ctx, B, { status: 'available' })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'available');
+  t.equal(await dialWhom(ctx, 'CallSid=w2'), `${A},${B},${C}`);
+});
+
+t.test('two instances: an agent sent away through one is not offered by the other', async (t) => {
+  const one = await setup(t);
+  const two = await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' });
+  await until(() => two.app.rules.current?.flows.has('agents') === true);
+  t.equal((await away(one, A)).statusCode, 200);
+  await until(() => two.app.rules.current?.availability.get(A)?.status === 'away');
+  t.equal(await dialWhom(two, 'CallSid=i1'), `${B},${C}`);
+});
+
+t.test('missed offers pause an agent: re-fetches naming them with no-answer or busy; the pause lasts, or ends when set available', async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
+  t.equal(await dialWhom(ctx, 'CallSid=m1'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, `CallSid=m1&DialCallStatus=no-answer&DialWhomNumber=09811100001`), `${B},${C}`);
+  t.match(await agent(ctx, A), { state: 'available', missedOffers: 1, today: { offers: 1, misses: 1 } });
+  t.equal(await dialWhom(ctx, 'CallSid=m2'), `${A},${B},${C}`, 'one miss: still offered');
+  t.equal(await dialWhom(ctx, `CallSid=m2&DialCallStatus=busy&DialWhomNumber=09811100001`), `${B},${C}`);
+  const paused = await agent(ctx, A);
+  t.match(paused, { state: 'paused', paused: { reason: /^2 offers in a row not answered \(the last: busy, call m2\)$/ } });
+  t.ok(Date.parse(paused.paused.until) - Date.now() > 590_000, 'for missedPauseSeconds');
+  t.equal(await dialWhom(ctx, 'CallSid=m3'), `${B},${C}`, 'paused: not offered');
+  t.match(await cdrDecision(ctx, 'm3'), { dial: { skipped: [{ number: A, group: 'sales', why: 'paused' }] } });
+  t.equal((await away(ctx, A, { status: 'available' })).statusCode, 200);
+  t.equal(await dialWhom(ctx, 'CallSid=m4'), `${A},${B},${C}`, 'set available: offered again at once');
+});
+
+t.test('concurrent polls of one attempt count its miss once', async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 2 } });
+  await dialWhom(ctx, 'CallSid=c1');
+  const answers = await Promise.all(Array.from({ length: 10 }, () => dialWhom(ctx, 'CallSid=c1&DialCallStatus=no-answer&DialWhomNumber=09811100001')));
+  t.same(new Set(answers), new Set([`${B},${C}`]), 'every poll gets one answer');
+  t.match(await agent(ctx, A), { state: 'available', missedOffers: 1, today: { offers: 1, misses: 1 } }, 'one miss, not ten: not paused');
+});
+
+t.test('dial events: an answered call resets the misses and starts the wrap-up; an offer that ends unanswered is a miss', async (t) => {
+  const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 3 } });
+  const url = (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=e0' })).json().dial_passthru_event_url as string;
+  t.match(url, /\/exotel\/dial-events\?group=sales$/, 'the events URL names the group offered');
+  // two unanswered offers: Dial, then free without Answered, within the ringing time
+  for (const sid of ['e1', 'e2']) {
+    t.equal((await event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales`)).statusCode, 200);
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: sid } });
+    t.equal((await event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales`)).statusCode, 200);
+  }
+  t.match(await agent(ctx, A), { state: 'available', missedOffers: 2, today: { offers: 2, misses: 2, answers: 0 } });
+  // an answered call
+  await event(ctx, 'CallSid=e3&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  await event(ctx, 'CallSid=e3&DialWhomNumber=09811100001&Status=busy&EventType=Answered&group=sales');
+  t.match(await agent(ctx, A), { state: 'on_call', missedOffers: 0, today: { answers: 1 } }, 'answered: the count is reset');
+  t.equal(await dialWhom(ctx, 'CallSid=e4'), `${B},${C}`, 'on the call: not offered (busy)');
+  await event(ctx, 'CallSid=e3&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
+  const wrapping = await agent(ctx, A);
+  t.match(wrapping, { state: 'wrapping_up' });
+  t.ok(Date.parse(wrapping.wrapUpUntil) - Date.now() > 50_000, 'for wrapUpSeconds after the call ended');
+  t.equal(await dialWhom(ctx, 'CallSid=e5'), `${B},${C}`);
+  t.match(await cdrDecision(ctx, 'e5'), { dial: { skipped: [{ number: A, why: 'wrap-up' }] } });
+  // repeated events change nothing more
+  await event(ctx, 'CallSid=e3&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
+  t.match(await agent(ctx, A), { today: { offers: 3, answers: 1, misses: 2 } });
+  const { rows } = await ctx.db.pool.query('SELECT call_sid, outcome FROM agent_offers WHERE number = $1 ORDER BY call_sid', [A]);
+  t.same(rows, [{ call_sid: 'e1', outcome: 'no-answer' }, { call_sid: 'e2', outcome: 'no-answer' }, { call_sid: 'e3', outcome: 'answered' }]);
+});
+
+t.test('without Answered events, a leg longer than the ringing time was answered: no miss, and a wrap-up', async (t) => {
+  const ctx = await setup(t, { sales: { wrapUpSeconds: 30, maxMissedOffers: 1 } });
+  await event(ctx, 'CallSid=l1&DialWhomNumber=09811100002&Status=busy&EventType=Dial&group=sales');
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '3 minutes' WHERE call_sid = 'l1'`);
+  await event(ctx, 'CallSid=l1&DialWhomNumber=09811100002&Status=free&EventType=Terminal&group=sales');
+  t.match(await agent(ctx, B), { state: 'wrapping_up', missedOffers: 0, paused: null, today: { answers: 1, misses: 0 } });
+});
+
+t.test('a re-fetch reporting a completed call starts the wrap-up', async (t) => {
+  const ctx = await setup(t, { sales: { wrapUpSeconds: 45 } });
+  await dialWhom(ctx, 'CallSid=r1');
+  await dialWhom(ctx, 'CallSid=r1&DialCallStatus=completed&DialWhomNumber=09811100001');
+  t.match(await agent(ctx, A), { state: 'wrapping_up', today: { offers: 1, answers: 1 } });
+  t.equal(await dialWhom(ctx, 'CallSid=r2'), `${B},${C}`);
+});
+
+t.test('dial events for a number in no group still answer 200 and record busy state', async (t) => {
+  const ctx = await setup(t);
+  const res = await event(ctx, 'CallSid=x1&DialWhomNumber=09899999999&Status=busy&EventType=Dial');
+  t.equal(res.statusCode, 200);
+  t.equal((await ctx.db.pool.query(`SELECT busy FROM agent_states WHERE number = '+919899999999'`)).rows[0]?.busy, true);
+  t.equal((await event(ctx, 'CallSid=x1&DialWhomNumber=09899999999&Status=free&EventType=Terminal')).statusCode, 200);
+});
+
+t.test('overflow tiers: the second group only when the first has nobody left; each keeps its own strategy and rotation', async (t) => {
+  const ctx = await setup(t, { support: { strategy: 'round_robin' }, action: { dialGroups: ['sales', 'support'] } });
+  t.equal(await dialWhom(ctx, 'CallSid=t1'), `${A},${B},${C}`, 'sales has agents: sales only');
+  t.match(await cdrDecision(ctx, 't1'), { dial: { tier: 'sales', tierIndex: 0 } });
+  // sales tried out: the re-fetches move on to support (C was in sales, D is left)
+  await dialWhom(ctx, 'CallSid=t1&DialCallStatus=no-answer&DialWhomNumber=09811100001');
+  await dialWhom(ctx, 'CallSid=t1&DialCallStatus=no-answer&DialWhomNumber=09811100002');
+  t.equal(await dialWhom(ctx, 'CallSid=t1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D, 'then support, without the number already tried');
+  t.match(await cdrDecision(ctx, 't1'), { dial: { tier: 'support', tierIndex: 1 } });
+  // everyone in sales busy: straight to support, whose rotation moves with its own calls
+  for (const n of ['09811100001', '09811100002', '09811100003']) await event(ctx, `CallSid=busy-${n}&DialWhomNumber=${n}&Status=busy&EventType=Dial`);
+  t.equal(await dialWhom(ctx, 'CallSid=t2'), D, 'C is busy too');
+  t.match(await cdrDecision(ctx, 't2'), { dial: { tier: 'support', skipped: [
+    { number: A, group: 'sales', why: 'busy' }, { number: B, group: 'sales', why: 'busy' }, { number: C, group: 'sales', why: 'busy' }] } });
+  await event(ctx, 'CallSid=busy-09811100003&DialWhomNumber=09811100003&Status=free&EventType=Terminal');
+  t.equal(await dialWhom(ctx, 'CallSid=t3'), C, 'sales\' C is free again: tier one offers it');
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'connect', params: { CallSid: 'sim' } } });
+  t.match(sim.json(), { numbers: [C], dial: { tier: 'sales' } });
+  t.match(JSON.parse(sim.json().answer.body), { dial_passthru_event_url: /group=sales/ });
+});
+
+t.test('tiers at write time: a repeated group is 400, an unknown one 422; a group in use by tiers cannot be deleted (409)', async (t) => {
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
+  const flow = (otherwise: unknown) => ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
+    slug: 'x', name: 'x', type: 'dial', rules: [], otherwise, onError: { numbers: ['+919800000099'] } } });
+  const repeated = await flow({ dialGroups: ['sales', 'support', 'sales'] });
+  t.equal(repeated.statusCode, 400);
+  t.match(repeated.json().message, /^body\/otherwise\/dialGroups\/2: 'sales' is already tier 0/);
+  const unknown = await flow({ dialGroups: ['sales', 'nope'] });
+  t.equal(unknown.statusCode, 422);
+  t.match(unknown.json().message, "dial-group 'nope'");
+  const del = await ctx.admin({ method: 'DELETE', url: '/admin/dial-groups/support' });
+  t.equal(del.statusCode, 409);
+  t.match(del.json().message, "dial-group 'support' is used by flow 'agents'");
+});
+
+t.test('metrics: offers, answers and misses by group, counted once by the instance that learned them', async (t) => {
+  const ctx = await setup(t);
+  await event(ctx, 'CallSid=k1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  await event(ctx, 'CallSid=k1&DialWhomNumber=09811100001&Status=busy&EventType=Answered&group=sales');
+  await event(ctx, 'CallSid=k1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
+  await dialWhom(ctx, 'CallSid=k2');
+  await dialWhom(ctx, 'CallSid=k2&DialCallStatus=no-answer&DialWhomNumber=09811100002');
+  await dialWhom(ctx, 'CallSid=k2&DialCallStatus=no-answer&DialWhomNumber=09811100002');
+  const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(text, /exoroute_agent_offers_total\{group="sales"\} 2\n/);
+  t.match(text, /exoroute_agent_answers_total\{group="sales"\} 1\n/);
+  t.match(text, /exoroute_agent_misses_total\{group="sales"\} 1\n/);
+});
