@@ -1,8 +1,8 @@
 /**
  * Every `sh` example in README.md, run as written, top to bottom, in one bash session against the
  * real app listening on 127.0.0.1 — as a new user would paste them after `npm start`. Each HTTP
- * request they make must be answered 2xx, and a `# → {…}` line under a command is the JSON its
- * answer must contain. So the README's examples cannot rot.
+ * request they make must be answered 2xx, or with the status a comment on the command promises
+ * (`# 302: now away`), and a `# → {…}` line under a command is the JSON its answer must contain. So the README's examples cannot rot.
  *
  * Three things differ from a user's terminal, none in the commands themselves:
  * - `EXO` is set again after the README's own `export` line, to the port the test listens on (a
@@ -39,13 +39,46 @@ export function shBlocks(markdown: string): Array<{ code: string; line: number }
 }
 
 /**
- * A block's commands: a command runs on while a single quote is open or a line ends with `\`;
+ * A line's shell state after it: whether a single or double quote is still open, and how many
+ * `for`/`while` loops it opens (`do`) less those it closes (`done`). A `#` outside quotes after a
+ * space starts a comment, whose apostrophes (`today's`) count for nothing.
+ */
+function scan(text: string, open: { single: boolean; double: boolean }): number {
+  let loops = 0;
+  let word = '';
+  const endWord = () => {
+    if (word === 'do') loops++;
+    if (word === 'done') loops--;
+    word = '';
+  };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (open.single) {
+      if (c === "'") open.single = false;
+    } else if (open.double) {
+      if (c === '"' && text[i - 1] !== '\\') open.double = false;
+    } else if (c === "'") open.single = true;
+    else if (c === '"') open.double = true;
+    else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) break;
+    else if (/[a-z]/.test(c)) {
+      word += c;
+      continue;
+    }
+    endWord();
+  }
+  endWord();
+  return loops;
+}
+
+/**
+ * A block's commands: a command runs on while a quote or a loop is open or a line ends with `\`;
  * a comment line `# → {json}` after a command is what its answer must contain.
  */
 export function commandsOf(block: { code: string; line: number }): Example[] {
   const out: Example[] = [];
   let pending: string[] = [];
-  let quotes = 0;
+  const open = { single: false, double: false };
+  let loops = 0;
   block.code.split('\n').forEach((text, i) => {
     const expectation = /^\s*# → (\{.*\})\s*$/.exec(text);
     if (pending.length === 0 && expectation) {
@@ -54,11 +87,10 @@ export function commandsOf(block: { code: string; line: number }): Example[] {
     }
     if (pending.length === 0 && (text.trim() === '' || text.trim().startsWith('#'))) return;
     pending.push(text);
-    quotes += (text.match(/'/g) ?? []).length;
-    if (quotes % 2 === 0 && !text.endsWith('\\')) {
+    loops += scan(text, open);
+    if (!open.single && !open.double && loops === 0 && !text.endsWith('\\')) {
       out.push({ command: pending.join('\n'), expect: [], line: block.line + i - pending.length + 1 });
       pending = [];
-      quotes = 0;
     }
   });
   if (pending.length > 0) throw new Error(`unterminated command at README line ${block.line}: ${pending.join('\n')}`);
@@ -131,12 +163,16 @@ t.test('every README example runs as written against a started service', async (
     if (/^export EXO=/.test(example.command)) await bash.run(`export EXO=${base}`);
     const isRequest = /^(api|curl) /.test(example.command);
     if (isRequest) t.ok(statuses.length > 0, `${where}: made a request`, { err });
-    t.same(
-      statuses.filter((s) => s < 200 || s > 299),
-      [],
-      `${where}: answered 2xx`,
-      { out: out.slice(0, 500), err },
-    );
+    // A comment that starts with a status (`# 302: now away`) is the answer the README promises.
+    const promised = /#\s*([1-5]\d\d)\b[^\n]*$/.exec(example.command)?.[1];
+    if (promised) t.same(statuses.slice(-1), [Number(promised)], `${where}: answered ${promised}, as the README says`, { out: out.slice(0, 500), err });
+    else
+      t.same(
+        statuses.filter((s) => s < 200 || s > 299),
+        [],
+        `${where}: answered 2xx`,
+        { out: out.slice(0, 500), err },
+      );
     for (const expected of example.expect) {
       let body: unknown;
       try {
