@@ -407,18 +407,18 @@ conditionCases('openBy / closedBy under a schedule override: the override decide
     name: 'closedBy holds inside office hours while an emergency close lasts',
     when: { closedBy: 'support' }, call: call(), held: true,
     rules: lookups({ schedules: { support: { ...KOLKATA_OFFICE, override: { open: false, reason: 'fire drill', until: new Date('2026-01-05T08:30:00Z'), setAt: AT } } } }),
-    why: /^support is closed \(override: fire drill until 2026-01-05T14:00:00\+05:30\)$/,
+    why: /^support is closed at mon 2026-01-05 12:00 Asia\/Kolkata: override: fire drill until 2026-01-05T14:00:00\+05:30$/,
   },
   {
     name: 'openBy holds on a holiday the override opens, until deleted',
     when: { openBy: 'support' }, call: call(), at: new Date('2026-01-26T06:30:00Z'), held: true,
     rules: lookups({ schedules: { support: { ...KOLKATA_OFFICE, override: { open: true, reason: 'recall campaign', until: null, setAt: AT } } } }),
-    why: /^support is open \(override: recall campaign until it is deleted\)$/,
+    why: /^support is open at mon 2026-01-26 12:00 Asia\/Kolkata: override: recall campaign until it is deleted$/,
   },
   {
     name: 'an override whose until has passed no longer decides, nor shows in the trace',
     when: { closedBy: 'support' }, call: call(), held: false,
     rules: lookups({ schedules: { support: { ...KOLKATA_OFFICE, override: { open: false, reason: 'old', until: new Date('2026-01-05T06:00:00Z'), setAt: AT } } } }),
-    why: /^support is open$/,
+    why: /^support is open at mon 2026-01-05 12:00 Asia\/Kolkata: weekly window mon 09:00-18:00$/,
   },
 ]);

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ErrorSchema } from '../../../schemas/common.js';
+import { ErrorSchema, withExamples } from '../../../schemas/common.js';
 import {
   AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema,
 } from '../../../schemas/agent.js';
@@ -35,11 +35,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/agents', {
     schema: { tags, security, operationId: 'listAgents',
       summary: 'Every member of a dial group: its groups, its state now, and today\'s offers, answers and misses',
+      description: '`state` is the most telling of on_call, away, wrapping_up, paused, inactive, off_shift and available. `timezone` (IANA, default Asia/Kolkata) sets where "today" starts.',
       querystring: AgentsQuerySchema, response: { 200: Type.Array(AgentSchema), 400: ErrorSchema } },
   }, async (request) => view(undefined, request.query.timezone));
 
   app.get('/agents/:number', {
     schema: { tags, security, operationId: 'getAgent', summary: 'One agent, with its recent offers (newest first)',
+      description: 'The number may be written in any form. A number that is in no dial group is 404.',
       params: AgentParamsSchema, querystring: AgentsQuerySchema, response: { 200: AgentDetailSchema, ...errors } },
   }, async (request) => {
     const number = numberOf(request.params.number);
@@ -52,7 +54,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     schema: { tags, security, operationId: 'setAgentAvailability',
       summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
       description: 'Set available, an agent paused after missed offers is offered again at once. Every instance follows within a second.',
-      params: AgentParamsSchema, body: AvailabilityInputSchema, response: { 200: AvailabilitySchema, ...errors } },
+      params: AgentParamsSchema, body: withExamples(AvailabilityInputSchema, { status: 'away', reason: 'lunch', until: '2030-01-04T14:00:00+05:30' }, { status: 'available' }), response: { 200: AvailabilitySchema, ...errors } },
   }, async (request) => {
     const change = await setAvailability(app.db.pool, actorOf(request), numberOf(request.params.number), request.body, new Date());
     return change.after;

@@ -53,11 +53,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.put('/schedules/:slug/override', {
     schema: { tags, security, operationId: 'setScheduleOverride',
       summary: 'Open or close the schedule now, with a reason, ahead of its windows and exceptions until `until` (e.g. an emergency close)',
-      params: SlugParamsSchema, body: ScheduleOverrideInputSchema, response: { 200: ScheduleSchema, ...errors } },
+      description: '`until` is a future ISO 8601 instant with its offset, or null for until the override is deleted. Flows\' openBy / closedBy and dial-group shifts follow it; their traces name it with its reason. Audited.',
+      params: SlugParamsSchema, body: withExamples(ScheduleOverrideInputSchema, { open: false, reason: 'flooding at the centre', until: '2030-01-04T18:00:00+05:30' }), response: { 200: ScheduleSchema, ...errors } },
   }, async (request) => setScheduleOverride(app.db.prisma, actorOf(request), request.params.slug, request.body, new Date()));
 
   app.delete('/schedules/:slug/override', {
     schema: { tags, security, operationId: 'deleteScheduleOverride', summary: 'Remove the override: the windows and exceptions decide again',
+      description: 'Ends an override before its `until` (or one set until deleted). Audited.',
       params: SlugParamsSchema, response: { 204: Type.Null(), ...errors } },
   }, async (request, reply) => {
     await deleteScheduleOverride(app.db.prisma, actorOf(request), request.params.slug);
