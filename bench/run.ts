@@ -44,7 +44,9 @@ async function benchmark(env: Env): Promise<void> {
   // 2xx/3xx means something is broken, and the smoke run in CI (--quick) is there to catch that.
   const wrong = load.runs.filter((r) => wrongAnswers(r.result) > 0);
   if (wrong.length > 0) {
-    throw new Error(`answers with a status other than 2xx/3xx: ${wrong.map((r) => `${r.scenario} / ${r.contender} round ${r.round} ${JSON.stringify(r.result.statuses)}`).join('; ')}`);
+    throw new Error(
+      `answers with a status other than 2xx/3xx: ${wrong.map((r) => `${r.scenario} / ${r.contender} round ${r.round} ${JSON.stringify(r.result.statuses)}`).join('; ')}`,
+    );
   }
 }
 

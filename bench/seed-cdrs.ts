@@ -113,9 +113,11 @@ export async function seedCdrs(pool: pg.Pool, opts: SeedOptions): Promise<number
   let next = 0;
   let done = 0;
   const indexes = opts.rebuildIndexes
-    ? (await pool.query<{ name: string; def: string }>(
-        `SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'cdrs' AND indexname <> 'cdrs_pkey'`,
-      )).rows
+    ? (
+        await pool.query<{ name: string; def: string }>(
+          `SELECT indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'cdrs' AND indexname <> 'cdrs_pkey'`,
+        )
+      ).rows
     : [];
   for (const ix of indexes) await pool.query(`DROP INDEX "${ix.name}"`);
   const worker = async () => {

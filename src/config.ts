@@ -75,7 +75,10 @@ function parseTrustProxy(value: string | undefined, problems: string[]): boolean
   const v = (value ?? '').trim();
   if (v === '' || v === 'false') return false;
   if (v === 'true') return true;
-  const entries = v.split(',').map((s) => s.trim()).filter(Boolean);
+  const entries = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const e of entries) {
     if (!PROXY_RANGE_NAMES.has(e) && !checkCidr(e)) {
       problems.push(`TRUST_PROXY: ${JSON.stringify(e)} is not true/false, an IP address, a CIDR range or loopback/linklocal/uniquelocal`);
@@ -96,7 +99,15 @@ function shown(name: string, value: unknown): string {
 }
 
 /** What a valid value looks like, from the schema's bounds; undefined when TypeBox's own message says it best. */
-function whatToFix(schema: { type?: unknown; minLength?: number; maxLength?: number; minimum?: number; maximum?: number; pattern?: string; anyOf?: Array<{ const?: unknown }> }): string | undefined {
+function whatToFix(schema: {
+  type?: unknown;
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  pattern?: string;
+  anyOf?: Array<{ const?: unknown }>;
+}): string | undefined {
   if (schema.anyOf?.every((s) => s.const !== undefined)) return `must be one of ${schema.anyOf.map((s) => String(s.const)).join(', ')}`;
   if (schema.type === 'integer') {
     const range = schema.maximum !== undefined ? `from ${schema.minimum ?? 0} to ${schema.maximum}` : `of at least ${schema.minimum ?? 0}`;
@@ -106,7 +117,8 @@ function whatToFix(schema: { type?: unknown; minLength?: number; maxLength?: num
     return `must be ${schema.minLength} to ${schema.maxLength ?? 'any number of'} characters long`;
   }
   if (schema.type === 'string' && schema.pattern === '^postgres(ql)?://') return 'must be a Postgres URL, postgresql://user:password@host:5432/database';
-  if (schema.type === 'string' && schema.pattern === '^https?://[^\\s]+$') return 'must be an http:// or https:// URL without spaces, e.g. https://exoroute.example.com';
+  if (schema.type === 'string' && schema.pattern === '^https?://[^\\s]+$')
+    return 'must be an http:// or https:// URL without spaces, e.g. https://exoroute.example.com';
   if (schema.type === 'string' && schema.pattern === '^[A-Z]{2}$') return 'must be a two-letter country code in capitals, e.g. IN';
   return undefined;
 }
@@ -136,7 +148,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);
   }
-  const cidrs = (c.EXOTEL_ALLOWED_CIDRS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const cidrs = (c.EXOTEL_ALLOWED_CIDRS ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const cidr of cidrs) {
     if (!checkCidr(cidr)) problems.push(`EXOTEL_ALLOWED_CIDRS: ${JSON.stringify(cidr)} is not an IP address or CIDR range`);
   }
@@ -157,29 +172,52 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
  * every agent busy/free event.
  */
 const UNREACHABLE_FROM_EXOTEL = new BlockList();
-for (const [net, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8], ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+] as const) {
   UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv4');
 }
-for (const [net, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv6');
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+] as const)
+  UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv6');
 
 /** What a running service should be told about its configuration at start: each entry is one warning line. */
 export function startupWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const url = new URL(config.PUBLIC_URL);
   if (url.protocol !== 'https:') {
-    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} is not https://: Exotel calls only HTTPS URLs, so the dial events URL in Connect answers will never be called (README, "HTTPS: from a bare server to Exotel calling exoroute")`);
+    warnings.push(
+      `PUBLIC_URL=${config.PUBLIC_URL} is not https://: Exotel calls only HTTPS URLs, so the dial events URL in Connect answers will never be called (README, "HTTPS: from a bare server to Exotel calling exoroute")`,
+    );
   }
   const host = url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
   const family = isIP(host);
   const mapped = family === 6 && /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(host)?.[1];
   const unreachable =
-    host === 'localhost' || host.endsWith('.localhost') ||
+    host === 'localhost' ||
+    host.endsWith('.localhost') ||
     (mapped ? UNREACHABLE_FROM_EXOTEL.check(mapped, 'ipv4') : family !== 0 && UNREACHABLE_FROM_EXOTEL.check(host, family === 4 ? 'ipv4' : 'ipv6'));
   if (unreachable) {
-    warnings.push(`PUBLIC_URL=${config.PUBLIC_URL} points at a loopback or private address, which Exotel cannot reach: set it to this service's public https:// address`);
+    warnings.push(
+      `PUBLIC_URL=${config.PUBLIC_URL} points at a loopback or private address, which Exotel cannot reach: set it to this service's public https:// address`,
+    );
   }
   if (!config.EXOTEL_CALLBACK_SECRET) {
-    warnings.push(config.EXOTEL_CALLBACKS_OPEN ? 'callback URLs are open to anyone (EXOTEL_CALLBACKS_OPEN=true)' : 'EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone');
+    warnings.push(
+      config.EXOTEL_CALLBACKS_OPEN
+        ? 'callback URLs are open to anyone (EXOTEL_CALLBACKS_OPEN=true)'
+        : 'EXOTEL_CALLBACK_SECRET is unset: callback URLs are open to anyone',
+    );
   }
   return warnings;
 }

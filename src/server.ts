@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, startupWarnings } from './config.js';
+import { type Config, ConfigError, loadConfig, startupWarnings } from './config.js';
 import { ensureBootstrapKey } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
@@ -19,7 +19,7 @@ function logDestination() {
 
 /** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT/SIGHUP. */
 async function main(): Promise<void> {
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (err) {
@@ -34,12 +34,15 @@ async function main(): Promise<void> {
   // size, however big the VIP lists are, where a fixed --max-old-space-size would crash a service
   // whose lists outgrew it. 0 leaves V8's own heuristics.
   if (config.HEAP_GROWTH_PERCENT > 0) v8.setFlagsFromString(`--heap-growing-percent=${config.HEAP_GROWTH_PERCENT}`);
-  const log = pino({
-    level: config.LOG_LEVEL,
-    // Exact paths only: a wildcard (`*.password`) makes pino walk every object of every line, 1.4 µs
-    // per callback line, and nothing here logs such objects.
-    redact: { paths: ['req.headers.authorization', 'req.query.token', 'password', 'secret', 'err.password'], censor: '[redacted]' },
-  }, logDestination());
+  const log = pino(
+    {
+      level: config.LOG_LEVEL,
+      // Exact paths only: a wildcard (`*.password`) makes pino walk every object of every line, 1.4 µs
+      // per callback line, and nothing here logs such objects.
+      redact: { paths: ['req.headers.authorization', 'req.query.token', 'password', 'secret', 'err.password'], censor: '[redacted]' },
+    },
+    logDestination(),
+  );
   // Signals are taken from the start: one that arrives while the database is being prepared or the
   // app built stops the service once that step is done, and nothing (the embedded Postgres) is left.
   let store: PreparedDatabase | null = null;

@@ -10,7 +10,13 @@ t.test('defaults follow docs/contract.md §5 and the README', async (t) => {
 });
 
 t.test('values are converted and PUBLIC_URL loses its trailing slash', async (t) => {
-  const c = loadConfig({ PORT: '8080', DECISION_BUDGET_MS: '900', PUBLIC_URL: 'https://x.example/', EXOTEL_ALLOWED_CIDRS: '10.0.0.0/8, 127.0.0.1', DEFAULT_COUNTRY: 'US' });
+  const c = loadConfig({
+    PORT: '8080',
+    DECISION_BUDGET_MS: '900',
+    PUBLIC_URL: 'https://x.example/',
+    EXOTEL_ALLOWED_CIDRS: '10.0.0.0/8, 127.0.0.1',
+    DEFAULT_COUNTRY: 'US',
+  });
   t.equal(c.PORT, 8080);
   t.equal(c.DECISION_BUDGET_MS, 900);
   t.equal(c.PUBLIC_URL, 'https://x.example');
@@ -66,12 +72,18 @@ t.test('behind a trusted balancer, EXOTEL_ALLOWED_CIDRS checks the forwarded cli
 t.test('admin API limits: defaults, conversion and bounds', async (t) => {
   t.match(loadConfig({}), { ADMIN_RATE_LIMIT_PER_MINUTE: 600, ADMIN_AUTH_FAILURES_PER_MINUTE: 20, ADMIN_BODY_LIMIT_BYTES: 1048576 });
   t.match(loadConfig({ ADMIN_RATE_LIMIT_PER_MINUTE: '60', ADMIN_AUTH_FAILURES_PER_MINUTE: '5', ADMIN_BODY_LIMIT_BYTES: '65536' }), {
-    ADMIN_RATE_LIMIT_PER_MINUTE: 60, ADMIN_AUTH_FAILURES_PER_MINUTE: 5, ADMIN_BODY_LIMIT_BYTES: 65536,
+    ADMIN_RATE_LIMIT_PER_MINUTE: 60,
+    ADMIN_AUTH_FAILURES_PER_MINUTE: 5,
+    ADMIN_BODY_LIMIT_BYTES: 65536,
   });
   for (const [name, value] of [
-    ['ADMIN_RATE_LIMIT_PER_MINUTE', '0'], ['ADMIN_RATE_LIMIT_PER_MINUTE', 'lots'],
-    ['ADMIN_AUTH_FAILURES_PER_MINUTE', '0'], ['ADMIN_AUTH_FAILURES_PER_MINUTE', '-1'],
-    ['ADMIN_BODY_LIMIT_BYTES', '100'], ['ADMIN_BODY_LIMIT_BYTES', '1MB'], ['ADMIN_BODY_LIMIT_BYTES', String(64 * 1024 * 1024)],
+    ['ADMIN_RATE_LIMIT_PER_MINUTE', '0'],
+    ['ADMIN_RATE_LIMIT_PER_MINUTE', 'lots'],
+    ['ADMIN_AUTH_FAILURES_PER_MINUTE', '0'],
+    ['ADMIN_AUTH_FAILURES_PER_MINUTE', '-1'],
+    ['ADMIN_BODY_LIMIT_BYTES', '100'],
+    ['ADMIN_BODY_LIMIT_BYTES', '1MB'],
+    ['ADMIN_BODY_LIMIT_BYTES', String(64 * 1024 * 1024)],
   ] as const) {
     t.throws(() => loadConfig({ [name]: value }), new RegExp(`${name}="?${value}"?:`), `${name}=${value}`);
   }
@@ -94,14 +106,23 @@ t.test('EXOTEL_CALLBACK_SECRET: at least 16 characters, and a bad one is never e
 });
 
 t.test('EXOTEL_REQUIRE_CALLBACK_SECRET (set by the deployment files): no secret stops the start unless callbacks are opened', async (t) => {
-  t.throws(() => loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true' }), /EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it \(EXOTEL_REQUIRE_CALLBACK_SECRET=true\).*EXOTEL_CALLBACKS_OPEN=true/);
-  t.equal(loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }).EXOTEL_CALLBACK_SECRET, 'a-long-enough-secret');
+  t.throws(
+    () => loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true' }),
+    /EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it \(EXOTEL_REQUIRE_CALLBACK_SECRET=true\).*EXOTEL_CALLBACKS_OPEN=true/,
+  );
+  t.equal(
+    loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }).EXOTEL_CALLBACK_SECRET,
+    'a-long-enough-secret',
+  );
   const open = loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true', EXOTEL_CALLBACKS_OPEN: 'true' });
   t.equal(open.EXOTEL_CALLBACKS_OPEN, true, 'an open service is a choice');
   t.equal(open.EXOTEL_CALLBACK_SECRET, undefined);
   const laptop = loadConfig({});
   t.match(laptop, { EXOTEL_REQUIRE_CALLBACK_SECRET: false, EXOTEL_CALLBACKS_OPEN: false }, 'npm start without the flag: open, with the warning at start');
-  t.throws(() => loadConfig({ EXOTEL_CALLBACKS_OPEN: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }), /EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET/);
+  t.throws(
+    () => loadConfig({ EXOTEL_CALLBACKS_OPEN: 'true', EXOTEL_CALLBACK_SECRET: 'a-long-enough-secret' }),
+    /EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET/,
+  );
   t.throws(() => loadConfig({ EXOTEL_CALLBACKS_OPEN: 'yes' }), /EXOTEL_CALLBACKS_OPEN="yes"/);
 });
 
@@ -111,9 +132,12 @@ t.test('the deployment files ask for the secret: Dockerfile and docker-compose.y
   const dockerfile = await readFile(new URL('../Dockerfile', import.meta.url), 'utf8');
   const env = /^ENV (.*)$/m.exec(dockerfile.split('\nFROM ').at(-1)!)?.[1] ?? '';
   t.match(env, /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/, 'the runtime image');
-  const compose = parse(await readFile(new URL('../docker-compose.yml', import.meta.url), 'utf8')) as { services: Record<string, { environment?: Record<string, string> }> };
+  const compose = parse(await readFile(new URL('../docker-compose.yml', import.meta.url), 'utf8')) as {
+    services: Record<string, { environment?: Record<string, string> }>;
+  };
   const environment = compose.services.exoroute!.environment!;
   t.equal(environment.EXOTEL_REQUIRE_CALLBACK_SECRET, 'true');
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: compose's own interpolation syntax, not a JS template
   t.equal(environment.EXOTEL_CALLBACKS_OPEN, '${EXOTEL_CALLBACKS_OPEN:-}', 'opening callbacks is up to the operator');
   // What the container would load with nothing set in .env: the start stops, naming the fix.
   const unset = Object.fromEntries(Object.entries(environment).map(([k, v]) => [k, /^\$\{\w+:-\}$/.test(v) ? '' : v]));
@@ -126,11 +150,28 @@ t.test('a warning at start when PUBLIC_URL is not https, points at a loopback or
   t.same(warnings({ PUBLIC_URL: 'https://203.0.113.10:8443' }), [], 'a public address is fine');
   t.match(warnings({ PUBLIC_URL: 'http://exoroute.example.com' }), [/PUBLIC_URL=http:\/\/exoroute.example.com is not https:\/\//]);
   t.match(warnings({}), [/is not https/, /PUBLIC_URL=http:\/\/127.0.0.1:3000 points at a loopback or private address/], 'the default names both problems');
-  for (const host of ['localhost', 'api.localhost', '127.0.0.1', '10.1.2.3', '172.20.0.5', '192.168.1.10', '169.254.1.1', '100.64.0.1', '0.0.0.0', '[::1]', '[fd00::5]', '[fe80::1]', '[::ffff:10.0.0.1]']) {
+  for (const host of [
+    'localhost',
+    'api.localhost',
+    '127.0.0.1',
+    '10.1.2.3',
+    '172.20.0.5',
+    '192.168.1.10',
+    '169.254.1.1',
+    '100.64.0.1',
+    '0.0.0.0',
+    '[::1]',
+    '[fd00::5]',
+    '[fe80::1]',
+    '[::ffff:10.0.0.1]',
+  ]) {
     t.match(warnings({ PUBLIC_URL: `https://${host}` }), [/points at a loopback or private address/], host);
   }
-  for (const host of ['172.32.0.1', '11.0.0.1', '[2001:db8::1]', 'localhost.example.com']) t.same(warnings({ PUBLIC_URL: `https://${host}` }), [], `${host} is not private`);
+  for (const host of ['172.32.0.1', '11.0.0.1', '[2001:db8::1]', 'localhost.example.com'])
+    t.same(warnings({ PUBLIC_URL: `https://${host}` }), [], `${host} is not private`);
   t.match(startupWarnings(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com' })), [/EXOTEL_CALLBACK_SECRET is unset: callback URLs are open/]);
-  t.match(startupWarnings(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com', EXOTEL_CALLBACKS_OPEN: 'true' })), [/callback URLs are open to anyone \(EXOTEL_CALLBACKS_OPEN=true\)/]);
+  t.match(startupWarnings(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com', EXOTEL_CALLBACKS_OPEN: 'true' })), [
+    /callback URLs are open to anyone \(EXOTEL_CALLBACKS_OPEN=true\)/,
+  ]);
   t.notMatch(JSON.stringify(warnings({ PUBLIC_URL: 'http://x.example' })), /a-callback-secret-16/, 'never the secret');
 });

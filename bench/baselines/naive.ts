@@ -62,14 +62,37 @@ app.get<{ Params: { endpoint: string; flow: string }; Querystring: Record<string
   else status = 404;
   await prisma.cdr.create({
     data: {
-      endpoint, flowSlug: flow, callSid: q.CallSid ?? null, callFrom: caller, callFromRaw: q.CallFrom ?? null,
-      callTo: e164(q.CallTo), callToRaw: q.CallTo ?? null, direction: q.Direction ?? null, dialCallStatus: q.DialCallStatus ?? null,
-      dialWhomNumber: e164(q.DialWhomNumber), params: q, decision: { vip: vip !== null }, outcome: 'answered',
-      httpStatus: status, responseBody: body, handlingMs: performance.now() - t0, idempotencyKey: randomUUID(),
+      endpoint,
+      flowSlug: flow,
+      callSid: q.CallSid ?? null,
+      callFrom: caller,
+      callFromRaw: q.CallFrom ?? null,
+      callTo: e164(q.CallTo),
+      callToRaw: q.CallTo ?? null,
+      direction: q.Direction ?? null,
+      dialCallStatus: q.DialCallStatus ?? null,
+      dialWhomNumber: e164(q.DialWhomNumber),
+      params: q,
+      decision: { vip: vip !== null },
+      outcome: 'answered',
+      httpStatus: status,
+      responseBody: body,
+      handlingMs: performance.now() - t0,
+      idempotencyKey: randomUUID(),
     },
   });
-  return reply.code(status).type(endpoint === 'connect' ? 'application/json' : 'text/plain').send(body);
+  return reply
+    .code(status)
+    .type(endpoint === 'connect' ? 'application/json' : 'text/plain')
+    .send(body);
 });
 
 await app.listen({ port: Number(process.env.PORT ?? 4002), host: '127.0.0.1' });
-process.on('SIGTERM', () => void app.close().then(() => prisma.$disconnect()).then(() => process.exit(0)));
+process.on(
+  'SIGTERM',
+  () =>
+    void app
+      .close()
+      .then(() => prisma.$disconnect())
+      .then(() => process.exit(0)),
+);

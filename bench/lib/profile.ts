@@ -36,7 +36,11 @@ const PARTS: Array<{ part: string; match: (f: ProfileNode['callFrame']) => boole
   { part: 'luxon (dates, time zones)', match: (f) => /node_modules\/luxon\//.test(f.url), lib: true },
   { part: 'libphonenumber', match: (f) => /node_modules\/libphonenumber-js\//.test(f.url), lib: true },
   { part: 'prom-client (metrics)', match: (f) => /node_modules\/prom-client\//.test(f.url), lib: true },
-  { part: 'pg driver (incl. its socket writes)', match: (f) => /node_modules\/(pg|pg-protocol|pg-pool|pg-types|postgres-[a-z]+|pg-copy-streams)\//.test(f.url), lib: true },
+  {
+    part: 'pg driver (incl. its socket writes)',
+    match: (f) => /node_modules\/(pg|pg-protocol|pg-pool|pg-types|postgres-[a-z]+|pg-copy-streams)\//.test(f.url),
+    lib: true,
+  },
   { part: 'Prisma', match: (f) => /node_modules\/(@prisma|\.prisma)\//.test(f.url) || /generated\/prisma/.test(f.url), lib: true },
   { part: 'callback guard (secret check)', match: (f) => /routes\/exotel\/guard\.js/.test(f.url) },
   { part: 'URL / URLSearchParams', match: (f) => /^node:internal\/url/.test(f.url), lib: true },
@@ -47,7 +51,14 @@ const PARTS: Array<{ part: string; match: (f: ProfileNode['callFrame']) => boole
   { part: 'CDR writer (other)', match: (f) => /store\/cdr-writer\.js/.test(f.url) },
   { part: 'callback route (src/routes/exotel, own code)', match: (f) => /routes\/exotel\//.test(f.url) },
   { part: 'node http (parser, response writes)', match: (f) => /^node:(_http_|internal\/http)/.test(f.url) },
-  { part: 'Fastify (router, hooks, reply, querystring)', match: (f) => /node_modules\/(fastify|find-my-way|avvio|fast-json-stringify|@fastify|fast-querystring|fast-uri|light-my-request|toad-cache|process-warning|abstract-logging)\//.test(f.url), lib: true },
+  {
+    part: 'Fastify (router, hooks, reply, querystring)',
+    match: (f) =>
+      /node_modules\/(fastify|find-my-way|avvio|fast-json-stringify|@fastify|fast-querystring|fast-uri|light-my-request|toad-cache|process-warning|abstract-logging)\//.test(
+        f.url,
+      ),
+    lib: true,
+  },
   { part: 'node net / streams', match: (f) => /^node:(net|internal\/stream|internal\/streams|stream)/.test(f.url) },
   { part: 'timers, setImmediate', match: (f) => /^node:internal\/timers/.test(f.url) },
 ];
@@ -74,12 +85,14 @@ export function summarizeProfile(file: string, fromUs = -Infinity, toUs = Infini
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
-  const frameKey = (f: ProfileNode['callFrame']) =>
-    f.url ? `${f.functionName || '(anonymous)'} ${short(f.url)}:${f.lineNumber + 1}` : f.functionName;
+  const frameKey = (f: ProfileNode['callFrame']) => (f.url ? `${f.functionName || '(anonymous)'} ${short(f.url)}:${f.lineNumber + 1}` : f.functionName);
   const partOfFrame = (f: ProfileNode['callFrame']) => PARTS.findIndex((p) => p.match(f));
 
   /** Per node, memoised: the parts on its stack (by index) and, per library part, the caller below its outermost frame. */
-  interface StackInfo { parts: Set<number>; callers: Map<number, string> }
+  interface StackInfo {
+    parts: Set<number>;
+    callers: Map<number, string>;
+  }
   const infoOf = new Map<number, StackInfo>();
   const stackInfo = (id: number): StackInfo => {
     const known = infoOf.get(id);
@@ -131,12 +144,17 @@ export function summarizeProfile(file: string, fromUs = -Infinity, toUs = Infini
     windowMs: (Math.min(toUs, profile.endTime) - Math.max(fromUs, profile.startTime)) / 1000,
     samples: total,
     busyShare: total > 0 ? busy / total : 0,
-    parts: [...charged].map(([i, n]) => ({ part: name(i), share: share(n), inclusive: share(i >= 0 ? inclusive.get(i) ?? 0 : n) })).sort((a, b) => b.share - a.share),
+    parts: [...charged]
+      .map(([i, n]) => ({ part: name(i), share: share(n), inclusive: share(i >= 0 ? (inclusive.get(i) ?? 0) : n) }))
+      .sort((a, b) => b.share - a.share),
     callers: [...callerCount]
       .map(([k, n]) => ({ part: name(Number(k.split('\u0000')[0])), caller: k.split('\u0000')[1]!, share: share(n) }))
       .filter((c) => c.share >= 0.005)
       .sort((a, b) => b.share - a.share),
-    top: [...selfCount].map(([fn, n]) => ({ fn, share: share(n) })).sort((a, b) => b.share - a.share).slice(0, topN),
+    top: [...selfCount]
+      .map(([fn, n]) => ({ fn, share: share(n) }))
+      .sort((a, b) => b.share - a.share)
+      .slice(0, topN),
   };
 }
 

@@ -12,8 +12,10 @@ export async function counters(svc: Service): Promise<Record<string, number>> {
     const text = await (await fetch(`${svc.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
     const out: Record<string, number> = {};
     for (const m of text.matchAll(/^(exoroute_cdr_(?:batches|records|spooled|batch_failures)_total) (\S+)$/gm)) out[m[1]!] = Number(m[2]);
-    for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_(sum|count)\{result="committed"\} (\S+)$/gm)) out[`batch_seconds_${m[1]}`] = Number(m[2]);
-    for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_bucket\{le="([^"]+)",result="committed"\} (\S+)$/gm)) out[`batch_le_${m[1]}`] = Number(m[2]);
+    for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_(sum|count)\{result="committed"\} (\S+)$/gm))
+      out[`batch_seconds_${m[1]}`] = Number(m[2]);
+    for (const m of text.matchAll(/^exoroute_cdr_batch_duration_seconds_bucket\{le="([^"]+)",result="committed"\} (\S+)$/gm))
+      out[`batch_le_${m[1]}`] = Number(m[2]);
     for (const m of text.matchAll(/^exoroute_dial_batch_size_(sum|count) (\S+)$/gm)) out[`dial_${m[1]}`] = Number(m[2]);
     for (const m of text.matchAll(/^exoroute_dial_batch_duration_seconds_sum\{result="answered"\} (\S+)$/gm)) out.dial_seconds = Number(m[1]);
     // Callbacks answered within each bucket of exoroute's own latency histogram, all endpoints and outcomes.
@@ -31,8 +33,10 @@ export async function counters(svc: Service): Promise<Record<string, number>> {
 
 /** Upper bound (bucket edge, ms) under which 99 % of the run's batch inserts took, from histogram deltas. */
 export function bucketP99(before: Record<string, number>, after: Record<string, number>): number {
-  const edges = Object.keys(after).filter((k) => k.startsWith('batch_le_') && k !== 'batch_le_+Inf')
-    .map((k) => Number(k.slice('batch_le_'.length))).sort((a, b) => a - b);
+  const edges = Object.keys(after)
+    .filter((k) => k.startsWith('batch_le_') && k !== 'batch_le_+Inf')
+    .map((k) => Number(k.slice('batch_le_'.length)))
+    .sort((a, b) => a - b);
   const count = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
   const total = count('batch_le_+Inf');
   if (!total) return NaN;
@@ -74,7 +78,8 @@ export function sampleBackends(pool: pg.Pool) {
         `SELECT coalesce(wait_event_type || ':' || wait_event, 'running') AS what, count(*)::int AS n
            FROM pg_stat_activity
           WHERE datname = current_database() AND backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid()
-          GROUP BY 1`);
+          GROUP BY 1`,
+      );
       samples++;
       for (const r of rows) counts.set(r.what, (counts.get(r.what) ?? 0) + r.n);
       await sleep(20);

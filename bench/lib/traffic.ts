@@ -48,7 +48,8 @@ export type CallbackKind = 'passthru' | 'dial-whom' | 'connect';
 export function callbackPaths(kind: CallbackKind, flow: string, tag: string, seed = 1): () => string {
   const rnd = random(seed);
   const created = istNow(-8);
-  const common = `&CallTo=${EXOPHONE}&Direction=incoming&Created=${encodeURIComponent(created)}&DialCallDuration=0` +
+  const common =
+    `&CallTo=${EXOPHONE}&Direction=incoming&Created=${encodeURIComponent(created)}&DialCallDuration=0` +
     `&StartTime=${encodeURIComponent(created)}&EndTime=1970-01-01+05%3A30%3A00&CallType=call-attempt&To=${EXOPHONE}` +
     `&CurrentTime=${encodeURIComponent(istNow())}&flow_id=12345&tenant_id=6789`;
   let n = 0;
@@ -59,8 +60,10 @@ export function callbackPaths(kind: CallbackKind, flow: string, tag: string, see
     if (kind !== 'passthru' && n % 4 === 0 && lastCall) {
       // re-fetch of the previous call: its first agent did not answer
       const agent = AGENT_NUMBERS[n % AGENT_NUMBERS.length]!;
-      return `/exotel/${kind}/${flow}?CallSid=${lastCall}&CallFrom=${lastFrom}&From=${lastFrom}${common}` +
-        `&DialCallStatus=no-answer&DialWhomNumber=0${agent.slice(3)}`;
+      return (
+        `/exotel/${kind}/${flow}?CallSid=${lastCall}&CallFrom=${lastFrom}&From=${lastFrom}${common}` +
+        `&DialCallStatus=no-answer&DialWhomNumber=0${agent.slice(3)}`
+      );
     }
     const vip = rnd() < VIP_SHARE;
     const e164 = vip ? vipNumber(Math.floor(rnd() * VIP_COUNT)) : `+91970${String(Math.floor(rnd() * 1e7)).padStart(7, '0')}`;

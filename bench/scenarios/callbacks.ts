@@ -37,7 +37,9 @@ export interface LoadFigures {
  */
 export async function callbackScenarios(env: Env, exo: Service): Promise<LoadFigures> {
   const idle = { rssMb: rss(exo.pid).rssMb, ...(await heap(exo)) };
-  log(`exoroute with the rules loaded, idle: RSS ${idle.rssMb.toFixed(0)} MB, V8 heap ${idle.heapTotalMb.toFixed(0)} MB (${idle.heapUsedMb.toFixed(0)} MB used)`);
+  log(
+    `exoroute with the rules loaded, idle: RSS ${idle.rssMb.toFixed(0)} MB, V8 heap ${idle.heapTotalMb.toFixed(0)} MB (${idle.heapUsedMb.toFixed(0)} MB used)`,
+  );
   const bare = await startBaseline(env, 'bare');
   const naive = await startBaseline(env, 'naive');
   const naiveState = await startBaseline(env, 'naive-state');
@@ -73,14 +75,24 @@ async function closedLoopScenario(env: Env, scenario: string, contenders: Conten
   await settle(env);
   log(`${scenario}: ${contenders.map((c) => c.name).join(', ')}; ${CFG.rounds} rounds of ${CFG.seconds} s, ${CFG.connections} connections`);
   for (const c of contenders) {
-    await closedLoop({ url: c.svc.url, connections: CFG.connections, seconds: CFG.warmupSeconds, next: callbackPaths(c.kind, c.flow, randomBytes(11).toString('hex')), headers: BASIC });
+    await closedLoop({
+      url: c.svc.url,
+      connections: CFG.connections,
+      seconds: CFG.warmupSeconds,
+      next: callbackPaths(c.kind, c.flow, randomBytes(11).toString('hex')),
+      headers: BASIC,
+    });
   }
   await vacuumWritten(env);
   const runs: RunRecord[] = [];
   for (let round = 1; round <= CFG.rounds; round++) {
     for (let i = 0; i < contenders.length; i++) {
       const c = contenders[(i + round - 1) % contenders.length]!;
-      runs.push(await measure(env, scenario, c, round, (next) => closedLoop({ url: c.svc.url, connections: CFG.connections, seconds: CFG.seconds, next, headers: BASIC })));
+      runs.push(
+        await measure(env, scenario, c, round, (next) =>
+          closedLoop({ url: c.svc.url, connections: CFG.connections, seconds: CFG.seconds, next, headers: BASIC }),
+        ),
+      );
     }
   }
   return runs;
@@ -91,10 +103,16 @@ async function fixedRateScenario(env: Env, exo: Contender): Promise<RunRecord[]>
   log(`fixed rate ${CFG.fixedRate}/s: exoroute passthru; autocannon overallRate and an evenly paced open loop; ${CFG.rounds} rounds`);
   const runs: RunRecord[] = [];
   for (let round = 1; round <= CFG.rounds; round++) {
-    runs.push(await measure(env, 'passthru 1000/s (ac)', exo, round, (next) =>
-      closedLoop({ url: exo.svc.url, connections: CFG.connections, seconds: CFG.seconds, overallRate: CFG.fixedRate, next, headers: BASIC })));
-    runs.push(await measure(env, 'passthru 1000/s (paced)', exo, round, (next) =>
-      paced({ url: exo.svc.url, rate: CFG.fixedRate, seconds: CFG.seconds, sockets: CFG.connections, next, headers: BASIC })));
+    runs.push(
+      await measure(env, 'passthru 1000/s (ac)', exo, round, (next) =>
+        closedLoop({ url: exo.svc.url, connections: CFG.connections, seconds: CFG.seconds, overallRate: CFG.fixedRate, next, headers: BASIC }),
+      ),
+    );
+    runs.push(
+      await measure(env, 'passthru 1000/s (paced)', exo, round, (next) =>
+        paced({ url: exo.svc.url, rate: CFG.fixedRate, seconds: CFG.seconds, sockets: CFG.connections, next, headers: BASIC }),
+      ),
+    );
   }
   return runs;
 }

@@ -42,15 +42,18 @@ export async function cdrTableScenario(env: Env, svc: Service, api: Api): Promis
   const end = new Date();
   const seedMs = await seedCdrs(env.pool, { rows: CFG.cdrRows, end, rebuildIndexes: true, log });
   await env.pool.query('VACUUM ANALYZE cdrs');
-  const tableSize = (await env.pool.query<{ n: string; size: string }>(
-    `SELECT count(*)::text AS n, pg_size_pretty(pg_total_relation_size('cdrs')) AS size FROM cdrs`)).rows[0]!;
+  const tableSize = (
+    await env.pool.query<{ n: string; size: string }>(`SELECT count(*)::text AS n, pg_size_pretty(pg_total_relation_size('cdrs')) AS size FROM cdrs`)
+  ).rows[0]!;
   log(`  ${Number(tableSize.n).toLocaleString('en')} rows, ${tableSize.size} with indexes, in ${(seedMs / 1000).toFixed(1)} s`);
   log('/admin/cdrs (limit 100), different values each request');
   const queries = await cdrQueries(api, CFG.cdrRows, end);
   log('CSV export of the whole table');
   const csv = await csvExport(svc);
-  log(`  ${csv.rows.toLocaleString('en')} rows, ${(csv.bytes / 2 ** 20).toFixed(0)} MB in ${csv.seconds.toFixed(1)} s; ` +
-    `exoroute RSS ${csv.rssBeforeMb.toFixed(0)} MB before, peak ${csv.peakRssMb.toFixed(0)} MB${csv.exactPeak ? '' : ' (sampled)'}`);
+  log(
+    `  ${csv.rows.toLocaleString('en')} rows, ${(csv.bytes / 2 ** 20).toFixed(0)} MB in ${csv.seconds.toFixed(1)} s; ` +
+      `exoroute RSS ${csv.rssBeforeMb.toFixed(0)} MB before, peak ${csv.peakRssMb.toFixed(0)} MB${csv.exactPeak ? '' : ' (sampled)'}`,
+  );
   return { seedMs, tableSize, queries, csv };
 }
 

@@ -49,7 +49,13 @@ export interface RunRecord {
 export async function measure(env: Env, scenario: string, c: Contender, round: number, load: (next: () => string) => Promise<LoadResult>): Promise<RunRecord> {
   const tag = randomBytes(11).toString('hex'); // 22 hex digits + 10 of the counter: a 32-digit CallSid
   const next = callbackPaths(c.kind, c.flow, tag, round * 7919 + scenario.length);
-  const before = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), gen: process.cpuUsage(), counters: await counters(c.svc), checkpoints: await checkpoints(env.pool) };
+  const before = {
+    svc: cpuSeconds(c.svc.pid),
+    pg: postgresCpuSeconds(env.postmaster),
+    gen: process.cpuUsage(),
+    counters: await counters(c.svc),
+    checkpoints: await checkpoints(env.pool),
+  };
   let rssMax = 0;
   // Postgres's own background work during the run: autovacuum workers seen busy, and on which tables.
   const vacuum = { samples: 0, busy: 0, tables: new Set<string>() };
@@ -60,10 +66,13 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
       // the process is gone; the run will show it
     }
     vacuum.samples++;
-    autovacuumWork(env.pool).then((work) => {
-      if (work.length > 0) vacuum.busy++;
-      for (const w of work) vacuum.tables.add(w);
-    }, () => undefined);
+    autovacuumWork(env.pool).then(
+      (work) => {
+        if (work.length > 0) vacuum.busy++;
+        for (const w of work) vacuum.tables.add(w);
+      },
+      () => undefined,
+    );
   }, 200);
   let result: LoadResult;
   try {
@@ -73,19 +82,34 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
   }
   rssMax = Math.max(rssMax, rss(c.svc.pid).rssMb);
   const gen = process.cpuUsage(before.gen);
-  const after = { svc: cpuSeconds(c.svc.pid), pg: postgresCpuSeconds(env.postmaster), counters: await counters(c.svc), checkpoints: await checkpoints(env.pool) };
+  const after = {
+    svc: cpuSeconds(c.svc.pid),
+    pg: postgresCpuSeconds(env.postmaster),
+    counters: await counters(c.svc),
+    checkpoints: await checkpoints(env.pool),
+  };
   const delta = (k: string) => (after.counters[k] ?? NaN) - (before.counters[k] ?? NaN);
   const record: RunRecord = {
-    scenario, contender: c.name, round, result,
+    scenario,
+    contender: c.name,
+    round,
+    result,
     cpu: { service: after.svc - before.svc, postgres: after.pg - before.pg, generator: (gen.user + gen.system) / 1e6 },
     rssMb: rssMax,
-    background: { autovacuumShare: vacuum.samples ? vacuum.busy / vacuum.samples : 0, autovacuum: [...vacuum.tables], checkpoints: after.checkpoints - before.checkpoints },
+    background: {
+      autovacuumShare: vacuum.samples ? vacuum.busy / vacuum.samples : 0,
+      autovacuum: [...vacuum.tables],
+      checkpoints: after.checkpoints - before.checkpoints,
+    },
     vacuumSeconds: await vacuumWritten(env),
     ...(c.name.startsWith('exoroute')
       ? {
           cdr: {
-            batches: delta('exoroute_cdr_batches_total'), records: delta('exoroute_cdr_records_total'), spooled: delta('exoroute_cdr_spooled_total'),
-            batchSeconds: delta('batch_seconds_sum'), batchP99UpToMs: bucketP99(before.counters, after.counters),
+            batches: delta('exoroute_cdr_batches_total'),
+            records: delta('exoroute_cdr_records_total'),
+            spooled: delta('exoroute_cdr_spooled_total'),
+            batchSeconds: delta('batch_seconds_sum'),
+            batchP99UpToMs: bucketP99(before.counters, after.counters),
           },
           ...(delta('dial_count') > 0 ? { dial: { statements: delta('dial_count'), requests: delta('dial_sum'), seconds: delta('dial_seconds') } } : {}),
           // prom-client samples with a 10 ms timer, so its figures include those 10 ms
@@ -103,24 +127,36 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
 function runLine(record: RunRecord): string {
   const r = record.result;
   const bad = r.errors + r.timeouts + wrongAnswers(r);
-  return `  ${record.scenario.padEnd(22)} ${record.contender.padEnd(20)} round ${record.round}: ${r.rps.toFixed(0).padStart(6)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, ` +
+  return (
+    `  ${record.scenario.padEnd(22)} ${record.contender.padEnd(20)} round ${record.round}: ${r.rps.toFixed(0).padStart(6)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, ` +
     `p99 ${r.latency.p99.toFixed(2)} ms${r.p99FromDue !== undefined ? ` (from due time ${r.p99FromDue.toFixed(2)})` : ''}, ` +
     `CPU service/PG/generator ${pct(record.cpu.service, r.seconds)}/${pct(record.cpu.postgres, r.seconds)}/${pct(record.cpu.generator, r.seconds)}` +
-    (record.cdr ? `, ${(record.cdr.records / record.cdr.batches).toFixed(1)} CDRs/batch of ${((record.cdr.batchSeconds / record.cdr.batches) * 1000).toFixed(1)} ms, ` +
-      `a batch in flight ${pct(record.cdr.batchSeconds, r.seconds)} of the time, 99 % of batches within ${fmt(record.cdr.batchP99UpToMs, 1)} ms` : '') +
-    (record.dial ? `, ${(record.dial.requests / record.dial.statements).toFixed(1)} dial requests/statement of ${((record.dial.seconds / record.dial.statements) * 1000).toFixed(1)} ms, ` +
-      `one in flight ${pct(record.dial.seconds, r.seconds)} of the time` : '') +
+    (record.cdr
+      ? `, ${(record.cdr.records / record.cdr.batches).toFixed(1)} CDRs/batch of ${((record.cdr.batchSeconds / record.cdr.batches) * 1000).toFixed(1)} ms, ` +
+        `a batch in flight ${pct(record.cdr.batchSeconds, r.seconds)} of the time, 99 % of batches within ${fmt(record.cdr.batchP99UpToMs, 1)} ms`
+      : '') +
+    (record.dial
+      ? `, ${(record.dial.requests / record.dial.statements).toFixed(1)} dial requests/statement of ${((record.dial.seconds / record.dial.statements) * 1000).toFixed(1)} ms, ` +
+        `one in flight ${pct(record.dial.seconds, r.seconds)} of the time`
+      : '') +
     (record.loop ? `, event-loop delay p99 ${fmt(record.loop.p99Ms, 1)} ms, max ${fmt(record.loop.maxMs, 1)} ms` : '') +
-    (record.inside ? `, in exoroute's handler ${fmt(record.inside.within5 * 100, 2)} % answered within 5 ms, ${fmt(record.inside.within10 * 100, 2)} % within 10 ms` : '') +
-    (record.background.autovacuumShare > 0 ? `, autovacuum busy ${pct(record.background.autovacuumShare, 1)} of the run (${record.background.autovacuum.join('; ')})` : '') +
+    (record.inside
+      ? `, in exoroute's handler ${fmt(record.inside.within5 * 100, 2)} % answered within 5 ms, ${fmt(record.inside.within10 * 100, 2)} % within 10 ms`
+      : '') +
+    (record.background.autovacuumShare > 0
+      ? `, autovacuum busy ${pct(record.background.autovacuumShare, 1)} of the run (${record.background.autovacuum.join('; ')})`
+      : '') +
     (record.background.checkpoints > 0 ? `, ${record.background.checkpoints} checkpoint(s)` : '') +
     `, then its rows vacuumed in ${record.vacuumSeconds.toFixed(1)} s` +
-    (bad ? `, ${bad} errors/non-2xx-3xx` : '');
+    (bad ? `, ${bad} errors/non-2xx-3xx` : '')
+  );
 }
 
 /** Answers in a load run with a status other than 2xx/3xx (exoroute's branch B is a 302). */
 export function wrongAnswers(result: LoadResult): number {
-  return Object.entries(result.statuses).filter(([status]) => !/^[23]/.test(status)).reduce((a, [, n]) => a + n, 0);
+  return Object.entries(result.statuses)
+    .filter(([status]) => !/^[23]/.test(status))
+    .reduce((a, [, n]) => a + n, 0);
 }
 
 /** The tables callbacks write: exoroute's CDRs and dial state, and the naive baselines' CDRs and call state. */
@@ -156,5 +192,7 @@ export async function settle(env: Env): Promise<void> {
   const t = Date.now();
   const stillBusy = t - idleSince < 1000;
   await env.pool.query('CHECKPOINT');
-  log(`  Postgres settled: autovacuum ${stillBusy ? 'still busy after' : 'idle after'} ${((t - started) / 1000).toFixed(1)} s, checkpoint ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  log(
+    `  Postgres settled: autovacuum ${stillBusy ? 'still busy after' : 'idle after'} ${((t - started) / 1000).toFixed(1)} s, checkpoint ${((Date.now() - t) / 1000).toFixed(1)} s`,
+  );
 }

@@ -22,19 +22,45 @@ export async function profiles(env: Env): Promise<void> {
   await seedRules(adminClient(seedSvc.url, ADMIN_KEY));
   await seedSvc.stop();
   const seconds = Math.max(CFG.seconds, QUICK ? 2 : 8);
-  const results: Array<{ scenario: string; summary: ProfileSummary; rps: number; xactPerReq: number; rowsPerReq: number; backends: Array<{ what: string; backends: number }> }> = [];
-  for (const [scenario, kind, flow] of [['passthru', 'passthru', 'inbound'], ['dial-whom', 'dial-whom', 'agents']] as const) {
+  const results: Array<{
+    scenario: string;
+    summary: ProfileSummary;
+    rps: number;
+    xactPerReq: number;
+    rowsPerReq: number;
+    backends: Array<{ what: string; backends: number }>;
+  }> = [];
+  for (const [scenario, kind, flow] of [
+    ['passthru', 'passthru', 'inbound'],
+    ['dial-whom', 'dial-whom', 'agents'],
+  ] as const) {
     const dir = path.join(env.work, `profile-${scenario}`);
     const svc = await startExoroute(env, { name: `exoroute-prof-${scenario}`, nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
     await waitForRules(svc);
-    await closedLoop({ url: svc.url, connections: CFG.connections, seconds: CFG.warmupSeconds, next: callbackPaths(kind, flow, randomBytes(11).toString('hex')), headers: BASIC });
+    await closedLoop({
+      url: svc.url,
+      connections: CFG.connections,
+      seconds: CFG.warmupSeconds,
+      next: callbackPaths(kind, flow, randomBytes(11).toString('hex')),
+      headers: BASIC,
+    });
     await sleep(11_000); // Postgres backends publish their statistics when idle, at the latest after 10 s
-    const stats = async () => (await env.pool.query<{ x: string; w: string }>(
-      `SELECT (xact_commit + xact_rollback)::text AS x, (tup_inserted + tup_updated + tup_deleted)::text AS w FROM pg_stat_database WHERE datname = current_database()`)).rows[0]!;
+    const stats = async () =>
+      (
+        await env.pool.query<{ x: string; w: string }>(
+          `SELECT (xact_commit + xact_rollback)::text AS x, (tup_inserted + tup_updated + tup_deleted)::text AS w FROM pg_stat_database WHERE datname = current_database()`,
+        )
+      ).rows[0]!;
     const s0 = await stats();
     const fromUs = Number(process.hrtime.bigint() / 1000n);
     const sampler = sampleBackends(env.pool);
-    const r = await closedLoop({ url: svc.url, connections: CFG.connections, seconds, next: callbackPaths(kind, flow, randomBytes(11).toString('hex')), headers: BASIC });
+    const r = await closedLoop({
+      url: svc.url,
+      connections: CFG.connections,
+      seconds,
+      next: callbackPaths(kind, flow, randomBytes(11).toString('hex')),
+      headers: BASIC,
+    });
     const backends = await sampler.stop();
     const toUs = Number(process.hrtime.bigint() / 1000n);
     await sleep(11_000);
@@ -46,9 +72,13 @@ export async function profiles(env: Env): Promise<void> {
     const xactPerReq = (Number(s1.x) - Number(s0.x)) / r.requests;
     const rowsPerReq = (Number(s1.w) - Number(s0.w)) / r.requests;
     results.push({ scenario, summary, rps: r.rps, xactPerReq, rowsPerReq, backends });
-    console.log(`\n${formatProfile(`exoroute ${scenario}, ${fmt(r.rps)} req/s, ${fmt(xactPerReq, 2)} Postgres transactions and ${fmt(rowsPerReq, 2)} rows written per callback`, summary)}`);
-    console.log(`  Postgres backends busy with exoroute's queries (average number, sampled every 20 ms): ` +
-      backends.map((b) => `${b.what} ${fmt(b.backends, 2)}`).join(', '));
+    console.log(
+      `\n${formatProfile(`exoroute ${scenario}, ${fmt(r.rps)} req/s, ${fmt(xactPerReq, 2)} Postgres transactions and ${fmt(rowsPerReq, 2)} rows written per callback`, summary)}`,
+    );
+    console.log(
+      `  Postgres backends busy with exoroute's queries (average number, sampled every 20 ms): ` +
+        backends.map((b) => `${b.what} ${fmt(b.backends, 2)}`).join(', '),
+    );
   }
 
   log(`passthru at LOG_LEVEL info vs warn (${CFG.rounds} rounds of ${seconds} s each)`);
@@ -59,12 +89,32 @@ export async function profiles(env: Env): Promise<void> {
   const byLevel: Record<string, number[]> = { info: [], warn: [] };
   const cpuByLevel: Record<string, number[]> = { info: [], warn: [] };
   for (const svc of [info, warn]) {
-    await closedLoop({ url: svc.url, connections: CFG.connections, seconds: CFG.warmupSeconds, next: callbackPaths('passthru', 'inbound', randomBytes(11).toString('hex')), headers: BASIC });
+    await closedLoop({
+      url: svc.url,
+      connections: CFG.connections,
+      seconds: CFG.warmupSeconds,
+      next: callbackPaths('passthru', 'inbound', randomBytes(11).toString('hex')),
+      headers: BASIC,
+    });
   }
   for (let round = 1; round <= CFG.rounds; round++) {
-    for (const [name, svc] of (round % 2 ? [['info', info], ['warn', warn]] : [['warn', warn], ['info', info]]) as Array<[string, Service]>) {
+    for (const [name, svc] of (round % 2
+      ? [
+          ['info', info],
+          ['warn', warn],
+        ]
+      : [
+          ['warn', warn],
+          ['info', info],
+        ]) as Array<[string, Service]>) {
       const cpu0 = cpuSeconds(svc.pid);
-      const r = await closedLoop({ url: svc.url, connections: CFG.connections, seconds, next: callbackPaths('passthru', 'inbound', randomBytes(11).toString('hex')), headers: BASIC });
+      const r = await closedLoop({
+        url: svc.url,
+        connections: CFG.connections,
+        seconds,
+        next: callbackPaths('passthru', 'inbound', randomBytes(11).toString('hex')),
+        headers: BASIC,
+      });
       const usPerReq = ((cpuSeconds(svc.pid) - cpu0) / r.requests) * 1e6;
       byLevel[name]!.push(r.rps);
       cpuByLevel[name]!.push(usPerReq);
@@ -72,8 +122,10 @@ export async function profiles(env: Env): Promise<void> {
       await sleep(1500);
     }
   }
-  console.log(`\npassthru, medians: LOG_LEVEL=info ${fmt(median(byLevel.info!))} req/s and ${fmt(median(cpuByLevel.info!))} µs CPU per callback, ` +
-    `warn ${fmt(median(byLevel.warn!))} req/s and ${fmt(median(cpuByLevel.warn!))} µs`);
+  console.log(
+    `\npassthru, medians: LOG_LEVEL=info ${fmt(median(byLevel.info!))} req/s and ${fmt(median(cpuByLevel.info!))} µs CPU per callback, ` +
+      `warn ${fmt(median(byLevel.warn!))} req/s and ${fmt(median(cpuByLevel.warn!))} µs`,
+  );
   const file = process.env.BENCH_JSON ?? path.join(os.tmpdir(), `exoroute-bench-profile-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   await writeFile(file, JSON.stringify({ machine: machine(), results, byLevel, cpuByLevel }, null, 2));
   log(`profile summaries as JSON: ${file}${CFG.keep ? '' : ' (set BENCH_KEEP=1 to keep the .cpuprofile files)'}`);

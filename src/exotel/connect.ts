@@ -43,7 +43,10 @@ export const ConnectResponseSchema = Type.Object(
       Type.Object({ type: Type.Literal('custom_tone'), value: Type.String({ pattern: '^https?://' }) }, { additionalProperties: false }),
     ]),
     parallel_ringing: Type.Optional(
-      Type.Object({ activate: Type.Boolean(), max_parallel_attempts: Type.Integer({ minimum: 1, maximum: CONNECT_LIMITS.maxParallelAttempts }) }, { additionalProperties: false }),
+      Type.Object(
+        { activate: Type.Boolean(), max_parallel_attempts: Type.Integer({ minimum: 1, maximum: CONNECT_LIMITS.maxParallelAttempts }) },
+        { additionalProperties: false },
+      ),
     ),
     dial_passthru_event_url: Type.Optional(Type.String({ pattern: '^https?://' })),
     start_call_playback: Type.Optional(

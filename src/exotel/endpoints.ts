@@ -20,5 +20,4 @@ export type DialEndpoint = { [E in FlowEndpoint]: (typeof FLOW_TYPE_OF)[E] exten
 export const isDialEndpoint = (e: FlowEndpoint): e is DialEndpoint => FLOW_TYPE_OF[e] === 'dial';
 
 /** The endpoint a path segment names, or 'unknown' (a refused URL under the prefix is logged too). */
-export const endpointNamed = (segment: string | undefined): CallbackEndpoint | 'unknown' =>
-  CALLBACK_ENDPOINTS.find((e) => e === segment) ?? 'unknown';
+export const endpointNamed = (segment: string | undefined): CallbackEndpoint | 'unknown' => CALLBACK_ENDPOINTS.find((e) => e === segment) ?? 'unknown';

@@ -30,9 +30,19 @@ import { DateTime } from 'luxon';
 import { toE164 } from './phone.js';
 
 /** A phone number as Exotel sent it and in E.164 (null when not a valid number). */
-export interface PhoneField { raw: string; e164: string | null }
+export interface PhoneField {
+  raw: string;
+  e164: string | null;
+}
 
-export interface CallLeg { index: number; causeCode: string | null; cause: number | null; type: string | null; onCallDuration: number | null; number: PhoneField | null }
+export interface CallLeg {
+  index: number;
+  causeCode: string | null;
+  cause: number | null;
+  type: string | null;
+  onCallDuration: number | null;
+  number: PhoneField | null;
+}
 
 export interface ExotelCall {
   callSid: string | null;
@@ -74,7 +84,12 @@ export interface ExotelCall {
   warnings: string[];
 }
 
-export interface ParseLimits { maxKeys: number; maxKeyLength: number; maxValueLength: number; maxLegs: number }
+export interface ParseLimits {
+  maxKeys: number;
+  maxKeyLength: number;
+  maxValueLength: number;
+  maxLegs: number;
+}
 
 export const DEFAULT_LIMITS: ParseLimits = Object.freeze({ maxKeys: 200, maxKeyLength: 100, maxValueLength: 2048, maxLegs: 20 });
 
@@ -96,7 +111,10 @@ class ParamBag {
   private droppedForLength = 0;
   private unstorableKeys = 0;
 
-  constructor(private readonly limits: ParseLimits, readonly warnings: string[]) {}
+  constructor(
+    private readonly limits: ParseLimits,
+    readonly warnings: string[],
+  ) {}
 
   add(key: string, value: string): void {
     if (isNullText(value)) return;
@@ -332,13 +350,17 @@ function parseLegs(params: Map<string, string>, limits: ParseLimits, country: Co
     if (!m) continue;
     const index = Number(m[1]);
     if (index >= limits.maxLegs) {
-      (tooLarge ??= new Set()).add(index);
+      tooLarge ??= new Set();
+      tooLarge.add(index);
       continue;
     }
     const field = LEG_FIELD_BY_LOWER.get(m[2]!.toLowerCase())!;
     fieldsByIndex ??= new Map();
     let fields = fieldsByIndex.get(index);
-    if (!fields) fieldsByIndex.set(index, (fields = new Map()));
+    if (!fields) {
+      fields = new Map();
+      fieldsByIndex.set(index, fields);
+    }
     fields.set(field, params.get(key)!); // `Legs[1]` and `Legs[01]` are one leg; the last value wins
   }
   if (tooLarge) {
@@ -346,18 +368,20 @@ function parseLegs(params: Map<string, string>, limits: ParseLimits, country: Co
   }
   if (!fieldsByIndex) return [];
   const byIndex = fieldsByIndex;
-  return [...byIndex.keys()].sort((a, b) => a - b).map((index) => {
-    const f = byIndex.get(index)!;
-    const name = (field: LegField) => `Legs[${index}][${field}]`;
-    return {
-      index,
-      causeCode: nonEmpty(clean(f.get('CauseCode'))),
-      cause: parseInteger(name('Cause'), f.get('Cause'), warnings),
-      type: nonEmpty(clean(f.get('Type'))),
-      onCallDuration: parseInteger(name('OnCallDuration'), f.get('OnCallDuration'), warnings),
-      number: parsePhone(name('Number'), f.get('Number'), country, warnings),
-    };
-  });
+  return [...byIndex.keys()]
+    .sort((a, b) => a - b)
+    .map((index) => {
+      const f = byIndex.get(index)!;
+      const name = (field: LegField) => `Legs[${index}][${field}]`;
+      return {
+        index,
+        causeCode: nonEmpty(clean(f.get('CauseCode'))),
+        cause: parseInteger(name('Cause'), f.get('Cause'), warnings),
+        type: nonEmpty(clean(f.get('Type'))),
+        onCallDuration: parseInteger(name('OnCallDuration'), f.get('OnCallDuration'), warnings),
+        number: parsePhone(name('Number'), f.get('Number'), country, warnings),
+      };
+    });
 }
 
 /** An Exotel SIP user id, as a Connect that rings app users reports it: `sip:agent123`. */
@@ -453,9 +477,7 @@ function parseDate(name: string, value: string | undefined, warnings: string[]):
   const named = ist === undefined ? DAY_MONTH_NAMES.exec(s) : null;
   if (named) {
     const format = s.split(':').length === 3 ? 'EEE, d MMM yyyy HH:mm:ss' : 'EEE, d MMM yyyy HH:mm';
-    const dt = named[1] === undefined
-      ? DateTime.fromFormat(s, format, { zone: 'Asia/Kolkata', locale: 'en-US' })
-      : DateTime.fromRFC2822(s, { setZone: true });
+    const dt = named[1] === undefined ? DateTime.fromFormat(s, format, { zone: 'Asia/Kolkata', locale: 'en-US' }) : DateTime.fromRFC2822(s, { setZone: true });
     if (dt.isValid) return dt.toJSDate();
   }
   warnings.push(`${name} ${show(s)} is not a date (yyyy-mm-dd hh:mm:ss or "Wed, 31 Jul 2024 16:42:56" in Asia/Kolkata, or ISO 8601 with offset)`);
@@ -501,8 +523,18 @@ function clean(value: string | undefined): string | undefined {
 }
 
 function isTrimmable(code: number): boolean {
-  return code <= 0x20 || (code >= 0x7f && code <= 0xa0) || code === 0x1680 || (code >= 0x2000 && code <= 0x200a)
-    || code === 0x2028 || code === 0x2029 || code === 0x202f || code === 0x205f || code === 0x3000 || code === 0xfeff;
+  return (
+    code <= 0x20 ||
+    (code >= 0x7f && code <= 0xa0) ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
 }
 
 function nonEmpty(value: string | undefined): string | null {

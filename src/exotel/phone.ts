@@ -91,7 +91,8 @@ const india: { valid: RegExp } | null = (() => {
   const countries = internals.getCountryCodesForCallingCode('91');
   const sameAsAssumed =
     plan.callingCode() === '91' &&
-    countries?.length === 1 && countries[0] === 'IN' &&
+    countries?.length === 1 &&
+    countries[0] === 'IN' &&
     !internals.hasCallingCode('9') &&
     plan.IDDPrefix() === '00' &&
     plan.nationalPrefixForParsing() === '0' &&

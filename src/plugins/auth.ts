@@ -18,8 +18,7 @@ const MINUTE_MS = 60_000;
 export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
 
 /** The token of an `Authorization: Bearer <token>` header, or null. */
-export const bearerToken = (request: FastifyRequest): string | null =>
-  /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
+export const bearerToken = (request: FastifyRequest): string | null => /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
 
 class TooManyRequestsError extends DomainError {
   constructor(message: string) {

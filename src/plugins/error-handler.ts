@@ -7,9 +7,7 @@ import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
-  const meta = err.meta as
-    | { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: string[]; index?: string } } } }
-    | undefined;
+  const meta = err.meta as { target?: unknown; driverAdapterError?: { cause?: { constraint?: { fields?: string[]; index?: string } } } } | undefined;
   const constraint = meta?.driverAdapterError?.cause?.constraint;
   const fields = constraint?.fields ?? (Array.isArray(meta?.target) ? meta.target : []);
   if (fields.length > 0) return fields.map((f) => String(f).replaceAll('"', '')).join(', ');

@@ -7,39 +7,55 @@ import swaggerUi from '@fastify/swagger-ui';
  * The OpenAPI document, generated from the route schemas. On the root, before any route: it sees
  * the routes of every context, callbacks and admin alike.
  */
-export default fp(async function openapi(app: FastifyInstance) {
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.1.0',
-      info: {
-        title: 'exoroute',
-        version: '0.1.0',
-        description:
-          'Answers Exotel call-flow webhooks (Passthru, Switch-case, Connect Dial Whom, Connect parameters) ' +
-          'from routing rules kept in Postgres, and logs every callback as a CDR. Admin routes need ' +
-          '`Authorization: Bearer <key>`.',
-      },
-      tags: [
-        { name: 'vip-lists', description: 'VIP lists and their entries' },
-        { name: 'schedules', description: 'Business hours' },
-        { name: 'dial-groups', description: 'Agents to ring, strategy and Connect call settings' },
-        { name: 'flows', description: 'Routing rules per Exotel applet, and simulation' },
-        { name: 'cdrs', description: 'Call-detail records: every callback received, what was answered and why' },
-        { name: 'exotel', description: 'Callback endpoints called by Exotel applets' },
-        { name: 'api-keys', description: 'Admin credentials' },
-        { name: 'audit', description: 'Who changed what' },
-        { name: 'ops', description: 'Health, readiness and Prometheus metrics' },
-      ],
-      components: {
-        securitySchemes: {
-          bearer: { type: 'http', scheme: 'bearer', description: 'An admin or viewer API key (POST /admin/api-keys; the bootstrap key is printed at first start)' },
-          exotelBasic: { type: 'http', scheme: 'basic', description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the password (any user), as in `https://exotel:SECRET@your-host/exotel/passthru/<flow>`' },
-          exotelToken: { type: 'apiKey', in: 'query', name: 'token', description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the `token` parameter, for applet URL fields that cannot carry credentials' },
+export default fp(
+  async function openapi(app: FastifyInstance) {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.1.0',
+        info: {
+          title: 'exoroute',
+          version: '0.1.0',
+          description:
+            'Answers Exotel call-flow webhooks (Passthru, Switch-case, Connect Dial Whom, Connect parameters) ' +
+            'from routing rules kept in Postgres, and logs every callback as a CDR. Admin routes need ' +
+            '`Authorization: Bearer <key>`.',
+        },
+        tags: [
+          { name: 'vip-lists', description: 'VIP lists and their entries' },
+          { name: 'schedules', description: 'Business hours' },
+          { name: 'dial-groups', description: 'Agents to ring, strategy and Connect call settings' },
+          { name: 'flows', description: 'Routing rules per Exotel applet, and simulation' },
+          { name: 'cdrs', description: 'Call-detail records: every callback received, what was answered and why' },
+          { name: 'exotel', description: 'Callback endpoints called by Exotel applets' },
+          { name: 'api-keys', description: 'Admin credentials' },
+          { name: 'audit', description: 'Who changed what' },
+          { name: 'ops', description: 'Health, readiness and Prometheus metrics' },
+        ],
+        components: {
+          securitySchemes: {
+            bearer: {
+              type: 'http',
+              scheme: 'bearer',
+              description: 'An admin or viewer API key (POST /admin/api-keys; the bootstrap key is printed at first start)',
+            },
+            exotelBasic: {
+              type: 'http',
+              scheme: 'basic',
+              description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the password (any user), as in `https://exotel:SECRET@your-host/exotel/passthru/<flow>`',
+            },
+            exotelToken: {
+              type: 'apiKey',
+              in: 'query',
+              name: 'token',
+              description: 'Callbacks: EXOTEL_CALLBACK_SECRET as the `token` parameter, for applet URL fields that cannot carry credentials',
+            },
+          },
         },
       },
-    },
-  });
-}, { name: 'openapi' });
+    });
+  },
+  { name: 'openapi' },
+);
 
 /** The document served: `/openapi.json`, and Swagger UI at `/docs`. */
 export async function docs(app: FastifyInstance) {

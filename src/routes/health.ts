@@ -16,7 +16,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/healthz',
     {
       schema: {
-        tags: ['ops'], operationId: 'healthz', summary: 'The process is up', description: 'Liveness: 200 while the process runs, whatever the database does. Restart the instance when it fails. Never rate-limited, needs no key.',
+        tags: ['ops'],
+        operationId: 'healthz',
+        summary: 'The process is up',
+        description: 'Liveness: 200 while the process runs, whatever the database does. Restart the instance when it fails. Never rate-limited, needs no key.',
         response: { 200: Type.Object({ status: Type.Literal('ok') }) },
       },
     },
@@ -27,14 +30,22 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/readyz',
     {
       schema: {
-        tags: ['ops'], operationId: 'readyz', summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty', description: 'Readiness: 200 `{"status":"ready"}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, migrations pending, rules not loaded, CDRs waiting in the local spool). Take the instance out of the load balancer on 503.',
+        tags: ['ops'],
+        operationId: 'readyz',
+        summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
+        description:
+          'Readiness: 200 `{"status":"ready"}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, migrations pending, rules not loaded, CDRs waiting in the local spool). Take the instance out of the load balancer on 503.',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
     async (_request, reply) => {
       const reasons: string[] = [];
       try {
-        const pending = await withDeadline(pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `no answer within ${ms} ms`);
+        const pending = await withDeadline(
+          pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS),
+          DB_CHECK_TIMEOUT_MS,
+          (ms) => `no answer within ${ms} ms`,
+        );
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);

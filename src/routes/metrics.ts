@@ -16,7 +16,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     '/metrics',
     {
       schema: {
-        tags: ['ops'], operationId: 'metrics',
+        tags: ['ops'],
+        operationId: 'metrics',
         summary: 'Prometheus metrics: callback latency by endpoint and outcome, CDR batches and spool, rules snapshot age, DB pool',
         description: 'Text exposition format 0.0.4. When METRICS_TOKEN is set, send `Authorization: Bearer <METRICS_TOKEN>`.',
         // Optional: only when METRICS_TOKEN is set.

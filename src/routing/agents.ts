@@ -25,7 +25,7 @@ const ms = (v: Date | string | null) => (v === null ? null : v instanceof Date ?
 
 /** Away now: set away, and its `until` (if any) not yet passed. */
 export function isAway(availability: Availability | undefined | null, at: Date): boolean {
-  if (!availability || availability.status !== 'away') return false;
+  if (availability?.status !== 'away') return false;
   const until = ms(availability.until);
   return until === null || until > at.getTime();
 }
@@ -62,11 +62,15 @@ export function agentView(opts: {
   const now = at.getTime();
   const groups = opts.memberships.map((m) => {
     const shift = m.schedule === null ? null : opts.schedules.get(m.schedule);
-    return { slug: m.slug, active: m.active, schedule: m.schedule, onShift: m.schedule === null || (shift !== undefined && shift !== null && isOpen(shift, at)) };
+    return {
+      slug: m.slug,
+      active: m.active,
+      schedule: m.schedule,
+      onShift: m.schedule === null || (shift !== undefined && shift !== null && isOpen(shift, at)),
+    };
   });
-  const onCall = facts?.busy && facts.busySince && facts.busySince.getTime() > opts.busyExpired.getTime()
-    ? { since: facts.busySince, callSid: facts.busyCallSid }
-    : null;
+  const onCall =
+    facts?.busy && facts.busySince && facts.busySince.getTime() > opts.busyExpired.getTime() ? { since: facts.busySince, callSid: facts.busyCallSid } : null;
   const away = isAway(availability, at) ? availability : null;
   const wrapUpUntil = facts?.wrapUpUntil && facts.wrapUpUntil.getTime() > now ? facts.wrapUpUntil : null;
   const paused = facts?.pausedUntil && facts.pausedUntil.getTime() > now ? { until: facts.pausedUntil, reason: facts.pausedReason ?? '' } : null;

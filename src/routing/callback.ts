@@ -78,9 +78,10 @@ export function answerCallback(opts: {
   }
   // Answered from the snapshot's view here (simulate stops at this); the callback then writes it
   // (applyOwnAvailability) and answers from what was written.
-  const own = endpoint === 'passthru' && 'availability' in decision.action && opts.snapshot
-    ? previewAvailability(opts.snapshot, decision.action, opts.call, opts.at)
-    : null;
+  const own =
+    endpoint === 'passthru' && 'availability' in decision.action && opts.snapshot
+      ? previewAvailability(opts.snapshot, decision.action, opts.call, opts.at)
+      : null;
   if (own) decision = { ...decision, availability: own };
   if (endpoint === 'passthru' && flow.mode === 'async') {
     return { answer: asyncPassthruAnswer, outcome: 'async', reason: decision.error, decision, flow };

@@ -24,10 +24,14 @@ const statusAt = (a: Availability | null | undefined, at: Date): AvailabilitySta
 
 /** The caller's own availability action as the snapshot sees it: who, from what, to what. Pure. */
 export function previewAvailability(
-  snapshot: Pick<RulesSnapshot, 'dialGroups' | 'availability'>, action: AvailabilityAction, call: ExotelCall, at: Date,
+  snapshot: Pick<RulesSnapshot, 'dialGroups' | 'availability'>,
+  action: AvailabilityAction,
+  call: ExotelCall,
+  at: Date,
 ): AvailabilityOutcome {
   const caller = call.callFrom?.e164 ?? null;
-  if (caller === null) return { agent: null, from: null, to: null, why: `caller number unknown (${call.callFrom?.raw ?? 'not sent'}); no agent, nothing changed` };
+  if (caller === null)
+    return { agent: null, from: null, to: null, why: `caller number unknown (${call.callFrom?.raw ?? 'not sent'}); no agent, nothing changed` };
   if (!isMember(snapshot, caller)) return { agent: null, from: null, to: null, why: `${caller} is no member of any dial group; nothing changed` };
   const from = statusAt(snapshot.availability.get(caller), at);
   const to = action.availability === 'toggle' ? (from === 'away' ? 'available' : 'away') : action.availability;
@@ -39,7 +43,13 @@ export const availabilityAnswer = (o: AvailabilityOutcome): CallbackAnswer => pa
 
 /** What writing the change needs: the store's writeAvailability, bound to the pool. */
 export type WriteAvailability = (change: {
-  number: string; mode: AvailabilityAction['availability']; reason: string | null; until: null; setBy: string; apiKeyId: null; at: Date;
+  number: string;
+  mode: AvailabilityAction['availability'];
+  reason: string | null;
+  until: null;
+  setBy: string;
+  apiKeyId: null;
+  at: Date;
 }) => Promise<{ before: Availability | null; after: Availability; repeat?: boolean }>;
 
 /**
@@ -48,7 +58,11 @@ export type WriteAvailability = (change: {
  * another instance changed it a moment ago. When the write fails or is late, the flow's onError.
  */
 export async function applyOwnAvailability(
-  result: CallbackResult, call: ExotelCall, at: Date, write: WriteAvailability, budgetLeftMs: number,
+  result: CallbackResult,
+  call: ExotelCall,
+  at: Date,
+  write: WriteAvailability,
+  budgetLeftMs: number,
 ): Promise<CallbackResult> {
   const decision = result.decision;
   const preview = decision?.availability;
@@ -60,13 +74,26 @@ export async function applyOwnAvailability(
       timer = setTimeout(() => reject(new Error(`no answer within the ${Math.round(budgetLeftMs)} ms left of the budget`)), Math.max(0, budgetLeftMs));
     });
     const change = await Promise.race([
-      write({ number: preview.agent, mode: action.availability, reason: action.reason ?? null, until: null, setBy: `phone:${call.callSid}`, apiKeyId: null, at }),
+      write({
+        number: preview.agent,
+        mode: action.availability,
+        reason: action.reason ?? null,
+        until: null,
+        setBy: `phone:${call.callSid}`,
+        apiKeyId: null,
+        at,
+      }),
       late,
     ]);
     const to = change.after.status;
     const availability: AvailabilityOutcome = change.repeat
       ? { agent: preview.agent, from: null, to, why: `${preview.agent}: ${to}, as this call already set it (a repeated request changes nothing)` }
-      : { agent: preview.agent, from: statusAt(change.before, at), to, why: `${preview.agent}: ${statusAt(change.before, at)} → ${to} (${action.availability}, set by phone)` };
+      : {
+          agent: preview.agent,
+          from: statusAt(change.before, at),
+          to,
+          why: `${preview.agent}: ${statusAt(change.before, at)} → ${to} (${action.availability}, set by phone)`,
+        };
     return {
       ...result,
       answer: result.outcome === 'async' ? result.answer : availabilityAnswer(availability),

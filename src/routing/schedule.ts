@@ -295,8 +295,7 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   return {
     open: hit !== undefined,
     reason: hit !== undefined ? hit.reason : closedReason(cal, day),
-    nextChangeAt:
-      change === null ? null : DateTime.fromMillis(change, { zone: cal.zone }).toISO({ suppressMilliseconds: true }),
+    nextChangeAt: change === null ? null : DateTime.fromMillis(change, { zone: cal.zone }).toISO({ suppressMilliseconds: true }),
   };
 }
 

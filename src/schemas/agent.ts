@@ -37,12 +37,14 @@ export const AgentSchema = Type.Object({
   number: Type.String(),
   name: Type.Union([Type.String(), Type.Null()], { description: 'The first name a group gives the member' }),
   state: AgentStateSchema,
-  groups: Type.Array(Type.Object({
-    slug: Type.String(),
-    active: Type.Boolean(),
-    schedule: Type.Union([Type.String(), Type.Null()], { description: 'Shift schedule' }),
-    onShift: Type.Boolean(),
-  })),
+  groups: Type.Array(
+    Type.Object({
+      slug: Type.String(),
+      active: Type.Boolean(),
+      schedule: Type.Union([Type.String(), Type.Null()], { description: 'Shift schedule' }),
+      onShift: Type.Boolean(),
+    }),
+  ),
   onCall: Type.Union([Type.Object({ since: InstantSchema, callSid: Type.Union([Type.String(), Type.Null()]) }), Type.Null()]),
   away: Type.Union([AvailabilitySchema, Type.Null()], { description: 'Set while the agent is away' }),
   availability: Type.Union([AvailabilitySchema, Type.Null()], { description: 'As last set (null: never set)' }),

@@ -6,10 +6,7 @@ export const ApiKeyRoleSchema = Type.Union([Type.Literal('admin'), Type.Literal(
 });
 export type ApiKeyRole = Static<typeof ApiKeyRoleSchema>;
 
-export const ApiKeyInputSchema = Type.Object(
-  { name: Type.String({ minLength: 1, maxLength: 100 }), role: ApiKeyRoleSchema },
-  { additionalProperties: false },
-);
+export const ApiKeyInputSchema = Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }), role: ApiKeyRoleSchema }, { additionalProperties: false });
 
 export const API_KEY_EXAMPLE = { name: 'support lead', role: 'viewer' };
 

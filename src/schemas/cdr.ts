@@ -2,9 +2,12 @@ import { Type, type Static } from '@sinclair/typebox';
 import { InstantSchema, NumericCursorSchema, SlugSchema } from './common.js';
 import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
 
-const CdrEndpointSchema = Type.Union(CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)), {
-  description: 'The callback endpoint that received the call',
-});
+const CdrEndpointSchema = Type.Union(
+  CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)),
+  {
+    description: 'The callback endpoint that received the call',
+  },
+);
 
 /** Postgres text cannot hold NUL: control characters in a filter are a 400 here, not a 500 from the query. */
 const NO_CONTROL_CHARACTERS = '^[^\\u0000-\\u001f]+$';
@@ -57,7 +60,9 @@ const cdrFilterFields = {
   endpoint: Type.Optional(CdrEndpointSchema),
   from: Type.Optional(Type.String({ format: 'date-time', description: 'Received at or after this instant (ISO 8601 with offset)' })),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'Received before this instant (ISO 8601 with offset)' })),
-  outcome: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS, description: 'Outcome as stored in CDRs (no control characters)' })),
+  outcome: Type.Optional(
+    Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS, description: 'Outcome as stored in CDRs (no control characters)' }),
+  ),
 };
 
 /** Filters shared by the list and the CSV export; every given filter must hold. */

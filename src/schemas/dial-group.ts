@@ -4,8 +4,12 @@ import { CONNECT_LIMITS as MAX, DEFAULT_CONNECT as DEFAULT } from '../exotel/con
 
 export const StrategySchema = Type.Union(
   [
-    Type.Literal('sequential'), Type.Literal('round_robin'), Type.Literal('random'),
-    Type.Literal('weighted'), Type.Literal('least_recent'), Type.Literal('parallel'),
+    Type.Literal('sequential'),
+    Type.Literal('round_robin'),
+    Type.Literal('random'),
+    Type.Literal('weighted'),
+    Type.Literal('least_recent'),
+    Type.Literal('parallel'),
   ],
   { description: 'Order in which members are offered (docs/contract.md §3)' },
 );
@@ -64,28 +68,47 @@ export const ConnectSettingsSchema = Type.Object(
   {
     record: Type.Optional(Type.Boolean({ default: DEFAULT.record })),
     recordingChannels: Type.Optional(Type.Union([Type.Literal('single'), Type.Literal('dual')], { default: DEFAULT.recordingChannels })),
-    maxRingingDuration: Type.Optional(Type.Integer({
-      minimum: 1, maximum: MAX.maxRingingDuration, default: DEFAULT.maxRingingDuration, description: `seconds, at most ${MAX.maxRingingDuration}`,
-    })),
-    maxConversationDuration: Type.Optional(Type.Integer({
-      minimum: 1, maximum: MAX.maxConversationDuration, default: DEFAULT.maxConversationDuration,
-      description: `seconds, at most ${MAX.maxConversationDuration} (${MAX.maxConversationDuration / 60} minutes)`,
-    })),
+    maxRingingDuration: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX.maxRingingDuration,
+        default: DEFAULT.maxRingingDuration,
+        description: `seconds, at most ${MAX.maxRingingDuration}`,
+      }),
+    ),
+    maxConversationDuration: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX.maxConversationDuration,
+        default: DEFAULT.maxConversationDuration,
+        description: `seconds, at most ${MAX.maxConversationDuration} (${MAX.maxConversationDuration / 60} minutes)`,
+      }),
+    ),
     musicOnHold: Type.Optional(
       // Written so the 400 names the real mistake (src/plugins/validation.ts reports the first of the
       // deepest errors, a wrong value before a wrong shape): custom_tone comes first, so one without a
       // value is "musicOnHold/value: is required"; its `type` is an enum (a wrong value, where a
       // literal's `const` counts as shape), so an unknown type is "musicOnHold/type: …allowed values".
-      Type.Union([
-        Type.Object({ type: Type.Unsafe<'custom_tone'>({ type: 'string', enum: ['custom_tone'] }), value: UrlSchema }, { additionalProperties: false }),
-        Type.Object({ type: Type.Union([Type.Literal('default_tone'), Type.Literal('operator_tone')]) }, { additionalProperties: false }),
-      ], { description: 'default_tone, operator_tone, or custom_tone with an audio URL' }),
+      Type.Union(
+        [
+          Type.Object({ type: Type.Unsafe<'custom_tone'>({ type: 'string', enum: ['custom_tone'] }), value: UrlSchema }, { additionalProperties: false }),
+          Type.Object({ type: Type.Union([Type.Literal('default_tone'), Type.Literal('operator_tone')]) }, { additionalProperties: false }),
+        ],
+        { description: 'default_tone, operator_tone, or custom_tone with an audio URL' },
+      ),
     ),
-    outgoingPhoneNumber: Type.Optional(Type.Union([E164Schema, Type.Null()], { description: 'ExoPhone to dial out from (E.164); null = the incoming ExoPhone' })),
+    outgoingPhoneNumber: Type.Optional(
+      Type.Union([E164Schema, Type.Null()], { description: 'ExoPhone to dial out from (E.164); null = the incoming ExoPhone' }),
+    ),
     fetchAfterAttempt: Type.Optional(Type.Boolean({ default: DEFAULT.fetchAfterAttempt, description: 'Exotel asks again after each unanswered attempt' })),
-    maxParallelAttempts: Type.Optional(Type.Integer({
-      minimum: 1, maximum: MAX.maxParallelAttempts, default: DEFAULT.maxParallelAttempts, description: `parallel strategy: 1–${MAX.maxParallelAttempts}`,
-    })),
+    maxParallelAttempts: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX.maxParallelAttempts,
+        default: DEFAULT.maxParallelAttempts,
+        description: `parallel strategy: 1–${MAX.maxParallelAttempts}`,
+      }),
+    ),
     startCallPlayback: Type.Optional(
       Type.Union([
         Type.Object(
@@ -108,7 +131,7 @@ export type Connect = Required<ConnectSettings>;
 
 /** How agents are spared after a call and after offers they did not answer (issue 26); no `default`s, for PATCH. */
 const AgentPacing = {
-  wrapUpSeconds: Type.Integer({ minimum: 0, maximum: 3600, description: 'seconds after an agent\'s call ends before they are offered again; default 0' }),
+  wrapUpSeconds: Type.Integer({ minimum: 0, maximum: 3600, description: "seconds after an agent's call ends before they are offered again; default 0" }),
   maxMissedOffers: Type.Integer({ minimum: 0, maximum: 100, description: 'consecutive unanswered offers that pause an agent; 0 (default): never' }),
   missedPauseSeconds: Type.Integer({ minimum: 1, maximum: 86400, description: 'how long such a pause lasts (or until set available); default 300' }),
 };
@@ -127,13 +150,23 @@ const GroupFields = {
 export const DialGroupInputSchema = Type.Object({ slug: SlugSchema, ...GroupFields }, { additionalProperties: false });
 export type DialGroupInput = Static<typeof DialGroupInputSchema>;
 export const DIAL_GROUP_EXAMPLE = {
-  slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 },
+  slug: 'sales',
+  name: 'Sales',
+  strategy: 'round_robin',
+  sticky: { enabled: true, lookbackDays: 30 },
   members: [
     { number: '09812345678', name: 'Asha', priority: 1 },
     { number: '09812345679', name: 'Ravi', priority: 2 },
     { number: '+919812345680', name: 'Meera', priority: 3, weight: 2 },
   ],
-  connect: { record: true, recordingChannels: 'dual', maxRingingDuration: 30, maxConversationDuration: 900, musicOnHold: { type: 'default_tone' }, fetchAfterAttempt: true },
+  connect: {
+    record: true,
+    recordingChannels: 'dual',
+    maxRingingDuration: 30,
+    maxConversationDuration: 900,
+    musicOnHold: { type: 'default_tone' },
+    fetchAfterAttempt: true,
+  },
 };
 export const DIAL_GROUP_PATCH_EXAMPLE = { strategy: 'least_recent' };
 export const MEMBER_PATCH_EXAMPLE = { active: false };

@@ -15,19 +15,26 @@ export const ConditionsSchema = Type.Object(
     openBy: Type.Optional({ ...SlugSchema, description: 'This schedule is open now' }),
     closedBy: Type.Optional({ ...SlugSchema, description: 'This schedule is closed now' }),
     digits: Type.Optional(
-      Type.Union([
-        ...TextMatchSchema.anyOf,
-        Type.Object({ prefix: Type.String({ minLength: 1, maxLength: 50 }) }, { additionalProperties: false }),
-      ], { description: 'Digits entered in a Gather/IVR applet: {equals}, {in} or {prefix}' }),
+      Type.Union([...TextMatchSchema.anyOf, Type.Object({ prefix: Type.String({ minLength: 1, maxLength: 50 }) }, { additionalProperties: false })], {
+        description: 'Digits entered in a Gather/IVR applet: {equals}, {in} or {prefix}',
+      }),
     ),
     callerPrefix: Type.Optional(
-      Type.Array(Type.String({ pattern: '^\\+[0-9]{1,14}$' }), { minItems: 1, maxItems: 1000, description: 'Caller E.164 number starts with one of these, e.g. "+9180"' }),
+      Type.Array(Type.String({ pattern: '^\\+[0-9]{1,14}$' }), {
+        minItems: 1,
+        maxItems: 1000,
+        description: 'Caller E.164 number starts with one of these, e.g. "+9180"',
+      }),
     ),
     calledNumber: Type.Optional(Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 1000, description: 'The ExoPhone called (CallTo) is one of these' })),
     direction: Type.Optional(Type.String({ minLength: 1, maxLength: 50, description: "Call direction as Exotel sends it, e.g. 'incoming'" })),
     customField: Type.Optional({ ...TextMatchSchema, description: 'CustomField set when the call was made through the API: {equals} or {in}' }),
     dialCallStatus: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 50 }), { minItems: 1, maxItems: 10, description: "Outcome of the previous Connect, e.g. ['busy','no-answer']" }),
+      Type.Array(Type.String({ minLength: 1, maxLength: 50 }), {
+        minItems: 1,
+        maxItems: 10,
+        description: "Outcome of the previous Connect, e.g. ['busy','no-answer']",
+      }),
     ),
   },
   { additionalProperties: false },
@@ -45,7 +52,8 @@ export const PassthruActionSchema = Type.Object(
 export const AvailabilityActionSchema = Type.Object(
   {
     availability: Type.Union([Type.Literal('toggle'), Type.Literal('available'), Type.Literal('away')], {
-      description: "Sets the calling agent's own availability: toggle, available or away. Answers branch A when the caller is now available, B otherwise (also when the caller is no agent)",
+      description:
+        "Sets the calling agent's own availability: toggle, available or away. Answers branch A when the caller is now available, B otherwise (also when the caller is no agent)",
     }),
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Recorded with the change, e.g. "set by phone"' })),
   },
@@ -67,7 +75,10 @@ export const DialNumbersActionSchema = Type.Object(
 );
 export const ActionSchema = Type.Union(
   [PassthruActionSchema, AvailabilityActionSchema, SwitchActionSchema, DialGroupActionSchema, DialTiersActionSchema, DialNumbersActionSchema],
-  { description: 'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup}, {dialGroups} (tiers) or {numbers}' },
+  {
+    description:
+      'passthru flows: {branch, url?} or {availability, reason?}; switch flows: {select}; dial flows: {dialGroup}, {dialGroups} (tiers) or {numbers}',
+  },
 );
 export type PassthruAction = Static<typeof PassthruActionSchema>;
 export type AvailabilityAction = Static<typeof AvailabilityActionSchema>;
@@ -75,14 +86,15 @@ export type SwitchAction = Static<typeof SwitchActionSchema>;
 export type Action = Static<typeof ActionSchema>;
 
 const RuleNameSchema = Type.String({ minLength: 1, maxLength: 100, description: 'Shown in traces and CDRs; unique in the flow' });
-export const RuleSchema = Type.Object(
-  { name: RuleNameSchema, when: ConditionsSchema, then: ActionSchema },
-  { additionalProperties: false },
-);
+export const RuleSchema = Type.Object({ name: RuleNameSchema, when: ConditionsSchema, then: ActionSchema }, { additionalProperties: false });
 export type Rule = Static<typeof RuleSchema>;
 /** A rule as written: without a `name` it is named by its position (`rule 1`) when stored. */
 export const RuleInputSchema = Type.Object(
-  { name: Type.Optional({ ...RuleNameSchema, description: 'Shown in traces and CDRs; unique in the flow. Default: by position, `rule 1`, `rule 2`, …' }), when: ConditionsSchema, then: ActionSchema },
+  {
+    name: Type.Optional({ ...RuleNameSchema, description: 'Shown in traces and CDRs; unique in the flow. Default: by position, `rule 1`, `rule 2`, …' }),
+    when: ConditionsSchema,
+    then: ActionSchema,
+  },
   { additionalProperties: false },
 );
 
@@ -102,12 +114,15 @@ export const FlowInputSchema = Type.Object({ slug: SlugSchema, ...FlowFields }, 
 export type FlowInput = Static<typeof FlowInputSchema>;
 export const FlowReplaceSchema = Type.Object(FlowFields, { additionalProperties: false });
 export const FLOW_EXAMPLE = {
-  slug: 'inbound', name: 'Main line', type: 'passthru',
+  slug: 'inbound',
+  name: 'Main line',
+  type: 'passthru',
   rules: [
     { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
     { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
   ],
-  otherwise: { branch: 'A' }, onError: { branch: 'A' },
+  otherwise: { branch: 'A' },
+  onError: { branch: 'A' },
 };
 export type FlowReplace = Static<typeof FlowReplaceSchema>;
 
@@ -130,18 +145,21 @@ const ExotelUrlSchema = Type.String({ format: 'uri' });
 export const FlowViewSchema = Type.Composite([
   FlowSchema,
   Type.Object({
-    exotelUrls: Type.Object({
-      passthru: Type.Optional({ ...ExotelUrlSchema, description: 'passthru flows: the Passthru applet URL (sync)' }),
-      switch: Type.Optional({ ...ExotelUrlSchema, description: 'switch flows: the Passthru applet URL before a Switch-case applet' }),
-      dialWhom: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Dial whom → number returned by URL' }),
-      connect: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Connect using an application URL' }),
-    }, {
-      description: 'The URL(s) to paste into Exotel for this flow, built from PUBLIC_URL. With EXOTEL_CALLBACK_SECRET set they carry it as ' +
-        '`token`: shown to admin keys, `token=***` for viewer keys.',
-    }),
+    exotelUrls: Type.Object(
+      {
+        passthru: Type.Optional({ ...ExotelUrlSchema, description: 'passthru flows: the Passthru applet URL (sync)' }),
+        switch: Type.Optional({ ...ExotelUrlSchema, description: 'switch flows: the Passthru applet URL before a Switch-case applet' }),
+        dialWhom: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Dial whom → number returned by URL' }),
+        connect: Type.Optional({ ...ExotelUrlSchema, description: 'dial flows: Connect applet → Connect using an application URL' }),
+      },
+      {
+        description:
+          'The URL(s) to paste into Exotel for this flow, built from PUBLIC_URL. With EXOTEL_CALLBACK_SECRET set they carry it as ' +
+          '`token`: shown to admin keys, `token=***` for viewer keys.',
+      },
+    ),
   }),
 ]);
-
 
 /**
  * The keys of a rule that name another object, by the object's kind: in its conditions (`when`),
@@ -178,9 +196,12 @@ export function referencesOf(flow: { rules: Array<Pick<Rule, 'when' | 'then'>>; 
   return found;
 }
 
-export const CallbackEndpointSchema = Type.Union(FLOW_ENDPOINTS.map((e) => Type.Literal(e)), {
-  description: 'Which callback endpoint to simulate',
-});
+export const CallbackEndpointSchema = Type.Union(
+  FLOW_ENDPOINTS.map((e) => Type.Literal(e)),
+  {
+    description: 'Which callback endpoint to simulate',
+  },
+);
 
 export const SimulateInputSchema = Type.Object(
   {
@@ -194,7 +215,9 @@ export const SimulateInputSchema = Type.Object(
 );
 
 export const SIMULATE_EXAMPLE = {
-  endpoint: 'passthru', params: { CallSid: 'test', CallFrom: '09812345678', CallTo: '08047115777' }, at: '2026-12-25T11:00:00+05:30',
+  endpoint: 'passthru',
+  params: { CallSid: 'test', CallFrom: '09812345678', CallTo: '08047115777' },
+  at: '2026-12-25T11:00:00+05:30',
 };
 
 export const ConditionTraceSchema = Type.Object({ condition: Type.String(), held: Type.Boolean(), why: Type.String() });
@@ -206,35 +229,47 @@ export const RuleTraceSchema = Type.Object({
 });
 export type RuleTrace = Static<typeof RuleTraceSchema>;
 
-
 export const SimulateResultSchema = Type.Object({
-  answer: Type.Object({
-    statusCode: Type.Integer(),
-    contentType: Type.Union([Type.String(), Type.Null()]),
-    body: Type.String(),
-  }, { description: 'Exactly what the callback endpoint would answer' }),
+  answer: Type.Object(
+    {
+      statusCode: Type.Integer(),
+      contentType: Type.Union([Type.String(), Type.Null()]),
+      body: Type.String(),
+    },
+    { description: 'Exactly what the callback endpoint would answer' },
+  ),
   action: Type.Union([ActionSchema, Type.Null()]),
   numbers: Type.Optional(Type.Array(Type.String(), { description: 'dial-whom/connect: the numbers offered, in order' })),
   decidedBy: Type.String({ description: "'rule', 'otherwise', 'onError' or 'rejected'" }),
   matchedRule: Type.Union([Type.String(), Type.Null()]),
   reason: Type.Union([Type.String(), Type.Null()]),
   trace: Type.Array(RuleTraceSchema),
-  availability: Type.Optional(Type.Object({
-    agent: Type.Union([Type.String(), Type.Null()], { description: 'The caller, when a member of a dial group' }),
-    from: Type.Union([Type.String(), Type.Null()]),
-    to: Type.Union([Type.String(), Type.Null()]),
-    why: Type.String(),
-  }, { description: 'An availability action: what it would change (simulate changes nothing)' })),
-  dial: Type.Optional(Type.Object({
-    tier: Type.Union([Type.String(), Type.Null()], { description: 'The dial group of the tier offered' }),
-    tierIndex: Type.Union([Type.Integer(), Type.Null()]),
-    skipped: Type.Array(Type.Object({ number: Type.String(), group: Type.Union([Type.String(), Type.Null()]), why: Type.String() }), {
-      description: 'Members passed over and why: away, off shift, inactive, busy, wrap-up, paused, tried',
-    }),
-    repeat: Type.Optional(Type.Boolean()),
-    strategy: Type.Optional(Type.String({ description: "The offered group's strategy, or 'numbers' for a list" })),
-    order: Type.Optional(Type.String({ description: 'How that strategy orders the members' })),
-    sticky: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent for this caller; null when the group has it off' })),
-  }, { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, and who was skipped and why' })),
+  availability: Type.Optional(
+    Type.Object(
+      {
+        agent: Type.Union([Type.String(), Type.Null()], { description: 'The caller, when a member of a dial group' }),
+        from: Type.Union([Type.String(), Type.Null()]),
+        to: Type.Union([Type.String(), Type.Null()]),
+        why: Type.String(),
+      },
+      { description: 'An availability action: what it would change (simulate changes nothing)' },
+    ),
+  ),
+  dial: Type.Optional(
+    Type.Object(
+      {
+        tier: Type.Union([Type.String(), Type.Null()], { description: 'The dial group of the tier offered' }),
+        tierIndex: Type.Union([Type.Integer(), Type.Null()]),
+        skipped: Type.Array(Type.Object({ number: Type.String(), group: Type.Union([Type.String(), Type.Null()]), why: Type.String() }), {
+          description: 'Members passed over and why: away, off shift, inactive, busy, wrap-up, paused, tried',
+        }),
+        repeat: Type.Optional(Type.Boolean()),
+        strategy: Type.Optional(Type.String({ description: "The offered group's strategy, or 'numbers' for a list" })),
+        order: Type.Optional(Type.String({ description: 'How that strategy orders the members' })),
+        sticky: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent for this caller; null when the group has it off' })),
+      },
+      { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, and who was skipped and why' },
+    ),
+  ),
   at: NullableInstantSchema,
 });

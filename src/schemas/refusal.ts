@@ -20,7 +20,14 @@ export type RefusalSummary = Static<typeof RefusalSummarySchema>;
 
 export const RefusalListQuerySchema = Type.Object(
   {
-    address: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[0-9A-Fa-f.:/]+$|^other$', description: 'Only this source address, as listed (`other`, or e.g. 2001:db8:1:2::/64)' })),
+    address: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: '^[0-9A-Fa-f.:/]+$|^other$',
+        description: 'Only this source address, as listed (`other`, or e.g. 2001:db8:1:2::/64)',
+      }),
+    ),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'Minutes at or after the minute of this instant (ISO 8601 with offset)' })),
     to: Type.Optional(Type.String({ format: 'date-time', description: 'Minutes starting before this instant (ISO 8601 with offset)' })),
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),

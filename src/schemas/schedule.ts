@@ -20,10 +20,7 @@ export const ClosingTimeSchema = Type.String({
   examples: ['18:00'],
 });
 
-export const WeeklyWindowSchema = Type.Object(
-  { day: WeekdaySchema, open: TimeOfDaySchema, close: ClosingTimeSchema },
-  { additionalProperties: false },
-);
+export const WeeklyWindowSchema = Type.Object({ day: WeekdaySchema, open: TimeOfDaySchema, close: ClosingTimeSchema }, { additionalProperties: false });
 export type WeeklyWindow = Static<typeof WeeklyWindowSchema>;
 
 export const ClosedExceptionSchema = Type.Object(
@@ -63,9 +60,11 @@ export const ScheduleOverrideInputSchema = Type.Object(
   {
     open: Type.Boolean({ description: 'false: closed (e.g. an emergency), true: open, whatever the windows and exceptions say' }),
     reason: Type.String({ minLength: 1, maxLength: 200, description: 'Shown in status, flow decisions and their traces' }),
-    until: Type.Optional(Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
-      description: 'ISO 8601 instant in the future; absent or null: until the override is deleted',
-    })),
+    until: Type.Optional(
+      Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+        description: 'ISO 8601 instant in the future; absent or null: until the override is deleted',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -93,11 +92,18 @@ export const ScheduleInputSchema = Type.Object(
 export type ScheduleInput = Static<typeof ScheduleInputSchema>;
 const weekdays = (open: string, close: string) => (['mon', 'tue', 'wed', 'thu', 'fri'] as const).map((day) => ({ day, open, close }));
 export const SCHEDULE_EXAMPLE = {
-  slug: 'support', name: 'Support desk', timezone: 'Asia/Kolkata',
+  slug: 'support',
+  name: 'Support desk',
+  timezone: 'Asia/Kolkata',
   weekly: [...weekdays('09:00', '18:00'), { day: 'sat', open: '22:00', close: '06:00' }],
   exceptions: [{ date: '2026-12-25', closed: true }],
 };
-export const SCHEDULE_PATCH_EXAMPLE = { exceptions: [{ date: '2026-12-25', closed: true }, { date: '2026-12-31', open: '09:00', close: '13:00' }] };
+export const SCHEDULE_PATCH_EXAMPLE = {
+  exceptions: [
+    { date: '2026-12-25', closed: true },
+    { date: '2026-12-31', open: '09:00', close: '13:00' },
+  ],
+};
 
 /**
  * Same fields as the input, without `default`s: Ajv (`useDefaults`) would otherwise fill every field left

@@ -62,10 +62,7 @@ export const VIP_ENTRY_EXAMPLES = [
 
 export const MAX_BULK_ENTRIES = 10_000;
 // The array first: when both branches fail at the top (too many items), its error is the one named.
-export const VipEntriesBodySchema = Type.Union([
-  Type.Array(VipEntryInputSchema, { minItems: 1, maxItems: MAX_BULK_ENTRIES }),
-  VipEntryInputSchema,
-]);
+export const VipEntriesBodySchema = Type.Union([Type.Array(VipEntryInputSchema, { minItems: 1, maxItems: MAX_BULK_ENTRIES }), VipEntryInputSchema]);
 
 export const VipEntrySchema = Type.Composite([
   Type.Object({

@@ -89,9 +89,7 @@ export async function writeAvailability(
 }
 
 /** PUT /admin/agents/:number/availability: checked, then written; 404 for a number in no group. */
-export async function setAvailability(
-  pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date,
-): Promise<AvailabilityChange> {
+export async function setAvailability(pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date): Promise<AvailabilityChange> {
   const until = input.until === undefined ? null : new Date(input.until);
   if (until && input.status !== 'away') throw new InvalidFieldError('body/until', 'only an away status has an until; leave it out');
   if (until && until.getTime() <= at.getTime()) {
@@ -100,7 +98,13 @@ export async function setAvailability(
   const { rowCount } = await pool.query('SELECT 1 FROM dial_group_members WHERE number = $1 LIMIT 1', [number]);
   if (!rowCount) throw new NoAgentError(number);
   return writeAvailability(pool, {
-    number, mode: input.status, reason: input.reason ?? null, until, setBy: `api-key:${actor.apiKeyId ?? 'none'}`, apiKeyId: actor.apiKeyId, at,
+    number,
+    mode: input.status,
+    reason: input.reason ?? null,
+    until,
+    setBy: `api-key:${actor.apiKeyId ?? 'none'}`,
+    apiKeyId: actor.apiKeyId,
+    at,
   });
 }
 
@@ -134,14 +138,17 @@ export async function listAgents(
   const [members, availability, facts, counts] = await Promise.all([
     pool.query<{ number: string; slug: string; name: string | null; active: boolean; schedule: string | null }>(
       `SELECT m.number, g.slug, m.name, m.active, m.schedule_slug AS schedule
-         FROM dial_group_members m JOIN dial_groups g ON g.id = m.group_id ${where} ORDER BY m.number, g.slug`, args),
+         FROM dial_group_members m JOIN dial_groups g ON g.id = m.group_id ${where} ORDER BY m.number, g.slug`,
+      args,
+    ),
     pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability ${one ? 'WHERE number = $1' : ''}`, args),
     pool.query<FactsRow>(`${FACTS_SQL} ${one ? 'WHERE number = $1' : 'WHERE number IN (SELECT number FROM dial_group_members)'}`, args),
     pool.query<CountsRow>(
       `SELECT number, count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
               (count(*) FILTER (WHERE outcome IN ${MISSED}))::int AS misses
          FROM agent_offers WHERE offered_at >= $${args.length + 1} ${one ? 'AND number = $1' : ''} GROUP BY number`,
-      [...args, opts.since]),
+      [...args, opts.since],
+    ),
   ]);
   const groups = new Map<string, Membership[]>();
   for (const m of members.rows) (groups.get(m.number) ?? groups.set(m.number, []).get(m.number)!).push(m);
@@ -152,8 +159,13 @@ export async function listAgents(
     const c = countsOf.get(number);
     return {
       ...agentView({
-        number, memberships, availability: availabilityOf.get(number) ?? null, facts: factsOf.get(number) ?? null,
-        schedules: opts.schedules, at: opts.at, busyExpired: opts.busyExpired,
+        number,
+        memberships,
+        availability: availabilityOf.get(number) ?? null,
+        facts: factsOf.get(number) ?? null,
+        schedules: opts.schedules,
+        at: opts.at,
+        busyExpired: opts.busyExpired,
       }),
       today: { offers: c?.offers ?? 0, answers: c?.answers ?? 0, misses: c?.misses ?? 0 },
     };
@@ -164,7 +176,9 @@ export async function listAgents(
 export async function recentOffers(pool: pg.Pool, number: string, limit: number): Promise<Offer[]> {
   const { rows } = await pool.query<Offer>(
     `SELECT call_sid AS "callSid", group_slug AS "group", offered_at AS "offeredAt", outcome, ended_at AS "endedAt"
-       FROM agent_offers WHERE number = $1 ORDER BY offered_at DESC LIMIT $2`, [number, limit]);
+       FROM agent_offers WHERE number = $1 ORDER BY offered_at DESC LIMIT $2`,
+    [number, limit],
+  );
   return rows;
 }
 
@@ -174,8 +188,11 @@ export async function recentOffers(pool: pg.Pool, number: string, limit: number)
  */
 export async function countAgentStates(
   pool: pg.Pool,
-  snapshot: { dialGroups: Map<string, { slug: string; members: Array<{ number: string; name: string | null; active: boolean; schedule: string | null }> }>;
-    availability: Map<string, Availability>; schedules: Map<string, ScheduleRules> },
+  snapshot: {
+    dialGroups: Map<string, { slug: string; members: Array<{ number: string; name: string | null; active: boolean; schedule: string | null }> }>;
+    availability: Map<string, Availability>;
+    schedules: Map<string, ScheduleRules>;
+  },
   at: Date,
   busyExpired: Date,
 ): Promise<Map<string, number>> {
@@ -184,8 +201,13 @@ export async function countAgentStates(
   const counts = new Map<string, number>();
   for (const [number, ms] of memberships) {
     const { state } = agentView({
-      number, memberships: ms, availability: snapshot.availability.get(number) ?? null, facts: facts.get(number) ?? null,
-      schedules: snapshot.schedules, at, busyExpired,
+      number,
+      memberships: ms,
+      availability: snapshot.availability.get(number) ?? null,
+      facts: facts.get(number) ?? null,
+      schedules: snapshot.schedules,
+      at,
+      busyExpired,
     });
     counts.set(state, (counts.get(state) ?? 0) + 1);
   }

@@ -49,7 +49,8 @@ export async function createKey(prisma: PrismaClient, actor: Actor, input: { nam
 }
 
 export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) {
-  if (id === BOOTSTRAP_KEY_ID) throw new ConflictError('the bootstrap key cannot be revoked here; change ADMIN_API_KEY (or the key file under DATA_DIR) and restart');
+  if (id === BOOTSTRAP_KEY_ID)
+    throw new ConflictError('the bootstrap key cannot be revoked here; change ADMIN_API_KEY (or the key file under DATA_DIR) and restart');
   return prisma.$transaction(async (tx) => {
     const before = await tx.apiKey.findUnique({ where: { id }, select: publicFields });
     if (!before || before.revokedAt) throw new NotFoundError('api key', id);

@@ -58,7 +58,7 @@ export class CdrSpool {
   /** Appends rows durably: resolves once they are written and fsynced. */
   append(rows: CdrRow[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
-    const lines = rows.map((r) => JSON.stringify(r) + '\n').join('');
+    const lines = rows.map((r) => `${JSON.stringify(r)}\n`).join('');
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ lines, count: rows.length, resolve, reject });
       if (!this.writing) this.writing = this.writeAll();
@@ -149,7 +149,7 @@ export class CdrSpool {
   async setAside(row: CdrRow, reason: string): Promise<void> {
     const handle = await open(path.join(this.dir, 'rejected.ndjson'), 'a');
     try {
-      await handle.appendFile(JSON.stringify({ reason, row }) + '\n');
+      await handle.appendFile(`${JSON.stringify({ reason, row })}\n`);
       await handle.datasync();
     } finally {
       await handle.close();

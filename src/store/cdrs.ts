@@ -106,10 +106,12 @@ function parseId(id: string): bigint | null {
 
 /** The columns of cdrSelect under their Prisma names, for raw queries that answer the same rows. */
 const CDR_COLUMNS = Prisma.raw(
-  Object.keys(cdrSelect).map((field) => {
-    const column = columnOf(field);
-    return column === field ? column : `${column} AS "${field}"`;
-  }).join(', '),
+  Object.keys(cdrSelect)
+    .map((field) => {
+      const column = columnOf(field);
+      return column === field ? column : `${column} AS "${field}"`;
+    })
+    .join(', '),
 );
 
 /**
@@ -154,9 +156,24 @@ export async function getCallTimeline(prisma: PrismaClient, callSid: string) {
 const CSV_SELECT = [
   'id',
   `to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS received_at`,
-  'endpoint', 'flow_slug', 'call_sid', 'call_from', 'call_to', 'direction', 'digits', 'dial_call_status',
-  'dial_whom_number', 'outcome', 'matched_rule', 'reason', 'http_status', 'response_body', 'handling_ms', 'attempt',
-  'legs', 'params',
+  'endpoint',
+  'flow_slug',
+  'call_sid',
+  'call_from',
+  'call_to',
+  'direction',
+  'digits',
+  'dial_call_status',
+  'dial_whom_number',
+  'outcome',
+  'matched_rule',
+  'reason',
+  'http_status',
+  'response_body',
+  'handling_ms',
+  'attempt',
+  'legs',
+  'params',
 ].join(', ');
 
 /**
@@ -169,7 +186,9 @@ export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country
   const filter = resolveFilter(q, country);
   const client = await pool.connect();
   const where = whereLiterals(conditions(filter), (value) => client.escapeLiteral(value));
-  const stream = client.query(copyTo(`COPY (SELECT ${CSV_SELECT} FROM cdrs ${where} ORDER BY received_at DESC, id DESC) TO STDOUT WITH (FORMAT csv, HEADER true)`));
+  const stream = client.query(
+    copyTo(`COPY (SELECT ${CSV_SELECT} FROM cdrs ${where} ORDER BY received_at DESC, id DESC) TO STDOUT WITH (FORMAT csv, HEADER true)`),
+  );
   // finished() keeps its listeners, so a late 'error' from the driver after an abort is not unhandled.
   finished(stream, (err) => client.release(err ?? undefined));
   return stream;

@@ -40,7 +40,8 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
   });
   return {
     get prisma() {
-      return (prisma ??= new PrismaClient({ adapter: new PrismaPg(pool) }));
+      prisma ??= new PrismaClient({ adapter: new PrismaPg(pool) });
+      return prisma;
     },
     get prismaStarted() {
       return prisma !== null;

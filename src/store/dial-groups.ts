@@ -3,7 +3,15 @@ import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import { DEFAULT_PACING } from '../schemas/dial-group.js';
 import type {
-  Connect, ConnectSettings, DialGroupInput, DialGroupPatch, DialGroupReplace, MemberInput, MemberPatch, Sticky, Strategy,
+  Connect,
+  ConnectSettings,
+  DialGroupInput,
+  DialGroupPatch,
+  DialGroupReplace,
+  MemberInput,
+  MemberPatch,
+  Sticky,
+  Strategy,
 } from '../schemas/dial-group.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { DEFAULT_CONNECT } from '../exotel/connect.js';
@@ -19,8 +27,16 @@ type Tx = Prisma.TransactionClient;
 const DEFAULT_LOOKBACK_DAYS = 30;
 
 const rowSelect = {
-  slug: true, name: true, strategy: true, sticky: true, connect: true, wrapUpSeconds: true, maxMissedOffers: true, missedPauseSeconds: true,
-  createdAt: true, updatedAt: true,
+  slug: true,
+  name: true,
+  strategy: true,
+  sticky: true,
+  connect: true,
+  wrapUpSeconds: true,
+  maxMissedOffers: true,
+  missedPauseSeconds: true,
+  createdAt: true,
+  updatedAt: true,
   members: { select: { number: true, name: true, priority: true, weight: true, active: true, scheduleSlug: true } },
 } as const;
 /** The dial_groups row and members toDialGroup reads, as Prisma returns them (`include: { members: true }` too). */
@@ -78,7 +94,10 @@ function completeConnect(given: ConnectSettings | undefined): Connect {
   const playback = connect.startCallPlayback;
   // Exotel falls back (or dials nobody) when an audio_url does not answer over HTTP(S).
   if (playback?.type === 'audio_url' && !isHttpUrl(playback.value)) {
-    throw new InvalidFieldError('body/connect/startCallPlayback/value', `an audio_url playback needs an http(s) URL; '${playback.value.slice(0, 100)}' is not one`);
+    throw new InvalidFieldError(
+      'body/connect/startCallPlayback/value',
+      `an audio_url playback needs an http(s) URL; '${playback.value.slice(0, 100)}' is not one`,
+    );
   }
   return connect;
 }
@@ -139,14 +158,20 @@ export async function createDialGroup(prisma: PrismaClient, actor: Actor, input:
   const sticky = completeSticky(input.sticky);
   return prisma.$transaction(async (tx) => {
     await checkShifts(tx, memberShifts(members));
-    const row = toDialGroup(await tx.dialGroup.create({
-      data: {
-        slug: input.slug, name: input.name, strategy: input.strategy, sticky: stickyJson(sticky), connect: toJson(connect),
-        ...pacing(input, 'replace'),
-        members: { createMany: { data: members } },
-      },
-      include,
-    }));
+    const row = toDialGroup(
+      await tx.dialGroup.create({
+        data: {
+          slug: input.slug,
+          name: input.name,
+          strategy: input.strategy,
+          sticky: stickyJson(sticky),
+          connect: toJson(connect),
+          ...pacing(input, 'replace'),
+          members: { createMany: { data: members } },
+        },
+        include,
+      }),
+    );
     await recordChange(tx, actor, 'create', ENTITY, input.slug, null, row);
     return row;
   });
@@ -220,7 +245,15 @@ export async function updateDialGroupMember(
       include,
     });
     const after = toDialGroup(row);
-    await recordChange(tx, actor, 'update-member', ENTITY, slug, member, after.members.find((m) => m.number === number));
+    await recordChange(
+      tx,
+      actor,
+      'update-member',
+      ENTITY,
+      slug,
+      member,
+      after.members.find((m) => m.number === number),
+    );
     return after;
   });
 }

@@ -175,7 +175,9 @@ async function binariesDir(): Promise<string> {
     const mod = (await import(name)) as { postgres: string };
     return path.dirname(path.dirname(mod.postgres));
   } catch {
-    throw new EmbeddedPostgresError(`no embedded Postgres for ${os.platform()}-${os.arch()} (${name} is not installed): set DATABASE_URL to a Postgres of your own`);
+    throw new EmbeddedPostgresError(
+      `no embedded Postgres for ${os.platform()}-${os.arch()} (${name} is not installed): set DATABASE_URL to a Postgres of your own`,
+    );
   }
 }
 
@@ -191,7 +193,8 @@ async function postgresUser(): Promise<Ids> {
     );
   }
   const created = await userIds('postgres');
-  if (!created) throw new EmbeddedPostgresError('running as root, the embedded Postgres needs a user "postgres"; it was created but cannot be found: set DATABASE_URL');
+  if (!created)
+    throw new EmbeddedPostgresError('running as root, the embedded Postgres needs a user "postgres"; it was created but cannot be found: set DATABASE_URL');
   return created;
 }
 
@@ -240,7 +243,8 @@ async function fallbackRoot(fallback: string, ids: Ids, what: string, why: strin
     throw fail((err as Error).message);
   }
   const st = await stat(fallback);
-  if (st.uid !== 0 || (st.mode & 0o022) !== 0) throw fail(`it must be owned by root and writable by nobody else (it is mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid})`);
+  if (st.uid !== 0 || (st.mode & 0o022) !== 0)
+    throw fail(`it must be owned by root and writable by nobody else (it is mode ${(st.mode & 0o777).toString(8)}, owner ${st.uid})`);
   if (!(await canReach(fallback, ids))) throw fail(await blocker(fallback, ids));
 }
 
@@ -260,7 +264,9 @@ async function reachableBinaries(nativeDir: string, ids: Ids, fallback: string, 
       if (!existsSync(path.join(copy, 'bin', 'postgres'))) throw err;
     });
   } catch (err) {
-    throw new EmbeddedPostgresError(`the postgres user cannot reach the Postgres binaries in ${nativeDir} (${why}), and copying them to ${copy} failed: ${(err as Error).message}. Fix: clone exoroute outside a private home directory (e.g. /opt/exoroute), or set DATABASE_URL`);
+    throw new EmbeddedPostgresError(
+      `the postgres user cannot reach the Postgres binaries in ${nativeDir} (${why}), and copying them to ${copy} failed: ${(err as Error).message}. Fix: clone exoroute outside a private home directory (e.g. /opt/exoroute), or set DATABASE_URL`,
+    );
   } finally {
     await rm(partial, { recursive: true, force: true });
   }
@@ -274,7 +280,9 @@ async function reachableDataDir(databaseDir: string, ids: Ids | null, fallback: 
   try {
     await mkdir(parent, { recursive: true });
   } catch (err) {
-    throw new EmbeddedPostgresError(`cannot create ${parent} for the embedded Postgres: ${(err as Error).message}. Fix: set DATA_DIR to a directory you can write, or DATABASE_URL`);
+    throw new EmbeddedPostgresError(
+      `cannot create ${parent} for the embedded Postgres: ${(err as Error).message}. Fix: set DATA_DIR to a directory you can write, or DATABASE_URL`,
+    );
   }
   if (!ids || (await canReach(parent, ids))) return databaseDir;
   const why = await blocker(parent, ids);
@@ -313,8 +321,18 @@ function runToEnd(cmd: string, args: string[], ids: Ids | null): Promise<{ code:
 
 function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, log: Logger): Promise<ChildProcess> {
   const args = [
-    '-D', dir, '-p', String(port),
-    '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${SOCKET_DIR}`, '-c', 'max_connections=200', '-c', 'lc_messages=C',
+    '-D',
+    dir,
+    '-p',
+    String(port),
+    '-c',
+    'listen_addresses=127.0.0.1',
+    '-c',
+    `unix_socket_directories=${SOCKET_DIR}`,
+    '-c',
+    'max_connections=200',
+    '-c',
+    'lc_messages=C',
     ...WAL_SETTINGS,
   ];
   const postgres = path.join(bin, 'bin', 'postgres');

@@ -63,7 +63,8 @@ export const ruleNameAt = (index: number) => `rule ${index + 1}`;
 
 /** onError is answered when the database cannot be used: it may not need it. */
 function onErrorAction(type: FlowType, action: Action, country: CountryCode): Action {
-  if ('availability' in action) throw new InvalidFieldError('body/onError', 'is answered when the database cannot be reached, so it cannot set availability; give {"branch":…}');
+  if ('availability' in action)
+    throw new InvalidFieldError('body/onError', 'is answered when the database cannot be reached, so it cannot set availability; give {"branch":…}');
   return checkAction(type, action, 'body/onError', country);
 }
 
@@ -74,7 +75,10 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
   const rules = input.rules.map((rule, i): Rule => {
     const name = rule.name ?? ruleNameAt(i);
     if (names.has(name)) {
-      throw new InvalidFieldError(`body/rules/${i}/name`, `'${name}' is used by an earlier rule; rule names are unique in a flow${rule.name === undefined ? ' (an unnamed rule is named by its position): give this rule a name' : ''}`);
+      throw new InvalidFieldError(
+        `body/rules/${i}/name`,
+        `'${name}' is used by an earlier rule; rule names are unique in a flow${rule.name === undefined ? ' (an unnamed rule is named by its position): give this rule a name' : ''}`,
+      );
     }
     names.add(name);
     const when = { ...rule.when };
@@ -133,10 +137,12 @@ export async function createFlow(prisma: PrismaClient, actor: Actor, input: Flow
   const flow = normalise(rest, country);
   return prisma.$transaction(async (tx) => {
     await checkReferences(tx, flow);
-    const row = toFlow(await tx.flow.create({
-      data: { slug, ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
-      select,
-    }));
+    const row = toFlow(
+      await tx.flow.create({
+        data: { slug, ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
+        select,
+      }),
+    );
     await recordChange(tx, actor, 'create', ENTITY, slug, null, row);
     return row;
   });
@@ -148,11 +154,13 @@ export async function replaceFlow(prisma: PrismaClient, actor: Actor, slug: stri
     const found = await tx.flow.findUnique({ where: { slug }, select });
     if (!found) throw new NotFoundError(ENTITY, slug);
     await checkReferences(tx, flow);
-    const after = toFlow(await tx.flow.update({
-      where: { slug },
-      data: { ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
-      select,
-    }));
+    const after = toFlow(
+      await tx.flow.update({
+        where: { slug },
+        data: { ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
+        select,
+      }),
+    );
     await recordChange(tx, actor, 'replace', ENTITY, slug, toFlow(found), after);
     return after;
   });

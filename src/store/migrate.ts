@@ -6,9 +6,9 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 
 /** prisma/migrations at the repository (or image) root: two levels up from src/store, three from dist/src/store. */
-export const MIGRATIONS_DIR = ['../../prisma/migrations/', '../../../prisma/migrations/']
-  .map((rel) => fileURLToPath(new URL(rel, import.meta.url)))
-  .find((dir) => existsSync(dir)) ?? fileURLToPath(new URL('../../prisma/migrations/', import.meta.url));
+export const MIGRATIONS_DIR =
+  ['../../prisma/migrations/', '../../../prisma/migrations/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url))).find((dir) => existsSync(dir)) ??
+  fileURLToPath(new URL('../../prisma/migrations/', import.meta.url));
 
 /** Same DDL and advisory lock id as Prisma's schema engine, so `prisma migrate deploy` agrees. */
 const MIGRATIONS_TABLE = `CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
@@ -31,7 +31,10 @@ export interface Migration {
 
 export async function readMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries.filter((e) => e.isDirectory()).map((e) => e.name).sort();
+  const names = entries
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name)
+    .sort();
   return Promise.all(
     names.map(async (name) => {
       const sql = await readFile(path.join(dir, name, 'migration.sql'), 'utf8');

@@ -199,9 +199,15 @@ export class RefusalLog {
     const batch = [...this.pending.values()];
     this.pending = new Map();
     const rows = batch.map((s) => ({
-      minute: new Date(s.minute * MINUTE_MS).toISOString(), address: s.address, refusals: s.refusals, wrong_secret: s.wrongSecret,
-      outside_cidrs: s.outsideCidrs, stored_as_cdrs: s.cdrs, throttled: s.throttled,
-      first_at: new Date(s.firstAt).toISOString(), last_at: new Date(s.lastAt).toISOString(),
+      minute: new Date(s.minute * MINUTE_MS).toISOString(),
+      address: s.address,
+      refusals: s.refusals,
+      wrong_secret: s.wrongSecret,
+      outside_cidrs: s.outsideCidrs,
+      stored_as_cdrs: s.cdrs,
+      throttled: s.throttled,
+      first_at: new Date(s.firstAt).toISOString(),
+      last_at: new Date(s.lastAt).toISOString(),
     }));
     try {
       await this.pool.query(UPSERT, [JSON.stringify(rows)]);

@@ -73,8 +73,7 @@ const BRIN_DESUMMARIZE = 'SELECT count(brin_desummarize_range(to_regclass($1), b
 const BRIN_SUMMARIZE = 'SELECT coalesce(sum(brin_summarize_range(to_regclass($1), b)), 0)::int AS n FROM unnest($2::bigint[]) b';
 
 /** Small tables keyed by text: delete by row address (TID scan) after an indexed or bounded search. */
-const byAge = (table: string, column: string) =>
-  `DELETE FROM ${table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${table} WHERE ${column} < $1 LIMIT $2))`;
+const byAge = (table: string, column: string) => `DELETE FROM ${table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${table} WHERE ${column} < $1 LIMIT $2))`;
 
 /**
  * Summarizes the given BRIN ranges again. Both functions take a SHARE UPDATE EXCLUSIVE lock, which
@@ -105,7 +104,13 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   const now = opts.now ?? new Date();
   const batchSize = opts.batchSize ?? 10_000;
   const pauseMs = opts.pauseMs ?? 100;
-  const result: PruneResult = { ran: false, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 }, batches: 0, brinRanges: 0, ms: 0 };
+  const result: PruneResult = {
+    ran: false,
+    deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 },
+    batches: 0,
+    brinRanges: 0,
+    ms: 0,
+  };
   // The lock is per session: take it, and run every statement, on one connection.
   const client = await pool.connect();
   let broken: Error | undefined;
@@ -139,7 +144,13 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
         let after = '0';
         while (max !== null && max !== undefined && !opts.signal?.aborted) {
           await pause();
-          const { rows: gone } = await client.query<{ n: number; last: string | null; ranges: string[] | null }>(CDR_DELETE, [after, max, cutoff, batchSize, ppr]);
+          const { rows: gone } = await client.query<{ n: number; last: string | null; ranges: string[] | null }>(CDR_DELETE, [
+            after,
+            max,
+            cutoff,
+            batchSize,
+            ppr,
+          ]);
           result.batches++;
           const n = gone[0]?.n ?? 0;
           result.deleted.cdrs += n;
@@ -182,7 +193,12 @@ export interface RetentionStats {
  * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress.
  */
 export class RetentionJob {
-  readonly stats: RetentionStats = { runs: 0, failures: 0, deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 }, lastSuccessAt: null };
+  readonly stats: RetentionStats = {
+    runs: 0,
+    failures: 0,
+    deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 },
+    lastSuccessAt: null,
+  };
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
   private stopped = false;

@@ -18,7 +18,9 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
   const rows = <T extends pg.QueryResultRow>(text: string) => db.pool.query<T>(text).then((r) => r.rows);
   const [flows, schedules, lists, entries, groups, members, availability] = await Promise.all([
-    rows<FlowRow>('SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows'),
+    rows<FlowRow>(
+      'SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows',
+    ),
     rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown } & OverrideColumns>(
       `SELECT slug, timezone, weekly, exceptions, override_open AS "overrideOpen", override_reason AS "overrideReason",
               override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,

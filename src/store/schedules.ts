@@ -1,8 +1,6 @@
 import type { PrismaClient } from './database.js';
 import type { Prisma } from '../generated/prisma/client.js';
-import type {
-  Schedule, ScheduleException, ScheduleInput, ScheduleOverride, ScheduleOverrideInput, SchedulePatch, WeeklyWindow,
-} from '../schemas/schedule.js';
+import type { Schedule, ScheduleException, ScheduleInput, ScheduleOverride, ScheduleOverrideInput, SchedulePatch, WeeklyWindow } from '../schemas/schedule.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
@@ -14,8 +12,17 @@ export const DEFAULT_TIMEZONE = 'Asia/Kolkata';
 export type OverrideColumns = { overrideOpen: boolean | null; overrideReason: string | null; overrideUntil: Date | null; overrideSetAt: Date | null };
 type Row = { slug: string; name: string; timezone: string; weekly: unknown; exceptions: unknown; createdAt: Date; updatedAt: Date } & OverrideColumns;
 const select = {
-  slug: true, name: true, timezone: true, weekly: true, exceptions: true, createdAt: true, updatedAt: true,
-  overrideOpen: true, overrideReason: true, overrideUntil: true, overrideSetAt: true,
+  slug: true,
+  name: true,
+  timezone: true,
+  weekly: true,
+  exceptions: true,
+  createdAt: true,
+  updatedAt: true,
+  overrideOpen: true,
+  overrideReason: true,
+  overrideUntil: true,
+  overrideSetAt: true,
 } as const;
 
 export function toOverride(row: OverrideColumns): ScheduleOverride | null {
@@ -71,13 +78,7 @@ export async function createSchedule(prisma: PrismaClient, actor: Actor, input: 
 }
 
 /** PUT (replace: absent fields get their defaults) and PATCH (merge) share this. */
-export async function updateSchedule(
-  prisma: PrismaClient,
-  actor: Actor,
-  slug: string,
-  change: SchedulePatch,
-  mode: 'replace' | 'merge',
-): Promise<Schedule> {
+export async function updateSchedule(prisma: PrismaClient, actor: Actor, slug: string, change: SchedulePatch, mode: 'replace' | 'merge'): Promise<Schedule> {
   return prisma.$transaction(async (tx) => {
     const found = await tx.schedule.findUnique({ where: { slug }, select });
     if (!found) throw new NotFoundError(ENTITY, slug);
@@ -110,9 +111,7 @@ export async function deleteSchedule(prisma: PrismaClient, actor: Actor, slug: s
  * Sets the schedule's override: it decides alone, open or closed, until `until` (or until deleted).
  * Audited and announced like any rules change, so every instance follows within a second.
  */
-export async function setScheduleOverride(
-  prisma: PrismaClient, actor: Actor, slug: string, input: ScheduleOverrideInput, now: Date,
-): Promise<Schedule> {
+export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, slug: string, input: ScheduleOverrideInput, now: Date): Promise<Schedule> {
   const until = input.until ? new Date(input.until) : null;
   if (until && until.getTime() <= now.getTime()) {
     throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to override until deleted`);
@@ -120,11 +119,13 @@ export async function setScheduleOverride(
   return prisma.$transaction(async (tx) => {
     const found = await tx.schedule.findUnique({ where: { slug }, select });
     if (!found) throw new NotFoundError(ENTITY, slug);
-    const after = toSchedule(await tx.schedule.update({
-      where: { slug },
-      data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: now },
-      select,
-    }));
+    const after = toSchedule(
+      await tx.schedule.update({
+        where: { slug },
+        data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: now },
+        select,
+      }),
+    );
     await recordChange(tx, actor, 'set-override', ENTITY, slug, toSchedule(found).override, after.override);
     return after;
   });
@@ -137,7 +138,11 @@ export async function deleteScheduleOverride(prisma: PrismaClient, actor: Actor,
     if (!found) throw new NotFoundError(ENTITY, slug);
     const before = toSchedule(found).override;
     if (!before) throw new NotFoundError(`override of ${ENTITY}`, slug);
-    await tx.schedule.update({ where: { slug }, data: { overrideOpen: null, overrideReason: null, overrideUntil: null, overrideSetAt: null }, select: { slug: true } });
+    await tx.schedule.update({
+      where: { slug },
+      data: { overrideOpen: null, overrideReason: null, overrideUntil: null, overrideSetAt: null },
+      select: { slug: true },
+    });
     await recordChange(tx, actor, 'delete-override', ENTITY, slug, before, null);
   });
 }

@@ -10,7 +10,12 @@ const ENTITY = 'vip-list';
 
 const withCount = <T extends { _count: { entries: number } }>({ _count, ...list }: T) => ({ ...list, entryCount: _count.entries });
 const listSelect = {
-  id: true, slug: true, name: true, description: true, createdAt: true, updatedAt: true,
+  id: true,
+  slug: true,
+  name: true,
+  description: true,
+  createdAt: true,
+  updatedAt: true,
   _count: { select: { entries: true } },
 } as const;
 
@@ -61,16 +66,10 @@ async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Prom
 
 const entrySelect = { id: true, number: true, name: true, tier: true, note: true, expiresAt: true, createdAt: true, updatedAt: true } as const;
 
-export async function listVipEntries(
-  prisma: PrismaClient,
-  slug: string,
-  q: { limit: number; cursor?: string | undefined; q?: string | undefined },
-) {
+export async function listVipEntries(prisma: PrismaClient, slug: string, q: { limit: number; cursor?: string | undefined; q?: string | undefined }) {
   const id = await listId(prisma, slug);
   const digits = q.q?.replace(/\D/g, '') ?? '';
-  const search = q.q
-    ? { OR: [...(digits ? [{ number: { contains: digits } }] : []), { name: { contains: q.q, mode: 'insensitive' as const } }] }
-    : {};
+  const search = q.q ? { OR: [...(digits ? [{ number: { contains: digits } }] : []), { name: { contains: q.q, mode: 'insensitive' as const } }] } : {};
   const rows = await prisma.vipEntry.findMany({
     where: { listId: id, ...search, ...(q.cursor ? { id: { gt: Number(q.cursor) } } : {}) },
     select: entrySelect,
@@ -105,13 +104,7 @@ function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldP
  * Upserts entries by number in one statement, however many (up to 10,000): Postgres unnests the
  * column arrays and `ON CONFLICT` updates existing numbers. `xmax = 0` tells inserted rows apart.
  */
-export async function upsertVipEntries(
-  prisma: PrismaClient,
-  actor: Actor,
-  slug: string,
-  body: VipEntryInput | VipEntryInput[],
-  country: CountryCode,
-) {
+export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug: string, body: VipEntryInput | VipEntryInput[], country: CountryCode) {
   const many = Array.isArray(body);
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   return prisma.$transaction(async (tx) => {

@@ -15,7 +15,10 @@ import { promisify } from 'node:util';
 import { freePort } from '../../src/store/embedded-postgres.js';
 import { ADMIN_KEY, buildTestApp } from '../helper.js';
 
-const caddy = await promisify(execFile)('caddy', ['version']).then(() => true, () => false);
+const caddy = await promisify(execFile)('caddy', ['version']).then(
+  () => true,
+  () => false,
+);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Answer {
@@ -27,74 +30,108 @@ interface Answer {
 
 function https(port: number, ca: string, method: string, url: string, headers: Record<string, string> = {}, body?: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', servername: 'localhost', port, ca, method, path: url, headers: { host: `localhost:${port}`, ...headers } }, (res) => {
-      let text = '';
-      const protocol = (res.socket as import('node:tls').TLSSocket).getProtocol();
-      res.on('data', (c: Buffer) => (text += c.toString()));
-      res.on('end', () => resolve({ status: res.statusCode!, body: text, headers: res.headers, protocol }));
-    });
+    const req = request(
+      { host: '127.0.0.1', servername: 'localhost', port, ca, method, path: url, headers: { host: `localhost:${port}`, ...headers } },
+      (res) => {
+        let text = '';
+        const protocol = (res.socket as import('node:tls').TLSSocket).getProtocol();
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text, headers: res.headers, protocol }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
 }
 
-t.test('deploy/Caddyfile on a real Caddy: Passthru and admin over HTTPS, 80 → 443, the real client address', { skip: caddy ? false : 'caddy is not installed (Debian package caddy; .ci/run installs it)' }, async (t) => {
-  const { app } = await buildTestApp(t, { TRUST_PROXY: '127.0.0.1', EXOTEL_ALLOWED_CIDRS: '127.0.0.1/32' });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  const upstream = (app.server.address() as import('node:net').AddressInfo).port;
-  const [httpPort, httpsPort] = [await freePort(), await freePort()];
-  const home = await mkdtemp(path.join(tmpdir(), 'exoroute-caddy-'));
-  await chmod(home, 0o700);
-  t.teardown(() => rm(home, { recursive: true, force: true }));
-  const proxy = spawn('caddy', ['run', '--config', 'deploy/Caddyfile', '--adapter', 'caddyfile'], {
-    env: {
-      PATH: process.env.PATH, HOME: home, XDG_DATA_HOME: path.join(home, 'data'), XDG_CONFIG_HOME: path.join(home, 'config'),
-      EXOROUTE_DOMAIN: 'localhost', ACME_EMAIL: 'ops@example.com', EXOROUTE_UPSTREAM: `127.0.0.1:${upstream}`,
-      // Caddy's own CA instead of Let's Encrypt, nothing installed in the system trust store, loopback ports.
-      CADDY_GLOBAL_OPTIONS: ['local_certs', 'skip_install_trust', 'admin off', 'default_bind 127.0.0.1', `http_port ${httpPort}`, `https_port ${httpsPort}`].join('\n\t'),
-    },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  proxy.stderr.on('data', (c: Buffer) => (log += c.toString()));
-  const exited = new Promise((r) => proxy.once('exit', r));
-  t.teardown(async () => {
-    proxy.kill('SIGTERM');
-    await exited;
-  });
-  const rootCert = path.join(home, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
-  let ca = '';
-  let health: Answer | null = null;
-  for (let i = 0; i < 300 && !health && proxy.exitCode === null; i++) {
-    await sleep(100);
-    if (!ca && existsSync(rootCert)) ca = readFileSync(rootCert, 'utf8');
-    if (ca) health = await https(httpsPort, ca, 'GET', '/healthz').catch(() => null);
-  }
-  t.equal(health?.status, 200, 'exoroute answers through Caddy over HTTPS, with a certificate from the CA', { log });
-  t.match(health?.protocol ?? '', /^TLSv1\.[23]$/, 'TLS 1.2 or newer');
+t.test(
+  'deploy/Caddyfile on a real Caddy: Passthru and admin over HTTPS, 80 → 443, the real client address',
+  { skip: caddy ? false : 'caddy is not installed (Debian package caddy; .ci/run installs it)' },
+  async (t) => {
+    const { app } = await buildTestApp(t, { TRUST_PROXY: '127.0.0.1', EXOTEL_ALLOWED_CIDRS: '127.0.0.1/32' });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const upstream = (app.server.address() as import('node:net').AddressInfo).port;
+    const [httpPort, httpsPort] = [await freePort(), await freePort()];
+    const home = await mkdtemp(path.join(tmpdir(), 'exoroute-caddy-'));
+    await chmod(home, 0o700);
+    t.teardown(() => rm(home, { recursive: true, force: true }));
+    const proxy = spawn('caddy', ['run', '--config', 'deploy/Caddyfile', '--adapter', 'caddyfile'], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: home,
+        XDG_DATA_HOME: path.join(home, 'data'),
+        XDG_CONFIG_HOME: path.join(home, 'config'),
+        EXOROUTE_DOMAIN: 'localhost',
+        ACME_EMAIL: 'ops@example.com',
+        EXOROUTE_UPSTREAM: `127.0.0.1:${upstream}`,
+        // Caddy's own CA instead of Let's Encrypt, nothing installed in the system trust store, loopback ports.
+        CADDY_GLOBAL_OPTIONS: [
+          'local_certs',
+          'skip_install_trust',
+          'admin off',
+          'default_bind 127.0.0.1',
+          `http_port ${httpPort}`,
+          `https_port ${httpsPort}`,
+        ].join('\n\t'),
+      },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    proxy.stderr.on('data', (c: Buffer) => (log += c.toString()));
+    const exited = new Promise((r) => proxy.once('exit', r));
+    t.teardown(async () => {
+      proxy.kill('SIGTERM');
+      await exited;
+    });
+    const rootCert = path.join(home, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
+    let ca = '';
+    let health: Answer | null = null;
+    for (let i = 0; i < 300 && !health && proxy.exitCode === null; i++) {
+      await sleep(100);
+      if (!ca && existsSync(rootCert)) ca = readFileSync(rootCert, 'utf8');
+      if (ca) health = await https(httpsPort, ca, 'GET', '/healthz').catch(() => null);
+    }
+    t.equal(health?.status, 200, 'exoroute answers through Caddy over HTTPS, with a certificate from the CA', { log });
+    t.match(health?.protocol ?? '', /^TLSv1\.[23]$/, 'TLS 1.2 or newer');
 
-  const created = await https(httpsPort, ca, 'POST', '/admin/flows', { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
-    JSON.stringify({ slug: 'front', name: 'Front door', type: 'passthru', rules: [{ name: 'VIP line', when: { calledNumber: ['+918000000001'] }, then: { branch: 'A' } }], otherwise: { branch: 'B' }, onError: { branch: 'A' } }));
-  t.equal(created.status, 201, 'an admin call through the proxy');
-  for (let i = 0; i < 200 && !app.rules.current?.flows.has('front'); i++) await sleep(10);
-  const vip = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-1&CallFrom=09812345678&CallTo=08000000001');
-  t.equal(vip.status, 200, 'a Passthru callback over HTTPS: branch A');
-  const other = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-2&CallFrom=09812345678&CallTo=08000000002');
-  t.equal(other.status, 302, 'and branch B');
+    const created = await https(
+      httpsPort,
+      ca,
+      'POST',
+      '/admin/flows',
+      { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      JSON.stringify({
+        slug: 'front',
+        name: 'Front door',
+        type: 'passthru',
+        rules: [{ name: 'VIP line', when: { calledNumber: ['+918000000001'] }, then: { branch: 'A' } }],
+        otherwise: { branch: 'B' },
+        onError: { branch: 'A' },
+      }),
+    );
+    t.equal(created.status, 201, 'an admin call through the proxy');
+    for (let i = 0; i < 200 && !app.rules.current?.flows.has('front'); i++) await sleep(10);
+    const vip = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-1&CallFrom=09812345678&CallTo=08000000001');
+    t.equal(vip.status, 200, 'a Passthru callback over HTTPS: branch A');
+    const other = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-2&CallFrom=09812345678&CallTo=08000000002');
+    t.equal(other.status, 302, 'and branch B');
 
-  const redirect = await new Promise<Answer>((resolve, reject) => {
-    httpRequest({ host: '127.0.0.1', port: httpPort, path: '/exotel/passthru/front?CallSid=x', headers: { host: 'localhost' } }, (res) => {
-      res.resume();
-      resolve({ status: res.statusCode!, body: '', headers: res.headers });
-    }).on('error', reject).end();
-  });
-  t.equal(redirect.status, 308, 'plain HTTP is redirected');
-  t.match(String(redirect.headers.location), /^https:\/\/localhost(:\d+)?\/exotel\/passthru\/front\?CallSid=x$/, 'to HTTPS, same path and query');
+    const redirect = await new Promise<Answer>((resolve, reject) => {
+      httpRequest({ host: '127.0.0.1', port: httpPort, path: '/exotel/passthru/front?CallSid=x', headers: { host: 'localhost' } }, (res) => {
+        res.resume();
+        resolve({ status: res.statusCode!, body: '', headers: res.headers });
+      })
+        .on('error', reject)
+        .end();
+    });
+    t.equal(redirect.status, 308, 'plain HTTP is redirected');
+    t.match(String(redirect.headers.location), /^https:\/\/localhost(:\d+)?\/exotel\/passthru\/front\?CallSid=x$/, 'to HTTPS, same path and query');
 
-  // EXOTEL_ALLOWED_CIDRS checks the caller Caddy saw: a forged X-Forwarded-For is not believed.
-  await app.close();
-  const strict = await buildTestApp(t, { TRUST_PROXY: '127.0.0.1', EXOTEL_ALLOWED_CIDRS: '203.0.113.0/24' });
-  await strict.app.listen({ port: upstream, host: '127.0.0.1' });
-  const forged = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-3', { 'x-forwarded-for': '203.0.113.7' });
-  t.equal(forged.status, 403, 'a caller claiming an allowed address in X-Forwarded-For is refused: Caddy passes its real address');
-});
+    // EXOTEL_ALLOWED_CIDRS checks the caller Caddy saw: a forged X-Forwarded-For is not believed.
+    await app.close();
+    const strict = await buildTestApp(t, { TRUST_PROXY: '127.0.0.1', EXOTEL_ALLOWED_CIDRS: '203.0.113.0/24' });
+    await strict.app.listen({ port: upstream, host: '127.0.0.1' });
+    const forged = await https(httpsPort, ca, 'GET', '/exotel/passthru/front?CallSid=caddy-3', { 'x-forwarded-for': '203.0.113.7' });
+    t.equal(forged.status, 403, 'a caller claiming an allowed address in X-Forwarded-For is refused: Caddy passes its real address');
+  },
+);

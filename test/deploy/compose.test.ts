@@ -13,7 +13,10 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 
 const execFileAsync = promisify(execFile);
-const compose = await execFileAsync('docker-compose', ['version']).then(() => true, () => false);
+const compose = await execFileAsync('docker-compose', ['version']).then(
+  () => true,
+  () => false,
+);
 const skip = compose ? false : 'docker-compose is not installed (Debian package docker-compose; .ci/run installs it)';
 
 interface Service {
@@ -42,7 +45,10 @@ t.test('docker-compose config passes for every profile, each starting the servic
     [[], ['exoroute', 'postgres']],
     [['https'], ['caddy', 'exoroute', 'postgres']],
     [['monitoring'], ['exoroute', 'grafana', 'postgres', 'prometheus']],
-    [['https', 'monitoring'], ['caddy', 'exoroute', 'grafana', 'postgres', 'prometheus']],
+    [
+      ['https', 'monitoring'],
+      ['caddy', 'exoroute', 'grafana', 'postgres', 'prometheus'],
+    ],
   ] as const) {
     const { services } = await config([...profiles]);
     // docker-compose 1.x lists every service; the ones a profile starts are those without
@@ -56,9 +62,9 @@ t.test('https: Caddy is the address TRUST_PROXY believes; exoroute is published 
   const { services } = await config(['https', 'monitoring']);
   const caddy = services.caddy!;
   const exoroute = services.exoroute!;
-  t.equal(caddy.networks?.default?.ipv4_address, exoroute.environment!.TRUST_PROXY, 'TRUST_PROXY is Caddy\'s fixed address');
+  t.equal(caddy.networks?.default?.ipv4_address, exoroute.environment!.TRUST_PROXY, "TRUST_PROXY is Caddy's fixed address");
   t.match(JSON.stringify(caddy.ports), /"?80"?.*"?443"?/, 'Caddy publishes 80 and 443');
-  t.match(JSON.stringify(exoroute.ports), /127\.0\.0\.1/, 'exoroute is published on the host\'s loopback only');
+  t.match(JSON.stringify(exoroute.ports), /127\.0\.0\.1/, "exoroute is published on the host's loopback only");
   t.match(mounts(caddy), /deploy\/Caddyfile:\/etc\/caddy\/Caddyfile/);
   t.match(mounts(services.prometheus!), /deploy\/prometheus\/alerts\.yml:\/etc\/prometheus\/alerts\.yml/);
   t.match(mounts(services.grafana!), /deploy\/grafana\/dashboards:\/etc\/grafana\/dashboards/);

@@ -31,16 +31,26 @@ function metricNames(expr: string): string[] {
 }
 
 const used = new Map<string, string>();
-for (const panel of dashboard.panels) for (const target of panel.targets) for (const n of metricNames(target.expr)) used.set(n, `dashboard panel "${panel.title}"`);
-for (const v of dashboard.templating.list) for (const n of metricNames(v.query.query.replace(/^label_values\((\w+),.*$/, '$1'))) used.set(n, 'dashboard variable');
+for (const panel of dashboard.panels)
+  for (const target of panel.targets) for (const n of metricNames(target.expr)) used.set(n, `dashboard panel "${panel.title}"`);
+for (const v of dashboard.templating.list)
+  for (const n of metricNames(v.query.query.replace(/^label_values\((\w+),.*$/, '$1'))) used.set(n, 'dashboard variable');
 for (const group of rules.groups) for (const rule of group.rules) for (const n of metricNames(rule.expr)) used.set(n, `alert ${rule.alert}`);
 
 t.test('every metric the dashboard and the alert rules use is in a real /metrics scrape', async (t) => {
   const ctx = await buildTestApp(t);
-  const flow = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'm', name: 'M', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'm', name: 'M', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+  });
   t.equal(flow.statusCode, 201);
   for (let i = 0; i < 200 && !ctx.app.rules.current?.flows.has('m'); i++) await new Promise((r) => setTimeout(r, 10));
-  t.equal((await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/m?CallSid=metrics-1' })).statusCode, 200, 'one callback, so the labelled histograms have samples');
+  t.equal(
+    (await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/m?CallSid=metrics-1' })).statusCode,
+    200,
+    'one callback, so the labelled histograms have samples',
+  );
   const scrape = await ctx.app.inject({ method: 'GET', url: '/metrics' });
   t.equal(scrape.statusCode, 200);
   const families = new Set([...scrape.body.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]!));
@@ -59,15 +69,29 @@ t.test('the dashboard queries the datasource the monitoring profile provisions',
     t.ok(uids.has(panel.datasource.uid) && panel.targets.every((x) => uids.has(x.datasource.uid)), `panel "${panel.title}"`);
   }
   const titles = dashboard.panels.map((p) => p.title).join(' | ');
-  for (const topic of [/per second by endpoint and outcome/, /percentiles against the budget/, /onError/, /spool depth/, /commit latency/, /snapshot age/]) t.match(titles, topic);
-  t.same(rules.groups[0]!.rules.map((r) => r.alert).sort(), ['ExorouteDown', 'ExorouteLatencyNearBudget', 'ExorouteNotReady', 'ExorouteOnErrorAnswers', 'ExorouteSpoolNotDraining']);
+  for (const topic of [/per second by endpoint and outcome/, /percentiles against the budget/, /onError/, /spool depth/, /commit latency/, /snapshot age/])
+    t.match(titles, topic);
+  t.same(rules.groups[0]!.rules.map((r) => r.alert).sort(), [
+    'ExorouteDown',
+    'ExorouteLatencyNearBudget',
+    'ExorouteNotReady',
+    'ExorouteOnErrorAnswers',
+    'ExorouteSpoolNotDraining',
+  ]);
 });
 
-const promtool = await execFileAsync('promtool', ['--version']).then(() => true, () => false);
-t.test('promtool accepts the alert rules and the Prometheus config', { skip: promtool ? false : 'promtool is not installed (Debian package prometheus; .ci/run installs it)' }, async (t) => {
-  const checked = await execFileAsync('promtool', ['check', 'rules', 'deploy/prometheus/alerts.yml']);
-  t.match(checked.stdout, /SUCCESS: 5 rules found/);
-  // --syntax-only: the scrape's token file only exists in the container.
-  const config = await execFileAsync('promtool', ['check', 'config', '--syntax-only', 'deploy/prometheus/prometheus.yml']);
-  t.match(config.stdout + config.stderr, /SUCCESS/);
-});
+const promtool = await execFileAsync('promtool', ['--version']).then(
+  () => true,
+  () => false,
+);
+t.test(
+  'promtool accepts the alert rules and the Prometheus config',
+  { skip: promtool ? false : 'promtool is not installed (Debian package prometheus; .ci/run installs it)' },
+  async (t) => {
+    const checked = await execFileAsync('promtool', ['check', 'rules', 'deploy/prometheus/alerts.yml']);
+    t.match(checked.stdout, /SUCCESS: 5 rules found/);
+    // --syntax-only: the scrape's token file only exists in the container.
+    const config = await execFileAsync('promtool', ['check', 'config', '--syntax-only', 'deploy/prometheus/prometheus.yml']);
+    t.match(config.stdout + config.stderr, /SUCCESS/);
+  },
+);

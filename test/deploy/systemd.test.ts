@@ -10,7 +10,12 @@ import { promisify } from 'node:util';
 const execFileAsync = promisify(execFile);
 const unit = readFileSync('deploy/exoroute.service', 'utf8');
 const service = Object.fromEntries(
-  unit.slice(unit.indexOf('[Service]')).split('\n').slice(1).filter((l) => /^\w+=/.test(l)).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  unit
+    .slice(unit.indexOf('[Service]'))
+    .split('\n')
+    .slice(1)
+    .filter((l) => /^\w+=/.test(l))
+    .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
 ) as Record<string, string>;
 
 t.test('the unit runs the built server as an unprivileged user and stops it with SIGTERM', async (t) => {
@@ -25,12 +30,19 @@ t.test('the unit runs the built server as an unprivileged user and stops it with
   t.equal(service.KillMode, 'mixed', 'SIGTERM to node alone: it stops its embedded Postgres itself, last');
   t.ok(Number(service.TimeoutStopSec) > 10, 'more time than the 10 s exoroute takes at most to stop');
   t.match(service.Environment, /DATA_DIR=\/var\/lib\/exoroute/);
-  t.match(service.Environment, /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/, 'a server: no start without the callback secret unless callbacks are opened on purpose');
+  t.match(
+    service.Environment,
+    /\bEXOTEL_REQUIRE_CALLBACK_SECRET=true\b/,
+    'a server: no start without the callback secret unless callbacks are opened on purpose',
+  );
   t.equal(service.StateDirectory, 'exoroute', 'DATA_DIR made by systemd, owned by the user');
   t.match(service.EnvironmentFile, /^\/etc\/exoroute\/exoroute\.env$/);
 });
 
-const analyze = await execFileAsync('systemd-analyze', ['--version']).then(() => true, () => false);
+const analyze = await execFileAsync('systemd-analyze', ['--version']).then(
+  () => true,
+  () => false,
+);
 t.test('systemd-analyze verify accepts the unit', { skip: analyze ? false : 'systemd-analyze is not installed' }, async (t) => {
   const { stderr } = await execFileAsync('systemd-analyze', ['verify', 'deploy/exoroute.service']).catch((err: { stderr: string; code: number }) => {
     t.fail(`systemd-analyze verify failed: ${err.stderr}`);

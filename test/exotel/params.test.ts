@@ -15,10 +15,30 @@ function qs(entries: Array<[string, string]>): string {
 const phone = (raw: string, e164: string | null) => ({ raw, e164 });
 
 const emptyCall = {
-  callSid: null, callFrom: null, callTo: null, from: null, to: null, direction: null, callStatus: null, callType: null,
-  dialCallStatus: null, dialCallDuration: null, dialWhomNumber: null, outgoingPhoneNumber: null, digits: null,
-  customField: null, recordingUrl: null, created: null, startTime: null, currentTime: null, endTime: null,
-  status: null, eventType: null, legs: [], raw: {}, warnings: [],
+  callSid: null,
+  callFrom: null,
+  callTo: null,
+  from: null,
+  to: null,
+  direction: null,
+  callStatus: null,
+  callType: null,
+  dialCallStatus: null,
+  dialCallDuration: null,
+  dialWhomNumber: null,
+  outgoingPhoneNumber: null,
+  digits: null,
+  customField: null,
+  recordingUrl: null,
+  created: null,
+  startTime: null,
+  currentTime: null,
+  endTime: null,
+  status: null,
+  eventType: null,
+  legs: [],
+  raw: {},
+  warnings: [],
 };
 
 // --- Documented requests (docs/exotel.md) --------------------------------------------------------------
@@ -87,11 +107,17 @@ t.test('Passthru after a Connect applet: every documented field, Legs as an orde
   t.equal(call.created?.toISOString(), '2026-11-20T04:30:00.000Z');
   t.equal(call.endTime?.getTime(), 0, 'the constant EndTime is the epoch');
   t.equal(Object.getPrototypeOf(call.raw), null, 'raw has no prototype');
-  t.same(Object.keys(call.raw), entries.map(([k]) => k), 'raw keeps the order and spelling received');
+  t.same(
+    Object.keys(call.raw),
+    entries.map(([k]) => k),
+    'raw keeps the order and spelling received',
+  );
 });
 
 t.test('Passthru after an IVR: digits arrive wrapped in double quotes and are unwrapped', async (t) => {
-  const call = fromQuery('CallSid=ivr1&CallFrom=09876543210&CallTo=08047115777&Direction=incoming&CallType=call-attempt&digits=%2242%22&CurrentTime=2026-11-20+10%3A00%3A00');
+  const call = fromQuery(
+    'CallSid=ivr1&CallFrom=09876543210&CallTo=08047115777&Direction=incoming&CallType=call-attempt&digits=%2242%22&CurrentTime=2026-11-20+10%3A00%3A00',
+  );
   t.equal(call.digits, '42');
   t.equal(call.raw.digits, '"42"', 'raw keeps the quotes');
   t.equal(call.callType, 'call-attempt');
@@ -100,7 +126,15 @@ t.test('Passthru after an IVR: digits arrive wrapped in double quotes and are un
 });
 
 t.test('Passthru for a call initiated via the API: CustomField is read as sent', async (t) => {
-  const call = fromQuery(qs([['CallSid', 'api1'], ['CallFrom', '09876543210'], ['CallTo', '08047115777'], ['Direction', 'outbound-dial'], ['CustomField', 'order=4711;lang=hi']]));
+  const call = fromQuery(
+    qs([
+      ['CallSid', 'api1'],
+      ['CallFrom', '09876543210'],
+      ['CallTo', '08047115777'],
+      ['Direction', 'outbound-dial'],
+      ['CustomField', 'order=4711;lang=hi'],
+    ]),
+  );
   t.equal(call.customField, 'order=4711;lang=hi');
   t.equal(call.direction, 'outbound-dial');
 });
@@ -109,7 +143,9 @@ t.test('Dial Whom first request and re-fetch: DialCallStatus and DialWhomNumber 
   const first = fromQuery('CallSid=dw1&CallFrom=09876543210&CallTo=08047115777&Direction=incoming&CallStatus=in-progress&digits=%221%22&DialCallDuration=0');
   t.match(first, { callSid: 'dw1', callStatus: 'in-progress', digits: '1', dialCallStatus: null, dialWhomNumber: null, dialCallDuration: 0, legs: [] });
 
-  const refetch = fromQuery('CallSid=dw1&CallFrom=09876543210&CallTo=08047115777&Direction=incoming&CallStatus=in-progress&DialCallStatus=no-answer&DialWhomNumber=09880847047&DialCallDuration=30');
+  const refetch = fromQuery(
+    'CallSid=dw1&CallFrom=09876543210&CallTo=08047115777&Direction=incoming&CallStatus=in-progress&DialCallStatus=no-answer&DialWhomNumber=09880847047&DialCallDuration=30',
+  );
   t.equal(refetch.dialCallStatus, 'no-answer');
   t.same(refetch.dialWhomNumber, phone('09880847047', '+919880847047'));
   t.equal(refetch.dialCallDuration, 30);
@@ -117,7 +153,14 @@ t.test('Dial Whom first request and re-fetch: DialCallStatus and DialWhomNumber 
 });
 
 t.test('statuses written with spaces (as in the Dial Whom doc) are normalised to the dashed form', async (t) => {
-  const call = fromQuery(qs([['CallStatus', 'In Progress'], ['DialCallStatus', 'no answer'], ['Direction', 'outbound dial'], ['CallType', 'Client Hangup']]));
+  const call = fromQuery(
+    qs([
+      ['CallStatus', 'In Progress'],
+      ['DialCallStatus', 'no answer'],
+      ['Direction', 'outbound dial'],
+      ['CallType', 'Client Hangup'],
+    ]),
+  );
   t.equal(call.callStatus, 'in-progress');
   t.equal(call.dialCallStatus, 'no-answer');
   t.equal(call.direction, 'outbound-dial');
@@ -125,11 +168,20 @@ t.test('statuses written with spaces (as in the Dial Whom doc) are normalised to
 });
 
 t.test('Connect dynamic-URL request: flow_id and other deprecated parameters stay in raw only', async (t) => {
-  const call = fromQuery(qs([
-    ['CallSid', 'cn1'], ['CallFrom', '09876543210'], ['CallTo', '08047115777'], ['Direction', 'outbound-dial'],
-    ['Created', '2026-11-20 09:59:58'], ['flow_id', '123456'], ['tenant_id', '77'], ['RecordingAvailableBy', 'x'],
-    ['ForwardedFrom', '09000000000'], ['ProcessStatus', 'completed'],
-  ]));
+  const call = fromQuery(
+    qs([
+      ['CallSid', 'cn1'],
+      ['CallFrom', '09876543210'],
+      ['CallTo', '08047115777'],
+      ['Direction', 'outbound-dial'],
+      ['Created', '2026-11-20 09:59:58'],
+      ['flow_id', '123456'],
+      ['tenant_id', '77'],
+      ['RecordingAvailableBy', 'x'],
+      ['ForwardedFrom', '09000000000'],
+      ['ProcessStatus', 'completed'],
+    ]),
+  );
   t.equal(call.direction, 'outbound-dial');
   t.equal(call.created?.toISOString(), '2026-11-20T04:29:58.000Z');
   t.match(call.raw, { flow_id: '123456', tenant_id: '77', RecordingAvailableBy: 'x', ForwardedFrom: '09000000000', ProcessStatus: 'completed' });
@@ -138,7 +190,9 @@ t.test('Connect dynamic-URL request: flow_id and other deprecated parameters sta
 });
 
 t.test('dial event: Status lowercased, EventType as sent, DialWhomNumber normalised', async (t) => {
-  const busy = fromQuery('CallSid=de1&CallFrom=09876543210&From=09876543210&CallTo=08047115777&To=08047115777&Direction=outbound-dial&DialWhomNumber=09880847047&Status=busy&EventType=Dial&Created=2026-11-20+10%3A00%3A00&CurrentTime=2026-11-20+10%3A00%3A02');
+  const busy = fromQuery(
+    'CallSid=de1&CallFrom=09876543210&From=09876543210&CallTo=08047115777&To=08047115777&Direction=outbound-dial&DialWhomNumber=09880847047&Status=busy&EventType=Dial&Created=2026-11-20+10%3A00%3A00&CurrentTime=2026-11-20+10%3A00%3A02',
+  );
   t.match(busy, { status: 'busy', eventType: 'Dial', direction: 'outbound-dial', dialWhomNumber: phone('09880847047', '+919880847047') });
   t.equal(busy.currentTime?.toISOString(), '2026-11-20T04:30:02.000Z');
   const free = fromQuery('CallSid=de1&DialWhomNumber=09880847047&Status=FREE&EventType=Terminal');
@@ -214,7 +268,16 @@ t.test('dates: IST wall time, ISO 8601 with an offset, and everything else null 
   t.equal(fromQuery(qs([['StartTime', '2024-01-15T10:30:00.250-0100']])).startTime?.toISOString(), '2024-01-15T11:30:00.250Z');
   t.equal(fromQuery(qs([['StartTime', '2024-01-15 10:30:00+05:30']])).startTime?.toISOString(), '2024-01-15T05:00:00.000Z', 'space instead of T');
   t.equal(fromQuery(qs([['EndTime', '1970-01-01 05:30:00']])).endTime?.getTime(), 0);
-  for (const bad of ['garbage', '2024-01-15T10:30:00', '2026-02-30 10:00:00', '2026-1-5 1:2:3', '20261120100000', '2026-11-20', '1700000000', '2026-11-20 25:00:00']) {
+  for (const bad of [
+    'garbage',
+    '2024-01-15T10:30:00',
+    '2026-02-30 10:00:00',
+    '2026-1-5 1:2:3',
+    '20261120100000',
+    '2026-11-20',
+    '1700000000',
+    '2026-11-20 25:00:00',
+  ]) {
     const call = fromQuery(qs([['Created', bad]]));
     t.equal(call.created, null, `Created=${bad}`);
     t.match(call.warnings, [/^Created ".*" is not a date/], `warning for ${bad}`);
@@ -235,7 +298,15 @@ t.test('whole numbers: digits only, anything else null with a warning', async (t
 // --- Legs ---------------------------------------------------------------------------------------------
 
 t.test('Legs out of order and sparse are ordered by index, keeping their real index', async (t) => {
-  const call = fromQuery(qs([['Legs[3][Cause]', '17'], ['Legs[0][Number]', '09880847047'], ['legs[1][causecode]', 'USER_BUSY'], ['Legs[3][Type]', 'parallel'], ['LEGS[1][CAUSE]', '17']]));
+  const call = fromQuery(
+    qs([
+      ['Legs[3][Cause]', '17'],
+      ['Legs[0][Number]', '09880847047'],
+      ['legs[1][causecode]', 'USER_BUSY'],
+      ['Legs[3][Type]', 'parallel'],
+      ['LEGS[1][CAUSE]', '17'],
+    ]),
+  );
   t.same(call.legs, [
     { index: 0, causeCode: null, cause: null, type: null, onCallDuration: null, number: phone('09880847047', '+919880847047') },
     { index: 1, causeCode: 'USER_BUSY', cause: 17, type: null, onCallDuration: null, number: null },
@@ -244,8 +315,18 @@ t.test('Legs out of order and sparse are ordered by index, keeping their real in
 });
 
 t.test('Legs with an index at or beyond maxLegs are ignored with a warning but kept in raw', async (t) => {
-  const call = fromQuery(qs([['Legs[0][Cause]', '16'], ['Legs[20][Cause]', '16'], ['Legs[999][Cause]', '16'], ['Legs[1000][Cause]', '16']]));
-  t.same(call.legs.map((l) => l.index), [0]);
+  const call = fromQuery(
+    qs([
+      ['Legs[0][Cause]', '16'],
+      ['Legs[20][Cause]', '16'],
+      ['Legs[999][Cause]', '16'],
+      ['Legs[1000][Cause]', '16'],
+    ]),
+  );
+  t.same(
+    call.legs.map((l) => l.index),
+    [0],
+  );
   t.match(call.warnings, [/Legs index 20, 999 ignored: at most 20 legs/]);
   t.same(Object.keys(call.raw), ['Legs[0][Cause]', 'Legs[20][Cause]', 'Legs[999][Cause]', 'Legs[1000][Cause]']);
   const small = fromQuery(qs([['Legs[2][Cause]', '16']]), { limits: { ...DEFAULT_LIMITS, maxLegs: 2 } });
@@ -253,7 +334,17 @@ t.test('Legs with an index at or beyond maxLegs are ignored with a warning but k
 });
 
 t.test('other bracket keys are kept flat in raw and never become legs', async (t) => {
-  const keys = ['Legs[0][Foo]', 'Legs[0][Cause][x]', 'Legs[a][Cause]', 'Legs[][Cause]', 'Legs[0]', 'XLegs[0][Cause]', 'Legs[0][Cause]x', 'a[b][c]', 'Legs.0.Cause'];
+  const keys = [
+    'Legs[0][Foo]',
+    'Legs[0][Cause][x]',
+    'Legs[a][Cause]',
+    'Legs[][Cause]',
+    'Legs[0]',
+    'XLegs[0][Cause]',
+    'Legs[0][Cause]x',
+    'a[b][c]',
+    'Legs.0.Cause',
+  ];
   const call = fromQuery(qs(keys.map((k) => [k, '16'])));
   t.same(call.legs, []);
   t.same(Object.keys(call.raw), keys);
@@ -261,7 +352,12 @@ t.test('other bracket keys are kept flat in raw and never become legs', async (t
 });
 
 t.test('Legs[01] and Legs[1] are the same leg', async (t) => {
-  const call = fromQuery(qs([['Legs[1][Cause]', '16'], ['Legs[01][Type]', 'single']]));
+  const call = fromQuery(
+    qs([
+      ['Legs[1][Cause]', '16'],
+      ['Legs[01][Type]', 'single'],
+    ]),
+  );
   t.same(call.legs, [{ index: 1, causeCode: null, cause: 16, type: 'single', onCallDuration: null, number: null }]);
 });
 
@@ -279,17 +375,35 @@ t.test('keys differing only in case are one key: first spelling, last value', as
   t.equal(call.callSid, 'b');
   t.same(call.raw, Object.assign(Object.create(null), { CallSid: 'b' }));
   t.match(call.warnings, [/repeated key "callsid"/]);
-  const direct = parseExotelCall(new Map([['CallSid', 'a'], ['CALLSID', 'b']]), { defaultCountry: 'IN' });
+  const direct = parseExotelCall(
+    new Map([
+      ['CallSid', 'a'],
+      ['CALLSID', 'b'],
+    ]),
+    { defaultCountry: 'IN' },
+  );
   t.equal(direct.callSid, 'b', 'a map built elsewhere is folded the same way');
   t.same(Object.keys(direct.raw), ['CallSid']);
   t.equal(direct.raw.CallSid, 'b');
 });
 
 t.test('parameter names are matched case-insensitively (the Dial Whom doc lists them lowercase)', async (t) => {
-  const call = fromQuery('callsid=s1&callfrom=09876543210&callto=08047115777&callstatus=ringing&direction=incoming&dialcallstatus=busy&dialwhomnumber=09880847047&Digits=%227%22&customfield=cf&recordingurl=https%3A%2F%2Fr&created=2026-11-20+10%3A00%3A00&STATUS=busy&eventtype=Dial');
+  const call = fromQuery(
+    'callsid=s1&callfrom=09876543210&callto=08047115777&callstatus=ringing&direction=incoming&dialcallstatus=busy&dialwhomnumber=09880847047&Digits=%227%22&customfield=cf&recordingurl=https%3A%2F%2Fr&created=2026-11-20+10%3A00%3A00&STATUS=busy&eventtype=Dial',
+  );
   t.match(call, {
-    callSid: 's1', callFrom: { e164: '+919876543210' }, callTo: { e164: '+918047115777' }, callStatus: 'ringing', direction: 'incoming',
-    dialCallStatus: 'busy', dialWhomNumber: { e164: '+919880847047' }, digits: '7', customField: 'cf', recordingUrl: 'https://r', status: 'busy', eventType: 'Dial',
+    callSid: 's1',
+    callFrom: { e164: '+919876543210' },
+    callTo: { e164: '+918047115777' },
+    callStatus: 'ringing',
+    direction: 'incoming',
+    dialCallStatus: 'busy',
+    dialWhomNumber: { e164: '+919880847047' },
+    digits: '7',
+    customField: 'cf',
+    recordingUrl: 'https://r',
+    status: 'busy',
+    eventType: 'Dial',
   });
   t.equal(call.created?.toISOString(), '2026-11-20T04:30:00.000Z');
   t.equal(call.raw.callsid, 's1', 'raw keeps the spelling received');
@@ -305,7 +419,16 @@ t.test('the callback secret is removed from raw whatever its case, and appears n
 
 t.test('later sources override earlier ones: query < form < JSON', async (t) => {
   const { params, warnings } = collectParams({ query: 'CallSid=q&token=t&A=1', form: 'CallSid=f&B=2', json: { callsid: 'j', C: 3 } });
-  t.same([...params], [['CallSid', 'j'], ['token', 't'], ['A', '1'], ['B', '2'], ['C', '3']]);
+  t.same(
+    [...params],
+    [
+      ['CallSid', 'j'],
+      ['token', 't'],
+      ['A', '1'],
+      ['B', '2'],
+      ['C', '3'],
+    ],
+  );
   t.match(warnings, [/repeated key "CallSid"/]);
   t.equal(warnings.length, 1);
 });
@@ -314,7 +437,10 @@ t.test('parse warnings follow the collect warnings, and the passed array is not 
   const collected = collectParams({ query: 'CallSid=a&CallSid=b&Created=soon' });
   const before = [...collected.warnings];
   const call = parseExotelCall(collected.params, { defaultCountry: 'IN', warnings: collected.warnings });
-  t.same(call.warnings, [...before, 'Created "soon" is not a date (yyyy-mm-dd hh:mm:ss or "Wed, 31 Jul 2024 16:42:56" in Asia/Kolkata, or ISO 8601 with offset)']);
+  t.same(call.warnings, [
+    ...before,
+    'Created "soon" is not a date (yyyy-mm-dd hh:mm:ss or "Wed, 31 Jul 2024 16:42:56" in Asia/Kolkata, or ISO 8601 with offset)',
+  ]);
   t.same(collected.warnings, before);
 });
 
@@ -330,20 +456,37 @@ t.test('text fields are trimmed of whitespace and control characters; raw keeps 
 
 t.test('JSON body: top-level scalars taken (numbers and booleans as text), nested values ignored with a warning', async (t) => {
   const { params, warnings } = collectParams({ json: { CallSid: 'j1', DialCallDuration: 12, Flag: true, Nothing: null, Nested: { a: 1 }, List: [1, 2] } });
-  t.same([...params], [['CallSid', 'j1'], ['DialCallDuration', '12'], ['Flag', 'true']]);
+  t.same(
+    [...params],
+    [
+      ['CallSid', 'j1'],
+      ['DialCallDuration', '12'],
+      ['Flag', 'true'],
+    ],
+  );
   t.same(warnings, ['2 nested JSON value(s) ignored: only strings, numbers and booleans are read']);
   t.equal(parseExotelCall(params, { defaultCountry: 'IN' }).dialCallDuration, 12);
 });
 
 t.test('JSON body: a Legs array of objects becomes legs and flat Legs[i][Field] raw keys', async (t) => {
-  const json = JSON.parse('{"CallSid":"j2","Legs":[{"CauseCode":"NORMAL_CLEARING","Cause":16,"type":"single","OnCallDuration":21,"Number":"07200498123","Extra":"x"},"junk",{"Cause":{"x":1},"Number":"09880847047"}]}') as unknown;
+  const json = JSON.parse(
+    '{"CallSid":"j2","Legs":[{"CauseCode":"NORMAL_CLEARING","Cause":16,"type":"single","OnCallDuration":21,"Number":"07200498123","Extra":"x"},"junk",{"Cause":{"x":1},"Number":"09880847047"}]}',
+  ) as unknown;
   const { params, warnings } = collectParams({ json });
   const call = parseExotelCall(params, { defaultCountry: 'IN', warnings });
   t.same(call.legs, [
     { index: 0, causeCode: 'NORMAL_CLEARING', cause: 16, type: 'single', onCallDuration: 21, number: phone('07200498123', '+917200498123') },
     { index: 2, causeCode: null, cause: null, type: null, onCallDuration: null, number: phone('09880847047', '+919880847047') },
   ]);
-  t.same(Object.keys(call.raw), ['CallSid', 'Legs[0][CauseCode]', 'Legs[0][Cause]', 'Legs[0][Type]', 'Legs[0][OnCallDuration]', 'Legs[0][Number]', 'Legs[2][Number]']);
+  t.same(Object.keys(call.raw), [
+    'CallSid',
+    'Legs[0][CauseCode]',
+    'Legs[0][Cause]',
+    'Legs[0][Type]',
+    'Legs[0][OnCallDuration]',
+    'Legs[0][Number]',
+    'Legs[2][Number]',
+  ]);
   t.same(call.warnings, []);
   const many = collectParams({ json: { Legs: Array.from({ length: 25 }, () => ({ Cause: 16 })) } });
   t.equal(many.params.size, 20, 'at most maxLegs legs are taken from JSON');
@@ -387,15 +530,27 @@ t.test('10,000 keys are bounded to maxKeys quickly, with one summary warning', a
 });
 
 t.test('10,000 repetitions of one key are one parameter and one warning', async (t) => {
-  const { params, warnings } = collectParams({ query: 'a=1&'.repeat(10_000) + 'CallSid=s' });
-  t.same([...params], [['a', '1'], ['CallSid', 's']]);
+  const { params, warnings } = collectParams({ query: `${'a=1&'.repeat(10_000)}CallSid=s` });
+  t.same(
+    [...params],
+    [
+      ['a', '1'],
+      ['CallSid', 's'],
+    ],
+  );
   t.same(warnings, ['repeated key "a": last value kept']);
 });
 
 t.test('repeats of keys already kept still update them after maxKeys is reached', async (t) => {
   const limits = { ...DEFAULT_LIMITS, maxKeys: 2 };
   const { params, warnings } = collectParams({ query: 'CallSid=a&From=1&To=2&CallSid=b' }, limits);
-  t.same([...params], [['CallSid', 'b'], ['From', '1']]);
+  t.same(
+    [...params],
+    [
+      ['CallSid', 'b'],
+      ['From', '1'],
+    ],
+  );
   t.same(warnings, ['repeated key "CallSid": last value kept', '1 parameter(s) dropped: more than 2 keys']);
 });
 
@@ -406,12 +561,22 @@ t.test('a 1 MB value is truncated to maxValueLength with a warning naming the ke
     t.equal(params.get('CustomField')?.length, DEFAULT_LIMITS.maxValueLength);
     t.same(warnings, [`value of "CustomField" truncated from 1048576 to ${DEFAULT_LIMITS.maxValueLength} characters`]);
   }
-  const spaces = ' '.repeat(1024 * 1024) + 'x';
+  const spaces = `${' '.repeat(1024 * 1024)}x`;
   const start = performance.now();
-  const call = parseExotelCall(new Map([['CustomField', spaces], ['Created', spaces], ['From', spaces]]), { defaultCountry: 'IN' });
+  const call = parseExotelCall(
+    new Map([
+      ['CustomField', spaces],
+      ['Created', spaces],
+      ['From', spaces],
+    ]),
+    { defaultCountry: 'IN' },
+  );
   t.equal(call.customField, 'x', 'trimming a long run of spaces is linear, even without limits');
   t.ok(performance.now() - start < 500);
-  t.ok(call.warnings.every((w) => w.length < 200), 'warnings quote values bounded');
+  t.ok(
+    call.warnings.every((w) => w.length < 200),
+    'warnings quote values bounded',
+  );
 });
 
 t.test('over-long keys are dropped with a summary warning', async (t) => {
@@ -421,7 +586,7 @@ t.test('over-long keys are dropped with a summary warning', async (t) => {
 });
 
 t.test('1000-level bracket keys are dropped by length, or kept as one flat string when limits allow', async (t) => {
-  const deep = 'a' + Array.from({ length: 1000 }, (_, i) => `[b${i}]`).join('');
+  const deep = `a${Array.from({ length: 1000 }, (_, i) => `[b${i}]`).join('')}`;
   const query = `${encodeURIComponent(deep)}=1&a[b][c][d]=2&CallSid=s`;
   const call = fromQuery(query);
   t.same(Object.keys(call.raw), ['a[b][c][d]', 'CallSid'], 'the deep key is dropped, the short one stays flat');
@@ -445,15 +610,18 @@ t.test('prototype keys are plain data and never pollute Object.prototype', async
   t.equal((Object.prototype as unknown as Record<string, unknown>).polluted, undefined);
   t.same(Object.getOwnPropertyNames(Object.prototype).sort(), protoBefore, 'Object.prototype unchanged');
   t.equal(Object.getPrototypeOf(call.raw), null);
+  // biome-ignore lint/suspicious/noProto: the test is that `__proto__` arrives as an ordinary key
   t.equal(call.raw.__proto__, 'x', '__proto__ is an ordinary key');
   t.equal(call.raw['constructor[prototype][polluted]'], '1');
   t.equal(call.raw.constructor, 'c');
   t.equal(call.raw.hasOwnProperty, 'h');
   t.equal(call.raw.valueOf, 'v');
   t.notOk('__proto__[polluted]' in call.raw, 'secret removal works on such keys too');
+  // biome-ignore lint/suspicious/noProto: as above
   t.equal(call2.raw.__proto__, 'x');
   t.equal(call2.callSid, 'p');
   t.same(Object.keys(call2.raw), ['__proto__', 'CallSid']);
+  // biome-ignore lint/suspicious/noProto: as above
   t.equal(JSON.parse(JSON.stringify(call.raw)).__proto__, 'x', 'serialises as data');
 });
 
@@ -465,9 +633,23 @@ t.test('IST timestamps agree with luxon for every kind of date, and impossible o
   for (const y of [1970, 2000, 2024, 2026, 2100]) {
     for (const mo of [1, 2, 3, 12, 13]) {
       for (const d of [1, 28, 29, 30, 31, 32]) {
-        for (const [h, mi, s] of [[0, 0, 0], [5, 29, 59], [18, 30, 0], [23, 59, 59], [24, 0, 0], [12, 60, 0], [12, 0, 60]] as const) {
+        for (const [h, mi, s] of [
+          [0, 0, 0],
+          [5, 29, 59],
+          [18, 30, 0],
+          [23, 59, 59],
+          [24, 0, 0],
+          [12, 60, 0],
+          [12, 0, 60],
+        ] as const) {
           const text = `${y}-${pad(mo)}-${pad(d)} ${pad(h)}:${pad(mi)}:${pad(s)}`;
-          const call = parseExotelCall(new Map([['CallSid', 'x'], ['StartTime', text]]), { defaultCountry: 'IN' });
+          const call = parseExotelCall(
+            new Map([
+              ['CallSid', 'x'],
+              ['StartTime', text],
+            ]),
+            { defaultCountry: 'IN' },
+          );
           const want = DateTime.fromFormat(text, 'yyyy-MM-dd HH:mm:ss', { zone: 'Asia/Kolkata' });
           if (want.isValid) {
             compared++;

@@ -25,8 +25,7 @@ function reference(raw: string, country: CountryCode): string | null {
 
 // --- Generators -------------------------------------------------------------------------------------
 
-const digits = (minLength: number, maxLength = minLength) =>
-  fc.string({ unit: fc.constantFrom(...'0123456789'), minLength, maxLength });
+const digits = (minLength: number, maxLength = minLength) => fc.string({ unit: fc.constantFrom(...'0123456789'), minLength, maxLength });
 /** Ten digits with the leading one drawn evenly from 0–9 (only 1–9 may take the fast path). */
 const tenDigits = fc.tuple(fc.integer({ min: 0, max: 9 }), digits(9)).map(([first, rest]) => `${first}${rest}`);
 
@@ -41,10 +40,18 @@ const indian = fc.oneof(
   fc.constantFrom('91', '+91', '0', '').chain((prefix) => digits(0, 16).map((n) => prefix + n)), // too short, too long
 );
 const otherCountries = fc.oneof(
-  digits(10).map((n) => `+1${n}`), digits(10).map((n) => `1${n}`), digits(10), // US
-  digits(10).map((n) => `+44${n}`), digits(10).map((n) => `0${n}`), digits(10).map((n) => `44${n}`), // GB
-  digits(9).map((n) => `+971${n}`), digits(8, 9).map((n) => `0${n}`), digits(9).map((n) => `971${n}`), // AE
-  digits(8).map((n) => `+65${n}`), digits(8), digits(8).map((n) => `65${n}`), // SG
+  digits(10).map((n) => `+1${n}`),
+  digits(10).map((n) => `1${n}`),
+  digits(10), // US
+  digits(10).map((n) => `+44${n}`),
+  digits(10).map((n) => `0${n}`),
+  digits(10).map((n) => `44${n}`), // GB
+  digits(9).map((n) => `+971${n}`),
+  digits(8, 9).map((n) => `0${n}`),
+  digits(9).map((n) => `971${n}`), // AE
+  digits(8).map((n) => `+65${n}`),
+  digits(8),
+  digits(8).map((n) => `65${n}`), // SG
   fc.constantFrom('+', '+0', '00', '011').chain((prefix) => digits(1, 16).map((n) => prefix + n)),
 );
 const number = fc.oneof({ weight: 3, arbitrary: indian }, { weight: 2, arbitrary: otherCountries });
@@ -53,16 +60,28 @@ const number = fc.oneof({ weight: 3, arbitrary: indian }, { weight: 2, arbitrary
 const written = (text: string) =>
   fc.oneof(
     { weight: 4, arbitrary: fc.constant(text) },
-    { weight: 2, arbitrary: fc.array(fc.tuple(fc.nat({ max: text.length }), fc.constantFrom(' ', '-', '(', ')', '.', '  ', ' - ')), { minLength: 1, maxLength: 4 })
-      .map((inserts) => inserts.sort((a, b) => b[0] - a[0]).reduce((s, [at, sep]) => s.slice(0, at) + sep + s.slice(at), text)) },
+    {
+      weight: 2,
+      arbitrary: fc
+        .array(fc.tuple(fc.nat({ max: text.length }), fc.constantFrom(' ', '-', '(', ')', '.', '  ', ' - ')), { minLength: 1, maxLength: 4 })
+        .map((inserts) => inserts.sort((a, b) => b[0] - a[0]).reduce((s, [at, sep]) => s.slice(0, at) + sep + s.slice(at), text)),
+    },
     { weight: 1, arbitrary: fc.constantFrom(0xff10, 0x0660, 0x0966).map((zero) => text.replace(/[0-9]/g, (d) => String.fromCharCode(zero + Number(d)))) },
-    { weight: 1, arbitrary: fc.tuple(fc.nat({ max: text.length }), fc.constantFrom('a', 'x', 'ext', 'O', 'l', '#', ';', '+', '*')).map(([at, c]) => text.slice(0, at) + c + text.slice(at)) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .tuple(fc.nat({ max: text.length }), fc.constantFrom('a', 'x', 'ext', 'O', 'l', '#', ';', '+', '*'))
+        .map(([at, c]) => text.slice(0, at) + c + text.slice(at)),
+    },
   );
 const padding = fc.constantFrom('', '', '', ' ', '  ', '\t', '\n', '\u00a0', '\ufeff', ' '.repeat(30));
 
 const input = fc.oneof(
   { weight: 12, arbitrary: fc.tuple(padding, number.chain(written), padding).map(([a, n, b]) => a + n + b) },
-  { weight: 1, arbitrary: fc.constantFrom('', ' ', '\t\n', '\u00a0\u2028', '+', '0', '91', 'tel:+919876543210', '+91 98765 43210;ext=12', 'abc', 'ninety-one') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom('', ' ', '\t\n', '\u00a0\u2028', '+', '0', '91', 'tel:+919876543210', '+91 98765 43210;ext=12', 'abc', 'ninety-one'),
+  },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('+91', '91', '0', ''), digits(30, 40)).map(([p, n]) => p + n) }, // over 32 characters
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
   { weight: 1, arbitrary: fc.string({ unit: fc.constantFrom(...'0123456789+-() abcxO#'), maxLength: 20 }) },
@@ -81,7 +100,8 @@ t.test('toE164 returns exactly what libphonenumber returns, on numbers the cache
       const expected = reference(raw, defaultCountry);
       const cold = toE164(raw, defaultCountry);
       const cached = toE164(raw, defaultCountry);
-      if (cold !== expected || cached !== expected) throw new Error(`toE164(${JSON.stringify(raw)}, ${defaultCountry}) = ${cold} then ${cached}, libphonenumber: ${expected}`);
+      if (cold !== expected || cached !== expected)
+        throw new Error(`toE164(${JSON.stringify(raw)}, ${defaultCountry}) = ${cold} then ${cached}, libphonenumber: ${expected}`);
     }),
     runs(30_000),
   );
@@ -102,11 +122,29 @@ t.test('valid Indian numbers in all four forms agree with libphonenumber, whatev
 
 t.test('the boundaries of the fast path agree with libphonenumber', async (t) => {
   const cases: [string, CountryCode][] = [
-    ['09876543210', 'IN'], ['919876543210', 'IN'], ['+919876543210', 'IN'], ['9876543210', 'IN'],
-    ['+919876543210', 'US'], ['+919876543210', 'GB'], ['9876543210', 'US'], ['919876543210', 'US'], ['09876543210', 'GB'],
-    ['+910123456789', 'IN'], ['0123456789', 'IN'], ['01234567890', 'IN'], ['1234567890', 'IN'], ['911234567890', 'IN'],
-    ['9191234567', 'IN'], ['919123456789', 'IN'], ['00919876543210', 'IN'], ['5123456789', 'IN'], ['915123456789', 'IN'],
-    ['+91 98765 43210', 'IN'], ['０９８７６５４３２１０', 'IN'], ['+9198765432100', 'IN'], ['98765432100', 'IN'],
+    ['09876543210', 'IN'],
+    ['919876543210', 'IN'],
+    ['+919876543210', 'IN'],
+    ['9876543210', 'IN'],
+    ['+919876543210', 'US'],
+    ['+919876543210', 'GB'],
+    ['9876543210', 'US'],
+    ['919876543210', 'US'],
+    ['09876543210', 'GB'],
+    ['+910123456789', 'IN'],
+    ['0123456789', 'IN'],
+    ['01234567890', 'IN'],
+    ['1234567890', 'IN'],
+    ['911234567890', 'IN'],
+    ['9191234567', 'IN'],
+    ['919123456789', 'IN'],
+    ['00919876543210', 'IN'],
+    ['5123456789', 'IN'],
+    ['915123456789', 'IN'],
+    ['+91 98765 43210', 'IN'],
+    ['０９８７６５４３２１０', 'IN'],
+    ['+9198765432100', 'IN'],
+    ['98765432100', 'IN'],
   ];
   for (const [raw, defaultCountry] of cases) t.equal(toE164(raw, defaultCountry), reference(raw, defaultCountry), `${raw} (${defaultCountry})`);
   // The reference itself answers as the product expects for the everyday forms.

@@ -44,7 +44,10 @@ async function npmStart(t: Test, dataDir: string, signal: 'SIGTERM' | 'SIGINT', 
   });
   let ready = false;
   for (let i = 0; i < 900 && !ready && npm.exitCode === null; i++) {
-    ready = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    ready = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (!ready) await sleep(100);
   }
   t.ok(ready, 'npm start serves', { output });
@@ -59,9 +62,15 @@ async function npmStart(t: Test, dataDir: string, signal: 'SIGTERM' | 'SIGINT', 
   t.notMatch(output, /^\s+at .+:\d+:\d+\)?$/m, 'no stack trace');
   t.notMatch(output, /DatabaseError|"level":50/, 'no database error, no error line');
   let left = await processesMentioning(dataDir);
-  for (let i = 0; i < 50 && left.length > 0; i++) (await sleep(100), (left = await processesMentioning(dataDir)));
+  for (let i = 0; i < 50 && left.length > 0; i++) {
+    await sleep(100);
+    left = await processesMentioning(dataDir);
+  }
   t.same(left, [], 'no Postgres left running');
-  const server = await fetch(`${base}/healthz`).then(() => 'answering', () => 'gone');
+  const server = await fetch(`${base}/healthz`).then(
+    () => 'answering',
+    () => 'gone',
+  );
   t.equal(server, 'gone', 'no server left answering');
 }
 

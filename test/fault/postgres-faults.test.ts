@@ -56,7 +56,12 @@ class ControlledPostgres {
     const tree = [root];
     for (let grew = true; grew; ) {
       grew = false;
-      for (const [pid, ppid] of parent) if (tree.includes(ppid) && !tree.includes(pid)) (tree.push(pid), (grew = true));
+      for (const [pid, ppid] of parent) {
+        if (tree.includes(ppid) && !tree.includes(pid)) {
+          tree.push(pid);
+          grew = true;
+        }
+      }
     }
     return tree;
   }
@@ -112,7 +117,12 @@ function load(base: string, tag: string, concurrency = 8, max = 4000) {
       const i = n++;
       const vip = i % 2 === 0;
       const callSid = `${tag}-${i}`;
-      const query = new URLSearchParams({ CallSid: callSid, CallFrom: vip ? VIP : `+91980000${String(i % 10000).padStart(4, '0')}`, CallTo: '08047115777', Direction: 'incoming' });
+      const query = new URLSearchParams({
+        CallSid: callSid,
+        CallFrom: vip ? VIP : `+91980000${String(i % 10000).padStart(4, '0')}`,
+        CallTo: '08047115777',
+        Direction: 'incoming',
+      });
       const t0 = performance.now();
       try {
         const res = await fetch(`${base}/exotel/passthru/fault?${query}`, { redirect: 'manual', signal: AbortSignal.timeout(10_000) });
@@ -196,21 +206,50 @@ t.test('Postgres faults', async (t) => {
   t.equal((await admin('POST', '/admin/vip-lists', { slug: 'gold', name: 'Gold' })).statusCode, 201);
   t.equal((await admin('POST', '/admin/vip-lists/gold/entries', { number: VIP })).statusCode, 201);
   const flow = await admin('POST', '/admin/flows', {
-    slug: 'fault', name: 'Fault line', type: 'passthru',
+    slug: 'fault',
+    name: 'Fault line',
+    type: 'passthru',
     rules: [{ name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } }],
-    otherwise: { branch: 'B' }, onError: { branch: 'A' },
+    otherwise: { branch: 'B' },
+    onError: { branch: 'A' },
   });
   t.equal(flow.statusCode, 201);
   // Dial Whom needs per-call state in Postgres: without it, the flow's onError numbers.
-  t.equal((await admin('POST', '/admin/dial-groups', { slug: 'desk', name: 'Desk', strategy: 'round_robin', members: [{ number: '+919811100001' }, { number: '+919811100002' }] })).statusCode, 201);
-  t.equal((await admin('POST', '/admin/flows', { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'desk' }, onError: { numbers: ['+919800000099'] } })).statusCode, 201);
+  t.equal(
+    (
+      await admin('POST', '/admin/dial-groups', {
+        slug: 'desk',
+        name: 'Desk',
+        strategy: 'round_robin',
+        members: [{ number: '+919811100001' }, { number: '+919811100002' }],
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await admin('POST', '/admin/flows', {
+        slug: 'agents',
+        name: 'Agents',
+        type: 'dial',
+        rules: [],
+        otherwise: { dialGroup: 'desk' },
+        onError: { numbers: ['+919800000099'] },
+      })
+    ).statusCode,
+    201,
+  );
   for (let i = 0; i < 200 && !(exo.app.rules.current?.flows.has('fault') && exo.app.rules.current.flows.has('agents')); i++) await sleep(10);
   const dialWhom = async (sid: string) => {
     const t0 = performance.now();
     const res = await fetch(`${exo.base}/exotel/dial-whom/agents?CallSid=${sid}&CallFrom=%2B919812300000`);
     return { status: res.status, body: await res.text(), ms: performance.now() - t0 };
   };
-  t.match(await dialWhom('dial-up'), { status: 200, body: /^\+91981110000[12],\+91981110000[12]$/ }, 'Dial Whom answers the group in rotation while Postgres is up');
+  t.match(
+    await dialWhom('dial-up'),
+    { status: 200, body: /^\+91981110000[12],\+91981110000[12]$/ },
+    'Dial Whom answers the group in rotation while Postgres is up',
+  );
 
   await t.test('stopped under load: answers go on from the snapshot, CDRs are spooled and replayed once Postgres is back', async (t) => {
     const run = load(exo.base, 'stop');
@@ -265,7 +304,10 @@ t.test('Postgres faults', async (t) => {
     const newVip = '+919811111111';
     const t0 = Date.now();
     let added = await admin('POST', '/admin/vip-lists/gold/entries', { number: newVip });
-    while (added.statusCode >= 500 && Date.now() - t0 < 5000) (await sleep(100), (added = await admin('POST', '/admin/vip-lists/gold/entries', { number: newVip })));
+    while (added.statusCode >= 500 && Date.now() - t0 < 5000) {
+      await sleep(100);
+      added = await admin('POST', '/admin/vip-lists/gold/entries', { number: newVip });
+    }
     t.equal(added.statusCode, 201);
     let status = 0;
     while (Date.now() - t0 < 10_000) {
@@ -294,4 +336,3 @@ t.test('Postgres faults', async (t) => {
     t.same(await readdir(path.join(dataDir, 'spool')), [], 'and the spool files are gone');
   });
 });
-

@@ -38,12 +38,19 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   });
 
   for (let i = 0; i < 300; i++) {
-    const ok = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     await sleep(100);
   }
   const admin = (url: string, body: unknown) =>
-    fetch(`${base}${url}`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    fetch(`${base}${url}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
   const created = await admin('/admin/flows', { slug: 'bye', name: 'Bye', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } });
   t.equal(created.status, 201, 'flow created on the running server');
   for (let i = 0; i < 100; i++) {
@@ -67,15 +74,26 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   const termAt = performance.now();
   server.kill('SIGTERM');
   const statuses = await Promise.all(answers);
-  t.same(statuses.filter((s) => s !== 302), [], 'every callback in flight at SIGTERM was answered (branch B)');
+  t.same(
+    statuses.filter((s) => s !== 302),
+    [],
+    'every callback in flight at SIGTERM was answered (branch B)',
+  );
   const { code, at } = await exited;
   t.equal(code, 0, 'exit code 0', { stderr });
   t.ok(at - termAt < 10_000, `exited ${(at - termAt).toFixed(0)} ms after SIGTERM`);
   t.notMatch(stderr + stdout, /shutdown failed|took longer/, 'no failed or forced shutdown');
   // The log is written in the background in 4 kB chunks: what was still buffered is flushed at exit.
-  const lines = stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg: string; callSid?: string });
-  t.same(sids.filter((sid) => !lines.some((l) => l.msg === 'callback' && l.callSid === sid)), [], 'a log line for every callback answered at shutdown');
-  t.equal(lines.at(-1)?.msg, 'stopped', "the last line, written just before exit, is in the log");
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; callSid?: string });
+  t.same(
+    sids.filter((sid) => !lines.some((l) => l.msg === 'callback' && l.callSid === sid)),
+    [],
+    'a log line for every callback answered at shutdown',
+  );
+  t.equal(lines.at(-1)?.msg, 'stopped', 'the last line, written just before exit, is in the log');
   await locker.query('ROLLBACK');
   locker.release();
 
@@ -97,5 +115,8 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
     `SELECT call_sid, count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'bye-%' GROUP BY call_sid ORDER BY call_sid`,
   );
   t.equal(rows.length, sids.length, 'a CDR for every callback');
-  t.ok(rows.every((r) => r.n === 1), 'exactly one each');
+  t.ok(
+    rows.every((r) => r.n === 1),
+    'exactly one each',
+  );
 });

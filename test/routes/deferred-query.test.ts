@@ -37,5 +37,9 @@ t.test('in the app: admin filters from the query string still apply, and a callb
   t.equal(cb.statusCode, 404);
   const list = await app.inject({ method: 'GET', url: '/admin/cdrs?callSid=dq-1', headers: { authorization: `Bearer ${ADMIN_KEY}` } });
   t.equal(list.statusCode, 200);
-  t.same(list.json().items.map((c: { callSid: string }) => c.callSid), ['dq-1'], 'the callback read CallSid from its query string, the admin route its filter');
+  t.same(
+    list.json().items.map((c: { callSid: string }) => c.callSid),
+    ['dq-1'],
+    'the callback read CallSid from its query string, the admin route its filter',
+  );
 });

@@ -24,7 +24,10 @@ t.test('/healthz is up and /readyz is ready on a migrated database', async (t) =
 t.test('/readyz is 503 when the database is unreachable, /healthz stays 200', async (t) => {
   const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
   const app = await buildApp({ config: loadConfig({}), db, logger: pino({ level: 'silent' }) });
-  t.teardown(async () => { await app.close(); await db.close(); });
+  t.teardown(async () => {
+    await app.close();
+    await db.close();
+  });
   t.equal((await app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
   const res = await app.inject({ method: 'GET', url: '/readyz' });
   t.equal(res.statusCode, 503);

@@ -49,7 +49,8 @@ async function scrape(ctx: TestApp, headers: Record<string, string> = {}) {
 async function withFlow(t: Test, env: Record<string, string> = {}) {
   const ctx = await buildTestApp(t, env);
   const flow = await ctx.admin({
-    method: 'POST', url: '/admin/flows',
+    method: 'POST',
+    url: '/admin/flows',
     payload: { slug: 'inbound', name: 'Main line', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
   });
   t.equal(flow.statusCode, 201);
@@ -83,8 +84,15 @@ t.test('/metrics counts every callback by endpoint and outcome, with CDR batches
   t.equal(sample(samples, `${h}_count`, { endpoint: 'passthru', outcome: 'rejected' }), 1, 'the refused one has its own series');
   t.equal(sample(samples, `${h}_bucket`, { ...labels, le: '+Inf' }), answered + 5);
   const buckets = samples.filter((s) => s.name === `${h}_bucket` && s.labels.outcome === 'answered').map((s) => s.value);
-  t.same(buckets, [...buckets].sort((a, b) => a - b), 'buckets are cumulative');
-  t.ok(samples.some((s) => s.name === `${h}_bucket` && s.labels.le === '0.001'), 'millisecond buckets');
+  t.same(
+    buckets,
+    [...buckets].sort((a, b) => a - b),
+    'buckets are cumulative',
+  );
+  t.ok(
+    samples.some((s) => s.name === `${h}_bucket` && s.labels.le === '0.001'),
+    'millisecond buckets',
+  );
   const sum = sample(samples, `${h}_sum`, labels)!;
   t.ok(sum > 0 && sum < 12 * 2.5, `latency sum ${sum}s is plausible`);
 
@@ -116,7 +124,8 @@ t.test('/metrics counts dial-state statements: requests per statement, and their
   const ctx = await buildTestApp(t);
   const agents = ['+919800000001', '+919800000002'];
   const flow = await ctx.admin({
-    method: 'POST', url: '/admin/flows',
+    method: 'POST',
+    url: '/admin/flows',
     payload: { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { numbers: agents }, onError: { numbers: agents } },
   });
   t.equal(flow.statusCode, 201);
@@ -129,7 +138,10 @@ t.test('/metrics counts dial-state statements: requests per statement, and their
   t.equal((await dialWhom('d-0')).body, agents.join(','));
   // The first goes alone; the others wait for it and go together.
   const burst = await Promise.all(Array.from({ length: 6 }, (_, i) => dialWhom(`d-${i + 1}`)));
-  t.same(burst.map((r) => r.body), Array(6).fill(agents.join(',')));
+  t.same(
+    burst.map((r) => r.body),
+    Array(6).fill(agents.join(',')),
+  );
 
   const { samples, types } = await scrape(ctx);
   t.equal(types.get('exoroute_dial_batch_size'), 'histogram');
@@ -175,16 +187,41 @@ t.test('without METRICS_TOKEN, /metrics is open', async (t) => {
 
 t.test('/metrics counts dial-group members by state, each once', async (t) => {
   const ctx = await buildTestApp(t);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'sales', name: 'Sales', strategy: 'sequential',
-    members: [{ number: '09811100001' }, { number: '09811100002' }, { number: '09811100003' }, { number: '09811100004', active: false }],
-  } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'support', name: 'Support', strategy: 'sequential', members: [{ number: '09811100001' }, { number: '09811100005' }],
-  } })).statusCode, 201);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'sales',
+          name: 'Sales',
+          strategy: 'sequential',
+          members: [{ number: '09811100001' }, { number: '09811100002' }, { number: '09811100003' }, { number: '09811100004', active: false }],
+        },
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'support',
+          name: 'Support',
+          strategy: 'sequential',
+          members: [{ number: '09811100001' }, { number: '09811100005' }],
+        },
+      })
+    ).statusCode,
+    201,
+  );
   t.equal((await ctx.admin({ method: 'PUT', url: '/admin/agents/09811100002/availability', payload: { status: 'away' } })).statusCode, 200);
   await ctx.db.pool.query(`INSERT INTO agent_states (number, busy, busy_since, updated_at) VALUES ('+919811100001', true, now(), now())`);
-  await ctx.db.pool.query(`INSERT INTO agent_states (number, paused_until, paused_reason, updated_at) VALUES ('+919811100005', now() + interval '1 hour', '2 missed offers', now())`);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_states (number, paused_until, paused_reason, updated_at) VALUES ('+919811100005', now() + interval '1 hour', '2 missed offers', now())`,
+  );
   for (let i = 0; i < 300 && ctx.app.rules.current?.availability.get('+919811100002')?.status !== 'away'; i++) await new Promise((r) => setTimeout(r, 10));
   const { samples, types } = await scrape(ctx);
   t.equal(types.get('exoroute_agents'), 'gauge');

@@ -38,17 +38,40 @@ const passthruRules: Rule[] = [
 ];
 const FLOWS: Flow[] = [
   { slug: 'inbound', name: 'Main line', type: 'passthru', mode: 'sync', rules: passthruRules, otherwise: { branch: 'A' }, onError: { branch: 'B' }, ...stamp },
-  { slug: 'inbound-async', name: 'Main line, async', type: 'passthru', mode: 'async', rules: passthruRules, otherwise: { branch: 'A' }, onError: { branch: 'B' }, ...stamp },
   {
-    slug: 'menu', name: 'IVR menu', type: 'switch', mode: 'sync',
+    slug: 'inbound-async',
+    name: 'Main line, async',
+    type: 'passthru',
+    mode: 'async',
+    rules: passthruRules,
+    otherwise: { branch: 'A' },
+    onError: { branch: 'B' },
+    ...stamp,
+  },
+  {
+    slug: 'menu',
+    name: 'IVR menu',
+    type: 'switch',
+    mode: 'sync',
     rules: [
       { name: 'sales', when: { digits: { equals: '1' } }, then: { select: 'sales' } },
       { name: 'support', when: { digits: { equals: '2' } }, then: { select: 'support' } },
       { name: 'press 3 in hours', when: { digits: { equals: '3' }, openBy: 'support' }, then: { select: 'support' } },
     ],
-    otherwise: { select: 'operator' }, onError: { select: 'fallback' }, ...stamp,
+    otherwise: { select: 'operator' },
+    onError: { select: 'fallback' },
+    ...stamp,
   },
-  { slug: 'agents', name: 'Agents', type: 'dial', mode: 'sync', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919812345678'] }, ...stamp },
+  {
+    slug: 'agents',
+    name: 'Agents',
+    type: 'dial',
+    mode: 'sync',
+    rules: [],
+    otherwise: { dialGroup: 'sales' },
+    onError: { numbers: ['+919812345678'] },
+    ...stamp,
+  },
 ];
 
 const SNAPSHOT: RulesSnapshot = {
@@ -66,7 +89,12 @@ const NO_VIP_LISTS: RulesSnapshot = { ...SNAPSHOT, vipLists: new Map() };
 const NO_SCHEDULES: RulesSnapshot = { ...SNAPSHOT, schedules: new Map() };
 
 function answer(opts: {
-  endpoint: Endpoint; flowSlug: string; call?: ExotelCall; snapshot?: RulesSnapshot | null; at?: Date; elapsedMs?: number;
+  endpoint: Endpoint;
+  flowSlug: string;
+  call?: ExotelCall;
+  snapshot?: RulesSnapshot | null;
+  at?: Date;
+  elapsedMs?: number;
 }): CallbackResult {
   return answerCallback({
     snapshot: opts.snapshot === undefined ? SNAPSHOT : opts.snapshot,
@@ -89,7 +117,10 @@ t.test('refusals', async (t) => {
     const r = answer({ endpoint: 'passthru', flowSlug: 'inbound', snapshot: null });
     t.strictSame(r, {
       answer: { statusCode: 503, contentType: JSON_TYPE, body: errorBody(503, 'Service Unavailable', 'routing rules are not loaded yet') },
-      outcome: 'rejected', reason: 'routing rules are not loaded yet', decision: null, flow: null,
+      outcome: 'rejected',
+      reason: 'routing rules are not loaded yet',
+      decision: null,
+      flow: null,
     });
   });
 
@@ -98,7 +129,7 @@ t.test('refusals', async (t) => {
     t.equal(r.answer.statusCode, 404);
     t.equal(r.outcome, 'rejected');
     t.equal(r.reason, "no flow 'no-such-flow'");
-    t.equal(r.answer.body, errorBody(404, 'Not Found', "no flow 'no-such-flow'"), 'the body is Fastify\'s error shape with the reason');
+    t.equal(r.answer.body, errorBody(404, 'Not Found', "no flow 'no-such-flow'"), "the body is Fastify's error shape with the reason");
     t.equal(r.answer.contentType, JSON_TYPE);
     t.equal(r.decision, null);
     t.equal(r.flow, null);
@@ -127,7 +158,10 @@ t.test('refusals', async (t) => {
     ['CallSid sent as blanks', callOf({ CallSid: '   ', CallFrom: '09812345678' })],
   ];
   for (const [what, c] of noSid) {
-    for (const [endpoint, slug] of [['passthru', 'inbound'], ['switch', 'menu']] as const) {
+    for (const [endpoint, slug] of [
+      ['passthru', 'inbound'],
+      ['switch', 'menu'],
+    ] as const) {
       t.test(`${what} on ${endpoint}: 400 'CallSid is missing', flow known, nothing decided`, async (t) => {
         const r = answer({ endpoint, flowSlug: slug, call: c });
         t.equal(r.answer.statusCode, 400);

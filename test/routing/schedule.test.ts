@@ -11,11 +11,7 @@ const NEW_YORK = 'America/New_York';
 const ALL_DAYS: Weekday[] = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'];
 const WORK_DAYS: Weekday[] = ['mon', 'tue', 'wed', 'thu', 'fri'];
 
-function rules(
-  weekly: WeeklyWindow[],
-  exceptions: ScheduleRules['exceptions'] = [],
-  timezone: string = KOLKATA,
-): ScheduleRules {
+function rules(weekly: WeeklyWindow[], exceptions: ScheduleRules['exceptions'] = [], timezone: string = KOLKATA): ScheduleRules {
   return { timezone, weekly, exceptions };
 }
 
@@ -62,7 +58,13 @@ t.test('weekly windows need not be listed in day or time order', async (t) => {
     { day: 'wed', open: '09:00', close: '12:00' },
   ]);
   check(t, r, '2026-01-07T08:00:00+05:30', closed('outside weekly windows', '2026-01-07T09:00:00+05:30'), 'Wednesday morning: earliest window opens first');
-  check(t, r, '2026-01-07T12:00:00+05:30', closed('outside weekly windows', '2026-01-07T14:00:00+05:30'), 'Wednesday lunch: next is the later-listed-earlier window');
+  check(
+    t,
+    r,
+    '2026-01-07T12:00:00+05:30',
+    closed('outside weekly windows', '2026-01-07T14:00:00+05:30'),
+    'Wednesday lunch: next is the later-listed-earlier window',
+  );
   check(t, r, '2026-01-07T18:00:00+05:30', closed('outside weekly windows', '2026-01-12T09:00:00+05:30'), 'after Wednesday: next is Monday');
 });
 
@@ -85,7 +87,13 @@ t.test('touching windows are one span: no change at the seam', async (t) => {
   check(t, r, '2026-01-05T08:00:00+05:30', closed('outside weekly windows', '2026-01-05T09:00:00+05:30'), 'before: opens at 09:00');
   check(t, r, '2026-01-05T10:00:00+05:30', open('weekly window mon 09:00-13:00', '2026-01-05T18:00:00+05:30'), 'first half: nextChangeAt skips the 13:00 seam');
   check(t, r, '2026-01-05T12:59:59.999+05:30', open('weekly window mon 09:00-13:00', '2026-01-05T18:00:00+05:30'), 'just before the seam: open');
-  check(t, r, '2026-01-05T13:00:00+05:30', open('weekly window mon 13:00-18:00', '2026-01-05T18:00:00+05:30'), 'at the seam: still open, reason is the window that contains it');
+  check(
+    t,
+    r,
+    '2026-01-05T13:00:00+05:30',
+    open('weekly window mon 13:00-18:00', '2026-01-05T18:00:00+05:30'),
+    'at the seam: still open, reason is the window that contains it',
+  );
 });
 
 t.test('overlapping windows are a union; reason is the earliest-starting containing window', async (t) => {
@@ -94,7 +102,13 @@ t.test('overlapping windows are a union; reason is the earliest-starting contain
     { day: 'mon', open: '09:00', close: '14:00' },
     { day: 'mon', open: '10:00', close: '11:00' },
   ]);
-  check(t, r, '2026-01-05T10:30:00+05:30', open('weekly window mon 09:00-14:00', '2026-01-05T18:00:00+05:30'), 'inside three windows: open until the union ends');
+  check(
+    t,
+    r,
+    '2026-01-05T10:30:00+05:30',
+    open('weekly window mon 09:00-14:00', '2026-01-05T18:00:00+05:30'),
+    'inside three windows: open until the union ends',
+  );
   check(t, r, '2026-01-05T13:00:00+05:30', open('weekly window mon 09:00-14:00', '2026-01-05T18:00:00+05:30'), 'overlap of two: earliest start explains it');
   check(t, r, '2026-01-05T15:00:00+05:30', open('weekly window mon 12:00-18:00', '2026-01-05T18:00:00+05:30'), 'only the later window: that one');
   check(t, r, '2026-01-05T18:00:00+05:30', closed('outside weekly windows', '2026-01-12T09:00:00+05:30'), 'after the union: closed');
@@ -140,10 +154,22 @@ t.test('a midnight span touching the next day window is one span', async (t) => 
     { day: 'wed', open: '18:00', close: '24:00' },
     { day: 'thu', open: '00:00', close: '06:00' },
   ]);
-  check(t, r, '2026-01-05T23:00:00+05:30', open('weekly window mon 22:00-02:00', '2026-01-06T05:00:00+05:30'), 'Monday night: open until Tuesday 05:00, no change at 02:00');
+  check(
+    t,
+    r,
+    '2026-01-05T23:00:00+05:30',
+    open('weekly window mon 22:00-02:00', '2026-01-06T05:00:00+05:30'),
+    'Monday night: open until Tuesday 05:00, no change at 02:00',
+  );
   check(t, r, '2026-01-06T02:00:00+05:30', open('weekly window tue 02:00-05:00', '2026-01-06T05:00:00+05:30'), 'Tuesday 02:00: open by the Tuesday window');
   check(t, r, '2026-01-07T20:00:00+05:30', open('weekly window wed 18:00-24:00', '2026-01-08T06:00:00+05:30'), '24:00 touching 00:00: no change at midnight');
-  check(t, r, '2026-01-08T00:00:00+05:30', open('weekly window thu 00:00-06:00', '2026-01-08T06:00:00+05:30'), 'Thursday midnight: open by the Thursday window');
+  check(
+    t,
+    r,
+    '2026-01-08T00:00:00+05:30',
+    open('weekly window thu 00:00-06:00', '2026-01-08T06:00:00+05:30'),
+    'Thursday midnight: open by the Thursday window',
+  );
 });
 
 t.test('overlapping midnight span and next-day window: reason is the earlier start', async (t) => {
@@ -196,8 +222,20 @@ t.test('empty schedule: closed, reason no weekly windows, nextChangeAt null', as
 t.test('exception closed: holiday on a normal weekday', async (t) => {
   const r = rules(every(WORK_DAYS, '09:00', '18:00'), [{ date: '2026-12-25', closed: true, note: 'Christmas' }]);
   check(t, r, '2026-12-24T17:00:00+05:30', open('weekly window thu 09:00-18:00', '2026-12-24T18:00:00+05:30'), 'day before: normal hours');
-  check(t, r, '2026-12-24T19:00:00+05:30', closed('outside weekly windows', '2026-12-28T09:00:00+05:30'), 'evening before: nextChangeAt jumps over the holiday and weekend');
-  check(t, r, '2026-12-25T10:00:00+05:30', closed('exception 2026-12-25: closed', '2026-12-28T09:00:00+05:30'), 'holiday during normal hours: closed by the exception');
+  check(
+    t,
+    r,
+    '2026-12-24T19:00:00+05:30',
+    closed('outside weekly windows', '2026-12-28T09:00:00+05:30'),
+    'evening before: nextChangeAt jumps over the holiday and weekend',
+  );
+  check(
+    t,
+    r,
+    '2026-12-25T10:00:00+05:30',
+    closed('exception 2026-12-25: closed', '2026-12-28T09:00:00+05:30'),
+    'holiday during normal hours: closed by the exception',
+  );
   check(t, r, '2026-12-25T00:00:00+05:30', closed('exception 2026-12-25: closed', '2026-12-28T09:00:00+05:30'), 'holiday midnight: closed');
   check(t, r, '2027-01-01T10:00:00+05:30', open('weekly window fri 09:00-18:00', '2027-01-01T18:00:00+05:30'), 'a week later: normal again');
 });
@@ -205,8 +243,20 @@ t.test('exception closed: holiday on a normal weekday', async (t) => {
 t.test('exception dates are local calendar dates in the schedule timezone', async (t) => {
   const r = rules(every(ALL_DAYS, '00:00', '24:00'), [{ date: '2026-12-25', closed: true }]);
   // 18:30Z on the 24th is midnight of the 25th in Kolkata.
-  check(t, r, '2026-12-24T18:29:59Z', open('weekly window thu 00:00-24:00', '2026-12-25T00:00:00+05:30'), 'last second of the 24th local: open, closes at local midnight');
-  check(t, r, '2026-12-24T18:30:00Z', closed('exception 2026-12-25: closed', '2026-12-26T00:00:00+05:30'), 'local midnight of the 25th (still the 24th in UTC): closed');
+  check(
+    t,
+    r,
+    '2026-12-24T18:29:59Z',
+    open('weekly window thu 00:00-24:00', '2026-12-25T00:00:00+05:30'),
+    'last second of the 24th local: open, closes at local midnight',
+  );
+  check(
+    t,
+    r,
+    '2026-12-24T18:30:00Z',
+    closed('exception 2026-12-25: closed', '2026-12-26T00:00:00+05:30'),
+    'local midnight of the 25th (still the 24th in UTC): closed',
+  );
   check(t, r, '2026-12-25T18:29:00Z', closed('exception 2026-12-25: closed', '2026-12-26T00:00:00+05:30'), 'late on the 25th local: closed');
   check(t, r, '2026-12-25T18:30:00Z', open('weekly window sat 00:00-24:00', null), 'the 26th local: open for good');
 });
@@ -228,7 +278,13 @@ t.test('exception special hours replace the weekly windows on that date', async 
   check(t, r, '2026-12-31T08:00:00+05:30', closed(outside, '2026-12-31T09:00:00+05:30'), 'before special opening: closed, reason names the special hours');
   check(t, r, '2026-12-31T09:00:00+05:30', open(special, '2026-12-31T13:00:00+05:30'), 'at special opening: open');
   check(t, r, '2026-12-31T12:59:00+05:30', open(special, '2026-12-31T13:00:00+05:30'), 'inside special hours: open');
-  check(t, r, '2026-12-31T13:00:00+05:30', closed(outside, '2027-01-01T09:00:00+05:30'), 'at special close: closed although the weekly window would still be open');
+  check(
+    t,
+    r,
+    '2026-12-31T13:00:00+05:30',
+    closed(outside, '2027-01-01T09:00:00+05:30'),
+    'at special close: closed although the weekly window would still be open',
+  );
   check(t, r, '2026-12-31T15:00:00+05:30', closed(outside, '2027-01-01T09:00:00+05:30'), 'afternoon: closed; next is the normal Friday opening');
 });
 
@@ -236,7 +292,13 @@ t.test('explicit closed:false special hours open a day that has no weekly window
   const r = rules(every(WORK_DAYS, '09:00', '18:00'), [{ date: '2026-12-27', closed: false, open: '10:00', close: '14:00' }]);
   check(t, r, '2026-12-26T12:00:00+05:30', closed('outside weekly windows', '2026-12-27T10:00:00+05:30'), 'Saturday: next is the special Sunday opening');
   check(t, r, '2026-12-27T11:00:00+05:30', open('exception 2026-12-27: special hours 10:00-14:00', '2026-12-27T14:00:00+05:30'), 'Sunday special hours: open');
-  check(t, r, '2026-12-27T14:00:00+05:30', closed('exception 2026-12-27: outside special hours 10:00-14:00', '2026-12-28T09:00:00+05:30'), 'after special hours: closed until Monday');
+  check(
+    t,
+    r,
+    '2026-12-27T14:00:00+05:30',
+    closed('exception 2026-12-27: outside special hours 10:00-14:00', '2026-12-28T09:00:00+05:30'),
+    'after special hours: closed until Monday',
+  );
 });
 
 t.test('special hours work without any weekly windows', async (t) => {
@@ -250,7 +312,13 @@ t.test('a closed exception on the date a previous night span spills into cuts it
   const r = rules(every(ALL_DAYS, '22:00', '02:00'), [{ date: '2026-01-06', closed: true }]);
   check(t, r, '2026-01-05T22:00:00+05:30', open('weekly window mon 22:00-02:00', '2026-01-06T00:00:00+05:30'), 'Monday 22:00: open only until midnight');
   check(t, r, '2026-01-05T23:59:59.999+05:30', open('weekly window mon 22:00-02:00', '2026-01-06T00:00:00+05:30'), 'last instant before the holiday: open');
-  check(t, r, '2026-01-06T00:00:00+05:30', closed('exception 2026-01-06: closed', '2026-01-07T22:00:00+05:30'), 'holiday midnight: closed, the spill from Monday is cut');
+  check(
+    t,
+    r,
+    '2026-01-06T00:00:00+05:30',
+    closed('exception 2026-01-06: closed', '2026-01-07T22:00:00+05:30'),
+    'holiday midnight: closed, the spill from Monday is cut',
+  );
 });
 
 t.test('a closed date drops its own midnight span but not the span spilling out of the previous day into the next one', async (t) => {
@@ -258,17 +326,47 @@ t.test('a closed date drops its own midnight span but not the span spilling out 
   // Tuesday is closed: Monday's span ends at Tuesday 00:00, Tuesday's own 22:00-02:00 does not happen,
   // so Wednesday 00:00-02:00 is closed as well and the next opening is Wednesday 22:00.
   check(t, r, '2026-01-06T23:00:00+05:30', closed('exception 2026-01-06: closed', '2026-01-07T22:00:00+05:30'), 'Tuesday night: closed');
-  check(t, r, '2026-01-07T01:00:00+05:30', closed('outside weekly windows', '2026-01-07T22:00:00+05:30'), 'Wednesday 01:00: nothing spills from the closed Tuesday');
+  check(
+    t,
+    r,
+    '2026-01-07T01:00:00+05:30',
+    closed('outside weekly windows', '2026-01-07T22:00:00+05:30'),
+    'Wednesday 01:00: nothing spills from the closed Tuesday',
+  );
   check(t, r, '2026-01-07T22:00:00+05:30', open('weekly window wed 22:00-02:00', '2026-01-08T02:00:00+05:30'), 'Wednesday night: back to normal');
 });
 
 t.test('special hours on the spill-over date replace the previous night span', async (t) => {
   const r = rules([{ day: 'mon', open: '22:00', close: '02:00' }], [{ date: '2026-01-06', open: '01:00', close: '03:00' }]);
   check(t, r, '2026-01-05T23:00:00+05:30', open('weekly window mon 22:00-02:00', '2026-01-06T00:00:00+05:30'), 'Monday night: open until midnight only');
-  check(t, r, '2026-01-06T00:30:00+05:30', closed('exception 2026-01-06: outside special hours 01:00-03:00', '2026-01-06T01:00:00+05:30'), 'Tuesday 00:30: the spill is cut, closed');
-  check(t, r, '2026-01-06T01:30:00+05:30', open('exception 2026-01-06: special hours 01:00-03:00', '2026-01-06T03:00:00+05:30'), 'Tuesday 01:30: open by the special hours');
-  check(t, r, '2026-01-06T02:30:00+05:30', open('exception 2026-01-06: special hours 01:00-03:00', '2026-01-06T03:00:00+05:30'), 'Tuesday 02:30: open past the weekly 02:00');
-  check(t, r, '2026-01-06T03:00:00+05:30', closed('exception 2026-01-06: outside special hours 01:00-03:00', '2026-01-12T22:00:00+05:30'), 'Tuesday 03:00: closed');
+  check(
+    t,
+    r,
+    '2026-01-06T00:30:00+05:30',
+    closed('exception 2026-01-06: outside special hours 01:00-03:00', '2026-01-06T01:00:00+05:30'),
+    'Tuesday 00:30: the spill is cut, closed',
+  );
+  check(
+    t,
+    r,
+    '2026-01-06T01:30:00+05:30',
+    open('exception 2026-01-06: special hours 01:00-03:00', '2026-01-06T03:00:00+05:30'),
+    'Tuesday 01:30: open by the special hours',
+  );
+  check(
+    t,
+    r,
+    '2026-01-06T02:30:00+05:30',
+    open('exception 2026-01-06: special hours 01:00-03:00', '2026-01-06T03:00:00+05:30'),
+    'Tuesday 02:30: open past the weekly 02:00',
+  );
+  check(
+    t,
+    r,
+    '2026-01-06T03:00:00+05:30',
+    closed('exception 2026-01-06: outside special hours 01:00-03:00', '2026-01-12T22:00:00+05:30'),
+    'Tuesday 03:00: closed',
+  );
 });
 
 t.test('special hours from midnight join the previous night span without a change at midnight', async (t) => {
@@ -292,14 +390,23 @@ t.test('special hours spanning midnight into a date with its own exception stop 
     { date: '2027-01-01', closed: true },
   ]);
   check(t, r, '2026-12-31T23:00:00+05:30', open('exception 2026-12-31: special hours 20:00-02:00', '2027-01-01T00:00:00+05:30'), 'open only until midnight');
-  check(t, r, '2027-01-01T01:00:00+05:30', closed('exception 2027-01-01: closed', '2027-01-04T09:00:00+05:30'), 'the next date is governed by its own exception');
+  check(
+    t,
+    r,
+    '2027-01-01T01:00:00+05:30',
+    closed('exception 2027-01-01: closed', '2027-01-04T09:00:00+05:30'),
+    'the next date is governed by its own exception',
+  );
 });
 
 t.test('special hours on consecutive dates chain across midnight', async (t) => {
-  const r = rules([], [
-    { date: '2026-12-31', open: '20:00', close: '24:00' },
-    { date: '2027-01-01', open: '00:00', close: '04:00' },
-  ]);
+  const r = rules(
+    [],
+    [
+      { date: '2026-12-31', open: '20:00', close: '24:00' },
+      { date: '2027-01-01', open: '00:00', close: '04:00' },
+    ],
+  );
   check(t, r, '2026-12-31T21:00:00+05:30', open('exception 2026-12-31: special hours 20:00-24:00', '2027-01-01T04:00:00+05:30'));
 });
 
@@ -322,7 +429,13 @@ t.test('the same instant written with different offsets gives identical results'
   const cases: Array<{ r: ScheduleRules; spellings: string[] }> = [
     {
       r: rules([{ day: 'mon', open: '09:00', close: '18:00' }]),
-      spellings: ['2026-01-05T09:30:00+05:30', '2026-01-05T04:00:00Z', '2026-01-04T23:00:00-05:00', '2026-01-05T13:00:00+09:00', '2026-01-05T04:00:00.000+00:00'],
+      spellings: [
+        '2026-01-05T09:30:00+05:30',
+        '2026-01-05T04:00:00Z',
+        '2026-01-04T23:00:00-05:00',
+        '2026-01-05T13:00:00+09:00',
+        '2026-01-05T04:00:00.000+00:00',
+      ],
     },
     {
       r: rules([{ day: 'mon', open: '09:00', close: '18:00' }]),
@@ -349,7 +462,13 @@ t.test('Europe/London spring forward (2026-03-29 01:00 GMT -> 02:00 BST)', async
   check(t, r, '2026-03-29T00:59:00Z', closed('outside weekly windows', '2026-03-29T02:00:00+01:00'), '00:59 GMT: closed, opens at 02:00 BST');
   check(t, r, '2026-03-29T01:00:00Z', open(reason, '2026-03-29T03:00:00+01:00'), '02:00 BST: open');
   check(t, r, '2026-03-29T01:59:00Z', open(reason, '2026-03-29T03:00:00+01:00'), '02:59 BST: open');
-  check(t, r, '2026-03-29T02:00:00Z', closed('outside weekly windows', '2026-04-05T01:00:00+01:00'), '03:00 BST: closed after one real hour; next week opens 01:00 BST');
+  check(
+    t,
+    r,
+    '2026-03-29T02:00:00Z',
+    closed('outside weekly windows', '2026-04-05T01:00:00+01:00'),
+    '03:00 BST: closed after one real hour; next week opens 01:00 BST',
+  );
   // A week later the same window is two real hours long.
   check(t, r, '2026-04-05T00:00:00Z', open(reason, '2026-04-05T03:00:00+01:00'), 'next Sunday 01:00 BST (00:00Z): open');
   check(t, r, '2026-04-05T01:59:00Z', open(reason, '2026-04-05T03:00:00+01:00'), 'next Sunday 02:59 BST: open');
@@ -435,17 +554,53 @@ t.test('America/New_York fall back (2026-11-01 02:00 EDT -> 01:00 EST)', async (
 t.test('exceptions and DST together: closed holiday on the London spring-forward Sunday', async (t) => {
   const r = rules(every(ALL_DAYS, '00:00', '24:00'), [{ date: '2026-03-29', closed: true }], LONDON);
   check(t, r, '2026-03-28T23:59:00Z', open('weekly window sat 00:00-24:00', '2026-03-29T00:00:00+00:00'), 'Saturday 23:59 GMT: closes at midnight');
-  check(t, r, '2026-03-29T12:00:00Z', closed('exception 2026-03-29: closed', '2026-03-30T00:00:00+01:00'), 'the 23-hour Sunday: closed, reopens Monday 00:00 BST');
+  check(
+    t,
+    r,
+    '2026-03-29T12:00:00Z',
+    closed('exception 2026-03-29: closed', '2026-03-30T00:00:00+01:00'),
+    'the 23-hour Sunday: closed, reopens Monday 00:00 BST',
+  );
 });
 
 t.test('nextChangeAt horizon is 366 days', async (t) => {
   const at = '2026-01-01T00:00:00+05:30';
-  check(t, rules([], [{ date: '2027-01-01', open: '09:00', close: '10:00' }]), at, closed('no weekly windows', '2027-01-01T09:00:00+05:30'), 'an opening 365 days 9 hours ahead is found');
-  check(t, rules([], [{ date: '2027-01-02', open: '09:00', close: '10:00' }]), at, closed('no weekly windows', null), 'an opening 366 days 9 hours ahead is beyond the horizon');
-  check(t, rules([], [{ date: '2027-01-01', open: '23:00', close: '01:00' }]), '2027-01-01T23:30:00+05:30', open('exception 2027-01-01: special hours 23:00-01:00', '2027-01-02T01:00:00+05:30'), 'close after the year boundary is still found');
+  check(
+    t,
+    rules([], [{ date: '2027-01-01', open: '09:00', close: '10:00' }]),
+    at,
+    closed('no weekly windows', '2027-01-01T09:00:00+05:30'),
+    'an opening 365 days 9 hours ahead is found',
+  );
+  check(
+    t,
+    rules([], [{ date: '2027-01-02', open: '09:00', close: '10:00' }]),
+    at,
+    closed('no weekly windows', null),
+    'an opening 366 days 9 hours ahead is beyond the horizon',
+  );
+  check(
+    t,
+    rules([], [{ date: '2027-01-01', open: '23:00', close: '01:00' }]),
+    '2027-01-01T23:30:00+05:30',
+    open('exception 2027-01-01: special hours 23:00-01:00', '2027-01-02T01:00:00+05:30'),
+    'close after the year boundary is still found',
+  );
   const always = every(ALL_DAYS, '00:00', '00:00');
-  check(t, rules(always, [{ date: '2026-10-28', closed: true }]), at, open('weekly window thu 00:00-00:00', '2026-10-28T00:00:00+05:30'), 'always open with a holiday 300 days away: closes at it');
-  check(t, rules(always, [{ date: '2027-02-05', closed: true }]), at, open('weekly window thu 00:00-00:00', null), 'always open with a holiday 400 days away: null');
+  check(
+    t,
+    rules(always, [{ date: '2026-10-28', closed: true }]),
+    at,
+    open('weekly window thu 00:00-00:00', '2026-10-28T00:00:00+05:30'),
+    'always open with a holiday 300 days away: closes at it',
+  );
+  check(
+    t,
+    rules(always, [{ date: '2027-02-05', closed: true }]),
+    at,
+    open('weekly window thu 00:00-00:00', null),
+    'always open with a holiday 400 days away: null',
+  );
 });
 
 t.test('invalid input is rejected', async (t) => {
@@ -493,7 +648,8 @@ function sweep(t: Test, r: ScheduleRules, fromIso: string, days: number): void {
     if (prev !== undefined) {
       const prevChange = prev.status.nextChangeAt === null ? Infinity : new Date(prev.status.nextChangeAt).getTime();
       if (prevChange > ms && status.open !== prev.status.open) problems.push(`${iso}: flipped without nextChangeAt from ${new Date(prev.ms).toISOString()}`);
-      if (prevChange > ms && status.nextChangeAt !== prev.status.nextChangeAt) problems.push(`${iso}: nextChangeAt moved from ${prev.status.nextChangeAt} to ${status.nextChangeAt}`);
+      if (prevChange > ms && status.nextChangeAt !== prev.status.nextChangeAt)
+        problems.push(`${iso}: nextChangeAt moved from ${prev.status.nextChangeAt} to ${status.nextChangeAt}`);
       if (status.open !== prev.status.open) flips++;
     }
     prev = { ms, status };
@@ -565,11 +721,17 @@ t.test('sweep: Asia/Kolkata with holidays and midnight spans', async (t) => {
 t.test('isOpen on one rules object, asked in random order across DST and exceptions, agrees with scheduleStatus', async (t) => {
   const r = rules(
     [...every(WORK_DAYS, '09:00', '18:00'), { day: 'sat', open: '22:00', close: '02:00' }, { day: 'sun', open: '01:30', close: '03:00' }],
-    [{ date: '2026-03-30', closed: true }, { date: '2026-10-24', open: '10:00', close: '01:00' }],
+    [
+      { date: '2026-03-30', closed: true },
+      { date: '2026-10-24', open: '10:00', close: '01:00' },
+    ],
     'Europe/London',
   );
   let seed = 42;
-  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed / 2 ** 31;
+  };
   const from = new Date('2026-03-20T00:00:00Z').getTime();
   const problems: string[] = [];
   for (let i = 0; i < 3000; i++) {
@@ -585,16 +747,26 @@ t.test('an override decides alone until its until, then the windows and exceptio
   const setAt = new Date('2026-01-05T00:00:00Z');
   // closed for an emergency on Monday 10:00–14:00 (inside the window)
   const emergency = { ...weekdays, override: { open: false, reason: 'flooding', until: new Date('2026-01-05T14:00:00+05:30'), setAt } };
-  check(t, emergency, '2026-01-05T11:00:00+05:30', closed('override: flooding until 2026-01-05T14:00:00+05:30', '2026-01-05T14:00:00+05:30'),
-    'closed by the override; it flips back open at until, inside the window');
+  check(
+    t,
+    emergency,
+    '2026-01-05T11:00:00+05:30',
+    closed('override: flooding until 2026-01-05T14:00:00+05:30', '2026-01-05T14:00:00+05:30'),
+    'closed by the override; it flips back open at until, inside the window',
+  );
   check(t, emergency, '2026-01-05T14:00:00+05:30', open('weekly window mon 09:00-18:00', '2026-01-05T18:00:00+05:30'), 'until is exclusive');
   // open on Tuesday's holiday, until Tuesday 16:00: after that the exception (closed) decides until Wednesday 09:00
   const holidayShift = { ...weekdays, override: { open: true, reason: 'year-end rush', until: '2026-01-06T16:00:00+05:30', setAt } };
   check(t, holidayShift, '2026-01-06T12:00:00+05:30', open('override: year-end rush until 2026-01-06T16:00:00+05:30', '2026-01-06T16:00:00+05:30'));
   // an override that agrees with the windows at its end: the next change is the windows' own
   const lateClose = { ...weekdays, override: { open: false, reason: 'stocktake', until: new Date('2026-01-05T20:00:00+05:30'), setAt } };
-  check(t, lateClose, '2026-01-05T12:00:00+05:30', closed('override: stocktake until 2026-01-05T20:00:00+05:30', '2026-01-07T09:00:00+05:30'),
-    'closed at until anyway (18:00 has passed, Tuesday is a holiday): next change Wednesday 09:00');
+  check(
+    t,
+    lateClose,
+    '2026-01-05T12:00:00+05:30',
+    closed('override: stocktake until 2026-01-05T20:00:00+05:30', '2026-01-07T09:00:00+05:30'),
+    'closed at until anyway (18:00 has passed, Tuesday is a holiday): next change Wednesday 09:00',
+  );
   const indefinite = { ...weekdays, override: { open: false, reason: 'system outage', until: null, setAt } };
   check(t, indefinite, '2026-03-02T10:00:00+05:30', closed('override: system outage until it is deleted', null), 'no until: until deleted, no next change');
   check(t, { ...weekdays, override: null }, '2026-01-05T11:00:00+05:30', open('weekly window mon 09:00-18:00', '2026-01-05T18:00:00+05:30'), 'none');

@@ -12,11 +12,33 @@ import { CdrSpool } from '../../src/store/cdr-spool.js';
 import type { Database } from '../../src/store/database.js';
 
 const record = (over: Partial<CdrRecord> = {}): CdrRecord => ({
-  receivedAt: new Date(), endpoint: 'passthru', flowSlug: 'f', callSid: 'c', callFrom: '+919812345678', callFromRaw: '09812345678',
-  callTo: null, callToRaw: null, direction: 'incoming', callStatus: null, callType: null, digits: null, customField: null,
-  dialCallStatus: null, dialWhomNumber: null, legs: null, params: { CallSid: 'c' }, decision: { action: { branch: 'A' } },
-  matchedRule: null, outcome: 'answered', reason: null, httpStatus: 200, responseBody: '', handlingMs: 0.5, attempt: 1,
-  idempotencyKey: randomUUID(), ...over,
+  receivedAt: new Date(),
+  endpoint: 'passthru',
+  flowSlug: 'f',
+  callSid: 'c',
+  callFrom: '+919812345678',
+  callFromRaw: '09812345678',
+  callTo: null,
+  callToRaw: null,
+  direction: 'incoming',
+  callStatus: null,
+  callType: null,
+  digits: null,
+  customField: null,
+  dialCallStatus: null,
+  dialWhomNumber: null,
+  legs: null,
+  params: { CallSid: 'c' },
+  decision: { action: { branch: 'A' } },
+  matchedRule: null,
+  outcome: 'answered',
+  reason: null,
+  httpStatus: 200,
+  responseBody: '',
+  handlingMs: 0.5,
+  attempt: 1,
+  idempotencyKey: randomUUID(),
+  ...over,
 });
 
 t.test('idempotency keys are UUIDv7: the time in ms first, so later keys sort later; random otherwise', async (t) => {
@@ -50,16 +72,31 @@ t.test('every field is stored as given; a replayed idempotency key is stored onc
   const db = await migratedDatabase(t);
   const writer = new CdrWriter(db.pool, quietLog);
   const r = record({
-    legs: [{ index: 0, number: { raw: '07200498123', e164: '+917200498123' } }], digits: 'a\u0000b', customField: 'x\ud800y',
-    params: { CallSid: 'c', weird: 'q"\\u0000\'' }, reason: 'why', responseBody: '{"select":"a"}', attempt: 3, handlingMs: 1.234,
+    legs: [{ index: 0, number: { raw: '07200498123', e164: '+917200498123' } }],
+    digits: 'a\u0000b',
+    customField: 'x\ud800y',
+    params: { CallSid: 'c', weird: 'q"\\u0000\'' },
+    reason: 'why',
+    responseBody: '{"select":"a"}',
+    attempt: 3,
+    handlingMs: 1.234,
   });
   await writer.write(r);
   await writer.write({ ...r });
   const rows = await db.prisma.cdr.findMany();
   t.equal(rows.length, 1);
   t.match(rows[0], {
-    endpoint: 'passthru', callSid: 'c', callFrom: '+919812345678', callFromRaw: '09812345678', digits: 'ab', customField: 'x\ufffdy',
-    reason: 'why', responseBody: '{"select":"a"}', attempt: 3, handlingMs: 1.234, idempotencyKey: r.idempotencyKey,
+    endpoint: 'passthru',
+    callSid: 'c',
+    callFrom: '+919812345678',
+    callFromRaw: '09812345678',
+    digits: 'ab',
+    customField: 'x\ufffdy',
+    reason: 'why',
+    responseBody: '{"select":"a"}',
+    attempt: 3,
+    handlingMs: 1.234,
+    idempotencyKey: r.idempotencyKey,
   });
   t.same(rows[0]!.params, { CallSid: 'c', weird: 'q"\\u0000\'' }, 'text that merely looks like an escape is kept');
   t.same(rows[0]!.legs, r.legs);
@@ -71,9 +108,17 @@ t.test('COPY text: tabs, newlines, carriage returns, backslashes and \\N arrive 
   const writer = new CdrWriter(db.pool, quietLog);
   const tricky = 'a\tb\nc\rd\\e\\N f\\\\g\\t';
   const r = record({
-    callSid: 'tricky', reason: tricky, responseBody: '\\N', customField: '', digits: null,
-    params: { CallSid: 'tricky', [tricky]: tricky, nested: '{"x":"\\u00e9"}' }, decision: { trace: [tricky, 'é ✓ 🙂'] },
-    legs: [], handlingMs: 0.000123, attempt: 2_000_000_000, httpStatus: 302,
+    callSid: 'tricky',
+    reason: tricky,
+    responseBody: '\\N',
+    customField: '',
+    digits: null,
+    params: { CallSid: 'tricky', [tricky]: tricky, nested: '{"x":"\\u00e9"}' },
+    decision: { trace: [tricky, 'é ✓ 🙂'] },
+    legs: [],
+    handlingMs: 0.000123,
+    attempt: 2_000_000_000,
+    httpStatus: 302,
   });
   t.equal(await writer.write(r), 'committed');
   const stored = await db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tricky' } });
@@ -96,7 +141,11 @@ t.test('a live batch COPY refuses (a key already stored) goes in again with ON C
   await writer.write(stored);
   const fates = await Promise.all([writer.write(record({ callSid: 'mate' })), writer.write({ ...stored, callSid: 'again' })]);
   t.same(fates, ['committed', 'committed']);
-  t.same((await db.prisma.cdr.findMany({ orderBy: { id: 'asc' } })).map((c) => c.callSid), ['first', 'mate'], 'the duplicate skipped, its batch mate stored');
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { id: 'asc' } })).map((c) => c.callSid),
+    ['first', 'mate'],
+    'the duplicate skipped, its batch mate stored',
+  );
 });
 
 t.test('a COPY still unanswered after queryTimeoutMs is abandoned: its connection is dropped and the CDRs spooled', async (t) => {
@@ -121,7 +170,10 @@ t.test('a failed commit rejects every CDR of its batch, and the writer goes on',
   const writer = new CdrWriter(db.pool, quietLog);
   await db.pool.query('ALTER TABLE cdrs RENAME TO cdrs_away');
   const results = await Promise.allSettled([writer.write(record()), writer.write(record())]);
-  t.same(results.map((r) => r.status), ['rejected', 'rejected']);
+  t.same(
+    results.map((r) => r.status),
+    ['rejected', 'rejected'],
+  );
   t.equal(writer.stats.failures, 1);
   await db.pool.query('ALTER TABLE cdrs_away RENAME TO cdrs');
   await writer.write(record());
@@ -246,7 +298,10 @@ t.test('with Postgres refusing, CDRs go to the fsynced spool and are replayed ex
   t.same(await readdir(spool.dir), [], 'replayed segments are deleted');
   const stored = await db.pool.query<{ call_sid: string; n: number }>('SELECT call_sid, count(*)::int AS n FROM cdrs GROUP BY call_sid');
   t.equal(stored.rowCount, 30);
-  t.ok(stored.rows.every((r) => r.n === 1), 'each CDR stored once');
+  t.ok(
+    stored.rows.every((r) => r.n === 1),
+    'each CDR stored once',
+  );
   t.equal(writer.stats.spooled, 30);
   t.equal(writer.stats.replayed, 30);
 });
@@ -254,7 +309,18 @@ t.test('with Postgres refusing, CDRs go to the fsynced spool and are replayed ex
 t.test('a segment replayed twice (crash between commit and delete) still stores each CDR once', async (t) => {
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
-  await spool.append([{ idempotency_key: randomUUID(), received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} }]);
+  await spool.append([
+    {
+      idempotency_key: randomUUID(),
+      received_at: new Date(),
+      endpoint: 'passthru',
+      outcome: 'answered',
+      http_status: 200,
+      handling_ms: 1,
+      attempt: 1,
+      params: {},
+    },
+  ]);
   await spool.close();
   const [segment] = await readdir(spool.dir);
   const copy = await readFile(path.join(spool.dir, segment!), 'utf8');
@@ -274,14 +340,28 @@ t.test('a torn last line (a crash mid-append, never acknowledged) is skipped, th
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
   await spool.init();
-  const row = (sid: string) => JSON.stringify({ idempotency_key: randomUUID(), call_sid: sid, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} });
+  const row = (sid: string) =>
+    JSON.stringify({
+      idempotency_key: randomUUID(),
+      call_sid: sid,
+      received_at: new Date(),
+      endpoint: 'passthru',
+      outcome: 'answered',
+      http_status: 200,
+      handling_ms: 1,
+      attempt: 1,
+      params: {},
+    });
   await writeFile(path.join(spool.dir, 'cdrs-0000000000001-000000.ndjson'), `${row('a')}\n${row('b')}\n{"idempotency_key":"x","call`);
   const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
   await writer.start();
   t.equal(writer.spoolDepth, 3, 'three lines counted');
   t.equal(await writer.replayNow(), 2);
   t.equal(writer.spoolDepth, 0);
-  t.same((await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid), ['a', 'b']);
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['a', 'b'],
+  );
   await writer.close();
 });
 
@@ -329,7 +409,19 @@ t.test('close() is bounded: what a stalled Postgres has not committed is spooled
 t.test('start() replays what an earlier run left, without being asked', async (t) => {
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
-  await spool.append([1, 2, 3].map((i) => ({ idempotency_key: randomUUID(), call_sid: `left${i}`, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {} })));
+  await spool.append(
+    [1, 2, 3].map((i) => ({
+      idempotency_key: randomUUID(),
+      call_sid: `left${i}`,
+      received_at: new Date(),
+      endpoint: 'passthru',
+      outcome: 'answered',
+      http_status: 200,
+      handling_ms: 1,
+      attempt: 1,
+      params: {},
+    })),
+  );
   await spool.close();
   const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog) });
   t.teardown(() => writer.close());
@@ -342,7 +434,10 @@ t.test('start() replays what an earlier run left, without being asked', async (t
 t.test('a NUL or lone surrogate in a parameter name does not sink the batch it shares', async (t) => {
   const db = await migratedDatabase(t);
   const writer = new CdrWriter(db.pool, quietLog);
-  const poison = record({ callSid: 'poison', params: JSON.parse('{"CallSid":"poison","a\\u0000b":"1","\\ud800":"2","__proto__":"kept"}') as Record<string, string> });
+  const poison = record({
+    callSid: 'poison',
+    params: JSON.parse('{"CallSid":"poison","a\\u0000b":"1","\\ud800":"2","__proto__":"kept"}') as Record<string, string>,
+  });
   const fates = await Promise.all([writer.write(record({ callSid: 'mate-1' })), writer.write(poison), writer.write(record({ callSid: 'mate-2' }))]);
   t.same(fates, ['committed', 'committed', 'committed']);
   t.equal(writer.stats.batches, 1, 'one batch');
@@ -354,7 +449,18 @@ t.test('a NUL or lone surrogate in a parameter name does not sink the batch it s
 t.test('a spooled row Postgres refuses for its data is set aside; the rest of the spool is replayed', async (t) => {
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
-  const row = (sid: string, over: Record<string, unknown> = {}) => ({ idempotency_key: randomUUID(), call_sid: sid, received_at: new Date(), endpoint: 'passthru', outcome: 'answered', http_status: 200, handling_ms: 1, attempt: 1, params: {}, ...over });
+  const row = (sid: string, over: Record<string, unknown> = {}) => ({
+    idempotency_key: randomUUID(),
+    call_sid: sid,
+    received_at: new Date(),
+    endpoint: 'passthru',
+    outcome: 'answered',
+    http_status: 200,
+    handling_ms: 1,
+    attempt: 1,
+    params: {},
+    ...over,
+  });
   await spool.append([row('good-1'), row('bad', { http_status: 'not a number' }), row('good-2')]);
   await spool.append([row('good-3')]);
   await spool.close();
@@ -363,8 +469,14 @@ t.test('a spooled row Postgres refuses for its data is set aside; the rest of th
   t.equal(writer.spoolDepth, 4);
   await writer.replayNow();
   t.equal(writer.spoolDepth, 0, 'the spool drains');
-  t.same((await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid), ['good-1', 'good-2', 'good-3']);
-  const rejected = (await readFile(path.join(spool.dir, 'rejected.ndjson'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { reason: string; row: { call_sid: string } });
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['good-1', 'good-2', 'good-3'],
+  );
+  const rejected = (await readFile(path.join(spool.dir, 'rejected.ndjson'), 'utf8'))
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { reason: string; row: { call_sid: string } });
   t.equal(rejected.length, 1);
   t.equal(rejected[0]!.row.call_sid, 'bad');
   t.match(rejected[0]!.reason, /integer/);

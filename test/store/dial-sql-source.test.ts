@@ -30,7 +30,12 @@ async function definitions(pool: pg.Pool, only?: Iterable<string>): Promise<Map<
       WHERE n.nspname = 'public'
       GROUP BY t.typname`,
   );
-  const normalised = (def: string) => def.split('\n').map((line) => line.trimEnd()).join('\n').trim();
+  const normalised = (def: string) =>
+    def
+      .split('\n')
+      .map((line) => line.trimEnd())
+      .join('\n')
+      .trim();
   return new Map(rows.filter((r) => !names || names.includes(r.name)).map((r) => [r.name, normalised(r.def)]));
 }
 
@@ -62,18 +67,22 @@ t.test('the newest migration that installs prisma/functions/dial_answer.sql hold
 
 t.test('a freshly migrated database holds the dial functions and their type as the file defines them', async (t) => {
   const want = await fromSource(t);
-  t.same([...want.keys()].sort(), [
-    'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer)',
-    'function dial_answer(dial_request,boolean)',
-    'function dial_answer_batch(json)',
-    'function dial_arrange(text[],text,text,boolean)',
-    'function dial_group_rr_sequence()',
-    'function dial_offer(dial_request,dial_extra,boolean)',
-    'function dial_offer_batch(json)',
-    'function dial_offer_ended(text,text,text,text,boolean,timestamp with time zone,integer,integer,integer)',
-    'type dial_extra',
-    'type dial_request',
-  ], 'what the file defines');
+  t.same(
+    [...want.keys()].sort(),
+    [
+      'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer)',
+      'function dial_answer(dial_request,boolean)',
+      'function dial_answer_batch(json)',
+      'function dial_arrange(text[],text,text,boolean)',
+      'function dial_group_rr_sequence()',
+      'function dial_offer(dial_request,dial_extra,boolean)',
+      'function dial_offer_batch(json)',
+      'function dial_offer_ended(text,text,text,text,boolean,timestamp with time zone,integer,integer,integer)',
+      'type dial_extra',
+      'type dial_request',
+    ],
+    'what the file defines',
+  );
   const db = await migratedDatabase(t);
   t.same(differences(want, await definitions(db.pool, want.keys())), [], 'no function or type differs');
 });
@@ -96,25 +105,51 @@ t.test('a DialRequest is marshalled into exactly the attributes of dial_request,
   const db = await migratedDatabase(t);
   const { rows } = await db.pool.query<{ name: string }>(
     `SELECT a.attname AS name FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
-      WHERE t.typname = 'dial_request' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`);
+      WHERE t.typname = 'dial_request' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+  );
   const at = new Date('2026-12-05T10:00:00.000Z');
   const marshalled = asDialRequest({
-    key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: ['+919811100001'],
-    plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
+    key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: ['+919811100001'],
+    plan: { base: ['+919811100001'], arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at,
+    busyExpired: at,
   });
-  t.same(Object.keys(marshalled), rows.map((r) => r.name), 'by name, and in order (a request alone is sent by position)');
+  t.same(
+    Object.keys(marshalled),
+    rows.map((r) => r.name),
+    'by name, and in order (a request alone is sent by position)',
+  );
 });
 
 t.test("a request's tiers and reported attempt are marshalled into exactly the attributes of dial_extra", async (t) => {
   const db = await migratedDatabase(t);
   const { rows } = await db.pool.query<{ name: string }>(
     `SELECT a.attname AS name FROM pg_attribute a JOIN pg_type t ON t.typrelid = a.attrelid
-      WHERE t.typname = 'dial_extra' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`);
+      WHERE t.typname = 'dial_extra' AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`,
+  );
   const at = new Date('2026-12-05T10:00:00.000Z');
   const marshalled = asDialExtra({
-    key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: ['+919811100001'],
-    plan: { base: ['+919811100001'], arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at, busyExpired: at,
+    key: { callSid: 'CA1', endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: ['+919811100001'],
+    plan: { base: ['+919811100001'], arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at,
+    busyExpired: at,
     extra: { tiers: null, reported: null },
   });
-  t.same(Object.keys(marshalled), rows.map((r) => r.name), 'in the type\'s order: a request alone is sent as ROW($1, …)');
+  t.same(
+    Object.keys(marshalled),
+    rows.map((r) => r.name),
+    "in the type's order: a request alone is sent as ROW($1, …)",
+  );
 });

@@ -12,10 +12,16 @@ t.test('migrations are applied once and recorded in _prisma_migrations as prisma
   t.teardown(() => db.close());
   const onDisk = await readMigrations();
   t.ok(onDisk.length >= 1);
-  t.same(await applyMigrations(db.pool), onDisk.map((m) => m.name), 'first run applies all');
+  t.same(
+    await applyMigrations(db.pool),
+    onDisk.map((m) => m.name),
+    'first run applies all',
+  );
   t.same(await applyMigrations(db.pool), [], 'second run applies none');
   t.same(await pendingMigrations(db.pool), []);
-  const { rows } = await db.pool.query('SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name');
+  const { rows } = await db.pool.query(
+    'SELECT migration_name, checksum, finished_at, applied_steps_count, rolled_back_at FROM "_prisma_migrations" ORDER BY migration_name',
+  );
   t.equal(rows.length, onDisk.length);
   for (const [i, m] of onDisk.entries()) {
     t.equal(rows[i].migration_name, m.name);
@@ -30,7 +36,10 @@ t.test('instances starting at once apply each migration only once', async (t) =>
   const url = await createTestDatabase(t);
   const a = openDatabase(url, quietLog);
   const b = openDatabase(url, quietLog);
-  t.teardown(async () => { await a.close(); await b.close(); });
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
   const [ra, rb] = await Promise.all([applyMigrations(a.pool), applyMigrations(b.pool)]);
   t.equal(ra.length + rb.length, (await readMigrations()).length);
 });

@@ -6,7 +6,17 @@ import { OTHER_ADDRESSES, RefusalLog, addressKey, listRefusals } from '../../src
 const MINUTE = 60_000;
 const T0 = Date.parse('2026-12-05T10:00:00.000Z');
 
-interface Row { minute: Date; address: string; refusals: number; wrong_secret: number; outside_cidrs: number; stored_as_cdrs: number; throttled: number; first_at: Date; last_at: Date }
+interface Row {
+  minute: Date;
+  address: string;
+  refusals: number;
+  wrong_secret: number;
+  outside_cidrs: number;
+  stored_as_cdrs: number;
+  throttled: number;
+  first_at: Date;
+  last_at: Date;
+}
 const rows = async (pool: pg.Pool) => (await pool.query<Row>('SELECT * FROM callback_refusals ORDER BY minute, address')).rows;
 
 t.test('addresses: IPv4 as is, IPv4-mapped as IPv4, IPv6 by its /64', async (t) => {
@@ -29,11 +39,24 @@ t.test('per address and minute: the first ones are CDRs, the rest counted, past 
   t.equal(log.retryAfterSeconds(T0 + 15_500), 45, 'Retry-After: the rest of the minute');
 
   t.equal(await log.flush(), 3, 'one row per address and minute');
-  t.same((await rows(db.pool)).map((r) => [r.minute.getTime(), r.address, r.refusals, r.wrong_secret, r.outside_cidrs, r.stored_as_cdrs, r.throttled, r.first_at.getTime(), r.last_at.getTime()]), [
-    [T0, '198.51.100.1', 1, 0, 1, 1, 0, T0 + 10, T0 + 10],
-    [T0, '203.0.113.9', 7, 7, 0, 3, 2, T0, T0 + 6],
-    [T0 + MINUTE, '203.0.113.9', 1, 1, 0, 1, 0, T0 + MINUTE, T0 + MINUTE],
-  ]);
+  t.same(
+    (await rows(db.pool)).map((r) => [
+      r.minute.getTime(),
+      r.address,
+      r.refusals,
+      r.wrong_secret,
+      r.outside_cidrs,
+      r.stored_as_cdrs,
+      r.throttled,
+      r.first_at.getTime(),
+      r.last_at.getTime(),
+    ]),
+    [
+      [T0, '198.51.100.1', 1, 0, 1, 1, 0, T0 + 10, T0 + 10],
+      [T0, '203.0.113.9', 7, 7, 0, 3, 2, T0, T0 + 6],
+      [T0 + MINUTE, '203.0.113.9', 1, 1, 0, 1, 0, T0 + MINUTE, T0 + MINUTE],
+    ],
+  );
   t.equal(await log.flush(), 0, 'nothing new, nothing written');
 });
 
@@ -63,12 +86,16 @@ t.test('bounded however many addresses: CDRs and rows per minute, and the addres
     const ip = i % 2 ? `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` : `2001:db8:${i.toString(16)}::1`;
     if (log.note(ip, 'secret', T0 + i) === 'cdr') cdrs++;
   }
-  t.equal(cdrs, 50, 'CDRs: the minute\'s budget for all addresses');
-  t.ok((log as unknown as { addresses: { size: number } }).addresses.size <= 100, 'addresses remembered: the LRU\'s size');
+  t.equal(cdrs, 50, "CDRs: the minute's budget for all addresses");
+  t.ok((log as unknown as { addresses: { size: number } }).addresses.size <= 100, "addresses remembered: the LRU's size");
   await log.flush();
   const stored = await rows(db.pool);
   t.equal(stored.length, 21, 'rows: 20 addresses of their own and one for the others');
-  t.equal(stored.reduce((n, r) => n + r.refusals, 0), spread, 'every refusal counted');
+  t.equal(
+    stored.reduce((n, r) => n + r.refusals, 0),
+    spread,
+    'every refusal counted',
+  );
   t.equal(stored.find((r) => r.address === OTHER_ADDRESSES)?.refusals, spread - 20);
 });
 
@@ -91,13 +118,31 @@ t.test('listRefusals: newest minute first, filters, cursor paging', async (t) =>
   for (let m = 0; m < 3; m++) for (const ip of ['203.0.113.1', '203.0.113.2']) log.note(ip, 'secret', T0 + m * MINUTE);
   await log.flush();
   const all = await listRefusals(db.pool, { limit: 4 });
-  t.same(all.items.map((r) => [r.minute.getTime() - T0, r.address]), [
-    [2 * MINUTE, '203.0.113.2'], [2 * MINUTE, '203.0.113.1'], [MINUTE, '203.0.113.2'], [MINUTE, '203.0.113.1'],
-  ]);
+  t.same(
+    all.items.map((r) => [r.minute.getTime() - T0, r.address]),
+    [
+      [2 * MINUTE, '203.0.113.2'],
+      [2 * MINUTE, '203.0.113.1'],
+      [MINUTE, '203.0.113.2'],
+      [MINUTE, '203.0.113.1'],
+    ],
+  );
   const rest = await listRefusals(db.pool, { limit: 4, cursor: all.nextCursor! });
-  t.same(rest.items.map((r) => r.address), ['203.0.113.2', '203.0.113.1']);
+  t.same(
+    rest.items.map((r) => r.address),
+    ['203.0.113.2', '203.0.113.1'],
+  );
   t.equal(rest.nextCursor, null);
-  const one = await listRefusals(db.pool, { limit: 10, address: '203.0.113.1', from: new Date(T0 + MINUTE + 30_000).toISOString(), to: new Date(T0 + 2 * MINUTE).toISOString() });
-  t.same(one.items.map((r) => [r.minute.getTime() - T0, r.address]), [[MINUTE, '203.0.113.1']], 'from: its whole minute; to: exclusive');
+  const one = await listRefusals(db.pool, {
+    limit: 10,
+    address: '203.0.113.1',
+    from: new Date(T0 + MINUTE + 30_000).toISOString(),
+    to: new Date(T0 + 2 * MINUTE).toISOString(),
+  });
+  t.same(
+    one.items.map((r) => [r.minute.getTime() - T0, r.address]),
+    [[MINUTE, '203.0.113.1']],
+    'from: its whole minute; to: exclusive',
+  );
   t.same(await listRefusals(db.pool, { limit: 10, cursor: '9999999999999999999' }), { items: [], nextCursor: null });
 });

@@ -18,8 +18,7 @@ async function insertCdrs(db: Database, times: Date[], tag: string): Promise<voi
   );
 }
 
-const remainingSids = async (db: Database) =>
-  (await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM cdrs ORDER BY id')).rows.map((r) => r.call_sid);
+const remainingSids = async (db: Database) => (await db.pool.query<{ call_sid: string }>('SELECT call_sid FROM cdrs ORDER BY id')).rows.map((r) => r.call_sid);
 
 t.test('pruneOnce deletes exactly the CDRs older than the retention, in several bounded batches', async (t) => {
   const db = await migratedDatabase(t);
@@ -64,8 +63,9 @@ t.test('pages a prune emptied and new CDRs refilled are not found by a search fo
   const client = await db.pool.connect();
   try {
     await client.query('SET enable_seqscan = off');
-    const plan = (await client.query(`EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM cdrs WHERE received_at < now() - interval '35 days'`))
-      .rows.map((row: Record<string, string>) => row['QUERY PLAN']).join('\n');
+    const plan = (await client.query(`EXPLAIN (ANALYZE, COSTS OFF) SELECT count(*) FROM cdrs WHERE received_at < now() - interval '35 days'`)).rows
+      .map((row: Record<string, string>) => row['QUERY PLAN'])
+      .join('\n');
     t.match(plan, /Bitmap Index Scan on cdrs_received_at_idx/);
     t.notMatch(plan, /Heap Blocks:/, `no page range matches the deleted days:\n${plan}`);
   } finally {
@@ -94,17 +94,35 @@ t.test('refused-callback counts older than the CDR retention are pruned with the
   t.equal(keepAll.deleted.callbackRefusals, 0);
   const r = await pruneOnce(db.pool, { retentionDays: 30, now: NOW, batchSize: 2, pauseMs: 0 });
   t.equal(r.deleted.callbackRefusals, 3);
-  t.same((await db.pool.query('SELECT address FROM callback_refusals ORDER BY minute')).rows.map((x) => x.address), ['203.0.113.4', '203.0.113.5']);
+  t.same(
+    (await db.pool.query('SELECT address FROM callback_refusals ORDER BY minute')).rows.map((x) => x.address),
+    ['203.0.113.4', '203.0.113.5'],
+  );
 });
 
 t.test('dial state of finished calls and sticky links past any lookback are pruned whatever the CDR retention', async (t) => {
   const db = await migratedDatabase(t);
-  for (const [sid, at] of [['gone', ago(3 * DAY)], ['live', ago(3_600_000)]] as const) {
-    await db.pool.query(`INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, created_at) VALUES ($1, 'dial-whom', 'f', '{}', '{}', $2)`, [sid, at]);
-    await db.pool.query(`INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers, created_at) VALUES ($1, 'dial-whom', 'f', '1', '{}', $2)`, [sid, at]);
+  for (const [sid, at] of [
+    ['gone', ago(3 * DAY)],
+    ['live', ago(3_600_000)],
+  ] as const) {
+    await db.pool.query(`INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, created_at) VALUES ($1, 'dial-whom', 'f', '{}', '{}', $2)`, [
+      sid,
+      at,
+    ]);
+    await db.pool.query(
+      `INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers, created_at) VALUES ($1, 'dial-whom', 'f', '1', '{}', $2)`,
+      [sid, at],
+    );
   }
-  await db.pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ('+911', '+912', $1), ('+913', '+914', $2)`, [ago(400 * DAY), ago(300 * DAY)]);
-  await db.pool.query(`INSERT INTO agent_offers (call_sid, number, offered_at) VALUES ('old', '+912', $1), ('recent', '+912', $2)`, [ago(40 * DAY), ago(20 * DAY)]);
+  await db.pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ('+911', '+912', $1), ('+913', '+914', $2)`, [
+    ago(400 * DAY),
+    ago(300 * DAY),
+  ]);
+  await db.pool.query(`INSERT INTO agent_offers (call_sid, number, offered_at) VALUES ('old', '+912', $1), ('recent', '+912', $2)`, [
+    ago(40 * DAY),
+    ago(20 * DAY),
+  ]);
 
   const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
   t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1, agentOffers: 1 });

@@ -17,11 +17,15 @@ const until = async (ok: () => boolean, ms = 5000) => {
 t.test('the snapshot holds flows, VIP entries with expiry, and schedules', async (t) => {
   const db = await migratedDatabase(t);
   const list = await db.prisma.vipList.create({ data: { slug: 'gold', name: 'Gold' } });
-  await db.prisma.vipEntry.createMany({ data: [
-    { listId: list.id, number: '+919812345678' },
-    { listId: list.id, number: '+919812345679', expiresAt: new Date('2027-01-01T00:00:00Z') },
-  ] });
-  await db.prisma.schedule.create({ data: { slug: 's', name: 'S', timezone: 'Europe/London', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [] } });
+  await db.prisma.vipEntry.createMany({
+    data: [
+      { listId: list.id, number: '+919812345678' },
+      { listId: list.id, number: '+919812345679', expiresAt: new Date('2027-01-01T00:00:00Z') },
+    ],
+  });
+  await db.prisma.schedule.create({
+    data: { slug: 's', name: 'S', timezone: 'Europe/London', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [] },
+  });
   await db.prisma.flow.create({ data: { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
   const cache = new RulesCache(db, quietLog);
   t.teardown(() => cache.stop());
@@ -35,26 +39,69 @@ t.test('the snapshot holds flows, VIP entries with expiry, and schedules', async
 
 t.test("the snapshot's plain SQL gives the flows and dial groups Prisma's rows give", async (t) => {
   const db = await migratedDatabase(t);
-  await db.prisma.schedule.create({ data: { slug: 'shift', name: 'Shift', timezone: 'Asia/Kolkata', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [{ date: '2026-12-25', closed: true }] } });
-  await db.prisma.flow.create({ data: { slug: 'f', name: 'F', type: 'passthru', mode: 'async', rules: [{ if: { vip: 'gold' }, then: { branch: 'A' } }], otherwise: { branch: 'B' }, onError: { branch: 'A' } } });
-  await db.prisma.flow.create({ data: { slug: 'g', name: 'G', type: 'dial', rules: [], otherwise: { group: 'sales' }, onError: { numbers: ['+919812345678'] } } });
-  await db.prisma.dialGroup.create({ data: { slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 7 }, connect: { record: true }, members: { create: [
-    { number: '+919812345671', name: 'B', priority: 2, weight: 3, active: false, scheduleSlug: 'shift' },
-    { number: '+919812345670', name: null, priority: 1 },
-  ] } } });
+  await db.prisma.schedule.create({
+    data: {
+      slug: 'shift',
+      name: 'Shift',
+      timezone: 'Asia/Kolkata',
+      weekly: [{ day: 'mon', open: '09:00', close: '17:00' }],
+      exceptions: [{ date: '2026-12-25', closed: true }],
+    },
+  });
+  await db.prisma.flow.create({
+    data: {
+      slug: 'f',
+      name: 'F',
+      type: 'passthru',
+      mode: 'async',
+      rules: [{ if: { vip: 'gold' }, then: { branch: 'A' } }],
+      otherwise: { branch: 'B' },
+      onError: { branch: 'A' },
+    },
+  });
+  await db.prisma.flow.create({
+    data: { slug: 'g', name: 'G', type: 'dial', rules: [], otherwise: { group: 'sales' }, onError: { numbers: ['+919812345678'] } },
+  });
+  await db.prisma.dialGroup.create({
+    data: {
+      slug: 'sales',
+      name: 'Sales',
+      strategy: 'round_robin',
+      sticky: { enabled: true, lookbackDays: 7 },
+      connect: { record: true },
+      members: {
+        create: [
+          { number: '+919812345671', name: 'B', priority: 2, weight: 3, active: false, scheduleSlug: 'shift' },
+          { number: '+919812345670', name: null, priority: 1 },
+        ],
+      },
+    },
+  });
   await db.prisma.dialGroup.create({ data: { slug: 'empty', name: 'Empty', strategy: 'sequential', connect: {} } });
   const snapshot = await loadSnapshot(db, 1);
   const flows = await db.prisma.flow.findMany();
   const groups = await db.prisma.dialGroup.findMany({ include: { members: true } });
-  t.same([...snapshot.flows.values()].sort((a, b) => a.slug.localeCompare(b.slug)), flows.map(toFlow).sort((a, b) => a.slug.localeCompare(b.slug)));
-  t.same([...snapshot.dialGroups.values()].sort((a, b) => a.slug.localeCompare(b.slug)), groups.map(toDialGroup).sort((a, b) => a.slug.localeCompare(b.slug)));
+  t.same(
+    [...snapshot.flows.values()].sort((a, b) => a.slug.localeCompare(b.slug)),
+    flows.map(toFlow).sort((a, b) => a.slug.localeCompare(b.slug)),
+  );
+  t.same(
+    [...snapshot.dialGroups.values()].sort((a, b) => a.slug.localeCompare(b.slug)),
+    groups.map(toDialGroup).sort((a, b) => a.slug.localeCompare(b.slug)),
+  );
   t.same(snapshot.dialGroups.get('empty')?.members, [], 'a group without members');
-  t.same(snapshot.schedules.get('shift'), { timezone: 'Asia/Kolkata', weekly: [{ day: 'mon', open: '09:00', close: '17:00' }], exceptions: [{ date: '2026-12-25', closed: true }], override: null });
+  t.same(snapshot.schedules.get('shift'), {
+    timezone: 'Asia/Kolkata',
+    weekly: [{ day: 'mon', open: '09:00', close: '17:00' }],
+    exceptions: [{ date: '2026-12-25', closed: true }],
+    override: null,
+  });
 });
 
 t.test('an instance that only answers callbacks never starts Prisma (its query compiler is ~70 MB)', async (t) => {
   const { app, db } = await buildTestApp(t);
-  for (const url of ['/exotel/passthru/nope?CallSid=a1&CallFrom=09812345678', '/exotel/dial-whom/nope?CallSid=a2', '/healthz', '/readyz']) await app.inject({ method: 'GET', url });
+  for (const url of ['/exotel/passthru/nope?CallSid=a1&CallFrom=09812345678', '/exotel/dial-whom/nope?CallSid=a2', '/healthz', '/readyz'])
+    await app.inject({ method: 'GET', url });
   await app.cdrWriter.flush();
   t.equal((await db.pool.query('SELECT count(*)::int AS n FROM cdrs')).rows[0].n, 2, 'the callbacks were logged');
   t.equal(db.prismaStarted, false, 'start-up, rules, callbacks, CDRs and health checks ran on plain SQL');
@@ -89,7 +136,10 @@ t.test('start() does not throw when the database is unreachable; the snapshot st
   const { openDatabase } = await import('../../src/store/database.js');
   const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
   const cache = new RulesCache(db, quietLog);
-  t.teardown(async () => { await cache.stop(); await db.close(); });
+  t.teardown(async () => {
+    await cache.stop();
+    await db.close();
+  });
   await cache.start();
   t.equal(cache.current, null);
   t.match(cache.lastError, /./);

@@ -7,7 +7,11 @@ import t from 'tap';
 import { migratedDatabase } from '../helper.js';
 import { readFile } from 'node:fs/promises';
 
-interface ModelColumns { table: string; columns: Map<string, boolean>; indexes: string[] }
+interface ModelColumns {
+  table: string;
+  columns: Map<string, boolean>;
+  indexes: string[];
+}
 
 /**
  * Tables, columns (name → nullable) and indexes declared in schema.prisma; relation fields are
@@ -59,7 +63,11 @@ t.test('every model and field of schema.prisma round-trips through the client on
 
   const group = await prisma.dialGroup.create({
     data: {
-      slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 }, connect: { record: true },
+      slug: 'sales',
+      name: 'Sales',
+      strategy: 'round_robin',
+      sticky: { enabled: true, lookbackDays: 30 },
+      connect: { record: true },
       members: { create: [{ number: '+919812345678', name: 'Asha', priority: 1, weight: 2, active: false, scheduleSlug: 's' }] },
     },
     include: { members: true },
@@ -75,11 +83,32 @@ t.test('every model and field of schema.prisma round-trips through the client on
 
   const cdr = await prisma.cdr.create({
     data: {
-      receivedAt: now, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'abc', callFrom: '+919812345678', callFromRaw: '09812345678',
-      callTo: '+918047115777', callToRaw: '08047115777', direction: 'incoming', callStatus: 'in-progress', callType: 'call-attempt',
-      digits: '1', customField: 'x', dialCallStatus: 'busy', dialWhomNumber: '+919812345679', legs: [{ Number: '1' }],
-      params: { CallSid: 'abc' }, decision: { branch: 'A' }, matchedRule: 'vip', outcome: 'answered', reason: null,
-      httpStatus: 200, responseBody: '', handlingMs: 1.25, attempt: 2, idempotencyKey: 'k1',
+      receivedAt: now,
+      endpoint: 'passthru',
+      flowSlug: 'inbound',
+      callSid: 'abc',
+      callFrom: '+919812345678',
+      callFromRaw: '09812345678',
+      callTo: '+918047115777',
+      callToRaw: '08047115777',
+      direction: 'incoming',
+      callStatus: 'in-progress',
+      callType: 'call-attempt',
+      digits: '1',
+      customField: 'x',
+      dialCallStatus: 'busy',
+      dialWhomNumber: '+919812345679',
+      legs: [{ Number: '1' }],
+      params: { CallSid: 'abc' },
+      decision: { branch: 'A' },
+      matchedRule: 'vip',
+      outcome: 'answered',
+      reason: null,
+      httpStatus: 200,
+      responseBody: '',
+      handlingMs: 1.25,
+      attempt: 2,
+      idempotencyKey: 'k1',
     },
   });
   t.equal(cdr.handlingMs, 1.25);
@@ -103,19 +132,40 @@ t.test('every model and field of schema.prisma round-trips through the client on
   await prisma.auditEntry.create({ data: { apiKeyId: key.id, action: 'create', entity: 'vip-list', entityId: 'gold', before: {}, after: { a: 1 } } });
   t.equal(await prisma.auditEntry.count(), 1);
 
-  const agent = await prisma.agentState.create({ data: {
-    number: '+919812345678', busy: true, busySince: now, lastDialedAt: now, lastConnectedAt: now, busyCallSid: 'abc',
-    wrapUpUntil: now, missedOffers: 2, pausedUntil: now, pausedReason: '2 missed offers',
-  } });
+  const agent = await prisma.agentState.create({
+    data: {
+      number: '+919812345678',
+      busy: true,
+      busySince: now,
+      lastDialedAt: now,
+      lastConnectedAt: now,
+      busyCallSid: 'abc',
+      wrapUpUntil: now,
+      missedOffers: 2,
+      pausedUntil: now,
+      pausedReason: '2 missed offers',
+    },
+  });
   t.equal(agent.busy, true);
   t.equal(agent.missedOffers, 2);
-  const away = await prisma.agentAvailability.create({ data: { number: '+919812345678', status: 'away', reason: 'lunch', until: now, setBy: 'api-key:x', setAt: now } });
+  const away = await prisma.agentAvailability.create({
+    data: { number: '+919812345678', status: 'away', reason: 'lunch', until: now, setBy: 'api-key:x', setAt: now },
+  });
   t.equal(away.until?.toISOString(), now.toISOString());
-  const offer = await prisma.agentOffer.create({ data: { callSid: 'abc', number: '+919812345678', groupSlug: 'sales', offeredAt: now, outcome: 'no-answer', endedAt: now } });
+  const offer = await prisma.agentOffer.create({
+    data: { callSid: 'abc', number: '+919812345678', groupSlug: 'sales', offeredAt: now, outcome: 'no-answer', endedAt: now },
+  });
   t.equal(offer.outcome, 'no-answer');
-  const overridden = await prisma.schedule.update({ where: { slug: 's' }, data: { overrideOpen: false, overrideReason: 'flood', overrideUntil: now, overrideSetAt: now } });
+  const overridden = await prisma.schedule.update({
+    where: { slug: 's' },
+    data: { overrideOpen: false, overrideReason: 'flood', overrideUntil: now, overrideSetAt: now },
+  });
   t.equal(overridden.overrideOpen, false);
-  t.match(await prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' } }), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'pacing defaults');
+  t.match(
+    await prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' } }),
+    { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 },
+    'pacing defaults',
+  );
   await prisma.callerAgent.create({ data: { caller: '+919800000000', agent: '+919812345678', connectedAt: now } });
   const call = await prisma.dialCall.create({ data: { callSid: 'abc', endpoint: 'dial-whom', flowSlug: 'f', order: ['+1', '+2'], tried: ['+1'] } });
   t.same(call.order, ['+1', '+2']);
@@ -152,7 +202,11 @@ t.test('the migrated tables have exactly the columns schema.prisma declares', as
     }
     t.same([...columns.keys()].sort(), [...declared.keys()].sort(), `${table} has no extra column`);
   }
-  t.same([...actual.keys()].filter((x) => !tables.has(x)), [], 'no table without a model');
+  t.same(
+    [...actual.keys()].filter((x) => !tables.has(x)),
+    [],
+    'no table without a model',
+  );
 });
 
 t.test('the migrated tables have exactly the indexes schema.prisma declares, columns in order', async (t) => {
@@ -176,10 +230,20 @@ t.test('the migrated tables have exactly the indexes schema.prisma declares, col
 t.test('CDR JSON columns are json: stored and exported as sent, key order included (schema.prisma says @db.Json)', async (t) => {
   const db = await migratedDatabase(t);
   const types = await db.pool.query<{ column_name: string; data_type: string }>(
-    `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cdrs' AND column_name IN ('legs', 'params', 'decision') ORDER BY column_name`);
-  t.same(types.rows.map((r) => [r.column_name, r.data_type]), [['decision', 'json'], ['legs', 'json'], ['params', 'json']]);
+    `SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'cdrs' AND column_name IN ('legs', 'params', 'decision') ORDER BY column_name`,
+  );
+  t.same(
+    types.rows.map((r) => [r.column_name, r.data_type]),
+    [
+      ['decision', 'json'],
+      ['legs', 'json'],
+      ['params', 'json'],
+    ],
+  );
   const schema = await readFile(new URL('../../prisma/schema.prisma', import.meta.url), 'utf8');
   for (const field of ['legs', 'params', 'decision']) t.match(schema, new RegExp(`\\n\\s+${field}\\s+Json\\??\\s+@db\\.Json\\n`), `${field} is @db.Json`);
-  await db.pool.query(`INSERT INTO cdrs (endpoint, params, outcome, http_status, handling_ms, idempotency_key) VALUES ('passthru', '{"z":"1","a":"2"}', 'answered', 200, 0, 'k')`);
+  await db.pool.query(
+    `INSERT INTO cdrs (endpoint, params, outcome, http_status, handling_ms, idempotency_key) VALUES ('passthru', '{"z":"1","a":"2"}', 'answered', 200, 0, 'k')`,
+  );
   t.equal((await db.pool.query<{ p: string }>('SELECT params::text AS p FROM cdrs')).rows[0]!.p, '{"z":"1","a":"2"}', 'key order and spacing kept');
 });

@@ -30,7 +30,13 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
 const SPOOL_RESERVE_MS = 100;
 
 function cdrOf(opts: {
-  endpoint: CallbackEndpoint | 'unknown'; flowSlug: string | null; call: ExotelCall; result: CallbackResult; receivedAt: Date; handlingMs: number; attempt: number;
+  endpoint: CallbackEndpoint | 'unknown';
+  flowSlug: string | null;
+  call: ExotelCall;
+  result: CallbackResult;
+  receivedAt: Date;
+  handlingMs: number;
+  attempt: number;
   secret: string | undefined;
 }): CdrRecord {
   const { call, result } = opts;
@@ -55,7 +61,18 @@ function cdrOf(opts: {
     dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
-    decision: d ? { action: d.action, decidedBy: d.decidedBy, trace: d.trace, ...(d.availability ? { availability: d.availability } : {}), ...(d.dial ? { dial: d.dial } : {}), ...(call.warnings.length ? { warnings: call.warnings } : {}) } : call.warnings.length ? { warnings: call.warnings } : null,
+    decision: d
+      ? {
+          action: d.action,
+          decidedBy: d.decidedBy,
+          trace: d.trace,
+          ...(d.availability ? { availability: d.availability } : {}),
+          ...(d.dial ? { dial: d.dial } : {}),
+          ...(call.warnings.length ? { warnings: call.warnings } : {}),
+        }
+      : call.warnings.length
+        ? { warnings: call.warnings }
+        : null,
     matchedRule: d?.matchedRule ?? null,
     outcome: result.outcome,
     reason: result.reason,
@@ -73,7 +90,8 @@ function queryOf(url: string): string {
 }
 
 /** What the flow endpoints read, for their descriptions in the OpenAPI document. */
-const decides = 'The flow decides from CallFrom (VIP lists, caller prefixes), CallTo, Direction, digits, CustomField and DialCallStatus, at exoroute\'s own clock (schedules).';
+const decides =
+  "The flow decides from CallFrom (VIP lists, caller prefixes), CallTo, Direction, digits, CustomField and DialCallStatus, at exoroute's own clock (schedules).";
 const dials = `${decides} On a re-fetch, DialWhomNumber and Legs[i][Number] say who was tried: they are not offered again.`;
 /**
  * The parameters, in the OpenAPI document only: for GET as the query string, for POST as the
@@ -82,7 +100,8 @@ const dials = `${decides} On a re-fetch, DialWhomNumber and Legs[i][Number] say 
 const documented = (method: 'GET' | 'POST', params: TSchema) => ({
   swaggerTransform: ({ schema, url }: { schema: object; url: string }) => ({
     url,
-    schema: method === 'GET' ? { ...schema, querystring: params } : { ...schema, body: params, consumes: ['application/x-www-form-urlencoded', 'application/json'] },
+    schema:
+      method === 'GET' ? { ...schema, querystring: params } : { ...schema, body: params, consumes: ['application/x-www-form-urlencoded', 'application/json'] },
   }),
 });
 
@@ -107,7 +126,13 @@ const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record
     summary: 'Connect applet dynamic parameters: 200 application/json, version 1.0',
     reads: `${dials} The Exotel-Version header (1.0) is read; another version is logged and answered as 1.0.`,
     ok: {
-      200: Type.Object({}, { additionalProperties: true, description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url' }),
+      200: Type.Object(
+        {},
+        {
+          additionalProperties: true,
+          description: 'Connect parameters v1.0: destination.numbers, record, recording_channels, max_ringing_duration, …, dial_passthru_event_url',
+        },
+      ),
     },
   },
 };
@@ -123,210 +148,257 @@ const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.to
  * all are counted. `app.refuseCallback` does the same for the refusals app.ts's `frameworkErrors`
  * makes outside any context.
  */
-export default fp(async function callbacks(app: FastifyInstance) {
-  const { config, cdrWriter, rules, refusals } = app;
-  const guard = callbackGuard(config);
-  const attempts = new AttemptCounter(100_000);
+export default fp(
+  async function callbacks(app: FastifyInstance) {
+    const { config, cdrWriter, rules, refusals } = app;
+    const guard = callbackGuard(config);
+    const attempts = new AttemptCounter(100_000);
 
-  async function finish(
-    request: FastifyRequest, reply: FastifyReply, endpoint: CallbackEndpoint | 'unknown', flowSlug: string | null, call: ExotelCall, result: CallbackResult, t0: number, receivedAt: Date,
-  ) {
-    const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
-    const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
-    // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
-    // before the answer leaves, and early enough that the answer stays within the budget.
-    const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS - (performance.now() - t0));
-    try {
-      await cdrWriter.write(cdr, deadline);
-    } catch (err) {
-      // Neither Postgres nor the spool took it (disk full?): the caller is waiting, answer anyway.
-      request.log.error({ err, callSid: call.callSid }, 'CDR not stored');
-    }
-    const latencyMs = performance.now() - t0;
-    request.log.info(
-      { callSid: call.callSid, endpoint, flow: flowSlug, outcome: result.outcome, status: result.answer.statusCode, rule: cdr.matchedRule, latencyMs: Math.round(latencyMs * 100) / 100 },
-      'callback',
-    );
-    app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
-    reply.code(result.answer.statusCode);
-    if (result.answer.contentType) reply.type(result.answer.contentType);
-    return reply.send(result.answer.body);
-  }
-
-  function parse(request: FastifyRequest): ExotelCall {
-    const body = typeof request.body === 'string' && request.body.length > 0 ? request.body : undefined;
-    let json: unknown;
-    let form: string | undefined;
-    const warnings: string[] = [];
-    if (body !== undefined) {
-      if (/json/i.test(request.headers['content-type'] ?? '')) {
-        try {
-          json = JSON.parse(body);
-        } catch {
-          warnings.push('request body is not valid JSON; ignored');
-        }
-      } else {
-        form = body;
+    async function finish(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      endpoint: CallbackEndpoint | 'unknown',
+      flowSlug: string | null,
+      call: ExotelCall,
+      result: CallbackResult,
+      t0: number,
+      receivedAt: Date,
+    ) {
+      const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
+      const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
+      // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
+      // before the answer leaves, and early enough that the answer stays within the budget.
+      const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS - (performance.now() - t0));
+      try {
+        await cdrWriter.write(cdr, deadline);
+      } catch (err) {
+        // Neither Postgres nor the spool took it (disk full?): the caller is waiting, answer anyway.
+        request.log.error({ err, callSid: call.callSid }, 'CDR not stored');
       }
+      const latencyMs = performance.now() - t0;
+      request.log.info(
+        {
+          callSid: call.callSid,
+          endpoint,
+          flow: flowSlug,
+          outcome: result.outcome,
+          status: result.answer.statusCode,
+          rule: cdr.matchedRule,
+          latencyMs: Math.round(latencyMs * 100) / 100,
+        },
+        'callback',
+      );
+      app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
+      reply.code(result.answer.statusCode);
+      if (result.answer.contentType) reply.type(result.answer.contentType);
+      return reply.send(result.answer.body);
     }
-    const collected = collectParams({ query: queryOf(request.url), ...(form !== undefined ? { form } : {}), ...(json !== undefined ? { json } : {}) });
-    return parseExotelCall(collected.params, {
-      defaultCountry: config.DEFAULT_COUNTRY,
-      secretKeys: SECRET_KEYS,
-      warnings: [...warnings, ...collected.warnings],
-    });
-  }
 
-  /**
-   * Counts a refusal by the guard (src/store/refusals.ts). Its address's first ones of the minute
-   * are stored as CDRs like any callback (null: carry on); past that the refusal is answered here,
-   * without a CDR or a log line, and with 429 once the address is throttled. Callbacks the guard
-   * lets through never come here.
-   */
-  function countedOnly(request: FastifyRequest, reply: FastifyReply, refused: { status: number }, answer: CallbackAnswer) {
-    const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
-    if (handling === 'cdr') return null;
-    if (handling === 'throttled') {
-      answer = errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds');
-      reply.header('retry-after', String(refusals.retryAfterSeconds()));
+    function parse(request: FastifyRequest): ExotelCall {
+      const body = typeof request.body === 'string' && request.body.length > 0 ? request.body : undefined;
+      let json: unknown;
+      let form: string | undefined;
+      const warnings: string[] = [];
+      if (body !== undefined) {
+        if (/json/i.test(request.headers['content-type'] ?? '')) {
+          try {
+            json = JSON.parse(body);
+          } catch {
+            warnings.push('request body is not valid JSON; ignored');
+          }
+        } else {
+          form = body;
+        }
+      }
+      const collected = collectParams({ query: queryOf(request.url), ...(form !== undefined ? { form } : {}), ...(json !== undefined ? { json } : {}) });
+      return parseExotelCall(collected.params, {
+        defaultCountry: config.DEFAULT_COUNTRY,
+        secretKeys: SECRET_KEYS,
+        warnings: [...warnings, ...collected.warnings],
+      });
     }
-    reply.code(answer.statusCode);
-    if (answer.contentType) reply.type(answer.contentType);
-    return reply.send(answer.body);
-  }
 
-  /**
-   * Answers a refusal made before (or instead of) a callback handler, with its CDR: Fastify's own
-   * (body too large, broken stream), an unknown path, a URL the router cannot decode.
-   */
-  function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
-    const t0 = performance.now();
-    // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
-    const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
-    const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
-    if (counted) return counted;
-    const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
-    // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
-    const segments = request.url.split('?', 1)[0]!.split('/');
-    const routed = request.routeOptions.url?.split('/')[2];
-    const endpoint = endpointNamed(routed ?? segments[2]);
-    const flow = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3]?.slice(0, 200) || null);
-    return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
-  }
+    /**
+     * Counts a refusal by the guard (src/store/refusals.ts). Its address's first ones of the minute
+     * are stored as CDRs like any callback (null: carry on); past that the refusal is answered here,
+     * without a CDR or a log line, and with 429 once the address is throttled. Callbacks the guard
+     * lets through never come here.
+     */
+    function countedOnly(request: FastifyRequest, reply: FastifyReply, refused: { status: number }, answer: CallbackAnswer) {
+      const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
+      if (handling === 'cdr') return null;
+      if (handling === 'throttled') {
+        answer = errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds');
+        reply.header('retry-after', String(refusals.retryAfterSeconds()));
+      }
+      reply.code(answer.statusCode);
+      if (answer.contentType) reply.type(answer.contentType);
+      return reply.send(answer.body);
+    }
 
-  app.decorate('refuseCallback', refuse);
+    /**
+     * Answers a refusal made before (or instead of) a callback handler, with its CDR: Fastify's own
+     * (body too large, broken stream), an unknown path, a URL the router cannot decode.
+     */
+    function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
+      const t0 = performance.now();
+      // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
+      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
+      if (counted) return counted;
+      const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
+      // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
+      const segments = request.url.split('?', 1)[0]!.split('/');
+      const routed = request.routeOptions.url?.split('/')[2];
+      const endpoint = endpointNamed(routed ?? segments[2]);
+      const flow = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3]?.slice(0, 200) || null);
+      return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
+    }
 
-  const { answerDial } = app;
-  const handler = (endpoint: FlowEndpoint) =>
-    async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
+    app.decorate('refuseCallback', refuse);
+
+    const { answerDial } = app;
+    const handler = (endpoint: FlowEndpoint) =>
+      async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
+        const t0 = performance.now();
+        const receivedAt = new Date();
+        const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+        const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+        if (counted) return counted;
+        const call = parse(request);
+        const flowSlug = request.params.flow;
+        const version = request.headers['exotel-version'];
+        if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
+          request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
+          call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
+        }
+        const elapsedMs = () => performance.now() - t0;
+        let result = refused
+          ? rejected(refused.status, refused.reason)
+          : isDialEndpoint(endpoint)
+            ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
+            : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
+        // An agent setting their own availability by phone: the one passthru answer that writes.
+        if (result.decision?.availability?.agent) {
+          result = await applyOwnAvailability(
+            result,
+            call,
+            receivedAt,
+            (change) => writeAvailability(app.db.pool, change),
+            config.DECISION_BUDGET_MS - elapsedMs(),
+          );
+        }
+        return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
+      };
+
+    async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
       const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
       const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
       if (counted) return counted;
       const call = parse(request);
-      const flowSlug = request.params.flow;
-      const version = request.headers['exotel-version'];
-      if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
-        request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
-        call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
-      }
-      const elapsedMs = () => performance.now() - t0;
-      let result = refused
-        ? rejected(refused.status, refused.reason)
-        : isDialEndpoint(endpoint)
-          ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
-          : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
-      // An agent setting their own availability by phone: the one passthru answer that writes.
-      if (result.decision?.availability?.agent) {
-        result = await applyOwnAvailability(result, call, receivedAt, (change) => writeAvailability(app.db.pool, change), config.DECISION_BUDGET_MS - elapsedMs());
-      }
-      return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
-    };
-
-  async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
-    const t0 = performance.now();
-    const receivedAt = new Date();
-    const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
-    const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
-    if (counted) return counted;
-    const call = parse(request);
-    let result: CallbackResult;
-    const agent = call.dialWhomNumber?.e164;
-    const acknowledged: CallbackResult = { answer: { statusCode: 200, contentType: 'text/plain', body: '' }, outcome: 'answered', reason: null, decision: null, flow: null };
-    if (refused) result = rejected(refused.status, refused.reason);
-    else if (!agent && call.dialWhomNumber && SIP_USER.test(call.dialWhomNumber.raw)) {
-      // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
-      result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
-    } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
-    else {
-      result = acknowledged;
-      try {
-        const named = typeof call.raw.group === 'string' ? call.raw.group : null;
-        const { group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
-        const effect = await recordDialEvent(app.db.pool, {
-          agent, ...agentEvent(call), callSid: call.callSid, caller: call.callFrom?.e164 ?? null, at: receivedAt, group: group ?? named, ringSeconds, pacing,
-        });
-        app.metrics.observeOfferEffect(group ?? named, effect);
-      } catch (err) {
-        request.log.error({ err }, 'agent state not updated');
-        result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
-      }
-    }
-    return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
-  }
-
-  const schema = (endpoint: FlowEndpoint, method: 'GET' | 'POST') => ({
-    tags: ['exotel'],
-    operationId: `${camel(endpoint)}Callback${method === 'POST' ? 'Post' : ''}`,
-    summary: ANSWERS[endpoint].summary,
-    description:
-      `Called by Exotel with the call parameters: query string (GET, as Exotel sends them), form or JSON body (POST). ${ANSWERS[endpoint].reads} ` +
-      'With EXOTEL_CALLBACK_SECRET set, the secret is the HTTP Basic password or the `token` parameter, else 401. ' +
-      'Every callback is logged as a CDR, except refused ones past the first few a minute from one address: those are counted ' +
-      '(GET /admin/refusals), and past 600 a minute answered 429.',
-    params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
-    security: CALLBACK_SECURITY,
-    response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
-  });
-
-  await app.register(
-    async (exotel) => {
-      // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
-      // the content type; a body Fastify would refuse must still leave a CDR.
-      exotel.removeAllContentTypeParsers();
-      exotel.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
-      exotel.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
-        const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-        if (status === 500) request.log.error({ err }, 'callback failed');
-        return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
-      });
-      // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
-      exotel.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
-
-      for (const method of ['GET', 'POST'] as const) {
-        for (const endpoint of FLOW_ENDPOINTS) {
-          exotel.route({ method, url: `/${endpoint}/:flow`, handler: handler(endpoint), config: documented(method, CallbackParamsSchema), schema: schema(endpoint, method) });
+      let result: CallbackResult;
+      const agent = call.dialWhomNumber?.e164;
+      const acknowledged: CallbackResult = {
+        answer: { statusCode: 200, contentType: 'text/plain', body: '' },
+        outcome: 'answered',
+        reason: null,
+        decision: null,
+        flow: null,
+      };
+      if (refused) result = rejected(refused.status, refused.reason);
+      else if (!agent && call.dialWhomNumber && SIP_USER.test(call.dialWhomNumber.raw)) {
+        // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
+        result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
+      } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
+      else {
+        result = acknowledged;
+        try {
+          const named = typeof call.raw.group === 'string' ? call.raw.group : null;
+          const { group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+          const effect = await recordDialEvent(app.db.pool, {
+            agent,
+            ...agentEvent(call),
+            callSid: call.callSid,
+            caller: call.callFrom?.e164 ?? null,
+            at: receivedAt,
+            group: group ?? named,
+            ringSeconds,
+            pacing,
+          });
+          app.metrics.observeOfferEffect(group ?? named, effect);
+        } catch (err) {
+          request.log.error({ err }, 'agent state not updated');
+          result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
         }
-        exotel.route({
-          method, url: '/dial-events', handler: dialEvent, config: documented(method, DialEventParamsSchema),
-          schema: {
-            tags: ['exotel'], operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
-            summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
-            description:
-              'Exotel calls this URL, which exoroute sets as `dial_passthru_event_url` (with the `token`) in its Connect answers, for ' +
-              'each agent leg: DialWhomNumber with Status=busy while the agent is rung or talking, free when that ends; EventType Dial, ' +
-              'Ringing, Answered or Terminal. Busy agents are skipped; an answered agent is remembered for `sticky`. An Exotel SIP user ' +
-              'id (`sip:agent123`) is acknowledged and changes nothing. Every event is a CDR.',
-            security: CALLBACK_SECURITY,
-            response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
-          },
-        });
       }
-    },
-    { prefix: CALLBACK_PREFIX },
-  );
-}, { name: 'callbacks', dependencies: ['rules', 'cdr-writer', 'refusals', 'metrics', 'dialing'] });
+      return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
+    }
+
+    const schema = (endpoint: FlowEndpoint, method: 'GET' | 'POST') => ({
+      tags: ['exotel'],
+      operationId: `${camel(endpoint)}Callback${method === 'POST' ? 'Post' : ''}`,
+      summary: ANSWERS[endpoint].summary,
+      description:
+        `Called by Exotel with the call parameters: query string (GET, as Exotel sends them), form or JSON body (POST). ${ANSWERS[endpoint].reads} ` +
+        'With EXOTEL_CALLBACK_SECRET set, the secret is the HTTP Basic password or the `token` parameter, else 401. ' +
+        'Every callback is logged as a CDR, except refused ones past the first few a minute from one address: those are counted ' +
+        '(GET /admin/refusals), and past 600 a minute answered 429.',
+      params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
+      security: CALLBACK_SECURITY,
+      response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
+    });
+
+    await app.register(
+      async (exotel) => {
+        // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
+        // the content type; a body Fastify would refuse must still leave a CDR.
+        exotel.removeAllContentTypeParsers();
+        exotel.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+        exotel.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+          const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+          if (status === 500) request.log.error({ err }, 'callback failed');
+          return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
+        });
+        // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
+        exotel.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
+
+        for (const method of ['GET', 'POST'] as const) {
+          for (const endpoint of FLOW_ENDPOINTS) {
+            exotel.route({
+              method,
+              url: `/${endpoint}/:flow`,
+              handler: handler(endpoint),
+              config: documented(method, CallbackParamsSchema),
+              schema: schema(endpoint, method),
+            });
+          }
+          exotel.route({
+            method,
+            url: '/dial-events',
+            handler: dialEvent,
+            config: documented(method, DialEventParamsSchema),
+            schema: {
+              tags: ['exotel'],
+              operationId: method === 'POST' ? 'dialEventPost' : 'dialEvent',
+              summary: 'Agent dial events (dial_passthru_event_url): Status busy/free, EventType; keeps busy state',
+              description:
+                'Exotel calls this URL, which exoroute sets as `dial_passthru_event_url` (with the `token`) in its Connect answers, for ' +
+                'each agent leg: DialWhomNumber with Status=busy while the agent is rung or talking, free when that ends; EventType Dial, ' +
+                'Ringing, Answered or Terminal. Busy agents are skipped; an answered agent is remembered for `sticky`. An Exotel SIP user ' +
+                'id (`sip:agent123`) is acknowledged and changes nothing. Every event is a CDR.',
+              security: CALLBACK_SECURITY,
+              response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
+            },
+          });
+        }
+      },
+      { prefix: CALLBACK_PREFIX },
+    );
+  },
+  { name: 'callbacks', dependencies: ['rules', 'cdr-writer', 'refusals', 'metrics', 'dialing'] },
+);
 
 /** The `token` parameter: parse() removes secrets from `raw`, so read it from the query itself. */
 function tokenOf(request: FastifyRequest): string | undefined {

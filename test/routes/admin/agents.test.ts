@@ -17,14 +17,43 @@ async function until(ok: () => boolean, what = 'snapshot did not catch up') {
 async function setup(t: Test): Promise<TestApp> {
   const ctx = await buildTestApp(t);
   t.equal((await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'never', name: 'Never', weekly: [] } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'sales', name: 'Sales', strategy: 'sequential',
-    members: [{ number: '09811100001', name: 'Asha', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }],
-  } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'support', name: 'Support', strategy: 'sequential',
-    members: [{ number: '09811100003', name: 'Chitra' }, { number: '09811100004', schedule: 'never' }],
-  } })).statusCode, 201);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'sales',
+          name: 'Sales',
+          strategy: 'sequential',
+          members: [
+            { number: '09811100001', name: 'Asha', priority: 1 },
+            { number: '09811100002', priority: 2 },
+            { number: '09811100003', priority: 3 },
+          ],
+        },
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'support',
+          name: 'Support',
+          strategy: 'sequential',
+          members: [
+            { number: '09811100003', name: 'Chitra' },
+            { number: '09811100004', schedule: 'never' },
+          ],
+        },
+      })
+    ).statusCode,
+    201,
+  );
   await until(() => ctx.app.rules.current?.dialGroups.size === 2 && ctx.app.rules.current.schedules.has('never'));
   return ctx;
 }
@@ -35,7 +64,7 @@ const agents = async (ctx: TestApp) => {
   return new Map((res.json() as Array<{ number: string }>).map((a) => [a.number, a as Record<string, unknown>]));
 };
 
-t.test('GET /admin/agents: every member once, with its groups, its state now and today\'s offers', async (t) => {
+t.test("GET /admin/agents: every member once, with its groups, its state now and today's offers", async (t) => {
   const ctx = await setup(t);
   const now = Date.now();
   const ago = (s: number) => new Date(now - s * 1000);
@@ -43,24 +72,35 @@ t.test('GET /admin/agents: every member once, with its groups, its state now and
   await ctx.db.pool.query(
     `INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, wrap_up_until, missed_offers, paused_until, paused_reason, updated_at)
      VALUES ($1, true, $3, 'call-7', NULL, 0, NULL, NULL, now()), ($2, false, NULL, NULL, $4, 1, NULL, NULL, now())`,
-    [A, B, ago(30), ahead(20)]);
+    [A, B, ago(30), ahead(20)],
+  );
   await ctx.db.pool.query(
     `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
        ('c1', $1, 'sales', $2, 'answered', $2), ('c2', $1, 'sales', $2, 'no-answer', $2), ('c3', $1, 'sales', $2, NULL, NULL),
        ('old', $1, 'sales', $3, 'busy', $3)`,
-    [A, ago(1), new Date(now - 3 * 86_400_000)]);
+    [A, ago(1), new Date(now - 3 * 86_400_000)],
+  );
   const list = await agents(ctx);
   t.same([...list.keys()], [A, B, C, D], 'every member number once, in number order');
-  t.match(list.get(A), {
-    name: 'Asha', state: 'on_call', onCall: { callSid: 'call-7', since: ago(30).toISOString() },
-    groups: [{ slug: 'sales', active: true, schedule: null, onShift: true }],
-    today: { offers: 3, answers: 1, misses: 1 },
-  }, 'on a call since when, which call; today only (the offer of three days ago is not counted)');
+  t.match(
+    list.get(A),
+    {
+      name: 'Asha',
+      state: 'on_call',
+      onCall: { callSid: 'call-7', since: ago(30).toISOString() },
+      groups: [{ slug: 'sales', active: true, schedule: null, onShift: true }],
+      today: { offers: 3, answers: 1, misses: 1 },
+    },
+    'on a call since when, which call; today only (the offer of three days ago is not counted)',
+  );
   t.match(list.get(B), { state: 'wrapping_up', wrapUpUntil: ahead(20).toISOString(), missedOffers: 1, today: { offers: 0, answers: 0, misses: 0 } });
   t.match(list.get(C), { name: 'Chitra', state: 'available', groups: [{ slug: 'sales' }, { slug: 'support' }] }, 'C is in two groups');
   t.match(list.get(D), { state: 'off_shift', groups: [{ slug: 'support', schedule: 'never', onShift: false }] });
 
-  await ctx.db.pool.query(`UPDATE agent_states SET wrap_up_until = NULL, paused_until = $2, paused_reason = '3 missed offers' WHERE number = $1`, [B, ahead(60)]);
+  await ctx.db.pool.query(`UPDATE agent_states SET wrap_up_until = NULL, paused_until = $2, paused_reason = '3 missed offers' WHERE number = $1`, [
+    B,
+    ahead(60),
+  ]);
   t.match((await agents(ctx)).get(B), { state: 'paused', paused: { until: ahead(60).toISOString(), reason: '3 missed offers' } });
   t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/support/members/09811100004', payload: { active: false } })).statusCode, 200);
   t.match((await agents(ctx)).get(D), { state: 'inactive' }, 'switched off in its only group');
@@ -72,13 +112,24 @@ t.test('GET /admin/agents/:number: one agent with its recent offers; 404 for a n
   const ctx = await setup(t);
   await ctx.db.pool.query(
     `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
-       ('c1', $1, 'sales', now() - interval '2 minutes', 'answered', now()), ('c2', $1, 'support', now() - interval '1 minute', NULL, NULL)`, [C]);
+       ('c1', $1, 'sales', now() - interval '2 minutes', 'answered', now()), ('c2', $1, 'support', now() - interval '1 minute', NULL, NULL)`,
+    [C],
+  );
   const res = await ctx.admin({ method: 'GET', url: '/admin/agents/09811100003' });
   t.equal(res.statusCode, 200);
-  t.match(res.json(), {
-    number: C, state: 'available', today: { offers: 2, answers: 1 },
-    recentOffers: [{ callSid: 'c2', group: 'support', outcome: null, endedAt: null }, { callSid: 'c1', group: 'sales', outcome: 'answered' }],
-  }, 'newest first');
+  t.match(
+    res.json(),
+    {
+      number: C,
+      state: 'available',
+      today: { offers: 2, answers: 1 },
+      recentOffers: [
+        { callSid: 'c2', group: 'support', outcome: null, endedAt: null },
+        { callSid: 'c1', group: 'sales', outcome: 'answered' },
+      ],
+    },
+    'newest first',
+  );
   const unknown = await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(NOT_AN_AGENT)}` });
   t.equal(unknown.statusCode, 404);
   t.match(unknown.json().message, `${NOT_AN_AGENT} is no member of any dial group`);
@@ -96,8 +147,11 @@ t.test('PUT availability: away with a reason and until, audited; back to availab
   t.match((await agents(ctx)).get(B), { state: 'away', away: { reason: 'lunch', until }, availability: { status: 'away' } });
   await until_(ctx, (s) => s.availability.get(B)?.status === 'away');
 
-  await ctx.db.pool.query(`INSERT INTO agent_states (number, missed_offers, paused_until, paused_reason, updated_at)
-    VALUES ($1, 3, now() + interval '5 minutes', '3 missed offers', now())`, [B]);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_states (number, missed_offers, paused_until, paused_reason, updated_at)
+    VALUES ($1, 3, now() + interval '5 minutes', '3 missed offers', now())`,
+    [B],
+  );
   const back = await ctx.admin({ method: 'PUT', url: '/admin/agents/%2B919811100002/availability', payload: { status: 'available' } });
   t.equal(back.statusCode, 200);
   t.match(back.json(), { status: 'available', reason: null, until: null });
@@ -106,10 +160,14 @@ t.test('PUT availability: away with a reason and until, audited; back to availab
   t.match((await agents(ctx)).get(B), { state: 'available', away: null, paused: null, missedOffers: 0 });
 
   const audit = await ctx.admin({ method: 'GET', url: `/admin/audit?entity=agent&entityId=${encodeURIComponent(B)}` });
-  t.match(audit.json().items, [
-    { action: 'set-availability', apiKeyId: /./, before: { status: 'away', reason: 'lunch' }, after: { status: 'available', setBy: /^api-key:/ } },
-    { action: 'set-availability', before: null, after: { status: 'away', reason: 'lunch' } },
-  ], 'who changed what, newest first');
+  t.match(
+    audit.json().items,
+    [
+      { action: 'set-availability', apiKeyId: /./, before: { status: 'away', reason: 'lunch' }, after: { status: 'available', setBy: /^api-key:/ } },
+      { action: 'set-availability', before: null, after: { status: 'away', reason: 'lunch' } },
+    ],
+    'who changed what, newest first',
+  );
 });
 
 async function until_(ctx: TestApp, ok: (s: NonNullable<TestApp['app']['rules']['current']>) => boolean) {
@@ -136,26 +194,42 @@ t.test('PUT availability refuses: until in the past or unparseable (400 naming b
   t.match(nobody.json().message, /is no member of any dial group/);
   t.equal((await ctx.db.pool.query('SELECT * FROM agent_availability')).rowCount, 0, 'nothing written');
   const viewer = await ctx.admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'v', role: 'viewer' } });
-  const denied = await ctx.app.inject({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`, payload: { status: 'away' },
-    headers: { authorization: `Bearer ${viewer.json().key}` } });
+  const denied = await ctx.app.inject({
+    method: 'PUT',
+    url: `/admin/agents/${encodeURIComponent(A)}/availability`,
+    payload: { status: 'away' },
+    headers: { authorization: `Bearer ${viewer.json().key}` },
+  });
   t.equal(denied.statusCode, 403, 'a viewer key may not change it');
 });
 
-t.test('an away agent\'s until passes: available again without anyone setting it', async (t) => {
+t.test("an away agent's until passes: available again without anyone setting it", async (t) => {
   const ctx = await setup(t);
-  t.equal((await ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`,
-    payload: { status: 'away', until: new Date(Date.now() + 400).toISOString() } })).statusCode, 200);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'PUT',
+        url: `/admin/agents/${encodeURIComponent(A)}/availability`,
+        payload: { status: 'away', until: new Date(Date.now() + 400).toISOString() },
+      })
+    ).statusCode,
+    200,
+  );
   t.equal((await agents(ctx)).get(A)!.state, 'away');
   await new Promise((r) => setTimeout(r, 500));
   t.match((await agents(ctx)).get(A), { state: 'available', away: null, availability: { status: 'away' } }, 'the setting stays, but it is over');
 });
 
-t.test('two instances: an agent sent away through one is in the other\'s snapshot at once (NOTIFY), which reloads only availability', async (t) => {
+t.test("two instances: an agent sent away through one is in the other's snapshot at once (NOTIFY), which reloads only availability", async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one);
   await until_(two, (s) => s.dialGroups.size === 2);
   const before = two.app.rules.current!;
-  t.equal((await one.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(C)}/availability`, payload: { status: 'away', reason: 'training' } })).statusCode, 200);
+  t.equal(
+    (await one.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(C)}/availability`, payload: { status: 'away', reason: 'training' } }))
+      .statusCode,
+    200,
+  );
   // Announced by NOTIFY: without it the other instance would never reload (nothing polls).
   await until_(two, (s) => s.availability.get(C)?.status === 'away');
   const after = two.app.rules.current!;

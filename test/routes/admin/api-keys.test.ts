@@ -56,7 +56,10 @@ t.test('admin API keys', async (t) => {
     t.equal(after.statusCode, 401);
     t.equal((await admin({ method: 'DELETE', url: `/admin/api-keys/${viewerId}` })).statusCode, 404, 'revoking twice is 404');
     const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json();
-    t.same(audit.items.map((a: { action: string }) => a.action), ['revoke', 'create']);
+    t.same(
+      audit.items.map((a: { action: string }) => a.action),
+      ['revoke', 'create'],
+    );
     t.equal(audit.items[0].apiKeyId, BOOTSTRAP_KEY_ID, 'the audit names the key that acted');
     t.notOk(JSON.stringify(audit).includes(viewerKey), 'the audit trail never holds a key');
   });

@@ -38,19 +38,131 @@ interface Fixture {
 // stored (ids grow down the list). The last one was received at 120 s, like c3-passthru, but stored
 // last, as a CDR replayed from an instance's spool is: lists order it by its time, then by id.
 const FIXTURES: Fixture[] = [
-  { label: 'c1-passthru', seconds: 0, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, outcome: 'answered', responseBody: '' },
-  { label: 'c1-switch', seconds: 30, endpoint: 'switch', flowSlug: 'menu', callSid: 'ca-1', callFrom: CALLER_1, callTo: EXOPHONE, digits: '2', outcome: 'answered', responseBody: '{"select":"sales"}' },
-  { label: 'c2-connect', seconds: 60, endpoint: 'connect', flowSlug: 'sales', callSid: 'ca-2', callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'answered', responseBody: '{"fetch_after_attempt":true}' },
-  { label: 'c2-dial-whom', seconds: 65, endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-2', callFrom: CALLER_2, callTo: EXOPHONE, dialWhomNumber: AGENT, dialCallStatus: 'no-answer', attempt: 2, outcome: 'answered', responseBody: '+919811000022',
-    legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }] },
+  {
+    label: 'c1-passthru',
+    seconds: 0,
+    endpoint: 'passthru',
+    flowSlug: 'inbound',
+    callSid: 'ca-1',
+    callFrom: CALLER_1,
+    callTo: EXOPHONE,
+    outcome: 'answered',
+    responseBody: '',
+  },
+  {
+    label: 'c1-switch',
+    seconds: 30,
+    endpoint: 'switch',
+    flowSlug: 'menu',
+    callSid: 'ca-1',
+    callFrom: CALLER_1,
+    callTo: EXOPHONE,
+    digits: '2',
+    outcome: 'answered',
+    responseBody: '{"select":"sales"}',
+  },
+  {
+    label: 'c2-connect',
+    seconds: 60,
+    endpoint: 'connect',
+    flowSlug: 'sales',
+    callSid: 'ca-2',
+    callFrom: CALLER_2,
+    callTo: EXOPHONE,
+    outcome: 'answered',
+    responseBody: '{"fetch_after_attempt":true}',
+  },
+  {
+    label: 'c2-dial-whom',
+    seconds: 65,
+    endpoint: 'dial-whom',
+    flowSlug: 'sales',
+    callSid: 'ca-2',
+    callFrom: CALLER_2,
+    callTo: EXOPHONE,
+    dialWhomNumber: AGENT,
+    dialCallStatus: 'no-answer',
+    attempt: 2,
+    outcome: 'answered',
+    responseBody: '+919811000022',
+    legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }],
+  },
   { label: 'c2-dial-event', seconds: 70, endpoint: 'dial-events', flowSlug: null, callSid: 'ca-2', dialWhomNumber: AGENT, outcome: 'logged' },
-  { label: 'c3-passthru', seconds: 120, endpoint: 'passthru', flowSlug: 'inbound', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, outcome: 'on-error', reason: 'decision budget exceeded', responseBody: '' },
-  { label: 'c3-dial-whom', seconds: 130, endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, dialWhomNumber: CALLER_1, dialCallStatus: 'busy', attempt: 2, outcome: 'answered', responseBody: '' },
-  { label: 'no-callsid', seconds: 140, endpoint: 'passthru', flowSlug: 'inbound', callSid: null, callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'rejected', reason: 'missing CallSid', httpStatus: 400 },
-  { label: 'unknown-flow', seconds: 150, endpoint: 'passthru', flowSlug: 'nope', callSid: 'ca-5', callFrom: CALLER_3, callTo: EXOPHONE, outcome: 'rejected', reason: 'unknown flow', httpStatus: 404 },
-  { label: 'c4-connect', seconds: 200, endpoint: 'connect', flowSlug: 'sales', callSid: "o'hara-4", callFrom: CALLER_2, callTo: EXOPHONE, outcome: 'answered', reason: 'sticky, then round_robin', responseBody: TRICKY_BODY,
-    decision: { dialGroup: 'sales', numbers: [AGENT], trace: [{ rule: 'vip', result: 'matched' }] } },
-  { label: 'c3-switch-spooled', seconds: 120, endpoint: 'switch', flowSlug: 'menu', callSid: 'ca-3', callFrom: CALLER_3, callTo: EXOPHONE, digits: '1', outcome: 'answered', responseBody: '{"select":"support"}' },
+  {
+    label: 'c3-passthru',
+    seconds: 120,
+    endpoint: 'passthru',
+    flowSlug: 'inbound',
+    callSid: 'ca-3',
+    callFrom: CALLER_3,
+    callTo: EXOPHONE,
+    outcome: 'on-error',
+    reason: 'decision budget exceeded',
+    responseBody: '',
+  },
+  {
+    label: 'c3-dial-whom',
+    seconds: 130,
+    endpoint: 'dial-whom',
+    flowSlug: 'sales',
+    callSid: 'ca-3',
+    callFrom: CALLER_3,
+    callTo: EXOPHONE,
+    dialWhomNumber: CALLER_1,
+    dialCallStatus: 'busy',
+    attempt: 2,
+    outcome: 'answered',
+    responseBody: '',
+  },
+  {
+    label: 'no-callsid',
+    seconds: 140,
+    endpoint: 'passthru',
+    flowSlug: 'inbound',
+    callSid: null,
+    callFrom: CALLER_2,
+    callTo: EXOPHONE,
+    outcome: 'rejected',
+    reason: 'missing CallSid',
+    httpStatus: 400,
+  },
+  {
+    label: 'unknown-flow',
+    seconds: 150,
+    endpoint: 'passthru',
+    flowSlug: 'nope',
+    callSid: 'ca-5',
+    callFrom: CALLER_3,
+    callTo: EXOPHONE,
+    outcome: 'rejected',
+    reason: 'unknown flow',
+    httpStatus: 404,
+  },
+  {
+    label: 'c4-connect',
+    seconds: 200,
+    endpoint: 'connect',
+    flowSlug: 'sales',
+    callSid: "o'hara-4",
+    callFrom: CALLER_2,
+    callTo: EXOPHONE,
+    outcome: 'answered',
+    reason: 'sticky, then round_robin',
+    responseBody: TRICKY_BODY,
+    decision: { dialGroup: 'sales', numbers: [AGENT], trace: [{ rule: 'vip', result: 'matched' }] },
+  },
+  {
+    label: 'c3-switch-spooled',
+    seconds: 120,
+    endpoint: 'switch',
+    flowSlug: 'menu',
+    callSid: 'ca-3',
+    callFrom: CALLER_3,
+    callTo: EXOPHONE,
+    digits: '1',
+    outcome: 'answered',
+    responseBody: '{"select":"support"}',
+  },
 ];
 
 type Answer = { id: string; [k: string]: unknown };
@@ -63,16 +175,30 @@ t.test('admin CDRs', async (t) => {
   for (const f of FIXTURES) {
     const row = await db.prisma.cdr.create({
       data: {
-        receivedAt: at(f.seconds), endpoint: f.endpoint, flowSlug: f.flowSlug, callSid: f.callSid,
-        callFrom: f.callFrom ?? null, callFromRaw: f.callFrom ? `0${f.callFrom.slice(3)}` : null,
-        callTo: f.callTo ?? null, callToRaw: f.callTo ? `0${f.callTo.slice(3)}` : null,
-        direction: f.endpoint === 'dial-events' ? null : 'incoming', callStatus: 'in-progress', callType: 'call-attempt',
-        digits: f.digits ?? null, dialCallStatus: f.dialCallStatus ?? null, dialWhomNumber: f.dialWhomNumber ?? null,
+        receivedAt: at(f.seconds),
+        endpoint: f.endpoint,
+        flowSlug: f.flowSlug,
+        callSid: f.callSid,
+        callFrom: f.callFrom ?? null,
+        callFromRaw: f.callFrom ? `0${f.callFrom.slice(3)}` : null,
+        callTo: f.callTo ?? null,
+        callToRaw: f.callTo ? `0${f.callTo.slice(3)}` : null,
+        direction: f.endpoint === 'dial-events' ? null : 'incoming',
+        callStatus: 'in-progress',
+        callType: 'call-attempt',
+        digits: f.digits ?? null,
+        dialCallStatus: f.dialCallStatus ?? null,
+        dialWhomNumber: f.dialWhomNumber ?? null,
         legs: f.legs === undefined ? Prisma.DbNull : (f.legs as Prisma.InputJsonValue),
         params: { CallSid: f.callSid, CallFrom: f.callFrom ?? '', digits: f.digits ? `"${f.digits}"` : '' },
         decision: f.decision === undefined ? Prisma.DbNull : (f.decision as Prisma.InputJsonValue),
-        matchedRule: f.decision ? 'vip' : null, outcome: f.outcome, reason: f.reason ?? null,
-        httpStatus: f.httpStatus ?? 200, responseBody: f.responseBody ?? null, handlingMs: 3.25, attempt: f.attempt ?? 1,
+        matchedRule: f.decision ? 'vip' : null,
+        outcome: f.outcome,
+        reason: f.reason ?? null,
+        httpStatus: f.httpStatus ?? 200,
+        responseBody: f.responseBody ?? null,
+        handlingMs: 3.25,
+        attempt: f.attempt ?? 1,
         idempotencyKey: `key-${f.label}`,
       },
     });
@@ -86,8 +212,10 @@ t.test('admin CDRs', async (t) => {
    * first (latest received first; of two received at once, the one stored later).
    */
   const expected = (match: (f: Fixture) => boolean) =>
-    FIXTURES.map((f, stored) => ({ f, stored })).filter(({ f }) => match(f))
-      .sort((a, b) => b.f.seconds - a.f.seconds || b.stored - a.stored).map(({ f }) => f.label);
+    FIXTURES.map((f, stored) => ({ f, stored }))
+      .filter(({ f }) => match(f))
+      .sort((a, b) => b.f.seconds - a.f.seconds || b.stored - a.stored)
+      .map(({ f }) => f.label);
   const list = async (query: string) => {
     const res = await admin({ method: 'GET', url: `/admin/cdrs${query ? `?${query}` : ''}` });
     t.equal(res.statusCode, 200, `GET /admin/cdrs?${query}: ${res.body.slice(0, 200)}`);
@@ -106,14 +234,19 @@ t.test('admin CDRs', async (t) => {
     [`to=${encodeURIComponent(at(65).toISOString())}`, (f) => f.seconds < 65],
     ['flow=sales&endpoint=dial-whom&number=09800000011', (f) => f.flowSlug === 'sales' && f.endpoint === 'dial-whom' && hasNumber(AGENT)(f)],
     ['callSid=ca-2&endpoint=dial-events', (f) => f.callSid === 'ca-2' && f.endpoint === 'dial-events'],
-    [`flow=inbound&from=${encodeURIComponent(at(1).toISOString())}&to=${encodeURIComponent(at(150).toISOString())}&outcome=rejected`,
-      (f) => f.flowSlug === 'inbound' && f.seconds >= 1 && f.seconds < 150 && f.outcome === 'rejected'],
+    [
+      `flow=inbound&from=${encodeURIComponent(at(1).toISOString())}&to=${encodeURIComponent(at(150).toISOString())}&outcome=rejected`,
+      (f) => f.flowSlug === 'inbound' && f.seconds >= 1 && f.seconds < 150 && f.outcome === 'rejected',
+    ],
     ['flow=menu&endpoint=passthru', () => false],
   ];
 
   t.test('without filters the list holds every CDR, newest first by received time, then by id', async (t) => {
     const body = await list('');
-    t.same(labels(body.items), expected(() => true));
+    t.same(
+      labels(body.items),
+      expected(() => true),
+    );
     const at120 = labels(body.items).filter((l) => l === 'c3-passthru' || l === 'c3-switch-spooled');
     t.same(at120, ['c3-switch-spooled', 'c3-passthru'], 'received at the same time: the later stored first');
     t.ok(labels(body.items).indexOf('c3-switch-spooled') > labels(body.items).indexOf('c3-dial-whom'), 'stored last, but received before c3-dial-whom');
@@ -124,7 +257,10 @@ t.test('admin CDRs', async (t) => {
     for (const [query, match] of FILTER_CASES) {
       t.same(labels((await list(query)).items), expected(match), query);
     }
-    t.ok(FILTER_CASES.every(([, m]) => FIXTURES.some((f) => !m(f))), 'every case excludes something');
+    t.ok(
+      FILTER_CASES.every(([, m]) => FIXTURES.some((f) => !m(f))),
+      'every case excludes something',
+    );
   });
 
   t.test('number matches caller, called number or dialed agent, written national, with 91 or with +91', async (t) => {
@@ -188,7 +324,14 @@ t.test('admin CDRs', async (t) => {
   });
 
   t.test('limit outside 1–1000, a non-numeric cursor and unknown query fields are 400 naming the field', async (t) => {
-    for (const [query, field] of [['limit=0', 'limit'], ['limit=1001', 'limit'], ['cursor=abc', 'cursor'], ['page=2', 'page'], ['endpoint=voicemail', 'endpoint'], ['flow=Sales', 'flow']] as const) {
+    for (const [query, field] of [
+      ['limit=0', 'limit'],
+      ['limit=1001', 'limit'],
+      ['cursor=abc', 'cursor'],
+      ['page=2', 'page'],
+      ['endpoint=voicemail', 'endpoint'],
+      ['flow=Sales', 'flow'],
+    ] as const) {
       const res = await admin({ method: 'GET', url: `/admin/cdrs?${query}` });
       t.equal(res.statusCode, 400, query);
       t.match(res.json().message, `querystring/${field}`, query);
@@ -209,12 +352,32 @@ t.test('admin CDRs', async (t) => {
     t.equal(res.statusCode, 200);
     const cdr = res.json();
     t.same(cdr, {
-      id: idOf.get('c2-dial-whom'), receivedAt: at(65).toISOString(), endpoint: 'dial-whom', flowSlug: 'sales', callSid: 'ca-2',
-      callFrom: CALLER_2, callFromRaw: '09812345002', callTo: EXOPHONE, callToRaw: '08047112233', direction: 'incoming',
-      callStatus: 'in-progress', callType: 'call-attempt', digits: null, customField: null, dialCallStatus: 'no-answer',
-      dialWhomNumber: AGENT, legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }],
-      params: { CallSid: 'ca-2', CallFrom: CALLER_2, digits: '' }, decision: null, matchedRule: null, outcome: 'answered',
-      reason: null, httpStatus: 200, responseBody: '+919811000022', handlingMs: 3.25, attempt: 2,
+      id: idOf.get('c2-dial-whom'),
+      receivedAt: at(65).toISOString(),
+      endpoint: 'dial-whom',
+      flowSlug: 'sales',
+      callSid: 'ca-2',
+      callFrom: CALLER_2,
+      callFromRaw: '09812345002',
+      callTo: EXOPHONE,
+      callToRaw: '08047112233',
+      direction: 'incoming',
+      callStatus: 'in-progress',
+      callType: 'call-attempt',
+      digits: null,
+      customField: null,
+      dialCallStatus: 'no-answer',
+      dialWhomNumber: AGENT,
+      legs: [{ Number: AGENT, Type: 'single', CauseCode: 'NO_ANSWER', Cause: '19', OnCallDuration: 0 }],
+      params: { CallSid: 'ca-2', CallFrom: CALLER_2, digits: '' },
+      decision: null,
+      matchedRule: null,
+      outcome: 'answered',
+      reason: null,
+      httpStatus: 200,
+      responseBody: '+919811000022',
+      handlingMs: 3.25,
+      attempt: 2,
     });
     const withDecision = (await admin({ method: 'GET', url: `/admin/cdrs/${idOf.get('c4-connect')}` })).json();
     t.same(withDecision.decision, FIXTURES.find((f) => f.label === 'c4-connect')!.decision);
@@ -263,12 +426,32 @@ t.test('admin CDRs', async (t) => {
     t.equal(res.headers['content-disposition'], 'attachment; filename="cdrs.csv"');
     const rows = parseCsv(res.body);
     t.same(rows[0], [
-      'id', 'received_at', 'endpoint', 'flow_slug', 'call_sid', 'call_from', 'call_to', 'direction', 'digits',
-      'dial_call_status', 'dial_whom_number', 'outcome', 'matched_rule', 'reason', 'http_status', 'response_body',
-      'handling_ms', 'attempt', 'legs', 'params',
+      'id',
+      'received_at',
+      'endpoint',
+      'flow_slug',
+      'call_sid',
+      'call_from',
+      'call_to',
+      'direction',
+      'digits',
+      'dial_call_status',
+      'dial_whom_number',
+      'outcome',
+      'matched_rule',
+      'reason',
+      'http_status',
+      'response_body',
+      'handling_ms',
+      'attempt',
+      'legs',
+      'params',
     ]);
     t.equal(rows.length - 1, FIXTURES.length);
-    t.same(rows.slice(1).map((r) => labelOf.get(r[0]!)), expected(() => true));
+    t.same(
+      rows.slice(1).map((r) => labelOf.get(r[0]!)),
+      expected(() => true),
+    );
     const byLabel = (label: string) => rows.find((r) => r[0] === idOf.get(label))!;
     const dial = byLabel('c2-dial-whom');
     t.same(dial.slice(1, 8), [at(65).toISOString(), 'dial-whom', 'sales', 'ca-2', CALLER_2, EXOPHONE, 'incoming']);
@@ -290,9 +473,19 @@ t.test('admin CDRs', async (t) => {
     for (const [query, match] of FILTER_CASES) {
       const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?${query}` });
       t.equal(res.statusCode, 200, query);
-      const ids = parseCsv(res.body).slice(1).map((r) => r[0]!);
-      t.same(ids.map((id) => labelOf.get(id)), expected(match), query);
-      t.same(ids, (await list(`${query}&limit=1000`)).items.map((i) => i.id), `${query}: same rows as the list`);
+      const ids = parseCsv(res.body)
+        .slice(1)
+        .map((r) => r[0]!);
+      t.same(
+        ids.map((id) => labelOf.get(id)),
+        expected(match),
+        query,
+      );
+      t.same(
+        ids,
+        (await list(`${query}&limit=1000`)).items.map((i) => i.id),
+        `${query}: same rows as the list`,
+      );
     }
   });
 
@@ -319,7 +512,13 @@ t.test('admin CDRs', async (t) => {
     }
     t.equal(await db.prisma.cdr.count(), FIXTURES.length, 'the table and its rows are still there');
     const quoted = await admin({ method: 'GET', url: `/admin/cdrs.csv?callSid=${encodeURIComponent("o'hara-4")}` });
-    t.same(parseCsv(quoted.body).slice(1).map((r) => labelOf.get(r[0]!)), ['c4-connect'], 'a value with a quote still matches its row');
+    t.same(
+      parseCsv(quoted.body)
+        .slice(1)
+        .map((r) => labelOf.get(r[0]!)),
+      ['c4-connect'],
+      'a value with a quote still matches its row',
+    );
   });
 
   t.test('a viewer key reads the list, one CDR, a timeline and the CSV', async (t) => {
@@ -404,7 +603,8 @@ t.test('CSV export at volume', async (t) => {
     let copies = 1;
     for (let i = 0; i < 100 && copies > 0; i++) {
       const { rows } = await observer.query<{ n: string }>(
-        `SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND state <> 'idle' AND pid <> pg_backend_pid()`);
+        `SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND state <> 'idle' AND pid <> pg_backend_pid()`,
+      );
       copies = Number(rows[0]!.n);
       if (copies > 0) await new Promise((r) => setTimeout(r, 50));
     }

@@ -4,13 +4,21 @@ import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
 import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
 
 const EXOTEL_DEFAULTS = {
-  record: false, recordingChannels: 'single', maxRingingDuration: 30, maxConversationDuration: 900,
-  musicOnHold: { type: 'default_tone' }, outgoingPhoneNumber: null, fetchAfterAttempt: true, maxParallelAttempts: 5,
+  record: false,
+  recordingChannels: 'single',
+  maxRingingDuration: 30,
+  maxConversationDuration: 900,
+  musicOnHold: { type: 'default_tone' },
+  outgoingPhoneNumber: null,
+  fetchAfterAttempt: true,
+  maxParallelAttempts: 5,
   startCallPlayback: null,
 };
 
 const group = (over: Record<string, unknown> = {}) => ({
-  slug: 'sales', name: 'Sales', strategy: 'round_robin',
+  slug: 'sales',
+  name: 'Sales',
+  strategy: 'round_robin',
   members: [
     { number: '09812345678', name: 'Asha', priority: 2 },
     { number: '919812345679', name: 'Ravi', priority: 1, weight: 3 },
@@ -22,32 +30,47 @@ const group = (over: Record<string, unknown> = {}) => ({
 t.test('dial groups admin API', async (t) => {
   const { admin, db } = await buildTestApp(t);
   const post = (payload: object) => admin({ method: 'POST', url: '/admin/dial-groups', payload });
-  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'day', name: 'Day shift', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] } });
-  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'night', name: 'Night shift', weekly: [{ day: 'mon', open: '18:00', close: '09:00' }] } });
+  await admin({
+    method: 'POST',
+    url: '/admin/schedules',
+    payload: { slug: 'day', name: 'Day shift', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] },
+  });
+  await admin({
+    method: 'POST',
+    url: '/admin/schedules',
+    payload: { slug: 'night', name: 'Night shift', weekly: [{ day: 'mon', open: '18:00', close: '09:00' }] },
+  });
 
   t.test('without a bearer key every route is 401', async (t) => {
-    for (const [method, url] of [['GET', '/admin/dial-groups'], ['POST', '/admin/dial-groups'], ['PATCH', '/admin/dial-groups/sales/members/09812345678']]) {
+    for (const [method, url] of [
+      ['GET', '/admin/dial-groups'],
+      ['POST', '/admin/dial-groups'],
+      ['PATCH', '/admin/dial-groups/sales/members/09812345678'],
+    ]) {
       t.equal((await admin({ method: method!, url: url!, payload: {}, headers: { authorization: '' } })).statusCode, 401, `${method} ${url}`);
     }
   });
 
-  t.test('create answers 201: numbers in E.164 from national, 91… and +91… forms, members by priority then number, Connect and sticky defaults filled', async (t) => {
-    const res = await post(group({ sticky: { enabled: true } }));
-    t.equal(res.statusCode, 201);
-    const body = res.json();
-    t.match(body, { slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 } });
-    t.strictSame(body.members, [
-      { number: '+919812345679', name: 'Ravi', priority: 1, weight: 3, active: true, schedule: null },
-      { number: '+919812345670', name: 'Meera', priority: 2, weight: 1, active: false, schedule: null },
-      { number: '+919812345678', name: 'Asha', priority: 2, weight: 1, active: true, schedule: null },
-    ]);
-    t.strictSame(body.connect, EXOTEL_DEFAULTS);
-    t.strictSame(DEFAULT_CONNECT, EXOTEL_DEFAULTS, 'the exported defaults are the ones answered');
-    t.ok(Date.parse(body.createdAt) && Date.parse(body.updatedAt), 'timestamps are ISO instants');
-    const stored = await db.prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' }, include: { members: true } });
-    t.strictSame(stored.connect, EXOTEL_DEFAULTS, 'connect is stored complete, not only answered');
-    t.equal(stored.members.length, 3, 'members are rows of dial_group_members');
-  });
+  t.test(
+    'create answers 201: numbers in E.164 from national, 91… and +91… forms, members by priority then number, Connect and sticky defaults filled',
+    async (t) => {
+      const res = await post(group({ sticky: { enabled: true } }));
+      t.equal(res.statusCode, 201);
+      const body = res.json();
+      t.match(body, { slug: 'sales', name: 'Sales', strategy: 'round_robin', sticky: { enabled: true, lookbackDays: 30 } });
+      t.strictSame(body.members, [
+        { number: '+919812345679', name: 'Ravi', priority: 1, weight: 3, active: true, schedule: null },
+        { number: '+919812345670', name: 'Meera', priority: 2, weight: 1, active: false, schedule: null },
+        { number: '+919812345678', name: 'Asha', priority: 2, weight: 1, active: true, schedule: null },
+      ]);
+      t.strictSame(body.connect, EXOTEL_DEFAULTS);
+      t.strictSame(DEFAULT_CONNECT, EXOTEL_DEFAULTS, 'the exported defaults are the ones answered');
+      t.ok(Date.parse(body.createdAt) && Date.parse(body.updatedAt), 'timestamps are ISO instants');
+      const stored = await db.prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' }, include: { members: true } });
+      t.strictSame(stored.connect, EXOTEL_DEFAULTS, 'connect is stored complete, not only answered');
+      t.equal(stored.members.length, 3, 'members are rows of dial_group_members');
+    },
+  );
 
   t.test('without sticky a group answers sticky null', async (t) => {
     const res = await post(group({ slug: 'plain', members: [] }));
@@ -58,9 +81,14 @@ t.test('dial groups admin API', async (t) => {
 
   t.test('every Connect setting given within the limits is kept as given', async (t) => {
     const connect = {
-      record: true, recordingChannels: 'dual', maxRingingDuration: 60, maxConversationDuration: 4500,
-      musicOnHold: { type: 'custom_tone', value: 'https://example.com/hold.wav' }, outgoingPhoneNumber: '+918047115777',
-      fetchAfterAttempt: false, maxParallelAttempts: 10,
+      record: true,
+      recordingChannels: 'dual',
+      maxRingingDuration: 60,
+      maxConversationDuration: 4500,
+      musicOnHold: { type: 'custom_tone', value: 'https://example.com/hold.wav' },
+      outgoingPhoneNumber: '+918047115777',
+      fetchAfterAttempt: false,
+      maxParallelAttempts: 10,
       startCallPlayback: { playbackTo: 'callee', type: 'audio_url', value: 'http://example.com/whisper.wav' },
     };
     const res = await post(group({ slug: 'full', strategy: 'parallel', connect }));
@@ -79,13 +107,33 @@ t.test('dial groups admin API', async (t) => {
     ["recordingChannels 'stereo'", { recordingChannels: 'stereo' }, /^body\/connect\/recordingChannels: /],
     ['maxParallelAttempts 0 (Exotel: 1–10)', { maxParallelAttempts: 0 }, /^body\/connect\/maxParallelAttempts: .*1/],
     ['maxParallelAttempts 11 (Exotel: 1–10)', { maxParallelAttempts: 11 }, /^body\/connect\/maxParallelAttempts: .*10/],
-    ["musicOnHold type 'jazz'", { musicOnHold: { type: 'jazz' } }, /^body\/connect\/musicOnHold\/type: must be one of custom_tone, default_tone, operator_tone$/],
-    ['musicOnHold default_tone with a value', { musicOnHold: { type: 'default_tone', value: 'https://example.com/a.wav' } }, /^body\/connect\/musicOnHold\/(value|type): /],
+    [
+      "musicOnHold type 'jazz'",
+      { musicOnHold: { type: 'jazz' } },
+      /^body\/connect\/musicOnHold\/type: must be one of custom_tone, default_tone, operator_tone$/,
+    ],
+    [
+      'musicOnHold default_tone with a value',
+      { musicOnHold: { type: 'default_tone', value: 'https://example.com/a.wav' } },
+      /^body\/connect\/musicOnHold\/(value|type): /,
+    ],
     ['musicOnHold custom_tone without a value', { musicOnHold: { type: 'custom_tone' } }, /^body\/connect\/musicOnHold\/value: is required/],
-    ['musicOnHold custom_tone with a value that is no http(s) URL', { musicOnHold: { type: 'custom_tone', value: 'ftp://x/y.wav' } }, /^body\/connect\/musicOnHold\/value: /],
-    ["startCallPlayback playbackTo 'caller'", { startCallPlayback: { playbackTo: 'caller', type: 'text', value: 'hi' } }, /^body\/connect\/startCallPlayback\/playbackTo: /],
+    [
+      'musicOnHold custom_tone with a value that is no http(s) URL',
+      { musicOnHold: { type: 'custom_tone', value: 'ftp://x/y.wav' } },
+      /^body\/connect\/musicOnHold\/value: /,
+    ],
+    [
+      "startCallPlayback playbackTo 'caller'",
+      { startCallPlayback: { playbackTo: 'caller', type: 'text', value: 'hi' } },
+      /^body\/connect\/startCallPlayback\/playbackTo: /,
+    ],
     ["startCallPlayback type 'video'", { startCallPlayback: { playbackTo: 'both', type: 'video', value: 'hi' } }, /^body\/connect\/startCallPlayback\/type: /],
-    ['startCallPlayback audio_url with a value that is no http(s) URL', { startCallPlayback: { playbackTo: 'both', type: 'audio_url', value: 'hello there' } }, /^body\/connect\/startCallPlayback\/value: .*http/],
+    [
+      'startCallPlayback audio_url with a value that is no http(s) URL',
+      { startCallPlayback: { playbackTo: 'both', type: 'audio_url', value: 'hello there' } },
+      /^body\/connect\/startCallPlayback\/value: .*http/,
+    ],
     ["outgoingPhoneNumber '08047115777' (not E.164)", { outgoingPhoneNumber: '08047115777' }, /^body\/connect\/outgoingPhoneNumber: .*E\.164/],
     ['an unknown Connect setting', { ringTimeout: 5 }, /^body\/connect\/ringTimeout: unknown field/],
   ];
@@ -129,13 +177,32 @@ t.test('dial groups admin API', async (t) => {
   });
 
   t.test('a member shift naming a missing schedule is 422 naming it; an existing one is kept', async (t) => {
-    const res = await post(group({ slug: 'shifts', members: [{ number: '09800000001', schedule: 'day' }, { number: '09800000002', schedule: 'weekend' }] }));
+    const res = await post(
+      group({
+        slug: 'shifts',
+        members: [
+          { number: '09800000001', schedule: 'day' },
+          { number: '09800000002', schedule: 'weekend' },
+        ],
+      }),
+    );
     t.equal(res.statusCode, 422);
     t.match(res.json(), { error: 'Unprocessable Entity', message: /body\/members\/1\/schedule: schedule 'weekend' does not exist/ });
     t.notMatch(res.json().message, /'day'/, 'the existing schedule is not named');
-    const ok = await post(group({ slug: 'shifts', members: [{ number: '09800000001', schedule: 'day' }, { number: '09800000002', schedule: 'night' }] }));
+    const ok = await post(
+      group({
+        slug: 'shifts',
+        members: [
+          { number: '09800000001', schedule: 'day' },
+          { number: '09800000002', schedule: 'night' },
+        ],
+      }),
+    );
     t.equal(ok.statusCode, 201);
-    t.same(ok.json().members.map((m: { schedule: string }) => m.schedule), ['day', 'night']);
+    t.same(
+      ok.json().members.map((m: { schedule: string }) => m.schedule),
+      ['day', 'night'],
+    );
   });
 
   t.test('a second group with the same slug is 409 and leaves the first unchanged', async (t) => {
@@ -151,7 +218,10 @@ t.test('dial groups admin API', async (t) => {
     t.match(one.json(), { slug: 'sales', members: [{ number: '+919812345679' }, {}, {}] });
     const all = await admin({ method: 'GET', url: '/admin/dial-groups' });
     t.equal(all.statusCode, 200);
-    t.same(all.json().map((g: { slug: string }) => g.slug), ['full', 'partial', 'plain', 'sales', 'shifts', 'text']);
+    t.same(
+      all.json().map((g: { slug: string }) => g.slug),
+      ['full', 'partial', 'plain', 'sales', 'shifts', 'text'],
+    );
     const missing = await admin({ method: 'GET', url: '/admin/dial-groups/nope' });
     t.equal(missing.statusCode, 404);
     t.match(missing.json().message, "dial-group 'nope' does not exist");
@@ -203,7 +273,11 @@ t.test('dial groups admin API', async (t) => {
     const connect = await admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: { connect: { record: true, recordingChannels: 'dual' } } });
     t.strictSame(connect.json().connect, { ...EXOTEL_DEFAULTS, record: true, recordingChannels: 'dual' });
     t.equal(connect.json().members.length, 3, 'members untouched');
-    const members = await admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: { members: [{ number: '09812345678', name: 'Asha' }], sticky: null } });
+    const members = await admin({
+      method: 'PATCH',
+      url: '/admin/dial-groups/sales',
+      payload: { members: [{ number: '09812345678', name: 'Asha' }], sticky: null },
+    });
     t.equal(members.statusCode, 200);
     t.strictSame(members.json().members, [{ number: '+919812345678', name: 'Asha', priority: 0, weight: 1, active: true, schedule: null }]);
     t.equal(members.json().sticky, null);
@@ -214,28 +288,49 @@ t.test('dial groups admin API', async (t) => {
     const shift = await admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: { members: [{ number: '09812345678', schedule: 'weekend' }] } });
     t.equal(shift.statusCode, 422);
     t.match(shift.json().message, "body/members/0/schedule: schedule 'weekend' does not exist");
-    const dup = await admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: { members: [{ number: '09812345678' }, { number: '+919812345678' }] } });
+    const dup = await admin({
+      method: 'PATCH',
+      url: '/admin/dial-groups/sales',
+      payload: { members: [{ number: '09812345678' }, { number: '+919812345678' }] },
+    });
     t.equal(dup.statusCode, 400);
     t.match(dup.json().message, /^body\/members\/1\/number: /);
     t.equal(await db.prisma.dialGroupMember.count({ where: { group: { slug: 'sales' } } }), 1, 'a rejected change leaves the members as they were');
   });
 
   t.test('PUT replaces every field: absent sticky becomes null, absent connect resets to the defaults; 404 for an unknown slug', async (t) => {
-    const res = await admin({ method: 'PUT', url: '/admin/dial-groups/sales', payload: {
-      name: 'Sales', strategy: 'weighted',
-      members: [{ number: '09812345670', weight: 5, schedule: 'day' }, { number: '09812345671', weight: 1 }],
-    } });
+    const res = await admin({
+      method: 'PUT',
+      url: '/admin/dial-groups/sales',
+      payload: {
+        name: 'Sales',
+        strategy: 'weighted',
+        members: [
+          { number: '09812345670', weight: 5, schedule: 'day' },
+          { number: '09812345671', weight: 1 },
+        ],
+      },
+    });
     t.equal(res.statusCode, 200);
     t.match(res.json(), { name: 'Sales', strategy: 'weighted', sticky: null });
     t.strictSame(res.json().connect, EXOTEL_DEFAULTS);
-    t.same(res.json().members.map((m: { number: string; weight: number; schedule: string | null }) => [m.number, m.weight, m.schedule]),
-      [['+919812345670', 5, 'day'], ['+919812345671', 1, null]]);
+    t.same(
+      res.json().members.map((m: { number: string; weight: number; schedule: string | null }) => [m.number, m.weight, m.schedule]),
+      [
+        ['+919812345670', 5, 'day'],
+        ['+919812345671', 1, null],
+      ],
+    );
     const missing = await admin({ method: 'PUT', url: '/admin/dial-groups/nope', payload: { name: 'x', strategy: 'random', members: [] } });
     t.equal(missing.statusCode, 404);
     const noMembers = await admin({ method: 'PUT', url: '/admin/dial-groups/sales', payload: { name: 'x', strategy: 'random' } });
     t.equal(noMembers.statusCode, 400);
     t.match(noMembers.json().message, 'body/members: is required');
-    const shift = await admin({ method: 'PUT', url: '/admin/dial-groups/sales', payload: { name: 'x', strategy: 'random', members: [{ number: '09812345670', schedule: 'weekend' }] } });
+    const shift = await admin({
+      method: 'PUT',
+      url: '/admin/dial-groups/sales',
+      payload: { name: 'x', strategy: 'random', members: [{ number: '09812345670', schedule: 'weekend' }] },
+    });
     t.equal(shift.statusCode, 422);
   });
 
@@ -247,9 +342,20 @@ t.test('dial groups admin API', async (t) => {
   });
 
   t.test('deleting a group a flow uses (rule then, otherwise or onError) is 409 naming the flows', async (t) => {
-    const flow = (slug: string, over: object) => admin({ method: 'POST', url: '/admin/flows', payload: {
-      slug, name: slug, type: 'dial', rules: [], otherwise: { numbers: ['09800000001'] }, onError: { numbers: ['09800000001'] }, ...over,
-    } });
+    const flow = (slug: string, over: object) =>
+      admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: {
+          slug,
+          name: slug,
+          type: 'dial',
+          rules: [],
+          otherwise: { numbers: ['09800000001'] },
+          onError: { numbers: ['09800000001'] },
+          ...over,
+        },
+      });
     t.equal((await flow('inbound', { otherwise: { dialGroup: 'sales' } })).statusCode, 201);
     t.equal((await flow('backup', { onError: { dialGroup: 'sales' } })).statusCode, 201);
     t.equal((await flow('vip', { rules: [{ name: 'gold', when: { callerPrefix: ['+9198'] }, then: { dialGroup: 'full' } }] })).statusCode, 201);
@@ -283,9 +389,17 @@ t.test('dial groups admin API', async (t) => {
 
   t.test('every write is audited with the key, before and after', async (t) => {
     const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=dial-group&entityId=sales' })).json();
-    t.same(audit.items.map((a: { action: string }) => a.action),
-      ['delete', 'replace', 'update', 'update', 'update', 'update-member', 'update-member', 'update-member', 'update-member', 'create']);
-    t.match(audit.items[0], { apiKeyId: BOOTSTRAP_KEY_ID, entity: 'dial-group', entityId: 'sales', before: { slug: 'sales', strategy: 'weighted' }, after: null });
+    t.same(
+      audit.items.map((a: { action: string }) => a.action),
+      ['delete', 'replace', 'update', 'update', 'update', 'update-member', 'update-member', 'update-member', 'update-member', 'create'],
+    );
+    t.match(audit.items[0], {
+      apiKeyId: BOOTSTRAP_KEY_ID,
+      entity: 'dial-group',
+      entityId: 'sales',
+      before: { slug: 'sales', strategy: 'weighted' },
+      after: null,
+    });
     const off = audit.items[audit.items.length - 2];
     t.match(off, { action: 'update-member', before: { number: '+919812345678', active: true }, after: { number: '+919812345678', active: false } });
     t.match(audit.items[audit.items.length - 1], { action: 'create', before: null, after: { slug: 'sales', connect: EXOTEL_DEFAULTS } });
@@ -297,13 +411,22 @@ t.test('wrap-up and missed-offer settings: defaults, given values, PATCH one, PU
   const created = await admin({ method: 'POST', url: '/admin/dial-groups', payload: group({ members: [] }) });
   t.equal(created.statusCode, 201);
   t.match(created.json(), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'no wrap-up, never paused by default');
-  const given = await admin({ method: 'POST', url: '/admin/dial-groups', payload: group({ slug: 'support', members: [], wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 }) });
+  const given = await admin({
+    method: 'POST',
+    url: '/admin/dial-groups',
+    payload: group({ slug: 'support', members: [], wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 }),
+  });
   t.match(given.json(), { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 });
   const patched = await admin({ method: 'PATCH', url: '/admin/dial-groups/support', payload: { wrapUpSeconds: 45 } });
   t.match(patched.json(), { wrapUpSeconds: 45, maxMissedOffers: 2, missedPauseSeconds: 600 }, 'PATCH changes only the field given');
   const replaced = await admin({ method: 'PUT', url: '/admin/dial-groups/support', payload: { name: 'Support', strategy: 'sequential', members: [] } });
   t.match(replaced.json(), { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 }, 'PUT resets absent ones to their defaults');
-  for (const [field, value] of [['wrapUpSeconds', -1], ['wrapUpSeconds', 3601], ['maxMissedOffers', 101], ['missedPauseSeconds', 0]] as const) {
+  for (const [field, value] of [
+    ['wrapUpSeconds', -1],
+    ['wrapUpSeconds', 3601],
+    ['maxMissedOffers', 101],
+    ['missedPauseSeconds', 0],
+  ] as const) {
     const res = await admin({ method: 'PATCH', url: '/admin/dial-groups/support', payload: { [field]: value } });
     t.equal(res.statusCode, 400, `${field} ${value}`);
     t.match(res.json().message, new RegExp(`^body/${field}: must be`));

@@ -2,25 +2,39 @@ import t from 'tap';
 import { buildTestApp } from '../../helper.js';
 
 const passthru = (over: Record<string, unknown> = {}) => ({
-  slug: 'inbound', name: 'Main line', type: 'passthru',
+  slug: 'inbound',
+  name: 'Main line',
+  type: 'passthru',
   rules: [
     { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
     { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
   ],
-  otherwise: { branch: 'A' }, onError: { branch: 'A' }, ...over,
+  otherwise: { branch: 'A' },
+  onError: { branch: 'A' },
+  ...over,
 });
 
 t.test('flows admin API', async (t) => {
   const { admin, app } = await buildTestApp(t);
   await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } });
   await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678' } });
-  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] } });
+  await admin({
+    method: 'POST',
+    url: '/admin/schedules',
+    payload: { slug: 'support', name: 'Support', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] },
+  });
 
   t.test('a flow referring to missing lists or schedules is 422 naming each slug', async (t) => {
-    const res = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [
-      { name: 'a', when: { callerIn: 'platinum' }, then: { branch: 'A' } },
-      { name: 'b', when: { openBy: 'night' }, then: { branch: 'B' } },
-    ] }) });
+    const res = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({
+        rules: [
+          { name: 'a', when: { callerIn: 'platinum' }, then: { branch: 'A' } },
+          { name: 'b', when: { openBy: 'night' }, then: { branch: 'B' } },
+        ],
+      }),
+    });
     t.equal(res.statusCode, 422);
     t.match(res.json().message, /vip-list 'platinum'.*schedule 'night'/);
   });
@@ -38,23 +52,45 @@ t.test('flows admin API', async (t) => {
     const wrong = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'x', otherwise: { select: 'sales' } }) });
     t.equal(wrong.statusCode, 400);
     t.match(wrong.json().message, 'body/otherwise: a passthru flow');
-    const asyncSwitch = await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'sw', name: 's', type: 'switch', mode: 'async', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } } });
+    const asyncSwitch = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: { slug: 'sw', name: 's', type: 'switch', mode: 'async', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } },
+    });
     t.equal(asyncSwitch.statusCode, 400);
     t.match(asyncSwitch.json().message, 'body/mode');
-    const dup = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'y', rules: [
-      { name: 'same', when: {}, then: { branch: 'A' } }, { name: 'same', when: {}, then: { branch: 'B' } }] }) });
+    const dup = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({
+        slug: 'y',
+        rules: [
+          { name: 'same', when: {}, then: { branch: 'A' } },
+          { name: 'same', when: {}, then: { branch: 'B' } },
+        ],
+      }),
+    });
     t.equal(dup.statusCode, 400);
     t.match(dup.json().message, 'body/rules/1/name');
-    const called = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'z', rules: [
-      { name: 'exophone', when: { calledNumber: ['08047115777'] }, then: { branch: 'B' } }] }) });
+    const called = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({ slug: 'z', rules: [{ name: 'exophone', when: { calledNumber: ['08047115777'] }, then: { branch: 'B' } }] }),
+    });
     t.equal(called.statusCode, 201);
     t.same(called.json().rules[0].when.calledNumber, ['+918047115777']);
-    const badNumber = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'w', rules: [
-      { name: 'exophone', when: { calledNumber: ['12'] }, then: { branch: 'B' } }] }) });
+    const badNumber = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({ slug: 'w', rules: [{ name: 'exophone', when: { calledNumber: ['12'] }, then: { branch: 'B' } }] }),
+    });
     t.equal(badNumber.statusCode, 400);
     t.match(badNumber.json().message, 'body/rules/0/when/calledNumber/0');
-    const unknownCondition = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'v', rules: [
-      { name: 'x', when: { callerIs: 'gold' }, then: { branch: 'B' } }] }) });
+    const unknownCondition = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({ slug: 'v', rules: [{ name: 'x', when: { callerIs: 'gold' }, then: { branch: 'B' } }] }),
+    });
     t.equal(unknownCondition.statusCode, 400);
     t.match(unknownCondition.json().message, 'body/rules/0/when/callerIs: unknown field');
     const badBranch = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'u', otherwise: { branch: 'C' } }) });
@@ -75,21 +111,45 @@ t.test('flows admin API', async (t) => {
   t.test('simulate returns the exact answer and a per-rule trace, and writes no CDR', async (t) => {
     // The snapshot follows the writes through NOTIFY.
     for (let i = 0; i < 200 && !app.rules.current?.vipLists.get('gold')?.size; i++) await new Promise((r) => setTimeout(r, 10));
-    const vip = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
-      endpoint: 'passthru', params: { CallSid: 'sim-1', CallFrom: '09812345678' }, at: '2026-11-23T12:00:00+05:30' } });
+    const vip = await admin({
+      method: 'POST',
+      url: '/admin/flows/inbound/simulate',
+      payload: {
+        endpoint: 'passthru',
+        params: { CallSid: 'sim-1', CallFrom: '09812345678' },
+        at: '2026-11-23T12:00:00+05:30',
+      },
+    });
     t.equal(vip.statusCode, 200);
     t.match(vip.json(), {
-      answer: { statusCode: 200, contentType: 'text/plain', body: '' }, action: { branch: 'A' }, decidedBy: 'rule', matchedRule: 'VIPs',
+      answer: { statusCode: 200, contentType: 'text/plain', body: '' },
+      action: { branch: 'A' },
+      decidedBy: 'rule',
+      matchedRule: 'VIPs',
       trace: [
         { name: 'VIPs', result: 'matched', conditions: [{ condition: 'callerIn gold', held: true, why: '+919812345678 is in gold' }] },
         { name: 'closed', result: 'not evaluated' },
       ],
     });
-    const closed = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
-      endpoint: 'passthru', params: { CallSid: 'sim-2', CallFrom: '09800000000' }, at: '2026-11-23T20:00:00+05:30' } });
+    const closed = await admin({
+      method: 'POST',
+      url: '/admin/flows/inbound/simulate',
+      payload: {
+        endpoint: 'passthru',
+        params: { CallSid: 'sim-2', CallFrom: '09800000000' },
+        at: '2026-11-23T20:00:00+05:30',
+      },
+    });
     t.match(closed.json(), { answer: { statusCode: 302 }, matchedRule: 'closed', trace: [{ result: 'not matched' }, { result: 'matched' }] });
-    const open = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: {
-      endpoint: 'passthru', params: { CallSid: 'sim-3', CallFrom: '09800000000' }, at: '2026-11-23T10:00:00+05:30' } });
+    const open = await admin({
+      method: 'POST',
+      url: '/admin/flows/inbound/simulate',
+      payload: {
+        endpoint: 'passthru',
+        params: { CallSid: 'sim-3', CallFrom: '09800000000' },
+        at: '2026-11-23T10:00:00+05:30',
+      },
+    });
     t.match(open.json(), { answer: { statusCode: 200 }, decidedBy: 'otherwise', matchedRule: null });
     const noSid = await admin({ method: 'POST', url: '/admin/flows/inbound/simulate', payload: { endpoint: 'passthru', params: {} } });
     t.match(noSid.json(), { answer: { statusCode: 400 }, decidedBy: 'rejected', reason: 'CallSid is missing' });
@@ -101,51 +161,116 @@ t.test('flows admin API', async (t) => {
   });
 
   t.test('PUT replaces, DELETE removes, both audited; 404 for unknown slugs', async (t) => {
-    const put = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { name: 'Renamed', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } });
+    const put = await admin({
+      method: 'PUT',
+      url: '/admin/flows/inbound',
+      payload: { name: 'Renamed', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } },
+    });
     t.equal(put.statusCode, 200);
     t.match(put.json(), { name: 'Renamed', rules: [] });
     t.equal((await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' })).statusCode, 204, 'no longer referenced');
-    t.equal((await admin({ method: 'PUT', url: '/admin/flows/nope', payload: { name: 'x', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } })).statusCode, 404);
+    t.equal(
+      (
+        await admin({
+          method: 'PUT',
+          url: '/admin/flows/nope',
+          payload: { name: 'x', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } },
+        })
+      ).statusCode,
+      404,
+    );
     t.equal((await admin({ method: 'DELETE', url: '/admin/flows/inbound' })).statusCode, 204);
     t.equal((await admin({ method: 'DELETE', url: '/admin/flows/inbound' })).statusCode, 404);
     t.equal((await admin({ method: 'GET', url: '/admin/flows/inbound' })).statusCode, 404);
     const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=flow' })).json();
-    t.same(audit.items.filter((a: { entityId: string }) => a.entityId === 'inbound').map((a: { action: string }) => a.action), ['delete', 'replace', 'create']);
+    t.same(
+      audit.items.filter((a: { entityId: string }) => a.entityId === 'inbound').map((a: { action: string }) => a.action),
+      ['delete', 'replace', 'create'],
+    );
   });
 });
 
 t.test('a rule written without a name is named by its position, and traces show that name', async (t) => {
   const { admin } = await buildTestApp(t);
-  const res = await admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'menu', name: 'Menu', type: 'switch',
-    rules: [{ when: { digits: { equals: '1' } }, then: { select: 'sales' } }, { name: 'support', when: { digits: { equals: '2' } }, then: { select: 'support' } },
-      { when: { digits: { equals: '3' } }, then: { select: 'billing' } }],
-    otherwise: { select: 'sales' }, onError: { select: 'sales' },
-  } });
+  const res = await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'menu',
+      name: 'Menu',
+      type: 'switch',
+      rules: [
+        { when: { digits: { equals: '1' } }, then: { select: 'sales' } },
+        { name: 'support', when: { digits: { equals: '2' } }, then: { select: 'support' } },
+        { when: { digits: { equals: '3' } }, then: { select: 'billing' } },
+      ],
+      otherwise: { select: 'sales' },
+      onError: { select: 'sales' },
+    },
+  });
   t.equal(res.statusCode, 201, res.body);
-  t.same(res.json().rules.map((r: { name: string }) => r.name), ['rule 1', 'support', 'rule 3']);
+  t.same(
+    res.json().rules.map((r: { name: string }) => r.name),
+    ['rule 1', 'support', 'rule 3'],
+  );
   const sim = await admin({ method: 'POST', url: '/admin/flows/menu/simulate', payload: { endpoint: 'switch', params: { CallSid: 's', digits: '"3"' } } });
   t.equal(sim.json().matchedRule, 'rule 3');
-  t.same(sim.json().trace.map((r: { name: string; result: string }) => `${r.name}: ${r.result}`), ['rule 1: not matched', 'support: not matched', 'rule 3: matched']);
-  const clash = await admin({ method: 'PUT', url: '/admin/flows/menu', payload: {
-    name: 'Menu', type: 'switch', otherwise: { select: 'sales' }, onError: { select: 'sales' },
-    rules: [{ name: 'rule 2', when: {}, then: { select: 'a' } }, { when: {}, then: { select: 'b' } }],
-  } });
+  t.same(
+    sim.json().trace.map((r: { name: string; result: string }) => `${r.name}: ${r.result}`),
+    ['rule 1: not matched', 'support: not matched', 'rule 3: matched'],
+  );
+  const clash = await admin({
+    method: 'PUT',
+    url: '/admin/flows/menu',
+    payload: {
+      name: 'Menu',
+      type: 'switch',
+      otherwise: { select: 'sales' },
+      onError: { select: 'sales' },
+      rules: [
+        { name: 'rule 2', when: {}, then: { select: 'a' } },
+        { when: {}, then: { select: 'b' } },
+      ],
+    },
+  });
   t.equal(clash.statusCode, 400);
-  t.match(clash.json().message, "body/rules/1/name: 'rule 2' is used by an earlier rule; rule names are unique in a flow (an unnamed rule is named by its position): give this rule a name");
+  t.match(
+    clash.json().message,
+    "body/rules/1/name: 'rule 2' is used by an earlier rule; rule names are unique in a flow (an unnamed rule is named by its position): give this rule a name",
+  );
 });
 
 t.test('each flow carries the Exotel URL(s) to paste for its type; the secret only for an admin key', async (t) => {
   const secret = 'cb-secret-1234-abcd';
   const { admin } = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', EXOTEL_CALLBACK_SECRET: secret });
-  t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] } })).statusCode, 201);
+  t.equal(
+    (
+      await admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] },
+      })
+    ).statusCode,
+    201,
+  );
   const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });
   t.same(created.json().exotelUrls, { passthru: `https://exo.example.com/exotel/passthru/inbound?token=${secret}` });
-  await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'menu', name: 'Menu', type: 'switch', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } } });
-  await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { dialGroup: 'sales' } } });
+  await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'menu', name: 'Menu', type: 'switch', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } },
+  });
+  await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { dialGroup: 'sales' } },
+  });
   const all = (await admin({ method: 'GET', url: '/admin/flows' })).json() as Array<{ slug: string; exotelUrls: Record<string, string> }>;
   t.same(Object.fromEntries(all.map((f) => [f.slug, f.exotelUrls])), {
-    agents: { dialWhom: `https://exo.example.com/exotel/dial-whom/agents?token=${secret}`, connect: `https://exo.example.com/exotel/connect/agents?token=${secret}` },
+    agents: {
+      dialWhom: `https://exo.example.com/exotel/dial-whom/agents?token=${secret}`,
+      connect: `https://exo.example.com/exotel/connect/agents?token=${secret}`,
+    },
     inbound: { passthru: `https://exo.example.com/exotel/passthru/inbound?token=${secret}` },
     menu: { switch: `https://exo.example.com/exotel/switch/menu?token=${secret}` },
   });
@@ -154,7 +279,10 @@ t.test('each flow carries the Exotel URL(s) to paste for its type; the secret on
   const asViewer = (url: string) => admin({ method: 'GET', url, headers: { authorization: `Bearer ${viewerKey}` } });
   const one = await asViewer('/admin/flows/agents');
   t.equal(one.statusCode, 200);
-  t.same(one.json().exotelUrls, { dialWhom: 'https://exo.example.com/exotel/dial-whom/agents?token=***', connect: 'https://exo.example.com/exotel/connect/agents?token=***' });
+  t.same(one.json().exotelUrls, {
+    dialWhom: 'https://exo.example.com/exotel/dial-whom/agents?token=***',
+    connect: 'https://exo.example.com/exotel/connect/agents?token=***',
+  });
   const list = await asViewer('/admin/flows');
   t.notMatch(list.body + one.body, secret, 'a viewer never sees the secret');
   t.notMatch((await admin({ method: 'GET', url: '/admin/audit?entity=flow' })).body, secret, 'nor does the audit trail hold it');

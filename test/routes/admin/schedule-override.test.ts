@@ -13,10 +13,23 @@ const ALL_WEEK = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((day) => 
 async function setup(t: Test): Promise<TestApp> {
   const ctx = await buildTestApp(t);
   t.equal((await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: ALL_WEEK } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'queue', name: 'Queue', type: 'passthru',
-    rules: [{ name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } }], otherwise: { branch: 'A' }, onError: { branch: 'A' },
-  } })).statusCode, 201);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: {
+          slug: 'queue',
+          name: 'Queue',
+          type: 'passthru',
+          rules: [{ name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } }],
+          otherwise: { branch: 'A' },
+          onError: { branch: 'A' },
+        },
+      })
+    ).statusCode,
+    201,
+  );
   await until(() => ctx.app.rules.current?.flows.has('queue') === true);
   return ctx;
 }
@@ -41,8 +54,11 @@ t.test('an emergency close: status, the passthru (branch B) and its trace say "o
   const res = await passthru(ctx, 'e1');
   t.equal(res.statusCode, 302, 'branch B');
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'e1' } });
-  t.match(cdr, { matchedRule: 'closed', decision: { trace: [{ conditions: [{ condition: 'closedBy support', held: true, why: untilText }] }] } },
-    'the CDR\'s trace names the override, its reason and its end');
+  t.match(
+    cdr,
+    { matchedRule: 'closed', decision: { trace: [{ conditions: [{ condition: 'closedBy support', held: true, why: untilText }] }] } },
+    "the CDR's trace names the override, its reason and its end",
+  );
   const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/queue/simulate', payload: { endpoint: 'passthru', params: { CallSid: 's' } } });
   t.match(sim.json(), { answer: { statusCode: 302 }, trace: [{ conditions: [{ why: untilText }] }] }, 'simulate too');
 
@@ -77,13 +93,19 @@ t.test('override input: until in the past or unparseable is a 400 naming body/un
   const indefinite = await override(ctx, { open: false, reason: 'outage' });
   t.equal(indefinite.statusCode, 200);
   t.match(indefinite.json(), { override: { until: null } }, 'without until: until deleted');
-  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(),
-    { open: false, reason: 'override: outage until it is deleted', nextChangeAt: null });
-  t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/schedules/support', payload: { name: 'Support desk' } })).json().override?.reason, 'outage',
-    'editing the schedule keeps its override');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), {
+    open: false,
+    reason: 'override: outage until it is deleted',
+    nextChangeAt: null,
+  });
+  t.equal(
+    (await ctx.admin({ method: 'PATCH', url: '/admin/schedules/support', payload: { name: 'Support desk' } })).json().override?.reason,
+    'outage',
+    'editing the schedule keeps its override',
+  );
 });
 
-t.test('two instances: an override set through one is obeyed by the other\'s callbacks', async (t) => {
+t.test("two instances: an override set through one is obeyed by the other's callbacks", async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one);
   await until(() => two.app.rules.current?.flows.has('queue') === true);

@@ -43,7 +43,10 @@ t.test('admin schedules', async (t) => {
   t.test('list answers every schedule by slug', async (t) => {
     const res = await admin({ method: 'GET', url: '/admin/schedules' });
     t.equal(res.statusCode, 200);
-    t.same(res.json().map((s: { slug: string }) => s.slug), ['bare', 'support']);
+    t.same(
+      res.json().map((s: { slug: string }) => s.slug),
+      ['bare', 'support'],
+    );
   });
 
   t.test('a second schedule with the same slug is 409', async (t) => {
@@ -65,7 +68,15 @@ t.test('admin schedules', async (t) => {
   t.test('a time that is not HH:MM 00:00–23:59 is 400 naming its path', async (t) => {
     const cases: Array<[object, string]> = [
       [{ weekly: [{ day: 'mon', open: '25:00', close: '18:00' }] }, 'body/weekly/0/open'],
-      [{ weekly: [{ day: 'mon', open: '09:00', close: '18:00' }, { day: 'tue', open: '9:00', close: '18:00' }] }, 'body/weekly/1/open'],
+      [
+        {
+          weekly: [
+            { day: 'mon', open: '09:00', close: '18:00' },
+            { day: 'tue', open: '9:00', close: '18:00' },
+          ],
+        },
+        'body/weekly/1/open',
+      ],
       [{ weekly: [{ day: 'mon', open: '09:00', close: '18:60' }] }, 'body/weekly/0/close'],
       [{ weekly: [{ day: 'mon', open: '24:00', close: '18:00' }] }, 'body/weekly/0/open'],
       [{ weekly: [{ day: 'mon', open: '09:00', close: '24:01' }] }, 'body/weekly/0/close'],
@@ -99,8 +110,12 @@ t.test('admin schedules', async (t) => {
 
   t.test('one exception per date: a duplicate is 400 naming body/exceptions/1/date', async (t) => {
     const res = await create({
-      slug: 'dupes', name: 'x',
-      exceptions: [{ date: '2026-12-25', closed: true }, { date: '2026-12-25', open: '10:00', close: '12:00' }],
+      slug: 'dupes',
+      name: 'x',
+      exceptions: [
+        { date: '2026-12-25', closed: true },
+        { date: '2026-12-25', open: '10:00', close: '12:00' },
+      ],
     });
     t.equal(res.statusCode, 400);
     t.match(res.json().message, 'body/exceptions/1/date: 2026-12-25 appears twice');
@@ -142,15 +157,25 @@ t.test('admin schedules', async (t) => {
   });
 
   t.test('PATCH changes only the fields given', async (t) => {
-    t.equal((await create({
-      slug: 'london', name: 'London', timezone: 'Europe/London',
-      weekly: [{ day: 'mon', open: '08:00', close: '16:00' }], exceptions: [{ date: '2026-12-25', closed: true }],
-    })).statusCode, 201);
+    t.equal(
+      (
+        await create({
+          slug: 'london',
+          name: 'London',
+          timezone: 'Europe/London',
+          weekly: [{ day: 'mon', open: '08:00', close: '16:00' }],
+          exceptions: [{ date: '2026-12-25', closed: true }],
+        })
+      ).statusCode,
+      201,
+    );
     const renamed = await admin({ method: 'PATCH', url: '/admin/schedules/london', payload: { name: 'London office' } });
     t.equal(renamed.statusCode, 200);
     t.match(renamed.json(), {
-      name: 'London office', timezone: 'Europe/London',
-      weekly: [{ day: 'mon', open: '08:00', close: '16:00' }], exceptions: [{ date: '2026-12-25', closed: true }],
+      name: 'London office',
+      timezone: 'Europe/London',
+      weekly: [{ day: 'mon', open: '08:00', close: '16:00' }],
+      exceptions: [{ date: '2026-12-25', closed: true }],
     });
     const hours = await admin({ method: 'PATCH', url: '/admin/schedules/london', payload: { weekly: [{ day: 'tue', open: '10:00', close: '12:00' }] } });
     t.equal(hours.statusCode, 200);
@@ -161,7 +186,16 @@ t.test('admin schedules', async (t) => {
     const bad = await admin({ method: 'PATCH', url: '/admin/schedules/london', payload: { timezone: 'Mars/Olympus' } });
     t.equal(bad.statusCode, 400);
     t.match(bad.json().message, /^body\/timezone: /);
-    const dupes = await admin({ method: 'PATCH', url: '/admin/schedules/london', payload: { exceptions: [{ date: '2026-01-01', closed: true }, { date: '2026-01-01', closed: true }] } });
+    const dupes = await admin({
+      method: 'PATCH',
+      url: '/admin/schedules/london',
+      payload: {
+        exceptions: [
+          { date: '2026-01-01', closed: true },
+          { date: '2026-01-01', closed: true },
+        ],
+      },
+    });
     t.equal(dupes.statusCode, 400);
     t.match(dupes.json().message, 'body/exceptions/1/date');
     const slug = await admin({ method: 'PATCH', url: '/admin/schedules/london', payload: { slug: 'paris' } });
@@ -170,7 +204,11 @@ t.test('admin schedules', async (t) => {
   });
 
   t.test('PUT replaces the schedule: fields left out go back to their defaults', async (t) => {
-    const res = await admin({ method: 'PUT', url: '/admin/schedules/london', payload: { name: 'Replaced', weekly: [{ day: 'wed', open: '09:00', close: '17:00' }] } });
+    const res = await admin({
+      method: 'PUT',
+      url: '/admin/schedules/london',
+      payload: { name: 'Replaced', weekly: [{ day: 'wed', open: '09:00', close: '17:00' }] },
+    });
     t.equal(res.statusCode, 200);
     t.match(res.json(), { slug: 'london', name: 'Replaced', timezone: 'Asia/Kolkata' });
     t.strictSame(res.json().weekly, [{ day: 'wed', open: '09:00', close: '17:00' }]);
@@ -206,11 +244,18 @@ t.test('admin schedules', async (t) => {
     const wedEvening = await status('office', '2026-01-07T20:00:00+05:30');
     t.strictSame(wedEvening.json(), { open: false, reason: 'outside weekly windows', nextChangeAt: '2026-01-08T09:00:00+05:30' });
     const friEvening = await status('office', '2026-01-09T18:00:00+05:30');
-    t.strictSame(friEvening.json(), { open: false, reason: 'outside weekly windows', nextChangeAt: '2026-01-12T09:00:00+05:30' }, 'closes at 18:00 sharp; reopens Monday');
+    t.strictSame(
+      friEvening.json(),
+      { open: false, reason: 'outside weekly windows', nextChangeAt: '2026-01-12T09:00:00+05:30' },
+      'closes at 18:00 sharp; reopens Monday',
+    );
   });
 
   t.test('the same instant written in UTC or +05:30 gets the same answer', async (t) => {
-    for (const [utc, local] of [['2026-01-07T04:30:00Z', '2026-01-07T10:00:00+05:30'], ['2026-01-07T14:30:00.000Z', '2026-01-07T20:00:00+05:30']]) {
+    for (const [utc, local] of [
+      ['2026-01-07T04:30:00Z', '2026-01-07T10:00:00+05:30'],
+      ['2026-01-07T14:30:00.000Z', '2026-01-07T20:00:00+05:30'],
+    ]) {
       const a = await status('office', utc);
       const b = await status('office', local);
       t.equal(a.statusCode, 200);
@@ -221,7 +266,11 @@ t.test('admin schedules', async (t) => {
 
   t.test('a holiday added by PATCH closes the schedule that day, and the reason names the exception', async (t) => {
     t.equal((await status('office', '2026-01-07T10:00:00+05:30')).json().open, true, 'open before the holiday is added');
-    const res = await admin({ method: 'PATCH', url: '/admin/schedules/office', payload: { exceptions: [{ date: '2026-01-07', closed: true, note: 'holiday' }] } });
+    const res = await admin({
+      method: 'PATCH',
+      url: '/admin/schedules/office',
+      payload: { exceptions: [{ date: '2026-01-07', closed: true, note: 'holiday' }] },
+    });
     t.equal(res.statusCode, 200);
     t.strictSame(res.json().weekly, WEEKDAYS_9_TO_6, 'the weekly windows are untouched');
     const after = await status('office', '2026-01-07T10:00:00+05:30');
@@ -248,7 +297,16 @@ t.test('admin schedules', async (t) => {
   });
 
   t.test('status without `at` answers for now', async (t) => {
-    t.equal((await create({ slug: 'always', name: 'Always', weekly: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((day) => ({ day, open: '00:00', close: '24:00' })) })).statusCode, 201);
+    t.equal(
+      (
+        await create({
+          slug: 'always',
+          name: 'Always',
+          weekly: ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'].map((day) => ({ day, open: '00:00', close: '24:00' })),
+        })
+      ).statusCode,
+      201,
+    );
     const open = await status('always');
     t.equal(open.statusCode, 200);
     t.match(open.json(), { open: true, reason: /^weekly window /, nextChangeAt: null });
@@ -258,13 +316,20 @@ t.test('admin schedules', async (t) => {
   });
 
   t.test('a schedule a flow refers to (closedBy or openBy) cannot be deleted: 409 naming the flows', async (t) => {
-    const flow = (slug: string, when: object) => db.prisma.flow.create({
-      data: {
-        slug, name: 'x', type: 'passthru',
-        rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A' } }, { name: 'hours', when, then: { branch: 'B' } }],
-        otherwise: { branch: 'A' }, onError: { branch: 'A' },
-      },
-    });
+    const flow = (slug: string, when: object) =>
+      db.prisma.flow.create({
+        data: {
+          slug,
+          name: 'x',
+          type: 'passthru',
+          rules: [
+            { name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+            { name: 'hours', when, then: { branch: 'B' } },
+          ],
+          otherwise: { branch: 'A' },
+          onError: { branch: 'A' },
+        },
+      });
     await flow('inbound', { closedBy: 'support' });
     await flow('night', { openBy: 'late' });
     await flow('sales', { openBy: 'support' });
@@ -289,20 +354,38 @@ t.test('admin schedules', async (t) => {
 
   t.test('every write leaves an audit entry with the acting key, before and after', async (t) => {
     const trail = async (slug: string) =>
-      (await admin({ method: 'GET', url: `/admin/audit?entity=schedule&entityId=${slug}` })).json().items as
-        Array<{ action: string; apiKeyId: string | null; before: unknown; after: unknown }>;
+      (await admin({ method: 'GET', url: `/admin/audit?entity=schedule&entityId=${slug}` })).json().items as Array<{
+        action: string;
+        apiKeyId: string | null;
+        before: unknown;
+        after: unknown;
+      }>;
     const london = await trail('london');
-    t.same(london.map((a) => a.action), ['replace', 'update', 'update', 'create'], 'newest first; rejected writes leave nothing');
+    t.same(
+      london.map((a) => a.action),
+      ['replace', 'update', 'update', 'create'],
+      'newest first; rejected writes leave nothing',
+    );
     t.ok(london.every((a) => a.apiKeyId === BOOTSTRAP_KEY_ID));
     t.match(london[3], { before: null, after: { slug: 'london', name: 'London', timezone: 'Europe/London' } });
     t.match(london[2], { before: { name: 'London' }, after: { name: 'London office' } });
     t.match(london[0], { before: { name: 'London office', timezone: 'Europe/London' }, after: { name: 'Replaced', timezone: 'Asia/Kolkata', exceptions: [] } });
     const office = await trail('office');
-    t.same(office.map((a) => a.action), ['update', 'create']);
+    t.same(
+      office.map((a) => a.action),
+      ['update', 'create'],
+    );
     t.match(office[0], { before: { exceptions: [] }, after: { exceptions: [{ date: '2026-01-07', closed: true, note: 'holiday' }] } });
     const bare = await trail('bare');
-    t.same(bare.map((a) => a.action), ['delete', 'create']);
+    t.same(
+      bare.map((a) => a.action),
+      ['delete', 'create'],
+    );
     t.match(bare[0], { before: { slug: 'bare', name: 'Bare' }, after: null });
-    t.same((await trail('support')).map((a) => a.action), ['create'], 'a refused delete leaves nothing');
+    t.same(
+      (await trail('support')).map((a) => a.action),
+      ['create'],
+      'a refused delete leaves nothing',
+    );
   });
 });

@@ -166,7 +166,14 @@ t.test('API2 broken authentication', async (t) => {
 
   t.test('keys are only accepted as a Bearer token, whole', async (t) => {
     const { app } = await buildTestApp(t);
-    const cases = [`Basic ${Buffer.from(`x:${ADMIN_KEY}`).toString('base64')}`, `Bearer ${ADMIN_KEY.slice(0, -1)}`, `Bearer ${ADMIN_KEY}x`, `Bearer ${ADMIN_KEY.toUpperCase()}`, ADMIN_KEY, `Bearer ${ADMIN_KEY} extra`];
+    const cases = [
+      `Basic ${Buffer.from(`x:${ADMIN_KEY}`).toString('base64')}`,
+      `Bearer ${ADMIN_KEY.slice(0, -1)}`,
+      `Bearer ${ADMIN_KEY}x`,
+      `Bearer ${ADMIN_KEY.toUpperCase()}`,
+      ADMIN_KEY,
+      `Bearer ${ADMIN_KEY} extra`,
+    ];
     for (const authorization of cases) {
       t.equal((await app.inject({ method: 'GET', url: '/admin/audit', headers: { authorization } })).statusCode, 401, authorization);
     }
@@ -184,15 +191,31 @@ const WRITE_FIXTURES: { route: string; url: string; body: unknown }[] = [
   { route: 'POST /admin/schedules', url: '/admin/schedules', body: { slug: 'sec', name: 'Sec', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] } },
   { route: 'PUT /admin/schedules/{slug}', url: '/admin/schedules/sec', body: { name: 'Sec', timezone: 'Asia/Kolkata', weekly: [] } },
   { route: 'PATCH /admin/schedules/{slug}', url: '/admin/schedules/sec', body: { exceptions: [{ date: '2026-12-25', closed: true }] } },
-  { route: 'POST /admin/dial-groups', url: '/admin/dial-groups', body: { slug: 'sec', name: 'Sec', strategy: 'sequential', members: [{ number: '09812345678' }] } },
+  {
+    route: 'POST /admin/dial-groups',
+    url: '/admin/dial-groups',
+    body: { slug: 'sec', name: 'Sec', strategy: 'sequential', members: [{ number: '09812345678' }] },
+  },
   { route: 'PUT /admin/dial-groups/{slug}', url: '/admin/dial-groups/sec', body: { name: 'Sec', strategy: 'random', members: [{ number: '09812345678' }] } },
   { route: 'PATCH /admin/dial-groups/{slug}', url: '/admin/dial-groups/sec', body: { strategy: 'sequential' } },
   { route: 'PATCH /admin/dial-groups/{slug}/members/{number}', url: '/admin/dial-groups/sec/members/09812345678', body: { active: false } },
   { route: 'PUT /admin/agents/{number}/availability', url: '/admin/agents/09812345678/availability', body: { status: 'away', reason: 'sec' } },
   { route: 'PUT /admin/schedules/{slug}/override', url: '/admin/schedules/sec/override', body: { open: false, reason: 'sec' } },
-  { route: 'POST /admin/flows', url: '/admin/flows', body: { slug: 'sec', name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } },
-  { route: 'PUT /admin/flows/{slug}', url: '/admin/flows/sec', body: { name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } } },
-  { route: 'POST /admin/flows/{slug}/simulate', url: '/admin/flows/sec/simulate', body: { endpoint: 'passthru', params: { CallSid: 'sec-1', CallFrom: '09812345678' } } },
+  {
+    route: 'POST /admin/flows',
+    url: '/admin/flows',
+    body: { slug: 'sec', name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+  },
+  {
+    route: 'PUT /admin/flows/{slug}',
+    url: '/admin/flows/sec',
+    body: { name: 'Sec', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } },
+  },
+  {
+    route: 'POST /admin/flows/{slug}/simulate',
+    url: '/admin/flows/sec/simulate',
+    body: { endpoint: 'passthru', params: { CallSid: 'sec-1', CallFrom: '09812345678' } },
+  },
 ];
 
 t.test('API3 broken object property level authorization: no mass assignment on any admin write route', async (t) => {
@@ -215,7 +238,8 @@ t.test('API3 broken object property level authorization: no mass assignment on a
       }
       // What the answer carries but the request may not: ids, timestamps, counts, key material.
       const accepted = propertyNames(jsonSchema(o.op.requestBody?.content));
-      const answered = Object.entries(o.op.responses).filter(([status]) => status.startsWith('2'))
+      const answered = Object.entries(o.op.responses)
+        .filter(([status]) => status.startsWith('2'))
         .flatMap(([, r]) => [...propertyNames(jsonSchema(r.content))]);
       const forbidden = [...new Set(['id', 'apiKeyId', ...answered])].filter((f) => !accepted.has(f));
       t.ok(forbidden.length > 0, `${fixture.route}: fields to try: ${forbidden.join(', ')}`);
@@ -237,9 +261,31 @@ t.test('API3 broken object property level authorization: no mass assignment on a
 
   t.test('nested unknown fields are refused too', async (t) => {
     const cases: [string, string, unknown, string][] = [
-      ['POST', '/admin/schedules', { slug: 'n1', name: 'N', weekly: [{ day: 'mon', open: '09:00', close: '18:00', createdAt: 'x' }] }, 'body/weekly/0/createdAt'],
-      ['POST', '/admin/dial-groups', { slug: 'n2', name: 'N', strategy: 'sequential', members: [{ number: '09812345678', lastDialedAt: 'x' }] }, 'body/members/0/lastDialedAt'],
-      ['POST', '/admin/flows', { slug: 'n3', name: 'N', type: 'passthru', rules: [{ name: 'r', when: { isAdmin: true }, then: { branch: 'A' } }], otherwise: { branch: 'A' }, onError: { branch: 'A' } }, 'body/rules/0/when/isAdmin'],
+      [
+        'POST',
+        '/admin/schedules',
+        { slug: 'n1', name: 'N', weekly: [{ day: 'mon', open: '09:00', close: '18:00', createdAt: 'x' }] },
+        'body/weekly/0/createdAt',
+      ],
+      [
+        'POST',
+        '/admin/dial-groups',
+        { slug: 'n2', name: 'N', strategy: 'sequential', members: [{ number: '09812345678', lastDialedAt: 'x' }] },
+        'body/members/0/lastDialedAt',
+      ],
+      [
+        'POST',
+        '/admin/flows',
+        {
+          slug: 'n3',
+          name: 'N',
+          type: 'passthru',
+          rules: [{ name: 'r', when: { isAdmin: true }, then: { branch: 'A' } }],
+          otherwise: { branch: 'A' },
+          onError: { branch: 'A' },
+        },
+        'body/rules/0/when/isAdmin',
+      ],
     ];
     for (const [method, url, payload, path] of cases) {
       const res = await admin({ method, url, payload });
@@ -249,7 +295,10 @@ t.test('API3 broken object property level authorization: no mass assignment on a
   });
 
   t.test('prototype pollution through JSON is refused', async (t) => {
-    for (const raw of ['{"name":"p","role":"viewer","__proto__":{"role":"admin"}}', '{"name":"p","role":"viewer","constructor":{"prototype":{"role":"admin"}}}']) {
+    for (const raw of [
+      '{"name":"p","role":"viewer","__proto__":{"role":"admin"}}',
+      '{"name":"p","role":"viewer","constructor":{"prototype":{"role":"admin"}}}',
+    ]) {
       const res = await admin({ method: 'POST', url: '/admin/api-keys', payload: raw, headers: { 'content-type': 'application/json' } });
       t.equal(res.statusCode, 400, raw);
     }
@@ -299,7 +348,11 @@ t.test('API4 unrestricted resource consumption', async (t) => {
     t.equal(flooded.statusCode, 429);
     t.match(flooded.json(), { statusCode: 429, error: 'Too Many Requests', message: /more than 5 admin requests a minute/ });
     t.ok(retryAfterSeconds(flooded) >= 1 && retryAfterSeconds(flooded) <= 60, `Retry-After ${flooded.headers['retry-after']}`);
-    t.equal((await app.inject({ method: 'POST', url: '/admin/vip-lists', headers: bearer(ADMIN_KEY), payload: { slug: 'x', name: 'X' } })).statusCode, 429, 'writes too');
+    t.equal(
+      (await app.inject({ method: 'POST', url: '/admin/vip-lists', headers: bearer(ADMIN_KEY), payload: { slug: 'x', name: 'X' } })).statusCode,
+      429,
+      'writes too',
+    );
     t.equal((await get(other.key)).statusCode, 200, 'another key has its own budget');
 
     for (let i = 0; i < 12; i++) {
@@ -352,7 +405,12 @@ t.test('API5 broken function level authorization: on every admin route', async (
     const keysBefore = await db.prisma.apiKey.count();
     for (const o of writes) {
       const body = WRITE_FIXTURES.find((f) => f.route === `${o.method} ${o.path}`)?.body;
-      const res = await app.inject({ method: o.method, url: urlOf(o), headers: bearer(viewer.key), ...(body === undefined ? {} : { payload: body as object }) });
+      const res = await app.inject({
+        method: o.method,
+        url: urlOf(o),
+        headers: bearer(viewer.key),
+        ...(body === undefined ? {} : { payload: body as object }),
+      });
       t.equal(res.statusCode, 403, `${o.method} ${o.path}`);
       t.match(res.json().message, /viewer key may only read/);
     }
@@ -368,7 +426,14 @@ t.test('API5 broken function level authorization: on every admin route', async (
   });
 });
 
-const HELMET_HEADERS = ['content-security-policy', 'strict-transport-security', 'x-content-type-options', 'x-frame-options', 'referrer-policy', 'cross-origin-opener-policy'];
+const HELMET_HEADERS = [
+  'content-security-policy',
+  'strict-transport-security',
+  'x-content-type-options',
+  'x-frame-options',
+  'referrer-policy',
+  'cross-origin-opener-policy',
+];
 
 t.test('API8 security misconfiguration', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
@@ -393,7 +458,11 @@ t.test('API8 security misconfiguration', async (t) => {
     const page = await app.inject({ method: 'GET', url: '/docs/' });
     t.equal(page.statusCode, 200);
     const csp = String(page.headers['content-security-policy']);
-    const directive = (name: string) => csp.split(';').find((d) => d.trim().startsWith(`${name} `))?.trim() ?? '';
+    const directive = (name: string) =>
+      csp
+        .split(';')
+        .find((d) => d.trim().startsWith(`${name} `))
+        ?.trim() ?? '';
     t.equal(directive('script-src'), "script-src 'self'", 'scripts only from the service itself');
     t.notMatch(csp, /upgrade-insecure-requests/, '/docs works over plain http too');
     t.match(directive('img-src'), /data:/, 'Swagger UI icons are data: URLs');

@@ -2,8 +2,20 @@ import t from 'tap';
 import { buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
 
-interface Entry { number: string; name: string | null; tier: string | null; note: string | null; expiresAt: string | null }
-interface AuditItem { action: string; entityId: string; apiKeyId: string | null; before: unknown; after: unknown }
+interface Entry {
+  number: string;
+  name: string | null;
+  tier: string | null;
+  note: string | null;
+  expiresAt: string | null;
+}
+interface AuditItem {
+  action: string;
+  entityId: string;
+  apiKeyId: string | null;
+  before: unknown;
+  after: unknown;
+}
 
 /** `count` distinct valid Indian mobile numbers, national form without the 0: 98000xxxxx. */
 const mobiles = (count: number, from = 0) => Array.from({ length: count }, (_, i) => `98${String(from + i).padStart(8, '0')}`);
@@ -26,7 +38,11 @@ t.test('admin VIP lists', async (t) => {
     t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'blocked', name: 'Blocked', description: 'spam' } })).statusCode, 201);
     const list = await admin({ method: 'GET', url: '/admin/vip-lists' });
     t.equal(list.statusCode, 200);
-    t.same(list.json().map((l: { slug: string }) => l.slug), ['blocked', 'gold'], 'ordered by slug');
+    t.same(
+      list.json().map((l: { slug: string }) => l.slug),
+      ['blocked', 'gold'],
+      'ordered by slug',
+    );
     const one = await admin({ method: 'GET', url: '/admin/vip-lists/blocked' });
     t.equal(one.statusCode, 200);
     t.match(one.json(), { slug: 'blocked', name: 'Blocked', description: 'spam', entryCount: 0 });
@@ -51,7 +67,11 @@ t.test('admin VIP lists', async (t) => {
     const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Again' } });
     t.equal(res.statusCode, 409);
     t.match(res.json(), { statusCode: 409, error: 'Conflict' });
-    t.equal(res.json().message, "body/slug: a VIP list 'gold' already exists: choose another slug, or change that VIP list at /admin/vip-lists/gold", 'the message names the field, the kind of object and the fix');
+    t.equal(
+      res.json().message,
+      "body/slug: a VIP list 'gold' already exists: choose another slug, or change that VIP list at /admin/vip-lists/gold",
+      'the message names the field, the kind of object and the fix',
+    );
     t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json().name, 'Gold customers', 'the first is unchanged');
   });
 
@@ -61,7 +81,7 @@ t.test('admin VIP lists', async (t) => {
       t.equal(res.statusCode, 400, JSON.stringify(slug));
       t.match(res.json(), { statusCode: 400, error: 'Bad Request', message: /^body\/slug: / }, JSON.stringify(slug));
     }
-    t.ok(await db.prisma.vipList.findUnique({ where: { slug: 'g'.repeat(64) } }) === null);
+    t.ok((await db.prisma.vipList.findUnique({ where: { slug: 'g'.repeat(64) } })) === null);
     const longest = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'g'.repeat(64), name: 'x' } });
     t.equal(longest.statusCode, 201, '64 characters is still allowed');
   });
@@ -124,7 +144,10 @@ t.test('admin VIP lists', async (t) => {
     t.equal(bare.statusCode, 200);
     t.match(bare.json(), { number: '+919812345678', name: 'Asha K' });
     const rows = await db.prisma.vipEntry.findMany({ where: { list: { slug: 'gold' } } });
-    t.same(rows.map((r) => [r.number, r.name]), [['+919812345678', 'Asha K']]);
+    t.same(
+      rows.map((r) => [r.number, r.name]),
+      [['+919812345678', 'Asha K']],
+    );
   });
 
   t.test('name, tier, note and expiresAt round-trip, and an upsert replaces them all', async (t) => {
@@ -135,13 +158,22 @@ t.test('admin VIP lists', async (t) => {
     const listed = (await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries?q=Ravi' })).json();
     t.match(listed.items, [entry]);
     t.equal(new Date(listed.items[0].expiresAt).getTime(), Date.parse(entry.expiresAt));
-    const offset = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345679', expiresAt: '2027-04-01T00:00:00+05:30' } });
+    const offset = await admin({
+      method: 'POST',
+      url: '/admin/vip-lists/gold/entries',
+      payload: { number: '09812345679', expiresAt: '2027-04-01T00:00:00+05:30' },
+    });
     t.equal(offset.statusCode, 200);
     t.match(offset.json(), { name: null, tier: null, note: null, expiresAt: '2027-03-31T18:30:00.000Z' }, 'fields not given are cleared; the instant is kept');
-    const nulls = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345679', name: null, tier: '', note: null, expiresAt: null } });
+    const nulls = await admin({
+      method: 'POST',
+      url: '/admin/vip-lists/gold/entries',
+      payload: { number: '09812345679', name: null, tier: '', note: null, expiresAt: null },
+    });
     t.equal(nulls.statusCode, 200);
     t.strictSame(
-      [nulls.json().name, nulls.json().tier, nulls.json().note, nulls.json().expiresAt], [null, '', null, null],
+      [nulls.json().name, nulls.json().tier, nulls.json().note, nulls.json().expiresAt],
+      [null, '', null, null],
       'an explicit null stays null and an empty string stays empty (no type coercion between them)',
     );
   });
@@ -167,7 +199,8 @@ t.test('admin VIP lists', async (t) => {
   t.test('in an array, an invalid number at index 2 is 400 naming body/2/number and nothing is written', async (t) => {
     const before = await db.prisma.vipEntry.count();
     const res = await admin({
-      method: 'POST', url: '/admin/vip-lists/gold/entries',
+      method: 'POST',
+      url: '/admin/vip-lists/gold/entries',
       payload: [{ number: '09711111111' }, { number: '09722222222' }, { number: '0000' }, { number: '09733333333' }],
     });
     t.equal(res.statusCode, 400);
@@ -204,12 +237,19 @@ t.test('admin VIP lists', async (t) => {
 
   t.test('in one array a number given twice is one entry; the later one wins', async (t) => {
     const res = await admin({
-      method: 'POST', url: '/admin/vip-lists/gold/entries',
-      payload: [{ number: '09744444444', name: 'first' }, { number: '+919744444444', name: 'second' }],
+      method: 'POST',
+      url: '/admin/vip-lists/gold/entries',
+      payload: [
+        { number: '09744444444', name: 'first' },
+        { number: '+919744444444', name: 'second' },
+      ],
     });
     t.equal(res.statusCode, 200);
     t.same(res.json(), { inserted: 1, updated: 0 });
-    t.same((await db.prisma.vipEntry.findMany({ where: { number: '+919744444444' } })).map((e) => e.name), ['second']);
+    t.same(
+      (await db.prisma.vipEntry.findMany({ where: { number: '+919744444444' } })).map((e) => e.name),
+      ['second'],
+    );
   });
 
   t.test('paging with limit and cursor walks every entry once, oldest first', async (t) => {
@@ -230,7 +270,7 @@ t.test('admin VIP lists', async (t) => {
     t.equal(seen.length, 10_000);
     t.equal(new Set(seen).size, 10_000, 'no entry twice');
     t.same(seen.slice(0, 3), ['+919800000000', '+919800000001', '+919800000002'], 'in insertion order');
-    const last = (await admin({ method: 'GET', url: '/admin/vip-lists/bulk/entries?limit=10000' }));
+    const last = await admin({ method: 'GET', url: '/admin/vip-lists/bulk/entries?limit=10000' });
     t.equal(last.statusCode, 400, 'limit is at most 1000');
     t.match(last.json().message, /^querystring\/limit: /);
     const badCursor = await admin({ method: 'GET', url: '/admin/vip-lists/bulk/entries?cursor=abc' });
@@ -240,13 +280,21 @@ t.test('admin VIP lists', async (t) => {
 
   t.test('q finds entries by part of the number and by name, case-insensitive', async (t) => {
     await admin({
-      method: 'POST', url: '/admin/vip-lists/blocked/entries',
-      payload: [{ number: '09811122233', name: 'Priya Sharma' }, { number: '09655544433', name: 'PRIYANKA' }, { number: '07012345678', name: 'Dev' }],
+      method: 'POST',
+      url: '/admin/vip-lists/blocked/entries',
+      payload: [
+        { number: '09811122233', name: 'Priya Sharma' },
+        { number: '09655544433', name: 'PRIYANKA' },
+        { number: '07012345678', name: 'Dev' },
+      ],
     });
     const search = async (q: string) => {
       const res = await admin({ method: 'GET', url: `/admin/vip-lists/blocked/entries?q=${encodeURIComponent(q)}` });
       t.equal(res.statusCode, 200, q);
-      return res.json().items.map((e: Entry) => e.number).sort();
+      return res
+        .json()
+        .items.map((e: Entry) => e.number)
+        .sort();
     };
     t.same(await search('11122'), ['+919811122233'], 'digits in the middle of the number');
     t.same(await search('98111'), ['+919811122233']);
@@ -274,9 +322,12 @@ t.test('admin VIP lists', async (t) => {
   t.test('a list a flow refers to cannot be deleted: 409 naming the flow', async (t) => {
     await db.prisma.flow.create({
       data: {
-        slug: 'inbound', name: 'x', type: 'passthru',
+        slug: 'inbound',
+        name: 'x',
+        type: 'passthru',
         rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A' } }],
-        otherwise: { branch: 'A' }, onError: { branch: 'A' },
+        otherwise: { branch: 'A' },
+        onError: { branch: 'A' },
       },
     });
     const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' });
@@ -297,7 +348,11 @@ t.test('admin VIP lists', async (t) => {
 
   t.test('every write leaves an audit entry with the acting key, before and after', async (t) => {
     const blocked = await audit('blocked');
-    t.same(blocked.map((a) => a.action), ['delete', 'delete-entry', 'upsert-entries', 'update', 'update', 'create'], 'newest first');
+    t.same(
+      blocked.map((a) => a.action),
+      ['delete', 'delete-entry', 'upsert-entries', 'update', 'update', 'create'],
+      'newest first',
+    );
     t.ok(blocked.every((a) => a.apiKeyId === BOOTSTRAP_KEY_ID));
     const [deleted, deletedEntry, upserted, , renamed, created] = blocked;
     t.match(created, { before: null, after: { slug: 'blocked', name: 'Blocked', description: 'spam', entryCount: 0 } });
@@ -307,11 +362,21 @@ t.test('admin VIP lists', async (t) => {
     t.match(deleted, { before: { slug: 'blocked', name: 'Blocked callers', entryCount: 2 }, after: null });
 
     const gold = await audit('gold');
-    t.same(gold.map((a) => a.action), [...Array<string>(7).fill('upsert-entries'), 'create']);
+    t.same(
+      gold.map((a) => a.action),
+      [...Array<string>(7).fill('upsert-entries'), 'create'],
+    );
     t.match(gold[6], { before: null, after: { inserted: 1, updated: 0, numbers: ['+919812345678'] } });
     t.match(gold[5], { after: { inserted: 0, updated: 1, numbers: ['+919812345678'] } }, 'an update by number is audited too');
 
-    t.same((await audit('too-many')).map((a) => a.action), ['create'], 'rejected writes leave no audit entry');
-    t.same((await audit('nope')).map((a) => a.action), []);
+    t.same(
+      (await audit('too-many')).map((a) => a.action),
+      ['create'],
+      'rejected writes leave no audit entry',
+    );
+    t.same(
+      (await audit('nope')).map((a) => a.action),
+      [],
+    );
   });
 });

@@ -13,11 +13,42 @@ async function until(ok: () => boolean) {
 /** A dial group with AGENT, and passthru flows that toggle / set the caller's availability. */
 async function setup(t: Test): Promise<TestApp> {
   const ctx = await buildTestApp(t);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] } })).statusCode, 201);
-  for (const [slug, then] of [['presence', { availability: 'toggle' }], ['break', { availability: 'away', reason: 'tea break' }]] as const) {
-    t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-      slug, name: slug, type: 'passthru', rules: [], otherwise: then, onError: { branch: 'B' } } })).statusCode, 201);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'sales',
+          name: 'Sales',
+          strategy: 'sequential',
+          members: [{ number: '09811100001' }],
+        },
+      })
+    ).statusCode,
+    201,
+  );
+  for (const [slug, then] of [
+    ['presence', { availability: 'toggle' }],
+    ['break', { availability: 'away', reason: 'tea break' }],
+  ] as const) {
+    t.equal(
+      (
+        await ctx.admin({
+          method: 'POST',
+          url: '/admin/flows',
+          payload: {
+            slug,
+            name: slug,
+            type: 'passthru',
+            rules: [],
+            otherwise: then,
+            onError: { branch: 'B' },
+          },
+        })
+      ).statusCode,
+      201,
+    );
   }
   await until(() => ctx.app.rules.current?.flows.has('break') === true && ctx.app.rules.current.dialGroups.has('sales'));
   return ctx;
@@ -25,8 +56,7 @@ async function setup(t: Test): Promise<TestApp> {
 
 const call = (ctx: TestApp, flow: string, sid: string, from = '09811100001') =>
   ctx.app.inject({ method: 'GET', url: `/exotel/passthru/${flow}?CallSid=${sid}&CallFrom=${from}&CallTo=08047115777` });
-const stored = async (ctx: TestApp) =>
-  (await ctx.db.pool.query('SELECT status, reason, set_by FROM agent_availability WHERE number = $1', [AGENT])).rows[0];
+const stored = async (ctx: TestApp) => (await ctx.db.pool.query('SELECT status, reason, set_by FROM agent_availability WHERE number = $1', [AGENT])).rows[0];
 
 t.test('toggle by phone: away (branch B), then available (branch A); the CDR and the audit say who changed what', async (t) => {
   const ctx = await setup(t);
@@ -39,12 +69,24 @@ t.test('toggle by phone: away (branch B), then available (branch A); the CDR and
   t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'phone:p2' });
 
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'p1' } });
-  t.match(cdr, { outcome: 'answered', httpStatus: 302, decision: {
-    action: { availability: 'toggle' }, decidedBy: 'otherwise',
-    availability: { agent: AGENT, from: 'available', to: 'away', why: `${AGENT}: available → away (toggle, set by phone)` } } });
+  t.match(cdr, {
+    outcome: 'answered',
+    httpStatus: 302,
+    decision: {
+      action: { availability: 'toggle' },
+      decidedBy: 'otherwise',
+      availability: { agent: AGENT, from: 'available', to: 'away', why: `${AGENT}: available → away (toggle, set by phone)` },
+    },
+  });
   const audit = (await ctx.admin({ method: 'GET', url: '/admin/audit?entity=agent' })).json().items;
   t.match(audit, [
-    { action: 'set-availability', entityId: AGENT, apiKeyId: null, before: { status: 'away', setBy: 'phone:p1' }, after: { status: 'available', setBy: 'phone:p2' } },
+    {
+      action: 'set-availability',
+      entityId: AGENT,
+      apiKeyId: null,
+      before: { status: 'away', setBy: 'phone:p1' },
+      after: { status: 'available', setBy: 'phone:p2' },
+    },
     { action: 'set-availability', entityId: AGENT, apiKeyId: null, before: null, after: { status: 'away', setBy: 'phone:p1' } },
   ]);
 });
@@ -55,14 +97,20 @@ t.test('an explicit away (with a reason) and available; a repeat is answered fro
   t.same(await stored(ctx), { status: 'away', reason: 'tea break', set_by: 'phone:b1' });
   await until(() => ctx.app.rules.current?.availability.get(AGENT)?.status === 'away');
   t.equal((await call(ctx, 'break', 'b2')).statusCode, 302, 'away again: still B');
-  t.match((await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(AGENT)}` })).json(),
-    { state: 'away', away: { reason: 'tea break', setBy: 'phone:b2' } });
+  t.match((await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(AGENT)}` })).json(), {
+    state: 'away',
+    away: { reason: 'tea break', setBy: 'phone:b2' },
+  });
 });
 
 t.test('concurrent polls of one call toggle once: every poll gets the same branch', async (t) => {
   const ctx = await setup(t);
   const answers = await Promise.all(Array.from({ length: 8 }, () => call(ctx, 'presence', 'same')));
-  t.same(answers.map((a) => a.statusCode), Array(8).fill(302), 'all B: away, once');
+  t.same(
+    answers.map((a) => a.statusCode),
+    Array(8).fill(302),
+    'all B: away, once',
+  );
   t.same(await stored(ctx), { status: 'away', reason: null, set_by: 'phone:same' });
   t.equal((await ctx.db.pool.query(`SELECT 1 FROM audit_entries WHERE entity = 'agent'`)).rowCount, 1, 'one change, one audit entry');
   t.equal(await ctx.db.prisma.cdr.count({ where: { callSid: 'same' } }), 8, 'one CDR per poll');
@@ -87,7 +135,11 @@ t.test('a caller who is no agent gets branch B and changes nothing', async (t) =
 
 t.test('simulate shows what the action would do and changes nothing', async (t) => {
   const ctx = await setup(t);
-  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/presence/simulate', payload: { endpoint: 'passthru', params: { CallSid: 's1', CallFrom: '09811100001' } } });
+  const sim = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows/presence/simulate',
+    payload: { endpoint: 'passthru', params: { CallSid: 's1', CallFrom: '09811100001' } },
+  });
   t.equal(sim.statusCode, 200);
   t.match(sim.json(), { answer: { statusCode: 302 }, availability: { agent: AGENT, from: 'available', to: 'away' } });
   t.equal((await ctx.db.pool.query('SELECT 1 FROM agent_availability')).rowCount, 0, 'nothing written');
@@ -96,23 +148,43 @@ t.test('simulate shows what the action would do and changes nothing', async (t) 
 
 t.test('an availability action only in passthru flows, never as onError', async (t) => {
   const ctx = await setup(t);
-  const onError = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'x', name: 'x', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { availability: 'toggle' } } });
+  const onError = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'x',
+      name: 'x',
+      type: 'passthru',
+      rules: [],
+      otherwise: { branch: 'A' },
+      onError: { availability: 'toggle' },
+    },
+  });
   t.equal(onError.statusCode, 400);
   t.match(onError.json().message, /^body\/onError: is answered when the database cannot be reached/);
-  const dial = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'y', name: 'y', type: 'dial', rules: [], otherwise: { availability: 'toggle' }, onError: { numbers: ['+919811100001'] } } });
+  const dial = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'y',
+      name: 'y',
+      type: 'dial',
+      rules: [],
+      otherwise: { availability: 'toggle' },
+      onError: { numbers: ['+919811100001'] },
+    },
+  });
   t.equal(dial.statusCode, 400);
   t.match(dial.json().message, /^body\/otherwise: a dial flow's action is/);
 });
 
-t.test('the write fails: the flow\'s onError, and the CDR says why', async (t) => {
+t.test("the write fails: the flow's onError, and the CDR says why", async (t) => {
   const ctx = await setup(t);
   await ctx.db.pool.query('ALTER TABLE agent_availability RENAME TO agent_availability_gone');
   const res = await call(ctx, 'presence', 'f1');
   t.equal(res.statusCode, 302, 'onError: branch B');
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'f1' } });
-  t.match(cdr, { outcome: 'on-error', reason: /^availability not saved: / , decision: { decidedBy: 'onError' } });
+  t.match(cdr, { outcome: 'on-error', reason: /^availability not saved: /, decision: { decidedBy: 'onError' } });
   await ctx.db.pool.query('ALTER TABLE agent_availability_gone RENAME TO agent_availability');
 });
 

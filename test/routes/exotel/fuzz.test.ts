@@ -45,44 +45,70 @@ async function setup(t: Test, env: Record<string, string> = {}): Promise<TestApp
   await created('/admin/vip-lists/gold/entries', { number: '09812345678' });
   await created('/admin/schedules', { slug: 'never', name: 'Never open', weekly: [] });
   await created('/admin/dial-groups', {
-    slug: 'sales', name: 'Sales', strategy: 'sequential',
-    members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }],
+    slug: 'sales',
+    name: 'Sales',
+    strategy: 'sequential',
+    members: [
+      { number: '09811100001', priority: 1 },
+      { number: '09811100002', priority: 2 },
+      { number: '09811100003', priority: 3 },
+    ],
   });
   await created('/admin/dial-groups', {
-    slug: 'team', name: 'Team', strategy: 'parallel', sticky: { enabled: true, lookbackDays: 7 },
+    slug: 'team',
+    name: 'Team',
+    strategy: 'parallel',
+    sticky: { enabled: true, lookbackDays: 7 },
     members: [{ number: '+919811100004' }, { number: '+919811100005' }],
   });
   await created('/admin/flows', {
-    slug: 'inbound', name: 'Main line', type: 'passthru',
+    slug: 'inbound',
+    name: 'Main line',
+    type: 'passthru',
     rules: [
       { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
       { name: 'closed', when: { closedBy: 'never' }, then: { branch: 'B' } },
     ],
-    otherwise: { branch: 'A' }, onError: { branch: 'A' },
+    otherwise: { branch: 'A' },
+    onError: { branch: 'A' },
   });
   await created('/admin/flows', {
-    slug: 'later', name: 'Async', type: 'passthru', mode: 'async',
+    slug: 'later',
+    name: 'Async',
+    type: 'passthru',
+    mode: 'async',
     rules: [{ name: 'digits', when: { digits: { prefix: '1' } }, then: { branch: 'B', url: 'https://example.com/next' } }],
-    otherwise: { branch: 'A' }, onError: { branch: 'A' },
+    otherwise: { branch: 'A' },
+    onError: { branch: 'A' },
   });
   await created('/admin/flows', {
-    slug: 'menu', name: 'Menu', type: 'switch',
+    slug: 'menu',
+    name: 'Menu',
+    type: 'switch',
     rules: [
       { name: 'one', when: { digits: { equals: '1' } }, then: { select: 'sales' } },
       { name: 'two', when: { digits: { in: ['2', '22'] }, direction: 'incoming' }, then: { select: 'support' } },
       { name: 'vip', when: { callerIn: 'gold', callerPrefix: ['+9198'] }, then: { select: 'vip' } },
       { name: 'custom', when: { customField: { equals: 'x' }, calledNumber: ['08047115777'] }, then: { select: 'custom' } },
     ],
-    otherwise: { select: 'default' }, onError: { select: 'error' },
+    otherwise: { select: 'default' },
+    onError: { select: 'error' },
   });
   await created('/admin/flows', {
-    slug: 'agents', name: 'Agents', type: 'dial',
+    slug: 'agents',
+    name: 'Agents',
+    type: 'dial',
     rules: [{ name: 'retry', when: { dialCallStatus: ['busy', 'no-answer'] }, then: { dialGroup: 'team' } }],
-    otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] },
+    otherwise: { dialGroup: 'sales' },
+    onError: { numbers: ['+919800000099'] },
   });
   await created('/admin/flows', {
-    slug: 'direct', name: 'Direct', type: 'dial', rules: [],
-    otherwise: { numbers: ['09811100006', '+919811100007'] }, onError: { numbers: ['+919800000099'] },
+    slug: 'direct',
+    name: 'Direct',
+    type: 'dial',
+    rules: [],
+    otherwise: { numbers: ['09811100006', '+919811100007'] },
+    onError: { numbers: ['+919800000099'] },
   });
   await until(() => {
     const s = ctx.app.rules.current;
@@ -97,7 +123,11 @@ const ENDPOINTS = ['passthru', 'switch', 'dial-whom', 'connect', 'dial-events'] 
 type Endpoint = (typeof ENDPOINTS)[number];
 const FLOWS = ['inbound', 'later', 'menu', 'agents', 'direct'];
 const FLOWS_OF: Record<Endpoint, string[]> = {
-  passthru: ['inbound', 'inbound', 'later'], switch: ['menu'], 'dial-whom': ['agents', 'direct'], connect: ['agents', 'direct'], 'dial-events': [],
+  passthru: ['inbound', 'inbound', 'later'],
+  switch: ['menu'],
+  'dial-whom': ['agents', 'direct'],
+  connect: ['agents', 'direct'],
+  'dial-events': [],
 };
 
 /** Percent-encodes any JS string (a lone surrogate becomes U+FFFD, as a browser would send it). */
@@ -105,28 +135,126 @@ const pct = (s: string) => encodeURIComponent(s.toWellFormed());
 
 /** Query/form fragments used verbatim: broken or overlong UTF-8, odd separators, hostile keys. */
 const RAW_FRAGMENTS = [
-  '%E0%A4', '%', '%%', '%zz', '%E0%A4=%E0%A4', 'CallFrom=%E0%A4%A', 'x=%C0%AF', 'x=%C0%80', 'x=%ED%A0%80', 'x=%F4%90%80%80',
-  'x=%FF%FE%FD', 'x=%00', 'CallSid=%00', 'From=%0D%0A%09', 'digits=%22%00%22', '&&', '==', '=', '=x', 'x==y=z', '+', '%2B', ';', ';x=1',
-  'a[[[[=1', 'a]]]]=1', 'Legs[0]' + '[a]'.repeat(60) + '=1', 'Legs[[0]][Number]=1', 'Legs[-1][Number]=09811100001',
-  'Legs[99999999999999999999][Number]=09811100001', 'Legs[019][Cause]=16', 'Legs[1e3][Number]=1',
-  '__proto__=x', '__proto__[polluted]=yes', '__proto__.polluted=yes', 'constructor[prototype][polluted]=yes',
-  'constructor.prototype.polluted=yes', 'Legs[__proto__][x]=1', 'Legs[0][__proto__][polluted]=yes', 'Legs[constructor][prototype]=1',
-  'hasOwnProperty=1', 'toString=1', 'valueOf=x', 'prototype=1', '%00=1', '%00', 'Call%00Sid=x', 'x%00y=%00', '%ED%A0%80=1', '%C0%80=1',
+  '%E0%A4',
+  '%',
+  '%%',
+  '%zz',
+  '%E0%A4=%E0%A4',
+  'CallFrom=%E0%A4%A',
+  'x=%C0%AF',
+  'x=%C0%80',
+  'x=%ED%A0%80',
+  'x=%F4%90%80%80',
+  'x=%FF%FE%FD',
+  'x=%00',
+  'CallSid=%00',
+  'From=%0D%0A%09',
+  'digits=%22%00%22',
+  '&&',
+  '==',
+  '=',
+  '=x',
+  'x==y=z',
+  '+',
+  '%2B',
+  ';',
+  ';x=1',
+  'a[[[[=1',
+  'a]]]]=1',
+  `Legs[0]${'[a]'.repeat(60)}=1`,
+  'Legs[[0]][Number]=1',
+  'Legs[-1][Number]=09811100001',
+  'Legs[99999999999999999999][Number]=09811100001',
+  'Legs[019][Cause]=16',
+  'Legs[1e3][Number]=1',
+  '__proto__=x',
+  '__proto__[polluted]=yes',
+  '__proto__.polluted=yes',
+  'constructor[prototype][polluted]=yes',
+  'constructor.prototype.polluted=yes',
+  'Legs[__proto__][x]=1',
+  'Legs[0][__proto__][polluted]=yes',
+  'Legs[constructor][prototype]=1',
+  'hasOwnProperty=1',
+  'toString=1',
+  'valueOf=x',
+  'prototype=1',
+  '%00=1',
+  '%00',
+  'Call%00Sid=x',
+  'x%00y=%00',
+  '%ED%A0%80=1',
+  '%C0%80=1',
 ];
 
 const DOCUMENTED_KEYS = [
-  'CallSid', 'callsid', 'CALLSID', 'CallFrom', 'CallTo', 'From', 'To', 'Direction', 'Created', 'StartTime', 'EndTime', 'CurrentTime',
-  'DialCallDuration', 'DialCallStatus', 'DialWhomNumber', 'OutgoingPhoneNumber', 'CallType', 'CallStatus', 'digits', 'Digits',
-  'CustomField', 'RecordingUrl', 'flow_id', 'tenant_id', 'Status', 'EventType', 'token', 'ForwardedFrom', 'ProcessStatus',
+  'CallSid',
+  'callsid',
+  'CALLSID',
+  'CallFrom',
+  'CallTo',
+  'From',
+  'To',
+  'Direction',
+  'Created',
+  'StartTime',
+  'EndTime',
+  'CurrentTime',
+  'DialCallDuration',
+  'DialCallStatus',
+  'DialWhomNumber',
+  'OutgoingPhoneNumber',
+  'CallType',
+  'CallStatus',
+  'digits',
+  'Digits',
+  'CustomField',
+  'RecordingUrl',
+  'flow_id',
+  'tenant_id',
+  'Status',
+  'EventType',
+  'token',
+  'ForwardedFrom',
+  'ProcessStatus',
 ];
-const PROTO_KEYS = ['__proto__', 'constructor', 'prototype', '__proto__[polluted]', 'constructor[prototype][polluted]', 'Legs[__proto__][x]',
-  'Legs[0][__proto__]', '__defineGetter__', 'hasOwnProperty', 'toString'];
+const PROTO_KEYS = [
+  '__proto__',
+  'constructor',
+  'prototype',
+  '__proto__[polluted]',
+  'constructor[prototype][polluted]',
+  'Legs[__proto__][x]',
+  'Legs[0][__proto__]',
+  '__defineGetter__',
+  'hasOwnProperty',
+  'toString',
+];
 
 const legKey = fc
-  .tuple(fc.oneof(fc.nat({ max: 25 }), fc.constantFrom('00', '007', '999', '1000', '-1', 'x', '', '__proto__')), fc.constantFrom('CauseCode', 'Cause', 'Type', 'OnCallDuration', 'Number', 'number', 'NUMBER', 'Other', '__proto__', ''))
+  .tuple(
+    fc.oneof(fc.nat({ max: 25 }), fc.constantFrom('00', '007', '999', '1000', '-1', 'x', '', '__proto__')),
+    fc.constantFrom('CauseCode', 'Cause', 'Type', 'OnCallDuration', 'Number', 'number', 'NUMBER', 'Other', '__proto__', ''),
+  )
   .map(([i, f]) => `Legs[${i}][${f}]`);
 
-const CONTROL = fc.constantFrom('\u0000', '\u0001', '\u0008', '\t', '\n', '\r', '\u001b', '\u007f', '\u0085', '\u00a0', '\u2028', '\ufeff', '\ud800', '\udfff', '\ud83d');
+const CONTROL = fc.constantFrom(
+  '\u0000',
+  '\u0001',
+  '\u0008',
+  '\t',
+  '\n',
+  '\r',
+  '\u001b',
+  '\u007f',
+  '\u0085',
+  '\u00a0',
+  '\u2028',
+  '\ufeff',
+  '\ud800',
+  '\udfff',
+  '\ud83d',
+);
 /** Control characters, NUL and lone surrogates mixed with text (a lone surrogate survives only in JSON bodies). */
 const controlText = (maxLength: number) => fc.array(fc.oneof(CONTROL, fc.string({ maxLength: 3 })), { maxLength }).map((a) => a.join(''));
 
@@ -142,10 +270,39 @@ const keyArb: fc.Arbitrary<string> = fc.oneof(
 );
 
 const phoneArb = fc.oneof(
-  fc.constantFrom('09812345678', '+919812345678', '919812345678', ' 919812345678', '09811100001', '+919811100002', '08047115777',
-    '+14155552671', ' 14155552671', '0', '+', '++91', '+91', '00919812345678', '9'.repeat(40), '+9'.repeat(20), '0981234567x',
-    '09812 345 678', '(098) 1234-5678', '+0000000000', '+999999999999999', '١٢٣٤٥٦٧٨٩٠', '０９８１２３４５６７８', 'tel:+919812345678',
-    '+919812345678;ext=1', '+91 98123 45678 ext. 5', '-1', '1e10', 'NaN', 'null', 'undefined'),
+  fc.constantFrom(
+    '09812345678',
+    '+919812345678',
+    '919812345678',
+    ' 919812345678',
+    '09811100001',
+    '+919811100002',
+    '08047115777',
+    '+14155552671',
+    ' 14155552671',
+    '0',
+    '+',
+    '++91',
+    '+91',
+    '00919812345678',
+    '9'.repeat(40),
+    '+9'.repeat(20),
+    '0981234567x',
+    '09812 345 678',
+    '(098) 1234-5678',
+    '+0000000000',
+    '+999999999999999',
+    '١٢٣٤٥٦٧٨٩٠',
+    '０９８１２３４５６７８',
+    'tel:+919812345678',
+    '+919812345678;ext=1',
+    '+91 98123 45678 ext. 5',
+    '-1',
+    '1e10',
+    'NaN',
+    'null',
+    'undefined',
+  ),
   fc.stringMatching(/^\+?[0-9 ()-]{0,40}$/),
 );
 const valueArb: fc.Arbitrary<string> = fc.oneof(
@@ -153,10 +310,38 @@ const valueArb: fc.Arbitrary<string> = fc.oneof(
   { weight: 2, arbitrary: fc.string({ maxLength: 30 }) },
   { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 30 }) },
   { weight: 1, arbitrary: controlText(10) },
-  { weight: 1, arbitrary: fc.constantFrom('"1"', '""', '"', '""""1""""', '"\u0000"', '2026-11-20 10:00:00', '2026-02-30 25:61:61', '1970-01-01 05:30:00',
-    '2026-11-20T10:00:00+05:30', '2026-11-20T10:00:00Z', '9999-99-99 99:99:99', '-0', '1e400', '12345678901234567890123', '0x10', 'busy', 'free',
-    'no-answer', 'Completed', 'outbound dial', 'incoming', 'Dial', 'Terminal') },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(2047, 2048, 2049, 4000, 20_000), fc.constantFrom('a', ' ', '9', 'é', '\u0000', '"')).map(([n, c]) => c.repeat(n)) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '"1"',
+      '""',
+      '"',
+      '""""1""""',
+      '"\u0000"',
+      '2026-11-20 10:00:00',
+      '2026-02-30 25:61:61',
+      '1970-01-01 05:30:00',
+      '2026-11-20T10:00:00+05:30',
+      '2026-11-20T10:00:00Z',
+      '9999-99-99 99:99:99',
+      '-0',
+      '1e400',
+      '12345678901234567890123',
+      '0x10',
+      'busy',
+      'free',
+      'no-answer',
+      'Completed',
+      'outbound dial',
+      'incoming',
+      'Dial',
+      'Terminal',
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom(2047, 2048, 2049, 4000, 20_000), fc.constantFrom('a', ' ', '9', 'é', '\u0000', '"')).map(([n, c]) => c.repeat(n)),
+  },
 );
 
 type Entry = { kind: 'pair'; key: string; value: string } | { kind: 'raw'; text: string };
@@ -168,13 +353,13 @@ const entryArb: fc.Arbitrary<Entry> = fc.oneof(
 /** Many keys at once: more than the 200 the parser keeps, or one key repeated many times. */
 const bulkArb = fc.oneof(
   fc.nat({ max: 3000 }).map((n) => Array.from({ length: n + 150 }, (_, i) => `k${i}=${i}`).join('&')),
-  fc.tuple(fc.constantFrom('CallFrom', 'callfrom', 'Legs[0][Number]', 'digits', '__proto__'), fc.integer({ min: 2, max: 2000 }))
+  fc
+    .tuple(fc.constantFrom('CallFrom', 'callfrom', 'Legs[0][Number]', 'digits', '__proto__'), fc.integer({ min: 2, max: 2000 }))
     .map(([k, n]) => Array.from({ length: n }, (_, i) => `${pct(k)}=${i % 2 ? '09811100001' : 'x'}`).join('&')),
   fc.integer({ min: 1, max: 25 }).map((n) => Array.from({ length: n }, (_, i) => `Legs%5B${i}%5D%5BNumber%5D=0981110000${i % 10}`).join('&')),
 );
 
-const encodeEntries = (entries: Entry[]) =>
-  entries.map((e) => (e.kind === 'raw' ? e.text : `${pct(e.key)}=${pct(e.value)}`)).join('&');
+const encodeEntries = (entries: Entry[]) => entries.map((e) => (e.kind === 'raw' ? e.text : `${pct(e.key)}=${pct(e.value)}`)).join('&');
 
 function hasCallSidKey(entries: Entry[]): boolean {
   return entries.some((e) => (e.kind === 'pair' ? e.key.toLowerCase() === 'callsid' : /callsid/i.test(e.text)));
@@ -188,24 +373,51 @@ const jsonValueArb: fc.Arbitrary<unknown> = fc.oneof(
   {
     weight: 1,
     arbitrary: fc.array(
-      fc.dictionary(fc.constantFrom('CauseCode', 'Cause', 'Type', 'OnCallDuration', 'Number', 'number', '__proto__', 'x'), fc.oneof(phoneArb, fc.integer(), fc.constant(null), fc.jsonValue({ maxDepth: 1 })), { maxKeys: 5 }),
+      fc.dictionary(
+        fc.constantFrom('CauseCode', 'Cause', 'Type', 'OnCallDuration', 'Number', 'number', '__proto__', 'x'),
+        fc.oneof(phoneArb, fc.integer(), fc.constant(null), fc.jsonValue({ maxDepth: 1 })),
+        { maxKeys: 5 },
+      ),
       { maxLength: 30 },
     ),
   },
 );
 const jsonTextArb: fc.Arbitrary<string> = fc.oneof(
-  { weight: 4, arbitrary: fc.array(fc.tuple(fc.oneof(keyArb, fc.constant('Legs')), jsonValueArb), { maxLength: 25 }).map((pairs) => {
-    // Built as text so that `__proto__` and repeated keys reach the parser as sent.
-    return `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`;
-  }) },
+  {
+    weight: 4,
+    arbitrary: fc.array(fc.tuple(fc.oneof(keyArb, fc.constant('Legs')), jsonValueArb), { maxLength: 25 }).map((pairs) => {
+      // Built as text so that `__proto__` and repeated keys reach the parser as sent.
+      return `{${pairs.map(([k, v]) => `${JSON.stringify(k)}:${JSON.stringify(v) ?? 'null'}`).join(',')}}`;
+    }),
+  },
   {
     weight: 2,
     arbitrary: fc.constantFrom(
-      '{"__proto__":{"polluted":"yes"},"CallFrom":"09812345678"}', '{"constructor":{"prototype":{"polluted":"yes"}}}',
-      '{"Legs":[{"__proto__":{"polluted":"yes"},"Number":"09811100001"}],"__proto__":"x"}', '{"Legs":{"0":{"Number":"09811100001"}}}',
-      '[1,2,3]', '"just a string"', 'null', 'true', '42', '{', '{"CallFrom": ', '{"a":1,}', "{'a':1}", '{"a":"\\ud800"}', '{"a":"\\u0000"}',
-      '\ufeff{"CallFrom":"09812345678"}', '{"a":1e999999}', '{"a":-0}', `{"Legs":[${'{},'.repeat(2000)}{}]}`,
-      '['.repeat(5000) + ']'.repeat(5000), '{"a":'.repeat(3000) + '1' + '}'.repeat(3000), '{"a":"\\x41"}', '', ' ', '\u0000',
+      '{"__proto__":{"polluted":"yes"},"CallFrom":"09812345678"}',
+      '{"constructor":{"prototype":{"polluted":"yes"}}}',
+      '{"Legs":[{"__proto__":{"polluted":"yes"},"Number":"09811100001"}],"__proto__":"x"}',
+      '{"Legs":{"0":{"Number":"09811100001"}}}',
+      '[1,2,3]',
+      '"just a string"',
+      'null',
+      'true',
+      '42',
+      '{',
+      '{"CallFrom": ',
+      '{"a":1,}',
+      "{'a':1}",
+      '{"a":"\\ud800"}',
+      '{"a":"\\u0000"}',
+      '\ufeff{"CallFrom":"09812345678"}',
+      '{"a":1e999999}',
+      '{"a":-0}',
+      `{"Legs":[${'{},'.repeat(2000)}{}]}`,
+      '['.repeat(5000) + ']'.repeat(5000),
+      `${'{"a":'.repeat(3000)}1${'}'.repeat(3000)}`,
+      '{"a":"\\x41"}',
+      '',
+      ' ',
+      '\u0000',
     ),
   },
 );
@@ -219,9 +431,18 @@ type Body =
 
 const bodyArb: fc.Arbitrary<Body> = fc.oneof(
   { weight: 3, arbitrary: fc.constant({ kind: 'none' as const }) },
-  { weight: 3, arbitrary: fc.record({ kind: fc.constant('form' as const), entries: fc.array(entryArb, { maxLength: 20 }), bulk: fc.oneof(fc.constant(''), bulkArb) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({ kind: fc.constant('form' as const), entries: fc.array(entryArb, { maxLength: 20 }), bulk: fc.oneof(fc.constant(''), bulkArb) }),
+  },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('json' as const), text: jsonTextArb }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('bytes' as const), bytes: fc.array(fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xff, 0xfe, 0xe0, 0xa4)), { maxLength: 200 }) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('bytes' as const),
+      bytes: fc.array(fc.oneof(fc.integer({ min: 0, max: 255 }), fc.constantFrom(0xc0, 0xaf, 0xed, 0xa0, 0x80, 0xff, 0xfe, 0xe0, 0xa4)), { maxLength: 200 }),
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({
@@ -234,14 +455,45 @@ const bodyArb: fc.Arbitrary<Body> = fc.oneof(
 );
 
 const CONTENT_TYPES = [
-  undefined, 'application/x-www-form-urlencoded', 'application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON',
-  'application/x-www-form-urlencoded; charset=iso-8859-1', 'text/plain', 'text/plain; charset=utf-16', 'multipart/form-data; boundary=----x',
-  'application/xml', 'application/octet-stream', 'application/vnd.api+json', 'json', '*/*', ';;;', '', ' ', 'application/', '/json',
-  'text/html; charset="', `application/json; ${'x=y; '.repeat(200)}`, 'a'.repeat(3000),
+  undefined,
+  'application/x-www-form-urlencoded',
+  'application/json',
+  'application/json; charset=utf-8',
+  'APPLICATION/JSON',
+  'application/x-www-form-urlencoded; charset=iso-8859-1',
+  'text/plain',
+  'text/plain; charset=utf-16',
+  'multipart/form-data; boundary=----x',
+  'application/xml',
+  'application/octet-stream',
+  'application/vnd.api+json',
+  'json',
+  '*/*',
+  ';;;',
+  '',
+  ' ',
+  'application/',
+  '/json',
+  'text/html; charset="',
+  `application/json; ${'x=y; '.repeat(200)}`,
+  'a'.repeat(3000),
 ];
 
 type Auth = 'none' | 'token' | 'token-wrong' | 'token-twice' | 'token-upper' | 'basic' | 'basic-wrong' | 'basic-garbage' | 'basic-no-colon' | 'bearer';
-const authArb = fc.constantFrom<Auth>('none', 'token', 'token', 'token-wrong', 'token-twice', 'token-upper', 'basic', 'basic', 'basic-wrong', 'basic-garbage', 'basic-no-colon', 'bearer');
+const authArb = fc.constantFrom<Auth>(
+  'none',
+  'token',
+  'token',
+  'token-wrong',
+  'token-twice',
+  'token-upper',
+  'basic',
+  'basic',
+  'basic-wrong',
+  'basic-garbage',
+  'basic-no-colon',
+  'bearer',
+);
 
 /** The ways of sending the secret that pass the guard. */
 const AUTHENTICATED = new Set<Auth>(['token', 'basic']);
@@ -296,19 +548,29 @@ function sizedBody(size: number, json: boolean, multibyte: boolean): string {
 
 function payloadOf(body: Body): string | Buffer | undefined {
   switch (body.kind) {
-    case 'none': return undefined;
-    case 'form': return [encodeEntries(body.entries), body.bulk].filter(Boolean).join('&');
-    case 'json': return body.text;
-    case 'bytes': return Buffer.from(body.bytes);
-    case 'sized': return sizedBody(body.size, body.json, body.multibyte);
+    case 'none':
+      return undefined;
+    case 'form':
+      return [encodeEntries(body.entries), body.bulk].filter(Boolean).join('&');
+    case 'json':
+      return body.text;
+    case 'bytes':
+      return Buffer.from(body.bytes);
+    case 'sized':
+      return sizedBody(body.size, body.json, body.multibyte);
   }
 }
 
 function build(req: Req): { opts: InjectOptions & { url: string }; tag: string | null } {
   const bodyEntries = req.body.kind === 'form' ? req.body.entries : [];
   // A tag only when nothing else in the request can name a CallSid: then exactly one CDR must carry it.
-  const canTag = req.tag && !hasCallSidKey(req.query) && !hasCallSidKey(bodyEntries) && !/callsid/i.test(req.bulk)
-    && !(req.body.kind === 'form' && /callsid/i.test(req.body.bulk)) && !(req.body.kind === 'json' && /callsid/i.test(req.body.text));
+  const canTag =
+    req.tag &&
+    !hasCallSidKey(req.query) &&
+    !hasCallSidKey(bodyEntries) &&
+    !/callsid/i.test(req.bulk) &&
+    !(req.body.kind === 'form' && /callsid/i.test(req.body.bulk)) &&
+    !(req.body.kind === 'json' && /callsid/i.test(req.body.text));
   const tag = canTag ? `fz-${process.pid}-${++counter}` : null;
   const parts: string[] = [];
   if (tag) parts.push(`CallSid=${tag}`);
@@ -368,11 +630,13 @@ function fuzzer(ctx: TestApp) {
     const built = reqs.map((req) => ({ req, ...build(req) }));
     const before = await count();
     const countedBefore = countedOnly();
-    const results = await Promise.all(built.map(async ({ opts }) => {
-      const t0 = performance.now();
-      const res = await ctx.app.inject(opts);
-      return { res, ms: performance.now() - t0 };
-    }));
+    const results = await Promise.all(
+      built.map(async ({ opts }) => {
+        const t0 = performance.now();
+        const res = await ctx.app.inject(opts);
+        return { res, ms: performance.now() - t0 };
+      }),
+    );
     const after = await count();
     const counted = countedOnly() - countedBefore;
 
@@ -384,8 +648,11 @@ function fuzzer(ctx: TestApp) {
       assert.ok(res.statusCode < 500, `${whats[i]}: ${res.body.slice(0, 300)}`);
       assert.ok(ms < budget, `${whats[i]}: answered in ${ms.toFixed(0)} ms, budget ${budget} ms`);
     }
-    assert.equal(after - before + counted, reqs.length,
-      `${after - before} CDRs written and ${counted} refusals counted for ${reqs.length} callback(s), expected exactly one each:\n${whats.join('\n')}`);
+    assert.equal(
+      after - before + counted,
+      reqs.length,
+      `${after - before} CDRs written and ${counted} refusals counted for ${reqs.length} callback(s), expected exactly one each:\n${whats.join('\n')}`,
+    );
     for (const [i, { req, tag }] of built.entries()) {
       if (!tag) continue;
       const rows = await ctx.db.pool.query<{ http_status: number }>('SELECT http_status FROM cdrs WHERE call_sid = $1', [tag]);
@@ -398,17 +665,26 @@ function fuzzer(ctx: TestApp) {
 
   return {
     async sequential(t: Test, numRuns: number, arb: fc.Arbitrary<Req> = reqArb) {
-      await fc.assert(fc.asyncProperty(arb, (req) => check([req])), { seed: SEED, numRuns: Math.round(numRuns * RUN_SCALE) });
+      await fc.assert(
+        fc.asyncProperty(arb, (req) => check([req])),
+        { seed: SEED, numRuns: Math.round(numRuns * RUN_SCALE) },
+      );
       t.pass(`${Math.round(numRuns * RUN_SCALE)} generated callbacks one at a time: no 5xx, within ${budget} ms, exactly one CDR each`);
     },
     async concurrent(t: Test, numRuns: number) {
-      await fc.assert(fc.asyncProperty(fc.array(reqArb, { minLength: 2, maxLength: 6 }), (reqs) => check(reqs)), {
-        seed: SEED + 1, numRuns: Math.round(numRuns * RUN_SCALE),
-      });
+      await fc.assert(
+        fc.asyncProperty(fc.array(reqArb, { minLength: 2, maxLength: 6 }), (reqs) => check(reqs)),
+        {
+          seed: SEED + 1,
+          numRuns: Math.round(numRuns * RUN_SCALE),
+        },
+      );
       t.pass(`${Math.round(numRuns * RUN_SCALE)} batches of 2–6 concurrent generated callbacks: no 5xx, within ${budget} ms, exactly one CDR each`);
     },
     report(t: Test) {
-      t.comment(`${stats.requests} requests, statuses ${JSON.stringify(Object.fromEntries([...stats.statuses].sort((a, b) => a[0] - b[0])))}, slowest ${stats.slowestMs.toFixed(0)} ms`);
+      t.comment(
+        `${stats.requests} requests, statuses ${JSON.stringify(Object.fromEntries([...stats.statuses].sort((a, b) => a[0] - b[0])))}, slowest ${stats.slowestMs.toFixed(0)} ms`,
+      );
     },
   };
 }
@@ -466,9 +742,15 @@ const unroutableFlowArb = fc.oneof(
   fc.integer({ min: 101, max: 2000 }).map((n) => 'x'.repeat(n)),
   fc.stringMatching(/^[a-z0-9-]{101,300}$/),
 );
-const unroutableReqArb = fc.tuple(reqArb, unroutableFlowArb).map(([req, flow]): Req => ({
-  ...req, endpoint: req.endpoint === 'dial-events' ? 'passthru' : req.endpoint, flow, auth: 'token', tag: true,
-}));
+const unroutableReqArb = fc.tuple(reqArb, unroutableFlowArb).map(
+  ([req, flow]): Req => ({
+    ...req,
+    endpoint: req.endpoint === 'dial-events' ? 'passthru' : req.endpoint,
+    flow,
+    auth: 'token',
+    tag: true,
+  }),
+);
 
 t.test('fuzz: a flow segment the router refuses (bad %-escape, over 100 chars) still leaves one CDR and echoes no secret', async (t) => {
   const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: SECRET });

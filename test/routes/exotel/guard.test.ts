@@ -19,12 +19,19 @@ t.test('the Basic password is the secret, with any user; the scheme is case-inse
 
 t.test('a wrong password is refused, whatever its length, and so is a header without one', async (t) => {
   const check = guardFor(SECRET);
-  const sameLength = SECRET.slice(0, -1) + 'X';
+  const sameLength = `${SECRET.slice(0, -1)}X`;
   t.equal(sameLength.length, SECRET.length);
-  for (const password of [sameLength, 'X' + SECRET.slice(1), SECRET.toUpperCase(), SECRET.slice(0, -1), `${SECRET}x`, '', `${SECRET}\u0000`]) {
+  for (const password of [sameLength, `X${SECRET.slice(1)}`, SECRET.toUpperCase(), SECRET.slice(0, -1), `${SECRET}x`, '', `${SECRET}\u0000`]) {
     t.same(check('127.0.0.1', basic(`exotel:${password}`), noToken), WRONG_SECRET, JSON.stringify(password));
   }
-  for (const header of [undefined, '', `Bearer ${SECRET}`, basic(SECRET), `Basic ${Buffer.from(`u:${SECRET}`).toString('base64')}!`, `Digest ${basic(`u:${SECRET}`).slice(6)}`]) {
+  for (const header of [
+    undefined,
+    '',
+    `Bearer ${SECRET}`,
+    basic(SECRET),
+    `Basic ${Buffer.from(`u:${SECRET}`).toString('base64')}!`,
+    `Digest ${basic(`u:${SECRET}`).slice(6)}`,
+  ]) {
     t.same(check('127.0.0.1', header, noToken), WRONG_SECRET, String(header));
   }
 });
@@ -32,12 +39,15 @@ t.test('a wrong password is refused, whatever its length, and so is a header wit
 t.test('the token parameter is read only when the Basic password does not match', async (t) => {
   const check = guardFor(SECRET);
   let reads = 0;
-  const token = (value: string | undefined) => () => (reads++, value);
+  const token = (value: string | undefined) => () => {
+    reads++;
+    return value;
+  };
   t.equal(check('127.0.0.1', basic(`u:${SECRET}`), token('ignored')), null);
   t.equal(reads, 0, 'a matching Basic password does not read the token');
   t.equal(check('127.0.0.1', basic('u:wrong'), token(SECRET)), null, 'a wrong Basic password, the right token');
   t.equal(check('127.0.0.1', undefined, token(SECRET)), null, 'no header, the right token');
-  t.same(check('127.0.0.1', undefined, token(SECRET.slice(0, -1) + 'X')), WRONG_SECRET, 'a wrong token of the same length');
+  t.same(check('127.0.0.1', undefined, token(`${SECRET.slice(0, -1)}X`)), WRONG_SECRET, 'a wrong token of the same length');
   t.same(check('127.0.0.1', undefined, token(undefined)), WRONG_SECRET, 'neither');
   t.equal(reads, 4);
 });
@@ -45,7 +55,10 @@ t.test('the token parameter is read only when the Basic password does not match'
 t.test('non-ASCII secrets; a password that is not UTF-8 is compared as its decoding, as before', async (t) => {
   const check = guardFor('pässwörd-ॐ-😀');
   t.equal(check('127.0.0.1', basic('u:pässwörd-ॐ-😀'), noToken), null);
-  t.equal(check('127.0.0.1', undefined, () => 'pässwörd-ॐ-😀'), null);
+  t.equal(
+    check('127.0.0.1', undefined, () => 'pässwörd-ॐ-😀'),
+    null,
+  );
   t.same(check('127.0.0.1', basic('u:passwoerd-x-ab'), noToken), WRONG_SECRET);
   // Undecodable bytes read as U+FFFD, so they match a secret that has U+FFFD in their place.
   const replaced = guardFor('pass\ufffdword');
@@ -64,8 +77,11 @@ t.test('property: a Basic header is accepted exactly when its decoded password e
   };
   const payload = fc.oneof(
     fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
-    fc.tuple(fc.string({ maxLength: 8 }), fc.constantFrom(...secrets), fc.uint8Array({ maxLength: 3 }), fc.boolean())
-      .map(([user, s, noise, exact]) => Buffer.concat([Buffer.from(`${user.replaceAll(':', '')}:`), Buffer.from(s), exact ? Buffer.alloc(0) : Buffer.from(noise)])),
+    fc
+      .tuple(fc.string({ maxLength: 8 }), fc.constantFrom(...secrets), fc.uint8Array({ maxLength: 3 }), fc.boolean())
+      .map(([user, s, noise, exact]) =>
+        Buffer.concat([Buffer.from(`${user.replaceAll(':', '')}:`), Buffer.from(s), exact ? Buffer.alloc(0) : Buffer.from(noise)]),
+      ),
   );
   let accepted = 0;
   fc.assert(

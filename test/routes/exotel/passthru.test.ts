@@ -19,9 +19,20 @@ async function cdrsFor(ctx: TestApp, callSid: string) {
 // A Passthru request as Exotel sends it after an IVR applet (docs/exotel.md).
 const ivrParams = (sid: string, from: string) =>
   new URLSearchParams({
-    CallSid: sid, CallFrom: from, CallTo: '08047115777', Direction: 'incoming', Created: '2026-11-20 10:00:00',
-    DialCallDuration: '0', StartTime: '2026-11-20 10:00:00', EndTime: '1970-01-01 05:30:00', CallType: 'call-attempt',
-    From: from, To: '08047115777', CurrentTime: '2026-11-20 10:00:05', digits: '"1"', flow_id: '12345',
+    CallSid: sid,
+    CallFrom: from,
+    CallTo: '08047115777',
+    Direction: 'incoming',
+    Created: '2026-11-20 10:00:00',
+    DialCallDuration: '0',
+    StartTime: '2026-11-20 10:00:00',
+    EndTime: '1970-01-01 05:30:00',
+    CallType: 'call-attempt',
+    From: from,
+    To: '08047115777',
+    CurrentTime: '2026-11-20 10:00:05',
+    digits: '"1"',
+    flow_id: '12345',
   }).toString();
 
 async function setup(t: Test, env: Record<string, string> = {}) {
@@ -32,14 +43,18 @@ async function setup(t: Test, env: Record<string, string> = {}) {
   // Closed on every day: only VIPs get branch A.
   t.equal((await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support', weekly: [] } })).statusCode, 201);
   const flow = await admin({
-    method: 'POST', url: '/admin/flows',
+    method: 'POST',
+    url: '/admin/flows',
     payload: {
-      slug: 'inbound', name: 'Main line', type: 'passthru',
+      slug: 'inbound',
+      name: 'Main line',
+      type: 'passthru',
       rules: [
         { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
         { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
       ],
-      otherwise: { branch: 'A' }, onError: { branch: 'A' },
+      otherwise: { branch: 'A' },
+      onError: { branch: 'A' },
     },
   });
   t.equal(flow.statusCode, 201, 'flow created');
@@ -59,8 +74,19 @@ t.test('passthru over real HTTP: VIP → A (200), others while closed → B (302
 
   const [vipCdr] = await cdrsFor(ctx, 'call-vip');
   t.match(vipCdr, {
-    endpoint: 'passthru', flowSlug: 'inbound', callFrom: '+919812345678', callFromRaw: '+919812345678', callTo: '+918047115777',
-    direction: 'incoming', digits: '1', outcome: 'answered', matchedRule: 'VIPs', httpStatus: 200, responseBody: '', attempt: 1, reason: null,
+    endpoint: 'passthru',
+    flowSlug: 'inbound',
+    callFrom: '+919812345678',
+    callFromRaw: '+919812345678',
+    callTo: '+918047115777',
+    direction: 'incoming',
+    digits: '1',
+    outcome: 'answered',
+    matchedRule: 'VIPs',
+    httpStatus: 200,
+    responseBody: '',
+    attempt: 1,
+    reason: null,
   });
   t.match(vipCdr!.params, { CallSid: 'call-vip', digits: '"1"', flow_id: '12345' }, 'raw params kept, deprecated ones included');
   t.match(vipCdr!.decision, { action: { branch: 'A' }, decidedBy: 'rule' });
@@ -73,7 +99,9 @@ t.test('passthru over real HTTP: VIP → A (200), others while closed → B (302
 t.test('POST form and JSON bodies are parsed like the query string', async (t) => {
   const ctx = await setup(t);
   const form = await ctx.app.inject({
-    method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
     payload: ivrParams('call-form', '919812345678'),
   });
   t.equal(form.statusCode, 200, 'VIP by the 91… form');
@@ -102,7 +130,12 @@ t.test('refusals are answered and logged: unknown flow 404, missing CallSid 400,
   t.equal(after.length, 1, 'one CDR for the refused callback');
   t.equal(await ctx.db.prisma.cdr.count(), before + 1);
 
-  const bad = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound?CallSid=call-badjson', headers: { 'content-type': 'application/json' }, payload: '{"CallFrom": ' });
+  const bad = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound?CallSid=call-badjson',
+    headers: { 'content-type': 'application/json' },
+    payload: '{"CallFrom": ',
+  });
   t.equal(bad.statusCode, 302, 'the query still decides; the body is ignored');
   t.match((await cdrsFor(ctx, 'call-badjson'))[0]!.decision, { warnings: [/not valid JSON/] });
 });
@@ -110,7 +143,9 @@ t.test('refusals are answered and logged: unknown flow 404, missing CallSid 400,
 t.test('a body over the limit is refused with 413 and still leaves one CDR', async (t) => {
   const ctx = await setup(t);
   const res = await ctx.app.inject({
-    method: 'POST', url: '/exotel/passthru/inbound?CallSid=call-big', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    method: 'POST',
+    url: '/exotel/passthru/inbound?CallSid=call-big',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
     payload: `x=${'a'.repeat(100_000)}`,
   });
   t.equal(res.statusCode, 413);
@@ -125,21 +160,30 @@ t.test('callback secret: 401 without it, accepted as Basic password or token, ne
   const wrong = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-2&token=nope' });
   t.equal(wrong.statusCode, 401);
   const basic = await ctx.app.inject({
-    method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-3&CallFrom=09812345678',
+    method: 'GET',
+    url: '/exotel/passthru/inbound?CallSid=sec-3&CallFrom=09812345678',
     headers: { authorization: `Basic ${Buffer.from(`exotel:${secret}`).toString('base64')}` },
   });
   t.equal(basic.statusCode, 200);
   const token = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=sec-4&CallFrom=09812345678&token=${secret}` });
   t.equal(token.statusCode, 200);
   const sameLength = await ctx.app.inject({
-    method: 'GET', url: '/exotel/passthru/inbound?CallSid=sec-5&CallFrom=09812345678',
+    method: 'GET',
+    url: '/exotel/passthru/inbound?CallSid=sec-5&CallFrom=09812345678',
     headers: { authorization: `Basic ${Buffer.from(`exotel:${secret.slice(0, -1)}X`).toString('base64')}` },
   });
   t.equal(sameLength.statusCode, 401, 'a wrong Basic password of the right length');
   const rows = await ctx.db.prisma.cdr.findMany({ where: { callSid: { startsWith: 'sec-' } }, orderBy: { callSid: 'asc' } });
-  t.same(rows.map((r) => [r.callSid, r.httpStatus, r.outcome]), [
-    ['sec-1', 401, 'rejected'], ['sec-2', 401, 'rejected'], ['sec-3', 200, 'answered'], ['sec-4', 200, 'answered'], ['sec-5', 401, 'rejected'],
-  ]);
+  t.same(
+    rows.map((r) => [r.callSid, r.httpStatus, r.outcome]),
+    [
+      ['sec-1', 401, 'rejected'],
+      ['sec-2', 401, 'rejected'],
+      ['sec-3', 200, 'answered'],
+      ['sec-4', 200, 'answered'],
+      ['sec-5', 401, 'rejected'],
+    ],
+  );
   t.notOk(JSON.stringify(rows, (_k, v) => (typeof v === 'bigint' ? String(v) : v)).includes(secret), 'the secret is in no CDR');
 });
 
@@ -166,7 +210,11 @@ t.test('a VIP added through the admin API routes as VIP within a second', async 
   }
   t.equal(status, 200, `routed as VIP ${Date.now() - added} ms after the write`);
   const attempts = (await cdrsFor(ctx, 'call-new-vip')).map((c) => c.attempt);
-  t.same(attempts, attempts.map((_, i) => i + 1), 'attempt counts the callbacks of the call');
+  t.same(
+    attempts,
+    attempts.map((_, i) => i + 1),
+    'attempt counts the callbacks of the call',
+  );
 });
 
 t.test('attempt counts 1, 2, 3 for repeated callbacks of one call, separately per endpoint and flow', async (t) => {
@@ -178,12 +226,23 @@ t.test('attempt counts 1, 2, 3 for repeated callbacks of one call, separately pe
   await get('/exotel/passthru/inbound?CallSid=att-2');
   await get('/exotel/passthru/inbound?CallSid=att-1');
   const rows = await ctx.db.prisma.cdr.findMany({ where: { callSid: { startsWith: 'att-' } }, orderBy: { id: 'asc' } });
-  t.same(rows.map((r) => [r.endpoint, r.flowSlug, r.callSid, r.attempt]), [
-    ['passthru', 'inbound', 'att-1', 1], ['passthru', 'inbound', 'att-1', 2], ['passthru', 'inbound', 'att-1', 3],
-    ['switch', 'inbound', 'att-1', 1], ['passthru', 'other', 'att-1', 1], ['passthru', 'inbound', 'att-2', 1], ['passthru', 'inbound', 'att-1', 4],
-  ]);
+  t.same(
+    rows.map((r) => [r.endpoint, r.flowSlug, r.callSid, r.attempt]),
+    [
+      ['passthru', 'inbound', 'att-1', 1],
+      ['passthru', 'inbound', 'att-1', 2],
+      ['passthru', 'inbound', 'att-1', 3],
+      ['switch', 'inbound', 'att-1', 1],
+      ['passthru', 'other', 'att-1', 1],
+      ['passthru', 'inbound', 'att-2', 1],
+      ['passthru', 'inbound', 'att-1', 4],
+    ],
+  );
   const keys = rows.map((r) => r.idempotencyKey);
-  t.ok(keys.every((k) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(k)), 'idempotency keys are UUIDv7');
+  t.ok(
+    keys.every((k) => /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(k)),
+    'idempotency keys are UUIDv7',
+  );
   const times = keys.map((k) => k.slice(0, 13));
   t.same([...times].sort(), times, 'their time parts in the order the callbacks came');
   t.equal(new Set(keys).size, keys.length, 'one per callback');
@@ -191,17 +250,28 @@ t.test('attempt counts 1, 2, 3 for repeated callbacks of one call, separately pe
 
 t.test('url actions answer the URL as text/plain; async flows answer 200 at once', async (t) => {
   const ctx = await setup(t);
-  await ctx.admin({ method: 'PUT', url: '/admin/flows/inbound', payload: {
-    name: 'x', type: 'passthru', rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A', url: 'https://my.exotel.com/exoml/start/vip-flow' } }],
-    otherwise: { branch: 'B' }, onError: { branch: 'A' },
-  } });
+  await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/inbound',
+    payload: {
+      name: 'x',
+      type: 'passthru',
+      rules: [{ name: 'vip', when: { callerIn: 'gold' }, then: { branch: 'A', url: 'https://my.exotel.com/exoml/start/vip-flow' } }],
+      otherwise: { branch: 'B' },
+      onError: { branch: 'A' },
+    },
+  });
   await snapshotHas(() => ctx.app.rules.current?.flows.get('inbound')?.name === 'x');
   const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u1&CallFrom=09812345678' });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /text\/plain/);
   t.equal(res.body, 'https://my.exotel.com/exoml/start/vip-flow');
 
-  await ctx.admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { name: 'y', type: 'passthru', mode: 'async', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } } });
+  await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/inbound',
+    payload: { name: 'y', type: 'passthru', mode: 'async', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } },
+  });
   await snapshotHas(() => ctx.app.rules.current?.flows.get('inbound')?.mode === 'async');
   const async = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=u2' });
   t.equal(async.statusCode, 200, 'async answers 200 even though the flow says B');
@@ -210,17 +280,28 @@ t.test('url actions answer the URL as text/plain; async flows answer 200 at once
 
 t.test('switch-case answers {"select":"<case>"} by digits', async (t) => {
   const ctx = await setup(t);
-  const res = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'menu', name: 'IVR menu', type: 'switch',
-    rules: [
-      { name: 'sales', when: { digits: { equals: '1' } }, then: { select: 'sales' } },
-      { name: 'support', when: { digits: { in: ['2', '3'] } }, then: { select: 'support' } },
-    ],
-    otherwise: { select: 'operator' }, onError: { select: 'operator' },
-  } });
+  const res = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'menu',
+      name: 'IVR menu',
+      type: 'switch',
+      rules: [
+        { name: 'sales', when: { digits: { equals: '1' } }, then: { select: 'sales' } },
+        { name: 'support', when: { digits: { in: ['2', '3'] } }, then: { select: 'support' } },
+      ],
+      otherwise: { select: 'operator' },
+      onError: { select: 'operator' },
+    },
+  });
   t.equal(res.statusCode, 201, 'switch flow created');
   await snapshotHas(() => ctx.app.rules.current?.flows.has('menu') === true);
-  for (const [digits, select] of [['%221%22', 'sales'], ['%223%22', 'support'], ['%229%22', 'operator']] as const) {
+  for (const [digits, select] of [
+    ['%221%22', 'sales'],
+    ['%223%22', 'support'],
+    ['%229%22', 'operator'],
+  ] as const) {
     const r = await ctx.app.inject({ method: 'GET', url: `/exotel/switch/menu?CallSid=sw-${select}&digits=${digits}` });
     t.equal(r.statusCode, 200);
     t.match(r.headers['content-type'], /text\/plain/);
@@ -235,8 +316,9 @@ t.test('500 concurrent callbacks are all answered and all logged, sharing batche
   const batchesBefore = ctx.app.cdrWriter.stats.batches;
   const results = await Promise.all(
     Array.from({ length: 500 }, (_, i) =>
-      fetch(`${base}/exotel/passthru/inbound?${ivrParams(`load-${i}`, i % 2 ? '09812345678' : `0980000${String(i).padStart(4, '0')}`)}`, { redirect: 'manual' })
-        .then(async (r) => ({ i, status: r.status, body: await r.text() })),
+      fetch(`${base}/exotel/passthru/inbound?${ivrParams(`load-${i}`, i % 2 ? '09812345678' : `0980000${String(i).padStart(4, '0')}`)}`, {
+        redirect: 'manual',
+      }).then(async (r) => ({ i, status: r.status, body: await r.text() })),
     ),
   );
   t.equal(results.filter((r) => r.status === (r.i % 2 ? 200 : 302)).length, 500, 'every callback got its right answer');

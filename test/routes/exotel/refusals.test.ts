@@ -19,9 +19,12 @@ async function setup(t: Test, env: Record<string, string> = {}): Promise<TestApp
   await created('/admin/vip-lists', { slug: 'gold', name: 'Gold' });
   await created('/admin/vip-lists/gold/entries', { number: '09812345678' });
   await created('/admin/flows', {
-    slug: 'inbound', name: 'Main line', type: 'passthru',
+    slug: 'inbound',
+    name: 'Main line',
+    type: 'passthru',
     rules: [{ name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } }],
-    otherwise: { branch: 'B' }, onError: { branch: 'A' },
+    otherwise: { branch: 'B' },
+    onError: { branch: 'A' },
   });
   await created('/admin/flows', { slug: 'menu', name: 'Menu', type: 'switch', rules: [], otherwise: { select: 'sales' }, onError: { select: 'error' } });
   for (let i = 0; i < 300 && !(ctx.app.rules.current?.flows.has('inbound') && ctx.app.rules.current.flows.has('menu')); i++) {
@@ -53,23 +56,35 @@ t.test('a flood of refused callbacks from one address: under 1 % stored, all cou
     const flood = Array.from({ length: REFUSED_PER_WAVE }, (_, i) => {
       // Wrong and missing secrets, on every endpoint, GET and POST, and a path that is no endpoint.
       const kind = i % 5;
-      const url = kind === 0 ? `/exotel/passthru/inbound?CallSid=x-${w}-${i}&token=guess-${i}`
-        : kind === 1 ? `/exotel/switch/menu?CallSid=x-${w}-${i}`
-          : kind === 2 ? '/exotel/dial-events?Status=free'
-            : kind === 3 ? `/exotel/nowhere/${i}?CallSid=x-${w}-${i}`
-              : `/exotel/passthru/inbound`;
-      return app.inject({
-        method: kind === 4 ? 'POST' : 'GET', url, remoteAddress: ATTACKER,
-        ...(kind === 4 ? { payload: `CallSid=x-${w}-${i}`, headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ZXhvdGVsOndyb25n' } } : {}),
-      }).then((res) => refused.push(res));
+      const url =
+        kind === 0
+          ? `/exotel/passthru/inbound?CallSid=x-${w}-${i}&token=guess-${i}`
+          : kind === 1
+            ? `/exotel/switch/menu?CallSid=x-${w}-${i}`
+            : kind === 2
+              ? '/exotel/dial-events?Status=free'
+              : kind === 3
+                ? `/exotel/nowhere/${i}?CallSid=x-${w}-${i}`
+                : `/exotel/passthru/inbound`;
+      return app
+        .inject({
+          method: kind === 4 ? 'POST' : 'GET',
+          url,
+          remoteAddress: ATTACKER,
+          ...(kind === 4
+            ? { payload: `CallSid=x-${w}-${i}`, headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: 'Basic ZXhvdGVsOndyb25n' } }
+            : {}),
+        })
+        .then((res) => refused.push(res));
     });
     const calls = Array.from({ length: EXOTEL_PER_WAVE }, (_, i) => {
       const sid = `exo-${w}-${i}`;
       const vip = (w + i) % 2 === 0;
       const endpoint = i === 0 ? 'passthru' : 'switch';
-      const url = endpoint === 'passthru'
-        ? `/exotel/passthru/inbound?CallSid=${sid}&CallFrom=${vip ? '09812345678' : '09800000001'}&token=${SECRET}`
-        : `/exotel/switch/menu?CallSid=${sid}&digits=%221%22`;
+      const url =
+        endpoint === 'passthru'
+          ? `/exotel/passthru/inbound?CallSid=${sid}&CallFrom=${vip ? '09812345678' : '09800000001'}&token=${SECRET}`
+          : `/exotel/switch/menu?CallSid=${sid}&digits=%221%22`;
       const headers = endpoint === 'switch' ? { authorization: `Basic ${Buffer.from(`exotel:${SECRET}`).toString('base64')}` } : {};
       return app.inject({ method: 'GET', url, remoteAddress: EXOTEL, headers }).then((res) => exotel.push({ sid, vip, endpoint, res }));
     });
@@ -82,22 +97,49 @@ t.test('a flood of refused callbacks from one address: under 1 % stored, all cou
   t.equal(refused.length, total);
   const statuses = new Map<number, number>();
   for (const r of refused) statuses.set(r.statusCode, (statuses.get(r.statusCode) ?? 0) + 1);
-  t.ok(refused.every((r) => [401, 404, 429].includes(r.statusCode)), `refused with 401 (404 off the endpoints), then 429: ${JSON.stringify([...statuses])}`);
+  t.ok(
+    refused.every((r) => [401, 404, 429].includes(r.statusCode)),
+    `refused with 401 (404 off the endpoints), then 429: ${JSON.stringify([...statuses])}`,
+  );
   const throttled = refused.filter((r) => r.statusCode === 429);
   // Past 600 a minute (a run that crosses a minute boundary starts afresh once).
   t.ok(throttled.length >= total - 2 * DEFAULT_REFUSAL_LIMITS.throttleAfter, `${throttled.length} answered 429`);
-  t.ok(throttled.every((r) => Number(r.headers['retry-after']) >= 1 && Number(r.headers['retry-after']) <= 60), 'with Retry-After: the rest of the minute');
+  t.ok(
+    throttled.every((r) => Number(r.headers['retry-after']) >= 1 && Number(r.headers['retry-after']) <= 60),
+    'with Retry-After: the rest of the minute',
+  );
 
   const refusedCdrs = await cdrCount(ctx, "outcome = 'rejected'");
   const summaries = (await ctx.db.pool.query('SELECT * FROM callback_refusals')).rows;
   const stored = refusedCdrs + summaries.length;
-  t.ok(stored < total / 100, `refused rows stored: ${refusedCdrs} CDRs and ${summaries.length} summary rows for ${total} refusals (${((100 * stored) / total).toFixed(2)} %), in ${seconds.toFixed(1)} s`);
+  t.ok(
+    stored < total / 100,
+    `refused rows stored: ${refusedCdrs} CDRs and ${summaries.length} summary rows for ${total} refusals (${((100 * stored) / total).toFixed(2)} %), in ${seconds.toFixed(1)} s`,
+  );
   t.ok(refusedCdrs >= DEFAULT_REFUSAL_LIMITS.cdrsPerAddress, 'the first ones are CDRs, as samples');
-  t.same(summaries.map((r) => r.address), summaries.map(() => ATTACKER), 'summaries: the attacker\'s address');
-  t.equal(summaries.reduce((n, r) => n + r.refusals, 0), total, 'summaries count every refusal');
-  t.equal(summaries.reduce((n, r) => n + r.stored_as_cdrs, 0), refusedCdrs);
-  t.equal(summaries.reduce((n, r) => n + r.throttled, 0), throttled.length);
-  t.equal(summaries.reduce((n, r) => n + r.wrong_secret, 0), total, 'all for the secret');
+  t.same(
+    summaries.map((r) => r.address),
+    summaries.map(() => ATTACKER),
+    "summaries: the attacker's address",
+  );
+  t.equal(
+    summaries.reduce((n, r) => n + r.refusals, 0),
+    total,
+    'summaries count every refusal',
+  );
+  t.equal(
+    summaries.reduce((n, r) => n + r.stored_as_cdrs, 0),
+    refusedCdrs,
+  );
+  t.equal(
+    summaries.reduce((n, r) => n + r.throttled, 0),
+    throttled.length,
+  );
+  t.equal(
+    summaries.reduce((n, r) => n + r.wrong_secret, 0),
+    total,
+    'all for the secret',
+  );
 
   const metric = await refusalMetric(ctx);
   t.equal(sum(metric), total, 'the metric counts every refusal');
@@ -107,7 +149,9 @@ t.test('a flood of refused callbacks from one address: under 1 % stored, all cou
 
   // Exotel's callbacks, beside the flood: answered right, none on-error (the budget held), one CDR each.
   t.equal(exotel.length, WAVES * EXOTEL_PER_WAVE);
-  const cdrs = new Map((await ctx.db.pool.query("SELECT call_sid, outcome, http_status, endpoint FROM cdrs WHERE call_sid LIKE 'exo-%'")).rows.map((r) => [r.call_sid, r]));
+  const cdrs = new Map(
+    (await ctx.db.pool.query("SELECT call_sid, outcome, http_status, endpoint FROM cdrs WHERE call_sid LIKE 'exo-%'")).rows.map((r) => [r.call_sid, r]),
+  );
   const perSid = (await ctx.db.pool.query("SELECT count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'exo-%' GROUP BY call_sid HAVING count(*) <> 1")).rowCount;
   t.equal(perSid, 0, 'exactly one CDR per Exotel callback');
   const wrong = exotel.filter(({ sid, vip, endpoint, res }) => {
@@ -115,11 +159,17 @@ t.test('a flood of refused callbacks from one address: under 1 % stored, all cou
     const cdr = cdrs.get(sid);
     return res.statusCode !== expected[0] || res.body !== expected[1] || !cdr || cdr.outcome !== 'answered' || cdr.http_status !== res.statusCode;
   });
-  t.same(wrong.map((w) => [w.sid, w.res.statusCode, cdrs.get(w.sid)?.outcome]), [], 'every Exotel callback answered by its rule, outcome answered (not on-error)');
-  t.comment(`${total} refusals and ${exotel.length} Exotel callbacks in ${seconds.toFixed(1)} s: ${refusedCdrs} refusal CDRs, ${summaries.length} summary rows, ${throttled.length} answered 429`);
+  t.same(
+    wrong.map((w) => [w.sid, w.res.statusCode, cdrs.get(w.sid)?.outcome]),
+    [],
+    'every Exotel callback answered by its rule, outcome answered (not on-error)',
+  );
+  t.comment(
+    `${total} refusals and ${exotel.length} Exotel callbacks in ${seconds.toFixed(1)} s: ${refusedCdrs} refusal CDRs, ${summaries.length} summary rows, ${throttled.length} answered 429`,
+  );
 });
 
-t.test('right secret, unknown flow or no CallSid: Exotel\'s own (misconfigured) callbacks keep one CDR each, however many', async (t) => {
+t.test("right secret, unknown flow or no CallSid: Exotel's own (misconfigured) callbacks keep one CDR each, however many", async (t) => {
   const ctx = await setup(t);
   const n = DEFAULT_REFUSAL_LIMITS.cdrsPerAddress * 3;
   for (let i = 0; i < n; i++) {
@@ -151,11 +201,22 @@ t.test('EXOTEL_ALLOWED_CIDRS: refusals by address are bounded and counted the sa
   await ctx.app.refusals.flush();
   const page = await ctx.admin({ method: 'GET', url: '/admin/refusals?limit=10' });
   t.equal(page.statusCode, 200);
-  const items = (page.json() as { items: Array<{ address: string; refusals: number; outsideAllowedCidrs: number; storedAsCdrs: number; wrongSecret: number }> }).items;
+  const items = (page.json() as { items: Array<{ address: string; refusals: number; outsideAllowedCidrs: number; storedAsCdrs: number; wrongSecret: number }> })
+    .items;
   const v6 = items.filter((r) => r.address === '2001:db8:7:7::/64');
-  t.equal(v6.reduce((a, r) => a + r.refusals, 0), n, 'GET /admin/refusals: the IPv6 source by its /64, every refusal');
-  t.equal(v6.reduce((a, r) => a + r.outsideAllowedCidrs, 0), n);
-  t.equal(v6.reduce((a, r) => a + r.storedAsCdrs, 0), stored);
+  t.equal(
+    v6.reduce((a, r) => a + r.refusals, 0),
+    n,
+    'GET /admin/refusals: the IPv6 source by its /64, every refusal',
+  );
+  t.equal(
+    v6.reduce((a, r) => a + r.outsideAllowedCidrs, 0),
+    n,
+  );
+  t.equal(
+    v6.reduce((a, r) => a + r.storedAsCdrs, 0),
+    stored,
+  );
   const filtered = await ctx.admin({ method: 'GET', url: '/admin/refusals?address=192.0.2.1' });
   t.match(filtered.json(), { items: [{ address: '192.0.2.1', refusals: 1, storedAsCdrs: 1 }], nextCursor: null });
   const bad = await ctx.admin({ method: 'GET', url: '/admin/refusals?from=2026-12-05T10:00:00Z&to=2026-12-05T09:00:00Z' });

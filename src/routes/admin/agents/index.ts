@@ -1,9 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, withExamples } from '../../../schemas/common.js';
-import {
-  AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema,
-} from '../../../schemas/agent.js';
+import { AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema } from '../../../schemas/agent.js';
 import { listAgents, NoAgentError, recentOffers, setAvailability, startOfDay } from '../../../store/agents.js';
 import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
 import { toE164 } from '../../../exotel/phone.js';
@@ -27,37 +25,70 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const at = new Date();
     return listAgents(app.db.pool, {
       ...(number !== undefined ? { number } : {}),
-      since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE), at, busyExpired: new Date(at.getTime() - busyTtlMs),
+      since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE),
+      at,
+      busyExpired: new Date(at.getTime() - busyTtlMs),
       schedules: app.rules.current?.schedules ?? new Map(),
     });
   };
 
-  app.get('/agents', {
-    schema: { tags, security, operationId: 'listAgents',
-      summary: 'Every member of a dial group: its groups, its state now, and today\'s offers, answers and misses',
-      description: '`state` is the most telling of on_call, away, wrapping_up, paused, inactive, off_shift and available. `timezone` (IANA, default Asia/Kolkata) sets where "today" starts.',
-      querystring: AgentsQuerySchema, response: { 200: Type.Array(AgentSchema), 400: ErrorSchema } },
-  }, async (request) => view(undefined, request.query.timezone));
+  app.get(
+    '/agents',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'listAgents',
+        summary: "Every member of a dial group: its groups, its state now, and today's offers, answers and misses",
+        description:
+          '`state` is the most telling of on_call, away, wrapping_up, paused, inactive, off_shift and available. `timezone` (IANA, default Asia/Kolkata) sets where "today" starts.',
+        querystring: AgentsQuerySchema,
+        response: { 200: Type.Array(AgentSchema), 400: ErrorSchema },
+      },
+    },
+    async (request) => view(undefined, request.query.timezone),
+  );
 
-  app.get('/agents/:number', {
-    schema: { tags, security, operationId: 'getAgent', summary: 'One agent, with its recent offers (newest first)',
-      description: 'The number may be written in any form. A number that is in no dial group is 404.',
-      params: AgentParamsSchema, querystring: AgentsQuerySchema, response: { 200: AgentDetailSchema, ...errors } },
-  }, async (request) => {
-    const number = numberOf(request.params.number);
-    const [agent] = await view(number, request.query.timezone);
-    if (!agent) throw new NoAgentError(number);
-    return { ...agent, recentOffers: await recentOffers(app.db.pool, number, RECENT_OFFERS) };
-  });
+  app.get(
+    '/agents/:number',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'getAgent',
+        summary: 'One agent, with its recent offers (newest first)',
+        description: 'The number may be written in any form. A number that is in no dial group is 404.',
+        params: AgentParamsSchema,
+        querystring: AgentsQuerySchema,
+        response: { 200: AgentDetailSchema, ...errors },
+      },
+    },
+    async (request) => {
+      const number = numberOf(request.params.number);
+      const [agent] = await view(number, request.query.timezone);
+      if (!agent) throw new NoAgentError(number);
+      return { ...agent, recentOffers: await recentOffers(app.db.pool, number, RECENT_OFFERS) };
+    },
+  );
 
-  app.put('/agents/:number/availability', {
-    schema: { tags, security, operationId: 'setAgentAvailability',
-      summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
-      description: 'Set available, an agent paused after missed offers is offered again at once. Every instance follows within a second.',
-      params: AgentParamsSchema, body: withExamples(AvailabilityInputSchema, { status: 'away', reason: 'lunch', until: '2030-01-04T14:00:00+05:30' }, { status: 'available' }), response: { 200: AvailabilitySchema, ...errors } },
-  }, async (request) => {
-    const change = await setAvailability(app.db.pool, actorOf(request), numberOf(request.params.number), request.body, new Date());
-    return change.after;
-  });
+  app.put(
+    '/agents/:number/availability',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'setAgentAvailability',
+        summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
+        description: 'Set available, an agent paused after missed offers is offered again at once. Every instance follows within a second.',
+        params: AgentParamsSchema,
+        body: withExamples(AvailabilityInputSchema, { status: 'away', reason: 'lunch', until: '2030-01-04T14:00:00+05:30' }, { status: 'available' }),
+        response: { 200: AvailabilitySchema, ...errors },
+      },
+    },
+    async (request) => {
+      const change = await setAvailability(app.db.pool, actorOf(request), numberOf(request.params.number), request.body, new Date());
+      return change.after;
+    },
+  );
 };
 export default routes;

@@ -2,11 +2,28 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples } from '../../../schemas/common.js';
 import {
-  VIP_ENTRY_EXAMPLES, VIP_LIST_EXAMPLE, VIP_LIST_PATCH_EXAMPLE, BulkUpsertResultSchema, VipEntriesBodySchema, VipEntriesPageSchema, VipEntriesQuerySchema, VipEntryParamsSchema,
-  VipEntrySchema, VipListInputSchema, VipListPatchSchema, VipListSchema,
+  VIP_ENTRY_EXAMPLES,
+  VIP_LIST_EXAMPLE,
+  VIP_LIST_PATCH_EXAMPLE,
+  BulkUpsertResultSchema,
+  VipEntriesBodySchema,
+  VipEntriesPageSchema,
+  VipEntriesQuerySchema,
+  VipEntryParamsSchema,
+  VipEntrySchema,
+  VipListInputSchema,
+  VipListPatchSchema,
+  VipListSchema,
 } from '../../../schemas/vip-list.js';
 import {
-  createVipList, deleteVipEntry, deleteVipList, getVipList, listVipEntries, listVipLists, updateVipList, upsertVipEntries,
+  createVipList,
+  deleteVipEntry,
+  deleteVipList,
+  getVipList,
+  listVipEntries,
+  listVipLists,
+  updateVipList,
+  upsertVipEntries,
 } from '../../../store/vip-lists.js';
 import { actorOf } from '../../../plugins/auth.js';
 
@@ -17,59 +34,149 @@ const errors = { 400: ErrorSchema, 404: ErrorSchema };
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const country = app.config.DEFAULT_COUNTRY;
 
-  app.get('/vip-lists', {
-    schema: { tags, security, operationId: 'listVipLists', summary: 'List VIP lists', description: 'Every VIP list with its number of entries. Flows refer to a list by slug in `callerIn` / `callerNotIn`.', response: { 200: Type.Array(VipListSchema) } },
-  }, async () => listVipLists(app.db.prisma));
-
-  app.post('/vip-lists', {
-    schema: { tags, security, operationId: 'createVipList', summary: 'Create a VIP list', description: 'An empty list; add numbers with POST /admin/vip-lists/{slug}/entries. The slug is lowercase letters, digits and `-` (1–64 characters), unique among VIP lists (409 otherwise).', body: withExamples(VipListInputSchema, VIP_LIST_EXAMPLE),
-      response: { 201: VipListSchema, 400: ErrorSchema, 409: ErrorSchema } },
-  }, async (request, reply) => reply.status(201).send(await createVipList(app.db.prisma, actorOf(request), request.body)));
-
-  app.get('/vip-lists/:slug', {
-    schema: { tags, security, operationId: 'getVipList', summary: 'One VIP list', description: 'The list\'s name, description and number of entries. The entries themselves: GET /admin/vip-lists/{slug}/entries.', params: SlugParamsSchema,
-      response: { 200: VipListSchema, ...errors } },
-  }, async (request) => getVipList(app.db.prisma, request.params.slug));
-
-  app.patch('/vip-lists/:slug', {
-    schema: { tags, security, operationId: 'updateVipList', summary: 'Change name or description', description: 'Only `name` and `description` can change; the slug is fixed (a flow refers to it).', params: SlugParamsSchema,
-      body: withExamples(VipListPatchSchema, VIP_LIST_PATCH_EXAMPLE), response: { 200: VipListSchema, ...errors } },
-  }, async (request) => updateVipList(app.db.prisma, actorOf(request), request.params.slug, request.body));
-
-  app.delete('/vip-lists/:slug', {
-    schema: { tags, security, operationId: 'deleteVipList', summary: 'Delete a VIP list and its entries (refused while a flow uses it)', description: 'Deletes the list and every entry. While a flow refers to it (callerIn / callerNotIn) the answer is 409 naming those flows: change the flows first.',
-      params: SlugParamsSchema, response: { 204: Type.Null(), ...errors, 409: ErrorSchema } },
-  }, async (request, reply) => {
-    await deleteVipList(app.db.prisma, actorOf(request), request.params.slug);
-    return reply.status(204).send(null);
-  });
-
-  app.get('/vip-lists/:slug/entries', {
-    schema: { tags, security, operationId: 'listVipEntries', summary: 'Entries, oldest first; search by number or name; cursor paging', description: '`q` matches the digits of a number (any part, any format) or a name; `limit` up to 1000; the answer\'s `nextCursor` goes in `cursor` for the next page. Expired entries are listed (they no longer count for `callerIn`).',
-      params: SlugParamsSchema, querystring: VipEntriesQuerySchema, response: { 200: VipEntriesPageSchema, ...errors } },
-  }, async (request) => listVipEntries(app.db.prisma, request.params.slug, request.query));
-
-  app.post('/vip-lists/:slug/entries', {
-    schema: {
-      tags, security, operationId: 'upsertVipEntries',
-      summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
-      description: 'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement.',
-      params: SlugParamsSchema, body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
-      response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors },
+  app.get(
+    '/vip-lists',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'listVipLists',
+        summary: 'List VIP lists',
+        description: 'Every VIP list with its number of entries. Flows refer to a list by slug in `callerIn` / `callerNotIn`.',
+        response: { 200: Type.Array(VipListSchema) },
+      },
     },
-    bodyLimit: 16 * 1024 * 1024,
-  }, async (request, reply) => {
-    const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
-    if (out.many) return reply.status(200).send(out.result);
-    return reply.status(out.inserted ? 201 : 200).send(out.entry);
-  });
+    async () => listVipLists(app.db.prisma),
+  );
 
-  app.delete('/vip-lists/:slug/entries/:number', {
-    schema: { tags, security, operationId: 'deleteVipEntry', summary: 'Remove a number (any format) from the list', description: 'The number may be written in any form (`09812345678`, `919812345678`, `+919812345678`): it is normalised to E.164 as entries are. 404 when it is not in the list.',
-      params: VipEntryParamsSchema, response: { 204: Type.Null(), ...errors } },
-  }, async (request, reply) => {
-    await deleteVipEntry(app.db.prisma, actorOf(request), request.params.slug, request.params.number, country);
-    return reply.status(204).send(null);
-  });
+  app.post(
+    '/vip-lists',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'createVipList',
+        summary: 'Create a VIP list',
+        description:
+          'An empty list; add numbers with POST /admin/vip-lists/{slug}/entries. The slug is lowercase letters, digits and `-` (1–64 characters), unique among VIP lists (409 otherwise).',
+        body: withExamples(VipListInputSchema, VIP_LIST_EXAMPLE),
+        response: { 201: VipListSchema, 400: ErrorSchema, 409: ErrorSchema },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await createVipList(app.db.prisma, actorOf(request), request.body)),
+  );
+
+  app.get(
+    '/vip-lists/:slug',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'getVipList',
+        summary: 'One VIP list',
+        description: "The list's name, description and number of entries. The entries themselves: GET /admin/vip-lists/{slug}/entries.",
+        params: SlugParamsSchema,
+        response: { 200: VipListSchema, ...errors },
+      },
+    },
+    async (request) => getVipList(app.db.prisma, request.params.slug),
+  );
+
+  app.patch(
+    '/vip-lists/:slug',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'updateVipList',
+        summary: 'Change name or description',
+        description: 'Only `name` and `description` can change; the slug is fixed (a flow refers to it).',
+        params: SlugParamsSchema,
+        body: withExamples(VipListPatchSchema, VIP_LIST_PATCH_EXAMPLE),
+        response: { 200: VipListSchema, ...errors },
+      },
+    },
+    async (request) => updateVipList(app.db.prisma, actorOf(request), request.params.slug, request.body),
+  );
+
+  app.delete(
+    '/vip-lists/:slug',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'deleteVipList',
+        summary: 'Delete a VIP list and its entries (refused while a flow uses it)',
+        description:
+          'Deletes the list and every entry. While a flow refers to it (callerIn / callerNotIn) the answer is 409 naming those flows: change the flows first.',
+        params: SlugParamsSchema,
+        response: { 204: Type.Null(), ...errors, 409: ErrorSchema },
+      },
+    },
+    async (request, reply) => {
+      await deleteVipList(app.db.prisma, actorOf(request), request.params.slug);
+      return reply.status(204).send(null);
+    },
+  );
+
+  app.get(
+    '/vip-lists/:slug/entries',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'listVipEntries',
+        summary: 'Entries, oldest first; search by number or name; cursor paging',
+        description:
+          "`q` matches the digits of a number (any part, any format) or a name; `limit` up to 1000; the answer's `nextCursor` goes in `cursor` for the next page. Expired entries are listed (they no longer count for `callerIn`).",
+        params: SlugParamsSchema,
+        querystring: VipEntriesQuerySchema,
+        response: { 200: VipEntriesPageSchema, ...errors },
+      },
+    },
+    async (request) => listVipEntries(app.db.prisma, request.params.slug, request.query),
+  );
+
+  app.post(
+    '/vip-lists/:slug/entries',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'upsertVipEntries',
+        summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
+        description: 'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement.',
+        params: SlugParamsSchema,
+        body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
+        response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors },
+      },
+      bodyLimit: 16 * 1024 * 1024,
+    },
+    async (request, reply) => {
+      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
+      if (out.many) return reply.status(200).send(out.result);
+      return reply.status(out.inserted ? 201 : 200).send(out.entry);
+    },
+  );
+
+  app.delete(
+    '/vip-lists/:slug/entries/:number',
+    {
+      schema: {
+        tags,
+        security,
+        operationId: 'deleteVipEntry',
+        summary: 'Remove a number (any format) from the list',
+        description:
+          'The number may be written in any form (`09812345678`, `919812345678`, `+919812345678`): it is normalised to E.164 as entries are. 404 when it is not in the list.',
+        params: VipEntryParamsSchema,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      await deleteVipEntry(app.db.prisma, actorOf(request), request.params.slug, request.params.number, country);
+      return reply.status(204).send(null);
+    },
+  );
 };
 export default routes;
