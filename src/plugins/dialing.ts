@@ -24,16 +24,19 @@ export default fp(
       return offer;
     };
     const token = config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : '';
-    app.decorate('answerDial', answerDialWith({
-      rules: app.rules,
-      answer,
-      // A simulation gets the same answer from a transaction that is rolled back.
-      preview: (req) => previewAttempt(pool, req),
-      random: app.random,
-      budgetMs: config.DECISION_BUDGET_MS,
-      busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,
-      eventUrl: `${config.PUBLIC_URL}${CALLBACK_PREFIX}/dial-events${token}`,
-    }));
+    app.decorate(
+      'answerDial',
+      answerDialWith({
+        rules: app.rules,
+        answer,
+        // A simulation gets the same answer from a transaction that is rolled back.
+        preview: (req) => previewAttempt(pool, req),
+        random: app.random,
+        budgetMs: config.DECISION_BUDGET_MS,
+        busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,
+        eventUrl: `${config.PUBLIC_URL}${CALLBACK_PREFIX}/dial-events${token}`,
+      }),
+    );
   },
   { name: 'dialing', dependencies: ['metrics'], decorators: { fastify: ['config', 'db', 'rules', 'random'] } },
 );

@@ -52,7 +52,13 @@ export default fp(
     /** A batching stage's two histograms: items per batch, and the time of one batch by its result. */
     const batchStage = (name: string, help: { size: string; duration: string }, sizeBuckets: number[]) => {
       const size = new Histogram({ name: `${name}_size`, help: help.size, buckets: sizeBuckets, registers });
-      const duration = new Histogram({ name: `${name}_duration_seconds`, help: help.duration, labelNames: ['result'] as const, buckets: LATENCY_BUCKETS, registers });
+      const duration = new Histogram({
+        name: `${name}_duration_seconds`,
+        help: help.duration,
+        labelNames: ['result'] as const,
+        buckets: LATENCY_BUCKETS,
+        registers,
+      });
       return (items: number, seconds: number, result: string) => {
         size.observe(items);
         duration.observe({ result }, seconds);
@@ -85,7 +91,9 @@ export default fp(
     ];
     for (const [name, help, read] of mirrored) {
       new Counter({
-        name, help, registers,
+        name,
+        help,
+        registers,
         collect() {
           this.reset();
           this.inc(read());
@@ -95,7 +103,7 @@ export default fp(
     // A constant, so that dashboards and alerts compare latency with this instance's own budget.
     new Gauge({
       name: 'exoroute_decision_budget_seconds',
-      help: 'DECISION_BUDGET_MS in seconds: the longest a callback may take before the flow\'s onError is answered.',
+      help: "DECISION_BUDGET_MS in seconds: the longest a callback may take before the flow's onError is answered.",
       registers,
     }).set(app.config.DECISION_BUDGET_MS / 1000);
     new Gauge({
@@ -135,8 +143,18 @@ export default fp(
 
     const offerCounters = {
       offered: new Counter({ name: 'exoroute_agent_offers_total', help: 'Offers made to agents, by dial group.', labelNames: ['group'] as const, registers }),
-      answered: new Counter({ name: 'exoroute_agent_answers_total', help: 'Offers agents answered, by dial group.', labelNames: ['group'] as const, registers }),
-      missed: new Counter({ name: 'exoroute_agent_misses_total', help: 'Offers that ended unanswered (no-answer, busy, failed), by dial group.', labelNames: ['group'] as const, registers }),
+      answered: new Counter({
+        name: 'exoroute_agent_answers_total',
+        help: 'Offers agents answered, by dial group.',
+        labelNames: ['group'] as const,
+        registers,
+      }),
+      missed: new Counter({
+        name: 'exoroute_agent_misses_total',
+        help: 'Offers that ended unanswered (no-answer, busy, failed), by dial group.',
+        labelNames: ['group'] as const,
+        registers,
+      }),
     };
     const { pool } = db;
     const poolGauges: Array<[string, string, () => number]> = [
@@ -147,7 +165,9 @@ export default fp(
     ];
     for (const [name, help, read] of poolGauges) {
       new Gauge({
-        name, help, registers,
+        name,
+        help,
+        registers,
         collect() {
           this.set(read());
         },
@@ -179,7 +199,8 @@ export default fp(
     const { refusals } = app;
     new Counter({
       name: 'exoroute_callback_refusals_total',
-      help: 'Callbacks refused by the guard, by reason (secret: missing or wrong; address: not in EXOTEL_ALLOWED_CIDRS) and ' +
+      help:
+        'Callbacks refused by the guard, by reason (secret: missing or wrong; address: not in EXOTEL_ALLOWED_CIDRS) and ' +
         'handling (cdr: stored as a CDR; counted: only counted, per address and minute; throttled: counted and answered 429).',
       labelNames: ['reason', 'handling'] as const,
       registers,

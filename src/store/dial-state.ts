@@ -20,11 +20,21 @@ import type { AgentEvent } from '../routing/dial/event.js';
 export function asDialRequest(req: DialRequest) {
   const { key, plan } = req;
   return {
-    call_sid: key.callSid, endpoint: key.endpoint, flow_slug: key.flowSlug, attempt_key: req.attemptKey,
-    tried: req.tried, candidates: req.candidates, base: plan.base, arrange: plan.arrange, rr_group: req.rrGroup,
-    sticky_caller: req.sticky?.caller ?? null, sticky_since: req.sticky?.since ?? null,
-    connected_caller: req.connected?.caller ?? null, connected_agent: req.connected?.agent ?? null,
-    at: req.at, busy_expired: req.busyExpired,
+    call_sid: key.callSid,
+    endpoint: key.endpoint,
+    flow_slug: key.flowSlug,
+    attempt_key: req.attemptKey,
+    tried: req.tried,
+    candidates: req.candidates,
+    base: plan.base,
+    arrange: plan.arrange,
+    rr_group: req.rrGroup,
+    sticky_caller: req.sticky?.caller ?? null,
+    sticky_since: req.sticky?.since ?? null,
+    connected_caller: req.connected?.caller ?? null,
+    connected_agent: req.connected?.agent ?? null,
+    at: req.at,
+    busy_expired: req.busyExpired,
   };
 }
 
@@ -33,10 +43,14 @@ export function asDialExtra(req: DialRequest) {
   const tiers = req.extra?.tiers ?? null;
   const reported = req.extra?.reported ?? null;
   return {
-    tier_ends: tiers?.map((t) => t.end) ?? null, tier_arranges: tiers?.map((t) => t.arrange) ?? null,
+    tier_ends: tiers?.map((t) => t.end) ?? null,
+    tier_arranges: tiers?.map((t) => t.arrange) ?? null,
     tier_rr_groups: tiers?.map((t) => t.rrGroup) ?? null,
-    reported_agent: reported?.agent ?? null, reported_status: reported?.status ?? null, reported_group: reported?.group ?? null,
-    wrap_up_seconds: reported?.pacing.wrapUpSeconds ?? null, max_missed_offers: reported?.pacing.maxMissedOffers ?? null,
+    reported_agent: reported?.agent ?? null,
+    reported_status: reported?.status ?? null,
+    reported_group: reported?.group ?? null,
+    wrap_up_seconds: reported?.pacing.wrapUpSeconds ?? null,
+    max_missed_offers: reported?.pacing.maxMissedOffers ?? null,
     missed_pause_seconds: reported?.pacing.missedPauseSeconds ?? null,
   };
 }
@@ -63,8 +77,9 @@ function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
   const request: unknown[] = Object.values(asDialRequest(req));
   const extra: unknown[] = Object.values(asDialExtra(req));
   const row = (from: number, n: number) => Array.from({ length: n }, (_, i) => `$${from + i}`).join(', ');
-  answerSql ??= `SELECT dial_offer(ROW(${row(1, request.length)})::dial_request, ROW(${row(request.length + 1, extra.length)})::dial_extra, `
-    + `$${request.length + extra.length + 1}) AS answer`;
+  answerSql ??=
+    `SELECT dial_offer(ROW(${row(1, request.length)})::dial_request, ROW(${row(request.length + 1, extra.length)})::dial_extra, ` +
+    `$${request.length + extra.length + 1}) AS answer`;
   // Prepared once per connection: Postgres parses and plans the call once.
   return { name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview] };
 }
@@ -134,11 +149,14 @@ export function dialAnswerer(
         text: BATCH_SQL,
         values: [JSON.stringify(batch.map((p) => asJson(p.req)))],
       })
-      .then((res) => res.rows, (err: Error) => {
-        // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
-        opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
-        return null;
-      });
+      .then(
+        (res) => res.rows,
+        (err: Error) => {
+          // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
+          opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
+          return null;
+        },
+      );
     const ok = answered?.length === batch.length;
     observe(ok);
     if (ok) {
@@ -153,7 +171,9 @@ export function dialAnswerer(
     while (queue.length > 0) {
       const batch = queue.splice(0, maxBatch);
       // settle() answers or rejects every request itself; anything else must not stall the queue
-      await settle(batch).catch((err: Error) => batch.forEach((p) => p.reject(err)));
+      await settle(batch).catch((err: Error) => {
+        for (const p of batch) p.reject(err);
+      });
     }
     running = false;
   }
@@ -196,14 +216,34 @@ export interface DialEventEffect {
  */
 export async function recordDialEvent(
   pool: pg.Pool,
-  ev: AgentEvent & { agent: string; callSid: string | null; caller: string | null; at: Date; group: string | null; ringSeconds: number | null;
-    pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number } },
+  ev: AgentEvent & {
+    agent: string;
+    callSid: string | null;
+    caller: string | null;
+    at: Date;
+    group: string | null;
+    ringSeconds: number | null;
+    pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number };
+  },
 ): Promise<DialEventEffect> {
   const { rows } = await pool.query<{ effect: DialEventEffect }>({
     name: 'dial-agent-event',
     text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS effect',
-    values: [ev.agent, ev.callSid, ev.busy, ev.dialed, ev.answered, ev.ended, ev.caller, ev.at, ev.group, ev.ringSeconds,
-      ev.pacing.wrapUpSeconds, ev.pacing.maxMissedOffers, ev.pacing.missedPauseSeconds],
+    values: [
+      ev.agent,
+      ev.callSid,
+      ev.busy,
+      ev.dialed,
+      ev.answered,
+      ev.ended,
+      ev.caller,
+      ev.at,
+      ev.group,
+      ev.ringSeconds,
+      ev.pacing.wrapUpSeconds,
+      ev.pacing.maxMissedOffers,
+      ev.pacing.missedPauseSeconds,
+    ],
   });
   return rows[0]?.effect ?? {};
 }

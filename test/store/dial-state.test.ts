@@ -29,10 +29,18 @@ const NUMBERS = ['+919811100001', '+919811100002', '+919811100003', '+9198111000
 
 // --- The rules as TypeScript had them before they moved into dial_answer() ---------------------------
 
-interface AgentFacts { busy: boolean; busySince: number | null; lastDialedAt: number | null }
+interface AgentFacts {
+  busy: boolean;
+  busySince: number | null;
+  lastDialedAt: number | null;
+}
 
 const reference = {
-  orderMembers(strategy: Strategy, members: Member[], opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null }): string[] {
+  orderMembers(
+    strategy: Strategy,
+    members: Member[],
+    opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null },
+  ): string[] {
     const sorted = [...members].sort(byPriority);
     let ordered: Member[];
     switch (strategy) {
@@ -42,7 +50,10 @@ const reference = {
         break;
       }
       case 'random':
-        ordered = weightedOrder(sorted.map((m) => ({ ...m, weight: 1 })), opts.random);
+        ordered = weightedOrder(
+          sorted.map((m) => ({ ...m, weight: 1 })),
+          opts.random,
+        );
         break;
       case 'weighted':
         ordered = weightedOrder(sorted, opts.random);
@@ -73,27 +84,41 @@ const reference = {
 
 const STRATEGIES: Strategy[] = ['sequential', 'parallel', 'round_robin', 'least_recent', 'random', 'weighted'];
 
-const factArb = fc.option(fc.record({
-  busy: fc.boolean(),
-  busySince: fc.option(fc.constantFrom(-10_000, -TTL + 1, -TTL, -TTL - 1, -5 * TTL), { nil: null }),
-  // few distinct values, so that least_recent meets ties
-  lastDialedAt: fc.option(fc.constantFrom(-3 * DAY, -DAY, -60_000, -1), { nil: null }),
-}), { nil: undefined });
+const factArb = fc.option(
+  fc.record({
+    busy: fc.boolean(),
+    busySince: fc.option(fc.constantFrom(-10_000, -TTL + 1, -TTL, -TTL - 1, -5 * TTL), { nil: null }),
+    // few distinct values, so that least_recent meets ties
+    lastDialedAt: fc.option(fc.constantFrom(-3 * DAY, -DAY, -60_000, -1), { nil: null }),
+  }),
+  { nil: undefined },
+);
 
 const scenarioArb = fc.record({
   strategy: fc.constantFrom(...STRATEGIES),
-  members: fc.uniqueArray(fc.record({ number: fc.constantFrom(...NUMBERS), priority: fc.integer({ min: 0, max: 2 }), weight: fc.integer({ min: 1, max: 5 }) }),
-    { selector: (m) => m.number, minLength: 0, maxLength: 6 }),
+  members: fc.uniqueArray(
+    fc.record({ number: fc.constantFrom(...NUMBERS), priority: fc.integer({ min: 0, max: 2 }), weight: fc.integer({ min: 1, max: 5 }) }),
+    { selector: (m) => m.number, minLength: 0, maxLength: 6 },
+  ),
   facts: fc.array(factArb, { minLength: NUMBERS.length, maxLength: NUMBERS.length }),
   rrPosition: fc.integer({ min: 0, max: 40 }),
-  sticky: fc.option(fc.record({ lookbackDays: fc.integer({ min: 1, max: 30 }), connections: fc.array(fc.tuple(fc.constantFrom(...NUMBERS), fc.integer({ min: 0, max: 40 })), { maxLength: 4 }) }), { nil: null }),
+  sticky: fc.option(
+    fc.record({
+      lookbackDays: fc.integer({ min: 1, max: 30 }),
+      connections: fc.array(fc.tuple(fc.constantFrom(...NUMBERS), fc.integer({ min: 0, max: 40 })), { maxLength: 4 }),
+    }),
+    { nil: null },
+  ),
   seed: fc.integer(),
   // each request: which numbers it says were tried, its DialCallStatus, and members that went off duty since
-  requests: fc.array(fc.record({
-    tried: fc.subarray(NUMBERS),
-    status: fc.constantFrom('', 'no-answer', 'busy', 'failed', 'completed'),
-    offDuty: fc.subarray(NUMBERS, { maxLength: 2 }),
-  }), { minLength: 1, maxLength: 4 }),
+  requests: fc.array(
+    fc.record({
+      tried: fc.subarray(NUMBERS),
+      status: fc.constantFrom('', 'no-answer', 'busy', 'failed', 'completed'),
+      offDuty: fc.subarray(NUMBERS, { maxLength: 2 }),
+    }),
+    { minLength: 1, maxLength: 4 },
+  ),
 });
 type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 
@@ -101,8 +126,12 @@ const CALLER = '+919800000001';
 
 /** A group's round-robin position: the next value of its sequence, dial_group_rr_<id>. */
 async function rrPosition(pool: pg.Pool, slug = 'sales'): Promise<number> {
-  const { rows: [group] } = await pool.query<{ id: number }>('SELECT id FROM dial_groups WHERE slug = $1', [slug]);
-  const { rows } = await pool.query<{ next: string }>(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM dial_group_rr_${group!.id}`);
+  const {
+    rows: [group],
+  } = await pool.query<{ id: number }>('SELECT id FROM dial_groups WHERE slug = $1', [slug]);
+  const { rows } = await pool.query<{ next: string }>(
+    `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM dial_group_rr_${group!.id}`,
+  );
   return Number(rows[0]!.next);
 }
 
@@ -115,10 +144,13 @@ async function seed(pool: pg.Pool, s: Scenario) {
   await setRrPosition(pool, s.rrPosition);
   for (const [i, f] of s.facts.entries()) {
     if (!f) continue;
-    await pool.query(
-      'INSERT INTO agent_states (number, busy, busy_since, last_dialed_at, updated_at) VALUES ($1, $2, $3, $4, $5)',
-      [NUMBERS[i], f.busy, f.busySince === null ? null : new Date(AT.getTime() + f.busySince), f.lastDialedAt === null ? null : new Date(AT.getTime() + f.lastDialedAt), AT],
-    );
+    await pool.query('INSERT INTO agent_states (number, busy, busy_since, last_dialed_at, updated_at) VALUES ($1, $2, $3, $4, $5)', [
+      NUMBERS[i],
+      f.busy,
+      f.busySince === null ? null : new Date(AT.getTime() + f.busySince),
+      f.lastDialedAt === null ? null : new Date(AT.getTime() + f.lastDialedAt),
+      AT,
+    ]);
   }
   // connected_at apart by a millisecond at least: no ties for Postgres to break
   for (const [i, [agent, daysAgo]] of (s.sticky?.connections ?? []).entries()) {
@@ -132,7 +164,9 @@ async function seed(pool: pg.Pool, s: Scenario) {
 
 /** What the database holds, as the reference reads it. */
 async function factsOf(pool: pg.Pool): Promise<Map<string, AgentFacts>> {
-  const { rows } = await pool.query<{ number: string; busy: boolean; busy_since: Date | null; last_dialed_at: Date | null }>('SELECT number, busy, busy_since, last_dialed_at FROM agent_states');
+  const { rows } = await pool.query<{ number: string; busy: boolean; busy_since: Date | null; last_dialed_at: Date | null }>(
+    'SELECT number, busy, busy_since, last_dialed_at FROM agent_states',
+  );
   return new Map(rows.map((r) => [r.number, { busy: r.busy, busySince: r.busy_since?.getTime() ?? null, lastDialedAt: r.last_dialed_at?.getTime() ?? null }]));
 }
 
@@ -165,35 +199,56 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
   const { pool } = db;
   await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
   let call = 0;
-  await fc.assert(fc.asyncProperty(scenarioArb, async (s) => {
-    await seed(pool, s);
-    const key = { callSid: `p${call++}`, endpoint: 'dial-whom', flowSlug: 'agents' };
-    const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
-    const facts = await factsOf(pool);
-    // The order is fixed at the first request, from the members on duty then.
-    const first = all.filter((m) => !s.requests[0]!.offDuty.includes(m.number));
-    const sticky = s.sticky ? await stickyOf(pool, first.map((m) => m.number), s.sticky.lookbackDays) : null;
-    const order = reference.orderMembers(s.strategy, first, {
-      rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0, random: seeded(s.seed), facts, stickyAgent: sticky,
-    });
-    const tried = new Set<string>();
-    const answers = new Map<string, string[]>();
-    for (const r of s.requests) {
-      const members = all.filter((m) => !r.offDuty.includes(m.number));
-      const req = requestOf(key, s, members, r);
-      for (const n of req.tried) tried.add(n);
-      const available = new Set(req.candidates);
-      const expected = answers.get(req.attemptKey) ?? reference.remaining(order.filter((n) => available.has(n)), tried, facts, AT.getTime());
-      answers.set(req.attemptKey, expected);
-      const preview = (await previewAttempt(pool, req)).numbers;
-      const got = await answerAttempt(pool, req);
-      if (JSON.stringify(got) !== JSON.stringify(expected) || JSON.stringify(preview) !== JSON.stringify(got)) {
-        throw new Error(`request ${JSON.stringify(r)}: got ${JSON.stringify(got)}, preview ${JSON.stringify(preview)}, expected ${JSON.stringify(expected)} (order ${JSON.stringify(order)})`);
+  await fc.assert(
+    fc.asyncProperty(scenarioArb, async (s) => {
+      await seed(pool, s);
+      const key = { callSid: `p${call++}`, endpoint: 'dial-whom', flowSlug: 'agents' };
+      const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
+      const facts = await factsOf(pool);
+      // The order is fixed at the first request, from the members on duty then.
+      const first = all.filter((m) => !s.requests[0]!.offDuty.includes(m.number));
+      const sticky = s.sticky
+        ? await stickyOf(
+            pool,
+            first.map((m) => m.number),
+            s.sticky.lookbackDays,
+          )
+        : null;
+      const order = reference.orderMembers(s.strategy, first, {
+        rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0,
+        random: seeded(s.seed),
+        facts,
+        stickyAgent: sticky,
+      });
+      const tried = new Set<string>();
+      const answers = new Map<string, string[]>();
+      for (const r of s.requests) {
+        const members = all.filter((m) => !r.offDuty.includes(m.number));
+        const req = requestOf(key, s, members, r);
+        for (const n of req.tried) tried.add(n);
+        const available = new Set(req.candidates);
+        const expected =
+          answers.get(req.attemptKey) ??
+          reference.remaining(
+            order.filter((n) => available.has(n)),
+            tried,
+            facts,
+            AT.getTime(),
+          );
+        answers.set(req.attemptKey, expected);
+        const preview = (await previewAttempt(pool, req)).numbers;
+        const got = await answerAttempt(pool, req);
+        if (JSON.stringify(got) !== JSON.stringify(expected) || JSON.stringify(preview) !== JSON.stringify(got)) {
+          throw new Error(
+            `request ${JSON.stringify(r)}: got ${JSON.stringify(got)}, preview ${JSON.stringify(preview)}, expected ${JSON.stringify(expected)} (order ${JSON.stringify(order)})`,
+          );
+        }
       }
-    }
-    const advanced = (await rrPosition(pool)) - s.rrPosition;
-    if (advanced !== (s.strategy === 'round_robin' ? 1 : 0)) throw new Error(`the rotation advanced by ${advanced}`);
-  }), { seed: SEED, numRuns: Math.round(150 * RUN_SCALE) });
+      const advanced = (await rrPosition(pool)) - s.rrPosition;
+      if (advanced !== (s.strategy === 'round_robin' ? 1 : 0)) throw new Error(`the rotation advanced by ${advanced}`);
+    }),
+    { seed: SEED, numRuns: Math.round(150 * RUN_SCALE) },
+  );
   t.pass('every request answered as before');
 });
 
@@ -203,22 +258,37 @@ t.test('a simulation changes nothing; a completed connection is remembered for s
   await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
   const members: Member[] = NUMBERS.slice(0, 3).map((number, i) => ({ number, priority: i, weight: 1, name: null, active: true, schedule: null }));
   const s = { strategy: 'round_robin', sticky: { lookbackDays: 7, connections: [] }, seed: 1 } as unknown as Scenario;
-  const req = (callSid: string, r: Scenario['requests'][number], connected: AttemptRequest['connected'] = null) =>
-    ({ ...requestOf({ callSid, endpoint: 'connect', flowSlug: 'agents' }, s, members, r), connected });
+  const req = (callSid: string, r: Scenario['requests'][number], connected: AttemptRequest['connected'] = null) => ({
+    ...requestOf({ callSid, endpoint: 'connect', flowSlug: 'agents' }, s, members, r),
+    connected,
+  });
 
-  const snapshot = async () => ({ rr: await rrPosition(pool), ...(await pool.query(`SELECT
+  const snapshot = async () => ({
+    rr: await rrPosition(pool),
+    ...(
+      await pool.query(`SELECT
     (SELECT count(*) FROM dial_calls) AS calls,
     (SELECT sum((SELECT count(*) FROM jsonb_object_keys(answers))) FROM dial_calls) AS answers,
-    (SELECT count(*) FROM caller_agents) AS connections`)).rows[0] });
+    (SELECT count(*) FROM caller_agents) AS connections`)
+    ).rows[0],
+  });
   const before = await snapshot();
-  t.same((await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } })).numbers, NUMBERS.slice(0, 3));
+  t.same(
+    (await previewAttempt(pool, { ...req('x1', { tried: [], status: '', offDuty: [] }), connected: { caller: CALLER, agent: NUMBERS[1]! } })).numbers,
+    NUMBERS.slice(0, 3),
+  );
   t.same(await snapshot(), before, 'no row written, the rotation did not move');
 
   t.same(await answerAttempt(pool, req('x1', { tried: [], status: '', offDuty: [] })), NUMBERS.slice(0, 3));
-  t.same(await answerAttempt(pool, req('x1', { tried: [NUMBERS[2]!], status: 'completed', offDuty: [] }, { caller: CALLER, agent: NUMBERS[2]! })),
-    [NUMBERS[0], NUMBERS[1]]);
-  t.same(await answerAttempt(pool, req('x2', { tried: [], status: '', offDuty: [] })), [NUMBERS[2], NUMBERS[1], NUMBERS[0]],
-    'the next call of the caller starts with the agent it was connected to, then the rotation (second, third, first)');
+  t.same(await answerAttempt(pool, req('x1', { tried: [NUMBERS[2]!], status: 'completed', offDuty: [] }, { caller: CALLER, agent: NUMBERS[2]! })), [
+    NUMBERS[0],
+    NUMBERS[1],
+  ]);
+  t.same(
+    await answerAttempt(pool, req('x2', { tried: [], status: '', offDuty: [] })),
+    [NUMBERS[2], NUMBERS[1], NUMBERS[0]],
+    'the next call of the caller starts with the agent it was connected to, then the rotation (second, third, first)',
+  );
 });
 
 t.test('concurrent requests of one new call: one order, one answer per attempt, the rotation moves once', async (t) => {
@@ -231,12 +301,20 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
     const key = { callSid: `c${round}`, endpoint: 'dial-whom', flowSlug: 'agents' };
     const before = await rrPosition(pool);
     // identical first polls, each with its own random draw, and re-fetches racing them
-    const firsts = Array.from({ length: 8 }, (_, i) => answerAttempt(pool, requestOf(key, { ...s, seed: round * 100 + i }, members, { tried: [], status: '', offDuty: [] })));
-    const refetches = Array.from({ length: 4 }, () => answerAttempt(pool, requestOf(key, s, members, { tried: [NUMBERS[2]!], status: 'no-answer', offDuty: [] })));
+    const firsts = Array.from({ length: 8 }, (_, i) =>
+      answerAttempt(pool, requestOf(key, { ...s, seed: round * 100 + i }, members, { tried: [], status: '', offDuty: [] })),
+    );
+    const refetches = Array.from({ length: 4 }, () =>
+      answerAttempt(pool, requestOf(key, s, members, { tried: [NUMBERS[2]!], status: 'no-answer', offDuty: [] })),
+    );
     const [a, b] = [await Promise.all(firsts), await Promise.all(refetches)];
     t.equal(new Set(a.map((x) => x.join())).size, 1, `round ${round}: one answer to the first attempt`);
     t.equal(new Set(b.map((x) => x.join())).size, 1, `round ${round}: one answer to the re-fetch`);
-    t.same(b[0], a[0]!.filter((n) => n !== NUMBERS[2]), 'both follow the one order');
+    t.same(
+      b[0],
+      a[0]!.filter((n) => n !== NUMBERS[2]),
+      'both follow the one order',
+    );
     const after = await rrPosition(pool);
     t.equal(after - before, s.strategy === 'round_robin' ? 1 : 0, 'the rotation advanced once for the call');
   }
@@ -244,7 +322,9 @@ t.test('concurrent requests of one new call: one order, one answer per attempt, 
 
 /** Dial state as a list, to compare two databases by. */
 async function dialState(pool: pg.Pool) {
-  const { rows: [state] } = await pool.query(`SELECT
+  const {
+    rows: [state],
+  } = await pool.query(`SELECT
     (SELECT json_agg(c ORDER BY c.call_sid, c.endpoint, c.flow_slug) FROM (SELECT call_sid, endpoint, flow_slug, "order", tried, answers FROM dial_calls) c) AS calls,
     (SELECT json_agg(x ORDER BY x.caller, x.agent) FROM (SELECT caller, agent, connected_at FROM caller_agents) x) AS connections`);
   return { ...state, rr: await rrPosition(pool) };
@@ -253,7 +333,11 @@ async function dialState(pool: pg.Pool) {
 /** A pool whose queries are counted: the database behind it is real. */
 function countingPool(pool: pg.Pool): { pool: pg.Pool; statements: () => number } {
   let n = 0;
-  const counted = { query: (...args: unknown[]) => (n++, (pool.query as (...a: unknown[]) => unknown)(...args)) } as unknown as pg.Pool;
+  const query = (...args: unknown[]) => {
+    n++;
+    return (pool.query as (...a: unknown[]) => unknown)(...args);
+  };
+  const counted = { query } as unknown as pg.Pool;
   return { pool: counted, statements: () => n };
 }
 
@@ -266,32 +350,38 @@ t.test('a batch answers each request as it would be answered alone, in its order
   const counted = countingPool(batched.pool);
   const answer = dialAnswerer(counted.pool);
   // requests of up to three calls, interleaved; a completed one may report its connection
-  const requestsArb = fc.array(fc.record({
-    call: fc.integer({ min: 0, max: 2 }),
-    r: fc.record({ tried: fc.subarray(NUMBERS), status: fc.constantFrom('', 'no-answer', 'completed'), offDuty: fc.subarray(NUMBERS, { maxLength: 2 }) }),
-    connects: fc.boolean(),
-  }), { minLength: 2, maxLength: 12 });
+  const requestsArb = fc.array(
+    fc.record({
+      call: fc.integer({ min: 0, max: 2 }),
+      r: fc.record({ tried: fc.subarray(NUMBERS), status: fc.constantFrom('', 'no-answer', 'completed'), offDuty: fc.subarray(NUMBERS, { maxLength: 2 }) }),
+      connects: fc.boolean(),
+    }),
+    { minLength: 2, maxLength: 12 },
+  );
   let run = 0;
-  await fc.assert(fc.asyncProperty(scenarioArb, requestsArb, async (s, list) => {
-    for (const db of [alone, batched]) await seed(db.pool, s);
-    const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
-    const requests = list.map(({ call, r, connects }, i) => {
-      const members = all.filter((m) => !r.offDuty.includes(m.number));
-      // each request draws its own plan, as callbacks do: only the call's first one counts
-      const req = requestOf({ callSid: `b${run}-${call}`, endpoint: 'connect', flowSlug: 'agents' }, { ...s, seed: s.seed + i }, members, r);
-      return r.status === 'completed' && connects && req.tried.length > 0 ? { ...req, connected: { caller: CALLER, agent: req.tried[0]! } } : req;
-    });
-    run++;
-    const expected: string[][] = [];
-    for (const req of requests) expected.push(await answerAttempt(alone.pool, req));
-    const before = counted.statements();
-    const got = await Promise.all(requests.map((req) => answer(req).then((a) => a.numbers)));
-    const statements = counted.statements() - before;
-    if (statements !== 2) throw new Error(`${requests.length} requests took ${statements} statements, not 2 (the first alone, the rest as one batch)`);
-    if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
-    const [a, b] = [await dialState(alone.pool), await dialState(batched.pool)];
-    if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`dial state: batched ${JSON.stringify(b)}, alone ${JSON.stringify(a)}`);
-  }), { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) });
+  await fc.assert(
+    fc.asyncProperty(scenarioArb, requestsArb, async (s, list) => {
+      for (const db of [alone, batched]) await seed(db.pool, s);
+      const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
+      const requests = list.map(({ call, r, connects }, i) => {
+        const members = all.filter((m) => !r.offDuty.includes(m.number));
+        // each request draws its own plan, as callbacks do: only the call's first one counts
+        const req = requestOf({ callSid: `b${run}-${call}`, endpoint: 'connect', flowSlug: 'agents' }, { ...s, seed: s.seed + i }, members, r);
+        return r.status === 'completed' && connects && req.tried.length > 0 ? { ...req, connected: { caller: CALLER, agent: req.tried[0]! } } : req;
+      });
+      run++;
+      const expected: string[][] = [];
+      for (const req of requests) expected.push(await answerAttempt(alone.pool, req));
+      const before = counted.statements();
+      const got = await Promise.all(requests.map((req) => answer(req).then((a) => a.numbers)));
+      const statements = counted.statements() - before;
+      if (statements !== 2) throw new Error(`${requests.length} requests took ${statements} statements, not 2 (the first alone, the rest as one batch)`);
+      if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
+      const [a, b] = [await dialState(alone.pool), await dialState(batched.pool)];
+      if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`dial state: batched ${JSON.stringify(b)}, alone ${JSON.stringify(a)}`);
+    }),
+    { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) },
+  );
   t.pass('the same answers and the same state');
 });
 
@@ -301,10 +391,24 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   const warnings: string[] = [];
   const log = { warn: (_: unknown, msg: string) => warnings.push(msg) } as unknown as FastifyBaseLogger;
   const statements: Array<[number, boolean]> = [];
-  const answer = dialAnswerer(counted.pool, { log, onBatch: (size, seconds, ok) => (t.ok(seconds >= 0), statements.push([size, ok])) });
+  const answer = dialAnswerer(counted.pool, {
+    log,
+    onBatch: (size, seconds, ok) => {
+      t.ok(seconds >= 0);
+      statements.push([size, ok]);
+    },
+  });
   const request = (callSid: string): AttemptRequest => ({
-    key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
-    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' }, rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
   });
   // f1 goes alone; f2, f3 and f4 wait for it and go as one batch, which f3 (no CallSid) fails
   const results = await Promise.allSettled([answer(request('f1')), answer(request('f2')), answer(request(null as unknown as string)), answer(request('f4'))]);
@@ -316,9 +420,20 @@ t.test('a batch that fails is retried request by request: a bad request fails al
   ]);
   t.equal(counted.statements(), 5, 'f1, the batch, then f2, f3 and f4 one by one');
   t.same(warnings, ['dial batch failed; answering its requests one by one'], 'the failed batch is logged');
-  t.same(statements, [[1, true], [3, false]], 'reported (metrics): f1 alone, answered; the batch, failed');
+  t.same(
+    statements,
+    [
+      [1, true],
+      [3, false],
+    ],
+    'reported (metrics): f1 alone, answered; the batch, failed',
+  );
   const { rows } = await db.pool.query<{ call_sid: string; answers: object }>('SELECT call_sid, answers FROM dial_calls ORDER BY call_sid');
-  t.same(rows, ['f1', 'f2', 'f4'].map((sid) => ({ call_sid: sid, answers: { '|': NUMBERS.slice(0, 3) } })), 'each good request answered and stored once');
+  t.same(
+    rows,
+    ['f1', 'f2', 'f4'].map((sid) => ({ call_sid: sid, answers: { '|': NUMBERS.slice(0, 3) } })),
+    'each good request answered and stored once',
+  );
 });
 
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
@@ -333,18 +448,28 @@ async function twoInstances(t: Test, mode: 'alone' | 'batched') {
     VALUES ('sales', 'Sales', 'round_robin', '{}', now()), ('support', 'Support', 'round_robin', '{}', now())`);
   const groups = { sales: NUMBERS.slice(0, 3), support: NUMBERS.slice(3, 5) };
   const request = (slug: keyof typeof groups, callSid: string): AttemptRequest => ({
-    key: { callSid, endpoint: 'connect', flowSlug: slug }, attemptKey: '|', tried: [], candidates: groups[slug],
-    plan: { base: groups[slug], arrange: 'rotate' }, rrGroup: slug, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+    key: { callSid, endpoint: 'connect', flowSlug: slug },
+    attemptKey: '|',
+    tried: [],
+    candidates: groups[slug],
+    plan: { base: groups[slug], arrange: 'rotate' },
+    rrGroup: slug,
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
   });
   // 60 calls of sales and 40 of support, each polled twice at once, from both pools
   const calls = [...Array.from({ length: 60 }, (_, i) => ['sales', `s${i}`] as const), ...Array.from({ length: 40 }, (_, i) => ['support', `u${i}`] as const)];
   const batched = (answer: ReturnType<typeof dialAnswerer>) => (req: AttemptRequest) => answer(req).then((a) => a.numbers);
   const via = (pool: pg.Pool) => (mode === 'batched' ? batched(dialAnswerer(pool)) : (req: AttemptRequest) => answerAttempt(pool, req));
   const [one, two] = [via(db.pool), via(other)];
-  const answers = await Promise.all(calls.flatMap(([slug, sid], i) => [
-    (i % 2 ? one : two)(request(slug, sid)).then((a) => ({ slug, sid, a })),
-    (i % 2 ? two : one)(request(slug, sid)).then((a) => ({ slug, sid, a })),
-  ]));
+  const answers = await Promise.all(
+    calls.flatMap(([slug, sid], i) => [
+      (i % 2 ? one : two)(request(slug, sid)).then((a) => ({ slug, sid, a })),
+      (i % 2 ? two : one)(request(slug, sid)).then((a) => ({ slug, sid, a })),
+    ]),
+  );
   const firsts = new Map<string, Map<string, number>>();
   const bySid = new Map<string, string>();
   for (const { slug, sid, a } of answers) {
@@ -362,19 +487,30 @@ async function twoInstances(t: Test, mode: 'alone' | 'batched') {
   t.equal(await rrPosition(db.pool, 'support'), 40, 'one position per support call');
 }
 
-t.test('a group\'s rotation sequence is created and dropped with the group', async (t) => {
+t.test("a group's rotation sequence is created and dropped with the group", async (t) => {
   const db = await migratedDatabase(t);
   const { pool } = db;
   const sequence = async (id: number) => (await pool.query('SELECT to_regclass($1) AS seq', [`dial_group_rr_${id}`])).rows[0].seq as string | null;
-  const { rows: [group] } = await pool.query<{ id: number }>(
-    `INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now()) RETURNING id`);
+  const {
+    rows: [group],
+  } = await pool.query<{ id: number }>(
+    `INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now()) RETURNING id`,
+  );
   t.equal(await sequence(group!.id), `dial_group_rr_${group!.id}`);
   t.equal(await rrPosition(pool), 0, 'a new group starts at its first member');
   await pool.query('DELETE FROM dial_groups WHERE id = $1', [group!.id]);
   t.equal(await sequence(group!.id), null, 'gone with the group');
   const req: AttemptRequest = {
-    key: { callSid: 'd1', endpoint: 'dial-whom', flowSlug: 'agents' }, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3),
-    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' }, rrGroup: 'sales', sticky: null, connected: null, at: AT, busyExpired: AT,
+    key: { callSid: 'd1', endpoint: 'dial-whom', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' },
+    rrGroup: 'sales',
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: AT,
   };
   t.same(await answerAttempt(pool, req), NUMBERS.slice(0, 3), 'a snapshot still naming the deleted group: its members from the first');
 });
@@ -394,7 +530,7 @@ async function migratedBefore(t: Test, before: string): Promise<pg.Pool> {
   return pool;
 }
 
-t.test('the migration to rotation sequences carries each group\'s position over', async (t) => {
+t.test("the migration to rotation sequences carries each group's position over", async (t) => {
   const pool = await migratedBefore(t, '20261124000000');
   await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at, rr_position)
     VALUES ('sales', 'Sales', 'round_robin', '{}', now(), 7), ('support', 'Support', 'round_robin', '{}', now(), 0)`);
@@ -410,8 +546,10 @@ t.test('the migration to rotation sequences carries each group\'s position over'
 async function answerAsBefore(pool: pg.Pool, req: AttemptRequest, preview = false): Promise<string[]> {
   const params = Object.entries(asDialRequest(req));
   const named = params.map(([name], i) => `p_${name} => $${i + 1}${['tried', 'candidates', 'base'].includes(name) ? '::text[]' : ''}`);
-  const { rows } = await pool.query<{ numbers: string[] | null }>(
-    `SELECT dial_answer(${named.join(', ')}, p_preview => $${params.length + 1}) AS numbers`, [...params.map(([, value]) => value), preview]);
+  const { rows } = await pool.query<{ numbers: string[] | null }>(`SELECT dial_answer(${named.join(', ')}, p_preview => $${params.length + 1}) AS numbers`, [
+    ...params.map(([, value]) => value),
+    preview,
+  ]);
   return rows[0]?.numbers ?? [];
 }
 
@@ -419,8 +557,16 @@ t.test('the migration that moves answers into dial_calls carries the answers of 
   const pool = await migratedBefore(t, '20261127000000');
   const key = { callSid: 'm1', endpoint: 'dial-whom', flowSlug: 'agents' };
   const first: AttemptRequest = {
-    key, attemptKey: '|', tried: [], candidates: NUMBERS.slice(0, 3), plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
-    rrGroup: null, sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+    key,
+    attemptKey: '|',
+    tried: [],
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
   };
   const refetch: AttemptRequest = { ...first, attemptKey: `${NUMBERS[0]}|no-answer`, tried: [NUMBERS[0]!] };
   t.same(await answerAsBefore(pool, first), NUMBERS.slice(0, 3), 'answered by the previous function');
@@ -430,7 +576,7 @@ t.test('the migration that moves answers into dial_calls carries the answers of 
 
   await applyMigrations(pool);
   const { rows } = await pool.query('SELECT answers FROM dial_calls');
-  t.same(rows, [{ answers: { '|': NUMBERS.slice(0, 3), [refetch.attemptKey]: NUMBERS.slice(1, 3) } }], 'both answers, in the call\'s row');
+  t.same(rows, [{ answers: { '|': NUMBERS.slice(0, 3), [refetch.attemptKey]: NUMBERS.slice(1, 3) } }], "both answers, in the call's row");
   t.same(await answerAttempt(pool, first), NUMBERS.slice(0, 3), 'a repeated poll gets the answer it got before the upgrade');
   t.same(await answerAttempt(pool, refetch), NUMBERS.slice(1, 3));
   t.same(await answerAttempt(pool, { ...refetch, attemptKey: `${NUMBERS[2]}|busy`, tried: [NUMBERS[2]!] }), [], 'a new attempt is answered afresh');
@@ -441,14 +587,30 @@ t.test('during a rolling upgrade, instances of the previous version get the same
   const { pool } = db;
   await pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now())`);
   const request = (callSid: string, tried: string[] = []): AttemptRequest => ({
-    key: { callSid, endpoint: 'connect', flowSlug: 'agents' }, attemptKey: `${tried.join(',')}|`, tried, candidates: NUMBERS.slice(0, 3),
-    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' }, rrGroup: 'sales', sticky: null, connected: null, at: AT, busyExpired: new Date(AT.getTime() - TTL),
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: `${tried.join(',')}|`,
+    tried,
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'rotate' },
+    rrGroup: 'sales',
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
   });
   t.same(await answerAsBefore(pool, request('r0'), true), NUMBERS.slice(0, 3), 'a preview by the sixteen named parameters: no position taken');
   t.same(await answerAsBefore(pool, request('r1')), NUMBERS.slice(0, 3), 'a request by the sixteen named parameters');
   t.same(await answerAttempt(pool, request('r1')), NUMBERS.slice(0, 3), 'the same attempt asked by this version: the stored answer');
   // the previous version's batch: dial_request's keys plus its position as `idx`
-  const { rows } = await pool.query('SELECT idx, numbers FROM dial_answer_batch($1::json)',
-    [JSON.stringify([request('r2'), request('r1', [NUMBERS[0]!])].map((req, idx) => ({ idx, ...asDialRequest(req) })))]);
-  t.same(rows, [{ idx: 0, numbers: [NUMBERS[1], NUMBERS[2], NUMBERS[0]] }, { idx: 1, numbers: NUMBERS.slice(1, 3) }], 'a batch with idx: the rotation moved on');
+  const { rows } = await pool.query('SELECT idx, numbers FROM dial_answer_batch($1::json)', [
+    JSON.stringify([request('r2'), request('r1', [NUMBERS[0]!])].map((req, idx) => ({ idx, ...asDialRequest(req) }))),
+  ]);
+  t.same(
+    rows,
+    [
+      { idx: 0, numbers: [NUMBERS[1], NUMBERS[2], NUMBERS[0]] },
+      { idx: 1, numbers: NUMBERS.slice(1, 3) },
+    ],
+    'a batch with idx: the rotation moved on',
+  );
 });

@@ -86,7 +86,12 @@ export function answerDialWith(deps: {
   const opts = { busyTtlMs: deps.busyTtlMs, random: deps.random };
 
   async function numbersFor(
-    snapshot: RulesSnapshot, action: Decision['action'], key: DialRequest['key'], call: ExotelCall, at: Date, dryRun: boolean,
+    snapshot: RulesSnapshot,
+    action: Decision['action'],
+    key: DialRequest['key'],
+    call: ExotelCall,
+    at: Date,
+    dryRun: boolean,
   ): Promise<{ numbers: string[]; group: StoredDialGroup | null; trace: DialTrace }> {
     const { request, groups, skipped } = dialRequest(snapshot, action, key, call, at, opts);
     const offer = await (dryRun ? deps.preview(request) : deps.answer(request));
@@ -130,7 +135,10 @@ export function answerDialWith(deps: {
         answer = render(endpoint, [], null);
       }
       return {
-        answer, outcome: 'on-error', reason: why, flow,
+        answer,
+        outcome: 'on-error',
+        reason: why,
+        flow,
         decision: { ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers },
       };
     }

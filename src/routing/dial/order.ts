@@ -53,7 +53,15 @@ export function orderPlan(group: Pick<DialGroup, 'strategy'>, members: Member[],
     case 'least_recent':
       return { base: numbers(sorted), arrange: 'least_recent' };
     case 'random':
-      return { base: numbers(weightedOrder(sorted.map((m) => ({ ...m, weight: 1 })), random)), arrange: 'as_is' };
+      return {
+        base: numbers(
+          weightedOrder(
+            sorted.map((m) => ({ ...m, weight: 1 })),
+            random,
+          ),
+        ),
+        arrange: 'as_is',
+      };
     case 'weighted':
       return { base: numbers(weightedOrder(sorted, random)), arrange: 'as_is' };
     default:

@@ -81,9 +81,13 @@ export function candidatesOf(group: StoredDialGroup, snapshot: Pick<RulesSnapsho
   const skipped: Skip[] = [];
   for (const m of group.members) {
     const shift = m.schedule ? snapshot.schedules.get(m.schedule) : undefined;
-    const why: SkipReason | null = !m.active ? 'inactive'
-      : m.schedule && !(shift && isOpen(shift, at)) ? 'off shift'
-        : isAway(snapshot.availability.get(m.number), at) ? 'away' : null;
+    const why: SkipReason | null = !m.active
+      ? 'inactive'
+      : m.schedule && !(shift && isOpen(shift, at))
+        ? 'off shift'
+        : isAway(snapshot.availability.get(m.number), at)
+          ? 'away'
+          : null;
     if (why) skipped.push({ number: m.number, group: group.slug, why });
     else members.push(m);
   }
@@ -113,7 +117,9 @@ export function reportedAttempt(call: ExotelCall, groups: StoredDialGroup[]): Di
   if (!agent || !status || !ENDS_AN_OFFER.has(status)) return null;
   const group = groups.find((g) => g.members.some((m) => m.number === agent)) ?? null;
   return {
-    agent, status: status as NonNullable<DialExtra['reported']>['status'], group: group?.slug ?? null,
+    agent,
+    status: status as NonNullable<DialExtra['reported']>['status'],
+    group: group?.slug ?? null,
     pacing: group ? { wrapUpSeconds: group.wrapUpSeconds, maxMissedOffers: group.maxMissedOffers, missedPauseSeconds: group.missedPauseSeconds } : NO_PACING,
   };
 }
@@ -159,7 +165,12 @@ export function busyCutoff(at: Date, busyTtlMs: number): Date {
  * the snapshot does not hold.
  */
 export function dialRequest(
-  snapshot: RulesSnapshot, action: Action, key: CallKey, call: ExotelCall, at: Date, opts: { busyTtlMs: number; random: () => number },
+  snapshot: RulesSnapshot,
+  action: Action,
+  key: CallKey,
+  call: ExotelCall,
+  at: Date,
+  opts: { busyTtlMs: number; random: () => number },
 ): { request: DialRequest; group: StoredDialGroup | null; groups: StoredDialGroup[]; skipped: Skip[] } {
   const groups = groupsOf(snapshot, action);
   const group = groups[0] ?? null;

@@ -20,21 +20,68 @@ async function until(ok: () => boolean) {
 /** Group `sales` (A, B, C by priority), group `support` (C, D), and a dial flow `agents` with the action given. */
 async function setup(t: Test, opts: { sales?: Record<string, unknown>; support?: Record<string, unknown>; action?: Record<string, unknown> } = {}) {
   const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com' });
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'sales', name: 'Sales', strategy: 'sequential',
-    members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }], ...opts.sales,
-  } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'support', name: 'Support', strategy: 'sequential',
-    members: [{ number: '09811100003', priority: 1 }, { number: '09811100004', priority: 2 }], ...opts.support,
-  } })).statusCode, 201);
-  t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: opts.action ?? { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } })).statusCode, 201);
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'sales',
+          name: 'Sales',
+          strategy: 'sequential',
+          members: [
+            { number: '09811100001', priority: 1 },
+            { number: '09811100002', priority: 2 },
+            { number: '09811100003', priority: 3 },
+          ],
+          ...opts.sales,
+        },
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: {
+          slug: 'support',
+          name: 'Support',
+          strategy: 'sequential',
+          members: [
+            { number: '09811100003', priority: 1 },
+            { number: '09811100004', priority: 2 },
+          ],
+          ...opts.support,
+        },
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: {
+          slug: 'agents',
+          name: 'Agents',
+          type: 'dial',
+          rules: [],
+          otherwise: opts.action ?? { dialGroup: 'sales' },
+          onError: { numbers: ['+919800000099'] },
+        },
+      })
+    ).statusCode,
+    201,
+  );
   await until(() => ctx.app.rules.current?.flows.has('agents') === true && ctx.app.rules.current.dialGroups.size === 2);
   return ctx;
 }
 
-const dialWhom = async (ctx: TestApp, query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallFrom=09800000001&${query}` })).body;
+const dialWhom = async (ctx: TestApp, query: string) =>
+  (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallFrom=09800000001&${query}` })).body;
 const event = (ctx: TestApp, query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallFrom=09800000001&${query}` });
 const cdrDecision = async (ctx: TestApp, callSid: string) =>
   (await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid, endpoint: 'dial-whom' }, orderBy: { id: 'desc' } })).decision as Record<string, unknown>;
@@ -114,7 +161,11 @@ t.test('dial events: an answered call resets the misses and starts the wrap-up; 
   await event(ctx, 'CallSid=e3&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
   t.match(await agent(ctx, A), { today: { offers: 3, answers: 1, misses: 2 } });
   const { rows } = await ctx.db.pool.query('SELECT call_sid, outcome FROM agent_offers WHERE number = $1 ORDER BY call_sid', [A]);
-  t.same(rows, [{ call_sid: 'e1', outcome: 'no-answer' }, { call_sid: 'e2', outcome: 'no-answer' }, { call_sid: 'e3', outcome: 'answered' }]);
+  t.same(rows, [
+    { call_sid: 'e1', outcome: 'no-answer' },
+    { call_sid: 'e2', outcome: 'no-answer' },
+    { call_sid: 'e3', outcome: 'answered' },
+  ]);
 });
 
 t.test('without Answered events, a leg longer than the ringing time was answered: no miss, and a wrap-up', async (t) => {
@@ -153,10 +204,18 @@ t.test('overflow tiers: the second group only when the first has nobody left; ea
   // everyone in sales busy: straight to support, whose rotation moves with its own calls
   for (const n of ['09811100001', '09811100002', '09811100003']) await event(ctx, `CallSid=busy-${n}&DialWhomNumber=${n}&Status=busy&EventType=Dial`);
   t.equal(await dialWhom(ctx, 'CallSid=t2'), D, 'C is busy too');
-  t.match(await cdrDecision(ctx, 't2'), { dial: { tier: 'support', skipped: [
-    { number: A, group: 'sales', why: 'busy' }, { number: B, group: 'sales', why: 'busy' }, { number: C, group: 'sales', why: 'busy' }] } });
+  t.match(await cdrDecision(ctx, 't2'), {
+    dial: {
+      tier: 'support',
+      skipped: [
+        { number: A, group: 'sales', why: 'busy' },
+        { number: B, group: 'sales', why: 'busy' },
+        { number: C, group: 'sales', why: 'busy' },
+      ],
+    },
+  });
   await event(ctx, 'CallSid=busy-09811100003&DialWhomNumber=09811100003&Status=free&EventType=Terminal');
-  t.equal(await dialWhom(ctx, 'CallSid=t3'), C, 'sales\' C is free again: tier one offers it');
+  t.equal(await dialWhom(ctx, 'CallSid=t3'), C, "sales' C is free again: tier one offers it");
   const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'connect', params: { CallSid: 'sim' } } });
   t.match(sim.json(), { numbers: [C], dial: { tier: 'sales' } });
   t.match(JSON.parse(sim.json().answer.body), { dial_passthru_event_url: /group=sales/ });
@@ -164,8 +223,19 @@ t.test('overflow tiers: the second group only when the first has nobody left; ea
 
 t.test('tiers at write time: a repeated group is 400, an unknown one 422; a group in use by tiers cannot be deleted (409)', async (t) => {
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
-  const flow = (otherwise: unknown) => ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'x', name: 'x', type: 'dial', rules: [], otherwise, onError: { numbers: ['+919800000099'] } } });
+  const flow = (otherwise: unknown) =>
+    ctx.admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: {
+        slug: 'x',
+        name: 'x',
+        type: 'dial',
+        rules: [],
+        otherwise,
+        onError: { numbers: ['+919800000099'] },
+      },
+    });
   const repeated = await flow({ dialGroups: ['sales', 'support', 'sales'] });
   t.equal(repeated.statusCode, 400);
   t.match(repeated.json().message, /^body\/otherwise\/dialGroups\/2: 'sales' is already tier 0/);

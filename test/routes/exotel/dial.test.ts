@@ -21,14 +21,34 @@ async function rrPosition(ctx: TestApp, slug = 'sales'): Promise<number> {
 /** A dial group `sales` (A, B, C by priority) and a dial flow `agents` that always rings it. */
 async function setup(t: Test, group: Record<string, unknown> = {}, env: Record<string, string> = {}, random?: () => number) {
   const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', ...env }, random ? { random } : {});
-  const res = await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: {
-    slug: 'sales', name: 'Sales', strategy: 'sequential',
-    members: [{ number: '09811100001', priority: 1 }, { number: '09811100002', priority: 2 }, { number: '09811100003', priority: 3 }],
-    ...group,
-  } });
+  const res = await ctx.admin({
+    method: 'POST',
+    url: '/admin/dial-groups',
+    payload: {
+      slug: 'sales',
+      name: 'Sales',
+      strategy: 'sequential',
+      members: [
+        { number: '09811100001', priority: 1 },
+        { number: '09811100002', priority: 2 },
+        { number: '09811100003', priority: 3 },
+      ],
+      ...group,
+    },
+  });
   t.equal(res.statusCode, 201, 'group created');
-  const flow = await ctx.admin({ method: 'POST', url: '/admin/flows', payload: {
-    slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } });
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'agents',
+      name: 'Agents',
+      type: 'dial',
+      rules: [],
+      otherwise: { dialGroup: 'sales' },
+      onError: { numbers: ['+919800000099'] },
+    },
+  });
   t.equal(flow.statusCode, 201, 'flow created');
   await until(() => ctx.app.rules.current?.flows.has('agents') === true && ctx.app.rules.current.dialGroups.has('sales'));
   return ctx;
@@ -66,7 +86,9 @@ t.test('concurrent identical polls of one attempt all get the same answer', asyn
   const ctx = await setup(t, { strategy: 'random' }, {}, seeded(7));
   const answers = await Promise.all(Array.from({ length: 20 }, () => dialWhom(ctx, 'CallSid=c1')));
   t.equal(new Set(answers.map((a) => a.body)).size, 1, answers[0]!.body);
-  const refetch = await Promise.all(Array.from({ length: 10 }, () => dialWhom(ctx, `CallSid=c1&DialCallStatus=no-answer&DialWhomNumber=${encodeURIComponent(first(answers[0]!.body)!)}`)));
+  const refetch = await Promise.all(
+    Array.from({ length: 10 }, () => dialWhom(ctx, `CallSid=c1&DialCallStatus=no-answer&DialWhomNumber=${encodeURIComponent(first(answers[0]!.body)!)}`)),
+  );
   t.equal(new Set(refetch.map((a) => a.body)).size, 1);
   t.equal(refetch[0]!.body, answers[0]!.body.split(',').slice(1).join(','), 'the re-fetch continues the order of the first answer');
 });
@@ -81,8 +103,19 @@ t.test('round robin: the first number rotates across separate calls', async (t) 
 });
 
 t.test('weighted: first offers follow the weights over many calls (seeded random)', async (t) => {
-  const ctx = await setup(t, { strategy: 'weighted', members: [
-    { number: A, weight: 6 }, { number: B, weight: 3 }, { number: C, weight: 1 }] }, {}, seeded(42));
+  const ctx = await setup(
+    t,
+    {
+      strategy: 'weighted',
+      members: [
+        { number: A, weight: 6 },
+        { number: B, weight: 3 },
+        { number: C, weight: 1 },
+      ],
+    },
+    {},
+    seeded(42),
+  );
   const counts = new Map<string, number>();
   for (let i = 0; i < 400; i++) {
     const f = first((await dialWhom(ctx, `CallSid=w${i}`)).body)!;
@@ -144,20 +177,40 @@ t.test('shifts and switched-off members are not offered', async (t) => {
 
 t.test('connect: Connect parameters v1.0 with the group settings in snake_case and the dial events URL', async (t) => {
   const secret = 'connect-secret-123';
-  const ctx = await setup(t, {
-    strategy: 'parallel',
-    connect: { record: true, recordingChannels: 'dual', maxRingingDuration: 45, maxConversationDuration: 3600, musicOnHold: { type: 'operator_tone' },
-      outgoingPhoneNumber: '+918047115777', fetchAfterAttempt: false, maxParallelAttempts: 3,
-      startCallPlayback: { playbackTo: 'both', type: 'text', value: 'This call is recorded' } },
-  }, { EXOTEL_CALLBACK_SECRET: secret });
-  const res = await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallSid=cn1&CallFrom=09800000001&token=${secret}`, headers: { 'exotel-version': '1.0' } });
+  const ctx = await setup(
+    t,
+    {
+      strategy: 'parallel',
+      connect: {
+        record: true,
+        recordingChannels: 'dual',
+        maxRingingDuration: 45,
+        maxConversationDuration: 3600,
+        musicOnHold: { type: 'operator_tone' },
+        outgoingPhoneNumber: '+918047115777',
+        fetchAfterAttempt: false,
+        maxParallelAttempts: 3,
+        startCallPlayback: { playbackTo: 'both', type: 'text', value: 'This call is recorded' },
+      },
+    },
+    { EXOTEL_CALLBACK_SECRET: secret },
+  );
+  const res = await ctx.app.inject({
+    method: 'GET',
+    url: `/exotel/connect/agents?CallSid=cn1&CallFrom=09800000001&token=${secret}`,
+    headers: { 'exotel-version': '1.0' },
+  });
   t.equal(res.statusCode, 200);
   t.match(res.headers['content-type'], /application\/json/);
   t.same(res.json(), {
     fetch_after_attempt: false,
     destination: { numbers: [A, B, C] },
-    record: true, recording_channels: 'dual', max_ringing_duration: 45, max_conversation_duration: 3600,
-    music_on_hold: { type: 'operator_tone' }, outgoing_phone_number: '+918047115777',
+    record: true,
+    recording_channels: 'dual',
+    max_ringing_duration: 45,
+    max_conversation_duration: 3600,
+    music_on_hold: { type: 'operator_tone' },
+    outgoing_phone_number: '+918047115777',
     parallel_ringing: { activate: true, max_parallel_attempts: 3 },
     dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}&group=sales`,
     start_call_playback: { playback_to: 'both', type: 'text', value: 'This call is recorded' },
@@ -185,12 +238,24 @@ t.test('simulate covers dial-whom and connect without changing dial state or wri
 
 t.test('a dial flow with a numbers action, and the dial endpoints refuse other flow types', async (t) => {
   const ctx = await setup(t);
-  await ctx.admin({ method: 'PUT', url: '/admin/flows/agents', payload: { name: 'x', type: 'dial', rules: [
-    { name: 'escalate', when: { digits: { equals: '9' } }, then: { numbers: ['08047110000', '+919812345678'] } }],
-    otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } } });
+  await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/agents',
+    payload: {
+      name: 'x',
+      type: 'dial',
+      rules: [{ name: 'escalate', when: { digits: { equals: '9' } }, then: { numbers: ['08047110000', '+919812345678'] } }],
+      otherwise: { dialGroup: 'sales' },
+      onError: { numbers: ['+919800000099'] },
+    },
+  });
   await until(() => ctx.app.rules.current?.flows.get('agents')?.name === 'x');
   t.equal((await dialWhom(ctx, 'CallSid=n1&digits=%229%22')).body, '+918047110000,+919812345678');
-  await ctx.admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'pt', name: 'p', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'pt', name: 'p', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+  });
   await until(() => ctx.app.rules.current?.flows.has('pt') === true);
   const wrong = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/pt?CallSid=n2' });
   t.equal(wrong.statusCode, 404);
@@ -222,7 +287,9 @@ t.test('one round trip to Postgres per dial callback (besides its CDR)', async (
     if (!/\bcdrs\b/.test(text)) seen.push(text);
     return (query as (...args: unknown[]) => unknown)(config, ...rest);
   }) as typeof pool.query;
-  t.teardown(() => { pool.query = query; });
+  t.teardown(() => {
+    pool.query = query;
+  });
 
   await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001');
   await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=o1&CallFrom=09800000001' });
@@ -230,7 +297,10 @@ t.test('one round trip to Postgres per dial callback (besides its CDR)', async (
   await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100001');
   await dialWhom(ctx, 'CallSid=o1&CallFrom=09800000001&DialCallStatus=completed&DialWhomNumber=09811100002');
   t.equal(seen.length, 5, seen.join('\n'));
-  t.ok(seen.every((s) => /dial_offer\(/.test(s)), 'each the one dial_offer() call');
+  t.ok(
+    seen.every((s) => /dial_offer\(/.test(s)),
+    'each the one dial_offer() call',
+  );
 });
 
 t.test("a dial callback's CDR and simulate say what the dialing did: strategy, who was skipped and why, sticky", async (t) => {
@@ -243,8 +313,14 @@ t.test("a dial callback's CDR and simulate say what the dialing did: strategy, w
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tr1' } });
   t.match(cdr.decision, {
     dial: {
-      tier: 'sales', strategy: 'round_robin', order: /round-robin position/, sticky: /^on: \+919800000001's last connected agent within 30 days/,
-      skipped: [{ number: B, why: 'inactive' }, { number: C, why: 'busy' }],
+      tier: 'sales',
+      strategy: 'round_robin',
+      order: /round-robin position/,
+      sticky: /^on: \+919800000001's last connected agent within 30 days/,
+      skipped: [
+        { number: B, why: 'inactive' },
+        { number: C, why: 'busy' },
+      ],
     },
   });
   const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'tr2' } } });

@@ -14,13 +14,23 @@ const key = { callSid: 'CA1', endpoint: 'dial-whom', flowSlug: 'agents' };
 const opts = { busyTtlMs: 3_600_000, random: seeded(1) };
 const away = (until: Date | null = null) => ({ status: 'away' as const, reason: 'lunch', until, setBy: 'api-key:x', setAt: AT });
 
-const sales = group('sales', 'sequential', [member(A, { priority: 1 }), member(B, { priority: 2 }), member(C, { priority: 3 })],
-  { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 });
-const support = group('support', 'round_robin', [member(C), member(D, { schedule: 'weekend' })], { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 });
+const sales = group('sales', 'sequential', [member(A, { priority: 1 }), member(B, { priority: 2 }), member(C, { priority: 3 })], {
+  wrapUpSeconds: 30,
+  maxMissedOffers: 2,
+  missedPauseSeconds: 600,
+});
+const support = group('support', 'round_robin', [member(C), member(D, { schedule: 'weekend' })], {
+  wrapUpSeconds: 90,
+  maxMissedOffers: 4,
+  missedPauseSeconds: 60,
+});
 const withAway = (s: RulesSnapshot, entries: Array<[string, ReturnType<typeof away>]>): RulesSnapshot => ({ ...s, availability: new Map(entries) });
 
 t.test('an away agent is no candidate, with the reason; an away whose until has passed is back', async (t) => {
-  const snapshot = withAway(snapshotOf([sales]), [[B, away()], [C, away(new Date(AT.getTime() - 1))]]);
+  const snapshot = withAway(snapshotOf([sales]), [
+    [B, away()],
+    [C, away(new Date(AT.getTime() - 1))],
+  ]);
   const { request, skipped } = dialRequest(snapshot, { dialGroup: 'sales' }, key, call(), AT, opts);
   t.same(request.candidates, [A, C]);
   t.same(request.plan.base, [A, C], 'nor in the order fixed now');
@@ -32,46 +42,81 @@ t.test('an away agent is no candidate, with the reason; an away whose until has 
 t.test('tiers: each group planned on its own, in order; a number in two tiers belongs to the first', async (t) => {
   const snapshot = withAway(snapshotOf([sales, support]), [[A, away()]]);
   const { request, skipped, groups } = dialRequest(snapshot, { dialGroups: ['sales', 'support'] }, key, call(), AT, opts);
-  t.same(groups.map((g) => g.slug), ['sales', 'support']);
+  t.same(
+    groups.map((g) => g.slug),
+    ['sales', 'support'],
+  );
   t.same(request.candidates, [B, C], 'D is off shift (weekend), A away, C counted once');
   t.same(request.plan, { base: [B, C], arrange: 'as_is' });
-  t.same(request.extra?.tiers, [
-    { group: 'sales', end: 2, arrange: 'as_is', rrGroup: null },
-    { group: 'support', end: 2, arrange: 'rotate', rrGroup: 'support' },
-  ], 'support rotates on its own position');
+  t.same(
+    request.extra?.tiers,
+    [
+      { group: 'sales', end: 2, arrange: 'as_is', rrGroup: null },
+      { group: 'support', end: 2, arrange: 'rotate', rrGroup: 'support' },
+    ],
+    'support rotates on its own position',
+  );
   t.equal(request.rrGroup, null);
-  t.same(skipped, [{ number: A, group: 'sales', why: 'away' }, { number: D, group: 'support', why: 'off shift' }]);
+  t.same(skipped, [
+    { number: A, group: 'sales', why: 'away' },
+    { number: D, group: 'support', why: 'off shift' },
+  ]);
   t.same(fallbackNumbers(snapshot, { dialGroups: ['sales', 'support'] }, call(), AT).numbers, [B, C]);
   t.throws(() => dialRequest(snapshot, { dialGroups: ['sales', 'gone'] }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
 });
 
 t.test('the attempt a re-fetch reports, with the pacing of the first tier holding the agent', async (t) => {
   const groups = [sales, support];
-  t.same(reportedAttempt(call({ DialWhomNumber: '09811100003', DialCallStatus: 'no-answer' }), groups),
-    { agent: C, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } });
-  t.same(reportedAttempt(call({ DialWhomNumber: '09811100004', DialCallStatus: 'completed' }), groups),
-    { agent: D, status: 'completed', group: 'support', pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 } });
-  t.match(reportedAttempt(call({ DialWhomNumber: '09899999999', DialCallStatus: 'busy' }), groups), { group: null, pacing: { maxMissedOffers: 0 } }, 'no group: no pacing');
+  t.same(reportedAttempt(call({ DialWhomNumber: '09811100003', DialCallStatus: 'no-answer' }), groups), {
+    agent: C,
+    status: 'no-answer',
+    group: 'sales',
+    pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 },
+  });
+  t.same(reportedAttempt(call({ DialWhomNumber: '09811100004', DialCallStatus: 'completed' }), groups), {
+    agent: D,
+    status: 'completed',
+    group: 'support',
+    pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 },
+  });
+  t.match(
+    reportedAttempt(call({ DialWhomNumber: '09899999999', DialCallStatus: 'busy' }), groups),
+    { group: null, pacing: { maxMissedOffers: 0 } },
+    'no group: no pacing',
+  );
   t.equal(reportedAttempt(call({ DialWhomNumber: '09811100001', DialCallStatus: 'canceled' }), groups), null, 'the caller hung up: nothing about the agent');
   t.equal(reportedAttempt(call({ DialCallStatus: 'no-answer' }), groups), null, 'no agent named');
   t.equal(reportedAttempt(call({ DialWhomNumber: '09811100001' }), groups), null, 'the first request reports nothing');
 });
 
-t.test('a dial event: the group it names applies; else the strictest of the agent\'s groups; none for a stranger', async (t) => {
+t.test("a dial event: the group it names applies; else the strictest of the agent's groups; none for a stranger", async (t) => {
   const snapshot = snapshotOf([sales, support]);
   t.same(eventPacing(snapshot, C, 'support'), { group: 'support', ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 } });
-  t.same(eventPacing(snapshot, C, null), { group: null, ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
-    'C in both: longest wrap-up and pause, fewest misses');
-  t.same(eventPacing(snapshot, A, 'support'), { group: 'sales', ringSeconds: 35, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
-    'a group the agent is not in is not believed');
+  t.same(
+    eventPacing(snapshot, C, null),
+    { group: null, ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    'C in both: longest wrap-up and pause, fewest misses',
+  );
+  t.same(
+    eventPacing(snapshot, A, 'support'),
+    { group: 'sales', ringSeconds: 35, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    'a group the agent is not in is not believed',
+  );
   t.match(eventPacing(snapshot, '+919899999999', null), { group: null, ringSeconds: null, pacing: { maxMissedOffers: 0 } });
   t.same(agentEvent({ status: 'free', eventType: 'Terminal' }), { busy: false, dialed: false, answered: false, ended: true });
   t.same(agentEvent({ status: 'busy', eventType: 'Answered' }), { busy: true, dialed: false, answered: true, ended: false });
 });
 
-t.test('the trace: the tier offered, the snapshot\'s reasons and Postgres\' beside them', async (t) => {
+t.test("the trace: the tier offered, the snapshot's reasons and Postgres' beside them", async (t) => {
   const trace = dialTrace([sales, support], [{ number: A, group: 'sales', why: 'away' }], { numbers: [D], tier: 1, skipped: { [B]: 'busy', [C]: 'wrap-up' } });
-  t.same(trace, { tier: 'support', tierIndex: 1, skipped: [
-    { number: A, group: 'sales', why: 'away' }, { number: B, group: 'sales', why: 'busy' }, { number: C, group: 'sales', why: 'wrap-up' }] });
+  t.same(trace, {
+    tier: 'support',
+    tierIndex: 1,
+    skipped: [
+      { number: A, group: 'sales', why: 'away' },
+      { number: B, group: 'sales', why: 'busy' },
+      { number: C, group: 'sales', why: 'wrap-up' },
+    ],
+  });
   t.same(dialTrace([], [], { numbers: [A], repeat: true }), { tier: null, tierIndex: null, skipped: [], repeat: true }, 'a repeated poll');
 });

@@ -17,9 +17,18 @@ function service(answer: (req: DialRequest) => Promise<string[]>, rules: { curre
   const asked: Array<['answer' | 'preview', DialRequest]> = [];
   const answerDial = answerDialWith({
     rules,
-    answer: (req) => (asked.push(['answer', req]), answer(req).then((numbers) => ({ numbers }))),
-    preview: (req) => (asked.push(['preview', req]), answer(req).then((numbers) => ({ numbers }))),
-    random: seeded(1), budgetMs: 1500, busyTtlMs: 3_600_000, eventUrl: EVENT_URL,
+    answer: (req) => {
+      asked.push(['answer', req]);
+      return answer(req).then((numbers) => ({ numbers }));
+    },
+    preview: (req) => {
+      asked.push(['preview', req]);
+      return answer(req).then((numbers) => ({ numbers }));
+    },
+    random: seeded(1),
+    budgetMs: 1500,
+    busyTtlMs: 3_600_000,
+    eventUrl: EVENT_URL,
   });
   return { answerDial, asked };
 }
@@ -38,26 +47,33 @@ t.test('a simulation asks for a preview, from the snapshot it is given', async (
   const { answerDial, asked } = service(async (req) => req.candidates, { current: null });
   const result = await answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call(), at: AT, elapsedMs, dryRun: true, snapshot: SNAPSHOT });
   t.equal(result.answer.body, `${A},${B},${C}`);
-  t.same(asked.map(([what]) => what), ['preview']);
+  t.same(
+    asked.map(([what]) => what),
+    ['preview'],
+  );
 });
 
-t.test('Connect: the group\'s settings, parallel ringing, and the dial-events URL', async (t) => {
+t.test("Connect: the group's settings, parallel ringing, and the dial-events URL", async (t) => {
   const { answerDial } = service(async (req) => req.candidates);
   const result = await answerDial({ endpoint: 'connect', flowSlug: 'agents', call: call(), at: AT, elapsedMs });
   t.match(JSON.parse(result.answer.body), {
-    destination: { numbers: [A, B, C] }, max_ringing_duration: 20, fetch_after_attempt: true,
-    parallel_ringing: { activate: true, max_parallel_attempts: 5 }, dial_passthru_event_url: EVENT_URL,
+    destination: { numbers: [A, B, C] },
+    max_ringing_duration: 20,
+    fetch_after_attempt: true,
+    parallel_ringing: { activate: true, max_parallel_attempts: 5 },
+    dial_passthru_event_url: EVENT_URL,
   });
 });
 
-t.test('dial state failing: the flow\'s onError numbers, minus those tried, and why', async (t) => {
+t.test("dial state failing: the flow's onError numbers, minus those tried, and why", async (t) => {
   const { answerDial } = service(async () => {
     throw new Error('connection refused');
   });
   const result = await answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call({ DialWhomNumber: '09811100001' }), at: AT, elapsedMs });
   t.same(result.answer.body, C);
   t.match(result, {
-    outcome: 'on-error', reason: 'dial state unavailable: connection refused',
+    outcome: 'on-error',
+    reason: 'dial state unavailable: connection refused',
     decision: { decidedBy: 'onError', action: { numbers: [C, A] }, error: 'dial state unavailable: connection refused', numbers: [C] },
   });
 });
@@ -70,9 +86,18 @@ t.test('no answer within the budget: the onError numbers, in time', async (t) =>
 
 t.test('refusals: rules not loaded, an unknown flow, no CallSid', async (t) => {
   const { answerDial, asked } = service(async () => [], { current: null });
-  t.match(await answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call(), at: AT, elapsedMs }), { outcome: 'rejected', answer: { statusCode: 503 } });
+  t.match(await answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call(), at: AT, elapsedMs }), {
+    outcome: 'rejected',
+    answer: { statusCode: 503 },
+  });
   const loaded = service(async () => []);
-  t.match(await loaded.answerDial({ endpoint: 'dial-whom', flowSlug: 'nope', call: call(), at: AT, elapsedMs }), { outcome: 'rejected', answer: { statusCode: 404 } });
-  t.match(await loaded.answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call({ CallSid: '' }), at: AT, elapsedMs }), { outcome: 'rejected', answer: { statusCode: 400 } });
+  t.match(await loaded.answerDial({ endpoint: 'dial-whom', flowSlug: 'nope', call: call(), at: AT, elapsedMs }), {
+    outcome: 'rejected',
+    answer: { statusCode: 404 },
+  });
+  t.match(await loaded.answerDial({ endpoint: 'dial-whom', flowSlug: 'agents', call: call({ CallSid: '' }), at: AT, elapsedMs }), {
+    outcome: 'rejected',
+    answer: { statusCode: 400 },
+  });
   t.same([...asked, ...loaded.asked], [], 'Postgres is not asked');
 });

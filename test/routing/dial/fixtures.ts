@@ -20,13 +20,28 @@ export function callOf(params: Record<string, string>): ExotelCall {
 export const call = (extra: Record<string, string> = {}): ExotelCall =>
   callOf({ CallSid: 'b6cfaf0d5cbd4a5f8a4e9b7a1d2c3e4f', CallFrom: '09876543210', CallTo: '08047115777', ...extra });
 
-export const member = (number: string, extra: Partial<Member> = {}): Member =>
-  ({ number, name: null, priority: 0, weight: 1, active: true, schedule: null, ...extra });
+export const member = (number: string, extra: Partial<Member> = {}): Member => ({
+  number,
+  name: null,
+  priority: 0,
+  weight: 1,
+  active: true,
+  schedule: null,
+  ...extra,
+});
 
 export function group(slug: string, strategy: Strategy, members: Member[], extra: Partial<StoredDialGroup> = {}): StoredDialGroup {
   return {
-    slug, name: slug, strategy, sticky: null, members, connect: { ...DEFAULT_CONNECT }, ...DEFAULT_PACING,
-    createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z', ...extra,
+    slug,
+    name: slug,
+    strategy,
+    sticky: null,
+    members,
+    connect: { ...DEFAULT_CONNECT },
+    ...DEFAULT_PACING,
+    createdAt: '2026-01-01T00:00:00.000Z',
+    updatedAt: '2026-01-01T00:00:00.000Z',
+    ...extra,
   };
 }
 
@@ -50,8 +65,14 @@ export function dialFlow(slug: string, otherwise: Flow['otherwise'], onError: Fl
 
 export function snapshotOf(groups: StoredDialGroup[], flows: Flow[] = []): RulesSnapshot {
   return {
-    version: 1, loadedAt: AT, flows: new Map(flows.map((f) => [f.slug, f])), vipLists: new Map(),
-    schedules: new Map([['day', DAY_SHIFT], ['weekend', WEEKEND_SHIFT]]),
+    version: 1,
+    loadedAt: AT,
+    flows: new Map(flows.map((f) => [f.slug, f])),
+    vipLists: new Map(),
+    schedules: new Map([
+      ['day', DAY_SHIFT],
+      ['weekend', WEEKEND_SHIFT],
+    ]),
     dialGroups: new Map(groups.map((g) => [g.slug, g])),
     availability: new Map(),
   };

@@ -11,7 +11,7 @@ const DAY = 86_400_000;
 const key = { callSid: 'CA1', endpoint: 'dial-whom', flowSlug: 'agents' };
 const opts = { busyTtlMs: 3_600_000, random: seeded(1) };
 
-t.test('tried numbers: DialWhomNumber and every leg\'s number, once each, sorted', async (t) => {
+t.test("tried numbers: DialWhomNumber and every leg's number, once each, sorted", async (t) => {
   t.same(triedInRequest(call()), []);
   const c = call({ DialWhomNumber: '09811100003', 'Legs[0][Number]': '09811100001', 'Legs[1][Number]': '09811100003', 'Legs[2][Number]': 'not a number' });
   t.same(triedInRequest(c), [A, C]);
@@ -43,16 +43,25 @@ t.test('busy cut-off: an agent reported busy longer ago than the TTL counts as f
   t.same(busyCutoff(AT, 3_600_000), new Date(AT.getTime() - 3_600_000));
 });
 
-t.test('a request for a dial group: the members on duty, the strategy\'s plan, the round-robin group', async (t) => {
-  const sales = group('sales', 'round_robin', [member(A), member(B, { schedule: 'weekend' }), member(C, { priority: 1 })],
-    { sticky: { enabled: true, lookbackDays: 30 } });
+t.test("a request for a dial group: the members on duty, the strategy's plan, the round-robin group", async (t) => {
+  const sales = group('sales', 'round_robin', [member(A), member(B, { schedule: 'weekend' }), member(C, { priority: 1 })], {
+    sticky: { enabled: true, lookbackDays: 30 },
+  });
   const snapshot = snapshotOf([sales, group('seq', 'sequential', [member(D)])]);
   const c = call({ DialWhomNumber: '09811100001', DialCallStatus: 'busy' });
   const { request, group: g } = dialRequest(snapshot, { dialGroup: 'sales' }, key, c, AT, opts);
   t.equal(g, sales);
   t.same(request, {
-    key, attemptKey: `${A}|busy`, tried: [A], candidates: [A, C], plan: { base: [A, C], arrange: 'rotate' }, rrGroup: 'sales',
-    sticky: { caller: CALLER, since: new Date(AT.getTime() - 30 * DAY) }, connected: null, at: AT, busyExpired: new Date(AT.getTime() - 3_600_000),
+    key,
+    attemptKey: `${A}|busy`,
+    tried: [A],
+    candidates: [A, C],
+    plan: { base: [A, C], arrange: 'rotate' },
+    rrGroup: 'sales',
+    sticky: { caller: CALLER, since: new Date(AT.getTime() - 30 * DAY) },
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - 3_600_000),
     extra: { tiers: null, reported: { agent: A, status: 'busy', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 } } },
   });
   t.equal(dialRequest(snapshot, { dialGroup: 'seq' }, key, call(), AT, opts).request.rrGroup, null, 'no rotation, no round-robin group');
@@ -66,7 +75,7 @@ t.test('a request for a list of numbers: offered as listed', async (t) => {
   t.throws(() => dialRequest(snapshotOf([]), { branch: 'A' }, key, call(), AT, opts), /needs dialGroup, dialGroups or numbers/);
 });
 
-t.test('without Postgres: the action\'s numbers in plain order, minus those the request says were tried', async (t) => {
+t.test("without Postgres: the action's numbers in plain order, minus those the request says were tried", async (t) => {
   const sales = group('sales', 'round_robin', [member(A), member(B, { active: false }), member(C)]);
   const snapshot = snapshotOf([sales]);
   const c = call({ DialWhomNumber: '09811100001' });
