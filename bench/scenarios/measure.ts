@@ -160,7 +160,7 @@ export function wrongAnswers(result: LoadResult): number {
 }
 
 /** The tables callbacks write: exoroute's CDRs and dial state, and the naive baselines' CDRs and call state. */
-const CALLBACK_TABLES = ['cdrs', 'dial_calls', 'caller_agents', 'agent_states'];
+const CALLBACK_TABLES = ['cdrs', 'dial_calls', 'caller_agents', 'agent_states', 'agent_offers'];
 
 /**
  * VACUUM (ANALYZE) of the tables callbacks write, after each run (and after the warm-ups), so that
