@@ -18,12 +18,12 @@
 -- under the call's lock; doing it in TypeScript would cost a second round trip per callback.
 --
 -- One round trip and one commit per callback (issue 6, bench/README.md): src/store/dial-state.ts
--- calls dial_answer() for a request alone, or dial_answer_batch() for the requests that queued
--- while the previous statement ran.
+-- calls dial_offer() for a request alone, or dial_offers() for the requests that queued while the
+-- previous statement ran.
 
 -- One Dial Whom / Connect request: the TypeScript side is DialRequest (src/routing/dial/request.ts),
 -- marshalled by asDialRequest (src/store/dial-state.ts): a request alone as ROW($1, …)::dial_request,
--- a batch as JSON objects read by name with jsonb_populate_record.
+-- a batch as {"req": {…}} objects (dial_batch_item) read by name with json_populate_recordset.
 CREATE TYPE dial_request AS (
     call_sid         TEXT,
     endpoint         TEXT,
@@ -74,40 +74,10 @@ CREATE TYPE dial_extra AS (
     missed_pause_seconds INT
 );
 
--- A slice of the call's base order arranged as its strategy says: 'rotate' starts it at the
--- group's round-robin position (which advances, unless previewing), 'least_recent' puts the
--- members dialed longest ago first (never dialed before them, ties in base order), 'as_is' keeps it.
-CREATE OR REPLACE FUNCTION dial_arrange(p_base TEXT[], p_arrange TEXT, p_rr_group TEXT, p_preview BOOLEAN) RETURNS TEXT[]
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    v_order TEXT[] := p_base;
-    v_shift BIGINT;
-    v_rr    REGCLASS;
-BEGIN
-    IF p_arrange = 'least_recent' THEN
-        SELECT COALESCE(array_agg(b.n ORDER BY s.last_dialed_at NULLS FIRST, b.i), '{}') INTO v_order
-          FROM unnest(p_base) WITH ORDINALITY AS b(n, i)
-          LEFT JOIN agent_states s ON s.number = b.n;
-    ELSIF p_arrange = 'rotate' THEN
-        -- Every new call takes a position, with or without members on duty. A group that is
-        -- gone (deleted while a snapshot still named it) starts at its first member.
-        SELECT to_regclass(format('%I', 'dial_group_rr_' || g.id)) INTO v_rr FROM dial_groups g WHERE g.slug = p_rr_group;
-        IF v_rr IS NULL THEN
-            v_shift := 0;
-        ELSIF p_preview THEN
-            EXECUTE format('SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM %s', v_rr) INTO v_shift;
-        ELSE
-            v_shift := nextval(v_rr);
-        END IF;
-        IF cardinality(p_base) > 0 THEN
-            v_shift := v_shift % cardinality(p_base);
-            v_order := p_base[v_shift + 1 :] || p_base[: v_shift];
-        END IF;
-    END IF;
-    RETURN v_order;
-END
-$$;
+-- One request of a batch (dial_offers()): {"req": {…dial_request by name}, "more": {…dial_extra by
+-- name}}, `more` left out when the request has no tiers and reports nothing (most requests). Read
+-- by json_populate_recordset, which fills both records while it streams the JSON once.
+CREATE TYPE dial_batch_item AS (req dial_request, more dial_extra);
 
 -- How an offer to an agent ended, once per offer (a call offers an agent at most once, so the
 -- re-fetch and the dial events that report one offer land on its one agent_offers row): answered
@@ -161,7 +131,8 @@ $$;
 -- missed offers; of the first tier that has anyone left (a later tier only when the earlier ones
 -- have nobody). Stored per attempt, so that every poll of one attempt gets the same numbers, and a
 -- repeated poll writes nothing. Returns {numbers, tier (from 0), skipped: {number: why}, reported:
--- how the reported attempt ended, when this request recorded it}; a repeated poll {numbers, repeat}.
+-- how the reported attempt ended, when this request recorded it} (skipped and reported left out
+-- when there are none); a repeated poll {numbers, repeat}.
 --
 -- Concurrency: requests of one call take turns on an advisory lock on the call (held until
 -- commit), taken before its dial_calls row is read: the first finds no row, fixes the order, takes
@@ -187,8 +158,14 @@ DECLARE
     v_from     INT;
     v_tier     INT;
     v_skipped  JSONB := '{}';
-    v_more     JSONB;
+    v_candidates BIGINT;
+    v_number   TEXT;
+    v_arrange  TEXT;
+    v_shift    BIGINT;
+    v_rr       REGCLASS;
+    v_passed   TEXT[];
     v_reported JSONB;
+    v_setting  TEXT;
 BEGIN
     IF req.connected_caller IS NOT NULL AND req.connected_agent IS NOT NULL THEN
         -- A repeated poll of an attempt writes nothing, not even the connection: its answer, now.
@@ -208,12 +185,15 @@ BEGIN
     -- Postgres then crashes can the last moments (3 × wal_writer_delay) of dial state be lost: the
     -- calls concerned may be offered an agent again or rotate unevenly. Dial state is advisory;
     -- the CDR is the record. Transaction-local: nothing else on the connection is affected.
-    PERFORM set_config('synchronous_commit', 'off', true);
+    v_setting := set_config('synchronous_commit', 'off', true);
 
     -- Requests of one call take turns from here to the commit. Two-int form: a key space of its own
     -- ('dial'), apart from the migrator's and the retention job's bigint keys. Calls whose sids
-    -- share a hash only wait for each other.
-    PERFORM pg_advisory_xact_lock(1684627820, hashtext(req.call_sid));
+    -- share a hash only wait for each other. Tried first as an expression: a free lock (nearly
+    -- always) then costs no statement.
+    IF NOT pg_try_advisory_xact_lock(1684627820, hashtext(req.call_sid)) THEN
+        PERFORM pg_advisory_xact_lock(1684627820, hashtext(req.call_sid));
+    END IF;
 
     -- The call as the requests before this one left it (a fresh snapshot, taken after the lock).
     SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key INTO v_order, v_tried, v_ends, v_answer FROM dial_calls c
@@ -225,7 +205,11 @@ BEGIN
         RETURN jsonb_build_object('numbers', v_answer, 'repeat', true);
     ELSIF v_known THEN
         -- A later request of the call: every number tried so far, and the order and tiers fixed at its first.
-        v_tried := ARRAY(SELECT DISTINCT x FROM unnest(v_tried || req.tried) AS x);
+        FOREACH v_number IN ARRAY COALESCE(req.tried, '{}') LOOP
+            IF NOT v_number = ANY (COALESCE(v_tried, '{}')) THEN
+                v_tried := v_tried || v_number;
+            END IF;
+        END LOOP;
         v_ends := COALESCE(v_ends, ARRAY[COALESCE(cardinality(v_order), 0)]);
     ELSE
         -- The call's first request fixes its order: each tier arranged as its group's strategy
@@ -240,9 +224,33 @@ BEGIN
         v_order := '{}';
         v_from := 0;
         FOR i IN 1 .. cardinality(v_ends) LOOP
-            v_slice := dial_arrange(req.base[v_from + 1 : v_ends[i]],
-                CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END,
-                CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END, p_preview);
+            -- The tier's slice of the base order arranged as its strategy says: 'rotate' starts it at
+            -- the group's round-robin position (which advances, unless previewing), 'least_recent'
+            -- puts the members dialed longest ago first (never dialed before them, ties in base
+            -- order), 'as_is' keeps it.
+            v_slice := req.base[v_from + 1 : v_ends[i]];
+            v_arrange := CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END;
+            IF v_arrange = 'least_recent' THEN
+                SELECT COALESCE(array_agg(b.n ORDER BY (SELECT s.last_dialed_at FROM agent_states s WHERE s.number = b.n) NULLS FIRST, b.i), '{}')
+                  INTO v_slice
+                  FROM unnest(v_slice) WITH ORDINALITY AS b(n, i);
+            ELSIF v_arrange = 'rotate' THEN
+                -- Every new call takes a position, with or without members on duty. A group that is
+                -- gone (deleted while a snapshot still named it) starts at its first member.
+                SELECT to_regclass(format('%I', 'dial_group_rr_' || g.id)) INTO v_rr FROM dial_groups g
+                 WHERE g.slug = CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
+                IF v_rr IS NULL THEN
+                    v_shift := 0;
+                ELSIF p_preview THEN
+                    EXECUTE format('SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM %s', v_rr) INTO v_shift;
+                ELSE
+                    v_shift := nextval(v_rr);
+                END IF;
+                IF cardinality(v_slice) > 0 THEN
+                    v_shift := v_shift % cardinality(v_slice);
+                    v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
+                END IF;
+            END IF;
             IF v_sticky = ANY (v_slice) THEN
                 v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
             END IF;
@@ -260,41 +268,39 @@ BEGIN
     END IF;
 
     -- The answer: tier after tier, the order's numbers that may be offered now; the first tier
-    -- with anyone left is offered. Why the others were passed over is said, tier by tier. Most
-    -- requests are a call's first, with nobody tried and nobody busy: for them the numbers are
-    -- looked up alone first, which costs less than the lookup with reasons, and when every member
-    -- of the tier is offered there is no reason to give.
+    -- with anyone left is offered. One lookup per tier gives its numbers and the candidates passed
+    -- over because they were tried in this call; only when a candidate is held back for another
+    -- reason (busy, wrapping up, paused) does a second lookup say which, for those members alone.
+    -- Neither joins agent_states: the agents held back are read once (an InitPlan), a member's
+    -- reason by its key. With a join the planner may build a hash table per request while
+    -- agent_states is small, which cost more than the rest of the request (bench/README.md).
     v_from := 0;
     v_numbers := '{}';
     FOR i IN 1 .. cardinality(v_ends) LOOP
         v_slice := v_order[v_from + 1 : v_ends[i]];
-        v_more := NULL;
-        IF COALESCE(cardinality(v_tried), 0) = 0 THEN
-            SELECT COALESCE(array_agg(o.n ORDER BY o.i), '{}') INTO v_numbers
-              FROM unnest(v_slice) WITH ORDINALITY AS o(n, i)
-             WHERE o.n = ANY (req.candidates)
-               AND NOT EXISTS (SELECT 1 FROM agent_states s WHERE s.number = o.n
-                                  AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at));
-            IF cardinality(v_numbers) = cardinality(v_slice) THEN
-                v_more := '{}';
-            END IF;
+        SELECT COALESCE(array_agg(o.n ORDER BY o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
+                   SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
+                      AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at))))), '{}'),
+               COALESCE(array_agg(o.n) FILTER (WHERE o.n = ANY (v_tried)), '{}'),
+               count(*)
+          INTO v_numbers, v_passed, v_candidates
+          FROM unnest(v_slice) WITH ORDINALITY AS o(n, i)
+         -- not a candidate now: away, off shift or switched off (the request says why)
+         WHERE o.n = ANY (req.candidates);
+        IF cardinality(v_passed) > 0 THEN
+            v_skipped := v_skipped || jsonb_object(v_passed, array_fill('tried'::text, ARRAY[cardinality(v_passed)]));
         END IF;
-        IF v_more IS NULL THEN
-            SELECT COALESCE(array_agg(x.n ORDER BY x.i) FILTER (WHERE x.why IS NULL), '{}'),
-                   COALESCE(jsonb_object_agg(x.n, x.why) FILTER (WHERE x.why IS NOT NULL), '{}')
-              INTO v_numbers, v_more
-              FROM (SELECT o.n, o.i,
-                           CASE WHEN o.n = ANY (COALESCE(v_tried, '{}')) THEN 'tried'
-                                WHEN s.busy AND s.busy_since > req.busy_expired THEN 'busy'
-                                WHEN s.wrap_up_until > req.at THEN 'wrap-up'
-                                WHEN s.paused_until > req.at THEN 'paused'
-                           END AS why
-                      FROM unnest(v_slice) WITH ORDINALITY AS o(n, i)
-                      LEFT JOIN agent_states s ON s.number = o.n
-                     -- not a candidate now: away, off shift or switched off (the request says why)
-                     WHERE o.n = ANY (req.candidates)) AS x;
+        IF v_candidates > cardinality(v_numbers) + cardinality(v_passed) THEN
+            SELECT v_skipped || jsonb_object_agg(o.n, (
+                       SELECT CASE WHEN s.busy AND s.busy_since > req.busy_expired THEN 'busy'
+                                   WHEN s.wrap_up_until > req.at THEN 'wrap-up'
+                                   WHEN s.paused_until > req.at THEN 'paused'
+                              END
+                         FROM agent_states s WHERE s.number = o.n))
+              INTO v_skipped
+              FROM unnest(v_slice) AS o(n)
+             WHERE o.n = ANY (req.candidates) AND NOT (o.n = ANY (v_numbers) OR o.n = ANY (v_passed));
         END IF;
-        v_skipped := v_skipped || v_more;
         v_tier := i - 1;
         EXIT WHEN cardinality(v_numbers) > 0;
         v_from := v_ends[i];
@@ -308,6 +314,9 @@ BEGIN
         INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends)
         VALUES (req.call_sid, req.endpoint, req.flow_slug, v_order, req.tried, jsonb_build_object(req.attempt_key, v_numbers),
                 CASE WHEN cardinality(v_ends) > 1 THEN v_ends END);
+    END IF;
+    IF v_skipped = '{}' AND v_reported IS NULL THEN
+        RETURN jsonb_build_object('numbers', to_jsonb(v_numbers), 'tier', v_tier);
     END IF;
     RETURN jsonb_build_object('numbers', to_jsonb(v_numbers), 'tier', v_tier, 'skipped', v_skipped, 'reported', v_reported);
 END
@@ -328,16 +337,31 @@ $$;
 -- advisory locks are held until the batch commits; exoroute runs one batch at a time, so batches
 -- of one instance never wait for each other.
 --
--- p_requests: a JSON array of objects with the attributes of dial_request and dial_extra by name
--- (other keys are ignored). Each row answers the request at position `idx` (from 0).
+-- p_requests: a JSON array of dial_batch_item objects, {"req": {…}, "more": {…}} (attributes by
+-- name; other keys are ignored). Each row answers the request at position `idx` (from 0).
+CREATE OR REPLACE FUNCTION dial_offers(p_requests JSON) RETURNS TABLE (idx INT, answer JSONB)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r dial_batch_item;
+BEGIN
+    idx := -1;
+    FOR r IN SELECT * FROM json_populate_recordset(NULL::dial_batch_item, p_requests) LOOP
+        idx := idx + 1;
+        answer := dial_offer(r.req, r.more);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- The batch as instances of the version before dial_offers() send it: one flat object per request,
+-- with the attributes of dial_request and dial_extra by name.
 CREATE OR REPLACE FUNCTION dial_offer_batch(p_requests JSON) RETURNS TABLE (idx INT, answer JSONB)
 LANGUAGE plpgsql
 AS $$
 DECLARE
     r RECORD;
 BEGIN
-    -- Parsed once, as jsonb: both records are read from it by key (each json_populate_record()
-    -- of a json value would parse the object again).
     FOR r IN
         SELECT (j.i - 1)::int AS i, jsonb_populate_record(NULL::dial_request, j.v) AS req, jsonb_populate_record(NULL::dial_extra, j.v) AS more
           FROM jsonb_array_elements(p_requests::jsonb) WITH ORDINALITY AS j(v, i) ORDER BY j.i

@@ -14,7 +14,7 @@ import type { AgentEvent } from '../routing/dial/event.js';
 /**
  * A request as the SQL type dial_request has it: its attributes by name and in its order
  * (test/store/dial-sql-source.test.ts holds the two together). A batch sends them by name, read by
- * jsonb_populate_record; a request alone sends them by position, as typed parameters, which
+ * json_populate_recordset; a request alone sends them by position, as typed parameters, which
  * Postgres reads without parsing JSON.
  */
 export function asDialRequest(req: DialRequest) {
@@ -56,14 +56,12 @@ export function asDialExtra(req: DialRequest) {
 }
 
 /**
- * One JSON object with the attributes of both types, as dial_offer_batch() reads it. dial_extra's
- * attributes only when the request has tiers or reports an attempt: a missing attribute is NULL
- * there, and most requests have neither, so most batches stay as small as before dial_extra.
+ * One request of a batch as dial_offers() reads it (the SQL type dial_batch_item): `req` with the
+ * attributes of dial_request, and `more` with those of dial_extra only when the request has tiers
+ * or reports an attempt (absent, it is NULL): most requests have neither.
  */
-function asJson(req: DialRequest): Record<string, unknown> {
-  const json: Record<string, unknown> = asDialRequest(req);
-  if (req.extra?.tiers || req.extra?.reported) Object.assign(json, asDialExtra(req));
-  return json;
+function asBatchItem(req: DialRequest): { req: ReturnType<typeof asDialRequest>; more?: ReturnType<typeof asDialExtra> } {
+  return req.extra?.tiers || req.extra?.reported ? { req: asDialRequest(req), more: asDialExtra(req) } : { req: asDialRequest(req) };
 }
 
 /**
@@ -95,7 +93,7 @@ export async function answerAttempt(pool: pg.Pool, req: DialRequest): Promise<st
   return (await offerAttempt(pool, req)).numbers;
 }
 
-const BATCH_SQL = 'SELECT idx, answer FROM dial_offer_batch($1::json)';
+const BATCH_SQL = 'SELECT idx, answer FROM dial_offers($1::json)';
 
 interface Pending {
   req: DialRequest;
@@ -105,7 +103,7 @@ interface Pending {
 
 /**
  * `answerAttempt` in batches: one request is sent at once; those that arrive while it runs wait,
- * and go together in one statement (dial_answer_batch(), one transaction) when it is done. Each is
+ * and go together in one statement (dial_offers(), one transaction) when it is done. Each is
  * answered as it would be alone. Under load this saves Postgres a transaction and a statement per
  * request, and exoroute a round trip and the wake-up of a backend (bench/README.md). A batch that
  * fails as a whole is retried request by request, so that one bad request fails only itself.
@@ -147,7 +145,7 @@ export function dialAnswerer(
       .query<{ idx: number; answer: DialOffer | null }>({
         name: 'dial-offer-batch',
         text: BATCH_SQL,
-        values: [JSON.stringify(batch.map((p) => asJson(p.req)))],
+        values: [JSON.stringify(batch.map((p) => asBatchItem(p.req)))],
       })
       .then(
         (res) => res.rows,

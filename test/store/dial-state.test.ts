@@ -1,6 +1,6 @@
 /**
  * dial_answer() (prisma/functions/dial_answer.sql), through src/store/dial-state.ts: the one
- * function call per Dial Whom / Connect callback, alone or in a batch (dial_answer_batch()).
+ * function call per Dial Whom / Connect callback, alone or in a batch (dial_offers()).
  * Checked against the TypeScript it replaced (`reference` below: the order and availability rules
  * as they were written in TypeScript before issue 6) over random groups, agent facts, sticky
  * connections and attempts; and for concurrency. The migrations that led there are tested at the end.
@@ -15,7 +15,7 @@ import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
 import type { DialRequest as AttemptRequest, CallKey } from '../../src/routing/dial/request.js';
-import { answerAttempt, asDialRequest, dialAnswerer, previewAttempt } from '../../src/store/dial-state.js';
+import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, previewAttempt } from '../../src/store/dial-state.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -613,4 +613,18 @@ t.test('during a rolling upgrade, instances of the previous version get the same
     ],
     'a batch with idx: the rotation moved on',
   );
+  // the version before dial_offers(): one flat object per request, dial_extra's keys beside dial_request's
+  const reporting: AttemptRequest = {
+    ...request('r1', [NUMBERS[1]!]),
+    attemptKey: `${NUMBERS[1]}|no-answer`,
+    extra: {
+      tiers: null,
+      reported: { agent: NUMBERS[1]!, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } },
+    },
+  };
+  const flat = await pool.query('SELECT idx, answer FROM dial_offer_batch($1::json)', [
+    JSON.stringify([{ ...asDialRequest(reporting), ...asDialExtra(reporting) }]),
+  ]);
+  t.same(flat.rows[0].answer.numbers, [NUMBERS[2]], 'a flat batch of the previous version: the numbers left');
+  t.match(flat.rows[0].answer.reported, { agent: NUMBERS[1], outcome: 'no-answer' }, 'and the attempt it reports, recorded');
 });
