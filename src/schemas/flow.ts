@@ -265,8 +265,12 @@ export const SimulateResultSchema = Type.Object({
         }),
         repeat: Type.Optional(Type.Boolean()),
         strategy: Type.Optional(Type.String({ description: "The offered group's strategy, or 'numbers' for a list" })),
-        order: Type.Optional(Type.String({ description: 'How that strategy orders the members' })),
-        sticky: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'Sticky agent for this caller; null when the group has it off' })),
+        sticky: Type.Optional(
+          Type.Union([Type.String(), Type.Null()], {
+            description:
+              "Sticky for this caller: 'last N days' (their last connected agent in that window goes first), 'off: caller unknown', or null when the group has it off",
+          }),
+        ),
       },
       { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, and who was skipped and why' },
     ),

@@ -27,9 +27,8 @@ export interface DialTrace {
   skipped: Array<{ number: string; group: string | null; why: string }>;
   /** a repeated poll of one attempt: its stored answer (who was skipped then is not repeated) */
   repeat?: boolean;
-  /** the offered group's strategy ('numbers' for a list), how it orders, and sticky for this caller (dialPolicy) */
+  /** the offered group's strategy ('numbers' for a list) and sticky for this caller: 'last N days', or why not (dialPolicy) */
   strategy?: string;
-  order?: string;
   sticky?: string | null;
 }
 

@@ -2,27 +2,15 @@ import type { ExotelCall } from '../../exotel/params.js';
 import type { Strategy } from '../../schemas/dial-group.js';
 import type { StoredDialGroup } from '../snapshot.js';
 
-const ORDER: Record<Strategy, string> = {
-  sequential: 'members by priority',
-  parallel: 'members by priority, rung all at once (parallel_ringing)',
-  round_robin: "members by priority, starting at the group's round-robin position, which moves once per call",
-  least_recent: 'the member dialed longest ago first (never dialed before them), ties by priority',
-  random: "a random order, drawn at the call's first request",
-  weighted: "a random order weighted by each member's weight, drawn at the call's first request",
-};
-
 /**
- * How the group offered orders its members, and what sticky does for this caller, in a support
- * lead's words: the policy half of a dial decision's trace (who was skipped and why is the other,
- * from dialTrace in answer.ts).
+ * The policy half of a dial decision's trace (who was skipped and why is the other, from dialTrace in
+ * answer.ts): the offered group's strategy ('numbers' for a list; the README says how each orders),
+ * and sticky for this caller. Short, because every dial CDR stores it: a sentence per CDR cost the
+ * dial path a few percent of its throughput (bench/README.md, issue 26).
  */
-export function dialPolicy(group: StoredDialGroup | null, call: ExotelCall): { strategy: string; order: string; sticky: string | null } {
-  if (!group) return { strategy: 'numbers', order: "the flow's numbers, as listed", sticky: null };
-  const caller = call.callFrom?.e164;
-  const sticky = !group.sticky?.enabled
-    ? null
-    : caller
-      ? `on: ${caller}'s last connected agent within ${group.sticky.lookbackDays} days, if any, goes first`
-      : 'on, but the caller number is unknown: not applied';
-  return { strategy: group.strategy, order: ORDER[group.strategy], sticky };
+export function dialPolicy(group: StoredDialGroup | null, call: ExotelCall): { strategy: Strategy | 'numbers'; sticky: string | null } {
+  if (!group) return { strategy: 'numbers', sticky: null };
+  if (!group.sticky?.enabled) return { strategy: group.strategy, sticky: null };
+  // the caller's last connected agent within the lookback goes first, if there is one
+  return { strategy: group.strategy, sticky: call.callFrom?.e164 ? `last ${group.sticky.lookbackDays} days` : 'off: caller unknown' };
 }
