@@ -14,8 +14,8 @@ import pg from 'pg';
 import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
-import type { DialRequest as AttemptRequest, CallKey } from '../../src/routing/dial/request.js';
-import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, previewAttempt } from '../../src/store/dial-state.js';
+import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
+import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, offerAttempt, previewAttempt } from '../../src/store/dial-state.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -383,6 +383,75 @@ t.test('a batch answers each request as it would be answered alone, in its order
     { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) },
   );
   t.pass('the same answers and the same state');
+});
+
+t.test('a batch records the attempts its requests report as they would be recorded one by one', async (t) => {
+  const alone = await migratedDatabase(t);
+  const batched = await migratedDatabase(t);
+  for (const db of [alone, batched]) {
+    await db.pool.query(`INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'sequential', '{}', now())`);
+  }
+  const counted = countingPool(batched.pool);
+  const answer = dialAnswerer(counted.pool);
+  const members = NUMBERS.slice(0, 4);
+  // re-fetches of up to four calls, each reporting how the offer to one agent ended; an agent may
+  // be reported more than once in a batch, and may or may not have a state row yet
+  const reportsArb = fc.array(
+    fc.record({
+      call: fc.integer({ min: 0, max: 3 }),
+      agent: fc.constantFrom(...members),
+      status: fc.constantFrom('no-answer', 'busy', 'failed', 'completed'),
+      known: fc.boolean(),
+    }),
+    { minLength: 2, maxLength: 8 },
+  );
+  const pacingArb = fc.record({
+    wrapUpSeconds: fc.constantFrom(0, 30),
+    maxMissedOffers: fc.integer({ min: 0, max: 3 }),
+    missedPauseSeconds: fc.constantFrom(60, 300),
+  });
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(reportsArb, pacingArb, fc.array(fc.constantFrom(...members), { maxLength: 4 }), async (list, pacing, stateRows) => {
+      run++;
+      for (const db of [alone, batched]) {
+        await db.pool.query('TRUNCATE agent_states, agent_offers, caller_agents, dial_calls');
+        for (const n of new Set(stateRows)) await db.pool.query('INSERT INTO agent_states (number, missed_offers, updated_at) VALUES ($1, 1, $2)', [n, AT]);
+      }
+      const requests: AttemptRequest[] = list.map((r, i) => {
+        const at = new Date(AT.getTime() + i * 1000);
+        return {
+          key: { callSid: `rep${run}-${r.call}`, endpoint: 'connect', flowSlug: 'agents' },
+          attemptKey: `${r.agent}|${r.status}|${i}`,
+          tried: [r.agent],
+          candidates: members,
+          plan: { base: members, arrange: 'as_is' },
+          rrGroup: null,
+          sticky: null,
+          connected: null,
+          at,
+          busyExpired: new Date(at.getTime() - TTL),
+          extra: { tiers: null, reported: { agent: r.agent, status: r.status as 'no-answer', group: r.known ? 'sales' : null, pacing } },
+        };
+      });
+      const expected: DialOffer[] = [];
+      for (const req of requests) expected.push(await offerAttempt(alone.pool, req));
+      const before = counted.statements();
+      const got = await Promise.all(requests.map((req) => answer(req)));
+      if (counted.statements() - before !== 2) throw new Error('not one request alone and one batch');
+      if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
+      const state = async (pool: pg.Pool) =>
+        (
+          await pool.query(`SELECT
+            (SELECT json_agg(s ORDER BY s.number) FROM (SELECT number, missed_offers, paused_until, paused_reason, wrap_up_until, updated_at FROM agent_states) s) AS agents,
+            (SELECT json_agg(o ORDER BY o.call_sid, o.number) FROM (SELECT call_sid, number, group_slug, offered_at, outcome, ended_at FROM agent_offers) o) AS offers`)
+        ).rows[0];
+      const [a, b] = [await state(alone.pool), await state(batched.pool)];
+      if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`agent state: batched ${JSON.stringify(b)}, alone ${JSON.stringify(a)}`);
+    }),
+    { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) },
+  );
+  t.pass('the same answers, outcomes, misses, pauses and wrap-ups');
 });
 
 t.test('a batch that fails is retried request by request: a bad request fails alone', async (t) => {
