@@ -18,12 +18,12 @@
 -- under the call's lock; doing it in TypeScript would cost a second round trip per callback.
 --
 -- One round trip and one commit per callback (issue 6, bench/README.md): src/store/dial-state.ts
--- calls dial_offer() for a request alone, or dial_offers() for the requests that queued while the
--- previous statement ran.
+-- calls dial_offer() for a request alone, or dial_offer_batch() for the requests that queued while
+-- the previous statement ran.
 
 -- One Dial Whom / Connect request: the TypeScript side is DialRequest (src/routing/dial/request.ts),
 -- marshalled by asDialRequest (src/store/dial-state.ts): a request alone as ROW($1, …)::dial_request,
--- a batch as {"req": {…}} objects (dial_batch_item) read by name with json_populate_recordset.
+-- in a batch by name (dial_batch_request).
 CREATE TYPE dial_request AS (
     call_sid         TEXT,
     endpoint         TEXT,
@@ -74,17 +74,54 @@ CREATE TYPE dial_extra AS (
     missed_pause_seconds INT
 );
 
--- One request of a batch (dial_offers()): {"req": {…dial_request by name}, "more": {…dial_extra by
--- name}}, `more` left out when the request has no tiers and reports nothing (most requests). Read
--- by json_populate_recordset, which fills both records while it streams the JSON once.
+-- One request of a batch as dial_offer_batch() reads it: one flat JSON object with the attributes
+-- of dial_request and then those of dial_extra, by name (dial_extra's left out when the request has
+-- no tiers and reports nothing, as most do). Flat, so that json_populate_recordset lexes each
+-- request once: a nested object is lexed again for its record (bench/HISTORY.md).
+-- test/store/dial-sql-source.test.ts checks that the attributes are exactly those of the two types.
+CREATE TYPE dial_batch_request AS (
+    call_sid TEXT, endpoint TEXT, flow_slug TEXT, attempt_key TEXT, tried TEXT[], candidates TEXT[], base TEXT[],
+    arrange TEXT, rr_group TEXT, sticky_caller TEXT, sticky_since TIMESTAMPTZ, connected_caller TEXT,
+    connected_agent TEXT, at TIMESTAMPTZ, busy_expired TIMESTAMPTZ,
+    tier_ends INT[], tier_arranges TEXT[], tier_rr_groups TEXT[], reported_agent TEXT, reported_status TEXT,
+    reported_group TEXT, wrap_up_seconds INT, max_missed_offers INT, missed_pause_seconds INT
+);
+
+-- A request of a batch as instances of the version before read it (dial_offers()): {"req": {…},
+-- "more": {…}}.
 CREATE TYPE dial_batch_item AS (req dial_request, more dial_extra);
 
+-- An agent's consecutive missed offers now, counted up to p_up_to: of its offers that ended after
+-- the last reset of the count (agent_states.misses_since: when it was paused for misses, or set
+-- available), the newest p_up_to, those offered after the last answered one. Counted where it is
+-- read (the pause check, up to the group's maxMissedOffers; the admin API) rather than kept per
+-- miss, so that a miss writes one row, its offer's, and a read stays within p_up_to index entries.
+-- Offers older than 31 days are deleted (src/store/retention.ts) and no longer count.
+CREATE OR REPLACE FUNCTION agent_missed_offers(p_agent TEXT, p_up_to INT) RETURNS INT
+LANGUAGE sql STABLE
+AS $$
+    WITH newest AS (
+        SELECT o.outcome, o.offered_at FROM agent_offers o
+         WHERE o.number = p_agent AND o.outcome IS NOT NULL
+           AND o.offered_at > COALESCE((SELECT s.misses_since FROM agent_states s WHERE s.number = p_agent), '-infinity')
+         ORDER BY o.offered_at DESC LIMIT p_up_to
+    )
+    SELECT count(*)::int FROM newest n
+     WHERE n.outcome <> 'answered'
+       AND n.offered_at > COALESCE((SELECT max(a.offered_at) FROM newest a WHERE a.outcome = 'answered'), '-infinity')
+$$;
+
 -- How an offer to an agent ended, once per offer (a call offers an agent at most once, so the
--- re-fetch and the dial events that report one offer land on its one agent_offers row): answered
--- resets the agent's consecutive misses and, for a call that ended (p_ended), starts the wrap-up;
--- unanswered counts a miss, and the p_max_missed-th in a row pauses the agent. Returns {outcome,
--- offered: whether this also recorded the offer itself}, or NULL when the offer's end was already
--- known (nothing written).
+-- re-fetch and the dial events that report one offer land on its one agent_offers row). Answered:
+-- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
+-- starts again by itself: agent_missed_offers()). Unanswered: when the group pauses after
+-- p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the count
+-- reset; otherwise a miss writes nothing but its offer. Returns {outcome, offered: whether this also
+-- recorded the offer itself}, or NULL when the offer's end was already known (nothing written).
+--
+-- Concurrency: misses of one agent in two calls at once are counted one after the other, under an
+-- advisory lock on the agent ('agnt', taken after the call's lock, held until commit); the second
+-- count, a fresh snapshot taken after the lock, sees the first's offer.
 CREATE OR REPLACE FUNCTION dial_offer_ended(
     p_call_sid TEXT, p_agent TEXT, p_group TEXT, p_outcome TEXT, p_ended BOOLEAN, p_at TIMESTAMPTZ,
     p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT
@@ -105,21 +142,27 @@ BEGIN
         RETURN NULL;
     END IF;
     IF p_outcome = 'answered' THEN
-        INSERT INTO agent_states AS s (number, missed_offers, wrap_up_until, updated_at)
-        VALUES (p_agent, 0, CASE WHEN p_ended AND p_wrap_up_seconds > 0 THEN p_at + make_interval(secs => p_wrap_up_seconds) END, p_at)
-        ON CONFLICT (number) DO UPDATE
-           SET missed_offers = 0, paused_until = NULL, paused_reason = NULL,
-               wrap_up_until = COALESCE(EXCLUDED.wrap_up_until, s.wrap_up_until), updated_at = p_at;
-    ELSE
-        INSERT INTO agent_states AS s (number, missed_offers, updated_at) VALUES (p_agent, 1, p_at)
-        ON CONFLICT (number) DO UPDATE SET missed_offers = s.missed_offers + 1, updated_at = p_at
-        RETURNING missed_offers INTO v_missed;
-        IF p_max_missed > 0 AND v_missed >= p_max_missed THEN
-            UPDATE agent_states
-               SET paused_until = p_at + make_interval(secs => p_pause_seconds),
-                   paused_reason = format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid),
-                   missed_offers = 0
-             WHERE number = p_agent;
+        IF p_ended AND p_wrap_up_seconds > 0 THEN
+            INSERT INTO agent_states AS s (number, wrap_up_until, updated_at)
+            VALUES (p_agent, p_at + make_interval(secs => p_wrap_up_seconds), p_at)
+            ON CONFLICT (number) DO UPDATE
+               SET wrap_up_until = EXCLUDED.wrap_up_until, paused_until = NULL, paused_reason = NULL, updated_at = p_at;
+        ELSE
+            UPDATE agent_states SET paused_until = NULL, paused_reason = NULL, updated_at = p_at
+             WHERE number = p_agent AND paused_until IS NOT NULL;
+        END IF;
+    ELSIF p_max_missed > 0 THEN
+        IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
+            PERFORM pg_advisory_xact_lock(1634168436, hashtext(p_agent));
+        END IF;
+        v_missed := agent_missed_offers(p_agent, p_max_missed);
+        IF v_missed >= p_max_missed THEN
+            INSERT INTO agent_states AS s (number, paused_until, paused_reason, misses_since, updated_at)
+            VALUES (p_agent, p_at + make_interval(secs => p_pause_seconds),
+                    format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid), p_at, p_at)
+            ON CONFLICT (number) DO UPDATE
+               SET paused_until = EXCLUDED.paused_until, paused_reason = EXCLUDED.paused_reason,
+                   misses_since = EXCLUDED.misses_since, updated_at = p_at;
         END IF;
     END IF;
     RETURN jsonb_build_object('outcome', p_outcome, 'offered', v_new);
@@ -139,7 +182,8 @@ $$;
 -- the round-robin position and inserts the row; the others wait, and then (each statement of a
 -- plpgsql function takes a fresh snapshot, which a single SQL statement would not) see its order
 -- and the answers stored so far. Lock order: the caller_agents row, the call's advisory lock, its
--- dial_calls row, the reported agent's agent_offers and agent_states rows.
+-- dial_calls row, the reported agent's agent_offers row, its advisory lock (a miss in a group that
+-- pauses) and its agent_states row.
 --
 -- p_preview: a simulation, in a transaction that is rolled back: read the round-robin position,
 -- do not take it (a sequence does not roll back).
@@ -337,8 +381,29 @@ $$;
 -- advisory locks are held until the batch commits; exoroute runs one batch at a time, so batches
 -- of one instance never wait for each other.
 --
--- p_requests: a JSON array of dial_batch_item objects, {"req": {…}, "more": {…}} (attributes by
--- name; other keys are ignored). Each row answers the request at position `idx` (from 0).
+-- p_requests: a JSON array of dial_batch_request objects (attributes by name; other keys are
+-- ignored). Each row answers the request at position `idx` (from 0).
+CREATE OR REPLACE FUNCTION dial_offer_batch(p_requests JSON) RETURNS TABLE (idx INT, answer JSONB)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    r dial_batch_request;
+BEGIN
+    idx := -1;
+    FOR r IN SELECT * FROM json_populate_recordset(NULL::dial_batch_request, p_requests) LOOP
+        idx := idx + 1;
+        answer := dial_offer(
+            ROW(r.call_sid, r.endpoint, r.flow_slug, r.attempt_key, r.tried, r.candidates, r.base, r.arrange, r.rr_group,
+                r.sticky_caller, r.sticky_since, r.connected_caller, r.connected_agent, r.at, r.busy_expired)::dial_request,
+            ROW(r.tier_ends, r.tier_arranges, r.tier_rr_groups, r.reported_agent, r.reported_status, r.reported_group,
+                r.wrap_up_seconds, r.max_missed_offers, r.missed_pause_seconds)::dial_extra);
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+-- The batch as instances of the version before send it: {"req": {…}, "more": {…}} items
+-- (dial_batch_item).
 CREATE OR REPLACE FUNCTION dial_offers(p_requests JSON) RETURNS TABLE (idx INT, answer JSONB)
 LANGUAGE plpgsql
 AS $$
@@ -348,25 +413,6 @@ BEGIN
     idx := -1;
     FOR r IN SELECT * FROM json_populate_recordset(NULL::dial_batch_item, p_requests) LOOP
         idx := idx + 1;
-        answer := dial_offer(r.req, r.more);
-        RETURN NEXT;
-    END LOOP;
-END
-$$;
-
--- The batch as instances of the version before dial_offers() send it: one flat object per request,
--- with the attributes of dial_request and dial_extra by name.
-CREATE OR REPLACE FUNCTION dial_offer_batch(p_requests JSON) RETURNS TABLE (idx INT, answer JSONB)
-LANGUAGE plpgsql
-AS $$
-DECLARE
-    r RECORD;
-BEGIN
-    FOR r IN
-        SELECT (j.i - 1)::int AS i, jsonb_populate_record(NULL::dial_request, j.v) AS req, jsonb_populate_record(NULL::dial_extra, j.v) AS more
-          FROM jsonb_array_elements(p_requests::jsonb) WITH ORDINALITY AS j(v, i) ORDER BY j.i
-    LOOP
-        idx := r.i;
         answer := dial_offer(r.req, r.more);
         RETURN NEXT;
     END LOOP;

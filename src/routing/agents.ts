@@ -2,7 +2,7 @@ import type { Agent, AgentState, Availability } from '../schemas/agent.js';
 import type { ScheduleRules } from '../schemas/schedule.js';
 import { isOpen } from './schedule.js';
 
-/** What the dial path records about an agent's phone (agent_states), as of one read. */
+/** What the dial path records about an agent's phone (agent_states; the missed offers counted from agent_offers), as of one read. */
 export interface AgentFacts {
   busy: boolean;
   busySince: Date | null;

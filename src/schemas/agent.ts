@@ -50,7 +50,10 @@ export const AgentSchema = Type.Object({
   availability: Type.Union([AvailabilitySchema, Type.Null()], { description: 'As last set (null: never set)' }),
   wrapUpUntil: NullableInstantSchema,
   paused: Type.Union([Type.Object({ until: InstantSchema, reason: Type.String() }), Type.Null()]),
-  missedOffers: Type.Integer({ description: 'Consecutive offers not answered' }),
+  missedOffers: Type.Integer({
+    description:
+      'Consecutive offers not answered: since its last answered offer, its last pause for misses, or when it was last set available (counted up to 1000)',
+  }),
   today: Type.Object({ offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() }, { description: 'Since local midnight in `timezone`' }),
 });
 export type Agent = Static<typeof AgentSchema>;

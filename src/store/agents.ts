@@ -32,7 +32,7 @@ export async function loadAvailability(pool: pg.Pool): Promise<Map<string, Avail
  * every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
  * calls at once flip twice; but a repeat of the same call (Exotel retrying, or polling twice) flips
  * nothing: the row is left as that call set it and no row comes back. Set available, the agent's
- * missed-offer count and pause are cleared too.
+ * pause is lifted and its count of missed offers starts again.
  */
 const SET_SQL = `
 WITH prev AS (
@@ -47,8 +47,9 @@ WITH prev AS (
   WHERE $2 <> 'toggle' OR a.set_by <> EXCLUDED.set_by
   RETURNING ${AVAILABILITY_COLUMNS}
 ), cleared AS (
-  UPDATE agent_states SET missed_offers = 0, paused_until = NULL, paused_reason = NULL, updated_at = $6
-   WHERE number = $1 AND (SELECT status FROM next) = 'available' AND (missed_offers > 0 OR paused_until IS NOT NULL)
+  INSERT INTO agent_states AS s (number, misses_since, updated_at)
+  SELECT $1, $6, $6 WHERE (SELECT status FROM next) = 'available'
+  ON CONFLICT (number) DO UPDATE SET misses_since = EXCLUDED.misses_since, paused_until = NULL, paused_reason = NULL, updated_at = $6
 ), audit AS (
   INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after)
   SELECT $7::uuid, 'set-availability', 'agent', $1, (SELECT to_jsonb(p) FROM prev p), to_jsonb(n) FROM next n
@@ -111,13 +112,24 @@ export async function setAvailability(pool: pg.Pool, actor: Actor, number: strin
 type FactsRow = AgentFacts & { number: string };
 type CountsRow = { number: string; offers: number; answers: number; misses: number };
 
-const FACTS_SQL = `SELECT number, busy, busy_since AS "busySince", busy_call_sid AS "busyCallSid", wrap_up_until AS "wrapUpUntil",
-  missed_offers AS "missedOffers", paused_until AS "pausedUntil", paused_reason AS "pausedReason" FROM agent_states`;
+/** The admin API counts an agent's missed offers in a row up to this many (each read stays bounded). */
+export const MISSED_OFFERS_COUNTED_UP_TO = 1000;
+
+/**
+ * The facts of the numbers `numbers` (a query) selects: a number without an agent_states row may
+ * still have missed offers. Without `withMisses` (the metrics, which need only the state) they are
+ * not counted and read as 0.
+ */
+const factsSql = (numbers: string, withMisses: boolean) => `SELECT n.number, COALESCE(s.busy, false) AS busy, s.busy_since AS "busySince",
+  s.busy_call_sid AS "busyCallSid", s.wrap_up_until AS "wrapUpUntil",
+  ${withMisses ? `agent_missed_offers(n.number, ${MISSED_OFFERS_COUNTED_UP_TO})` : '0'} AS "missedOffers",
+  s.paused_until AS "pausedUntil", s.paused_reason AS "pausedReason"
+  FROM (${numbers}) AS n(number) LEFT JOIN agent_states s ON s.number = n.number`;
 const MISSED = `('no-answer', 'busy', 'failed')`;
 
-/** The facts of these numbers, by number. */
-export async function loadFacts(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {
-  const { rows } = await pool.query<FactsRow>(`${FACTS_SQL} WHERE number = ANY($1::text[])`, [numbers]);
+/** The facts of these numbers, by number; their missed offers are not counted. */
+async function loadStates(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {
+  const { rows } = await pool.query<FactsRow>(factsSql('SELECT unnest($1::text[])', false), [numbers]);
   return new Map(rows.map(({ number, ...f }) => [number, f]));
 }
 
@@ -142,7 +154,7 @@ export async function listAgents(
       args,
     ),
     pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability ${one ? 'WHERE number = $1' : ''}`, args),
-    pool.query<FactsRow>(`${FACTS_SQL} ${one ? 'WHERE number = $1' : 'WHERE number IN (SELECT number FROM dial_group_members)'}`, args),
+    pool.query<FactsRow>(factsSql(one ? 'SELECT $1::text' : 'SELECT DISTINCT number FROM dial_group_members', true), args),
     pool.query<CountsRow>(
       `SELECT number, count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
               (count(*) FILTER (WHERE outcome IN ${MISSED}))::int AS misses
@@ -197,7 +209,7 @@ export async function countAgentStates(
   busyExpired: Date,
 ): Promise<Map<string, number>> {
   const memberships = membershipsOf(snapshot.dialGroups.values());
-  const facts = await loadFacts(pool, [...memberships.keys()]);
+  const facts = await loadStates(pool, [...memberships.keys()]);
   const counts = new Map<string, number>();
   for (const [number, ms] of memberships) {
     const { state } = agentView({

@@ -1,6 +1,6 @@
 /**
  * dial_answer() (prisma/functions/dial_answer.sql), through src/store/dial-state.ts: the one
- * function call per Dial Whom / Connect callback, alone or in a batch (dial_offers()).
+ * function call per Dial Whom / Connect callback, alone or in a batch (dial_offer_batch()).
  * Checked against the TypeScript it replaced (`reference` below: the order and availability rules
  * as they were written in TypeScript before issue 6) over random groups, agent facts, sticky
  * connections and attempts; and for concurrency. The migrations that led there are tested at the end.
@@ -416,7 +416,14 @@ t.test('a batch records the attempts its requests report as they would be record
       run++;
       for (const db of [alone, batched]) {
         await db.pool.query('TRUNCATE agent_states, agent_offers, caller_agents, dial_calls');
-        for (const n of new Set(stateRows)) await db.pool.query('INSERT INTO agent_states (number, missed_offers, updated_at) VALUES ($1, 1, $2)', [n, AT]);
+        for (const n of new Set(stateRows)) {
+          // a state row, and a miss before, which counts toward a pause
+          await db.pool.query('INSERT INTO agent_states (number, updated_at) VALUES ($1, $2)', [n, AT]);
+          await db.pool.query(`INSERT INTO agent_offers (call_sid, number, offered_at, outcome, ended_at) VALUES ('before', $1, $2, 'no-answer', $2)`, [
+            n,
+            new Date(AT.getTime() - 60_000),
+          ]);
+        }
       }
       const requests: AttemptRequest[] = list.map((r, i) => {
         const at = new Date(AT.getTime() + i * 1000);
@@ -442,9 +449,13 @@ t.test('a batch records the attempts its requests report as they would be record
       if (JSON.stringify(got) !== JSON.stringify(expected)) throw new Error(`batched ${JSON.stringify(got)}, alone ${JSON.stringify(expected)}`);
       const state = async (pool: pg.Pool) =>
         (
-          await pool.query(`SELECT
-            (SELECT json_agg(s ORDER BY s.number) FROM (SELECT number, missed_offers, paused_until, paused_reason, wrap_up_until, updated_at FROM agent_states) s) AS agents,
-            (SELECT json_agg(o ORDER BY o.call_sid, o.number) FROM (SELECT call_sid, number, group_slug, offered_at, outcome, ended_at FROM agent_offers) o) AS offers`)
+          await pool.query(
+            `SELECT
+            (SELECT json_agg(s ORDER BY s.number) FROM (SELECT number, misses_since, paused_until, paused_reason, wrap_up_until, updated_at FROM agent_states) s) AS agents,
+            (SELECT json_agg(agent_missed_offers(m, 1000) ORDER BY m) FROM unnest($1::text[]) AS m) AS missed,
+            (SELECT json_agg(o ORDER BY o.call_sid, o.number) FROM (SELECT call_sid, number, group_slug, offered_at, outcome, ended_at FROM agent_offers) o) AS offers`,
+            [members],
+          )
         ).rows[0];
       const [a, b] = [await state(alone.pool), await state(batched.pool)];
       if (JSON.stringify(a) !== JSON.stringify(b)) throw new Error(`agent state: batched ${JSON.stringify(b)}, alone ${JSON.stringify(a)}`);
@@ -682,7 +693,7 @@ t.test('during a rolling upgrade, instances of the previous version get the same
     ],
     'a batch with idx: the rotation moved on',
   );
-  // the version before dial_offers(): one flat object per request, dial_extra's keys beside dial_request's
+  // the version before this one (dial_offers()): {req, more} items
   const reporting: AttemptRequest = {
     ...request('r1', [NUMBERS[1]!]),
     attemptKey: `${NUMBERS[1]}|no-answer`,
@@ -691,9 +702,101 @@ t.test('during a rolling upgrade, instances of the previous version get the same
       reported: { agent: NUMBERS[1]!, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } },
     },
   };
-  const flat = await pool.query('SELECT idx, answer FROM dial_offer_batch($1::json)', [
-    JSON.stringify([{ ...asDialRequest(reporting), ...asDialExtra(reporting) }]),
+  const nested = await pool.query('SELECT idx, answer FROM dial_offers($1::json)', [
+    JSON.stringify([{ req: asDialRequest(reporting), more: asDialExtra(reporting) }]),
   ]);
-  t.same(flat.rows[0].answer.numbers, [NUMBERS[2]], 'a flat batch of the previous version: the numbers left');
-  t.match(flat.rows[0].answer.reported, { agent: NUMBERS[1], outcome: 'no-answer' }, 'and the attempt it reports, recorded');
+  t.same(nested.rows[0].answer.numbers, [NUMBERS[2]], 'a batch of {req, more} items of the previous version: the numbers left');
+  t.match(nested.rows[0].answer.reported, { agent: NUMBERS[1], outcome: 'no-answer' }, 'and the attempt it reports, recorded');
+});
+
+/** A re-fetch of `callSid` reporting that `agent` did not answer, in a group that pauses after `maxMissed` misses. */
+const missOf = (callSid: string, agent: string, maxMissed: number, at = AT): AttemptRequest => ({
+  key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+  attemptKey: `${agent}|no-answer`,
+  tried: [agent],
+  candidates: NUMBERS.slice(0, 3),
+  plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+  rrGroup: null,
+  sticky: null,
+  connected: null,
+  at,
+  busyExpired: new Date(at.getTime() - TTL),
+  extra: {
+    tiers: null,
+    reported: { agent, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: maxMissed, missedPauseSeconds: 300 } },
+  },
+});
+
+const missed = async (pool: pg.Pool, agent: string) => (await pool.query<{ n: number }>('SELECT agent_missed_offers($1, 1000) AS n', [agent])).rows[0]!.n;
+
+t.test('a miss writes its offer alone; the misses in a row are counted from the offers', async (t) => {
+  const { pool } = await migratedDatabase(t);
+  const A = NUMBERS[0]!;
+  const states = async () => (await pool.query('SELECT number, paused_until, misses_since FROM agent_states')).rows;
+  await offerAttempt(pool, missOf('c1', A, 0));
+  await offerAttempt(pool, missOf('c2', A, 0, new Date(AT.getTime() + 1000)));
+  t.same(await states(), [], 'in a group that does not pause, no agent state is written');
+  t.equal(await missed(pool, A), 2, 'two misses in a row');
+  t.equal((await pool.query('SELECT agent_missed_offers($1, 1) AS n', [A])).rows[0].n, 1, 'counted up to the limit given');
+  await pool.query(`INSERT INTO agent_offers (call_sid, number, offered_at, outcome, ended_at) VALUES ('c3', $1, $2, 'answered', $2)`, [
+    A,
+    new Date(AT.getTime() + 2000),
+  ]);
+  t.equal(await missed(pool, A), 0, 'an answered offer ends the run');
+
+  const at = (s: number) => new Date(AT.getTime() + s * 1000);
+  t.same((await offerAttempt(pool, missOf('c4', A, 2, at(10)))).reported, { agent: A, group: 'sales', outcome: 'no-answer', offered: true });
+  t.same(await states(), [], 'one miss of two: nothing but the offer');
+  await offerAttempt(pool, missOf('c5', A, 2, at(20)));
+  t.same(await states(), [{ number: A, paused_until: at(320), misses_since: at(20) }], 'the second in a row pauses the agent, and the count starts again');
+  t.equal(await missed(pool, A), 0);
+  const { rows } = await pool.query('SELECT paused_reason FROM agent_states');
+  t.equal(rows[0].paused_reason, '2 offers in a row not answered (the last: no-answer, call c5)');
+  await offerAttempt(pool, missOf('c6', A, 2, at(400)));
+  t.equal(await missed(pool, A), 1, 'after the pause, one miss is one');
+  t.same(await states(), [{ number: A, paused_until: at(320), misses_since: at(20) }], 'and pauses no one');
+});
+
+t.test('misses of one agent in two calls at once are counted one after the other', async (t) => {
+  const { pool } = await migratedDatabase(t);
+  const A = NUMBERS[0]!;
+  const [one, two] = [await pool.connect(), await pool.connect()];
+  t.teardown(() => {
+    one.release();
+    two.release();
+  });
+  await one.query('BEGIN');
+  await offerAttempt(one as unknown as pg.Pool, missOf('c1', A, 2));
+  await two.query('BEGIN');
+  let settled = false;
+  const second = offerAttempt(two as unknown as pg.Pool, missOf('c2', A, 2, new Date(AT.getTime() + 1000))).finally(() => {
+    settled = true;
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(settled, "the second waits for the first's count to commit");
+  await one.query('COMMIT');
+  await second;
+  await two.query('COMMIT');
+  const { rows } = await pool.query('SELECT paused_until FROM agent_states WHERE number = $1', [A]);
+  t.ok(rows[0]?.paused_until, 'and sees its miss: two in a row, paused');
+});
+
+t.test('the migration that counts misses from the offers carries each count over', async (t) => {
+  const pool = await migratedBefore(t, '20261205000800');
+  const [A, B, C] = NUMBERS;
+  const at = (s: number) => new Date(AT.getTime() + s * 1000);
+  // A: missed, answered, missed twice (count 2); B: paused after misses (count 0) with no answer
+  // since; C: one miss and no state row
+  await pool.query(
+    `INSERT INTO agent_offers (call_sid, number, offered_at, outcome, ended_at) VALUES
+       ('a1', $1, $4, 'busy', $4), ('a2', $1, $5, 'answered', $5), ('a3', $1, $6, 'no-answer', $6), ('a4', $1, $7, 'no-answer', $7),
+       ('b1', $2, $4, 'no-answer', $4), ('b2', $2, $5, 'no-answer', $5), ('b3', $2, $6, NULL, NULL), ('c1', $3, $4, 'failed', $4)`,
+    [A, B, C, at(1), at(2), at(3), at(4)],
+  );
+  await pool.query(
+    `INSERT INTO agent_states (number, missed_offers, paused_until, updated_at) VALUES ($1, 2, NULL, $3), ($2, 0, $3::timestamptz + interval '5 minutes', $3)`,
+    [A, B, at(5)],
+  );
+  await applyMigrations(pool);
+  t.same([await missed(pool, A!), await missed(pool, B!), await missed(pool, C!)], [2, 0, 1]);
 });

@@ -70,9 +70,16 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
   const ago = (s: number) => new Date(now - s * 1000);
   const ahead = (s: number) => new Date(now + s * 1000);
   await ctx.db.pool.query(
-    `INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, wrap_up_until, missed_offers, paused_until, paused_reason, updated_at)
-     VALUES ($1, true, $3, 'call-7', NULL, 0, NULL, NULL, now()), ($2, false, NULL, NULL, $4, 1, NULL, NULL, now())`,
+    `INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, wrap_up_until, paused_until, paused_reason, updated_at)
+     VALUES ($1, true, $3, 'call-7', NULL, NULL, NULL, now()), ($2, false, NULL, NULL, $4, NULL, NULL, now())`,
     [A, B, ago(30), ahead(20)],
+  );
+  // B's offers before today: a miss, an answer, then two misses in a row
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at)
+     SELECT 'b' || i, $1, 'sales', $2::timestamptz - make_interval(days => 5 - i::int), o, $2::timestamptz - make_interval(days => 5 - i::int)
+       FROM unnest(ARRAY['no-answer', 'answered', 'busy', 'no-answer']) WITH ORDINALITY AS x(o, i)`,
+    [B, ago(0)],
   );
   await ctx.db.pool.query(
     `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
@@ -93,7 +100,11 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
     },
     'on a call since when, which call; today only (the offer of three days ago is not counted)',
   );
-  t.match(list.get(B), { state: 'wrapping_up', wrapUpUntil: ahead(20).toISOString(), missedOffers: 1, today: { offers: 0, answers: 0, misses: 0 } });
+  t.match(
+    list.get(B),
+    { state: 'wrapping_up', wrapUpUntil: ahead(20).toISOString(), missedOffers: 2, today: { offers: 0, answers: 0, misses: 0 } },
+    'missed offers: those since the last answered one',
+  );
   t.match(list.get(C), { name: 'Chitra', state: 'available', groups: [{ slug: 'sales' }, { slug: 'support' }] }, 'C is in two groups');
   t.match(list.get(D), { state: 'off_shift', groups: [{ slug: 'support', schedule: 'never', onShift: false }] });
 
@@ -148,16 +159,30 @@ t.test('PUT availability: away with a reason and until, audited; back to availab
   await until_(ctx, (s) => s.availability.get(B)?.status === 'away');
 
   await ctx.db.pool.query(
-    `INSERT INTO agent_states (number, missed_offers, paused_until, paused_reason, updated_at)
-    VALUES ($1, 3, now() + interval '5 minutes', '3 missed offers', now())`,
+    `INSERT INTO agent_states (number, paused_until, paused_reason, updated_at)
+    VALUES ($1, now() + interval '5 minutes', '3 missed offers', now())`,
     [B],
   );
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at)
+     SELECT 'm' || i, $1, 'sales', now() - make_interval(mins => 10 - i), 'no-answer', now() - make_interval(mins => 10 - i) FROM generate_series(1, 2) AS i`,
+    [B],
+  );
+  t.match((await agents(ctx)).get(B), { state: 'away', missedOffers: 2 });
   const back = await ctx.admin({ method: 'PUT', url: '/admin/agents/%2B919811100002/availability', payload: { status: 'available' } });
   t.equal(back.statusCode, 200);
   t.match(back.json(), { status: 'available', reason: null, until: null });
-  const { rows } = await ctx.db.pool.query('SELECT missed_offers, paused_until FROM agent_states WHERE number = $1', [B]);
-  t.same(rows, [{ missed_offers: 0, paused_until: null }], 'set available: the pause and the count are gone');
-  t.match((await agents(ctx)).get(B), { state: 'available', away: null, paused: null, missedOffers: 0 });
+  const { rows } = await ctx.db.pool.query('SELECT paused_until FROM agent_states WHERE number = $1', [B]);
+  t.same(rows, [{ paused_until: null }], 'set available: the pause is gone');
+  t.match((await agents(ctx)).get(B), { state: 'available', away: null, paused: null, missedOffers: 0 }, 'and the count starts again');
+  // an agent set available who never had a state row gets one, so that earlier misses no longer count
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES ('c-miss', $1, 'sales', now() - interval '1 minute', 'busy', now() - interval '1 minute')`,
+    [C],
+  );
+  t.match((await agents(ctx)).get(C), { missedOffers: 1 });
+  t.equal((await ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(C)}/availability`, payload: { status: 'available' } })).statusCode, 200);
+  t.match((await agents(ctx)).get(C), { missedOffers: 0 });
 
   const audit = await ctx.admin({ method: 'GET', url: `/admin/audit?entity=agent&entityId=${encodeURIComponent(B)}` });
   t.match(
