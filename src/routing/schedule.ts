@@ -313,6 +313,11 @@ interface OpenStretch {
   /** Where each local date of the stretch starts, and why an instant in it outside `intervals` is closed. */
   readonly dates: ReadonlyArray<{ readonly start: number; readonly closedReason: string }>;
   readonly zone: IANAZone;
+  /**
+   * The local time of the minute last asked about (localTimeAt): its UTC offset comes from luxon,
+   * which asks Intl on every call, and was 5 % of a passthru callback's CPU (bench/HISTORY.md).
+   */
+  readonly clock: { minute: number; localTime: string };
 }
 const stretches = new WeakMap<ScheduleRules, OpenStretch>();
 /** Dates covered by one stretch, starting with the date of the instant asked about. */
@@ -332,7 +337,29 @@ function openStretch(rules: ScheduleRules, ms: number): OpenStretch {
     const date = addDays(day, i);
     return { start: cal.startOf(date), closedReason: closedReason(cal, date) };
   });
-  return { from: cal.startOf(day), to: cal.startOf(addDays(day, STRETCH_DATES)), intervals, dates, zone: cal.zone };
+  return {
+    from: cal.startOf(day),
+    to: cal.startOf(addDays(day, STRETCH_DATES)),
+    intervals,
+    dates,
+    zone: cal.zone,
+    clock: { minute: Number.NaN, localTime: '' },
+  };
+}
+
+/**
+ * The instant as a person at the schedule reads a clock (`fri 2026-12-25 11:00 Asia/Kolkata`),
+ * worked out once per minute: it shows minutes, and UTC offsets change on whole minutes.
+ */
+function localTimeAt(stretch: OpenStretch, timezone: string, ms: number): string {
+  const minute = Math.floor(ms / MINUTE_MS);
+  if (stretch.clock.minute !== minute) {
+    const local = new Date(ms + stretch.zone.offset(ms) * MINUTE_MS);
+    const iso = local.toISOString();
+    stretch.clock.minute = minute;
+    stretch.clock.localTime = `${WEEKDAY_BY_JS_DAY[local.getUTCDay()]} ${iso.slice(0, 10)} ${iso.slice(11, 16)} ${timezone}`;
+  }
+  return stretch.clock.localTime;
 }
 
 function stretchAt(rules: ScheduleRules, ms: number): OpenStretch {
@@ -361,9 +388,7 @@ export function isOpen(rules: ScheduleRules, at: Date): boolean {
 export function openAt(rules: ScheduleRules, at: Date): { open: boolean; reason: string; localTime: string } {
   const ms = toMillis(at);
   const stretch = stretchAt(rules, ms);
-  const local = new Date(ms + stretch.zone.offset(ms) * MINUTE_MS);
-  const hhmm = local.toISOString().slice(11, 16);
-  const localTime = `${WEEKDAY_BY_JS_DAY[local.getUTCDay()]} ${local.toISOString().slice(0, 10)} ${hhmm} ${rules.timezone}`;
+  const localTime = localTimeAt(stretch, rules.timezone, ms);
   const override = overrideAt(rules, ms);
   if (override) return { open: override.open, reason: overrideReason(rules, at)!, localTime };
   for (const iv of stretch.intervals) if (iv.start <= ms && ms < iv.end) return { open: true, reason: iv.reason, localTime };

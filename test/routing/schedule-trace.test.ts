@@ -74,3 +74,15 @@ t.test('a holiday names its exception, at the local time a support lead reads', 
     localTime: 'thu 2026-12-24 11:00 Asia/Kolkata',
   });
 });
+
+t.test('the local time follows a change of UTC offset to the second, asked in any order', async (t) => {
+  // London leaves summer time at 01:00 UTC on 2026-10-25: 01:59:59 BST, then 01:00:00 GMT.
+  const [, rules] = CASES[1]!;
+  const local = (iso: string) => openAt(rules, new Date(iso)).localTime;
+  t.equal(local('2026-10-25T00:59:59.999Z'), 'sun 2026-10-25 01:59 Europe/London');
+  t.equal(local('2026-10-25T00:59:00.000Z'), 'sun 2026-10-25 01:59 Europe/London');
+  t.equal(local('2026-10-25T01:00:00.000Z'), 'sun 2026-10-25 01:00 Europe/London');
+  t.equal(local('2026-10-25T01:00:59.999Z'), 'sun 2026-10-25 01:00 Europe/London');
+  t.equal(local('2026-10-25T00:59:30.000Z'), 'sun 2026-10-25 01:59 Europe/London');
+  t.equal(local('2026-10-25T01:30:00.000Z'), 'sun 2026-10-25 01:30 Europe/London');
+});
