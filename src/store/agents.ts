@@ -113,7 +113,7 @@ type FactsRow = AgentFacts & { number: string };
 type CountsRow = { number: string; offers: number; answers: number; misses: number };
 
 /** The admin API counts an agent's missed offers in a row up to this many (each read stays bounded). */
-export const MISSED_OFFERS_COUNTED_UP_TO = 1000;
+const MISSED_OFFERS_COUNTED_UP_TO = 1000;
 
 /**
  * The facts of the numbers `numbers` (a query) selects: a number without an agent_states row may

@@ -60,10 +60,9 @@ export function asDialExtra(req: DialRequest) {
  * object, the attributes of dial_request and, only when the request has tiers or reports an attempt
  * (most have neither), those of dial_extra. Flat, because Postgres lexes a nested object twice.
  */
-function asBatchItem(req: DialRequest): Record<string, unknown> {
-  const item: Record<string, unknown> = asDialRequest(req);
-  if (req.extra?.tiers || req.extra?.reported) Object.assign(item, asDialExtra(req));
-  return item;
+function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Partial<ReturnType<typeof asDialExtra>> {
+  const item = asDialRequest(req);
+  return req.extra?.tiers || req.extra?.reported ? Object.assign(item, asDialExtra(req)) : item;
 }
 
 /**
