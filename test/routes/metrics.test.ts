@@ -222,7 +222,9 @@ t.test('/metrics counts dial-group members by state, each once', async (t) => {
   await ctx.db.pool.query(
     `INSERT INTO agent_states (number, paused_until, paused_reason, updated_at) VALUES ('+919811100005', now() + interval '1 hour', '2 missed offers', now())`,
   );
-  for (let i = 0; i < 300 && ctx.app.rules.current?.availability.get('+919811100002')?.status !== 'away'; i++) await new Promise((r) => setTimeout(r, 10));
+  // Both groups and the availability in the rules snapshot: a reload may read the groups before the second one committed.
+  const loaded = () => ctx.app.rules.current?.dialGroups.has('support') === true && ctx.app.rules.current.availability.get('+919811100002')?.status === 'away';
+  for (let i = 0; i < 300 && !loaded(); i++) await new Promise((r) => setTimeout(r, 10));
   const { samples, types } = await scrape(ctx);
   t.equal(types.get('exoroute_agents'), 'gauge');
   const byState = Object.fromEntries(samples.filter((s) => s.name === 'exoroute_agents').map((s) => [s.labels.state, s.value]));
