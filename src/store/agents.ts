@@ -22,8 +22,8 @@ export class NoAgentError extends DomainError {
 const AVAILABILITY_COLUMNS = 'status, reason, until, set_by AS "setBy", set_at AS "setAt"';
 
 /** Every availability row, by number (for the rules snapshot). */
-export async function loadAvailability(pool: pg.Pool): Promise<Map<string, Availability>> {
-  const { rows } = await pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability`);
+export async function loadAvailability(db: pg.Pool | pg.PoolClient): Promise<Map<string, Availability>> {
+  const { rows } = await db.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability`);
   return new Map(rows.map(({ number, ...a }) => [number, a]));
 }
 

@@ -10,13 +10,36 @@ import { loadAvailability } from './agents.js';
 import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
 
 /**
- * Reads every rule with plain SQL on the pool, not Prisma: an instance that only answers callbacks
- * then never instantiates Prisma's query compiler (about 70 MB of WebAssembly). Columns are aliased
- * to the field names Prisma gives them, so `toFlow` and `toDialGroup` take these rows as they take
+ * Reads every rule with plain SQL, not Prisma: an instance that only answers callbacks then never
+ * instantiates Prisma's query compiler (about 70 MB of WebAssembly). Columns are aliased to the
+ * field names Prisma gives them, so `toFlow` and `toDialGroup` take these rows as they take
  * Prisma's (tested in test/store/rules-snapshot.test.ts).
+ *
+ * One read-only REPEATABLE READ transaction on one connection: every table as of one moment, so a
+ * snapshot never holds a group with members of another moment, or a flow naming a group it does
+ * not hold yet. (Read in parallel on several pool connections, each table was read at its own
+ * moment; an admin write between two reads showed up in one and not the other until the next
+ * reload.) pg sends the queries one after the other on the one connection.
  */
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
-  const rows = <T extends pg.QueryResultRow>(text: string) => db.pool.query<T>(text).then((r) => r.rows);
+  const client = await db.pool.connect();
+  let failed: Error | undefined;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const snapshot = await readSnapshot(client, version);
+    await client.query('COMMIT');
+    return snapshot;
+  } catch (err) {
+    failed = err as Error;
+    throw err;
+  } finally {
+    // A connection that failed mid-transaction is dropped rather than reused.
+    client.release(failed);
+  }
+}
+
+async function readSnapshot(client: pg.PoolClient, version: number): Promise<RulesSnapshot> {
+  const rows = <T extends pg.QueryResultRow>(text: string) => client.query<T>(text).then((r) => r.rows);
   const [flows, schedules, lists, entries, groups, members, availability] = await Promise.all([
     rows<FlowRow>(
       'SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows',
@@ -27,7 +50,7 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
     ),
     rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists'),
     // Columnar: a list may hold hundreds of thousands of numbers.
-    db.pool.query<{ list_id: number; number: string; expires_ms: string | null }>({
+    client.query<{ list_id: number; number: string; expires_ms: string | null }>({
       text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
       rowMode: 'array',
     } as pg.QueryConfig),
@@ -38,7 +61,7 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
     rows<DialGroupRow['members'][number] & { groupId: number }>(
       'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
     ),
-    loadAvailability(db.pool),
+    loadAvailability(client),
   ]);
   const membersOf = new Map<number, typeof members>();
   for (const m of members) {

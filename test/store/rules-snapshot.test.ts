@@ -1,4 +1,5 @@
 import t from 'tap';
+import pg from 'pg';
 import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
 import { loadSnapshot, RulesCache } from '../../src/store/rules-snapshot.js';
 import { toFlow } from '../../src/store/flows.js';
@@ -35,6 +36,66 @@ t.test('the snapshot holds flows, VIP entries with expiry, and schedules', async
   t.same(s.vipLists.get('gold')?.get('+919812345678'), { expiresAt: null });
   t.same(s.vipLists.get('gold')?.get('+919812345679'), { expiresAt: Date.parse('2027-01-01T00:00:00Z') });
   t.equal(s.schedules.get('s')?.timezone, 'Europe/London');
+});
+
+t.test('a snapshot reads every table as of one moment: a write committed while it loads is in all of it or none', async (t) => {
+  const db = await migratedDatabase(t);
+  await db.prisma.dialGroup.create({
+    data: { slug: 'sales', name: 'Sales', strategy: 'sequential', connect: {}, members: { create: [{ number: '+919812345670' }] } },
+  });
+  const { id } = await db.prisma.dialGroup.findUniqueOrThrow({ where: { slug: 'sales' } });
+  // An admin write that holds the members table while a load runs: the load reads the groups, then
+  // waits for the members; the write renames the group and adds a member, and commits.
+  const writer = new pg.Client({ connectionString: db.url });
+  await writer.connect();
+  t.teardown(() => writer.end());
+  await writer.query('BEGIN');
+  await writer.query('LOCK TABLE dial_group_members IN ACCESS EXCLUSIVE MODE');
+  const loading = loadSnapshot(db, 1);
+  const waiting = async () => {
+    const { rows } = await db.pool.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'dial_group_members'::regclass AND NOT granted",
+    );
+    return rows[0]!.n > 0;
+  };
+  const t0 = Date.now();
+  while (!(await waiting())) {
+    if (Date.now() - t0 > 5000) throw new Error('the load never waited for the members table');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await writer.query("UPDATE dial_groups SET name = 'Sales and more' WHERE id = $1", [id]);
+  await writer.query("INSERT INTO dial_group_members (group_id, number) VALUES ($1, '+919812345671')", [id]);
+  await writer.query('COMMIT');
+  const sales = (await loading).dialGroups.get('sales')!;
+  // Before the write (the moment the load began), not its members after it beside its name before.
+  t.same(
+    { name: sales.name, members: sales.members.map((m) => m.number) },
+    { name: 'Sales', members: ['+919812345670'] },
+    'the group as it was when the load began, members included',
+  );
+  const next = await loadSnapshot(db, 2);
+  t.same(
+    next.dialGroups
+      .get('sales')!
+      .members.map((m) => m.number)
+      .sort(),
+    ['+919812345670', '+919812345671'],
+    'the next load has the write',
+  );
+  t.equal(next.dialGroups.get('sales')!.name, 'Sales and more');
+  t.equal(db.pool.totalCount - db.pool.idleCount, 0, 'the connection went back to the pool');
+});
+
+t.test('a load that fails gives its connection up, and the next one works', async (t) => {
+  const db = await migratedDatabase(t);
+  const broken = new pg.Client({ connectionString: db.url });
+  await broken.connect();
+  t.teardown(() => broken.end());
+  await broken.query('ALTER TABLE flows RENAME TO flows_gone');
+  await t.rejects(loadSnapshot(db, 1), /flows/);
+  await broken.query('ALTER TABLE flows_gone RENAME TO flows');
+  t.ok((await loadSnapshot(db, 2)).flows instanceof Map);
+  t.equal(db.pool.totalCount - db.pool.idleCount, 0, 'no connection is left checked out');
 });
 
 t.test("the snapshot's plain SQL gives the flows and dial groups Prisma's rows give", async (t) => {
