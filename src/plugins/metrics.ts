@@ -43,7 +43,7 @@ export default fp(
 
     const callbackDuration = new Histogram({
       name: 'exoroute_callback_duration_seconds',
-      help: 'Time from receiving an Exotel callback to sending its answer (CDR commit included), by endpoint and outcome.',
+      help: "Time in exoroute's callback handler, from its start to the answer (CDR commit included; not the HTTP parsing or queueing before it), by endpoint and outcome.",
       labelNames: ['endpoint', 'outcome'] as const,
       buckets: LATENCY_BUCKETS,
       registers,

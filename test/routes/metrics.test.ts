@@ -79,6 +79,7 @@ t.test('/metrics counts every callback by endpoint and outcome, with CDR batches
 
   const h = 'exoroute_callback_duration_seconds';
   t.equal(types.get(h), 'histogram');
+  t.match(res.body, new RegExp(`# HELP ${h} Time in exoroute's callback handler, from its start to the answer`), 'its help says what it measures');
   const labels = { endpoint: 'passthru', outcome: 'answered' };
   t.equal(sample(samples, `${h}_count`, labels), answered + 5, 'one observation per answered callback');
   t.equal(sample(samples, `${h}_count`, { endpoint: 'passthru', outcome: 'rejected' }), 1, 'the refused one has its own series');
