@@ -7,6 +7,9 @@ import { bearerToken } from '../plugins/auth.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
+/** A sample whose value prom-client 15 wrote as `Nan`; the exposition format spells it `NaN`, and strict parsers take only that. */
+const NAN_SAMPLE = /^([^#\n].*) Nan$/gm;
+
 /** `GET /metrics` in Prometheus text format; with METRICS_TOKEN set, only for `Authorization: Bearer <token>`. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const token = app.config.METRICS_TOKEN ? digest(app.config.METRICS_TOKEN) : null;
@@ -39,7 +42,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (_request, reply) => {
-      const text = await registry.metrics();
+      const text = (await registry.metrics()).replace(NAN_SAMPLE, '$1 NaN');
       return reply.type(registry.contentType).send(text);
     },
   );

@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import { Gauge } from 'prom-client';
 import { buildTestApp, type TestApp } from '../helper.js';
 
 interface Sample {
@@ -179,6 +180,16 @@ t.test('with METRICS_TOKEN, /metrics needs Authorization: Bearer <token>', async
   const ok = await scrape(ctx, { authorization: `Bearer ${token}` });
   t.equal(ok.res.statusCode, 200);
   t.equal(sample(ok.samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), 1);
+});
+
+t.test('a value that is not a number is written NaN, as the exposition format spells it', async (t) => {
+  const ctx = await buildTestApp(t);
+  new Gauge({ name: 'test_not_a_number', help: 'ends in Nan', registers: [ctx.app.metrics.registry] }).set(Number.NaN);
+  const { res, samples } = await scrape(ctx);
+  t.match(res.body, /^test_not_a_number NaN$/m);
+  t.notMatch(res.body, /^[^#\n].* Nan$/m, 'no sample is written Nan');
+  t.match(res.body, /^# HELP test_not_a_number ends in Nan$/m, 'help texts are left as they are');
+  t.ok(Number.isNaN(sample(samples, 'test_not_a_number')));
 });
 
 t.test('without METRICS_TOKEN, /metrics is open', async (t) => {
