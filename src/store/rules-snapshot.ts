@@ -19,7 +19,7 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
  * snapshot never holds a group with members of another moment, or a flow naming a group it does
  * not hold yet. (Read in parallel on several pool connections, each table was read at its own
  * moment; an admin write between two reads showed up in one and not the other until the next
- * reload.) pg sends the queries one after the other on the one connection.
+ * reload.)
  */
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
   const client = await db.pool.connect();
@@ -40,29 +40,28 @@ export async function loadSnapshot(db: Database, version: number): Promise<Rules
 
 async function readSnapshot(client: pg.PoolClient, version: number): Promise<RulesSnapshot> {
   const rows = <T extends pg.QueryResultRow>(text: string) => client.query<T>(text).then((r) => r.rows);
-  const [flows, schedules, lists, entries, groups, members, availability] = await Promise.all([
-    rows<FlowRow>(
-      'SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows',
-    ),
-    rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown } & OverrideColumns>(
-      `SELECT slug, timezone, weekly, exceptions, override_open AS "overrideOpen", override_reason AS "overrideReason",
-              override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,
-    ),
-    rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists'),
-    // Columnar: a list may hold hundreds of thousands of numbers.
-    client.query<{ list_id: number; number: string; expires_ms: string | null }>({
-      text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
-      rowMode: 'array',
-    } as pg.QueryConfig),
-    rows<Omit<DialGroupRow, 'members'> & { id: number }>(
-      `SELECT id, slug, name, strategy, sticky, connect, wrap_up_seconds AS "wrapUpSeconds", max_missed_offers AS "maxMissedOffers",
-              missed_pause_seconds AS "missedPauseSeconds", created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups`,
-    ),
-    rows<DialGroupRow['members'][number] & { groupId: number }>(
-      'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
-    ),
-    loadAvailability(client),
-  ]);
+  // One after the other: a pg client runs one query at a time (queueing more is deprecated).
+  const flows = await rows<FlowRow>(
+    'SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows',
+  );
+  const schedules = await rows<{ slug: string; timezone: string; weekly: unknown; exceptions: unknown } & OverrideColumns>(
+    `SELECT slug, timezone, weekly, exceptions, override_open AS "overrideOpen", override_reason AS "overrideReason",
+            override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,
+  );
+  const lists = await rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists');
+  // Columnar: a list may hold hundreds of thousands of numbers.
+  const entries = await client.query<{ list_id: number; number: string; expires_ms: string | null }>({
+    text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
+    rowMode: 'array',
+  } as pg.QueryConfig);
+  const groups = await rows<Omit<DialGroupRow, 'members'> & { id: number }>(
+    `SELECT id, slug, name, strategy, sticky, connect, wrap_up_seconds AS "wrapUpSeconds", max_missed_offers AS "maxMissedOffers",
+            missed_pause_seconds AS "missedPauseSeconds", created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups`,
+  );
+  const members = await rows<DialGroupRow['members'][number] & { groupId: number }>(
+    'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
+  );
+  const availability = await loadAvailability(client);
   const membersOf = new Map<number, typeof members>();
   for (const m of members) {
     const list = membersOf.get(m.groupId);

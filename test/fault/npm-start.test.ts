@@ -61,6 +61,7 @@ async function npmStart(t: Test, dataDir: string, signal: 'SIGTERM' | 'SIGINT', 
   t.match(output, /"msg":"stopped"/, 'the server stopped itself');
   t.notMatch(output, /^\s+at .+:\d+:\d+\)?$/m, 'no stack trace');
   t.notMatch(output, /DatabaseError|"level":50/, 'no database error, no error line');
+  t.notMatch(output, /\(node:\d+\) \w*Warning:/, "no warning from Node (a library's deprecation included)");
   let left = await processesMentioning(dataDir);
   for (let i = 0; i < 50 && left.length > 0; i++) {
     await sleep(100);
