@@ -50,6 +50,7 @@ export type WriteAvailability = (change: {
   setBy: string;
   apiKeyId: null;
   at: Date;
+  once: true;
 }) => Promise<{ before: Availability | null; after: Availability; repeat?: boolean }>;
 
 /**
@@ -82,6 +83,7 @@ export async function applyOwnAvailability(
         setBy: `phone:${call.callSid}`,
         apiKeyId: null,
         at,
+        once: true,
       }),
       late,
     ]);

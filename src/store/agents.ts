@@ -27,12 +27,19 @@ export async function loadAvailability(db: pg.Pool | pg.PoolClient): Promise<Map
   return new Map(rows.map(({ number, ...a }) => [number, a]));
 }
 
+/** The audit entries of the changes one setter (a call) made to an agent, within a day of an instant: SQL, with their placeholders. */
+const changesBy = (p: { number: string; setBy: string; at: string }) =>
+  `audit_entries e WHERE e.at > ${p.at}::timestamptz - interval '1 day' AND e.entity = 'agent' AND e.entity_id = ${p.number}
+     AND e.action = 'set-availability' AND e.after ->> 'setBy' = ${p.setBy}`;
 /**
  * Sets an agent's availability in one statement: the row, the audit entry, and the NOTIFY that makes
  * every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
- * calls at once flip twice; but a repeat of the same call (Exotel retrying, or polling twice) flips
- * nothing: the row is left as that call set it and no row comes back. Set available, the agent's
- * pause is lifted and its count of missed offers starts again.
+ * calls at once flip twice. A change made `once` (by one call: $8) is made once however often the
+ * call repeats its request (Exotel retrying, or polling twice), also after another call changed it
+ * in between: a repeat changes nothing and no row comes back. Concurrent repeats are caught by the
+ * row's set_by (read under the row lock), later ones by the call's audit entry of the last day (a
+ * call lasts hours at most; the index on `at` bounds the read). Set available, the agent's pause is
+ * lifted and its count of missed offers starts again.
  */
 const SET_SQL = `
 WITH prev AS (
@@ -44,7 +51,7 @@ WITH prev AS (
     status = CASE WHEN $2 <> 'toggle' THEN $2
                   WHEN a.status = 'away' AND (a.until IS NULL OR a.until > $6) THEN 'available' ELSE 'away' END,
     reason = EXCLUDED.reason, until = EXCLUDED.until, set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at
-  WHERE $2 <> 'toggle' OR a.set_by <> EXCLUDED.set_by
+  WHERE NOT $8::boolean OR (a.set_by <> EXCLUDED.set_by AND NOT EXISTS (SELECT FROM ${changesBy({ number: '$1', setBy: '$5', at: '$6' })}))
   RETURNING ${AVAILABILITY_COLUMNS}
 ), cleared AS (
   INSERT INTO agent_states AS s (number, misses_since, updated_at)
@@ -62,7 +69,7 @@ export type AvailabilityMode = 'toggle' | 'available' | 'away';
 export interface AvailabilityChange {
   before: Availability | null;
   after: Availability;
-  /** a repeat of the toggle that made `after`: nothing was written */
+  /** a repeat of the call that made `after`: nothing was written */
   repeat?: boolean;
 }
 
@@ -70,24 +77,40 @@ type JsonAvailability = Omit<Availability, 'until' | 'setAt'> & { until: string 
 
 export async function writeAvailability(
   pool: pg.Pool,
-  change: { number: string; mode: AvailabilityMode; reason: string | null; until: Date | null; setBy: string; apiKeyId: string | null; at: Date },
+  change: {
+    number: string;
+    mode: AvailabilityMode;
+    reason: string | null;
+    until: Date | null;
+    setBy: string;
+    apiKeyId: string | null;
+    at: Date;
+    /** set by one call (`setBy`): its repeats change nothing */
+    once: boolean;
+  },
 ): Promise<AvailabilityChange> {
   const { rows } = await pool.query<Availability & { before: JsonAvailability | null; notified: unknown }>({
     name: 'set-availability',
     text: SET_SQL,
-    values: [change.number, change.mode, change.reason, change.until, change.setBy, change.at, change.apiKeyId],
+    values: [change.number, change.mode, change.reason, change.until, change.setBy, change.at, change.apiKeyId, change.once],
   });
   if (rows.length === 0) {
-    // A repeat of the toggle that set it: as it is now.
-    const now = await pool.query<Availability>(`SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1`, [change.number]);
-    return { before: now.rows[0]!, after: now.rows[0]!, repeat: true };
+    // A repeat of the call that set it: as that call left it (the row, or its audit entry when
+    // another call has changed it since).
+    const set = await pool.query<{ after: JsonAvailability }>(
+      `SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$2', at: '$3' })} ORDER BY e.id DESC LIMIT 1`,
+      [change.number, change.setBy, change.at],
+    );
+    const after = set.rows[0]
+      ? fromJson(set.rows[0].after)
+      : (await pool.query<Availability>(`SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1`, [change.number])).rows[0]!;
+    return { before: after, after, repeat: true };
   }
   const { before, notified: _n, ...after } = rows[0]!;
-  return {
-    before: before && { ...before, until: before.until === null ? null : new Date(before.until), setAt: new Date(before.setAt) },
-    after,
-  };
+  return { before: before && fromJson(before), after };
 }
+
+const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until === null ? null : new Date(a.until), setAt: new Date(a.setAt) });
 
 /** PUT /admin/agents/:number/availability: checked, then written; 404 for a number in no group. */
 export async function setAvailability(pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date): Promise<AvailabilityChange> {
@@ -106,6 +129,7 @@ export async function setAvailability(pool: pg.Pool, actor: Actor, number: strin
     setBy: `api-key:${actor.apiKeyId ?? 'none'}`,
     apiKeyId: actor.apiKeyId,
     at,
+    once: false,
   });
 }
 

@@ -122,6 +122,26 @@ t.test('concurrent polls of one call toggle once: every poll gets the same branc
   t.equal((await stored(ctx))?.status, 'away');
 });
 
+t.test("a call's repeat after another call changed it: changes nothing, and gets that call's branch again", async (t) => {
+  const ctx = await setup(t);
+  t.equal((await call(ctx, 'presence', 'r1')).statusCode, 302, 'r1: away');
+  await until(() => ctx.app.rules.current?.availability.get(AGENT)?.status === 'away');
+  t.equal((await call(ctx, 'presence', 'r2')).statusCode, 200, 'r2: available');
+  await until(() => ctx.app.rules.current?.availability.get(AGENT)?.status === 'available');
+  const repeat = await call(ctx, 'presence', 'r1');
+  t.equal(repeat.statusCode, 302, "r1's repeat: B, as r1 answered");
+  t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'phone:r2' }, 'still as r2 set it');
+  t.equal((await ctx.db.pool.query(`SELECT 1 FROM audit_entries WHERE entity = 'agent'`)).rowCount, 2, 'no third change');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'r1' }, orderBy: { receivedAt: 'desc' } });
+  t.match(JSON.stringify(cdr.decision), /away, as this call already set it/);
+  // an explicit away by phone, repeated after an API change: the repeat changes nothing either
+  t.equal((await call(ctx, 'break', 'r3')).statusCode, 302);
+  const put = await ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(AGENT)}/availability`, payload: { status: 'available' } });
+  t.equal(put.statusCode, 200);
+  t.equal((await call(ctx, 'break', 'r3')).statusCode, 302, "r3's repeat: B, as r3 answered");
+  t.equal((await stored(ctx))?.status, 'available', 'the API change stands');
+});
+
 t.test('a caller who is no agent gets branch B and changes nothing', async (t) => {
   const ctx = await setup(t);
   const res = await call(ctx, 'presence', 'n1', STRANGER);
