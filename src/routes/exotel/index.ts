@@ -316,18 +316,18 @@ export default fp(
         result = acknowledged;
         try {
           const named = typeof call.raw.group === 'string' ? call.raw.group : null;
-          const { group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+          const { member, group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
           const effect = await recordDialEvent(app.db.pool, {
             agent,
             ...agentEvent(call),
             callSid: call.callSid,
             caller: call.callFrom?.e164 ?? null,
             at: receivedAt,
-            group: group ?? named,
+            group,
             ringSeconds,
             pacing,
           });
-          app.metrics.observeOfferEffect(group ?? named, effect);
+          if (member) app.metrics.observeOfferEffect(group, effect);
         } catch (err) {
           request.log.error({ err }, 'agent state not updated');
           result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };

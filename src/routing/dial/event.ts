@@ -23,16 +23,19 @@ const RING_SLACK_SECONDS = 5;
 /**
  * Whose pacing a dial event applies, from the snapshot: the group exoroute named in the event URL
  * it handed Exotel (the tier offered), else, for an agent in several groups, the strictest of them
- * (longest wrap-up and pause, fewest misses). No group (a number in no group): no pacing.
+ * (longest wrap-up and pause, fewest misses). No group (a number in no group): no pacing, and
+ * no member (its events are no agent's offers). The group is always one of the agent's own: the
+ * event URL's `group` is the caller's to send, so a name that is not the agent's group is not taken.
  */
 export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, agent: string, groupSlug: string | null) {
   const named = groupSlug ? snapshot?.dialGroups.get(groupSlug) : undefined;
   const groups = named?.members.some((m) => m.number === agent)
     ? [named]
     : [...(snapshot?.dialGroups.values() ?? [])].filter((g) => g.members.some((m) => m.number === agent));
-  if (groups.length === 0) return { group: null, ringSeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
+  if (groups.length === 0) return { member: false, group: null, ringSeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
   const misses = groups.map((g) => g.maxMissedOffers).filter((n) => n > 0);
   return {
+    member: true,
     group: groups.length === 1 ? groups[0]!.slug : null,
     ringSeconds: Math.max(...groups.map((g) => g.connect.maxRingingDuration)) + RING_SLACK_SECONDS,
     pacing: {

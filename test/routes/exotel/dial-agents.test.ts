@@ -192,6 +192,28 @@ t.test('dial events for a number in no group still answer 200 and record busy st
   t.equal((await event(ctx, 'CallSid=x1&DialWhomNumber=09899999999&Status=free&EventType=Terminal')).statusCode, 200);
 });
 
+t.test("a dial event's `group` is believed only when it is one of the agent's groups: no metric series or offer for any other name", async (t) => {
+  const ctx = await setup(t);
+  for (let i = 0; i < 3; i++) {
+    t.equal((await event(ctx, `CallSid=g${i}&DialWhomNumber=09899999999&Status=busy&EventType=Dial&group=made-up-${i}`)).statusCode, 200, 'a stranger: 200');
+  }
+  // A is in sales only: an event naming another group counts for sales
+  await event(ctx, 'CallSid=g9&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=made-up-9');
+  const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.notMatch(text, /made-up/, 'no series for a name sent in the URL');
+  t.match(text, /exoroute_agent_offers_total\{group="sales"\} 1\n/, "the member's offer, under its own group");
+  const slugs = (await ctx.db.pool.query(`SELECT number, group_slug FROM agent_offers ORDER BY number`)).rows;
+  t.same(
+    slugs.find((r) => r.number === A),
+    { number: A, group_slug: 'sales' },
+    "the member's offer under its own group",
+  );
+  t.ok(
+    slugs.every((r) => r.group_slug === null || r.group_slug === 'sales'),
+    'no name sent in the URL is stored',
+  );
+});
+
 t.test('overflow tiers: the second group only when the first has nobody left; each keeps its own strategy and rotation', async (t) => {
   const ctx = await setup(t, { support: { strategy: 'round_robin' }, action: { dialGroups: ['sales', 'support'] } });
   t.equal(await dialWhom(ctx, 'CallSid=t1'), `${A},${B},${C}`, 'sales has agents: sales only');

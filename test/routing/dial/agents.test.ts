@@ -91,18 +91,23 @@ t.test('the attempt a re-fetch reports, with the pacing of the first tier holdin
 
 t.test("a dial event: the group it names applies; else the strictest of the agent's groups; none for a stranger", async (t) => {
   const snapshot = snapshotOf([sales, support]);
-  t.same(eventPacing(snapshot, C, 'support'), { group: 'support', ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 } });
+  t.same(eventPacing(snapshot, C, 'support'), {
+    member: true,
+    group: 'support',
+    ringSeconds: 35,
+    pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 },
+  });
   t.same(
     eventPacing(snapshot, C, null),
-    { group: null, ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    { member: true, group: null, ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
     'C in both: longest wrap-up and pause, fewest misses',
   );
   t.same(
     eventPacing(snapshot, A, 'support'),
-    { group: 'sales', ringSeconds: 35, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    { member: true, group: 'sales', ringSeconds: 35, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
     'a group the agent is not in is not believed',
   );
-  t.match(eventPacing(snapshot, '+919899999999', null), { group: null, ringSeconds: null, pacing: { maxMissedOffers: 0 } });
+  t.match(eventPacing(snapshot, '+919899999999', 'sales'), { member: false, group: null, ringSeconds: null, pacing: { maxMissedOffers: 0 } });
   t.same(agentEvent({ status: 'free', eventType: 'Terminal' }), { busy: false, dialed: false, answered: false, ended: true });
   t.same(agentEvent({ status: 'busy', eventType: 'Answered' }), { busy: true, dialed: false, answered: true, ended: false });
 });
