@@ -30,14 +30,29 @@ export function describeSchemaError(errors: ErrorObject[], dataVar: string): str
   return `${dataVar}${best.path}: ${best.text}`;
 }
 
+type Ajv = import('ajv').default;
+
+/**
+ * `date-time` as ajv-formats checks it (RFC 3339), and an instant JavaScript can read: RFC 3339
+ * allows a leap second (…T23:59:60Z), which `new Date()` reads as Invalid Date, and an instant that
+ * passed validation must not fail later as a 500. Run on creation, after ajv-formats is added.
+ */
+function readableDateTime(ajv: Ajv): void {
+  const rfc3339 = ajv.formats['date-time'] as { validate: (s: string) => boolean } | undefined;
+  if (!rfc3339?.validate) throw new Error('ajv-formats did not add date-time');
+  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => rfc3339.validate(s) && !Number.isNaN(Date.parse(s)) });
+}
+
 /**
  * The app's validator settings: unknown fields are rejected (400), never silently dropped; all
- * errors are collected so that the deepest one is named; `iana-timezone` checks schedule time zones.
+ * errors are collected so that the deepest one is named; `iana-timezone` checks schedule time zones,
+ * and every `date-time` is one JavaScript can read.
  */
 export const validationOptions = {
   ajv: {
     customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
-    plugins: [(ajv: import('ajv').default) => ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) })],
+    plugins: [(ajv: Ajv) => ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) })],
+    onCreate: readableDateTime,
   },
   schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
 } satisfies Pick<FastifyServerOptions, 'ajv' | 'schemaErrorFormatter'>;

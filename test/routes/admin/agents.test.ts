@@ -208,6 +208,9 @@ t.test('PUT availability refuses: until in the past or unparseable (400 naming b
   const garbage = await put(A, { status: 'away', until: 'tomorrow at noon' });
   t.equal(garbage.statusCode, 400);
   t.match(garbage.json().message, /^body\/until: must be an ISO 8601 instant with its offset/);
+  const leap = await put(A, { status: 'away', until: '2030-12-31T23:59:60Z' });
+  t.equal(leap.statusCode, 400, 'a leap second, which JavaScript cannot read: 400, not 500');
+  t.match(leap.json().message, /^body\/until: must be an ISO 8601 instant with its offset/);
   const both = await put(A, { status: 'available', until: new Date(Date.now() + 60_000).toISOString() });
   t.equal(both.statusCode, 400);
   t.match(both.json().message, /^body\/until: only an away status has an until/);

@@ -144,6 +144,11 @@ t.test('what to fix, spelled out', async (t) => {
     /^body\/expiresAt: .*2027-03-31T23:59:59\+05:30/,
   );
   t.match(await message('GET', '/admin/schedules/s/status?at=tomorrow'), /^querystring\/at: .*ISO 8601/);
+  // RFC 3339 allows a leap second; JavaScript cannot read one: a 400 naming the field, not a 500
+  const leap = '2030-12-31T23:59:60Z';
+  t.match(await message('GET', `/admin/schedules/s/status?at=${leap}`), /^querystring\/at: .*ISO 8601/, 'a leap second');
+  t.match(await message('GET', `/admin/cdrs?from=${leap}`), /^querystring\/from: .*ISO 8601/);
+  t.match(await message('POST', '/admin/vip-lists/g/entries', { number: '09812345678', expiresAt: leap }), /^body\/expiresAt: .*ISO 8601/);
   t.match(
     await message('POST', '/admin/flows', {
       slug: 'f',

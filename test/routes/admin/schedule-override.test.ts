@@ -85,6 +85,9 @@ t.test('override input: until in the past or unparseable is a 400 naming body/un
   const garbage = await override(ctx, { open: false, reason: 'x', until: 'next week' });
   t.equal(garbage.statusCode, 400);
   t.match(garbage.json().message, /^body\/until: must be an ISO 8601 instant with its offset/);
+  const leap = await override(ctx, { open: false, reason: 'x', until: '2030-12-31T23:59:60Z' });
+  t.equal(leap.statusCode, 400, 'a leap second, which JavaScript cannot read: 400, not 500');
+  t.match(leap.json().message, /^body\/until: must be an ISO 8601 instant with its offset/);
   const noReason = await override(ctx, { open: false });
   t.equal(noReason.statusCode, 400);
   t.match(noReason.json().message, /^body\/reason: is required/);
