@@ -27,9 +27,10 @@
  *   `outside weekly windows`, `no weekly windows`).
  * - `nextChangeAt` is the first instant strictly after `at` where open flips, as ISO 8601 in the schedule's
  *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`.
- * - An override (`rules.override`) decides alone from when it is set until its `until` (exclusive; none:
- *   until it is deleted); the reason is then `override: <reason> until <until>`. After `until` the weekly
- *   windows and exceptions decide again.
+ * - An override (`rules.override`) decides alone from when it is set (`setAt`, inclusive) until its `until`
+ *   (exclusive; none: until it is deleted); the reason is then `override: <reason> until <until>`. Before
+ *   `setAt` and after `until` the weekly windows and exceptions decide; seen from before `setAt`, the next
+ *   change is at the latest when the override begins.
  */
 import { DateTime, IANAZone } from 'luxon';
 import type { ScheduleException, ScheduleOverride, ScheduleRules, ScheduleStatus } from '../schemas/schedule.js';
@@ -260,10 +261,10 @@ function nextChange(cal: Calendar, at: number, day: LocalDate): number | null {
 
 const instantMs = (value: Date | string) => (value instanceof Date ? value.getTime() : Date.parse(value));
 
-/** The override in force at `ms`, if any. */
+/** The override in force at `ms`, if any: from when it was set, until its `until`. */
 function overrideAt(rules: ScheduleRules, ms: number): ScheduleOverride | null {
   const o = rules.override;
-  if (!o) return null;
+  if (!o || ms < instantMs(o.setAt)) return null;
   return o.until === null || ms < instantMs(o.until) ? o : null;
 }
 
@@ -291,10 +292,17 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   const cal = new Calendar(rules, allExceptions(rules));
   const day = cal.dateOf(ms);
   const hit = cal.containing(ms, day);
-  const change = nextChange(cal, ms, day);
+  let change = nextChange(cal, ms, day);
+  const open = hit !== undefined;
+  const setMs = rules.override ? instantMs(rules.override.setAt) : null;
+  if (setMs !== null && setMs > ms && (change === null || change >= setMs)) {
+    // An override set after `at` (a look into the past): the windows decide until it was set, then it does.
+    const then = scheduleStatus(rules, new Date(setMs));
+    change = then.open !== open ? setMs : then.nextChangeAt === null ? null : Date.parse(then.nextChangeAt);
+  }
   return {
-    open: hit !== undefined,
-    reason: hit !== undefined ? hit.reason : closedReason(cal, day),
+    open,
+    reason: open ? hit.reason : closedReason(cal, day),
     nextChangeAt: change === null ? null : DateTime.fromMillis(change, { zone: cal.zone }).toISO({ suppressMilliseconds: true }),
   };
 }

@@ -771,3 +771,26 @@ t.test('an override decides alone until its until, then the windows and exceptio
   check(t, indefinite, '2026-03-02T10:00:00+05:30', closed('override: system outage until it is deleted', null), 'no until: until deleted, no next change');
   check(t, { ...weekdays, override: null }, '2026-01-05T11:00:00+05:30', open('weekly window mon 09:00-18:00', '2026-01-05T18:00:00+05:30'), 'none');
 });
+
+t.test('seen from before it was set, an override does not decide; the next change is at the latest when it begins', async (t) => {
+  const weekdays = rules(every(WORK_DAYS, '09:00', '18:00'), []);
+  const setAt = new Date('2026-01-05T00:00:00Z'); // Monday 05:30 in Kolkata
+  const emergency = { ...weekdays, override: { open: false, reason: 'flooding', until: new Date('2026-01-05T14:00:00+05:30'), setAt } };
+  check(t, emergency, '2026-01-02T11:00:00+05:30', open('weekly window fri 09:00-18:00', '2026-01-02T18:00:00+05:30'), 'last Friday: the windows');
+  check(
+    t,
+    emergency,
+    '2026-01-05T04:00:00+05:30',
+    closed('outside weekly windows', '2026-01-05T14:00:00+05:30'),
+    'closed before it too: the next change is when the override ends inside the window',
+  );
+  const opened = { ...weekdays, override: { open: true, reason: 'early start', until: new Date('2026-01-05T09:00:00+05:30'), setAt } };
+  check(t, opened, '2026-01-05T04:00:00+05:30', closed('outside weekly windows', '2026-01-05T05:30:00+05:30'), 'opens when it is set');
+  check(
+    t,
+    opened,
+    '2026-01-05T05:30:00+05:30',
+    open('override: early start until 2026-01-05T09:00:00+05:30', '2026-01-05T18:00:00+05:30'),
+    'setAt is inclusive',
+  );
+});
