@@ -42,21 +42,28 @@ export function previewAvailability(
 export const availabilityAnswer = (o: AvailabilityOutcome): CallbackAnswer => passthruAnswer({ branch: o.to === 'available' ? 'A' : 'B' });
 
 /** What writing the change needs: the store's writeAvailability, bound to the pool. */
-export type WriteAvailability = (change: {
-  number: string;
-  mode: AvailabilityAction['availability'];
-  reason: string | null;
-  until: null;
-  setBy: string;
-  apiKeyId: null;
-  at: Date;
-  once: true;
-}) => Promise<{ before: Availability | null; after: Availability; repeat?: boolean }>;
+export type WriteAvailability = (
+  change: {
+    number: string;
+    mode: AvailabilityAction['availability'];
+    reason: string | null;
+    until: null;
+    setBy: string;
+    apiKeyId: null;
+    at: Date;
+    once: true;
+  },
+  withinMs: number,
+) => Promise<{ before: Availability | null; after: Availability; repeat?: boolean }>;
+
+/** Postgres is told to give up this much before the budget's end, so that its refusal is what is answered. */
+const CANCEL_MARGIN_MS = 50;
 
 /**
  * Carries out a decided availability action: writes it (one statement, audited, announced to every
  * instance) and answers from what was written, which may differ from the snapshot's preview when
- * another instance changed it a moment ago. When the write fails or is late, the flow's onError.
+ * another instance changed it a moment ago. When the write fails or is late, the flow's onError; a
+ * late write is cancelled by Postgres, so what is answered is what happened.
  */
 export async function applyOwnAvailability(
   result: CallbackResult,
@@ -75,16 +82,19 @@ export async function applyOwnAvailability(
       timer = setTimeout(() => reject(new Error(`no answer within the ${Math.round(budgetLeftMs)} ms left of the budget`)), Math.max(0, budgetLeftMs));
     });
     const change = await Promise.race([
-      write({
-        number: preview.agent,
-        mode: action.availability,
-        reason: action.reason ?? null,
-        until: null,
-        setBy: `phone:${call.callSid}`,
-        apiKeyId: null,
-        at,
-        once: true,
-      }),
+      write(
+        {
+          number: preview.agent,
+          mode: action.availability,
+          reason: action.reason ?? null,
+          until: null,
+          setBy: `phone:${call.callSid}`,
+          apiKeyId: null,
+          at,
+          once: true,
+        },
+        budgetLeftMs - CANCEL_MARGIN_MS,
+      ),
       late,
     ]);
     const to = change.after.status;

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { DateTime } from 'luxon';
 import type { Agent, Availability, AvailabilityInput, Offer } from '../schemas/agent.js';
@@ -88,12 +89,17 @@ export async function writeAvailability(
     /** set by one call (`setBy`): its repeats change nothing */
     once: boolean;
   },
+  /** written within this many ms, or not at all (Postgres cancels it; see `withinMs`) */
+  withinMs?: number,
 ): Promise<AvailabilityChange> {
-  const { rows } = await pool.query<Availability & { before: JsonAvailability | null; notified: unknown }>({
+  const query: pg.QueryConfig = {
     name: 'set-availability',
     text: SET_SQL,
     values: [change.number, change.mode, change.reason, change.until, change.setBy, change.at, change.apiKeyId, change.once],
-  });
+  };
+  const { rows } = await (withinMs === undefined
+    ? pool.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query)
+    : within(pool, withinMs, (client) => client.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query)));
   if (rows.length === 0) {
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
     // another call has changed it since).
@@ -108,6 +114,32 @@ export async function writeAvailability(
   }
   const { before, notified: _n, ...after } = rows[0]!;
   return { before: before && fromJson(before), after };
+}
+
+/**
+ * One write in a transaction Postgres cancels when it runs past `ms` (statement_timeout), so that a
+ * write the caller has given up on is not committed after all: a caller who answers "not saved"
+ * must not find it saved. The caller's own timer, a little later, covers a Postgres that does not
+ * answer at all. Four round trips: for the phone's rare write, not the dial path.
+ */
+async function within<T>(pool: pg.Pool, ms: number, write: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const deadline = performance.now() + ms;
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  try {
+    const left = Math.floor(deadline - performance.now());
+    if (left < 1) throw new Error(`no connection within ${Math.round(ms)} ms`);
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL statement_timeout = ${left}`);
+    const out = await write(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch((e: Error) => (failed = e));
+    throw err;
+  } finally {
+    client.release(failed);
+  }
 }
 
 const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until === null ? null : new Date(a.until), setAt: new Date(a.setAt) });

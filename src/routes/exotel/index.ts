@@ -284,7 +284,7 @@ export default fp(
             result,
             call,
             receivedAt,
-            (change) => writeAvailability(app.db.pool, change),
+            (change, withinMs) => writeAvailability(app.db.pool, change, withinMs),
             config.DECISION_BUDGET_MS - elapsedMs(),
           );
         }

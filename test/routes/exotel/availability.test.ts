@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import pg from 'pg';
 import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
 
 const AGENT = '+919811100001';
@@ -11,8 +12,8 @@ async function until(ok: () => boolean) {
 }
 
 /** A dial group with AGENT, and passthru flows that toggle / set the caller's availability. */
-async function setup(t: Test): Promise<TestApp> {
-  const ctx = await buildTestApp(t);
+async function setup(t: Test, env: Record<string, string> = {}): Promise<TestApp> {
+  const ctx = await buildTestApp(t, env);
   t.equal(
     (
       await ctx.admin({
@@ -206,6 +207,25 @@ t.test("the write fails: the flow's onError, and the CDR says why", async (t) =>
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'f1' } });
   t.match(cdr, { outcome: 'on-error', reason: /^availability not saved: /, decision: { decidedBy: 'onError' } });
   await ctx.db.pool.query('ALTER TABLE agent_availability_gone RENAME TO agent_availability');
+});
+
+t.test("a write that cannot be made within the budget is not made: the flow's onError is what happened", async (t) => {
+  const ctx = await setup(t, { DECISION_BUDGET_MS: '300' });
+  await ctx.db.pool.query(`INSERT INTO agent_availability (number, status, set_by, set_at) VALUES ($1, 'available', 'seed', now())`, [AGENT]);
+  // another session holds the agent's row until after the callback has been answered
+  const blocker = new pg.Client({ connectionString: ctx.db.url });
+  await blocker.connect();
+  t.teardown(() => blocker.end());
+  await blocker.query('BEGIN');
+  await blocker.query('SELECT 1 FROM agent_availability WHERE number = $1 FOR UPDATE', [AGENT]);
+  const res = await call(ctx, 'presence', 'late1');
+  t.equal(res.statusCode, 302, 'onError: branch B');
+  await blocker.query('COMMIT');
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'seed' }, 'not written afterwards either');
+  t.equal((await ctx.db.pool.query(`SELECT 1 FROM audit_entries WHERE entity = 'agent'`)).rowCount, 0, 'no audit entry');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'late1' } });
+  t.match(cdr, { outcome: 'on-error', reason: /availability not saved: .*statement timeout/ });
 });
 
 t.test('two instances: an agent who calls in through one is away on the other', async (t) => {
