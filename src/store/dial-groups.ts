@@ -19,7 +19,7 @@ import { toE164 } from '../exotel/phone.js';
 import { byPriority } from '../routing/dial/order.js';
 import type { StoredDialGroup } from '../routing/snapshot.js';
 import { recordChange, type Actor } from './audit.js';
-import { assertUnreferenced } from './references.js';
+import { assertUnreferenced, existingSlugs } from './references.js';
 
 const ENTITY = 'dial-group';
 type Tx = Prisma.TransactionClient;
@@ -106,15 +106,13 @@ function completeSticky(sticky: Sticky | null | undefined): Required<Sticky> | n
   return sticky ? { enabled: sticky.enabled, lookbackDays: sticky.lookbackDays ?? DEFAULT_LOOKBACK_DAYS } : null;
 }
 
-/**
- * 422 naming each shift schedule that does not exist. FOR SHARE holds the schedules until commit,
- * so a concurrent delete (which locks the row before looking for users) cannot slip in between.
- */
+/** 422 naming each shift schedule that does not exist; those that do are held until commit (existingSlugs). */
 async function checkShifts(tx: Tx, shifts: Array<{ field: string; slug: string | null }>): Promise<void> {
-  const wanted = [...new Set(shifts.map((s) => s.slug).filter((s): s is string => s !== null))];
-  if (wanted.length === 0) return;
-  const found = await tx.$queryRaw<Array<{ slug: string }>>`SELECT slug FROM schedules WHERE slug = ANY(${wanted}::text[]) FOR SHARE`;
-  const have = new Set(found.map((f) => f.slug));
+  const have = await existingSlugs(
+    tx,
+    'schedule',
+    shifts.flatMap((s) => (s.slug === null ? [] : [s.slug])),
+  );
   const missing = shifts.filter((s) => s.slug !== null && !have.has(s.slug));
   if (missing.length > 0) {
     throw new UnprocessableError(missing.map((s) => `${s.field}: schedule '${s.slug}' does not exist`).join('; '));

@@ -5,6 +5,7 @@ import { referencesOf, type Action, type Flow, type FlowInput, type FlowReplace,
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
 import { recordChange, type Actor } from './audit.js';
+import { existingSlugs } from './references.js';
 
 const ENTITY = 'flow';
 type Tx = Prisma.TransactionClient;
@@ -100,23 +101,17 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
   };
 }
 
-/** 422 naming every VIP list, schedule or dial group the flow refers to that does not exist. */
+/**
+ * 422 naming every VIP list, schedule or dial group the flow refers to that does not exist. Those
+ * that do are held until commit (existingSlugs), so none can be deleted in between.
+ */
 async function checkReferences(tx: Tx, flow: FlowReplace): Promise<void> {
   const want = referencesOf(flow);
-  const [lists, schedules, groups] = await Promise.all([
-    tx.vipList.findMany({ where: { slug: { in: [...want['vip-list']] } }, select: { slug: true } }),
-    tx.schedule.findMany({ where: { slug: { in: [...want.schedule] } }, select: { slug: true } }),
-    tx.dialGroup.findMany({ where: { slug: { in: [...want['dial-group']] } }, select: { slug: true } }),
-  ]);
-  const missing = (kind: string, wanted: Set<string>, found: { slug: string }[]) => {
-    const have = new Set(found.map((f) => f.slug));
-    return [...wanted].filter((s) => !have.has(s)).map((s) => `${kind} '${s}'`);
-  };
-  const problems = [
-    ...missing('vip-list', want['vip-list'], lists),
-    ...missing('schedule', want.schedule, schedules),
-    ...missing('dial-group', want['dial-group'], groups),
-  ];
+  const problems: string[] = [];
+  for (const kind of ['vip-list', 'schedule', 'dial-group'] as const) {
+    const have = await existingSlugs(tx, kind, want[kind]);
+    for (const s of want[kind]) if (!have.has(s)) problems.push(`${kind} '${s}'`);
+  }
   if (problems.length > 0) throw new UnprocessableError(`the flow refers to ${problems.join(', ')}, which ${problems.length > 1 ? 'do' : 'does'} not exist`);
 }
 

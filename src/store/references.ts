@@ -5,7 +5,20 @@ import { REFERENCE_KEYS } from '../schemas/flow.js';
 type Tx = Prisma.TransactionClient;
 
 /** Table of each kind of object, for the row lock below (a fixed list: never user input). */
-const TABLES: Record<string, string> = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' };
+const TABLES = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' } as const;
+
+/**
+ * Which of these slugs of a kind exist, each row held FOR SHARE until commit: a writer that refers
+ * to them calls this in its transaction, so a concurrent delete (which locks the row before looking
+ * for users, below) either committed before and the slug is missing here, or waits for this writer
+ * and then sees its reference.
+ */
+export async function existingSlugs(tx: Tx, entity: keyof typeof TABLES, slugs: Iterable<string>): Promise<Set<string>> {
+  const wanted = [...new Set(slugs)];
+  if (wanted.length === 0) return new Set();
+  const rows = await tx.$queryRawUnsafe<Array<{ slug: string }>>(`SELECT slug FROM ${TABLES[entity]} WHERE slug = ANY($1::text[]) FOR SHARE`, wanted);
+  return new Set(rows.map((r) => r.slug));
+}
 
 /** Slugs of the flows whose rules or actions refer to the object. */
 export async function flowsReferring(tx: Tx, entity: string, slug: string): Promise<string[]> {
@@ -48,7 +61,7 @@ const named = (kind: string, slugs: string[]) => `${kind}${slugs.length > 1 ? 's
  * seen) or waits and then finds the object gone.
  */
 export async function assertUnreferenced(tx: Tx, entity: string, slug: string): Promise<void> {
-  const table = TABLES[entity];
+  const table = (TABLES as Record<string, string>)[entity];
   if (table) await tx.$executeRawUnsafe(`SELECT 1 FROM ${table} WHERE slug = $1 FOR UPDATE`, slug);
   const flows = await flowsReferring(tx, entity, slug);
   const groups = entity === 'schedule' ? await dialGroupsUsingSchedule(tx, slug) : [];

@@ -4,6 +4,7 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
+import pg from 'pg';
 import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
 
 const A = '+919811100001';
@@ -267,6 +268,39 @@ t.test('tiers at write time: a repeated group is 400, an unknown one 422; a grou
   const del = await ctx.admin({ method: 'DELETE', url: '/admin/dial-groups/support' });
   t.equal(del.statusCode, 409);
   t.match(del.json().message, "dial-group 'support' is used by flow 'agents'");
+});
+
+t.test('a flow written while its group is being deleted waits, and is then refused (422): no flow names a deleted group', async (t) => {
+  const ctx = await setup(t);
+  const other = new pg.Client({ connectionString: ctx.db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  // another instance deleting `support`: its row locked, deleted, not yet committed
+  await other.query('BEGIN');
+  await other.query(`SELECT 1 FROM dial_groups WHERE slug = 'support' FOR UPDATE`);
+  await other.query(`DELETE FROM dial_groups WHERE slug = 'support'`);
+  let settled = false;
+  const post = ctx
+    .admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: {
+        slug: 'tiers',
+        name: 'Tiers',
+        type: 'dial',
+        rules: [],
+        otherwise: { dialGroups: ['sales', 'support'] },
+        onError: { numbers: ['+919800000099'] },
+      },
+    })
+    .finally(() => (settled = true));
+  await new Promise((r) => setTimeout(r, 300));
+  t.notOk(settled, 'the write waits for the delete');
+  await other.query('COMMIT');
+  const res = await post;
+  t.equal(res.statusCode, 422);
+  t.match(res.json().message, /dial-group 'support'/);
+  t.equal((await ctx.db.pool.query(`SELECT 1 FROM flows WHERE slug = 'tiers'`)).rowCount, 0);
 });
 
 t.test('metrics: offers, answers and misses by group, counted once by the instance that learned them', async (t) => {
