@@ -5,6 +5,7 @@ import type { RulesSnapshot } from './snapshot.js';
 import { passthruAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { isAway } from './agents.js';
 import type { CallbackResult } from './callback.js';
+import { withDeadline } from '../lib/deadline.js';
 
 /** What a passthru availability action did (or, before it is written and in simulate, would do). */
 export interface AvailabilityOutcome {
@@ -76,12 +77,8 @@ export async function applyOwnAvailability(
   const preview = decision?.availability;
   if (!decision || !preview?.agent || !('availability' in decision.action) || result.outcome === 'on-error' || result.outcome === 'rejected') return result;
   const action = decision.action;
-  let timer: NodeJS.Timeout | undefined;
   try {
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within the ${Math.round(budgetLeftMs)} ms left of the budget`)), Math.max(0, budgetLeftMs));
-    });
-    const change = await Promise.race([
+    const change = await withDeadline(
       write(
         {
           number: preview.agent,
@@ -95,8 +92,9 @@ export async function applyOwnAvailability(
         },
         budgetLeftMs - CANCEL_MARGIN_MS,
       ),
-      late,
-    ]);
+      budgetLeftMs,
+      (ms) => `no answer within the ${Math.round(ms)} ms left of the budget`,
+    );
     const to = change.after.status;
     const availability: AvailabilityOutcome = change.repeat
       ? { agent: preview.agent, from: null, to, why: `${preview.agent}: ${to}, as this call already set it (a repeated request changes nothing)` }
@@ -121,7 +119,5 @@ export async function applyOwnAvailability(
       reason: error,
       decision: { ...decision, action: flow.onError, decidedBy: 'onError', error, availability: { ...preview, to: null, why: `${preview.why}; not saved` } },
     };
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -11,6 +11,7 @@ import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
+import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
@@ -314,23 +315,35 @@ export default fp(
       } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
       else {
         result = acknowledged;
-        try {
-          const named = typeof call.raw.group === 'string' ? call.raw.group : null;
-          const { member, group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
-          const effect = await recordDialEvent(app.db.pool, {
-            agent,
-            ...agentEvent(call),
-            callSid: call.callSid,
-            caller: call.callFrom?.e164 ?? null,
-            at: receivedAt,
-            group,
-            ringSeconds,
-            pacing,
-          });
+        const named = typeof call.raw.group === 'string' ? call.raw.group : null;
+        const { member, group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+        const recording = recordDialEvent(app.db.pool, {
+          agent,
+          ...agentEvent(call),
+          callSid: call.callSid,
+          caller: call.callFrom?.e164 ?? null,
+          at: receivedAt,
+          group,
+          ringSeconds,
+          pacing,
+        }).then((effect) => {
           if (member) app.metrics.observeOfferEffect(group, effect);
+        });
+        try {
+          // Within the budget like any callback; a late write goes on (the event is a fact, better late than lost).
+          await withDeadline(
+            recording,
+            config.DECISION_BUDGET_MS - (performance.now() - t0),
+            (ms) => `not recorded within the ${Math.round(ms)} ms left of the budget`,
+          );
         } catch (err) {
-          request.log.error({ err }, 'agent state not updated');
-          result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
+          if (err instanceof DeadlineExceeded) {
+            recording.catch((late: Error) => request.log.error({ err: late, callSid: call.callSid }, 'agent state not updated'));
+            result = { ...result, reason: `agent state ${err.message}; still being recorded` };
+          } else {
+            request.log.error({ err }, 'agent state not updated');
+            result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
+          }
         }
       }
       return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);

@@ -19,8 +19,11 @@ async function until(ok: () => boolean) {
 }
 
 /** Group `sales` (A, B, C by priority), group `support` (C, D), and a dial flow `agents` with the action given. */
-async function setup(t: Test, opts: { sales?: Record<string, unknown>; support?: Record<string, unknown>; action?: Record<string, unknown> } = {}) {
-  const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com' });
+async function setup(
+  t: Test,
+  opts: { sales?: Record<string, unknown>; support?: Record<string, unknown>; action?: Record<string, unknown>; env?: Record<string, string> } = {},
+) {
+  const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', ...opts.env });
   t.equal(
     (
       await ctx.admin({
@@ -191,6 +194,26 @@ t.test('dial events for a number in no group still answer 200 and record busy st
   t.equal(res.statusCode, 200);
   t.equal((await ctx.db.pool.query(`SELECT busy FROM agent_states WHERE number = '+919899999999'`)).rows[0]?.busy, true);
   t.equal((await event(ctx, 'CallSid=x1&DialWhomNumber=09899999999&Status=free&EventType=Terminal')).statusCode, 200);
+});
+
+t.test('a dial event is answered within the budget when Postgres is slow; its state is recorded all the same', async (t) => {
+  const ctx = await setup(t, { env: { DECISION_BUDGET_MS: '300' } });
+  await event(ctx, 'CallSid=s0&DialWhomNumber=09811100001&Status=free&EventType=Terminal'); // A's agent_states row
+  const other = new pg.Client({ connectionString: ctx.db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('BEGIN');
+  await other.query('SELECT 1 FROM agent_states WHERE number = $1 FOR UPDATE', [A]);
+  const started = performance.now();
+  const res = await event(ctx, 'CallSid=s1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  const ms = performance.now() - started;
+  t.equal(res.statusCode, 200);
+  t.ok(ms < 1000, `answered in ${Math.round(ms)} ms, while the row stays locked`);
+  await other.query('COMMIT');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 's1' } });
+  t.match(cdr.reason, /agent state not recorded within the \d+ ms left of the budget; still being recorded/);
+  for (let i = 0; i < 100 && (await agent(ctx, A)).state !== 'on_call'; i++) await new Promise((r) => setTimeout(r, 20));
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 's1' } }, 'recorded once the row was free');
 });
 
 t.test("a dial event's `group` is believed only when it is one of the agent's groups: no metric series or offer for any other name", async (t) => {
