@@ -1,7 +1,7 @@
 /**
  * What re-fetches and dial events report about an agent's offer, through the real app on a real
  * Postgres: the two arriving together for one agent (one lock order, no deadlock), a re-fetch
- * naming an agent the call never offered, and `completed` after an Answered event.
+ * naming an agent the call never offered, `completed` after an Answered event, and `failed`.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -168,4 +168,22 @@ t.test('a re-fetch reporting completed after an Answered event ends the offer an
   await event(ctx, 'CallSid=c1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
   t.match(await agent(ctx, A), { state: 'wrapping_up', onCall: null, wrapUpUntil: wrapping.wrapUpUntil, today: { offers: 1, answers: 1, misses: 0 } });
   t.equal(await metric(ctx, 'exoroute_agent_answers_total'), 1, 'the answer counted once');
+});
+
+t.test('failed is not a miss: it ends the offer, neither counts nor breaks the run of misses', async (t) => {
+  const ctx = await setup(t, { maxMissedOffers: 2, missedPauseSeconds: 600 });
+  t.equal(await dialWhom(ctx, 'CallSid=f1'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=f1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=f2'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=f2&DialCallStatus=failed&DialWhomNumber=09811100001'), `${B},${C}`);
+  t.match(await agent(ctx, A), { state: 'available', paused: null, missedOffers: 1, today: { offers: 2, answers: 0, misses: 1 } });
+  t.equal(await dialWhom(ctx, 'CallSid=f3'), `${A},${B},${C}`, 'not paused by the failure');
+  t.equal(await metric(ctx, 'exoroute_agent_misses_total'), 1);
+  t.equal(await dialWhom(ctx, 'CallSid=f3&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`);
+  t.match(await agent(ctx, A), { state: 'paused', paused: { reason: '2 offers in a row not answered (the last: no-answer, call f3)' } });
+  t.same(await offers(ctx, A), [
+    { call_sid: 'f1', outcome: 'no-answer', ended: true },
+    { call_sid: 'f2', outcome: 'failed', ended: true },
+    { call_sid: 'f3', outcome: 'no-answer', ended: true },
+  ]);
 });
