@@ -20,6 +20,17 @@
 -- One round trip and one commit per callback (issue 6, bench/README.md): src/store/dial-state.ts
 -- calls dial_offer() for a request alone, or dial_offer_batch() for the requests that queued while
 -- the previous statement ran.
+--
+-- Lock order, for every function here: a call's advisory lock ('dial', dial_offer() only), then an
+-- agent's advisory lock ('agnt'), then rows. The agent's lock is taken before any row of that
+-- agent (agent_states, agent_offers, caller_agents) is written: by dial_agent_event() first thing,
+-- by dial_offer() for the agent a request reports (or was connected to) once the call's lock is
+-- held. Whoever writes an agent's rows so holds its lock, so two of them never wait for each
+-- other's rows in opposite orders (a dial event ending an offer while a re-fetch reports it, or
+-- misses of one agent in two calls, deadlocked: Postgres aborted one of them after a second). A
+-- dial event takes no call's lock, so it never waits for one while holding an agent's. Both
+-- locks are held until commit; the two-int keys are a key space of their own, apart from the
+-- migrator's and the retention job's bigint keys. dial_offer_ended() expects the agent's lock held.
 
 -- One Dial Whom / Connect request: the TypeScript side is DialRequest (src/routing/dial/request.ts),
 -- marshalled by asDialRequest (src/store/dial-state.ts): a request alone as ROW($1, …)::dial_request,
@@ -93,16 +104,18 @@ CREATE TYPE dial_batch_item AS (req dial_request, more dial_extra);
 
 -- An agent's consecutive missed offers now, counted up to p_up_to: of its offers that ended after
 -- the last reset of the count (agent_states.misses_since: when it was paused for misses, or set
--- available), the newest p_up_to, those offered after the last answered one. Counted where it is
--- read (the pause check, up to the group's maxMissedOffers; the admin API) rather than kept per
--- miss, so that a miss writes one row, its offer's, and a read stays within p_up_to index entries.
+-- available), the newest p_up_to, those offered after the last answered one. A miss is no-answer
+-- or busy; an offer that failed (the carrier or network, not the agent) neither counts nor breaks
+-- the run. Counted where it is read (the pause check, up to the group's maxMissedOffers; the admin
+-- API) rather than kept per miss, so that a miss writes one row, its offer's, and a read stays
+-- within p_up_to index entries.
 -- Offers older than 31 days are deleted (src/store/retention.ts) and no longer count.
 CREATE OR REPLACE FUNCTION agent_missed_offers(p_agent TEXT, p_up_to INT) RETURNS INT
 LANGUAGE sql STABLE
 AS $$
     WITH newest AS (
         SELECT o.outcome, o.offered_at FROM agent_offers o
-         WHERE o.number = p_agent AND o.outcome IS NOT NULL
+         WHERE o.number = p_agent AND o.outcome IN ('answered', 'no-answer', 'busy')
            AND o.offered_at > COALESCE((SELECT s.misses_since FROM agent_states s WHERE s.number = p_agent), '-infinity')
          ORDER BY o.offered_at DESC LIMIT p_up_to
     )
@@ -114,14 +127,17 @@ $$;
 -- How an offer to an agent ended, once per offer (a call offers an agent at most once, so the
 -- re-fetch and the dial events that report one offer land on its one agent_offers row). Answered:
 -- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
--- starts again by itself: agent_missed_offers()). Unanswered: when the group pauses after
--- p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the count
--- reset; otherwise a miss writes nothing but its offer. Returns {outcome, offered: whether this also
--- recorded the offer itself}, or NULL when the offer's end was already known (nothing written).
+-- starts again by itself: agent_missed_offers()). A miss (no-answer, busy): when the group pauses
+-- after p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the
+-- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) is no
+-- miss: the offer ends, nothing else. Returns {outcome, offered: whether this also recorded the offer
+-- itself}, or NULL when how the offer ended was already known (nothing written but, for an answered
+-- call whose end no event reported yet, that end and its wrap-up: once, and the answer is not
+-- counted again).
 --
--- Concurrency: misses of one agent in two calls at once are counted one after the other, under an
--- advisory lock on the agent ('agnt', taken after the call's lock, held until commit); the second
--- count, a fresh snapshot taken after the lock, sees the first's offer.
+-- Concurrency: the caller holds the agent's advisory lock (the file's header), so misses of one
+-- agent in two calls at once are counted one after the other; the second count, a fresh snapshot
+-- taken after the lock, sees the first's offer.
 CREATE OR REPLACE FUNCTION dial_offer_ended(
     p_call_sid TEXT, p_agent TEXT, p_group TEXT, p_outcome TEXT, p_ended BOOLEAN, p_at TIMESTAMPTZ,
     p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT
@@ -139,6 +155,15 @@ BEGIN
      WHERE o.outcome IS NULL
     RETURNING (xmax = 0) INTO v_new;
     IF NOT FOUND THEN
+        -- A re-fetch reporting `completed` after an Answered event: the call is over, wrap-up starts
+        -- now (a later free or Terminal event finds it ended and does nothing).
+        IF p_ended AND p_outcome = 'answered' THEN
+            UPDATE agent_offers SET ended_at = p_at
+             WHERE call_sid = p_call_sid AND number = p_agent AND outcome = 'answered' AND ended_at IS NULL;
+            IF FOUND AND p_wrap_up_seconds > 0 THEN
+                UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
+            END IF;
+        END IF;
         RETURN NULL;
     END IF;
     IF p_outcome = 'answered' THEN
@@ -151,10 +176,7 @@ BEGIN
             UPDATE agent_states SET paused_until = NULL, paused_reason = NULL, updated_at = p_at
              WHERE number = p_agent AND paused_until IS NOT NULL;
         END IF;
-    ELSIF p_max_missed > 0 THEN
-        IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
-            PERFORM pg_advisory_xact_lock(1634168436, hashtext(p_agent));
-        END IF;
+    ELSIF p_max_missed > 0 AND p_outcome IN ('no-answer', 'busy') THEN
         v_missed := agent_missed_offers(p_agent, p_max_missed);
         IF v_missed >= p_max_missed THEN
             INSERT INTO agent_states AS s (number, paused_until, paused_reason, misses_since, updated_at)
@@ -175,15 +197,17 @@ $$;
 -- have nobody). Stored per attempt, so that every poll of one attempt gets the same numbers, and a
 -- repeated poll writes nothing. Returns {numbers, tier (from 0), skipped: {number: why}, reported:
 -- how the reported attempt ended, when this request recorded it} (skipped and reported left out
--- when there are none); a repeated poll {numbers, repeat}.
+-- when there are none); a repeated poll {numbers, repeat}. A reported attempt is recorded only for
+-- an agent this call offered (one of its stored answers names it): a stale or bogus DialWhomNumber
+-- neither counts an offer nor pauses anyone.
 --
 -- Concurrency: requests of one call take turns on an advisory lock on the call (held until
 -- commit), taken before its dial_calls row is read: the first finds no row, fixes the order, takes
 -- the round-robin position and inserts the row; the others wait, and then (each statement of a
 -- plpgsql function takes a fresh snapshot, which a single SQL statement would not) see its order
--- and the answers stored so far. Lock order: the caller_agents row, the call's advisory lock, its
--- dial_calls row, the reported agent's agent_offers row, its advisory lock (a miss in a group that
--- pauses) and its agent_states row.
+-- and the answers stored so far. Lock order (the file's header): the call's advisory lock, its
+-- dial_calls row, the reported (or connected) agent's advisory lock, then that agent's rows
+-- (caller_agents, agent_offers, agent_states).
 --
 -- p_preview: a simulation, in a transaction that is rolled back: read the round-robin position,
 -- do not take it (a sequence does not roll back).
@@ -209,19 +233,10 @@ DECLARE
     v_rr       REGCLASS;
     v_passed   TEXT[];
     v_reported JSONB;
+    v_offered  BOOLEAN;
+    v_agent    TEXT;
     v_setting  TEXT;
 BEGIN
-    IF req.connected_caller IS NOT NULL AND req.connected_agent IS NOT NULL THEN
-        -- A repeated poll of an attempt writes nothing, not even the connection: its answer, now.
-        SELECT c.answers -> req.attempt_key INTO v_answer FROM dial_calls c
-         WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
-        IF v_answer IS NOT NULL THEN
-            RETURN jsonb_build_object('numbers', v_answer, 'repeat', true);
-        END IF;
-        INSERT INTO caller_agents (caller, agent, connected_at) VALUES (req.connected_caller, req.connected_agent, req.at)
-        ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at);
-    END IF;
-
     -- Asynchronous commit for dial state: the commit does not wait for its WAL flush. Safe because
     -- the callback's CDR is committed synchronously after this transaction, before the answer
     -- leaves, and flushing the WAL up to the CDR's commit flushes this transaction's commit too
@@ -239,15 +254,39 @@ BEGIN
         PERFORM pg_advisory_xact_lock(1684627820, hashtext(req.call_sid));
     END IF;
 
-    -- The call as the requests before this one left it (a fresh snapshot, taken after the lock).
-    SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key INTO v_order, v_tried, v_ends, v_answer FROM dial_calls c
+    -- The call as the requests before this one left it (a fresh snapshot, taken after the lock); for
+    -- a request that reports an attempt, whether one of the call's answers offered that agent.
+    SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key,
+           CASE WHEN more.reported_agent IS NOT NULL THEN jsonb_path_exists(c.answers, '$.*[*] ? (@ == $a)', jsonb_build_object('a', more.reported_agent)) END
+      INTO v_order, v_tried, v_ends, v_answer, v_offered FROM dial_calls c
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
 
     IF v_answer IS NOT NULL THEN
-        -- A repeated poll of an attempt: the answer it got, and nothing is written.
+        -- A repeated poll of an attempt: the answer it got, and nothing is written (not even the connection).
         RETURN jsonb_build_object('numbers', v_answer, 'repeat', true);
-    ELSIF v_known THEN
+    END IF;
+
+    -- The agent the request reports (a completed one is the agent connected): its lock before its
+    -- rows (the file's header), then the connection (sticky) and, once, how the offer ended.
+    v_agent := COALESCE(more.reported_agent, req.connected_agent);
+    IF v_agent IS NOT NULL THEN
+        IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(v_agent)) THEN
+            PERFORM pg_advisory_xact_lock(1634168436, hashtext(v_agent));
+        END IF;
+        IF req.connected_caller IS NOT NULL AND req.connected_agent IS NOT NULL THEN
+            INSERT INTO caller_agents (caller, agent, connected_at) VALUES (req.connected_caller, req.connected_agent, req.at)
+            ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at);
+        END IF;
+        IF v_offered THEN
+            v_reported := jsonb_build_object('agent', more.reported_agent, 'group', more.reported_group)
+                || dial_offer_ended(req.call_sid, more.reported_agent, more.reported_group,
+                       CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
+                       more.wrap_up_seconds, more.max_missed_offers, more.missed_pause_seconds);
+        END IF;
+    END IF;
+
+    IF v_known THEN
         -- A later request of the call: every number tried so far, and the order and tiers fixed at its first.
         FOREACH v_number IN ARRAY COALESCE(req.tried, '{}') LOOP
             IF NOT v_number = ANY (COALESCE(v_tried, '{}')) THEN
@@ -301,14 +340,6 @@ BEGIN
             v_order := v_order || v_slice;
             v_from := v_ends[i];
         END LOOP;
-    END IF;
-
-    -- The attempt this request reports, once: how the offer to that agent ended.
-    IF more.reported_agent IS NOT NULL THEN
-        v_reported := jsonb_build_object('agent', more.reported_agent, 'group', more.reported_group)
-            || dial_offer_ended(req.call_sid, more.reported_agent, more.reported_group,
-                   CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
-                   more.wrap_up_seconds, more.max_missed_offers, more.missed_pause_seconds);
     END IF;
 
     -- The answer: tier after tier, the order's numbers that may be offered now; the first tier
@@ -446,6 +477,10 @@ DECLARE
     v_ended      JSONB;
     v_result     JSONB := '{}';
 BEGIN
+    -- The agent's lock before its rows (the file's header).
+    IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
+        PERFORM pg_advisory_xact_lock(1634168436, hashtext(p_agent));
+    END IF;
     INSERT INTO agent_states AS s (number, busy, busy_since, busy_call_sid, last_dialed_at, last_connected_at, updated_at)
     VALUES (p_agent, COALESCE(p_busy, false), CASE WHEN p_busy THEN p_at END, CASE WHEN p_busy THEN p_call_sid END,
             CASE WHEN p_dialed THEN p_at END, CASE WHEN p_answered THEN p_at END, p_at)

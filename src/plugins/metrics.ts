@@ -151,7 +151,7 @@ export default fp(
       }),
       missed: new Counter({
         name: 'exoroute_agent_misses_total',
-        help: 'Offers that ended unanswered (no-answer, busy, failed), by dial group.',
+        help: 'Offers the agent missed (no-answer, busy; not failed), by dial group.',
         labelNames: ['group'] as const,
         registers,
       }),
@@ -244,7 +244,8 @@ export default fp(
         const labels = { group: group ?? '' };
         if (effect.offered) offerCounters.offered.inc(labels);
         if (effect.outcome === 'answered') offerCounters.answered.inc(labels);
-        else if (effect.outcome) offerCounters.missed.inc(labels);
+        // failed: the carrier or network, not the agent
+        else if (effect.outcome === 'no-answer' || effect.outcome === 'busy') offerCounters.missed.inc(labels);
       },
     } satisfies Metrics);
   },

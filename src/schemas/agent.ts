@@ -52,9 +52,12 @@ export const AgentSchema = Type.Object({
   paused: Type.Union([Type.Object({ until: InstantSchema, reason: Type.String() }), Type.Null()]),
   missedOffers: Type.Integer({
     description:
-      'Consecutive offers not answered: since its last answered offer, its last pause for misses, or when it was last set available (counted up to 1000)',
+      'Consecutive missed offers (no-answer, busy; a failed offer is skipped): since its last answered offer, its last pause for misses, or when it was last set available (counted up to 1000)',
   }),
-  today: Type.Object({ offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() }, { description: 'Since local midnight in `timezone`' }),
+  today: Type.Object(
+    { offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() },
+    { description: 'Since local midnight in `timezone`; misses: no-answer or busy (a failed offer is neither an answer nor a miss)' },
+  ),
 });
 export type Agent = Static<typeof AgentSchema>;
 

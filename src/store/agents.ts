@@ -181,7 +181,8 @@ const factsSql = (numbers: string, withMisses: boolean) => `SELECT n.number, COA
   ${withMisses ? `agent_missed_offers(n.number, ${MISSED_OFFERS_COUNTED_UP_TO})` : '0'} AS "missedOffers",
   s.paused_until AS "pausedUntil", s.paused_reason AS "pausedReason"
   FROM (${numbers}) AS n(number) LEFT JOIN agent_states s ON s.number = n.number`;
-const MISSED = `('no-answer', 'busy', 'failed')`;
+// A failed offer (the carrier or network) is not the agent's miss: agent_missed_offers() agrees.
+const MISSED = `('no-answer', 'busy')`;
 
 /** The facts of these numbers, by number; their missed offers are not counted. */
 async function loadStates(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {

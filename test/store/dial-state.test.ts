@@ -727,12 +727,21 @@ const missOf = (callSid: string, agent: string, maxMissed: number, at = AT): Att
   },
 });
 
+/** The first request of `callSid`, which offers NUMBERS[0..2]: a re-fetch's miss counts only for an agent its call offered. */
+const firstOf = (callSid: string): AttemptRequest => ({
+  ...missOf(callSid, NUMBERS[0]!, 0),
+  attemptKey: '|',
+  tried: [],
+  extra: { tiers: null, reported: null },
+});
+
 const missed = async (pool: pg.Pool, agent: string) => (await pool.query<{ n: number }>('SELECT agent_missed_offers($1, 1000) AS n', [agent])).rows[0]!.n;
 
 t.test('a miss writes its offer alone; the misses in a row are counted from the offers', async (t) => {
   const { pool } = await migratedDatabase(t);
   const A = NUMBERS[0]!;
   const states = async () => (await pool.query('SELECT number, paused_until, misses_since FROM agent_states')).rows;
+  for (const c of ['c1', 'c2', 'c4', 'c5', 'c6']) await offerAttempt(pool, firstOf(c));
   await offerAttempt(pool, missOf('c1', A, 0));
   await offerAttempt(pool, missOf('c2', A, 0, new Date(AT.getTime() + 1000)));
   t.same(await states(), [], 'in a group that does not pause, no agent state is written');
@@ -765,6 +774,7 @@ t.test('misses of one agent in two calls at once are counted one after the other
     one.release();
     two.release();
   });
+  for (const c of ['c1', 'c2']) await offerAttempt(pool, firstOf(c));
   await one.query('BEGIN');
   await offerAttempt(one as unknown as pg.Pool, missOf('c1', A, 2));
   await two.query('BEGIN');
@@ -790,7 +800,7 @@ t.test('the migration that counts misses from the offers carries each count over
   await pool.query(
     `INSERT INTO agent_offers (call_sid, number, offered_at, outcome, ended_at) VALUES
        ('a1', $1, $4, 'busy', $4), ('a2', $1, $5, 'answered', $5), ('a3', $1, $6, 'no-answer', $6), ('a4', $1, $7, 'no-answer', $7),
-       ('b1', $2, $4, 'no-answer', $4), ('b2', $2, $5, 'no-answer', $5), ('b3', $2, $6, NULL, NULL), ('c1', $3, $4, 'failed', $4)`,
+       ('b1', $2, $4, 'no-answer', $4), ('b2', $2, $5, 'no-answer', $5), ('b3', $2, $6, NULL, NULL), ('c1', $3, $4, 'no-answer', $4)`,
     [A, B, C, at(1), at(2), at(3), at(4)],
   );
   await pool.query(

@@ -109,7 +109,9 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
 /**
  * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
  * ended, and the pacing of the group it was offered from (the first tier holding the agent).
- * `canceled` (the caller hung up) and other statuses say nothing about the agent.
+ * `failed` ends the offer but is no miss (the carrier or network; dial_offer_ended() in
+ * prisma/functions/dial_answer.sql); `canceled` (the caller hung up) and other statuses say
+ * nothing about the agent. Postgres records it only for an agent the call was offered.
  */
 export function reportedAttempt(call: ExotelCall, groups: StoredDialGroup[]): DialExtra['reported'] {
   const agent = call.dialWhomNumber?.e164;
