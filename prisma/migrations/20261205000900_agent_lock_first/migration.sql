@@ -3,7 +3,8 @@
 -- it, or misses of one agent in two calls, took the rows in opposite orders and deadlocked); a
 -- re-fetch's reported attempt is recorded only for an agent the call offered; a re-fetch reporting
 -- `completed` after an Answered event ends the offer and starts the wrap-up; `failed` ends an offer
--- without counting as a miss. No table changes.
+-- without counting as a miss; a free event for another call than the one the agent is busy on
+-- leaves the agent busy. No table changes.
 --
 -- Between the two marker lines: a copy of prisma/functions/dial_answer.sql, verbatim
 -- (test/store/dial-sql-source.test.ts checks it). Before them: what only this upgrade needs.
@@ -503,9 +504,13 @@ BEGIN
     VALUES (p_agent, COALESCE(p_busy, false), CASE WHEN p_busy THEN p_at END, CASE WHEN p_busy THEN p_call_sid END,
             CASE WHEN p_dialed THEN p_at END, CASE WHEN p_answered THEN p_at END, p_at)
     ON CONFLICT (number) DO UPDATE SET
-        busy = COALESCE(p_busy, s.busy),
-        busy_since = CASE WHEN p_busy IS TRUE AND NOT s.busy THEN p_at WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
-        busy_call_sid = CASE WHEN p_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN p_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
+        -- A free for another call than the one the agent is busy on (a late end of an earlier call)
+        -- leaves the busy state as it is.
+        busy = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(p_busy, s.busy) END,
+        busy_since = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
+                          WHEN p_busy IS TRUE AND NOT s.busy THEN p_at WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
+        busy_call_sid = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
+                             WHEN p_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN p_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
         last_dialed_at = CASE WHEN p_dialed THEN p_at ELSE s.last_dialed_at END,
         last_connected_at = CASE WHEN p_answered THEN p_at ELSE s.last_connected_at END,
         updated_at = p_at;

@@ -216,6 +216,16 @@ t.test('a dial event is answered within the budget when Postgres is slow; its st
   t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 's1' } }, 'recorded once the row was free');
 });
 
+t.test('a late free for an earlier call leaves the agent busy on the current one', async (t) => {
+  const ctx = await setup(t);
+  await event(ctx, 'CallSid=o1&DialWhomNumber=09811100001&Status=busy&EventType=Dial');
+  await event(ctx, 'CallSid=o2&DialWhomNumber=09811100001&Status=busy&EventType=Dial');
+  await event(ctx, 'CallSid=o1&DialWhomNumber=09811100001&Status=free&EventType=Terminal');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'o2' } }, "o1's end does not end o2");
+  await event(ctx, 'CallSid=o2&DialWhomNumber=09811100001&Status=free&EventType=Terminal');
+  t.match(await agent(ctx, A), { state: 'available', onCall: null }, "o2's does");
+});
+
 t.test("a dial event's `group` is believed only when it is one of the agent's groups: no metric series or offer for any other name", async (t) => {
   const ctx = await setup(t);
   for (let i = 0; i < 3; i++) {
