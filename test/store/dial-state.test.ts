@@ -810,3 +810,61 @@ t.test('the migration that counts misses from the offers carries each count over
   await applyMigrations(pool);
   t.same([await missed(pool, A!), await missed(pool, B!), await missed(pool, C!)], [2, 0, 1]);
 });
+
+t.test('two batches (of two instances) whose requests name the same calls and agents in opposite orders do not deadlock', async (t) => {
+  const db = await migratedDatabase(t);
+  const X = '+919811100001';
+  const Y = '+919811100002';
+  const at = '2026-12-05T10:00:00Z';
+  const req = (call: string, agent: string) => ({
+    call_sid: call,
+    endpoint: 'connect',
+    flow_slug: 'f',
+    attempt_key: `k-${call}-${agent}`,
+    tried: [agent],
+    candidates: [],
+    base: [],
+    arrange: 'as_is',
+    at,
+    busy_expired: '2026-12-05T09:00:00Z',
+    reported_agent: agent,
+    reported_status: 'no-answer',
+  });
+  const batch = (items: unknown[]) =>
+    db.pool.query('SELECT * FROM dial_offer_batch($1)', [JSON.stringify(items)]).then(
+      () => 'ok',
+      (e: Error) => e.message,
+    );
+  // call D held by a third session, so that the second batch stops there with what it took before
+  const gate = await db.pool.connect();
+  await gate.query('BEGIN');
+  await gate.query(`SELECT pg_advisory_xact_lock(1684627820, hashtext('CALL-D'))`);
+  const second = batch([req('CALL-B', Y), req('CALL-D', X)]);
+  await new Promise((r) => setTimeout(r, 200));
+  const first = batch([req('CALL-A', X), req('CALL-C', Y)]);
+  await new Promise((r) => setTimeout(r, 200));
+  await gate.query('COMMIT');
+  gate.release();
+  t.same(await Promise.all([first, second]), ['ok', 'ok'], 'both answered, neither aborted as a deadlock');
+});
+
+t.test('a batch answers its requests in their order, each once', async (t) => {
+  const db = await migratedDatabase(t);
+  const items = ['c1', 'c2', 'c1', 'c3'].map((call, i) => ({
+    call_sid: call,
+    endpoint: 'dial-whom',
+    flow_slug: 'f',
+    attempt_key: `a${i}`,
+    tried: [],
+    candidates: ['+919811100001', '+919811100002'],
+    base: ['+919811100001', '+919811100002'],
+    arrange: 'as_is',
+    at: '2026-12-05T10:00:00Z',
+    busy_expired: '2026-12-05T09:00:00Z',
+  }));
+  const { rows } = await db.pool.query<{ idx: number }>('SELECT idx FROM dial_offer_batch($1)', [JSON.stringify(items)]);
+  t.same(
+    rows.map((r) => r.idx),
+    [0, 1, 2, 3],
+  );
+});

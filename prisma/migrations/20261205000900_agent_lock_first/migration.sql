@@ -4,7 +4,8 @@
 -- re-fetch's reported attempt is recorded only for an agent the call offered; a re-fetch reporting
 -- `completed` after an Answered event ends the offer and starts the wrap-up; `failed` ends an offer
 -- without counting as a miss; a free event for another call than the one the agent is busy on
--- leaves the agent busy. No table changes.
+-- leaves the agent busy; a batch takes all its call and agent locks first, in key order. No table
+-- changes.
 --
 -- Between the two marker lines: a copy of prisma/functions/dial_answer.sql, verbatim
 -- (test/store/dial-sql-source.test.ts checks it). Before them: what only this upgrade needs.
@@ -47,9 +48,12 @@ DROP TYPE dial_request CASCADE;
 -- held. Whoever writes an agent's rows so holds its lock, so two of them never wait for each
 -- other's rows in opposite orders (a dial event ending an offer while a re-fetch reports it, or
 -- misses of one agent in two calls, deadlocked: Postgres aborted one of them after a second). A
--- dial event takes no call's lock, so it never waits for one while holding an agent's. Both
--- locks are held until commit; the two-int keys are a key space of their own, apart from the
--- migrator's and the retention job's bigint keys. dial_offer_ended() expects the agent's lock held.
+-- dial event takes no call's lock, so it never waits for one while holding an agent's. A batch
+-- (dial_offer_batch()) takes every call's and agent's lock its requests will need first, calls then
+-- agents, each in the order of their keys: two batches (of two instances) then never hold locks the
+-- other waits for. Both kinds are held until commit; the two-int keys are a key space of their own,
+-- apart from the migrator's and the retention job's bigint keys. dial_offer_ended() expects the
+-- agent's lock held.
 
 -- One Dial Whom / Connect request: the TypeScript side is DialRequest (src/routing/dial/request.ts),
 -- marshalled by asDialRequest (src/store/dial-state.ts): a request alone as ROW($1, …)::dial_request,
@@ -289,7 +293,7 @@ BEGIN
     -- The agent the request reports (a completed one is the agent connected): its lock before its
     -- rows (the file's header), then the connection (sticky) and, once, how the offer ended.
     v_agent := COALESCE(more.reported_agent, req.connected_agent);
-    IF v_agent IS NOT NULL THEN
+    IF v_agent IS NOT NULL AND (v_offered OR req.connected_caller IS NOT NULL) THEN
         IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(v_agent)) THEN
             PERFORM pg_advisory_xact_lock(1634168436, hashtext(v_agent));
         END IF;
@@ -437,10 +441,24 @@ CREATE OR REPLACE FUNCTION dial_offer_batch(p_requests JSON) RETURNS TABLE (idx 
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    r dial_batch_request;
+    r        dial_batch_request;
+    v_batch  dial_batch_request[];
+    v_key    INT;
 BEGIN
+    -- The requests in their order (a function scan returns its rows as the array has them).
+    SELECT array_agg(q) INTO v_batch FROM json_populate_recordset(NULL::dial_batch_request, p_requests) AS q;
+    -- Every lock the requests will take, first, in one order (the file's header): the calls', then
+    -- the agents' they report or were connected to, each by key. dial_offer() takes them again;
+    -- held already, that costs nothing.
+    FOR v_key IN SELECT DISTINCT hashtext(q.call_sid) FROM unnest(v_batch) AS q ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(1684627820, v_key);
+    END LOOP;
+    FOR v_key IN SELECT DISTINCT hashtext(a.agent) FROM unnest(v_batch) AS q, LATERAL (VALUES (q.reported_agent), (q.connected_agent)) AS a(agent)
+                  WHERE a.agent IS NOT NULL ORDER BY 1 LOOP
+        PERFORM pg_advisory_xact_lock(1634168436, v_key);
+    END LOOP;
     idx := -1;
-    FOR r IN SELECT * FROM json_populate_recordset(NULL::dial_batch_request, p_requests) LOOP
+    FOREACH r IN ARRAY COALESCE(v_batch, '{}') LOOP
         idx := idx + 1;
         answer := dial_offer(
             ROW(r.call_sid, r.endpoint, r.flow_slug, r.attempt_key, r.tried, r.candidates, r.base, r.arrange, r.rr_group,
