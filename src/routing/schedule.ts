@@ -29,8 +29,9 @@
  *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`.
  * - An override (`rules.override`) decides alone from when it is set (`setAt`, inclusive) until its `until`
  *   (exclusive; none: until it is deleted); the reason is then `override: <reason> until <until>`. Before
- *   `setAt` and after `until` the weekly windows and exceptions decide; seen from before `setAt`, the next
- *   change is at the latest when the override begins.
+ *   `setAt` and after `until` the weekly windows and exceptions decide; seen from before `setAt`, the
+ *   override's start is the next change when it flips the state and nothing flips before it. An override
+ *   changed while in force without flipping (e.g. a later `until`) keeps its `setAt` (src/store/schedules.ts).
  */
 import { DateTime, IANAZone } from 'luxon';
 import type { ScheduleException, ScheduleOverride, ScheduleRules, ScheduleStatus } from '../schemas/schedule.js';

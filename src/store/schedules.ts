@@ -119,10 +119,15 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
   return prisma.$transaction(async (tx) => {
     const found = await tx.schedule.findUnique({ where: { slug }, select });
     if (!found) throw new NotFoundError(ENTITY, slug);
+    // Changing an override in force that keeps it open (or closed), e.g. a later `until`: it is the
+    // same override, in force since it was first set (it decides from setAt).
+    const prior = toSchedule(found).override;
+    const continued = prior && prior.open === input.open && (prior.until === null || new Date(prior.until).getTime() > now.getTime());
+    const setAt = continued ? new Date(prior.setAt) : now;
     const after = toSchedule(
       await tx.schedule.update({
         where: { slug },
-        data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: now },
+        data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: setAt },
         select,
       }),
     );

@@ -117,3 +117,22 @@ t.test("two instances: an override set through one is obeyed by the other's call
   await until(() => two.app.rules.current?.schedules.get('support')?.override?.reason === 'storm');
   t.equal((await passthru(two, 'm1')).statusCode, 302, 'closed on the other instance too');
 });
+
+t.test('extending an override in force keeps it in force since it was first set; turning it over starts anew', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await override(ctx, { open: false, reason: 'flooding' })).statusCode, 200);
+  const first = (await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json().override.setAt as string;
+  await new Promise((r) => setTimeout(r, 50));
+  const later = new Date(Date.now() + 3_600_000).toISOString();
+  t.equal((await override(ctx, { open: false, reason: 'still flooding', until: later })).statusCode, 200);
+  const extended = (await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json().override;
+  t.equal(extended.setAt, first, 'the same override, in force since it was first set');
+  const between = new Date(new Date(first).getTime() + 10).toISOString();
+  t.match((await ctx.admin({ method: 'GET', url: `/admin/schedules/support/status?at=${encodeURIComponent(between)}` })).json(), {
+    open: false,
+    reason: /^override: still flooding/,
+  });
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal((await override(ctx, { open: true, reason: 'drill' })).statusCode, 200);
+  t.not((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json().override.setAt, first, 'open instead of closed: a new override');
+});
