@@ -37,10 +37,12 @@ const changesBy = (p: { number: string; setBy: string; at: string }) =>
  * every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
  * calls at once flip twice. A change made `once` (by one call: $8) is made once however often the
  * call repeats its request (Exotel retrying, or polling twice), also after another call changed it
- * in between: a repeat changes nothing and no row comes back. Concurrent repeats are caught by the
- * row's set_by (read under the row lock), later ones by the call's audit entry of the last day (a
- * call lasts hours at most; the index on `at` bounds the read). Set available, the agent's pause is
- * lifted and its count of missed offers starts again.
+ * in between: a repeat (a toggle after any change of the call, or the status the call set last)
+ * changes nothing and no row comes back; the call may still set the other status. Concurrent
+ * repeats are caught by the row's set_by and status (read under the row lock), later ones by the
+ * call's last audit entry of the last day (a call lasts hours at most; read by the index on
+ * entity_id and at). Set available, the agent's pause is lifted and its count of missed offers
+ * starts again.
  */
 const SET_SQL = `
 WITH prev AS (
@@ -52,7 +54,10 @@ WITH prev AS (
     status = CASE WHEN $2 <> 'toggle' THEN $2
                   WHEN a.status = 'away' AND (a.until IS NULL OR a.until > $6) THEN 'available' ELSE 'away' END,
     reason = EXCLUDED.reason, until = EXCLUDED.until, set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at
-  WHERE NOT $8::boolean OR (a.set_by <> EXCLUDED.set_by AND NOT EXISTS (SELECT FROM ${changesBy({ number: '$1', setBy: '$5', at: '$6' })}))
+  WHERE NOT $8::boolean
+     OR ((a.set_by <> EXCLUDED.set_by OR ($2 <> 'toggle' AND a.status <> $2))
+         AND NOT EXISTS (SELECT FROM (SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$5', at: '$6' })} ORDER BY e.at DESC, e.id DESC LIMIT 1) last
+                          WHERE $2 = 'toggle' OR last.after ->> 'status' = $2))
   RETURNING ${AVAILABILITY_COLUMNS}
 ), cleared AS (
   INSERT INTO agent_states AS s (number, misses_since, updated_at)
@@ -104,7 +109,7 @@ export async function writeAvailability(
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
     // another call has changed it since).
     const set = await pool.query<{ after: JsonAvailability }>(
-      `SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$2', at: '$3' })} ORDER BY e.id DESC LIMIT 1`,
+      `SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$2', at: '$3' })} ORDER BY e.at DESC, e.id DESC LIMIT 1`,
       [change.number, change.setBy, change.at],
     );
     const after = set.rows[0]

@@ -143,6 +143,28 @@ t.test("a call's repeat after another call changed it: changes nothing, and gets
   t.equal((await stored(ctx))?.status, 'available', 'the API change stands');
 });
 
+t.test('one call may set away and then available (two menus of one call); each repeated is a repeat', async (t) => {
+  const ctx = await setup(t);
+  const url = (flow: string) => `/exotel/passthru/${flow}?CallSid=menu1&CallFrom=09811100001&CallTo=08047115777`;
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: { slug: 'back', name: 'back', type: 'passthru', rules: [], otherwise: { availability: 'available' }, onError: { branch: 'B' } },
+      })
+    ).statusCode,
+    201,
+  );
+  await until(() => ctx.app.rules.current?.flows.has('back') === true);
+  t.equal((await ctx.app.inject({ method: 'GET', url: url('break') })).statusCode, 302, 'away');
+  t.equal((await ctx.app.inject({ method: 'GET', url: url('break') })).statusCode, 302, 'away, repeated');
+  t.equal((await ctx.app.inject({ method: 'GET', url: url('back') })).statusCode, 200, 'then available, in the same call');
+  t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'phone:menu1' });
+  t.equal((await ctx.app.inject({ method: 'GET', url: url('back') })).statusCode, 200, 'available, repeated');
+  t.equal((await ctx.db.pool.query(`SELECT 1 FROM audit_entries WHERE entity = 'agent'`)).rowCount, 2, 'two changes');
+});
+
 t.test('a caller who is no agent gets branch B and changes nothing', async (t) => {
   const ctx = await setup(t);
   const res = await call(ctx, 'presence', 'n1', STRANGER);
