@@ -2,6 +2,7 @@ import fp from 'fastify-plugin';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 import { answerDialWith, type AnswerDial } from '../routing/dial/answer.js';
 import { dialAnswerer, previewAttempt } from '../store/dial-state.js';
+import { eventPacing } from '../routing/dial/event.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -17,10 +18,14 @@ export default fp(
     const { pool } = app.db;
     // One batcher per instance: one batch in flight, so batches of this instance never wait on each other's locks.
     const batched = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
-    // How a reported attempt ended, counted once by the instance that recorded it.
+    // How a reported attempt ended, counted once by the instance that recorded it, as a dial event's
+    // is: only for a member, under one of its own groups.
     const answer = async (req: Parameters<typeof batched>[0]) => {
       const offer = await batched(req);
-      if (offer.reported) app.metrics.observeOfferEffect(offer.reported.group, offer.reported);
+      if (offer.reported) {
+        const { member, group } = eventPacing(app.rules.current, offer.reported.agent, offer.reported.group);
+        if (member) app.metrics.observeOfferEffect(group, offer.reported);
+      }
       return offer;
     };
     const token = config.EXOTEL_CALLBACK_SECRET ? `?token=${encodeURIComponent(config.EXOTEL_CALLBACK_SECRET)}` : '';

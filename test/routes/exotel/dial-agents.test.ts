@@ -226,6 +226,14 @@ t.test('a late free for an earlier call leaves the agent busy on the current one
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "o2's does");
 });
 
+t.test('a re-fetch reporting a number the flow lists itself (no member) counts in no agent metric', async (t) => {
+  const ctx = await setup(t, { action: { numbers: ['09899999999'] } });
+  t.equal(await dialWhom(ctx, 'CallSid=n1'), '+919899999999');
+  await dialWhom(ctx, 'CallSid=n1&DialCallStatus=no-answer&DialWhomNumber=09899999999');
+  const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.notMatch(text, /exoroute_agent_(offers|misses)_total\{/, 'no series at all');
+});
+
 t.test("a dial event's `group` is believed only when it is one of the agent's groups: no metric series or offer for any other name", async (t) => {
   const ctx = await setup(t);
   for (let i = 0; i < 3; i++) {
