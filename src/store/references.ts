@@ -8,15 +8,16 @@ type Tx = Prisma.TransactionClient;
 const TABLES = { 'vip-list': 'vip_lists', schedule: 'schedules', 'dial-group': 'dial_groups' } as const;
 
 /**
- * Which of these slugs of a kind exist, each row held FOR SHARE until commit: a writer that refers
- * to them calls this in its transaction, so a concurrent delete (which locks the row before looking
- * for users, below) either committed before and the slug is missing here, or waits for this writer
- * and then sees its reference.
+ * Which of these slugs of a kind exist, each row held FOR KEY SHARE until commit: a writer that
+ * refers to them calls this in its transaction, so a concurrent delete (which locks the row before
+ * looking for users, below) either committed before and the slug is missing here, or waits for this
+ * writer and then sees its reference. KEY SHARE: an update of the object that keeps its key (a new
+ * name, new members) need not wait.
  */
 export async function existingSlugs(tx: Tx, entity: keyof typeof TABLES, slugs: Iterable<string>): Promise<Set<string>> {
   const wanted = [...new Set(slugs)];
   if (wanted.length === 0) return new Set();
-  const rows = await tx.$queryRawUnsafe<Array<{ slug: string }>>(`SELECT slug FROM ${TABLES[entity]} WHERE slug = ANY($1::text[]) FOR SHARE`, wanted);
+  const rows = await tx.$queryRawUnsafe<Array<{ slug: string }>>(`SELECT slug FROM ${TABLES[entity]} WHERE slug = ANY($1::text[]) FOR KEY SHARE`, wanted);
   return new Set(rows.map((r) => r.slug));
 }
 
@@ -57,7 +58,7 @@ const named = (kind: string, slugs: string[]) => `${kind}${slugs.length > 1 ? 's
 /**
  * 409 naming the flows (and, for a schedule, the dial groups using it as a shift) when anything
  * still refers to the object. Call it in the deleting transaction: it locks the object's row first,
- * so a writer that checks the object exists with FOR SHARE either commits before the check (and is
+ * so a writer that checks the object exists with FOR KEY SHARE either commits before the check (and is
  * seen) or waits and then finds the object gone.
  */
 export async function assertUnreferenced(tx: Tx, entity: string, slug: string): Promise<void> {
