@@ -124,18 +124,19 @@ export async function writeAvailability(
 /**
  * One write in a transaction Postgres cancels when it runs past `ms` (statement_timeout), so that a
  * write the caller has given up on is not committed after all: a caller who answers "not saved"
- * must not find it saved. The caller's own timer, a little later, covers a Postgres that does not
- * answer at all. Four round trips: for the phone's rare write, not the dial path.
+ * must not find it saved. Not covered: the COMMIT itself (Postgres stops the timeout before it),
+ * which stalls only with the disk; the caller's own timer, a little later, answers then, and a
+ * Postgres that does not answer at all. Four round trips: for the phone's rare write, not the dial path.
  */
 async function within<T>(pool: pg.Pool, ms: number, write: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const deadline = performance.now() + ms;
+  const left = () => Math.floor(deadline - performance.now());
   const client = await pool.connect();
   let failed: Error | undefined;
   try {
-    const left = Math.floor(deadline - performance.now());
-    if (left < 1) throw new Error(`no connection within ${Math.round(ms)} ms`);
     await client.query('BEGIN');
-    await client.query(`SET LOCAL statement_timeout = ${left}`);
+    if (left() < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could start`);
+    await client.query(`SET LOCAL statement_timeout = ${left()}`);
     const out = await write(client);
     await client.query('COMMIT');
     return out;
