@@ -263,7 +263,7 @@ function nextChange(cal: Calendar, at: number, day: LocalDate): number | null {
 const instantMs = (value: Date | string) => (value instanceof Date ? value.getTime() : Date.parse(value));
 
 /** The override in force at `ms`, if any: from when it was set, until its `until`. */
-function overrideAt(rules: ScheduleRules, ms: number): ScheduleOverride | null {
+export function overrideAt(rules: Pick<ScheduleRules, 'override'>, ms: number): ScheduleOverride | null {
   const o = rules.override;
   if (!o || ms < instantMs(o.setAt)) return null;
   return o.until === null || ms < instantMs(o.until) ? o : null;

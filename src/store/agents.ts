@@ -6,6 +6,7 @@ import type { ScheduleRules } from '../schemas/schedule.js';
 import { DomainError, InvalidFieldError } from '../errors.js';
 import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
 import { RULES_CHANNEL, type Actor } from './audit.js';
+import { inTransaction } from './database.js';
 
 /**
  * Agents: every number that is a member of a dial group. Availability (away/available) is routing
@@ -130,22 +131,12 @@ export async function writeAvailability(
  */
 async function within<T>(pool: pg.Pool, ms: number, write: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const deadline = performance.now() + ms;
-  const left = () => Math.floor(deadline - performance.now());
-  const client = await pool.connect();
-  let failed: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    if (left() < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could start`);
-    await client.query(`SET LOCAL statement_timeout = ${left()}`);
-    const out = await write(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch((e: Error) => (failed = e));
-    throw err;
-  } finally {
-    client.release(failed);
-  }
+  return inTransaction(pool, 'BEGIN', async (client) => {
+    const left = Math.floor(deadline - performance.now());
+    if (left < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could start`);
+    await client.query(`SET LOCAL statement_timeout = ${left}`);
+    return write(client);
+  });
 }
 
 const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until === null ? null : new Date(a.until), setAt: new Date(a.setAt) });

@@ -60,3 +60,23 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
     },
   };
 }
+
+/**
+ * `work` in one transaction (`begin`: BEGIN with its options) on one pooled connection, committed;
+ * on failure rolled back, and a connection whose rollback fails too is dropped, not reused.
+ */
+export async function inTransaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let failed: Error | undefined;
+  try {
+    await client.query(begin);
+    const out = await work(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    await client.query('ROLLBACK').catch((e: Error) => (failed = e));
+    throw err;
+  } finally {
+    client.release(failed);
+  }
+}

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { Database } from './database.js';
+import { inTransaction, type Database } from './database.js';
 import type { ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow, type FlowRow } from './flows.js';
@@ -22,20 +22,7 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
  * reload.)
  */
 export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
-  const client = await db.pool.connect();
-  let failed: Error | undefined;
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const snapshot = await readSnapshot(client, version);
-    await client.query('COMMIT');
-    return snapshot;
-  } catch (err) {
-    failed = err as Error;
-    throw err;
-  } finally {
-    // A connection that failed mid-transaction is dropped rather than reused.
-    client.release(failed);
-  }
+  return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', (client) => readSnapshot(client, version));
 }
 
 async function readSnapshot(client: pg.PoolClient, version: number): Promise<RulesSnapshot> {

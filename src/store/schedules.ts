@@ -4,6 +4,7 @@ import type { Schedule, ScheduleException, ScheduleInput, ScheduleOverride, Sche
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
+import { overrideAt } from '../routing/schedule.js';
 
 const ENTITY = 'schedule';
 export const DEFAULT_TIMEZONE = 'Asia/Kolkata';
@@ -122,8 +123,8 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
     // Changing an override in force that keeps it open (or closed), e.g. a later `until`: it is the
     // same override, in force since it was first set (it decides from setAt).
     const prior = toSchedule(found).override;
-    const continued = prior && prior.open === input.open && (prior.until === null || new Date(prior.until).getTime() > now.getTime());
-    const setAt = continued ? new Date(prior.setAt) : now;
+    const continued = prior?.open === input.open && overrideAt({ override: prior }, now.getTime()) !== null;
+    const setAt = continued && prior ? new Date(prior.setAt) : now;
     const after = toSchedule(
       await tx.schedule.update({
         where: { slug },
