@@ -46,10 +46,12 @@ CREATE TYPE dial_request AS (
     attempt_key      TEXT,
     -- numbers the request says were tried (DialWhomNumber, Legs)
     tried            TEXT[],
-    -- numbers that may be offered now (active members in their shift, or the flow's numbers)
+    -- numbers that may be offered now (active members in their shift and not away, or the flow's numbers)
     candidates       TEXT[],
-    -- the order to fix at the call's first request, before `arrange` and sticky: the members by
-    -- priority, or already drawn for `random` / `weighted` (orderPlan in src/routing/dial/order.ts)
+    -- the order to fix at the call's first request, before `arrange` and sticky: every member of
+    -- the action's groups (also those who may not be offered now, so that the call offers them once
+    -- they may: back from away, their shift started, switched on), by priority, or already drawn for
+    -- `random` / `weighted` (orderPlan in src/routing/dial/order.ts)
     base             TEXT[],
     -- 'as_is'; 'rotate' (round robin: start `base` at the group's position, which advances);
     -- 'least_recent' (members dialed longest ago first, never dialed before them, ties in `base` order)
@@ -235,6 +237,7 @@ DECLARE
     v_shift    BIGINT;
     v_rr       REGCLASS;
     v_passed   TEXT[];
+    v_held     TEXT[];
     v_reported JSONB;
     v_offered  BOOLEAN;
     v_agent    TEXT;
@@ -299,12 +302,13 @@ BEGIN
         v_ends := COALESCE(v_ends, ARRAY[COALESCE(cardinality(v_order), 0)]);
     ELSE
         -- The call's first request fixes its order: each tier arranged as its group's strategy
-        -- says, the caller's sticky agent first in its tier.
+        -- says, the caller's sticky agent (the last connected of those who may be offered now)
+        -- first in its tier.
         v_tried := req.tried;
         v_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
         IF req.sticky_caller IS NOT NULL THEN
             SELECT ca.agent INTO v_sticky FROM caller_agents ca
-             WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (req.base) AND ca.connected_at > req.sticky_since
+             WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (req.candidates) AND ca.connected_at > req.sticky_since
              ORDER BY ca.connected_at DESC LIMIT 1;
         END IF;
         v_order := '{}';
@@ -313,7 +317,8 @@ BEGIN
             -- The tier's slice of the base order arranged as its strategy says: 'rotate' starts it at
             -- the group's round-robin position (which advances, unless previewing), 'least_recent'
             -- puts the members dialed longest ago first (never dialed before them, ties in base
-            -- order), 'as_is' keeps it.
+            -- order), 'as_is' keeps it. Only members who may be offered now take turns: the others
+            -- follow them, in base order (else the member after one who is away would get their turns).
             v_slice := req.base[v_from + 1 : v_ends[i]];
             v_arrange := CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END;
             IF v_arrange = 'least_recent' THEN
@@ -332,10 +337,16 @@ BEGIN
                 ELSE
                     v_shift := nextval(v_rr);
                 END IF;
+                v_held := '{}';
+                IF NOT v_slice <@ req.candidates THEN
+                    v_held := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE NOT b.n = ANY (req.candidates) ORDER BY b.i);
+                    v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE b.n = ANY (req.candidates) ORDER BY b.i);
+                END IF;
                 IF cardinality(v_slice) > 0 THEN
                     v_shift := v_shift % cardinality(v_slice);
                     v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
                 END IF;
+                v_slice := v_slice || v_held;
             END IF;
             IF v_sticky = ANY (v_slice) THEN
                 v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));

@@ -27,7 +27,7 @@ export interface DialRequest {
   tried: string[];
   /** numbers that may be offered now */
   candidates: string[];
-  /** how the call's first request fixes its order */
+  /** how the call's first request fixes its order: of every member, also those who may not be offered now */
   plan: OrderPlan;
   /** `rotate`: the dial group whose round-robin position the call takes */
   rrGroup: string | null;
@@ -181,15 +181,20 @@ export function dialRequest(
   let tiers: DialExtra['tiers'] = null;
   const skipped: Skip[] = [];
   if (groups.length > 0) {
-    candidates = [];
+    const available = groups.map((g) => candidatesOf(g, snapshot, at));
+    for (const a of available) skipped.push(...a.skipped);
+    const offerable = new Set(available.flatMap((a) => a.members.map((m) => m.number)));
+    candidates = [...offerable];
     const base: string[] = [];
     tiers = [];
-    for (const g of groups) {
-      const available = candidatesOf(g, snapshot, at);
-      skipped.push(...available.skipped);
-      // A number in two tiers belongs to the first.
-      const members = available.members.filter((m) => !base.includes(m.number));
-      candidates.push(...members.map((m) => m.number));
+    for (const [i, g] of groups.entries()) {
+      // The order holds every member, also those who may not be offered now: the call offers them
+      // once they may (back from away, shift started, switched on). A number in two tiers belongs
+      // to the first that may offer it now, or else to the first that lists it.
+      const members =
+        skipped.length === 0
+          ? g.members.filter((m) => !base.includes(m.number))
+          : g.members.filter((m) => !base.includes(m.number) && (available[i]!.members.includes(m) || !offerable.has(m.number)));
       // Drawn for every request, used only by the call's first (which only Postgres can tell).
       const tierPlan = orderPlan(g, members, opts.random);
       base.push(...tierPlan.base);

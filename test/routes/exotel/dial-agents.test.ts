@@ -115,6 +115,63 @@ t.test('two instances: an agent sent away through one is not offered by the othe
   t.equal(await dialWhom(two, 'CallSid=i1'), `${B},${C}`);
 });
 
+t.test("a waiting call offers an agent once they are back from away, or switched on again, in their place in the call's order", async (t) => {
+  const ctx = await setup(t);
+  t.equal((await away(ctx, B)).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'away');
+  t.equal(await dialWhom(ctx, 'CallSid=back1'), `${A},${C}`);
+  t.equal((await away(ctx, B, { status: 'available' })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'available');
+  t.equal(await dialWhom(ctx, 'CallSid=back1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`, 'B is back: offered, by priority');
+  t.match(await cdrDecision(ctx, 'back1'), { dial: { tier: 'sales', skipped: [{ number: A, why: 'tried' }] } });
+
+  const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: false } });
+  t.equal(off.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+  t.equal(await dialWhom(ctx, 'CallSid=back2'), `${A},${B}`);
+  const on = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: true } });
+  t.equal(on.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === true);
+  t.equal(await dialWhom(ctx, 'CallSid=back2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`, 'switched on again: offered');
+});
+
+t.test('round robin with an agent away: the others take turns evenly; back mid-call, the agent is offered after them', async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'round_robin' } });
+  t.equal((await away(ctx, B)).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'away');
+  const answers: string[] = [];
+  for (let i = 1; i <= 4; i++) answers.push(await dialWhom(ctx, `CallSid=rr${i}`));
+  t.same(answers, [`${A},${C}`, `${C},${A}`, `${A},${C}`, `${C},${A}`], 'A and C first in turn (the turn B would take is not given to C)');
+  t.equal((await away(ctx, B, { status: 'available' })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'available');
+  t.equal(await dialWhom(ctx, 'CallSid=rr4&DialCallStatus=no-answer&DialWhomNumber=09811100003'), `${A},${B}`, 'B, back, after the members who took turns');
+  t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${B},${C},${A}`, 'and takes turns again in new calls');
+});
+
+t.test('overflow: when the first tier is all away the second is offered; an agent of the first back mid-call is offered next', async (t) => {
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
+  for (const n of [A, B, C]) t.equal((await away(ctx, n)).statusCode, 200);
+  await until(() => [A, B, C].every((n) => ctx.app.rules.current?.availability.get(n)?.status === 'away'));
+  t.equal(await dialWhom(ctx, 'CallSid=ov1'), D);
+  t.match(await cdrDecision(ctx, 'ov1'), { dial: { tier: 'support', tierIndex: 1 } });
+  t.equal((await away(ctx, A, { status: 'available' })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(A)?.status === 'available');
+  t.equal(await dialWhom(ctx, 'CallSid=ov1&DialCallStatus=no-answer&DialWhomNumber=09811100004'), A, 'A is back: the first tier again');
+  t.match(await cdrDecision(ctx, 'ov1'), { dial: { tier: 'sales', tierIndex: 0 } });
+});
+
+t.test("sticky: when the caller's last agent is away, the one they talked to before goes first", async (t) => {
+  const ctx = await setup(t, { sales: { sticky: { enabled: true, lookbackDays: 30 } } });
+  await ctx.db.pool.query(
+    `INSERT INTO caller_agents (caller, agent, connected_at) VALUES ($1, $2, now() - interval '2 days'), ($1, $3, now() - interval '1 day')`,
+    ['+919800000001', B, C],
+  );
+  t.equal(await dialWhom(ctx, 'CallSid=st1'), `${C},${A},${B}`, 'C, the last, first');
+  t.equal((await away(ctx, C)).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(C)?.status === 'away');
+  t.equal(await dialWhom(ctx, 'CallSid=st2'), `${B},${A}`, 'C away: B, the one before, first');
+});
+
 t.test('missed offers pause an agent: re-fetches naming them with no-answer or busy; the pause lasts, or ends when set available', async (t) => {
   const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
   t.equal(await dialWhom(ctx, 'CallSid=m1'), `${A},${B},${C}`);

@@ -33,7 +33,7 @@ t.test('an away agent is no candidate, with the reason; an away whose until has 
   ]);
   const { request, skipped } = dialRequest(snapshot, { dialGroup: 'sales' }, key, call(), AT, opts);
   t.same(request.candidates, [A, C]);
-  t.same(request.plan.base, [A, C], 'nor in the order fixed now');
+  t.same(request.plan.base, [A, B, C], 'but in the order fixed now, so that the call offers them once back');
   t.same(skipped, [{ number: B, group: 'sales', why: 'away' }]);
   t.same(request.extra, { tiers: null, reported: null }, 'one group: no tiers');
   t.same(fallbackNumbers(snapshot, { dialGroup: 'sales' }, call(), AT).numbers, [A, C], 'nor offered without Postgres');
@@ -47,12 +47,12 @@ t.test('tiers: each group planned on its own, in order; a number in two tiers be
     ['sales', 'support'],
   );
   t.same(request.candidates, [B, C], 'D is off shift (weekend), A away, C counted once');
-  t.same(request.plan, { base: [B, C], arrange: 'as_is' });
+  t.same(request.plan, { base: [A, B, C, D], arrange: 'as_is' }, 'the order holds them all, each number once');
   t.same(
     request.extra?.tiers,
     [
-      { group: 'sales', end: 2, arrange: 'as_is', rrGroup: null },
-      { group: 'support', end: 2, arrange: 'rotate', rrGroup: 'support' },
+      { group: 'sales', end: 3, arrange: 'as_is', rrGroup: null },
+      { group: 'support', end: 4, arrange: 'rotate', rrGroup: 'support' },
     ],
     'support rotates on its own position',
   );
@@ -63,6 +63,26 @@ t.test('tiers: each group planned on its own, in order; a number in two tiers be
   ]);
   t.same(fallbackNumbers(snapshot, { dialGroups: ['sales', 'support'] }, call(), AT).numbers, [B, C]);
   t.throws(() => dialRequest(snapshot, { dialGroups: ['sales', 'gone'] }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
+});
+
+t.test('a number in two tiers that only the later may offer now is in the later tier; one no tier may offer, in the first', async (t) => {
+  const night = group('night', 'sequential', [member(A), member(C, { schedule: 'weekend' })]);
+  const day = group('day', 'round_robin', [member(B), member(C)]);
+  const { request } = dialRequest(snapshotOf([night, day]), { dialGroups: ['night', 'day'] }, key, call(), AT, opts);
+  t.same(request.candidates, [A, B, C]);
+  t.same(request.plan.base, [A, B, C], 'C is off shift in night, on duty in day: offered as day');
+  t.same(
+    request.extra?.tiers?.map((tier) => tier.end),
+    [1, 3],
+  );
+  const away2 = withAway(snapshotOf([night, day]), [[C, away()]]);
+  const held = dialRequest(away2, { dialGroups: ['night', 'day'] }, key, call(), AT, opts).request;
+  t.same(held.candidates, [A, B]);
+  t.same(held.plan.base, [A, C, B], 'C may be offered by neither: in night, the first that lists it');
+  t.same(
+    held.extra?.tiers?.map((tier) => tier.end),
+    [2, 3],
+  );
 });
 
 t.test('the attempt a re-fetch reports, with the pacing of the first tier holding the agent', async (t) => {

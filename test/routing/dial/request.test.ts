@@ -43,7 +43,7 @@ t.test('busy cut-off: an agent reported busy longer ago than the TTL counts as f
   t.same(busyCutoff(AT, 3_600_000), new Date(AT.getTime() - 3_600_000));
 });
 
-t.test("a request for a dial group: the members on duty, the strategy's plan, the round-robin group", async (t) => {
+t.test("a request for a dial group: the members on duty, the strategy's plan of every member, the round-robin group", async (t) => {
   const sales = group('sales', 'round_robin', [member(A), member(B, { schedule: 'weekend' }), member(C, { priority: 1 })], {
     sticky: { enabled: true, lookbackDays: 30 },
   });
@@ -56,7 +56,7 @@ t.test("a request for a dial group: the members on duty, the strategy's plan, th
     attemptKey: `${A}|busy`,
     tried: [A],
     candidates: [A, C],
-    plan: { base: [A, C], arrange: 'rotate' },
+    plan: { base: [A, B, C], arrange: 'rotate' },
     rrGroup: 'sales',
     sticky: { caller: CALLER, since: new Date(AT.getTime() - 30 * DAY) },
     connected: null,
