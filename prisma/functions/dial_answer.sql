@@ -129,8 +129,21 @@ AS $$
        AND n.offered_at > COALESCE((SELECT max(a.offered_at) FROM newest a WHERE a.outcome = 'answered'), '-infinity')
 $$;
 
--- How an offer to an agent ended, once per offer (a call offers an agent at most once, so the
--- re-fetch and the dial events that report one offer land on its one agent_offers row). Answered:
+-- An agent's offer in a call recorded without its flow ('': by a dial event whose URL named none,
+-- handed out by the version before) is the offer of the first flow that reports one and has none of
+-- its own: it takes that flow, so that one offer is not counted twice (an event, then a re-fetch).
+CREATE OR REPLACE FUNCTION agent_offer_claim(p_call_sid TEXT, p_agent TEXT, p_flow TEXT) RETURNS VOID
+LANGUAGE sql
+AS $$
+    UPDATE agent_offers SET flow_slug = p_flow
+     WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = '' AND p_flow <> ''
+       AND NOT EXISTS (SELECT 1 FROM agent_offers x WHERE x.call_sid = p_call_sid AND x.number = p_agent AND x.flow_slug = p_flow)
+$$;
+
+-- How an offer to an agent ended, once per offer. An offer is the agent's in a call through a flow
+-- (p_flow): a flow's order offers an agent at most once per call, so the re-fetch and the dial
+-- events that report one offer land on its one agent_offers row, and a second flow of the same call
+-- that offers the agent again (a Connect to support after one to sales) makes an offer of its own. Answered:
 -- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
 -- starts again by itself: agent_missed_offers()). A miss (no-answer, busy): when the group pauses
 -- after p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the
@@ -144,7 +157,7 @@ $$;
 -- agent in two calls at once are counted one after the other; the second count, a fresh snapshot
 -- taken after the lock, sees the first's offer.
 CREATE OR REPLACE FUNCTION dial_offer_ended(
-    p_call_sid TEXT, p_agent TEXT, p_group TEXT, p_outcome TEXT, p_ended BOOLEAN, p_at TIMESTAMPTZ,
+    p_call_sid TEXT, p_agent TEXT, p_flow TEXT, p_group TEXT, p_outcome TEXT, p_ended BOOLEAN, p_at TIMESTAMPTZ,
     p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT
 ) RETURNS JSONB
 LANGUAGE plpgsql
@@ -153,9 +166,10 @@ DECLARE
     v_missed INT;
     v_new    BOOLEAN;
 BEGIN
-    INSERT INTO agent_offers AS o (call_sid, number, group_slug, offered_at, outcome, ended_at)
-    VALUES (p_call_sid, p_agent, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END)
-    ON CONFLICT (call_sid, number) DO UPDATE
+    PERFORM agent_offer_claim(p_call_sid, p_agent, p_flow);
+    INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, outcome, ended_at)
+    VALUES (p_call_sid, p_agent, p_flow, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END)
+    ON CONFLICT (call_sid, number, flow_slug) DO UPDATE
        SET outcome = EXCLUDED.outcome, ended_at = EXCLUDED.ended_at, group_slug = COALESCE(o.group_slug, EXCLUDED.group_slug)
      WHERE o.outcome IS NULL
     RETURNING (xmax = 0) INTO v_new;
@@ -164,7 +178,7 @@ BEGIN
         -- now (a later free or Terminal event finds it ended and does nothing).
         IF p_ended AND p_outcome = 'answered' THEN
             UPDATE agent_offers SET ended_at = p_at
-             WHERE call_sid = p_call_sid AND number = p_agent AND outcome = 'answered' AND ended_at IS NULL;
+             WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow AND outcome = 'answered' AND ended_at IS NULL;
             IF FOUND AND p_wrap_up_seconds > 0 THEN
                 UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
             END IF;
@@ -286,7 +300,7 @@ BEGIN
         END IF;
         IF v_offered THEN
             v_reported := jsonb_build_object('agent', more.reported_agent, 'group', more.reported_group)
-                || dial_offer_ended(req.call_sid, more.reported_agent, more.reported_group,
+                || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, more.reported_group,
                        CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
                        more.wrap_up_seconds, more.max_missed_offers, more.missed_pause_seconds);
         END IF;
@@ -489,12 +503,14 @@ $$;
 -- dialed and connected (least_recent, sticky), and the offer it belongs to. A `busy` Dial event
 -- starts an offer; Answered marks it answered; the end (`free`, or Terminal) ends it: answered, or
 -- when Exotel sends no Answered events, answered if it lasted longer than ringing can
--- (p_ring_seconds), else missed. Returns {offered: true} when the event started an offer, and
--- {outcome} when it recorded how one ended (for the metrics).
+-- (p_ring_seconds), else missed. The offer is the agent's in the call through the flow the events
+-- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
+-- when the event started an offer, and {outcome} when it recorded how one ended (for the metrics).
+-- p_flow is last, with a default, so that instances of the version before call it as they did.
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
-    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT
+    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL
 ) RETURNS JSONB
 LANGUAGE plpgsql
 AS $$
@@ -504,6 +520,7 @@ DECLARE
     v_ended_at   TIMESTAMPTZ;
     v_ended      JSONB;
     v_result     JSONB := '{}';
+    v_flow       TEXT := p_flow;
 BEGIN
     -- The agent's lock before its rows (the file's header).
     IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
@@ -530,26 +547,35 @@ BEGIN
     IF p_call_sid IS NULL THEN
         RETURN v_result;
     END IF;
+    -- The offer's flow: the one the events URL names; an events URL without one (handed out by the
+    -- version before) means the agent's latest offer in the call, or one whose flow is not known ('').
+    IF v_flow IS NULL THEN
+        SELECT o.flow_slug INTO v_flow FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent
+         ORDER BY o.offered_at DESC LIMIT 1;
+        v_flow := COALESCE(v_flow, '');
+    ELSE
+        PERFORM agent_offer_claim(p_call_sid, p_agent, v_flow);
+    END IF;
     IF p_dialed THEN
-        INSERT INTO agent_offers (call_sid, number, group_slug, offered_at) VALUES (p_call_sid, p_agent, p_group, p_at)
-        ON CONFLICT (call_sid, number) DO NOTHING;
+        INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at) VALUES (p_call_sid, p_agent, v_flow, p_group, p_at)
+        ON CONFLICT (call_sid, number, flow_slug) DO NOTHING;
         IF FOUND THEN
             v_result := v_result || '{"offered": true}';
         END IF;
     END IF;
     IF p_answered THEN
-        v_ended := dial_offer_ended(p_call_sid, p_agent, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
     ELSIF p_ended THEN
         SELECT o.offered_at, o.outcome, o.ended_at INTO v_offered_at, v_was, v_ended_at
-          FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent FOR UPDATE;
+          FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;
         IF FOUND AND v_was = 'answered' AND v_ended_at IS NULL THEN
             -- the end of an answered call: wrap-up starts now
-            UPDATE agent_offers SET ended_at = p_at WHERE call_sid = p_call_sid AND number = p_agent;
+            UPDATE agent_offers SET ended_at = p_at WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
             IF p_wrap_up_seconds > 0 THEN
                 UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
             END IF;
         ELSIF FOUND AND v_was IS NULL THEN
-            v_ended := dial_offer_ended(p_call_sid, p_agent, p_group,
+            v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,
                 CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered' ELSE 'no-answer' END,
                 true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
         END IF;

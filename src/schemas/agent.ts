@@ -63,6 +63,9 @@ export type Agent = Static<typeof AgentSchema>;
 
 export const OfferSchema = Type.Object({
   callSid: Type.String(),
+  flow: Type.Union([Type.String(), Type.Null()], {
+    description: 'The dial flow that offered the agent in this call: another flow of the same call makes an offer of its own (null: not known)',
+  }),
   group: Type.Union([Type.String(), Type.Null()]),
   offeredAt: InstantSchema,
   outcome: Type.Union([Type.String(), Type.Null()], { description: 'answered, no-answer, busy, failed; null while ringing or on the call' }),

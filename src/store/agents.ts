@@ -241,7 +241,7 @@ export async function listAgents(
 /** The agent's latest offers, newest first. */
 export async function recentOffers(pool: pg.Pool, number: string, limit: number): Promise<Offer[]> {
   const { rows } = await pool.query<Offer>(
-    `SELECT call_sid AS "callSid", group_slug AS "group", offered_at AS "offeredAt", outcome, ended_at AS "endedAt"
+    `SELECT call_sid AS "callSid", NULLIF(flow_slug, '') AS "flow", group_slug AS "group", offered_at AS "offeredAt", outcome, ended_at AS "endedAt"
        FROM agent_offers WHERE number = $1 ORDER BY offered_at DESC LIMIT $2`,
     [number, limit],
   );

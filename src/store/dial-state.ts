@@ -211,7 +211,7 @@ export interface DialEventEffect {
 /**
  * What a dial event said about an agent (src/routing/dial/event.ts), kept in one statement
  * (dial_agent_event() in prisma/functions/dial_answer.sql): busy state and the call, last dialed,
- * last connected, and the offer in this call with how it ended (misses, pauses, wrap-up).
+ * last connected, and the offer in this call through its flow with how it ended (misses, pauses, wrap-up).
  */
 export async function recordDialEvent(
   pool: pg.Pool,
@@ -221,13 +221,15 @@ export async function recordDialEvent(
     caller: string | null;
     at: Date;
     group: string | null;
+    /** the flow that offered the agent (the events URL's `flow`); null: the agent's latest offer in the call */
+    flow: string | null;
     ringSeconds: number | null;
     pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number };
   },
 ): Promise<DialEventEffect> {
   const { rows } = await pool.query<{ effect: DialEventEffect }>({
     name: 'dial-agent-event',
-    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS effect',
+    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS effect',
     values: [
       ev.agent,
       ev.callSid,
@@ -242,6 +244,7 @@ export async function recordDialEvent(
       ev.pacing.wrapUpSeconds,
       ev.pacing.maxMissedOffers,
       ev.pacing.missedPauseSeconds,
+      ev.flow,
     ],
   });
   return rows[0]?.effect ?? {};

@@ -868,3 +868,30 @@ t.test('a batch answers its requests in their order, each once', async (t) => {
     [0, 1, 2, 3],
   );
 });
+
+t.test('the migration that tells offers apart by flow gives the offers of calls in progress their flow, and old events still land on them', async (t) => {
+  const pool = await migratedBefore(t, '20261205001200');
+  const [a, b] = [NUMBERS[0]!, NUMBERS[1]!];
+  await pool.query(
+    `INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers) VALUES
+       ('p1', 'connect', 'agents', $1, '{}', jsonb_build_object('|', jsonb_build_array($2::text))),
+       ('p1', 'connect', 'support', $1, '{}', jsonb_build_object('|', jsonb_build_array($3::text)))`,
+    [[a, b], a, b],
+  );
+  await pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at) VALUES ('p1', $1, 'sales', now()), ('p1', $2, 'support', now()),
+       ('old', $1, 'sales', now() - interval '2 days')`,
+    [a, b],
+  );
+  await applyMigrations(pool);
+  const { rows } = await pool.query('SELECT call_sid, number, flow_slug FROM agent_offers ORDER BY call_sid, number');
+  t.same(rows, [
+    { call_sid: 'old', number: a, flow_slug: '' },
+    { call_sid: 'p1', number: a, flow_slug: 'agents' },
+    { call_sid: 'p1', number: b, flow_slug: 'support' },
+  ]);
+  // an instance of the version before ends b's offer by a dial event (thirteen parameters, no flow)
+  const { rows: ended } = await pool.query(`SELECT dial_agent_event($1, 'p1', false, false, false, true, NULL, now(), 'support', 35, 0, 0, 0) AS effect`, [b]);
+  t.same(ended, [{ effect: { outcome: 'no-answer' } }], "the agent's latest offer in the call");
+  t.equal((await pool.query(`SELECT count(*)::int AS n FROM agent_offers WHERE number = $1`, [b])).rows[0].n, 1);
+});

@@ -317,6 +317,9 @@ export default fp(
         result = acknowledged;
         const named = typeof call.raw.group === 'string' ? call.raw.group : null;
         const { member, group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+        // Like `group`, the URL's `flow` is believed only when it names a dial flow: it tells the offers of one call apart.
+        const flowNamed = typeof call.raw.flow === 'string' ? call.raw.flow : null;
+        const flow = flowNamed && rules.current?.flows.get(flowNamed)?.type === 'dial' ? flowNamed : null;
         const recording = recordDialEvent(app.db.pool, {
           agent,
           ...agentEvent(call),
@@ -324,6 +327,7 @@ export default fp(
           caller: call.callFrom?.e164 ?? null,
           at: receivedAt,
           group,
+          flow,
           ringSeconds,
           pacing,
         }).then((effect) => {

@@ -100,10 +100,12 @@ export function answerDialWith(deps: {
     return { numbers: offer.numbers, group, trace: { ...skips, ...dialPolicy(group, call) } };
   }
 
-  function render(endpoint: DialEndpoint, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
+  function render(endpoint: DialEndpoint, flowSlug: string, numbers: string[], group: StoredDialGroup | null): CallbackAnswer {
     if (endpoint === 'dial-whom') return dialWhomAnswer(numbers);
-    // The dial events name the group offered, whose pacing then applies (routing/dial/event.ts).
-    const url = group ? `${eventUrl}${eventUrl.includes('?') ? '&' : '?'}group=${encodeURIComponent(group.slug)}` : eventUrl;
+    // The dial events name the group offered, whose pacing then applies (routing/dial/event.ts), and
+    // the flow, whose offer in the call they report (another flow of the call makes offers of its own).
+    const named = `${group ? `group=${encodeURIComponent(group.slug)}&` : ''}flow=${encodeURIComponent(flowSlug)}`;
+    const url = `${eventUrl}${eventUrl.includes('?') ? '&' : '?'}${named}`;
     return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl: url });
   }
 
@@ -118,7 +120,7 @@ export function answerDialWith(deps: {
       const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false);
       const got = await withDeadline(work, budgetMs - o.elapsedMs(), late);
       return {
-        answer: render(endpoint, got.numbers, got.group),
+        answer: render(endpoint, flowSlug, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
         reason: decision.error,
         decision: { ...decision, numbers: got.numbers, dial: got.trace },
@@ -129,9 +131,9 @@ export function answerDialWith(deps: {
       const got = fallbackNumbers(snapshot, flow.onError, call, at);
       let answer: CallbackAnswer;
       try {
-        answer = render(endpoint, got.numbers, got.group);
+        answer = render(endpoint, flowSlug, got.numbers, got.group);
       } catch {
-        answer = render(endpoint, [], null);
+        answer = render(endpoint, flowSlug, [], null);
       }
       return {
         answer,

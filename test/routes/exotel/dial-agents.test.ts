@@ -199,7 +199,7 @@ t.test('concurrent polls of one attempt count its miss once', async (t) => {
 t.test('dial events: an answered call resets the misses and starts the wrap-up; an offer that ends unanswered is a miss', async (t) => {
   const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 3 } });
   const url = (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=e0' })).json().dial_passthru_event_url as string;
-  t.match(url, /\/exotel\/dial-events\?group=sales$/, 'the events URL names the group offered');
+  t.match(url, /\/exotel\/dial-events\?group=sales&flow=agents$/, 'the events URL names the group offered and the flow');
   // two unanswered offers: Dial, then free without Answered, within the ringing time
   for (const sid of ['e1', 'e2']) {
     t.equal((await event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales`)).statusCode, 200);
@@ -226,6 +226,75 @@ t.test('dial events: an answered call resets the misses and starts the wrap-up; 
     { call_sid: 'e1', outcome: 'no-answer' },
     { call_sid: 'e2', outcome: 'no-answer' },
     { call_sid: 'e3', outcome: 'answered' },
+  ]);
+});
+
+t.test('an agent offered again in the same call by a second flow: a second offer, whose answer, wrap-up and miss count', async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 3 }, support: { wrapUpSeconds: 60, maxMissedOffers: 3 } });
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'agents2', name: 'Support', type: 'dial', rules: [], otherwise: { dialGroup: 'support' }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('agents2') === true);
+  const eventsUrl = async (path: string) =>
+    new URL((await ctx.app.inject({ method: 'GET', url: `${path}&CallFrom=09800000001` })).json().dial_passthru_event_url as string).search.slice(1);
+  // Connect: sales offers C, who does not answer (events of flow agents)
+  const first = await eventsUrl('/exotel/connect/agents?CallSid=f1');
+  t.equal(first, 'group=sales&flow=agents');
+  await event(ctx, `CallSid=f1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&${first}`);
+  await event(ctx, `CallSid=f1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&${first}`);
+  t.match(await agent(ctx, C), { missedOffers: 1, today: { offers: 1, answers: 0, misses: 1 } });
+  // then, in the same call, a Connect to support offers C again, who answers
+  const second = await eventsUrl('/exotel/connect/agents2?CallSid=f1');
+  t.equal(second, 'group=support&flow=agents2');
+  await event(ctx, `CallSid=f1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&${second}`);
+  await event(ctx, `CallSid=f1&DialWhomNumber=09811100003&Status=busy&EventType=Answered&${second}`);
+  t.match(await agent(ctx, C), { state: 'on_call', missedOffers: 0, today: { offers: 2, answers: 1, misses: 1 } }, 'the answer counts');
+  await event(ctx, `CallSid=f1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&${second}`);
+  const after = await agent(ctx, C);
+  t.match(after, { state: 'wrapping_up' }, "support's wrap-up starts");
+  t.match(after.recentOffers, [
+    { callSid: 'f1', flow: 'agents2', group: 'support', outcome: 'answered' },
+    { callSid: 'f1', flow: 'agents', group: 'sales', outcome: 'no-answer' },
+  ]);
+  // plain Dial Whom, re-fetches only: the second flow's miss counts too
+  await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL WHERE number = $1', [C]);
+  t.equal(await dialWhom(ctx, 'CallSid=f2'), `${A},${B},${C}`);
+  await dialWhom(ctx, 'CallSid=f2&DialCallStatus=no-answer&DialWhomNumber=09811100003');
+  const support = async (query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents2?CallFrom=09800000001&${query}` })).body;
+  t.equal(await support('CallSid=f2'), `${C},${D}`, "support's own order for the call");
+  t.equal(await support('CallSid=f2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
+  t.match(await agent(ctx, C), { missedOffers: 2, today: { offers: 4, answers: 1, misses: 3 } }, 'both misses of f2 count');
+});
+
+t.test("events whose URL names no flow (handed out before an upgrade): the offer they record is the first reporting flow's, once", async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 3 }, support: { maxMissedOffers: 3 } });
+  t.equal(
+    (
+      await ctx.admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: { slug: 'agents2', name: 'Support', type: 'dial', rules: [], otherwise: { dialGroup: 'support' }, onError: { numbers: ['+919800000099'] } },
+      })
+    ).statusCode,
+    201,
+  );
+  await until(() => ctx.app.rules.current?.flows.has('agents2') === true);
+  t.equal(await dialWhom(ctx, 'CallSid=u1'), `${A},${B},${C}`);
+  await event(ctx, 'CallSid=u1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&group=sales');
+  await event(ctx, 'CallSid=u1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&group=sales');
+  await dialWhom(ctx, 'CallSid=u1&DialCallStatus=no-answer&DialWhomNumber=09811100003');
+  t.match(await agent(ctx, C), { today: { offers: 1, misses: 1 } }, 'the events and the re-fetch report one offer');
+  const support = async (query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents2?CallFrom=09800000001&${query}` })).body;
+  t.equal(await support('CallSid=u1'), `${C},${D}`);
+  t.equal(await support('CallSid=u1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
+  t.match(await agent(ctx, C), { missedOffers: 2, today: { offers: 2, misses: 2 } }, "the second flow's offer is its own");
+  const { rows } = await ctx.db.pool.query('SELECT flow_slug, outcome FROM agent_offers WHERE number = $1 ORDER BY flow_slug', [C]);
+  t.same(rows, [
+    { flow_slug: 'agents', outcome: 'no-answer' },
+    { flow_slug: 'agents2', outcome: 'no-answer' },
   ]);
 });
 

@@ -212,7 +212,7 @@ t.test('connect: Connect parameters v1.0 with the group settings in snake_case a
     music_on_hold: { type: 'operator_tone' },
     outgoing_phone_number: '+918047115777',
     parallel_ringing: { activate: true, max_parallel_attempts: 3 },
-    dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}&group=sales`,
+    dial_passthru_event_url: `https://exo.example.com/exotel/dial-events?token=${secret}&group=sales&flow=agents`,
     start_call_playback: { playback_to: 'both', type: 'text', value: 'This call is recorded' },
   });
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'cn1' } });
