@@ -93,6 +93,19 @@ const agent = async (ctx: TestApp, number: string) => (await ctx.admin({ method:
 const away = (ctx: TestApp, number: string, payload: unknown = { status: 'away', reason: 'lunch' }) =>
   ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(number)}/availability`, payload });
 
+/** A second dial flow, `agents2`, that rings `support`; and Dial Whom on it. */
+async function supportFlow(t: Test, ctx: TestApp) {
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'agents2', name: 'Support', type: 'dial', rules: [], otherwise: { dialGroup: 'support' }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('agents2') === true);
+}
+const support = async (ctx: TestApp, query: string) =>
+  (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents2?CallFrom=09800000001&${query}` })).body;
+
 t.test('an away agent is offered by no group, and the trace says so; set back, offered again', async (t) => {
   const ctx = await setup(t);
   t.equal((await away(ctx, B)).statusCode, 200);
@@ -231,13 +244,7 @@ t.test('dial events: an answered call resets the misses and starts the wrap-up; 
 
 t.test('an agent offered again in the same call by a second flow: a second offer, whose answer, wrap-up and miss count', async (t) => {
   const ctx = await setup(t, { sales: { maxMissedOffers: 3 }, support: { wrapUpSeconds: 60, maxMissedOffers: 3 } });
-  const flow = await ctx.admin({
-    method: 'POST',
-    url: '/admin/flows',
-    payload: { slug: 'agents2', name: 'Support', type: 'dial', rules: [], otherwise: { dialGroup: 'support' }, onError: { numbers: ['+919800000099'] } },
-  });
-  t.equal(flow.statusCode, 201);
-  await until(() => ctx.app.rules.current?.flows.has('agents2') === true);
+  await supportFlow(t, ctx);
   const eventsUrl = async (path: string) =>
     new URL((await ctx.app.inject({ method: 'GET', url: `${path}&CallFrom=09800000001` })).json().dial_passthru_event_url as string).search.slice(1);
   // Connect: sales offers C, who does not answer (events of flow agents)
@@ -263,33 +270,21 @@ t.test('an agent offered again in the same call by a second flow: a second offer
   await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL WHERE number = $1', [C]);
   t.equal(await dialWhom(ctx, 'CallSid=f2'), `${A},${B},${C}`);
   await dialWhom(ctx, 'CallSid=f2&DialCallStatus=no-answer&DialWhomNumber=09811100003');
-  const support = async (query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents2?CallFrom=09800000001&${query}` })).body;
-  t.equal(await support('CallSid=f2'), `${C},${D}`, "support's own order for the call");
-  t.equal(await support('CallSid=f2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
+  t.equal(await support(ctx, 'CallSid=f2'), `${C},${D}`, "support's own order for the call");
+  t.equal(await support(ctx, 'CallSid=f2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
   t.match(await agent(ctx, C), { missedOffers: 2, today: { offers: 4, answers: 1, misses: 3 } }, 'both misses of f2 count');
 });
 
 t.test("events whose URL names no flow (handed out before an upgrade): the offer they record is the first reporting flow's, once", async (t) => {
   const ctx = await setup(t, { sales: { maxMissedOffers: 3 }, support: { maxMissedOffers: 3 } });
-  t.equal(
-    (
-      await ctx.admin({
-        method: 'POST',
-        url: '/admin/flows',
-        payload: { slug: 'agents2', name: 'Support', type: 'dial', rules: [], otherwise: { dialGroup: 'support' }, onError: { numbers: ['+919800000099'] } },
-      })
-    ).statusCode,
-    201,
-  );
-  await until(() => ctx.app.rules.current?.flows.has('agents2') === true);
+  await supportFlow(t, ctx);
   t.equal(await dialWhom(ctx, 'CallSid=u1'), `${A},${B},${C}`);
   await event(ctx, 'CallSid=u1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&group=sales');
   await event(ctx, 'CallSid=u1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&group=sales');
   await dialWhom(ctx, 'CallSid=u1&DialCallStatus=no-answer&DialWhomNumber=09811100003');
   t.match(await agent(ctx, C), { today: { offers: 1, misses: 1 } }, 'the events and the re-fetch report one offer');
-  const support = async (query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents2?CallFrom=09800000001&${query}` })).body;
-  t.equal(await support('CallSid=u1'), `${C},${D}`);
-  t.equal(await support('CallSid=u1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
+  t.equal(await support(ctx, 'CallSid=u1'), `${C},${D}`);
+  t.equal(await support(ctx, 'CallSid=u1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
   t.match(await agent(ctx, C), { missedOffers: 2, today: { offers: 2, misses: 2 } }, "the second flow's offer is its own");
   const { rows } = await ctx.db.pool.query('SELECT flow_slug, outcome FROM agent_offers WHERE number = $1 ORDER BY flow_slug', [C]);
   t.same(rows, [
