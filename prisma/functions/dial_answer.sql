@@ -132,12 +132,16 @@ $$;
 -- An agent's offer in a call recorded without its flow ('': by a dial event whose URL named none,
 -- handed out by the version before) is the offer of the first flow that reports one and has none of
 -- its own: it takes that flow, so that one offer is not counted twice (an event, then a re-fetch).
+-- PL/pgSQL, which keeps the statement's plan for the session: a LANGUAGE sql function that is not
+-- inlined plans its body at every call, which cost the dial path ~20 µs per request (bench/HISTORY.md).
 CREATE OR REPLACE FUNCTION agent_offer_claim(p_call_sid TEXT, p_agent TEXT, p_flow TEXT) RETURNS VOID
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
+BEGIN
     UPDATE agent_offers SET flow_slug = p_flow
      WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = '' AND p_flow <> ''
-       AND NOT EXISTS (SELECT 1 FROM agent_offers x WHERE x.call_sid = p_call_sid AND x.number = p_agent AND x.flow_slug = p_flow)
+       AND NOT EXISTS (SELECT 1 FROM agent_offers x WHERE x.call_sid = p_call_sid AND x.number = p_agent AND x.flow_slug = p_flow);
+END
 $$;
 
 -- How an offer to an agent ended, once per offer. An offer is the agent's in a call through a flow
