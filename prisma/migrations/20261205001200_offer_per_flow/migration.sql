@@ -157,17 +157,20 @@ AS $$
        AND n.offered_at > COALESCE((SELECT max(a.offered_at) FROM newest a WHERE a.outcome = 'answered'), '-infinity')
 $$;
 
--- An agent's offer in a call recorded without its flow ('': by a dial event whose URL named none,
--- handed out by the version before) is the offer of the first flow that reports one and has none of
--- its own: it takes that flow, so that one offer is not counted twice (an event, then a re-fetch).
+-- An agent's offer in a call recorded without its flow ('': by dial events whose URL named none,
+-- handed out by the version before) is the offer of a flow whose re-fetch reports the agent, when
+-- that flow has none of its own and the offer started after the flow's first request for the call
+-- (p_since; a second early for clocks): it takes that flow, so that one offer is not counted twice
+-- (old events, then a re-fetch). An offer that started before (another flow's) is left alone.
 -- PL/pgSQL, which keeps the statement's plan for the session: a LANGUAGE sql function that is not
 -- inlined plans its body at every call, which cost the dial path ~20 µs per request (bench/HISTORY.md).
-CREATE OR REPLACE FUNCTION agent_offer_claim(p_call_sid TEXT, p_agent TEXT, p_flow TEXT) RETURNS VOID
+CREATE OR REPLACE FUNCTION agent_offer_claim(p_call_sid TEXT, p_agent TEXT, p_flow TEXT, p_since TIMESTAMPTZ) RETURNS VOID
 LANGUAGE plpgsql
 AS $$
 BEGIN
     UPDATE agent_offers SET flow_slug = p_flow
      WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = '' AND p_flow <> ''
+       AND offered_at >= p_since - interval '1 second'
        AND NOT EXISTS (SELECT 1 FROM agent_offers x WHERE x.call_sid = p_call_sid AND x.number = p_agent AND x.flow_slug = p_flow);
 END
 $$;
@@ -198,7 +201,6 @@ DECLARE
     v_missed INT;
     v_new    BOOLEAN;
 BEGIN
-    PERFORM agent_offer_claim(p_call_sid, p_agent, p_flow);
     INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, outcome, ended_at)
     VALUES (p_call_sid, p_agent, p_flow, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END)
     ON CONFLICT (call_sid, number, flow_slug) DO UPDATE
@@ -287,6 +289,7 @@ DECLARE
     v_reported JSONB;
     v_offered  BOOLEAN;
     v_agent    TEXT;
+    v_since    TIMESTAMPTZ;
     v_setting  TEXT;
 BEGIN
     -- Asynchronous commit for dial state: the commit does not wait for its WAL flush. Safe because
@@ -309,8 +312,9 @@ BEGIN
     -- The call as the requests before this one left it (a fresh snapshot, taken after the lock); for
     -- a request that reports an attempt, whether one of the call's answers offered that agent.
     SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key,
-           CASE WHEN more.reported_agent IS NOT NULL THEN jsonb_path_exists(c.answers, '$.*[*] ? (@ == $a)', jsonb_build_object('a', more.reported_agent)) END
-      INTO v_order, v_tried, v_ends, v_answer, v_offered FROM dial_calls c
+           CASE WHEN more.reported_agent IS NOT NULL THEN jsonb_path_exists(c.answers, '$.*[*] ? (@ == $a)', jsonb_build_object('a', more.reported_agent)) END,
+           c.created_at
+      INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since FROM dial_calls c
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
 
@@ -331,6 +335,7 @@ BEGIN
             ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at);
         END IF;
         IF v_offered THEN
+            PERFORM agent_offer_claim(req.call_sid, more.reported_agent, req.flow_slug, v_since);
             v_reported := jsonb_build_object('agent', more.reported_agent, 'group', more.reported_group)
                 || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, more.reported_group,
                        CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
@@ -585,8 +590,6 @@ BEGIN
         SELECT o.flow_slug INTO v_flow FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent
          ORDER BY o.offered_at DESC LIMIT 1;
         v_flow := COALESCE(v_flow, '');
-    ELSE
-        PERFORM agent_offer_claim(p_call_sid, p_agent, v_flow);
     END IF;
     IF p_dialed THEN
         INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at) VALUES (p_call_sid, p_agent, v_flow, p_group, p_at)

@@ -183,18 +183,22 @@ export function dialRequest(
   if (groups.length > 0) {
     const available = groups.map((g) => candidatesOf(g, snapshot, at));
     for (const a of available) skipped.push(...a.skipped);
-    const offerable = new Set(available.flatMap((a) => a.members.map((m) => m.number)));
-    candidates = [...offerable];
+    // The order holds every member, also those who may not be offered now: the call offers them
+    // once they may (back from away, shift started, switched on). A number in two tiers belongs to
+    // the first whose membership is on duty (active, in its shift; the agent may be away), else to
+    // the first that lists it; and it is a candidate only when that tier may offer it now.
+    const onDuty =
+      skipped.length === 0
+        ? null
+        : available.map((a) => new Set([...a.members.map((m) => m.number), ...a.skipped.filter((x) => x.why === 'away').map((x) => x.number)]));
+    candidates = [];
     const base: string[] = [];
     tiers = [];
     for (const [i, g] of groups.entries()) {
-      // The order holds every member, also those who may not be offered now: the call offers them
-      // once they may (back from away, shift started, switched on). A number in two tiers belongs
-      // to the first that may offer it now, or else to the first that lists it.
-      const members =
-        skipped.length === 0
-          ? g.members.filter((m) => !base.includes(m.number))
-          : g.members.filter((m) => !base.includes(m.number) && (available[i]!.members.includes(m) || !offerable.has(m.number)));
+      const members = onDuty
+        ? g.members.filter((m) => !base.includes(m.number) && (onDuty[i]!.has(m.number) || !onDuty.some((d) => d.has(m.number))))
+        : g.members.filter((m) => !base.includes(m.number));
+      for (const m of members) if (!onDuty || available[i]!.members.includes(m)) candidates.push(m.number);
       // Drawn for every request, used only by the call's first (which only Postgres can tell).
       const tierPlan = orderPlan(g, members, opts.random);
       base.push(...tierPlan.base);

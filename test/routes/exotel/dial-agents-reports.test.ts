@@ -106,8 +106,9 @@ t.test('a re-fetch reporting completed while a Terminal event of that offer is u
   const ctx = await setup(t, { wrapUpSeconds: 60 });
   t.equal(await dialWhom(ctx, 'CallSid=d1'), `${A},${B},${C}`);
   await event(ctx, 'CallSid=d1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
-  // no Answered events on this account: a leg of three minutes was picked up
+  // no Answered events on this account: a leg of three minutes was picked up (the call began before it)
   await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '3 minutes' WHERE call_sid = 'd1'`);
+  await ctx.db.pool.query(`UPDATE dial_calls SET created_at = now() - interval '4 minutes' WHERE call_sid = 'd1'`);
   // The event's first steps (dial_agent_event): the agent's lock, then its agent_states row.
   const e = await client(t, ctx);
   await e.query(AGENT_LOCK, [A]);

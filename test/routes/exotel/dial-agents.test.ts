@@ -173,6 +173,22 @@ t.test('overflow: when the first tier is all away the second is offered; an agen
   t.match(await cdrDecision(ctx, 'ov1'), { dial: { tier: 'sales', tierIndex: 0 } });
 });
 
+t.test('tiers: an agent switched off in the first tier, away when the call came in, is offered once back by the tier it is on duty in', async (t) => {
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
+  const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: false } });
+  t.equal(off.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+  t.equal((await away(ctx, C)).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(C)?.status === 'away');
+  t.equal(await dialWhom(ctx, 'CallSid=x1'), `${A},${B}`);
+  t.equal((await away(ctx, C, { status: 'available' })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.availability.get(C)?.status === 'available');
+  t.equal(await dialWhom(ctx, 'CallSid=x1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), B, 'switched off in sales: not offered as sales');
+  t.match(await cdrDecision(ctx, 'x1'), { dial: { tier: 'sales', skipped: [{ number: C, group: 'sales', why: 'inactive' }] } });
+  t.equal(await dialWhom(ctx, 'CallSid=x1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), `${C},${D}`, 'but as support, once sales has nobody left');
+  t.match(await cdrDecision(ctx, 'x1'), { dial: { tier: 'support' } });
+});
+
 t.test("sticky: when the caller's last agent is away, the one they talked to before goes first", async (t) => {
   const ctx = await setup(t, { sales: { sticky: { enabled: true, lookbackDays: 30 } } });
   await ctx.db.pool.query(
@@ -292,6 +308,34 @@ t.test("events whose URL names no flow (handed out before an upgrade): the offer
     { flow_slug: 'agents2', outcome: 'no-answer' },
   ]);
 });
+
+t.test(
+  'during an upgrade: an offer ended under an old events URL (no flow) is not taken by a second flow, whose offer, answer and wrap-up count',
+  async (t) => {
+    const ctx = await setup(t, { sales: { maxMissedOffers: 3 }, support: { wrapUpSeconds: 60, maxMissedOffers: 3 } });
+    await supportFlow(t, ctx);
+    // flow agents: a Connect answered by an instance of the version before (no flow in its events URL); C does not answer, and no re-fetch reports C
+    t.equal(await dialWhom(ctx, 'CallSid=cl1'), `${A},${B},${C}`);
+    await event(ctx, 'CallSid=cl1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&group=sales');
+    await event(ctx, 'CallSid=cl1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&group=sales');
+    await new Promise((r) => setTimeout(r, 1100)); // the call moves on (a second of slack is allowed for clocks)
+    // then support (agents2), on this version: C answers
+    const url = new URL(
+      (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents2?CallSid=cl1&CallFrom=09800000001' })).json().dial_passthru_event_url as string,
+    ).search.slice(1);
+    await event(ctx, `CallSid=cl1&DialWhomNumber=09811100003&Status=busy&EventType=Dial&${url}`);
+    await event(ctx, `CallSid=cl1&DialWhomNumber=09811100003&Status=busy&EventType=Answered&${url}`);
+    await ctx.app.inject({
+      method: 'GET',
+      url: '/exotel/connect/agents2?CallSid=cl1&CallFrom=09800000001&DialCallStatus=completed&DialWhomNumber=09811100003',
+    });
+    await event(ctx, `CallSid=cl1&DialWhomNumber=09811100003&Status=free&EventType=Terminal&${url}`);
+    const c = await agent(ctx, C);
+    t.match(c, { state: 'wrapping_up', today: { offers: 2, answers: 1, misses: 1 } });
+    const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+    t.match(text, /exoroute_agent_answers_total\{group="support"\} 1\n/);
+  },
+);
 
 t.test('without Answered events, a leg longer than the ringing time was answered: no miss, and a wrap-up', async (t) => {
   const ctx = await setup(t, { sales: { wrapUpSeconds: 30, maxMissedOffers: 1 } });

@@ -65,7 +65,7 @@ t.test('tiers: each group planned on its own, in order; a number in two tiers be
   t.throws(() => dialRequest(snapshot, { dialGroups: ['sales', 'gone'] }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
 });
 
-t.test('a number in two tiers that only the later may offer now is in the later tier; one no tier may offer, in the first', async (t) => {
+t.test('a number in two tiers is in the first whose membership is on duty (it may be away), else in the first that lists it', async (t) => {
   const night = group('night', 'sequential', [member(A), member(C, { schedule: 'weekend' })]);
   const day = group('day', 'round_robin', [member(B), member(C)]);
   const { request } = dialRequest(snapshotOf([night, day]), { dialGroups: ['night', 'day'] }, key, call(), AT, opts);
@@ -78,9 +78,13 @@ t.test('a number in two tiers that only the later may offer now is in the later 
   const away2 = withAway(snapshotOf([night, day]), [[C, away()]]);
   const held = dialRequest(away2, { dialGroups: ['night', 'day'] }, key, call(), AT, opts).request;
   t.same(held.candidates, [A, B]);
-  t.same(held.plan.base, [A, C, B], 'C may be offered by neither: in night, the first that lists it');
+  t.same(held.plan.base, [A, B, C], 'C away: in day, where its membership is on duty');
+  const offShift = withAway(snapshotOf([night, group('day', 'round_robin', [member(B), member(C, { active: false })])]), [[C, away()]]);
+  const nowhere = dialRequest(offShift, { dialGroups: ['night', 'day'] }, key, call(), AT, opts).request;
+  t.same(nowhere.candidates, [A, B]);
+  t.same(nowhere.plan.base, [A, C, B], 'on duty in neither: in night, the first that lists it');
   t.same(
-    held.extra?.tiers?.map((tier) => tier.end),
+    nowhere.extra?.tiers?.map((tier) => tier.end),
     [2, 3],
   );
 });
