@@ -195,9 +195,7 @@ export function dialRequest(
     const base: string[] = [];
     tiers = [];
     for (const [i, g] of groups.entries()) {
-      const members = onDuty
-        ? g.members.filter((m) => !base.includes(m.number) && (onDuty[i]!.has(m.number) || !onDuty.some((d) => d.has(m.number))))
-        : g.members.filter((m) => !base.includes(m.number));
+      const members = g.members.filter((m) => !base.includes(m.number) && (!onDuty || onDuty[i]!.has(m.number) || !onDuty.some((d) => d.has(m.number))));
       for (const m of members) if (!onDuty || available[i]!.members.includes(m)) candidates.push(m.number);
       // Drawn for every request, used only by the call's first (which only Postgres can tell).
       const tierPlan = orderPlan(g, members, opts.random);
