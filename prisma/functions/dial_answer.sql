@@ -263,6 +263,9 @@ DECLARE
     v_agent    TEXT;
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
+    v_grown    BOOLEAN := false;
+    v_req_ends INT[];
+    v_t        INT;
 BEGIN
     -- Asynchronous commit for dial state: the commit does not wait for its WAL flush. Safe because
     -- the callback's CDR is committed synchronously after this transaction, before the answer
@@ -323,6 +326,27 @@ BEGIN
             END IF;
         END LOOP;
         v_ends := COALESCE(v_ends, ARRAY[COALESCE(cardinality(v_order), 0)]);
+        -- Members added to the action's groups since the call's first request (base holds every
+        -- member now): each goes at the end of its tier in the order (a tier the action gained is
+        -- added after the others), so that agents added in a busy hour reach the calls already waiting.
+        IF NOT req.base <@ v_order THEN
+            v_grown := true;
+            v_req_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
+            v_t := 1;
+            FOR i IN 1 .. cardinality(req.base) LOOP
+                WHILE i > v_req_ends[v_t] LOOP
+                    v_t := v_t + 1;
+                END LOOP;
+                CONTINUE WHEN req.base[i] = ANY (v_order);
+                WHILE v_t > cardinality(v_ends) LOOP
+                    v_ends := v_ends || v_ends[cardinality(v_ends)];
+                END LOOP;
+                v_order := v_order[: v_ends[v_t]] || req.base[i] || v_order[v_ends[v_t] + 1 :];
+                FOR j IN v_t .. cardinality(v_ends) LOOP
+                    v_ends[j] := v_ends[j] + 1;
+                END LOOP;
+            END LOOP;
+        END IF;
     ELSE
         -- The call's first request fixes its order: each tier arranged as its group's strategy
         -- says, the caller's sticky agent (the last connected of those who may be offered now)
@@ -420,8 +444,14 @@ BEGIN
 
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
-        UPDATE dial_calls AS c SET tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
-         WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
+        IF v_grown THEN
+            UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END,
+                   tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+             WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
+        ELSE
+            UPDATE dial_calls AS c SET tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+             WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
+        END IF;
     ELSE
         INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends)
         VALUES (req.call_sid, req.endpoint, req.flow_slug, v_order, req.tried, jsonb_build_object(req.attempt_key, v_numbers),

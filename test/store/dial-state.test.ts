@@ -205,7 +205,9 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
       const key = { callSid: `p${call++}`, endpoint: 'dial-whom', flowSlug: 'agents' };
       const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
       const facts = await factsOf(pool);
-      // The order is fixed at the first request, from the members on duty then.
+      // The order is fixed at the first request, from the members it names (here: those on duty
+      // then); a later request that names members the order lacks (added to the group during the
+      // call) puts them at its end, in the later request's order.
       const first = all.filter((m) => !s.requests[0]!.offDuty.includes(m.number));
       const sticky = s.sticky
         ? await stickyOf(
@@ -225,6 +227,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
       for (const r of s.requests) {
         const members = all.filter((m) => !r.offDuty.includes(m.number));
         const req = requestOf(key, s, members, r);
+        for (const n of req.plan.base) if (!order.includes(n)) order.push(n);
         for (const n of req.tried) tried.add(n);
         const available = new Set(req.candidates);
         const expected =

@@ -161,6 +161,54 @@ t.test('round robin with an agent away: the others take turns evenly; back mid-c
   t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${B},${C},${A}`, 'and takes turns again in new calls');
 });
 
+t.test('a member added to a group during a call is offered to that call, at the end of its tier', async (t) => {
+  const E = '+919811100005';
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
+  t.equal(await dialWhom(ctx, 'CallSid=add1'), `${A},${B},${C}`);
+  const added = await ctx.admin({
+    method: 'PATCH',
+    url: '/admin/dial-groups/sales',
+    payload: {
+      members: [
+        { number: '09811100005', priority: 1 },
+        { number: '09811100001', priority: 2 },
+        { number: '09811100002', priority: 3 },
+        { number: '09811100003', priority: 4 },
+      ],
+    },
+  });
+  t.equal(added.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  t.equal(
+    await dialWhom(ctx, 'CallSid=add1&DialCallStatus=no-answer&DialWhomNumber=09811100001'),
+    `${B},${C},${E}`,
+    'E, added, after the members already in line',
+  );
+  t.equal(await dialWhom(ctx, 'CallSid=add1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), `${C},${E}`);
+  const row = await ctx.db.pool.query('SELECT "order", tier_ends FROM dial_calls WHERE call_sid = $1', ['add1']);
+  t.same(row.rows[0], { order: [A, B, C, E, D], tier_ends: [4, 5] }, 'stored in its tier, before the next tier');
+  t.equal(await dialWhom(ctx, 'CallSid=add1&DialCallStatus=no-answer&DialWhomNumber=09811100003&Legs[0][Number]=09811100002'), E);
+  t.equal(await dialWhom(ctx, 'CallSid=add2'), `${E},${A},${B},${C}`, 'a new call orders E by priority');
+});
+
+t.test('a tier the dial action gains during a call is offered to that call once the first has nobody left', async (t) => {
+  const ctx = await setup(t);
+  t.equal(await dialWhom(ctx, 'CallSid=gain1'), `${A},${B},${C}`);
+  const flow = await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/agents',
+    payload: { name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroups: ['sales', 'support'] }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 200);
+  await until(() => {
+    const otherwise = ctx.app.rules.current?.flows.get('agents')?.otherwise;
+    return otherwise !== undefined && 'dialGroups' in otherwise;
+  });
+  t.equal(await dialWhom(ctx, 'CallSid=gain1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=gain1&DialCallStatus=no-answer&DialWhomNumber=09811100003&Legs[0][Number]=09811100002'), D, 'support, the tier gained');
+  t.match(await cdrDecision(ctx, 'gain1'), { dial: { tier: 'support', tierIndex: 1 } });
+});
+
 t.test('overflow: when the first tier is all away the second is offered; an agent of the first back mid-call is offered next', async (t) => {
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   for (const n of [A, B, C]) t.equal((await away(ctx, n)).statusCode, 200);
