@@ -32,12 +32,14 @@ export interface DialTrace {
   sticky?: string | null;
 }
 
-/** The trace of an answer: Postgres' reasons beside the snapshot's, each member once. */
-export function dialTrace(groups: Array<{ slug: string; members: Array<{ number: string }> }>, skipped: Skip[], offer: DialOffer): DialTrace {
-  const groupOf = (n: string) => groups.find((g) => g.members.some((m) => m.number === n))?.slug ?? null;
+/**
+ * The trace of an answer: Postgres' reasons beside the snapshot's, each member once, with the group
+ * of the tier it is in (`groupOf`, from dialRequest).
+ */
+export function dialTrace(groups: Array<{ slug: string }>, groupOf: (number: string) => { slug: string } | null, skipped: Skip[], offer: DialOffer): DialTrace {
   const tierIndex = offer.tier ?? null;
   const out: DialTrace['skipped'] = skipped.map((s) => ({ ...s }));
-  for (const [number, why] of Object.entries(offer.skipped ?? {})) out.push({ number, group: groupOf(number), why });
+  for (const [number, why] of Object.entries(offer.skipped ?? {})) out.push({ number, group: groupOf(number)?.slug ?? null, why });
   return {
     tier: tierIndex === null ? null : (groups[tierIndex]?.slug ?? null),
     tierIndex,
@@ -92,9 +94,9 @@ export function answerDialWith(deps: {
     at: Date,
     dryRun: boolean,
   ): Promise<{ numbers: string[]; group: StoredDialGroup | null; trace: DialTrace }> {
-    const { request, groups, skipped } = dialRequest(snapshot, action, key, call, at, opts);
+    const { request, groups, groupOf, skipped } = dialRequest(snapshot, action, key, call, at, opts);
     const offer = await (dryRun ? deps.preview(request) : deps.answer(request));
-    const skips = dialTrace(groups, skipped, offer);
+    const skips = dialTrace(groups, groupOf, skipped, offer);
     // The tier offered rings with its own group's Connect settings.
     const group = groups[skips.tierIndex ?? 0] ?? null;
     return { numbers: offer.numbers, group, trace: { ...skips, ...dialPolicy(group, call) } };

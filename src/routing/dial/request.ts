@@ -108,16 +108,16 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
 
 /**
  * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
- * ended, and the pacing of the group it was offered from (the first tier holding the agent).
+ * ended, and the pacing of the group it was offered from (`groupOf`: the tier the agent is in).
  * `failed` ends the offer but is no miss (the carrier or network; dial_offer_ended() in
  * prisma/functions/dial_answer.sql); `canceled` (the caller hung up) and other statuses say
  * nothing about the agent. Postgres records it only for an agent the call was offered.
  */
-export function reportedAttempt(call: ExotelCall, groups: StoredDialGroup[]): DialExtra['reported'] {
+export function reportedAttempt(call: ExotelCall, groupOf: (number: string) => StoredDialGroup | null): DialExtra['reported'] {
   const agent = call.dialWhomNumber?.e164;
   const status = call.dialCallStatus;
   if (!agent || !status || !ENDS_AN_OFFER.has(status)) return null;
-  const group = groups.find((g) => g.members.some((m) => m.number === agent)) ?? null;
+  const group = groupOf(agent);
   return {
     agent,
     status: status as NonNullable<DialExtra['reported']>['status'],
@@ -163,8 +163,9 @@ export function busyCutoff(at: Date, busyTtlMs: number): Date {
 
 /**
  * The request for one dial callback, from the snapshot, the flow's action, the call and the clock;
- * and the dial group it rings (null for a list of numbers). Throws when the action names a group
- * the snapshot does not hold.
+ * the dial group it rings (null for a list of numbers), and `groupOf`: the tier's group a member is
+ * offered by (for a number in two tiers, the one it is placed in). Throws when the action names a
+ * group the snapshot does not hold.
  */
 export function dialRequest(
   snapshot: RulesSnapshot,
@@ -173,7 +174,13 @@ export function dialRequest(
   call: ExotelCall,
   at: Date,
   opts: { busyTtlMs: number; random: () => number },
-): { request: DialRequest; group: StoredDialGroup | null; groups: StoredDialGroup[]; skipped: Skip[] } {
+): {
+  request: DialRequest;
+  group: StoredDialGroup | null;
+  groups: StoredDialGroup[];
+  groupOf: (number: string) => StoredDialGroup | null;
+  skipped: Skip[];
+} {
   const groups = groupsOf(snapshot, action);
   const group = groups[0] ?? null;
   let candidates: string[];
@@ -210,6 +217,12 @@ export function dialRequest(
   } else {
     throw new Error('a dial flow action needs dialGroup, dialGroups or numbers');
   }
+  const tierEnds = tiers;
+  const groupOf = (number: string): StoredDialGroup | null => {
+    const at = groups.length > 0 ? plan.base.indexOf(number) : -1;
+    if (at < 0) return null;
+    return tierEnds === null ? groups[0]! : (groups[tierEnds.findIndex((tier) => at < tier.end)] ?? null);
+  };
   const tried = triedInRequest(call);
   const request: DialRequest = {
     key,
@@ -222,9 +235,9 @@ export function dialRequest(
     connected: connection(call),
     at,
     busyExpired: busyCutoff(at, opts.busyTtlMs),
-    extra: { tiers, reported: reportedAttempt(call, groups) },
+    extra: { tiers, reported: reportedAttempt(call, groupOf) },
   };
-  return { request, group, groups, skipped };
+  return { request, group, groups, groupOf, skipped };
 }
 
 /**

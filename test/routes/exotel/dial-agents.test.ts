@@ -237,6 +237,29 @@ t.test('tiers: an agent switched off in the first tier, away when the call came 
   t.match(await cdrDecision(ctx, 'x1'), { dial: { tier: 'support' } });
 });
 
+t.test('a number in two tiers, offered as the second, is paced by the second: its wrap-up, and its group in the trace', async (t) => {
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] }, support: { wrapUpSeconds: 60 } });
+  const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: false } });
+  t.equal(off.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+  t.equal(await dialWhom(ctx, 'CallSid=pace1'), `${A},${B}`);
+  t.equal(await dialWhom(ctx, 'CallSid=pace1&DialCallStatus=no-answer&DialWhomNumber=09811100002&Legs[0][Number]=09811100001'), `${C},${D}`);
+  t.equal(await dialWhom(ctx, 'CallSid=pace1&DialCallStatus=completed&DialWhomNumber=09811100003'), D);
+  t.match(await agent(ctx, C), { state: 'wrapping_up', today: { offers: 1, answers: 1 } }, "support's wrapUpSeconds");
+  t.equal(await dialWhom(ctx, 'CallSid=pace3'), `${A},${B}`);
+  t.equal(await dialWhom(ctx, 'CallSid=pace3&DialCallStatus=no-answer&DialWhomNumber=09811100002&Legs[0][Number]=09811100001'), D);
+  const trace = (await cdrDecision(ctx, 'pace3')) as { dial: { tier: string; skipped: Array<{ number: string }> } };
+  t.equal(trace.dial.tier, 'support');
+  t.same(
+    trace.dial.skipped.filter((s) => s.number === C),
+    [
+      { number: C, group: 'sales', why: 'inactive' },
+      { number: C, group: 'support', why: 'wrap-up' },
+    ],
+    'wrapping up in support, the tier it is offered by',
+  );
+});
+
 t.test("sticky: when the caller's last agent is away, the one they talked to before goes first", async (t) => {
   const ctx = await setup(t, { sales: { sticky: { enabled: true, lookbackDays: 30 } } });
   await ctx.db.pool.query(

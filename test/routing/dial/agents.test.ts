@@ -4,7 +4,7 @@
  * the trace of an answer. No database.
  */
 import t from 'tap';
-import { dialRequest, fallbackNumbers, reportedAttempt } from '../../../src/routing/dial/request.js';
+import { dialRequest, fallbackNumbers } from '../../../src/routing/dial/request.js';
 import { eventPacing, agentEvent } from '../../../src/routing/dial/event.js';
 import { dialTrace } from '../../../src/routing/dial/answer.js';
 import type { RulesSnapshot } from '../../../src/routing/snapshot.js';
@@ -89,28 +89,43 @@ t.test('a number in two tiers is in the first whose membership is on duty (it ma
   );
 });
 
-t.test('the attempt a re-fetch reports, with the pacing of the first tier holding the agent', async (t) => {
-  const groups = [sales, support];
-  t.same(reportedAttempt(call({ DialWhomNumber: '09811100003', DialCallStatus: 'no-answer' }), groups), {
+t.test('the attempt a re-fetch reports, with the pacing of the tier the agent is in', async (t) => {
+  const reported = (query: Record<string, string>, snapshot = snapshotOf([sales, support])) =>
+    dialRequest(snapshot, { dialGroups: ['sales', 'support'] }, key, call(query), AT, opts).request.extra?.reported;
+  t.same(reported({ DialWhomNumber: '09811100003', DialCallStatus: 'no-answer' }), {
     agent: C,
     status: 'no-answer',
     group: 'sales',
     pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 },
   });
-  t.same(reportedAttempt(call({ DialWhomNumber: '09811100004', DialCallStatus: 'completed' }), groups), {
+  t.same(reported({ DialWhomNumber: '09811100004', DialCallStatus: 'completed' }), {
     agent: D,
     status: 'completed',
     group: 'support',
     pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 },
   });
+  const offInSales = group('sales', 'sequential', [member(A), member(C, { active: false })], {
+    wrapUpSeconds: 30,
+    maxMissedOffers: 2,
+    missedPauseSeconds: 600,
+  });
   t.match(
-    reportedAttempt(call({ DialWhomNumber: '09899999999', DialCallStatus: 'busy' }), groups),
-    { group: null, pacing: { maxMissedOffers: 0 } },
-    'no group: no pacing',
+    reported({ DialWhomNumber: '09811100003', DialCallStatus: 'completed' }, snapshotOf([offInSales, support])),
+    { group: 'support', pacing: { wrapUpSeconds: 90 } },
+    'C switched off in sales is offered as support: support paces it',
   );
-  t.equal(reportedAttempt(call({ DialWhomNumber: '09811100001', DialCallStatus: 'canceled' }), groups), null, 'the caller hung up: nothing about the agent');
-  t.equal(reportedAttempt(call({ DialCallStatus: 'no-answer' }), groups), null, 'no agent named');
-  t.equal(reportedAttempt(call({ DialWhomNumber: '09811100001' }), groups), null, 'the first request reports nothing');
+  t.match(reported({ DialWhomNumber: '09899999999', DialCallStatus: 'busy' }), { group: null, pacing: { maxMissedOffers: 0 } }, 'no group: no pacing');
+  t.equal(reported({ DialWhomNumber: '09811100001', DialCallStatus: 'canceled' }), null, 'the caller hung up: nothing about the agent');
+  t.equal(reported({ DialCallStatus: 'no-answer' }), null, 'no agent named');
+  t.equal(reported({ DialWhomNumber: '09811100001' }), null, 'the first request reports nothing');
+  const single = dialRequest(snapshotOf([sales]), { dialGroup: 'sales' }, key, call({ DialWhomNumber: '09811100002', DialCallStatus: 'busy' }), AT, opts);
+  t.match(single.request.extra?.reported, { group: 'sales', pacing: { maxMissedOffers: 2 } }, 'one group');
+  t.equal(
+    dialRequest(snapshotOf([sales]), { numbers: [A] }, key, call({ DialWhomNumber: '09811100001', DialCallStatus: 'busy' }), AT, opts).request.extra?.reported
+      ?.group ?? null,
+    null,
+    'a list of numbers: no group',
+  );
 });
 
 t.test("a dial event: the group it names applies; else the strictest of the agent's groups; none for a stranger", async (t) => {
@@ -137,7 +152,8 @@ t.test("a dial event: the group it names applies; else the strictest of the agen
 });
 
 t.test("the trace: the tier offered, the snapshot's reasons and Postgres' beside them", async (t) => {
-  const trace = dialTrace([sales, support], [{ number: A, group: 'sales', why: 'away' }], { numbers: [D], tier: 1, skipped: { [B]: 'busy', [C]: 'wrap-up' } });
+  const { groups, groupOf } = dialRequest(snapshotOf([sales, support]), { dialGroups: ['sales', 'support'] }, key, call(), AT, opts);
+  const trace = dialTrace(groups, groupOf, [{ number: A, group: 'sales', why: 'away' }], { numbers: [D], tier: 1, skipped: { [B]: 'busy', [C]: 'wrap-up' } });
   t.same(trace, {
     tier: 'support',
     tierIndex: 1,
@@ -147,5 +163,19 @@ t.test("the trace: the tier offered, the snapshot's reasons and Postgres' beside
       { number: C, group: 'sales', why: 'wrap-up' },
     ],
   });
-  t.same(dialTrace([], [], { numbers: [A], repeat: true }), { tier: null, tierIndex: null, skipped: [], repeat: true }, 'a repeated poll');
+  const offInSales = group('sales', 'sequential', [member(A), member(C, { active: false })]);
+  const two = dialRequest(snapshotOf([offInSales, support]), { dialGroups: ['sales', 'support'] }, key, call(), AT, opts);
+  t.same(
+    dialTrace(two.groups, two.groupOf, two.skipped, { numbers: [D], tier: 1, skipped: { [C]: 'wrap-up' } }).skipped.filter((s) => s.number === C),
+    [
+      { number: C, group: 'sales', why: 'inactive' },
+      { number: C, group: 'support', why: 'wrap-up' },
+    ],
+    "C switched off in sales, wrapping up after a call: the reason Postgres gives is support's",
+  );
+  t.same(
+    dialTrace([], () => null, [], { numbers: [A], repeat: true }),
+    { tier: null, tierIndex: null, skipped: [], repeat: true },
+    'a repeated poll',
+  );
 });
