@@ -1,12 +1,13 @@
 /**
  * What re-fetches and dial events report about an agent's offer, through the real app on a real
- * Postgres: the two arriving together for one agent (one lock order, no deadlock), a re-fetch
- * naming an agent the call never offered, `completed` after an Answered event, and `failed`.
+ * Postgres: the two arriving together for one agent (one lock order, no deadlock), also spread over
+ * three instances, a re-fetch naming an agent the call never offered, `completed` after an Answered
+ * event, and `failed`.
  */
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildTestApp, type TestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
@@ -187,4 +188,53 @@ t.test('failed is not a miss: it ends the offer, neither counts nor breaks the r
     { call_sid: 'f2', outcome: 'failed', ended: true },
     { call_sid: 'f3', outcome: 'no-answer', ended: true },
   ]);
+});
+
+t.test('three instances: polls of one attempt, re-fetches reporting misses and dial events of the same agents, all at once', async (t) => {
+  // maxMissedOffers 50: every miss takes the agent's lock and counts the run, and nobody is paused
+  const one = await setup(t, { maxMissedOffers: 50 });
+  const instances = [
+    one,
+    await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' }),
+    await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' }),
+  ];
+  await until(() => instances.every((i) => i.app.rules.current?.flows.has('agents') === true));
+  const calls = Array.from({ length: 9 }, (_, i) => `tri${i}`);
+  const first = await Promise.all(calls.flatMap((c) => instances.map((i) => dialWhom(i, `CallSid=${c}`))));
+  t.same(new Set(first), new Set([`${A},${B},${C}`]), 'every first poll, on any instance, gets the one order');
+  const dialed = await Promise.all(
+    calls.map((c, n) => event(instances[(n + 1) % 3]!, `CallSid=${c}&DialWhomNumber=09811100002&Status=busy&EventType=Dial&group=sales&flow=agents`)),
+  );
+  t.same(
+    dialed.map((r) => r.statusCode),
+    calls.map(() => 200),
+  );
+  // per call: the re-fetch reporting A's no-answer polled on all three instances, and B's leg ending
+  const refetches = calls.map((c) => Promise.all(instances.map((i) => dialWhom(i, `CallSid=${c}&DialCallStatus=no-answer&DialWhomNumber=09811100001`))));
+  const ends = calls.map((c, n) =>
+    event(instances[(n + 2) % 3]!, `CallSid=${c}&DialWhomNumber=09811100002&Status=free&EventType=Terminal&group=sales&flow=agents`),
+  );
+  const answers = await Promise.all(refetches);
+  t.same(
+    (await Promise.all(ends)).map((r) => r.statusCode),
+    calls.map(() => 200),
+    'every event answered',
+  );
+  for (const [n, polls] of answers.entries()) {
+    t.equal(new Set(polls).size, 1, `${calls[n]}: the three polls of the attempt get one answer`);
+    t.ok([`${B},${C}`, C].includes(polls[0]!), `${calls[n]}: B offered unless still on the leg (${polls[0]})`);
+  }
+  const cdrs = await one.db.prisma.cdr.findMany({ where: { callSid: { in: calls }, endpoint: 'dial-whom' }, select: { outcome: true, reason: true } });
+  t.equal(cdrs.length, calls.length * 6, 'one CDR per poll');
+  t.same(
+    cdrs.filter((c) => c.outcome !== 'answered'),
+    [],
+    'all answered from Postgres: no deadlock, no onError',
+  );
+  const count = async (number: string) =>
+    (await one.db.pool.query('SELECT outcome, count(*)::int AS n FROM agent_offers WHERE number = $1 GROUP BY outcome', [number])).rows;
+  t.same(await count(A), [{ outcome: 'no-answer', n: 9 }], 'A: one miss per call, however many polls reported it');
+  t.same(await count(B), [{ outcome: 'no-answer', n: 9 }], 'B: one offer per call, ended by its event');
+  t.match(await agent(one, A), { state: 'available', missedOffers: 9, today: { offers: 9, misses: 9 } });
+  t.match(await agent(one, B), { state: 'available', onCall: null, today: { offers: 9, misses: 9 } });
 });
