@@ -87,12 +87,16 @@ CREATE TYPE dial_extra AS (
     -- that group's wrapUpSeconds, maxMissedOffers (0: never paused) and missedPauseSeconds
     wrap_up_seconds      INT,
     max_missed_offers    INT,
-    missed_pause_seconds INT
+    missed_pause_seconds INT,
+    -- the group of each tier, in order (one for a single group; NULL for a list of numbers): a call
+    -- stores its tiers' groups, so that a later request whose action has changed (a group added,
+    -- removed or moved) meets each tier by its group
+    tier_groups          TEXT[]
 );
 
 -- One request of a batch as dial_offer_batch() reads it: one flat JSON object with the attributes
--- of dial_request and then those of dial_extra, by name (dial_extra's left out when the request has
--- no tiers and reports nothing, as most do). Flat, so that json_populate_recordset lexes each
+-- of dial_request and then those of dial_extra, by name (of dial_extra's only tier_groups when the
+-- request has no tiers and reports nothing, as most do). Flat, so that json_populate_recordset lexes each
 -- request once: a nested object is lexed again for its record (bench/HISTORY.md).
 -- test/store/dial-sql-source.test.ts checks that the attributes are exactly those of the two types.
 CREATE TYPE dial_batch_request AS (
@@ -100,7 +104,7 @@ CREATE TYPE dial_batch_request AS (
     arrange TEXT, rr_group TEXT, sticky_caller TEXT, sticky_since TIMESTAMPTZ, connected_caller TEXT,
     connected_agent TEXT, at TIMESTAMPTZ, busy_expired TIMESTAMPTZ,
     tier_ends INT[], tier_arranges TEXT[], tier_rr_groups TEXT[], reported_agent TEXT, reported_status TEXT,
-    reported_group TEXT, wrap_up_seconds INT, max_missed_offers INT, missed_pause_seconds INT
+    reported_group TEXT, wrap_up_seconds INT, max_missed_offers INT, missed_pause_seconds INT, tier_groups TEXT[]
 );
 
 -- A request of a batch as instances of the version before read it (dial_offers()): {"req": {…},
@@ -266,6 +270,12 @@ DECLARE
     v_grown    BOOLEAN := false;
     v_req_ends INT[];
     v_t        INT;
+    v_s        INT;
+    v_groups   TEXT[];
+    v_group    TEXT := more.reported_group;
+    v_wrap_up  INT := more.wrap_up_seconds;
+    v_max_missed INT := more.max_missed_offers;
+    v_pause    INT := more.missed_pause_seconds;
 BEGIN
     -- Asynchronous commit for dial state: the commit does not wait for its WAL flush. Safe because
     -- the callback's CDR is committed synchronously after this transaction, before the answer
@@ -288,8 +298,8 @@ BEGIN
     -- a request that reports an attempt, whether one of the call's answers offered that agent.
     SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key,
            CASE WHEN more.reported_agent IS NOT NULL THEN jsonb_path_exists(c.answers, '$.*[*] ? (@ == $a)', jsonb_build_object('a', more.reported_agent)) END,
-           c.created_at
-      INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since FROM dial_calls c
+           c.created_at, c.tier_groups
+      INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since, v_groups FROM dial_calls c
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
 
@@ -310,11 +320,32 @@ BEGIN
             ON CONFLICT (caller, agent) DO UPDATE SET connected_at = GREATEST(caller_agents.connected_at, EXCLUDED.connected_at);
         END IF;
         IF v_offered THEN
+            -- The offer is the group's whose tier in the call's order holds the agent; the request
+            -- names the group of the tier its own action puts the agent in, which differs only when
+            -- the action or the agent's membership changed during the call: then that group's pacing
+            -- is read from its row.
+            IF cardinality(v_groups) > 1 THEN
+                v_s := array_position(v_order, more.reported_agent);
+                v_t := 1;
+                WHILE v_t < cardinality(v_ends) AND v_s > v_ends[v_t] LOOP
+                    v_t := v_t + 1;
+                END LOOP;
+                IF v_groups[v_t] IS DISTINCT FROM more.reported_group THEN
+                    v_group := v_groups[v_t];
+                    SELECT g.wrap_up_seconds, g.max_missed_offers, g.missed_pause_seconds INTO v_wrap_up, v_max_missed, v_pause
+                      FROM dial_groups g WHERE g.slug = v_group;
+                    IF NOT FOUND THEN
+                        v_wrap_up := 0;
+                        v_max_missed := 0;
+                        v_pause := 0;
+                    END IF;
+                END IF;
+            END IF;
             PERFORM agent_offer_claim(req.call_sid, more.reported_agent, req.flow_slug, v_since);
-            v_reported := jsonb_build_object('agent', more.reported_agent, 'group', more.reported_group)
-                || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, more.reported_group,
+            v_reported := jsonb_build_object('agent', more.reported_agent, 'group', v_group)
+                || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, v_group,
                        CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
-                       more.wrap_up_seconds, more.max_missed_offers, more.missed_pause_seconds);
+                       v_wrap_up, v_max_missed, v_pause);
         END IF;
     END IF;
 
@@ -326,26 +357,27 @@ BEGIN
             END IF;
         END LOOP;
         v_ends := COALESCE(v_ends, ARRAY[COALESCE(cardinality(v_order), 0)]);
-        -- Members added to the action's groups since the call's first request (base holds every
-        -- member now): each goes at the end of its tier in the order (a tier the action gained is
-        -- added after the others), so that agents added in a busy hour reach the calls already waiting.
-        IF NOT req.base <@ v_order THEN
-            v_grown := true;
-            v_req_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
-            v_t := 1;
-            FOR i IN 1 .. cardinality(req.base) LOOP
-                WHILE i > v_req_ends[v_t] LOOP
-                    v_t := v_t + 1;
-                END LOOP;
-                CONTINUE WHEN req.base[i] = ANY (v_order);
-                WHILE v_t > cardinality(v_ends) LOOP
-                    v_ends := v_ends || v_ends[cardinality(v_ends)];
-                END LOOP;
-                v_order := v_order[: v_ends[v_t]] || req.base[i] || v_order[v_ends[v_t] + 1 :];
-                FOR j IN v_t .. cardinality(v_ends) LOOP
-                    v_ends[j] := v_ends[j] + 1;
-                END LOOP;
+        -- The action's groups as they are now: when their members or tiers have changed since the
+        -- call's first request (base holds every member now, placed in their tier), the order is made
+        -- again from base, tier by tier, each tier in the call's order so far (its rotation, draw and
+        -- sticky agent kept) and members new to the call at its end. So agents added in a busy hour
+        -- reach the calls already waiting, a group added to or moved in the action's tiers is
+        -- offered where it now stands, and a member switched off or off shift in one tier and on duty
+        -- in another moves there. A request of the version before (no tier_groups) changes nothing.
+        v_req_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
+        IF (NOT req.base <@ v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups)
+           AND (more.tier_groups IS NOT NULL OR (v_groups IS NULL AND cardinality(v_req_ends) = 1)) THEN
+            v_slice := '{}';
+            v_from := 0;
+            FOR i IN 1 .. cardinality(v_req_ends) LOOP
+                v_slice := v_slice || ARRAY(SELECT b.n FROM unnest(req.base[v_from + 1 : v_req_ends[i]]) WITH ORDINALITY AS b(n, i)
+                                             ORDER BY array_position(v_order, b.n) NULLS LAST, b.i);
+                v_from := v_req_ends[i];
             END LOOP;
+            v_grown := v_slice IS DISTINCT FROM v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups;
+            v_order := v_slice;
+            v_ends := v_req_ends;
+            v_groups := more.tier_groups;
         END IF;
     ELSE
         -- The call's first request fixes its order: each tier arranged as its group's strategy
@@ -353,6 +385,7 @@ BEGIN
         -- first in its tier.
         v_tried := req.tried;
         v_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
+        v_groups := more.tier_groups;
         IF req.sticky_caller IS NOT NULL THEN
             SELECT ca.agent INTO v_sticky FROM caller_agents ca
              WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (req.candidates) AND ca.connected_at > req.sticky_since
@@ -445,7 +478,7 @@ BEGIN
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
         IF v_grown THEN
-            UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END,
+            UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, tier_groups = v_groups,
                    tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         ELSE
@@ -453,9 +486,9 @@ BEGIN
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         END IF;
     ELSE
-        INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends)
+        INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends, tier_groups)
         VALUES (req.call_sid, req.endpoint, req.flow_slug, v_order, req.tried, jsonb_build_object(req.attempt_key, v_numbers),
-                CASE WHEN cardinality(v_ends) > 1 THEN v_ends END);
+                CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, v_groups);
     END IF;
     IF v_skipped = '{}' AND v_reported IS NULL THEN
         RETURN jsonb_build_object('numbers', to_jsonb(v_numbers), 'tier', v_tier);
@@ -508,7 +541,7 @@ BEGIN
             ROW(r.call_sid, r.endpoint, r.flow_slug, r.attempt_key, r.tried, r.candidates, r.base, r.arrange, r.rr_group,
                 r.sticky_caller, r.sticky_since, r.connected_caller, r.connected_agent, r.at, r.busy_expired)::dial_request,
             ROW(r.tier_ends, r.tier_arranges, r.tier_rr_groups, r.reported_agent, r.reported_status, r.reported_group,
-                r.wrap_up_seconds, r.max_missed_offers, r.missed_pause_seconds)::dial_extra);
+                r.wrap_up_seconds, r.max_missed_offers, r.missed_pause_seconds, r.tier_groups)::dial_extra);
         RETURN NEXT;
     END LOOP;
 END

@@ -52,17 +52,20 @@ export function asDialExtra(req: DialRequest) {
     wrap_up_seconds: reported?.pacing.wrapUpSeconds ?? null,
     max_missed_offers: reported?.pacing.maxMissedOffers ?? null,
     missed_pause_seconds: reported?.pacing.missedPauseSeconds ?? null,
+    tier_groups: req.extra?.tierGroups ?? null,
   };
 }
 
 /**
  * One request of a batch as dial_offer_batch() reads it (the SQL type dial_batch_request): one flat
- * object, the attributes of dial_request and, only when the request has tiers or reports an attempt
- * (most have neither), those of dial_extra. Flat, because Postgres lexes a nested object twice.
+ * object, the attributes of dial_request and, when the request has tiers or reports an attempt, those
+ * of dial_extra; else (most requests) only its tier_groups. Flat, because Postgres lexes a nested
+ * object twice.
  */
 function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Partial<ReturnType<typeof asDialExtra>> {
   const item = asDialRequest(req);
-  return req.extra?.tiers || req.extra?.reported ? Object.assign(item, asDialExtra(req)) : item;
+  if (req.extra?.tiers || req.extra?.reported) return Object.assign(item, asDialExtra(req));
+  return req.extra?.tierGroups ? Object.assign(item, { tier_groups: req.extra.tierGroups }) : item;
 }
 
 /**

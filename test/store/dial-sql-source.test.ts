@@ -151,7 +151,7 @@ t.test("a request's tiers and reported attempt are marshalled into exactly the a
     connected: null,
     at,
     busyExpired: at,
-    extra: { tiers: null, reported: null },
+    extra: { tiers: null, reported: null, tierGroups: null },
   });
   t.same(
     Object.keys(marshalled),

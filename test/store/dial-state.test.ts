@@ -206,8 +206,9 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
       const all: Member[] = s.members.map((m) => ({ ...m, name: null, active: true, schedule: null }));
       const facts = await factsOf(pool);
       // The order is fixed at the first request, from the members it names (here: those on duty
-      // then); a later request that names members the order lacks (added to the group during the
-      // call) puts them at its end, in the later request's order.
+      // then); a later request that names other members (added to or removed from the group during
+      // the call) makes it again: the members it names in the order so far, then the new ones in
+      // the later request's order.
       const first = all.filter((m) => !s.requests[0]!.offDuty.includes(m.number));
       const sticky = s.sticky
         ? await stickyOf(
@@ -216,7 +217,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
             s.sticky.lookbackDays,
           )
         : null;
-      const order = reference.orderMembers(s.strategy, first, {
+      let order = reference.orderMembers(s.strategy, first, {
         rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0,
         random: seeded(s.seed),
         facts,
@@ -227,7 +228,10 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
       for (const r of s.requests) {
         const members = all.filter((m) => !r.offDuty.includes(m.number));
         const req = requestOf(key, s, members, r);
-        for (const n of req.plan.base) if (!order.includes(n)) order.push(n);
+        const base = req.plan.base;
+        if (base.length !== order.length || base.some((n) => !order.includes(n))) {
+          order = [...order.filter((n) => base.includes(n)), ...base.filter((n) => !order.includes(n))];
+        }
         for (const n of req.tried) tried.add(n);
         const available = new Set(req.candidates);
         const expected =
@@ -441,7 +445,7 @@ t.test('a batch records the attempts its requests report as they would be record
           connected: null,
           at,
           busyExpired: new Date(at.getTime() - TTL),
-          extra: { tiers: null, reported: { agent: r.agent, status: r.status as 'no-answer', group: r.known ? 'sales' : null, pacing } },
+          extra: { tiers: null, reported: { agent: r.agent, status: r.status as 'no-answer', group: r.known ? 'sales' : null, pacing }, tierGroups: null },
         };
       });
       const expected: DialOffer[] = [];
@@ -703,6 +707,7 @@ t.test('during a rolling upgrade, instances of the previous version get the same
     extra: {
       tiers: null,
       reported: { agent: NUMBERS[1]!, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } },
+      tierGroups: null,
     },
   };
   const nested = await pool.query('SELECT idx, answer FROM dial_offers($1::json)', [
@@ -727,6 +732,7 @@ const missOf = (callSid: string, agent: string, maxMissed: number, at = AT): Att
   extra: {
     tiers: null,
     reported: { agent, status: 'no-answer', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: maxMissed, missedPauseSeconds: 300 } },
+    tierGroups: null,
   },
 });
 
@@ -735,7 +741,7 @@ const firstOf = (callSid: string): AttemptRequest => ({
   ...missOf(callSid, NUMBERS[0]!, 0),
   attemptKey: '|',
   tried: [],
-  extra: { tiers: null, reported: null },
+  extra: { tiers: null, reported: null, tierGroups: null },
 });
 
 const missed = async (pool: pg.Pool, agent: string) => (await pool.query<{ n: number }>('SELECT agent_missed_offers($1, 1000) AS n', [agent])).rows[0]!.n;

@@ -52,6 +52,8 @@ export interface DialExtra {
   tiers: Array<{ group: string; end: number; arrange: OrderPlan['arrange']; rrGroup: string | null }> | null;
   /** the attempt the request reports (DialWhomNumber with a DialCallStatus that ends an offer) */
   reported: { agent: string; status: 'completed' | 'no-answer' | 'busy' | 'failed'; group: string | null; pacing: Pacing } | null;
+  /** each tier's group, in order (one for a single group; null for a list of numbers): the call stores them */
+  tierGroups: string[] | null;
 }
 
 /** What Postgres answers a request: dial_offer() in prisma/functions/dial_answer.sql. */
@@ -108,7 +110,8 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
 
 /**
  * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
- * ended, and the pacing of the group it was offered from (`groupOf`: the tier the agent is in).
+ * ended, and the pacing of the group it was offered from (`groupOf`: the tier the agent is in now;
+ * Postgres takes the group whose tier in the call offered it when the two differ).
  * `failed` ends the offer but is no miss (the carrier or network; dial_offer_ended() in
  * prisma/functions/dial_answer.sql); `canceled` (the caller hung up) and other statuses say
  * nothing about the agent. Postgres records it only for an agent the call was offered.
@@ -235,7 +238,7 @@ export function dialRequest(
     connected: connection(call),
     at,
     busyExpired: busyCutoff(at, opts.busyTtlMs),
-    extra: { tiers, reported: reportedAttempt(call, groupOf) },
+    extra: { tiers, reported: reportedAttempt(call, groupOf), tierGroups: groups.length > 0 ? groups.map((g) => g.slug) : null },
   };
   return { request, group, groups, groupOf, skipped };
 }

@@ -162,7 +162,6 @@ t.test('round robin with an agent away: the others take turns evenly; back mid-c
 });
 
 t.test('a member added to a group during a call is offered to that call, at the end of its tier', async (t) => {
-  const E = '+919811100005';
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   t.equal(await dialWhom(ctx, 'CallSid=add1'), `${A},${B},${C}`);
   const added = await ctx.admin({
@@ -207,6 +206,183 @@ t.test('a tier the dial action gains during a call is offered to that call once 
   t.equal(await dialWhom(ctx, 'CallSid=gain1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`);
   t.equal(await dialWhom(ctx, 'CallSid=gain1&DialCallStatus=no-answer&DialWhomNumber=09811100003&Legs[0][Number]=09811100002'), D, 'support, the tier gained');
   t.match(await cdrDecision(ctx, 'gain1'), { dial: { tier: 'support', tierIndex: 1 } });
+});
+
+const E = '+919811100005';
+/** The dial flow's action replaced by `otherwise`, once the snapshot has it. */
+const putAction = async (t: Test, ctx: TestApp, otherwise: Record<string, unknown>) => {
+  const flow = await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/agents',
+    payload: { name: 'Agents', type: 'dial', rules: [], otherwise, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 200);
+  const want = JSON.stringify(otherwise);
+  await until(() => JSON.stringify(ctx.app.rules.current?.flows.get('agents')?.otherwise) === want);
+};
+const stored = async (ctx: TestApp, sid: string) => (await ctx.db.pool.query('SELECT "order", tier_ends FROM dial_calls WHERE call_sid = $1', [sid])).rows[0];
+
+t.test("a group put in front of the waiting call's group in the action is offered first to the waiting call, as a tier of its own", async (t) => {
+  const ctx = await setup(t, { action: { dialGroup: 'support' } });
+  t.equal(await dialWhom(ctx, 'CallSid=front1'), `${C},${D}`);
+  await putAction(t, ctx, { dialGroups: ['sales', 'support'] });
+  t.equal(await dialWhom(ctx, 'CallSid=front1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), `${A},${B}`, 'sales alone, now first');
+  t.match(await cdrDecision(ctx, 'front1'), { dial: { tier: 'sales', tierIndex: 0 } });
+  t.equal(
+    await dialWhom(ctx, 'CallSid=front1&DialCallStatus=no-answer&DialWhomNumber=09811100002&Legs[0][Number]=09811100001'),
+    D,
+    'then support, without C (tried)',
+  );
+  t.match(await cdrDecision(ctx, 'front1'), { dial: { tier: 'support', tierIndex: 1 } });
+  t.same(await stored(ctx, 'front1'), { order: [C, A, B, D], tier_ends: [3, 4] }, "C keeps its place first in the call's order, now in sales");
+});
+
+t.test("a group removed from the action: a member added to the remaining group joins that group's tier", async (t) => {
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
+  t.equal(await dialWhom(ctx, 'CallSid=rm1'), `${A},${B},${C}`);
+  await putAction(t, ctx, { dialGroup: 'support' });
+  const added = await ctx.admin({
+    method: 'PATCH',
+    url: '/admin/dial-groups/support',
+    payload: {
+      members: [
+        { number: '09811100003', priority: 1 },
+        { number: '09811100004', priority: 2 },
+        { number: '09811100005', priority: 3 },
+      ],
+    },
+  });
+  t.equal(added.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('support')?.members.length === 3);
+  const got = await dialWhom(ctx, 'CallSid=rm1&DialCallStatus=no-answer&DialWhomNumber=09811100001');
+  t.equal(got, `${C},${D},${E}`, "support's members in its order, E after D");
+});
+
+t.test(
+  "a number in two tiers placed in the second at the call's start, switched on in the first during the call: paced by the tier that offered it",
+  async (t) => {
+    const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] }, support: { wrapUpSeconds: 60 } });
+    const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: false } });
+    t.equal(off.statusCode, 200);
+    await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+    t.equal(await dialWhom(ctx, 'CallSid=mv1'), `${A},${B}`);
+    t.equal(await dialWhom(ctx, 'CallSid=mv1&DialCallStatus=no-answer&DialWhomNumber=09811100002&Legs[0][Number]=09811100001'), `${C},${D}`);
+    t.match(await cdrDecision(ctx, 'mv1'), { dial: { tier: 'support', tierIndex: 1 } }, 'C offered by support');
+    const on = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: true } });
+    t.equal(on.statusCode, 200);
+    await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === true);
+    t.equal(await dialWhom(ctx, 'CallSid=mv1&DialCallStatus=completed&DialWhomNumber=09811100003'), D);
+    const offer = (await ctx.db.pool.query(`SELECT group_slug, outcome FROM agent_offers WHERE call_sid = 'mv1' AND number = $1`, [C])).rows;
+    t.same(offer, [{ group_slug: 'support', outcome: 'answered' }], "the offer is support's");
+    t.match(await agent(ctx, C), { state: 'wrapping_up' }, "support's wrapUpSeconds (60)");
+  },
+);
+
+t.test(
+  "a number in the first tier at the call's start, switched off there during the call: offered, traced and paced by the tier it is on duty in",
+  async (t) => {
+    const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] }, support: { wrapUpSeconds: 60 } });
+    t.equal(await dialWhom(ctx, 'CallSid=mv2'), `${A},${B},${C}`);
+    const off = await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales/members/09811100003', payload: { active: false } });
+    t.equal(off.statusCode, 200);
+    await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === C)?.active === false);
+    t.equal(await dialWhom(ctx, 'CallSid=mv2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), B, 'not offered as sales any more');
+    t.equal(await dialWhom(ctx, 'CallSid=mv2&DialCallStatus=no-answer&DialWhomNumber=09811100002&Legs[0][Number]=09811100001'), `${C},${D}`);
+    t.match(await cdrDecision(ctx, 'mv2'), { dial: { tier: 'support', tierIndex: 1 } }, 'C offered as support');
+    t.equal(await dialWhom(ctx, 'CallSid=mv2&DialCallStatus=completed&DialWhomNumber=09811100003'), D);
+    const offer = (await ctx.db.pool.query(`SELECT group_slug FROM agent_offers WHERE call_sid = 'mv2' AND number = $1`, [C])).rows;
+    t.same(offer, [{ group_slug: 'support' }], "the offer is support's, the tier that offered it");
+    t.match(await agent(ctx, C), { state: 'wrapping_up' }, "support's wrapUpSeconds (60)");
+  },
+);
+
+t.test('two instances, three attempts of one call at once, all seeing a member added: it joins the order once', async (t) => {
+  const one = await setup(t);
+  const two = await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' });
+  await until(() => two.app.rules.current?.flows.has('agents') === true);
+  t.equal(await dialWhom(one, 'CallSid=cc1'), `${A},${B},${C}`);
+  const added = await one.admin({
+    method: 'PATCH',
+    url: '/admin/dial-groups/sales',
+    payload: {
+      members: [
+        { number: '09811100001', priority: 1 },
+        { number: '09811100002', priority: 2 },
+        { number: '09811100003', priority: 3 },
+        { number: '09811100005', priority: 4 },
+      ],
+    },
+  });
+  t.equal(added.statusCode, 200);
+  await until(() => [one, two].every((i) => i.app.rules.current?.dialGroups.get('sales')?.members.length === 4));
+  const got = await Promise.all([
+    dialWhom(one, 'CallSid=cc1&DialCallStatus=no-answer&DialWhomNumber=09811100001'),
+    dialWhom(two, 'CallSid=cc1&DialCallStatus=busy&DialWhomNumber=09811100002'),
+    dialWhom(two, 'CallSid=cc1&DialCallStatus=no-answer&DialWhomNumber=09811100001'),
+  ]);
+  t.equal(got[0], got[2], 'the two polls of one attempt get one answer');
+  t.ok(
+    got.every((numbers) => numbers.endsWith(E)),
+    `E last in every answer (${got.join(' / ')})`,
+  );
+  t.same(await stored(one, 'cc1'), { order: [A, B, C, E], tier_ends: null });
+});
+
+t.test('simulate of a waiting call with a member added shows them and writes nothing', async (t) => {
+  const ctx = await setup(t);
+  t.equal(await dialWhom(ctx, 'CallSid=pv1'), `${A},${B},${C}`);
+  const added = await ctx.admin({
+    method: 'PATCH',
+    url: '/admin/dial-groups/sales',
+    payload: {
+      members: [
+        { number: '09811100001', priority: 1 },
+        { number: '09811100002', priority: 2 },
+        { number: '09811100003', priority: 3 },
+        { number: '09811100005', priority: 4 },
+      ],
+    },
+  });
+  t.equal(added.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  const sim = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows/agents/simulate',
+    payload: { endpoint: 'dial-whom', params: { CallSid: 'pv1', DialCallStatus: 'no-answer', DialWhomNumber: '09811100001' } },
+  });
+  t.match(sim.json(), { numbers: [B, C, E] });
+  t.same(await stored(ctx, 'pv1'), { order: [A, B, C], tier_ends: null }, 'nothing stored');
+  t.equal(await dialWhom(ctx, 'CallSid=pv1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C},${E}`);
+  t.equal(await dialWhom(ctx, 'CallSid=pv1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C},${E}`, 'repeated poll');
+});
+
+t.test('round robin: a member added during a call goes after the rotated order', async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'round_robin' } });
+  t.equal(await dialWhom(ctx, 'CallSid=rrx0'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=rrx1'), `${B},${C},${A}`);
+  const added = await ctx.admin({
+    method: 'PATCH',
+    url: '/admin/dial-groups/sales',
+    payload: {
+      members: [
+        { number: '09811100001', priority: 1 },
+        { number: '09811100002', priority: 2 },
+        { number: '09811100003', priority: 3 },
+        { number: '09811100005', priority: 4 },
+      ],
+    },
+  });
+  t.equal(added.statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  t.equal(await dialWhom(ctx, 'CallSid=rrx1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), `${C},${A},${E}`);
+});
+
+t.test('a list of numbers that gains a number during a call offers it', async (t) => {
+  const ctx = await setup(t, { action: { numbers: [A, B] } });
+  t.equal(await dialWhom(ctx, 'CallSid=nm1'), `${A},${B}`);
+  await putAction(t, ctx, { numbers: [A, B, D] });
+  t.equal(await dialWhom(ctx, 'CallSid=nm1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${D}`);
+  t.same(await stored(ctx, 'nm1'), { order: [A, B, D], tier_ends: null });
 });
 
 t.test('overflow: when the first tier is all away the second is offered; an agent of the first back mid-call is offered next', async (t) => {

@@ -35,7 +35,7 @@ t.test('an away agent is no candidate, with the reason; an away whose until has 
   t.same(request.candidates, [A, C]);
   t.same(request.plan.base, [A, B, C], 'but in the order fixed now, so that the call offers them once back');
   t.same(skipped, [{ number: B, group: 'sales', why: 'away' }]);
-  t.same(request.extra, { tiers: null, reported: null }, 'one group: no tiers');
+  t.same(request.extra, { tiers: null, reported: null, tierGroups: ['sales'] }, 'one group: no tiers, its group named');
   t.same(fallbackNumbers(snapshot, { dialGroup: 'sales' }, call(), AT).numbers, [A, C], 'nor offered without Postgres');
 });
 

@@ -62,7 +62,11 @@ t.test("a request for a dial group: the members on duty, the strategy's plan of 
     connected: null,
     at: AT,
     busyExpired: new Date(AT.getTime() - 3_600_000),
-    extra: { tiers: null, reported: { agent: A, status: 'busy', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 } } },
+    extra: {
+      tiers: null,
+      reported: { agent: A, status: 'busy', group: 'sales', pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 } },
+      tierGroups: ['sales'],
+    },
   });
   t.equal(dialRequest(snapshot, { dialGroup: 'seq' }, key, call(), AT, opts).request.rrGroup, null, 'no rotation, no round-robin group');
   t.throws(() => dialRequest(snapshot, { dialGroup: 'gone' }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
