@@ -161,23 +161,30 @@ t.test('round robin with an agent away: the others take turns evenly; back mid-c
   t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${B},${C},${A}`, 'and takes turns again in new calls');
 });
 
+const E = '+919811100005';
+/** The dial flow's action replaced by `otherwise`, once the snapshot has it. */
+const putAction = async (t: Test, ctx: TestApp, otherwise: Record<string, unknown>) => {
+  const flow = await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/agents',
+    payload: { name: 'Agents', type: 'dial', rules: [], otherwise, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 200);
+  const want = JSON.stringify(otherwise);
+  await until(() => JSON.stringify(ctx.app.rules.current?.flows.get('agents')?.otherwise) === want);
+};
+const stored = async (ctx: TestApp, sid: string) => (await ctx.db.pool.query('SELECT "order", tier_ends FROM dial_calls WHERE call_sid = $1', [sid])).rows[0];
+/** A group's members replaced (by priority, in the order given), once `instances` have them. */
+async function setMembers(t: Test, ctx: TestApp, slug: string, numbers: string[], instances: TestApp[] = [ctx]) {
+  const members = numbers.map((number, i) => ({ number, priority: i + 1 }));
+  t.equal((await ctx.admin({ method: 'PATCH', url: `/admin/dial-groups/${slug}`, payload: { members } })).statusCode, 200);
+  await until(() => instances.every((i) => i.app.rules.current?.dialGroups.get(slug)?.members.length === numbers.length));
+}
+
 t.test('a member added to a group during a call is offered to that call, at the end of its tier', async (t) => {
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   t.equal(await dialWhom(ctx, 'CallSid=add1'), `${A},${B},${C}`);
-  const added = await ctx.admin({
-    method: 'PATCH',
-    url: '/admin/dial-groups/sales',
-    payload: {
-      members: [
-        { number: '09811100005', priority: 1 },
-        { number: '09811100001', priority: 2 },
-        { number: '09811100002', priority: 3 },
-        { number: '09811100003', priority: 4 },
-      ],
-    },
-  });
-  t.equal(added.statusCode, 200);
-  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  await setMembers(t, ctx, 'sales', ['09811100005', '09811100001', '09811100002', '09811100003']);
   t.equal(
     await dialWhom(ctx, 'CallSid=add1&DialCallStatus=no-answer&DialWhomNumber=09811100001'),
     `${B},${C},${E}`,
@@ -208,20 +215,6 @@ t.test('a tier the dial action gains during a call is offered to that call once 
   t.match(await cdrDecision(ctx, 'gain1'), { dial: { tier: 'support', tierIndex: 1 } });
 });
 
-const E = '+919811100005';
-/** The dial flow's action replaced by `otherwise`, once the snapshot has it. */
-const putAction = async (t: Test, ctx: TestApp, otherwise: Record<string, unknown>) => {
-  const flow = await ctx.admin({
-    method: 'PUT',
-    url: '/admin/flows/agents',
-    payload: { name: 'Agents', type: 'dial', rules: [], otherwise, onError: { numbers: ['+919800000099'] } },
-  });
-  t.equal(flow.statusCode, 200);
-  const want = JSON.stringify(otherwise);
-  await until(() => JSON.stringify(ctx.app.rules.current?.flows.get('agents')?.otherwise) === want);
-};
-const stored = async (ctx: TestApp, sid: string) => (await ctx.db.pool.query('SELECT "order", tier_ends FROM dial_calls WHERE call_sid = $1', [sid])).rows[0];
-
 t.test("a group put in front of the waiting call's group in the action is offered first to the waiting call, as a tier of its own", async (t) => {
   const ctx = await setup(t, { action: { dialGroup: 'support' } });
   t.equal(await dialWhom(ctx, 'CallSid=front1'), `${C},${D}`);
@@ -241,19 +234,7 @@ t.test("a group removed from the action: a member added to the remaining group j
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   t.equal(await dialWhom(ctx, 'CallSid=rm1'), `${A},${B},${C}`);
   await putAction(t, ctx, { dialGroup: 'support' });
-  const added = await ctx.admin({
-    method: 'PATCH',
-    url: '/admin/dial-groups/support',
-    payload: {
-      members: [
-        { number: '09811100003', priority: 1 },
-        { number: '09811100004', priority: 2 },
-        { number: '09811100005', priority: 3 },
-      ],
-    },
-  });
-  t.equal(added.statusCode, 200);
-  await until(() => ctx.app.rules.current?.dialGroups.get('support')?.members.length === 3);
+  await setMembers(t, ctx, 'support', ['09811100003', '09811100004', '09811100005']);
   const got = await dialWhom(ctx, 'CallSid=rm1&DialCallStatus=no-answer&DialWhomNumber=09811100001');
   t.equal(got, `${C},${D},${E}`, "support's members in its order, E after D");
 });
@@ -301,20 +282,7 @@ t.test('two instances, three attempts of one call at once, all seeing a member a
   const two = await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' });
   await until(() => two.app.rules.current?.flows.has('agents') === true);
   t.equal(await dialWhom(one, 'CallSid=cc1'), `${A},${B},${C}`);
-  const added = await one.admin({
-    method: 'PATCH',
-    url: '/admin/dial-groups/sales',
-    payload: {
-      members: [
-        { number: '09811100001', priority: 1 },
-        { number: '09811100002', priority: 2 },
-        { number: '09811100003', priority: 3 },
-        { number: '09811100005', priority: 4 },
-      ],
-    },
-  });
-  t.equal(added.statusCode, 200);
-  await until(() => [one, two].every((i) => i.app.rules.current?.dialGroups.get('sales')?.members.length === 4));
+  await setMembers(t, one, 'sales', ['09811100001', '09811100002', '09811100003', '09811100005'], [one, two]);
   const got = await Promise.all([
     dialWhom(one, 'CallSid=cc1&DialCallStatus=no-answer&DialWhomNumber=09811100001'),
     dialWhom(two, 'CallSid=cc1&DialCallStatus=busy&DialWhomNumber=09811100002'),
@@ -331,20 +299,7 @@ t.test('two instances, three attempts of one call at once, all seeing a member a
 t.test('simulate of a waiting call with a member added shows them and writes nothing', async (t) => {
   const ctx = await setup(t);
   t.equal(await dialWhom(ctx, 'CallSid=pv1'), `${A},${B},${C}`);
-  const added = await ctx.admin({
-    method: 'PATCH',
-    url: '/admin/dial-groups/sales',
-    payload: {
-      members: [
-        { number: '09811100001', priority: 1 },
-        { number: '09811100002', priority: 2 },
-        { number: '09811100003', priority: 3 },
-        { number: '09811100005', priority: 4 },
-      ],
-    },
-  });
-  t.equal(added.statusCode, 200);
-  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  await setMembers(t, ctx, 'sales', ['09811100001', '09811100002', '09811100003', '09811100005']);
   const sim = await ctx.admin({
     method: 'POST',
     url: '/admin/flows/agents/simulate',
@@ -360,20 +315,7 @@ t.test('round robin: a member added during a call goes after the rotated order',
   const ctx = await setup(t, { sales: { strategy: 'round_robin' } });
   t.equal(await dialWhom(ctx, 'CallSid=rrx0'), `${A},${B},${C}`);
   t.equal(await dialWhom(ctx, 'CallSid=rrx1'), `${B},${C},${A}`);
-  const added = await ctx.admin({
-    method: 'PATCH',
-    url: '/admin/dial-groups/sales',
-    payload: {
-      members: [
-        { number: '09811100001', priority: 1 },
-        { number: '09811100002', priority: 2 },
-        { number: '09811100003', priority: 3 },
-        { number: '09811100005', priority: 4 },
-      ],
-    },
-  });
-  t.equal(added.statusCode, 200);
-  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.length === 4);
+  await setMembers(t, ctx, 'sales', ['09811100001', '09811100002', '09811100003', '09811100005']);
   t.equal(await dialWhom(ctx, 'CallSid=rrx1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), `${C},${A},${E}`);
 });
 
