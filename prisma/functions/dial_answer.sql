@@ -363,7 +363,8 @@ BEGIN
         -- sticky agent kept) and members new to the call at its end. So agents added in a busy hour
         -- reach the calls already waiting, a group added to or moved in the action's tiers is
         -- offered where it now stands, and a member switched off or off shift in one tier and on duty
-        -- in another moves there. A request of the version before (no tier_groups) changes nothing.
+        -- in another moves there. A request without tier_groups (a list of numbers, or the version
+        -- before) changes only a call of one tier that has none either.
         v_req_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
         IF (NOT req.base <@ v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups)
            AND (more.tier_groups IS NOT NULL OR (v_groups IS NULL AND cardinality(v_req_ends) = 1)) THEN
@@ -374,7 +375,7 @@ BEGIN
                                              ORDER BY array_position(v_order, b.n) NULLS LAST, b.i);
                 v_from := v_req_ends[i];
             END LOOP;
-            v_grown := v_slice IS DISTINCT FROM v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups;
+            v_grown := true;
             v_order := v_slice;
             v_ends := v_req_ends;
             v_groups := more.tier_groups;

@@ -220,11 +220,10 @@ export function dialRequest(
   } else {
     throw new Error('a dial flow action needs dialGroup, dialGroups or numbers');
   }
-  const tierEnds = tiers;
   const groupOf = (number: string): StoredDialGroup | null => {
     const at = groups.length > 0 ? plan.base.indexOf(number) : -1;
     if (at < 0) return null;
-    return tierEnds === null ? groups[0]! : (groups[tierEnds.findIndex((tier) => at < tier.end)] ?? null);
+    return tiers === null ? groups[0]! : (groups[tiers.findIndex((tier) => at < tier.end)] ?? null);
   };
   const tried = triedInRequest(call);
   const request: DialRequest = {
