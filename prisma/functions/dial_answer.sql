@@ -267,7 +267,7 @@ DECLARE
     v_agent    TEXT;
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
-    v_grown    BOOLEAN := false;
+    v_remade    BOOLEAN := false;
     v_req_ends INT[];
     v_t        INT;
     v_s        INT;
@@ -366,8 +366,19 @@ BEGIN
         -- in another moves there. A request without tier_groups (a list of numbers, or the version
         -- before) changes only a call of one tier that has none either.
         v_req_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
-        IF (NOT req.base <@ v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups)
-           AND (more.tier_groups IS NOT NULL OR (v_groups IS NULL AND cardinality(v_req_ends) = 1)) THEN
+        v_remade := NOT req.base <@ v_order OR v_req_ends IS DISTINCT FROM v_ends OR more.tier_groups IS DISTINCT FROM v_groups;
+        -- The same members, tier sizes and groups: numbers may still have swapped tiers (one switched
+        -- off in a tier and on in another, a second the other way round), seen tier by tier.
+        IF NOT v_remade AND cardinality(v_ends) > 1 THEN
+            v_from := 0;
+            FOR i IN 1 .. cardinality(v_ends) - 1 LOOP
+                v_remade := NOT req.base[v_from + 1 : v_ends[i]] <@ v_order[v_from + 1 : v_ends[i]];
+                EXIT WHEN v_remade;
+                v_from := v_ends[i];
+            END LOOP;
+        END IF;
+        v_remade := v_remade AND (more.tier_groups IS NOT NULL OR (v_groups IS NULL AND cardinality(v_req_ends) = 1));
+        IF v_remade THEN
             v_slice := '{}';
             v_from := 0;
             FOR i IN 1 .. cardinality(v_req_ends) LOOP
@@ -375,7 +386,6 @@ BEGIN
                                              ORDER BY array_position(v_order, b.n) NULLS LAST, b.i);
                 v_from := v_req_ends[i];
             END LOOP;
-            v_grown := true;
             v_order := v_slice;
             v_ends := v_req_ends;
             v_groups := more.tier_groups;
@@ -478,7 +488,7 @@ BEGIN
 
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
-        IF v_grown THEN
+        IF v_remade THEN
             UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, tier_groups = v_groups,
                    tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;

@@ -277,6 +277,36 @@ t.test(
   },
 );
 
+t.test('two numbers in two tiers that swap tiers at once during a call: each is offered, traced and paced by its tier now', async (t) => {
+  // sales and support both hold C and D; D is switched off in sales, so sales offers C and support D
+  const both = (active: Record<string, boolean>) => ({
+    members: [
+      { number: '09811100003', priority: 1, active: active.C },
+      { number: '09811100004', priority: 2, active: active.D },
+    ],
+  });
+  const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] }, sales: both({ C: true, D: false }), support: { wrapUpSeconds: 60 } });
+  t.equal(await dialWhom(ctx, 'CallSid=swap1'), C);
+  t.match(await cdrDecision(ctx, 'swap1'), { dial: { tier: 'sales', tierIndex: 0 } });
+  // one edit swaps them: C off in sales (now in support's tier), D on in sales; the tiers keep their sizes
+  t.equal((await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: both({ C: false, D: true }) })).statusCode, 200);
+  await until(() => ctx.app.rules.current?.dialGroups.get('sales')?.members.find((m) => m.number === D)?.active === true);
+  t.equal(await dialWhom(ctx, 'CallSid=swap1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D);
+  t.match(await cdrDecision(ctx, 'swap1'), { dial: { tier: 'sales', tierIndex: 0 } }, 'D offered by sales, where it is on duty now');
+  t.same(await stored(ctx, 'swap1'), { order: [D, C], tier_ends: [1, 2] }, 'each in the tier it is in now');
+  t.equal(await dialWhom(ctx, 'CallSid=swap1&DialCallStatus=completed&DialWhomNumber=09811100004&Legs[0][Number]=09811100003'), '');
+  const offers = (await ctx.db.pool.query(`SELECT number, group_slug, outcome FROM agent_offers WHERE call_sid = 'swap1' ORDER BY number`)).rows;
+  t.same(
+    offers,
+    [
+      { number: C, group_slug: 'sales', outcome: 'no-answer' },
+      { number: D, group_slug: 'sales', outcome: 'answered' },
+    ],
+    'each offer is the group that offered it',
+  );
+  t.match(await agent(ctx, D), { state: 'available' }, "sales' pacing (no wrap-up), not support's 60 s");
+});
+
 t.test('two instances, three attempts of one call at once, all seeing a member added: it joins the order once', async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' });
@@ -319,12 +349,15 @@ t.test('round robin: a member added during a call goes after the rotated order',
   t.equal(await dialWhom(ctx, 'CallSid=rrx1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), `${C},${A},${E}`);
 });
 
-t.test('a list of numbers that gains a number during a call offers it', async (t) => {
+t.test('a list of numbers edited during a call: a number added is offered to it, one removed no longer', async (t) => {
   const ctx = await setup(t, { action: { numbers: [A, B] } });
   t.equal(await dialWhom(ctx, 'CallSid=nm1'), `${A},${B}`);
   await putAction(t, ctx, { numbers: [A, B, D] });
   t.equal(await dialWhom(ctx, 'CallSid=nm1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${D}`);
   t.same(await stored(ctx, 'nm1'), { order: [A, B, D], tier_ends: null });
+  await putAction(t, ctx, { numbers: [D, A] });
+  t.equal(await dialWhom(ctx, 'CallSid=nm1&DialCallStatus=busy&DialWhomNumber=09811100001'), D, 'B removed; D keeps its place after A');
+  t.same(await stored(ctx, 'nm1'), { order: [A, D], tier_ends: null });
 });
 
 t.test('overflow: when the first tier is all away the second is offered; an agent of the first back mid-call is offered next', async (t) => {
