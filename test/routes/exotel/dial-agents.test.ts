@@ -613,6 +613,21 @@ t.test('a late free for an earlier call leaves the agent busy on the current one
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "o2's does");
 });
 
+t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
+  const ctx = await setup(t);
+  await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  // lost1's free never arrives; AGENT_BUSY_TTL_SECONDS (3600) passes
+  await ctx.db.pool.query(`UPDATE agent_states SET busy_since = now() - interval '2 hours' WHERE number = $1`, [A]);
+  t.match(await agent(ctx, A), { state: 'available', onCall: null }, 'the stale busy has expired');
+  await event(ctx, 'CallSid=lost2&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  const now = await agent(ctx, A);
+  t.match(now, { state: 'on_call', onCall: { callSid: 'lost2' } }, 'on the new call');
+  t.ok(Date.now() - Date.parse(now.onCall.since) < 60_000, 'since the new call began, not the lost one');
+  t.equal(await dialWhom(ctx, 'CallSid=lost3'), `${B},${C}`, 'another caller is not offered A');
+  await event(ctx, 'CallSid=lost2&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
+  t.match(await agent(ctx, A), { state: 'available', onCall: null }, "the new call's free ends it");
+});
+
 t.test('a re-fetch reporting a number the flow lists itself (no member) counts in no agent metric', async (t) => {
   const ctx = await setup(t, { action: { numbers: ['09899999999'] } });
   t.equal(await dialWhom(ctx, 'CallSid=n1'), '+919899999999');

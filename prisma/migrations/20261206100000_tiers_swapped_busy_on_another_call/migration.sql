@@ -4,6 +4,11 @@
 -- the tiers' sizes stayed the same and the call kept each number in its old tier, so it was
 -- offered, traced and paced by a group it was switched off in.
 --
+-- And a dial event that says an agent is busy on another call than the one they were busy on
+-- starts their busy time again (dial_agent_event()). Before, after a lost free and once
+-- AGENT_BUSY_TTL_SECONDS had passed, the agent's next call kept the old busy_since: it counted as
+-- expired at once, so the agent was shown available and offered while on that call.
+--
 -- Between the two marker lines: a copy of prisma/functions/dial_answer.sql, verbatim
 -- (test/store/dial-sql-source.test.ts checks it). Before them: what only this upgrade needs.
 
@@ -631,10 +636,13 @@ BEGIN
             CASE WHEN p_dialed THEN p_at END, CASE WHEN p_answered THEN p_at END, p_at)
     ON CONFLICT (number) DO UPDATE SET
         -- A free for another call than the one the agent is busy on (a late end of an earlier call)
-        -- leaves the busy state as it is.
+        -- leaves the busy state as it is. A busy for another call starts the busy time again: the
+        -- earlier call's free may have been lost, and its busy time expired (busy_expired) must
+        -- not make the new call look expired too.
         busy = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(p_busy, s.busy) END,
         busy_since = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
-                          WHEN p_busy IS TRUE AND NOT s.busy THEN p_at WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
+                          WHEN p_busy IS TRUE AND (NOT s.busy OR s.busy_call_sid <> p_call_sid) THEN p_at
+                          WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
         busy_call_sid = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
                              WHEN p_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN p_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
         last_dialed_at = CASE WHEN p_dialed THEN p_at ELSE s.last_dialed_at END,
