@@ -34,8 +34,8 @@ const changesBy = (p: { number: string; setBy: string; at: string }) =>
   `audit_entries e WHERE e.at > ${p.at}::timestamptz - interval '1 day' AND e.entity = 'agent' AND e.entity_id = ${p.number}
      AND e.action = 'set-availability' AND e.after ->> 'setBy' = ${p.setBy}`;
 /**
- * Sets an agent's availability in one statement: the row, the audit entry, and the NOTIFY that makes
- * every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
+ * Sets an agent's availability in one statement, under the agent's lock: the row, the audit entry,
+ * and the NOTIFY that makes every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
  * calls at once flip twice. A change made `once` (by one call: $8) is made once however often the
  * call repeats its request (Exotel retrying, or polling twice), also after another call changed it
  * in between: a repeat (a toggle after any change of the call, or the status the call set last)
@@ -70,6 +70,9 @@ WITH prev AS (
 )
 SELECT n.*, (SELECT to_jsonb(p) FROM prev p) AS before, pg_notify('${RULES_CHANNEL}', 'agent:' || $1) AS notified FROM next n`;
 
+/** An agent's advisory lock, as the dial functions take it before they write the agent's rows. */
+const LOCK_AGENT = 'SELECT pg_advisory_xact_lock(1634168436, hashtext($1))';
+
 export type AvailabilityMode = 'toggle' | 'available' | 'away';
 
 /** What a change did: the availability before (null: never set) and after. */
@@ -103,9 +106,14 @@ export async function writeAvailability(
     text: SET_SQL,
     values: [change.number, change.mode, change.reason, change.until, change.setBy, change.at, change.apiKeyId, change.once],
   };
-  const { rows } = await (withinMs === undefined
-    ? pool.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query)
-    : within(pool, withinMs, (client) => client.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query)));
+  // The agent's lock first (prisma/functions/dial_answer.sql's 'agnt', held to commit), so that
+  // changes of one agent take turns and each reads, in a snapshot taken after the lock, the one
+  // before it: its `before` (CDR, audit) is then what it changed.
+  const write = async (client: pg.PoolClient) => {
+    await client.query({ name: 'lock-agent', text: LOCK_AGENT, values: [change.number] });
+    return client.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query);
+  };
+  const { rows } = await (withinMs === undefined ? inTransaction(pool, 'BEGIN', write) : within(pool, withinMs, write));
   if (rows.length === 0) {
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
     // another call has changed it since).
@@ -127,7 +135,7 @@ export async function writeAvailability(
  * write the caller has given up on is not committed after all: a caller who answers "not saved"
  * must not find it saved. Not covered: the COMMIT itself (Postgres stops the timeout before it),
  * which stalls only with the disk; the caller's own timer, a little later, answers then, and a
- * Postgres that does not answer at all. Four round trips: for the phone's rare write, not the dial path.
+ * Postgres that does not answer at all. Five round trips: for the phone's rare write, not the dial path.
  */
 async function within<T>(pool: pg.Pool, ms: number, write: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const deadline = performance.now() + ms;

@@ -123,6 +123,28 @@ t.test('concurrent polls of one call toggle once: every poll gets the same branc
   t.equal((await stored(ctx))?.status, 'away');
 });
 
+t.test('toggles by several calls at once: each CDR and audit entry says what that toggle changed', async (t) => {
+  const ctx = await setup(t);
+  const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => call(ctx, 'presence', `many${i}`)));
+  t.same(answers.map((a) => a.statusCode).sort(), [200, 200, 200, 302, 302, 302], 'six flips');
+  const cdrs = await ctx.db.prisma.cdr.findMany({ where: { flowSlug: 'presence' } });
+  const said = cdrs.map((c) => (c.decision as { availability: { from: string; to: string } }).availability);
+  t.same(
+    said.filter((a) => a.from === a.to),
+    [],
+    'no toggle says it went from a status to the same one',
+  );
+  const { rows } = await ctx.db.pool.query<{ before: string; after: string }>(
+    `SELECT COALESCE(before ->> 'status', 'available') AS before, after ->> 'status' AS after FROM audit_entries WHERE entity = 'agent' ORDER BY id`,
+  );
+  t.equal(rows.length, 6, 'six changes audited');
+  t.same(
+    rows.map((r, i) => [r.before, r.after, i === 0 ? 'available' : rows[i - 1]!.after]).filter(([before, after, prev]) => before === after || before !== prev),
+    [],
+    'each entry starts from the one before it, and changes it',
+  );
+});
+
 t.test("a call's repeat after another call changed it: changes nothing, and gets that call's branch again", async (t) => {
   const ctx = await setup(t);
   t.equal((await call(ctx, 'presence', 'r1')).statusCode, 302, 'r1: away');
