@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { countAgentStates } from '../store/agents.js';
+import { busyExpiredAt } from '../routing/agents.js';
 import { AGENT_STATES } from '../schemas/agent.js';
 import type { CallbackEndpoint } from '../exotel/endpoints.js';
 
@@ -186,7 +187,7 @@ export default fp(
         if (!snapshot) return;
         const at = new Date();
         try {
-          const counts = await countAgentStates(db.pool, snapshot, at, new Date(at.getTime() - busyTtlMs));
+          const counts = await countAgentStates(db.pool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs));
           for (const state of AGENT_STATES) this.set({ state }, counts.get(state) ?? 0);
         } catch (err) {
           // Postgres unreachable: the series are left out of this scrape rather than failing it.

@@ -30,6 +30,34 @@ export function isAway(availability: Availability | undefined | null, at: Date):
   return until === null || until > at.getTime();
 }
 
+/** Past the longest call a group's Connect settings allow, before a busy agent counts as free. */
+const BUSY_MARGIN_MS = 60_000;
+const longestCallMs = new WeakMap<object, number>();
+
+/**
+ * The instant before which an agent reported busy counts as free again (its `free` lost):
+ * AGENT_BUSY_TTL_SECONDS (`ttlMs`) ago, or longer ago when a dial group's Connect settings allow a
+ * longer call (ringing and conversation, and a minute), so that an agent on such a call is not
+ * offered again before its `free`. The longest call is worked out once per snapshot's groups.
+ */
+export function busyExpiredAt(
+  groups: Map<string, { connect: { maxRingingDuration: number; maxConversationDuration: number } }> | null,
+  at: Date,
+  ttlMs: number,
+): Date {
+  let longest = 0;
+  if (groups) {
+    const known = longestCallMs.get(groups);
+    if (known === undefined) {
+      for (const g of groups.values()) longest = Math.max(longest, (g.connect.maxRingingDuration + g.connect.maxConversationDuration) * 1000 + BUSY_MARGIN_MS);
+      longestCallMs.set(groups, longest);
+    } else {
+      longest = known;
+    }
+  }
+  return new Date(at.getTime() - Math.max(ttlMs, longest));
+}
+
 /** Every member number of the groups, with its memberships in group order. */
 export function membershipsOf(
   groups: Iterable<{ slug: string; members: Array<{ number: string; name: string | null; active: boolean; schedule: string | null }> }>,
@@ -55,7 +83,7 @@ export function agentView(opts: {
   facts: AgentFacts | null;
   schedules: Map<string, ScheduleRules>;
   at: Date;
-  /** a busy agent reported before this counts as free (AGENT_BUSY_TTL_SECONDS) */
+  /** a busy agent reported before this counts as free (busyExpiredAt) */
   busyExpired: Date;
 }): Omit<Agent, 'today'> {
   const { facts, availability, at } = opts;

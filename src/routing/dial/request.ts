@@ -1,7 +1,7 @@
 import type { ExotelCall } from '../../exotel/params.js';
 import type { Action } from '../../schemas/flow.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
-import { isAway } from '../agents.js';
+import { busyExpiredAt, isAway } from '../agents.js';
 import { isOpen } from '../schedule.js';
 import { orderPlan, type OrderPlan } from './order.js';
 
@@ -36,7 +36,7 @@ export interface DialRequest {
   /** DialCallStatus=completed: the caller was connected to this agent (for sticky) */
   connected: { caller: string; agent: string } | null;
   at: Date;
-  /** an agent reported busy before this counts as free again (AGENT_BUSY_TTL_SECONDS) */
+  /** an agent reported busy before this counts as free again (AGENT_BUSY_TTL_SECONDS, or the longest call a group allows: busyExpiredAt) */
   busyExpired: Date;
   /** overflow tiers and the attempt reported: the SQL type dial_extra (absent: one tier, nothing reported) */
   extra?: DialExtra;
@@ -159,11 +159,6 @@ export function connection(call: ExotelCall): DialRequest['connected'] {
   return call.dialCallStatus === 'completed' && caller && agent ? { caller, agent } : null;
 }
 
-/** An agent reported busy before this instant counts as free again. */
-export function busyCutoff(at: Date, busyTtlMs: number): Date {
-  return new Date(at.getTime() - busyTtlMs);
-}
-
 /**
  * The request for one dial callback, from the snapshot, the flow's action, the call and the clock;
  * the dial group it rings (null for a list of numbers), and `groupOf`: the tier's group a member is
@@ -236,7 +231,7 @@ export function dialRequest(
     sticky: stickyWindow(group, call, at),
     connected: connection(call),
     at,
-    busyExpired: busyCutoff(at, opts.busyTtlMs),
+    busyExpired: busyExpiredAt(snapshot.dialGroups, at, opts.busyTtlMs),
     extra: { tiers, reported: reportedAttempt(call, groupOf), tierGroups: groups.length > 0 ? groups.map((g) => g.slug) : null },
   };
   return { request, group, groups, groupOf, skipped };

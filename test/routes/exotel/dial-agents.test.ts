@@ -628,6 +628,19 @@ t.test("an agent whose busy expired (its call's free lost) takes another call: b
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "the new call's free ends it");
 });
 
+t.test('an agent busy for longer than AGENT_BUSY_TTL_SECONDS on a call its group allows (75 minutes): on the call, and not offered', async (t) => {
+  const ctx = await setup(t, { sales: { connect: { maxConversationDuration: 4500 } } });
+  await event(ctx, 'CallSid=long1&DialWhomNumber=09811100001&Status=busy&EventType=Answered&group=sales');
+  const since = async (minutes: number) =>
+    ctx.db.pool.query(`UPDATE agent_states SET busy_since = now() - make_interval(mins => $2) WHERE number = $1`, [A, minutes]);
+  await since(70);
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'long1' } }, 'past the TTL (60 minutes), within the call allowed');
+  t.equal(await dialWhom(ctx, 'CallSid=long2'), `${B},${C}`);
+  await since(77);
+  t.match(await agent(ctx, A), { state: 'available', onCall: null }, 'past the longest call (30 + 4500 s) and a minute: its free was lost');
+  t.equal(await dialWhom(ctx, 'CallSid=long3'), `${A},${B},${C}`);
+});
+
 t.test('a re-fetch reporting a number the flow lists itself (no member) counts in no agent metric', async (t) => {
   const ctx = await setup(t, { action: { numbers: ['09899999999'] } });
   t.equal(await dialWhom(ctx, 'CallSid=n1'), '+919899999999');

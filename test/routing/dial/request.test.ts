@@ -4,7 +4,8 @@
  * the numbers offered without Postgres.
  */
 import t from 'tap';
-import { attemptKey, busyCutoff, connection, dialRequest, fallbackNumbers, stickyWindow, triedInRequest } from '../../../src/routing/dial/request.js';
+import { attemptKey, connection, dialRequest, fallbackNumbers, stickyWindow, triedInRequest } from '../../../src/routing/dial/request.js';
+import { busyExpiredAt } from '../../../src/routing/agents.js';
 import { A, AT, B, C, CALLER, D, call, group, member, seeded, snapshotOf } from './fixtures.js';
 
 const DAY = 86_400_000;
@@ -39,8 +40,17 @@ t.test('a completed dial connects the caller to the number dialed', async (t) =>
   t.equal(connection(call({ DialCallStatus: 'completed', DialWhomNumber: '09811100002', CallFrom: '' })), null, 'no caller number');
 });
 
-t.test('busy cut-off: an agent reported busy longer ago than the TTL counts as free', async (t) => {
-  t.same(busyCutoff(AT, 3_600_000), new Date(AT.getTime() - 3_600_000));
+t.test('busy cut-off: an agent reported busy longer ago than the TTL, or than the longest call a group allows, counts as free', async (t) => {
+  const sales = group('sales', 'sequential', [member(A)]);
+  t.same(busyExpiredAt(null, AT, 3_600_000), new Date(AT.getTime() - 3_600_000), 'no snapshot: the TTL');
+  t.same(busyExpiredAt(snapshotOf([sales]).dialGroups, AT, 3_600_000), new Date(AT.getTime() - 3_600_000), "Exotel's defaults (30 + 900 s): the TTL");
+  const long = group('long', 'sequential', [member(B)], { connect: { ...sales.connect, maxRingingDuration: 45, maxConversationDuration: 4500 } });
+  t.same(
+    busyExpiredAt(snapshotOf([sales, long]).dialGroups, AT, 3_600_000),
+    new Date(AT.getTime() - (45 + 4500 + 60) * 1000),
+    'a group that allows 75-minute calls: its longest call and a minute',
+  );
+  t.same(busyExpiredAt(snapshotOf([sales]).dialGroups, AT, 600_000), new Date(AT.getTime() - (30 + 900 + 60) * 1000), 'a TTL shorter than a call');
 });
 
 t.test("a request for a dial group: the members on duty, the strategy's plan of every member, the round-robin group", async (t) => {

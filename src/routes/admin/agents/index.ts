@@ -7,6 +7,7 @@ import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
 import { toE164 } from '../../../exotel/phone.js';
 import { InvalidFieldError } from '../../../errors.js';
 import { actorOf } from '../../../plugins/auth.js';
+import { busyExpiredAt } from '../../../routing/agents.js';
 
 const tags = ['agents'];
 const security = [{ bearer: [] }];
@@ -27,7 +28,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       ...(number !== undefined ? { number } : {}),
       since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE),
       at,
-      busyExpired: new Date(at.getTime() - busyTtlMs),
+      busyExpired: busyExpiredAt(app.rules.current?.dialGroups ?? null, at, busyTtlMs),
       schedules: app.rules.current?.schedules ?? new Map(),
     });
   };
