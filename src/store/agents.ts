@@ -109,11 +109,8 @@ export async function writeAvailability(
   // The agent's lock first (prisma/functions/dial_answer.sql's 'agnt', held to commit), so that
   // changes of one agent take turns and each reads, in a snapshot taken after the lock, the one
   // before it: its `before` (CDR, audit) is then what it changed.
-  const write = async (client: pg.PoolClient) => {
-    await client.query({ name: 'lock-agent', text: LOCK_AGENT, values: [change.number] });
-    return client.query<Availability & { before: JsonAvailability | null; notified: unknown }>(query);
-  };
-  const { rows } = await (withinMs === undefined ? inTransaction(pool, 'BEGIN', write) : within(pool, withinMs, write));
+  const statements = [{ name: 'lock-agent', text: LOCK_AGENT, values: [change.number] }, query];
+  const { rows } = await within<Availability & { before: JsonAvailability | null; notified: unknown }>(pool, withinMs, statements);
   if (rows.length === 0) {
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
     // another call has changed it since).
@@ -131,19 +128,27 @@ export async function writeAvailability(
 }
 
 /**
- * One write in a transaction Postgres cancels when it runs past `ms` (statement_timeout), so that a
- * write the caller has given up on is not committed after all: a caller who answers "not saved"
- * must not find it saved. Not covered: the COMMIT itself (Postgres stops the timeout before it),
- * which stalls only with the disk; the caller's own timer, a little later, answers then, and a
- * Postgres that does not answer at all. Five round trips: for the phone's rare write, not the dial path.
+ * Statements in one transaction, the last one's result. With `ms`, Postgres cancels any of them that
+ * would run past `ms` from now (statement_timeout, set again to the time left before each one: it
+ * counts per statement), so that a write the caller has given up on is not committed after all: a
+ * caller who answers "not saved" must not find it saved. Not covered: the COMMIT itself (Postgres
+ * stops the timeout before it), which stalls only with the disk; the caller's own timer, a little
+ * later, answers then, and a Postgres that does not answer at all. With `ms`, two round trips per
+ * statement besides BEGIN and COMMIT: for the phone's rare write, not the dial path.
  */
-async function within<T>(pool: pg.Pool, ms: number, write: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const deadline = performance.now() + ms;
+async function within<R extends pg.QueryResultRow>(pool: pg.Pool, ms: number | undefined, statements: pg.QueryConfig[]): Promise<pg.QueryResult<R>> {
+  const deadline = performance.now() + (ms ?? 0);
   return inTransaction(pool, 'BEGIN', async (client) => {
-    const left = Math.floor(deadline - performance.now());
-    if (left < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could start`);
-    await client.query(`SET LOCAL statement_timeout = ${left}`);
-    return write(client);
+    let result: pg.QueryResult<R> | undefined;
+    for (const statement of statements) {
+      if (ms !== undefined) {
+        const left = Math.floor(deadline - performance.now());
+        if (left < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could ${result ? 'finish' : 'start'}`);
+        await client.query(`SET LOCAL statement_timeout = ${left}`);
+      }
+      result = await client.query<R>(statement);
+    }
+    return result!;
   });
 }
 

@@ -272,6 +272,30 @@ t.test("a write that cannot be made within the budget is not made: the flow's on
   t.match(cdr, { outcome: 'on-error', reason: /availability not saved: .*statement timeout/ });
 });
 
+t.test("the time a write waits for the agent's lock counts in its budget: answered onError, it is not made afterwards", async (t) => {
+  const ctx = await setup(t);
+  await ctx.db.pool.query(`INSERT INTO agent_availability (number, status, set_by, set_at) VALUES ($1, 'available', 'seed', now())`, [AGENT]);
+  // one session holds the agent's lock, another the agent's row
+  const [lock, row] = [new pg.Client({ connectionString: ctx.db.url }), new pg.Client({ connectionString: ctx.db.url })];
+  for (const c of [lock, row]) {
+    await c.connect();
+    t.teardown(() => c.end());
+    await c.query('BEGIN');
+  }
+  await lock.query('SELECT pg_advisory_xact_lock(1634168436, hashtext($1))', [AGENT]);
+  await row.query('SELECT 1 FROM agent_availability WHERE number = $1 FOR UPDATE', [AGENT]);
+  const answer = call(ctx, 'presence', 'late2');
+  await new Promise((r) => setTimeout(r, 1250));
+  await lock.query('COMMIT'); // within DECISION_BUDGET_MS (1500)
+  await new Promise((r) => setTimeout(r, 1000));
+  await row.query('COMMIT'); // after it
+  t.equal((await answer).statusCode, 302, 'onError: branch B');
+  await new Promise((r) => setTimeout(r, 300));
+  t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'seed' }, 'not written afterwards');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'late2' } });
+  t.match(cdr, { outcome: 'on-error', reason: /^availability not saved: / });
+});
+
 t.test('two instances: an agent who calls in through one is away on the other', async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one);
