@@ -65,7 +65,8 @@ CREATE TYPE dial_request AS (
     connected_caller TEXT,
     connected_agent  TEXT,
     at               TIMESTAMPTZ,
-    -- an agent reported busy before this (AGENT_BUSY_TTL_SECONDS ago) counts as free
+    -- an agent reported busy before this counts as free (AGENT_BUSY_TTL_SECONDS ago, or the longest
+    -- call a dial group allows if longer: busyExpiredAt in src/routing/agents.ts)
     busy_expired     TIMESTAMPTZ
 );
 
@@ -616,10 +617,10 @@ BEGIN
         -- A free for another call than the one the agent is busy on (a late end of an earlier call)
         -- leaves the busy state as it is. A busy for another call starts the busy time again: the
         -- earlier call's free may have been lost, and its busy time expired (busy_expired) must
-        -- not make the new call look expired too.
+        -- not make the new call look expired too (also when that call's sid was not sent).
         busy = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(p_busy, s.busy) END,
         busy_since = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
-                          WHEN p_busy IS TRUE AND (NOT s.busy OR s.busy_call_sid <> p_call_sid) THEN p_at
+                          WHEN p_busy IS TRUE AND (NOT s.busy OR (p_call_sid IS NOT NULL AND s.busy_call_sid IS DISTINCT FROM p_call_sid)) THEN p_at
                           WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
         busy_call_sid = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
                              WHEN p_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN p_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,

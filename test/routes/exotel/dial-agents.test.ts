@@ -626,6 +626,11 @@ t.test("an agent whose busy expired (its call's free lost) takes another call: b
   t.equal(await dialWhom(ctx, 'CallSid=lost3'), `${B},${C}`, 'another caller is not offered A');
   await event(ctx, 'CallSid=lost2&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "the new call's free ends it");
+  // the same when the call whose free was lost came without its sid
+  await event(ctx, 'DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  await ctx.db.pool.query(`UPDATE agent_states SET busy_since = now() - interval '2 hours' WHERE number = $1`, [A]);
+  await event(ctx, 'CallSid=lost4&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lost4' } }, 'on the new call, after a busy without CallSid');
 });
 
 t.test('an agent busy for longer than AGENT_BUSY_TTL_SECONDS on a call its group allows (75 minutes): on the call, and not offered', async (t) => {
