@@ -35,8 +35,8 @@ const changesBy = (p: { number: string; setBy: string; at: string }) =>
      AND e.action = 'set-availability' AND e.after ->> 'setBy' = ${p.setBy}`;
 /**
  * Sets an agent's availability in one statement, under the agent's lock: the row, the audit entry,
- * and the NOTIFY that makes every instance reload it. `toggle` (the phone action) flips what is stored, atomically, so two
- * calls at once flip twice. A change made `once` (by one call: $8) is made once however often the
+ * and the NOTIFY that makes every instance reload it. `toggle` (the phone action) flips what is
+ * stored, atomically, so two calls at once flip twice. A change made `once` (by one call: $8) is made once however often the
  * call repeats its request (Exotel retrying, or polling twice), also after another call changed it
  * in between: a repeat (a toggle after any change of the call, or the status the call set last)
  * changes nothing and no row comes back; the call may still set the other status. Concurrent

@@ -290,7 +290,7 @@ DECLARE
     v_agent    TEXT;
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
-    v_remade    BOOLEAN := false;
+    v_remade   BOOLEAN := false;
     v_req_ends INT[];
     v_t        INT;
     v_s        INT;
