@@ -591,6 +591,16 @@ $$;
 -- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
 -- when the event started an offer, and {outcome} when it recorded how one ended (for the metrics).
 -- p_flow is last, with a default, so that instances of the version before call it as they did.
+--
+-- Events out of order: a short leg's events (a phone switched off, a call declined) come within a
+-- moment of each other, and its `free` may arrive before its `busy`. An end whose offer has not
+-- started records the offer as ended, how not known (outcome NULL: no Dial event timed its
+-- ringing; a re-fetch reporting the attempt fills it in). A `busy` for an offer that has ended
+-- (so, or reported by a re-fetch) is stale: a flow offers an agent once per call, so nothing of
+-- that offer is ringing any more. It changes no busy state, which would otherwise stay until it
+-- expired (busy_expired: an hour or more), and an Answered among them marks the ended offer
+-- answered, its wrap-up starting then. Only for events whose URL names the flow: without one, the
+-- agent's latest offer in the call may be another flow's.
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
@@ -605,25 +615,35 @@ DECLARE
     v_ended      JSONB;
     v_result     JSONB := '{}';
     v_flow       TEXT := p_flow;
+    v_busy       BOOLEAN := p_busy;
+    v_stale      BOOLEAN := false;
 BEGIN
     -- The agent's lock before its rows (the file's header).
     IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
         PERFORM pg_advisory_xact_lock(1634168436, hashtext(p_agent));
     END IF;
+    -- A busy for an offer that has already ended is stale (events out of order, above).
+    IF p_busy AND p_flow IS NOT NULL AND p_call_sid IS NOT NULL THEN
+        v_stale := EXISTS (SELECT 1 FROM agent_offers o
+                            WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.ended_at IS NOT NULL);
+        IF v_stale THEN
+            v_busy := NULL;
+        END IF;
+    END IF;
     INSERT INTO agent_states AS s (number, busy, busy_since, busy_call_sid, last_dialed_at, last_connected_at, updated_at)
-    VALUES (p_agent, COALESCE(p_busy, false), CASE WHEN p_busy THEN p_at END, CASE WHEN p_busy THEN p_call_sid END,
+    VALUES (p_agent, COALESCE(v_busy, false), CASE WHEN v_busy THEN p_at END, CASE WHEN v_busy THEN p_call_sid END,
             CASE WHEN p_dialed THEN p_at END, CASE WHEN p_answered THEN p_at END, p_at)
     ON CONFLICT (number) DO UPDATE SET
         -- A free for another call than the one the agent is busy on (a late end of an earlier call)
         -- leaves the busy state as it is. A busy for another call starts the busy time again: the
         -- earlier call's free may have been lost, and its busy time expired (busy_expired) must
         -- not make the new call look expired too (also when that call's sid was not sent).
-        busy = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(p_busy, s.busy) END,
-        busy_since = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
-                          WHEN p_busy IS TRUE AND (NOT s.busy OR (p_call_sid IS NOT NULL AND s.busy_call_sid IS DISTINCT FROM p_call_sid)) THEN p_at
-                          WHEN p_busy IS FALSE THEN NULL ELSE s.busy_since END,
-        busy_call_sid = CASE WHEN p_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
-                             WHEN p_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN p_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
+        busy = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(v_busy, s.busy) END,
+        busy_since = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
+                          WHEN v_busy IS TRUE AND (NOT s.busy OR (p_call_sid IS NOT NULL AND s.busy_call_sid IS DISTINCT FROM p_call_sid)) THEN p_at
+                          WHEN v_busy IS FALSE THEN NULL ELSE s.busy_since END,
+        busy_call_sid = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
+                             WHEN v_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN v_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
         last_dialed_at = CASE WHEN p_dialed THEN p_at ELSE s.last_dialed_at END,
         last_connected_at = CASE WHEN p_answered THEN p_at ELSE s.last_connected_at END,
         updated_at = p_at;
@@ -649,7 +669,7 @@ BEGIN
         END IF;
     END IF;
     IF p_answered THEN
-        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', v_stale, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
     ELSIF p_ended THEN
         SELECT o.offered_at, o.outcome, o.ended_at INTO v_offered_at, v_was, v_ended_at
           FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;
@@ -659,10 +679,18 @@ BEGIN
             IF p_wrap_up_seconds > 0 THEN
                 UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
             END IF;
-        ELSIF FOUND AND v_was IS NULL THEN
+        ELSIF FOUND AND v_was IS NULL AND v_ended_at IS NULL THEN
             v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,
                 CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered' ELSE 'no-answer' END,
                 true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+        ELSIF NOT FOUND AND p_flow IS NOT NULL THEN
+            -- the end came before the start (events out of order, above): an ended offer, how not known
+            INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at, ended_at)
+            VALUES (p_call_sid, p_agent, v_flow, p_group, p_at, p_at)
+            ON CONFLICT (call_sid, number, flow_slug) DO NOTHING;
+            IF FOUND THEN
+                v_result := v_result || '{"offered": true}';
+            END IF;
         END IF;
     END IF;
     -- an offer whose Dial event never came is counted as offered by the event that ends it

@@ -68,7 +68,10 @@ export const OfferSchema = Type.Object({
   }),
   group: Type.Union([Type.String(), Type.Null()]),
   offeredAt: InstantSchema,
-  outcome: Type.Union([Type.String(), Type.Null()], { description: 'answered, no-answer, busy, failed; null while ringing or on the call' }),
+  outcome: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'answered, no-answer, busy, failed; null while ringing or on the call (endedAt null), or when the offer ended without Exotel saying how (endedAt set: its end came before its start)',
+  }),
   endedAt: NullableInstantSchema,
 });
 export type Offer = Static<typeof OfferSchema>;

@@ -613,6 +613,52 @@ t.test('a late free for an earlier call leaves the agent busy on the current one
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "o2's does");
 });
 
+t.test("a leg's events out of order (its free before its Dial): the agent is not left busy, and the offer ends once", async (t) => {
+  const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 1 } });
+  await supportFlow(t, ctx);
+  const ev = (sid: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&${rest}&group=sales&flow=agents`);
+  // a leg declined at once: its Terminal arrives before its Dial
+  t.equal((await ev('oo1', 'Status=free&EventType=Terminal')).statusCode, 200);
+  t.equal((await ev('oo1', 'Status=busy&EventType=Dial')).statusCode, 200);
+  t.equal((await ev('oo1', 'Status=busy&EventType=Ringing')).statusCode, 200);
+  t.match(await agent(ctx, A), { state: 'available', onCall: null, paused: null, today: { offers: 1, answers: 0, misses: 0 } }, 'not busy: the leg is over');
+  t.equal(await dialWhom(ctx, 'CallSid=oo2'), `${A},${B},${C}`, 'offered to the next caller');
+  const offer = async (sid: string) =>
+    (await ctx.db.pool.query('SELECT outcome, ended_at IS NOT NULL AS ended FROM agent_offers WHERE call_sid = $1 AND number = $2', [sid, A])).rows;
+  t.same(await offer('oo1'), [{ outcome: null, ended: true }], 'one offer, ended, how not known: no miss counted');
+  // a repeated end changes nothing (no miss from a "ringing time" the offer never had)
+  await ev('oo1', 'Status=free&EventType=Terminal');
+  t.same(await offer('oo1'), [{ outcome: null, ended: true }]);
+  t.match(await agent(ctx, A), { paused: null, today: { offers: 1, misses: 0 } });
+  // a re-fetch that reports the attempt says how it ended
+  t.equal(await dialWhom(ctx, 'CallSid=oo1'), `${A},${B},${C}`);
+  await dialWhom(ctx, 'CallSid=oo1&DialCallStatus=busy&DialWhomNumber=09811100001');
+  t.same(await offer('oo1'), [{ outcome: 'busy', ended: true }]);
+  t.match(await agent(ctx, A), { state: 'paused', today: { offers: 1, misses: 1 } }, 'the miss counts, once');
+  await ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(A)}/availability`, payload: { status: 'available' } });
+
+  // a re-fetch reports a leg before its Dial event arrives: the late Dial is stale too
+  t.equal(await dialWhom(ctx, 'CallSid=oo3'), `${A},${B},${C}`);
+  await dialWhom(ctx, 'CallSid=oo3&DialCallStatus=failed&DialWhomNumber=09811100001');
+  await ev('oo3', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, A), { state: 'available', onCall: null });
+
+  // a very short answered call whose Terminal came first: answered, and the wrap-up starts
+  await ev('oo4', 'Status=free&EventType=Terminal');
+  await ev('oo4', 'Status=busy&EventType=Dial');
+  await ev('oo4', 'Status=busy&EventType=Answered');
+  t.same(await offer('oo4'), [{ outcome: 'answered', ended: true }]);
+  t.match(await agent(ctx, A), { state: 'wrapping_up', onCall: null, today: { answers: 1 } });
+
+  // in order, the same events still make the agent busy, and another flow's offer in the same call is its own
+  await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL WHERE number = $1', [A]);
+  await ev('oo5', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'oo5' } });
+  await ev('oo5', 'Status=free&EventType=Terminal');
+  await event(ctx, 'CallSid=oo5&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents2');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'oo5' } }, "a second flow's Dial in the call is not stale");
+});
+
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
   const ctx = await setup(t);
   await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
