@@ -618,7 +618,9 @@ $$;
 -- that offer is ringing any more. It changes no busy state, which would otherwise stay until it
 -- expired (busy_expired: an hour or more), and an Answered among them marks the ended offer
 -- answered, its wrap-up starting then. Only for events whose URL names the flow: without one, the
--- agent's latest offer in the call may be another flow's.
+-- agent's latest offer in the call may be another flow's. And not when the call also asked Dial
+-- Whom through that flow: a Dial Whom offer and a Connect offer of one flow share a row (their
+-- flow is their identity), and the ended one may be the Dial Whom's (which sends no events).
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
@@ -643,7 +645,8 @@ BEGIN
     -- A busy for an offer that has already ended is stale (events out of order, above).
     IF p_busy AND p_flow IS NOT NULL AND p_call_sid IS NOT NULL THEN
         v_stale := EXISTS (SELECT 1 FROM agent_offers o
-                            WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.ended_at IS NOT NULL);
+                            WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.ended_at IS NOT NULL)
+               AND NOT EXISTS (SELECT 1 FROM dial_calls c WHERE c.call_sid = p_call_sid AND c.endpoint = 'dial-whom' AND c.flow_slug = p_flow);
         IF v_stale THEN
             v_busy := NULL;
         END IF;

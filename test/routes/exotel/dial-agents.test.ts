@@ -616,6 +616,8 @@ t.test('a late free for an earlier call leaves the agent busy on the current one
 t.test("a leg's events out of order (its free before its Dial): the agent is not left busy, and the offer ends once", async (t) => {
   const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 1 } });
   await supportFlow(t, ctx);
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
   const ev = (sid: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&${rest}&group=sales&flow=agents`);
   // a leg declined at once: its Terminal arrives before its Dial
   t.equal((await ev('oo1', 'Status=free&EventType=Terminal')).statusCode, 200);
@@ -630,16 +632,16 @@ t.test("a leg's events out of order (its free before its Dial): the agent is not
   await ev('oo1', 'Status=free&EventType=Terminal');
   t.same(await offer('oo1'), [{ outcome: null, ended: true }]);
   t.match(await agent(ctx, A), { paused: null, today: { offers: 1, misses: 0 } });
-  // a re-fetch that reports the attempt says how it ended
-  t.equal(await dialWhom(ctx, 'CallSid=oo1'), `${A},${B},${C}`);
-  await dialWhom(ctx, 'CallSid=oo1&DialCallStatus=busy&DialWhomNumber=09811100001');
+  // a re-fetch (Connect's fetch_after_attempt) that reports the attempt says how it ended
+  t.match(await connect('CallSid=oo1'), [A, B, C]);
+  await connect('CallSid=oo1&DialCallStatus=busy&DialWhomNumber=09811100001');
   t.same(await offer('oo1'), [{ outcome: 'busy', ended: true }]);
   t.match(await agent(ctx, A), { state: 'paused', today: { offers: 1, misses: 1 } }, 'the miss counts, once');
   await ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(A)}/availability`, payload: { status: 'available' } });
 
   // a re-fetch reports a leg before its Dial event arrives: the late Dial is stale too
-  t.equal(await dialWhom(ctx, 'CallSid=oo3'), `${A},${B},${C}`);
-  await dialWhom(ctx, 'CallSid=oo3&DialCallStatus=failed&DialWhomNumber=09811100001');
+  t.match(await connect('CallSid=oo3'), [A, B, C]);
+  await connect('CallSid=oo3&DialCallStatus=failed&DialWhomNumber=09811100001');
   await ev('oo3', 'Status=busy&EventType=Dial');
   t.match(await agent(ctx, A), { state: 'available', onCall: null });
 
@@ -657,6 +659,16 @@ t.test("a leg's events out of order (its free before its Dial): the agent is not
   await ev('oo5', 'Status=free&EventType=Terminal');
   await event(ctx, 'CallSid=oo5&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents2');
   t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'oo5' } }, "a second flow's Dial in the call is not stale");
+});
+
+t.test("one flow asked at Dial Whom, then at a Connect of the same call: the Connect's Dial is a new offer, not a stale event", async (t) => {
+  const ctx = await setup(t);
+  t.equal(await dialWhom(ctx, 'CallSid=dc1'), `${A},${B},${C}`);
+  await dialWhom(ctx, 'CallSid=dc1&DialCallStatus=no-answer&DialWhomNumber=09811100001');
+  const connect = await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=dc1&CallFrom=09800000001' });
+  t.match(connect.json().destination.numbers, [A, B, C], "the Connect's own order for the call");
+  await event(ctx, 'CallSid=dc1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'dc1' } }, "the Connect's leg makes the agent busy");
 });
 
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
