@@ -159,8 +159,8 @@ $$;
 -- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
 -- starts again by itself: agent_missed_offers()). A miss (no-answer, busy): when the group pauses
 -- after p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the
--- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) is no
--- miss: the offer ends, nothing else. Returns {outcome, offered: whether this also recorded the offer
+-- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) and
+-- cancelled (a parallel ring's leg cut short) are no miss: the offer ends, nothing else. Returns {outcome, offered: whether this also recorded the offer
 -- itself}, or NULL when how the offer ended was already known (nothing written but, for an answered
 -- call whose end no event reported yet, that end and its wrap-up: once, and the answer is not
 -- counted again).
@@ -590,7 +590,14 @@ $$;
 -- (p_ring_seconds), else missed. The offer is the agent's in the call through the flow the events
 -- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
 -- when the event started an offer, and {outcome} when it recorded how one ended (for the metrics).
--- p_flow is last, with a default, so that instances of the version before call it as they did.
+-- p_flow and p_early_seconds are last, with defaults, so that instances of versions before call it
+-- as they did.
+--
+-- Parallel ringing (p_early_seconds, for a group whose strategy is `parallel`): Exotel rings the
+-- agents at once and ends the other legs when one answers. A leg that ends unanswered sooner than
+-- p_early_seconds was cut short: 'cancelled', no miss (neither counted nor breaking a run of
+-- misses). A leg that rings out is a miss as in any group. A decline looks the same as a leg cut
+-- short, and is not counted either.
 --
 -- Events out of order: a short leg's events (a phone switched off, a call declined) come within a
 -- moment of each other, and its `free` may arrive before its `busy`. An end whose offer has not
@@ -606,7 +613,7 @@ $$;
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
-    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL
+    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL, p_early_seconds INT DEFAULT NULL
 ) RETURNS JSONB
 LANGUAGE plpgsql
 AS $$
@@ -684,7 +691,9 @@ BEGIN
             END IF;
         ELSIF FOUND AND v_was IS NULL AND v_ended_at IS NULL THEN
             v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,
-                CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered' ELSE 'no-answer' END,
+                CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered'
+                     WHEN p_at - v_offered_at < make_interval(secs => p_early_seconds) THEN 'cancelled'
+                     ELSE 'no-answer' END,
                 true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
         ELSIF NOT FOUND AND p_flow IS NOT NULL THEN
             -- the end came before the start (events out of order, above): an ended offer, how not known

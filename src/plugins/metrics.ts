@@ -152,7 +152,7 @@ export default fp(
       }),
       missed: new Counter({
         name: 'exoroute_agent_misses_total',
-        help: 'Offers the agent missed (no-answer, busy; not failed), by dial group.',
+        help: 'Offers the agent missed (no-answer, busy; not failed or cancelled), by dial group.',
         labelNames: ['group'] as const,
         registers,
       }),
@@ -245,7 +245,7 @@ export default fp(
         const labels = { group: group ?? '' };
         if (effect.offered) offerCounters.offered.inc(labels);
         if (effect.outcome === 'answered') offerCounters.answered.inc(labels);
-        // failed: the carrier or network, not the agent
+        // failed: the carrier or network, not the agent; cancelled: a parallel ring another agent answered
         else if (effect.outcome === 'no-answer' || effect.outcome === 'busy') offerCounters.missed.inc(labels);
       },
     } satisfies Metrics);

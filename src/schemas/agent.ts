@@ -70,7 +70,7 @@ export const OfferSchema = Type.Object({
   offeredAt: InstantSchema,
   outcome: Type.Union([Type.String(), Type.Null()], {
     description:
-      'answered, no-answer, busy, failed; null while ringing or on the call (endedAt null), or when the offer ended without Exotel saying how (endedAt set: its end came before its start)',
+      'answered, no-answer, busy (misses), failed (the carrier or network), cancelled (a parallel ring cut short when another agent answered); null while ringing or on the call (endedAt null), or when the offer ended without Exotel saying how (endedAt set: its end came before its start)',
   }),
   endedAt: NullableInstantSchema,
 });

@@ -227,12 +227,14 @@ export async function recordDialEvent(
     /** the flow that offered the agent (the events URL's `flow`); null: the agent's latest offer in the call */
     flow: string | null;
     ringSeconds: number | null;
+    /** a parallel ring's leg that ends unanswered sooner than this was cut short (cancelled), no miss; null: not a parallel ring */
+    earlySeconds: number | null;
     pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number };
   },
 ): Promise<DialEventEffect> {
   const { rows } = await pool.query<{ effect: DialEventEffect }>({
     name: 'dial-agent-event',
-    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) AS effect',
+    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS effect',
     values: [
       ev.agent,
       ev.callSid,
@@ -248,6 +250,7 @@ export async function recordDialEvent(
       ev.pacing.maxMissedOffers,
       ev.pacing.missedPauseSeconds,
       ev.flow,
+      ev.earlySeconds,
     ],
   });
   return rows[0]?.effect ?? {};

@@ -74,7 +74,7 @@ t.test('a freshly migrated database holds the dial functions and their type as t
     [
       'function agent_missed_offers(text,integer)',
       'function agent_offer_claim(text,text,text,timestamp with time zone)',
-      'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer,text)',
+      'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer,text,integer)',
       'function dial_answer(dial_request,boolean)',
       'function dial_answer_batch(json)',
       'function dial_group_rr_sequence()',
@@ -91,6 +91,10 @@ t.test('a freshly migrated database holds the dial functions and their type as t
   );
   const db = await migratedDatabase(t);
   t.same(differences(want, await definitions(db.pool, want.keys())), [], 'no function or type differs');
+  const overloads = await db.pool.query(`SELECT count(*)::int AS n FROM pg_proc WHERE proname = 'dial_agent_event'`);
+  t.equal(overloads.rows[0].n, 1, 'one dial_agent_event(): an older signature left beside it would make old calls ambiguous');
+  const old = await db.pool.query(`SELECT dial_agent_event('+919811100001', 'c1', true, true, false, false, NULL, now(), NULL, 35, 0, 0, 0, 'f') AS effect`);
+  t.same(old.rows[0].effect, { offered: true }, 'called as the version before calls it (14 arguments)');
 });
 
 t.test('a dial function or the request type changed by hand no longer matches the file', async (t) => {

@@ -316,7 +316,7 @@ export default fp(
       else {
         result = acknowledged;
         const named = typeof call.raw.group === 'string' ? call.raw.group : null;
-        const { member, group, ringSeconds, pacing } = eventPacing(rules.current, agent, named);
+        const { member, group, ringSeconds, earlySeconds, pacing } = eventPacing(rules.current, agent, named);
         // Like `group`, the URL's `flow` is believed only when it names a dial flow: it tells the offers of one call apart.
         const flowNamed = typeof call.raw.flow === 'string' ? call.raw.flow : null;
         const flow = flowNamed && rules.current?.flows.get(flowNamed)?.type === 'dial' ? flowNamed : null;
@@ -329,6 +329,7 @@ export default fp(
           group,
           flow,
           ringSeconds,
+          earlySeconds,
           pacing,
         }).then((effect) => {
           if (member) app.metrics.observeOfferEffect(group, effect);

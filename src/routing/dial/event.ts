@@ -17,7 +17,10 @@ export function agentEvent(ev: { status: string | null; eventType: string | null
   return { busy, dialed: busy === true && (type === null || type === 'dial'), answered: type === 'answered', ended: busy === false || type === 'terminal' };
 }
 
-/** Beyond ringing: a leg that lasted longer than this was picked up (for accounts without Answered events). */
+/**
+ * Beyond ringing: a leg that lasted longer than this was picked up (for accounts without Answered
+ * events); short of it by as much, a parallel ring's leg ended early (another agent answered).
+ */
 const RING_SLACK_SECONDS = 5;
 
 /**
@@ -32,12 +35,17 @@ export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, 
   const groups = named?.members.some((m) => m.number === agent)
     ? [named]
     : [...(snapshot?.dialGroups.values() ?? [])].filter((g) => g.members.some((m) => m.number === agent));
-  if (groups.length === 0) return { member: false, group: null, ringSeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
+  if (groups.length === 0)
+    return { member: false, group: null, ringSeconds: null, earlySeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
   const misses = groups.map((g) => g.maxMissedOffers).filter((n) => n > 0);
+  const one = groups.length === 1 ? groups[0]! : null;
   return {
     member: true,
-    group: groups.length === 1 ? groups[0]!.slug : null,
+    group: one?.slug ?? null,
     ringSeconds: Math.max(...groups.map((g) => g.connect.maxRingingDuration)) + RING_SLACK_SECONDS,
+    // A parallel group rings all its agents at once, and Exotel ends the other legs when one answers:
+    // a leg that ends unanswered sooner than this was cut short, not missed (a decline looks the same).
+    earlySeconds: one?.strategy === 'parallel' ? Math.max(0, one.connect.maxRingingDuration - RING_SLACK_SECONDS) : null,
     pacing: {
       wrapUpSeconds: Math.max(...groups.map((g) => g.wrapUpSeconds)),
       maxMissedOffers: misses.length > 0 ? Math.min(...misses) : 0,

@@ -671,6 +671,40 @@ t.test("one flow asked at Dial Whom, then at a Connect of the same call: the Con
   t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'dc1' } }, "the Connect's leg makes the agent busy");
 });
 
+t.test('parallel ringing: the legs Exotel ends when one agent answers are cancelled, not missed; a leg that rings out is a miss', async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'parallel', maxMissedOffers: 1, connect: { maxRingingDuration: 20 } } });
+  const answer = (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=pr1&CallFrom=09800000001' })).json();
+  t.match(answer, { parallel_ringing: { activate: true }, destination: { numbers: [A, B, C] } });
+  const ev = (sid: string, number: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=${number}&${rest}&group=sales&flow=agents`);
+  for (const n of ['09811100001', '09811100002', '09811100003']) await ev('pr1', n, 'Status=busy&EventType=Dial');
+  // A answers; Exotel ends B's and C's legs (their Terminal may come before or after A's Answered)
+  await ev('pr1', '09811100002', 'Status=free&EventType=Terminal');
+  await ev('pr1', '09811100001', 'Status=busy&EventType=Answered');
+  await ev('pr1', '09811100003', 'Status=free&EventType=Terminal');
+  for (const n of [B, C])
+    t.match(await agent(ctx, n), { state: 'available', paused: null, missedOffers: 0, today: { offers: 1, misses: 0 } }, `${n} not paused`);
+  const outcomes = await ctx.db.pool.query(`SELECT number, outcome FROM agent_offers WHERE call_sid = 'pr1' ORDER BY number`);
+  t.same(outcomes.rows, [
+    { number: A, outcome: 'answered' },
+    { number: B, outcome: 'cancelled' },
+    { number: C, outcome: 'cancelled' },
+  ]);
+  const metrics = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.notMatch(metrics, /exoroute_agent_misses_total\{group="sales"\} [1-9]/, 'no miss in the metrics');
+  t.match(metrics, /exoroute_agent_answers_total\{group="sales"\} 1\n/);
+  // nobody answers: every leg rings out (the ringing time, 20 s, passes) and each is a miss
+  await ev('pr2', '09811100002', 'Status=busy&EventType=Dial');
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '21 seconds' WHERE call_sid = 'pr2'`);
+  await ev('pr2', '09811100002', 'Status=free&EventType=Terminal');
+  t.match(await agent(ctx, B), { state: 'paused', today: { offers: 2, misses: 1 } }, 'a leg that rang out is a miss');
+  // in a sequential group, an early end is a miss as before
+  await ctx.admin({ method: 'PATCH', url: '/admin/dial-groups/support', payload: { maxMissedOffers: 1 } });
+  await until(() => ctx.app.rules.current?.dialGroups.get('support')?.maxMissedOffers === 1);
+  await event(ctx, 'CallSid=pr3&DialWhomNumber=09811100004&Status=busy&EventType=Dial&group=support&flow=agents');
+  await event(ctx, 'CallSid=pr3&DialWhomNumber=09811100004&Status=free&EventType=Terminal&group=support&flow=agents');
+  t.match(await agent(ctx, D), { state: 'paused', today: { misses: 1 } });
+});
+
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
   const ctx = await setup(t);
   await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');

@@ -8,6 +8,7 @@ import { dialRequest, fallbackNumbers } from '../../../src/routing/dial/request.
 import { eventPacing, agentEvent } from '../../../src/routing/dial/event.js';
 import { dialTrace } from '../../../src/routing/dial/answer.js';
 import type { RulesSnapshot } from '../../../src/routing/snapshot.js';
+import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
 import { A, AT, B, C, D, call, group, member, seeded, snapshotOf } from './fixtures.js';
 
 const key = { callSid: 'CA1', endpoint: 'dial-whom', flowSlug: 'agents' };
@@ -134,19 +135,31 @@ t.test("a dial event: the group it names applies; else the strictest of the agen
     member: true,
     group: 'support',
     ringSeconds: 35,
+    earlySeconds: null,
     pacing: { wrapUpSeconds: 90, maxMissedOffers: 4, missedPauseSeconds: 60 },
   });
   t.same(
     eventPacing(snapshot, C, null),
-    { member: true, group: null, ringSeconds: 35, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    { member: true, group: null, ringSeconds: 35, earlySeconds: null, pacing: { wrapUpSeconds: 90, maxMissedOffers: 2, missedPauseSeconds: 600 } },
     'C in both: longest wrap-up and pause, fewest misses',
   );
   t.same(
     eventPacing(snapshot, A, 'support'),
-    { member: true, group: 'sales', ringSeconds: 35, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
+    { member: true, group: 'sales', ringSeconds: 35, earlySeconds: null, pacing: { wrapUpSeconds: 30, maxMissedOffers: 2, missedPauseSeconds: 600 } },
     'a group the agent is not in is not believed',
   );
   t.match(eventPacing(snapshot, '+919899999999', 'sales'), { member: false, group: null, ringSeconds: null, pacing: { maxMissedOffers: 0 } });
+  const ringAll = group('ring', 'parallel', [member(A), member(B)], { connect: { ...DEFAULT_CONNECT, maxRingingDuration: 40 } });
+  t.match(
+    eventPacing(snapshotOf([ringAll, support]), A, 'ring'),
+    { group: 'ring', ringSeconds: 45, earlySeconds: 35 },
+    'a parallel group: legs shorter than its ringing were cut short',
+  );
+  t.match(
+    eventPacing(snapshotOf([ringAll, sales]), A, null),
+    { group: null, earlySeconds: null },
+    'no group named, the agent in two: not known to be a parallel ring',
+  );
   t.same(agentEvent({ status: 'free', eventType: 'Terminal' }), { busy: false, dialed: false, answered: false, ended: true });
   t.same(agentEvent({ status: 'busy', eventType: 'Answered' }), { busy: true, dialed: false, answered: true, ended: false });
 });

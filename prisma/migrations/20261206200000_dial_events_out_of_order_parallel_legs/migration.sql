@@ -5,6 +5,11 @@
 -- offer as ended (how, not known), and a busy for an ended offer of the same call and flow is
 -- stale: it changes no busy state.
 --
+-- And parallel ringing: when one agent answers, Exotel ends the other legs, whose events then
+-- ended without Answered and counted as misses, so a parallel group with maxMissedOffers paused
+-- agents for calls a colleague took. A leg of a parallel group that ends sooner than the ringing
+-- time (less the slack) is now 'cancelled', no miss: dial_agent_event() takes p_early_seconds.
+--
 -- Between the two marker lines: a copy of prisma/functions/dial_answer.sql, verbatim
 -- (test/store/dial-sql-source.test.ts checks it). Before them: what only this upgrade needs.
 
@@ -14,6 +19,9 @@ DROP TYPE dial_batch_request CASCADE;
 DROP TYPE dial_batch_item CASCADE;
 DROP TYPE dial_extra CASCADE;
 DROP TYPE dial_request CASCADE;
+-- dial_agent_event() gains a parameter: the file would add an overload beside the old one, and a
+-- call with the old arguments (instances of the version before) would match both.
+DROP FUNCTION dial_agent_event(TEXT, TEXT, BOOLEAN, BOOLEAN, BOOLEAN, BOOLEAN, TEXT, TIMESTAMPTZ, TEXT, INT, INT, INT, INT, TEXT);
 
 -- >>> prisma/functions/dial_answer.sql
 -- Dial Whom / Connect: the part of "who to ring" that lives in Postgres. This file is THE
@@ -177,8 +185,8 @@ $$;
 -- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
 -- starts again by itself: agent_missed_offers()). A miss (no-answer, busy): when the group pauses
 -- after p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the
--- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) is no
--- miss: the offer ends, nothing else. Returns {outcome, offered: whether this also recorded the offer
+-- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) and
+-- cancelled (a parallel ring's leg cut short) are no miss: the offer ends, nothing else. Returns {outcome, offered: whether this also recorded the offer
 -- itself}, or NULL when how the offer ended was already known (nothing written but, for an answered
 -- call whose end no event reported yet, that end and its wrap-up: once, and the answer is not
 -- counted again).
@@ -608,7 +616,14 @@ $$;
 -- (p_ring_seconds), else missed. The offer is the agent's in the call through the flow the events
 -- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
 -- when the event started an offer, and {outcome} when it recorded how one ended (for the metrics).
--- p_flow is last, with a default, so that instances of the version before call it as they did.
+-- p_flow and p_early_seconds are last, with defaults, so that instances of versions before call it
+-- as they did.
+--
+-- Parallel ringing (p_early_seconds, for a group whose strategy is `parallel`): Exotel rings the
+-- agents at once and ends the other legs when one answers. A leg that ends unanswered sooner than
+-- p_early_seconds was cut short: 'cancelled', no miss (neither counted nor breaking a run of
+-- misses). A leg that rings out is a miss as in any group. A decline looks the same as a leg cut
+-- short, and is not counted either.
 --
 -- Events out of order: a short leg's events (a phone switched off, a call declined) come within a
 -- moment of each other, and its `free` may arrive before its `busy`. An end whose offer has not
@@ -624,7 +639,7 @@ $$;
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
-    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL
+    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL, p_early_seconds INT DEFAULT NULL
 ) RETURNS JSONB
 LANGUAGE plpgsql
 AS $$
@@ -702,7 +717,9 @@ BEGIN
             END IF;
         ELSIF FOUND AND v_was IS NULL AND v_ended_at IS NULL THEN
             v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,
-                CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered' ELSE 'no-answer' END,
+                CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered'
+                     WHEN p_at - v_offered_at < make_interval(secs => p_early_seconds) THEN 'cancelled'
+                     ELSE 'no-answer' END,
                 true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
         ELSIF NOT FOUND AND p_flow IS NOT NULL THEN
             -- the end came before the start (events out of order, above): an ended offer, how not known
