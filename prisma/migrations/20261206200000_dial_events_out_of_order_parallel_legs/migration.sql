@@ -1,9 +1,11 @@
 -- Dial events out of order (dial_agent_event()). A short leg's events come within a moment of
--- each other, and its `free` may arrive before its `busy`. Before, that end found no offer and
--- recorded nothing, and the late busy then kept the agent busy until the busy time expired (an hour
--- or more), so the agent was offered to nobody. Now an end whose offer has not started records the
--- offer as ended (how, not known), and a busy for an ended offer of the same call and flow is
--- stale: it changes no busy state.
+-- each other and may arrive in any order. Before, a `free` that came before its `busy` found no
+-- offer and recorded nothing, and the late busy then kept the agent busy until the busy time
+-- expired (an hour or more), so the agent was offered to nobody; and an Answered that came after
+-- its leg's end was ignored, the leg counted as a miss. Now each offer counts the legs its events
+-- started and ended: a busy for a leg that has ended changes no busy state, an end whose offer has
+-- not started records the offer as ended (how, not known), and a late Answered makes the offer
+-- answered (its miss, and a pause the miss started, undone).
 --
 -- And parallel ringing: when one agent answers, Exotel ends the other legs, whose events then
 -- ended without Answered and counted as misses, so a parallel group with maxMissedOffers paused
@@ -12,6 +14,9 @@
 --
 -- Between the two marker lines: a copy of prisma/functions/dial_answer.sql, verbatim
 -- (test/store/dial-sql-source.test.ts checks it). Before them: what only this upgrade needs.
+
+ALTER TABLE agent_offers ADD COLUMN dial_events INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agent_offers ADD COLUMN end_events INTEGER NOT NULL DEFAULT 0;
 
 -- The file creates the types; drop them first (with the functions that take them, which the file
 -- creates again).
@@ -615,9 +620,9 @@ $$;
 -- when Exotel sends no Answered events, answered if it lasted longer than ringing can
 -- (p_ring_seconds), else missed. The offer is the agent's in the call through the flow the events
 -- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
--- when the event started an offer, and {outcome} when it recorded how one ended (for the metrics).
--- p_flow and p_early_seconds are last, with defaults, so that instances of versions before call it
--- as they did.
+-- when the event recorded an offer (a Dial, or an end whose Dial had not come), and {outcome} when
+-- it recorded how one ended (for the metrics). p_flow and p_early_seconds are last, with defaults,
+-- so that instances of versions before call it as they did.
 --
 -- Parallel ringing (p_early_seconds, for a group whose strategy is `parallel`): Exotel rings the
 -- agents at once and ends the other legs when one answers. A leg that ends unanswered sooner than
@@ -625,17 +630,22 @@ $$;
 -- misses). A leg that rings out is a miss as in any group. A decline looks the same as a leg cut
 -- short, and is not counted either.
 --
--- Events out of order: a short leg's events (a phone switched off, a call declined) come within a
--- moment of each other, and its `free` may arrive before its `busy`. An end whose offer has not
--- started records the offer as ended, how not known (outcome NULL: no Dial event timed its
--- ringing; a re-fetch reporting the attempt fills it in). A `busy` for an offer that has ended
--- (so, or reported by a re-fetch) is stale: a flow offers an agent once per call, so nothing of
--- that offer is ringing any more. It changes no busy state, which would otherwise stay until it
--- expired (busy_expired: an hour or more), and an Answered among them marks the ended offer
--- answered, its wrap-up starting then. Only for events whose URL names the flow: without one, the
--- agent's latest offer in the call may be another flow's. And not when the call also asked Dial
--- Whom through that flow: a Dial Whom offer and a Connect offer of one flow share a row (their
--- flow is their identity), and the ended one may be the Dial Whom's (which sends no events).
+-- Events out of order: a short leg's events (a phone switched off, a call declined, a call answered
+-- and hung up at once) come within a moment of each other and may arrive in any order. The offer's
+-- row counts the legs its events started (dial_events: Dial events) and ended (end_events: free
+-- or Terminal, at most one more than were started, so that a repeated end does not end a leg yet
+-- to come). A `busy` is stale when as many legs have ended as were started, its own Dial counted:
+-- its leg is over. It changes no busy state, which would otherwise stay until it expired
+-- (busy_expired: an hour or more). Counting legs rather than asking whether the offer has ended
+-- keeps a second leg of one offer busy: a flow may offer an agent again in a call (an Exotel flow
+-- that goes back to its Connect, a fallback answer), and a Dial Whom offer, which sends no events,
+-- shares its row with a Connect offer of the same flow.
+--   An end whose offer has not started records the offer as ended, how not known (outcome NULL: no
+-- Dial event timed its ringing; a re-fetch reporting the attempt fills it in). An Answered for a
+-- leg that has ended is believed over the outcome its end guessed from how long it lasted: the
+-- offer is answered, a pause that its miss started is lifted, and the wrap-up runs from its end.
+-- Only for events whose URL names the flow: without one, the agent's latest offer in the call may
+-- be another flow's, and the rules of the version before apply.
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
@@ -652,16 +662,18 @@ DECLARE
     v_flow       TEXT := p_flow;
     v_busy       BOOLEAN := p_busy;
     v_stale      BOOLEAN := false;
+    v_new        BOOLEAN;
+    v_found      BOOLEAN;
 BEGIN
     -- The agent's lock before its rows (the file's header).
     IF NOT pg_try_advisory_xact_lock(1634168436, hashtext(p_agent)) THEN
         PERFORM pg_advisory_xact_lock(1634168436, hashtext(p_agent));
     END IF;
-    -- A busy for an offer that has already ended is stale (events out of order, above).
+    -- A busy whose leg has ended is stale (events out of order, above).
     IF p_busy AND p_flow IS NOT NULL AND p_call_sid IS NOT NULL THEN
-        v_stale := EXISTS (SELECT 1 FROM agent_offers o
-                            WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.ended_at IS NOT NULL)
-               AND NOT EXISTS (SELECT 1 FROM dial_calls c WHERE c.call_sid = p_call_sid AND c.endpoint = 'dial-whom' AND c.flow_slug = p_flow);
+        SELECT o.end_events > 0 AND o.end_events >= o.dial_events + CASE WHEN p_dialed THEN 1 ELSE 0 END INTO v_stale
+          FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow;
+        v_stale := COALESCE(v_stale, false);
         IF v_stale THEN
             v_busy := NULL;
         END IF;
@@ -698,33 +710,53 @@ BEGIN
         v_flow := COALESCE(v_flow, '');
     END IF;
     IF p_dialed THEN
-        INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at) VALUES (p_call_sid, p_agent, v_flow, p_group, p_at)
-        ON CONFLICT (call_sid, number, flow_slug) DO NOTHING;
-        IF FOUND THEN
+        INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, dial_events) VALUES (p_call_sid, p_agent, v_flow, p_group, p_at, 1)
+        ON CONFLICT (call_sid, number, flow_slug) DO UPDATE SET dial_events = o.dial_events + 1
+        RETURNING (xmax = 0) INTO v_new;
+        IF v_new THEN
             v_result := v_result || '{"offered": true}';
         END IF;
     END IF;
-    IF p_answered THEN
-        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', v_stale, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+    IF p_answered AND v_stale THEN
+        -- Answered after its leg's end (events out of order, above): answered after all.
+        UPDATE agent_offers SET outcome = 'answered'
+         WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow AND outcome IS DISTINCT FROM 'answered'
+        RETURNING ended_at INTO v_ended_at;
+        IF FOUND THEN
+            UPDATE agent_states
+               SET paused_until = CASE WHEN misses_since = v_ended_at THEN NULL ELSE paused_until END,
+                   paused_reason = CASE WHEN misses_since = v_ended_at THEN NULL ELSE paused_reason END,
+                   wrap_up_until = CASE WHEN p_wrap_up_seconds > 0 THEN GREATEST(wrap_up_until, v_ended_at + make_interval(secs => p_wrap_up_seconds)) ELSE wrap_up_until END,
+                   updated_at = p_at
+             WHERE number = p_agent;
+            v_ended := '{"outcome": "answered"}';
+        END IF;
+    ELSIF p_answered THEN
+        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
     ELSIF p_ended THEN
         SELECT o.offered_at, o.outcome, o.ended_at INTO v_offered_at, v_was, v_ended_at
           FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;
-        IF FOUND AND v_was = 'answered' AND v_ended_at IS NULL THEN
+        v_found := FOUND;
+        IF v_found THEN
+            UPDATE agent_offers SET end_events = LEAST(end_events + 1, GREATEST(dial_events, 1))
+             WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
+        END IF;
+        IF v_found AND v_was = 'answered' AND v_ended_at IS NULL THEN
             -- the end of an answered call: wrap-up starts now
             UPDATE agent_offers SET ended_at = p_at WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
             IF p_wrap_up_seconds > 0 THEN
                 UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
             END IF;
-        ELSIF FOUND AND v_was IS NULL AND v_ended_at IS NULL THEN
+        ELSIF v_found AND v_was IS NULL AND v_ended_at IS NULL THEN
             v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,
                 CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered'
                      WHEN p_at - v_offered_at < make_interval(secs => p_early_seconds) THEN 'cancelled'
                      ELSE 'no-answer' END,
                 true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
-        ELSIF NOT FOUND AND p_flow IS NOT NULL THEN
+        ELSIF NOT v_found AND p_flow IS NOT NULL THEN
             -- the end came before the start (events out of order, above): an ended offer, how not known
-            INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at, ended_at)
-            VALUES (p_call_sid, p_agent, v_flow, p_group, p_at, p_at)
+            INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at, ended_at, end_events)
+            VALUES (p_call_sid, p_agent, v_flow, p_group, p_at, p_at, 1)
             ON CONFLICT (call_sid, number, flow_slug) DO NOTHING;
             IF FOUND THEN
                 v_result := v_result || '{"offered": true}';

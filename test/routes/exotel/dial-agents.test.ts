@@ -639,11 +639,14 @@ t.test("a leg's events out of order (its free before its Dial): the agent is not
   t.match(await agent(ctx, A), { state: 'paused', today: { offers: 1, misses: 1 } }, 'the miss counts, once');
   await ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(A)}/availability`, payload: { status: 'available' } });
 
-  // a re-fetch reports a leg before its Dial event arrives: the late Dial is stale too
+  // a re-fetch reports a leg before its Dial event arrives: the leg's events still count (busy until its end)
   t.match(await connect('CallSid=oo3'), [A, B, C]);
   await connect('CallSid=oo3&DialCallStatus=failed&DialWhomNumber=09811100001');
   await ev('oo3', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'oo3' } });
+  await ev('oo3', 'Status=free&EventType=Terminal');
   t.match(await agent(ctx, A), { state: 'available', onCall: null });
+  t.same(await offer('oo3'), [{ outcome: 'failed', ended: true }], 'as the re-fetch said');
 
   // a very short answered call whose Terminal came first: answered, and the wrap-up starts
   await ev('oo4', 'Status=free&EventType=Terminal');
@@ -704,6 +707,94 @@ t.test('parallel ringing: the legs Exotel ends when one agent answers are cancel
   await event(ctx, 'CallSid=pr3&DialWhomNumber=09811100004&Status=free&EventType=Terminal&group=support&flow=agents');
   t.match(await agent(ctx, D), { state: 'paused', today: { misses: 1 } });
 });
+
+t.test('an agent offered again by the same flow in one call (the Exotel flow goes back to its Connect): busy on the second leg', async (t) => {
+  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false } } });
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
+  const ev = (who: string, rest: string) => event(ctx, `CallSid=lb1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+  // no re-fetch: Exotel rings A, B, C one after another; nobody answers
+  t.same(await connect('CallSid=lb1'), [A, B, C]);
+  for (const who of ['09811100001', '09811100002', '09811100003']) {
+    await ev(who, 'Status=busy&EventType=Dial');
+    await ev(who, 'Status=free&EventType=Terminal');
+  }
+  // "If nobody answers" → a greeting → back to the same Connect applet, which reports only the last number dialed
+  t.same(await connect('CallSid=lb1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B], 'A and B offered again in the same call and flow');
+  await ev('09811100001', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is being rung: busy');
+  await ev('09811100001', 'Status=busy&EventType=Answered');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is talking: busy');
+  t.equal(await dialWhom(ctx, 'CallSid=other1'), `${B},${C}`, 'A, on a call, is not offered to the next caller');
+  await ev('09811100001', 'Status=free&EventType=Terminal');
+  await ev('09811100001', 'Status=free&EventType=Terminal'); // repeated
+  t.match(await agent(ctx, A), { state: 'available', onCall: null });
+});
+
+t.test('a re-fetch answered from onError (Postgres too slow) offers again an agent tried earlier in the call: busy on that leg', async (t) => {
+  const ctx = await setup(t, { env: { DECISION_BUDGET_MS: '300' } });
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'agents3', name: 'Sales, onError sales', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { dialGroup: 'sales' } },
+  });
+  t.equal(flow.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('agents3') === true);
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents3?CallFrom=09800000001&${query}` })).json().destination?.numbers;
+  const ev = (who: string, rest: string) => event(ctx, `CallSid=fb1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents3`);
+  t.same(await connect('CallSid=fb1'), [A, B, C]);
+  await ev('09811100001', 'Status=busy&EventType=Dial');
+  await ev('09811100001', 'Status=free&EventType=Terminal');
+  t.same(await connect('CallSid=fb1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), [B, C]);
+  await ev('09811100002', 'Status=busy&EventType=Dial');
+  await ev('09811100002', 'Status=free&EventType=Terminal');
+  // the next re-fetch waits on Postgres past the budget (the call's lock held elsewhere): answered from onError
+  const holder = await ctx.db.pool.connect();
+  await holder.query('SELECT pg_advisory_lock(1684627820, hashtext($1))', ['fb1']);
+  const numbers = await connect('CallSid=fb1&DialCallStatus=no-answer&DialWhomNumber=09811100002');
+  await holder.query('SELECT pg_advisory_unlock(1684627820, hashtext($1))', ['fb1']);
+  holder.release();
+  t.same(numbers, [A, C], "onError: the group less this request's tried: A again");
+  await ev('09811100001', 'Status=busy&EventType=Dial');
+  await ev('09811100001', 'Status=busy&EventType=Answered');
+  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'fb1' } }, 'A is talking: busy');
+});
+
+t.test(
+  'a short answered call whose Answered arrives after its Terminal: answered after all, its miss and pause undone, the wrap-up from its end',
+  async (t) => {
+    const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 1 } });
+    const ev = (rest: string) => event(ctx, `CallSid=la1&DialWhomNumber=09811100001&${rest}&group=sales&flow=agents`);
+    await ev('Status=busy&EventType=Dial');
+    await ev('Status=free&EventType=Terminal');
+    t.match(await agent(ctx, A), { state: 'paused', today: { misses: 1 } }, 'the end alone looks like a miss');
+    await ev('Status=busy&EventType=Answered');
+    const a = await agent(ctx, A);
+    t.match(a, { state: 'wrapping_up', onCall: null, paused: null, missedOffers: 0, today: { offers: 1, answers: 1, misses: 0 } });
+    t.ok(Date.parse(a.wrapUpUntil) - Date.now() > 50_000, 'for wrapUpSeconds from the end');
+    await ev('Status=busy&EventType=Answered'); // repeated: nothing more
+    t.match(await agent(ctx, A), { today: { offers: 1, answers: 1, misses: 0 } });
+    // a pause that another call's misses started is not lifted by this correction
+    await event(ctx, 'CallSid=la2&DialWhomNumber=09811100002&Status=busy&EventType=Dial&group=sales&flow=agents');
+    await event(ctx, 'CallSid=la2&DialWhomNumber=09811100002&Status=free&EventType=Terminal&group=sales&flow=agents');
+    await ctx.db.pool.query(`UPDATE agent_offers SET outcome = NULL WHERE call_sid = 'la2'`); // as if its end were not known yet
+    await ctx.db.pool.query(`UPDATE agent_states SET misses_since = now() + interval '1 second' WHERE number = $1`, [B]); // paused by a later miss
+    await event(ctx, 'CallSid=la2&DialWhomNumber=09811100002&Status=busy&EventType=Answered&group=sales&flow=agents');
+    t.match(await agent(ctx, B), { state: 'wrapping_up', paused: { reason: /not answered/ } }, "another miss's pause stays");
+  },
+);
+
+t.test(
+  'events whose URL names no flow keep the rules of the version before: an end before its Dial records nothing, the Dial makes the agent busy',
+  async (t) => {
+    const ctx = await setup(t);
+    await event(ctx, 'CallSid=nf1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales');
+    t.same((await ctx.db.pool.query(`SELECT 1 FROM agent_offers WHERE call_sid = 'nf1'`)).rows, []);
+    await event(ctx, 'CallSid=nf1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'nf1' } });
+  },
+);
 
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
   const ctx = await setup(t);
