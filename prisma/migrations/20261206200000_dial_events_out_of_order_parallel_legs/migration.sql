@@ -633,9 +633,12 @@ $$;
 -- Events out of order: a short leg's events (a phone switched off, a call declined, a call answered
 -- and hung up at once) come within a moment of each other and may arrive in any order. The offer's
 -- row counts the legs its events started (dial_events: Dial events) and ended (end_events: free
--- or Terminal, at most one more than were started, so that a repeated end does not end a leg yet
--- to come). A `busy` is stale when as many legs have ended as were started, its own Dial counted:
--- its leg is over. It changes no busy state, which would otherwise stay until it expired
+-- or Terminal, at most one more than were started: an end may come before its Dial, and a
+-- repeated end then counts no further). A `busy` is stale when as many legs have ended as were
+-- started, its own Dial counted: its leg is over. Without an id per leg in the events, a repeated
+-- end followed by a second leg of the offer counts that leg as over too (the agent then looks
+-- free while rung or talking, and may be offered to a second caller); the other choice left an
+-- agent whose second leg's end came before its Dial busy, and offered to nobody, for an hour. It changes no busy state, which would otherwise stay until it expired
 -- (busy_expired: an hour or more). Counting legs rather than asking whether the offer has ended
 -- keeps a second leg of one offer busy: a flow may offer an agent again in a call (an Exotel flow
 -- that goes back to its Connect, a fallback answer), and a Dial Whom offer, which sends no events,
@@ -738,7 +741,7 @@ BEGIN
           FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;
         v_found := FOUND;
         IF v_found THEN
-            UPDATE agent_offers SET end_events = LEAST(end_events + 1, GREATEST(dial_events, 1))
+            UPDATE agent_offers SET end_events = LEAST(end_events + 1, dial_events + 1)
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
         END IF;
         IF v_found AND v_was = 'answered' AND v_ended_at IS NULL THEN

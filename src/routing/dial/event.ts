@@ -1,4 +1,4 @@
-import type { RulesSnapshot } from '../snapshot.js';
+import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 /** What one dial event (dial_passthru_event_url) says about the agent it names. */
 export interface AgentEvent {
   /** Status busy → true, free → false, anything else → unknown (the agent's state is kept) */
@@ -38,18 +38,27 @@ export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, 
   if (groups.length === 0)
     return { member: false, group: null, ringSeconds: null, earlySeconds: null, pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 0 } };
   const misses = groups.map((g) => g.maxMissedOffers).filter((n) => n > 0);
-  const one = groups.length === 1 ? groups[0]! : null;
   return {
     member: true,
-    group: one?.slug ?? null,
+    group: groups.length === 1 ? groups[0]!.slug : null,
     ringSeconds: Math.max(...groups.map((g) => g.connect.maxRingingDuration)) + RING_SLACK_SECONDS,
-    // A parallel group rings all its agents at once, and Exotel ends the other legs when one answers:
-    // a leg that ends unanswered sooner than this was cut short, not missed (a decline looks the same).
-    earlySeconds: one?.strategy === 'parallel' ? Math.max(0, one.connect.maxRingingDuration - RING_SLACK_SECONDS) : null,
+    earlySeconds: parallelEarlySeconds(named),
     pacing: {
       wrapUpSeconds: Math.max(...groups.map((g) => g.wrapUpSeconds)),
       maxMissedOffers: misses.length > 0 ? Math.min(...misses) : 0,
       missedPauseSeconds: Math.max(...groups.map((g) => g.missedPauseSeconds)),
     },
   };
+}
+
+/**
+ * A parallel ring: exoroute's Connect answer asked Exotel to ring its numbers at once exactly when
+ * the group it names in the events URL is `parallel` (src/routing/dial/answer.ts), whoever the
+ * agent is. Exotel ends the other legs when one answers: a leg that ends unanswered sooner than
+ * this was cut short, not missed (a decline looks the same). Null: not a parallel ring, or one at
+ * a time (maxParallelAttempts 1), or the URL names no group (a list of numbers rings one by one).
+ */
+function parallelEarlySeconds(named: StoredDialGroup | undefined): number | null {
+  if (named?.strategy !== 'parallel' || named.connect.maxParallelAttempts < 2) return null;
+  return Math.max(0, named.connect.maxRingingDuration - RING_SLACK_SECONDS);
 }

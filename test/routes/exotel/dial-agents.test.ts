@@ -796,6 +796,77 @@ t.test(
   },
 );
 
+t.test('a second leg of one offer whose Terminal comes before its Dial: the agent is not left busy', async (t) => {
+  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false } } });
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
+  const ev = (who: string, rest: string) => event(ctx, `CallSid=lb2&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+  t.same(await connect('CallSid=lb2'), [A, B, C]);
+  for (const who of ['09811100001', '09811100002', '09811100003']) {
+    await ev(who, 'Status=busy&EventType=Dial');
+    await ev(who, 'Status=free&EventType=Terminal');
+  }
+  t.same(await connect('CallSid=lb2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B]);
+  // A's second leg is declined at once; its Terminal arrives before its Dial
+  await ev('09811100001', 'Status=free&EventType=Terminal');
+  await ev('09811100001', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, A), { state: 'available', onCall: null }, 'the leg is over: not busy');
+});
+
+t.test('a flow that lists numbers (no group in the events URL) rings one at a time: an early end is a miss, not cancelled', async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'parallel', maxMissedOffers: 1, connect: { maxRingingDuration: 30 } } });
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'nums', name: 'Numbers', type: 'dial', rules: [], otherwise: { numbers: [A, D] }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('nums') === true);
+  const answer = (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/nums?CallSid=rn1&CallFrom=09800000001' })).json();
+  t.notOk(answer.parallel_ringing, 'no parallel_ringing in the Connect answer');
+  t.notMatch(answer.dial_passthru_event_url, /group=/, 'the events URL names no group');
+  await event(ctx, 'CallSid=rn1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&flow=nums');
+  await event(ctx, 'CallSid=rn1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&flow=nums');
+  const outcome = await ctx.db.pool.query(`SELECT outcome FROM agent_offers WHERE call_sid = 'rn1' AND number = $1`, [A]);
+  t.same(outcome.rows, [{ outcome: 'no-answer' }], 'not cancelled: Exotel rang A alone');
+});
+
+t.test('more orders of events: a late Ringing, an offer begun before the upgrade (no counts), Answered first; parallel without Answered events', async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'parallel', wrapUpSeconds: 60, maxMissedOffers: 1, connect: { maxRingingDuration: 20 } } });
+  const ev = (sid: string, who: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+  // Dial, Terminal, then a late Ringing: stale
+  await ev('ok1', '09811100001', 'Status=busy&EventType=Dial');
+  await ev('ok1', '09811100001', 'Status=free&EventType=Terminal');
+  await ev('ok1', '09811100001', 'Status=busy&EventType=Ringing');
+  t.match(await agent(ctx, A), { state: 'available', paused: null, today: { misses: 0 } }, 'late Ringing stale; early end cancelled');
+  // a row from before the migration (counts 0/0) whose Dial came then: its Terminal and a late Ringing now
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at) VALUES ('ok2', $1, 'agents', 'sales', now() - interval '21 seconds')`,
+    [B],
+  );
+  await ctx.db.pool.query(`UPDATE agent_states SET busy = true, busy_since = now(), busy_call_sid = 'ok2' WHERE number = $1`, [B]);
+  await ev('ok2', '09811100002', 'Status=free&EventType=Terminal');
+  await ev('ok2', '09811100002', 'Status=busy&EventType=Ringing');
+  t.match(await agent(ctx, B), { state: 'paused', onCall: null, today: { misses: 1 } }, 'rang out: a miss; late Ringing stale');
+  // Answered first, then Terminal, then Dial
+  await ev('ok3', '09811100003', 'Status=busy&EventType=Answered');
+  await ev('ok3', '09811100003', 'Status=free&EventType=Terminal');
+  await ev('ok3', '09811100003', 'Status=busy&EventType=Dial');
+  t.match(await agent(ctx, C), { state: 'wrapping_up', onCall: null, today: { offers: 1, answers: 1 } });
+  // parallel without Answered events: the answering leg lasts long (answered), the other is cut short (cancelled)
+  await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL, paused_until = NULL');
+  await ev('ok4', '09811100001', 'Status=busy&EventType=Dial');
+  await ev('ok4', '09811100003', 'Status=busy&EventType=Dial');
+  await ev('ok4', '09811100003', 'Status=free&EventType=Terminal');
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '200 seconds' WHERE call_sid = 'ok4' AND number = $1`, [A]);
+  await ev('ok4', '09811100001', 'Status=free&EventType=Terminal');
+  const rows = await ctx.db.pool.query(`SELECT number, outcome, dial_events, end_events FROM agent_offers WHERE call_sid = 'ok4' ORDER BY number`);
+  t.same(rows.rows, [
+    { number: A, outcome: 'answered', dial_events: 1, end_events: 1 },
+    { number: C, outcome: 'cancelled', dial_events: 1, end_events: 1 },
+  ]);
+});
+
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
   const ctx = await setup(t);
   await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');

@@ -158,8 +158,20 @@ t.test("a dial event: the group it names applies; else the strictest of the agen
   t.match(
     eventPacing(snapshotOf([ringAll, sales]), A, null),
     { group: null, earlySeconds: null },
-    'no group named, the agent in two: not known to be a parallel ring',
+    'no group named (a list of numbers rings one by one): not a parallel ring',
   );
+  t.match(
+    eventPacing(snapshotOf([group('ring', 'parallel', [member(B)]), sales]), A, 'ring'),
+    { group: 'sales', earlySeconds: 25 },
+    "the ring's group named: parallel, for an agent of another group too",
+  );
+  t.match(
+    eventPacing(snapshotOf([ringAll, sales]), B, 'sales'),
+    { group: 'sales', earlySeconds: null },
+    "a group that is not parallel named: one at a time, whatever the agent's group",
+  );
+  const oneAtATime = group('ring', 'parallel', [member(A)], { connect: { ...DEFAULT_CONNECT, maxParallelAttempts: 1 } });
+  t.match(eventPacing(snapshotOf([oneAtATime]), A, 'ring'), { earlySeconds: null }, 'maxParallelAttempts 1: one at a time');
   t.same(agentEvent({ status: 'free', eventType: 'Terminal' }), { busy: false, dialed: false, answered: false, ended: true });
   t.same(agentEvent({ status: 'busy', eventType: 'Answered' }), { busy: true, dialed: false, answered: true, ended: false });
 });
