@@ -642,7 +642,8 @@ $$;
 -- (busy_expired: an hour or more). Counting legs rather than asking whether the offer has ended
 -- keeps a second leg of one offer busy: a flow may offer an agent again in a call (an Exotel flow
 -- that goes back to its Connect, a fallback answer), and a Dial Whom offer, which sends no events,
--- shares its row with a Connect offer of the same flow.
+-- shares its row with a Connect offer of the same flow. A second leg that is answered makes the
+-- offer answered and on the call again, so that its end starts the wrap-up.
 --   An end whose offer has not started records the offer as ended, how not known (outcome NULL: no
 -- Dial event timed its ringing; a re-fetch reporting the attempt fills it in). An Answered for a
 -- leg that has ended is believed over the outcome its end guessed from how long it lasted: the
@@ -736,6 +737,22 @@ BEGIN
         END IF;
     ELSIF p_answered THEN
         v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+        IF v_ended IS NULL THEN
+            -- How the offer ended was known: a later leg of it (the agent rung again in the call) is
+            -- answered. The offer is answered and on the call again, so that its end starts the
+            -- wrap-up; as any answer, it lifts a pause.
+            SELECT o.outcome INTO v_was FROM agent_offers o
+             WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow AND o.dial_events > o.end_events
+               AND (o.outcome IS DISTINCT FROM 'answered' OR o.ended_at IS NOT NULL)
+               FOR UPDATE;
+            IF FOUND THEN
+                UPDATE agent_offers SET outcome = 'answered', ended_at = NULL WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
+                UPDATE agent_states SET paused_until = NULL, paused_reason = NULL, updated_at = p_at WHERE number = p_agent AND paused_until IS NOT NULL;
+                IF v_was IS DISTINCT FROM 'answered' THEN
+                    v_ended := '{"outcome": "answered"}';
+                END IF;
+            END IF;
+        END IF;
     ELSIF p_ended THEN
         SELECT o.offered_at, o.outcome, o.ended_at INTO v_offered_at, v_was, v_ended_at
           FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;

@@ -708,28 +708,36 @@ t.test('parallel ringing: the legs Exotel ends when one agent answers are cancel
   t.match(await agent(ctx, D), { state: 'paused', today: { misses: 1 } });
 });
 
-t.test('an agent offered again by the same flow in one call (the Exotel flow goes back to its Connect): busy on the second leg', async (t) => {
-  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false } } });
-  const connect = async (query: string) =>
-    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
-  const ev = (who: string, rest: string) => event(ctx, `CallSid=lb1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
-  // no re-fetch: Exotel rings A, B, C one after another; nobody answers
-  t.same(await connect('CallSid=lb1'), [A, B, C]);
-  for (const who of ['09811100001', '09811100002', '09811100003']) {
-    await ev(who, 'Status=busy&EventType=Dial');
-    await ev(who, 'Status=free&EventType=Terminal');
-  }
-  // "If nobody answers" → a greeting → back to the same Connect applet, which reports only the last number dialed
-  t.same(await connect('CallSid=lb1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B], 'A and B offered again in the same call and flow');
-  await ev('09811100001', 'Status=busy&EventType=Dial');
-  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is being rung: busy');
-  await ev('09811100001', 'Status=busy&EventType=Answered');
-  t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is talking: busy');
-  t.equal(await dialWhom(ctx, 'CallSid=other1'), `${B},${C}`, 'A, on a call, is not offered to the next caller');
-  await ev('09811100001', 'Status=free&EventType=Terminal');
-  await ev('09811100001', 'Status=free&EventType=Terminal'); // repeated
-  t.match(await agent(ctx, A), { state: 'available', onCall: null });
-});
+t.test(
+  'an agent offered again by the same flow in one call (the Exotel flow goes back to its Connect): busy on the second leg; its answer counts and starts the wrap-up',
+  async (t) => {
+    const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false }, wrapUpSeconds: 60 } });
+    const connect = async (query: string) =>
+      (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
+    const ev = (who: string, rest: string) => event(ctx, `CallSid=lb1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+    // no re-fetch: Exotel rings A, B, C one after another; nobody answers
+    t.same(await connect('CallSid=lb1'), [A, B, C]);
+    for (const who of ['09811100001', '09811100002', '09811100003']) {
+      await ev(who, 'Status=busy&EventType=Dial');
+      await ev(who, 'Status=free&EventType=Terminal');
+    }
+    // "If nobody answers" → a greeting → back to the same Connect applet, which reports only the last number dialed
+    t.same(await connect('CallSid=lb1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B], 'A and B offered again in the same call and flow');
+    await ev('09811100001', 'Status=busy&EventType=Dial');
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is being rung: busy');
+    await ev('09811100001', 'Status=busy&EventType=Answered');
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is talking: busy');
+    t.equal(await dialWhom(ctx, 'CallSid=other1'), `${B},${C}`, 'A, on a call, is not offered to the next caller');
+    await ev('09811100001', 'Status=free&EventType=Terminal');
+    await ev('09811100001', 'Status=free&EventType=Terminal'); // repeated
+    const a = await agent(ctx, A);
+    t.match(a, { state: 'wrapping_up', onCall: null, today: { offers: 1, answers: 1 } }, 'the second leg was answered: its end starts the wrap-up');
+    t.match(a.recentOffers, [{ callSid: 'lb1', outcome: 'answered' }]);
+    t.ok(a.recentOffers[0].endedAt, 'ended');
+    const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+    t.match(text, /exoroute_agent_answers_total\{group="sales"\} 1\n/);
+  },
+);
 
 t.test('a re-fetch answered from onError (Postgres too slow) offers again an agent tried earlier in the call: busy on that leg', async (t) => {
   const ctx = await setup(t, { env: { DECISION_BUDGET_MS: '300' } });
