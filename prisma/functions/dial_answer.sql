@@ -616,7 +616,11 @@ $$;
 --   An end whose offer has not started records the offer as ended, how not known (outcome NULL: no
 -- Dial event timed its ringing; a re-fetch reporting the attempt fills it in). An Answered for a
 -- leg that has ended is believed over the outcome its end guessed from how long it lasted: the
--- offer is answered, a pause that its miss started is lifted, and the wrap-up runs from its end.
+-- offer is answered, a pause that started during the offer (its miss) is lifted, and the wrap-up
+-- runs from its last end. Two more orders cannot be told apart without an id per leg: a second
+-- leg's Answered that comes before its Dial is taken for the first leg's late Answered (the agent
+-- is then not busy on that leg), and a Dial delivered twice is taken for a second leg (which never
+-- ends: the agent stays busy until busy_expired).
 -- Only for events whose URL names the flow: without one, the agent's latest offer in the call may
 -- be another flow's, and the rules of the version before apply.
 CREATE OR REPLACE FUNCTION dial_agent_event(
@@ -694,11 +698,11 @@ BEGIN
         -- Answered after its leg's end (events out of order, above): answered after all.
         UPDATE agent_offers SET outcome = 'answered'
          WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow AND outcome IS DISTINCT FROM 'answered'
-        RETURNING ended_at INTO v_ended_at;
+        RETURNING offered_at, ended_at INTO v_offered_at, v_ended_at;
         IF FOUND THEN
             UPDATE agent_states
-               SET paused_until = CASE WHEN misses_since = v_ended_at THEN NULL ELSE paused_until END,
-                   paused_reason = CASE WHEN misses_since = v_ended_at THEN NULL ELSE paused_reason END,
+               SET paused_until = CASE WHEN misses_since BETWEEN v_offered_at AND v_ended_at THEN NULL ELSE paused_until END,
+                   paused_reason = CASE WHEN misses_since BETWEEN v_offered_at AND v_ended_at THEN NULL ELSE paused_reason END,
                    wrap_up_until = CASE WHEN p_wrap_up_seconds > 0 THEN GREATEST(wrap_up_until, v_ended_at + make_interval(secs => p_wrap_up_seconds)) ELSE wrap_up_until END,
                    updated_at = p_at
              WHERE number = p_agent;
@@ -706,13 +710,14 @@ BEGIN
         END IF;
     ELSIF p_answered THEN
         v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
-        IF v_ended IS NULL THEN
+        IF v_ended IS NULL AND p_flow IS NOT NULL THEN
             -- How the offer ended was known: a later leg of it (the agent rung again in the call) is
             -- answered. The offer is answered and on the call again, so that its end starts the
-            -- wrap-up; as any answer, it lifts a pause.
+            -- wrap-up; as any answer, it lifts a pause. (An answered offer that a re-fetch ended
+            -- while its only leg goes on is not opened again: no leg of it has ended yet.)
             SELECT o.outcome INTO v_was FROM agent_offers o
              WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow AND o.dial_events > o.end_events
-               AND (o.outcome IS DISTINCT FROM 'answered' OR o.ended_at IS NOT NULL)
+               AND (o.outcome IS DISTINCT FROM 'answered' OR (o.ended_at IS NOT NULL AND o.end_events > 0))
                FOR UPDATE;
             IF FOUND THEN
                 UPDATE agent_offers SET outcome = 'answered', ended_at = NULL WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
@@ -727,7 +732,10 @@ BEGIN
           FROM agent_offers o WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = v_flow FOR UPDATE;
         v_found := FOUND;
         IF v_found THEN
-            UPDATE agent_offers SET end_events = LEAST(end_events + 1, dial_events + 1)
+            -- An end that counts for an offer that had ended already is a later leg's (or a repeated
+            -- end's): the offer ends again, then.
+            UPDATE agent_offers SET end_events = LEAST(end_events + 1, dial_events + 1),
+                   ended_at = CASE WHEN outcome IS NOT NULL AND ended_at IS NOT NULL AND end_events <= dial_events THEN p_at ELSE ended_at END
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
         END IF;
         IF v_found AND v_was = 'answered' AND v_ended_at IS NULL THEN

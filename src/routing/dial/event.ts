@@ -27,8 +27,10 @@ const RING_SLACK_SECONDS = 5;
  * Whose pacing a dial event applies, from the snapshot: the group exoroute named in the event URL
  * it handed Exotel (the tier offered), else, for an agent in several groups, the strictest of them
  * (longest wrap-up and pause, fewest misses). No group (a number in no group): no pacing, and
- * no member (its events are no agent's offers). The group is always one of the agent's own: the
- * event URL's `group` is the caller's to send, so a name that is not the agent's group is not taken.
+ * no member (its events are no agent's offers). The pacing group is always one of the agent's own:
+ * the event URL's `group` is the caller's to send, so a name that is not the agent's group is not
+ * taken for pacing. How the agent was rung (the ringing time, parallel or not) is the named group's
+ * whoever the agent is: exoroute's Connect answer used that group's settings.
  */
 export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, agent: string, groupSlug: string | null) {
   const named = groupSlug ? snapshot?.dialGroups.get(groupSlug) : undefined;
@@ -41,7 +43,8 @@ export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, 
   return {
     member: true,
     group: groups.length === 1 ? groups[0]!.slug : null,
-    ringSeconds: Math.max(...groups.map((g) => g.connect.maxRingingDuration)) + RING_SLACK_SECONDS,
+    // The ring used the Connect settings of the group the URL names (whoever the agent is).
+    ringSeconds: (named?.connect.maxRingingDuration ?? Math.max(...groups.map((g) => g.connect.maxRingingDuration))) + RING_SLACK_SECONDS,
     earlySeconds: parallelEarlySeconds(named),
     pacing: {
       wrapUpSeconds: Math.max(...groups.map((g) => g.wrapUpSeconds)),

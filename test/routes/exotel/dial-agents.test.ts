@@ -875,6 +875,64 @@ t.test('more orders of events: a late Ringing, an offer begun before the upgrade
   ]);
 });
 
+t.test("a second leg answered whose Terminal arrives before its Answered: answered, the wrap-up from that leg's end", async (t) => {
+  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false }, wrapUpSeconds: 60 } });
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
+  const ev = (who: string, rest: string) => event(ctx, `CallSid=sl1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+  t.same(await connect('CallSid=sl1'), [A, B, C]);
+  for (const who of ['09811100001', '09811100002', '09811100003']) {
+    await ev(who, 'Status=busy&EventType=Dial');
+    await ev(who, 'Status=free&EventType=Terminal');
+  }
+  // the first legs ended two minutes ago (rang out, then a greeting, then back to the Connect)
+  await ctx.db.pool.query(
+    `UPDATE agent_offers SET offered_at = now() - interval '150 seconds', ended_at = now() - interval '120 seconds' WHERE call_sid = 'sl1'`,
+  );
+  t.same(await connect('CallSid=sl1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B]);
+  await ev('09811100001', 'Status=busy&EventType=Dial');
+  await ev('09811100001', 'Status=free&EventType=Terminal');
+  await ev('09811100001', 'Status=busy&EventType=Answered'); // answered and hung up at once: its Answered late
+  const a = await agent(ctx, A);
+  t.match(a, { state: 'wrapping_up', onCall: null, today: { offers: 1, answers: 1, misses: 0 } });
+  t.ok(Date.now() - Date.parse(a.recentOffers[0].endedAt) < 10_000, "the offer's end is the second leg's");
+});
+
+t.test(
+  'Dial, Answered, a re-fetch reporting the call completed (wrap-up), then the Answered again: the offer stays ended, the wrap-up runs once',
+  async (t) => {
+    const ctx = await setup(t, { sales: { wrapUpSeconds: 60 } });
+    const ev = (rest: string) => event(ctx, `CallSid=rc1&DialWhomNumber=09811100001&${rest}&group=sales&flow=agents`);
+    const connect = (query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallSid=rc1&CallFrom=09800000001${query}` });
+    t.same((await connect('')).json().destination?.numbers, [A, B, C]);
+    await ev('Status=busy&EventType=Dial');
+    await ev('Status=busy&EventType=Answered');
+    await connect('&DialCallStatus=completed&DialWhomNumber=09811100001');
+    const ended = (await agent(ctx, A)).recentOffers[0].endedAt;
+    t.ok(ended, 'ended by the re-fetch');
+    await ev('Status=busy&EventType=Answered'); // repeated, late
+    const a = await agent(ctx, A);
+    t.equal(a.recentOffers[0].endedAt, ended, 'still ended, at the same time');
+    t.match(a, { state: 'on_call', today: { answers: 1 } }, 'busy until the leg ends');
+    t.ok(a.wrapUpUntil, 'the wrap-up was started by the re-fetch');
+    await ev('Status=free&EventType=Terminal');
+    t.match(await agent(ctx, A), { state: 'wrapping_up', wrapUpUntil: a.wrapUpUntil }, 'and is not started again');
+  },
+);
+
+t.test("a parallel ring's group named for an agent of another group: that group's ringing time tells a leg cut short", async (t) => {
+  const ctx = await setup(t, {
+    sales: { connect: { maxRingingDuration: 20 } },
+    support: { strategy: 'parallel', connect: { maxRingingDuration: 60, maxParallelAttempts: 2 } },
+  });
+  // A (sales only) rung by support's parallel ring (say A was a member of support when the Connect answered)
+  await event(ctx, 'CallSid=rv6&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=support&flow=agents');
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '40 seconds' WHERE call_sid = 'rv6'`);
+  await event(ctx, 'CallSid=rv6&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=support&flow=agents');
+  const { rows } = await ctx.db.pool.query(`SELECT outcome FROM agent_offers WHERE call_sid = 'rv6'`);
+  t.same(rows, [{ outcome: 'cancelled' }], 'rang 40 s of 60 and was cut short: not picked up, not missed');
+});
+
 t.test("an agent whose busy expired (its call's free lost) takes another call: busy on it from its start, and not offered", async (t) => {
   const ctx = await setup(t);
   await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
