@@ -708,21 +708,31 @@ t.test('parallel ringing: the legs Exotel ends when one agent answers are cancel
   t.match(await agent(ctx, D), { state: 'paused', today: { misses: 1 } });
 });
 
+/**
+ * A Connect of `agents` (sales: A, B, C) that rang A, B and C one after another, nobody answering
+ * (no re-fetch between them); `again()` is the Exotel flow going back to that Connect, which
+ * reports only the last number dialed and so is answered A and B again: a second leg of A's offer.
+ */
+async function rungAgain(t: Test, sid: string, sales: Record<string, unknown> = {}) {
+  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false }, ...sales } });
+  const connect = async (query: string) =>
+    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&CallSid=${sid}${query}` })).json().destination?.numbers;
+  const ev = (who: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
+  t.same(await connect(''), [A, B, C]);
+  for (const who of ['09811100001', '09811100002', '09811100003']) {
+    await ev(who, 'Status=busy&EventType=Dial');
+    await ev(who, 'Status=free&EventType=Terminal');
+  }
+  const again = async () =>
+    t.same(await connect('&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B], 'A and B offered again in the same call and flow');
+  return { ctx, ev, again };
+}
+
 t.test(
   'an agent offered again by the same flow in one call (the Exotel flow goes back to its Connect): busy on the second leg; its answer counts and starts the wrap-up',
   async (t) => {
-    const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false }, wrapUpSeconds: 60 } });
-    const connect = async (query: string) =>
-      (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
-    const ev = (who: string, rest: string) => event(ctx, `CallSid=lb1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
-    // no re-fetch: Exotel rings A, B, C one after another; nobody answers
-    t.same(await connect('CallSid=lb1'), [A, B, C]);
-    for (const who of ['09811100001', '09811100002', '09811100003']) {
-      await ev(who, 'Status=busy&EventType=Dial');
-      await ev(who, 'Status=free&EventType=Terminal');
-    }
-    // "If nobody answers" → a greeting → back to the same Connect applet, which reports only the last number dialed
-    t.same(await connect('CallSid=lb1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B], 'A and B offered again in the same call and flow');
+    const { ctx, ev, again } = await rungAgain(t, 'lb1', { wrapUpSeconds: 60 });
+    await again();
     await ev('09811100001', 'Status=busy&EventType=Dial');
     t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'lb1' } }, 'A is being rung: busy');
     await ev('09811100001', 'Status=busy&EventType=Answered');
@@ -805,16 +815,8 @@ t.test(
 );
 
 t.test('a second leg of one offer whose Terminal comes before its Dial: the agent is not left busy', async (t) => {
-  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false } } });
-  const connect = async (query: string) =>
-    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
-  const ev = (who: string, rest: string) => event(ctx, `CallSid=lb2&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
-  t.same(await connect('CallSid=lb2'), [A, B, C]);
-  for (const who of ['09811100001', '09811100002', '09811100003']) {
-    await ev(who, 'Status=busy&EventType=Dial');
-    await ev(who, 'Status=free&EventType=Terminal');
-  }
-  t.same(await connect('CallSid=lb2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B]);
+  const { ctx, ev, again } = await rungAgain(t, 'lb2');
+  await again();
   // A's second leg is declined at once; its Terminal arrives before its Dial
   await ev('09811100001', 'Status=free&EventType=Terminal');
   await ev('09811100001', 'Status=busy&EventType=Dial');
@@ -876,20 +878,12 @@ t.test('more orders of events: a late Ringing, an offer begun before the upgrade
 });
 
 t.test("a second leg answered whose Terminal arrives before its Answered: answered, the wrap-up from that leg's end", async (t) => {
-  const ctx = await setup(t, { sales: { connect: { fetchAfterAttempt: false }, wrapUpSeconds: 60 } });
-  const connect = async (query: string) =>
-    (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&${query}` })).json().destination?.numbers;
-  const ev = (who: string, rest: string) => event(ctx, `CallSid=sl1&DialWhomNumber=${who}&${rest}&group=sales&flow=agents`);
-  t.same(await connect('CallSid=sl1'), [A, B, C]);
-  for (const who of ['09811100001', '09811100002', '09811100003']) {
-    await ev(who, 'Status=busy&EventType=Dial');
-    await ev(who, 'Status=free&EventType=Terminal');
-  }
+  const { ctx, ev, again } = await rungAgain(t, 'sl1', { wrapUpSeconds: 60 });
   // the first legs ended two minutes ago (rang out, then a greeting, then back to the Connect)
   await ctx.db.pool.query(
     `UPDATE agent_offers SET offered_at = now() - interval '150 seconds', ended_at = now() - interval '120 seconds' WHERE call_sid = 'sl1'`,
   );
-  t.same(await connect('CallSid=sl1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), [A, B]);
+  await again();
   await ev('09811100001', 'Status=busy&EventType=Dial');
   await ev('09811100001', 'Status=free&EventType=Terminal');
   await ev('09811100001', 'Status=busy&EventType=Answered'); // answered and hung up at once: its Answered late
