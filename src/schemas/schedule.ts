@@ -127,7 +127,9 @@ export const ScheduleSchema = Type.Composite([
     timezone: Type.String({ description: 'IANA timezone name' }),
     weekly: Type.Array(WeeklyWindowSchema),
     exceptions: Type.Array(ScheduleExceptionSchema),
-    override: Type.Union([ScheduleOverrideSchema, Type.Null()], { description: 'Set with PUT /admin/schedules/{slug}/override; null when none' }),
+    override: Type.Union([ScheduleOverrideSchema, Type.Null()], {
+      description: 'Set with PUT /admin/schedules/{slug}/override; null when none is in force (one whose `until` has passed is over)',
+    }),
   }),
   TimestampsSchema,
 ]);

@@ -31,13 +31,19 @@ export function toOverride(row: OverrideColumns): ScheduleOverride | null {
   return { open: row.overrideOpen, reason: row.overrideReason ?? '', until: row.overrideUntil, setAt: row.overrideSetAt ?? new Date(0) };
 }
 
-function toSchedule(row: Row): Schedule {
+/** The override in force at `now`: one whose `until` has passed decides nothing and is shown as none (its row is kept). */
+function overrideInForce(row: OverrideColumns, now: Date): ScheduleOverride | null {
+  const o = toOverride(row);
+  return o && (row.overrideUntil === null || row.overrideUntil > now) ? o : null;
+}
+
+function toSchedule(row: Row, now = new Date()): Schedule {
   const { overrideOpen: _o, overrideReason: _r, overrideUntil: _u, overrideSetAt: _s, ...rest } = row;
   return {
     ...rest,
     weekly: row.weekly as WeeklyWindow[],
     exceptions: row.exceptions as ScheduleException[],
-    override: toOverride(row),
+    override: overrideInForce(row, now),
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -54,7 +60,7 @@ function checkExceptions(exceptions: ScheduleException[]): ScheduleException[] {
 }
 
 export async function listSchedules(prisma: PrismaClient): Promise<Schedule[]> {
-  return (await prisma.schedule.findMany({ select, orderBy: { slug: 'asc' } })).map(toSchedule);
+  return (await prisma.schedule.findMany({ select, orderBy: { slug: 'asc' } })).map((row) => toSchedule(row));
 }
 
 export async function getSchedule(prisma: PrismaClient, slug: string): Promise<Schedule> {
@@ -122,7 +128,7 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
     if (!found) throw new NotFoundError(ENTITY, slug);
     // Changing an override in force that keeps it open (or closed), e.g. a later `until`: it is the
     // same override, in force since it was first set (it decides from setAt).
-    const prior = toSchedule(found).override;
+    const prior = toSchedule(found, now).override;
     const continued = prior?.open === input.open && overrideAt({ override: prior }, now.getTime()) !== null;
     const setAt = continued && prior ? new Date(prior.setAt) : now;
     const after = toSchedule(
@@ -131,13 +137,14 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
         data: { overrideOpen: input.open, overrideReason: input.reason, overrideUntil: until, overrideSetAt: setAt },
         select,
       }),
+      now,
     );
-    await recordChange(tx, actor, 'set-override', ENTITY, slug, toSchedule(found).override, after.override);
+    await recordChange(tx, actor, 'set-override', ENTITY, slug, prior, after.override);
     return after;
   });
 }
 
-/** Removes the override (the windows and exceptions decide again); 404 when there is none. */
+/** Removes the override (the windows and exceptions decide again); 404 when none is in force. */
 export async function deleteScheduleOverride(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
   await prisma.$transaction(async (tx) => {
     const found = await tx.schedule.findUnique({ where: { slug }, select });

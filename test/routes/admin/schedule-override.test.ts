@@ -77,6 +77,20 @@ t.test('an emergency close: status, the passthru (branch B) and its trace say "o
   ]);
 });
 
+t.test('an override whose until has passed is over: the schedule shows none, status follows the windows, DELETE is 404', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await override(ctx, { open: false, reason: 'storm', until: new Date(Date.now() + 3_600_000).toISOString() })).statusCode, 200);
+  await ctx.db.pool.query(`UPDATE schedules SET override_until = now() - interval '1 minute' WHERE slug = 'support'`); // an hour later
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json(), { override: null }, 'shown as none');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules' })).json(), [{ slug: 'support', override: null }]);
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), { open: true, reason: /^weekly window/ });
+  t.equal((await ctx.admin({ method: 'DELETE', url: '/admin/schedules/support/override' })).statusCode, 404, 'none in force to delete');
+  const again = await override(ctx, { open: false, reason: 'storm again' });
+  t.match(again.json(), { override: { open: false, reason: 'storm again', until: null } });
+  const audit = (await ctx.admin({ method: 'GET', url: '/admin/audit?entity=schedule&entityId=support' })).json().items;
+  t.match(audit[0], { action: 'set-override', before: null, after: { reason: 'storm again' } }, 'set anew: nothing was in force before');
+});
+
 t.test('override input: until in the past or unparseable is a 400 naming body/until; reason required; unknown schedule 404', async (t) => {
   const ctx = await setup(t);
   const past = await override(ctx, { open: false, reason: 'x', until: '2020-01-01T00:00:00Z' });
