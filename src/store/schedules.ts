@@ -31,19 +31,14 @@ export function toOverride(row: OverrideColumns): ScheduleOverride | null {
   return { open: row.overrideOpen, reason: row.overrideReason ?? '', until: row.overrideUntil, setAt: row.overrideSetAt ?? new Date(0) };
 }
 
-/** The override in force at `now`: one whose `until` has passed decides nothing and is shown as none (its row is kept). */
-function overrideInForce(row: OverrideColumns, now: Date): ScheduleOverride | null {
-  const o = toOverride(row);
-  return o && (row.overrideUntil === null || row.overrideUntil > now) ? o : null;
-}
-
+/** A schedule as the API shows it: an override whose `until` has passed decides nothing and is shown as none (its row is kept). */
 function toSchedule(row: Row, now = new Date()): Schedule {
   const { overrideOpen: _o, overrideReason: _r, overrideUntil: _u, overrideSetAt: _s, ...rest } = row;
   return {
     ...rest,
     weekly: row.weekly as WeeklyWindow[],
     exceptions: row.exceptions as ScheduleException[],
-    override: overrideInForce(row, now),
+    override: overrideAt({ override: toOverride(row) }, now.getTime()),
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -129,7 +124,7 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
     // Changing an override in force that keeps it open (or closed), e.g. a later `until`: it is the
     // same override, in force since it was first set (it decides from setAt).
     const prior = toSchedule(found, now).override;
-    const continued = prior?.open === input.open && overrideAt({ override: prior }, now.getTime()) !== null;
+    const continued = prior?.open === input.open;
     const setAt = continued && prior ? new Date(prior.setAt) : now;
     const after = toSchedule(
       await tx.schedule.update({
