@@ -164,27 +164,60 @@ $$;
 -- itself}, or NULL when how the offer ended was already known (nothing written but, for an answered
 -- call whose end no event reported yet, that end and its wrap-up: once, and the answer is not
 -- counted again).
+--   p_by: who tells: 're-fetch' (its DialCallStatus), 'answered' (an Answered event), or 'guess' (a
+-- dial event's end without Answered: the outcome guessed from how long the leg lasted). A
+-- re-fetch's status is Exotel's own word: it replaces a guess that differs, whichever came first.
+-- What the guess did is undone (a pause its miss started is lifted, a wrap-up its answer started
+-- is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
+-- leg's end. The offer's answers and misses (the admin API) are then exact; the metrics' counters
+-- cannot take the guess back and add the correction.
 --
 -- Concurrency: the caller holds the agent's advisory lock (the file's header), so misses of one
 -- agent in two calls at once are counted one after the other; the second count, a fresh snapshot
 -- taken after the lock, sees the first's offer.
 CREATE OR REPLACE FUNCTION dial_offer_ended(
     p_call_sid TEXT, p_agent TEXT, p_flow TEXT, p_group TEXT, p_outcome TEXT, p_ended BOOLEAN, p_at TIMESTAMPTZ,
-    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT
+    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_by TEXT
 ) RETURNS JSONB
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v_missed INT;
     v_new    BOOLEAN;
+    v_was    TEXT;
+    v_offered_at TIMESTAMPTZ;
+    v_end    TIMESTAMPTZ := p_at;
 BEGIN
-    INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, outcome, ended_at)
-    VALUES (p_call_sid, p_agent, p_flow, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END)
+    INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, outcome, ended_at, outcome_guessed)
+    VALUES (p_call_sid, p_agent, p_flow, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END, p_by = 'guess')
     ON CONFLICT (call_sid, number, flow_slug) DO UPDATE
-       SET outcome = EXCLUDED.outcome, ended_at = EXCLUDED.ended_at, group_slug = COALESCE(o.group_slug, EXCLUDED.group_slug)
+       SET outcome = EXCLUDED.outcome, ended_at = EXCLUDED.ended_at, group_slug = COALESCE(o.group_slug, EXCLUDED.group_slug),
+           outcome_guessed = EXCLUDED.outcome_guessed
      WHERE o.outcome IS NULL
     RETURNING (xmax = 0) INTO v_new;
-    IF NOT FOUND THEN
+    IF NOT FOUND AND p_by = 're-fetch' THEN
+        -- A guess that Exotel's word contradicts (p_by, above): corrected, and what it did undone.
+        SELECT o.outcome, o.offered_at, o.ended_at INTO v_was, v_offered_at, v_end FROM agent_offers o
+         WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.outcome_guessed
+           FOR UPDATE;
+        IF FOUND THEN
+            UPDATE agent_offers SET outcome = p_outcome, outcome_guessed = false
+             WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow;
+            IF v_was = p_outcome THEN
+                -- guessed right: counted already
+                RETURN NULL;
+            END IF;
+            v_end := COALESCE(v_end, p_at);
+            UPDATE agent_states
+               SET paused_until = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_until END,
+                   paused_reason = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_reason END,
+                   wrap_up_until = CASE WHEN v_was = 'answered' AND wrap_up_until = v_end + make_interval(secs => p_wrap_up_seconds) THEN NULL ELSE wrap_up_until END,
+                   updated_at = p_at
+             WHERE number = p_agent;
+            v_new := false;
+        END IF;
+    END IF;
+    IF v_new IS NULL THEN
         -- A re-fetch reporting `completed` after an Answered event: the call is over, wrap-up starts
         -- now (a later free or Terminal event finds it ended and does nothing).
         IF p_ended AND p_outcome = 'answered' THEN
@@ -199,7 +232,7 @@ BEGIN
     IF p_outcome = 'answered' THEN
         IF p_ended AND p_wrap_up_seconds > 0 THEN
             INSERT INTO agent_states AS s (number, wrap_up_until, updated_at)
-            VALUES (p_agent, p_at + make_interval(secs => p_wrap_up_seconds), p_at)
+            VALUES (p_agent, v_end + make_interval(secs => p_wrap_up_seconds), p_at)
             ON CONFLICT (number) DO UPDATE
                SET wrap_up_until = EXCLUDED.wrap_up_until, paused_until = NULL, paused_reason = NULL, updated_at = p_at;
         ELSE
@@ -346,7 +379,7 @@ BEGIN
             v_reported := jsonb_build_object('agent', more.reported_agent, 'group', v_group)
                 || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, v_group,
                        CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
-                       v_wrap_up, v_max_missed, v_pause);
+                       v_wrap_up, v_max_missed, v_pause, 're-fetch');
         END IF;
     END IF;
 
@@ -696,7 +729,7 @@ BEGIN
     END IF;
     IF p_answered AND v_stale THEN
         -- Answered after its leg's end (events out of order, above): answered after all.
-        UPDATE agent_offers SET outcome = 'answered'
+        UPDATE agent_offers SET outcome = 'answered', outcome_guessed = false
          WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow AND outcome IS DISTINCT FROM 'answered'
         RETURNING offered_at, ended_at INTO v_offered_at, v_ended_at;
         IF FOUND THEN
@@ -709,7 +742,7 @@ BEGIN
             v_ended := '{"outcome": "answered"}';
         END IF;
     ELSIF p_answered THEN
-        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+        v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group, 'answered', false, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds, 'answered');
         IF v_ended IS NULL AND p_flow IS NOT NULL THEN
             -- How the offer ended was known: a later leg of it (the agent rung again in the call) is
             -- answered. The offer is answered and on the call again, so that its end starts the
@@ -720,7 +753,7 @@ BEGIN
                AND (o.outcome IS DISTINCT FROM 'answered' OR (o.ended_at IS NOT NULL AND o.end_events > 0))
                FOR UPDATE;
             IF FOUND THEN
-                UPDATE agent_offers SET outcome = 'answered', ended_at = NULL WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
+                UPDATE agent_offers SET outcome = 'answered', outcome_guessed = false, ended_at = NULL WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
                 UPDATE agent_states SET paused_until = NULL, paused_reason = NULL, updated_at = p_at WHERE number = p_agent AND paused_until IS NOT NULL;
                 IF v_was IS DISTINCT FROM 'answered' THEN
                     v_ended := '{"outcome": "answered"}';
@@ -749,7 +782,7 @@ BEGIN
                 CASE WHEN p_at - v_offered_at > make_interval(secs => p_ring_seconds) THEN 'answered'
                      WHEN p_at - v_offered_at < make_interval(secs => p_early_seconds) THEN 'cancelled'
                      ELSE 'no-answer' END,
-                true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds);
+                true, p_at, p_wrap_up_seconds, p_max_missed, p_pause_seconds, 'guess');
         ELSIF NOT v_found AND p_flow IS NOT NULL THEN
             -- the end came before the start (events out of order, above): an ended offer, how not known
             INSERT INTO agent_offers (call_sid, number, flow_slug, group_slug, offered_at, ended_at, end_events)

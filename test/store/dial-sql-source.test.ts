@@ -80,7 +80,7 @@ t.test('a freshly migrated database holds the dial functions and their type as t
       'function dial_group_rr_sequence()',
       'function dial_offer(dial_request,dial_extra,boolean)',
       'function dial_offer_batch(json)',
-      'function dial_offer_ended(text,text,text,text,text,boolean,timestamp with time zone,integer,integer,integer)',
+      'function dial_offer_ended(text,text,text,text,text,boolean,timestamp with time zone,integer,integer,integer,text)',
       'function dial_offers(json)',
       'type dial_batch_item',
       'type dial_batch_request',

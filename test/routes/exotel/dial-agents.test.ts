@@ -708,6 +708,107 @@ t.test('parallel ringing: the legs Exotel ends when one agent answers are cancel
   t.match(await agent(ctx, D), { state: 'paused', today: { misses: 1 } });
 });
 
+/** A Connect of `agents` offering A in call `sid`; its leg's Dial and Terminal events (no Answered); and the re-fetch reporting A's attempt. */
+function guessThenReport(ctx: TestApp, sid: string) {
+  const connect = (query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&CallSid=${sid}${query}` });
+  return {
+    offer: () => connect(''),
+    events: async () => {
+      await event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents`);
+      await event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales&flow=agents`);
+    },
+    refetch: (status: string) => connect(`&DialCallStatus=${status}&DialWhomNumber=09811100001`),
+  };
+}
+const outcomeOf = async (ctx: TestApp, sid: string, number = A) =>
+  (await ctx.db.pool.query('SELECT outcome FROM agent_offers WHERE call_sid = $1 AND number = $2', [sid, number])).rows.map((r) => r.outcome);
+
+t.test("a re-fetch's DialCallStatus replaces the outcome a dial event guessed, whichever comes first: a failed attempt is no miss", async (t) => {
+  for (const order of ['events first', 're-fetch first']) {
+    const ctx = await setup(t, { sales: { maxMissedOffers: 1, missedPauseSeconds: 600 } });
+    const call = guessThenReport(ctx, 'gf1');
+    await call.offer();
+    if (order === 'events first') {
+      await call.events();
+      t.match(await agent(ctx, A), { state: 'paused', today: { misses: 1 } }, 'the events alone: a leg ended within the ringing time, taken for a miss');
+      await call.refetch('failed');
+    } else {
+      await call.refetch('failed');
+      await call.events();
+    }
+    t.same(await outcomeOf(ctx, 'gf1'), ['failed'], `${order}: Exotel's status`);
+    t.match(
+      await agent(ctx, A),
+      { state: 'available', paused: null, missedOffers: 0, today: { offers: 1, answers: 0, misses: 0 } },
+      `${order}: no miss, not paused`,
+    );
+    t.equal(await dialWhom(ctx, 'CallSid=gf2'), `${A},${B},${C}`, `${order}: A is offered`);
+  }
+});
+
+t.test("a re-fetch's status over a guess: a parallel leg taken for cut short that Exotel reports no-answer is a miss", async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'parallel', maxMissedOffers: 1, connect: { maxRingingDuration: 20 } } });
+  const call = guessThenReport(ctx, 'gp1');
+  await call.offer();
+  await call.events();
+  t.same(await outcomeOf(ctx, 'gp1'), ['cancelled'], 'the events alone: cut short');
+  await call.refetch('no-answer');
+  t.same(await outcomeOf(ctx, 'gp1'), ['no-answer']);
+  t.match(await agent(ctx, A), { state: 'paused', missedOffers: 0, today: { offers: 1, misses: 1 } }, 'a miss: paused (maxMissedOffers 1)');
+  t.match((await ctx.app.inject({ method: 'GET', url: '/metrics' })).body, /exoroute_agent_misses_total\{group="sales"\} 1\n/);
+});
+
+t.test(
+  "a re-fetch's status over a guess: a leg taken for answered (longer than the ringing time) that was not loses its wrap-up and counts a miss",
+  async (t) => {
+    const ctx = await setup(t, { sales: { wrapUpSeconds: 120 } });
+    const call = guessThenReport(ctx, 'ga1');
+    await call.offer();
+    await event(ctx, 'CallSid=ga1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents');
+    await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '3 minutes' WHERE call_sid = 'ga1'`);
+    await event(ctx, 'CallSid=ga1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales&flow=agents');
+    t.match(await agent(ctx, A), { state: 'wrapping_up', today: { answers: 1 } }, 'the events alone: answered');
+    await call.refetch('no-answer');
+    t.same(await outcomeOf(ctx, 'ga1'), ['no-answer']);
+    t.match(await agent(ctx, A), { state: 'available', wrapUpUntil: null, today: { offers: 1, answers: 0, misses: 1 } }, 'no wrap-up, a miss');
+    t.equal(await dialWhom(ctx, 'CallSid=ga2'), `${A},${B},${C}`);
+  },
+);
+
+t.test(
+  "a re-fetch's status over a guess: completed after a leg taken for a miss lifts the pause it started; the wrap-up runs from the leg's end",
+  async (t) => {
+    const ctx = await setup(t, { sales: { wrapUpSeconds: 30, maxMissedOffers: 1, missedPauseSeconds: 600 } });
+    const call = guessThenReport(ctx, 'gc1');
+    await call.offer();
+    await call.events();
+    t.match(await agent(ctx, A), { state: 'paused' });
+    await ctx.db.pool.query(`UPDATE agent_offers SET ended_at = now() - interval '20 seconds' WHERE call_sid = 'gc1'`);
+    await ctx.db.pool.query(`UPDATE agent_states SET misses_since = now() - interval '20 seconds' WHERE number = $1`, [A]);
+    await call.refetch('completed');
+    t.same(await outcomeOf(ctx, 'gc1'), ['answered']);
+    const a = await agent(ctx, A);
+    t.match(a, { state: 'wrapping_up', paused: null, today: { offers: 1, answers: 1, misses: 0 } });
+    const left = Date.parse(a.wrapUpUntil) - Date.now();
+    t.ok(left > 5_000 && left < 15_000, `wrap-up from the leg's end, 20 s ago: ${left} ms left of 30 s`);
+  },
+);
+
+t.test("a re-fetch confirming a guess counts nothing again, and Exotel's word then stands", async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
+  const call = guessThenReport(ctx, 'gs1');
+  await call.offer();
+  await call.events();
+  await call.refetch('no-answer');
+  t.same(await outcomeOf(ctx, 'gs1'), ['no-answer']);
+  t.match(await agent(ctx, A), { state: 'available', missedOffers: 1, today: { offers: 1, misses: 1 } });
+  t.match((await ctx.app.inject({ method: 'GET', url: '/metrics' })).body, /exoroute_agent_misses_total\{group="sales"\} 1\n/, 'one miss');
+  // a poll of the attempt with another status (not seen from Exotel) no longer replaces it
+  await call.refetch('failed');
+  t.same(await outcomeOf(ctx, 'gs1'), ['no-answer'], 'as the re-fetch reported it');
+  t.match(await agent(ctx, A), { missedOffers: 1, today: { misses: 1 } });
+});
+
 /**
  * A Connect of `agents` (sales: A, B, C) that rang A, B and C one after another, nobody answering
  * (no re-fetch between them); `again()` is the Exotel flow going back to that Connect, which
