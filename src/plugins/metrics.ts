@@ -135,7 +135,8 @@ export default fp(
     });
     new Gauge({
       name: 'exoroute_rules_listener_up',
-      help: '1 while the LISTEN connection that announces rules changes is healthy, else 0.',
+      // The name predates failed reloads counting too: kept, dashboards and alerts use it.
+      help: '1 while this instance follows rules changes (the LISTEN connection that announces them is up, the last reload worked), else 0.',
       registers,
       collect() {
         this.set(rules.lastError === null ? 1 : 0);

@@ -50,6 +50,10 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);
       }
+      // Only missing rules make the instance unready. Stale ones (reloads failing, LISTEN down:
+      // rules.lastError) do not: they come from the database, so every instance would go unready
+      // at once and no call would get an answer, where old rules still route calls. They show in
+      // the exoroute_rules_listener_up metric and the log, and the instance keeps retrying.
       if (!app.rules.current) reasons.push(app.rules.lastError ?? 'routing rules not loaded yet');
       const spooled = app.cdrWriter.spoolDepth;
       if (spooled > 0) reasons.push(`${spooled} CDRs in the local spool, waiting for Postgres`);

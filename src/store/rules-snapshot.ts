@@ -89,6 +89,8 @@ const scopeOf = (payload: string | undefined): Scope => (payload?.startsWith('ag
  * Keeps the current snapshot: loads it at start and again whenever an admin write commits
  * (Postgres NOTIFY on RULES_CHANNEL, so every instance follows). A lost LISTEN connection is
  * re-established with backoff and followed by a reload, since notifications sent meanwhile are lost.
+ * A load that fails (pool exhausted, a brief database error) is retried with backoff too: the
+ * NOTIFY that asked for it will not come again.
  */
 export class RulesCache {
   private snapshot: RulesSnapshot | null = null;
@@ -98,10 +100,16 @@ export class RulesCache {
   /** What to load next: set by requests, taken by the loop in reload(). */
   private pending: Scope | null = null;
   private stopped = false;
+  /** Reconnecting the LISTEN connection. */
   private retryTimer: NodeJS.Timeout | null = null;
   private backoffMs = 100;
+  /** Retrying a failed load; apart from the reconnect, which reloads everything by itself. */
+  private reloadTimer: NodeJS.Timeout | null = null;
+  private reloadBackoffMs = 100;
   /** Set while the LISTEN connection is down; cleared when it is back. */
-  lastError: string | null = null;
+  private listenError: string | null = null;
+  /** Set while loads fail (the snapshot is stale, or missing); cleared by the next one that works. */
+  private reloadError: string | null = null;
 
   constructor(
     private readonly db: Database,
@@ -114,14 +122,23 @@ export class RulesCache {
   }
 
   /**
+   * Why this instance may not be following rules changes now (loads failing, or the LISTEN
+   * connection down), else null. Read by /readyz and the `exoroute_rules_listener_up` metric. Two
+   * fields, so that a load that works does not hide a LISTEN connection still down, nor the other way.
+   */
+  get lastError(): string | null {
+    return this.reloadError ?? this.listenError;
+  }
+
+  /**
    * Loads the first snapshot and starts listening. Never throws: when the database is not there
-   * yet, the LISTEN loop keeps retrying and loads the snapshot once it connects.
+   * yet, the load and the LISTEN connection are retried with backoff until it is.
    */
   async start(): Promise<void> {
     try {
       await this.reload();
     } catch (err) {
-      this.lastError = `rules not loaded: ${(err as Error).message}`;
+      // reload() has set reloadError and scheduled a retry.
       this.log.error({ err }, 'loading routing rules failed; retrying');
     }
     await this.listen();
@@ -141,10 +158,25 @@ export class RulesCache {
           const base = this.snapshot;
           const partial = this.pending === 'availability' && base !== null;
           this.pending = null;
-          const next = partial
-            ? { ...base, version: ++this.version, loadedAt: new Date(), availability: await loadAvailability(this.db.pool) }
-            : await loadSnapshot(this.db, ++this.version);
+          let next: RulesSnapshot;
+          try {
+            next = partial
+              ? { ...base, version: ++this.version, loadedAt: new Date(), availability: await loadAvailability(this.db.pool) }
+              : await loadSnapshot(this.db, ++this.version);
+          } catch (err) {
+            // Keep what was wanted, or this instance decides on old rules until some other change
+            // is announced. As a full reload: simplest, and right whatever the failed load was.
+            this.pending = 'all';
+            // err.message only: pg's messages name host and port at most, never the connection string.
+            this.reloadError = `${this.snapshot ? 'rules reload failed' : 'rules not loaded'}: ${(err as Error).message}`;
+            this.scheduleReloadRetry();
+            throw err;
+          }
           this.snapshot = next;
+          this.reloadError = null;
+          this.reloadBackoffMs = 100;
+          if (this.reloadTimer) clearTimeout(this.reloadTimer);
+          this.reloadTimer = null;
           this.log.debug({ version: next.version, flows: next.flows.size, partial }, 'rules snapshot loaded');
         } while (this.pending !== null && !this.stopped);
       } finally {
@@ -164,7 +196,7 @@ export class RulesCache {
       client.on('error', () => {});
       void client.end().catch(() => {});
       if (this.stopped) return;
-      this.lastError = err?.message ?? 'LISTEN connection ended';
+      this.listenError = err?.message ?? 'LISTEN connection ended';
       this.log.warn({ err }, 'rules LISTEN connection lost; reconnecting');
       this.scheduleReconnect();
     };
@@ -181,9 +213,9 @@ export class RulesCache {
       lost(err as Error);
       return;
     }
-    if (this.lastError) {
+    if (this.listenError) {
       // Changes committed while we were not listening were not announced to us.
-      this.lastError = null;
+      this.listenError = null;
       this.backoffMs = 100;
       await this.reload().catch((err) => this.log.error({ err }, 'rules reload after reconnect failed'));
       this.log.info('rules LISTEN connection restored');
@@ -201,9 +233,22 @@ export class RulesCache {
     this.retryTimer.unref();
   }
 
+  /** Loads what a failed load left pending, after 100 ms, doubling up to 5 s while loads keep failing. */
+  private scheduleReloadRetry(): void {
+    if (this.stopped || this.reloadTimer) return;
+    const delay = this.reloadBackoffMs;
+    this.reloadBackoffMs = Math.min(this.reloadBackoffMs * 2, 5000);
+    this.reloadTimer = setTimeout(() => {
+      this.reloadTimer = null;
+      this.reload().catch((err) => this.log.error({ err }, 'rules reload retry failed'));
+    }, delay);
+    this.reloadTimer.unref();
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.reloadTimer) clearTimeout(this.reloadTimer);
     const client = this.listener;
     this.listener = null;
     if (client) {

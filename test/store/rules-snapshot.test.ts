@@ -205,3 +205,98 @@ t.test('start() does not throw when the database is unreachable; the snapshot st
   t.equal(cache.current, null);
   t.match(cache.lastError, /./);
 });
+
+t.test('a reload that fails is retried until it works: the change it was for is not lost, and the stale spell shows', async (t) => {
+  const { app, db, admin } = await buildTestApp(t);
+  const agent = '+919811100001';
+  t.equal(
+    (
+      await admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }, { number: '09811100002' }] },
+      })
+    ).statusCode,
+    201,
+  );
+  t.equal(
+    (
+      await admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: { slug: 'hot', name: 'hot', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919811100009'] } },
+      })
+    ).statusCode,
+    201,
+  );
+  t.ok(await until(() => app.rules.current?.flows.has('hot') === true), 'the flow is in the snapshot');
+  const listenerUp = async () => (await app.metrics.registry.getSingleMetric('exoroute_rules_listener_up')!.get()).values[0]!.value;
+  t.equal(await listenerUp(), 1);
+
+  // Every load fails while the table is missing (a stand-in for a pool exhausted beyond its
+  // connection timeout, or a brief database error); meanwhile the agent is sent away and it is
+  // announced, once, as the admin API would.
+  await db.pool.query('ALTER TABLE agent_availability RENAME TO agent_availability_gone');
+  await db.pool.query(`INSERT INTO agent_availability_gone (number, status, reason, set_by, set_at) VALUES ($1, 'away', 'lunch', 'test', now())`, [agent]);
+  await db.pool.query('SELECT pg_notify($1, $2)', [RULES_CHANNEL, `agent:${agent}`]);
+  t.ok(await until(() => app.rules.lastError !== null), 'the failed reload is visible');
+  t.match(app.rules.lastError, /^rules reload failed: relation "agent_availability" does not exist/);
+  t.equal(await listenerUp(), 0, 'exoroute_rules_listener_up says this instance does not follow changes');
+  const ready = await app.inject({ method: 'GET', url: '/readyz' });
+  t.same({ status: ready.statusCode, body: ready.json() }, { status: 200, body: { status: 'ready', reasons: [] } }, 'old rules still answer calls: ready');
+  t.equal(app.rules.current?.availability.get(agent), undefined, 'the snapshot is stale');
+
+  // The database is fine again; no other change is announced.
+  await db.pool.query('ALTER TABLE agent_availability_gone RENAME TO agent_availability');
+  t.ok(await until(() => app.rules.current?.availability.get(agent)?.status === 'away', 3000), 'the retry loaded the change');
+  t.equal(app.rules.lastError, null, 'and cleared the error');
+  t.equal(await listenerUp(), 1);
+  const dw = await app.inject({ method: 'GET', url: '/exotel/dial-whom/hot?CallSid=c1' });
+  t.equal(dw.body, '+919811100002', 'the away agent is not offered');
+});
+
+t.test('the LISTEN connection and failing reloads keep their own error: one recovering does not hide the other', async (t) => {
+  const db = await migratedDatabase(t);
+  const cache = new RulesCache(db, quietLog);
+  t.teardown(() => cache.stop());
+  await cache.start();
+  // ALLOW_CONNECTIONS cannot be changed from inside the database itself.
+  const server = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL ?? process.env.DATABASE_URL });
+  await server.connect();
+  t.teardown(() => server.end());
+  const name = new URL(db.url).pathname.slice(1);
+  const allowConnections = (yes: boolean) => server.query(`ALTER DATABASE "${name}" ALLOW_CONNECTIONS ${yes}`);
+  const listeners = async () =>
+    (await db.pool.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()`)).rows.map(
+      (r) => r.pid,
+    );
+  const killListener = () =>
+    db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query ILIKE 'LISTEN%' AND datname = current_database()`);
+
+  // The LISTEN connection cannot come back (no new connections); the pool keeps its idle one.
+  await allowConnections(false);
+  await killListener();
+  t.ok(await until(() => cache.lastError !== null), 'the lost LISTEN connection is visible');
+  await cache.reload();
+  t.not(cache.lastError, null, 'a reload that works leaves it');
+  t.notMatch(cache.lastError, /rules/);
+  await allowConnections(true);
+  t.ok(await until(() => cache.lastError === null, 8000), 'cleared once listening again');
+
+  // Loads fail; the LISTEN connection is lost and comes back meanwhile.
+  await db.pool.query('ALTER TABLE flows RENAME TO flows_gone');
+  await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:a')`);
+  t.ok(await until(() => cache.lastError !== null), 'the failed reload is visible');
+  const [lost] = await listeners();
+  await killListener();
+  let back = false;
+  for (let i = 0; i < 250 && !back; i++) {
+    const now = await listeners();
+    back = now.length === 1 && now[0] !== lost;
+    if (!back) await new Promise((r) => setTimeout(r, 20));
+  }
+  t.ok(back, 'listening again, on a new connection');
+  t.match(cache.lastError, /^rules reload failed: relation "flows" does not exist/, 'the reload error stays');
+  await db.pool.query('ALTER TABLE flows_gone RENAME TO flows');
+  t.ok(await until(() => cache.lastError === null), 'cleared by the retry that works');
+});
