@@ -29,8 +29,9 @@ const doc = parse(await renderOpenApiYaml()) as {
 };
 const ops = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({ path, method: method.toUpperCase(), op })));
 
-// As the app's own Ajv (src/app.ts): every format it knows, the IANA timezone one included.
-const ajv = new Ajv({ strict: false, allErrors: true, coerceTypes: 'array' });
+// As the app's own Ajv for request bodies (src/plugins/validation.ts): every format it knows, the
+// IANA timezone one included, and no type coercion (an example must have its values' types as sent).
+const ajv = new Ajv({ strict: false, allErrors: true });
 addFormats.default(ajv);
 ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) });
 

@@ -1,5 +1,6 @@
 import type { FastifyServerOptions } from 'fastify';
 import type { ErrorObject } from 'ajv';
+import { AjvCompiler, type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import { IANAZone } from 'luxon';
 import { whatToFix } from '../schemas/what-to-fix.js';
 
@@ -44,9 +45,28 @@ function readableDateTime(ajv: Ajv): void {
 }
 
 /**
+ * A query string, path parameters and headers are text, so they are coerced to the schema's types
+ * (`?limit=10` is the number 10); a JSON body is checked with its types as sent, so `"open": null`,
+ * `"until": ""` or `"false"` for a boolean is a 400 naming the field, not converted to false, null
+ * or false. Both compilers are built as Fastify builds its default one, from the `ajv` options below
+ * (plugins and onCreate included); only `coerceTypes` differs. With a compiler of its own, Fastify
+ * passes a `headers` schema as written, not lower-cased: name headers in lower case there.
+ */
+const buildValidator: BuildCompilerFromPool = (externalSchemas, options) => {
+  // Fastify's own compiler (@fastify/ajv-compiler), which it would otherwise build once per instance.
+  const fromPool = AjvCompiler();
+  const coercing = fromPool(externalSchemas, options);
+  const asSent = fromPool(externalSchemas, { ...options, customOptions: { ...options?.customOptions, coerceTypes: false } } as typeof options);
+  // Fastify calls a validator compiler with the route's definition, which ajv-compiler's types call a schema.
+  const compile = (route: { httpPart?: string }) => (route.httpPart === 'body' ? asSent : coercing)(route as never);
+  return compile as ReturnType<BuildCompilerFromPool>;
+};
+
+/**
  * The app's validator settings: unknown fields are rejected (400), never silently dropped; all
  * errors are collected so that the deepest one is named; `iana-timezone` checks schedule time zones,
- * and every `date-time` is one JavaScript can read.
+ * and every `date-time` is one JavaScript can read. Types are coerced in the query string, params
+ * and headers only, never in a body (`buildValidator`).
  */
 export const validationOptions = {
   ajv: {
@@ -54,5 +74,6 @@ export const validationOptions = {
     plugins: [(ajv: Ajv) => ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) })],
     onCreate: readableDateTime,
   },
+  schemaController: { compilersFactory: { buildValidator } },
   schemaErrorFormatter: (errors, dataVar) => new Error(describeSchemaError(errors as ErrorObject[], dataVar)),
-} satisfies Pick<FastifyServerOptions, 'ajv' | 'schemaErrorFormatter'>;
+} satisfies Pick<FastifyServerOptions, 'ajv' | 'schemaController' | 'schemaErrorFormatter'>;

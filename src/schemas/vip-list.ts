@@ -2,8 +2,10 @@ import { Type, type Static } from '@sinclair/typebox';
 import { NullableInstantSchema, NumericCursorSchema, PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
 
 /**
- * `string | null` as one JSON type list, not an `anyOf`: with Ajv's `coerceTypes` an `anyOf` tries the
- * string branch first and turns `null` into `""` before the null branch is reached.
+ * `string | null` as one JSON type list, not an `anyOf`. Chosen when bodies were validated with Ajv's
+ * `coerceTypes`, under which an `anyOf` tried the string branch first and turned `null` into `""`;
+ * bodies are now taken as sent (src/plugins/validation.ts), so either would do, and the type list
+ * keeps its error naming both types (`must be string,null`).
  */
 const NullableString = (opts: { maxLength: number; format?: string; description?: string }) =>
   Type.Unsafe<string | null>({ type: ['string', 'null'], ...opts });

@@ -231,6 +231,23 @@ t.test('PUT availability refuses: until in the past or unparseable (400 naming b
   t.equal(denied.statusCode, 403, 'a viewer key may not change it');
 });
 
+t.test('PUT availability takes its body as sent: a number for reason, a list for status, null for until are a 400 naming the field', async (t) => {
+  const ctx = await setup(t);
+  const put = (payload: unknown) => ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`, payload });
+  const cases: Array<[unknown, RegExp]> = [
+    [{ status: 'away', reason: 5 }, /^body\/reason: must be string/],
+    [{ status: ['away'] }, /^body\/status: must be string/],
+    [{ status: 'away', until: null }, /^body\/until: must be string/],
+    [{ status: 'away', until: '' }, /^body\/until: must be an ISO 8601 instant with its offset/],
+  ];
+  for (const [payload, message] of cases) {
+    const res = await put(payload);
+    t.equal(res.statusCode, 400, JSON.stringify(payload));
+    t.match(res.json().message, message, JSON.stringify(payload));
+  }
+  t.equal((await ctx.db.pool.query('SELECT * FROM agent_availability')).rowCount, 0, 'nothing written: the agent is not away');
+});
+
 t.test("an away agent's until passes: available again without anyone setting it", async (t) => {
   const ctx = await setup(t);
   t.equal(

@@ -168,3 +168,32 @@ t.test('what to fix, spelled out', async (t) => {
     'an unknown field lists the known ones',
   );
 });
+
+t.test('a JSON body is taken with its types as sent: "false", "1" or 5 where another type is wanted is a 400 naming the field', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const group = { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09812345678' }] };
+  t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: group })).statusCode, 201);
+  const refused: Array<[string, string, unknown, RegExp]> = [
+    ['PATCH', '/admin/dial-groups/sales/members/09812345678', { active: 'false' }, /^body\/active: must be boolean/],
+    ['PATCH', '/admin/dial-groups/sales/members/09812345678', { priority: '1' }, /^body\/priority: must be integer/],
+    ['PATCH', '/admin/dial-groups/sales', { wrapUpSeconds: '10' }, /^body\/wrapUpSeconds: must be integer/],
+    ['PATCH', '/admin/dial-groups/sales', { connect: { record: 'false' } }, /^body\/connect\/record: must be boolean/],
+    ['POST', '/admin/dial-groups', { ...group, slug: 'other', members: [{ number: '09812345679', active: 1 }] }, /^body\/members\/0\/active: must be boolean/],
+    ['POST', '/admin/vip-lists', { slug: 'gold', name: 5 }, /^body\/name: must be string/],
+  ];
+  for (const [method, url, payload, message] of refused) {
+    const res = await admin({ method, url, payload });
+    t.equal(res.statusCode, 400, `${method} ${url} ${JSON.stringify(payload)}`);
+    t.match(res.json().message, message);
+  }
+  t.match(
+    (await admin({ method: 'GET', url: '/admin/dial-groups/sales' })).json(),
+    { members: [{ active: true, priority: 0 }], wrapUpSeconds: 0, connect: { record: false } },
+    'nothing was changed',
+  );
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 0, 'nothing was created');
+  // A query string is text: its numbers are still read as numbers.
+  const page = await admin({ method: 'GET', url: '/admin/audit?limit=1' });
+  t.equal(page.statusCode, 200);
+  t.equal(page.json().items.length, 1, 'limit=1 read as the number 1');
+});

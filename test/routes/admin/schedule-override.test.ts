@@ -122,6 +122,24 @@ t.test('override input: until in the past or unparseable is a 400 naming body/un
   );
 });
 
+t.test('override input is taken as sent: null or "false" for open and "" for until are a 400 naming the field, not converted', async (t) => {
+  const ctx = await setup(t);
+  const cases: Array<[unknown, RegExp]> = [
+    [{ open: null, reason: 'x' }, /^body\/open: must be boolean/],
+    [{ open: 'false', reason: 'x' }, /^body\/open: must be boolean/],
+    [{ open: 0, reason: 'x' }, /^body\/open: must be boolean/],
+    [{ open: false, reason: 'x', until: '' }, /^body\/until: must be an ISO 8601 instant with its offset/],
+    [{ open: false, reason: 42 }, /^body\/reason: must be string/],
+  ];
+  for (const [payload, message] of cases) {
+    const res = await override(ctx, payload);
+    t.equal(res.statusCode, 400, JSON.stringify(payload));
+    t.match(res.json().message, message, JSON.stringify(payload));
+  }
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json(), { override: null }, 'no override was set');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), { open: true }, 'the queue stays open');
+});
+
 t.test("two instances: an override set through one is obeyed by the other's callbacks", async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one);
