@@ -269,6 +269,9 @@ export function overrideAt(rules: Pick<ScheduleRules, 'override'>, ms: number): 
   return o.until === null || ms < instantMs(o.until) ? o : null;
 }
 
+/** `change` if it lies within the horizon of `at` (nextChangeAt's null: nothing flips within 366 days). */
+const withinHorizon = (change: number | null, at: number) => (change !== null && change <= at + HORIZON_MS ? change : null);
+
 const isoIn = (ms: number, zone: string) => DateTime.fromMillis(ms, { zone }).toISO({ suppressMilliseconds: true });
 
 /** `override: <reason> until <until>` when an override decides at `at`, else null (for traces). */
@@ -285,10 +288,12 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   if (override) {
     const reason = overrideReason(rules, at)!;
     if (override.until === null) return { open: override.open, reason, nextChangeAt: null };
-    // From `until` on, the windows and exceptions decide: a flip then, or at their next change.
-    const after = scheduleStatus({ ...rules, override: null }, new Date(instantMs(override.until)));
-    const nextChangeAt = after.open !== override.open ? isoIn(instantMs(override.until), rules.timezone) : after.nextChangeAt;
-    return { open: override.open, reason, nextChangeAt };
+    // From `until` on, the windows and exceptions decide: a flip then, or at their next change; null
+    // past the horizon, as without an override (`after` looks a horizon ahead of `until`, not of `at`).
+    const untilMs = instantMs(override.until);
+    const after = scheduleStatus({ ...rules, override: null }, new Date(untilMs));
+    const change = withinHorizon(after.open !== override.open ? untilMs : after.nextChangeAt === null ? null : Date.parse(after.nextChangeAt), ms);
+    return { open: override.open, reason, nextChangeAt: change === null ? null : isoIn(change, rules.timezone) };
   }
   const cal = new Calendar(rules, allExceptions(rules));
   const day = cal.dateOf(ms);
@@ -299,7 +304,7 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   if (setMs !== null && setMs > ms && (change === null || change >= setMs)) {
     // An override set after `at` (a look into the past): the windows decide until it was set, then it does.
     const then = scheduleStatus(rules, new Date(setMs));
-    change = then.open !== open ? setMs : then.nextChangeAt === null ? null : Date.parse(then.nextChangeAt);
+    change = withinHorizon(then.open !== open ? setMs : then.nextChangeAt === null ? null : Date.parse(then.nextChangeAt), ms);
   }
   return {
     open,

@@ -794,3 +794,23 @@ t.test('seen from before it was set, an override does not decide; the next chang
     'setAt is inclusive',
   );
 });
+
+t.test("an override's next change is null past the 366-day horizon of at, as the windows' is", async (t) => {
+  const setAt = new Date('2026-01-01T00:00:00Z');
+  const always = rules(every(ALL_DAYS, '00:00', '00:00'));
+  const at = '2026-01-05T10:00:00+05:30';
+  const twoYears = { ...always, override: { open: false, reason: 'office moves', until: new Date('2028-01-05T10:00:00+05:30'), setAt } };
+  check(t, twoYears, at, closed('override: office moves until 2028-01-05T10:00:00+05:30', null), 'it flips back open at until, two years ahead: null');
+  const inAYear = { ...always, override: { open: false, reason: 'office moves', until: new Date('2027-01-05T10:00:00+05:30'), setAt } };
+  check(t, inAYear, at, closed('override: office moves until 2027-01-05T10:00:00+05:30', '2027-01-05T10:00:00+05:30'), 'within the horizon: until');
+  // closed at until anyway; the exception that opens lies within a year of until, not of at
+  const late = {
+    ...rules([], [{ date: '2027-02-01', open: '09:00', close: '10:00' }]),
+    override: { open: false, reason: 'audit', until: new Date('2026-11-01T00:00:00+05:30'), setAt },
+  };
+  check(t, late, at, closed('override: audit until 2026-11-01T00:00:00+05:30', null), "the windows' next change after until, beyond a year of at: null");
+  check(t, { ...late, override: null }, at, closed('no weekly windows', null), 'as without the override');
+  // seen from more than a year before it was set: its start is beyond the horizon too
+  const setLater = { ...always, override: { open: false, reason: 'later', until: null, setAt: new Date('2027-03-01T00:00:00Z') } };
+  check(t, setLater, at, open('weekly window mon 00:00-00:00', null), 'an override set 14 months after at: null');
+});

@@ -140,6 +140,17 @@ t.test('override input is taken as sent: null or "false" for open and "" for unt
   t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), { open: true }, 'the queue stays open');
 });
 
+t.test('status: an override ending more than a year ahead has nextChangeAt null ("null if never within a year")', async (t) => {
+  const ctx = await setup(t);
+  const status = async () => (await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json();
+  const far = new Date(Date.now() + 2 * 365 * 86_400_000).toISOString();
+  t.equal((await override(ctx, { open: false, reason: 'office moves', until: far })).statusCode, 200);
+  t.match(await status(), { open: false, reason: /^override: office moves until /, nextChangeAt: null }, 'until is beyond the horizon');
+  const near = new Date(Date.now() + 300 * 86_400_000);
+  t.equal((await override(ctx, { open: false, reason: 'office moves', until: near.toISOString() })).statusCode, 200);
+  t.equal(Date.parse((await status()).nextChangeAt), near.getTime(), 'within it: until');
+});
+
 t.test("two instances: an override set through one is obeyed by the other's callbacks", async (t) => {
   const one = await setup(t);
   const two = await buildSecondInstance(t, one);
