@@ -180,8 +180,11 @@ export interface CdrWriterOptions {
 
 const MAX_REPLAY_BACKOFF_MS = 30_000;
 
-/** Postgres refused the values themselves (data exception, constraint): retrying will not help. */
-const isDataError = (err: unknown) => /^2[23]/.test(String((err as { code?: unknown }).code ?? ''));
+/**
+ * Postgres refused the values themselves (data exception, constraint, or a limit such as an index
+ * entry's size: classes 22, 23, 54): retrying will not help.
+ */
+const isDataError = (err: unknown) => /^(22|23|54)/.test(String((err as { code?: unknown }).code ?? ''));
 
 /**
  * Group commit for CDRs: callbacks hand their CDR to `write()` and wait; whatever arrives while

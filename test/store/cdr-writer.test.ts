@@ -483,6 +483,32 @@ t.test('a spooled row Postgres refuses for its data is set aside; the rest of th
   await writer.close();
 });
 
+/** Text no btree index entry takes: Postgres refuses it with SQLSTATE 54000 (program limit exceeded), whatever the column's type allows. */
+const tooLongToIndex = () => Array.from({ length: 2000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 0x5000))).join('');
+
+t.test('a CDR Postgres refuses for a limit (an index entry too large: 54000) does not hold back the spool or the CDRs batched with it', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, replayIntervalMs: 3_600_000 });
+  await writer.start();
+  const fates = await Promise.all([
+    writer.write(record({ callSid: 'ok-1' })),
+    writer.write(record({ callSid: tooLongToIndex() })),
+    writer.write(record({ callSid: 'ok-2' })),
+  ]);
+  t.same(fates, ['spooled', 'spooled', 'spooled'], 'the batch Postgres refused is spooled, as before');
+  await writer.replayNow();
+  t.equal(writer.spoolDepth, 0, 'the spool drains: the refused row is set aside, not retried forever');
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['ok-1', 'ok-2'],
+  );
+  const rejected = (await readFile(path.join(spool.dir, 'rejected.ndjson'), 'utf8')).trim().split('\n');
+  t.equal(rejected.length, 1);
+  t.match(JSON.parse(rejected[0]!).reason, /index row size/);
+  await writer.close();
+});
+
 t.test('while one batch waits on Postgres the next is inserted alongside, up to maxInFlight at once', async (t) => {
   const db = await migratedDatabase(t);
   const writer = new CdrWriter(db.pool, quietLog, { maxInFlight: 3 });

@@ -29,6 +29,28 @@ const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
 /** Part of the budget kept for the spool's fsync when the CDR commit runs late. */
 const SPOOL_RESERVE_MS = 100;
+/**
+ * Longest text kept in an indexed CDR column (call_sid, flow_slug, dial_whom_number). Postgres
+ * refuses an index entry over ~2.7 kB, and a refused row holds back the CDRs batched with it; any
+ * caller, refused ones too, can send such a value. Exotel's are far shorter; `params` keeps the whole.
+ */
+const MAX_INDEXED_CHARS = 200;
+
+function indexable(s: string | null): string | null {
+  if (s === null || s.length <= MAX_INDEXED_CHARS) return s;
+  const cut = s.slice(0, MAX_INDEXED_CHARS);
+  return `${/[\uD800-\uDBFF]$/.test(cut) ? cut.slice(0, -1) : cut}…`;
+}
+
+/**
+ * The flow a callback's path names, as it is looked up, stored, logged and echoed in a refusal: a
+ * secret pasted into the path (`…/passthru/inbound&token=…` instead of `?token=`) is not kept.
+ */
+function flowOfPath(raw: string, secret: string | undefined): string {
+  let flow = raw.replace(/(token=)[^&?]*/gi, '$1[redacted]');
+  if (secret) flow = flow.replaceAll(secret, '[redacted]').replaceAll(encodeURIComponent(secret), '[redacted]');
+  return indexable(flow)!;
+}
 
 function cdrOf(opts: {
   endpoint: CallbackEndpoint | 'unknown';
@@ -47,8 +69,8 @@ function cdrOf(opts: {
   return {
     receivedAt: opts.receivedAt,
     endpoint: opts.endpoint,
-    flowSlug: opts.flowSlug,
-    callSid: call.callSid,
+    flowSlug: indexable(opts.flowSlug),
+    callSid: indexable(call.callSid),
     callFrom: call.callFrom?.e164 ?? null,
     callFromRaw: call.callFrom?.raw ?? null,
     callTo: call.callTo?.e164 ?? null,
@@ -59,7 +81,7 @@ function cdrOf(opts: {
     digits: call.digits,
     customField: call.customField,
     dialCallStatus: call.dialCallStatus,
-    dialWhomNumber: call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null,
+    dialWhomNumber: indexable(call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null),
     legs: call.legs.length > 0 ? call.legs : null,
     params: call.raw,
     decision: d
@@ -252,7 +274,8 @@ export default fp(
       const segments = request.url.split('?', 1)[0]!.split('/');
       const routed = request.routeOptions.url?.split('/')[2];
       const endpoint = endpointNamed(routed ?? segments[2]);
-      const flow = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3]?.slice(0, 200) || null);
+      const named = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3] || null);
+      const flow = named === null ? null : flowOfPath(named, config.EXOTEL_CALLBACK_SECRET);
       return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
     }
 
@@ -267,7 +290,7 @@ export default fp(
         const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
         if (counted) return counted;
         const call = parse(request);
-        const flowSlug = request.params.flow;
+        const flowSlug = flowOfPath(request.params.flow, config.EXOTEL_CALLBACK_SECRET);
         const version = request.headers['exotel-version'];
         if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
           request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');

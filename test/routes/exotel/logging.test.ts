@@ -59,3 +59,30 @@ t.test('one log line per callback with CallSid, flow, outcome and latency; the s
   );
   t.notOk(lines.join('\n').includes(secret), 'the secret is in no log line');
 });
+
+t.test('a secret pasted into the flow segment (…/inbound&token=…) is not stored, logged or echoed, with or without the right token', async (t) => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const secret = 'path-pasted-secret-0123456789';
+  const { app, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger: pino({ level: 'info' }, sink) });
+  const missing = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound&token=${secret}?CallSid=sp1` });
+  t.equal(missing.statusCode, 401, 'the token in the path is not the query parameter');
+  const unknown = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound&token=${secret}?CallSid=sp2&token=${secret}` });
+  t.equal(unknown.statusCode, 404, 'the right token: the flow named is unknown');
+  const encoded = await app.inject({ method: 'GET', url: `/exotel/connect/x${encodeURIComponent(secret)}?CallSid=sp3&token=${secret}` });
+  t.equal(encoded.statusCode, 404);
+  t.notOk(`${missing.body}${unknown.body}${encoded.body}`.includes(secret), 'no answer echoes it');
+  const { rows } = await db.pool.query(`SELECT call_sid, flow_slug, reason FROM cdrs WHERE call_sid IN ('sp1', 'sp2', 'sp3') ORDER BY call_sid`);
+  t.same(
+    rows.map((r) => r.flow_slug),
+    ['inbound&token=[redacted]', 'inbound&token=[redacted]', 'x[redacted]'],
+  );
+  t.notOk(JSON.stringify(rows).includes(secret), 'no CDR holds it');
+  t.match(rows[1].reason, /no flow 'inbound&token=\[redacted\]'/);
+  t.notOk(lines.join('\n').includes(secret), 'no log line holds it');
+});

@@ -234,3 +234,25 @@ t.test('summaries are not lost on a clean shutdown: close() writes them', async 
   const rows = (await ctx.db.pool.query('SELECT address, sum(refusals)::int AS refusals FROM callback_refusals GROUP BY address')).rows;
   t.same(rows, [{ address: ATTACKER, refusals: 50 }]);
 });
+
+t.test('a refused callback whose values no index can hold (a CallSid of 2000 CJK characters) leaves its CDR, cut, and holds back no other', async (t) => {
+  const ctx = await setup(t);
+  const huge = Array.from({ length: 2000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 0x5000))).join('');
+  const [bad, ok1, ok2] = await Promise.all([
+    ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?${new URLSearchParams({ CallSid: huge, DialWhomNumber: huge })}`, remoteAddress: ATTACKER }),
+    ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=legit-1&token=${SECRET}`, remoteAddress: EXOTEL }),
+    ctx.app.inject({ method: 'GET', url: `/exotel/passthru/${huge}?CallSid=legit-2&token=${SECRET}`, remoteAddress: EXOTEL }),
+  ]);
+  t.same([bad.statusCode, ok1.statusCode, ok2.statusCode], [401, 302, 404]);
+  t.equal(ctx.app.cdrWriter.spoolDepth, 0, 'nothing spooled: Postgres took every CDR');
+  t.equal((await ctx.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+  const { rows } = await ctx.db.pool.query(
+    `SELECT call_sid, dial_whom_number, flow_slug, params ->> 'CallSid' AS sent FROM cdrs WHERE call_sid LIKE 'legit-%' OR length(call_sid) > 100 ORDER BY call_sid`,
+  );
+  t.equal(rows.length, 3, 'one CDR each');
+  const cut = rows.find((r) => r.sent === huge);
+  t.ok(cut, 'the whole CallSid is kept in params');
+  t.equal(cut.call_sid, `${huge.slice(0, 200)}…`, 'call_sid: its first 200 characters');
+  t.equal(cut.dial_whom_number, `${huge.slice(0, 200)}…`);
+  t.equal(rows.find((r) => r.call_sid === 'legit-2').flow_slug, `${huge.slice(0, 200)}…`, 'flow_slug too');
+});
