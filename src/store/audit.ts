@@ -1,5 +1,6 @@
 import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
+import { parseId } from './ids.js';
 
 /** Who makes an admin change: the API key's id (null for the service itself). */
 export interface Actor {
@@ -43,11 +44,14 @@ export async function listAudit(
   prisma: PrismaClient,
   q: { limit: number; cursor?: string | undefined; entity?: string | undefined; entityId?: string | undefined },
 ) {
+  // A cursor past bigint names no entry; the paging has ended.
+  const before = q.cursor !== undefined ? parseId(q.cursor) : null;
+  if (q.cursor !== undefined && before === null) return { items: [], nextCursor: null };
   const rows = await prisma.auditEntry.findMany({
     where: {
       ...(q.entity ? { entity: q.entity } : {}),
       ...(q.entityId ? { entityId: q.entityId } : {}),
-      ...(q.cursor ? { id: { lt: BigInt(q.cursor) } } : {}),
+      ...(before !== null ? { id: { lt: before } } : {}),
     },
     orderBy: { id: 'desc' },
     take: q.limit + 1,

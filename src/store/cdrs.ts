@@ -8,8 +8,7 @@ import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
-
-const MAX_BIGINT = 9223372036854775807n;
+import { parseId } from './ids.js';
 
 /** A CDR query after validation: number in E.164, instants as Dates. */
 interface CdrFilter {
@@ -97,12 +96,6 @@ const cdrSelect = Object.fromEntries(CDR_FIELDS.filter((f) => f !== 'idempotency
 
 type CdrRow = Prisma.CdrGetPayload<{ select: typeof cdrSelect }>;
 const toAnswer = (row: CdrRow) => ({ ...row, id: row.id.toString() });
-
-/** Ids are digit strings of up to 19 characters; some of those exceed bigint, and no row has them. */
-function parseId(id: string): bigint | null {
-  const n = BigInt(id);
-  return n > MAX_BIGINT ? null : n;
-}
 
 /** The columns of cdrSelect under their Prisma names, for raw queries that answer the same rows. */
 const CDR_COLUMNS = Prisma.raw(

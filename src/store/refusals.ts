@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { RefusalListQuery } from '../schemas/refusal.js';
 import { InvalidFieldError } from '../errors.js';
+import { parseId } from './ids.js';
 
 /**
  * Callbacks the guard refuses (wrong or missing secret, source outside EXOTEL_ALLOWED_CIDRS) come
@@ -299,7 +300,7 @@ export async function listRefusals(pool: pg.Pool, q: RefusalListQuery): Promise<
   if (from) where.push(`minute >= date_trunc('minute', ${param(from)}::timestamptz)`);
   if (to) where.push(`minute < ${param(to)}::timestamptz`);
   if (q.cursor !== undefined) {
-    if (BigInt(q.cursor) > 9223372036854775807n) return { items: [], nextCursor: null };
+    if (parseId(q.cursor) === null) return { items: [], nextCursor: null };
     where.push(`(minute, address) < (SELECT minute, address FROM callback_refusals WHERE id = ${param(q.cursor)}::bigint)`);
   }
   const { rows } = await pool.query<RefusalRow>(

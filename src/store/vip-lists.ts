@@ -5,6 +5,7 @@ import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
+import { parseId } from './ids.js';
 
 const ENTITY = 'vip-list';
 
@@ -68,10 +69,13 @@ const entrySelect = { id: true, number: true, name: true, tier: true, note: true
 
 export async function listVipEntries(prisma: PrismaClient, slug: string, q: { limit: number; cursor?: string | undefined; q?: string | undefined }) {
   const id = await listId(prisma, slug);
+  // vip_entries.id is int4: a cursor past it names no entry, and the paging has ended.
+  const after = q.cursor !== undefined ? parseId(q.cursor, 'int4') : null;
+  if (q.cursor !== undefined && after === null) return { items: [], nextCursor: null };
   const digits = q.q?.replace(/\D/g, '') ?? '';
   const search = q.q ? { OR: [...(digits ? [{ number: { contains: digits } }] : []), { name: { contains: q.q, mode: 'insensitive' as const } }] } : {};
   const rows = await prisma.vipEntry.findMany({
-    where: { listId: id, ...search, ...(q.cursor ? { id: { gt: Number(q.cursor) } } : {}) },
+    where: { listId: id, ...search, ...(after !== null ? { id: { gt: Number(after) } } : {}) },
     select: entrySelect,
     orderBy: { id: 'asc' },
     take: q.limit + 1,

@@ -278,6 +278,16 @@ t.test('admin VIP lists', async (t) => {
     t.match(badCursor.json().message, /^querystring\/cursor: /);
   });
 
+  t.test('a cursor past the largest entry id (int4) ends the paging with an empty page, not a 500', async (t) => {
+    for (const cursor of ['2147483647', '2147483648', '9999999999999999999']) {
+      const res = await admin({ method: 'GET', url: `/admin/vip-lists/bulk/entries?cursor=${cursor}` });
+      t.equal(res.statusCode, 200, `cursor=${cursor}: ${res.body.slice(0, 200)}`);
+      t.same(res.json(), { items: [], nextCursor: null }, `cursor=${cursor}`);
+    }
+    const unknown = await admin({ method: 'GET', url: '/admin/vip-lists/no-such-list/entries?cursor=2147483648' });
+    t.equal(unknown.statusCode, 404, 'an unknown list is still 404 whatever the cursor');
+  });
+
   t.test('q finds entries by part of the number and by name, case-insensitive', async (t) => {
     await admin({
       method: 'POST',
