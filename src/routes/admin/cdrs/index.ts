@@ -25,6 +25,11 @@ const orderHelp =
   'Newest first: by the time exoroute received the callback, then by id (the order CDRs were stored; a CDR replayed ' +
   'from the local spool is stored late but sits at the time it was received).';
 
+const csvHelp =
+  "A text cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` so that a spreadsheet " +
+  'shows it as text instead of running it as a formula (callers choose what a CDR holds); a plain number such as ' +
+  '`+919812345678` or `-5` is left as it is.';
+
 /** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const { pool } = app.db;
@@ -57,7 +62,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         operationId: 'exportCdrsCsv',
         summary: 'The filtered CDRs as one streamed CSV file with a header row',
-        description: `${filterHelp} ${orderHelp} No paging: the file holds every matching CDR.`,
+        description: `${filterHelp} ${orderHelp} No paging: the file holds every matching CDR. ${csvHelp}`,
         querystring: CdrFilterQuerySchema,
         response: {
           200: { description: 'CSV (RFC 4180), header row first', content: { 'text/csv': { schema: CsvStreamSchema } } },
