@@ -14,7 +14,10 @@ export const ApiKeySchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   name: Type.String(),
   role: ApiKeyRoleSchema,
-  prefix: Type.String({ description: 'First characters of the key, to recognise it' }),
+  prefix: Type.String({
+    description:
+      'First characters of the key, to recognise it: 10 of a generated key (`exr_` and 6 random ones), only 4 of any other (an `ADMIN_API_KEY` chosen by the operator), since every key, a viewer key too, lists all keys',
+  }),
   createdAt: InstantSchema,
   revokedAt: NullableInstantSchema,
   lastUsedAt: NullableInstantSchema,

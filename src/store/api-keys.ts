@@ -13,7 +13,28 @@ export const BOOTSTRAP_KEY_ID = '00000000-0000-4000-8000-000000000001';
 
 export const hashKey = (key: string): string => createHash('sha256').update(key).digest('hex');
 export const newKey = (): string => `exr_${randomBytes(32).toString('base64url')}`;
-const prefixOf = (key: string): string => key.slice(0, 10);
+
+/** What newKey makes: `exr_` and 43 random base64url characters (256 bits). */
+const GENERATED_KEY = /^exr_[A-Za-z0-9_-]{43}$/;
+/** Characters of a generated key kept as its prefix: `exr_` and 6 of its 43 random ones. */
+const GENERATED_PREFIX_LENGTH = 10;
+/**
+ * Characters of any other key (an operator's ADMIN_API_KEY, 16 characters or more) kept as its
+ * prefix: a viewer key lists every key, and 10 of, say, 17 characters would leave little to guess.
+ */
+const CHOSEN_PREFIX_LENGTH = 4;
+
+/** The prefix stored for a key: 10 characters of a generated key, 4 of any other. */
+export const prefixOf = (key: string): string => key.slice(0, GENERATED_KEY.test(key) ? GENERATED_PREFIX_LENGTH : CHOSEN_PREFIX_LENGTH);
+
+/**
+ * The prefix as shown, from the stored one. Rows written before prefixOf kept 4 characters of an
+ * operator's key held 10 of any key: a prefix not `exr_…` is cut to 4 here, so such a row shows 4
+ * at once, before the next start rewrites it (ensureBootstrapKey). An old 10-character row of an
+ * operator's key that itself begins with `exr_` cannot be told from a generated one here; it is
+ * rewritten at the next start.
+ */
+export const shownPrefix = (prefix: string): string => (prefix.startsWith('exr_') ? prefix : prefix.slice(0, CHOSEN_PREFIX_LENGTH));
 
 export interface AuthenticatedKey {
   id: string;
@@ -29,7 +50,8 @@ export async function findKey(prisma: PrismaClient, key: string): Promise<Authen
 
 const publicFields = { id: true, name: true, role: true, prefix: true, createdAt: true, revokedAt: true, lastUsedAt: true } as const;
 
-const withRole = <T extends { role: string }>(row: T) => ({ ...row, role: row.role as ApiKeyRole });
+/** A row as the API shows it: its role typed, its prefix as shownPrefix makes it. */
+const withRole = <T extends { role: string; prefix: string }>(row: T) => ({ ...row, role: row.role as ApiKeyRole, prefix: shownPrefix(row.prefix) });
 
 export async function listKeys(prisma: PrismaClient) {
   return (await prisma.apiKey.findMany({ select: publicFields, orderBy: { createdAt: 'asc' } })).map(withRole);

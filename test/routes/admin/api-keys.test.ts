@@ -1,6 +1,6 @@
 import t from 'tap';
 import { ADMIN_KEY, buildTestApp } from '../../helper.js';
-import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
+import { BOOTSTRAP_KEY_ID, ensureBootstrapKey } from '../../../src/store/api-keys.js';
 
 t.test('admin API keys', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
@@ -77,4 +77,32 @@ t.test('admin API keys', async (t) => {
     t.match(bad.json().message, /params\/id/);
   });
   t.ok(ADMIN_KEY);
+});
+
+t.test('a viewer key cannot read most of an operator-chosen bootstrap key from its prefix', async (t) => {
+  const { app, admin, db } = await buildTestApp(t);
+  const chosen = 'Adm1nKey-9f3Q7zXw'; // 17 characters: a valid ADMIN_API_KEY (16 or more)
+  const viewer = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'support lead', role: 'viewer' } })).json();
+  t.match(viewer.prefix, /^exr_.{6}$/, 'a generated key keeps a 10-character prefix: exr_ and 6 of its 43 random characters');
+  t.ok(viewer.key.startsWith(viewer.prefix));
+  const bootstrapPrefix = async () => {
+    const res = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: `Bearer ${viewer.key}` } });
+    t.equal(res.statusCode, 200, 'a viewer lists keys');
+    return res.json().find((k: { id: string }) => k.id === BOOTSTRAP_KEY_ID).prefix as string;
+  };
+
+  // What a (re)start with ADMIN_API_KEY=<chosen> does (src/server.ts → ensureBootstrapKey).
+  await ensureBootstrapKey(db.pool, { configuredKey: chosen, dataDir: '/nonexistent' });
+  t.equal(await bootstrapPrefix(), 'Adm1', 'the viewer sees 4 characters of the chosen key');
+  t.equal((await db.prisma.apiKey.findUniqueOrThrow({ where: { id: BOOTSTRAP_KEY_ID } })).prefix, 'Adm1', 'and only 4 are stored');
+
+  // A row stored by an earlier version, with 10 characters, before the next start rewrites it.
+  await db.prisma.apiKey.update({ where: { id: BOOTSTRAP_KEY_ID }, data: { prefix: chosen.slice(0, 10) } });
+  t.equal(await bootstrapPrefix(), 'Adm1', 'a 10-character prefix stored earlier is shown cut to 4');
+  await ensureBootstrapKey(db.pool, { configuredKey: chosen, dataDir: '/nonexistent' });
+  t.equal((await db.prisma.apiKey.findUniqueOrThrow({ where: { id: BOOTSTRAP_KEY_ID } })).prefix, 'Adm1', 'the next start rewrites it');
+
+  // An operator's key that merely begins like a generated one is not taken for one.
+  await ensureBootstrapKey(db.pool, { configuredKey: 'exr_chosen-by-me-1', dataDir: '/nonexistent' });
+  t.equal(await bootstrapPrefix(), 'exr_', 'a chosen key that begins with exr_ shows 4 characters too');
 });
