@@ -75,7 +75,8 @@ export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) 
     throw new ConflictError('the bootstrap key cannot be revoked here; change ADMIN_API_KEY (or the key file under DATA_DIR) and restart');
   return prisma.$transaction(async (tx) => {
     const before = await tx.apiKey.findUnique({ where: { id }, select: publicFields });
-    if (!before || before.revokedAt) throw new NotFoundError('api key', id);
+    if (!before) throw new NotFoundError('api key', id);
+    if (before.revokedAt) throw new ConflictError(`api key '${id}' was already revoked at ${before.revokedAt.toISOString()}`);
     const after = await tx.apiKey.update({ where: { id }, data: { revokedAt: new Date() }, select: publicFields });
     await recordChange(tx, actor, 'revoke', 'api-key', id, before, after, { notify: false });
     return withRole(after);

@@ -54,7 +54,12 @@ t.test('admin API keys', async (t) => {
     t.ok(res.json().revokedAt);
     const after = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: `Bearer ${viewerKey}` } });
     t.equal(after.statusCode, 401);
-    t.equal((await admin({ method: 'DELETE', url: `/admin/api-keys/${viewerId}` })).statusCode, 404, 'revoking twice is 404');
+    const revokedAt = res.json().revokedAt as string;
+    const again = await admin({ method: 'DELETE', url: `/admin/api-keys/${viewerId}` });
+    t.equal(again.statusCode, 409, 'revoking twice is a conflict, not 404: the key exists');
+    t.equal(again.json().message, `api key '${viewerId}' was already revoked at ${revokedAt}`, 'naming when');
+    const listed = (await admin({ method: 'GET', url: '/admin/api-keys' })).json().find((k: { id: string }) => k.id === viewerId);
+    t.equal(listed.revokedAt, revokedAt, 'GET lists it with that revokedAt');
     const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json();
     t.same(
       audit.items.map((a: { action: string }) => a.action),
@@ -71,7 +76,9 @@ t.test('admin API keys', async (t) => {
   });
 
   t.test('unknown and malformed ids', async (t) => {
-    t.equal((await admin({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-00000000ffff' })).statusCode, 404);
+    const unknown = await admin({ method: 'DELETE', url: '/admin/api-keys/00000000-0000-4000-8000-00000000ffff' });
+    t.equal(unknown.statusCode, 404, 'an id no key has is still 404');
+    t.match(unknown.json().message, /does not exist/);
     const bad = await admin({ method: 'DELETE', url: '/admin/api-keys/nope' });
     t.equal(bad.statusCode, 400);
     t.match(bad.json().message, /params\/id/);
