@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import rateLimit from '@fastify/rate-limit';
 import { DomainError, ForbiddenError, UnauthorizedError } from '../errors.js';
-import { findKey, hashKey, type AuthenticatedKey } from '../store/api-keys.js';
+import { findKey, hashKey, KeyUseRecorder, type AuthenticatedKey } from '../store/api-keys.js';
 import type { Actor } from '../store/audit.js';
 
 declare module 'fastify' {
@@ -38,6 +38,9 @@ class TooManyRequestsError extends DomainError {
  * 4. bodies over `ADMIN_BODY_LIMIT_BYTES` are 413, except on routes that set their own `bodyLimit`
  *    (the VIP bulk upsert).
  *
+ * A key accepted (also for a write a viewer key may not make) has its `lastUsedAt` set, at most
+ * once a minute per key and in the background: the request neither waits for it nor fails with it.
+ *
  * Counters live in this process (@fastify/rate-limit's in-memory store): with several instances the
  * limits are per instance. They count `request.ip`: behind a proxy, only with `TRUST_PROXY` set is
  * that the client's.
@@ -63,6 +66,9 @@ export default fp(async function auth(app: FastifyInstance) {
       new TooManyRequestsError(`more than ${context.max} admin requests a minute with this key; retry in ${context.after}`),
   });
 
+  const keyUse = new KeyUseRecorder(app.db.pool, app.log);
+  app.addHook('onClose', async () => keyUse.close());
+
   app.decorateRequest('apiKey', null);
   app.addHook('onRequest', async (request, reply) => {
     const locked = await failures(request, { increment: false });
@@ -79,6 +85,7 @@ export default fp(async function auth(app: FastifyInstance) {
       throw token ? new UnauthorizedError('invalid or revoked API key') : new UnauthorizedError();
     }
     request.apiKey = key;
+    keyUse.record(key.id);
     if (key.role !== 'admin' && !READ_METHODS.has(request.method)) {
       throw new ForbiddenError(`a ${key.role} key may only read; ${request.method} needs an admin key`);
     }

@@ -20,7 +20,10 @@ export const ApiKeySchema = Type.Object({
   }),
   createdAt: InstantSchema,
   revokedAt: NullableInstantSchema,
-  lastUsedAt: NullableInstantSchema,
+  lastUsedAt: Type.Unsafe<Date | string | null>({
+    ...NullableInstantSchema,
+    description: 'When the key last authenticated a request (null: never); written at most once a minute per key, so up to about a minute behind',
+  }),
 });
 
 export const CreatedApiKeySchema = Type.Composite([

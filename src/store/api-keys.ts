@@ -3,10 +3,12 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
+import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { PrismaClient } from './database.js';
 import type { ApiKeyRole } from '../schemas/api-key.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
+import { withDeadline } from '../lib/deadline.js';
 
 /** The bootstrap key's row has this fixed id, so a restart updates it instead of adding another. */
 export const BOOTSTRAP_KEY_ID = '00000000-0000-4000-8000-000000000001';
@@ -46,6 +48,57 @@ export async function findKey(prisma: PrismaClient, key: string): Promise<Authen
   const row = await prisma.apiKey.findUnique({ where: { hash: hashKey(key) }, select: { id: true, role: true, revokedAt: true } });
   if (!row || row.revokedAt) return null;
   return { id: row.id, role: row.role as ApiKeyRole };
+}
+
+/** A key's `last_used_at` is written at most once in this time per key and instance (and, in SQL, across instances). */
+export const KEY_USE_WRITE_INTERVAL_MS = 60_000;
+/** How long close() waits for writes in flight. */
+const KEY_USE_CLOSE_WAIT_MS = 2000;
+
+/** Sets a key's `last_used_at` to now, unless it was set less than a minute ago (by any instance). */
+export async function markKeyUsed(pool: pg.Pool, id: string): Promise<void> {
+  await pool.query(
+    `UPDATE api_keys SET last_used_at = now()
+     WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')`,
+    [id],
+  );
+}
+
+/**
+ * Records that keys are used (`lastUsedAt`), for the auth plugin: record() is called for each
+ * request a key is accepted for and never waits or throws. It writes at most once a minute per key
+ * (remembered in this process: one timestamp per key id that has authenticated, so bounded by the
+ * number of keys), in the background; a failed write is logged as a warning, and the next one is
+ * tried a minute later. So `lastUsedAt` may be up to about a minute behind.
+ */
+export class KeyUseRecorder {
+  private readonly lastWrite = new Map<string, number>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  record(id: string): void {
+    const now = this.now();
+    const last = this.lastWrite.get(id);
+    if (last !== undefined && now - last < KEY_USE_WRITE_INTERVAL_MS) return;
+    this.lastWrite.set(id, now);
+    const write: Promise<void> = markKeyUsed(this.pool, id)
+      .catch((err: Error) => this.log.warn({ err, apiKeyId: id }, 'could not record the use of an API key (lastUsedAt)'))
+      .finally(() => this.inFlight.delete(write));
+    this.inFlight.add(write);
+  }
+
+  /** Resolves once the writes in flight are done, or after a short wait if Postgres does not answer. */
+  async close(): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    await withDeadline(Promise.allSettled([...this.inFlight]), KEY_USE_CLOSE_WAIT_MS, () => 'lastUsedAt writes still pending at close', { unref: true }).catch(
+      (err: Error) => this.log.warn({ err }, 'gave up waiting for lastUsedAt writes at close'),
+    );
+  }
 }
 
 const publicFields = { id: true, name: true, role: true, prefix: true, createdAt: true, revokedAt: true, lastUsedAt: true } as const;

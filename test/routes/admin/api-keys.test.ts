@@ -1,6 +1,8 @@
 import t from 'tap';
-import { ADMIN_KEY, buildTestApp } from '../../helper.js';
-import { BOOTSTRAP_KEY_ID, ensureBootstrapKey } from '../../../src/store/api-keys.js';
+import type pg from 'pg';
+import type { FastifyBaseLogger } from 'fastify';
+import { ADMIN_KEY, buildTestApp, migratedDatabase } from '../../helper.js';
+import { BOOTSTRAP_KEY_ID, ensureBootstrapKey, KEY_USE_WRITE_INTERVAL_MS, KeyUseRecorder, markKeyUsed } from '../../../src/store/api-keys.js';
 
 t.test('admin API keys', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
@@ -112,4 +114,99 @@ t.test('a viewer key cannot read most of an operator-chosen bootstrap key from i
   // An operator's key that merely begins like a generated one is not taken for one.
   await ensureBootstrapKey(db.pool, { configuredKey: 'exr_chosen-by-me-1', dataDir: '/nonexistent' });
   t.equal(await bootstrapPrefix(), 'exr_', 'a chosen key that begins with exr_ shows 4 characters too');
+});
+
+t.test('lastUsedAt records the use of a key', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const listed = async (id: string) => (await admin({ method: 'GET', url: '/admin/api-keys' })).json().find((k: { id: string }) => k.id === id);
+  /** The write is in the background: wait (briefly) for it. */
+  const lastUsedOnceSet = async (id: string): Promise<string | null> => {
+    for (let i = 0; i < 100; i++) {
+      const { lastUsedAt } = await listed(id);
+      if (lastUsedAt !== null) return lastUsedAt;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return null;
+  };
+
+  const viewer = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'support lead', role: 'viewer' } })).json();
+  t.equal(viewer.lastUsedAt, null, 'a new key has not been used');
+  t.equal((await listed(viewer.id)).lastUsedAt, null, 'and listing with another key does not count as its use');
+
+  const used = await app.inject({ method: 'GET', url: '/admin/vip-lists', headers: { authorization: `Bearer ${viewer.key}` } });
+  t.equal(used.statusCode, 200);
+  const first = await lastUsedOnceSet(viewer.id);
+  t.not(first, null, 'the viewer key was just used');
+  t.ok(Date.now() - Date.parse(first!) < 60_000, `lastUsedAt ${first} is now`);
+
+  await app.inject({ method: 'GET', url: '/admin/flows', headers: { authorization: `Bearer ${viewer.key}` } });
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal((await listed(viewer.id)).lastUsedAt, first, 'another use within the minute writes nothing');
+
+  t.not(await lastUsedOnceSet(BOOTSTRAP_KEY_ID), null, 'the bootstrap key is recorded too');
+});
+
+t.test('lastUsedAt writes: at most once a minute per key, in the background, never failing', async (t) => {
+  const queries: unknown[][] = [];
+  const warnings: string[] = [];
+  let fail = false;
+  const pending: (() => void)[] = [];
+  const release = () => {
+    for (const resolve of pending.splice(0)) resolve();
+  };
+  const pool = {
+    query: (_sql: string, params: unknown[]) => {
+      queries.push(params);
+      if (fail) return Promise.reject(new Error('connection refused'));
+      return new Promise<void>((resolve) => pending.push(resolve));
+    },
+  } as unknown as pg.Pool;
+  const log = { warn: (_obj: unknown, msg: string) => warnings.push(msg) } as unknown as FastifyBaseLogger;
+  let now = 1_000_000;
+  const keyUse = new KeyUseRecorder(pool, log, () => now);
+
+  keyUse.record('a');
+  keyUse.record('a');
+  keyUse.record('b');
+  t.same(queries, [['a'], ['b']], 'one write per key, the second use of `a` is skipped');
+  now += KEY_USE_WRITE_INTERVAL_MS - 1;
+  keyUse.record('a');
+  t.equal(queries.length, 2, 'still within the minute');
+  now += 1;
+  keyUse.record('a');
+  t.same(queries.at(-1), ['a'], 'a minute later it is written again');
+
+  let closed = false;
+  const closing = keyUse.close().then(() => (closed = true));
+  await new Promise((r) => setImmediate(r));
+  t.notOk(closed, 'close() waits for the writes in flight');
+  release();
+  await closing;
+  t.ok(closed);
+
+  fail = true;
+  now += KEY_USE_WRITE_INTERVAL_MS;
+  t.doesNotThrow(() => keyUse.record('a'), 'a failing write does not throw');
+  await keyUse.close();
+  t.same(warnings, ['could not record the use of an API key (lastUsedAt)'], 'it is logged as a warning');
+});
+
+t.test('markKeyUsed writes at most once a minute across instances', async (t) => {
+  const db = await migratedDatabase(t);
+  await ensureBootstrapKey(db.pool, { configuredKey: ADMIN_KEY, dataDir: '/nonexistent' });
+  const lastUsed = async () =>
+    (await db.pool.query<{ at: Date | null }>('SELECT last_used_at AS at FROM api_keys WHERE id = $1', [BOOTSTRAP_KEY_ID])).rows[0]!.at;
+  const setLastUsed = (ago: string) => db.pool.query(`UPDATE api_keys SET last_used_at = now() - $2::interval WHERE id = $1`, [BOOTSTRAP_KEY_ID, ago]);
+
+  t.equal(await lastUsed(), null);
+  await markKeyUsed(db.pool, BOOTSTRAP_KEY_ID);
+  t.ok(await lastUsed(), 'set when never used');
+  await setLastUsed('30 seconds');
+  const recent = await lastUsed();
+  await markKeyUsed(db.pool, BOOTSTRAP_KEY_ID);
+  t.same(await lastUsed(), recent, 'not rewritten within the minute (another instance wrote it)');
+  await setLastUsed('2 minutes');
+  const old = (await lastUsed())!;
+  await markKeyUsed(db.pool, BOOTSTRAP_KEY_ID);
+  t.ok((await lastUsed())! > old, 'rewritten after a minute');
 });

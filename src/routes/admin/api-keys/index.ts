@@ -18,7 +18,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listApiKeys',
         summary: 'List API keys (never the keys themselves)',
         description:
-          "Every key ever created, revoked ones included (with `revokedAt`): id, name, role, the key's first characters (prefix: 10 of a generated `exr_…` key, 4 of an operator-chosen `ADMIN_API_KEY`) to recognise it. Only a SHA-256 hash of each key is stored, so a key cannot be shown again.",
+          "Every key ever created, revoked ones included (with `revokedAt`): id, name, role, the key's first characters (prefix: 10 of a generated `exr_…` key, 4 of an operator-chosen `ADMIN_API_KEY`) to recognise it, and `lastUsedAt` (at most about a minute behind) to tell unused keys before revoking them. Only a SHA-256 hash of each key is stored, so a key cannot be shown again.",
         response: { 200: Type.Array(ApiKeySchema) },
       },
     },
