@@ -37,6 +37,31 @@ t.test('every bad variable is named with its value and the problem', async (t) =
   t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), /ADMIN_API_KEY/);
 });
 
+t.test('DECISION_BUDGET_MS: 250 to 30000, so that the 100 ms kept for the CDR spool leave time to decide and commit', async (t) => {
+  // At 100 ms or less, every CDR's commit deadline (budget - 100 ms - elapsed) was <= 0: every CDR
+  // went to the spool with a healthy Postgres, and /readyz reported it.
+  for (const value of ['50', '100', '249'])
+    t.throws(() => loadConfig({ DECISION_BUDGET_MS: value }), /DECISION_BUDGET_MS="\d+": must be a whole number from 250 to 30000/);
+  t.equal(loadConfig({ DECISION_BUDGET_MS: '250' }).DECISION_BUDGET_MS, 250);
+  t.throws(() => loadConfig({ DECISION_BUDGET_MS: '30001' }), /DECISION_BUDGET_MS/);
+});
+
+t.test('the smallest DECISION_BUDGET_MS with a healthy Postgres: CDRs are committed, not spooled; /readyz stays ready', async (t) => {
+  const { buildTestApp } = await import('./helper.js');
+  const ctx = await buildTestApp(t, { DECISION_BUDGET_MS: '250' });
+  const f = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'inbound', name: 'I', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+  });
+  t.equal(f.statusCode, 201);
+  for (let i = 0; i < 200 && !ctx.app.rules.current?.flows.has('inbound'); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 5; i++) t.equal((await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=mb${i}` })).statusCode, 200);
+  t.equal(ctx.app.cdrWriter.stats.spooled, 0, 'no CDR went to the spool');
+  t.equal(await ctx.db.prisma.cdr.count({ where: { callSid: { startsWith: 'mb' } } }), 5, 'all five committed');
+  t.equal((await ctx.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+});
+
 t.test('TRUST_PROXY: true/false, or proxy addresses, CIDR ranges and range names; no hop counts', async (t) => {
   t.equal(loadConfig({}).TRUST_PROXY, false);
   t.equal(loadConfig({ TRUST_PROXY: 'false' }).TRUST_PROXY, false);

@@ -17,6 +17,7 @@ import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
 import { writeAvailability } from '../../store/agents.js';
 import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
+import { SPOOL_RESERVE_MS } from '../../config.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,8 +28,6 @@ declare module 'fastify' {
 
 const SECRET_KEYS = ['token'];
 const CALLBACK_BODY_LIMIT = 64 * 1024;
-/** Part of the budget kept for the spool's fsync when the CDR commit runs late. */
-const SPOOL_RESERVE_MS = 100;
 /**
  * Longest text kept in an indexed CDR column (call_sid, flow_slug, dial_whom_number). Postgres
  * refuses an index entry over ~2.7 kB, and a refused row holds back the CDRs batched with it; any
