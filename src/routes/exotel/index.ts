@@ -175,6 +175,10 @@ export default fp(
     const { config, cdrWriter, rules, refusals } = app;
     const guard = callbackGuard(config);
     const attempts = new AttemptCounter(100_000);
+    // Every wait on a callback's way (the availability write, a dial event's write, the CDR's commit;
+    // the dial state's in answerDial) ends this long after receipt, less the time already spent: the
+    // rest of the budget is kept for the CDR's fsync to the spool.
+    const beforeReserveMs = config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS;
 
     async function finish(
       request: FastifyRequest,
@@ -190,7 +194,7 @@ export default fp(
       const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
       // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
       // before the answer leaves, and early enough that the answer stays within the budget.
-      const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS - (performance.now() - t0));
+      const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, beforeReserveMs - (performance.now() - t0));
       try {
         await cdrWriter.write(cdr, deadline);
       } catch (err) {
@@ -308,7 +312,7 @@ export default fp(
             call,
             receivedAt,
             (change, withinMs) => writeAvailability(app.db.pool, change, withinMs),
-            config.DECISION_BUDGET_MS - elapsedMs(),
+            beforeReserveMs - elapsedMs(),
           );
         }
         return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
@@ -357,11 +361,11 @@ export default fp(
           if (member) app.metrics.observeOfferEffect(group, effect);
         });
         try {
-          // Within the budget like any callback; a late write goes on (the event is a fact, better late than lost).
+          // Within the budget less the CDR's reserve, like any callback; a late write goes on (the event is a fact, better late than lost).
           await withDeadline(
             recording,
-            config.DECISION_BUDGET_MS - (performance.now() - t0),
-            (ms) => `not recorded within the ${Math.round(ms)} ms left of the budget`,
+            beforeReserveMs - (performance.now() - t0),
+            (ms) => `not recorded within the ${Math.max(0, Math.round(ms))} ms left of the budget`,
           );
         } catch (err) {
           if (err instanceof DeadlineExceeded) {

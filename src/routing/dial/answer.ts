@@ -3,13 +3,14 @@ import type { ExotelCall } from '../../exotel/params.js';
 import { connectAnswer, dialWhomAnswer, DEFAULT_CONNECT } from '../../exotel/connect.js';
 import type { CallbackAnswer } from '../../exotel/responses.js';
 import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
+import { SPOOL_RESERVE_MS } from '../../config.js';
 import { decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 import { dialPolicy } from './trace.js';
 import { dialRequest, fallbackNumbers, type DialOffer, type DialRequest, type Skip } from './request.js';
 
-const late = (ms: number) => `no answer within the ${ms} ms left of the budget`;
+const late = (ms: number) => `no answer within the ${Math.max(0, Math.round(ms))} ms left of the budget`;
 
 /** A dial flow's decision, with the numbers it offers. */
 export type DialDecision = Decision & { numbers: string[] };
@@ -68,8 +69,8 @@ export type AnswerDial = (opts: DialAnswerOptions) => Promise<CallbackResult<Dia
  * trip (dial_answer() in prisma/functions/dial_answer.sql, through `answer`, batched with
  * concurrent requests by src/store/dial-state.ts): the order fixed at the call's first request,
  * minus the numbers tried and the busy agents, stored so that every poll of one attempt gets the
- * same numbers. When Postgres fails or the budget runs out, the flow's onError action is offered
- * without it (fallbackNumbers).
+ * same numbers. When Postgres fails or does not answer within the budget less the CDR's reserve
+ * (SPOOL_RESERVE_MS), the flow's onError action is offered without it (fallbackNumbers).
  */
 export function answerDialWith(deps: {
   rules: { readonly current: RulesSnapshot | null };
@@ -78,12 +79,16 @@ export function answerDialWith(deps: {
   /** the same answer, nothing written (simulation) */
   preview: (req: DialRequest) => Promise<DialOffer>;
   random: () => number;
+  /** DECISION_BUDGET_MS; the dial state is waited for until SPOOL_RESERVE_MS before its end */
   budgetMs: number;
   busyTtlMs: number;
   /** Connect answers: where Exotel reports dial events */
   eventUrl: string;
 }): AnswerDial {
-  const { budgetMs, eventUrl } = deps;
+  const { eventUrl } = deps;
+  // Postgres gets the budget less what the callback keeps for its CDR (SPOOL_RESERVE_MS): when it is
+  // late, the CDR's fsync to the spool still fits in the budget.
+  const waitMs = deps.budgetMs - SPOOL_RESERVE_MS;
   const opts = { busyTtlMs: deps.busyTtlMs, random: deps.random };
 
   async function numbersFor(
@@ -120,7 +125,7 @@ export function answerDialWith(deps: {
     const key = { callSid: call.callSid!, endpoint, flowSlug };
     try {
       const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false);
-      const got = await withDeadline(work, budgetMs - o.elapsedMs(), late);
+      const got = await withDeadline(work, waitMs - o.elapsedMs(), late);
       return {
         answer: render(endpoint, flowSlug, got.numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',

@@ -2,6 +2,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
 import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const AGENT = '+919811100001';
 const STRANGER = '+919822200000';
@@ -262,8 +263,25 @@ t.test("a write that cannot be made within the budget is not made: the flow's on
   t.teardown(() => blocker.end());
   await blocker.query('BEGIN');
   await blocker.query('SELECT 1 FROM agent_availability WHERE number = $1 FOR UPDATE', [AGENT]);
+  // the statement timeouts the write sets (src/store/agents.ts, within()): how long Postgres may take
+  const timeouts: number[] = [];
+  const seen = new WeakSet<pg.PoolClient>();
+  ctx.db.pool.on('acquire', (client) => {
+    if (seen.has(client)) return;
+    seen.add(client);
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    client.query = ((text: unknown, ...rest: unknown[]) => {
+      const m = typeof text === 'string' ? /^SET LOCAL statement_timeout = (\d+)$/.exec(text) : null;
+      if (m) timeouts.push(Number(m[1]));
+      return query(text, ...rest);
+    }) as typeof client.query;
+  });
   const res = await call(ctx, 'presence', 'late1');
   t.equal(res.statusCode, 302, 'onError: branch B');
+  t.ok(
+    timeouts.length > 0 && timeouts[0]! <= 300 - SPOOL_RESERVE_MS,
+    `Postgres given ${timeouts[0]} ms: the budget less the ${SPOOL_RESERVE_MS} ms kept for the CDR`,
+  );
   await blocker.query('COMMIT');
   await new Promise((r) => setTimeout(r, 300));
   t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'seed' }, 'not written afterwards either');

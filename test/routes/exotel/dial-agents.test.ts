@@ -6,6 +6,7 @@ import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
 import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
@@ -599,6 +600,8 @@ t.test('a dial event is answered within the budget when Postgres is slow; its st
   await other.query('COMMIT');
   const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 's1' } });
   t.match(cdr.reason, /agent state not recorded within the \d+ ms left of the budget; still being recorded/);
+  const waited = Number(/within the (\d+) ms/.exec(cdr.reason ?? '')?.[1]);
+  t.ok(waited <= 300 - SPOOL_RESERVE_MS, `waited ${waited} ms: the budget less the ${SPOOL_RESERVE_MS} ms kept for the CDR`);
   for (let i = 0; i < 100 && (await agent(ctx, A)).state !== 'on_call'; i++) await new Promise((r) => setTimeout(r, 20));
   t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 's1' } }, 'recorded once the row was free');
 });

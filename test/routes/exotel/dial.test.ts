@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { buildTestApp, seeded, type TestApp } from '../../helper.js';
+import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
@@ -324,4 +325,36 @@ t.test("a dial callback's CDR and simulate say what the dialing did: strategy, w
   });
   const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'dial-whom', params: { CallSid: 'tr2' } } });
   t.match(sim.json().dial, { tier: 'sales', strategy: 'round_robin', skipped: [{ number: B }, { number: C }] });
+});
+
+t.test("Postgres holding a dial callback past the budget: onError is answered before the CDR's reserve, not after the budget", async (t) => {
+  // The dial state used to be waited for until the budget's end: the CDR's commit deadline was then
+  // <= 0 and its fsync to the spool came after the budget (302-310 ms measured for 300 ms). Now the
+  // wait ends SPOOL_RESERVE_MS earlier, which the fsync has. Asserted on what the CDR records (how
+  // long the dial state was waited for, when the CDR was made), not on a wall clock.
+  const budget = 300;
+  const ctx = await setup(t, {}, { DECISION_BUDGET_MS: String(budget) });
+  const holder = await ctx.db.pool.connect();
+  t.teardown(() => holder.release());
+  for (const [i, endpoint] of ['dial-whom', 'connect'].entries()) {
+    const sid = `slow${i}`;
+    // the call's advisory lock, as dial_offer() takes it
+    await holder.query('SELECT pg_advisory_lock(1684627820, hashtext($1))', [sid]);
+    const res = await ctx.app.inject({ method: 'GET', url: `/exotel/${endpoint}/agents?CallSid=${sid}` });
+    await holder.query('SELECT pg_advisory_unlock(1684627820, hashtext($1))', [sid]);
+    t.equal(res.statusCode, 200);
+    const numbers = endpoint === 'connect' ? res.json().destination.numbers.join(',') : res.body;
+    t.equal(numbers, '+919800000099', `${endpoint}: onError answered`);
+    // its commit had no time left: spooled (fsynced) before the answer, and replayed from there
+    let cdr = await ctx.db.prisma.cdr.findFirst({ where: { callSid: sid } });
+    for (let n = 0; n < 300 && !cdr; n++) {
+      await new Promise((r) => setTimeout(r, 20));
+      cdr = await ctx.db.prisma.cdr.findFirst({ where: { callSid: sid } });
+    }
+    if (!cdr) throw new Error(`no CDR for ${sid}`);
+    t.equal(cdr.outcome, 'on-error');
+    const waited = Number(/^no answer within the ([\d.]+) ms left of the budget$/.exec(cdr.reason ?? '')?.[1]);
+    t.ok(waited <= budget - SPOOL_RESERVE_MS, `${endpoint}: waited ${waited} ms for the dial state, at most the budget less the CDR's ${SPOOL_RESERVE_MS} ms`);
+    t.ok(cdr.handlingMs < budget, `${endpoint}: the CDR was made after ${cdr.handlingMs.toFixed(0)} ms, within the ${budget} ms budget`);
+  }
 });
