@@ -28,11 +28,24 @@ export const DEFAULT_CONNECT = Object.freeze({
   startCallPlayback: null,
 } as const);
 
+/**
+ * The most numbers a Connect answer carries. exoroute's own cap, not Exotel's (its docs state none):
+ * a dial group may have 500 members, and a JSON answer of hundreds of numbers helps nobody. The
+ * first ones in the call's order are answered; the others stay untried in the call's dial state, so
+ * a re-fetch (`fetch_after_attempt`) offers them once the first ones have been tried.
+ */
+export const CONNECT_MAX_NUMBERS = 50;
+
+/** The numbers a Connect answer carries: the first CONNECT_MAX_NUMBERS (`numbers` itself when there are no more). */
+export function connectNumbers(numbers: string[]): string[] {
+  return numbers.length > CONNECT_MAX_NUMBERS ? numbers.slice(0, CONNECT_MAX_NUMBERS) : numbers;
+}
+
 const E164 = Type.String({ pattern: '^\\+[1-9][0-9]{6,14}$' });
 export const ConnectResponseSchema = Type.Object(
   {
     fetch_after_attempt: Type.Boolean(),
-    destination: Type.Object({ numbers: Type.Array(E164, { maxItems: 50 }) }, { additionalProperties: false }),
+    destination: Type.Object({ numbers: Type.Array(E164, { maxItems: CONNECT_MAX_NUMBERS }) }, { additionalProperties: false }),
     outgoing_phone_number: Type.Optional(E164),
     record: Type.Boolean(),
     recording_channels: Type.Union([Type.Literal('single'), Type.Literal('dual')]),
@@ -67,20 +80,23 @@ const checkConnect = TypeCompiler.Compile(ConnectResponseSchema);
 
 export class InvalidConnectAnswer extends Error {}
 
-/** Dial Whom: `200 text/plain`, comma-separated E.164 numbers; empty when nobody is left. */
+/**
+ * Dial Whom: `200 text/plain`, comma-separated E.164 numbers; empty when nobody is left. All of them:
+ * Exotel's Dial Whom states no limit, and a group's 500 members are some 8 KB of text.
+ */
 export function dialWhomAnswer(numbers: string[]): CallbackAnswer {
   return { statusCode: 200, contentType: 'text/plain', body: numbers.join(',') };
 }
 
 /**
  * Connect dynamic parameters from a group's settings, complete as stored (camelCase → Exotel's
- * snake_case). Checked against the response schema before it leaves: an invalid answer throws
- * InvalidConnectAnswer.
+ * snake_case), for the first CONNECT_MAX_NUMBERS of `numbers` (connectNumbers). Checked against the
+ * response schema before it leaves: an invalid answer throws InvalidConnectAnswer.
  */
 export function connectAnswer(numbers: string[], settings: Readonly<Connect>, opts: { parallel: boolean; eventUrl: string | null }): CallbackAnswer {
   const body: ConnectResponse = {
     fetch_after_attempt: settings.fetchAfterAttempt,
-    destination: { numbers },
+    destination: { numbers: connectNumbers(numbers) },
     record: settings.record,
     recording_channels: settings.recordingChannels,
     max_ringing_duration: settings.maxRingingDuration,

@@ -271,8 +271,14 @@ export const SimulateResultSchema = Type.Object({
               "Sticky for this caller: 'last N days' (their last connected agent in that window goes first), 'off: caller unknown', or null when the group has it off",
           }),
         ),
+        cut: Type.Optional(
+          Type.String({
+            description:
+              "connect: 'first 50 of N' when more numbers were offered than a Connect answer carries (50); the rest stay untried, and a re-fetch offers them",
+          }),
+        ),
       },
-      { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, and who was skipped and why' },
+      { description: 'dial-whom/connect: which tier was offered, its strategy and sticky, who was skipped and why, and whether a Connect answer was cut' },
     ),
   ),
   at: NullableInstantSchema,

@@ -1,6 +1,6 @@
 import type { DialEndpoint } from '../../exotel/endpoints.js';
 import type { ExotelCall } from '../../exotel/params.js';
-import { connectAnswer, dialWhomAnswer, DEFAULT_CONNECT } from '../../exotel/connect.js';
+import { CONNECT_MAX_NUMBERS, connectAnswer, connectNumbers, dialWhomAnswer, DEFAULT_CONNECT, InvalidConnectAnswer } from '../../exotel/connect.js';
 import type { CallbackAnswer } from '../../exotel/responses.js';
 import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { SPOOL_RESERVE_MS } from '../../config.js';
@@ -31,7 +31,12 @@ export interface DialTrace {
   /** the offered group's strategy ('numbers' for a list) and sticky for this caller: 'last N days', or why not (dialPolicy) */
   strategy?: string;
   sticky?: string | null;
+  /** a Connect answer offered more than it carries: 'first 50 of N' answered, the rest left untried for a re-fetch */
+  cut?: string;
 }
+
+/** What a Connect answer's trace says when it carries only the first CONNECT_MAX_NUMBERS of `offered`. */
+const cutOf = (offered: number) => `first ${CONNECT_MAX_NUMBERS} of ${offered}`;
 
 /**
  * The trace of an answer: Postgres' reasons beside the snapshot's, each member once, with the group
@@ -126,28 +131,39 @@ export function answerDialWith(deps: {
     try {
       const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false);
       const got = await withDeadline(work, waitMs - o.elapsedMs(), late);
+      // A Connect answer carries the first CONNECT_MAX_NUMBERS. The dial state keeps the whole
+      // answer, but only the numbers Exotel reports as dialled count as tried: the others are
+      // offered again by the next attempt's re-fetch, and a repeated poll is cut the same way.
+      const numbers = endpoint === 'connect' ? connectNumbers(got.numbers) : got.numbers;
       return {
-        answer: render(endpoint, flowSlug, got.numbers, got.group),
+        answer: render(endpoint, flowSlug, numbers, got.group),
         outcome: decision.decidedBy === 'onError' ? 'on-error' : 'answered',
         reason: decision.error,
-        decision: { ...decision, numbers: got.numbers, dial: got.trace },
+        decision: { ...decision, numbers, dial: numbers === got.numbers ? got.trace : { ...got.trace, cut: cutOf(got.numbers.length) } },
         flow,
       };
     } catch (err) {
-      const why = `${err instanceof DeadlineExceeded ? '' : 'dial state unavailable: '}${(err as Error).message}`;
+      // Only a failure of the dial state itself is Postgres': a late one and an answer that is not
+      // valid (a group's Connect settings) say what they are.
+      const message = (err as Error).message;
+      let why = err instanceof DeadlineExceeded || err instanceof InvalidConnectAnswer ? message : `dial state unavailable: ${message}`;
       const got = fallbackNumbers(snapshot, flow.onError, call, at);
+      let numbers = endpoint === 'connect' ? connectNumbers(got.numbers) : got.numbers;
+      if (numbers !== got.numbers) why = `${why}; onError answered the ${cutOf(got.numbers.length)} numbers`;
       let answer: CallbackAnswer;
       try {
-        answer = render(endpoint, flowSlug, got.numbers, got.group);
-      } catch {
+        answer = render(endpoint, flowSlug, numbers, got.group);
+      } catch (fallbackErr) {
         answer = render(endpoint, flowSlug, [], null);
+        numbers = [];
+        why = `${why}; onError not answered either: ${(fallbackErr as Error).message}`;
       }
       return {
         answer,
         outcome: 'on-error',
         reason: why,
         flow,
-        decision: { ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers: got.numbers },
+        decision: { ...decision, action: flow.onError, decidedBy: 'onError', error: why, numbers },
       };
     }
   };

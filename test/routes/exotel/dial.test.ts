@@ -358,3 +358,42 @@ t.test("Postgres holding a dial callback past the budget: onError is answered be
     t.ok(cdr.handlingMs < budget, `${endpoint}: the CDR was made after ${cdr.handlingMs.toFixed(0)} ms, within the ${budget} ms budget`);
   }
 });
+
+t.test('Connect for a group of more than 50: the first 50 in the call order, a re-fetch offers the rest, the CDR says it was cut', async (t) => {
+  // A group may have 500 members; a Connect answer carries at most 50. It used to fail its own check
+  // and answer nobody ("dial state unavailable", default settings): Exotel's "we didn't dial anyone".
+  const ctx = await setup(t);
+  const many = Array.from({ length: 60 }, (_, i) => `+9198111${String(i).padStart(5, '0')}`);
+  const g = await ctx.admin({
+    method: 'POST',
+    url: '/admin/dial-groups',
+    payload: { slug: 'big', name: 'Big', strategy: 'sequential', members: many.map((number, priority) => ({ number, priority })), connect: { record: true } },
+  });
+  t.equal(g.statusCode, 201, 'a 60-member group is accepted');
+  const f = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'big', name: 'Big', type: 'dial', rules: [], otherwise: { dialGroup: 'big' }, onError: { dialGroup: 'big' } },
+  });
+  t.equal(f.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('big') === true);
+  const connect = (query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/connect/big?CallSid=big1&${query}` });
+  const cdrOf = async (attempt: string) =>
+    (await ctx.db.prisma.cdr.findMany({ where: { callSid: 'big1' }, orderBy: { id: 'asc' } })).find((c) => (c.params as Record<string, string>).n === attempt);
+
+  const res = await connect('n=1');
+  t.equal(res.statusCode, 200);
+  t.same(res.json().destination.numbers, many.slice(0, 50), 'the first 50 in priority order');
+  t.equal(res.json().record, true, "the group's Connect settings");
+  t.match(await cdrOf('1'), { outcome: 'answered', reason: null, decision: { dial: { tier: 'big', cut: 'first 50 of 60' } } });
+
+  t.same((await connect('n=2')).json().destination.numbers, many.slice(0, 50), 'a repeated poll of the attempt: the same 50');
+  const next = await connect(`n=3&DialCallStatus=no-answer&DialWhomNumber=${encodeURIComponent(many[0]!)}`);
+  t.same(next.json().destination.numbers, many.slice(1, 51), 'the re-fetch: the 51st, never answered, is offered now');
+  t.match(await cdrOf('3'), { outcome: 'answered', decision: { dial: { cut: 'first 50 of 59', skipped: [{ number: many[0], why: 'tried' }] } } });
+
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/big/simulate', payload: { endpoint: 'connect', params: { CallSid: 'sim-big' } } });
+  t.match(sim.json(), { numbers: many.slice(0, 50), dial: { cut: 'first 50 of 60' } }, 'simulate says so too');
+  const whom = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/big?CallSid=big2' });
+  t.same(whom.body.split(','), many, 'Dial Whom (plain text, no limit stated by Exotel) answers all 60');
+});

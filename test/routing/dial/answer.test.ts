@@ -4,6 +4,7 @@
  * flow's onError numbers when the dial state fails or does not answer within the budget.
  */
 import t from 'tap';
+import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
 import { answerDialWith } from '../../../src/routing/dial/answer.js';
 import type { DialRequest } from '../../../src/routing/dial/request.js';
 import type { RulesSnapshot } from '../../../src/routing/snapshot.js';
@@ -100,4 +101,73 @@ t.test('refusals: rules not loaded, an unknown flow, no CallSid', async (t) => {
     answer: { statusCode: 400 },
   });
   t.same([...asked, ...loaded.asked], [], 'Postgres is not asked');
+});
+
+const MANY = Array.from({ length: 60 }, (_, i) => `+9198111${String(i).padStart(5, '0')}`);
+const big = group(
+  'big',
+  'sequential',
+  MANY.map((n, i) => member(n, { priority: i })),
+);
+const BIG = snapshotOf([big], [dialFlow('big', { dialGroup: 'big' }, { dialGroup: 'big' })]);
+
+t.test('Connect with more than 50 numbers offered: the first 50 in order are answered, and the trace says it was cut', async (t) => {
+  const { answerDial } = service(async (req) => req.candidates, { current: BIG });
+  const result = await answerDial({ endpoint: 'connect', flowSlug: 'big', call: call(), at: AT, elapsedMs });
+  t.same(JSON.parse(result.answer.body).destination.numbers, MANY.slice(0, 50));
+  t.match(result, {
+    outcome: 'answered',
+    reason: null,
+    decision: { decidedBy: 'otherwise', numbers: MANY.slice(0, 50), dial: { strategy: 'sequential', cut: 'first 50 of 60' } },
+  });
+  const few = await service(async (req) => req.candidates.slice(0, 50), { current: BIG }).answerDial({
+    endpoint: 'connect',
+    flowSlug: 'big',
+    call: call(),
+    at: AT,
+    elapsedMs,
+  });
+  t.notOk('cut' in (few.decision?.dial ?? {}), 'exactly 50: nothing cut');
+});
+
+t.test('Dial Whom has no such cap: all 60 numbers, as Exotel states no limit for it', async (t) => {
+  const { answerDial } = service(async (req) => req.candidates, { current: BIG });
+  const result = await answerDial({ endpoint: 'dial-whom', flowSlug: 'big', call: call(), at: AT, elapsedMs });
+  t.equal(result.answer.body, MANY.join(','));
+  t.match(result, { outcome: 'answered', decision: { numbers: MANY } });
+  t.notOk('cut' in (result.decision?.dial ?? {}));
+});
+
+t.test('dial state failing with an onError group of more than 50: its first 50 are answered, and the reason says so', async (t) => {
+  const { answerDial } = service(
+    async () => {
+      throw new Error('connection refused');
+    },
+    { current: BIG },
+  );
+  const result = await answerDial({ endpoint: 'connect', flowSlug: 'big', call: call(), at: AT, elapsedMs });
+  t.same(JSON.parse(result.answer.body).destination.numbers, MANY.slice(0, 50));
+  t.match(result, {
+    outcome: 'on-error',
+    reason: 'dial state unavailable: connection refused; onError answered the first 50 of 60 numbers',
+    decision: { decidedBy: 'onError', numbers: MANY.slice(0, 50) },
+  });
+});
+
+t.test('a Connect answer invalid for another reason than Postgres says that reason, not "dial state unavailable"', async (t) => {
+  // settings the admin API would refuse (ringing at most 60 s), as a snapshot from elsewhere might hold
+  const odd = group('sales', 'sequential', [member(A), member(B)], { connect: { ...DEFAULT_CONNECT, maxRingingDuration: 999 } });
+  const { answerDial } = service(async (req) => req.candidates, { current: snapshotOf([odd], [dialFlow('agents', { dialGroup: 'sales' }, { numbers: [C] })]) });
+  const result = await answerDial({ endpoint: 'connect', flowSlug: 'agents', call: call(), at: AT, elapsedMs });
+  t.match(result, { outcome: 'on-error', reason: /^connect answer invalid at \/max_ringing_duration: /, decision: { decidedBy: 'onError', numbers: [C] } });
+  t.same(JSON.parse(result.answer.body).destination.numbers, [C], "onError's numbers, with the default settings");
+
+  // onError rings the same group: nothing valid to answer; the reason says both, and no number is claimed
+  const same = service(async (req) => req.candidates, { current: snapshotOf([odd], [dialFlow('agents', { dialGroup: 'sales' }, { dialGroup: 'sales' })]) });
+  const none = await same.answerDial({ endpoint: 'connect', flowSlug: 'agents', call: call(), at: AT, elapsedMs });
+  t.same(JSON.parse(none.answer.body).destination.numbers, []);
+  t.match(none, {
+    reason: /^connect answer invalid at \/max_ringing_duration: .*; onError not answered either: connect answer invalid at \/max_ringing_duration: /,
+    decision: { numbers: [] },
+  });
 });
