@@ -67,13 +67,28 @@ async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Prom
 
 const entrySelect = { id: true, number: true, name: true, tier: true, note: true, expiresAt: true, createdAt: true, updatedAt: true } as const;
 
-export async function listVipEntries(prisma: PrismaClient, slug: string, q: { limit: number; cursor?: string | undefined; q?: string | undefined }) {
+/**
+ * `q` as conditions on the number: a full phone number in any form (`09811122233`) is its E.164
+ * form, as entries are stored; any `q` also matches as digits anywhere in the number, less one
+ * leading trunk `0` (`098111` finds `+919811122233`).
+ */
+function numberSearch(q: string, country: CountryCode) {
+  const e164 = toE164(q, country);
+  const digits = q.replace(/\D/g, '').replace(/^0(?=\d)/, '');
+  return [...(e164 ? [{ number: e164 }] : []), ...(digits ? [{ number: { contains: digits } }] : [])];
+}
+
+export async function listVipEntries(
+  prisma: PrismaClient,
+  slug: string,
+  q: { limit: number; cursor?: string | undefined; q?: string | undefined },
+  country: CountryCode,
+) {
   const id = await listId(prisma, slug);
   // vip_entries.id is int4: a cursor past it names no entry, and the paging has ended.
   const after = q.cursor !== undefined ? parseId(q.cursor, 'int4') : null;
   if (q.cursor !== undefined && after === null) return { items: [], nextCursor: null };
-  const digits = q.q?.replace(/\D/g, '') ?? '';
-  const search = q.q ? { OR: [...(digits ? [{ number: { contains: digits } }] : []), { name: { contains: q.q, mode: 'insensitive' as const } }] } : {};
+  const search = q.q ? { OR: [...numberSearch(q.q, country), { name: { contains: q.q, mode: 'insensitive' as const } }] } : {};
   const rows = await prisma.vipEntry.findMany({
     where: { listId: id, ...search, ...(after !== null ? { id: { gt: Number(after) } } : {}) },
     select: entrySelect,

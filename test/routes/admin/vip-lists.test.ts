@@ -315,6 +315,17 @@ t.test('admin VIP lists', async (t) => {
     t.same(await search('433'), ['+919655544433'], 'only entries of this list');
   });
 
+  t.test('q as a whole number in national form (as entries are POSTed) finds its entry', async (t) => {
+    const search = async (q: string) =>
+      (await admin({ method: 'GET', url: `/admin/vip-lists/blocked/entries?q=${encodeURIComponent(q)}` })).json().items.map((e: Entry) => e.number);
+    t.same(await search('09811122233'), ['+919811122233'], 'national form with the trunk 0');
+    t.same(await search('098111 22233'), ['+919811122233'], 'national form with a space');
+    t.same(await search('+919811122233'), ['+919811122233'], 'E.164');
+    t.same(await search('9811122233'), ['+919811122233'], 'ten digits');
+    t.same(await search('098111'), ['+919811122233'], 'the start of a national number, trunk 0 included');
+    t.same(await search('09811122299'), [], 'another whole number finds nothing');
+  });
+
   t.test('DELETE of an entry by its national form is 204, then 404; an invalid number is 400', async (t) => {
     const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked/entries/09811122233' });
     t.equal(res.statusCode, 204);
