@@ -87,7 +87,9 @@ export const VipEntriesQuerySchema = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     cursor: Type.Optional(NumericCursorSchema),
-    q: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'Search: a whole number in any form, part of the number (digits) or part of the name' })),
+    q: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'Search: a whole number in any form, part of the number (digits) or part of the name' }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -78,6 +78,12 @@ function numberSearch(q: string, country: CountryCode) {
   return [...(e164 ? [{ number: e164 }] : []), ...(digits ? [{ number: { contains: digits } }] : [])];
 }
 
+/**
+ * Prisma's `contains` is `LIKE '%' || value || '%'` with the value as given (prisma/prisma#19506):
+ * `%` and `_` in it would be wildcards. Postgres's LIKE takes a backslash as its escape by default.
+ */
+const likeLiteral = (text: string) => text.replace(/[\\%_]/g, '\\$&');
+
 export async function listVipEntries(
   prisma: PrismaClient,
   slug: string,
@@ -88,7 +94,7 @@ export async function listVipEntries(
   // vip_entries.id is int4: a cursor past it names no entry, and the paging has ended.
   const after = q.cursor !== undefined ? parseId(q.cursor, 'int4') : null;
   if (q.cursor !== undefined && after === null) return { items: [], nextCursor: null };
-  const search = q.q ? { OR: [...numberSearch(q.q, country), { name: { contains: q.q, mode: 'insensitive' as const } }] } : {};
+  const search = q.q ? { OR: [...numberSearch(q.q, country), { name: { contains: likeLiteral(q.q), mode: 'insensitive' as const } }] } : {};
   const rows = await prisma.vipEntry.findMany({
     where: { listId: id, ...search, ...(after !== null ? { id: { gt: Number(after) } } : {}) },
     select: entrySelect,

@@ -326,6 +326,21 @@ t.test('admin VIP lists', async (t) => {
     t.same(await search('09811122299'), [], 'another whole number finds nothing');
   });
 
+  t.test('q is literal text in names: % and _ are not wildcards, nor is a backslash an escape', async (t) => {
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'names', name: 'Names' } })).statusCode, 201);
+    const names = ['Asha', '50%_off', 'back\\slash', 'a_b'];
+    const up = await admin({ method: 'POST', url: '/admin/vip-lists/names/entries', payload: names.map((name, i) => ({ number: `0981234500${i}`, name })) });
+    t.equal(up.statusCode, 200);
+    const search = async (q: string) =>
+      (await admin({ method: 'GET', url: `/admin/vip-lists/names/entries?q=${encodeURIComponent(q)}` })).json().items.map((e: Entry) => e.name);
+    t.same(await search('%'), ['50%_off'], 'only the name with a %');
+    t.same(await search('_'), ['50%_off', 'a_b'], 'only the names with an _');
+    t.same(await search('a%a'), [], 'no name contains the text a%a');
+    t.same(await search('A_B'), ['a_b'], 'still any case');
+    t.same(await search('k\\s'), ['back\\slash'], 'a backslash matches itself');
+    t.same(await search('\\%'), [], 'no name contains a backslash followed by %');
+  });
+
   t.test('DELETE of an entry by its national form is 204, then 404; an invalid number is 400', async (t) => {
     const res = await admin({ method: 'DELETE', url: '/admin/vip-lists/blocked/entries/09811122233' });
     t.equal(res.statusCode, 204);

@@ -128,7 +128,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listVipEntries',
         summary: 'Entries, oldest first; search by number or name; cursor paging',
         description:
-          "`q` matches a number — a whole number in any form (`09812345678`, `919812345678`, `+919812345678`) or any run of its digits (a leading trunk `0` is dropped) — or part of a name, any case; `limit` up to 1000; the answer's `nextCursor` goes in `cursor` for the next page. Expired entries are listed (they no longer count for `callerIn`).",
+          "`q` matches a number — a whole number in any form (`09812345678`, `919812345678`, `+919812345678`) or any run of its digits (a leading trunk `0` is dropped) — or part of a name, any case (`%` and `_` are plain characters, not wildcards); `limit` up to 1000; the answer's `nextCursor` goes in `cursor` for the next page. Expired entries are listed (they no longer count for `callerIn`).",
         params: SlugParamsSchema,
         querystring: VipEntriesQuerySchema,
         response: { 200: VipEntriesPageSchema, ...errors },
