@@ -5,7 +5,12 @@ export const AuditQuerySchema = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     cursor: Type.Optional(NumericCursorSchema),
-    entity: Type.Optional(Type.String({ maxLength: 64, description: 'e.g. vip-list, vip-entry, schedule, api-key' })),
+    entity: Type.Optional(
+      Type.String({
+        maxLength: 64,
+        description: 'One of vip-list (a VIP list and its entries; entityId is the slug), schedule, dial-group, flow, agent, api-key',
+      }),
+    ),
     entityId: Type.Optional(Type.String({ maxLength: 200 })),
   },
   { additionalProperties: false },

@@ -125,19 +125,45 @@ function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldP
   return [...byNumber.values()];
 }
 
+/** How many entries and numbers an audit entry of an array upsert shows; the rest are counted. */
+export const AUDIT_SAMPLE = 100;
+
+type EntryRow = {
+  id: number;
+  number: string;
+  name: string | null;
+  tier: string | null;
+  note: string | null;
+  expiresAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+};
+
 /**
  * Upserts entries by number in one statement, however many (up to 10,000): Postgres unnests the
  * column arrays and `ON CONFLICT` updates existing numbers. `xmax = 0` tells inserted rows apart.
+ *
+ * Audited as one `upsert-entries` entry. One entry: `before` is the row as it was (null when new),
+ * `after` the row as written. An array: `before` is null when every number was new, else
+ * `{entries, entriesOmitted}` (the rows it updated, as they were: the first AUDIT_SAMPLE by id, and how
+ * many more); `after` is `{inserted, updated, numbers, numbersOmitted, entries, entriesOmitted}` (the
+ * first AUDIT_SAMPLE numbers written, and the same updated rows as written).
  */
 export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug: string, body: VipEntryInput | VipEntryInput[], country: CountryCode) {
   const many = Array.isArray(body);
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
+  const numbers = entries.map((e) => e.number);
   return prisma.$transaction(async (tx) => {
     const id = await listId(tx, slug);
+    // The rows this write will update, as they are (locked, so they are still so when it does).
+    const previous = await tx.$queryRaw<EntryRow[]>`
+      SELECT id, number, name, tier, note, expires_at AS "expiresAt", created_at AS "createdAt", updated_at AS "updatedAt"
+      FROM vip_entries WHERE list_id = ${id} AND number = ANY(${numbers}::text[])
+      ORDER BY id LIMIT ${AUDIT_SAMPLE} FOR UPDATE`;
     const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
       INSERT INTO vip_entries (list_id, number, name, tier, note, expires_at, updated_at)
       SELECT ${id}, e.number, e.name, e.tier, e.note, e.expires_at, now()
-      FROM unnest(${entries.map((e) => e.number)}::text[], ${entries.map((e) => e.name)}::text[],
+      FROM unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
                   ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
                   ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
            AS e(number, name, tier, note, expires_at)
@@ -147,10 +173,21 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
       RETURNING id, (xmax = 0) AS inserted`;
     const inserted = rows.filter((r) => r.inserted).length;
     const result = { inserted, updated: rows.length - inserted };
-    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, null, { ...result, numbers: entries.map((e) => e.number) });
-    if (many) return { many: true as const, result };
-    const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: entries[0]!.number } }, select: entrySelect });
-    return { many: false as const, entry, inserted: inserted === 1 };
+    if (!many) {
+      const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
+      await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
+      return { many: false as const, entry, inserted: inserted === 1 };
+    }
+    const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
+    const entriesOmitted = Math.max(0, result.updated - previous.length);
+    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous, entriesOmitted } : null, {
+      ...result,
+      numbers: numbers.slice(0, AUDIT_SAMPLE),
+      numbersOmitted: Math.max(0, numbers.length - AUDIT_SAMPLE),
+      entries: written,
+      entriesOmitted,
+    });
+    return { many: true as const, result };
   });
 }
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
+import { AuditQuerySchema } from '../../../src/schemas/audit.js';
 
 interface Entry {
   number: string;
@@ -382,6 +383,54 @@ t.test('admin VIP lists', async (t) => {
     t.equal(await db.prisma.vipEntry.count({ where: { number: '+917012345678' } }), 0, 'entries went with it');
   });
 
+  t.test('an array upsert is one audit entry with the updated rows as they were and as written', async (t) => {
+    const res = await admin({
+      method: 'POST',
+      url: '/admin/vip-lists/names/entries',
+      payload: [
+        { number: '09812345009', name: 'New' },
+        { number: '09812345000', name: 'Asha B', tier: 'gold', expiresAt: '2026-01-01T00:00:00Z' },
+      ],
+    });
+    t.same(res.json(), { inserted: 1, updated: 1 });
+    const [last] = await audit('names');
+    t.match(last, {
+      action: 'upsert-entries',
+      before: { entries: [{ number: '+919812345000', name: 'Asha', tier: null, expiresAt: null }], entriesOmitted: 0 },
+      after: {
+        inserted: 1,
+        updated: 1,
+        numbers: ['+919812345009', '+919812345000'],
+        numbersOmitted: 0,
+        entries: [{ number: '+919812345000', name: 'Asha B', tier: 'gold', expiresAt: '2026-01-01T00:00:00.000Z' }],
+        entriesOmitted: 0,
+      },
+    });
+    t.equal((last!.before as { entries: unknown[] }).entries.length, 1, 'only the updated row, not the new one');
+
+    const [second, first] = await audit('bulk');
+    t.match(first, { before: null, after: { inserted: 10_000, updated: 0, numbersOmitted: 9_900, entries: [], entriesOmitted: 0 } });
+    const b = second!.before as { entries: Entry[]; entriesOmitted: number };
+    const a = second!.after as { numbers: string[]; numbersOmitted: number; entries: Entry[]; entriesOmitted: number };
+    t.match(a, { inserted: 0, updated: 10_000, numbersOmitted: 9_900, entriesOmitted: 9_900 });
+    t.equal(b.entriesOmitted, 9_900);
+    t.same([a.numbers.length, b.entries.length, a.entries.length], [100, 100, 100], 'a bulk write shows the first 100 and counts the rest');
+    t.match(b.entries[0], { number: '+919800000000', tier: 'gold' });
+    t.match(a.entries[0], { number: '+919800000000', tier: 'silver' });
+    t.same(
+      a.entries.map((e) => e.number),
+      b.entries.map((e) => e.number),
+      'the same rows before and after',
+    );
+  });
+
+  t.test('the audit filter documents the entity VIP entries are written under', async (t) => {
+    const description = AuditQuerySchema.properties.entity.description ?? '';
+    t.match(description, /vip-list/);
+    t.notMatch(description, /vip-entry/, 'no entry is ever written with entity vip-entry');
+    t.same((await admin({ method: 'GET', url: '/admin/audit?entity=vip-entry' })).json().items, []);
+  });
+
   t.test('every write leaves an audit entry with the acting key, before and after', async (t) => {
     const blocked = await audit('blocked');
     t.same(
@@ -393,7 +442,10 @@ t.test('admin VIP lists', async (t) => {
     const [deleted, deletedEntry, upserted, , renamed, created] = blocked;
     t.match(created, { before: null, after: { slug: 'blocked', name: 'Blocked', description: 'spam', entryCount: 0 } });
     t.match(renamed, { before: { name: 'Blocked' }, after: { name: 'Blocked callers' } });
-    t.match(upserted, { before: null, after: { inserted: 3, updated: 0, numbers: ['+919811122233', '+919655544433', '+917012345678'] } });
+    t.match(upserted, {
+      before: null,
+      after: { inserted: 3, updated: 0, numbers: ['+919811122233', '+919655544433', '+917012345678'], numbersOmitted: 0, entries: [], entriesOmitted: 0 },
+    });
     t.match(deletedEntry, { before: { number: '+919811122233', name: 'Priya Sharma' }, after: null });
     t.match(deleted, { before: { slug: 'blocked', name: 'Blocked callers', entryCount: 2 }, after: null });
 
@@ -402,8 +454,20 @@ t.test('admin VIP lists', async (t) => {
       gold.map((a) => a.action),
       [...Array<string>(7).fill('upsert-entries'), 'create'],
     );
-    t.match(gold[6], { before: null, after: { inserted: 1, updated: 0, numbers: ['+919812345678'] } });
-    t.match(gold[5], { after: { inserted: 0, updated: 1, numbers: ['+919812345678'] } }, 'an update by number is audited too');
+    t.match(gold[6], { before: null, after: { number: '+919812345678', name: null } }, 'one new entry: before null, after the row');
+    t.match(
+      gold[5],
+      { before: { number: '+919812345678', name: null }, after: { number: '+919812345678', name: 'Asha' } },
+      'an update by number is audited too',
+    );
+    t.match(
+      gold[2],
+      {
+        before: { number: '+919812345679', name: 'Ravi', tier: 'platinum', note: 'CEO of a client', expiresAt: '2027-03-31T18:30:00.000Z' },
+        after: { number: '+919812345679', name: null, tier: null, note: null, expiresAt: '2027-03-31T18:30:00.000Z' },
+      },
+      'one updated entry: the row as it was and as written',
+    );
 
     t.same(
       (await audit('too-many')).map((a) => a.action),
