@@ -16,6 +16,23 @@ function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
   return 'unique value';
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** What to do instead, added to the 413 a body over the route's `bodyLimit` gets. */
+    bodyTooLargeHint?: string;
+  }
+}
+
+const MiB = 1024 * 1024;
+
+/** A 413's message: the route's limit, in MiB or KiB when it is a whole number of them, and in bytes. */
+function bodyTooLargeMessage(request: FastifyRequest): string {
+  const limit = request.routeOptions.bodyLimit;
+  const unit = limit % MiB === 0 ? `${limit / MiB} MiB (${limit} bytes)` : limit % 1024 === 0 ? `${limit / 1024} KiB (${limit} bytes)` : `${limit} bytes`;
+  const hint = request.routeOptions.config.bodyTooLargeHint;
+  return `the request body is larger than this route's limit of ${unit}${hint ? `: ${hint}` : ''}`;
+}
+
 /** The kinds of object a unique violation can be about, in API words, with where they live. */
 const KINDS: Record<string, { kind: string; path: string }> = {
   VipList: { kind: 'VIP list', path: '/admin/vip-lists' },
@@ -49,6 +66,8 @@ export default fp(async function errorHandler(app: FastifyInstance) {
     } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2025') {
       status = 404;
       message = 'the object does not exist';
+    } else if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      message = bodyTooLargeMessage(request);
     } else if (err.validation) {
       status = 400;
     }

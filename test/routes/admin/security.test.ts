@@ -321,12 +321,31 @@ t.test('API4 unrestricted resource consumption', async (t) => {
     const big = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'big', name: 'x'.repeat(3000) } });
     t.equal(big.statusCode, 413);
     t.match(big.json(), { statusCode: 413, error: 'Payload Too Large' });
+    t.equal(big.json().message, "the request body is larger than this route's limit of 2 KiB (2048 bytes)", 'the 413 names the limit');
     t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'big', name: 'Big' } })).statusCode, 201);
     const entries = Array.from({ length: 100 }, (_, i) => ({ number: `98${String(i).padStart(8, '0')}`, note: 'bulk import' }));
     t.ok(JSON.stringify(entries).length > 2048);
     const bulk = await admin({ method: 'POST', url: '/admin/vip-lists/big/entries', payload: entries });
     t.equal(bulk.statusCode, 200, bulk.body.slice(0, 200));
     t.same(bulk.json(), { inserted: 100, updated: 0 });
+  });
+
+  t.test('a VIP bulk upsert over 16 MiB is 413 naming the limit and suggesting to split the array', async (t) => {
+    const { admin } = await buildTestApp(t);
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'big', name: 'Big' } })).statusCode, 201);
+    const limit = 16 * 1024 * 1024;
+    const entry = JSON.stringify({ number: '9800000000', note: 'n'.repeat(2000) });
+    const payload = `[${Array(Math.ceil(limit / (entry.length + 1)))
+      .fill(entry)
+      .join(',')}]`;
+    t.ok(payload.length > limit && payload.length <= limit + entry.length + 2, 'just over 16 MiB');
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists/big/entries', payload, headers: { 'content-type': 'application/json' } });
+    t.equal(res.statusCode, 413);
+    t.same(res.json(), {
+      statusCode: 413,
+      error: 'Payload Too Large',
+      message: "the request body is larger than this route's limit of 16 MiB (16777216 bytes): split the array over several requests",
+    });
   });
 
   t.test('the default admin body limit is 1 MiB', async (t) => {

@@ -30,6 +30,8 @@ import { actorOf } from '../../../plugins/auth.js';
 const tags = ['vip-lists'];
 const security = [{ bearer: [] }];
 const errors = { 400: ErrorSchema, 404: ErrorSchema };
+/** The bulk upsert's body limit: 10,000 entries of typical size fit well within it. */
+const BULK_BODY_LIMIT = 16 * 1024 * 1024;
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const country = app.config.DEFAULT_COUNTRY;
@@ -145,12 +147,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         operationId: 'upsertVipEntries',
         summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
-        description: 'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement.',
+        description:
+          'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
         params: SlugParamsSchema,
         body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
-        response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors },
+        response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 413: ErrorSchema },
       },
-      bodyLimit: 16 * 1024 * 1024,
+      bodyLimit: BULK_BODY_LIMIT,
+      config: { bodyTooLargeHint: 'split the array over several requests' },
     },
     async (request, reply) => {
       const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
