@@ -149,44 +149,44 @@ export async function getCallTimeline(prisma: PrismaClient, callSid: string) {
  * A text cell that a spreadsheet would run as a formula (OWASP "CSV injection"): one beginning with
  * `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, which spreadsheets show as text.
  * Callers plant such values: a refused callback still leaves a CDR. A plain number (an E.164
- * number such as `+919812345678`, or `-5`) runs no formula and stays as it is. JSON columns are
- * cast to text (what COPY writes for them anyway) and go through the same expression, so every
- * caller-controlled column is covered the same way (a json value keeps its text as sent, leading
- * tab included). Only constants are written here; COPY takes no bind parameters.
+ * number such as `+919812345678`, or `-5`) runs no formula and stays as it is. Only constants are
+ * written here; COPY takes no bind parameters.
  */
-function csvText(column: string, cast = ''): string {
-  const value = `${column}${cast}`;
+function csvText(column: string): string {
   return (
-    `CASE WHEN left(${value}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) AND ${value} !~ '^[+-]?[0-9]+([.][0-9]+)?$' ` +
-    `THEN '''' || ${value} ELSE ${value} END AS ${column}`
+    `CASE WHEN left(${column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) AND ${column} !~ '^[+-]?[0-9]+([.][0-9]+)?$' ` +
+    `THEN '''' || ${column} ELSE ${column} END AS ${column}`
   );
 }
 
 /**
- * CSV columns in order; received_at in the same ISO 8601 UTC form as the JSON answers. Text and
- * JSON columns go through csvText; id, received_at and the numeric columns cannot start a formula.
+ * CSV columns in order; received_at in the same ISO 8601 UTC form as the JSON answers. The text
+ * columns a caller (or an admin: a rule's name) writes go through csvText. The others cannot start
+ * a formula and are exported as stored, which keeps the export's cost: id, received_at and the
+ * numeric columns; endpoint and outcome (exoroute's own words); call_from and call_to (E.164
+ * numbers or empty); legs and params (JSON that exoroute serialises: an array or an object).
  */
 const CSV_SELECT = [
   'id',
   `to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS received_at`,
-  csvText('endpoint'),
+  'endpoint',
   csvText('flow_slug'),
   csvText('call_sid'),
-  csvText('call_from'),
-  csvText('call_to'),
+  'call_from',
+  'call_to',
   csvText('direction'),
   csvText('digits'),
   csvText('dial_call_status'),
   csvText('dial_whom_number'),
-  csvText('outcome'),
+  'outcome',
   csvText('matched_rule'),
   csvText('reason'),
   'http_status',
   csvText('response_body'),
   'handling_ms',
   'attempt',
-  csvText('legs', '::text'),
-  csvText('params', '::text'),
+  'legs',
+  'params',
 ].join(', ');
 
 /**

@@ -26,7 +26,8 @@ const orderHelp =
   'from the local spool is stored late but sits at the time it was received).';
 
 const csvHelp =
-  "A text cell that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` so that a spreadsheet " +
+  'A text cell a caller writes (flow, CallSid, direction, digits, DialCallStatus, DialWhomNumber, matched rule, reason, answer body) ' +
+  "that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` so that a spreadsheet " +
   'shows it as text instead of running it as a formula (callers choose what a CDR holds); a plain number such as ' +
   '`+919812345678` or `-5` is left as it is.';
 
