@@ -147,14 +147,15 @@ export async function getCallTimeline(prisma: PrismaClient, callSid: string) {
 
 /**
  * A text cell that a spreadsheet would run as a formula (OWASP "CSV injection"): one beginning with
- * `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, which spreadsheets show as text.
+ * `=`, `+`, `-`, `@`, tab or carriage return (codes 61, 43, 45, 64, 9, 13) gets a leading `'`, which spreadsheets show as text.
  * Callers plant such values: a refused callback still leaves a CDR. A plain number (an E.164
  * number such as `+919812345678`, or `-5`) runs no formula and stays as it is. Only constants are
  * written here; COPY takes no bind parameters.
  */
 function csvText(column: string): string {
   return (
-    `CASE WHEN left(${column}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) AND ${column} !~ '^[+-]?[0-9]+([.][0-9]+)?$' ` +
+    // ascii(): the first character's code, an integer compared (no text made per row and cell)
+    `CASE WHEN ascii(${column}) IN (61, 43, 45, 64, 9, 13) AND ${column} !~ '^[+-]?[0-9]+([.][0-9]+)?$' ` +
     `THEN '''' || ${column} ELSE ${column} END AS ${column}`
   );
 }
