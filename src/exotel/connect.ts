@@ -90,13 +90,14 @@ export function dialWhomAnswer(numbers: string[]): CallbackAnswer {
 
 /**
  * Connect dynamic parameters from a group's settings, complete as stored (camelCase → Exotel's
- * snake_case), for the first CONNECT_MAX_NUMBERS of `numbers` (connectNumbers). Checked against the
- * response schema before it leaves: an invalid answer throws InvalidConnectAnswer.
+ * snake_case). `numbers` is already cut to CONNECT_MAX_NUMBERS (connectNumbers, by the dial answer,
+ * whose trace says so). Checked against the response schema before it leaves: an invalid answer
+ * throws InvalidConnectAnswer.
  */
 export function connectAnswer(numbers: string[], settings: Readonly<Connect>, opts: { parallel: boolean; eventUrl: string | null }): CallbackAnswer {
   const body: ConnectResponse = {
     fetch_after_attempt: settings.fetchAfterAttempt,
-    destination: { numbers: connectNumbers(numbers) },
+    destination: { numbers },
     record: settings.record,
     recording_channels: settings.recordingChannels,
     max_ringing_duration: settings.maxRingingDuration,

@@ -68,7 +68,7 @@ function cdrOf(opts: {
   return {
     receivedAt: opts.receivedAt,
     endpoint: opts.endpoint,
-    flowSlug: indexable(opts.flowSlug),
+    flowSlug: opts.flowSlug, // as flowOfPath made it
     callSid: indexable(call.callSid),
     callFrom: call.callFrom?.e164 ?? null,
     callFromRaw: call.callFrom?.raw ?? null,
