@@ -9,6 +9,10 @@ declare module 'fastify' {
   interface FastifyRequest {
     apiKey: AuthenticatedKey | null;
   }
+  interface FastifyContextConfig {
+    /** A POST that changes nothing (simulate): a viewer key may call it too. */
+    changesNothing?: boolean;
+  }
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
@@ -34,7 +38,8 @@ class TooManyRequestsError extends DomainError {
  *    guessing could go on and tell a hit by its status;
  * 2. at most `ADMIN_RATE_LIMIT_PER_MINUTE` requests a minute per key presented (per client address
  *    without one), 429 + Retry-After beyond; counted before the key lookup, so a flood costs no query;
- * 3. 401 without a live key (and one more failure for the address), 403 when a viewer key writes;
+ * 3. 401 without a live key (and one more failure for the address), 403 when a viewer key writes
+ *    (any method but GET, HEAD and OPTIONS, unless the route's config says it `changesNothing`);
  * 4. bodies over `ADMIN_BODY_LIMIT_BYTES` are 413, except on routes that set their own `bodyLimit`
  *    (the VIP bulk upsert).
  *
@@ -86,7 +91,7 @@ export default fp(async function auth(app: FastifyInstance) {
     }
     request.apiKey = key;
     keyUse.record(key.id);
-    if (key.role !== 'admin' && !READ_METHODS.has(request.method)) {
+    if (key.role !== 'admin' && !READ_METHODS.has(request.method) && !request.routeOptions.config.changesNothing) {
       throw new ForbiddenError(`a ${key.role} key may only read; ${request.method} needs an admin key`);
     }
   });

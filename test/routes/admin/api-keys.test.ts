@@ -41,6 +41,24 @@ t.test('admin API keys', async (t) => {
     t.match(res.json().message, /viewer/);
   });
 
+  t.test('a viewer may simulate a flow (it changes nothing), and still not change the flow', async (t) => {
+    const headers = { authorization: `Bearer ${viewerKey}` };
+    const flow = { slug: 'viewer-try', name: 'Try', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'B' } };
+    t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+    const sim = await app.inject({
+      method: 'POST',
+      url: '/admin/flows/viewer-try/simulate',
+      headers,
+      payload: { endpoint: 'passthru', params: { CallSid: 'v1' } },
+    });
+    t.equal(sim.statusCode, 200, sim.body);
+    t.match(sim.json(), { answer: { statusCode: 200 }, decidedBy: 'otherwise' });
+    const put = await app.inject({ method: 'PUT', url: '/admin/flows/viewer-try', headers, payload: flow });
+    t.equal(put.statusCode, 403);
+    const del = await app.inject({ method: 'DELETE', url: '/admin/flows/viewer-try', headers });
+    t.equal(del.statusCode, 403);
+  });
+
   t.test('bad role and unknown fields are 400 naming the field', async (t) => {
     const bad = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'x', role: 'root' } });
     t.equal(bad.statusCode, 400);

@@ -122,12 +122,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   app.post(
     '/flows/:slug/simulate',
     {
+      config: { changesNothing: true },
       schema: {
         tags,
         security,
         operationId: 'simulateFlow',
         summary: 'What the callback endpoint would answer for these Exotel parameters, with a per-rule trace; writes no CDR and changes no dial state',
-        description: 'Uses the flow as stored now, and VIP lists and schedules from the rules snapshot the callbacks use.',
+        description:
+          'Uses the flow as stored now, and VIP lists and schedules from the rules snapshot the callbacks use. A viewer key may call it: it changes nothing.',
         params: SlugParamsSchema,
         body: withExamples(SimulateInputSchema, SIMULATE_EXAMPLE),
         response: { 200: SimulateResultSchema, ...errors },
