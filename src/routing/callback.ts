@@ -19,6 +19,14 @@ export interface CallbackResult<D extends Decision = Decision> {
   flow: Flow | null;
 }
 
+/** Exotel's CallSids have 32 characters; a longer one is no call of Exotel's, and the dial state could not key it. */
+export const MAX_CALL_SID_CHARS = 200;
+
+/** Why this CallSid cannot be a call's, or null. */
+export function callSidProblem(callSid: string): string | null {
+  return callSid.length > MAX_CALL_SID_CHARS ? `CallSid has ${callSid.length} characters; at most ${MAX_CALL_SID_CHARS} (Exotel's have 32)` : null;
+}
+
 /** A refusal: no decision was made. */
 export function rejected(statusCode: number, reason: string): CallbackResult<never> {
   return { answer: errorAnswer(statusCode, reason), outcome: 'rejected', reason, decision: null, flow: null };
@@ -46,6 +54,8 @@ export function decideFor(
     return { refused: rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${flowType}` : `no flow '${flowSlug}'`) };
   }
   if (!call.callSid) return { refused: { ...rejected(400, 'CallSid is missing'), flow } };
+  const tooLong = callSidProblem(call.callSid);
+  if (tooLong) return { refused: { ...rejected(400, tooLong), flow } };
   try {
     return { refused: null, flow, decision: decide(snapshot, flow, call, at) };
   } catch (err) {

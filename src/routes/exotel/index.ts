@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { CALLBACK_SECURITY, CallbackParamsSchema, DialEventParamsSchema } from '../../schemas/exotel-params.js';
 import { collectParams, parseExotelCall, SIP_USER, type ExotelCall } from '../../exotel/params.js';
-import { answerCallback, rejected, type CallbackResult } from '../../routing/callback.js';
+import { answerCallback, callSidProblem, rejected, type CallbackResult } from '../../routing/callback.js';
 import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
@@ -327,6 +327,7 @@ export default fp(
       const call = parse(request);
       let result: CallbackResult;
       const agent = call.dialWhomNumber?.e164;
+      const sidProblem = call.callSid ? callSidProblem(call.callSid) : null;
       const acknowledged: CallbackResult = {
         answer: { statusCode: 200, contentType: 'text/plain', body: '' },
         outcome: 'answered',
@@ -339,6 +340,7 @@ export default fp(
         // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
         result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
       } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
+      else if (sidProblem) result = rejected(400, sidProblem);
       else {
         result = acknowledged;
         const named = typeof call.raw.group === 'string' ? call.raw.group : null;

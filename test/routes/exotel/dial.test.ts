@@ -397,3 +397,33 @@ t.test('Connect for a group of more than 50: the first 50 in the call order, a r
   const whom = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/big?CallSid=big2' });
   t.same(whom.body.split(','), many, 'Dial Whom (plain text, no limit stated by Exotel) answers all 60');
 });
+
+t.test('a CallSid of more than 200 characters is a 400 naming it, with its CDR, on every endpoint; no error blamed on the dial state', async (t) => {
+  const ctx = await setup(t);
+  await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'main', name: 'Main', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'B' } },
+  });
+  await until(() => ctx.app.rules.current?.flows.has('main') === true);
+  // Exotel's CallSids have 32 characters; 2,000 CJK ones would not fit the dial state's key.
+  const huge = Array.from({ length: 2000 }, (_, i) => String.fromCodePoint(0x4e00 + ((i * 7919) % 0x5000))).join('');
+  const q = new URLSearchParams({ CallSid: huge, CallFrom: '09800000001', DialWhomNumber: '09811100001', Status: 'busy' });
+  for (const url of ['/exotel/dial-whom/agents', '/exotel/connect/agents', '/exotel/passthru/main', '/exotel/dial-events']) {
+    const res = await ctx.app.inject({ method: 'GET', url: `${url}?${q}` });
+    t.equal(res.statusCode, 400, url);
+    t.match(res.json().message, 'CallSid has 2000 characters; at most 200', url);
+  }
+  const cdrs = await ctx.db.pool.query(`SELECT endpoint, outcome, reason FROM cdrs WHERE params ->> 'CallSid' = $1 ORDER BY id`, [huge]);
+  t.same(
+    cdrs.rows.map((r) => `${r.endpoint} ${r.outcome}`),
+    ['dial-whom rejected', 'connect rejected', 'passthru rejected', 'dial-events rejected'],
+    'one CDR each',
+  );
+  t.notOk(
+    cdrs.rows.some((r) => /dial state|index/.test(r.reason)),
+    'no reason blames the dial state',
+  );
+  const exactly = 'C'.repeat(200);
+  t.equal((await dialWhom(ctx, `CallSid=${exactly}`)).body, `${A},${B},${C}`, '200 characters are still a call');
+});
