@@ -48,10 +48,15 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
     });
   }
   if ('numbers' in action) {
+    const seen = new Map<string, number>();
     return {
       numbers: action.numbers.map((n, i) => {
         const e164 = toE164(n, country);
         if (!e164) throw new InvalidFieldError(`${field}/numbers/${i}`, `'${n}' is not a valid phone number`);
+        // As in a dial group: the same agent twice (written in two forms) would be offered twice.
+        const first = seen.get(e164);
+        if (first !== undefined) throw new InvalidFieldError(`${field}/numbers/${i}`, `${e164} is already number ${first}; a number appears once in the list`);
+        seen.set(e164, i);
         return e164;
       }),
     };

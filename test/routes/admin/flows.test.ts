@@ -293,3 +293,35 @@ t.test('without a callback secret the URLs carry no token', async (t) => {
   const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });
   t.same(created.json().exotelUrls, { passthru: 'http://127.0.0.1:3000/exotel/passthru/inbound' });
 });
+
+t.test('a number twice in a dial action, in any form, is 400 naming the later index; nothing is stored', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const dial = (over: Record<string, unknown>) => ({
+    slug: 'direct',
+    name: 'Direct',
+    type: 'dial',
+    rules: [],
+    otherwise: { numbers: ['09812345678', '09812345679'] },
+    onError: { numbers: ['+919812345678'] },
+    ...over,
+  });
+  for (const [where, over, field] of [
+    ['otherwise', { otherwise: { numbers: ['09812345678', '09812345679', '+919812345678'] } }, 'body/otherwise/numbers/2'],
+    ['onError', { onError: { numbers: ['919812345679', '09812345679'] } }, 'body/onError/numbers/1'],
+    ['a rule', { rules: [{ when: {}, then: { numbers: ['+919812345678', '9812345678'] } }] }, 'body/rules/0/then/numbers/1'],
+  ] as const) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: dial(over) });
+    t.equal(res.statusCode, 400, `${where}: ${res.body}`);
+    t.match(res.json().message, `${field}: +9198123456`);
+    t.match(res.json().message, 'a number appears once in the list');
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/flows/direct' })).statusCode, 404, 'no flow was stored');
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: dial({}) })).statusCode, 201);
+  const put = await admin({
+    method: 'PUT',
+    url: '/admin/flows/direct',
+    payload: { ...dial({ otherwise: { numbers: ['09812345678', '09812345678'] } }), slug: undefined },
+  });
+  t.equal(put.statusCode, 400, put.body);
+  t.match(put.json().message, 'body/otherwise/numbers/1: +919812345678 is already number 0');
+});
