@@ -20,15 +20,39 @@ export function describeSchemaError(errors: ErrorObject[], dataVar: string): str
       const params = e.params as { additionalProperty?: string; missingProperty?: string };
       const shape = SHAPE_KEYWORDS.includes(e.keyword) ? 1 : 0;
       const text = whatToFix(e, errors) ?? e.message ?? 'is invalid';
-      if (e.keyword === 'additionalProperties') return { path: `${e.instancePath}/${params.additionalProperty}`, text, shape };
-      if (e.keyword === 'required') return { path: `${e.instancePath}/${params.missingProperty}`, text: 'is required', shape };
-      return { path: e.instancePath, text, shape };
+      if (e.keyword === 'additionalProperties') return { error: e, path: `${e.instancePath}/${params.additionalProperty}`, text, shape };
+      if (e.keyword === 'required') return { error: e, path: `${e.instancePath}/${params.missingProperty}`, text: 'is required', shape };
+      return { error: e, path: e.instancePath, text, shape };
     });
   // Deepest first; at equal depth, a wrong value beats a wrong shape (the shape errors of an
   // `anyOf` branch that was not meant, e.g. a missing `closed` when special hours were given).
   const best = located.sort((a, b) => b.path.split('/').length - a.path.split('/').length || a.shape - b.shape)[0];
   if (!best) return `${dataVar}: ${errors[0]?.message ?? 'is invalid'}`;
+  const union = best.shape ? unfitShapes(best.error, errors) : undefined;
+  if (union) return `${dataVar}${union.instancePath}: must be: ${(union.parentSchema as { description: string }).description}`;
   return `${dataVar}${best.path}: ${best.text}`;
+}
+
+/** Errors about which fields an object has (or whether it is one), rather than a field's value. */
+const OBJECT_SHAPE = ['required', 'additionalProperties', 'type'];
+
+/**
+ * The described union of object shapes (a flow's action, a digits match) that `chosen` comes from,
+ * when no shape fits for its fields alone: nothing inside it has a wrong value. Then a missing field
+ * of whichever shape comes first (`branch` for a dial flow's misspelt `dialgroup`) is no fix; the
+ * union's description, which names every shape, is.
+ */
+function unfitShapes(chosen: ErrorObject, errors: readonly ErrorObject[]): ErrorObject | undefined {
+  return errors
+    .filter((u) => {
+      if (u.keyword !== 'anyOf' || !chosen.schemaPath.startsWith(`${u.schemaPath}/`)) return false;
+      const schema = u.parentSchema as { description?: string; anyOf?: Array<{ type?: unknown }> } | undefined;
+      if (!schema?.description || !schema.anyOf?.every((s) => s.type === 'object')) return false;
+      return errors
+        .filter((e) => e.schemaPath.startsWith(`${u.schemaPath}/`))
+        .every((e) => e.instancePath === u.instancePath && OBJECT_SHAPE.includes(e.keyword));
+    })
+    .sort((a, b) => b.schemaPath.length - a.schemaPath.length)[0];
 }
 
 type Ajv = import('ajv').default;

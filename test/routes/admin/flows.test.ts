@@ -325,3 +325,46 @@ t.test('a number twice in a dial action, in any form, is 400 naming the later in
   t.equal(put.statusCode, 400, put.body);
   t.match(put.json().message, 'body/otherwise/numbers/1: +919812345678 is already number 0');
 });
+
+t.test('an action of no known shape is 400 naming the action and the shapes it may take, not a field of another type', async (t) => {
+  const { admin } = await buildTestApp(t);
+  await admin({ method: 'POST', url: '/admin/dial-groups', payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [] } });
+  const dial = (over: Record<string, unknown>) => ({
+    slug: 'agents',
+    name: 'Agents',
+    type: 'dial',
+    rules: [],
+    otherwise: { dialGroup: 'sales' },
+    onError: { numbers: ['09812345678'] },
+    ...over,
+  });
+  for (const [what, over, field] of [
+    ['a misspelt key', { otherwise: { dialgroup: 'sales' } }, 'body/otherwise'],
+    ['an empty action', { onError: {} }, 'body/onError'],
+    ['a key too many', { rules: [{ when: {}, then: { dialGroup: 'sales', ring: 'all' } }] }, 'body/rules/0/then'],
+    ['not an object', { otherwise: 'sales' }, 'body/otherwise'],
+  ] as const) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: dial(over) });
+    t.equal(res.statusCode, 400, what);
+    const message: string = res.json().message;
+    t.ok(message.startsWith(`${field}: must be`), `${what}: ${message}`);
+    t.match(message, 'dial flows: {dialGroup}, {dialGroups} (tiers) or {numbers}', what);
+    t.notMatch(message, /branch: is required/, `${what}: a dial flow is not told to add a branch`);
+  }
+  const digits = await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: dial({ rules: [{ when: { digits: { equal: '1' } }, then: { dialGroup: 'sales' } }] }),
+  });
+  t.equal(digits.statusCode, 400);
+  t.match(digits.json().message, /^body\/rules\/0\/when\/digits: must be: .*\{equals\}, \{in\} or \{prefix\}/);
+  // A value wrong inside a shape that fits is still named itself.
+  const branch = await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { ...dial({}), type: 'passthru', otherwise: { branch: 'C' }, onError: { branch: 'A' } },
+  });
+  t.match(branch.json().message, /^body\/otherwise\/branch: must be one of A, B/);
+  const slug = await admin({ method: 'POST', url: '/admin/flows', payload: dial({ otherwise: { dialGroup: 'Sales!' } }) });
+  t.match(slug.json().message, /^body\/otherwise\/dialGroup: must be a slug/);
+});
