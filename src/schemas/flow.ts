@@ -33,7 +33,7 @@ export const ConditionsSchema = Type.Object(
       Type.Array(Type.String({ minLength: 1, maxLength: 50 }), {
         minItems: 1,
         maxItems: 10,
-        description: "Outcome of the previous Connect, e.g. ['busy','no-answer']",
+        description: "Outcome of the previous Connect, e.g. ['busy','no-answer']: completed, busy, no-answer, failed or canceled",
       }),
     ),
   },

@@ -4,6 +4,7 @@ import type { PrismaClient } from './database.js';
 import { referencesOf, type Action, type Flow, type FlowInput, type FlowReplace, type FlowType, type Rule } from '../schemas/flow.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { toE164 } from '../exotel/phone.js';
+import { enumValue } from '../exotel/params.js';
 import { recordChange, type Actor } from './audit.js';
 import { existingSlugs } from './references.js';
 
@@ -64,6 +65,9 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
   return action;
 }
 
+/** What Exotel sends as DialCallStatus after a Connect attempt (docs/exotel.md). */
+const DIAL_CALL_STATUSES = ['completed', 'busy', 'no-answer', 'failed', 'canceled'];
+
 /** The name of an unnamed rule: its position, counted from 1 as a person reads the list. */
 export const ruleNameAt = (index: number) => `rule ${index + 1}`;
 
@@ -88,6 +92,15 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
     }
     names.add(name);
     const when = { ...rule.when };
+    // Compared with the call's as the parser reads both ('No Answer' → 'no-answer'): another word never matches.
+    when.dialCallStatus?.forEach((status, j) => {
+      if (!DIAL_CALL_STATUSES.includes(enumValue(status) ?? '')) {
+        throw new InvalidFieldError(
+          `body/rules/${i}/when/dialCallStatus/${j}`,
+          `'${status}' is no DialCallStatus of Exotel's, so the rule would never hold; give one of ${DIAL_CALL_STATUSES.join(', ')}`,
+        );
+      }
+    });
     if (when.calledNumber) {
       when.calledNumber = when.calledNumber.map((n, j) => {
         const e164 = toE164(n, country);

@@ -368,3 +368,34 @@ t.test('an action of no known shape is 400 naming the action and the shapes it m
   const slug = await admin({ method: 'POST', url: '/admin/flows', payload: dial({ otherwise: { dialGroup: 'Sales!' } }) });
   t.match(slug.json().message, /^body\/otherwise\/dialGroup: must be a slug/);
 });
+
+t.test('a dialCallStatus Exotel never sends is 400 naming it and the statuses there are; their spellings are kept', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const dial = (dialCallStatus: string[]) => ({
+    slug: 'retry',
+    name: 'Retry',
+    type: 'dial',
+    rules: [{ name: 'missed', when: { dialCallStatus }, then: { numbers: ['09812345678'] } }],
+    otherwise: { numbers: ['09812345679'] },
+    onError: { numbers: ['09812345679'] },
+  });
+  for (const [bad, at] of [
+    [['busy', 'no_answer'], 1],
+    [['answered'], 0],
+    [['noanswer'], 0],
+  ] as const) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: dial([...bad]) });
+    t.equal(res.statusCode, 400, `${bad}: ${res.body}`);
+    t.match(res.json().message, `body/rules/0/when/dialCallStatus/${at}: '${bad[at]}' is no DialCallStatus of Exotel's`);
+    t.match(res.json().message, 'completed, busy, no-answer, failed, canceled');
+  }
+  const ok = await admin({ method: 'POST', url: '/admin/flows', payload: dial(['No Answer', 'busy', 'FAILED', 'canceled', 'completed']) });
+  t.equal(ok.statusCode, 201, ok.body);
+  t.same(ok.json().rules[0].when.dialCallStatus, ['No Answer', 'busy', 'FAILED', 'canceled', 'completed']);
+  const sim = await admin({
+    method: 'POST',
+    url: '/admin/flows/retry/simulate',
+    payload: { endpoint: 'dial-whom', params: { CallSid: 'c1', DialCallStatus: 'no-answer', DialWhomNumber: '09812345679' } },
+  });
+  t.equal(sim.json().matchedRule, 'missed');
+});
