@@ -161,11 +161,20 @@ export async function createFlow(prisma: PrismaClient, actor: Actor, input: Flow
   });
 }
 
+/**
+ * Locks the flow's row for the rest of the transaction and reads it: concurrent changes of one flow
+ * queue, and each audits as its `before` what the one before it left (as lockGroup does for groups).
+ */
+async function lockFlow(tx: Tx, slug: string): Promise<FlowRow> {
+  const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM flows WHERE slug = ${slug} FOR UPDATE`;
+  if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+  return tx.flow.findUniqueOrThrow({ where: { slug }, select });
+}
+
 export async function replaceFlow(prisma: PrismaClient, actor: Actor, slug: string, input: FlowReplace, country: CountryCode): Promise<Flow> {
   const flow = normalise(input, country);
   return prisma.$transaction(async (tx) => {
-    const found = await tx.flow.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockFlow(tx, slug);
     await checkReferences(tx, flow);
     const after = toFlow(
       await tx.flow.update({
@@ -181,8 +190,7 @@ export async function replaceFlow(prisma: PrismaClient, actor: Actor, slug: stri
 
 export async function deleteFlow(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
   await prisma.$transaction(async (tx) => {
-    const found = await tx.flow.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockFlow(tx, slug);
     await tx.flow.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, toFlow(found), null);
   });

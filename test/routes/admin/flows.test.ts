@@ -399,3 +399,20 @@ t.test('a dialCallStatus Exotel never sends is 400 naming it and the statuses th
   });
   t.equal(sim.json().matchedRule, 'missed');
 });
+
+t.test('a PUT waiting on a concurrent change of the flow audits what that change left as its before', async (t) => {
+  const { admin, db } = await buildTestApp(t);
+  const flow = (name: string) => ({ name, type: 'switch', rules: [], otherwise: { select: 'a' }, onError: { select: 'a' } });
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: { slug: 'menu', ...flow('One') } })).statusCode, 201);
+  // Another writer has changed the flow and not yet committed (as a concurrent PUT holds its row).
+  const other = await db.pool.connect();
+  await other.query('BEGIN');
+  await other.query(`UPDATE flows SET name = 'Two' WHERE slug = 'menu'`);
+  const put = admin({ method: 'PUT', url: '/admin/flows/menu', payload: flow('Three') });
+  await new Promise((r) => setTimeout(r, 300));
+  await other.query('COMMIT');
+  other.release();
+  t.equal((await put).statusCode, 200);
+  const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=flow&entityId=menu' })).json();
+  t.match(audit.items[0], { action: 'replace', before: { name: 'Two' }, after: { name: 'Three' } });
+});
