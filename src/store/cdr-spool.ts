@@ -83,6 +83,11 @@ export class CdrSpool {
       } catch (err) {
         this.log.error({ err, dir: this.dir }, 'CDR spool write failed');
         for (const w of group) w.reject(err as Error);
+        // A write that failed part-way (disk full) may have left a partial line: the next append
+        // starts a segment of its own instead of running on from it, where replay would skip both.
+        const failed = this.open;
+        this.open = null;
+        await failed?.handle.close().catch(() => {});
       }
     }
     this.writing = null;
@@ -131,8 +136,8 @@ export class CdrSpool {
         try {
           rows.push(JSON.parse(line) as CdrRow);
         } catch {
-          // Only a write torn by a crash can leave a partial line, and that write was never
-          // acknowledged: no answer went out for it.
+          // Only a write torn by a crash or a failed one (disk full) can leave a partial line, and
+          // that write was never acknowledged; the next append went to a new segment.
           this.log.warn({ file }, 'skipping a torn line in the CDR spool');
         }
       }

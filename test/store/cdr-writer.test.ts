@@ -365,6 +365,39 @@ t.test('a torn last line (a crash mid-append, never acknowledged) is skipped, th
   await writer.close();
 });
 
+t.test('a spool write that fails part-way (disk full) does not tear the CDRs appended after it', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const row = (sid: string) => ({
+    idempotency_key: randomUUID(),
+    call_sid: sid,
+    received_at: new Date(),
+    endpoint: 'passthru',
+    outcome: 'answered',
+    http_status: 200,
+    handling_ms: 1,
+    attempt: 1,
+    params: {},
+  });
+  await spool.append([row('before')]);
+  // The disk fills mid-write: part of the line lands, then ENOSPC (as a short write then fails).
+  const handle = (spool as unknown as { open: { handle: { appendFile: (data: string) => Promise<void> } } }).open.handle;
+  const appendFile = handle.appendFile.bind(handle);
+  handle.appendFile = async (data: string) => {
+    await appendFile(data.slice(0, 20));
+    throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  };
+  await t.rejects(spool.append([row('lost')]), { code: 'ENOSPC' }, 'the failed append is reported, not acknowledged');
+  handle.appendFile = appendFile; // space again
+  await spool.append([row('after')]);
+  const writer = new CdrWriter(db.pool, quietLog, { spool });
+  t.equal(await writer.replayNow(), 2, 'every acknowledged CDR is replayed');
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['after', 'before'],
+  );
+  await writer.close();
+});
 t.test('a commit that misses its deadline is spooled in time; the late commit and the replay still leave one row', async (t) => {
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
