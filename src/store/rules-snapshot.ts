@@ -131,17 +131,19 @@ export class RulesCache {
   }
 
   /**
-   * Loads the first snapshot and starts listening. Never throws: when the database is not there
-   * yet, the load and the LISTEN connection are retried with backoff until it is.
+   * Starts listening, then loads the first snapshot. Never throws: when the database is not there
+   * yet, the load and the LISTEN connection are retried with backoff until it is. Listening first:
+   * a change another instance commits while the load runs (after its snapshot was taken) is
+   * announced on this connection and loaded next, not missed until the next change.
    */
   async start(): Promise<void> {
+    await this.listen();
     try {
       await this.reload();
     } catch (err) {
       // reload() has set reloadError and scheduled a retry.
       this.log.error({ err }, 'loading routing rules failed; retrying');
     }
-    await this.listen();
   }
 
   /**

@@ -193,6 +193,31 @@ t.test('a NOTIFY reloads the snapshot; a lost LISTEN connection reconnects and r
   t.ok(await until(() => cache.current!.flows.has('c')), 'notifications arrive on the new connection');
 });
 
+t.test('a change committed while the first snapshot loads is not missed: the LISTEN is up before the load', async (t) => {
+  const db = await migratedDatabase(t);
+  // Hold the load up after its snapshot is taken (its first read), as a load of large VIP lists takes a while.
+  const blocker = await db.pool.connect();
+  await blocker.query('BEGIN');
+  await blocker.query('LOCK TABLE dial_group_members IN ACCESS EXCLUSIVE MODE');
+  const cache = new RulesCache(db, quietLog);
+  t.teardown(() => cache.stop());
+  const started = cache.start();
+  const waiting = async () =>
+    (
+      await db.pool.query(
+        `SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%FROM dial_group_members%'`,
+      )
+    ).rowCount === 1;
+  for (let i = 0; i < 500 && !(await waiting()); i++) await new Promise((r) => setTimeout(r, 10));
+  // Another instance's admin change commits and announces itself meanwhile.
+  await db.prisma.flow.create({ data: { slug: 'late', name: 'Late', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:late')`);
+  await blocker.query('ROLLBACK');
+  blocker.release();
+  await started;
+  t.ok(cache.current, 'loaded');
+  t.ok(await until(() => cache.current!.flows.has('late'), 2000), 'the change is in the snapshot without waiting for another one');
+});
 t.test('start() does not throw when the database is unreachable; the snapshot stays empty', async (t) => {
   const { openDatabase } = await import('../../src/store/database.js');
   const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
