@@ -53,6 +53,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // The query string is parsed by parseDeferredQuery, except a callback's (src/exotel/params.ts).
     routerOptions: { maxParamLength: 4096, querystringParser: deferredQuery },
     frameworkErrors,
+    // While closing, Fastify answers a request that still arrives on an open keep-alive connection
+    // (the answer to the one in flight said keep-alive) with a bare 503: for a callback, a failed
+    // call step and no CDR. Handled as usual instead, it is answered with `Connection: close`.
+    return503OnClosing: false,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   app.decorate('config', opts.config);

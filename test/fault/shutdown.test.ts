@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
 import { freePort } from '../../src/store/embedded-postgres.js';
-import { ADMIN_KEY, migratedDatabase, quietLog } from '../helper.js';
+import { ADMIN_KEY, buildTestApp, migratedDatabase, quietLog } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -119,4 +120,47 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
     rows.every((r) => r.n === 1),
     'exactly one each',
   );
+});
+
+t.test('a callback on a keep-alive connection while the server closes is answered with its CDR, not a bare 503', async (t) => {
+  const { app, db, admin } = await buildTestApp(t);
+  const created = await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'bye', name: 'Bye', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } },
+  });
+  t.equal(created.statusCode, 201);
+  for (let i = 0; i < 200 && !app.rules.current?.flows.has('bye'); i++) await sleep(10);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as net.AddressInfo;
+
+  // A request in flight at shutdown (an admin list held up by a lock): its answer leaves with
+  // `Connection: keep-alive`, and a client (a balancer) sends the next callback on that connection.
+  const locker = await db.pool.connect();
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE flows IN ACCESS EXCLUSIVE MODE');
+  const socket = net.connect(port, '127.0.0.1');
+  let received = '';
+  let sent = false;
+  const ended = new Promise<void>((r) => socket.on('close', () => r()));
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.toString();
+    if (!sent) {
+      sent = true;
+      socket.write('GET /exotel/passthru/bye?CallSid=while-closing HTTP/1.1\r\nHost: exoroute\r\n\r\n');
+    }
+  });
+  socket.write(`GET /admin/flows HTTP/1.1\r\nHost: exoroute\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
+  await sleep(200);
+  const closing = app.close();
+  await sleep(50);
+  await locker.query('ROLLBACK');
+  locker.release();
+  await Promise.race([ended, sleep(5000)]);
+  socket.destroy();
+  await closing;
+  const statuses = [...received.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => Number(m[1]));
+  t.same(statuses, [200, 302], 'the admin request, then the callback (branch B)');
+  const { rows } = await db.pool.query(`SELECT outcome FROM cdrs WHERE call_sid = 'while-closing'`);
+  t.equal(rows.length, 1, 'one CDR for the callback');
 });
