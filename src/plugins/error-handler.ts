@@ -92,6 +92,10 @@ export default fp(async function errorHandler(app: FastifyInstance) {
  * so here alone a callback is told by its URL prefix: it is refused with a CDR like any other.
  */
 export function frameworkErrors(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
-  if (request.url.startsWith(`${CALLBACK_PREFIX}/`)) return request.server.refuseCallback(request, reply, 400, 'the URL has a malformed %-escape');
-  return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message: 'the URL has a malformed %-escape' });
+  const message =
+    err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+      ? `params: a path segment of the URL is longer than ${request.server.initialConfig.routerOptions?.maxParamLength ?? 100} characters`
+      : 'the URL has a malformed %-escape';
+  if (request.url.startsWith(`${CALLBACK_PREFIX}/`)) return request.server.refuseCallback(request, reply, 400, message);
+  return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message });
 }

@@ -49,3 +49,16 @@ t.test('errors: malformed JSON is 400, unknown routes 404, internal errors never
   t.notMatch(boom.body, /vip_lists|prisma|relation|postgres/i, 'no SQL or driver detail in the body');
   t.match(boom.json(), { statusCode: 500, error: 'Internal Server Error' });
 });
+
+t.test('a URL the router refuses is 400 saying why: a malformed %-escape, or a path segment over 4096 characters', async (t) => {
+  const { app, admin, db } = await buildTestApp(t);
+  const badEscape = await admin({ method: 'GET', url: '/admin/flows/%E0%A4' });
+  t.same(badEscape.json(), { statusCode: 400, error: 'Bad Request', code: 'FST_ERR_BAD_URL', message: 'the URL has a malformed %-escape' });
+  const long = await admin({ method: 'GET', url: `/admin/flows/${'a'.repeat(5000)}` });
+  t.equal(long.statusCode, 400);
+  t.equal(long.json().message, 'params: a path segment of the URL is longer than 4096 characters', 'not a malformed %-escape');
+  const callback = await app.inject({ method: 'GET', url: `/exotel/passthru/${'a'.repeat(5000)}?CallSid=long-flow` });
+  t.equal(callback.statusCode, 400);
+  const { rows } = await db.pool.query("SELECT reason FROM cdrs WHERE call_sid = 'long-flow'");
+  t.same(rows, [{ reason: 'params: a path segment of the URL is longer than 4096 characters' }], "the callback's CDR says why");
+});
