@@ -37,6 +37,15 @@ t.test('every bad variable is named with its value and the problem', async (t) =
   t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), /ADMIN_API_KEY/);
 });
 
+t.test('CDR_RETENTION_DAYS: 0 to 36500; a larger one (meant as "forever") is refused at start, not a retention job failing every hour', async (t) => {
+  // Past ~2.4 million days the cut-off is before 4713 BC, out of Postgres' range: every prune
+  // failed, and with it the pruning of dial state and agents' offers that runs whatever the setting.
+  for (const value of ['36501', '9999999', '99999999999'])
+    t.throws(() => loadConfig({ CDR_RETENTION_DAYS: value }), /CDR_RETENTION_DAYS="\d+": must be a whole number from 0 to 36500/);
+  t.equal(loadConfig({ CDR_RETENTION_DAYS: '36500' }).CDR_RETENTION_DAYS, 36500);
+  t.equal(loadConfig({}).CDR_RETENTION_DAYS, 0);
+});
+
 t.test('DECISION_BUDGET_MS: 250 to 30000, so that the 100 ms kept for the CDR spool leave time to decide and commit', async (t) => {
   // At 100 ms or less, every CDR's commit deadline (budget - 100 ms - elapsed) was <= 0: every CDR
   // went to the spool with a healthy Postgres, and /readyz reported it.
