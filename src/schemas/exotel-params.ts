@@ -15,7 +15,10 @@ const time = (description: string, example: string) =>
   text(`${description} \`yyyy-mm-dd hh:mm:ss\` or \`Wed, 31 Jul 2024 16:42:56\` in Asia/Kolkata, or ISO 8601 with an offset.`, example);
 
 const CALL = {
-  CallSid: required("Exotel's id of the call. Required: without it, or with more than 200 characters, the answer is 400 (and still a CDR).", 'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6'),
+  CallSid: required(
+    "Exotel's id of the call. Required: without it, or with more than 200 characters, the answer is 400 (and still a CDR).",
+    'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6',
+  ),
   CallFrom: number('The caller (incoming) or the number calling out. `From` stands in when it is missing.', '09812345678'),
   CallTo: number('The ExoPhone the call landed on (condition `calledNumber`). `To` stands in when it is missing.', '08047115777'),
   From: number('Same as CallFrom, sent by older applets and some accounts.', '09812345678'),

@@ -26,7 +26,18 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      DATABASE_URL: db.url,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+      ADMIN_API_KEY: ADMIN_KEY,
+      LOG_LEVEL: 'info',
+      // Callbacks wait up to 3 s for their CDR: time enough for all 40 to reach the server first, on a busy machine too.
+      CDR_WRITE_TIMEOUT_MS: '3000',
+      DECISION_BUDGET_MS: '5000',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -71,7 +82,14 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
       (err: Error) => `error: ${err.message}`,
     ),
   );
-  await sleep(150);
+  // In flight: the CDR writer's insert waits on the lock. Then a moment more, so that every request
+  // has been read (a request Node has not read yet counts as an idle connection, closed at SIGTERM).
+  for (let i = 0; i < 100; i++) {
+    const waiting = await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO%cdrs%'`);
+    if (waiting.rowCount) break;
+    await sleep(50);
+  }
+  await sleep(500);
   const termAt = performance.now();
   server.kill('SIGTERM');
   const statuses = await Promise.all(answers);
