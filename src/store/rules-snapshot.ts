@@ -7,6 +7,7 @@ import { toFlow, type FlowRow } from './flows.js';
 import { toDialGroup, type DialGroupRow } from './dial-groups.js';
 import { toOverride, type OverrideColumns } from './schedules.js';
 import { loadAvailability } from './agents.js';
+import { withDeadline } from '../lib/deadline.js';
 import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
 
 /**
@@ -89,6 +90,9 @@ const scopeOf = (payload: string | undefined): Scope => (payload?.startsWith('ag
  * Keeps the current snapshot: loads it at start and again whenever an admin write commits
  * (Postgres NOTIFY on RULES_CHANNEL, so every instance follows). A lost LISTEN connection is
  * re-established with backoff and followed by a reload, since notifications sent meanwhile are lost.
+ * An idle LISTEN connection can also die silently (a NAT or firewall drops it without a reset, e.g.
+ * after AWS NAT's 350 s): a heartbeat query every `heartbeatMs` that does not come back within
+ * `heartbeatTimeoutMs` counts as the connection lost.
  * A load that fails (pool exhausted, a brief database error) is retried with backoff too: the
  * NOTIFY that asked for it will not come again.
  */
@@ -110,10 +114,13 @@ export class RulesCache {
   private listenError: string | null = null;
   /** Set while loads fail (the snapshot is stale, or missing); cleared by the next one that works. */
   private reloadError: string | null = null;
+  /** The next heartbeat of the LISTEN connection. */
+  private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly db: Database,
     private readonly log: Logger,
+    private readonly opts: { heartbeatMs: number; heartbeatTimeoutMs: number } = { heartbeatMs: 30_000, heartbeatTimeoutMs: 5_000 },
   ) {}
 
   /** The snapshot decisions use; null only before the first load. */
@@ -190,10 +197,13 @@ export class RulesCache {
 
   private async listen(): Promise<void> {
     if (this.stopped) return;
-    const client = new pg.Client({ connectionString: this.db.url, connectionTimeoutMillis: 5000, keepAlive: true });
+    // TCP keepalive from 30 s idle (Linux's default waits 2 h) keeps a NAT's mapping of the idle connection.
+    const client = new pg.Client({ connectionString: this.db.url, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: 30_000 });
     const lost = (err?: Error) => {
       if (this.listener !== client) return;
       this.listener = null;
+      if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
+      this.heartbeatTimer = null;
       client.removeAllListeners();
       client.on('error', () => {});
       void client.end().catch(() => {});
@@ -215,6 +225,18 @@ export class RulesCache {
       lost(err as Error);
       return;
     }
+    const beat = () => {
+      this.heartbeatTimer = setTimeout(() => {
+        withDeadline(client.query('SELECT 1'), this.opts.heartbeatTimeoutMs, (ms) => `LISTEN connection: no answer to a heartbeat within ${ms} ms`, {
+          unref: true,
+        }).then(
+          () => this.listener === client && beat(),
+          (err: Error) => lost(err),
+        );
+      }, this.opts.heartbeatMs);
+      this.heartbeatTimer.unref();
+    };
+    beat();
     if (this.listenError) {
       // Changes committed while we were not listening were not announced to us.
       this.listenError = null;
@@ -251,12 +273,14 @@ export class RulesCache {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
+    if (this.heartbeatTimer) clearTimeout(this.heartbeatTimer);
     const client = this.listener;
     this.listener = null;
     if (client) {
       client.removeAllListeners();
       client.on('error', () => {});
-      await client.end().catch(() => {});
+      // A connection that died silently never confirms its end: shutdown does not wait for it.
+      await withDeadline(client.end(), 1000, () => 'LISTEN connection did not end', { unref: true }).catch(() => {});
     }
     await this.reloading?.catch(() => {});
   }

@@ -1,5 +1,6 @@
 import t from 'tap';
 import pg from 'pg';
+import net from 'node:net';
 import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
 import { loadSnapshot, RulesCache } from '../../src/store/rules-snapshot.js';
 import { toFlow } from '../../src/store/flows.js';
@@ -191,6 +192,50 @@ t.test('a NOTIFY reloads the snapshot; a lost LISTEN connection reconnects and r
   await db.prisma.flow.create({ data: { slug: 'c', name: 'C', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
   await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:c')`);
   t.ok(await until(() => cache.current!.flows.has('c')), 'notifications arrive on the new connection');
+});
+
+t.test('a LISTEN connection that dies silently (a NAT drops it, no reset) is found by the heartbeat, replaced, and the change it missed loaded', async (t) => {
+  const db = await migratedDatabase(t);
+  // A TCP relay to Postgres whose connections can be frozen: bytes stop in both directions and
+  // nothing is closed, as when a NAT forgets an idle connection.
+  const target = new URL(db.url);
+  const sockets = new Set<net.Socket>();
+  let frozen = false;
+  const relay = net.createServer((inbound) => {
+    const socketDir = target.searchParams.get('host'); // the test database may listen on a Unix socket only
+    const port = Number(target.port || 5432);
+    const outbound = socketDir ? net.connect(`${socketDir}/.s.PGSQL.${port}`) : net.connect(port, target.hostname);
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    inbound.on('data', (b) => frozen || outbound.write(b));
+    outbound.on('data', (b) => frozen || inbound.write(b));
+  });
+  await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sockets) s.destroy();
+    relay.close();
+  });
+  const relayed = new URL(db.url);
+  relayed.hostname = '127.0.0.1';
+  relayed.port = String((relay.address() as net.AddressInfo).port);
+  relayed.searchParams.delete('host');
+  const cache = new RulesCache({ ...db, url: relayed.toString() }, quietLog, { heartbeatMs: 200, heartbeatTimeoutMs: 300 });
+  t.teardown(() => cache.stop());
+  await cache.start();
+  t.equal(cache.lastError, null, 'listening through the relay');
+
+  frozen = true; // the connections open now are dead from here on
+  const newConnections = new Promise<void>((r) => relay.once('connection', () => r()));
+  await db.prisma.flow.create({ data: { slug: 'missed', name: 'M', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } } });
+  await db.pool.query(`SELECT pg_notify('${RULES_CHANNEL}', 'flow:missed')`);
+  frozen = false; // new connections pass; the frozen ones stay dead (their bytes were dropped)
+  for (const s of sockets) s.removeAllListeners('data');
+  t.ok(await until(() => cache.current!.flows.has('missed'), 5000), 'the change whose NOTIFY was lost is loaded after the heartbeat found the dead connection');
+  await newConnections;
+  t.equal(cache.lastError, null, 'listening again');
 });
 
 t.test('a change committed while the first snapshot loads is not missed: the LISTEN is up before the load', async (t) => {
