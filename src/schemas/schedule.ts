@@ -62,7 +62,7 @@ export const ScheduleOverrideInputSchema = Type.Object(
     reason: Type.String({ minLength: 1, maxLength: 200, description: 'Shown in status, flow decisions and their traces' }),
     until: Type.Optional(
       Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
-        description: 'ISO 8601 instant in the future; absent or null: until the override is deleted',
+        description: 'ISO 8601 instant in the future, at the latest 9999-12-31T23:59:59Z; absent or null: until the override is deleted',
       }),
     ),
   },

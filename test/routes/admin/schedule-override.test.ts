@@ -122,6 +122,24 @@ t.test('override input: until in the past or unparseable is a 400 naming body/un
   );
 });
 
+t.test(
+  'an until past the year 9999 (UTC) is a 400 naming body/until: Prisma cannot read it back, so the API showed no override while callbacks obeyed one',
+  async (t) => {
+    const ctx = await setup(t);
+    // 9999-12-31T23:59:59-05:00 is 10000-01-01T04:59:59Z: stored, then read back by Prisma as Invalid Date.
+    const res = await override(ctx, { open: false, reason: 'closed for good', until: '9999-12-31T23:59:59-05:00' });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, /^body\/until: 9999-12-31T23:59:59-05:00 is after the year 9999/);
+    t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json(), { override: null }, 'no override was set');
+    await ctx.app.rules.reload();
+    t.equal((await passthru(ctx, 'y1')).statusCode, 200, 'the callbacks do not follow one either');
+    const latest = await override(ctx, { open: false, reason: 'closed for good', until: '9999-12-31T23:59:59Z' });
+    t.equal(latest.statusCode, 200, 'the last instant of 9999 in UTC is taken');
+    t.match(latest.json(), { override: { open: false, until: '9999-12-31T23:59:59.000Z' } });
+    t.equal((await ctx.admin({ method: 'DELETE', url: '/admin/schedules/support/override' })).statusCode, 204, 'and can be deleted');
+  },
+);
+
 t.test('override input is taken as sent: null or "false" for open and "" for until are a 400 naming the field, not converted', async (t) => {
   const ctx = await setup(t);
   const cases: Array<[unknown, RegExp]> = [
