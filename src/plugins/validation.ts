@@ -10,6 +10,25 @@ const SUMMARIES = ['anyOf', 'oneOf', 'if'];
 const SHAPE_KEYWORDS = ['required', 'additionalProperties', 'const', 'type'];
 
 /**
+ * How many errors the `anyOf` branch an error comes from has for the same value (0 outside a branch):
+ * the branch with the fewest is the shape that was meant (special hours missing `close` are one
+ * error away from special hours, two from a closed date: `closed` missing, `open` unknown).
+ */
+function branchErrors(e: ErrorObject, errors: ErrorObject[]): number {
+  const branch = /^(.*)\/anyOf\/\d+(?=\/|$)/.exec(e.schemaPath);
+  if (!branch) return 0;
+  // the anyOf's own summary error says which value the branch was tried on
+  const value = errors
+    .filter((s) => s.keyword === 'anyOf' && s.schemaPath === `${branch[1]}/anyOf` && e.instancePath.startsWith(s.instancePath))
+    .sort((a, b) => b.instancePath.length - a.instancePath.length)[0]?.instancePath;
+  if (value === undefined) return 0;
+  const prefix = branch[0];
+  return errors.filter(
+    (o) => (o.schemaPath === prefix || o.schemaPath.startsWith(`${prefix}/`)) && (o.instancePath === value || o.instancePath.startsWith(`${value}/`)),
+  ).length;
+}
+
+/**
  * The most specific error: the deepest path, not the summary an `anyOf` adds; worded as what to
  * fix (src/schemas/what-to-fix.ts): allowed values, formats spelled out, the fields an object has.
  */
@@ -20,13 +39,15 @@ export function describeSchemaError(errors: ErrorObject[], dataVar: string): str
       const params = e.params as { additionalProperty?: string; missingProperty?: string };
       const shape = SHAPE_KEYWORDS.includes(e.keyword) ? 1 : 0;
       const text = whatToFix(e, errors) ?? e.message ?? 'is invalid';
-      if (e.keyword === 'additionalProperties') return { error: e, path: `${e.instancePath}/${params.additionalProperty}`, text, shape };
-      if (e.keyword === 'required') return { error: e, path: `${e.instancePath}/${params.missingProperty}`, text: 'is required', shape };
-      return { error: e, path: e.instancePath, text, shape };
+      const branch = shape ? branchErrors(e, errors) : 0;
+      if (e.keyword === 'additionalProperties') return { error: e, path: `${e.instancePath}/${params.additionalProperty}`, text, shape, branch };
+      if (e.keyword === 'required') return { error: e, path: `${e.instancePath}/${params.missingProperty}`, text: 'is required', shape, branch };
+      return { error: e, path: e.instancePath, text, shape, branch };
     });
   // Deepest first; at equal depth, a wrong value beats a wrong shape (the shape errors of an
-  // `anyOf` branch that was not meant, e.g. a missing `closed` when special hours were given).
-  const best = located.sort((a, b) => b.path.split('/').length - a.path.split('/').length || a.shape - b.shape)[0];
+  // `anyOf` branch that was not meant, e.g. a missing `closed` when special hours were given), and
+  // among shape errors, those of the branch nearest to what was sent.
+  const best = located.sort((a, b) => b.path.split('/').length - a.path.split('/').length || a.shape - b.shape || a.branch - b.branch)[0];
   if (!best) return `${dataVar}: ${errors[0]?.message ?? 'is invalid'}`;
   const union = best.shape ? unfitShapes(best.error, errors) : undefined;
   if (union) return `${dataVar}${union.instancePath}: must be: ${(union.parentSchema as { description: string }).description}`;

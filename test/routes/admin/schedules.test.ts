@@ -131,6 +131,31 @@ t.test('admin schedules', async (t) => {
     t.match(hours.json().message, /^body\/exceptions\/0\/(close|closed): /);
   });
 
+  t.test('special hours missing a time are 400 naming that time, not `closed` (the other shape of an exception)', async (t) => {
+    const cases: Array<[object, RegExp]> = [
+      [{ date: '2026-12-31', open: '09:00' }, /^body\/exceptions\/0\/close: is required/],
+      [{ date: '2026-12-31', close: '13:00' }, /^body\/exceptions\/0\/open: is required/],
+      [{ date: '2026-12-31', closed: false, open: '09:00' }, /^body\/exceptions\/0\/close: is required/],
+    ];
+    for (const [exception, message] of cases) {
+      const res = await create({ slug: 'exc', name: 'x', exceptions: [exception] });
+      t.equal(res.statusCode, 400, JSON.stringify(exception));
+      t.match(res.json().message, message, JSON.stringify(exception));
+    }
+    const patched = await admin({
+      method: 'PATCH',
+      url: '/admin/schedules/support',
+      payload: {
+        exceptions: [
+          { date: '2026-12-25', closed: true },
+          { date: '2026-12-31', open: '09:00' },
+        ],
+      },
+    });
+    t.equal(patched.statusCode, 400);
+    t.match(patched.json().message, /^body\/exceptions\/1\/close: is required/);
+  });
+
   t.test('unknown fields, at the top or inside a window or exception, are 400 naming them', async (t) => {
     const cases: Array<[object, string]> = [
       [{ colour: 'red' }, 'body/colour: unknown field'],
