@@ -26,7 +26,8 @@
  *   do), or why it is closed (`exception <date>: closed`, `exception <date>: outside special hours …`,
  *   `outside weekly windows`, `no weekly windows`).
  * - `nextChangeAt` is the first instant strictly after `at` where open flips, as ISO 8601 in the schedule's
- *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`.
+ *   zone with its offset and no milliseconds, or null when nothing flips within 366 days (366 × 24 h) of `at`
+ *   (or the flip is after the year 9999, which ISO 8601's four-digit year cannot write).
  * - An override (`rules.override`) decides alone from when it is set (`setAt`, inclusive) until its `until`
  *   (exclusive; none: until it is deleted); the reason is then `override: <reason> until <until>`. Before
  *   `setAt` and after `until` the weekly windows and exceptions decide; seen from before `setAt`, the
@@ -274,6 +275,15 @@ const withinHorizon = (change: number | null, at: number) => (change !== null &&
 
 const isoIn = (ms: number, zone: string) => DateTime.fromMillis(ms, { zone }).toISO({ suppressMilliseconds: true });
 
+/**
+ * nextChangeAt as ISO 8601 in the schedule's zone; null for a change after the year 9999 there, which
+ * RFC 3339 (the answer's date-time) cannot write (luxon would write +010000-…).
+ */
+const changeIso = (change: number | null, zone: string) => {
+  const iso = change === null ? null : isoIn(change, zone);
+  return iso !== null && /^\d{4}-/.test(iso) ? iso : null;
+};
+
 /** `override: <reason> until <until>` when an override decides at `at`, else null (for traces). */
 export function overrideReason(rules: ScheduleRules, at: Date): string | null {
   const o = overrideAt(rules, toMillis(at));
@@ -293,7 +303,7 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
     const untilMs = instantMs(override.until);
     const after = scheduleStatus({ ...rules, override: null }, new Date(untilMs));
     const change = withinHorizon(after.open !== override.open ? untilMs : after.nextChangeAt === null ? null : Date.parse(after.nextChangeAt), ms);
-    return { open: override.open, reason, nextChangeAt: change === null ? null : isoIn(change, rules.timezone) };
+    return { open: override.open, reason, nextChangeAt: changeIso(change, rules.timezone) };
   }
   const cal = new Calendar(rules, allExceptions(rules));
   const day = cal.dateOf(ms);
@@ -309,7 +319,7 @@ export function scheduleStatus(rules: ScheduleRules, at: Date): ScheduleStatus {
   return {
     open,
     reason: open ? hit.reason : closedReason(cal, day),
-    nextChangeAt: change === null ? null : DateTime.fromMillis(change, { zone: cal.zone }).toISO({ suppressMilliseconds: true }),
+    nextChangeAt: changeIso(change, rules.timezone),
   };
 }
 

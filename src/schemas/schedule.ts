@@ -139,7 +139,7 @@ export const ScheduleStatusSchema = Type.Object({
   open: Type.Boolean(),
   reason: Type.String({ description: 'Why: the window, exception or gap that decides' }),
   nextChangeAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
-    description: 'When open/closed next flips (ISO 8601 with the schedule’s offset); null if never within a year',
+    description: 'When open/closed next flips (ISO 8601 with the schedule’s offset); null if never within a year (or only after the year 9999)',
   }),
 });
 export type ScheduleStatus = Static<typeof ScheduleStatusSchema>;

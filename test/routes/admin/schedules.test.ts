@@ -321,6 +321,17 @@ t.test('admin schedules', async (t) => {
     t.match(extra.json().message, 'querystring/when: unknown field');
   });
 
+  t.test('status at the end of the year 9999: 200 with nextChangeAt null, not a 500 for a flip in the year 10000', async (t) => {
+    const res = await status('office', '9999-12-31T23:59:59Z'); // a Friday; it reopens on Monday 10000-01-03
+    t.equal(res.statusCode, 200);
+    t.strictSame(res.json(), { open: false, reason: 'outside weekly windows', nextChangeAt: null });
+    t.strictSame((await status('office', '9999-12-30T10:00:00+05:30')).json(), {
+      open: true,
+      reason: 'weekly window thu 09:00-18:00',
+      nextChangeAt: '9999-12-30T18:00:00+05:30',
+    });
+  });
+
   t.test('status without `at` answers for now', async (t) => {
     t.equal(
       (
