@@ -43,7 +43,10 @@ export function whatToFix(chosen: ErrorObject, all: readonly ErrorObject[]): str
     return allowed.length === 1 ? `must be ${list(allowed)}` : `must be one of ${list(allowed)}`;
   }
   if (chosen.keyword === 'format' && params.format) {
-    return `must be ${FORMATS[params.format] ?? `in the format ${params.format}`}`;
+    const fix = `must be ${FORMATS[params.format] ?? `in the format ${params.format}`}`;
+    // `?at=2026-12-25T11:00:00+05:30` typed into a URL: the query string reads its + as a space.
+    const plusAsSpace = params.format === 'date-time' && typeof chosen.data === 'string' && /\d \d\d:?\d\d$/.test(chosen.data);
+    return plusAsSpace ? `${fix}; in a URL, write + as %2B (a + there is read as a space)` : fix;
   }
   if (chosen.keyword === 'additionalProperties') {
     const known = Object.keys((chosen.parentSchema as { properties?: object } | undefined)?.properties ?? {});

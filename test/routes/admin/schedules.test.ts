@@ -332,6 +332,13 @@ t.test('admin schedules', async (t) => {
     });
   });
 
+  t.test('status `at` with its + not encoded (read as a space) is a 400 that says to write + as %2B', async (t) => {
+    const res = await admin({ method: 'GET', url: '/admin/schedules/office/status?at=2026-01-07T10:00:00+05:30' });
+    t.equal(res.statusCode, 400);
+    t.match(res.json().message, /^querystring\/at: must be an ISO 8601 instant with its offset.*write \+ as %2B/);
+    t.equal((await status('office', '2026-01-07T10:00:00+05:30')).statusCode, 200, 'encoded, it is taken');
+  });
+
   t.test('status without `at` answers for now', async (t) => {
     t.equal(
       (
