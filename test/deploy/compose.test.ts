@@ -69,3 +69,16 @@ t.test('https: Caddy is the address TRUST_PROXY believes; exoroute is published 
   t.match(mounts(services.prometheus!), /deploy\/prometheus\/alerts\.yml:\/etc\/prometheus\/alerts\.yml/);
   t.match(mounts(services.grafana!), /deploy\/grafana\/dashboards:\/etc\/grafana\/dashboards/);
 });
+
+t.test('the docs read a file out of a container with `exec -T`: a TTY would end the value with a carriage return', async (t) => {
+  // `docker compose exec` allocates a TTY when stdin is a terminal, and a TTY turns "\n" into
+  // "\r\n": `KEY=$(docker compose exec exoroute cat /data/admin-api-key)` left KEY ending in "\r",
+  // which curl sends inside the Authorization header, and Node refuses that request with 400.
+  const { readFile } = await import('node:fs/promises');
+  for (const file of ['README.md', 'docs/contract.md', 'docs/exotel.md']) {
+    const text = await readFile(file, 'utf8');
+    const captured = [...text.matchAll(/\$\((docker[ -]compose\s+exec\b[^)]*)\)/g)].map((m) => m[1]!);
+    for (const command of captured) t.match(command, /\bexec\s+(?:-\S+\s+)*-T\b/, `${file}: $(${command})`);
+    if (file === 'README.md') t.ok(captured.length > 0, 'the README reads the admin key out of the container');
+  }
+});
