@@ -105,7 +105,8 @@ function shown(name: string, value: unknown): string {
   if (value === undefined) return '(unset)';
   const text = String(value);
   if (SECRET_VARIABLES.has(name)) return `(${text.length} characters, not shown)`;
-  return JSON.stringify(text.replace(/(\/\/[^/:@\s]*:)[^@/\s]*@/, '$1***@'));
+  // Up to the last `@`: a password may hold `/`, `#` or `?` (not percent-encoded, the URL is broken, and still secret).
+  return JSON.stringify(text.replace(/(\/\/[^/:@\s]*:)\S*@/, '$1***@'));
 }
 
 /** What a valid value looks like, from the schema's bounds; undefined when TypeBox's own message says it best. */
@@ -133,6 +134,26 @@ function whatToFix(schema: {
   return undefined;
 }
 
+/**
+ * Whether node-postgres can read `url` as a connection string: pg-connection-string's own steps
+ * (spaces and stray `%` encoded first; an empty host, as in `user:pw@/db?host=/socket`, allowed).
+ */
+function pgCanParse(url: string): boolean {
+  const s = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url) ? encodeURI(url).replace(/%25(\d\d)/g, '%$1') : url;
+  return URL.canParse(s, 'postgres://base') || URL.canParse(s.replace('@/', '@___DUMMY___/'), 'postgres://base');
+}
+
+/** What is wrong with a PUBLIC_URL that has the right prefix: exoroute appends paths to it and logs it. */
+function publicUrlProblem(url: string): string | undefined {
+  if (!URL.canParse(url)) return 'must be an http:// or https:// URL, e.g. https://exoroute.example.com (check the host and port)';
+  const u = new URL(url);
+  if (u.search || u.hash || url.includes('?') || url.includes('#')) return 'must have no query string or fragment: exoroute appends its paths to it';
+  if (u.username || u.password) {
+    return 'must not carry a user or password: set the callback secret in EXOTEL_CALLBACK_SECRET, which exoroute adds to the URLs it hands out';
+  }
+  return undefined;
+}
+
 /** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -146,6 +167,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema as Parameters<typeof whatToFix>[0]) ?? e.message}`;
   });
   const c = converted as Env;
+  const failed = new Set(problems.map((p) => p.slice(0, p.indexOf('='))));
+  if (c.PUBLIC_URL !== undefined && !failed.has('PUBLIC_URL')) {
+    const problem = publicUrlProblem(c.PUBLIC_URL);
+    if (problem) problems.push(`PUBLIC_URL=${shown('PUBLIC_URL', c.PUBLIC_URL)}: ${problem}`);
+  }
+  if (c.DATABASE_URL !== undefined && !failed.has('DATABASE_URL') && !pgCanParse(c.DATABASE_URL)) {
+    problems.push(
+      `DATABASE_URL=${shown('DATABASE_URL', c.DATABASE_URL)}: is not a valid URL: percent-encode special characters in the user and password (/ as %2F, # as %23, ? as %3F)`,
+    );
+  }
   if (c.EXOTEL_REQUIRE_CALLBACK_SECRET && !c.EXOTEL_CALLBACK_SECRET && !c.EXOTEL_CALLBACKS_OPEN) {
     problems.push(
       'EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it (EXOTEL_REQUIRE_CALLBACK_SECRET=true): set it to a ' +

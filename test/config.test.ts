@@ -209,3 +209,44 @@ t.test('a warning at start when PUBLIC_URL is not https, points at a loopback or
   ]);
   t.notMatch(JSON.stringify(warnings({ PUBLIC_URL: 'http://x.example' })), /a-callback-secret-16/, 'never the secret');
 });
+
+t.test('PUBLIC_URL and DATABASE_URL must be URLs that parse: a bad one stops the start naming the variable, not a stack trace', async (t) => {
+  // Each of these passed the prefix check; start-up then died on `new URL` (PUBLIC_URL, after the
+  // database was prepared) or in pg (DATABASE_URL) with "TypeError: Invalid URL" and a stack trace.
+  for (const url of ['https://exoroute.example.com:99999', 'https://[::1', 'https://exoroute.example.com:44x']) {
+    t.throws(() => loadConfig({ PUBLIC_URL: url }), /PUBLIC_URL=.*: must be an http:\/\/ or https:\/\/ URL/, url);
+  }
+  // A query or fragment would end up in the middle of every URL exoroute hands out (PUBLIC_URL + path).
+  t.throws(() => loadConfig({ PUBLIC_URL: 'https://exoroute.example.com/?x=1' }), /PUBLIC_URL=.*no query string or fragment/);
+  t.throws(() => loadConfig({ PUBLIC_URL: 'https://exoroute.example.com#top' }), /PUBLIC_URL=.*no query string or fragment/);
+  // A password in PUBLIC_URL would be logged at start and shown to viewer keys in exotelUrls.
+  try {
+    loadConfig({ PUBLIC_URL: 'https://exotel:callback-secret-123@exoroute.example.com' });
+    t.fail('a password in PUBLIC_URL should be refused');
+  } catch (err) {
+    const msg = (err as Error).message;
+    t.match(msg, /PUBLIC_URL=.*EXOTEL_CALLBACK_SECRET/);
+    t.notOk(msg.includes('callback-secret-123'), 'the password is not in the message');
+  }
+  t.equal(loadConfig({ PUBLIC_URL: 'https://exoroute.example.com/exo/' }).PUBLIC_URL, 'https://exoroute.example.com/exo', 'a path prefix is fine');
+
+  // A password with "/", "#" or "?" not percent-encoded (openssl rand -base64 makes such) broke the URL.
+  for (const url of ['postgresql://exoroute:ab/cd@postgres:5432/exoroute', 'postgresql://exoroute:ab#cd@postgres:5432/exoroute']) {
+    try {
+      loadConfig({ DATABASE_URL: url });
+      t.fail(`${url} should be refused`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      const msg = (err as Error).message;
+      t.match(msg, /DATABASE_URL=.*percent-encode/, url);
+      t.notOk(msg.includes('cd@'), 'the password is not in the message');
+    }
+  }
+  for (const url of [
+    'postgresql://exoroute:exoroute@postgres:5432/exoroute',
+    'postgres://u:p%2Fq@localhost/db?host=/var/run/postgresql',
+    'postgresql://u:p@/db?host=/var/run/postgresql',
+    'postgresql://u:p w@localhost/db',
+  ])
+    t.equal(loadConfig({ DATABASE_URL: url }).DATABASE_URL, url, `${url} is one pg takes`);
+});
