@@ -161,7 +161,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const value = env[key];
     if (value !== undefined && value !== '') raw[key] = value;
   }
-  const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, raw));
+  const converted = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, { ...raw })) as Record<string, unknown>;
+  // TypeBox converts "1e3" and "1.5" to 1 and "0x10" to 16: a whole number is decimal digits, else it stays text, an error.
+  for (const [key, schema] of Object.entries(ConfigSchema.properties)) {
+    const value = raw[key];
+    if ((schema as { type?: string }).type === 'integer' && typeof value === 'string' && !/^\s*\+?\d+\s*$/.test(value)) converted[key] = value;
+  }
   const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => {
     const name = e.path.slice(1) || '(root)';
     return `${name}=${shown(name, raw[name])}: ${whatToFix(e.schema as Parameters<typeof whatToFix>[0]) ?? e.message}`;

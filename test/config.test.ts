@@ -250,3 +250,27 @@ t.test('PUBLIC_URL and DATABASE_URL must be URLs that parse: a bad one stops the
   ])
     t.equal(loadConfig({ DATABASE_URL: url }).DATABASE_URL, url, `${url} is one pg takes`);
 });
+
+t.test('a whole-number variable takes decimal digits only: "1.5", "1e3" or "0x10" stop the start, never truncated', async (t) => {
+  // TypeBox's conversion read "1e3" as 1 and "1.5" as 1: CDR_RETENTION_DAYS=1e3 (meant: 1000 days)
+  // deleted every CDR older than a day.
+  for (const [name, value] of [
+    ['CDR_RETENTION_DAYS', '1e3'],
+    ['CDR_RETENTION_DAYS', '1.5'],
+    ['PORT', '0x10'],
+    ['PORT', '3000.5'],
+    ['DECISION_BUDGET_MS', '1.5e3'],
+    ['CDR_RETENTION_DAYS', 'Infinity'],
+  ] as const) {
+    t.throws(
+      () => loadConfig({ [name]: value }),
+      new RegExp(`${name}=${JSON.stringify(value).replace(/[.+]/g, '\\$&')}: must be a whole number`),
+      `${name}=${value}`,
+    );
+  }
+  t.match(loadConfig({ PORT: ' 8080 ', CDR_RETENTION_DAYS: '007', ADMIN_RATE_LIMIT_PER_MINUTE: '+60' }), {
+    PORT: 8080,
+    CDR_RETENTION_DAYS: 7,
+    ADMIN_RATE_LIMIT_PER_MINUTE: 60,
+  });
+});
