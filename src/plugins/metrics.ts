@@ -5,6 +5,7 @@ import { countAgentStates } from '../store/agents.js';
 import { busyExpiredAt } from '../routing/agents.js';
 import { AGENT_STATES } from '../schemas/agent.js';
 import type { CallbackEndpoint } from '../exotel/endpoints.js';
+import { withDeadline } from '../lib/deadline.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -29,6 +30,8 @@ export interface Metrics {
 
 /** Callbacks are answered in milliseconds; the top buckets bracket DECISION_BUDGET_MS (1.5 s by default). */
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5];
+/** The longest a scrape waits for the agents' states (as /readyz waits for the database). */
+const AGENTS_QUERY_TIMEOUT_MS = 1000;
 const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 
 /**
@@ -188,7 +191,13 @@ export default fp(
         if (!snapshot) return;
         const at = new Date();
         try {
-          const counts = await countAgentStates(db.pool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs));
+          // Bounded, waiting for a pool connection included: a scrape that hangs on a stalled Postgres
+          // makes the instance look down and loses the spool depth, the metric that matters then.
+          const counts = await withDeadline(
+            countAgentStates(db.pool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs), AGENTS_QUERY_TIMEOUT_MS),
+            AGENTS_QUERY_TIMEOUT_MS,
+            (ms) => `no answer from Postgres within ${ms} ms`,
+          );
           for (const state of AGENT_STATES) this.set({ state }, counts.get(state) ?? 0);
         } catch (err) {
           // Postgres unreachable: the series are left out of this scrape rather than failing it.

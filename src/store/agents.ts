@@ -195,8 +195,13 @@ const factsSql = (numbers: string, withMisses: boolean) => `SELECT n.number, COA
 const MISSED = `('no-answer', 'busy')`;
 
 /** The facts of these numbers, by number; their missed offers are not counted. */
-async function loadStates(pool: pg.Pool, numbers: string[]): Promise<Map<string, AgentFacts>> {
-  const { rows } = await pool.query<FactsRow>(factsSql('SELECT unnest($1::text[])', false), [numbers]);
+async function loadStates(pool: pg.Pool, numbers: string[], timeoutMs?: number): Promise<Map<string, AgentFacts>> {
+  // With a timeout, a stalled server fails the query, and the pool drops that connection.
+  const { rows } = await pool.query<FactsRow>({
+    text: factsSql('SELECT unnest($1::text[])', false),
+    values: [numbers],
+    ...(timeoutMs ? { query_timeout: timeoutMs } : {}),
+  } as pg.QueryConfig);
   return new Map(rows.map(({ number, ...f }) => [number, f]));
 }
 
@@ -274,9 +279,10 @@ export async function countAgentStates(
   },
   at: Date,
   busyExpired: Date,
+  timeoutMs?: number,
 ): Promise<Map<string, number>> {
   const memberships = membershipsOf(snapshot.dialGroups.values());
-  const facts = await loadStates(pool, [...memberships.keys()]);
+  const facts = await loadStates(pool, [...memberships.keys()], timeoutMs);
   const counts = new Map<string, number>();
   for (const [number, ms] of memberships) {
     const { state } = agentView({

@@ -243,3 +243,35 @@ t.test('/metrics counts dial-group members by state, each once', async (t) => {
   t.same(byState, { on_call: 1, away: 1, wrapping_up: 0, paused: 1, inactive: 1, off_shift: 0, available: 1 });
   for (const name of ['exoroute_agent_offers_total', 'exoroute_agent_answers_total', 'exoroute_agent_misses_total']) t.equal(types.get(name), 'counter', name);
 });
+
+t.test('a Postgres that does not answer leaves /metrics answering, with the spool depth and without the agents', async (t) => {
+  // exoroute_agents is read from Postgres at scrape time. Its query had no time limit: with
+  // agent_states locked (or Postgres stalled) the scrape hung until Prometheus gave up, so the
+  // instance looked down (ExorouteDown) and its spool depth, the one thing to watch then, was lost.
+  const ctx = await buildTestApp(t);
+  for (let i = 0; i < 300 && !ctx.app.rules.current; i++) await new Promise((r) => setTimeout(r, 10));
+  const { default: pg } = await import('pg');
+  const locker = new pg.Client({ connectionString: ctx.db.url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE agent_states IN ACCESS EXCLUSIVE MODE');
+  const started = Date.now();
+  const res = await Promise.race([scrape(ctx), new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000))]);
+  const ms = Date.now() - started;
+  await locker.query('ROLLBACK');
+  t.ok(res, `/metrics answered (after ${ms} ms)`);
+  if (!res) return;
+  t.equal(res.res.statusCode, 200);
+  t.ok(ms < 2500, `within Prometheus' scrape timeout with room to spare (${ms} ms)`);
+  t.equal(sample(res.samples, 'exoroute_cdr_spool_depth'), 0, 'the spool depth is in the scrape');
+  t.notOk(
+    res.samples.some((s) => s.name === 'exoroute_agents'),
+    'the agents are left out of this scrape',
+  );
+  const after = await scrape(ctx);
+  t.ok(
+    after.samples.some((s) => s.name === 'exoroute_agents'),
+    'and are back once Postgres answers',
+  );
+});
