@@ -135,3 +135,25 @@ t.test(
     t.equal(forged.status, 403, 'a caller claiming an allowed address in X-Forwarded-For is refused: Caddy passes its real address');
   },
 );
+
+t.test(
+  "the README's start without Docker gives the Debian Caddy every variable deploy/Caddyfile needs",
+  { skip: caddy ? false : 'caddy is not installed (Debian package caddy; .ci/run installs it)' },
+  async (t) => {
+    // It said only "put Caddy in front with deploy/Caddyfile (EXOROUTE_UPSTREAM=127.0.0.1:3000)":
+    // EXOROUTE_DOMAIN and ACME_EMAIL, without which Caddy refuses the file, were named nowhere
+    // there, nor how the caddy service gets them.
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(readme.indexOf('### Production start without Docker'), readme.indexOf('### Backup and restore'));
+    const environment = [...section.matchAll(/^Environment=(.*)$/gm)].flatMap((m) => m[1]!.trim().split(/\s+/));
+    t.ok(environment.length > 0, 'the section sets the caddy service its Environment= lines');
+    const env = Object.fromEntries(environment.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    t.equal(env.EXOROUTE_UPSTREAM, '127.0.0.1:3000', 'the service on this machine');
+    const adapted = await promisify(execFile)('caddy', ['adapt', '--config', 'deploy/Caddyfile', '--adapter', 'caddyfile'], {
+      env: { PATH: process.env.PATH, HOME: tmpdir(), ...env },
+    }).catch((err: { stderr: string }) => ({ stdout: '', stderr: err.stderr }));
+    t.notMatch(adapted.stderr, /Error/, 'Caddy takes the Caddyfile with those variables');
+    t.match(adapted.stdout, /"dial":"127\.0\.0\.1:3000"/);
+    t.match(section, /\/etc\/caddy\/Caddyfile/, 'and the section says where the Caddyfile goes');
+  },
+);
