@@ -50,3 +50,15 @@ t.test('systemd-analyze verify accepts the unit', { skip: analyze ? false : 'sys
   });
   t.notMatch(stderr, /exoroute\.service/, 'no complaint about the unit');
 });
+
+t.test('a configuration error stops the unit instead of restarting it every 2 s forever', async (t) => {
+  // server.ts exits 2 on a ConfigError (a bad or missing variable, EXOTEL_CALLBACK_SECRET unset):
+  // no restart can fix that. With Restart=on-failure and RestartSec=2 alone the unit restarted
+  // for ever (5 starts take over 10 s, so systemd's start limit never stopped it), repeating the
+  // message in the journal and showing "activating (auto-restart)" rather than failed.
+  const server = readFileSync('src/server.ts', 'utf8');
+  const code = /if \(err instanceof ConfigError\) \{[^}]*process\.exit\((\d+)\)/.exec(server)?.[1];
+  t.ok(code, 'server.ts exits with its own code on a configuration error');
+  t.equal(service.Restart, 'on-failure', 'other failures (Postgres down at start) are still restarted');
+  t.ok((service.RestartPreventExitStatus ?? '').split(/\s+/).includes(code!), `RestartPreventExitStatus names ${code}`);
+});
