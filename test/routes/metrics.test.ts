@@ -275,3 +275,21 @@ t.test('a Postgres that does not answer leaves /metrics answering, with the spoo
     'and are back once Postgres answers',
   );
 });
+
+t.test('the latency buckets reach past any DECISION_BUDGET_MS, so p99 can show a callback near or over its budget', async (t) => {
+  // The top finite bucket was 2.5 s, while DECISION_BUDGET_MS goes to 30 s (Exotel waits 10 s for
+  // Dial Whom): with a budget of 4 s, histogram_quantile could never exceed 2.5 s, so the dashboard's
+  // percentiles flattened there and ExorouteLatencyNearBudget (p99 > 80 % of the budget) never fired.
+  const ctx = await buildTestApp(t, { DECISION_BUDGET_MS: '30000' });
+  const { samples } = await scrape(ctx);
+  const budget = sample(samples, 'exoroute_decision_budget_seconds')!;
+  t.equal(budget, 30);
+  ctx.app.metrics.observeCallback('dial-whom', 'answered', 0.9 * budget);
+  const after = await scrape(ctx);
+  const bounds = after.samples
+    .filter((s) => s.name === 'exoroute_callback_duration_seconds_bucket' && s.labels.endpoint === 'dial-whom')
+    .map((s) => Number(s.labels.le))
+    .filter(Number.isFinite);
+  t.ok(Math.max(...bounds) >= budget, `a finite bucket at or above the largest budget (top: ${Math.max(...bounds)} s)`);
+  t.ok(bounds.includes(1.5), 'and still one at the default budget');
+});
