@@ -22,6 +22,6 @@ COPY prisma ./prisma
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 3000
-# Liveness only; orchestrators should use GET /readyz for readiness (docker-compose.yml does).
-HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD node -e "fetch('http://127.0.0.1:3000/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Liveness only, on PORT (as `docker run -e PORT=…` sets it); orchestrators should use GET /readyz for readiness (docker-compose.yml does).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||3000)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "dist/src/server.js"]

@@ -82,3 +82,22 @@ t.test('the docs read a file out of a container with `exec -T`: a TTY would end 
     if (file === 'README.md') t.ok(captured.length > 0, 'the README reads the admin key out of the container');
   }
 });
+
+t.test("the image's HEALTHCHECK, run as the image runs it, asks the port the service listens on (PORT)", async (t) => {
+  // It fetched 127.0.0.1:3000 whatever PORT said: `docker run -e PORT=8080` made a healthy
+  // container "unhealthy", and an orchestrator acting on that restarted it for ever.
+  const { readFile } = await import('node:fs/promises');
+  const { buildTestApp } = await import('../helper.js');
+  const dockerfile = await readFile('Dockerfile', 'utf8');
+  const js = /^HEALTHCHECK .* CMD node -e "(.*)"$/m.exec(dockerfile)?.[1];
+  t.ok(js, 'the HEALTHCHECK runs node -e "…"');
+  const { app } = await buildTestApp(t);
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as import('node:net').AddressInfo).port;
+  const run = (env: Record<string, string>) =>
+    execFileAsync('node', ['-e', js!], { env: { PATH: process.env.PATH, ...env }, timeout: 10_000 }).then(
+      () => 0,
+      (err: { code: number }) => err.code,
+    );
+  t.equal(await run({ PORT: String(port) }), 0, `healthy with PORT=${port}`);
+});
