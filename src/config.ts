@@ -2,6 +2,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { isSupportedCountry } from 'libphonenumber-js';
+import { parse as parseConnectionString } from 'pg-connection-string';
 
 /**
  * The part of DECISION_BUDGET_MS kept back for a callback's CDR: its commit may run until this long
@@ -134,13 +135,14 @@ function whatToFix(schema: {
   return undefined;
 }
 
-/**
- * Whether node-postgres can read `url` as a connection string: pg-connection-string's own steps
- * (spaces and stray `%` encoded first; an empty host, as in `user:pw@/db?host=/socket`, allowed).
- */
+/** Whether node-postgres can read `url` as a connection string (asked of its own parser). */
 function pgCanParse(url: string): boolean {
-  const s = / |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(url) ? encodeURI(url).replace(/%25(\d\d)/g, '%$1') : url;
-  return URL.canParse(s, 'postgres://base') || URL.canParse(s.replace('@/', '@___DUMMY___/'), 'postgres://base');
+  try {
+    parseConnectionString(url);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** What is wrong with a PUBLIC_URL that has the right prefix: exoroute appends paths to it and logs it. */
