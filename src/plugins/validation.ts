@@ -78,15 +78,21 @@ function unfitShapes(chosen: ErrorObject, errors: readonly ErrorObject[]): Error
 
 type Ajv = import('ajv').default;
 
+/** The instants Prisma reads back as it wrote them: years 0001 to 9999 in UTC (…-05:00 on 9999-12-31 is already 10000). */
+const EARLIEST_INSTANT_MS = Date.parse('0001-01-01T00:00:00Z');
+const LATEST_INSTANT_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
 /**
- * `date-time` as ajv-formats checks it (RFC 3339), and an instant JavaScript can read: RFC 3339
- * allows a leap second (…T23:59:60Z), which `new Date()` reads as Invalid Date, and an instant that
- * passed validation must not fail later as a 500. Run on creation, after ajv-formats is added.
+ * `date-time` as ajv-formats checks it (RFC 3339), and an instant JavaScript and Prisma can read:
+ * RFC 3339 allows a leap second (…T23:59:60Z), which `new Date()` reads as Invalid Date, and a
+ * year past 9999 in UTC, which Postgres stores but Prisma reads back as Invalid Date; an instant
+ * that passed validation must not fail later as a 500. Run on creation, after ajv-formats is added.
  */
 function readableDateTime(ajv: Ajv): void {
   const rfc3339 = ajv.formats['date-time'] as { validate: (s: string) => boolean } | undefined;
   if (!rfc3339?.validate) throw new Error('ajv-formats did not add date-time');
-  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => rfc3339.validate(s) && !Number.isNaN(Date.parse(s)) });
+  const readable = (ms: number) => ms >= EARLIEST_INSTANT_MS && ms <= LATEST_INSTANT_MS;
+  ajv.addFormat('date-time', { type: 'string', validate: (s: string) => rfc3339.validate(s) && readable(Date.parse(s)) });
 }
 
 /**

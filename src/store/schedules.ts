@@ -8,8 +8,6 @@ import { overrideAt } from '../routing/schedule.js';
 
 const ENTITY = 'schedule';
 export const DEFAULT_TIMEZONE = 'Asia/Kolkata';
-/** The latest `until` an override may have: 9999-12-31T23:59:59.999Z. */
-const LATEST_UNTIL_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 /** A schedules row's override columns (Prisma's names; the rules snapshot's SQL aliases them alike). */
 export type OverrideColumns = { overrideOpen: boolean | null; overrideReason: string | null; overrideUntil: Date | null; overrideSetAt: Date | null };
@@ -119,14 +117,6 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
   const until = input.until ? new Date(input.until) : null;
   if (until && until.getTime() <= now.getTime()) {
     throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to override until deleted`);
-  }
-  // Postgres stores a later instant, but Prisma reads it back as Invalid Date: the API would show no
-  // override (and refuse to delete it) while the callbacks, which read it with pg, obey it.
-  if (until && until.getTime() > LATEST_UNTIL_MS) {
-    throw new InvalidFieldError(
-      'body/until',
-      `${input.until} is after the year 9999 (UTC); give an earlier instant, or leave it out to override until deleted`,
-    );
   }
   return prisma.$transaction(async (tx) => {
     const found = await tx.schedule.findUnique({ where: { slug }, select });

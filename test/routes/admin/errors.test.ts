@@ -197,3 +197,35 @@ t.test('a JSON body is taken with its types as sent: "false", "1" or 5 where ano
   t.equal(page.statusCode, 200);
   t.equal(page.json().items.length, 1, 'limit=1 read as the number 1');
 });
+
+t.test('an instant past the year 9999 in UTC (9999-12-31T23:59:59-05:00) is a 400 naming the field, not a 500 or a date the API cannot show', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const late = '9999-12-31T23:59:59-05:00'; // 10000-01-01T04:59:59Z: Postgres stores it, Prisma reads it back as Invalid Date
+  const bounds = /must be an ISO 8601 instant .* in the years 0001 to 9999 \(UTC\)$/;
+  t.equal(
+    (
+      await admin({
+        method: 'POST',
+        url: '/admin/dial-groups',
+        payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001', priority: 1 }] },
+      })
+    ).statusCode,
+    201,
+  );
+  const away = await admin({ method: 'PUT', url: '/admin/agents/09811100001/availability', payload: { status: 'away', until: late } });
+  t.equal(away.statusCode, 400);
+  t.match(away.json().message, /^body\/until: /);
+  t.match(away.json().message, bounds);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  const entry = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678', expiresAt: late } });
+  t.equal(entry.statusCode, 400, 'was a 500');
+  t.match(entry.json().message, /^body\/expiresAt: /);
+  const cdrs = await admin({ method: 'GET', url: `/admin/cdrs?from=${encodeURIComponent(late)}` });
+  t.equal(cdrs.statusCode, 400, 'was a 500');
+  t.match(cdrs.json().message, /^querystring\/from: /);
+  const early = await admin({ method: 'GET', url: `/admin/cdrs?to=${encodeURIComponent('0001-01-01T00:00:00+05:30')}` });
+  t.equal(early.statusCode, 400, 'year 0 in UTC');
+  const last = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678', expiresAt: '9999-12-31T23:59:59Z' } });
+  t.equal(last.statusCode, 201, 'the last second of 9999 in UTC is taken');
+  t.match(last.json(), { expiresAt: '9999-12-31T23:59:59.000Z' });
+});
