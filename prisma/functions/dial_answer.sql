@@ -58,7 +58,8 @@ CREATE TYPE dial_request AS (
     arrange          TEXT,
     -- 'rotate': the dial group whose round-robin position is taken
     rr_group         TEXT,
-    -- sticky groups: the caller, whose last connected agent (after sticky_since) goes first
+    -- sticky groups: the caller, whose last connected agent (after sticky_since) goes first; with
+    -- tiers (dial_extra.tier_sticky_since), each tier's own window applies instead
     sticky_caller    TEXT,
     sticky_since     TIMESTAMPTZ,
     -- DialCallStatus=completed: the caller was connected to this agent
@@ -81,6 +82,11 @@ CREATE TYPE dial_extra AS (
     tier_ends            INT[],
     tier_arranges        TEXT[],
     tier_rr_groups       TEXT[],
+    -- each tier's sticky window, its own group's: the caller's (sticky_caller) last agent connected
+    -- after it, of the tier's candidates, goes first in the tier; NULL for a tier whose group is not
+    -- sticky (or a caller unknown). The array NULL: one tier, or a request of the version before
+    -- (dial_request's sticky_since then applies to every tier)
+    tier_sticky_since    TIMESTAMPTZ[],
     -- the attempt the request reports (DialWhomNumber, DialCallStatus) and the group it came from
     reported_agent       TEXT,
     reported_status      TEXT,
@@ -104,8 +110,8 @@ CREATE TYPE dial_batch_request AS (
     call_sid TEXT, endpoint TEXT, flow_slug TEXT, attempt_key TEXT, tried TEXT[], candidates TEXT[], base TEXT[],
     arrange TEXT, rr_group TEXT, sticky_caller TEXT, sticky_since TIMESTAMPTZ, connected_caller TEXT,
     connected_agent TEXT, at TIMESTAMPTZ, busy_expired TIMESTAMPTZ,
-    tier_ends INT[], tier_arranges TEXT[], tier_rr_groups TEXT[], reported_agent TEXT, reported_status TEXT,
-    reported_group TEXT, wrap_up_seconds INT, max_missed_offers INT, missed_pause_seconds INT, tier_groups TEXT[]
+    tier_ends INT[], tier_arranges TEXT[], tier_rr_groups TEXT[], tier_sticky_since TIMESTAMPTZ[], reported_agent TEXT,
+    reported_status TEXT, reported_group TEXT, wrap_up_seconds INT, max_missed_offers INT, missed_pause_seconds INT, tier_groups TEXT[]
 );
 
 -- A request of a batch as instances of the version before read it (dial_offers()): {"req": {…},
@@ -427,11 +433,13 @@ BEGIN
     ELSE
         -- The call's first request fixes its order: each tier arranged as its group's strategy
         -- says, the caller's sticky agent (the last connected of those who may be offered now)
-        -- first in its tier.
+        -- first in its tier. With tiers, each tier by its own group's sticky window
+        -- (tier_sticky_since, in the loop); one tier (or tiers of the version before) by
+        -- sticky_since: one agent, first in whichever tier holds it.
         v_tried := req.tried;
         v_ends := COALESCE(more.tier_ends, ARRAY[cardinality(req.base)]);
         v_groups := more.tier_groups;
-        IF req.sticky_caller IS NOT NULL THEN
+        IF req.sticky_caller IS NOT NULL AND more.tier_sticky_since IS NULL THEN
             SELECT ca.agent INTO v_sticky FROM caller_agents ca
              WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (req.candidates) AND ca.connected_at > req.sticky_since
              ORDER BY ca.connected_at DESC LIMIT 1;
@@ -472,6 +480,16 @@ BEGIN
                     v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
                 END IF;
                 v_slice := v_slice || v_held;
+            END IF;
+            IF more.tier_sticky_since IS NOT NULL THEN
+                -- the tier's own sticky agent, or none when its group is not sticky
+                v_sticky := NULL;
+                IF req.sticky_caller IS NOT NULL AND more.tier_sticky_since[i] IS NOT NULL THEN
+                    SELECT ca.agent INTO v_sticky FROM caller_agents ca
+                     WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (v_slice) AND ca.agent = ANY (req.candidates)
+                       AND ca.connected_at > more.tier_sticky_since[i]
+                     ORDER BY ca.connected_at DESC LIMIT 1;
+                END IF;
             END IF;
             IF v_sticky = ANY (v_slice) THEN
                 v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
@@ -585,8 +603,8 @@ BEGIN
         answer := dial_offer(
             ROW(r.call_sid, r.endpoint, r.flow_slug, r.attempt_key, r.tried, r.candidates, r.base, r.arrange, r.rr_group,
                 r.sticky_caller, r.sticky_since, r.connected_caller, r.connected_agent, r.at, r.busy_expired)::dial_request,
-            ROW(r.tier_ends, r.tier_arranges, r.tier_rr_groups, r.reported_agent, r.reported_status, r.reported_group,
-                r.wrap_up_seconds, r.max_missed_offers, r.missed_pause_seconds, r.tier_groups)::dial_extra);
+            ROW(r.tier_ends, r.tier_arranges, r.tier_rr_groups, r.tier_sticky_since, r.reported_agent, r.reported_status,
+                r.reported_group, r.wrap_up_seconds, r.max_missed_offers, r.missed_pause_seconds, r.tier_groups)::dial_extra);
         RETURN NEXT;
     END LOOP;
 END

@@ -46,6 +46,7 @@ export function asDialExtra(req: DialRequest) {
     tier_ends: tiers?.map((t) => t.end) ?? null,
     tier_arranges: tiers?.map((t) => t.arrange) ?? null,
     tier_rr_groups: tiers?.map((t) => t.rrGroup) ?? null,
+    tier_sticky_since: tiers?.map((t) => t.stickySince) ?? null,
     reported_agent: reported?.agent ?? null,
     reported_status: reported?.status ?? null,
     reported_group: reported?.group ?? null,

@@ -31,7 +31,11 @@ export interface DialRequest {
   plan: OrderPlan;
   /** `rotate`: the dial group whose round-robin position the call takes */
   rrGroup: string | null;
-  /** sticky groups: the caller's last agent connected after `since` goes first */
+  /**
+   * sticky groups: the caller's last agent connected after `since` goes first. With tiers, each tier
+   * has its own group's window (`extra.tiers`, `stickySince`); this then holds the caller and the
+   * widest of those windows (null when no tier is sticky or the caller is unknown).
+   */
   sticky: { caller: string; since: Date } | null;
   /** DialCallStatus=completed: the caller was connected to this agent (for sticky) */
   connected: { caller: string; agent: string } | null;
@@ -48,8 +52,11 @@ const NO_PACING: Pacing = { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSec
 
 /** What issue 26 adds to a request (dial_extra in prisma/functions/dial_answer.sql). */
 export interface DialExtra {
-  /** `dialGroups`: each tier's end in `plan.base` (exclusive), arrangement and group; null: one tier */
-  tiers: Array<{ group: string; end: number; arrange: OrderPlan['arrange']; rrGroup: string | null }> | null;
+  /**
+   * `dialGroups`: each tier's end in `plan.base` (exclusive), arrangement and group, and its group's
+   * sticky window (null: the group is not sticky, or the caller is unknown); null: one tier
+   */
+  tiers: Array<{ group: string; end: number; arrange: OrderPlan['arrange']; rrGroup: string | null; stickySince: Date | null }> | null;
   /** the attempt the request reports (DialWhomNumber with a DialCallStatus that ends an offer) */
   reported: { agent: string; status: 'completed' | 'no-answer' | 'busy' | 'failed'; group: string | null; pacing: Pacing } | null;
   /** each tier's group, in order (one for a single group; null for a list of numbers): the call stores them */
@@ -152,6 +159,13 @@ export function stickyWindow(group: StoredDialGroup | null, call: ExotelCall, at
   return { caller, since: new Date(at.getTime() - group.sticky.lookbackDays * DAY_MS) };
 }
 
+/** Of tiers' sticky windows, the one reaching furthest back (null: none is sticky). */
+function widest(windows: Array<DialRequest['sticky']>): DialRequest['sticky'] {
+  let wide: DialRequest['sticky'] = null;
+  for (const w of windows) if (w && (!wide || w.since < wide.since)) wide = w;
+  return wide;
+}
+
 /** DialCallStatus=completed with both numbers known: the caller talked to this agent. */
 export function connection(call: ExotelCall): DialRequest['connected'] {
   const caller = call.callFrom?.e164;
@@ -181,6 +195,9 @@ export function dialRequest(
 } {
   const groups = groupsOf(snapshot, action);
   const group = groups[0] ?? null;
+  // Each tier's own group's sticky window: a caller who overflows to a sticky tier meets their last
+  // agent first there, and a tier whose group is not sticky is arranged without it.
+  const windows = groups.map((g) => stickyWindow(g, call, at));
   let candidates: string[];
   let plan: OrderPlan;
   let tiers: DialExtra['tiers'] = null;
@@ -205,7 +222,13 @@ export function dialRequest(
       // Drawn for every request, used only by the call's first (which only Postgres can tell).
       const tierPlan = orderPlan(g, members, opts.random);
       base.push(...tierPlan.base);
-      tiers.push({ group: g.slug, end: base.length, arrange: tierPlan.arrange, rrGroup: tierPlan.arrange === 'rotate' ? g.slug : null });
+      tiers.push({
+        group: g.slug,
+        end: base.length,
+        arrange: tierPlan.arrange,
+        rrGroup: tierPlan.arrange === 'rotate' ? g.slug : null,
+        stickySince: windows[i]?.since ?? null,
+      });
     }
     plan = { base, arrange: tiers.length === 1 ? tiers[0]!.arrange : 'as_is' };
     if (tiers.length === 1) tiers = null;
@@ -228,7 +251,7 @@ export function dialRequest(
     candidates,
     plan,
     rrGroup: group && tiers === null && plan.arrange === 'rotate' ? group.slug : null,
-    sticky: stickyWindow(group, call, at),
+    sticky: tiers === null ? (windows[0] ?? null) : widest(windows),
     connected: connection(call),
     at,
     busyExpired: busyExpiredAt(snapshot.dialGroups, at, opts.busyTtlMs),

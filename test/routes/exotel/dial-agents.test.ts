@@ -424,6 +424,83 @@ t.test("sticky: when the caller's last agent is away, the one they talked to bef
   t.equal(await dialWhom(ctx, 'CallSid=st2'), `${B},${A}`, 'C away: B, the one before, first');
 });
 
+/** Sticky per tier: support rings D then E; sales' A, B and C are busy on other calls (or free again). */
+const SUPPORT_D_E = {
+  members: [
+    { number: '09811100004', priority: 1 },
+    { number: '09811100005', priority: 2 },
+  ],
+};
+const salesBusy = async (ctx: TestApp, busy: boolean) => {
+  for (const n of ['09811100001', '09811100002', '09811100003'])
+    await event(ctx, `CallSid=busy-${n}&DialWhomNumber=${n}&Status=${busy ? 'busy&EventType=Dial' : 'free&EventType=Terminal'}`);
+};
+const callOrder = async (ctx: TestApp, callSid: string) =>
+  (await ctx.db.pool.query<{ order: string[] }>('SELECT "order" FROM dial_calls WHERE call_sid = $1', [callSid])).rows[0]?.order;
+const simulate = async (ctx: TestApp, callSid: string) =>
+  (
+    await ctx.admin({
+      method: 'POST',
+      url: '/admin/flows/agents/simulate',
+      payload: { endpoint: 'dial-whom', params: { CallSid: callSid, CallFrom: '09800000001' } },
+    })
+  ).json();
+
+t.test('sticky per tier: a caller who overflows to a sticky tier behind a non-sticky one meets their last agent first there', async (t) => {
+  const ctx = await setup(t, { support: { ...SUPPORT_D_E, sticky: { enabled: true, lookbackDays: 30 } }, action: { dialGroups: ['sales', 'support'] } });
+  await salesBusy(ctx, true);
+  t.equal(await dialWhom(ctx, 'CallSid=sp1'), `${D},${E}`, 'sales all busy: support, nobody connected yet');
+  await dialWhom(ctx, 'CallSid=sp1&DialCallStatus=completed&DialWhomNumber=09811100005');
+  t.equal(await dialWhom(ctx, 'CallSid=sp2'), `${E},${D}`, "the caller's last agent, E, first in support");
+  t.match(await cdrDecision(ctx, 'sp2'), { dial: { tier: 'support', tierIndex: 1, sticky: 'last 30 days' } }, 'as the trace says');
+  t.match(await simulate(ctx, 'sp-sim'), { numbers: [E, D], dial: { tier: 'support', sticky: 'last 30 days' } }, 'simulate agrees');
+  t.equal(
+    (await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/agents?CallSid=sp3&CallFrom=09800000002' })).body,
+    `${D},${E}`,
+    'another caller: support by priority',
+  );
+  await salesBusy(ctx, false);
+  t.same(await callOrder(ctx, 'sp2'), [A, B, C, E, D], "sales, not sticky, in its own order; the call's order keeps E first in support");
+});
+
+t.test("sticky per tier: a tier whose group is not sticky is arranged without sticky, and the sticky tier's agent goes first in it", async (t) => {
+  const ctx = await setup(t, { sales: { sticky: { enabled: true, lookbackDays: 7 } }, support: SUPPORT_D_E, action: { dialGroups: ['sales', 'support'] } });
+  t.equal(await dialWhom(ctx, 'CallSid=so1'), `${A},${B},${C}`);
+  await dialWhom(ctx, 'CallSid=so1&DialCallStatus=completed&DialWhomNumber=09811100002');
+  await ctx.db.pool.query(`UPDATE caller_agents SET connected_at = now() - interval '1 day' WHERE agent = $1`, [B]);
+  await salesBusy(ctx, true);
+  t.equal(await dialWhom(ctx, 'CallSid=so2'), `${D},${E}`);
+  await dialWhom(ctx, 'CallSid=so2&DialCallStatus=completed&DialWhomNumber=09811100005');
+  t.equal(await dialWhom(ctx, 'CallSid=so3'), `${D},${E}`, "E, the caller's last agent, is not moved first in support (not sticky)");
+  t.match(await cdrDecision(ctx, 'so3'), { dial: { tier: 'support', sticky: null } });
+  t.match(await simulate(ctx, 'so-sim'), { numbers: [D, E], dial: { tier: 'support', sticky: null } }, 'simulate agrees');
+  await salesBusy(ctx, false);
+  t.equal(await dialWhom(ctx, 'CallSid=so4'), `${B},${A},${C}`, "sales' own sticky agent, B (a day ago, within 7), first in sales");
+  t.match(await cdrDecision(ctx, 'so4'), { dial: { tier: 'sales', sticky: 'last 7 days' } });
+  t.same(await callOrder(ctx, 'so4'), [B, A, C, D, E], 'and support as its strategy orders it');
+  t.match(await simulate(ctx, 'so-sim2'), { numbers: [B, A, C], dial: { tier: 'sales', sticky: 'last 7 days' } }, 'simulate agrees');
+});
+
+t.test("sticky per tier: each tier looks back its own group's lookbackDays", async (t) => {
+  const ctx = await setup(t, {
+    sales: { sticky: { enabled: true, lookbackDays: 7 } },
+    support: { ...SUPPORT_D_E, sticky: { enabled: true, lookbackDays: 60 } },
+    action: { dialGroups: ['sales', 'support'] },
+  });
+  await dialWhom(ctx, 'CallSid=lb1&DialCallStatus=completed&DialWhomNumber=09811100002');
+  await dialWhom(ctx, 'CallSid=lb2&DialCallStatus=completed&DialWhomNumber=09811100005');
+  await ctx.db.pool.query(`UPDATE caller_agents SET connected_at = now() - interval '20 days'`);
+  await dialWhom(ctx, 'CallSid=lb3');
+  t.same(await callOrder(ctx, 'lb3'), [A, B, C, E, D], "B 20 days ago: past sales' 7; E 20 days ago: within support's 60");
+  await ctx.db.pool.query(`UPDATE caller_agents SET connected_at = now() - interval '3 days' WHERE agent = $1`, [B]);
+  t.equal(await dialWhom(ctx, 'CallSid=lb4'), `${B},${A},${C}`, 'B 3 days ago: first in sales');
+  t.same(await callOrder(ctx, 'lb4'), [B, A, C, E, D], 'and E, older, still first in support');
+  await salesBusy(ctx, true);
+  t.match(await simulate(ctx, 'lb-sim'), { numbers: [E, D], dial: { tier: 'support', sticky: 'last 60 days' } }, 'simulate agrees');
+  await ctx.db.pool.query(`UPDATE caller_agents SET connected_at = now() - interval '61 days' WHERE agent = $1`, [E]);
+  t.equal(await dialWhom(ctx, 'CallSid=lb5'), `${D},${E}`, "E 61 days ago: past support's 60");
+});
+
 t.test('missed offers pause an agent: re-fetches naming them with no-answer or busy; the pause lasts, or ends when set available', async (t) => {
   const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
   t.equal(await dialWhom(ctx, 'CallSid=m1'), `${A},${B},${C}`);

@@ -7,9 +7,9 @@ import t from 'tap';
 import { dialRequest, fallbackNumbers } from '../../../src/routing/dial/request.js';
 import { eventPacing, agentEvent } from '../../../src/routing/dial/event.js';
 import { dialTrace } from '../../../src/routing/dial/answer.js';
-import type { RulesSnapshot } from '../../../src/routing/snapshot.js';
+import type { RulesSnapshot, StoredDialGroup } from '../../../src/routing/snapshot.js';
 import { DEFAULT_CONNECT } from '../../../src/exotel/connect.js';
-import { A, AT, B, C, D, call, group, member, seeded, snapshotOf } from './fixtures.js';
+import { A, AT, B, C, CALLER, D, call, group, member, seeded, snapshotOf } from './fixtures.js';
 
 const key = { callSid: 'CA1', endpoint: 'dial-whom', flowSlug: 'agents' };
 const opts = { busyTtlMs: 3_600_000, random: seeded(1) };
@@ -52,8 +52,8 @@ t.test('tiers: each group planned on its own, in order; a number in two tiers be
   t.same(
     request.extra?.tiers,
     [
-      { group: 'sales', end: 3, arrange: 'as_is', rrGroup: null },
-      { group: 'support', end: 4, arrange: 'rotate', rrGroup: 'support' },
+      { group: 'sales', end: 3, arrange: 'as_is', rrGroup: null, stickySince: null },
+      { group: 'support', end: 4, arrange: 'rotate', rrGroup: 'support', stickySince: null },
     ],
     'support rotates on its own position',
   );
@@ -64,6 +64,46 @@ t.test('tiers: each group planned on its own, in order; a number in two tiers be
   ]);
   t.same(fallbackNumbers(snapshot, { dialGroups: ['sales', 'support'] }, call(), AT).numbers, [B, C]);
   t.throws(() => dialRequest(snapshot, { dialGroups: ['sales', 'gone'] }, key, call(), AT, opts), /dial-group 'gone' is not loaded/);
+});
+
+t.test("tiers: each tier carries its own group's sticky window; the request's sticky holds the caller and the widest", async (t) => {
+  const DAY = 86_400_000;
+  const tiered = (salesSticky: StoredDialGroup['sticky'], supportSticky: StoredDialGroup['sticky'], c = call()) =>
+    dialRequest(
+      snapshotOf([
+        { ...sales, sticky: salesSticky },
+        { ...support, sticky: supportSticky },
+      ]),
+      { dialGroups: ['sales', 'support'] },
+      key,
+      c,
+      AT,
+      opts,
+    ).request;
+  const offOn = tiered(null, { enabled: true, lookbackDays: 30 });
+  t.same(
+    offOn.extra?.tiers?.map((tier) => tier.stickySince),
+    [null, new Date(AT.getTime() - 30 * DAY)],
+    'sales not sticky, support 30 days',
+  );
+  t.same(offOn.sticky, { caller: CALLER, since: new Date(AT.getTime() - 30 * DAY) }, 'the caller, though the first tier is not sticky');
+  const onOff = tiered({ enabled: true, lookbackDays: 7 }, { enabled: false, lookbackDays: 90 });
+  t.same(
+    onOff.extra?.tiers?.map((tier) => tier.stickySince),
+    [new Date(AT.getTime() - 7 * DAY), null],
+    "support's sticky off: no window, not sales' either",
+  );
+  const both = tiered({ enabled: true, lookbackDays: 7 }, { enabled: true, lookbackDays: 60 });
+  t.same(
+    both.extra?.tiers?.map((tier) => tier.stickySince),
+    [new Date(AT.getTime() - 7 * DAY), new Date(AT.getTime() - 60 * DAY)],
+    'each its own lookbackDays',
+  );
+  t.same(both.sticky?.since, new Date(AT.getTime() - 60 * DAY), 'the widest window');
+  const anonymous = tiered({ enabled: true, lookbackDays: 7 }, { enabled: true, lookbackDays: 60 }, call({ CallFrom: 'anonymous' }));
+  t.same([anonymous.sticky, anonymous.extra?.tiers?.map((tier) => tier.stickySince)], [null, [null, null]], 'caller unknown: no tier is sticky');
+  const single = dialRequest(snapshotOf([{ ...sales, sticky: { enabled: true, lookbackDays: 7 } }]), { dialGroup: 'sales' }, key, call(), AT, opts).request;
+  t.same([single.sticky, single.extra?.tiers], [{ caller: CALLER, since: new Date(AT.getTime() - 7 * DAY) }, null], 'one group: as before');
 });
 
 t.test('a number in two tiers is in the first whose membership is on duty (it may be away), else in the first that lists it', async (t) => {
