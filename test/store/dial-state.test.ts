@@ -878,6 +878,51 @@ t.test('a batch answers its requests in their order, each once', async (t) => {
   );
 });
 
+t.test("tiers' own sticky windows: alone and batched alike; a batch of the version before (no tier_sticky_since) keeps one window", async (t) => {
+  const { pool } = await migratedDatabase(t);
+  const [n0, n1, n2, n3, n4] = NUMBERS as [string, string, string, string, string];
+  // n1 two days ago, n3 a day ago (the latest)
+  await pool.query(`INSERT INTO caller_agents (caller, agent, connected_at) VALUES ($1, $2, $4), ($1, $3, $5)`, [
+    CALLER,
+    n1,
+    n3,
+    new Date(AT.getTime() - 2 * DAY),
+    new Date(AT.getTime() - DAY),
+  ]);
+  // tier one (n0, n1, n2) sticky for 7 days, tier two (n4, n3) not sticky
+  const tiered = (callSid: string): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: [n0, n1, n2, n3, n4],
+    plan: { base: [n0, n1, n2, n4, n3], arrange: 'as_is' },
+    rrGroup: null,
+    sticky: { caller: CALLER, since: new Date(AT.getTime() - 7 * DAY) },
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
+    extra: {
+      tiers: [
+        { group: 'sales', end: 3, arrange: 'as_is', rrGroup: null, stickySince: new Date(AT.getTime() - 7 * DAY) },
+        { group: 'support', end: 5, arrange: 'as_is', rrGroup: null, stickySince: null },
+      ],
+      reported: null,
+      tierGroups: ['sales', 'support'],
+    },
+  });
+  const order = async (callSid: string) => (await pool.query('SELECT "order" FROM dial_calls WHERE call_sid = $1', [callSid])).rows[0]?.order;
+  const counted = countingPool(pool);
+  const answer = dialAnswerer(counted.pool);
+  const before = counted.statements();
+  await Promise.all(['ts1', 'ts2', 'ts3'].map((sid) => answer(tiered(sid))));
+  t.equal(counted.statements() - before, 2, 'the first alone, the others as a batch');
+  for (const sid of ['ts1', 'ts2', 'ts3']) t.same(await order(sid), [n1, n0, n2, n4, n3], `${sid}: n1 first in its sticky tier, n3 not moved in the other`);
+  // the version before sends no tier_sticky_since: one agent (the latest, n3) in one window, as it did
+  const old = { ...asDialRequest(tiered('ts4')), ...asDialExtra(tiered('ts4')), tier_sticky_since: undefined };
+  await pool.query('SELECT idx FROM dial_offer_batch($1::json)', [JSON.stringify([old])]);
+  t.same(await order('ts4'), [n0, n1, n2, n3, n4], 'as before: the latest agent first in whichever tier holds it');
+});
+
 t.test('the migration that tells offers apart by flow gives the offers of calls in progress their flow, and old events still land on them', async (t) => {
   const pool = await migratedBefore(t, '20261205001200');
   const [a, b] = [NUMBERS[0]!, NUMBERS[1]!];
