@@ -96,6 +96,19 @@ t.test('flows admin API', async (t) => {
     const badBranch = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'u', otherwise: { branch: 'C' } }) });
     t.equal(badBranch.statusCode, 400);
     t.match(badBranch.json().message, 'body/otherwise');
+    // Exotel continues the call with the URL a passthru answers: only http(s) can be one.
+    for (const url of ['javascript:alert(1)', 'ftp://example.com/flow', 'mailto:ops@example.com']) {
+      const badUrl = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ slug: 'url', otherwise: { branch: 'A', url } }) });
+      t.equal(badUrl.statusCode, 400, url);
+      t.equal(badUrl.json().message, 'body/otherwise/url: must be an http:// or https:// URL', url);
+    }
+    const goodUrl = await admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: passthru({ slug: 'url', otherwise: { branch: 'A', url: 'https://my.exotel.com/exoml/start/123' } }),
+    });
+    t.equal(goodUrl.statusCode, 201);
+    await admin({ method: 'DELETE', url: '/admin/flows/url' });
     await admin({ method: 'DELETE', url: '/admin/flows/z' });
   });
 
