@@ -4,7 +4,8 @@ import { Metadata, parsePhoneNumberFromString, type CountryCode } from 'libphone
 /**
  * E.164 form of a phone number as Exotel or an operator writes it: national (`09876543210`),
  * with the country code but no plus (`919876543210`), or E.164 (`+919876543210`).
- * Returns null when it is not a valid number for its country.
+ * Returns null when it is not a valid number for its country, or has an extension (`… ext 12`,
+ * `…#12`): Exotel dials whole numbers, and the extension would be dropped without a word.
  */
 export function toE164(raw: string, defaultCountry: CountryCode): string | null {
   const text = raw.trim();
@@ -22,7 +23,15 @@ export function toE164(raw: string, defaultCountry: CountryCode): string | null 
 
 function parse(text: string, defaultCountry: CountryCode): string | null {
   const parsed = parsePhoneNumberFromString(text, defaultCountry);
-  return parsed?.isValid() ? parsed.number : null;
+  return parsed?.isValid() && !parsed.ext ? parsed.number : null;
+}
+
+/** Why toE164 refused `raw`, for a 400: an extension is named, as it is no typo. */
+export function notANumber(raw: string, defaultCountry: CountryCode): string {
+  const ext = raw.length <= 64 ? parsePhoneNumberFromString(raw.trim(), defaultCountry)?.ext : undefined;
+  return ext
+    ? `'${raw}' has an extension (${ext}); Exotel dials whole phone numbers, not extensions: give a number without one`
+    : `'${raw}' is not a valid phone number (default country ${defaultCountry})`;
 }
 
 /**

@@ -6,7 +6,7 @@ import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
-import { toE164 } from '../exotel/phone.js';
+import { notANumber, toE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 import { parseId } from './ids.js';
 
@@ -26,7 +26,7 @@ function resolveFilter(q: CdrFilterQuery, country: CountryCode): CdrFilter {
   let number: string | undefined;
   if (q.number !== undefined) {
     number = toE164(q.number, country) ?? undefined;
-    if (!number) throw new InvalidFieldError('querystring/number', `'${q.number}' is not a valid phone number (default country ${country})`);
+    if (!number) throw new InvalidFieldError('querystring/number', notANumber(q.number, country));
   }
   const from = q.from !== undefined ? new Date(q.from) : undefined;
   const to = q.to !== undefined ? new Date(q.to) : undefined;

@@ -15,7 +15,7 @@ import type {
 } from '../schemas/dial-group.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { DEFAULT_CONNECT } from '../exotel/connect.js';
-import { toE164 } from '../exotel/phone.js';
+import { notANumber, toE164 } from '../exotel/phone.js';
 import { byPriority } from '../routing/dial/order.js';
 import type { StoredDialGroup } from '../routing/snapshot.js';
 import { recordChange, type Actor } from './audit.js';
@@ -71,7 +71,7 @@ function normaliseMembers(members: MemberInput[], country: CountryCode): MemberD
   const seen = new Map<string, number>();
   return members.map((m, i) => {
     const number = toE164(m.number, country);
-    if (!number) throw new InvalidFieldError(`body/members/${i}/number`, `'${m.number}' is not a valid phone number (default country ${country})`);
+    if (!number) throw new InvalidFieldError(`body/members/${i}/number`, notANumber(m.number, country));
     const first = seen.get(number);
     if (first !== undefined) throw new InvalidFieldError(`body/members/${i}/number`, `${number} is already member ${first}; a number appears once in a group`);
     seen.set(number, i);
@@ -222,7 +222,7 @@ export async function updateDialGroupMember(
   country: CountryCode,
 ): Promise<StoredDialGroup> {
   const number = toE164(rawNumber, country);
-  if (!number) throw new InvalidFieldError('params/number', `'${rawNumber}' is not a valid phone number (default country ${country})`);
+  if (!number) throw new InvalidFieldError('params/number', notANumber(rawNumber, country));
   return prisma.$transaction(async (tx) => {
     const { id, before } = await lockGroup(tx, slug);
     const member = before.members.find((m) => m.number === number);

@@ -3,7 +3,7 @@ import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import { referencesOf, type Action, type Flow, type FlowInput, type FlowReplace, type FlowType, type Rule } from '../schemas/flow.js';
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
-import { toE164 } from '../exotel/phone.js';
+import { notANumber, toE164 } from '../exotel/phone.js';
 import { enumValue } from '../exotel/params.js';
 import { recordChange, type Actor } from './audit.js';
 import { existingSlugs } from './references.js';
@@ -53,7 +53,7 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
     return {
       numbers: action.numbers.map((n, i) => {
         const e164 = toE164(n, country);
-        if (!e164) throw new InvalidFieldError(`${field}/numbers/${i}`, `'${n}' is not a valid phone number`);
+        if (!e164) throw new InvalidFieldError(`${field}/numbers/${i}`, notANumber(n, country));
         // As in a dial group: the same agent twice (written in two forms) would be offered twice.
         const first = seen.get(e164);
         if (first !== undefined) throw new InvalidFieldError(`${field}/numbers/${i}`, `${e164} is already number ${first}; a number appears once in the list`);
@@ -104,7 +104,7 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
     if (when.calledNumber) {
       when.calledNumber = when.calledNumber.map((n, j) => {
         const e164 = toE164(n, country);
-        if (!e164) throw new InvalidFieldError(`body/rules/${i}/when/calledNumber/${j}`, `'${n}' is not a valid phone number`);
+        if (!e164) throw new InvalidFieldError(`body/rules/${i}/when/calledNumber/${j}`, notANumber(n, country));
         return e164;
       });
     }

@@ -2,7 +2,7 @@ import type { CountryCode } from 'libphonenumber-js';
 import type { PrismaClient } from './database.js';
 import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
-import { toE164 } from '../exotel/phone.js';
+import { notANumber, toE164 } from '../exotel/phone.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
 import { parseId } from './ids.js';
@@ -119,7 +119,7 @@ function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldP
   entries.forEach((e, i) => {
     const at = fieldPrefix === '' ? 'body' : `body/${i}`;
     const number = toE164(e.number, country);
-    if (!number) throw new InvalidFieldError(`${at}/number`, `'${e.number}' is not a valid phone number (default country ${country})`);
+    if (!number) throw new InvalidFieldError(`${at}/number`, notANumber(e.number, country));
     byNumber.set(number, { number, name: e.name ?? null, tier: e.tier ?? null, note: e.note ?? null, expiresAt: e.expiresAt ? new Date(e.expiresAt) : null });
   });
   return [...byNumber.values()];
@@ -193,7 +193,7 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
 
 export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode) {
   const number = toE164(rawNumber, country);
-  if (!number) throw new InvalidFieldError('params/number', `'${rawNumber}' is not a valid phone number`);
+  if (!number) throw new InvalidFieldError('params/number', notANumber(rawNumber, country));
   return prisma.$transaction(async (tx) => {
     const id = await listId(tx, slug);
     const before = await tx.vipEntry.findUnique({ where: { listId_number: { listId: id, number } }, select: entrySelect });

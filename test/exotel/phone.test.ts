@@ -9,7 +9,7 @@
 import t from 'tap';
 import fc from 'fast-check';
 import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js';
-import { INDIAN_FAST_PATH, toE164 } from '../../src/exotel/phone.js';
+import { INDIAN_FAST_PATH, notANumber, toE164 } from '../../src/exotel/phone.js';
 
 const SEED = Number(process.env.FUZZ_SEED) || 20261121;
 const RUN_SCALE = Number(process.env.FUZZ_RUNS_SCALE) || 1;
@@ -20,7 +20,7 @@ function reference(raw: string, country: CountryCode): string | null {
   const text = raw.trim();
   if (text.length === 0 || text.length > 32) return null;
   const parsed = parsePhoneNumberFromString(text, country);
-  return parsed?.isValid() ? parsed.number : null;
+  return parsed?.isValid() && !parsed.ext ? parsed.number : null;
 }
 
 // --- Generators -------------------------------------------------------------------------------------
@@ -80,7 +80,21 @@ const input = fc.oneof(
   { weight: 12, arbitrary: fc.tuple(padding, number.chain(written), padding).map(([a, n, b]) => a + n + b) },
   {
     weight: 1,
-    arbitrary: fc.constantFrom('', ' ', '\t\n', '\u00a0\u2028', '+', '0', '91', 'tel:+919876543210', '+91 98765 43210;ext=12', 'abc', 'ninety-one'),
+    arbitrary: fc.constantFrom(
+      '',
+      ' ',
+      '\t\n',
+      '\u00a0\u2028',
+      '+',
+      '0',
+      '91',
+      'tel:+919876543210',
+      '+91 98765 43210;ext=12',
+      '09876543210 ext 12',
+      '09876543210#12',
+      'abc',
+      'ninety-one',
+    ),
   },
   { weight: 1, arbitrary: fc.tuple(fc.constantFrom('+91', '91', '0', ''), digits(30, 40)).map(([p, n]) => p + n) }, // over 32 characters
   { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
@@ -92,6 +106,15 @@ const country = fc.constantFrom<CountryCode>('IN', 'IN', 'US', 'GB', 'AE', 'SG')
 
 t.test('the Indian fast path is in use with the installed libphonenumber metadata (else the tests below prove nothing about it)', async (t) => {
   t.ok(INDIAN_FAST_PATH);
+});
+
+t.test('a number with an extension is no number (the extension would be dropped), and notANumber says why', async (t) => {
+  for (const raw of ['09812345678 ext 12', '09812345678 x12', '09812345678#12', '+919812345678;ext=12', 'tel:+919812345678;ext=12']) {
+    t.equal(toE164(raw, 'IN'), null, raw);
+    t.match(notANumber(raw, 'IN'), `'${raw}' has an extension (12)`);
+  }
+  t.equal(toE164('09812345678', 'IN'), '+919812345678');
+  t.equal(notANumber('12', 'IN'), "'12' is not a valid phone number (default country IN)");
 });
 
 t.test('toE164 returns exactly what libphonenumber returns, on numbers the cache has not seen and again from the cache', async (t) => {

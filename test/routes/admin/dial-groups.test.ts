@@ -158,6 +158,15 @@ t.test('dial groups admin API', async (t) => {
     t.match(res.json().message, /^body\/members\/1\/number: '12' is not a valid phone number/);
   });
 
+  t.test('a member number with an extension is 400 naming it (the bare number would ring the switchboard)', async (t) => {
+    for (const number of ['09812345678 ext 12', '09812345678 x12', '+919812345678;ext=12']) {
+      const res = await post(group({ slug: 'ext', members: [{ number: '09812345679' }, { number }] }));
+      t.equal(res.statusCode, 400, number);
+      t.match(res.json().message, `body/members/1/number: '${number}' has an extension (12); Exotel dials whole phone numbers, not extensions`);
+    }
+    t.equal(await db.prisma.dialGroup.count({ where: { slug: 'ext' } }), 0);
+  });
+
   t.test('the same number twice in one group, in any form, is 400 naming the later index', async (t) => {
     const res = await post(group({ slug: 'dup', members: [{ number: '+919812345678' }, { number: '09800000001' }, { number: '919812345678' }] }));
     t.equal(res.statusCode, 400);

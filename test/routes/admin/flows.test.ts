@@ -339,6 +339,30 @@ t.test('a number twice in a dial action, in any form, is 400 naming the later in
   t.match(put.json().message, 'body/otherwise/numbers/1: +919812345678 is already number 0');
 });
 
+t.test('a number with an extension is 400 naming it, in a dial action and a calledNumber condition; nothing is stored', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const dial = (over: Record<string, unknown>) => ({
+    slug: 'direct',
+    name: 'Direct',
+    type: 'dial',
+    rules: [],
+    otherwise: { numbers: ['09812345678'] },
+    onError: { numbers: ['09812345679'] },
+    ...over,
+  });
+  for (const [over, field] of [
+    [{ otherwise: { numbers: ['09812345678 ext 12'] } }, "body/otherwise/numbers/0: '09812345678 ext 12' has an extension (12)"],
+    [{ onError: { numbers: ['080 4711 0000#205'] } }, "body/onError/numbers/0: '080 4711 0000#205' has an extension (205)"],
+    [{ rules: [{ when: { calledNumber: ['+918047110000;ext=9'] }, then: { numbers: ['09812345678'] } }] }, 'body/rules/0/when/calledNumber/0: '],
+  ] as const) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: dial(over) });
+    t.equal(res.statusCode, 400, res.body);
+    t.match(res.json().message, field);
+    t.match(res.json().message, 'Exotel dials whole phone numbers, not extensions');
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/flows/direct' })).statusCode, 404, 'no flow was stored');
+});
+
 t.test('an action of no known shape is 400 naming the action and the shapes it may take, not a field of another type', async (t) => {
   const { admin } = await buildTestApp(t);
   await admin({ method: 'POST', url: '/admin/dial-groups', payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [] } });

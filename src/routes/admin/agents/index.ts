@@ -4,7 +4,7 @@ import { ErrorSchema, withExamples } from '../../../schemas/common.js';
 import { AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema } from '../../../schemas/agent.js';
 import { listAgents, NoAgentError, recentOffers, setAvailability, startOfDay } from '../../../store/agents.js';
 import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
-import { toE164 } from '../../../exotel/phone.js';
+import { notANumber, toE164 } from '../../../exotel/phone.js';
 import { InvalidFieldError } from '../../../errors.js';
 import { actorOf } from '../../../plugins/auth.js';
 import { busyExpiredAt } from '../../../routing/agents.js';
@@ -19,7 +19,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   const busyTtlMs = app.config.AGENT_BUSY_TTL_SECONDS * 1000;
   const numberOf = (raw: string) => {
     const number = toE164(raw, country);
-    if (!number) throw new InvalidFieldError('params/number', `'${raw}' is not a valid phone number (default country ${country})`);
+    if (!number) throw new InvalidFieldError('params/number', notANumber(raw, country));
     return number;
   };
   const view = (number: string | undefined, timezone: string | undefined) => {
