@@ -8,7 +8,7 @@ export type AvailabilityStatus = Static<typeof AvailabilityStatusSchema>;
 export const AvailabilityInputSchema = Type.Object(
   {
     status: { ...AvailabilityStatusSchema, description: 'away: offered by no dial group until set back or `until` passes' },
-    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'e.g. lunch, training' })),
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '\\S', description: 'e.g. lunch, training' })),
     until: Type.Optional(Type.String({ format: 'date-time', description: 'away only: ISO 8601 instant in the future when the agent is available again' })),
   },
   { additionalProperties: false },

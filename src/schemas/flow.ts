@@ -55,7 +55,7 @@ export const AvailabilityActionSchema = Type.Object(
       description:
         "Sets the calling agent's own availability: toggle, available or away. Answers branch A when the caller is now available, B otherwise (also when the caller is no agent)",
     }),
-    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Recorded with the change, e.g. "set by phone"' })),
+    reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '\\S', description: 'Recorded with the change, e.g. "set by phone"' })),
   },
   { additionalProperties: false },
 );

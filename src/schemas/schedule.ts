@@ -59,7 +59,7 @@ export type ScheduleOverride = Static<typeof ScheduleOverrideSchema>;
 export const ScheduleOverrideInputSchema = Type.Object(
   {
     open: Type.Boolean({ description: 'false: closed (e.g. an emergency), true: open, whatever the windows and exceptions say' }),
-    reason: Type.String({ minLength: 1, maxLength: 200, description: 'Shown in status, flow decisions and their traces' }),
+    reason: Type.String({ minLength: 1, maxLength: 200, pattern: '\\S', description: 'Shown in status, flow decisions and their traces' }),
     until: Type.Optional(
       Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
         description: 'ISO 8601 instant in the future, at the latest 9999-12-31T23:59:59Z; absent or null: until the override is deleted',

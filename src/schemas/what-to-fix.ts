@@ -23,6 +23,7 @@ const PATTERNS: Record<string, string> = {
   '^\\+[0-9]{1,14}$': 'an E.164 prefix: + and digits (e.g. +9180)',
   '^\\+[1-9][0-9]{6,14}$': 'an E.164 number: + and 7–15 digits (e.g. +918047115777)',
   '^https?://': 'an http:// or https:// URL',
+  '\\S': 'some text, not only spaces',
 };
 
 const list = (values: unknown[]) => [...new Set(values.map((v) => (typeof v === 'string' ? v : JSON.stringify(v))))].join(', ');

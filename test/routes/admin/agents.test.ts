@@ -239,6 +239,7 @@ t.test('PUT availability takes its body as sent: a number for reason, a list for
     [{ status: ['away'] }, /^body\/status: must be string/],
     [{ status: 'away', until: null }, /^body\/until: must be string/],
     [{ status: 'away', until: '' }, /^body\/until: must be an ISO 8601 instant with its offset/],
+    [{ status: 'away', reason: ' \t ' }, /^body\/reason: must be some text, not only spaces/],
   ];
   for (const [payload, message] of cases) {
     const res = await put(payload);

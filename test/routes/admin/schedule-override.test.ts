@@ -105,6 +105,9 @@ t.test('override input: until in the past or unparseable is a 400 naming body/un
   const noReason = await override(ctx, { open: false });
   t.equal(noReason.statusCode, 400);
   t.match(noReason.json().message, /^body\/reason: is required/);
+  const blank = await override(ctx, { open: false, reason: '   ' });
+  t.equal(blank.statusCode, 400, 'a reason of spaces says nothing in status and traces');
+  t.match(blank.json().message, /^body\/reason: must be some text, not only spaces/);
   const missing = await ctx.admin({ method: 'PUT', url: '/admin/schedules/nope/override', payload: { open: false, reason: 'x' } });
   t.equal(missing.statusCode, 404);
   const indefinite = await override(ctx, { open: false, reason: 'outage' });

@@ -242,6 +242,13 @@ t.test('an availability action only in passthru flows, never as onError', async 
   });
   t.equal(dial.statusCode, 400);
   t.match(dial.json().message, /^body\/otherwise: a dial flow's action is/);
+  const blank = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'z', name: 'z', type: 'passthru', rules: [], otherwise: { availability: 'away', reason: '  ' }, onError: { branch: 'A' } },
+  });
+  t.equal(blank.statusCode, 400, 'a reason of spaces says nothing in the audit');
+  t.match(blank.json().message, /^body\/otherwise\/reason: must be some text, not only spaces/);
 });
 
 t.test("the write fails: the flow's onError, and the CDR says why", async (t) => {
