@@ -93,6 +93,18 @@ export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Prom
   }
 }
 
+/**
+ * Names of migrations the database records as applied that are not on disk: a newer version of
+ * exoroute migrated it (a deploy rolled back), and this version's code may not fit its schema.
+ */
+export async function unknownMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Promise<string[]> {
+  const onDisk = new Set((await readMigrations(dir)).map((m) => m.name));
+  const { rows } = await pool.query<{ migration_name: string }>(
+    `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
+  );
+  return [...new Set(rows.map((r) => r.migration_name))].filter((name) => !onDisk.has(name));
+}
+
 /** Names of migrations on disk that the database has not recorded as finished. */
 export async function pendingMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, timeoutMs?: number): Promise<string[]> {
   const migrations = await readMigrations(dir);

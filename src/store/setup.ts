@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { openDatabase, type Database } from './database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.js';
-import { applyMigrations } from './migrate.js';
+import { applyMigrations, unknownMigrations } from './migrate.js';
 
 export interface PreparedDatabase {
   db: Database;
@@ -27,6 +27,13 @@ export async function prepareDatabase(config: Config, log: Logger): Promise<Prep
   try {
     const applied = await applyMigrations(db.pool);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const unknown = await unknownMigrations(db.pool);
+    if (unknown.length > 0) {
+      log.warn(
+        { unknownMigrations: unknown },
+        "the database was migrated by a newer version of exoroute (migrations are not reversed): where its schema changed, this version may fail (Dial Whom and Connect answers then get the flow's onError numbers); run the newer version again, or restore the backup taken before the upgrade",
+      );
+    }
   } catch (err) {
     await db.close();
     await embedded?.stop();

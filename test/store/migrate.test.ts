@@ -1,11 +1,14 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pino from 'pino';
 import { createTestDatabase, quietLog } from '../helper.js';
 import { openDatabase } from '../../src/store/database.js';
 import { applyMigrations, pendingMigrations, readMigrations } from '../../src/store/migrate.js';
+import { prepareDatabase } from '../../src/store/setup.js';
+import { loadConfig } from '../../src/config.js';
 
 t.test('migrations are applied once and recorded in _prisma_migrations as prisma migrate deploy does', async (t) => {
   const db = openDatabase(await createTestDatabase(t), quietLog);
@@ -58,4 +61,26 @@ t.test('a failing migration is rolled back and named; an edited applied migratio
   t.same(await pendingMigrations(db.pool, dir), ['002_bad']);
   await writeFile(path.join(dir, '001_ok', 'migration.sql'), 'CREATE TABLE a (id bigint);');
   await t.rejects(applyMigrations(db.pool, dir), /001_ok was edited/);
+});
+
+t.test('a database migrated by a newer version (a rolled-back deploy): the start warns, naming what this version does not know', async (t) => {
+  const url = await createTestDatabase(t);
+  const db = openDatabase(url, quietLog);
+  t.teardown(() => db.close());
+  await applyMigrations(db.pool);
+  const newer = '20991231000000_from_a_newer_version';
+  await db.pool.query(
+    `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, finished_at, applied_steps_count) VALUES (gen_random_uuid()::text, $1, $2, now(), 1)`,
+    ['0'.repeat(64), newer],
+  );
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const store = await prepareDatabase(loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: 'exr_test-admin-key-0123456789', DATABASE_URL: url }), log);
+  await store.close();
+  const warning = lines.find((l) => l.level === 40);
+  t.ok(warning, 'a warning at start');
+  t.same(warning?.unknownMigrations, [newer], 'naming the migrations this version does not have');
+  t.match(warning?.msg, /newer version/);
 });
