@@ -5,6 +5,7 @@ import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig, startupWarnings } from './config.js';
 import { ensureBootstrapKey } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
+import { MigrationHistoryError } from './store/migrate.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
 
 /**
@@ -112,6 +113,11 @@ async function main(): Promise<void> {
 
 main().catch((err) => {
   // A start-up problem the operator can fix is one line saying what and how, not a stack trace.
+  // One that no restart can fix (the migration history) exits 3, which the systemd unit does not restart.
+  if (err instanceof MigrationHistoryError) {
+    console.error(`exoroute cannot start: ${err.message}`);
+    process.exit(3);
+  }
   if (err instanceof EmbeddedPostgresError) console.error(`exoroute cannot start: ${err.message}`);
   else console.error(err);
   process.exit(1);

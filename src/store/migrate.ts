@@ -48,6 +48,15 @@ export class MigrationError extends Error {
 }
 
 /**
+ * The database's record of a migration and the migration on disk disagree: unfinished (a failed
+ * `prisma migrate deploy`) or edited since it was applied. Only the operator can settle it, so no
+ * restart helps (server.ts exits 3, which the systemd unit does not restart).
+ */
+export class MigrationHistoryError extends MigrationError {
+  override name = 'MigrationHistoryError';
+}
+
+/**
  * Applies every migration not yet recorded in `_prisma_migrations`, each in its own transaction,
  * under Prisma's advisory lock so that several instances starting at once apply each only once.
  * Returns the names applied now.
@@ -66,8 +75,14 @@ export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Prom
     for (const m of migrations) {
       const row = done.get(m.name);
       if (row) {
-        if (!row.finished_at) throw new MigrationError(`migration ${m.name} started but did not finish; resolve it by hand`);
-        if (row.checksum !== m.checksum) throw new MigrationError(`migration ${m.name} was edited after it was applied`);
+        if (!row.finished_at)
+          throw new MigrationHistoryError(
+            `migration ${m.name} started but did not finish; complete or undo its changes by hand, then record that with \`prisma migrate resolve --applied ${m.name}\` or \`--rolled-back ${m.name}\``,
+          );
+        if (row.checksum !== m.checksum)
+          throw new MigrationHistoryError(
+            `migration ${m.name} was edited after it was applied (its checksum in _prisma_migrations differs from prisma/migrations/${m.name}/migration.sql); run the version that applied it, or put that file back`,
+          );
         continue;
       }
       const id = randomUUID();

@@ -61,4 +61,8 @@ t.test('a configuration error stops the unit instead of restarting it every 2 s 
   t.ok(code, 'server.ts exits with its own code on a configuration error');
   t.equal(service.Restart, 'on-failure', 'other failures (Postgres down at start) are still restarted');
   t.ok((service.RestartPreventExitStatus ?? '').split(/\s+/).includes(code!), `RestartPreventExitStatus names ${code}`);
+  // A migration recorded as unfinished or edited since it was applied: the operator settles it.
+  const migration = /if \(err instanceof MigrationHistoryError\) \{[\s\S]*?process\.exit\((\d+)\)/.exec(server)?.[1];
+  t.ok(migration, 'server.ts exits with its own code when the migration history needs the operator');
+  t.ok((service.RestartPreventExitStatus ?? '').split(/\s+/).includes(migration!), `RestartPreventExitStatus names ${migration}`);
 });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -84,3 +85,47 @@ t.test('a database migrated by a newer version (a rolled-back deploy): the start
   t.same(warning?.unknownMigrations, [newer], 'naming the migrations this version does not have');
   t.match(warning?.msg, /newer version/);
 });
+
+t.test(
+  'a migration recorded as unfinished, or edited since it was applied, stops the start with one line and exit code 3 (no restart can fix it)',
+  async (t) => {
+    const url = await createTestDatabase(t);
+    const db = openDatabase(url, quietLog);
+    t.teardown(() => db.close());
+    await applyMigrations(db.pool);
+    const last = (await readMigrations()).at(-1)!.name;
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+    t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+    const start = () =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          ['--import=tsx', 'src/server.ts'],
+          {
+            env: {
+              ...process.env,
+              DATABASE_URL: url,
+              DATA_DIR: dataDir,
+              ADMIN_API_KEY: 'exr_test-admin-key-0123456789',
+              EXOTEL_CALLBACKS_OPEN: 'true',
+              PORT: '0',
+            },
+            timeout: 60_000,
+          },
+          (err, _stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+        );
+      });
+    // as a failed `prisma migrate deploy` leaves it
+    await db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = NULL WHERE migration_name = $1`, [last]);
+    const unfinished = await start();
+    t.equal(unfinished.code, 3, 'exit code 3: the unit is not restarted every 2 s for ever');
+    t.match(unfinished.stderr, new RegExp(`^exoroute cannot start: migration ${last} started but did not finish.*prisma migrate resolve.*\\n$`));
+    t.equal(unfinished.stderr.split('\n').length, 2, 'one line, no stack trace');
+
+    await db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = now(), checksum = $2 WHERE migration_name = $1`, [last, '0'.repeat(64)]);
+    const edited = await start();
+    t.equal(edited.code, 3);
+    t.match(edited.stderr, new RegExp(`^exoroute cannot start: migration ${last} was edited after it was applied`));
+    t.equal(edited.stderr.split('\n').length, 2, 'one line, no stack trace');
+  },
+);
