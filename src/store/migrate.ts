@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import type { Logger } from 'pino';
 
 /** prisma/migrations at the repository (or image) root: two levels up from src/store, three from dist/src/store. */
 export const MIGRATIONS_DIR =
@@ -59,14 +60,19 @@ export class MigrationHistoryError extends MigrationError {
 /**
  * Applies every migration not yet recorded in `_prisma_migrations`, each in its own transaction,
  * under Prisma's advisory lock so that several instances starting at once apply each only once.
- * Returns the names applied now.
+ * Returns the names applied now. `log` hears of a wait for another instance's migrations and of
+ * each migration as it starts (one on a large table may take minutes).
  */
-export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Promise<string[]> {
+export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, log?: Pick<Logger, 'info'>): Promise<string[]> {
   const migrations = await readMigrations(dir);
   const client = await pool.connect();
   const applied: string[] = [];
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
+    const { rows: locked } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [PRISMA_ADVISORY_LOCK]);
+    if (!locked[0]?.ok) {
+      log?.info('another instance (or prisma migrate) is applying migrations; waiting for it to finish');
+      await client.query('SELECT pg_advisory_lock($1)', [PRISMA_ADVISORY_LOCK]);
+    }
     await client.query(MIGRATIONS_TABLE);
     const { rows } = await client.query<{ migration_name: string; checksum: string; finished_at: Date | null }>(
       'SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL',
@@ -86,6 +92,7 @@ export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Prom
         continue;
       }
       const id = randomUUID();
+      log?.info({ migration: m.name }, 'applying migration');
       await client.query('BEGIN');
       try {
         await client.query(m.sql);

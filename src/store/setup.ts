@@ -25,7 +25,7 @@ export async function prepareDatabase(config: Config, log: Logger): Promise<Prep
   }
   const db = openDatabase(url, log);
   try {
-    const applied = await applyMigrations(db.pool);
+    const applied = await applyMigrations(db.pool, undefined, log);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');
     const unknown = await unknownMigrations(db.pool);
     if (unknown.length > 0) {

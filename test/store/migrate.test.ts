@@ -129,3 +129,32 @@ t.test(
     t.equal(edited.stderr.split('\n').length, 2, 'one line, no stack trace');
   },
 );
+
+t.test('an instance that waits for another one applying migrations says so, and each migration is named as it starts', async (t) => {
+  const url = await createTestDatabase(t);
+  const holder = openDatabase(url, quietLog);
+  t.teardown(() => holder.close());
+  // another instance, applying migrations: it holds Prisma's migration lock
+  const other = await holder.pool.connect();
+  await other.query('SELECT pg_advisory_lock(72707369)');
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const starting = prepareDatabase(loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: 'exr_test-admin-key-0123456789', DATABASE_URL: url }), log);
+  for (let i = 0; i < 200 && !lines.some((l) => /waiting/.test(String(l.msg))); i++) await new Promise((r) => setTimeout(r, 10));
+  t.match(
+    lines.find((l) => /waiting/.test(String(l.msg))),
+    { level: 30, msg: /another instance .*migrations/ },
+    'the wait is logged while it lasts',
+  );
+  await other.query('SELECT pg_advisory_unlock(72707369)');
+  other.release();
+  const store = await starting;
+  await store.close();
+  const first = (await readMigrations())[0]!.name;
+  t.ok(
+    lines.some((l) => l.migration === first && /applying/.test(String(l.msg))),
+    'each migration is logged as it starts',
+  );
+});
