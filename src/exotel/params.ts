@@ -65,6 +65,11 @@ export interface ExotelCall {
   outgoingPhoneNumber: PhoneField | null;
   /** Without the double quotes Exotel wraps it in; '' when sent empty, null when not sent. */
   digits: string | null;
+  /**
+   * Set when `digits` was not sent but taken from the call's first request to the same dial flow:
+   * Exotel sends it only with a Dial Whom's first request, not with its re-fetches.
+   */
+  digitsFromFirstRequest?: true;
   customField: string | null;
   recordingUrl: string | null;
   created: Date | null;

@@ -3,6 +3,7 @@ import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 import { answerDialWith, type AnswerDial } from '../routing/dial/answer.js';
 import { dialAnswerer, previewAttempt } from '../store/dial-state.js';
 import { eventPacing } from '../routing/dial/event.js';
+import { firstDigitsOf } from '../store/cdrs.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -40,6 +41,7 @@ export default fp(
         budgetMs: config.DECISION_BUDGET_MS,
         busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,
         eventUrl: `${config.PUBLIC_URL}${CALLBACK_PREFIX}/dial-events${token}`,
+        firstDigits: (key) => firstDigitsOf(pool, key),
       }),
     );
   },

@@ -74,7 +74,10 @@ function evaluate(rules: Lookup, when: Conditions, call: ExotelCall, at: Date): 
     const { open, why } = scheduleOpen(rules, when.closedBy, at);
     out.push({ condition: `closedBy ${when.closedBy}`, held: !open, why });
   }
-  if (when.digits !== undefined) out.push({ condition: 'digits', ...textMatch(call.digits, when.digits, 'digits') });
+  if (when.digits !== undefined) {
+    const what = call.digitsFromFirstRequest ? "digits (of the call's first request)" : 'digits';
+    out.push({ condition: 'digits', ...textMatch(call.digits, when.digits, what) });
+  }
   if (when.callerPrefix !== undefined) {
     const caller = call.callFrom?.e164 ?? null;
     const prefix = caller === null ? undefined : when.callerPrefix.find((p) => caller.startsWith(p));

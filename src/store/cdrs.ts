@@ -207,3 +207,16 @@ export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country
   finished(stream, (err) => client.release(err ?? undefined));
   return stream;
 }
+
+/**
+ * The digits of a call's first request to one dial flow that carried them, from its CDRs (null:
+ * none did). Exotel sends `digits` only with a Dial Whom's first request, not with its re-fetches
+ * (src/routing/dial/answer.ts). Found by the `(call_sid, id)` index among the call's few rows.
+ */
+export async function firstDigitsOf(pool: pg.Pool, key: { callSid: string; endpoint: string; flowSlug: string }): Promise<string | null> {
+  const { rows } = await pool.query<{ digits: string }>(
+    'SELECT digits FROM cdrs WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND digits IS NOT NULL ORDER BY id LIMIT 1',
+    [key.callSid, key.endpoint, key.flowSlug],
+  );
+  return rows[0]?.digits ?? null;
+}

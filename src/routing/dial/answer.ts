@@ -4,8 +4,9 @@ import { CONNECT_MAX_NUMBERS, connectAnswer, connectNumbers, dialWhomAnswer, DEF
 import type { CallbackAnswer } from '../../exotel/responses.js';
 import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { SPOOL_RESERVE_MS } from '../../config.js';
-import { decideFor, rejected, type CallbackResult } from '../callback.js';
+import { callSidProblem, decideFor, rejected, type CallbackResult } from '../callback.js';
 import type { Decision } from '../decide.js';
+import type { Flow } from '../../schemas/flow.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 import { dialPolicy } from './trace.js';
 import { dialRequest, fallbackNumbers, type DialOffer, type DialRequest, type Skip } from './request.js';
@@ -89,6 +90,8 @@ export function answerDialWith(deps: {
   busyTtlMs: number;
   /** Connect answers: where Exotel reports dial events */
   eventUrl: string;
+  /** the digits of the call's first request to the flow that carried them (its CDRs), or null */
+  firstDigits?: (key: DialRequest['key']) => Promise<string | null>;
 }): AnswerDial {
   const { eventUrl } = deps;
   // Postgres gets the budget less what the callback keeps for its CDR (SPOOL_RESERVE_MS): when it is
@@ -121,9 +124,31 @@ export function answerDialWith(deps: {
     return connectAnswer(numbers, group?.connect ?? DEFAULT_CONNECT, { parallel: group?.strategy === 'parallel', eventUrl: url });
   }
 
+  /**
+   * Exotel sends `digits` only with a Dial Whom's first request; its re-fetches (which report the
+   * attempt before) carry none. A flow that decides by digits would decide otherwise on every
+   * re-fetch (a caller who pressed 1 for sales offered the `otherwise` numbers), so a re-fetch
+   * without digits is decided with the digits of the call's first request to the flow.
+   */
+  async function withFirstDigits(flow: Flow | undefined, call: ExotelCall, key: DialRequest['key'], elapsedMs: () => number): Promise<ExotelCall> {
+    const refetch = call.dialCallStatus !== null || call.dialWhomNumber !== null || call.legs.length > 0;
+    if (!deps.firstDigits || flow?.type !== 'dial' || call.digits !== null || !refetch || !flow.rules.some((r) => r.when.digits !== undefined)) return call;
+    try {
+      const digits = await withDeadline(deps.firstDigits(key), waitMs - elapsedMs(), late);
+      return digits === null ? call : { ...call, digits, digitsFromFirstRequest: true };
+    } catch (err) {
+      call.warnings.push(`digits of the call's first request not read: ${(err as Error).message}`);
+      return call;
+    }
+  }
+
   return async function answerDial(o) {
-    const { endpoint, flowSlug, call, at } = o;
+    const { endpoint, flowSlug, at } = o;
     const snapshot = o.snapshot !== undefined ? o.snapshot : deps.rules.current;
+    let { call } = o;
+    if (call.callSid && !callSidProblem(call.callSid)) {
+      call = await withFirstDigits(snapshot?.flows.get(flowSlug), call, { callSid: call.callSid, endpoint, flowSlug }, o.elapsedMs);
+    }
     const decided = decideFor(snapshot, 'dial', flowSlug, call, at);
     if (decided.refused || !snapshot) return decided.refused ?? rejected(503, 'routing rules are not loaded yet');
     const { flow, decision } = decided;

@@ -427,3 +427,41 @@ t.test('a CallSid of more than 200 characters is a 400 naming it, with its CDR, 
   const exactly = 'C'.repeat(200);
   t.equal((await dialWhom(ctx, `CallSid=${exactly}`)).body, `${A},${B},${C}`, '200 characters are still a call');
 });
+
+t.test("a re-fetch without digits (Exotel sends them only with Dial Whom's first request) is decided by the digits of the call's first request", async (t) => {
+  const ctx = await setup(t);
+  const flow = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'menu',
+      name: 'Press 1 for sales',
+      type: 'dial',
+      rules: [{ name: 'sales', when: { digits: { equals: '1' } }, then: { dialGroup: 'sales' } }],
+      otherwise: { numbers: ['+919800000077'] },
+      onError: { numbers: ['+919800000099'] },
+    },
+  });
+  t.equal(flow.statusCode, 201, 'flow created');
+  await until(() => ctx.app.rules.current?.flows.has('menu') === true);
+  const ask = async (query: string) => (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/menu?${query}` })).body;
+
+  t.equal(await ask('CallSid=dg1&CallFrom=09800000001&digits=%221%22'), `${A},${B},${C}`, 'pressed 1: sales');
+  // Exotel's re-fetch after A did not answer: DialCallStatus and DialWhomNumber, no digits.
+  t.equal(await ask('CallSid=dg1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`, 'still sales, minus A');
+  t.equal(await ask('CallSid=dg1&CallFrom=09800000001&DialCallStatus=busy&DialWhomNumber=09811100002'), C);
+  const cdrs = await ctx.db.prisma.cdr.findMany({ where: { callSid: 'dg1' }, orderBy: { id: 'asc' } });
+  t.same(
+    cdrs.map((c) => [c.digits, c.matchedRule]),
+    [
+      ['1', 'sales'],
+      [null, 'sales'],
+      [null, 'sales'],
+    ],
+    'the CDRs keep the digits as sent; the rule held on every request',
+  );
+  t.match(cdrs[1]!.decision, { trace: [{ conditions: [{ condition: 'digits', held: true, why: /first request/ }] }] });
+
+  t.equal(await ask('CallSid=dg2&CallFrom=09800000001&digits=%222%22'), '+919800000077', 'pressed 2: otherwise');
+  t.equal(await ask('CallSid=dg2&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09800000077'), '', 'nobody left, not sales');
+});
