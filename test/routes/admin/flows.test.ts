@@ -301,6 +301,29 @@ t.test('each flow carries the Exotel URL(s) to paste for its type; the secret on
   t.notMatch((await admin({ method: 'GET', url: '/admin/audit?entity=flow' })).body, secret, 'nor does the audit trail hold it');
 });
 
+t.test('simulating a Connect answer shows a viewer key the dial-events URL with token=***, not the callback secret', async (t) => {
+  const secret = 'cb-secret-1234-abcd';
+  const { admin } = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com', EXOTEL_CALLBACK_SECRET: secret });
+  const group = { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] };
+  t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: group })).statusCode, 201);
+  const flow = { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { dialGroup: 'sales' } };
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+  const viewerKey = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'lead', role: 'viewer' } })).json().key as string;
+  const simulate = (headers: Record<string, string> = {}) =>
+    admin({ method: 'POST', url: '/admin/flows/agents/simulate', payload: { endpoint: 'connect', params: { CallSid: 'sim-1' } }, headers });
+
+  const asViewer = await simulate({ authorization: `Bearer ${viewerKey}` });
+  t.equal(asViewer.statusCode, 200, asViewer.body);
+  t.notMatch(asViewer.body, secret, 'a viewer never sees the secret');
+  t.equal(JSON.parse(asViewer.json().answer.body).dial_passthru_event_url, 'https://exo.example.com/exotel/dial-events?token=***&group=sales&flow=agents');
+  const asAdmin = await simulate();
+  t.equal(
+    JSON.parse(asAdmin.json().answer.body).dial_passthru_event_url,
+    `https://exo.example.com/exotel/dial-events?token=${secret}&group=sales&flow=agents`,
+    'an admin key sees the answer exactly as Exotel gets it',
+  );
+});
+
 t.test('without a callback secret the URLs carry no token', async (t) => {
   const { admin } = await buildTestApp(t);
   const created = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [] }) });

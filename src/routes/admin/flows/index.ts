@@ -13,7 +13,8 @@ import {
   SIMULATE_EXAMPLE,
   type Flow,
 } from '../../../schemas/flow.js';
-import { callbackUrls } from '../../../exotel/callback-urls.js';
+import { callbackUrls, HIDDEN_SECRET } from '../../../exotel/callback-urls.js';
+import type { CallbackAnswer } from '../../../exotel/responses.js';
 import { createFlow, deleteFlow, getFlow, listFlows, replaceFlow } from '../../../store/flows.js';
 import { collectParams, parseExotelCall } from '../../../exotel/params.js';
 import { isDialEndpoint } from '../../../exotel/endpoints.js';
@@ -32,6 +33,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     const showSecret = request.apiKey?.role === 'admin';
     return (flow: Flow) => ({ ...flow, exotelUrls: callbackUrls(PUBLIC_URL, flow, EXOTEL_CALLBACK_SECRET, showSecret) });
   };
+  /**
+   * A simulated answer as the reader may see it: a Connect answer's dial_passthru_event_url carries
+   * the secret as `token`, which, as in `exotelUrls`, only an admin key sees (a viewer: `token=***`).
+   */
+  const answerShown = (request: FastifyRequest, answer: CallbackAnswer): CallbackAnswer =>
+    EXOTEL_CALLBACK_SECRET && request.apiKey?.role !== 'admin'
+      ? { ...answer, body: answer.body.replaceAll(encodeURIComponent(EXOTEL_CALLBACK_SECRET), HIDDEN_SECRET) }
+      : answer;
 
   app.get(
     '/flows',
@@ -155,7 +164,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         result = answerCallback({ snapshot: only, endpoint, flowSlug: flow.slug, call, at, budgetMs: app.config.DECISION_BUDGET_MS, elapsedMs });
       }
       return {
-        answer: result.answer,
+        answer: answerShown(request, result.answer),
         action: result.decision?.action ?? null,
         ...(numbers ? { numbers } : {}),
         decidedBy: result.outcome === 'rejected' ? 'rejected' : (result.decision?.decidedBy ?? 'rejected'),
