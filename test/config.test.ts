@@ -251,6 +251,26 @@ t.test('PUBLIC_URL and DATABASE_URL must be URLs that parse: a bad one stops the
     t.equal(loadConfig({ DATABASE_URL: url }).DATABASE_URL, url, `${url} is one pg takes`);
 });
 
+t.test('a DATABASE_URL that is no URL (libpq keyword form, a slash missing) is refused without showing its password', async (t) => {
+  // The URL pattern refuses these before pg is asked, and the message showed the value whole.
+  for (const [value, shown] of [
+    ['host=db port=5432 user=exoroute password=Pw0rd-hidden dbname=exoroute', 'password=***'],
+    ["host=db user=exoroute password='Pw0rd hidden' dbname=exoroute", 'password=***'],
+    ['postgresql:/exoroute:Pw0rd-hidden@db:5432/exoroute', 'postgresql:/exoroute:***@db'],
+  ] as const) {
+    try {
+      loadConfig({ DATABASE_URL: value });
+      t.fail(`${value} should be refused`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      const msg = (err as Error).message;
+      t.match(msg, /DATABASE_URL=.*: must be a Postgres URL/, value);
+      t.match(msg, shown, 'the value is shown, its password masked');
+      t.notMatch(msg, 'Pw0rd', 'the password is not in the message');
+    }
+  }
+});
+
 t.test('a whole-number variable takes decimal digits only: "1.5", "1e3" or "0x10" stop the start, never truncated', async (t) => {
   // TypeBox's conversion read "1e3" as 1 and "1.5" as 1: CDR_RETENTION_DAYS=1e3 (meant: 1000 days)
   // deleted every CDR older than a day.
