@@ -212,7 +212,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     DEFAULT_COUNTRY: c.DEFAULT_COUNTRY as Config['DEFAULT_COUNTRY'],
     EXOTEL_ALLOWED_CIDRS: cidrs,
     TRUST_PROXY: trustProxy,
-    PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
+    // An IPv6 address goes in brackets (`HOST=::` → http://[::]:3000): `http://:::3000` is no URL.
+    PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST.includes(':') ? `[${c.HOST}]` : c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
   };
 }
 

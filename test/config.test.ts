@@ -271,6 +271,19 @@ t.test('a DATABASE_URL that is no URL (libpq keyword form, a slash missing) is r
   }
 });
 
+t.test('an IPv6 HOST (::, ::1) makes a default PUBLIC_URL that is a URL, so the start warns about it instead of dying on new URL()', async (t) => {
+  for (const [host, url] of [
+    ['::', 'http://[::]:3000'],
+    ['::1', 'http://[::1]:3000'],
+    ['0.0.0.0', 'http://0.0.0.0:3000'],
+  ] as const) {
+    const c = loadConfig({ HOST: host });
+    t.equal(c.HOST, host, 'listens where it was told');
+    t.equal(c.PUBLIC_URL, url);
+    t.match(startupWarnings(c), [/is not https/, /points at a loopback or private address/], host);
+  }
+});
+
 t.test('a whole-number variable takes decimal digits only: "1.5", "1e3" or "0x10" stop the start, never truncated', async (t) => {
   // TypeBox's conversion read "1e3" as 1 and "1.5" as 1: CDR_RETENTION_DAYS=1e3 (meant: 1000 days)
   // deleted every CDR older than a day.
