@@ -9,6 +9,30 @@ import dialGroups from './dial-groups/index.js';
 import cdrs from './cdrs/index.js';
 import agents from './agents/index.js';
 import refusals from './refusals/index.js';
+import { InvalidFieldError } from '../../errors.js';
+
+/**
+ * Where the first NUL character is in a request part (`body/rules/0/name`), or null. Postgres text
+ * and jsonb cannot hold one, so it would fail the write or query as a 500. A loop, not recursion:
+ * a body may be nested deeper than the stack allows.
+ */
+function nulAt(value: unknown, part: string): string | null {
+  const stack: Array<[unknown, string]> = [[value, part]];
+  while (stack.length > 0) {
+    const [v, path] = stack.pop()!;
+    if (typeof v === 'string') {
+      if (v.includes('\u0000')) return path;
+    } else if (typeof v === 'object' && v !== null) {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [key, child] = entries[i]!;
+        if (key.includes('\u0000')) return `${path}/${key.replaceAll('\u0000', '\\u0000')}`;
+        stack.push([child, `${path}/${key}`]);
+      }
+    }
+  }
+  return null;
+}
 
 /** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
@@ -21,6 +45,10 @@ const admin: FastifyPluginAsync = async (app) => {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     if (String(body).trim() === '') return done(null, undefined);
     return json(request, String(body), done);
+  });
+  app.addHook('preValidation', async (request) => {
+    const at = nulAt(request.params, 'params') ?? nulAt(request.query, 'querystring') ?? nulAt(request.body, 'body');
+    if (at) throw new InvalidFieldError(at, 'must not contain a NUL character (\\u0000), which cannot be stored; remove it');
   });
   await app.register(apiKeys);
   await app.register(audit);

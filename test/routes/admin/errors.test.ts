@@ -229,3 +229,41 @@ t.test('an instant past the year 9999 in UTC (9999-12-31T23:59:59-05:00) is a 40
   t.equal(last.statusCode, 201, 'the last second of 9999 in UTC is taken');
   t.match(last.json(), { expiresAt: '9999-12-31T23:59:59.000Z' });
 });
+
+t.test('a NUL character (\\u0000), which Postgres cannot store, is a 400 naming the field, not a 500', async (t) => {
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  const refused: Array<[string, string, unknown, RegExp]> = [
+    ['POST', '/admin/vip-lists', { slug: 'silver', name: 'Silver\u0000' }, /^body\/name: /],
+    ['PATCH', '/admin/vip-lists/gold', { description: 'top\u0000tier' }, /^body\/description: /],
+    ['POST', '/admin/vip-lists/gold/entries', [{ number: '09812345678' }, { number: '09812345679', note: 'a\u0000b' }], /^body\/1\/note: /],
+    [
+      'POST',
+      '/admin/flows',
+      {
+        slug: 'f',
+        name: 'F',
+        type: 'switch',
+        rules: [{ name: 'one\u0000', when: {}, then: { select: '1' } }],
+        otherwise: { select: '0' },
+        onError: { select: '0' },
+      },
+      /^body\/rules\/0\/name: /,
+    ],
+    [
+      'POST',
+      '/admin/dial-groups',
+      { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09812345678', name: 'A\u0000' }] },
+      /^body\/members\/0\/name: /,
+    ],
+    ['GET', '/admin/vip-lists/gold/entries?q=as%00ha', undefined, /^querystring\/q: /],
+    ['GET', '/admin/audit?entityId=go%00ld', undefined, /^querystring\/entityId: /],
+  ];
+  for (const [method, url, payload, message] of refused) {
+    const res = await admin({ method, url, ...(payload !== undefined ? { payload } : {}) });
+    t.equal(res.statusCode, 400, `${method} ${url} ${JSON.stringify(payload)}: ${res.body}`);
+    t.match(res.json().message, message);
+    t.match(res.json().message, /NUL/);
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 1, 'nothing was created');
+});
