@@ -243,6 +243,9 @@ for (const [net, bits] of [
   UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv6');
 
 /** What a running service should be told about its configuration at start: each entry is one warning line. */
+/** How long Exotel waits for a Connect applet's answer before its fallback URL (docs/exotel.md). */
+const EXOTEL_CONNECT_TIMEOUT_MS = 5000;
+
 export function startupWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const url = new URL(config.PUBLIC_URL);
@@ -261,6 +264,11 @@ export function startupWarnings(config: Config): string[] {
   if (unreachable) {
     warnings.push(
       `PUBLIC_URL=${config.PUBLIC_URL} points at a loopback or private address, which Exotel cannot reach: set it to this service's public https:// address`,
+    );
+  }
+  if (config.DECISION_BUDGET_MS > EXOTEL_CONNECT_TIMEOUT_MS) {
+    warnings.push(
+      `DECISION_BUDGET_MS=${config.DECISION_BUDGET_MS} is longer than the ${EXOTEL_CONNECT_TIMEOUT_MS / 1000} s Exotel waits for a Connect answer (10 s for Dial Whom) before it asks the fallback URL: an onError answered that late reaches no caller`,
     );
   }
   if (!config.EXOTEL_CALLBACK_SECRET) {

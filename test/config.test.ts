@@ -208,6 +208,10 @@ t.test('a warning at start when PUBLIC_URL is not https, points at a loopback or
     /callback URLs are open to anyone \(EXOTEL_CALLBACKS_OPEN=true\)/,
   ]);
   t.notMatch(JSON.stringify(warnings({ PUBLIC_URL: 'http://x.example' })), /a-callback-secret-16/, 'never the secret');
+  t.same(warnings({ PUBLIC_URL: 'https://exoroute.example.com', DECISION_BUDGET_MS: '5000' }), [], "a budget within Connect's 5 s");
+  t.match(warnings({ PUBLIC_URL: 'https://exoroute.example.com', DECISION_BUDGET_MS: '8000' }), [
+    /DECISION_BUDGET_MS=8000 is longer than the 5 s Exotel waits for a Connect answer/,
+  ]);
 });
 
 t.test('PUBLIC_URL and DATABASE_URL must be URLs that parse: a bad one stops the start naming the variable, not a stack trace', async (t) => {
