@@ -42,7 +42,10 @@ export const CdrSchema = Type.Object({
   httpStatus: Type.Integer({ description: 'Status exoroute answered with' }),
   responseBody: NullableString('Body exoroute answered with'),
   handlingMs: Type.Number({ description: 'Time from request to answer, milliseconds' }),
-  attempt: Type.Integer({ description: 'Dial attempt this callback belongs to (1 for the first fetch)' }),
+  attempt: Type.Integer({
+    description:
+      'How many callbacks of this call to this endpoint and flow this instance answered, this one included (1 for the first; counted in memory per instance)',
+  }),
 });
 export type Cdr = Static<typeof CdrSchema>;
 
