@@ -51,9 +51,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'revokeApiKey',
         summary: 'Revoke an API key',
         description:
-          'The key stops working at once (401). The bootstrap key (ADMIN_API_KEY or the generated one) cannot be revoked here: change the variable or the key file and restart. Audited. 404: no key has this id; 409: the bootstrap key, or a key already revoked (the message says when).',
+          'The key stops working at once (401). The bootstrap key (ADMIN_API_KEY or the generated one) cannot be revoked here: change the variable or the key file and restart. Audited. 400: the id is no UUID; 404: no key has this id; 409: the bootstrap key, or a key already revoked (the message says when).',
         params: ApiKeyIdParamsSchema,
-        response: { 200: ApiKeySchema, 404: ErrorSchema, 409: ErrorSchema },
+        response: { 200: ApiKeySchema, 400: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema },
       },
     },
     async (request) => revokeKey(app.db.prisma, actorOf(request), request.params.id),

