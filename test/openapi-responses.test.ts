@@ -77,3 +77,13 @@ t.test('DELETE /admin/api-keys/{id} with an id that is no UUID is 400, as docume
   t.match(res.json().message, /^params\/id: /);
   checkAnswer(t, app.swagger() as unknown as Doc, 'DELETE /admin/api-keys/{id}', res);
 });
+
+t.test('GET /admin/audit with a bad query is 400, as documented', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  for (const query of ['limit=0', 'cursor=abc', `entity=${'x'.repeat(65)}`, 'actor=me']) {
+    const res = await admin({ method: 'GET', url: `/admin/audit?${query}` });
+    t.equal(res.statusCode, 400, query);
+    t.match(res.json().message, /^querystring\/\w+: /, query);
+    checkAnswer(t, app.swagger() as unknown as Doc, 'GET /admin/audit', res);
+  }
+});
