@@ -87,3 +87,45 @@ t.test('GET /admin/audit with a bad query is 400, as documented', async (t) => {
     checkAnswer(t, app.swagger() as unknown as Doc, 'GET /admin/audit', res);
   }
 });
+
+t.test("the callbacks' answers are documented with the content type they are sent as", async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const doc = app.swagger() as unknown as Doc;
+  const flows = [
+    { slug: 'a', name: 'A', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
+    { slug: 'b', name: 'B', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } },
+    { slug: 'url', name: 'URL', type: 'passthru', rules: [], otherwise: { branch: 'A', url: 'https://example.com/next' }, onError: { branch: 'A' } },
+    { slug: 'menu', name: 'Menu', type: 'switch', rules: [], otherwise: { select: 'main' }, onError: { select: 'main' } },
+    { slug: 'dial', name: 'Dial', type: 'dial', rules: [], otherwise: { numbers: ['09811100001'] }, onError: { numbers: ['09811100001'] } },
+  ];
+  for (const flow of flows) t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+  await app.rules.reload();
+  for (const [endpoint, flow, status] of [
+    ['passthru', 'a', 200],
+    ['passthru', 'b', 302],
+    ['passthru', 'url', 200],
+    ['switch', 'menu', 200],
+    ['dial-whom', 'dial', 200],
+    ['connect', 'dial', 200],
+  ] as const) {
+    for (const method of ['GET', 'POST'] as const) {
+      const res = await app.inject({
+        method,
+        url: `/exotel/${endpoint}/${flow}${method === 'GET' ? '?CallSid=c1&CallFrom=09812345678' : ''}`,
+        ...(method === 'POST' ? { headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'CallSid=c2&CallFrom=09812345678' } : {}),
+      });
+      t.equal(res.statusCode, status, `${method} ${endpoint}/${flow}`);
+      checkAnswer(t, doc, `${method} /exotel/${endpoint}/{flow}`, res);
+    }
+  }
+  for (const method of ['GET', 'POST'] as const) {
+    const params = 'CallSid=c1&DialWhomNumber=09811100001&Status=busy';
+    const res = await app.inject({
+      method,
+      url: `/exotel/dial-events${method === 'GET' ? `?${params}` : ''}`,
+      ...(method === 'POST' ? { headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: params } : {}),
+    });
+    t.equal(res.statusCode, 200, `${method} dial-events`);
+    checkAnswer(t, doc, `${method} /exotel/dial-events`, res);
+  }
+});

@@ -127,22 +127,25 @@ const documented = (method: 'GET' | 'POST', params: TSchema) => ({
   }),
 });
 
+/** An answer sent as `text/plain`, for the OpenAPI document (the body goes out as it is, unserialized). */
+const plainText = (description: string) => ({ description, content: { 'text/plain': { schema: Type.String({ description }) } } });
+
 /** What each callback endpoint answers with 200 (and 302), its summary and what it reads, for the OpenAPI document. */
-const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record<number, TSchema> }> = {
+const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record<number, TSchema | ReturnType<typeof plainText>> }> = {
   passthru: {
     summary: 'Passthru applet: branch A (200), branch B (302), or a URL (200 text/plain)',
     reads: `${decides} In the applet choose sync; an async flow answers 200 at once.`,
-    ok: { 200: Type.String({ description: 'Branch A (empty body), or the URL to continue with' }), 302: Type.String({ description: 'Branch B' }) },
+    ok: { 200: plainText('Branch A (empty body), or the URL to continue with'), 302: plainText('Branch B (empty body)') },
   },
   switch: {
     summary: 'Switch-case applet: 200 text/plain {"select":"<case>"}',
     reads: `${decides} Point a Passthru applet here and follow it with a Switch-case applet whose cases are the flow's \`select\` values.`,
-    ok: { 200: Type.String({ description: '{"select":"<case>"}' }) },
+    ok: { 200: plainText('{"select":"<case>"}') },
   },
   'dial-whom': {
     summary: 'Connect applet Dial Whom: 200 text/plain, comma-separated E.164 numbers (empty: nobody left)',
     reads: `${dials} Check "fetch numbers after every attempt" in the applet.`,
-    ok: { 200: Type.String({ description: 'e.g. +919812345678,+919812345679' }) },
+    ok: { 200: plainText('e.g. +919812345678,+919812345679') },
   },
   connect: {
     summary: 'Connect applet dynamic parameters: 200 application/json, version 1.0',
@@ -435,7 +438,7 @@ export default fp(
                 'Ringing, Answered or Terminal. Busy agents are skipped; an answered agent is remembered for `sticky`. An Exotel SIP user ' +
                 'id (`sip:agent123`) is acknowledged and changes nothing. Every event is a CDR.',
               security: CALLBACK_SECURITY,
-              response: { 200: Type.String(), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
+              response: { 200: plainText('Empty: the event is recorded'), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
             },
           });
         }
