@@ -10,7 +10,7 @@ import addFormats from 'ajv-formats';
 import { IANAZone } from 'luxon';
 import type { LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
-import { buildTestApp } from './helper.js';
+import { ADMIN_KEY, buildTestApp } from './helper.js';
 
 interface Media {
   schema?: object;
@@ -69,6 +69,45 @@ function checkAnswer(t: Test, doc: Doc, op: string, res: LightMyRequestResponse)
   const body = /json/.test(type) ? res.json() : res.body;
   t.ok(validate(body), `${what}: documented as ${type}, and the body passes its schema`, { errors: validate.errors, body: res.body.slice(0, 500) });
 }
+
+t.test('the answers every admin route gives without a key, and to a viewer key that writes, are documented', async (t) => {
+  // Many failed authentications on purpose: lift the lockout so every route is reached.
+  const { app, admin } = await buildTestApp(t, { ADMIN_AUTH_FAILURES_PER_MINUTE: '10000' });
+  const doc = app.swagger() as unknown as Doc;
+  const viewer = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'lead', role: 'viewer' } })).json().key as string;
+  const ops = Object.entries(doc.paths)
+    .filter(([path]) => path.startsWith('/admin/'))
+    .flatMap(([path, methods]) => Object.keys(methods).map((m) => ({ method: m.toUpperCase(), path })));
+  const url = (path: string) =>
+    path.replace(/\{(\w+)\}/g, (_, name: string) => (name === 'id' ? '00000000-0000-4000-8000-00000000abcd' : name === 'number' ? '09812345678' : 'x1'));
+  for (const { method, path } of ops) {
+    const anonymous = await app.inject({ method: method as 'GET', url: url(path) });
+    t.equal(anonymous.statusCode, 401, `${method} ${path} without a key`);
+    checkAnswer(t, doc, `${method} ${path}`, anonymous);
+    if (method !== 'GET' && !path.endsWith('/simulate')) {
+      const refused = await app.inject({ method: method as 'GET', url: url(path), headers: { authorization: `Bearer ${viewer}` } });
+      t.equal(refused.statusCode, 403, `${method} ${path} with a viewer key`);
+      checkAnswer(t, doc, `${method} ${path}`, refused);
+    }
+  }
+});
+
+t.test('a client locked out after failed authentications gets 429 on every admin route, as documented', async (t) => {
+  const { app } = await buildTestApp(t, { ADMIN_AUTH_FAILURES_PER_MINUTE: '1' });
+  const doc = app.swagger() as unknown as Doc;
+  t.equal((await app.inject({ method: 'GET', url: '/admin/flows' })).statusCode, 401, 'one failure');
+  for (const [path, methods] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/admin/'))) {
+    for (const method of Object.keys(methods)) {
+      const res = await app.inject({
+        method: method.toUpperCase() as 'GET',
+        url: path.replaceAll(/\{\w+\}/g, 'x1'),
+        headers: { authorization: `Bearer ${ADMIN_KEY}` },
+      });
+      t.equal(res.statusCode, 429, `${method.toUpperCase()} ${path}: locked out`);
+      checkAnswer(t, doc, `${method.toUpperCase()} ${path}`, res);
+    }
+  }
+});
 
 t.test('DELETE /admin/api-keys/{id} with an id that is no UUID is 400, as documented', async (t) => {
   const { app, admin } = await buildTestApp(t);

@@ -4,6 +4,7 @@ import rateLimit from '@fastify/rate-limit';
 import { DomainError, ForbiddenError, UnauthorizedError } from '../errors.js';
 import { findKey, hashKey, KeyUseRecorder, type AuthenticatedKey } from '../store/api-keys.js';
 import type { Actor } from '../store/audit.js';
+import { ErrorSchema } from '../schemas/common.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,6 +18,14 @@ declare module 'fastify' {
 
 const READ_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const MINUTE_MS = 60_000;
+
+/** What this plugin answers on any route it guards, for the OpenAPI document (added to each route's own answers). */
+const refusal = (description: string) => ({ ...ErrorSchema, description });
+const UNAUTHORIZED = refusal('No API key, or an unknown or revoked one: send `Authorization: Bearer <key>`');
+const FORBIDDEN = refusal('A viewer key: this route writes and needs an admin key');
+const TOO_MANY = refusal(
+  'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
+);
 
 /** The author of an admin change, for the audit trail. */
 export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
@@ -55,6 +64,11 @@ export default fp(async function auth(app: FastifyInstance) {
 
   app.addHook('onRoute', (route) => {
     route.bodyLimit ??= ADMIN_BODY_LIMIT_BYTES;
+    const { schema } = route;
+    if (schema?.response) {
+      const writes = [route.method].flat().some((m) => !READ_METHODS.has(m)) && !route.config?.changesNothing;
+      schema.response = { 401: UNAUTHORIZED, ...(writes ? { 403: FORBIDDEN } : {}), 429: TOO_MANY, ...schema.response };
+    }
   });
 
   await app.register(rateLimit, { global: false });
