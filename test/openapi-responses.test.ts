@@ -109,6 +109,20 @@ t.test('a client locked out after failed authentications gets 429 on every admin
   }
 });
 
+t.test('a body over ADMIN_BODY_LIMIT_BYTES is 413 on every admin route that takes one, as documented', async (t) => {
+  const { app, admin } = await buildTestApp(t, { ADMIN_BODY_LIMIT_BYTES: '2048' });
+  const doc = app.swagger() as unknown as Doc;
+  const big = { name: 'x'.repeat(4096) };
+  for (const [path, methods] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/admin/'))) {
+    for (const [method, op] of Object.entries(methods)) {
+      if (!op.requestBody || path.endsWith('/entries')) continue;
+      const res = await admin({ method: method.toUpperCase(), url: path.replaceAll(/\{\w+\}/g, 'x1'), payload: big });
+      t.equal(res.statusCode, 413, `${method.toUpperCase()} ${path}: too large`);
+      checkAnswer(t, doc, `${method.toUpperCase()} ${path}`, res);
+    }
+  }
+});
+
 t.test('DELETE /admin/api-keys/{id} with an id that is no UUID is 400, as documented', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const res = await admin({ method: 'DELETE', url: '/admin/api-keys/not-a-uuid' });

@@ -52,6 +52,9 @@ class TooManyRequestsError extends DomainError {
  * 4. bodies over `ADMIN_BODY_LIMIT_BYTES` are 413, except on routes that set their own `bodyLimit`
  *    (the VIP bulk upsert).
  *
+ * Each guarded route's OpenAPI answers get these refusals added: 401, 429, 403 on a write and 413
+ * where a body is taken (a route's own description of one comes first).
+ *
  * A key accepted (also for a write a viewer key may not make) has its `lastUsedAt` set, at most
  * once a minute per key and in the background: the request neither waits for it nor fails with it.
  *
@@ -67,7 +70,8 @@ export default fp(async function auth(app: FastifyInstance) {
     const { schema } = route;
     if (schema?.response) {
       const writes = [route.method].flat().some((m) => !READ_METHODS.has(m)) && !route.config?.changesNothing;
-      schema.response = { 401: UNAUTHORIZED, ...(writes ? { 403: FORBIDDEN } : {}), 429: TOO_MANY, ...schema.response };
+      const tooLarge = schema.body ? { 413: refusal(`The body is larger than this route's limit of ${route.bodyLimit} bytes (ADMIN_BODY_LIMIT_BYTES)`) } : {};
+      schema.response = { 401: UNAUTHORIZED, ...(writes ? { 403: FORBIDDEN } : {}), ...tooLarge, 429: TOO_MANY, ...schema.response };
     }
   });
 
