@@ -123,6 +123,29 @@ t.test('a body over ADMIN_BODY_LIMIT_BYTES is 413 on every admin route that take
   }
 });
 
+t.test('a callback body over 64 KiB is 413, as documented', async (t) => {
+  const { app } = await buildTestApp(t);
+  const doc = app.swagger() as unknown as Doc;
+  for (const endpoint of ['passthru', 'switch', 'dial-whom', 'connect']) {
+    const res = await app.inject({
+      method: 'POST',
+      url: `/exotel/${endpoint}/inbound`,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `CallSid=big&x=${'y'.repeat(70_000)}`,
+    });
+    t.equal(res.statusCode, 413, `${endpoint}: a body over 64 KiB`);
+    checkAnswer(t, doc, `POST /exotel/${endpoint}/{flow}`, res);
+  }
+  const event = await app.inject({
+    method: 'POST',
+    url: '/exotel/dial-events',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `CallSid=big&x=${'y'.repeat(70_000)}`,
+  });
+  t.equal(event.statusCode, 413, 'dial-events: a body over 64 KiB');
+  checkAnswer(t, doc, 'POST /exotel/dial-events', event);
+});
+
 t.test('DELETE /admin/api-keys/{id} with an id that is no UUID is 400, as documented', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const res = await admin({ method: 'DELETE', url: '/admin/api-keys/not-a-uuid' });

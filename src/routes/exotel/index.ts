@@ -162,6 +162,9 @@ const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record
   },
 };
 
+/** A POST body over CALLBACK_BODY_LIMIT: refused, with its CDR. */
+const TOO_LARGE = { ...ErrorSchema, description: `The body is larger than ${CALLBACK_BODY_LIMIT / 1024} KiB (still a CDR)` };
+
 /** `dial-whom` → `dialWhom`, for operation ids. */
 const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -396,7 +399,7 @@ export default fp(
         '(GET /admin/refusals), and past 600 a minute answered 429.',
       params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
       security: CALLBACK_SECURITY,
-      response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 429: ErrorSchema },
+      response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 413: TOO_LARGE, 429: ErrorSchema },
     });
 
     await app.register(
@@ -438,7 +441,14 @@ export default fp(
                 'Ringing, Answered or Terminal. Busy agents are skipped; an answered agent is remembered for `sticky`. An Exotel SIP user ' +
                 'id (`sip:agent123`) is acknowledged and changes nothing. Every event is a CDR.',
               security: CALLBACK_SECURITY,
-              response: { 200: plainText('Empty: the event is recorded'), 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 429: ErrorSchema },
+              response: {
+                200: plainText('Empty: the event is recorded'),
+                400: ErrorSchema,
+                401: ErrorSchema,
+                403: ErrorSchema,
+                413: TOO_LARGE,
+                429: ErrorSchema,
+              },
             },
           });
         }
