@@ -70,6 +70,263 @@ function checkAnswer(t: Test, doc: Doc, op: string, res: LightMyRequestResponse)
   t.ok(validate(body), `${what}: documented as ${type}, and the body passes its schema`, { errors: validate.errors, body: res.body.slice(0, 500) });
 }
 
+const SECRET = 'callback-secret-0123456789abcdef';
+
+interface Request {
+  url: string;
+  payload?: unknown;
+  headers?: Record<string, string>;
+  /** the key to send: the bootstrap admin key by default, a viewer key, or none */
+  key?: 'admin' | 'viewer' | 'none';
+}
+
+t.test('every answer is one the OpenAPI document lists, with the documented content type and body', async (t) => {
+  const { app } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET, PUBLIC_URL: 'https://exo.example.com' });
+  const doc = app.swagger() as unknown as Doc;
+  const exercised = new Set<string>();
+  let viewerKey = '';
+
+  /** Calls `op` ("GET /admin/vip-lists/{slug}") as `req` says, and checks the answer against the document. */
+  async function call(op: string, req: Request, expected: number): Promise<LightMyRequestResponse> {
+    const [method, path] = op.split(' ') as [string, string];
+    const key = req.key ?? 'admin';
+    const headers: Record<string, string> = { ...req.headers };
+    if (key !== 'none' && path.startsWith('/admin/')) headers.authorization = `Bearer ${key === 'admin' ? ADMIN_KEY : viewerKey}`;
+    const res = await app.inject({
+      method: method as 'GET',
+      url: req.url,
+      headers,
+      ...(req.payload !== undefined ? { payload: req.payload as object } : {}),
+    });
+    t.equal(res.statusCode, expected, `${op} (${req.url.slice(0, 80)}): the status this case is about`, { body: res.body.slice(0, 300) });
+    if (doc.paths[path]?.[method.toLowerCase()]) exercised.add(op);
+    checkAnswer(t, doc, op, res);
+    return res;
+  }
+
+  // ops
+  await call('GET /healthz', { url: '/healthz' }, 200);
+  await call('GET /readyz', { url: '/readyz' }, 200);
+  await call('GET /metrics', { url: '/metrics' }, 200);
+
+  // API keys: a viewer key for the role checks below
+  const created = await call('POST /admin/api-keys', { url: '/admin/api-keys', payload: { name: 'lead', role: 'viewer' } }, 201);
+  viewerKey = created.json().key;
+  const spare = await call('POST /admin/api-keys', { url: '/admin/api-keys', payload: { name: 'spare', role: 'admin' } }, 201);
+  await call('POST /admin/api-keys', { url: '/admin/api-keys', payload: { name: 'x', role: 'root' } }, 400);
+  await call('GET /admin/api-keys', { url: '/admin/api-keys', key: 'viewer' }, 200);
+  await call('DELETE /admin/api-keys/{id}', { url: `/admin/api-keys/${spare.json().id}` }, 200);
+  await call('DELETE /admin/api-keys/{id}', { url: `/admin/api-keys/${spare.json().id}` }, 409);
+  await call('DELETE /admin/api-keys/{id}', { url: '/admin/api-keys/00000000-0000-4000-8000-00000000abcd' }, 404);
+  await call('DELETE /admin/api-keys/{id}', { url: '/admin/api-keys/not-a-uuid' }, 400);
+
+  // VIP lists
+  await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } }, 201);
+  await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } }, 409);
+  await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'Gold!', name: 'Gold' } }, 400);
+  await call('GET /admin/vip-lists', { url: '/admin/vip-lists' }, 200);
+  await call('GET /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold' }, 200);
+  await call('GET /admin/vip-lists/{slug}', { url: '/admin/vip-lists/nope' }, 404);
+  await call('PATCH /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold', payload: { description: 'Top' } }, 200);
+  await call('PATCH /admin/vip-lists/{slug}', { url: '/admin/vip-lists/nope', payload: { description: 'Top' } }, 404);
+  const entries = '/admin/vip-lists/gold/entries';
+  await call(
+    'POST /admin/vip-lists/{slug}/entries',
+    { url: entries, payload: { number: '09812345678', name: 'Asha', expiresAt: '2030-01-01T00:00:00Z' } },
+    201,
+  );
+  await call('POST /admin/vip-lists/{slug}/entries', { url: entries, payload: { number: '09812345678', name: 'Asha' } }, 200);
+  await call('POST /admin/vip-lists/{slug}/entries', { url: entries, payload: [{ number: '09812345679' }, { number: '09812345670' }] }, 200);
+  await call('POST /admin/vip-lists/{slug}/entries', { url: entries, payload: { number: 'abc' } }, 400);
+  await call('POST /admin/vip-lists/{slug}/entries', { url: '/admin/vip-lists/nope/entries', payload: { number: '09812345678' } }, 404);
+  await call('GET /admin/vip-lists/{slug}/entries', { url: `${entries}?limit=2` }, 200);
+  await call('GET /admin/vip-lists/{slug}/entries', { url: `${entries}?limit=0` }, 400);
+  await call('DELETE /admin/vip-lists/{slug}/entries/{number}', { url: `${entries}/09812345670` }, 204);
+  await call('DELETE /admin/vip-lists/{slug}/entries/{number}', { url: `${entries}/09812345670` }, 404);
+
+  // schedules
+  const schedule = { slug: 'support', name: 'Support', weekly: [{ day: 'mon', open: '09:00', close: '18:00' }] };
+  await call('POST /admin/schedules', { url: '/admin/schedules', payload: schedule }, 201);
+  await call('POST /admin/schedules', { url: '/admin/schedules', payload: schedule }, 409);
+  await call('POST /admin/schedules', { url: '/admin/schedules', payload: { ...schedule, slug: 'x', timezone: 'Mars/Olympus' } }, 400);
+  await call('GET /admin/schedules', { url: '/admin/schedules' }, 200);
+  await call('GET /admin/schedules/{slug}', { url: '/admin/schedules/support' }, 200);
+  await call('GET /admin/schedules/{slug}', { url: '/admin/schedules/nope' }, 404);
+  await call('PUT /admin/schedules/{slug}', { url: '/admin/schedules/support', payload: { name: 'Support', weekly: schedule.weekly } }, 200);
+  await call('PUT /admin/schedules/{slug}', { url: '/admin/schedules/nope', payload: { name: 'Support' } }, 404);
+  await call('PATCH /admin/schedules/{slug}', { url: '/admin/schedules/support', payload: { exceptions: [{ date: '2026-12-25', closed: true }] } }, 200);
+  await call('PATCH /admin/schedules/{slug}', { url: '/admin/schedules/support', payload: { exceptions: [{ date: '2026-13-25', closed: true }] } }, 400);
+  await call('PUT /admin/schedules/{slug}/override', { url: '/admin/schedules/support/override', payload: { open: false, reason: 'flood' } }, 200);
+  await call('PUT /admin/schedules/{slug}/override', { url: '/admin/schedules/nope/override', payload: { open: false, reason: 'flood' } }, 404);
+  await call('DELETE /admin/schedules/{slug}/override', { url: '/admin/schedules/support/override' }, 204);
+  await call('DELETE /admin/schedules/{slug}/override', { url: '/admin/schedules/support/override' }, 404);
+  await call('GET /admin/schedules/{slug}/status', { url: '/admin/schedules/support/status?at=2026-12-21T11:00:00%2B05:30' }, 200);
+  await call('GET /admin/schedules/{slug}/status', { url: '/admin/schedules/support/status?at=yesterday' }, 400);
+
+  // dial groups
+  const group = {
+    slug: 'sales',
+    name: 'Sales',
+    strategy: 'sequential',
+    members: [
+      { number: '09811100001', name: 'Asha' },
+      { number: '09811100002', name: 'Ravi', schedule: 'support' },
+    ],
+  };
+  await call('POST /admin/dial-groups', { url: '/admin/dial-groups', payload: group }, 201);
+  await call('POST /admin/dial-groups', { url: '/admin/dial-groups', payload: group }, 409);
+  await call(
+    'POST /admin/dial-groups',
+    { url: '/admin/dial-groups', payload: { ...group, slug: 'other', members: [{ number: '09811100003', schedule: 'nope' }] } },
+    422,
+  );
+  await call('POST /admin/dial-groups', { url: '/admin/dial-groups', payload: { ...group, slug: 'other', strategy: 'loudest' } }, 400);
+  await call('GET /admin/dial-groups', { url: '/admin/dial-groups' }, 200);
+  await call('GET /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales' }, 200);
+  await call('GET /admin/dial-groups/{slug}', { url: '/admin/dial-groups/nope' }, 404);
+  const { slug: _slug, ...groupBody } = group;
+  await call('PUT /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales', payload: groupBody }, 200);
+  await call('PUT /admin/dial-groups/{slug}', { url: '/admin/dial-groups/nope', payload: groupBody }, 404);
+  await call('PATCH /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales', payload: { strategy: 'round_robin' } }, 200);
+  await call('PATCH /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales', payload: { members: [{ number: '09811100001', schedule: 'nope' }] } }, 422);
+  await call('PATCH /admin/dial-groups/{slug}/members/{number}', { url: '/admin/dial-groups/sales/members/09811100002', payload: { active: false } }, 200);
+  await call('PATCH /admin/dial-groups/{slug}/members/{number}', { url: '/admin/dial-groups/sales/members/09811100009', payload: { active: false } }, 404);
+  await call('PATCH /admin/dial-groups/{slug}/members/{number}', { url: '/admin/dial-groups/sales/members/09811100002', payload: { schedule: 'nope' } }, 422);
+
+  // agents
+  await call('GET /admin/agents', { url: '/admin/agents' }, 200);
+  await call('GET /admin/agents', { url: '/admin/agents?timezone=Mars/Olympus' }, 400);
+  await call('GET /admin/agents/{number}', { url: '/admin/agents/09811100001' }, 200);
+  await call('GET /admin/agents/{number}', { url: '/admin/agents/09811100009' }, 404);
+  await call('GET /admin/agents/{number}', { url: '/admin/agents/abc' }, 400);
+  await call('PUT /admin/agents/{number}/availability', { url: '/admin/agents/09811100001/availability', payload: { status: 'away', reason: 'lunch' } }, 200);
+  await call('PUT /admin/agents/{number}/availability', { url: '/admin/agents/09811100009/availability', payload: { status: 'away' } }, 404);
+  await call('PUT /admin/agents/{number}/availability', { url: '/admin/agents/09811100001/availability', payload: { status: 'gone' } }, 400);
+  await call('PUT /admin/agents/{number}/availability', { url: '/admin/agents/09811100001/availability', payload: { status: 'available' } }, 200);
+
+  // flows
+  const inbound = {
+    slug: 'inbound',
+    name: 'Main line',
+    type: 'passthru',
+    rules: [
+      { name: 'VIPs', when: { callerIn: 'gold' }, then: { branch: 'A' } },
+      { name: 'closed', when: { closedBy: 'support' }, then: { branch: 'B' } },
+    ],
+    otherwise: { branch: 'A' },
+    onError: { branch: 'A' },
+  };
+  await call('POST /admin/flows', { url: '/admin/flows', payload: inbound }, 201);
+  await call('POST /admin/flows', { url: '/admin/flows', payload: inbound }, 409);
+  await call(
+    'POST /admin/flows',
+    { url: '/admin/flows', payload: { ...inbound, slug: 'x', rules: [{ when: { callerIn: 'nope' }, then: { branch: 'A' } }] } },
+    422,
+  );
+  await call('POST /admin/flows', { url: '/admin/flows', payload: { ...inbound, slug: 'x', type: 'fax' } }, 400);
+  const menu = {
+    slug: 'menu',
+    name: 'Menu',
+    type: 'switch',
+    rules: [{ when: { digits: { equals: '1' } }, then: { select: 'sales' } }],
+    otherwise: { select: 'main' },
+    onError: { select: 'main' },
+  };
+  await call('POST /admin/flows', { url: '/admin/flows', payload: menu }, 201);
+  const agents = { slug: 'agents', name: 'Sales line', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+918047110000'] } };
+  await call('POST /admin/flows', { url: '/admin/flows', payload: agents }, 201);
+  const voicemail = { slug: 'voicemail', name: 'Always B', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'B' } };
+  await call('POST /admin/flows', { url: '/admin/flows', payload: voicemail }, 201);
+  await call('GET /admin/flows', { url: '/admin/flows' }, 200);
+  await call('GET /admin/flows', { url: '/admin/flows', key: 'viewer' }, 200);
+  await call('GET /admin/flows/{slug}', { url: '/admin/flows/inbound' }, 200);
+  await call('GET /admin/flows/{slug}', { url: '/admin/flows/nope' }, 404);
+  const { slug: _s, ...inboundBody } = inbound;
+  await call('PUT /admin/flows/{slug}', { url: '/admin/flows/inbound', payload: inboundBody }, 200);
+  await call('PUT /admin/flows/{slug}', { url: '/admin/flows/nope', payload: inboundBody }, 404);
+  await call(
+    'PUT /admin/flows/{slug}',
+    {
+      url: '/admin/flows/inbound',
+      payload: { ...inboundBody, type: 'dial', rules: [], otherwise: { dialGroup: 'nope' }, onError: { numbers: ['+918047110000'] } },
+    },
+    422,
+  );
+  await app.rules.reload();
+  const simulate = (flow: string, endpoint: string) => ({
+    url: `/admin/flows/${flow}/simulate`,
+    payload: { endpoint, params: { CallSid: 'sim', CallFrom: '09812345678' }, at: '2026-12-21T11:00:00+05:30' },
+  });
+  await call('POST /admin/flows/{slug}/simulate', simulate('inbound', 'passthru'), 200);
+  await call('POST /admin/flows/{slug}/simulate', { ...simulate('menu', 'switch'), key: 'viewer' }, 200);
+  await call('POST /admin/flows/{slug}/simulate', simulate('agents', 'dial-whom'), 200);
+  await call('POST /admin/flows/{slug}/simulate', simulate('agents', 'connect'), 200);
+  await call('POST /admin/flows/{slug}/simulate', simulate('nope', 'passthru'), 404);
+  await call('POST /admin/flows/{slug}/simulate', { url: '/admin/flows/inbound/simulate', payload: { endpoint: 'fax', params: {} } }, 400);
+
+  // callbacks, each endpoint by GET and POST
+  const q = (params: string) => `?token=${SECRET}&${params}`;
+  const form = { 'content-type': 'application/x-www-form-urlencoded' };
+  for (const [endpoint, flow] of [
+    ['passthru', 'inbound'],
+    ['switch', 'menu'],
+    ['dial-whom', 'agents'],
+    ['connect', 'agents'],
+  ] as const) {
+    const op = `/exotel/${endpoint}/{flow}`;
+    const url = `/exotel/${endpoint}/${flow}`;
+    await call(`GET ${op}`, { url: `${url}${q('CallSid=c-get&CallFrom=09812345678')}` }, 200);
+    await call(`POST ${op}`, { url: `${url}?token=${SECRET}`, headers: form, payload: 'CallSid=c-post&CallFrom=09812345678' }, 200);
+    await call(`GET ${op}`, { url: `${url}?CallSid=c-no-secret` }, 401);
+    await call(`GET ${op}`, { url: `/exotel/${endpoint}/nope${q('CallSid=c-nope')}` }, 404);
+    await call(`POST ${op}`, { url: `${url}?token=${SECRET}`, headers: form, payload: 'CallFrom=09812345678' }, 400);
+  }
+  await call('GET /exotel/passthru/{flow}', { url: `/exotel/passthru/voicemail${q('CallSid=c-b&CallFrom=09800000001')}` }, 302);
+  await call('GET /exotel/dial-events', { url: `/exotel/dial-events${q('CallSid=c-get&DialWhomNumber=09811100001&Status=busy')}` }, 200);
+  await call(
+    'POST /exotel/dial-events',
+    { url: `/exotel/dial-events?token=${SECRET}`, headers: form, payload: 'CallSid=c-get&DialWhomNumber=09811100001&Status=free' },
+    200,
+  );
+  await call('GET /exotel/dial-events', { url: `/exotel/dial-events${q('CallSid=c-get')}` }, 400);
+  await call('GET /exotel/dial-events', { url: '/exotel/dial-events?CallSid=c-get&DialWhomNumber=09811100001' }, 401);
+
+  // CDRs and refusals
+  const page = await call('GET /admin/cdrs', { url: '/admin/cdrs?limit=5' }, 200);
+  await call('GET /admin/cdrs', { url: '/admin/cdrs?number=abc' }, 400);
+  await call('GET /admin/cdrs.csv', { url: '/admin/cdrs.csv?flow=inbound' }, 200);
+  await call('GET /admin/cdrs.csv', { url: '/admin/cdrs.csv?endpoint=fax' }, 400);
+  await call('GET /admin/cdrs/{id}', { url: `/admin/cdrs/${page.json().items[0].id}` }, 200);
+  await call('GET /admin/cdrs/{id}', { url: '/admin/cdrs/999999999' }, 404);
+  await call('GET /admin/cdrs/{id}', { url: '/admin/cdrs/abc' }, 400);
+  await call('GET /admin/calls/{callSid}', { url: '/admin/calls/c-get' }, 200);
+  await call('GET /admin/calls/{callSid}', { url: '/admin/calls/never' }, 404);
+  await call('GET /admin/refusals', { url: '/admin/refusals' }, 200);
+  await call('GET /admin/refusals', { url: '/admin/refusals?address=zz' }, 400);
+  await call('GET /admin/audit', { url: '/admin/audit?entity=flow&limit=5' }, 200);
+  await call('GET /admin/audit', { url: '/admin/audit?limit=0' }, 400);
+
+  // deleting what is in use, then in order
+  await call('DELETE /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold' }, 409);
+  await call('DELETE /admin/schedules/{slug}', { url: '/admin/schedules/support' }, 409);
+  await call('DELETE /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales' }, 409);
+  for (const flow of ['inbound', 'menu', 'agents', 'voicemail']) await call('DELETE /admin/flows/{slug}', { url: `/admin/flows/${flow}` }, 204);
+  await call('DELETE /admin/flows/{slug}', { url: '/admin/flows/inbound' }, 404);
+  await call('DELETE /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales' }, 204);
+  await call('DELETE /admin/dial-groups/{slug}', { url: '/admin/dial-groups/sales' }, 404);
+  await call('DELETE /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold' }, 204);
+  await call('DELETE /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold' }, 404);
+  await call('DELETE /admin/schedules/{slug}', { url: '/admin/schedules/support' }, 204);
+  await call('DELETE /admin/schedules/{slug}', { url: '/admin/schedules/support' }, 404);
+
+  const all = Object.entries(doc.paths).flatMap(([path, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${path}`));
+  t.same(
+    all.filter((op) => !exercised.has(op)),
+    [],
+    'every documented operation was called',
+  );
+});
+
 t.test('the answers every admin route gives without a key, and to a viewer key that writes, are documented', async (t) => {
   // Many failed authentications on purpose: lift the lockout so every route is reached.
   const { app, admin } = await buildTestApp(t, { ADMIN_AUTH_FAILURES_PER_MINUTE: '10000' });
