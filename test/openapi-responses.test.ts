@@ -10,7 +10,12 @@ import addFormats from 'ajv-formats';
 import { IANAZone } from 'luxon';
 import type { LightMyRequestResponse } from 'fastify';
 import type { Test } from 'tap';
-import { ADMIN_KEY, buildTestApp } from './helper.js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { buildApp } from '../src/app.js';
+import { loadConfig } from '../src/config.js';
+import { ADMIN_KEY, buildTestApp, migratedDatabase, quietLog } from './helper.js';
 
 interface Media {
   schema?: object;
@@ -461,4 +466,22 @@ t.test("the callbacks' answers are documented with the content type they are sen
     t.equal(res.statusCode, 200, `${method} dial-events`);
     checkAnswer(t, doc, `${method} /exotel/dial-events`, res);
   }
+});
+
+t.test('a callback before the routing rules are loaded is 503, as documented', async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  // Without background work the rules are never loaded: as in the moments after a start.
+  const app = await buildApp({ config: loadConfig({ DATA_DIR: dataDir, DATABASE_URL: db.url }), db, logger: quietLog, background: false });
+  t.teardown(() => app.close());
+  await app.ready();
+  const doc = app.swagger() as unknown as Doc;
+  for (const endpoint of ['passthru', 'switch', 'dial-whom', 'connect']) {
+    const res = await app.inject({ method: 'GET', url: `/exotel/${endpoint}/inbound?CallSid=early-${endpoint}` });
+    t.equal(res.statusCode, 503, `${endpoint}: rules not loaded yet`);
+    checkAnswer(t, doc, `GET /exotel/${endpoint}/{flow}`, res);
+  }
+  const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'early-%' AND http_status = 503");
+  t.equal(rows[0]!.n, 4, 'each one still a CDR');
 });

@@ -165,6 +165,9 @@ const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record
 /** A POST body over CALLBACK_BODY_LIMIT: refused, with its CDR. */
 const TOO_LARGE = { ...ErrorSchema, description: `The body is larger than ${CALLBACK_BODY_LIMIT / 1024} KiB (still a CDR)` };
 
+/** Right after a start, before the first rules snapshot is loaded (GET /readyz is 503 until then). */
+const NOT_READY = { ...ErrorSchema, description: 'The routing rules are not loaded yet, just after a start (GET /readyz is 503 meanwhile); still a CDR' };
+
 /** `dial-whom` → `dialWhom`, for operation ids. */
 const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
@@ -399,7 +402,16 @@ export default fp(
         '(GET /admin/refusals), and past 600 a minute answered 429.',
       params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
       security: CALLBACK_SECURITY,
-      response: { ...ANSWERS[endpoint].ok, 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 404: ErrorSchema, 413: TOO_LARGE, 429: ErrorSchema },
+      response: {
+        ...ANSWERS[endpoint].ok,
+        400: ErrorSchema,
+        401: ErrorSchema,
+        403: ErrorSchema,
+        404: ErrorSchema,
+        413: TOO_LARGE,
+        429: ErrorSchema,
+        503: NOT_READY,
+      },
     });
 
     await app.register(
