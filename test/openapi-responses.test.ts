@@ -129,6 +129,11 @@ t.test('every answer is one the OpenAPI document lists, with the documented cont
   await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } }, 201);
   await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } }, 409);
   await call('POST /admin/vip-lists', { url: '/admin/vip-lists', payload: { slug: 'Gold!', name: 'Gold' } }, 400);
+  await call(
+    'POST /admin/vip-lists',
+    { url: '/admin/vip-lists', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: 'slug=x&name=X' },
+    415,
+  );
   await call('GET /admin/vip-lists', { url: '/admin/vip-lists' }, 200);
   await call('GET /admin/vip-lists/{slug}', { url: '/admin/vip-lists/gold' }, 200);
   await call('GET /admin/vip-lists/{slug}', { url: '/admin/vip-lists/nope' }, 404);

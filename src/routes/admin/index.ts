@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import auth from '../../plugins/auth.js';
+import { DomainError } from '../../errors.js';
+import { ErrorSchema } from '../../schemas/common.js';
 import apiKeys from './api-keys/index.js';
 import audit from './audit/index.js';
 import vipLists from './vip-lists/index.js';
@@ -56,6 +58,25 @@ const admin: FastifyPluginAsync = async (app) => {
   app.addHook('preValidation', async (request) => {
     const at = nulAt(request.params, 'params') ?? nulAt(request.query, 'querystring') ?? (nulFree.has(request) ? null : nulAt(request.body, 'body'));
     if (at) throw new InvalidFieldError(at, 'must not contain a NUL character (\\u0000), which cannot be stored; remove it');
+  });
+  // Any other content type is no JSON body: curl's `-d` without the JSON header sends a form, which
+  // would be read as one odd field (and answered `body/slug: is required`). An empty body is no body.
+  app.removeContentTypeParser(['application/x-www-form-urlencoded', 'text/plain']);
+  app.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
+    if (String(body).trim() === '') return done(null, undefined);
+    const type =
+      String(request.headers['content-type'] ?? '')
+        .split(';')[0]!
+        .trim() || 'no content type';
+    return done(new DomainError(415, `the body must be JSON: send it with Content-Type: application/json (it came as ${type})`), undefined);
+  });
+  app.addHook('onRoute', (route) => {
+    if (route.schema?.body && route.schema.response) {
+      route.schema.response = {
+        415: { ...ErrorSchema, description: 'The body is not sent as JSON: send it with `Content-Type: application/json`' },
+        ...route.schema.response,
+      };
+    }
   });
   await app.register(apiKeys);
   await app.register(audit);

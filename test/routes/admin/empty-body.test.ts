@@ -23,3 +23,20 @@ t.test('where a body is expected, an empty one is still a 400 that names the bod
   const broken = await admin({ method: 'POST', url: '/admin/vip-lists', headers: json, payload: '{"slug":' });
   t.equal(broken.statusCode, 400, 'broken JSON is still refused');
 });
+
+t.test("a JSON body sent without the JSON content type (curl's -d alone sends a form) is a 415 saying to send application/json", async (t) => {
+  const { admin } = await buildTestApp(t);
+  const body = '{"slug":"gold","name":"Gold customers"}';
+  for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'text/plain; charset=utf-8']) {
+    const res = await admin({ method: 'POST', url: '/admin/vip-lists', headers: { 'content-type': type }, payload: body });
+    t.equal(res.statusCode, 415, type);
+    t.equal(
+      res.json().message,
+      `the body must be JSON: send it with Content-Type: application/json (it came as ${type.split(';')[0]})`,
+      `${type}: says what to send`,
+    );
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).statusCode, 404, 'nothing was written');
+  const empty = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: '' });
+  t.equal(empty.statusCode, 404, 'an empty body of another type is still no body');
+});
