@@ -242,10 +242,10 @@ for (const [net, bits] of [
 ] as const)
   UNREACHABLE_FROM_EXOTEL.addSubnet(net, bits, 'ipv6');
 
-/** What a running service should be told about its configuration at start: each entry is one warning line. */
 /** How long Exotel waits for a Connect applet's answer before its fallback URL (docs/exotel.md). */
 const EXOTEL_CONNECT_TIMEOUT_MS = 5000;
 
+/** What a running service should be told about its configuration at start: each entry is one warning line. */
 export function startupWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const url = new URL(config.PUBLIC_URL);
