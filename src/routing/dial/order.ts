@@ -34,7 +34,7 @@ export function weightedOrder(members: Member[], random: () => number): Member[]
  * How a call's order is chosen at its first request (docs/contract.md §3), as far as it needs no shared
  * state: `base` is the members by priority for `sequential`, `parallel`, `round_robin` and
  * `least_recent`, shuffled for `random`, drawn by weight for `weighted`. Postgres finishes it with
- * the state all instances share (dial_answer() in prisma/functions/dial_answer.sql):
+ * the state all instances share (dial_offer() in prisma/functions/dial_answer.sql):
  * `rotate` starts `base` at the group's round-robin position, `least_recent` puts the members
  * dialed longest ago first (never dialed before them, ties by priority), and with sticky the
  * caller's last connected agent goes first.
