@@ -448,7 +448,7 @@ export class CdrWriter {
   }
 
   /**
-   * Inserts spooled rows. A row Postgres refuses for its data (SQLSTATE class 22 or 23) must not
+   * Inserts spooled rows. A row Postgres refuses for its data (SQLSTATE class 22, 23 or 54: isDataError) must not
    * block the spool forever: the chunk is retried row by row and each refused row is set aside in
    * the spool's `rejected.ndjson` (logged as an error). Any other failure (connection, missing
    * table…) throws, and the whole chunk is retried later.
