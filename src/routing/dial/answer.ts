@@ -72,7 +72,7 @@ export type AnswerDial = (opts: DialAnswerOptions) => Promise<CallbackResult<Dia
 /**
  * Dial Whom and Connect: who to ring for this call and attempt. The flow decides the action
  * (routing/decide.ts); request.ts turns it into one DialRequest; Postgres answers it in one round
- * trip (dial_answer() in prisma/functions/dial_answer.sql, through `answer`, batched with
+ * trip (dial_offer() in prisma/functions/dial_answer.sql, through `answer`, batched with
  * concurrent requests by src/store/dial-state.ts): the order fixed at the call's first request,
  * minus the numbers tried and the busy agents, stored so that every poll of one attempt gets the
  * same numbers. When Postgres fails or does not answer within the budget less the CDR's reserve
