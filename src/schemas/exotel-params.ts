@@ -54,7 +54,10 @@ export const CallbackParamsSchema = Type.Object(CALL, {
 /** What a dial event (dial_passthru_event_url) carries. */
 export const DialEventParamsSchema = Type.Object(
   {
-    CallSid: CALL.CallSid,
+    CallSid: text(
+      "Exotel's id of the call. Without it the event still sets the agent's busy state (with no call); with more than 200 characters the answer is 400 (and still a CDR).",
+      'a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6',
+    ),
     CallFrom: CALL.CallFrom,
     From: CALL.From,
     CallTo: CALL.CallTo,
