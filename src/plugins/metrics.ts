@@ -40,7 +40,8 @@ const BATCH_SIZE_BUCKETS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000];
 /**
  * Prometheus metrics. What other components already count (CDR writer stats, rules snapshot,
  * pg pool) is read at scrape time through `collect()`, so the live-call path pays for one histogram
- * observation per callback, and two per CDR batch and per dial-state statement, and nothing else.
+ * observation per callback, two per CDR batch and per dial-state statement, and a counter or two
+ * when a dial event or a re-fetch starts or ends an agent's offer (observeOfferEffect), and nothing else.
  */
 export default fp(
   async function metrics(app: FastifyInstance) {
