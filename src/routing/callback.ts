@@ -19,7 +19,7 @@ export interface CallbackResult<D extends Decision = Decision> {
   flow: Flow | null;
 }
 
-/** Exotel's CallSids have 32 characters; a longer one is no call of Exotel's, and the dial state could not key it. */
+/** The longest CallSid taken (Exotel's have 32 characters): a longer one is no call of Exotel's, and the dial state could not key it. */
 export const MAX_CALL_SID_CHARS = 200;
 
 /** Why this CallSid cannot be a call's, or null. */
