@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { InstantSchema, NumericCursorSchema, SlugSchema } from './common.js';
 import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
+import { MAX_CALL_SID_CHARS } from '../routing/callback.js';
 
 const CdrEndpointSchema = Type.Union(
   CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)),
@@ -11,7 +12,13 @@ const CdrEndpointSchema = Type.Union(
 
 /** Postgres text cannot hold NUL: control characters in a filter are a 400 here, not a 500 from the query. */
 const NO_CONTROL_CHARACTERS = '^[^\\u0000-\\u001f]+$';
-const CallSidSchema = Type.String({ minLength: 1, maxLength: 128, pattern: NO_CONTROL_CHARACTERS, description: 'Exotel CallSid (no control characters)' });
+// As long as the callbacks take (MAX_CALL_SID_CHARS), so that every stored CDR can be looked up.
+const CallSidSchema = Type.String({
+  minLength: 1,
+  maxLength: MAX_CALL_SID_CHARS,
+  pattern: NO_CONTROL_CHARACTERS,
+  description: 'Exotel CallSid (no control characters)',
+});
 
 const NullableString = (description?: string) => Type.Union([Type.String(), Type.Null()], description ? { description } : {});
 

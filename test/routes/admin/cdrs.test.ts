@@ -539,6 +539,19 @@ t.test('admin CDRs', async (t) => {
   });
 });
 
+t.test('a CallSid as long as callbacks take (200 characters) is found by the filter and the timeline; a longer one is a 400', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const sid = `long-${'x'.repeat(195)}`;
+  t.equal((await app.inject({ method: 'GET', url: `/exotel/passthru/nope?CallSid=${sid}&CallFrom=09812345678` })).statusCode, 404, 'its CDR is stored');
+  const list = await admin({ method: 'GET', url: `/admin/cdrs?callSid=${sid}` });
+  t.equal(list.statusCode, 200, list.body);
+  t.equal(list.json().items.length, 1);
+  const timeline = await admin({ method: 'GET', url: `/admin/calls/${sid}` });
+  t.equal(timeline.statusCode, 200, timeline.body);
+  t.equal(timeline.json().callbacks.length, 1);
+  t.equal((await admin({ method: 'GET', url: `/admin/calls/${sid}y` })).statusCode, 400, '201 characters: no callback has it');
+});
+
 t.test('the CSV neutralises spreadsheet formulas in caller-controlled cells', async (t) => {
   const SECRET = 'sekret-sekret-sekret-123';
   const { app, admin, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET });
