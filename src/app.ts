@@ -1,6 +1,5 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import formbody from '@fastify/formbody';
 import type { Config } from './config.js';
 import type { Database } from './store/database.js';
 import { validationOptions } from './plugins/validation.js';
@@ -78,7 +77,6 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await web.register(parseDeferredQuery);
     await web.register(errorHandler);
     await web.register(securityHeaders);
-    await web.register(formbody);
     await web.register(docs);
     await web.register(healthRoutes);
     await web.register(metricsRoutes);
