@@ -79,11 +79,21 @@ export async function createSchedule(prisma: PrismaClient, actor: Actor, input: 
   });
 }
 
+/**
+ * Locks the schedule's row for the rest of the transaction and reads it: concurrent changes of one
+ * schedule queue, so a PATCH merges into what the one before it wrote (not a stale copy it would
+ * write back over it), and each audits as its `before` what the one before it left (as lockFlow does).
+ */
+async function lockSchedule(tx: Prisma.TransactionClient, slug: string): Promise<Row> {
+  const locked = await tx.$queryRaw<Array<{ slug: string }>>`SELECT slug FROM schedules WHERE slug = ${slug} FOR UPDATE`;
+  if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+  return tx.schedule.findUniqueOrThrow({ where: { slug }, select });
+}
+
 /** PUT (replace: absent fields get their defaults) and PATCH (merge) share this. */
 export async function updateSchedule(prisma: PrismaClient, actor: Actor, slug: string, change: SchedulePatch, mode: 'replace' | 'merge'): Promise<Schedule> {
   return prisma.$transaction(async (tx) => {
-    const found = await tx.schedule.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockSchedule(tx, slug);
     const before = toSchedule(found);
     const base = mode === 'merge' ? before : { name: before.name, timezone: DEFAULT_TIMEZONE, weekly: [], exceptions: [] };
     const next = { ...base, ...change };
@@ -101,8 +111,7 @@ export async function updateSchedule(prisma: PrismaClient, actor: Actor, slug: s
 
 export async function deleteSchedule(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
   await prisma.$transaction(async (tx) => {
-    const found = await tx.schedule.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockSchedule(tx, slug);
     await assertUnreferenced(tx, ENTITY, slug);
     await tx.schedule.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, toSchedule(found), null);
@@ -119,8 +128,7 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
     throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to override until deleted`);
   }
   return prisma.$transaction(async (tx) => {
-    const found = await tx.schedule.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockSchedule(tx, slug);
     // Changing an override in force that keeps it open (or closed), e.g. a later `until`: it is the
     // same override, in force since it was first set (it decides from setAt).
     const prior = toSchedule(found, now).override;
@@ -142,8 +150,7 @@ export async function setScheduleOverride(prisma: PrismaClient, actor: Actor, sl
 /** Removes the override (the windows and exceptions decide again); 404 when none is in force. */
 export async function deleteScheduleOverride(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {
   await prisma.$transaction(async (tx) => {
-    const found = await tx.schedule.findUnique({ where: { slug }, select });
-    if (!found) throw new NotFoundError(ENTITY, slug);
+    const found = await lockSchedule(tx, slug);
     const before = toSchedule(found).override;
     if (!before) throw new NotFoundError(`override of ${ENTITY}`, slug);
     await tx.schedule.update({

@@ -200,3 +200,20 @@ t.test('extending an override in force keeps it in force since it was first set;
   t.equal((await override(ctx, { open: true, reason: 'drill' })).statusCode, 200);
   t.not((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json().override.setAt, first, 'open instead of closed: a new override');
 });
+
+t.test('two DELETEs of one override at once: one removes it (204), the other is 404; one audit entry', async (t) => {
+  const ctx = await buildTestApp(t);
+  for (let i = 0; i < 15; i++) {
+    const slug = `race-${i}`;
+    t.equal((await ctx.admin({ method: 'POST', url: '/admin/schedules', payload: { slug, name: 'Race' } })).statusCode, 201);
+    t.equal((await ctx.admin({ method: 'PUT', url: `/admin/schedules/${slug}/override`, payload: { open: true, reason: 'drill' } })).statusCode, 200);
+    const answers = await Promise.all([1, 2].map(() => ctx.admin({ method: 'DELETE', url: `/admin/schedules/${slug}/override` })));
+    t.same(answers.map((a) => a.statusCode).sort(), [204, 404], `round ${i}`);
+    const trail = (await ctx.admin({ method: 'GET', url: `/admin/audit?entity=schedule&entityId=${slug}` })).json().items;
+    t.same(
+      trail.map((a: { action: string }) => a.action),
+      ['delete-override', 'set-override', 'create'],
+      `round ${i}: removed once`,
+    );
+  }
+});

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildTestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
 
 // 2026-01-07 is a Wednesday; Asia/Kolkata is UTC+05:30 all year.
@@ -431,4 +431,26 @@ t.test('admin schedules', async (t) => {
       'a refused delete leaves nothing',
     );
   });
+});
+
+t.test('two instances: concurrent PATCHes of one schedule, each of another field, both last; each audits what the other left', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  const weekly = [{ day: 'mon', open: '09:00', close: '18:00' }];
+  const exceptions = [{ date: '2026-12-25', closed: true }];
+  for (let i = 0; i < 15; i++) {
+    const slug = `race-${i}`;
+    t.equal((await first.admin({ method: 'POST', url: '/admin/schedules', payload: { slug, name: 'Race' } })).statusCode, 201);
+    const answers = await Promise.all([
+      first.admin({ method: 'PATCH', url: `/admin/schedules/${slug}`, payload: { weekly } }),
+      second.admin({ method: 'PATCH', url: `/admin/schedules/${slug}`, payload: { exceptions } }),
+    ]);
+    t.same(
+      answers.map((a) => a.statusCode),
+      [200, 200],
+    );
+    t.match((await first.admin({ method: 'GET', url: `/admin/schedules/${slug}` })).json(), { weekly, exceptions }, `round ${i}: neither PATCH is lost`);
+    const [later, earlier] = (await first.admin({ method: 'GET', url: `/admin/audit?entity=schedule&entityId=${slug}` })).json().items;
+    t.same(later.before, earlier.after, `round ${i}: the later PATCH audits as before what the earlier one left`);
+  }
 });
