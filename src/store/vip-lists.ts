@@ -154,7 +154,13 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
   return prisma.$transaction(async (tx) => {
-    const id = await listId(tx, slug);
+    // The list's row held FOR KEY SHARE until commit: a concurrent delete of the list (which locks
+    // it FOR UPDATE) either committed before, and the list is missing here (404), or waits for this
+    // import and then deletes the list with its entries. Unlocked, the insert met the deleted list's
+    // foreign key and was answered 500.
+    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR KEY SHARE`;
+    if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+    const id = locked[0]!.id;
     // The rows this write will update, as they are (locked, so they are still so when it does).
     const previous = await tx.$queryRaw<EntryRow[]>`
       SELECT id, number, name, tier, note, expires_at AS "expiresAt", created_at AS "createdAt", updated_at AS "updatedAt"

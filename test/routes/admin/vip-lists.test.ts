@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildTestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
 import { AuditQuerySchema } from '../../../src/schemas/audit.js';
 
@@ -479,4 +479,22 @@ t.test('admin VIP lists', async (t) => {
       [],
     );
   });
+});
+
+t.test('two instances: a bulk import racing a delete of its list is 200/201 (the delete then takes the entries) or 404, never 500', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  for (let i = 0; i < 15; i++) {
+    const slug = `race-${i}`;
+    t.equal((await first.admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: 'Race' } })).statusCode, 201);
+    const [imported, deleted] = await Promise.all([
+      first.admin({ method: 'POST', url: `/admin/vip-lists/${slug}/entries`, payload: mobiles(200, i * 1000).map((number) => ({ number })) }),
+      second.admin({ method: 'DELETE', url: `/admin/vip-lists/${slug}` }),
+    ]);
+    t.equal(deleted.statusCode, 204, `round ${i}: the delete succeeds`);
+    t.ok([200, 201, 404].includes(imported.statusCode), `round ${i}: the import is ${imported.statusCode}: ${imported.body.slice(0, 200)}`);
+    if (imported.statusCode === 404) t.match(imported.json().message, `vip-list '${slug}' does not exist`);
+    const left = await first.db.pool.query('SELECT count(*)::int AS n FROM vip_entries e LEFT JOIN vip_lists l ON l.id = e.list_id WHERE l.id IS NULL');
+    t.equal(left.rows[0].n, 0, 'no entry outlives its list');
+  }
 });
