@@ -1,4 +1,5 @@
 import type { CountryCode } from 'libphonenumber-js';
+import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
@@ -39,10 +40,19 @@ export async function createVipList(prisma: PrismaClient, actor: Actor, input: V
   });
 }
 
+/**
+ * Locks the list's row for the rest of the transaction and reads it: concurrent changes of one list
+ * queue, and each audits as its `before` what the one before it left (as lockFlow does).
+ */
+async function lockList(tx: Prisma.TransactionClient, slug: string) {
+  const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR UPDATE`;
+  if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+  return tx.vipList.findUniqueOrThrow({ where: { slug }, select: listSelect });
+}
+
 export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: string, patch: VipListPatch) {
   return prisma.$transaction(async (tx) => {
-    const before = await tx.vipList.findUnique({ where: { slug }, select: listSelect });
-    if (!before) throw new NotFoundError(ENTITY, slug);
+    const before = await lockList(tx, slug);
     const after = withCount(await tx.vipList.update({ where: { slug }, data: patch, select: listSelect }));
     await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
     return after;
@@ -51,8 +61,7 @@ export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: st
 
 export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: string) {
   return prisma.$transaction(async (tx) => {
-    const before = await tx.vipList.findUnique({ where: { slug }, select: listSelect });
-    if (!before) throw new NotFoundError(ENTITY, slug);
+    const before = await lockList(tx, slug);
     await assertUnreferenced(tx, ENTITY, slug);
     await tx.vipList.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, withCount(before), null);

@@ -498,3 +498,23 @@ t.test('two instances: a bulk import racing a delete of its list is 200/201 (the
     t.equal(left.rows[0].n, 0, 'no entry outlives its list');
   }
 });
+
+t.test('two instances: concurrent PATCHes of one VIP list each audit as before what the other left', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  for (let i = 0; i < 15; i++) {
+    const slug = `race-${i}`;
+    t.equal((await first.admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: 'Race' } })).statusCode, 201);
+    const answers = await Promise.all([
+      first.admin({ method: 'PATCH', url: `/admin/vip-lists/${slug}`, payload: { name: 'By one' } }),
+      second.admin({ method: 'PATCH', url: `/admin/vip-lists/${slug}`, payload: { description: 'by two' } }),
+    ]);
+    t.same(
+      answers.map((a) => a.statusCode),
+      [200, 200],
+    );
+    const [later, earlier] = (await first.admin({ method: 'GET', url: `/admin/audit?entity=vip-list&entityId=${slug}` })).json().items;
+    t.same(later.before, earlier.after, `round ${i}: the later PATCH audits what the earlier one left`);
+    t.match((await first.admin({ method: 'GET', url: `/admin/vip-lists/${slug}` })).json(), { name: 'By one', description: 'by two' });
+  }
+});
