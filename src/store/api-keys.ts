@@ -127,6 +127,8 @@ export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) 
   if (id === BOOTSTRAP_KEY_ID)
     throw new ConflictError('the bootstrap key cannot be revoked here; change ADMIN_API_KEY (or the key file under DATA_DIR) and restart');
   return prisma.$transaction(async (tx) => {
+    // The row locked first: of two revokes at once the second waits, then finds it revoked (409).
+    await tx.$queryRaw`SELECT id FROM api_keys WHERE id = ${id}::uuid FOR UPDATE`;
     const before = await tx.apiKey.findUnique({ where: { id }, select: publicFields });
     if (!before) throw new NotFoundError('api key', id);
     if (before.revokedAt) throw new ConflictError(`api key '${id}' was already revoked at ${before.revokedAt.toISOString()}`);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
-import { ADMIN_KEY, buildTestApp, migratedDatabase } from '../../helper.js';
+import { ADMIN_KEY, buildSecondInstance, buildTestApp, migratedDatabase } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID, ensureBootstrapKey, KEY_USE_WRITE_INTERVAL_MS, KeyUseRecorder, markKeyUsed } from '../../../src/store/api-keys.js';
 
 t.test('admin API keys', async (t) => {
@@ -227,4 +227,23 @@ t.test('markKeyUsed writes at most once a minute across instances', async (t) =>
   const old = (await lastUsed())!;
   await markKeyUsed(db.pool, BOOTSTRAP_KEY_ID);
   t.ok((await lastUsed())! > old, 'rewritten after a minute');
+});
+
+t.test('two instances: two revokes of one key at once: one is 200, the other 409 naming when; one audit entry', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  for (let i = 0; i < 15; i++) {
+    const id = (await first.admin({ method: 'POST', url: '/admin/api-keys', payload: { name: `race ${i}`, role: 'viewer' } })).json().id as string;
+    const answers = await Promise.all([first, second].map((app) => app.admin({ method: 'DELETE', url: `/admin/api-keys/${id}` })));
+    t.same(answers.map((a) => a.statusCode).sort(), [200, 409], `round ${i}`);
+    const revoked = answers.find((a) => a.statusCode === 200);
+    const refused = answers.find((a) => a.statusCode === 409);
+    if (revoked && refused) t.equal(refused.json().message, `api key '${id}' was already revoked at ${revoked.json().revokedAt}`);
+    const trail = (await first.admin({ method: 'GET', url: `/admin/audit?entity=api-key&entityId=${id}` })).json().items;
+    t.same(
+      trail.map((a: { action: string }) => a.action),
+      ['revoke', 'create'],
+      `round ${i}: revoked once`,
+    );
+  }
 });
