@@ -163,11 +163,13 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
   return prisma.$transaction(async (tx) => {
-    // The list's row held FOR KEY SHARE until commit: a concurrent delete of the list (which locks
-    // it FOR UPDATE) either committed before, and the list is missing here (404), or waits for this
-    // import and then deletes the list with its entries. Unlocked, the insert met the deleted list's
-    // foreign key and was answered 500.
-    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR KEY SHARE`;
+    // The list's row held until commit: a concurrent delete of the list (which locks it FOR UPDATE)
+    // either committed before, and the list is missing here (404), or waits for this import and then
+    // deletes the list with its entries. Unlocked, the insert met the deleted list's foreign key and
+    // was answered 500. FOR NO KEY UPDATE, not KEY SHARE: writes of entries to one list take turns,
+    // as two imports of the same numbers in another order otherwise deadlock (500). Flows referring
+    // to the list (KEY SHARE) do not wait for it.
+    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
     if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
     const id = locked[0]!.id;
     // The rows this write will update, as they are (locked, so they are still so when it does).

@@ -518,3 +518,31 @@ t.test('two instances: concurrent PATCHes of one VIP list each audit as before w
     t.match((await first.admin({ method: 'GET', url: `/admin/vip-lists/${slug}` })).json(), { name: 'By one', description: 'by two' });
   }
 });
+
+t.test('two instances: two bulk imports of the same new numbers in opposite orders both succeed (no deadlock, no 500)', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  const entries = mobiles(1000).map((number) => ({ number }));
+  for (let i = 0; i < 20; i++) {
+    const slug = `race-${i}`;
+    t.equal((await first.admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: 'Race' } })).statusCode, 201);
+    const answers = await Promise.all([
+      first.admin({ method: 'POST', url: `/admin/vip-lists/${slug}/entries`, payload: entries }),
+      second.admin({ method: 'POST', url: `/admin/vip-lists/${slug}/entries`, payload: [...entries].reverse() }),
+    ]);
+    t.same(
+      answers.map((a) => a.statusCode),
+      [200, 200],
+      `round ${i}`,
+    );
+    t.same(
+      answers.map((a) => a.json()).sort((a, b) => a.inserted - b.inserted),
+      [
+        { inserted: 0, updated: 1000 },
+        { inserted: 1000, updated: 0 },
+      ],
+      `round ${i}: one inserted every number, the other updated them`,
+    );
+    t.equal((await first.admin({ method: 'GET', url: `/admin/vip-lists/${slug}` })).json().entryCount, 1000);
+  }
+});
