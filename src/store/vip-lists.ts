@@ -215,7 +215,10 @@ export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: s
     const id = await listId(tx, slug);
     const before = await tx.vipEntry.findUnique({ where: { listId_number: { listId: id, number } }, select: entrySelect });
     if (!before) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
-    await tx.vipEntry.delete({ where: { id: before.id } });
+    // deleteMany, not delete: when a concurrent delete of the entry commits first, this one finds
+    // nothing to delete and is the same 404 as above (delete threw Prisma's P2025, an unnamed 404).
+    const { count } = await tx.vipEntry.deleteMany({ where: { id: before.id } });
+    if (count === 0) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
     await recordChange(tx, actor, 'delete-entry', ENTITY, slug, before, null);
   });
 }

@@ -546,3 +546,18 @@ t.test('two instances: two bulk imports of the same new numbers in opposite orde
     t.equal((await first.admin({ method: 'GET', url: `/admin/vip-lists/${slug}` })).json().entryCount, 1000);
   }
 });
+
+t.test('two instances: two DELETEs of one VIP entry at once: one is 204, the other a 404 naming the entry; one audit entry', async (t) => {
+  const first = await buildTestApp(t);
+  const second = await buildSecondInstance(t, first);
+  t.equal((await first.admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'race', name: 'Race' } })).statusCode, 201);
+  for (let i = 0; i < 15; i++) {
+    t.equal((await first.admin({ method: 'POST', url: '/admin/vip-lists/race/entries', payload: { number: '09812345678' } })).statusCode, 201);
+    const answers = await Promise.all([first, second].map((app) => app.admin({ method: 'DELETE', url: '/admin/vip-lists/race/entries/09812345678' })));
+    t.same(answers.map((a) => a.statusCode).sort(), [204, 404], `round ${i}`);
+    const refused = answers.find((a) => a.statusCode === 404);
+    if (refused) t.equal(refused.json().message, "entry of vip-list race '+919812345678' does not exist", `round ${i}: the 404 names the entry`);
+  }
+  const trail = (await first.admin({ method: 'GET', url: '/admin/audit?entity=vip-list&entityId=race&limit=100' })).json().items;
+  t.equal(trail.filter((a: { action: string }) => a.action === 'delete-entry').length, 15, 'each entry deleted once');
+});
