@@ -5,6 +5,7 @@
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -127,4 +128,80 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
     t.notMatch(bodies, secret, `${name} not in any answer`);
   }
   t.match(flow, `token=${secrets.EXOTEL_CALLBACK_SECRET}`, "the one place it is shown: an admin key reading a flow's Exotel URLs");
+});
+
+/** Every text a log line holds, with Buffers (`{"type":"Buffer","data":[…]}`) decoded. */
+function logText(output: string): string {
+  const texts: string[] = [output];
+  const walk = (v: unknown) => {
+    if (Array.isArray(v)) v.forEach(walk);
+    else if (v && typeof v === 'object') {
+      const o = v as { type?: unknown; data?: unknown };
+      if (o.type === 'Buffer' && Array.isArray(o.data)) texts.push(Buffer.from(o.data as number[]).toString('latin1'));
+      else Object.values(o).forEach(walk);
+    }
+  };
+  for (const line of output.split('\n')) {
+    try {
+      walk(JSON.parse(line));
+    } catch {
+      // not a log line
+    }
+  }
+  return texts.join('\n');
+}
+
+t.test('LOG_LEVEL=trace: a request Node cannot parse is logged without its bytes (token, Basic password, bearer keys)', async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-secrets-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-9d2e4-a07b', METRICS_TOKEN: 'metrics-Token-6c1f0e', ADMIN_API_KEY: ADMIN_KEY };
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'trace' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  server.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  server.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((r) => server.on('exit', r));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+  for (
+    let i = 0;
+    i < 300 &&
+    !(await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    ));
+    i++
+  )
+    await sleep(100);
+
+  /** A request with a header Node's parser refuses (a control character in its value): the answer. */
+  const malformed = (lines: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(port, '127.0.0.1');
+      let answer = '';
+      socket.on('data', (c: Buffer) => (answer += c.toString()));
+      socket.on('close', () => resolve(answer));
+      socket.on('error', reject);
+      socket.end([...lines, 'Host: exo.example.com', 'X-Broken: a\u0001b', '', ''].join('\r\n'));
+    });
+  const basic = Buffer.from(`exotel:${secrets.EXOTEL_CALLBACK_SECRET}`).toString('base64');
+  const answers = [
+    await malformed([`GET /exotel/passthru/f?CallSid=m1&token=${secrets.EXOTEL_CALLBACK_SECRET} HTTP/1.1`]),
+    await malformed(['GET /exotel/passthru/f?CallSid=m2 HTTP/1.1', `Authorization: Basic ${basic}`]),
+    await malformed(['GET /admin/flows HTTP/1.1', `Authorization: Bearer ${ADMIN_KEY}`]),
+    await malformed(['GET /metrics HTTP/1.1', `Authorization: Bearer ${secrets.METRICS_TOKEN}`]),
+  ];
+  for (const answer of answers) t.match(answer, /^HTTP\/1\.1 400 /, 'refused by the HTTP parser');
+  server.kill('SIGTERM');
+  t.equal(await exited, 0);
+
+  t.match(output, '"msg":"client error"', 'the trace lines of the refused requests are there');
+  const text = logText(output);
+  for (const [name, secret] of Object.entries({ ...secrets, basic })) t.notMatch(text, secret, `${name} not in the log, not even as bytes`);
 });
