@@ -51,6 +51,20 @@ function flowOfPath(raw: string, secret: string | undefined): string {
   return indexable(flow)!;
 }
 
+/**
+ * The parameters as a CDR stores them: `token` is already gone (parseExotelCall), and here the
+ * secret is cut out wherever else it is, in a key or a value: a caller that sends it under another
+ * name (`secret=…`, `key=…`, a bare `?<secret>`) is refused, and its CDR keeps its parameters.
+ */
+function paramsWithoutSecret(raw: Record<string, string>, secret: string | undefined): Record<string, string> {
+  if (!secret) return raw;
+  const entries = Object.entries(raw);
+  if (!entries.some(([key, value]) => key.includes(secret) || value.includes(secret))) return raw;
+  const clean: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [key, value] of entries) clean[key.replaceAll(secret, '[redacted]')] = value.replaceAll(secret, '[redacted]');
+  return clean;
+}
+
 function cdrOf(opts: {
   endpoint: CallbackEndpoint | 'unknown';
   flowSlug: string | null;
@@ -82,7 +96,7 @@ function cdrOf(opts: {
     dialCallStatus: call.dialCallStatus,
     dialWhomNumber: indexable(call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null),
     legs: call.legs.length > 0 ? call.legs : null,
-    params: call.raw,
+    params: paramsWithoutSecret(call.raw, opts.secret),
     decision: d
       ? {
           action: d.action,

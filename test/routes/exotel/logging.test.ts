@@ -86,3 +86,36 @@ t.test('a secret pasted into the flow segment (…/inbound&token=…) is not sto
   t.match(rows[1].reason, /no flow 'inbound&token=\[redacted\]'/);
   t.notOk(lines.join('\n').includes(secret), 'no log line holds it');
 });
+
+t.test('the secret sent under another name (secret=…, key=…, a bare ?<secret>) is not stored in the CDR of the refused callback', async (t) => {
+  const secret = 'other-name-secret-0123456789';
+  const { app, db, admin } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret });
+  await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } },
+  });
+  for (let i = 0; i < 200 && !app.rules.current?.flows.has('f'); i++) await new Promise((r) => setTimeout(r, 10));
+  const urls = [
+    `/exotel/passthru/f?CallSid=on1&secret=${secret}`,
+    `/exotel/passthru/f?CallSid=on2&key=${encodeURIComponent(secret)}`,
+    `/exotel/passthru/f?CallSid=on3&${secret}`,
+    `/exotel/passthru/f?CallSid=on4&next=${encodeURIComponent(`https://exo.example.com/exotel/passthru/g?token=${secret}`)}`,
+  ];
+  for (const url of urls) t.equal((await app.inject({ method: 'GET', url })).statusCode, 401, url);
+  const form = await app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/f',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: `CallSid=on5&Secret=${secret}`,
+  });
+  t.equal(form.statusCode, 401);
+  const { rows } = await db.pool.query(`SELECT call_sid, params FROM cdrs WHERE call_sid LIKE 'on%' ORDER BY call_sid`);
+  t.equal(rows.length, 5, 'one CDR each');
+  t.same(rows[0].params, { CallSid: 'on1', secret: '[redacted]' }, 'the parameter is kept, its value is not');
+  t.notOk(JSON.stringify(rows).includes(secret), 'no CDR holds it');
+  const listed = await admin({ method: 'GET', url: '/admin/cdrs?outcome=rejected' });
+  const csv = await admin({ method: 'GET', url: '/admin/cdrs.csv' });
+  t.notOk(listed.body.includes(secret), 'nor GET /admin/cdrs');
+  t.notOk(csv.body.includes(secret), 'nor the CSV export');
+});
