@@ -1,7 +1,7 @@
 import t from 'tap';
 import pino from 'pino';
 import { Writable } from 'node:stream';
-import { buildTestApp } from '../../helper.js';
+import { ADMIN_KEY, buildTestApp } from '../../helper.js';
 
 t.test('one log line per callback with CallSid, flow, outcome and latency; the secret never appears', async (t) => {
   const lines: string[] = [];
@@ -118,4 +118,35 @@ t.test('the secret sent under another name (secret=…, key=…, a bare ?<secret
   const csv = await admin({ method: 'GET', url: '/admin/cdrs.csv' });
   t.notOk(listed.body.includes(secret), 'nor GET /admin/cdrs');
   t.notOk(csv.body.includes(secret), 'nor the CSV export');
+});
+
+t.test('the request log line of an admin or ops request shows no key or secret, wherever in the URL it was put', async (t) => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'url-callback-secret-0123', METRICS_TOKEN: 'url-metrics-token-4567' };
+  const { app, admin } = await buildTestApp(t, secrets, { logger: pino({ level: 'info' }, sink) });
+  const created = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'script', role: 'viewer' } })).json() as { key: string };
+  const keys = { ...secrets, ADMIN_API_KEY: ADMIN_KEY, created: created.key };
+  const requests = [
+    // RFC 6750 §2.3: a bearer token as the access_token parameter (refused here, as any key in a URL).
+    `/admin/flows?access_token=${created.key}`,
+    `/admin/flows?api_key=${encodeURIComponent(ADMIN_KEY)}`,
+    // Revoking a key by the key instead of its id.
+    `/admin/api-keys/${created.key}`,
+    `/metrics?access_token=${secrets.METRICS_TOKEN}`,
+    `/healthz?secret=${secrets.EXOTEL_CALLBACK_SECRET}`,
+  ];
+  const statuses = [];
+  for (const url of requests) {
+    statuses.push((url.startsWith('/admin/api-keys/') ? await admin({ method: 'DELETE', url }) : await app.inject({ method: 'GET', url })).statusCode);
+  }
+  t.same(statuses, [401, 401, 400, 401, 200]);
+  const logged = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request');
+  t.equal(logged.length, requests.length + 1, 'one line per request');
+  for (const [name, secret] of Object.entries(keys)) t.notOk(lines.join('\n').includes(secret), `${name} is in no log line`);
 });
