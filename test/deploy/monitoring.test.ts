@@ -95,3 +95,16 @@ t.test(
     t.match(config.stdout + config.stderr, /SUCCESS/);
   },
 );
+
+t.test(
+  'the alert rules fire and resolve when they should (promtool test rules, test/deploy/alerts.promtool.yml)',
+  { skip: promtool ? false : 'promtool is not installed (Debian package prometheus; .ci/run installs it)' },
+  async (t) => {
+    const tested = await execFileAsync('promtool', ['test', 'rules', 'test/deploy/alerts.promtool.yml']).then(
+      (r) => ({ ok: true, output: r.stdout + r.stderr }),
+      (err: { stdout?: string; stderr?: string }) => ({ ok: false, output: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+    );
+    t.ok(tested.ok, tested.output);
+    t.match(tested.output, /SUCCESS/);
+  },
+);
