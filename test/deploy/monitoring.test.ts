@@ -11,8 +11,17 @@ import { parse } from 'yaml';
 import { buildTestApp } from '../helper.js';
 
 const execFileAsync = promisify(execFile);
+interface Override {
+  matcher: { id: string; options: string };
+  properties: Array<{ id: string; value: unknown }>;
+}
 const dashboard = JSON.parse(readFileSync('deploy/grafana/dashboards/exoroute.json', 'utf8')) as {
-  panels: Array<{ title: string; datasource: { uid: string }; targets: Array<{ expr: string; datasource: { uid: string } }> }>;
+  panels: Array<{
+    title: string;
+    datasource: { uid: string };
+    fieldConfig: { defaults: { unit: string }; overrides: Override[] };
+    targets: Array<{ refId: string; expr: string; legendFormat: string; datasource: { uid: string } }>;
+  }>;
   templating: { list: Array<{ query: { query: string } }> };
 };
 const rules = parse(readFileSync('deploy/prometheus/alerts.yml', 'utf8')) as { groups: Array<{ rules: Array<{ alert: string; expr: string }> }> };
@@ -78,6 +87,26 @@ t.test('the dashboard queries the datasource the monitoring profile provisions',
     'ExorouteOnErrorAnswers',
     'ExorouteSpoolNotDraining',
   ]);
+});
+
+t.test('every panel draws each series in its own unit: seconds only for durations', async (t) => {
+  for (const panel of dashboard.panels) {
+    for (const target of panel.targets) {
+      // The unit Grafana gives the query's series: an override for its query or its name, else the panel's.
+      const override = panel.fieldConfig.overrides.find(
+        (o) =>
+          (o.matcher.id === 'byFrameRefID' && o.matcher.options === target.refId) || (o.matcher.id === 'byName' && o.matcher.options === target.legendFormat),
+      );
+      const unit = (override?.properties.find((p) => p.id === 'unit')?.value as string | undefined) ?? panel.fieldConfig.defaults.unit;
+      // A duration: a quantile of a _seconds histogram, or a _seconds gauge; not a rate, not a 0/1 gauge.
+      const duration = /^histogram_quantile\(/.test(target.expr) || (/_seconds\b/.test(target.expr) && !/\brate\(/.test(target.expr));
+      const perSecond = !duration && /\brate\(/.test(target.expr);
+      const what = `panel "${panel.title}", ${target.legendFormat} (${unit})`;
+      if (duration) t.equal(unit, 's', what);
+      else if (perSecond) t.ok(['reqps', 'ops', 'rps', 'wps'].includes(unit), what);
+      else t.not(unit, 's', what);
+    }
+  }
 });
 
 const promtool = await execFileAsync('promtool', ['--version']).then(
