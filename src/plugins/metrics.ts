@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { countAgentStates } from '../store/agents.js';
 import { busyExpiredAt } from '../routing/agents.js';
 import { AGENT_STATES } from '../schemas/agent.js';
-import type { CallbackEndpoint } from '../exotel/endpoints.js';
+import { FLOW_ENDPOINTS, type CallbackEndpoint } from '../exotel/endpoints.js';
 import { withDeadline } from '../lib/deadline.js';
 
 declare module 'fastify' {
@@ -56,6 +56,9 @@ export default fp(
       buckets: LATENCY_BUCKETS,
       registers,
     });
+    // Exported at 0 from the start: a series that appears at 1 has no increase for rate(), so the
+    // first onError answer after a start showed on neither the dashboard nor ExorouteOnErrorAnswers.
+    for (const endpoint of FLOW_ENDPOINTS) callbackDuration.zero({ endpoint, outcome: 'on-error' });
 
     /** A batching stage's two histograms: items per batch, and the time of one batch by its result. */
     const batchStage = (name: string, help: { size: string; duration: string }, sizeBuckets: number[]) => {

@@ -158,12 +158,24 @@ t.test('/metrics counts dial-state statements: requests per statement, and their
   t.ok(seconds > 0 && seconds < 5, `statement time ${seconds}s is plausible`);
 });
 
+t.test('a fresh instance exports the onError series of every flow endpoint at 0, so that rate() sees the first onError answer', async (t) => {
+  // A series that appears with its first sample at 1 has no increase for rate() or increase(): the
+  // first callback an instance answered with onError after a start showed on neither the dashboard's
+  // onError panel nor ExorouteOnErrorAnswers (test/deploy/alerts.promtool.yml).
+  const ctx = await buildTestApp(t);
+  const { samples } = await scrape(ctx);
+  for (const endpoint of ['passthru', 'switch', 'dial-whom', 'connect']) {
+    t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint, outcome: 'on-error' }), 0, endpoint);
+  }
+});
+
 t.test('each app has its own registry: a second app starts from zero', async (t) => {
   const first = await withFlow(t);
   await callback(first, 'call-1');
   const second = await buildTestApp(t);
   const { samples } = await scrape(second);
-  t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru' }), undefined);
+  t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), undefined);
+  t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'on-error' }), 0);
   t.equal(sample(samples, 'exoroute_cdr_records_total'), 0);
   t.equal(sample((await scrape(first)).samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), 1);
 });
