@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, loadConfig, startupWarnings } from './config.js';
-import { ensureBootstrapKey } from './store/api-keys.js';
+import { ensureBootstrapKey, KeyFileError } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
 import { MigrationHistoryError } from './store/migrate.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
@@ -90,7 +90,16 @@ async function main(): Promise<void> {
 
   store = await prepareDatabase(config, log);
   if (stopping) return stop();
-  const bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
+  let bootstrap: Awaited<ReturnType<typeof ensureBootstrapKey>>;
+  try {
+    bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
+  } catch (err) {
+    // Stop the embedded Postgres too; exit 2 as for a bad variable: a restart cannot fix the file.
+    if (!(err instanceof KeyFileError)) throw err;
+    console.error(`exoroute cannot start: ${err.message}`);
+    await store.close();
+    process.exit(2);
+  }
   if (bootstrap.generated) {
     // Printed once, on the run that generated it; it stays in the file for later runs.
     process.stdout.write(`\n  Admin API key (kept in ${bootstrap.file}, shown only now):\n    ${bootstrap.key}\n\n`);

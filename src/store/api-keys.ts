@@ -138,9 +138,20 @@ export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) 
   });
 }
 
+/** The key file holds no usable key (an operator edited it): the start stops, naming the file. */
+export class KeyFileError extends Error {
+  constructor(file: string, length: number) {
+    super(
+      `${file} holds ${length} characters; an admin API key needs 16 to 200 (as ADMIN_API_KEY does). ` +
+        'Put such a key in it, or delete the file to have one generated.',
+    );
+    this.name = 'KeyFileError';
+  }
+}
+
 /**
  * Makes the bootstrap admin key valid: ADMIN_API_KEY when set, else a key generated once and kept
- * in DATA_DIR/admin-api-key. Returns the key and whether it was generated just now (print it then).
+ * in DATA_DIR/admin-api-key (KeyFileError if that file holds too short or long a key). Returns the key and whether it was generated just now (print it then).
  * Plain SQL on the pool: start-up does not instantiate Prisma (see loadSnapshot).
  */
 export async function ensureBootstrapKey(
@@ -154,6 +165,7 @@ export async function ensureBootstrapKey(
     file = path.resolve(opts.dataDir, 'admin-api-key');
     if (existsSync(file)) {
       key = (await readFile(file, 'utf8')).trim();
+      if (key.length < 16 || key.length > 200) throw new KeyFileError(file, key.length);
     } else {
       key = newKey();
       generated = true;

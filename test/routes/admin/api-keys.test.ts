@@ -1,8 +1,12 @@
 import t from 'tap';
 import type pg from 'pg';
 import type { FastifyBaseLogger } from 'fastify';
-import { ADMIN_KEY, buildSecondInstance, buildTestApp, migratedDatabase } from '../../helper.js';
-import { BOOTSTRAP_KEY_ID, ensureBootstrapKey, KEY_USE_WRITE_INTERVAL_MS, KeyUseRecorder, markKeyUsed } from '../../../src/store/api-keys.js';
+import { execFile } from 'node:child_process';
+import { ADMIN_KEY, buildSecondInstance, buildTestApp, createTestDatabase, migratedDatabase } from '../../helper.js';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { BOOTSTRAP_KEY_ID, ensureBootstrapKey, KEY_USE_WRITE_INTERVAL_MS, KeyFileError, KeyUseRecorder, markKeyUsed } from '../../../src/store/api-keys.js';
 
 t.test('admin API keys', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
@@ -246,4 +250,40 @@ t.test('two instances: two revokes of one key at once: one is 200, the other 409
       `round ${i}: revoked once`,
     );
   }
+});
+
+t.test('a key file under DATA_DIR that an operator cut short stops the start, naming the file', async (t) => {
+  const { app, db } = await buildTestApp(t);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'exoroute-keyfile-'));
+  const file = path.join(dataDir, 'admin-api-key');
+  for (const content of ['', '\n', 'changeme\n', `${'k'.repeat(201)}\n`]) {
+    await writeFile(file, content);
+    const err = await ensureBootstrapKey(db.pool, { dataDir }).catch((e: unknown) => e);
+    t.ok(err instanceof KeyFileError, `${JSON.stringify(content.slice(0, 12))}: KeyFileError`);
+    t.match((err as Error).message, `${file} holds ${content.trim().length} characters; an admin API key needs 16 to 200`);
+    if (content.trim()) t.notMatch((err as Error).message, content.trim(), 'the key itself is not in the message');
+  }
+  const res = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Bearer changeme' } });
+  t.equal(res.statusCode, 401, 'the short key was not made valid');
+  await writeFile(file, 'a-key-of-16-chars\n');
+  t.same(await ensureBootstrapKey(db.pool, { dataDir }), { key: 'a-key-of-16-chars', generated: false, file }, 'a key of 16 or more is taken');
+  const ok = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Bearer a-key-of-16-chars' } });
+  t.equal(ok.statusCode, 200);
+});
+
+t.test('the service started on such a key file exits 2 with one line', async (t) => {
+  const url = await createTestDatabase(t);
+  const dataDir = await mkdtemp(path.join(os.tmpdir(), 'exoroute-keyfile-'));
+  await writeFile(path.join(dataDir, 'admin-api-key'), 'changeme\n');
+  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url, DATA_DIR: dataDir, EXOTEL_CALLBACKS_OPEN: 'true', PORT: '0' };
+  delete env.ADMIN_API_KEY;
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import=tsx', 'src/server.ts'], { env, timeout: 60_000 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+    );
+  });
+  t.equal(code, 2, 'exit code 2, which the systemd unit does not restart');
+  t.match(stderr, /^exoroute cannot start: .*admin-api-key holds 8 characters; an admin API key needs 16 to 200/);
+  t.equal(stderr.split('\n').length, 2, 'one line, no stack trace');
+  t.notMatch(stderr, 'changeme');
 });
