@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
@@ -62,8 +63,18 @@ export class MigrationHistoryError extends MigrationError {
  * under Prisma's advisory lock so that several instances starting at once apply each only once.
  * Returns the names applied now. `log` hears of a wait for another instance's migrations and of
  * each migration as it starts (one on a large table may take minutes).
+ *
+ * Each waits at most `lockWait.timeoutMs` for a table lock (`lock_timeout`), then rolls back and
+ * tries again after `lockWait.retryMs`: Postgres queues every later query on a table behind a
+ * waiting ALTER, so a migration stuck behind a long query (a CSV export, the first prune) would
+ * otherwise hold up the running instances' callbacks for as long.
  */
-export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, log?: Pick<Logger, 'info'>): Promise<string[]> {
+export async function applyMigrations(
+  pool: pg.Pool,
+  dir = MIGRATIONS_DIR,
+  log?: Pick<Logger, 'info' | 'warn'>,
+  lockWait = { timeoutMs: 500, retryMs: 1000 },
+): Promise<string[]> {
   const migrations = await readMigrations(dir);
   const client = await pool.connect();
   const applied: string[] = [];
@@ -91,20 +102,30 @@ export async function applyMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, log?:
           );
         continue;
       }
-      const id = randomUUID();
       log?.info({ migration: m.name }, 'applying migration');
-      await client.query('BEGIN');
-      try {
-        await client.query(m.sql);
-        await client.query(
-          `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
-           VALUES ($1, $2, $3, now(), now(), 1)`,
-          [id, m.checksum, m.name],
-        );
-        await client.query('COMMIT');
-      } catch (err) {
-        await client.query('ROLLBACK');
-        throw new MigrationError(`migration ${m.name} failed: ${(err as Error).message}`);
+      for (let attempt = 1; ; attempt++) {
+        await client.query('BEGIN');
+        try {
+          await client.query(`SET LOCAL lock_timeout = ${Math.round(lockWait.timeoutMs)}`);
+          await client.query(m.sql);
+          await client.query(
+            `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count)
+             VALUES ($1, $2, $3, now(), now(), 1)`,
+            [randomUUID(), m.checksum, m.name],
+          );
+          await client.query('COMMIT');
+          break;
+        } catch (err) {
+          await client.query('ROLLBACK');
+          if ((err as { code?: string }).code !== '55P03') throw new MigrationError(`migration ${m.name} failed: ${(err as Error).message}`);
+          // lock_not_available: logged at the first wait and then every 20th, not once a second.
+          if (attempt % 20 === 1)
+            log?.warn(
+              { migration: m.name, attempt },
+              `migration waits for a table lock that another session holds (${(err as Error).message}); trying again every ${lockWait.retryMs} ms`,
+            );
+          await setTimeout(lockWait.retryMs);
+        }
       }
       applied.push(m.name);
     }

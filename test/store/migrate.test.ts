@@ -64,6 +64,47 @@ t.test('a failing migration is rolled back and named; an edited applied migratio
   await t.rejects(applyMigrations(db.pool, dir), /001_ok was edited/);
 });
 
+t.test("a migration stuck behind a long query gives up its lock wait and retries, so the running instances' queries are not queued behind it", async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-mig-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(path.join(dir, '001_table'));
+  await writeFile(path.join(dir, '001_table', 'migration.sql'), 'CREATE TABLE calls (id int);');
+  const url = await createTestDatabase(t);
+  const db = openDatabase(url, quietLog);
+  const other = openDatabase(url, quietLog);
+  t.teardown(async () => {
+    await db.close();
+    await other.close();
+  });
+  await applyMigrations(db.pool, dir);
+  await mkdir(path.join(dir, '002_alter'));
+  await writeFile(path.join(dir, '002_alter', 'migration.sql'), 'ALTER TABLE calls ADD COLUMN note text;');
+
+  // A long read of the table (say a CSV export) on another connection, as a running instance holds it.
+  const reader = await other.pool.connect();
+  await reader.query('BEGIN');
+  await reader.query('SELECT count(*) FROM calls');
+  const warnings: unknown[] = [];
+  const log = { info: () => {}, warn: (o: unknown) => warnings.push(o) } as unknown as Pick<pino.Logger, 'info' | 'warn'>;
+  const migrating = applyMigrations(db.pool, dir, log, { timeoutMs: 100, retryMs: 50 });
+  await new Promise((r) => setTimeout(r, 300));
+
+  // A running instance's write to the table meanwhile (a callback's CDR) must not wait for the read.
+  const started = Date.now();
+  const writer = await other.pool.connect();
+  await writer.query(`SET statement_timeout = 2000`);
+  await writer.query('INSERT INTO calls (id) VALUES (1)');
+  writer.release();
+  t.ok(Date.now() - started < 1500, `the write went through in ${Date.now() - started} ms while the migration waited`);
+
+  await reader.query('COMMIT');
+  reader.release();
+  t.same(await migrating, ['002_alter'], 'applied once the long read ended');
+  const { rows } = await db.pool.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'calls' AND column_name = 'note'`);
+  t.equal(rows[0].n, 1);
+  t.match(warnings[0], { migration: '002_alter', attempt: 1 }, 'the wait is logged, naming the migration');
+});
+
 t.test('a database migrated by a newer version (a rolled-back deploy): the start warns, naming what this version does not know', async (t) => {
   const url = await createTestDatabase(t);
   const db = openDatabase(url, quietLog);
