@@ -60,7 +60,11 @@ export default fp(
     // first onError answer after a start showed on neither the dashboard nor ExorouteOnErrorAnswers.
     for (const endpoint of FLOW_ENDPOINTS) callbackDuration.zero({ endpoint, outcome: 'on-error' });
 
-    /** A batching stage's two histograms: items per batch, and the time of one batch by its result. */
+    /**
+     * A batching stage's two histograms: items per batch, and the time of one batch by its result.
+     * The `failed` series is exported at 0 from the start, as on-error above: the dashboard's
+     * failed-batch rate would otherwise miss an instance's first failure.
+     */
     const batchStage = (name: string, help: { size: string; duration: string }, sizeBuckets: number[]) => {
       const size = new Histogram({ name: `${name}_size`, help: help.size, buckets: sizeBuckets, registers });
       const duration = new Histogram({
@@ -70,6 +74,7 @@ export default fp(
         buckets: LATENCY_BUCKETS,
         registers,
       });
+      duration.zero({ result: 'failed' });
       return (items: number, seconds: number, result: string) => {
         size.observe(items);
         duration.observe({ result }, seconds);

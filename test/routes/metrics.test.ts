@@ -153,7 +153,7 @@ t.test('/metrics counts dial-state statements: requests per statement, and their
   const alone = sample(samples, 'exoroute_dial_batch_size_bucket', { le: '1' })!;
   t.ok(alone >= 1 && alone < statements, `${alone} of ${statements} statements answered one request (d-0 did)`);
   t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'answered' }), statements);
-  t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'failed' }), undefined, 'none failed');
+  t.equal(sample(samples, 'exoroute_dial_batch_duration_seconds_count', { result: 'failed' }), 0, 'none failed');
   const seconds = sample(samples, 'exoroute_dial_batch_duration_seconds_sum', { result: 'answered' })!;
   t.ok(seconds > 0 && seconds < 5, `statement time ${seconds}s is plausible`);
 });
@@ -166,6 +166,14 @@ t.test('a fresh instance exports the onError series of every flow endpoint at 0,
   const { samples } = await scrape(ctx);
   for (const endpoint of ['passthru', 'switch', 'dial-whom', 'connect']) {
     t.equal(sample(samples, 'exoroute_callback_duration_seconds_count', { endpoint, outcome: 'on-error' }), 0, endpoint);
+  }
+});
+
+t.test('a fresh instance exports the failed CDR and dial batch series at 0, so that the dashboard sees the first failure', async (t) => {
+  const ctx = await buildTestApp(t);
+  const { samples } = await scrape(ctx);
+  for (const stage of ['exoroute_cdr_batch', 'exoroute_dial_batch']) {
+    t.equal(sample(samples, `${stage}_duration_seconds_count`, { result: 'failed' }), 0, stage);
   }
 });
 
