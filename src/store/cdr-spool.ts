@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -7,7 +7,9 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 /** A CDR row as the `cdrs` insert takes it: column name → value, JSON-serialisable. */
 export type CdrRow = Record<string, unknown>;
 
-const SEGMENT = /^cdrs-(\d{13})-(\d{6})\.ndjson$/;
+const SEGMENT = /^cdrs-(\d{13})-(\d{6})\.ndjson(\.replaying)?$/;
+/** A segment taken for replay is renamed first (see replayAll). */
+const CLAIMED = '.replaying';
 
 interface Waiting {
   lines: string;
@@ -25,6 +27,12 @@ interface Waiting {
  * new one), inserts every sealed segment oldest first, and deletes a segment only after its rows
  * are committed. Rows carry their idempotency key and the insert skips keys already present, so a
  * segment replayed twice (a crash between commit and delete) still yields each CDR exactly once.
+ *
+ * A replay takes a segment by renaming it (`….replaying`) before reading it, and a writer checks
+ * after each fsync that its segment is still in place: so a spool that another instance shares by
+ * mistake (one DATA_DIR for two) loses nothing. When a replay took the open segment away, the rows
+ * just written may not have been read: they are written again to a new segment (a duplicate is
+ * skipped by its idempotency key; a lost CDR could not be recovered).
  */
 export class CdrSpool {
   private open: { handle: FileHandle; name: string } | null = null;
@@ -35,6 +43,8 @@ export class CdrSpool {
   private loaded: Promise<void> | null = null;
   /** CDRs in the spool, not yet replayed. */
   depth = 0;
+  /** Of those, the ones in the open segment. */
+  private openRows = 0;
 
   constructor(
     readonly dir: string,
@@ -66,6 +76,7 @@ export class CdrSpool {
   }
 
   private async writeAll(): Promise<void> {
+    let taken = 0;
     while (this.waiting.length > 0) {
       const group = this.waiting.splice(0);
       try {
@@ -73,13 +84,28 @@ export class CdrSpool {
           await this.init();
           const name = `cdrs-${String(Date.now()).padStart(13, '0')}-${String(this.sequence++ % 1e6).padStart(6, '0')}.ndjson`;
           this.open = { handle: await open(path.join(this.dir, name), 'a'), name };
+          this.openRows = 0;
         }
         await this.open.handle.appendFile(group.map((w) => w.lines).join(''));
         await this.open.handle.datasync();
+        if (!(await this.stillInPlace(this.open))) {
+          // Taken by another instance's replay (a shared DATA_DIR), perhaps before these rows were written.
+          if (++taken > 3) throw new Error(`CDR spool segments in ${this.dir} are taken away as soon as they are written`);
+          this.log.warn({ dir: this.dir, file: this.open.name }, 'CDR spool segment taken by another replay; writing its last CDRs again');
+          const gone = this.open;
+          this.open = null;
+          await gone.handle.close().catch(() => {});
+          this.waiting.unshift(...group);
+          continue;
+        }
+        taken = 0;
+        let count = 0;
         for (const w of group) {
-          this.depth += w.count;
+          count += w.count;
           w.resolve();
         }
+        this.depth += count;
+        this.openRows += count;
       } catch (err) {
         this.log.error({ err, dir: this.dir }, 'CDR spool write failed');
         for (const w of group) w.reject(err as Error);
@@ -87,10 +113,17 @@ export class CdrSpool {
         // starts a segment of its own instead of running on from it, where replay would skip both.
         const failed = this.open;
         this.open = null;
+        this.openRows = 0;
         await failed?.handle.close().catch(() => {});
       }
     }
     this.writing = null;
+  }
+
+  /** Whether the open segment is still where it was written (no replay renamed it away). */
+  private async stillInPlace(segment: { handle: FileHandle; name: string }): Promise<boolean> {
+    const [named, written] = await Promise.all([stat(path.join(this.dir, segment.name)).catch(ifGone), segment.handle.stat()]);
+    return named !== false && named.ino === written.ino && named.dev === written.dev;
   }
 
   private async segments(): Promise<string[]> {
@@ -106,6 +139,7 @@ export class CdrSpool {
     while (this.writing) await this.writing;
     const current = this.open;
     this.open = null;
+    this.openRows = 0;
     await current?.handle.close();
   }
 
@@ -127,10 +161,15 @@ export class CdrSpool {
     let replayed = 0;
     for (const name of await this.segments()) {
       if (name === this.open?.name) continue;
-      const file = path.join(this.dir, name);
+      // Renamed before it is read: a writer still appending to it (another instance on this
+      // DATA_DIR) then sees it gone and writes again what this read may have missed.
+      const file = path.join(this.dir, name.endsWith(CLAIMED) ? name : `${name}${CLAIMED}`);
+      if (!name.endsWith(CLAIMED) && !(await rename(path.join(this.dir, name), file).then(() => true, ifGone))) continue;
+      const text = await readFile(file, 'utf8').catch(ifGone);
+      if (text === false) continue; // replayed meanwhile by another instance
       const rows: CdrRow[] = [];
       let lines = 0;
-      for (const line of (await readFile(file, 'utf8')).split('\n')) {
+      for (const line of text.split('\n')) {
         if (line === '') continue;
         lines++;
         try {
@@ -142,11 +181,14 @@ export class CdrSpool {
         }
       }
       for (let i = 0; i < rows.length; i += chunk) await insert(rows.slice(i, i + chunk));
-      await unlink(file);
+      await unlink(file).catch(ifGone);
       this.depth = Math.max(0, this.depth - lines);
       replayed += rows.length;
       this.log.info({ file: name, rows: rows.length }, 'CDR spool segment replayed');
     }
+    // Every segment sealed before this replay is stored now, by it or by another instance's (whose
+    // rows this count never held, or which took rows it did): what is left is the open segment's.
+    this.depth = this.openRows;
     return replayed;
   }
 
@@ -169,6 +211,12 @@ export class CdrSpool {
   async close(): Promise<void> {
     await this.seal();
   }
+}
+
+/** `false` for a file another instance's replay renamed or deleted first; any other error is thrown. */
+function ifGone(err: NodeJS.ErrnoException): false {
+  if (err.code === 'ENOENT') return false;
+  throw err;
 }
 
 async function countLines(file: string): Promise<number> {

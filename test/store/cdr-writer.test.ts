@@ -439,6 +439,44 @@ t.test('close() is bounded: what a stalled Postgres has not committed is spooled
   await next.close();
 });
 
+t.test('two instances on one DATA_DIR: a replay by one loses none of the CDRs the other still appends to its segment', async (t) => {
+  const db = await migratedDatabase(t);
+  const shared = await tempSpool(t);
+  const other = new CdrSpool(shared.dir, quietLog); // the second instance's spool, in the same directory
+  const row = (sid: string) => ({
+    idempotency_key: randomUUID(),
+    call_sid: sid,
+    received_at: new Date(),
+    endpoint: 'passthru',
+    outcome: 'answered',
+    http_status: 200,
+    handling_ms: 1,
+    attempt: 1,
+    params: {},
+  });
+  const first = new CdrWriter(db.pool, quietLog, { spool: shared, replayIntervalMs: 3_600_000 });
+  const second = new CdrWriter(db.pool, quietLog, { spool: other, replayIntervalMs: 3_600_000 });
+  t.teardown(async () => {
+    await first.close();
+    await second.close();
+  });
+  await shared.append([row('first-1')]);
+  await other.append([row('second-1')]); // the second instance's open segment
+  await first.replayNow(); // Postgres is back: the first instance replays the directory
+  await other.append([row('second-2'), row('second-3')]); // acknowledged: fsynced, its callbacks answered
+  await second.replayNow();
+  await first.replayNow();
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['first-1', 'second-1', 'second-2', 'second-3'],
+    'every acknowledged CDR is stored',
+  );
+  t.equal(await db.prisma.cdr.count(), 4, 'each once');
+  t.equal(first.spoolDepth, 0, 'the first instance counts nothing left');
+  t.equal(second.spoolDepth, 0, 'nor does the second (its /readyz is not held at 503)');
+  t.same(await readdir(shared.dir), [], 'and the directory is empty');
+});
+
 t.test('start() replays what an earlier run left, without being asked', async (t) => {
   const db = await migratedDatabase(t);
   const spool = await tempSpool(t);
