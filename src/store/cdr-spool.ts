@@ -60,7 +60,13 @@ export class CdrSpool {
   private async load(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     let depth = 0;
-    for (const name of await this.segments()) depth += await countLines(path.join(this.dir, name));
+    for (const name of await this.segments()) {
+      try {
+        depth += await countLines(path.join(this.dir, name));
+      } catch (err) {
+        this.unreadable(name, err as Error);
+      }
+    }
     this.depth += depth;
     if (depth > 0) this.log.warn({ spooled: depth, dir: this.dir }, 'CDR spool holds CDRs from an earlier run; replaying when Postgres takes them');
   }
@@ -165,7 +171,13 @@ export class CdrSpool {
       // DATA_DIR) then sees it gone and writes again what this read may have missed.
       const file = path.join(this.dir, name.endsWith(CLAIMED) ? name : `${name}${CLAIMED}`);
       if (!name.endsWith(CLAIMED) && !(await rename(path.join(this.dir, name), file).then(() => true, ifGone))) continue;
-      const text = await readFile(file, 'utf8').catch(ifGone);
+      let text: string | false;
+      try {
+        text = await readFile(file, 'utf8').catch(ifGone);
+      } catch (err) {
+        this.unreadable(name, err as Error);
+        continue;
+      }
       if (text === false) continue; // replayed meanwhile by another instance
       const rows: CdrRow[] = [];
       let lines = 0;
@@ -190,6 +202,11 @@ export class CdrSpool {
     // rows this count never held, or which took rows it did): what is left is the open segment's.
     this.depth = this.openRows;
     return replayed;
+  }
+
+  /** A file that cannot be read (its permissions, say) must not hold back the start or the other files. */
+  private unreadable(name: string, err: Error): void {
+    this.log.error({ err, file: path.join(this.dir, name) }, 'CDR spool file cannot be read: left in place, not replayed; make it readable and restart');
   }
 
   /** Keeps a row Postgres will never take in `rejected.ndjson` (not replayed), with the reason. */

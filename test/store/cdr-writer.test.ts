@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -475,6 +475,47 @@ t.test('two instances on one DATA_DIR: a replay by one loses none of the CDRs th
   t.equal(first.spoolDepth, 0, 'the first instance counts nothing left');
   t.equal(second.spoolDepth, 0, 'nor does the second (its /readyz is not held at 503)');
   t.same(await readdir(shared.dir), [], 'and the directory is empty');
+});
+
+t.test('a spool file that cannot be read holds back neither the start, nor new spooling, nor the other files', async (t) => {
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const row = (sid: string) => ({
+    idempotency_key: randomUUID(),
+    call_sid: sid,
+    received_at: new Date(),
+    endpoint: 'passthru',
+    outcome: 'answered',
+    http_status: 200,
+    handling_ms: 1,
+    attempt: 1,
+    params: {},
+  });
+  await spool.append([row('left-1'), row('left-2')]);
+  await spool.close();
+  // Oldest by its name, and unreadable: read() fails with EISDIR. (Tests run as root, for whom a
+  // file without read permission, what an operator's copy as another user leaves, is still readable.)
+  const unreadable = path.join(spool.dir, 'cdrs-0000000000001-000000.ndjson');
+  await mkdir(unreadable);
+  const writer = new CdrWriter(db.pool, quietLog, { spool: new CdrSpool(spool.dir, quietLog), replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  await writer.start();
+  t.equal(writer.spoolDepth, 2, 'the readable file is counted');
+  await writer.replayNow();
+  await db.pool.query('ALTER TABLE cdrs RENAME TO cdrs_away');
+  t.equal(await writer.write(record({ callSid: 'new' })), 'spooled', 'a CDR Postgres refuses is still spooled');
+  await db.pool.query('ALTER TABLE cdrs_away RENAME TO cdrs');
+  await writer.replayNow();
+  t.same(
+    (await db.prisma.cdr.findMany({ orderBy: { callSid: 'asc' } })).map((c) => c.callSid),
+    ['left-1', 'left-2', 'new'],
+    'the files after it are replayed',
+  );
+  t.equal(writer.spoolDepth, 0);
+  t.ok(
+    (await readdir(spool.dir)).some((name) => name.startsWith('cdrs-0000000000001-000000.ndjson')),
+    'the unreadable file is left for the operator',
+  );
 });
 
 t.test('start() replays what an earlier run left, without being asked', async (t) => {
