@@ -5,6 +5,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { RefusalListQuery } from '../schemas/refusal.js';
 import { InvalidFieldError } from '../errors.js';
 import { parseId } from './ids.js';
+import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
 
 /**
  * Callbacks the guard refuses (wrong or missing secret, source outside EXOTEL_ALLOWED_CIDRS) come
@@ -49,6 +50,12 @@ export const DEFAULT_REFUSAL_LIMITS: RefusalLimits = {
   maxPending: 50_000,
   flushIntervalMs: 5_000,
 };
+
+/**
+ * Longest close() waits for the last counts to be written: a stalled Postgres must not hold the
+ * shutdown, which has 10 s for everything (src/server.ts).
+ */
+const CLOSE_WAIT_MS = 2000;
 
 /** The `address` of the row that counts the addresses past a minute's row budget. */
 export const OTHER_ADDRESSES = 'other';
@@ -112,6 +119,8 @@ export class RefusalLog {
   private readonly ownRows = new Set<string>();
   /** Counts not yet in Postgres, by `minute|address`. */
   private pending = new Map<string, Summary>();
+  /** Counts on their way to Postgres, not yet answered. */
+  private unanswered: Summary[] = [];
   private flushing: Promise<number> | null = null;
   private timer: NodeJS.Timeout | null = null;
   private closed = false;
@@ -199,6 +208,7 @@ export class RefusalLog {
     if (this.pending.size === 0) return 0;
     const batch = [...this.pending.values()];
     this.pending = new Map();
+    this.unanswered = batch;
     const rows = batch.map((s) => ({
       minute: new Date(s.minute * MINUTE_MS).toISOString(),
       address: s.address,
@@ -213,10 +223,12 @@ export class RefusalLog {
     try {
       await this.pool.query(UPSERT, [JSON.stringify(rows)]);
     } catch (err) {
+      this.unanswered = [];
       for (const s of batch) this.putBack(s);
       this.log.warn({ err: (err as Error).message, pending: this.pending.size }, 'refused-callback summaries not stored; will retry');
       return 0;
     }
+    this.unanswered = [];
     // One line a flush, however many refusals: the log must not grow with them either.
     let refusals = 0;
     let cdrs = 0;
@@ -256,12 +268,18 @@ export class RefusalLog {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    await this.flushing;
-    await this.flush();
-    if (this.pending.size > 0) {
+    const written = (async () => {
+      await this.flushing;
+      await this.flush();
+    })();
+    await withDeadline(written, CLOSE_WAIT_MS, () => 'no answer', { unref: true }).catch((err: Error) => {
+      if (!(err instanceof DeadlineExceeded)) throw err;
+    });
+    const lost = [...this.pending.values(), ...this.unanswered];
+    if (lost.length > 0) {
       let refusals = 0;
-      for (const s of this.pending.values()) refusals += s.refusals;
-      this.log.error({ refusals, rows: this.pending.size }, 'refused-callback summaries lost at close: Postgres did not take them');
+      for (const s of lost) refusals += s.refusals;
+      this.log.error({ refusals, rows: lost.length }, 'refused-callback summaries lost at close: Postgres did not take them');
     }
   }
 }

@@ -282,6 +282,7 @@ export class RulesCache {
       // A connection that died silently never confirms its end: shutdown does not wait for it.
       await withDeadline(client.end(), 1000, () => 'LISTEN connection did not end', { unref: true }).catch(() => {});
     }
-    await this.reloading?.catch(() => {});
+    // A load that Postgres does not answer (stalled) must not hold the shutdown either.
+    if (this.reloading) await withDeadline(this.reloading, 1000, () => 'rules load still running', { unref: true }).catch(() => {});
   }
 }

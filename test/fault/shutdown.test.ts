@@ -182,3 +182,23 @@ t.test('a callback on a keep-alive connection while the server closes is answere
   const { rows } = await db.pool.query(`SELECT outcome FROM cdrs WHERE call_sid = 'while-closing'`);
   t.equal(rows.length, 1, 'one CDR for the callback');
 });
+
+t.test('shutdown is bounded while Postgres stalls: refused-callback counts and a rules reload that get no answer do not hold it', async (t) => {
+  const { app, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: 'shutdown-test-secret-0123' });
+  // A refused callback (wrong secret): its count waits in memory for the next flush, or the one at close.
+  const refused = await app.inject({ url: '/exotel/passthru/bye?CallSid=refused-1&token=wrong-secret-0123456789' });
+  t.equal(refused.statusCode, 401);
+  // Postgres stops answering the two (locks stand in for a stalled server): close() would write the
+  // counts, and a rules reload (an admin change announced just before the stall) is under way.
+  const locker = await db.pool.connect();
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE callback_refusals, schedules IN ACCESS EXCLUSIVE MODE');
+  void app.rules.reload().catch(() => {});
+  await sleep(100);
+  const t0 = performance.now();
+  const closed = await Promise.race([app.close().then(() => 'closed'), sleep(8000).then(() => 'still closing after 8 s')]);
+  t.equal(closed, 'closed', `app.close() returned (${(performance.now() - t0).toFixed(0)} ms), as SIGTERM's stop needs within its 10 s`);
+  t.ok(performance.now() - t0 < 5000, 'within a few seconds');
+  await locker.query('ROLLBACK');
+  locker.release();
+});
