@@ -104,6 +104,11 @@ export default fp(
       ['exoroute_cdr_batch_failures_total', 'CDR batch inserts that failed.', () => cdrWriter.stats.failures],
       ['exoroute_cdr_spooled_total', 'CDRs written to the local spool because Postgres could not take them.', () => cdrWriter.stats.spooled ?? 0],
       ['exoroute_cdr_replayed_total', 'Spooled CDRs later committed to Postgres.', () => cdrWriter.stats.replayed ?? 0],
+      [
+        'exoroute_cdr_set_aside_total',
+        'Spooled CDRs Postgres refused for their values: set aside in spool/rejected.ndjson, not stored.',
+        () => cdrWriter.stats.setAside,
+      ],
     ];
     for (const [name, help, read] of mirrored) {
       new Counter({

@@ -220,7 +220,7 @@ export class CdrWriter {
   private readonly replayIntervalMs: number;
   private readonly closeTimeoutMs: number;
   /** Counters for metrics and tests. */
-  readonly stats = { batches: 0, records: 0, failures: 0, lastBatchSize: 0, spooled: 0, replayed: 0 };
+  readonly stats = { batches: 0, records: 0, failures: 0, lastBatchSize: 0, spooled: 0, replayed: 0, setAside: 0 };
   /** Called after every batch insert attempt (metrics): its size, seconds taken, and whether it committed. */
   onBatch: ((size: number, seconds: number, ok: boolean) => void) | null = null;
 
@@ -395,10 +395,13 @@ export class CdrWriter {
     if (!this.spool) return 0;
     this.replayTimer = null;
     try {
+      // Counted as they are stored (insertIsolating): a replayNow() that joins a replay under way
+      // shares its result, and rows set aside in rejected.ndjson are read but not stored.
+      const before = this.stats.replayed;
       const replayed = await this.spool.replay((rows) => this.insertIsolating(rows));
-      this.stats.replayed += replayed;
+      const stored = this.stats.replayed - before;
       this.replayBackoffMs = this.replayIntervalMs;
-      if (replayed > 0) this.log.info({ replayed, spoolDepth: this.spoolDepth }, 'spooled CDRs stored in Postgres');
+      if (stored > 0) this.log.info({ replayed: stored, spoolDepth: this.spoolDepth }, 'spooled CDRs stored in Postgres');
       if (this.spoolDepth > 0 && !this.closed && !this.replayTimer) this.scheduleReplay(this.replayIntervalMs);
       return replayed;
     } catch (err) {
@@ -456,15 +459,18 @@ export class CdrWriter {
   private async insertIsolating(rows: CdrRow[]): Promise<void> {
     try {
       await this.insert(rows);
+      this.stats.replayed += rows.length;
     } catch (err) {
       if (!isDataError(err)) throw err;
       for (const row of rows) {
         try {
           await this.insert([row]);
+          this.stats.replayed++;
         } catch (rowErr) {
           if (!isDataError(rowErr)) throw rowErr;
           this.log.error({ err: rowErr, idempotencyKey: row.idempotency_key }, 'Postgres refuses a spooled CDR; set aside in the spool');
           await this.spool!.setAside(row, (rowErr as Error).message);
+          this.stats.setAside++;
         }
       }
     }

@@ -592,6 +592,12 @@ t.test('a spooled row Postgres refuses for its data is set aside; the rest of th
   t.equal(rejected.length, 1);
   t.equal(rejected[0]!.row.call_sid, 'bad');
   t.match(rejected[0]!.reason, /integer/);
+  t.equal(
+    writer.stats.replayed,
+    3,
+    'exoroute_cdr_replayed_total counts the three stored once (start() and replayNow() share one replay), not the one set aside',
+  );
+  t.equal(writer.stats.setAside, 1, 'exoroute_cdr_set_aside_total counts it');
   await writer.close();
 });
 
