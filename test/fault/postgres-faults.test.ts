@@ -251,7 +251,14 @@ t.test('Postgres faults', async (t) => {
     'Dial Whom answers the group in rotation while Postgres is up',
   );
 
+  const dialEvent = (sid: string, status: 'busy' | 'free') =>
+    fetch(`${exo.base}/exotel/dial-events?CallSid=${sid}&DialWhomNumber=%2B919811100001&Status=${status}&EventType=${status === 'busy' ? 'Dial' : 'Terminal'}`);
+  const onCall = async () =>
+    ((await admin('GET', `/admin/agents/${encodeURIComponent('+919811100001')}`)).json() as { onCall: { callSid: string | null } | null }).onCall;
+
   await t.test('stopped under load: answers go on from the snapshot, CDRs are spooled and replayed once Postgres is back', async (t) => {
+    t.equal((await dialEvent('event-call', 'busy')).status, 200);
+    t.match(await onCall(), { callSid: 'event-call' }, 'an agent rung while Postgres is up is on the call');
     const run = load(exo.base, 'stop');
     await sleep(400);
     await postgres.stop();
@@ -267,12 +274,17 @@ t.test('Postgres faults', async (t) => {
     const dial = await dialWhom('dial-down');
     t.match(dial, { status: 200, body: '+919800000099' }, 'Dial Whom answers the onError numbers while Postgres is down');
     t.ok(dial.ms < BUDGET_MS, `in ${dial.ms.toFixed(0)} ms`);
+    t.equal((await dialEvent('event-call', 'free')).status, 200, "the agent's free while Postgres is down is acknowledged");
     await postgres.start();
     await sleep(700);
     const outcomes = await run.stop();
     assertAnswered(t, outcomes);
     await assertOneCdrEach(t, exo, outcomes, 'stop');
     t.equal((await readyz(exo)).status, 200, 'ready again');
+    // As the README says: the event's CDR is kept, the agent's state is not changed later.
+    const { rows } = await exo.db.pool.query<{ reason: string }>(`SELECT reason FROM cdrs WHERE endpoint = 'dial-events' AND params->>'Status' = 'free'`);
+    t.match(rows, [{ reason: /^agent state not updated: / }], "the free's CDR says the agent state was not updated");
+    t.match(await onCall(), { callSid: 'event-call' }, 'and the agent is still held on the call once Postgres is back');
   });
 
   await t.test('paused (SIGSTOP) under load: the CDR deadline keeps answers in time; late commits and replays stay single', async (t) => {
