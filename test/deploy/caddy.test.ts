@@ -3,7 +3,7 @@
  * app: a Passthru callback and an admin call over HTTPS, plain HTTP redirected to HTTPS, and the
  * caller's address (not Caddy's, not a forged X-Forwarded-For) seen by EXOTEL_ALLOWED_CIDRS.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
@@ -42,6 +42,55 @@ function https(port: number, ca: string, method: string, url: string, headers: R
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** deploy/Caddyfile on a real Caddy, on its internal CA and free loopback ports, in front of 127.0.0.1:`upstream`; stopped at teardown. */
+async function startCaddy(t: Test, upstream: number): Promise<{ httpsPort: number; ca: string; log: () => string }> {
+  const [httpPort, httpsPort] = [await freePort(), await freePort()];
+  const home = await mkdtemp(path.join(tmpdir(), 'exoroute-caddy-'));
+  await chmod(home, 0o700);
+  t.teardown(() => rm(home, { recursive: true, force: true }));
+  const proxy = spawn('caddy', ['run', '--config', 'deploy/Caddyfile', '--adapter', 'caddyfile'], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: home,
+      XDG_DATA_HOME: path.join(home, 'data'),
+      XDG_CONFIG_HOME: path.join(home, 'config'),
+      EXOROUTE_DOMAIN: 'localhost',
+      ACME_EMAIL: 'ops@example.com',
+      EXOROUTE_UPSTREAM: `127.0.0.1:${upstream}`,
+      CADDY_GLOBAL_OPTIONS: [
+        'local_certs',
+        'skip_install_trust',
+        'admin off',
+        'default_bind 127.0.0.1',
+        `http_port ${httpPort}`,
+        `https_port ${httpsPort}`,
+      ].join('\n\t'),
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  proxy.stderr.on('data', (c: Buffer) => (log += c.toString()));
+  const exited = new Promise((r) => proxy.once('exit', r));
+  t.teardown(async () => {
+    proxy.kill('SIGTERM');
+    await exited;
+  });
+  const rootCert = path.join(home, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
+  let ca = '';
+  let serving = false;
+  for (let i = 0; i < 300 && !serving && proxy.exitCode === null; i++) {
+    await sleep(100);
+    if (!ca && existsSync(rootCert)) ca = readFileSync(rootCert, 'utf8');
+    if (ca)
+      serving = await https(httpsPort, ca, 'GET', '/healthz').then(
+        () => true,
+        () => false,
+      );
+  }
+  t.ok(serving, 'Caddy serves HTTPS', { log });
+  return { httpsPort, ca, log: () => log };
 }
 
 t.test(
@@ -155,5 +204,28 @@ t.test(
     t.notMatch(adapted.stderr, /Error/, 'Caddy takes the Caddyfile with those variables');
     t.match(adapted.stdout, /"dial":"127\.0\.0\.1:3000"/);
     t.match(section, /\/etc\/caddy\/Caddyfile/, 'and the section says where the Caddyfile goes');
+  },
+);
+
+t.test(
+  'behind deploy/Caddyfile, /metrics is not served to the internet: Prometheus scrapes exoroute itself',
+  { skip: caddy ? false : 'caddy is not installed (Debian package caddy; .ci/run installs it)' },
+  async (t) => {
+    // The HTTPS guide makes METRICS_TOKEN optional ("if you will scrape metrics"), and without it
+    // /metrics is open: Caddy served every visitor the flows' and dial groups' names, the traffic
+    // and the process' internals, where the README says to keep /metrics off the public listener.
+    const { app } = await buildTestApp(t);
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const upstream = (app.server.address() as import('node:net').AddressInfo).port;
+    const proxy = await startCaddy(t, upstream);
+    t.equal((await https(proxy.httpsPort, proxy.ca, 'GET', '/healthz')).status, 200, 'exoroute answers through Caddy');
+    for (const url of ['/metrics', '/metrics?format=text', '/Metrics', '/%6Detrics', '/metrics/', '//metrics']) {
+      const res = await https(proxy.httpsPort, proxy.ca, 'GET', url);
+      t.equal(res.status, 404, `GET ${url} through Caddy: 404`);
+      t.notOk(/exoroute_|process_cpu/.test(res.body), `GET ${url} through Caddy shows no metric`);
+    }
+    const direct = await fetch(`http://127.0.0.1:${upstream}/metrics`);
+    t.equal(direct.status, 200, 'exoroute itself still serves /metrics, to the Prometheus beside it');
+    t.match(await direct.text(), /exoroute_callback_duration_seconds/);
   },
 );
