@@ -229,3 +229,32 @@ t.test(
     t.match(await direct.text(), /exoroute_callback_duration_seconds/);
   },
 );
+
+t.test(
+  "Caddy's log never holds the callback secret, also while exoroute cannot be reached (a restart, an upgrade)",
+  { skip: caddy ? false : 'caddy is not installed (Debian package caddy; .ci/run installs it)' },
+  async (t) => {
+    // Caddy logs a request it cannot pass on (502) with its URI: the `token` of every callback URL
+    // exoroute hands out (exotelUrls, a Connect answer's dial_passthru_event_url) went into
+    // `docker compose logs caddy` or the journal during each restart of exoroute.
+    const upstream = await freePort(); // nothing listens there: exoroute is down
+    const proxy = await startCaddy(t, upstream);
+    const secret = 'caddy-log-secret-0123456789';
+    for (const url of [
+      `/exotel/passthru/front?CallSid=down-1&token=${secret}`,
+      `/exotel/dial-events?token=${secret}&group=sales&flow=agents&CallSid=down-2&DialWhomNumber=09812345678`,
+      `/exotel/switch/front?CallSid=down-3&Token=${secret}`,
+      // pasted wrong: the secret in the path
+      `/exotel/passthru/front&token=${secret}`,
+    ]) {
+      const res = await https(proxy.httpsPort, proxy.ca, 'GET', url);
+      t.equal(res.status, 502, `GET ${url.replace(secret, 'SECRET')}: 502 from Caddy`);
+    }
+    const basic = `Basic ${Buffer.from(`exotel:${secret}`).toString('base64')}`;
+    t.equal((await https(proxy.httpsPort, proxy.ca, 'GET', '/exotel/passthru/front?CallSid=down-4', { authorization: basic })).status, 502);
+    await sleep(200);
+    t.match(proxy.log(), /"status":502/, 'Caddy logged the requests it could not pass on');
+    t.notOk(proxy.log().includes(secret), 'without the secret');
+    t.notOk(proxy.log().includes(basic.slice(6)), 'nor its Basic credentials');
+  },
+);
