@@ -32,9 +32,9 @@ await writeFile(emptyEnv, '');
 t.teardown(() => rm(path.dirname(emptyEnv), { recursive: true, force: true }));
 
 /** `docker-compose config` with the file's own defaults: no .env of yours, no variables of this shell. */
-async function config(profiles: string[]): Promise<{ services: Record<string, Service> }> {
+async function config(profiles: string[], env: Record<string, string> = {}): Promise<{ services: Record<string, Service> }> {
   const args = ['--env-file', emptyEnv, ...profiles.flatMap((p) => ['--profile', p]), 'config'];
-  const { stdout } = await execFileAsync('docker-compose', args, { env: { PATH: process.env.PATH } });
+  const { stdout } = await execFileAsync('docker-compose', args, { env: { PATH: process.env.PATH, ...env } });
   return parse(stdout) as { services: Record<string, Service> };
 }
 
@@ -100,4 +100,29 @@ t.test("the image's HEALTHCHECK, run as the image runs it, asks the port the ser
       (err: { code: number }) => err.code,
     );
   t.equal(await run({ PORT: String(port) }), 0, `healthy with PORT=${port}`);
+});
+
+t.test('any POSTGRES_PASSWORD is the one Postgres gets and exoroute sends: nothing to encode', { skip }, async (t) => {
+  // It went into DATABASE_URL as it stands: with a `/`, `#` or `?` (openssl rand -base64 makes
+  // them) exoroute refused its own DATABASE_URL and did not start, and the percent-encoding
+  // .env.example advised then gave Postgres `a%2Fb` and exoroute `a/b`: password authentication failed.
+  const read = [
+    "import pg from 'pg';",
+    "import { loadConfig } from './src/config.ts';",
+    'const c = new pg.Client({ connectionString: loadConfig().DATABASE_URL });',
+    'console.log(JSON.stringify({ user: c.user, password: c.password, host: c.host, port: c.port, database: c.database }));',
+  ].join('\n');
+  for (const password of ['p/w?x@y#z:1', 'a%2Fb', 'fe0a9c3d71b2']) {
+    const { services } = await config([], { POSTGRES_PASSWORD: password, EXOTEL_CALLBACK_SECRET: 'compose-test-secret-0123' });
+    t.equal(services.postgres!.environment!.POSTGRES_PASSWORD, password, `${password}: Postgres' password as it stands`);
+    // As the container reads it: exoroute's configuration check, then node-postgres' own reading of
+    // DATABASE_URL and the PG* variables, in the service's environment alone.
+    const seen = await execFileAsync(process.execPath, ['--import=tsx', '--input-type=module', '-e', read], {
+      env: { PATH: process.env.PATH, ...services.exoroute!.environment },
+    }).then(
+      ({ stdout }) => JSON.parse(stdout) as Record<string, unknown>,
+      (err: { stderr: string }) => ({ error: /^\s*(DATABASE_URL=.*)$/m.exec(err.stderr)?.[1] ?? err.stderr }),
+    );
+    t.same(seen, { user: 'exoroute', password, host: 'postgres', port: 5432, database: 'exoroute' }, `${password}: the password exoroute sends`);
+  }
 });
