@@ -89,8 +89,16 @@ function isHttpUrl(value: string): boolean {
 }
 
 /** Every setting filled with Exotel's default when absent; what the schema cannot check, checked. */
-function completeConnect(given: ConnectSettings | undefined): Connect {
+function completeConnect(given: ConnectSettings | undefined, country: CountryCode): Connect {
   const connect: Connect = { ...DEFAULT_CONNECT, ...given };
+  // The schema checks only the shape (+ and digits). Exotel dials nobody when the ExoPhone is no
+  // valid E.164 number: one is kept as its E.164 (+91 before the national form, +9108047115777, is
+  // +918047115777), one that is no number (a digit missing) is a 400.
+  if (connect.outgoingPhoneNumber) {
+    const e164 = toE164(connect.outgoingPhoneNumber, country);
+    if (!e164) throw new InvalidFieldError('body/connect/outgoingPhoneNumber', notANumber(connect.outgoingPhoneNumber, country));
+    connect.outgoingPhoneNumber = e164;
+  }
   const playback = connect.startCallPlayback;
   // Exotel falls back (or dials nobody) when an audio_url does not answer over HTTP(S).
   if (playback?.type === 'audio_url' && !isHttpUrl(playback.value)) {
@@ -152,7 +160,7 @@ export async function getDialGroup(prisma: PrismaClient, slug: string): Promise<
 
 export async function createDialGroup(prisma: PrismaClient, actor: Actor, input: DialGroupInput, country: CountryCode): Promise<StoredDialGroup> {
   const members = normaliseMembers(input.members, country);
-  const connect = completeConnect(input.connect);
+  const connect = completeConnect(input.connect, country);
   const sticky = completeSticky(input.sticky);
   return prisma.$transaction(async (tx) => {
     await checkShifts(tx, memberShifts(members));
@@ -188,7 +196,7 @@ export async function updateDialGroup(
   country: CountryCode,
 ): Promise<StoredDialGroup> {
   const members = change.members && normaliseMembers(change.members, country);
-  const connect = mode === 'replace' || change.connect ? completeConnect(change.connect) : undefined;
+  const connect = mode === 'replace' || change.connect ? completeConnect(change.connect, country) : undefined;
   const sticky = mode === 'replace' || change.sticky !== undefined ? completeSticky(change.sticky) : undefined;
   return prisma.$transaction(async (tx) => {
     const { id, before } = await lockGroup(tx, slug);

@@ -152,6 +152,35 @@ t.test('dial groups admin API', async (t) => {
     t.equal((await admin({ method: 'GET', url: '/admin/dial-groups/sales' })).json().strategy, 'round_robin', 'sales unchanged');
   });
 
+  t.test('outgoingPhoneNumber is a valid number kept in E.164: +91 with the trunk 0 is stored without it, an impossible one is 400', async (t) => {
+    // The ExoPhone 080 4711 5777 with +91 put before its national form: Exotel takes only E.164.
+    const res = await post(group({ slug: 'exophone', connect: { outgoingPhoneNumber: '+9108047115777' } }));
+    t.equal(res.statusCode, 201, res.body);
+    t.equal(res.json().connect.outgoingPhoneNumber, '+918047115777');
+    const patched = await admin({ method: 'PATCH', url: '/admin/dial-groups/exophone', payload: { connect: { outgoingPhoneNumber: '+91 080 4711 5778' } } });
+    t.equal(patched.statusCode, 400, 'spaces are still no E.164');
+    const plus0 = await admin({ method: 'PATCH', url: '/admin/dial-groups/exophone', payload: { connect: { outgoingPhoneNumber: '+9108047115778' } } });
+    t.equal(plus0.statusCode, 200, plus0.body);
+    t.equal(plus0.json().connect.outgoingPhoneNumber, '+918047115778');
+    // E.164 in shape, but no number: a digit missing, or none at all.
+    for (const number of ['+91804711577', '+910000000']) {
+      for (const [method, url, slug] of [
+        ['POST', '/admin/dial-groups', 'exophone-bad'],
+        ['PATCH', '/admin/dial-groups/exophone', undefined],
+      ] as const) {
+        const bad = await admin({
+          method,
+          url,
+          payload: slug ? group({ slug, connect: { outgoingPhoneNumber: number } }) : { connect: { outgoingPhoneNumber: number } },
+        });
+        t.equal(bad.statusCode, 400, `${method} ${number}`);
+        t.match(bad.json().message, `body/connect/outgoingPhoneNumber: '${number}' is not a valid phone number`, `${method} ${number}`);
+      }
+    }
+    t.equal((await admin({ method: 'GET', url: '/admin/dial-groups/exophone' })).json().connect.outgoingPhoneNumber, '+918047115778');
+    await db.prisma.dialGroup.deleteMany({ where: { slug: { in: ['exophone', 'exophone-bad'] } } }); // the tests below list every group
+  });
+
   t.test('an invalid member number is 400 naming body/members/<i>/number', async (t) => {
     const res = await post(group({ slug: 'bad', members: [{ number: '09812345678' }, { number: '12' }] }));
     t.equal(res.statusCode, 400);
