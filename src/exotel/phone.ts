@@ -26,6 +26,16 @@ function parse(text: string, defaultCountry: CountryCode): string | null {
   return parsed?.isValid() && !parsed.ext ? parsed.number : null;
 }
 
+/**
+ * toE164 of a number typed into a URL's query string, where a `+` sent unencoded arrives as a space
+ * (`?number=+6591234567` reads ` 6591234567`): such a value is read as international first, as a
+ * callback's numbers are (parsePhone in src/exotel/params.ts). Read as national, it would be
+ * another number (+916591234567).
+ */
+export function queryNumberToE164(value: string, defaultCountry: CountryCode): string | null {
+  return (/^ [0-9]/.test(value) ? toE164(`+${value.trim()}`, defaultCountry) : null) ?? toE164(value, defaultCountry);
+}
+
 /** Why toE164 refused `raw`, for a 400: an extension is named, as it is no typo. */
 export function notANumber(raw: string, defaultCountry: CountryCode): string {
   const ext = raw.length <= 64 ? parsePhoneNumberFromString(raw.trim(), defaultCountry)?.ext : undefined;

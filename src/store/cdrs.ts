@@ -6,7 +6,7 @@ import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
-import { notANumber, toE164 } from '../exotel/phone.js';
+import { notANumber, queryNumberToE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 import { parseId } from './ids.js';
 
@@ -25,7 +25,7 @@ interface CdrFilter {
 function resolveFilter(q: CdrFilterQuery, country: CountryCode): CdrFilter {
   let number: string | undefined;
   if (q.number !== undefined) {
-    number = toE164(q.number, country) ?? undefined;
+    number = queryNumberToE164(q.number, country) ?? undefined;
     if (!number) throw new InvalidFieldError('querystring/number', notANumber(q.number, country));
   }
   const from = q.from !== undefined ? new Date(q.from) : undefined;

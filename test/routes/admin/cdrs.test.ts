@@ -539,6 +539,31 @@ t.test('admin CDRs', async (t) => {
   });
 });
 
+t.test('number= with a + typed unencoded (read as a space) finds the international number, not an Indian one with its digits', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  // A Singapore caller (+65 9123 4567) and an Indian one whose national number has the same digits (+91 65912 34567).
+  const callers = { singapore: '%2B6591234567', india: '06591234567', us: '%2B14155552671' };
+  for (const [sid, from] of Object.entries(callers)) {
+    t.equal((await app.inject({ method: 'GET', url: `/exotel/passthru/nope?CallSid=${sid}&CallFrom=${from}` })).statusCode, 404, `${sid}: its CDR is stored`);
+  }
+  const sids = async (url: string) => {
+    const res = await admin({ method: 'GET', url });
+    t.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
+    return url.startsWith('/admin/cdrs.csv')
+      ? parseCsv(res.body)
+          .slice(1)
+          .map((row) => row[4])
+      : res.json().items.map((i: Answer) => i.callSid);
+  };
+  // As curl sends `?number=+6591234567`: the query string reads its + as a space.
+  t.same(await sids('/admin/cdrs?number=+6591234567'), ['singapore'], 'the Singapore caller, not +916591234567');
+  t.same(await sids('/admin/cdrs.csv?number=+6591234567'), ['singapore'], 'the CSV alike');
+  t.same(await sids('/admin/cdrs?number=+14155552671'), ['us'], 'a US caller, not +9114155552671');
+  t.same(await sids('/admin/cdrs?number=%2B6591234567'), ['singapore'], 'encoded as %2B');
+  t.same(await sids('/admin/cdrs?number=06591234567'), ['india'], 'the Indian number in national form');
+  t.same(await sids('/admin/cdrs?number=+916591234567'), ['india'], 'the Indian number in E.164 with its + unencoded');
+});
+
 t.test('a CallSid as long as callbacks take (200 characters) is found by the filter and the timeline; a longer one is a 400', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const sid = `long-${'x'.repeat(195)}`;
