@@ -11,7 +11,9 @@ export const AuditQuerySchema = Type.Object(
         description: 'One of vip-list (a VIP list and its entries; entityId is the slug), schedule, dial-group, flow, agent, api-key',
       }),
     ),
-    entityId: Type.Optional(Type.String({ maxLength: 200 })),
+    entityId: Type.Optional(
+      Type.String({ maxLength: 200, description: "The slug; an API key's id; an agent's number, in any form (09812345678, +919812345678)" }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -41,3 +41,33 @@ t.test('admin audit trail', async (t) => {
     }
   });
 });
+
+t.test("entity=agent: entityId is the agent's number in any form, as the agents API takes it", async (t) => {
+  const { admin } = await buildTestApp(t);
+  const group = { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }, { number: '09811100002' }] };
+  t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: group })).statusCode, 201);
+  for (const number of ['09811100001', '09811100002']) {
+    const away = await admin({ method: 'PUT', url: `/admin/agents/${number}/availability`, payload: { status: 'away', reason: 'lunch' } });
+    t.equal(away.statusCode, 200, away.body);
+  }
+  const forms = [
+    '09811100001', // national, as the README's agent examples write it
+    '9811100001',
+    '919811100001',
+    '%2B919811100001',
+    '+919811100001', // a + typed unencoded, read as a space
+    '098111%2000001',
+  ];
+  for (const form of forms) {
+    const res = await admin({ method: 'GET', url: `/admin/audit?entity=agent&entityId=${form}` });
+    t.equal(res.statusCode, 200, `${form}: ${res.body.slice(0, 200)}`);
+    t.match(res.json().items, [{ action: 'set-availability', entity: 'agent', entityId: '+919811100001', after: { status: 'away' } }], form);
+    t.equal(res.json().items.length, 1, `${form}: that agent's change only`);
+  }
+  const bad = await admin({ method: 'GET', url: '/admin/audit?entity=agent&entityId=asha' });
+  t.equal(bad.statusCode, 400, 'an agent is a number: another entityId is a 400, not an empty page');
+  t.match(bad.json().message, /^querystring\/entityId: 'asha' is not a valid phone number/);
+  const slug = await admin({ method: 'GET', url: '/admin/audit?entity=dial-group&entityId=sales' });
+  t.equal(slug.statusCode, 200);
+  t.equal(slug.json().items.length, 1, 'other entities are still found by their slug');
+});
