@@ -78,6 +78,18 @@ function unfitShapes(chosen: ErrorObject, errors: readonly ErrorObject[]): Error
 
 type Ajv = import('ajv').default;
 
+/**
+ * Names ICU (so Intl and luxon) takes as zones that are no IANA names: old Java's three-letter ids,
+ * most of them not the zone the abbreviation means to a person (BST is Asia/Dhaka, not British
+ * Summer Time; IST Asia/Kolkata, not Irish or Israel time; CST America/Chicago, not China; NST
+ * Pacific/Auckland, not Newfoundland), and the SystemV/ zones IANA has dropped. IANA's own short
+ * names (UTC, EST, CET, GB, …) are not among them.
+ */
+const ICU_ONLY_ZONES = new Set('ACT AET AGT ART AST BET BST CAT CNT CST CTT EAT ECT IET IST JST MIT NET NST PLT PNT PRT PST SST VST'.split(' '));
+
+/** An IANA timezone name (Asia/Kolkata; a link such as Asia/Calcutta too) that this runtime knows. */
+export const isIanaTimezone = (s: string) => IANAZone.isValidZone(s) && !ICU_ONLY_ZONES.has(s.toUpperCase()) && !/^SystemV\//i.test(s);
+
 /** The instants Prisma reads back as it wrote them: years 0001 to 9999 in UTC (…-05:00 on 9999-12-31 is already 10000). */
 const EARLIEST_INSTANT_MS = Date.parse('0001-01-01T00:00:00Z');
 const LATEST_INSTANT_MS = Date.parse('9999-12-31T23:59:59.999Z');
@@ -122,7 +134,7 @@ const buildValidator: BuildCompilerFromPool = (externalSchemas, options) => {
 export const validationOptions = {
   ajv: {
     customOptions: { removeAdditional: false, allErrors: true, verbose: true, coerceTypes: 'array' },
-    plugins: [(ajv: Ajv) => ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) })],
+    plugins: [(ajv: Ajv) => ajv.addFormat('iana-timezone', { type: 'string', validate: isIanaTimezone })],
     onCreate: readableDateTime,
   },
   schemaController: { compilersFactory: { buildValidator } },

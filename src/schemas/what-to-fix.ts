@@ -11,7 +11,7 @@ const FORMATS: Record<string, string> = {
   'date-time': 'an ISO 8601 instant with its offset, YYYY-MM-DDTHH:MM:SS±HH:MM or Z (e.g. 2027-03-31T23:59:59+05:30), in the years 0001 to 9999 (UTC)',
   uri: 'an absolute URL (e.g. https://example.com/after-hours)',
   uuid: 'an id as the API gave it, a UUID (e.g. 3f2b8c1e-6a4d-4e8b-9c7a-1d2e3f4a5b6c)',
-  'iana-timezone': 'an IANA timezone name (e.g. Asia/Kolkata, Europe/London)',
+  'iana-timezone': 'an IANA timezone name (e.g. Asia/Kolkata, Europe/London), not an abbreviation such as IST or BST, nor an offset',
 };
 
 /**

@@ -65,6 +65,29 @@ t.test('admin schedules', async (t) => {
     t.equal(await db.prisma.schedule.count({ where: { slug: 'tz' } }), 0);
   });
 
+  t.test('a zone abbreviation (IST, BST, CST, …) is no IANA name: 400 naming the field, not the zone ICU reads it as (BST is Asia/Dhaka)', async (t) => {
+    // Intl (and so luxon) takes old Java's three-letter ids: a London office's BST would be
+    // Bangladesh, a Shanghai one's CST Chicago, an Irish IST India, a Newfoundland NST Auckland.
+    for (const timezone of ['IST', 'BST', 'CST', 'PST', 'AST', 'NST', 'ECT', 'ist', 'SystemV/EST5EDT']) {
+      const res = await create({ slug: 'abbr', name: 'x', timezone });
+      t.equal(res.statusCode, 400, timezone);
+      t.match(res.json(), { error: 'Bad Request', message: /^body\/timezone: must be an IANA timezone name/ }, timezone);
+    }
+    t.equal(await db.prisma.schedule.count({ where: { slug: 'abbr' } }), 0);
+    const patch = await admin({ method: 'PATCH', url: '/admin/schedules/bare', payload: { timezone: 'BST' } });
+    t.equal(patch.statusCode, 400, 'PATCH too');
+    t.match(patch.json().message, /^body\/timezone: /);
+    const agents = await admin({ method: 'GET', url: '/admin/agents?timezone=IST' });
+    t.equal(agents.statusCode, 400, "and the agents' today");
+    t.match(agents.json().message, /^querystring\/timezone: /);
+    // IANA's own short names and links stay valid
+    for (const [i, timezone] of ['UTC', 'EST', 'CET', 'GB', 'Asia/Calcutta', 'US/Eastern'].entries()) {
+      const res = await create({ slug: `iana-${i}`, name: 'x', timezone });
+      t.equal(res.statusCode, 201, timezone);
+      t.equal((await admin({ method: 'DELETE', url: `/admin/schedules/iana-${i}` })).statusCode, 204);
+    }
+  });
+
   t.test('a time that is not HH:MM 00:00–23:59 is 400 naming its path', async (t) => {
     const cases: Array<[object, string]> = [
       [{ weekly: [{ day: 'mon', open: '25:00', close: '18:00' }] }, 'body/weekly/0/open'],
