@@ -1,6 +1,15 @@
 import type { PrismaClient } from './database.js';
 import type { Prisma } from '../generated/prisma/client.js';
-import type { Schedule, ScheduleException, ScheduleInput, ScheduleOverride, ScheduleOverrideInput, SchedulePatch, WeeklyWindow } from '../schemas/schedule.js';
+import type {
+  Schedule,
+  ScheduleException,
+  ScheduleInput,
+  ScheduleOverride,
+  ScheduleOverrideInput,
+  SchedulePatch,
+  ScheduleRules,
+  WeeklyWindow,
+} from '../schemas/schedule.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
@@ -62,6 +71,17 @@ export async function getSchedule(prisma: PrismaClient, slug: string): Promise<S
   const row = await prisma.schedule.findUnique({ where: { slug }, select });
   if (!row) throw new NotFoundError(ENTITY, slug);
   return toSchedule(row);
+}
+
+/**
+ * A schedule's rules as the callbacks decide by them (the rules snapshot loads the same): its override
+ * as stored, also one whose `until` has passed, which still decides what an instant while it was in
+ * force was (status with `at`, as simulate and that time's CDR traces say).
+ */
+export async function getScheduleRules(prisma: PrismaClient, slug: string): Promise<ScheduleRules> {
+  const row = await prisma.schedule.findUnique({ where: { slug }, select });
+  if (!row) throw new NotFoundError(ENTITY, slug);
+  return { timezone: row.timezone, weekly: row.weekly as WeeklyWindow[], exceptions: row.exceptions as ScheduleException[], override: toOverride(row) };
 }
 
 export async function createSchedule(prisma: PrismaClient, actor: Actor, input: ScheduleInput): Promise<Schedule> {

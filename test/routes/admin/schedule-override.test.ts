@@ -91,6 +91,24 @@ t.test('an override whose until has passed is over: the schedule shows none, sta
   t.match(audit[0], { action: 'set-override', before: null, after: { reason: 'storm again' } }, 'set anew: nothing was in force before');
 });
 
+t.test('status at an instant while an override now over was in force says what the callbacks and simulate said then: the override', async (t) => {
+  const ctx = await setup(t);
+  t.equal((await override(ctx, { open: false, reason: 'storm', until: new Date(Date.now() + 3_600_000).toISOString() })).statusCode, 200);
+  // set two hours ago, over a minute ago
+  await ctx.db.pool.query(
+    `UPDATE schedules SET override_set_at = now() - interval '2 hours', override_until = now() - interval '1 minute' WHERE slug = 'support'`,
+  );
+  await ctx.app.rules.reload();
+  const then = new Date(Date.now() - 30 * 60_000).toISOString(); // when the complained-of call came
+  const sim = await ctx.admin({ method: 'POST', url: '/admin/flows/queue/simulate', payload: { endpoint: 'passthru', params: { CallSid: 's' }, at: then } });
+  t.match(sim.json(), { answer: { statusCode: 302 }, trace: [{ conditions: [{ why: /: override: storm until / }] }] }, 'simulate: closed by the override');
+  const status = await ctx.admin({ method: 'GET', url: `/admin/schedules/support/status?at=${encodeURIComponent(then)}` });
+  t.equal(status.statusCode, 200);
+  t.match(status.json(), { open: false, reason: /^override: storm until / }, 'status agrees');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support/status' })).json(), { open: true, reason: /^weekly window/ }, 'now: over');
+  t.match((await ctx.admin({ method: 'GET', url: '/admin/schedules/support' })).json(), { override: null }, 'and shown as none');
+});
+
 t.test('override input: until in the past or unparseable is a 400 naming body/until; reason required; unknown schedule 404', async (t) => {
   const ctx = await setup(t);
   const past = await override(ctx, { open: false, reason: 'x', until: '2020-01-01T00:00:00Z' });

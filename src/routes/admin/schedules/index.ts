@@ -17,6 +17,7 @@ import {
   deleteSchedule,
   deleteScheduleOverride,
   getSchedule,
+  getScheduleRules,
   listSchedules,
   setScheduleOverride,
   updateSchedule,
@@ -187,8 +188,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const schedule = await getSchedule(app.db.prisma, request.params.slug);
-      return scheduleStatus(schedule, request.query.at ? new Date(request.query.at) : new Date());
+      const rules = await getScheduleRules(app.db.prisma, request.params.slug);
+      return scheduleStatus(rules, request.query.at ? new Date(request.query.at) : new Date());
     },
   );
 };
