@@ -16,7 +16,8 @@ export const TimeOfDaySchema = Type.String({
 /** A closing time may also be `24:00`, the end of the day. */
 export const ClosingTimeSchema = Type.String({
   pattern: '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$',
-  description: 'Local time of day, HH:MM (24-hour); 24:00 is the end of the day. Earlier than `open` spans midnight.',
+  description:
+    'Local time of day, HH:MM (24-hour); 24:00 is the end of the day. Earlier than `open` spans midnight; equal to `open` is 24 hours from `open` (00:00–00:00: the whole day).',
   examples: ['18:00'],
 });
 
