@@ -71,9 +71,16 @@ interface WindowSpec {
   readonly reason: string;
 }
 
-/** Calendar arithmetic only (Date.UTC is used as a proleptic calendar, not for any offset). */
+/** Date.UTC, but for the years 0–99 too (Date.UTC reads them as 1900–1999). */
+function utc(y: number, month0: number, d: number, h = 0, min = 0): Date {
+  const js = new Date(Date.UTC(2000, 0, 1, h, min));
+  js.setUTCFullYear(y, month0, d);
+  return js;
+}
+
+/** Calendar arithmetic only (a Date in UTC is used as a proleptic calendar, not for any offset). */
 function localDate(y: number, m: number, d: number): LocalDate {
-  const js = new Date(Date.UTC(y, m - 1, d));
+  const js = utc(y, m - 1, d);
   const yy = js.getUTCFullYear();
   const mm = js.getUTCMonth() + 1;
   const dd = js.getUTCDate();
@@ -137,7 +144,7 @@ class Calendar {
     const dt = DateTime.fromObject({ year: date.y, month: date.m, day: date.d, hour: h, minute: min }, { zone: this.zone });
     if (!dt.isValid) throw new RangeError(`cannot place ${date.iso} ${h}:${min} in ${this.rules.timezone}`);
     let t = dt.toMillis();
-    const wall = Date.UTC(date.y, date.m - 1, date.d, h, min);
+    const wall = utc(date.y, date.m - 1, date.d, h, min).getTime();
     // An earlier reading of the same wall time uses an offset in force shortly before t.
     for (const probe of [t - 3 * HOUR_MS, t - DAY_MS]) {
       const offset = this.zone.offset(probe);

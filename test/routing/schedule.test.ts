@@ -603,6 +603,15 @@ t.test('nextChangeAt horizon is 366 days', async (t) => {
   );
 });
 
+t.test('the years 0001 to 0099, which status `at` takes, are read as themselves, not as 1901 to 1999', async (t) => {
+  // 0050-06-01 is a Wednesday (proleptic Gregorian); Date.UTC(50, …) is in 1950, when it was a Thursday
+  const r = rules(every(ALL_DAYS, '09:00', '18:00'), [{ date: '0050-06-02', closed: true }], 'UTC');
+  check(t, r, '0050-06-01T10:00:00Z', open('weekly window wed 09:00-18:00', '0050-06-01T18:00:00Z'), 'inside the window: open');
+  check(t, r, '0050-06-01T18:00:00Z', closed('outside weekly windows', '0050-06-03T09:00:00Z'), 'the holiday next day is skipped');
+  check(t, r, '0050-06-02T10:00:00Z', closed('exception 0050-06-02: closed', '0050-06-03T09:00:00Z'), 'the exception of that date decides');
+  check(t, r, '0001-01-01T00:00:00Z', closed('outside weekly windows', '0001-01-01T09:00:00Z'), 'the first instant the API takes');
+});
+
 t.test('invalid input is rejected', async (t) => {
   t.throws(() => scheduleStatus(rules([], [], 'Mars/Olympus'), new Date()), RangeError, 'unknown timezone in scheduleStatus');
   t.throws(() => isOpen(rules([], [], 'Mars/Olympus'), new Date()), RangeError, 'unknown timezone in isOpen');
