@@ -18,6 +18,21 @@ function logDestination() {
   return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
 }
 
+/** Why the server cannot listen on HOST:PORT, and what to change: one line for the operator. */
+function listenProblem(err: NodeJS.ErrnoException, config: Pick<Config, 'HOST' | 'PORT'>): string {
+  const address = `${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `${address} is already in use (another exoroute, or another program): stop that, or set PORT to a free port (a second exoroute also needs a DATA_DIR of its own)`;
+    case 'EACCES':
+      return `not allowed to listen on ${address} (ports below 1024 need root): set PORT to 1024 or above`;
+    case 'EADDRNOTAVAIL':
+      return `HOST=${config.HOST} is not an address of this machine: set HOST to one (127.0.0.1, or 0.0.0.0 for every interface)`;
+    default:
+      return `cannot listen on ${address}: ${err.message}`;
+  }
+}
+
 /** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT/SIGHUP. */
 async function main(): Promise<void> {
   let config: Config;
@@ -111,8 +126,10 @@ async function main(): Promise<void> {
   try {
     await app.listen({ port: config.PORT, host: config.HOST });
   } catch (err) {
-    log.error({ err }, 'cannot listen');
+    // The app first: its rules listener and CDR writer still use the database closed after it.
+    await app.close();
     await store.close();
+    console.error(`exoroute cannot start: ${listenProblem(err as NodeJS.ErrnoException, config)}`);
     process.exit(1);
   }
   listening = true;
