@@ -365,9 +365,27 @@ function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, 
     child.once('exit', (code, signal) => {
       if (ready) return;
       clearTimeout(timer);
-      reject(new EmbeddedPostgresError(`the embedded Postgres in ${dir} stopped at start (${signal ?? `exit ${code}`}): ${lastLines(output)}`));
+      const running = alreadyRunning(output);
+      reject(
+        new EmbeddedPostgresError(
+          running
+            ? `the embedded Postgres in ${dir} is already running (PID ${running}): another exoroute uses this DATA_DIR. Stop that one first, or give this one a DATA_DIR of its own (and a PORT); if no exoroute runs, the Postgres was left behind by one killed with SIGKILL: stop it with kill -INT ${running}, then start again`
+            : `the embedded Postgres in ${dir} stopped at start (${signal ?? `exit ${code}`}): ${lastLines(output)}`,
+        ),
+      );
     });
   });
+}
+
+/**
+ * The process id of the Postgres already running on the data directory, when that is why this one
+ * stopped: its lock file names a live process (`lock file "postmaster.pid" already exists`, with a
+ * hint naming the PID; messages are in English, lc_messages=C).
+ */
+function alreadyRunning(output: string): number | null {
+  if (!output.includes('lock file "postmaster.pid" already exists')) return null;
+  const pid = /\(PID (\d+)\)/.exec(output)?.[1];
+  return pid ? Number(pid) : null;
 }
 
 function lastLines(output: string): string {

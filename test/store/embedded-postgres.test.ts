@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { quietLog } from '../helper.js';
-import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
+import { EmbeddedPostgresError, startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 
 t.test('the embedded Postgres is reached through its Unix socket; loopback TCP works too', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-embedded-'));
@@ -27,4 +27,24 @@ t.test('the embedded Postgres is reached through its Unix socket; loopback TCP w
   await client.connect();
   t.teardown(() => client.end());
   t.equal((await client.query<{ wal_init_zero: string }>('SHOW wal_init_zero')).rows[0]!.wal_init_zero, 'off', 'new WAL segments are not zero-filled first');
+});
+
+t.test('a second start on a directory whose Postgres runs says whose it is and what to do, in one line', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-embedded-'));
+  await chmod(dir, 0o755); // as root, initdb runs as a separate postgres user
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  // The first exoroute's Postgres, still running (or left running by an exoroute killed with SIGKILL).
+  const first = await startEmbeddedPostgres(path.join(dir, 'pg'), quietLog);
+  t.teardown(() => first.stop());
+  const second = await startEmbeddedPostgres(path.join(dir, 'pg'), quietLog).then(
+    (db) => db.stop().then(() => null),
+    (err: Error) => err,
+  );
+  t.type(second, EmbeddedPostgresError);
+  const message = second?.message ?? '';
+  t.match(message, `the embedded Postgres in ${path.join(dir, 'pg')} is already running (PID ${first.pid})`, 'names the directory and the running Postgres');
+  t.match(message, /another exoroute.*DATA_DIR of its own.*PORT/, 'says a second exoroute needs its own DATA_DIR and PORT');
+  t.match(message, `kill -INT ${first.pid}`, 'says how to stop a Postgres left behind');
+  t.notMatch(message, /\n/, 'one line');
+  t.notMatch(message, /postmaster/, 'no Postgres jargon as the only explanation');
 });
