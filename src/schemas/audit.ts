@@ -1,18 +1,22 @@
 import { InstantSchema, NumericCursorSchema } from './common.js';
 import { Type } from '@sinclair/typebox';
 
+/** The `entity` each store records its changes under (src/store/*.ts). */
+export const AUDIT_ENTITIES = ['vip-list', 'schedule', 'dial-group', 'flow', 'agent', 'api-key'] as const;
+
 export const AuditQuerySchema = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
     cursor: Type.Optional(NumericCursorSchema),
+    // A misspelt entity (`vip-lists`, `dial_group`) would match nothing: an empty trail, as if nobody had changed anything.
     entity: Type.Optional(
-      Type.String({
-        maxLength: 64,
-        description: 'One of vip-list (a VIP list and its entries; entityId is the slug), schedule, dial-group, flow, agent, api-key',
-      }),
+      Type.Union(
+        AUDIT_ENTITIES.map((e) => Type.Literal(e)),
+        { description: 'One of vip-list (a VIP list and its entries; entityId is the slug), schedule, dial-group, flow, agent, api-key' },
+      ),
     ),
     entityId: Type.Optional(
-      Type.String({ maxLength: 200, description: "The slug; an API key's id; an agent's number, in any form (09812345678, +919812345678)" }),
+      Type.String({ minLength: 1, maxLength: 200, description: "The slug; an API key's id; an agent's number, in any form (09812345678, +919812345678)" }),
     ),
   },
   { additionalProperties: false },

@@ -40,6 +40,27 @@ t.test('admin audit trail', async (t) => {
       else t.same(body, { items: [], nextCursor: null }, `cursor=${cursor}`);
     }
   });
+
+  t.test('a misspelt or empty entity, or an empty entityId, is 400 naming it, not an empty (or unfiltered) list', async (t) => {
+    for (const [query, field] of [
+      ['entity=vip-lists', 'entity'],
+      ['entity=dial_group', 'entity'],
+      ['entity=Flow', 'entity'],
+      ['entity=', 'entity'],
+      ['entity=vip-list&entityId=', 'entityId'],
+    ] as const) {
+      const res = await admin({ method: 'GET', url: `/admin/audit?${query}` });
+      t.equal(res.statusCode, 400, `${query}: ${res.body.slice(0, 200)}`);
+      if (res.statusCode === 400) t.match(res.json().message, new RegExp(`^querystring/${field}: `), query);
+    }
+    const misspelt = await admin({ method: 'GET', url: '/admin/audit?entity=vip-lists' });
+    t.match(misspelt.json().message, /vip-list, schedule, dial-group, flow, agent, api-key/, 'the message lists the entities there are');
+    t.same(
+      (await page('entity=vip-list&entityId=list-c')).items.map((i) => i.action),
+      ['create'],
+      'a right one still filters',
+    );
+  });
 });
 
 t.test("entity=agent: entityId is the agent's number in any form, as the agents API takes it", async (t) => {
