@@ -727,6 +727,45 @@ t.test('CSV export at volume', async (t) => {
     const again = await fetch(`${base}/admin/cdrs.csv?callSid=bulk-42`, { headers, signal: AbortSignal.timeout(5000) });
     t.equal((await again.text()).trimEnd().split('\n').length, 2, 'the next export works');
   });
+
+  t.test('downloads nobody reads hold at most 2 database connections: callbacks, readiness and other exports go on', async (t) => {
+    // Each export holds a pooled connection until its download ends. A client that stops reading
+    // (a paused browser download, `curl … | less`) holds it for as long as it stays connected.
+    const stalled: AbortController[] = [];
+    t.teardown(() => {
+      for (const c of stalled) c.abort();
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      const controller = new AbortController();
+      stalled.push(controller);
+      const res = await fetch(`${base}/admin/cdrs.csv`, { headers, signal: controller.signal });
+      statuses.push(res.status);
+      if (res.status !== 200) {
+        t.equal(res.status, 429, 'a further export is refused while 2 run');
+        t.match(await res.json(), { message: /2 CSV exports are running/ });
+        t.ok(Number(res.headers.get('retry-after')) > 0, 'with Retry-After');
+      }
+    }
+    t.same(statuses.slice(0, 2), [200, 200], 'two exports run at once');
+    t.ok(
+      statuses.slice(2).every((s) => s === 429),
+      `the others are refused: ${statuses.join(',')}`,
+    );
+    const ready = await fetch(`${base}/readyz`, { signal: AbortSignal.timeout(5000) });
+    t.equal(ready.status, 200, `readyz: ${await ready.text()}`);
+    const callback = await fetch(`${base}/exotel/passthru/nope?CallSid=during-export&CallFrom=09812345678`, { signal: AbortSignal.timeout(5000) });
+    t.equal(callback.status, 404, 'an unknown flow: answered with its CDR');
+    t.equal(app.cdrWriter.spoolDepth, 0, 'the CDR was committed, not spooled');
+    const list = await fetch(`${base}/admin/cdrs?callSid=during-export`, { headers, signal: AbortSignal.timeout(5000) });
+    t.equal(list.status, 200);
+    t.equal(((await list.json()) as { items: unknown[] }).items.length, 1, 'and it is in the list');
+    for (const c of stalled) c.abort();
+    t.ok(await poolSettled(), 'hanging up frees the connections');
+    const after = await fetch(`${base}/admin/cdrs.csv?callSid=bulk-42`, { headers, signal: AbortSignal.timeout(5000) });
+    t.equal(after.status, 200, 'once they are gone, an export runs again');
+    await after.text();
+  });
 });
 
 /** RFC 4180 reader, enough to check what Postgres wrote (it does not tell NULL from ""). */

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { finished, type Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema } from '../../../schemas/common.js';
@@ -12,6 +12,7 @@ import {
   CdrSchema,
 } from '../../../schemas/cdr.js';
 import { getCallTimeline, getCdr, listCdrs, openCdrCsvStream } from '../../../store/cdrs.js';
+import { DomainError } from '../../../errors.js';
 
 const tags = ['cdrs'];
 const security = [{ bearer: [] }];
@@ -31,10 +32,22 @@ const csvHelp =
   'shows it as text instead of running it as a formula (callers choose what a CDR holds); a plain number such as ' +
   '`+919812345678` or `-5` is left as it is.';
 
+/**
+ * CSV exports one instance runs at once. Each holds a connection of the instance's database pool
+ * (10, shared with the callbacks' dial state and CDR commits) until its download ends, for as long
+ * as a client that stops reading stays connected: unbounded, a few stalled downloads left callbacks
+ * without a connection (CDRs spooled, dial flows answered onError, /readyz 503).
+ */
+const MAX_RUNNING_EXPORTS = 2;
+const EXPORT_RETRY_AFTER_SECONDS = 30;
+
+const exportsHelp = `At most ${MAX_RUNNING_EXPORTS} exports run at once on one instance, each holding one of its database connections until the download ends; a further one is 429 with Retry-After.`;
+
 /** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const { pool } = app.db;
   const country = app.config.DEFAULT_COUNTRY;
+  let runningExports = 0;
 
   app.get(
     '/cdrs',
@@ -63,16 +76,36 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         operationId: 'exportCdrsCsv',
         summary: 'The filtered CDRs as one streamed CSV file with a header row',
-        description: `${filterHelp} ${orderHelp} No paging: the file holds every matching CDR. ${csvHelp}`,
+        description: `${filterHelp} ${orderHelp} No paging: the file holds every matching CDR. ${csvHelp} ${exportsHelp}`,
         querystring: CdrFilterQuerySchema,
         response: {
           200: { description: 'CSV (RFC 4180), header row first', content: { 'text/csv': { schema: CsvStreamSchema } } },
           400: ErrorSchema,
+          429: {
+            ...ErrorSchema,
+            description: `${MAX_RUNNING_EXPORTS} exports already running on this instance, too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after \`Retry-After\` seconds`,
+          },
         },
       },
     },
     async (request, reply) => {
-      const csv = await openCdrCsvStream(pool, request.query, country);
+      if (runningExports >= MAX_RUNNING_EXPORTS) {
+        reply.header('retry-after', String(EXPORT_RETRY_AFTER_SECONDS));
+        throw new DomainError(
+          429,
+          `${MAX_RUNNING_EXPORTS} CSV exports are running on this instance, each holding a database connection until its download ends: try again when one has finished`,
+        );
+      }
+      runningExports++;
+      let csv: Readable;
+      try {
+        csv = await openCdrCsvStream(pool, request.query, country);
+      } catch (err) {
+        runningExports--;
+        throw err;
+      }
+      // Ended, failed or destroyed (the client hung up): its connection is released, and so is its place.
+      finished(csv, () => runningExports--);
       return reply.type('text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="cdrs.csv"').send(csv);
     },
   );
