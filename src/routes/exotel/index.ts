@@ -27,6 +27,10 @@ declare module 'fastify' {
 }
 
 const SECRET_KEYS = ['token'];
+/** The methods Exotel calls back with; any other on an endpoint's path is 405. */
+const CALLBACK_METHODS = ['GET', 'POST'] as const;
+/** An endpoint's path, as the routes below serve it: `/exotel/<endpoint>/<flow>` or `/exotel/dial-events`. */
+const ENDPOINT_PATH = new RegExp(`^${CALLBACK_PREFIX}/(?:(?:${FLOW_ENDPOINTS.join('|')})/[^/]+|dial-events)$`);
 const CALLBACK_BODY_LIMIT = 64 * 1024;
 /**
  * Longest text kept in an indexed CDR column (call_sid, flow_slug, dial_whom_number). Postgres
@@ -439,14 +443,22 @@ export default fp(
           if (status === 500) request.log.error({ err }, 'callback failed');
           return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
         });
-        // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too.
-        exotel.setNotFoundHandler(async (request, reply) => refuse(request, reply, 404, 'no such callback endpoint'));
+        // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too. An
+        // endpoint asked with another method than Exotel's (a monitor's HEAD, OPTIONS, PUT) is 405:
+        // it decides nothing, so a HEAD toggles no agent and takes no turn of a rotation.
+        exotel.setNotFoundHandler(async (request, reply) => {
+          if (!ENDPOINT_PATH.test(request.url.split('?', 1)[0]!)) return refuse(request, reply, 404, 'no such callback endpoint');
+          reply.header('allow', CALLBACK_METHODS.join(', '));
+          return refuse(request, reply, 405, `${request.method} is not allowed: Exotel calls back with GET or POST`);
+        });
 
-        for (const method of ['GET', 'POST'] as const) {
+        for (const method of CALLBACK_METHODS) {
           for (const endpoint of FLOW_ENDPOINTS) {
             exotel.route({
               method,
               url: `/${endpoint}/:flow`,
+              // Fastify would answer HEAD with the GET handler: the whole callback, its writes included.
+              exposeHeadRoute: false,
               handler: handler(endpoint),
               config: documented(method, CallbackParamsSchema),
               schema: schema(endpoint, method),
@@ -455,6 +467,7 @@ export default fp(
           exotel.route({
             method,
             url: '/dial-events',
+            exposeHeadRoute: false,
             handler: dialEvent,
             config: documented(method, DialEventParamsSchema),
             schema: {

@@ -199,6 +199,18 @@ t.test('a caller who is no agent gets branch B and changes nothing', async (t) =
   t.equal(anonymous.statusCode, 302, 'no CallFrom: no agent');
 });
 
+t.test("HEAD on the flow's URL (a link checker, an uptime monitor) toggles nobody: 405 with Allow: GET, POST, and one CDR saying so", async (t) => {
+  const ctx = await setup(t);
+  const head = await ctx.app.inject({ method: 'HEAD', url: '/exotel/passthru/presence?CallSid=h1&CallFrom=09811100001&CallTo=08047115777' });
+  t.equal(head.statusCode, 405);
+  t.equal(head.headers.allow, 'GET, POST');
+  t.equal((await ctx.db.pool.query('SELECT 1 FROM agent_availability')).rowCount, 0, 'no availability written');
+  t.match(await ctx.db.prisma.cdr.findMany({ where: { callSid: 'h1' } }), [
+    { endpoint: 'passthru', flowSlug: 'presence', outcome: 'rejected', httpStatus: 405, decision: null },
+  ]);
+  t.equal((await call(ctx, 'presence', 'p1')).statusCode, 302, "the agent's first real call still toggles them away");
+});
+
 t.test('simulate shows what the action would do and changes nothing', async (t) => {
   const ctx = await setup(t);
   const sim = await ctx.admin({

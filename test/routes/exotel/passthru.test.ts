@@ -346,3 +346,25 @@ t.test('paths under /exotel that are no endpoint, or that the router cannot deco
     t.equal(cdrs[0]?.httpStatus, c.status);
   }
 });
+
+t.test('a callback URL asked with another method than GET or POST is 405 with Allow: GET, POST, decides nothing, and leaves one CDR', async (t) => {
+  const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: 's3cret-token-value' });
+  const paths = ['/exotel/passthru/inbound', '/exotel/switch/menu', '/exotel/dial-whom/agents', '/exotel/connect/agents', '/exotel/dial-events'];
+  for (const method of ['HEAD', 'OPTIONS', 'PUT', 'PATCH', 'DELETE'] as const) {
+    for (const path of paths) {
+      const sid = `${method}-${path.split('/')[2]}`;
+      const res = await ctx.app.inject({
+        method,
+        url: `${path}?CallSid=${sid}&CallFrom=09812345678&DialWhomNumber=09812345678&Status=busy&token=s3cret-token-value`,
+      });
+      t.equal(res.statusCode, 405, `${method} ${path}`);
+      t.equal(res.headers.allow, 'GET, POST', `${method} ${path}: Allow`);
+      if (method !== 'HEAD')
+        t.match(res.json(), { statusCode: 405, error: 'Method Not Allowed', message: `${method} is not allowed: Exotel calls back with GET or POST` });
+      t.match(await cdrsFor(ctx, sid), [{ endpoint: path.split('/')[2], outcome: 'rejected', httpStatus: 405 }], `${method} ${path}: one CDR`);
+    }
+  }
+  t.equal(await ctx.db.pool.query('SELECT 1 FROM agent_states').then((r) => r.rowCount), 0, 'no dial event was recorded');
+  const typo = await ctx.app.inject({ method: 'HEAD', url: '/exotel/passthru/inbound/extra?CallSid=head-typo&token=s3cret-token-value' });
+  t.equal(typo.statusCode, 404, 'a path that is no callback endpoint stays 404, whatever the method');
+});
