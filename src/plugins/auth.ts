@@ -30,6 +30,12 @@ const TOO_MANY = refusal(
 /** The author of an admin change, for the audit trail. */
 export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
 
+/**
+ * A 401's `WWW-Authenticate` (RFC 9110 §11.6.1 requires one): RFC 6750's Bearer challenge, with
+ * `error="invalid_token"` when a token was sent (unknown, revoked or wrong) and none when it was not.
+ */
+export const bearerChallenge = (realm: string, tokenSent: boolean): string => `Bearer realm="${realm}"${tokenSent ? ', error="invalid_token"' : ''}`;
+
 /** The token of an `Authorization: Bearer <token>` header, or null. */
 export const bearerToken = (request: FastifyRequest): string | null => /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? '')?.[1] ?? null;
 
@@ -105,6 +111,7 @@ export default fp(async function auth(app: FastifyInstance) {
     const key = token ? await findKey(app.db.prisma, token) : null;
     if (!key) {
       await failures(request);
+      reply.header('www-authenticate', bearerChallenge('exoroute admin', token !== null));
       throw token ? new UnauthorizedError('invalid or revoked API key') : new UnauthorizedError();
     }
     request.apiKey = key;

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { UnauthorizedError } from '../errors.js';
 import { ErrorSchema } from '../schemas/common.js';
-import { bearerToken } from '../plugins/auth.js';
+import { bearerChallenge, bearerToken } from '../plugins/auth.js';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -33,10 +33,11 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           401: ErrorSchema,
         },
       },
-      onRequest: async (request) => {
+      onRequest: async (request, reply) => {
         if (!token) return;
         const given = bearerToken(request);
         if (given === null || !timingSafeEqual(digest(given), token)) {
+          reply.header('www-authenticate', bearerChallenge('exoroute metrics', given !== null));
           throw new UnauthorizedError('missing or wrong metrics token: send Authorization: Bearer <METRICS_TOKEN>');
         }
       },

@@ -202,6 +202,16 @@ t.test('with METRICS_TOKEN, /metrics needs Authorization: Bearer <token>', async
   t.equal(sample(ok.samples, 'exoroute_callback_duration_seconds_count', { endpoint: 'passthru', outcome: 'answered' }), 1);
 });
 
+t.test('with METRICS_TOKEN, a 401 from /metrics carries WWW-Authenticate: Bearer, as RFC 9110 requires of every 401', async (t) => {
+  const ctx = await buildTestApp(t, { METRICS_TOKEN: 'metrics-token-0123456789' });
+  const none = await scrape(ctx);
+  t.equal(none.res.statusCode, 401);
+  t.equal(none.res.headers['www-authenticate'], 'Bearer realm="exoroute metrics"');
+  const wrong = await scrape(ctx, { authorization: 'Bearer wrong-token-0123456789' });
+  t.equal(wrong.res.statusCode, 401);
+  t.equal(wrong.res.headers['www-authenticate'], 'Bearer realm="exoroute metrics", error="invalid_token"');
+});
+
 t.test('a value that is not a number is written NaN, as the exposition format spells it', async (t) => {
   const ctx = await buildTestApp(t);
   new Gauge({ name: 'test_not_a_number', help: 'ends in Nan', registers: [ctx.app.metrics.registry] }).set(Number.NaN);

@@ -31,6 +31,8 @@ const SECRET_KEYS = ['token'];
 const CALLBACK_METHODS = ['GET', 'POST'] as const;
 /** An endpoint's path, as the routes below serve it: `/exotel/<endpoint>/<flow>` or `/exotel/dial-events`. */
 const ENDPOINT_PATH = new RegExp(`^${CALLBACK_PREFIX}/(?:(?:${FLOW_ENDPOINTS.join('|')})/[^/]+|dial-events)$`);
+/** A 401's `WWW-Authenticate`: the secret is the HTTP Basic password (or the `token` parameter, which no scheme names). */
+const CALLBACK_CHALLENGE = 'Basic realm="exoroute callbacks", charset="UTF-8"';
 const CALLBACK_BODY_LIMIT = 64 * 1024;
 /**
  * Longest text kept in an indexed CDR column (call_sid, flow_slug, dial_whom_number). Postgres
@@ -242,9 +244,16 @@ export default fp(
         'callback',
       );
       app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
-      reply.code(result.answer.statusCode);
-      if (result.answer.contentType) reply.type(result.answer.contentType);
-      return reply.send(result.answer.body);
+      return answerWith(reply, result.answer);
+    }
+
+    /** Sends a callback's answer; a 401 with the challenge for the secret, as RFC 9110 requires of every 401. */
+    function answerWith(reply: FastifyReply, answer: CallbackAnswer) {
+      reply.code(answer.statusCode);
+      if (answer.contentType) reply.type(answer.contentType);
+      // Some HTTP clients send the password of a URL (`https://exotel:SECRET@host/…`) only once challenged.
+      if (answer.statusCode === 401) reply.header('www-authenticate', CALLBACK_CHALLENGE);
+      return reply.send(answer.body);
     }
 
     function parse(request: FastifyRequest): ExotelCall {
@@ -284,9 +293,7 @@ export default fp(
         answer = errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds');
         reply.header('retry-after', String(refusals.retryAfterSeconds()));
       }
-      reply.code(answer.statusCode);
-      if (answer.contentType) reply.type(answer.contentType);
-      return reply.send(answer.body);
+      return answerWith(reply, answer);
     }
 
     /**

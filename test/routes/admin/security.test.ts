@@ -417,6 +417,35 @@ t.test('API5 broken function level authorization: on every admin route', async (
     }
   });
 
+  t.test(
+    'every 401 says how to authenticate: WWW-Authenticate: Bearer (RFC 9110 §11.6.1), error="invalid_token" for a key that is none (RFC 6750 §3)',
+    async (t) => {
+      for (const o of ops) {
+        const send = (headers: Record<string, string>) =>
+          app.inject({ method: o.method, url: urlOf(o), headers, ...(o.method === 'GET' || o.method === 'DELETE' ? {} : { payload: {} }) });
+        for (const headers of [{}, { 'x-api-key': ADMIN_KEY }, { authorization: `Basic ${Buffer.from(`x:${ADMIN_KEY}`).toString('base64')}` }] as Record<
+          string,
+          string
+        >[]) {
+          const res = await send(headers);
+          t.equal(res.statusCode, 401, `${o.method} ${o.path} ${JSON.stringify(headers)}`);
+          t.equal(res.headers['www-authenticate'], 'Bearer realm="exoroute admin"', `${o.method} ${o.path} ${JSON.stringify(headers)}: the challenge`);
+        }
+        const wrong = await send(bearer('exr_unknown-key-0123456789'));
+        t.equal(wrong.statusCode, 401);
+        t.equal(wrong.headers['www-authenticate'], 'Bearer realm="exoroute admin", error="invalid_token"', `${o.method} ${o.path}: an unknown key`);
+      }
+      const revoked = await viewerKey(db, 'revoked');
+      t.equal((await app.inject({ method: 'DELETE', url: `/admin/api-keys/${revoked.id}`, headers: bearer(ADMIN_KEY) })).statusCode, 200);
+      const res = await app.inject({ method: 'GET', url: '/admin/flows', headers: bearer(revoked.key) });
+      t.equal(res.statusCode, 401);
+      t.equal(res.headers['www-authenticate'], 'Bearer realm="exoroute admin", error="invalid_token"', 'a revoked key');
+      const forbidden = await app.inject({ method: 'POST', url: '/admin/vip-lists', headers: bearer(viewer.key), payload: { slug: 'v', name: 'V' } });
+      t.equal(forbidden.statusCode, 403);
+      t.equal(forbidden.headers['www-authenticate'], undefined, 'a 403 (a known key that may not write) carries no challenge');
+    },
+  );
+
   t.test('a viewer key gets 403 on every admin write route and changes nothing', async (t) => {
     // simulate is a POST that changes nothing: a viewer may run it (test/routes/admin/api-keys.test.ts).
     const writes = ops.filter((o) => WRITE_METHODS.includes(o.method) && !CHANGES_NOTHING.includes(`${o.method} ${o.path}`));

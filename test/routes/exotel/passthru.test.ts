@@ -368,3 +368,41 @@ t.test('a callback URL asked with another method than GET or POST is 405 with Al
   const typo = await ctx.app.inject({ method: 'HEAD', url: '/exotel/passthru/inbound/extra?CallSid=head-typo&token=s3cret-token-value' });
   t.equal(typo.statusCode, 404, 'a path that is no callback endpoint stays 404, whatever the method');
 });
+
+t.test(
+  "a callback refused for its secret (401) challenges for it: WWW-Authenticate: Basic, so that a client holding the URL's password sends it",
+  async (t) => {
+    const secret = 's3cret-callback-value';
+    const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: secret });
+    const challenge = 'Basic realm="exoroute callbacks", charset="UTF-8"';
+    // The first refusals of a minute from one address leave a CDR; the rest are only counted: both are answered alike.
+    for (let i = 0; i < 12; i++) {
+      const res = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=chal-${i}` });
+      t.equal(res.statusCode, 401);
+      t.equal(res.headers['www-authenticate'], challenge, `refusal ${i + 1}`);
+    }
+    const wrong = await ctx.app.inject({
+      method: 'POST',
+      url: '/exotel/dial-events',
+      headers: { authorization: `Basic ${Buffer.from('exotel:wrong-password-0123').toString('base64')}` },
+      payload: { CallSid: 'chal-event', DialWhomNumber: '09812345678', Status: 'busy' },
+      remoteAddress: '127.0.0.2',
+    });
+    t.equal(wrong.statusCode, 401);
+    t.equal(wrong.headers['www-authenticate'], challenge, 'a dial event with a wrong password');
+    const ok = await ctx.app.inject({
+      method: 'GET',
+      url: '/exotel/passthru/inbound?CallSid=chal-ok&CallFrom=09812345678',
+      headers: { authorization: `Basic ${Buffer.from(`exotel:${secret}`).toString('base64')}` },
+    });
+    t.equal(ok.statusCode, 200, 'the password sent after the challenge is taken');
+    t.equal(ok.headers['www-authenticate'], undefined);
+  },
+);
+
+t.test('a callback from outside EXOTEL_ALLOWED_CIDRS (403) carries no challenge: no password would help', async (t) => {
+  const ctx = await setup(t, { EXOTEL_ALLOWED_CIDRS: '10.1.0.0/16', EXOTEL_CALLBACK_SECRET: 's3cret-callback-value' });
+  const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=cidr-chal', remoteAddress: '127.0.0.1' });
+  t.equal(res.statusCode, 403);
+  t.equal(res.headers['www-authenticate'], undefined);
+});
