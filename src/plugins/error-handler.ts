@@ -4,6 +4,7 @@ import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
+import { urlRedactor } from './request-log.js';
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
@@ -80,8 +81,10 @@ export default fp(async function errorHandler(app: FastifyInstance) {
     }
     return reply.status(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });
+  // The path is named as the request log shows it: a key or secret pasted into a path is not echoed.
+  const shown = urlRedactor(app.config);
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${shown(request.url).split('?')[0]}` }),
   );
 });
 

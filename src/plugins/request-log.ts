@@ -1,8 +1,23 @@
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import type { Config } from '../config.js';
 
 /** A key newKey() makes (src/store/api-keys.ts), wherever it is in a URL. */
 const GENERATED_KEY = /exr_[A-Za-z0-9_-]{43}/g;
+
+/**
+ * A URL as it may be shown (logged, or named in a 404): the query string's `token` redacted, and any
+ * generated API key, ADMIN_API_KEY, METRICS_TOKEN or callback secret anywhere in it, as sent or %-encoded.
+ */
+export function urlRedactor(config: Pick<Config, 'ADMIN_API_KEY' | 'METRICS_TOKEN' | 'EXOTEL_CALLBACK_SECRET'>): (url: string) => string {
+  const { ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET } = config;
+  const secrets = [ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET].flatMap((s) => (s ? [encodeURIComponent(s), s] : []));
+  return (url) => {
+    let shown = url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]').replace(GENERATED_KEY, '[redacted]');
+    for (const secret of secrets) if (shown.includes(secret)) shown = shown.replaceAll(secret, '[redacted]');
+    return shown;
+  };
+}
 
 /**
  * One log line per request of the context it is registered in, with the query string's `token`
@@ -13,13 +28,7 @@ const GENERATED_KEY = /exr_[A-Za-z0-9_-]{43}/g;
  * (src/routes/exotel), in a context without this plugin.
  */
 export default fp(async function requestLog(app: FastifyInstance) {
-  const { ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET } = app.config;
-  const secrets = [ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET].flatMap((s) => (s ? [encodeURIComponent(s), s] : []));
-  const redacted = (url: string) => {
-    let shown = url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]').replace(GENERATED_KEY, '[redacted]');
-    for (const secret of secrets) if (shown.includes(secret)) shown = shown.replaceAll(secret, '[redacted]');
-    return shown;
-  };
+  const redacted = urlRedactor(app.config);
   // Synchronous: one hook per request, nothing awaited.
   app.addHook('onResponse', (request, reply, done) => {
     request.log.info({ method: request.method, url: redacted(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');

@@ -150,3 +150,29 @@ t.test('the request log line of an admin or ops request shows no key or secret, 
   t.equal(logged.length, requests.length + 1, 'one line per request');
   for (const [name, secret] of Object.entries(keys)) t.notOk(lines.join('\n').includes(secret), `${name} is in no log line`);
 });
+
+t.test('a 404 names the path it did not find, but no key or secret put in it', async (t) => {
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'path-callback-secret-0123', METRICS_TOKEN: 'path-metrics-token-4567' };
+  const { app, admin } = await buildTestApp(t, secrets);
+  const created = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'script', role: 'viewer' } })).json() as { key: string };
+  const keys = { ...secrets, ADMIN_API_KEY: ADMIN_KEY, created: created.key };
+  const urls = [
+    // A key pasted into a mistyped path, the secret appended to a path with & instead of ?.
+    `/admin/api-key/${created.key}`,
+    `/admin/flow/${encodeURIComponent(ADMIN_KEY)}`,
+    `/metrics/${secrets.METRICS_TOKEN}`,
+    `/healthz&token=${secrets.EXOTEL_CALLBACK_SECRET}`,
+    `/readyz/${secrets.EXOTEL_CALLBACK_SECRET}?token=${secrets.EXOTEL_CALLBACK_SECRET}`,
+  ];
+  for (const url of urls) {
+    const res = await app.inject({ method: 'GET', url });
+    t.equal(res.statusCode, 404, url);
+    t.match(res.json(), { statusCode: 404, error: 'Not Found', message: /^no route GET \/[a-z]+[/&]/ }, `${url}: the path is named`);
+    for (const [name, secret] of Object.entries(keys)) t.notOk(res.body.includes(secret), `${url}: ${name} is not echoed`);
+  }
+  t.equal(
+    (await app.inject({ method: 'GET', url: '/nowhere/at-all?x=1' })).json().message,
+    'no route GET /nowhere/at-all',
+    'a path without one is named as it is',
+  );
+});
