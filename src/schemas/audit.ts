@@ -1,4 +1,4 @@
-import { InstantSchema, NumericCursorSchema } from './common.js';
+import { InstantSchema, NumericCursorSchema, PageLimitSchema } from './common.js';
 import { Type } from '@sinclair/typebox';
 
 /** The `entity` each store records its changes under (src/store/*.ts). */
@@ -6,7 +6,7 @@ export const AUDIT_ENTITIES = ['vip-list', 'schedule', 'dial-group', 'flow', 'ag
 
 export const AuditQuerySchema = Type.Object(
   {
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    limit: PageLimitSchema,
     cursor: Type.Optional(NumericCursorSchema),
     // A misspelt entity (`vip-lists`, `dial_group`) would match nothing: an empty trail, as if nobody had changed anything.
     entity: Type.Optional(

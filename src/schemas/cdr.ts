@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InstantSchema, NumericCursorSchema, SlugSchema } from './common.js';
+import { InstantSchema, NumericCursorSchema, PageLimitSchema, SlugSchema } from './common.js';
 import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
 import { MAX_CALL_SID_CHARS } from '../routing/callback.js';
 
@@ -82,7 +82,7 @@ export type CdrFilterQuery = Static<typeof CdrFilterQuerySchema>;
 export const CdrListQuerySchema = Type.Object(
   {
     ...cdrFilterFields,
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    limit: PageLimitSchema,
     cursor: Type.Optional(NumericCursorSchema),
   },
   { additionalProperties: false },

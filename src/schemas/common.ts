@@ -13,6 +13,17 @@ export const SlugParamsSchema = Type.Object({ slug: SlugSchema });
 /** A phone number as an admin writes it; stored as E.164 (src/exotel/phone.ts). */
 export const PhoneInputSchema = Type.String({ minLength: 1, maxLength: 32, description: 'Phone number in any form; stored as E.164' });
 
+/** Items per page when a list is asked without `limit`. */
+export const DEFAULT_PAGE_LIMIT = 100;
+
+/**
+ * A list's `limit`: optional in the API document (Swagger UI and generated clients need not send it),
+ * and Ajv fills in the default before a handler runs.
+ */
+export const PageLimitSchema = Type.Optional(
+  Type.Integer({ minimum: 1, maximum: 1000, default: DEFAULT_PAGE_LIMIT, description: `Items per page, 1 to 1000 (default ${DEFAULT_PAGE_LIMIT})` }),
+);
+
 export const NumericCursorSchema = Type.String({ pattern: '^[0-9]{1,19}$', description: 'Opaque cursor: `nextCursor` of the previous page' });
 
 /** An instant in answers: a Date in code, an ISO 8601 string on the wire (fast-json-stringify converts). */

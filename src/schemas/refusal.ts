@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InstantSchema, NumericCursorSchema } from './common.js';
+import { InstantSchema, NumericCursorSchema, PageLimitSchema } from './common.js';
 
 /** One source address's refused callbacks in one minute (src/store/refusals.ts). */
 export const RefusalSummarySchema = Type.Object({
@@ -30,7 +30,7 @@ export const RefusalListQuerySchema = Type.Object(
     ),
     from: Type.Optional(Type.String({ format: 'date-time', description: 'Minutes at or after the minute of this instant (ISO 8601 with offset)' })),
     to: Type.Optional(Type.String({ format: 'date-time', description: 'Minutes starting before this instant (ISO 8601 with offset)' })),
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    limit: PageLimitSchema,
     cursor: Type.Optional(NumericCursorSchema),
   },
   { additionalProperties: false },

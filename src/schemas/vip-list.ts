@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { NullableInstantSchema, NumericCursorSchema, PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
+import { NullableInstantSchema, NumericCursorSchema, PageLimitSchema, PhoneInputSchema, SlugSchema, TimestampsSchema } from './common.js';
 
 /**
  * `string | null` as one JSON type list, not an `anyOf`. Chosen when bodies were validated with Ajv's
@@ -85,7 +85,7 @@ export const BulkUpsertResultSchema = Type.Object({
 
 export const VipEntriesQuerySchema = Type.Object(
   {
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+    limit: PageLimitSchema,
     cursor: Type.Optional(NumericCursorSchema),
     q: Type.Optional(
       Type.String({ minLength: 1, maxLength: 100, description: 'Search: a whole number in any form, part of the number (digits) or part of the name' }),

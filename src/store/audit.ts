@@ -1,4 +1,5 @@
 import type { Prisma } from '../generated/prisma/client.js';
+import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type { PrismaClient } from './database.js';
 import { parseId } from './ids.js';
 
@@ -42,8 +43,9 @@ export async function recordChange(
 
 export async function listAudit(
   prisma: PrismaClient,
-  q: { limit: number; cursor?: string | undefined; entity?: string | undefined; entityId?: string | undefined },
+  q: { limit?: number | undefined; cursor?: string | undefined; entity?: string | undefined; entityId?: string | undefined },
 ) {
+  const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
   // A cursor past bigint names no entry; the paging has ended.
   const before = q.cursor !== undefined ? parseId(q.cursor) : null;
   if (q.cursor !== undefined && before === null) return { items: [], nextCursor: null };
@@ -54,11 +56,11 @@ export async function listAudit(
       ...(before !== null ? { id: { lt: before } } : {}),
     },
     orderBy: { id: 'desc' },
-    take: q.limit + 1,
+    take: limit + 1,
   });
-  const page = rows.slice(0, q.limit);
+  const page = rows.slice(0, limit);
   return {
     items: page.map((r) => ({ ...r, id: r.id.toString() })),
-    nextCursor: rows.length > q.limit ? page[page.length - 1]!.id.toString() : null,
+    nextCursor: rows.length > limit ? page[page.length - 1]!.id.toString() : null,
   };
 }

@@ -1,4 +1,5 @@
 import { finished, type Readable } from 'node:stream';
+import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { CountryCode } from 'libphonenumber-js';
@@ -118,16 +119,17 @@ const CDR_COLUMNS = Prisma.raw(
  * older) ends the paging.
  */
 export async function listCdrs(prisma: PrismaClient, q: CdrListQuery, country: CountryCode) {
+  const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
   const filter = resolveFilter(q, country);
   const beforeId = q.cursor !== undefined ? parseId(q.cursor) : null;
   if (q.cursor !== undefined && beforeId === null) return { items: [], nextCursor: null };
   const rows = await prisma.$queryRaw<CdrRow[]>`
     SELECT ${CDR_COLUMNS} FROM cdrs ${whereParams(conditions(filter, beforeId))}
-    ORDER BY received_at DESC, id DESC LIMIT ${q.limit + 1}`;
-  const page = rows.slice(0, q.limit);
+    ORDER BY received_at DESC, id DESC LIMIT ${limit + 1}`;
+  const page = rows.slice(0, limit);
   return {
     items: page.map(toAnswer),
-    nextCursor: rows.length > q.limit ? page[page.length - 1]!.id.toString() : null,
+    nextCursor: rows.length > limit ? page[page.length - 1]!.id.toString() : null,
   };
 }
 

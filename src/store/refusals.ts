@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -305,6 +306,7 @@ export interface RefusalRow {
  * page's last row. A cursor whose row retention deleted (and everything older with it) ends the paging.
  */
 export async function listRefusals(pool: pg.Pool, q: RefusalListQuery): Promise<{ items: RefusalRow[]; nextCursor: string | null }> {
+  const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
   const from = q.from !== undefined ? new Date(q.from) : undefined;
   const to = q.to !== undefined ? new Date(q.to) : undefined;
   if (from && to && to < from) throw new InvalidFieldError('querystring/to', `must not be before from (${q.from})`);
@@ -323,9 +325,9 @@ export async function listRefusals(pool: pg.Pool, q: RefusalListQuery): Promise<
   }
   const { rows } = await pool.query<RefusalRow>(
     `SELECT ${LIST_COLUMNS} FROM callback_refusals ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY minute DESC, address DESC LIMIT ${param(q.limit + 1)}`,
+      ORDER BY minute DESC, address DESC LIMIT ${param(limit + 1)}`,
     values,
   );
-  const page = rows.slice(0, q.limit);
-  return { items: page, nextCursor: rows.length > q.limit ? page[page.length - 1]!.id : null };
+  const page = rows.slice(0, limit);
+  return { items: page, nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
 }

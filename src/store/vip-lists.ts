@@ -1,4 +1,5 @@
 import type { CountryCode } from 'libphonenumber-js';
+import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
@@ -96,9 +97,10 @@ const likeLiteral = (text: string) => text.replace(/[\\%_]/g, '\\$&');
 export async function listVipEntries(
   prisma: PrismaClient,
   slug: string,
-  q: { limit: number; cursor?: string | undefined; q?: string | undefined },
+  q: { limit?: number | undefined; cursor?: string | undefined; q?: string | undefined },
   country: CountryCode,
 ) {
+  const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
   const id = await listId(prisma, slug);
   // vip_entries.id is int4: a cursor past it names no entry, and the paging has ended.
   const after = q.cursor !== undefined ? parseId(q.cursor, 'int4') : null;
@@ -108,10 +110,10 @@ export async function listVipEntries(
     where: { listId: id, ...search, ...(after !== null ? { id: { gt: Number(after) } } : {}) },
     select: entrySelect,
     orderBy: { id: 'asc' },
-    take: q.limit + 1,
+    take: limit + 1,
   });
-  const page = rows.slice(0, q.limit);
-  return { items: page, nextCursor: rows.length > q.limit ? String(page[page.length - 1]!.id) : null };
+  const page = rows.slice(0, limit);
+  return { items: page, nextCursor: rows.length > limit ? String(page[page.length - 1]!.id) : null };
 }
 
 interface NormalisedEntry {
