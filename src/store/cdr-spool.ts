@@ -1,5 +1,5 @@
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { FastifyBaseLogger as Logger } from 'fastify';
@@ -171,32 +171,49 @@ export class CdrSpool {
       // DATA_DIR) then sees it gone and writes again what this read may have missed.
       const file = path.join(this.dir, name.endsWith(CLAIMED) ? name : `${name}${CLAIMED}`);
       if (!name.endsWith(CLAIMED) && !(await rename(path.join(this.dir, name), file).then(() => true, ifGone))) continue;
-      let text: string | false;
+      let handle: FileHandle | false;
       try {
-        text = await readFile(file, 'utf8').catch(ifGone);
+        handle = await open(file, 'r').catch(ifGone);
+        if (handle && !(await handle.stat()).isFile()) {
+          await handle.close();
+          throw Object.assign(new Error(`EISDIR: not a file, read '${file}'`), { code: 'EISDIR' });
+        }
       } catch (err) {
         this.unreadable(name, err as Error);
         continue;
       }
-      if (text === false) continue; // replayed meanwhile by another instance
-      const rows: CdrRow[] = [];
+      if (handle === false) continue; // replayed meanwhile by another instance
+      // Read line by line, a chunk at a time: a segment holds up to ~30 s of CDRs spooled at full rate
+      // (the replay's backoff), too much to hold whole in memory, or in one string past ~512 MB.
       let lines = 0;
-      for (const line of text.split('\n')) {
-        if (line === '') continue;
-        lines++;
-        try {
-          rows.push(JSON.parse(line) as CdrRow);
-        } catch {
-          // Only a write torn by a crash or a failed one (disk full) can leave a partial line, and
-          // that write was never acknowledged; the next append went to a new segment.
-          this.log.warn({ file }, 'skipping a torn line in the CDR spool');
+      let stored = 0;
+      let rows: CdrRow[] = [];
+      try {
+        for await (const line of createInterface({ input: handle.createReadStream({ autoClose: false }), crlfDelay: Infinity })) {
+          if (line === '') continue;
+          lines++;
+          try {
+            rows.push(JSON.parse(line) as CdrRow);
+          } catch {
+            // Only a write torn by a crash or a failed one (disk full) can leave a partial line, and
+            // that write was never acknowledged; the next append went to a new segment.
+            this.log.warn({ file }, 'skipping a torn line in the CDR spool');
+          }
+          if (rows.length === chunk) {
+            await insert(rows);
+            stored += rows.length;
+            rows = [];
+          }
         }
+        if (rows.length > 0) await insert(rows);
+        stored += rows.length;
+      } finally {
+        await handle.close();
       }
-      for (let i = 0; i < rows.length; i += chunk) await insert(rows.slice(i, i + chunk));
       await unlink(file).catch(ifGone);
       this.depth = Math.max(0, this.depth - lines);
-      replayed += rows.length;
-      this.log.info({ file: name, rows: rows.length }, 'CDR spool segment replayed');
+      replayed += stored;
+      this.log.info({ file: name, rows: stored }, 'CDR spool segment replayed');
     }
     // Every segment sealed before this replay is stored now, by it or by another instance's (whose
     // rows this count never held, or which took rows it did): what is left is the open segment's.

@@ -650,3 +650,29 @@ t.test('while one batch waits on Postgres the next is inserted alongside, up to 
   t.equal(await db.prisma.cdr.count(), 10);
   t.equal(writer.stats.batches, 4, 'the seven that queued meanwhile went in one more batch');
 });
+
+t.test('a spool segment is replayed as it is read, a chunk at a time, not read whole first', async (t) => {
+  // A segment holds up to ~30 s of CDRs spooled at full rate: read whole, it sat in memory at once
+  // (and past ~512 MB could not be read into one string at all).
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(path.join(dir, 'spool'));
+  const line = (i: number) => `${JSON.stringify({ idempotency_key: `k${i}`, call_sid: `c${i}` })}\n`;
+  const lines = Array.from({ length: 250 }, (_, i) => line(i));
+  lines.splice(220, 0, '{"torn":\n'); // after the second chunk's rows
+  await writeFile(path.join(dir, 'spool', 'cdrs-0000000000001-000000.ndjson'), lines.join(''));
+  const events: string[] = [];
+  const log = {
+    ...quietLog,
+    warn: (_o: unknown, msg?: string) => msg?.includes('torn') && events.push('torn line'),
+    info: () => {},
+    error: () => {},
+  } as unknown as typeof quietLog;
+  const spool = new CdrSpool(path.join(dir, 'spool'), log);
+  const replayed = await spool.replay(async (rows) => {
+    events.push(`insert ${rows.length}`);
+  }, 100);
+  t.equal(replayed, 250, 'every row stored, the torn line skipped');
+  t.same(events, ['insert 100', 'insert 100', 'torn line', 'insert 50'], 'the first chunks were inserted before the rest of the file was read');
+  t.same(await readdir(path.join(dir, 'spool')), [], 'and the segment deleted');
+});
