@@ -266,14 +266,18 @@ t.test('when a batch commits, the next one is sent before the committed callback
     lane = (client as unknown as { connection: { stream: net.Socket } }).connection.stream;
   });
   const first = writer.write(record({ callSid: 'first' }));
-  // Until the first batch waits on the lock (a fixed 50 ms was too short on a loaded machine).
+  // Until the first batch waits on the lock (a fixed 50 ms was too short on a loaded machine). Asked
+  // on a connection of its own: one from the writer's pool would be taken for the lane.
+  const watcher = new pg.Client({ connectionString: db.url });
+  await watcher.connect();
   for (let i = 0; i < 500; i++) {
-    const { rows } = await db.pool.query<{ n: number }>(
+    const { rows } = await watcher.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`,
     );
     if (lane && rows[0]!.n > 0) break;
     await new Promise((r) => setTimeout(r, 10));
   }
+  await watcher.end();
   const written = lane!.bytesWritten;
   const second = writer.write(record({ callSid: 'second' })); // queued behind it
   const sentBeforeFirstResumed = first.then(() => lane!.bytesWritten - written);
