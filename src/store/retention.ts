@@ -114,6 +114,13 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   // The lock is per session: take it, and run every statement, on one connection.
   const client = await pool.connect();
   let broken: Error | undefined;
+  // A lost session (Postgres restarted, the backend terminated) is also emitted on the client, and
+  // while it is checked out the pool does not listen: unheard, that event would end the process.
+  // The statements fail with it; the run reports that first error, not the unlock's that follows.
+  const lost = (err: Error) => {
+    broken ??= err;
+  };
+  client.on('error', lost);
   try {
     const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RETENTION_LOCK_KEY]);
     if (!rows[0]?.locked) return result;
@@ -170,10 +177,11 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
       await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
     }
   } catch (err) {
-    broken = err as Error;
-    throw err;
+    broken ??= err as Error;
+    throw broken;
   } finally {
     // A connection that failed mid-way is dropped, which also frees the lock if unlock did not run.
+    client.removeListener('error', lost);
     client.release(broken);
     result.ms = performance.now() - t0;
   }

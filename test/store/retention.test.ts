@@ -179,3 +179,38 @@ t.test('the app prunes by CDR_RETENTION_DAYS and reports it in /metrics', async 
   t.match(text, /^exoroute_retention_deleted_rows_total\{table="cdrs"\} 1$/m);
   t.match(text, /^exoroute_retention_last_success_timestamp_seconds [1-9]\d*(\.\d+)?$/m);
 });
+
+/** The backend holding the retention lock, once `ready` says the run is under way (bounded wait). */
+async function pruningBackend(db: Database, ready: () => Promise<boolean>): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const { rows } = await db.pool.query<{ pid: number }>(
+      "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1 AND granted",
+      [RETENTION_LOCK_KEY],
+    );
+    if (rows[0] && (await ready())) return rows[0].pid;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error('the prune did not start');
+}
+
+t.test('a connection lost mid-run (Postgres restarted) fails that run, logged and counted; the process lives on and the next run finishes', async (t) => {
+  const db = await migratedDatabase(t);
+  await insertCdrs(
+    db,
+    Array.from({ length: 6 }, (_, i) => new Date(Date.now() - 40 * DAY + i * 1000)),
+    'old',
+  );
+  const job = new RetentionJob(db.pool, quietLog, { retentionDays: 30, batchSize: 1, pauseMs: 300 });
+  const running = job.run();
+  // Between two batches (in the pause), as a restart would: the server ends the session.
+  const pid = await pruningBackend(db, async () => (await remainingSids(db)).length < 6);
+  await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+  await running;
+  t.equal(job.stats.failures, 1, 'the run failed');
+  t.equal(job.stats.runs, 0);
+
+  const next = new RetentionJob(db.pool, quietLog, { retentionDays: 30, pauseMs: 0 });
+  await next.run();
+  t.equal(next.stats.failures, 0, 'the lock went with the session: the next run takes it');
+  t.same(await remainingSids(db), []);
+});
