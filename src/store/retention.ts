@@ -32,6 +32,8 @@ export interface PruneOptions {
   pauseMs?: number;
   /** Stops between batches (shutdown); what was deleted so far stays deleted. */
   signal?: AbortSignal;
+  /** Counted into as rows go (the result's `deleted`), so that a run that fails part-way still tells what it deleted. */
+  deleted?: PruneResult['deleted'];
 }
 
 export interface PruneResult {
@@ -98,6 +100,8 @@ async function resummarize(client: pg.PoolClient, ranges: string[]): Promise<num
   return done;
 }
 
+const noneDeleted = (): PruneResult['deleted'] => ({ cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 });
+
 /** Deletes what is past its retention, in batches; a no-op when another session holds the lock. */
 export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<PruneResult> {
   const t0 = performance.now();
@@ -106,7 +110,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   const pauseMs = opts.pauseMs ?? 100;
   const result: PruneResult = {
     ran: false,
-    deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 },
+    deleted: opts.deleted ?? noneDeleted(),
     batches: 0,
     brinRanges: 0,
     ms: 0,
@@ -131,16 +135,14 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
         if (!first && pauseMs > 0) await sleep(pauseMs);
         first = false;
       };
-      const drain = async (statement: string, params: unknown[]) => {
-        let total = 0;
+      const drain = async (table: keyof PruneResult['deleted'], statement: string, params: unknown[]) => {
         while (!opts.signal?.aborted) {
           await pause();
           const { rowCount } = await client.query(statement, [...params, batchSize]);
           result.batches++;
-          total += rowCount ?? 0;
+          result.deleted[table] += rowCount ?? 0;
           if ((rowCount ?? 0) < batchSize) break;
         }
-        return total;
       };
 
       if (opts.retentionDays > 0) {
@@ -166,13 +168,13 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
           after = gone[0].last;
         }
         if (emptied.size > 0) result.brinRanges = await resummarize(client, [...emptied]);
-        result.deleted.callbackRefusals = await drain(byAge('callback_refusals', 'minute'), [cutoff]);
+        await drain('callbackRefusals', byAge('callback_refusals', 'minute'), [cutoff]);
       }
       const dialCutoff = new Date(now.getTime() - DIAL_STATE_MAX_AGE_MS);
-      result.deleted.dialAnswers = await drain(byAge('dial_answers', 'created_at'), [dialCutoff]);
-      result.deleted.dialCalls = await drain(byAge('dial_calls', 'created_at'), [dialCutoff]);
-      result.deleted.callerAgents = await drain(byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
-      result.deleted.agentOffers = await drain(byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
+      await drain('dialAnswers', byAge('dial_answers', 'created_at'), [dialCutoff]);
+      await drain('dialCalls', byAge('dial_calls', 'created_at'), [dialCutoff]);
+      await drain('callerAgents', byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
+      await drain('agentOffers', byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
     }
@@ -204,7 +206,7 @@ export class RetentionJob {
   readonly stats: RetentionStats = {
     runs: 0,
     failures: 0,
-    deleted: { cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 },
+    deleted: noneDeleted(),
     lastSuccessAt: null,
   };
   private timer: NodeJS.Timeout | null = null;
@@ -236,10 +238,12 @@ export class RetentionJob {
 
   /** One prune now; failures are logged and counted, never thrown. */
   async run(): Promise<void> {
+    const deleted = noneDeleted();
     try {
       const r = await pruneOnce(this.pool, {
         retentionDays: this.opts.retentionDays,
         signal: this.abort.signal,
+        deleted,
         ...(this.opts.batchSize !== undefined ? { batchSize: this.opts.batchSize } : {}),
         ...(this.opts.pauseMs !== undefined ? { pauseMs: this.opts.pauseMs } : {}),
       });
@@ -249,12 +253,14 @@ export class RetentionJob {
       }
       this.stats.runs++;
       this.stats.lastSuccessAt = new Date();
-      for (const k of Object.keys(r.deleted) as Array<keyof PruneResult['deleted']>) this.stats.deleted[k] += r.deleted[k];
       const total = Object.values(r.deleted).reduce((a, b) => a + b, 0);
       if (total > 0) this.log.info({ deleted: r.deleted, batches: r.batches, ms: Math.round(r.ms) }, 'retention: old rows deleted');
     } catch (err) {
       this.stats.failures++;
-      this.log.error({ err }, 'retention: prune failed; next try at the next interval');
+      this.log.error({ err, deleted }, 'retention: prune failed; next try at the next interval');
+    } finally {
+      // Deleted is deleted, whether or not the run got to its end.
+      for (const k of Object.keys(deleted) as Array<keyof PruneResult['deleted']>) this.stats.deleted[k] += deleted[k];
     }
   }
 

@@ -1,5 +1,6 @@
 import t from 'tap';
 import pg from 'pg';
+import pino from 'pino';
 import type { Database } from '../../src/store/database.js';
 import { pruneOnce, RetentionJob, RETENTION_LOCK_KEY } from '../../src/store/retention.js';
 import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
@@ -213,4 +214,26 @@ t.test('a connection lost mid-run (Postgres restarted) fails that run, logged an
   await next.run();
   t.equal(next.stats.failures, 0, 'the lock went with the session: the next run takes it');
   t.same(await remainingSids(db), []);
+});
+
+t.test('a run that fails part-way still counts what it deleted (the /metrics counter) and says so in its log line', async (t) => {
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+  const db = await migratedDatabase(t);
+  await insertCdrs(
+    db,
+    Array.from({ length: 6 }, (_, i) => new Date(Date.now() - 40 * DAY + i * 1000)),
+    'old',
+  );
+  const job = new RetentionJob(db.pool, log, { retentionDays: 30, batchSize: 1, pauseMs: 300 });
+  const running = job.run();
+  const pid = await pruningBackend(db, async () => (await remainingSids(db)).length <= 4);
+  await db.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+  await running;
+  const gone = 6 - (await remainingSids(db)).length;
+  t.ok(gone >= 2 && gone < 6, `${gone} deleted before the connection was lost`);
+  t.equal(job.stats.failures, 1);
+  t.equal(job.stats.deleted.cdrs, gone, 'the rows it deleted are counted');
+  const failed = lines.find((l) => l.msg === 'retention: prune failed; next try at the next interval');
+  t.same(failed?.deleted, { ...(failed?.deleted as object), cdrs: gone }, 'and the failure says how many');
 });
