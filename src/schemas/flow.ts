@@ -16,7 +16,8 @@ export const ConditionsSchema = Type.Object(
     closedBy: Type.Optional({ ...SlugSchema, description: 'This schedule is closed now' }),
     digits: Type.Optional(
       Type.Union([...TextMatchSchema.anyOf, Type.Object({ prefix: Type.String({ minLength: 1, maxLength: 50 }) }, { additionalProperties: false })], {
-        description: 'Digits entered in a Gather/IVR applet: {equals}, {in} or {prefix}',
+        description:
+          'Digits entered in a Gather/IVR applet, keys 0-9, * and # as pressed (without the double quotes Exotel wraps them in): {equals}, {in} or {prefix}',
       }),
     ),
     callerPrefix: Type.Optional(

@@ -68,6 +68,16 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
 /** What Exotel sends as DialCallStatus after a Connect attempt (docs/exotel.md). */
 const DIAL_CALL_STATUSES = ['completed', 'busy', 'no-answer', 'failed', 'canceled'];
 
+/** Keys a caller can press: Exotel's `digits` hold only these (sent as `"42"`, compared without the quotes). */
+const KEYPAD = /^[0-9*#]*$/;
+
+/** Every value of a digits condition, with its path below `when/digits`. */
+function digitsValues(m: NonNullable<Rule['when']['digits']>): Array<[string, string]> {
+  if ('equals' in m) return [['equals', m.equals]];
+  if ('in' in m) return m.in.map((v, j): [string, string] => [`in/${j}`, v]);
+  return [['prefix', m.prefix]];
+}
+
 /** The name of an unnamed rule: its position, counted from 1 as a person reads the list. */
 export const ruleNameAt = (index: number) => `rule ${index + 1}`;
 
@@ -101,6 +111,15 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
         );
       }
     });
+    for (const [path, value] of when.digits ? digitsValues(when.digits) : []) {
+      if (!KEYPAD.test(value)) {
+        const keys = value.replace(/[^0-9*#]/g, '');
+        throw new InvalidFieldError(
+          `body/rules/${i}/when/digits/${path}`,
+          `'${value}' is not keys of a phone keypad, so the rule would never hold: digits are 0-9, * and #, compared without the double quotes Exotel wraps them in${keys ? `; write '${keys}'` : ''}`,
+        );
+      }
+    }
     if (when.calledNumber) {
       when.calledNumber = when.calledNumber.map((n, j) => {
         const e164 = toE164(n, country);

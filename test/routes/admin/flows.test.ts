@@ -476,3 +476,38 @@ t.test('a PUT waiting on a concurrent change of the flow audits what that change
   const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=flow&entityId=menu' })).json();
   t.match(audit.items[0], { action: 'replace', before: { name: 'Two' }, after: { name: 'Three' } });
 });
+
+t.test(
+  'a digits condition with other than keypad keys (the quotes Exotel wraps them in, a space, a word) is 400 naming it, as it could never hold',
+  async (t) => {
+    const { admin } = await buildTestApp(t);
+    const flow = (digits: unknown) => ({
+      slug: 'menu',
+      name: 'IVR',
+      type: 'switch',
+      rules: [
+        { name: 'nine', when: { digits: { equals: '9' } }, then: { select: 'x' } },
+        { name: 'sales', when: { digits }, then: { select: 'sales' } },
+      ],
+      otherwise: { select: 'main' },
+      onError: { select: 'main' },
+    });
+    // Exotel sends digits=%221%22 ("1"); exoroute compares them without the quotes, so '"1"' never held.
+    const cases: Array<[unknown, string, string]> = [
+      [{ equals: '"1"' }, 'body/rules/1/when/digits/equals', "write '1'"],
+      [{ in: ['1', ' 2'] }, 'body/rules/1/when/digits/in/1', "write '2'"],
+      [{ prefix: 'one' }, 'body/rules/1/when/digits/prefix', '0-9, * and #'],
+    ];
+    for (const [digits, field, hint] of cases) {
+      const res = await admin({ method: 'POST', url: '/admin/flows', payload: flow(digits) });
+      t.equal(res.statusCode, 400, JSON.stringify(digits));
+      t.match(res.json().message, `${field}: `);
+      t.match(res.json().message, hint);
+    }
+    t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 0, 'nothing stored');
+    const ok = await admin({ method: 'POST', url: '/admin/flows', payload: flow({ in: ['1', '12#', '*9', ''] }) });
+    t.equal(ok.statusCode, 201, ok.body);
+    const sim = await admin({ method: 'POST', url: '/admin/flows/menu/simulate', payload: { endpoint: 'switch', params: { CallSid: 'c', digits: '"12#"' } } });
+    t.match(sim.json(), { matchedRule: 'sales', trace: [{ result: 'not matched' }, { result: 'matched' }] });
+  },
+);
