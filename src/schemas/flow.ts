@@ -45,7 +45,14 @@ export type Conditions = Static<typeof ConditionsSchema>;
 export const PassthruActionSchema = Type.Object(
   {
     branch: Type.Union([Type.Literal('A'), Type.Literal('B')], { description: 'A → 200 OK, B → 302 Found' }),
-    url: Type.Optional(Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000, description: 'Answer 200 with this http(s) URL as text/plain' })),
+    url: Type.Optional(
+      Type.String({
+        format: 'uri',
+        pattern: '^https?://',
+        maxLength: 2000,
+        description: 'Answer 200 with this http(s) URL as text/plain (so only with branch A)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

@@ -42,6 +42,13 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
   if (!ACTION_KEYS[type].some((k) => [...k].sort().join(',') === keys)) {
     throw new InvalidFieldError(field, `a ${type} flow's action is ${ACTION_HELP[type]}`);
   }
+  // Exotel continues at a URL answered with 200; a 302 (branch B) carries none.
+  if ('url' in action && action.url !== undefined && action.branch === 'B') {
+    throw new InvalidFieldError(
+      `${field}/branch`,
+      "with a url the answer is 200 with the URL as its body (Exotel continues there), never branch B's 302: give branch A with the url, or branch B without one",
+    );
+  }
   if ('dialGroups' in action) {
     action.dialGroups.forEach((slug, i) => {
       const first = action.dialGroups.indexOf(slug);

@@ -511,3 +511,21 @@ t.test(
     t.match(sim.json(), { matchedRule: 'sales', trace: [{ result: 'not matched' }, { result: 'matched' }] });
   },
 );
+
+t.test('a passthru action with a url and branch B is 400: a url is answered 200, never the 302 of branch B', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const url = 'https://my.exotel.com/exoml/start/123';
+  for (const [where, over, field] of [
+    ['a rule', { rules: [{ name: 'late', when: {}, then: { branch: 'B', url } }] }, 'body/rules/0/then/branch'],
+    ['otherwise', { otherwise: { branch: 'B', url } }, 'body/otherwise/branch'],
+    ['onError', { onError: { branch: 'B', url } }, 'body/onError/branch'],
+  ] as const) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [], ...over }) });
+    t.equal(res.statusCode, 400, `${where}: ${res.body}`);
+    t.match(res.json().message, `${field}: `, where);
+    t.match(res.json().message, /200/, where);
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 0, 'nothing stored');
+  const ok = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [], otherwise: { branch: 'A', url } }) });
+  t.equal(ok.statusCode, 201, ok.body);
+});

@@ -77,7 +77,7 @@ async function setup(t: Test, env: Record<string, string> = {}): Promise<TestApp
     name: 'Async',
     type: 'passthru',
     mode: 'async',
-    rules: [{ name: 'digits', when: { digits: { prefix: '1' } }, then: { branch: 'B', url: 'https://example.com/next' } }],
+    rules: [{ name: 'digits', when: { digits: { prefix: '1' } }, then: { branch: 'A', url: 'https://example.com/next' } }],
     otherwise: { branch: 'A' },
     onError: { branch: 'A' },
   });
