@@ -29,7 +29,10 @@ export const ConditionsSchema = Type.Object(
     ),
     calledNumber: Type.Optional(Type.Array(PhoneInputSchema, { minItems: 1, maxItems: 1000, description: 'The ExoPhone called (CallTo) is one of these' })),
     direction: Type.Optional(Type.String({ minLength: 1, maxLength: 50, description: "Call direction as Exotel sends it, e.g. 'incoming'" })),
-    customField: Type.Optional({ ...TextMatchSchema, description: 'CustomField set when the call was made through the API: {equals} or {in}' }),
+    customField: Type.Optional({
+      ...TextMatchSchema,
+      description: 'CustomField set when the call was made through the API, compared trimmed (a value is not empty, no spaces around it): {equals} or {in}',
+    }),
     dialCallStatus: Type.Optional(
       Type.Array(Type.String({ minLength: 1, maxLength: 50 }), {
         minItems: 1,

@@ -78,8 +78,8 @@ const DIAL_CALL_STATUSES = ['completed', 'busy', 'no-answer', 'failed', 'cancele
 /** Keys a caller can press: Exotel's `digits` hold only these (sent as `"42"`, compared without the quotes). */
 const KEYPAD = /^[0-9*#]*$/;
 
-/** Every value of a digits condition, with its path below `when/digits`. */
-function digitsValues(m: NonNullable<Rule['when']['digits']>): Array<[string, string]> {
+/** Every value of a digits or customField condition, with its path below `when/<condition>`. */
+function textValues(m: NonNullable<Rule['when']['digits']>): Array<[string, string]> {
   if ('equals' in m) return [['equals', m.equals]];
   if ('in' in m) return m.in.map((v, j): [string, string] => [`in/${j}`, v]);
   return [['prefix', m.prefix]];
@@ -118,12 +118,21 @@ function normalise(input: FlowReplace, country: CountryCode): FlowReplace & { mo
         );
       }
     });
-    for (const [path, value] of when.digits ? digitsValues(when.digits) : []) {
+    for (const [path, value] of when.digits ? textValues(when.digits) : []) {
       if (!KEYPAD.test(value)) {
         const keys = value.replace(/[^0-9*#]/g, '');
         throw new InvalidFieldError(
           `body/rules/${i}/when/digits/${path}`,
           `'${value}' is not keys of a phone keypad, so the rule would never hold: digits are 0-9, * and #, compared without the double quotes Exotel wraps them in${keys ? `; write '${keys}'` : ''}`,
+        );
+      }
+    }
+    // As the call's is read: trimmed, and an empty CustomField is none (src/exotel/params.ts).
+    for (const [path, value] of when.customField ? textValues(when.customField) : []) {
+      if (value === '' || value.trim() !== value) {
+        throw new InvalidFieldError(
+          `body/rules/${i}/when/customField/${path}`,
+          `'${value}' ${value.trim() === '' ? 'is empty' : 'has spaces around it'}, so the rule would never hold: a call's CustomField is compared trimmed, and an empty one counts as not sent${value.trim() ? `; write '${value.trim()}'` : ''}`,
         );
       }
     }

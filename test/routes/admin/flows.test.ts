@@ -529,3 +529,33 @@ t.test('a passthru action with a url and branch B is 400: a url is answered 200,
   const ok = await admin({ method: 'POST', url: '/admin/flows', payload: passthru({ rules: [], otherwise: { branch: 'A', url } }) });
   t.equal(ok.statusCode, 201, ok.body);
 });
+
+t.test('a customField value that is empty or has spaces around it is 400 naming it: a CustomField is read trimmed, and an empty one is none', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const flow = (customField: unknown) => ({
+    slug: 'api',
+    name: 'API calls',
+    type: 'switch',
+    rules: [{ name: 'campaign', when: { customField }, then: { select: 'campaign' } }],
+    otherwise: { select: 'main' },
+    onError: { select: 'main' },
+  });
+  const cases: Array<[unknown, string]> = [
+    [{ equals: '' }, 'body/rules/0/when/customField/equals'],
+    [{ equals: 'diwali ' }, 'body/rules/0/when/customField/equals'],
+    [{ in: ['diwali', ' holi'] }, 'body/rules/0/when/customField/in/1'],
+  ];
+  for (const [customField, field] of cases) {
+    const res = await admin({ method: 'POST', url: '/admin/flows', payload: flow(customField) });
+    t.equal(res.statusCode, 400, `${JSON.stringify(customField)}: ${res.body}`);
+    t.match(res.json().message, `${field}: `);
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 0, 'nothing stored');
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow({ in: ['diwali sale', 'holi'] }) })).statusCode, 201);
+  const sim = await admin({
+    method: 'POST',
+    url: '/admin/flows/api/simulate',
+    payload: { endpoint: 'switch', params: { CallSid: 'c', CustomField: ' diwali sale ' } },
+  });
+  t.equal(sim.json().matchedRule, 'campaign');
+});
