@@ -158,6 +158,26 @@ function publicUrlProblem(url: string): string | undefined {
   return undefined;
 }
 
+/** A host name as Node resolves it for listen(): dot-separated labels of letters, digits and hyphens. */
+const HOST_NAME = /^(?=.{1,253}\.?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
+
+/** The URL exoroute hands out when PUBLIC_URL is unset: an IPv6 address goes in brackets (`HOST=::` → http://[::]:3000). */
+const defaultPublicUrl = (host: string, port: number) => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+/**
+ * What is wrong with HOST: it is what the service listens on and, without PUBLIC_URL, the host of
+ * every URL handed to Exotel, so it is an address or a name, without a scheme, port or brackets.
+ */
+function hostProblem(host: string, publicUrlSet: boolean, port: number): string | undefined {
+  if (isIP(host) === 0 && !HOST_NAME.test(host)) {
+    return 'must be an IP address or host name to listen on, without scheme, port or brackets (127.0.0.1, 0.0.0.0 for every interface, :: for IPv6); the port goes in PORT';
+  }
+  if (!publicUrlSet && !URL.canParse(defaultPublicUrl(host, port))) {
+    return 'makes no URL for Exotel (an IPv6 address with a zone): set PUBLIC_URL to the address Exotel reaches this service at';
+  }
+  return undefined;
+}
+
 /** Turns an environment into a typed Config, or throws ConfigError naming every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const raw: Record<string, unknown> = {};
@@ -180,6 +200,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (c.PUBLIC_URL !== undefined && !failed.has('PUBLIC_URL')) {
     const problem = publicUrlProblem(c.PUBLIC_URL);
     if (problem) problems.push(`PUBLIC_URL=${shown('PUBLIC_URL', c.PUBLIC_URL)}: ${problem}`);
+  }
+  if (!failed.has('HOST') && !failed.has('PORT')) {
+    const problem = hostProblem(c.HOST, c.PUBLIC_URL !== undefined, c.PORT);
+    if (problem) problems.push(`HOST=${shown('HOST', c.HOST)}: ${problem}`);
   }
   if (c.DATABASE_URL !== undefined && !failed.has('DATABASE_URL') && !pgCanParse(c.DATABASE_URL)) {
     problems.push(
@@ -212,8 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     DEFAULT_COUNTRY: c.DEFAULT_COUNTRY as Config['DEFAULT_COUNTRY'],
     EXOTEL_ALLOWED_CIDRS: cidrs,
     TRUST_PROXY: trustProxy,
-    // An IPv6 address goes in brackets (`HOST=::` → http://[::]:3000): `http://:::3000` is no URL.
-    PUBLIC_URL: (c.PUBLIC_URL ?? `http://${c.HOST.includes(':') ? `[${c.HOST}]` : c.HOST}:${c.PORT}`).replace(/\/+$/, ''),
+    PUBLIC_URL: (c.PUBLIC_URL ?? defaultPublicUrl(c.HOST, c.PORT)).replace(/\/+$/, ''),
   };
 }
 

@@ -311,3 +311,15 @@ t.test('a whole-number variable takes decimal digits only: "1.5", "1e3" or "0x10
     ADMIN_RATE_LIMIT_PER_MINUTE: 60,
   });
 });
+
+t.test('HOST must be an address or host name: one with a port, scheme, brackets or spaces stops the start naming HOST', async (t) => {
+  // Each passed the check; the start then prepared the database and died in startupWarnings on
+  // `new URL("http://[localhost:3000]:3000")` with a stack trace and exit code 1 (systemd restarts that).
+  for (const host of ['localhost:3000', '0.0.0.0:3000', 'http://0.0.0.0', '[::1]', ' ', '0.0.0.0 ', 'exo host', 'fe80::1%eth0']) {
+    t.throws(() => loadConfig({ HOST: host }), new RegExp(`HOST=${JSON.stringify(host).replace(/[.[\]]/g, '\\$&')}: `), JSON.stringify(host));
+  }
+  t.throws(() => loadConfig({ HOST: 'localhost:3000', PUBLIC_URL: 'https://exo.example.com' }), /HOST=.*the port goes in PORT/, 'listen() would fail too');
+  t.equal(loadConfig({ HOST: 'fe80::1%eth0', PUBLIC_URL: 'https://exo.example.com' }).HOST, 'fe80::1%eth0', 'a zone is fine with PUBLIC_URL set');
+  for (const host of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'exoroute.internal', 'my-host'])
+    t.equal(loadConfig({ HOST: host }).HOST, host, `${host} is fine`);
+});
