@@ -201,6 +201,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const problem = publicUrlProblem(c.PUBLIC_URL);
     if (problem) problems.push(`PUBLIC_URL=${shown('PUBLIC_URL', c.PUBLIC_URL)}: ${problem}`);
   }
+  // Both are sent as `Authorization: Bearer <token>`, a single run of visible ASCII characters: a space
+  // ends the token, and a header's non-ASCII bytes arrive as other characters. Such a value passed,
+  // and then no request could present it: every admin call, or every scrape, answered 401.
+  for (const name of ['ADMIN_API_KEY', 'METRICS_TOKEN'] as const) {
+    const value = c[name];
+    if (value !== undefined && !failed.has(name) && !/^[\x21-\x7e]+$/.test(value)) {
+      problems.push(
+        `${name}=${shown(name, value)}: must be letters, digits and punctuation only, without spaces or other characters, as it is sent as Authorization: Bearer <${name}> (e.g. openssl rand -hex 24)`,
+      );
+    }
+  }
   if (!failed.has('HOST') && !failed.has('PORT')) {
     const problem = hostProblem(c.HOST, c.PUBLIC_URL !== undefined, c.PORT);
     if (problem) problems.push(`HOST=${shown('HOST', c.HOST)}: ${problem}`);

@@ -323,3 +323,22 @@ t.test('HOST must be an address or host name: one with a port, scheme, brackets 
   for (const host of ['127.0.0.1', '0.0.0.0', '::', '::1', 'localhost', 'exoroute.internal', 'my-host'])
     t.equal(loadConfig({ HOST: host }).HOST, host, `${host} is fine`);
 });
+
+t.test('ADMIN_API_KEY and METRICS_TOKEN: visible ASCII only, as no Bearer header can carry a space or other characters', async (t) => {
+  // A key with a space (a pass phrase), a trailing space or a non-ASCII letter passed the check, and
+  // then every admin request (or every scrape of /metrics) answered 401: `Bearer a b` is no token.
+  for (const name of ['ADMIN_API_KEY', 'METRICS_TOKEN'] as const) {
+    for (const value of ['correct horse battery staple', 'exr_0123456789abcdef ', ' exr_0123456789abcdef', 'exr_0123456789abcdé', 'exr_0123456789abcdef\r']) {
+      try {
+        loadConfig({ [name]: value });
+        t.fail(`${name}=${JSON.stringify(value)} should be refused`);
+      } catch (err) {
+        t.ok(err instanceof ConfigError);
+        const msg = (err as Error).message;
+        t.match(msg, new RegExp(`${name}=\\(${value.length} characters, not shown\\): must be letters, digits and punctuation only`));
+        t.notOk(msg.includes(value.trim()), 'the value is not in the message');
+      }
+    }
+    t.equal(loadConfig({ [name]: 'exr_A-b.c~d+e/f=0123:x' })[name], 'exr_A-b.c~d+e/f=0123:x', 'punctuation is fine');
+  }
+});
