@@ -107,9 +107,14 @@ function shown(name: string, value: unknown): string {
   const text = String(value);
   if (SECRET_VARIABLES.has(name)) return `(${text.length} characters, not shown)`;
   // Up to the last `@`: a password may hold `/`, `#` or `?` (not percent-encoded, the URL is broken, and still secret);
-  // also after a scheme missing a slash (`postgresql:/user:pw@…`). A libpq keyword string
-  // (`host=db password=pw`), which is no URL, is refused, and its `password=` is masked too.
-  return JSON.stringify(text.replace(/((?:\/\/|:\/{0,2})[^/:@\s]*:)\S*@/, '$1***@').replace(/(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S*)/gi, '$1***'));
+  // also after a scheme missing a slash (`postgresql:/user:pw@…`), and with no scheme at all (`user:pw@host/db`).
+  // A libpq keyword string (`host=db password=pw`), which is no URL, is refused, and its `password=` is masked too.
+  return JSON.stringify(
+    text
+      .replace(/^([^/:@\s]+:)(?!\/)\S*@/, '$1***@')
+      .replace(/((?:\/\/|:\/{0,2})[^/:@\s]*:)\S*@/, '$1***@')
+      .replace(/(password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S*)/gi, '$1***'),
+  );
 }
 
 /** What a valid value looks like, from the schema's bounds; undefined when TypeBox's own message says it best. */

@@ -342,3 +342,24 @@ t.test('ADMIN_API_KEY and METRICS_TOKEN: visible ASCII only, as no Bearer header
     t.equal(loadConfig({ [name]: 'exr_A-b.c~d+e/f=0123:x' })[name], 'exr_A-b.c~d+e/f=0123:x', 'punctuation is fine');
   }
 });
+
+t.test('a DATABASE_URL without its scheme (user:password@host/db) is refused without showing its password', async (t) => {
+  // The masking looked for the password after `//` or a scheme's `:`: without a scheme, the line
+  // naming the variable showed it whole, in the journal or `docker compose logs`.
+  for (const [value, shown] of [
+    ['exoroute:Pw0rd-hidden@db:5432/exoroute', 'exoroute:***@db:5432/exoroute'],
+    ['exoroute:Pw0rd@hidden@db/exoroute', 'exoroute:***@db/exoroute'],
+    ['jdbc:postgresql://exoroute:Pw0rd-hidden@db/exoroute', '***@db/exoroute'],
+  ] as const) {
+    try {
+      loadConfig({ DATABASE_URL: value });
+      t.fail(`${value} should be refused`);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      const msg = (err as Error).message;
+      t.match(msg, /DATABASE_URL=.*: must be a Postgres URL/, value);
+      t.match(msg, shown, 'the value is shown, its password masked');
+      t.notMatch(msg, 'Pw0rd', 'the password is not in the message');
+    }
+  }
+});
