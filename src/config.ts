@@ -128,6 +128,7 @@ function whatToFix(schema: {
   anyOf?: Array<{ const?: unknown }>;
 }): string | undefined {
   if (schema.anyOf?.every((s) => s.const !== undefined)) return `must be one of ${schema.anyOf.map((s) => String(s.const)).join(', ')}`;
+  if (schema.type === 'boolean') return 'must be true or false';
   if (schema.type === 'integer') {
     const range = schema.maximum !== undefined ? `from ${schema.minimum ?? 0} to ${schema.maximum}` : `of at least ${schema.minimum ?? 0}`;
     return `must be a whole number ${range}`;
@@ -226,13 +227,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `DATABASE_URL=${shown('DATABASE_URL', c.DATABASE_URL)}: is not a valid URL: percent-encode special characters in the user and password (/ as %2F, # as %23, ? as %3F)`,
     );
   }
-  if (c.EXOTEL_REQUIRE_CALLBACK_SECRET && !c.EXOTEL_CALLBACK_SECRET && !c.EXOTEL_CALLBACKS_OPEN) {
+  if (c.EXOTEL_REQUIRE_CALLBACK_SECRET === true && !c.EXOTEL_CALLBACK_SECRET && c.EXOTEL_CALLBACKS_OPEN !== true) {
     problems.push(
       'EXOTEL_CALLBACK_SECRET is unset, and this deployment requires it (EXOTEL_REQUIRE_CALLBACK_SECRET=true): set it to a ' +
         'secret of 16 to 200 characters and put it in the URLs Exotel calls, or set EXOTEL_CALLBACKS_OPEN=true to let anyone call back',
     );
   }
-  if (c.EXOTEL_CALLBACKS_OPEN && c.EXOTEL_CALLBACK_SECRET) {
+  if (c.EXOTEL_CALLBACKS_OPEN === true && c.EXOTEL_CALLBACK_SECRET) {
     problems.push('EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET, which is set: unset one of them');
   }
   if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {

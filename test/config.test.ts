@@ -363,3 +363,12 @@ t.test('a DATABASE_URL without its scheme (user:password@host/db) is refused wit
     }
   }
 });
+
+t.test('a true/false variable with another value names what it takes', async (t) => {
+  // The line was TypeBox's own `EXOTEL_CALLBACKS_OPEN="yes": Expected boolean`, which names no value to write.
+  for (const name of ['EXOTEL_CALLBACKS_OPEN', 'EXOTEL_REQUIRE_CALLBACK_SECRET'])
+    for (const value of ['yes', 'on', 'enabled'])
+      t.throws(() => loadConfig({ [name]: value }), new RegExp(`^invalid configuration:\\n  ${name}="${value}": must be true or false$`), `${name}=${value}`);
+  t.equal(loadConfig({ EXOTEL_CALLBACKS_OPEN: 'true' }).EXOTEL_CALLBACKS_OPEN, true);
+  t.equal(loadConfig({ EXOTEL_CALLBACKS_OPEN: 'false' }).EXOTEL_CALLBACKS_OPEN, false);
+});
