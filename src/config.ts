@@ -236,7 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (c.EXOTEL_CALLBACKS_OPEN === true && c.EXOTEL_CALLBACK_SECRET) {
     problems.push('EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET, which is set: unset one of them');
   }
-  if (problems.length === 0 && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
+  if (!failed.has('DEFAULT_COUNTRY') && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);
   }
   const cidrs = (c.EXOTEL_ALLOWED_CIDRS ?? '')

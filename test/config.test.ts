@@ -372,3 +372,13 @@ t.test('a true/false variable with another value names what it takes', async (t)
   t.equal(loadConfig({ EXOTEL_CALLBACKS_OPEN: 'true' }).EXOTEL_CALLBACKS_OPEN, true);
   t.equal(loadConfig({ EXOTEL_CALLBACKS_OPEN: 'false' }).EXOTEL_CALLBACKS_OPEN, false);
 });
+
+t.test('an unknown DEFAULT_COUNTRY is named beside the other bad variables, not only once they are fixed', async (t) => {
+  // It was checked only when nothing else was wrong: fix PORT, restart, and only then hear about ZZ.
+  t.throws(() => loadConfig({ PORT: 'eighty', DEFAULT_COUNTRY: 'ZZ' }), /PORT="eighty".*\n.*DEFAULT_COUNTRY="ZZ": not a country/);
+  t.throws(
+    () => loadConfig({ DEFAULT_COUNTRY: 'in' }),
+    /^invalid configuration:\n {2}DEFAULT_COUNTRY="in": must be a two-letter country code in capitals, e.g. IN$/,
+    'one line for one problem',
+  );
+});
