@@ -1,3 +1,4 @@
+import { access, constants, mkdir } from 'node:fs/promises';
 import v8 from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
@@ -33,6 +34,21 @@ function listenProblem(err: NodeJS.ErrnoException, config: Pick<Config, 'HOST' |
   }
 }
 
+/**
+ * Why DATA_DIR cannot hold the admin key file and the CDR spool (created if missing), or undefined.
+ * Unchecked, an unwritable one failed later: with a stack trace, or as `listen` failing with EACCES,
+ * reported as a port below 1024.
+ */
+async function dataDirProblem(dir: string): Promise<string | undefined> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK | constants.X_OK);
+    return undefined;
+  } catch (err) {
+    return `DATA_DIR=${JSON.stringify(dir)} cannot be used (${(err as Error).message}): set DATA_DIR to a directory this user can write, or make it one`;
+  }
+}
+
 /** Entry point: config, database, listen, and a bounded graceful shutdown on SIGTERM/SIGINT/SIGHUP. */
 async function main(): Promise<void> {
   let config: Config;
@@ -44,6 +60,11 @@ async function main(): Promise<void> {
       process.exit(2);
     }
     throw err;
+  }
+  const dataDir = await dataDirProblem(config.DATA_DIR);
+  if (dataDir) {
+    console.error(`exoroute cannot start: ${dataDir}`);
+    process.exit(2);
   }
   // Under load V8 would let the heap grow to several times what is live before collecting it
   // (628 MB RSS at 7,000 callbacks/s with 110 MB live). A growth limit keeps RSS near the live

@@ -382,3 +382,33 @@ t.test('an unknown DEFAULT_COUNTRY is named beside the other bad variables, not 
     'one line for one problem',
   );
 });
+
+t.test('a DATA_DIR that cannot be a directory stops the start with exit code 2 and one line naming it', async (t) => {
+  // With ADMIN_API_KEY and DATABASE_URL set (as compose sets the latter), nothing touched DATA_DIR
+  // until the CDR spool was created while listening: its mkdir error was reported as the listen's
+  // (`cannot listen on 127.0.0.1:0: ENOTDIR…`; EACCES, on a root-owned mount, as "ports below 1024
+  // need root: set PORT to 1024 or above"), exit code 1, which the systemd unit restarts every 2 s.
+  const { execFile } = await import('node:child_process');
+  const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const path = await import('node:path');
+  const { createTestDatabase, ADMIN_KEY } = await import('./helper.js');
+  const url = await createTestDatabase(t);
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-datadir-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'a-file');
+  await writeFile(file, 'not a directory\n');
+  const dataDir = path.join(file, 'data');
+  const env = { ...process.env, DATABASE_URL: url, DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, EXOTEL_CALLBACKS_OPEN: 'true', HOST: '127.0.0.1', PORT: '0' };
+  const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import=tsx', 'src/server.ts'], { env, timeout: 60_000 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stderr }),
+    );
+  });
+  t.equal(code, 2, 'exit code 2, which the systemd unit does not restart', { stderr });
+  t.match(
+    stderr,
+    new RegExp(`^exoroute cannot start: DATA_DIR=${JSON.stringify(dataDir).replace(/[.[\]]/g, '\\$&')} cannot be used \\(ENOTDIR.*set DATA_DIR to a directory`),
+  );
+  t.equal(stderr.split('\n').length, 2, 'one line, no stack trace');
+});
