@@ -126,3 +126,13 @@ t.test('any POSTGRES_PASSWORD is the one Postgres gets and exoroute sends: nothi
     t.same(seen, { user: 'exoroute', password, host: 'postgres', port: 5432, database: 'exoroute' }, `${password}: the password exoroute sends`);
   }
 });
+
+t.test('every variable docker-compose.yml reads from .env is documented in the README', async (t) => {
+  // PROMETHEUS_RETENTION (how long the monitoring profile keeps metrics, 30d) was read and named nowhere.
+  const { readFile } = await import('node:fs/promises');
+  const file = await readFile(new URL('../../docker-compose.yml', import.meta.url), 'utf8');
+  const readme = await readFile(new URL('../../README.md', import.meta.url), 'utf8');
+  const names = new Set([...file.matchAll(/(?<!\$)\$\{(\w+)/g)].map((m) => m[1]!));
+  t.ok(names.size > 10);
+  for (const name of names) t.ok(readme.includes(`\`${name}`), `${name} is in the README`);
+});
