@@ -121,9 +121,13 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
 
 t.test('GET /admin/agents/:number: one agent with its recent offers; 404 for a number in no group, 400 for no number', async (t) => {
   const ctx = await setup(t);
+  // Both offers today in Asia/Kolkata, the default zone of "today", at any hour the test runs (fixed
+  // minutes ago fell in yesterday just after midnight IST): a quarter and half of today so far.
   await ctx.db.pool.query(
-    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
-       ('c1', $1, 'sales', now() - interval '2 minutes', 'answered', now()), ('c2', $1, 'support', now() - interval '1 minute', NULL, NULL)`,
+    `WITH today AS (SELECT date_trunc('day', now() AT TIME ZONE 'Asia/Kolkata') AT TIME ZONE 'Asia/Kolkata' AS start)
+     INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at)
+     SELECT 'c1', $1, 'sales', start + (now() - start) / 4, 'answered', now() FROM today
+     UNION ALL SELECT 'c2', $1, 'support', start + (now() - start) / 2, NULL, NULL FROM today`,
     [C],
   );
   const res = await ctx.admin({ method: 'GET', url: '/admin/agents/09811100003' });
