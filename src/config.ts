@@ -167,8 +167,11 @@ function publicUrlProblem(url: string): string | undefined {
 /** A host name as Node resolves it for listen(): dot-separated labels of letters, digits and hyphens. */
 const HOST_NAME = /^(?=.{1,253}\.?$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*\.?$/i;
 
-/** The URL exoroute hands out when PUBLIC_URL is unset: an IPv6 address goes in brackets (`HOST=::` → http://[::]:3000). */
-const defaultPublicUrl = (host: string, port: number) => `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+/** A host and port as a URL or a log line writes them: an IPv6 address goes in brackets (`::`, 3000 → `[::]:3000`). */
+export const hostAndPort = (host: string, port: number) => `${host.includes(':') ? `[${host}]` : host}:${port}`;
+
+/** The URL exoroute hands out when PUBLIC_URL is unset (`HOST=::` → http://[::]:3000). */
+const defaultPublicUrl = (host: string, port: number) => `http://${hostAndPort(host, port)}`;
 
 /**
  * What is wrong with HOST: it is what the service listens on and, without PUBLIC_URL, the host of

@@ -3,7 +3,7 @@ import v8 from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
-import { type Config, ConfigError, loadConfig, startupWarnings } from './config.js';
+import { type Config, ConfigError, hostAndPort, loadConfig, startupWarnings } from './config.js';
 import { ensureBootstrapKey, KeyFileError } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
 import { MigrationHistoryError } from './store/migrate.js';
@@ -21,7 +21,7 @@ function logDestination() {
 
 /** Why the server cannot listen on HOST:PORT, and what to change: one line for the operator. */
 function listenProblem(err: NodeJS.ErrnoException, config: Pick<Config, 'HOST' | 'PORT'>): string {
-  const address = `${config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST}:${config.PORT}`;
+  const address = hostAndPort(config.HOST, config.PORT);
   switch (err.code) {
     case 'EADDRINUSE':
       return `${address} is already in use (another exoroute, or another program): stop that, or set PORT to a free port (a second exoroute also needs a DATA_DIR of its own)`;
@@ -157,8 +157,7 @@ async function main(): Promise<void> {
   if (stopping) return stop();
   const address = app.server.address();
   const port = address && typeof address === 'object' ? address.port : config.PORT;
-  const host = config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST.includes(':') ? `[${config.HOST}]` : config.HOST;
-  const docs = `http://${host}:${port}/docs`;
+  const docs = `http://${hostAndPort(config.HOST === '0.0.0.0' || config.HOST === '::' ? '127.0.0.1' : config.HOST, port)}/docs`;
   log.info({ docs, publicUrl: config.PUBLIC_URL }, `exoroute listening: docs at ${docs}, PUBLIC_URL (the base Exotel is given) ${config.PUBLIC_URL}`);
 }
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ConfigError, loadConfig, startupWarnings } from '../src/config.js';
+import { ConfigError, hostAndPort, loadConfig, startupWarnings } from '../src/config.js';
 
 t.test('defaults follow docs/contract.md §5 and the README', async (t) => {
   const c = loadConfig({});
@@ -286,6 +286,13 @@ t.test('an IPv6 HOST (::, ::1) makes a default PUBLIC_URL that is a URL, so the 
     t.equal(c.PUBLIC_URL, url);
     t.match(startupWarnings(c), [/is not https/, /points at a loopback or private address/], host);
   }
+});
+
+t.test('hostAndPort, which the default PUBLIC_URL, the listen errors and the docs line share, brackets an IPv6 address only', async (t) => {
+  t.equal(hostAndPort('::', 3000), '[::]:3000');
+  t.equal(hostAndPort('fe80::1', 8080), '[fe80::1]:8080');
+  t.equal(hostAndPort('127.0.0.1', 3000), '127.0.0.1:3000');
+  t.equal(hostAndPort('exoroute.internal', 443), 'exoroute.internal:443');
 });
 
 t.test('a whole-number variable takes decimal digits only: "1.5", "1e3" or "0x10" stop the start, never truncated', async (t) => {
