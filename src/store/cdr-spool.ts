@@ -58,7 +58,8 @@ export class CdrSpool {
   }
 
   private async load(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    // CDRs hold callers' numbers and what they keyed in: the service's user alone reads them.
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
     let depth = 0;
     for (const name of await this.segments()) {
       try {
@@ -89,7 +90,7 @@ export class CdrSpool {
         if (!this.open) {
           await this.init();
           const name = `cdrs-${String(Date.now()).padStart(13, '0')}-${String(this.sequence++ % 1e6).padStart(6, '0')}.ndjson`;
-          this.open = { handle: await open(path.join(this.dir, name), 'a'), name };
+          this.open = { handle: await open(path.join(this.dir, name), 'a', 0o600), name };
           this.openRows = 0;
         }
         await this.open.handle.appendFile(group.map((w) => w.lines).join(''));
@@ -228,7 +229,7 @@ export class CdrSpool {
 
   /** Keeps a row Postgres will never take in `rejected.ndjson` (not replayed), with the reason. */
   async setAside(row: CdrRow, reason: string): Promise<void> {
-    const handle = await open(path.join(this.dir, 'rejected.ndjson'), 'a');
+    const handle = await open(path.join(this.dir, 'rejected.ndjson'), 'a', 0o600);
     try {
       await handle.appendFile(`${JSON.stringify({ reason, row })}\n`);
       await handle.datasync();

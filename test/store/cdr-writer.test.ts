@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import { randomUUID } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -610,6 +610,16 @@ t.test('a spooled row Postgres refuses for its data is set aside; the rest of th
   );
   t.equal(writer.stats.setAside, 1, 'exoroute_cdr_set_aside_total counts it');
   await writer.close();
+});
+
+t.test("the spool holds callers' numbers: its directory and files are for the service's user only (0700, 0600)", async (t) => {
+  const spool = await tempSpool(t);
+  await spool.append([{ idempotency_key: randomUUID(), call_sid: 'mode', received_at: new Date(), endpoint: 'passthru', params: {} }]);
+  await spool.setAside({ call_sid: 'aside' }, 'test');
+  await spool.close();
+  t.equal((await stat(spool.dir)).mode & 0o777, 0o700, 'the directory');
+  for (const name of await readdir(spool.dir)) t.equal((await stat(path.join(spool.dir, name))).mode & 0o777, 0o600, name);
+  t.equal((await readdir(spool.dir)).length, 2, 'a segment and rejected.ndjson');
 });
 
 /** Text no btree index entry takes: Postgres refuses it with SQLSTATE 54000 (program limit exceeded), whatever the column's type allows. */
