@@ -8,7 +8,9 @@ import { FLOW_TYPE_OF, type DialEndpoint, type FlowEndpoint } from '../exotel/en
 
 /** The endpoints answered from the snapshot alone (Dial Whom and Connect also need per-call state). */
 export type Endpoint = Exclude<FlowEndpoint, DialEndpoint>;
-export type Outcome = 'answered' | 'async' | 'on-error' | 'rejected';
+/** How a callback ended, as its CDR, log line and metrics name it. */
+export const OUTCOMES = ['answered', 'async', 'on-error', 'rejected'] as const;
+export type Outcome = (typeof OUTCOMES)[number];
 
 export interface CallbackResult<D extends Decision = Decision> {
   answer: CallbackAnswer;

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { InstantSchema, NumericCursorSchema, PageLimitSchema, SlugSchema } from './common.js';
 import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
-import { MAX_CALL_SID_CHARS } from '../routing/callback.js';
+import { MAX_CALL_SID_CHARS, OUTCOMES } from '../routing/callback.js';
 
 const CdrEndpointSchema = Type.Union(
   CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)),
@@ -71,7 +71,13 @@ const cdrFilterFields = {
   from: Type.Optional(Type.String({ format: 'date-time', description: 'Received at or after this instant (ISO 8601 with offset)' })),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'Received before this instant (ISO 8601 with offset)' })),
   outcome: Type.Optional(
-    Type.String({ minLength: 1, maxLength: 64, pattern: NO_CONTROL_CHARACTERS, description: 'Outcome as stored in CDRs (no control characters)' }),
+    Type.Union(
+      OUTCOMES.map((o) => Type.Literal(o)),
+      {
+        description:
+          "How the callback ended: answered, async (a flow in async mode: Exotel does not wait for the answer), on-error (the flow's onError) or rejected",
+      },
+    ),
   ),
 };
 
