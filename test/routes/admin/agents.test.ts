@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import { DateTime } from 'luxon';
 import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
 
 const A = '+919811100001';
@@ -81,11 +82,14 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
        FROM unnest(ARRAY['no-answer', 'answered', 'busy', 'no-answer']) WITH ORDINALITY AS x(o, i)`,
     [B, ago(0)],
   );
+  // A's three offers today in Asia/Kolkata (the default zone of "today") at any hour the test runs:
+  // half of today so far (a second ago fell in yesterday when run just after midnight IST, 18:30 UTC).
+  const startOfToday = DateTime.fromMillis(now, { zone: 'Asia/Kolkata' }).startOf('day').toMillis();
   await ctx.db.pool.query(
     `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
        ('c1', $1, 'sales', $2, 'answered', $2), ('c2', $1, 'sales', $2, 'no-answer', $2), ('c3', $1, 'sales', $2, NULL, NULL),
        ('old', $1, 'sales', $3, 'busy', $3)`,
-    [A, ago(1), new Date(now - 3 * 86_400_000)],
+    [A, new Date(startOfToday + (now - startOfToday) / 2), new Date(now - 3 * 86_400_000)],
   );
   const list = await agents(ctx);
   t.same([...list.keys()], [A, B, C, D], 'every member number once, in number order');
