@@ -59,7 +59,12 @@ export interface DialExtra {
   tiers: Array<{ group: string; end: number; arrange: OrderPlan['arrange']; rrGroup: string | null; stickySince: Date | null }> | null;
   /** the attempt the request reports (DialWhomNumber with a DialCallStatus that ends an offer) */
   reported: { agent: string; status: 'completed' | 'no-answer' | 'busy' | 'failed'; group: string | null; pacing: Pacing } | null;
-  /** each tier's group, in order (one for a single group; null for a list of numbers): the call stores them */
+  /**
+   * each tier's group, in order (one for a single group; [] for a list of numbers): the call stores
+   * them. Null only in requests of the version before, which Postgres cannot tell from a group's, so
+   * a list sends [] and a call whose action turns from a group to a list (a rule on DialCallStatus,
+   * the flow edited) is offered the list's numbers
+   */
   tierGroups: string[] | null;
 }
 
@@ -255,7 +260,7 @@ export function dialRequest(
     connected: connection(call),
     at,
     busyExpired: busyExpiredAt(snapshot.dialGroups, at, opts.busyTtlMs),
-    extra: { tiers, reported: reportedAttempt(call, groupOf), tierGroups: groups.length > 0 ? groups.map((g) => g.slug) : null },
+    extra: { tiers, reported: reportedAttempt(call, groupOf), tierGroups: groups.map((g) => g.slug) },
   };
   return { request, group, groups, groupOf, skipped };
 }

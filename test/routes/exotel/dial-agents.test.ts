@@ -361,6 +361,40 @@ t.test('a list of numbers edited during a call: a number added is offered to it,
   t.same(await stored(ctx, 'nm1'), { order: [A, D], tier_ends: null });
 });
 
+t.test('a call whose action turns from a group to a list of numbers (a rule on DialCallStatus, or the flow edited) is offered those numbers', async (t) => {
+  // A re-fetch whose flow now answers a list (a rule `dialCallStatus: no-answer` → a supervisor's
+  // number, or the flow edited mid-call) was answered from the group's stored order among the
+  // list's numbers, which share none: empty, and Exotel left the Connect without ringing anyone.
+  const S = '+919800000077';
+  const ctx = await setup(t);
+  const rule = { name: 'to the supervisor', when: { dialCallStatus: ['no-answer', 'busy'] }, then: { numbers: [S] } };
+  const flow = await ctx.admin({
+    method: 'PUT',
+    url: '/admin/flows/agents',
+    payload: { name: 'Agents', type: 'dial', rules: [rule], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(flow.statusCode, 200);
+  await until(() => ctx.app.rules.current?.flows.get('agents')?.rules.length === 1);
+  t.equal(await dialWhom(ctx, 'CallSid=gn1'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'CallSid=gn1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), S, 'A did not answer: the supervisor');
+  t.equal(await dialWhom(ctx, 'CallSid=gn1&DialCallStatus=no-answer&DialWhomNumber=09800000077'), '', 'the supervisor did not answer either: nobody left');
+  const connect = await ctx.app.inject({
+    method: 'GET',
+    url: `/exotel/connect/agents?CallSid=gn2&CallFrom=09800000001&DialCallStatus=busy&DialWhomNumber=09811100002`,
+  });
+  t.same(connect.json().destination.numbers, [S], 'Connect alike');
+
+  await putAction(t, ctx, { dialGroup: 'sales' });
+  t.equal(await dialWhom(ctx, 'CallSid=gn3'), `${A},${B},${C}`);
+  await putAction(t, ctx, { numbers: [D, A] });
+  t.equal(
+    await dialWhom(ctx, 'CallSid=gn3&DialCallStatus=failed&DialWhomNumber=09811100002'),
+    `${A},${D}`,
+    'the flow edited mid-call: its numbers, A in its place',
+  );
+  t.same(await stored(ctx, 'gn3'), { order: [A, D], tier_ends: null });
+});
+
 t.test('overflow: when the first tier is all away the second is offered; an agent of the first back mid-call is offered next', async (t) => {
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   for (const n of [A, B, C]) t.equal((await away(ctx, n)).statusCode, 200);
