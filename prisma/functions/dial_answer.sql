@@ -95,9 +95,10 @@ CREATE TYPE dial_extra AS (
     wrap_up_seconds      INT,
     max_missed_offers    INT,
     missed_pause_seconds INT,
-    -- the group of each tier, in order (one for a single group; NULL for a list of numbers): a call
-    -- stores its tiers' groups, so that a later request whose action has changed (a group added,
-    -- removed or moved) meets each tier by its group
+    -- the group of each tier, in order (one for a single group; empty for a list of numbers, NULL
+    -- from the version before): a call stores its tiers' groups, so that a later request whose
+    -- action has changed (a group added, removed or moved, a group turned into a list) meets each
+    -- tier by its group
     tier_groups          TEXT[]
 );
 
@@ -451,7 +452,8 @@ BEGIN
             -- the group's round-robin position (which advances, unless previewing), 'least_recent'
             -- puts the members dialed longest ago first (never dialed before them, ties in base
             -- order), 'as_is' keeps it. Only members who may be offered now take turns: the others
-            -- follow them, in base order (else the member after one who is away would get their turns).
+            -- (away, off shift, switched off, tried, busy, wrapping up, paused) follow them, in base
+            -- order (else the member after one who is away or on a call would get their turns).
             v_slice := req.base[v_from + 1 : v_ends[i]];
             v_arrange := CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END;
             IF v_arrange = 'least_recent' THEN
@@ -470,10 +472,14 @@ BEGIN
                 ELSE
                     v_shift := nextval(v_rr);
                 END IF;
-                v_held := '{}';
-                IF NOT v_slice <@ req.candidates THEN
-                    v_held := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE NOT b.n = ANY (req.candidates) ORDER BY b.i);
-                    v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE b.n = ANY (req.candidates) ORDER BY b.i);
+                -- held back now as the answer below holds them: the agents' states read once (an InitPlan)
+                v_held := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i)
+                                 WHERE NOT b.n = ANY (req.candidates) OR b.n = ANY (COALESCE(req.tried, '{}')) OR b.n = ANY (ARRAY(
+                                       SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
+                                          AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at)))
+                                 ORDER BY b.i);
+                IF cardinality(v_held) > 0 THEN
+                    v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE NOT b.n = ANY (v_held) ORDER BY b.i);
                 END IF;
                 IF cardinality(v_slice) > 0 THEN
                     v_shift := v_shift % cardinality(v_slice);

@@ -39,14 +39,17 @@ const reference = {
   orderMembers(
     strategy: Strategy,
     members: Member[],
-    opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null },
+    opts: { rrPosition: number; random: () => number; facts: Map<string, AgentFacts>; stickyAgent: string | null; held?: Set<string> },
   ): string[] {
     const sorted = [...members].sort(byPriority);
     let ordered: Member[];
     switch (strategy) {
       case 'round_robin': {
-        const k = sorted.length === 0 ? 0 : opts.rrPosition % sorted.length;
-        ordered = [...sorted.slice(k), ...sorted.slice(0, k)];
+        // the members who may be offered take turns; those held back (busy, tried) follow, by priority
+        const held = opts.held ?? new Set<string>();
+        const turns = sorted.filter((m) => !held.has(m.number));
+        const k = turns.length === 0 ? 0 : opts.rrPosition % turns.length;
+        ordered = [...turns.slice(k), ...turns.slice(0, k), ...sorted.filter((m) => held.has(m.number))];
         break;
       }
       case 'random':
@@ -222,6 +225,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
         random: seeded(s.seed),
         facts,
         stickyAgent: sticky,
+        held: new Set(first.map((m) => m.number).filter((n) => s.requests[0]!.tried.includes(n) || reference.isBusy(facts.get(n), AT.getTime()))),
       });
       const tried = new Set<string>();
       const answers = new Map<string, string[]>();

@@ -162,6 +162,36 @@ t.test('round robin with an agent away: the others take turns evenly; back mid-c
   t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${B},${C},${A}`, 'and takes turns again in new calls');
 });
 
+t.test('round robin with an agent busy, wrapping up or paused: the others take turns evenly; free again mid-call, offered after them', async (t) => {
+  // Only away, off-shift and switched-off members were left out of the turns: one on a call (or
+  // wrapping up, or paused) kept their turn, and the member after them was offered first in their
+  // place, so with A on a long call B was first in two calls of three and C in one.
+  const ctx = await setup(t, { sales: { strategy: 'round_robin' } });
+  t.equal((await event(ctx, 'CallSid=long&DialWhomNumber=09811100001&Status=busy&EventType=Dial')).statusCode, 200);
+  const firsts: string[] = [];
+  for (let i = 1; i <= 6; i++) firsts.push((await dialWhom(ctx, `CallSid=rb${i}`)).split(',')[0]!);
+  t.same(firsts, [B, C, B, C, B, C], 'B and C first in turn while A is on a call');
+  const tr = await cdrDecision(ctx, 'rb6');
+  t.match(tr, { dial: { skipped: [{ number: A, why: 'busy' }] } }, 'the trace says why A is not offered');
+  await event(ctx, 'CallSid=long&DialWhomNumber=09811100001&Status=free&EventType=Terminal');
+  t.equal(await dialWhom(ctx, 'CallSid=rb6&DialCallStatus=no-answer&DialWhomNumber=09811100003'), `${B},${A}`, 'A, free, after the members who took turns');
+  const hold = (column: string, number: string) =>
+    ctx.db.pool.query(
+      `INSERT INTO agent_states (number, ${column}, updated_at) VALUES ($1, now() + interval '1 hour', now())
+        ON CONFLICT (number) DO UPDATE SET ${column} = EXCLUDED.${column}`,
+      [number],
+    );
+  await hold('wrap_up_until', B);
+  await hold('paused_until', C);
+  const more: string[] = [];
+  for (let i = 7; i <= 9; i++) more.push(await dialWhom(ctx, `CallSid=rb${i}`));
+  t.same(more, [A, A, A], 'B wrapping up and C paused: A, the only one left, is offered, in every call');
+  await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL, paused_until = NULL');
+  const again: string[] = [];
+  for (let i = 10; i <= 12; i++) again.push((await dialWhom(ctx, `CallSid=rb${i}`)).split(',')[0]!);
+  t.same(new Set(again).size, 3, `all three take turns again: ${again.join(' ')}`);
+});
+
 const E = '+919811100005';
 /** The dial flow's action replaced by `otherwise`, once the snapshot has it. */
 const putAction = async (t: Test, ctx: TestApp, otherwise: Record<string, unknown>) => {
