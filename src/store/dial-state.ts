@@ -231,11 +231,13 @@ export async function recordDialEvent(
     /** a parallel ring's leg that ends unanswered sooner than this was cut short (cancelled), no miss; null: not a parallel ring */
     earlySeconds: number | null;
     pacing: { wrapUpSeconds: number; maxMissedOffers: number; missedPauseSeconds: number };
+    /** a leg begun before this counts as over (busyExpiredAt): a free leaves the agent busy on another call's leg begun since */
+    busyExpired: Date;
   },
 ): Promise<DialEventEffect> {
   const { rows } = await pool.query<{ effect: DialEventEffect }>({
     name: 'dial-agent-event',
-    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) AS effect',
+    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS effect',
     values: [
       ev.agent,
       ev.callSid,
@@ -252,6 +254,7 @@ export async function recordDialEvent(
       ev.pacing.missedPauseSeconds,
       ev.flow,
       ev.earlySeconds,
+      ev.busyExpired,
     ],
   });
   return rows[0]?.effect ?? {};

@@ -74,7 +74,7 @@ t.test('a freshly migrated database holds the dial functions and their type as t
     [
       'function agent_missed_offers(text,integer)',
       'function agent_offer_claim(text,text,text,timestamp with time zone)',
-      'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer,text,integer)',
+      'function dial_agent_event(text,text,boolean,boolean,boolean,boolean,text,timestamp with time zone,text,integer,integer,integer,integer,text,integer,timestamp with time zone)',
       'function dial_answer(dial_request,boolean)',
       'function dial_answer_batch(json)',
       'function dial_group_rr_sequence()',

@@ -11,6 +11,7 @@ import { ErrorSchema } from '../../schemas/common.js';
 import { callbackGuard } from './guard.js';
 import { AttemptCounter } from './attempts.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
+import { busyExpiredAt } from '../../routing/agents.js';
 import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
@@ -393,6 +394,7 @@ export default fp(
           ringSeconds,
           earlySeconds,
           pacing,
+          busyExpired: busyExpiredAt(rules.current?.dialGroups ?? null, receivedAt, config.AGENT_BUSY_TTL_SECONDS * 1000),
         }).then((effect) => {
           if (member) app.metrics.observeOfferEffect(group, effect);
         });

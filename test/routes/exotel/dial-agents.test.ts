@@ -757,6 +757,28 @@ t.test('a late free for an earlier call leaves the agent busy on the current one
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, "o2's does");
 });
 
+t.test(
+  'two callers answered the same agent at once: the end of the later leg, which the agent did not take, leaves them busy on the earlier call',
+  async (t) => {
+    const ctx = await setup(t);
+    const connect = async (sid: string) =>
+      (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/agents?CallFrom=09800000001&CallSid=${sid}` })).json().destination.numbers;
+    // both callers get A first: neither Dial event has come yet
+    t.same(await connect('ov1'), [A, B, C]);
+    t.same(await connect('ov2'), [A, B, C]);
+    const ev = (sid: string, rest: string) => event(ctx, `CallSid=${sid}&DialWhomNumber=09811100001&${rest}&group=sales&flow=agents`);
+    await ev('ov1', 'Status=busy&EventType=Dial');
+    await ev('ov2', 'Status=busy&EventType=Dial');
+    // A, rung for ov1, does not take ov2 (no Answered events on this account): ov2's leg ends
+    await ev('ov2', 'Status=free&EventType=Terminal');
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'ov1' } }, 'still on ov1');
+    t.same(await connect('ov3'), [B, C], 'not offered to a third caller while on ov1');
+    await ev('ov1', 'Status=free&EventType=Terminal');
+    t.match(await agent(ctx, A), { state: 'available', onCall: null }, "ov1's end frees A");
+    t.same(await connect('ov4'), [A, B, C]);
+  },
+);
+
 t.test("a leg's events out of order (its free before its Dial): the agent is not left busy, and the offer ends once", async (t) => {
   const ctx = await setup(t, { sales: { wrapUpSeconds: 60, maxMissedOffers: 1 } });
   await supportFlow(t, ctx);
@@ -1177,6 +1199,7 @@ t.test("an agent whose busy expired (its call's free lost) takes another call: b
   await event(ctx, 'CallSid=lost1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
   // lost1's free never arrives; AGENT_BUSY_TTL_SECONDS (3600) passes
   await ctx.db.pool.query(`UPDATE agent_states SET busy_since = now() - interval '2 hours' WHERE number = $1`, [A]);
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '2 hours' WHERE call_sid = 'lost1'`);
   t.match(await agent(ctx, A), { state: 'available', onCall: null }, 'the stale busy has expired');
   await event(ctx, 'CallSid=lost2&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales');
   const now = await agent(ctx, A);
