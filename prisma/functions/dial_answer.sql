@@ -177,7 +177,8 @@ $$;
 -- What the guess did is undone (a pause its miss started is lifted, a wrap-up its answer started
 -- is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
 -- leg's end. The offer's answers and misses (the admin API) are then exact; the metrics' counters
--- cannot take the guess back and add the correction.
+-- cannot take the guess back and add the correction. A guessed no-answer that Exotel reports busy
+-- (a decline) was a miss all the same: only its outcome is replaced.
 --
 -- Concurrency: the caller holds the agent's advisory lock (the file's header), so misses of one
 -- agent in two calls at once are counted one after the other; the second count, a fresh snapshot
@@ -210,8 +211,9 @@ BEGIN
         IF FOUND THEN
             UPDATE agent_offers SET outcome = p_outcome, outcome_guessed = false
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow;
-            IF v_was = p_outcome THEN
-                -- guessed right: counted already
+            IF v_was = p_outcome OR (v_was IN ('no-answer', 'busy') AND p_outcome IN ('no-answer', 'busy')) THEN
+                -- guessed right, or a miss of the other kind (a decline Exotel reports busy, which
+                -- the events took for no-answer): counted already, and the pause it started stands
                 RETURN NULL;
             END IF;
             v_end := COALESCE(v_end, p_at);

@@ -975,6 +975,22 @@ t.test("a re-fetch confirming a guess counts nothing again, and Exotel's word th
   t.match(await agent(ctx, A), { missedOffers: 1, today: { misses: 1 } });
 });
 
+t.test("a re-fetch's status over a guess: a decline Exotel reports busy, taken for no-answer, is a miss all the same: the pause it made stands", async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
+  const before = guessThenReport(ctx, 'gb0');
+  await before.offer();
+  await before.refetch('no-answer');
+  const call = guessThenReport(ctx, 'gb1');
+  await call.offer();
+  await call.events();
+  t.match(await agent(ctx, A), { state: 'paused' }, 'the events alone: a second miss in a row');
+  await call.refetch('busy');
+  t.same(await outcomeOf(ctx, 'gb1'), ['busy'], "Exotel's status");
+  t.match(await agent(ctx, A), { state: 'paused', today: { offers: 2, misses: 2 } }, 'still paused: busy is a miss too');
+  t.equal(await dialWhom(ctx, 'CallSid=gb2'), `${B},${C}`, 'A is not offered');
+  t.match((await ctx.app.inject({ method: 'GET', url: '/metrics' })).body, /exoroute_agent_misses_total\{group="sales"\} 2\n/, 'two misses, each once');
+});
+
 /**
  * A Connect of `agents` (sales: A, B, C) that rang A, B and C one after another, nobody answering
  * (no re-fetch between them); `again()` is the Exotel flow going back to that Connect, which
