@@ -174,8 +174,8 @@ $$;
 --   p_by: who tells: 're-fetch' (its DialCallStatus), 'answered' (an Answered event), or 'guess' (a
 -- dial event's end without Answered: the outcome guessed from how long the leg lasted). A
 -- re-fetch's status is Exotel's own word: it replaces a guess that differs, whichever came first.
--- What the guess did is undone (a pause its miss started is lifted, a wrap-up its answer started
--- is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
+-- What the guess did is undone (a pause its miss started is lifted, and the misses in a row before
+-- it count again: misses_since_before; a wrap-up its answer started is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
 -- leg's end. The offer's answers and misses (the admin API) are then exact; the metrics' counters
 -- cannot take the guess back and add the correction. A guessed no-answer that Exotel reports busy
 -- (a decline) was a miss all the same: only its outcome is replaced.
@@ -220,6 +220,8 @@ BEGIN
             UPDATE agent_states
                SET paused_until = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_until END,
                    paused_reason = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_reason END,
+                   -- the count of misses in a row, which that pause started again, goes on from before it
+                   misses_since = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN misses_since_before ELSE misses_since END,
                    wrap_up_until = CASE WHEN v_was = 'answered' AND wrap_up_until = v_end + make_interval(secs => p_wrap_up_seconds) THEN NULL ELSE wrap_up_until END,
                    updated_at = p_at
              WHERE number = p_agent;
@@ -256,7 +258,7 @@ BEGIN
                     format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid), p_at, p_at)
             ON CONFLICT (number) DO UPDATE
                SET paused_until = EXCLUDED.paused_until, paused_reason = EXCLUDED.paused_reason,
-                   misses_since = EXCLUDED.misses_since, updated_at = p_at;
+                   misses_since_before = s.misses_since, misses_since = EXCLUDED.misses_since, updated_at = p_at;
         END IF;
     END IF;
     RETURN jsonb_build_object('outcome', p_outcome, 'offered', v_new);

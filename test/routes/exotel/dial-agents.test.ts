@@ -991,6 +991,24 @@ t.test("a re-fetch's status over a guess: a decline Exotel reports busy, taken f
   t.match((await ctx.app.inject({ method: 'GET', url: '/metrics' })).body, /exoroute_agent_misses_total\{group="sales"\} 2\n/, 'two misses, each once');
 });
 
+t.test("a re-fetch's status over a guess: a failed attempt taken for the miss that paused the agent gives the misses in a row before it back", async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
+  const before = guessThenReport(ctx, 'gr0');
+  await before.offer();
+  await before.refetch('no-answer');
+  t.match(await agent(ctx, A), { state: 'available', missedOffers: 1 });
+  const call = guessThenReport(ctx, 'gr1');
+  await call.offer();
+  await call.events();
+  t.match(await agent(ctx, A), { state: 'paused' }, 'the events alone: a second miss in a row');
+  await call.refetch('failed');
+  t.match(await agent(ctx, A), { state: 'available', paused: null, missedOffers: 1, today: { offers: 2, misses: 1 } }, "gr0's miss still counts");
+  const after = guessThenReport(ctx, 'gr2');
+  await after.offer();
+  await after.refetch('no-answer');
+  t.match(await agent(ctx, A), { state: 'paused', paused: { reason: /^2 offers in a row not answered/ } }, 'the next miss is the second in a row: paused');
+});
+
 /**
  * A Connect of `agents` (sales: A, B, C) that rang A, B and C one after another, nobody answering
  * (no re-fetch between them); `again()` is the Exotel flow going back to that Connect, which
