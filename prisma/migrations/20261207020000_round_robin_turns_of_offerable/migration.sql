@@ -193,10 +193,11 @@ $$;
 --   p_by: who tells: 're-fetch' (its DialCallStatus), 'answered' (an Answered event), or 'guess' (a
 -- dial event's end without Answered: the outcome guessed from how long the leg lasted). A
 -- re-fetch's status is Exotel's own word: it replaces a guess that differs, whichever came first.
--- What the guess did is undone (a pause its miss started is lifted, a wrap-up its answer started
--- is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
+-- What the guess did is undone (a pause its miss started is lifted, and the misses in a row before
+-- it count again: misses_since_before; a wrap-up its answer started is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
 -- leg's end. The offer's answers and misses (the admin API) are then exact; the metrics' counters
--- cannot take the guess back and add the correction.
+-- cannot take the guess back and add the correction. A guessed no-answer that Exotel reports busy
+-- (a decline) was a miss all the same: only its outcome is replaced.
 --
 -- Concurrency: the caller holds the agent's advisory lock (the file's header), so misses of one
 -- agent in two calls at once are counted one after the other; the second count, a fresh snapshot
@@ -229,14 +230,17 @@ BEGIN
         IF FOUND THEN
             UPDATE agent_offers SET outcome = p_outcome, outcome_guessed = false
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow;
-            IF v_was = p_outcome THEN
-                -- guessed right: counted already
+            IF v_was = p_outcome OR (v_was IN ('no-answer', 'busy') AND p_outcome IN ('no-answer', 'busy')) THEN
+                -- guessed right, or a miss of the other kind (a decline Exotel reports busy, which
+                -- the events took for no-answer): counted already, and the pause it started stands
                 RETURN NULL;
             END IF;
             v_end := COALESCE(v_end, p_at);
             UPDATE agent_states
                SET paused_until = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_until END,
                    paused_reason = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN NULL ELSE paused_reason END,
+                   -- the count of misses in a row, which that pause started again, goes on from before it
+                   misses_since = CASE WHEN v_was IN ('no-answer', 'busy') AND misses_since BETWEEN v_offered_at AND v_end THEN misses_since_before ELSE misses_since END,
                    wrap_up_until = CASE WHEN v_was = 'answered' AND wrap_up_until = v_end + make_interval(secs => p_wrap_up_seconds) THEN NULL ELSE wrap_up_until END,
                    updated_at = p_at
              WHERE number = p_agent;
@@ -273,7 +277,7 @@ BEGIN
                     format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid), p_at, p_at)
             ON CONFLICT (number) DO UPDATE
                SET paused_until = EXCLUDED.paused_until, paused_reason = EXCLUDED.paused_reason,
-                   misses_since = EXCLUDED.misses_since, updated_at = p_at;
+                   misses_since_before = s.misses_since, misses_since = EXCLUDED.misses_since, updated_at = p_at;
         END IF;
     END IF;
     RETURN jsonb_build_object('outcome', p_outcome, 'offered', v_new);
@@ -666,8 +670,14 @@ $$;
 -- (p_ring_seconds), else missed. The offer is the agent's in the call through the flow the events
 -- URL names (p_flow; without one, the agent's latest offer in the call). Returns {offered: true}
 -- when the event recorded an offer (a Dial, or an end whose Dial had not come), and {outcome} when
--- it recorded how one ended (for the metrics). p_flow and p_early_seconds are last, with defaults,
--- so that instances of versions before call it as they did.
+-- it recorded how one ended (for the metrics). p_flow, p_early_seconds and p_busy_expired are
+-- last, with defaults, so that instances of versions before call it as they did.
+--
+-- Two calls at once (p_busy_expired: when a leg begun before it counts as over, busyExpiredAt in
+-- src/routing/agents.ts): two callers answered the same agent before either Dial event came, so
+-- Exotel rings the agent for both. The agent is busy on one call at a time (busy_call_sid); the
+-- end of one leg while the other goes on (a Dial with no end yet, begun after p_busy_expired)
+-- leaves the agent busy on the other call, from its Dial, rather than free while on it.
 --
 -- Parallel ringing (p_early_seconds, for a group whose strategy is `parallel`): Exotel rings the
 -- agents at once and ends the other legs when one answers. A leg that ends unanswered sooner than
@@ -702,11 +712,14 @@ $$;
 CREATE OR REPLACE FUNCTION dial_agent_event(
     p_agent TEXT, p_call_sid TEXT, p_busy BOOLEAN, p_dialed BOOLEAN, p_answered BOOLEAN, p_ended BOOLEAN,
     p_caller TEXT, p_at TIMESTAMPTZ, p_group TEXT, p_ring_seconds INT,
-    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL, p_early_seconds INT DEFAULT NULL
+    p_wrap_up_seconds INT, p_max_missed INT, p_pause_seconds INT, p_flow TEXT DEFAULT NULL, p_early_seconds INT DEFAULT NULL,
+    p_busy_expired TIMESTAMPTZ DEFAULT NULL
 ) RETURNS JSONB
 LANGUAGE plpgsql
 AS $$
 DECLARE
+    v_other_call  TEXT;
+    v_other_since TIMESTAMPTZ;
     v_offered_at TIMESTAMPTZ;
     v_was        TEXT;
     v_ended_at   TIMESTAMPTZ;
@@ -731,6 +744,17 @@ BEGIN
             v_busy := NULL;
         END IF;
     END IF;
+    -- The end of a leg while another call's leg of the agent goes on (two calls rang the agent at
+    -- once: both were answered before either Dial event came): the agent stays busy on that call,
+    -- from its first busy event (its offer), until its own end or busy_expired (p_busy_expired:
+    -- an older leg has expired; NULL, from instances of versions before: not looked for). An
+    -- offer that has ended (a Dial delivered twice, then its end) is no leg going on.
+    IF v_busy IS FALSE AND p_call_sid IS NOT NULL AND p_busy_expired IS NOT NULL THEN
+        SELECT o.call_sid, o.offered_at INTO v_other_call, v_other_since FROM agent_offers o
+         WHERE o.number = p_agent AND o.offered_at > p_busy_expired AND o.call_sid <> p_call_sid AND o.dial_events > o.end_events
+           AND o.ended_at IS NULL
+         ORDER BY o.offered_at DESC LIMIT 1;
+    END IF;
     INSERT INTO agent_states AS s (number, busy, busy_since, busy_call_sid, last_dialed_at, last_connected_at, updated_at)
     VALUES (p_agent, COALESCE(v_busy, false), CASE WHEN v_busy THEN p_at END, CASE WHEN v_busy THEN p_call_sid END,
             CASE WHEN p_dialed THEN p_at END, CASE WHEN p_answered THEN p_at END, p_at)
@@ -738,12 +762,16 @@ BEGIN
         -- A free for another call than the one the agent is busy on (a late end of an earlier call)
         -- leaves the busy state as it is. A busy for another call starts the busy time again: the
         -- earlier call's free may have been lost, and its busy time expired (busy_expired) must
-        -- not make the new call look expired too (also when that call's sid was not sent).
-        busy = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy ELSE COALESCE(v_busy, s.busy) END,
+        -- not make the new call look expired too (also when that call's sid was not sent). A free
+        -- while another call's leg goes on (v_other_call, above) makes the agent busy on that one.
+        busy = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy
+                    WHEN v_other_call IS NOT NULL THEN true ELSE COALESCE(v_busy, s.busy) END,
         busy_since = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_since
+                          WHEN v_other_call IS NOT NULL THEN v_other_since
                           WHEN v_busy IS TRUE AND (NOT s.busy OR (p_call_sid IS NOT NULL AND s.busy_call_sid IS DISTINCT FROM p_call_sid)) THEN p_at
                           WHEN v_busy IS FALSE THEN NULL ELSE s.busy_since END,
         busy_call_sid = CASE WHEN v_busy IS FALSE AND s.busy_call_sid <> p_call_sid THEN s.busy_call_sid
+                             WHEN v_other_call IS NOT NULL THEN v_other_call
                              WHEN v_busy IS TRUE THEN COALESCE(p_call_sid, s.busy_call_sid) WHEN v_busy IS FALSE THEN NULL ELSE s.busy_call_sid END,
         last_dialed_at = CASE WHEN p_dialed THEN p_at ELSE s.last_dialed_at END,
         last_connected_at = CASE WHEN p_answered THEN p_at ELSE s.last_connected_at END,
