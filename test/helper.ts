@@ -120,3 +120,14 @@ export function seeded(seed: number): () => number {
   const rng = xoroshiro128plus(seed);
   return () => uniformFloat64(rng);
 }
+
+/**
+ * A zone where it is about noon now (12:00–12:59; Etc/GMT-12 … Etc/GMT+11), for `?timezone=` on
+ * GET /admin/agents in tests that count an agent's offers "today": in the default zone, Asia/Kolkata,
+ * "today" starts at 18:30 UTC, so an offer a test moves minutes back, or one made just before,
+ * falls in yesterday when the test runs just after that. Here midnight is 11 hours away either side.
+ */
+export function zoneAtNoon(at: Date = new Date()): string {
+  const offset = 12 - at.getUTCHours(); // local hour = UTC hour + offset = 12; Etc/GMT's sign is POSIX's, reversed
+  return offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+}

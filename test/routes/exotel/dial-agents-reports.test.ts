@@ -7,7 +7,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, type TestApp, zoneAtNoon } from '../../helper.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
@@ -39,7 +39,9 @@ async function setup(t: Test, sales: Record<string, unknown> = {}) {
 const dialWhom = async (ctx: TestApp, query: string) =>
   (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallFrom=09800000001&${query}` })).body;
 const event = (ctx: TestApp, query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallFrom=09800000001&${query}` });
-const agent = async (ctx: TestApp, number: string) => (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}` })).json();
+/** The agent as GET /admin/agents/:number shows it, "today" counted where it is noon (tests move offers minutes back). */
+const agent = async (ctx: TestApp, number: string) =>
+  (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}?timezone=${enc(zoneAtNoon())}` })).json();
 const lastCdr = (ctx: TestApp, callSid: string) => ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid, endpoint: 'dial-whom' }, orderBy: { id: 'desc' } });
 const offers = async (ctx: TestApp, number: string) =>
   (await ctx.db.pool.query('SELECT call_sid, outcome, ended_at IS NOT NULL AS ended FROM agent_offers WHERE number = $1 ORDER BY call_sid', [number])).rows;

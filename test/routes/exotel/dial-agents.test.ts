@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, type TestApp, zoneAtNoon } from '../../helper.js';
 import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const A = '+919811100001';
@@ -90,7 +90,9 @@ const dialWhom = async (ctx: TestApp, query: string) =>
 const event = (ctx: TestApp, query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallFrom=09800000001&${query}` });
 const cdrDecision = async (ctx: TestApp, callSid: string) =>
   (await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid, endpoint: 'dial-whom' }, orderBy: { id: 'desc' } })).decision as Record<string, unknown>;
-const agent = async (ctx: TestApp, number: string) => (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}` })).json();
+/** The agent as GET /admin/agents/:number shows it, "today" counted where it is noon (tests move offers minutes back). */
+const agent = async (ctx: TestApp, number: string) =>
+  (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}?timezone=${enc(zoneAtNoon())}` })).json();
 const away = (ctx: TestApp, number: string, payload: unknown = { status: 'away', reason: 'lunch' }) =>
   ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(number)}/availability`, payload });
 
