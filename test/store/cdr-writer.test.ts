@@ -657,8 +657,13 @@ t.test('while one batch waits on Postgres the next is inserted alongside, up to 
     writes.push(writer.write(record({ callSid: `lane${i}` })));
     await new Promise((r) => setTimeout(r, 15)); // each arrives while the earlier ones wait
   }
-  const waiting = await db.pool.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`);
-  t.equal(waiting.rows[0].n, 3, 'three COPYs in flight, no more');
+  // Each lane's COPY reaches Postgres once its connection is made, which on a loaded machine can take
+  // longer than the writes above: wait for the three (a fixed moment saw 1 when connecting took 150 ms).
+  const waiting = async () =>
+    (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`)).rows[0]!
+      .n;
+  for (let i = 0; i < 500 && (await waiting()) < 3; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(await waiting(), 3, 'three COPYs in flight, no more');
   await unlock();
   t.same(new Set(await Promise.all(writes)), new Set(['committed']));
   t.equal(await db.prisma.cdr.count(), 10);
