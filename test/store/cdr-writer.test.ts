@@ -660,8 +660,11 @@ t.test('while one batch waits on Postgres the next is inserted alongside, up to 
   // Each lane's COPY reaches Postgres once its connection is made, which on a loaded machine can take
   // longer than the writes above: wait for the three (a fixed moment saw 1 when connecting took 150 ms).
   const waiting = async () =>
-    (await db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`)).rows[0]!
-      .n;
+    (
+      await db.pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`,
+      )
+    ).rows[0]!.n;
   for (let i = 0; i < 500 && (await waiting()) < 3; i++) await new Promise((r) => setTimeout(r, 20));
   t.equal(await waiting(), 3, 'three COPYs in flight, no more');
   await unlock();

@@ -729,7 +729,7 @@ t.test('CSV export at volume', async (t) => {
     let copies = 1;
     for (let i = 0; i < 100 && copies > 0; i++) {
       const { rows } = await observer.query<{ n: string }>(
-        `SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE 'COPY (SELECT%' AND state <> 'idle' AND pid <> pg_backend_pid()`,
+        `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY (SELECT%' AND state <> 'idle' AND pid <> pg_backend_pid()`,
       );
       copies = Number(rows[0]!.n);
       if (copies > 0) await new Promise((r) => setTimeout(r, 50));
