@@ -181,11 +181,12 @@ t.test('the app prunes by CDR_RETENTION_DAYS and reports it in /metrics', async 
   t.match(text, /^exoroute_retention_last_success_timestamp_seconds [1-9]\d*(\.\d+)?$/m);
 });
 
-/** The backend holding the retention lock, once `ready` says the run is under way (bounded wait). */
+/** The backend holding the retention lock in this database (others hold their own), once `ready` says the run is under way (bounded wait). */
 async function pruningBackend(db: Database, ready: () => Promise<boolean>): Promise<number> {
   for (let i = 0; i < 500; i++) {
     const { rows } = await db.pool.query<{ pid: number }>(
-      "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1 AND granted",
+      `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1 AND granted`,
       [RETENTION_LOCK_KEY],
     );
     if (rows[0] && (await ready())) return rows[0].pid;
