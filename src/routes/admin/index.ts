@@ -42,6 +42,12 @@ const nulFree = new WeakSet<object>();
 
 /** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
+  // Keys, CDRs and exotelUrls (with the callback secret) must not be kept by a browser's disk cache
+  // or a proxy: every answer, refusals included (set before auth, whose refusals end the request).
+  app.addHook('onRequest', (_request, reply, done) => {
+    reply.header('cache-control', 'no-store');
+    done();
+  });
   await app.register(auth);
   // curl users send `Content-Type: application/json` out of habit, also on a DELETE or GET without
   // a body: an empty body is no body. Anything else goes to Fastify's own parser (prototype

@@ -561,6 +561,22 @@ t.test('API8 security misconfiguration', async (t) => {
   });
 });
 
+t.test('admin answers are never stored by a browser or proxy cache: Cache-Control: no-store on every admin route', async (t) => {
+  // A new key, CDRs (callers' numbers), flows' exotelUrls (the callback secret): none may be kept
+  // in a browser's disk cache (Swagger UI, a shared machine) or a caching proxy in front.
+  const { app, admin } = await buildTestApp(t);
+  const created = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'cached?', role: 'viewer' } });
+  t.equal(created.statusCode, 201);
+  t.equal(created.headers['cache-control'], 'no-store', 'the answer that holds a new key');
+  for (const o of adminOps(app).filter((o) => o.method === 'GET')) {
+    const res = await admin({ method: 'GET', url: urlOf(o) });
+    t.equal(res.headers['cache-control'], 'no-store', `GET ${o.path}: ${res.statusCode}`);
+  }
+  const refused = await app.inject({ method: 'GET', url: '/admin/cdrs' });
+  t.equal(refused.statusCode, 401);
+  t.equal(refused.headers['cache-control'], 'no-store', 'a 401 too');
+});
+
 /** Every route the app serves, from its route tree: `METHOD /path/:param` (HEAD excluded: Fastify adds it to GET). */
 function servedRoutes(app: FastifyInstance): Set<string> {
   const routes = new Set<string>();
