@@ -34,9 +34,11 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number } = 
   // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
   // pool.end() returns before the server has seen every connection go, and stopping the embedded
   // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.
+  // The error alone: pg-pool hangs the pg client on it (`err.client`), whole state and cancel key.
   pool.on('error', (err) => {
-    if (closed && (err as { code?: string }).code === '57P01') log.debug({ err }, 'database connection ended by the server at shutdown');
-    else log.warn({ err }, 'idle database connection failed');
+    const { code } = err as { code?: string };
+    if (closed && code === '57P01') log.debug({ err: err.message, code }, 'database connection ended by the server at shutdown');
+    else log.warn({ err: err.message, code }, 'idle database connection failed');
   });
   return {
     get prisma() {
