@@ -213,6 +213,9 @@ export class CdrWriter {
   private replayBackoffMs: number;
   private unreported = 0;
   private reportedAt = -Infinity;
+  /** Failed batches not yet logged, and when the last was: one error line a second, as for the spool. */
+  private failuresUnreported = 0;
+  private failureReportedAt = -Infinity;
   private readonly spool: CdrSpool | null;
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
@@ -310,7 +313,13 @@ export class CdrWriter {
         } catch (err) {
           this.stats.failures++;
           this.onBatch?.(batch.length, (performance.now() - started) / 1000, false);
-          this.log.error({ err, size: batch.length }, 'CDR batch insert failed');
+          // During an outage every batch fails (at low traffic, every callback is one): one line a second.
+          this.failuresUnreported++;
+          if (started - this.failureReportedAt >= 1000) {
+            this.log.error({ err, size: batch.length, batchesFailed: this.failuresUnreported }, 'CDR batch insert failed');
+            this.failureReportedAt = started;
+            this.failuresUnreported = 0;
+          }
           // The connection may be the trouble (gone, or stuck mid-COPY): the pool drops it.
           conn?.release(err as Error);
           conn = null;

@@ -698,3 +698,31 @@ t.test('a spool segment is replayed as it is read, a chunk at a time, not read w
   t.same(events, ['insert 100', 'insert 100', 'torn line', 'insert 50'], 'the first chunks were inserted before the rest of the file was read');
   t.same(await readdir(path.join(dir, 'spool')), [], 'and the segment deleted');
 });
+
+t.test('Postgres down under traffic: the failed batches are one error line a second, not one per batch', async (t) => {
+  // During an outage every callback is a batch of its own, and each failed with an error line and
+  // its stack, beside the `CDRs spooled locally` warning that is kept to one a second.
+  const lines: { level: string; msg: string; batchesFailed?: number }[] = [];
+  const log = {
+    ...quietLog,
+    error: (o: { batchesFailed?: number }, msg: string) => lines.push({ level: 'error', msg, batchesFailed: o.batchesFailed }),
+    warn: (_o: unknown, msg: string) => lines.push({ level: 'warn', msg }),
+    info: () => {},
+    debug: () => {},
+  } as unknown as typeof quietLog;
+  const refused = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((r) => refused.listen(0, '127.0.0.1', r));
+  t.teardown(() => refused.close());
+  const pool = new pg.Pool({ connectionString: `postgresql://x@127.0.0.1:${(refused.address() as net.AddressInfo).port}/x`, connectionTimeoutMillis: 1000 });
+  pool.on('error', () => {});
+  t.teardown(() => pool.end());
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(pool, log, { spool, replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  for (let i = 0; i < 20; i++) t.equal(await writer.write(record({ callSid: `down-${i}` })), 'spooled');
+  t.equal(writer.stats.failures, 20, 'each CDR was a batch of its own, and each failed');
+  const failed = lines.filter((l) => l.msg === 'CDR batch insert failed');
+  t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 20 failed batches`);
+  t.equal(failed[0]!.batchesFailed, 1, 'the first failure at once');
+  t.ok(lines.filter((l) => l.msg === 'CDRs spooled locally').length <= 2, 'and the spool warning as before');
+});
