@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
-import { urlRedactor } from './request-log.js';
+import { noteRefusal, urlRedactor } from './request-log.js';
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
@@ -77,7 +77,8 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       message = 'internal error; the request was logged';
       status = status === 503 ? 503 : 500;
     } else {
-      request.log.info({ status, message }, 'request rejected');
+      // On the request's one log line (request-log.ts), not a line of its own.
+      noteRefusal(request, message);
     }
     return reply.status(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 
@@ -19,6 +19,14 @@ export function urlRedactor(config: Pick<Config, 'ADMIN_API_KEY' | 'METRICS_TOKE
   };
 }
 
+/** Why a request was refused (4xx), as its answer says: put on its one log line. */
+const refusals = new WeakMap<FastifyRequest, string>();
+
+/** Notes why a request was refused, for its log line (src/plugins/error-handler.ts). */
+export function noteRefusal(request: FastifyRequest, message: string): void {
+  refusals.set(request, message);
+}
+
 /**
  * One log line per request of the context it is registered in, with the query string's `token`
  * redacted, and any key or secret found elsewhere in the URL: a generated API key, ADMIN_API_KEY,
@@ -31,7 +39,17 @@ export default fp(async function requestLog(app: FastifyInstance) {
   const redacted = urlRedactor(app.config);
   // Synchronous: one hook per request, nothing awaited.
   app.addHook('onResponse', (request, reply, done) => {
-    request.log.info({ method: request.method, url: redacted(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime) }, 'request');
+    const message = refusals.get(request);
+    request.log.info(
+      {
+        method: request.method,
+        url: redacted(request.url),
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+        ...(message === undefined ? {} : { message }),
+      },
+      'request',
+    );
     done();
   });
 });

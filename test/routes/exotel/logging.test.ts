@@ -176,3 +176,41 @@ t.test('a 404 names the path it did not find, but no key or secret put in it', a
     'a path without one is named as it is',
   );
 });
+
+t.test('a refused admin request is one log line: method, URL, status and what was wrong', async (t) => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const { app, admin } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  const refused = [
+    await app.inject({ method: 'GET', url: '/admin/vip-lists' }),
+    await admin({ method: 'GET', url: '/admin/cdrs?limit=abc' }),
+    await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold' } }),
+    await admin({ method: 'GET', url: '/admin/flows/nosuch' }),
+  ];
+  t.same(
+    refused.map((r) => r.statusCode),
+    [401, 400, 400, 404],
+  );
+  await new Promise((r) => setImmediate(r));
+  const logged = lines.map((l) => JSON.parse(l));
+  t.equal(logged.length, refused.length, 'one line per request, not a second one for the refusal');
+  t.same(
+    logged.map((l) => [l.msg, l.method, l.url, l.status, l.message]),
+    [
+      ['request', 'GET', '/admin/vip-lists', 401, 'missing or invalid API key: send Authorization: Bearer <key>'],
+      ['request', 'GET', '/admin/cdrs?limit=abc', 400, 'querystring/limit: must be integer'],
+      ['request', 'POST', '/admin/vip-lists', 400, 'body/name: is required'],
+      ['request', 'GET', '/admin/flows/nosuch', 404, "flow 'nosuch' does not exist"],
+    ],
+    'each says which request, and why it was refused',
+  );
+  t.ok(
+    logged.every((l) => l.level === 30),
+    'at info: a client mistake, nothing for the operator to do',
+  );
+});
