@@ -4,7 +4,8 @@ import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
-import { noteRefusal, urlRedactor } from './request-log.js';
+import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
+import { setHeaders } from './security-headers.js';
 
 /** Which thing a Prisma unique violation was about, in API words. */
 function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
@@ -101,5 +102,10 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
       ? `params: a path segment of the URL is longer than ${request.server.initialConfig.routerOptions?.maxParamLength ?? 100} characters`
       : 'the URL has a malformed %-escape';
   if (request.url.startsWith(`${CALLBACK_PREFIX}/`)) return request.server.refuseCallback(request, reply, 400, message);
-  return reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message });
+  // No context's hooks run here: the headers and the log line every other admin, docs or ops answer gets.
+  setHeaders(request.raw, reply.raw, () => {});
+  noteRefusal(request, message);
+  reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message });
+  logRequest(request, reply, urlRedactor(request.server.config));
+  return reply;
 }

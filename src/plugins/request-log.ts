@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import type { Config } from '../config.js';
 
@@ -27,6 +27,21 @@ export function noteRefusal(request: FastifyRequest, message: string): void {
   refusals.set(request, message);
 }
 
+/** A request's one log line (also written by frameworkErrors, outside any context). */
+export function logRequest(request: FastifyRequest, reply: FastifyReply, redacted: (url: string) => string): void {
+  const message = refusals.get(request);
+  request.log.info(
+    {
+      method: request.method,
+      url: redacted(request.url),
+      status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime),
+      ...(message === undefined ? {} : { message }),
+    },
+    'request',
+  );
+}
+
 /**
  * One log line per request of the context it is registered in, with the query string's `token`
  * redacted, and any key or secret found elsewhere in the URL: a generated API key, ADMIN_API_KEY,
@@ -39,17 +54,7 @@ export default fp(async function requestLog(app: FastifyInstance) {
   const redacted = urlRedactor(app.config);
   // Synchronous: one hook per request, nothing awaited.
   app.addHook('onResponse', (request, reply, done) => {
-    const message = refusals.get(request);
-    request.log.info(
-      {
-        method: request.method,
-        url: redacted(request.url),
-        status: reply.statusCode,
-        ms: Math.round(reply.elapsedTime),
-        ...(message === undefined ? {} : { message }),
-      },
-      'request',
-    );
+    logRequest(request, reply, redacted);
     done();
   });
 });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { Writable } from 'node:stream';
 import pino from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
@@ -61,4 +62,36 @@ t.test('a URL the router refuses is 400 saying why: a malformed %-escape, or a p
   t.equal(callback.statusCode, 400);
   const { rows } = await db.pool.query("SELECT reason FROM cdrs WHERE call_sid = 'long-flow'");
   t.same(rows, [{ reason: 'params: a path segment of the URL is longer than 4096 characters' }], "the callback's CDR says why");
+});
+
+t.test("a URL the router refuses (outside the callbacks) gets the security headers and the request's log line, as any other refusal", async (t) => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const { app, admin } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  const refused = [
+    await admin({ method: 'GET', url: '/admin/flows/%E0%A4' }),
+    await app.inject({ method: 'GET', url: `/admin/dial-groups/${'a'.repeat(5000)}` }),
+  ];
+  for (const res of refused) {
+    t.equal(res.statusCode, 400);
+    t.ok(res.headers['content-security-policy'], 'a CSP');
+    t.equal(res.headers['x-content-type-options'], 'nosniff');
+    t.equal(res.headers['x-frame-options'], 'SAMEORIGIN');
+  }
+  await new Promise((r) => setImmediate(r));
+  const logged = lines.map((l) => JSON.parse(l));
+  t.match(
+    logged,
+    [
+      { level: 30, msg: 'request', method: 'GET', url: '/admin/flows/%E0%A4', status: 400, message: 'the URL has a malformed %-escape' },
+      { level: 30, msg: 'request', method: 'GET', status: 400, message: /longer than 4096 characters/ },
+    ],
+    'one line each, as for any refused request',
+  );
+  t.equal(logged.length, 2);
 });
