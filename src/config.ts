@@ -102,7 +102,7 @@ function parseTrustProxy(value: string | undefined, problems: string[]): boolean
 const SECRET_VARIABLES = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'METRICS_TOKEN']);
 
 /** A variable's value as a configuration error may print it: secrets by length only, a URL without its password. */
-function shown(name: string, value: unknown): string {
+export function shown(name: string, value: unknown): string {
   if (value === undefined) return '(unset)';
   const text = String(value);
   if (SECRET_VARIABLES.has(name)) return `(${text.length} characters, not shown)`;

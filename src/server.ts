@@ -3,10 +3,10 @@ import v8 from 'node:v8';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
-import { type Config, ConfigError, hostAndPort, loadConfig, startupWarnings } from './config.js';
+import { type Config, ConfigError, hostAndPort, loadConfig, shown, startupWarnings } from './config.js';
 import { ensureBootstrapKey, KeyFileError } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
-import { MigrationHistoryError } from './store/migrate.js';
+import { MigrationError, MigrationHistoryError } from './store/migrate.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
 
 /**
@@ -124,7 +124,17 @@ async function main(): Promise<void> {
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));
   leaveSignalsToCaller();
 
-  store = await prepareDatabase(config, log);
+  try {
+    store = await prepareDatabase(config, log);
+  } catch (err) {
+    // DATABASE_URL's Postgres down, unreachable, or refusing the user, password or database: one
+    // line, not the pg error's stack; exit 1, so that the supervisor tries again.
+    if (!config.DATABASE_URL || err instanceof MigrationError) throw err;
+    console.error(
+      `exoroute cannot start: the database at DATABASE_URL=${shown('DATABASE_URL', config.DATABASE_URL)} cannot be used: ${(err as Error).message}: check that Postgres runs there and takes this user, password and database`,
+    );
+    process.exit(1);
+  }
   if (stopping) return stop();
   let bootstrap: Awaited<ReturnType<typeof ensureBootstrapKey>>;
   try {

@@ -436,3 +436,50 @@ t.test('a DATA_DIR that cannot be a directory stops the start with exit code 2 a
   );
   t.equal(stderr.split('\n').length, 2, 'one line, no stack trace');
 });
+
+t.test(
+  'a DATABASE_URL whose Postgres is not there or refuses exoroute stops the start with one line naming it and the fix, without its password',
+  async (t) => {
+    // It printed the pg error with its stack and twenty `undefined` fields, and nothing about what to check.
+    const { execFile } = await import('node:child_process');
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { createServer } = await import('node:net');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const { createTestDatabase, ADMIN_KEY } = await import('./helper.js');
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-dburl-'));
+    t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+    // A free port nothing listens on.
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const wrongPassword = new URL(await createTestDatabase(t));
+    wrongPassword.password = 'not-the-password-4711';
+    const cases = [
+      { url: `postgresql://exo:hunter2-secret-4711@127.0.0.1:${port}/exo`, problem: /ECONNREFUSED/, secret: 'hunter2-secret-4711' },
+      { url: wrongPassword.toString(), problem: /password authentication failed/, secret: 'not-the-password-4711' },
+    ];
+    for (const { url, problem, secret } of cases) {
+      const env = {
+        ...process.env,
+        DATABASE_URL: url,
+        DATA_DIR: dataDir,
+        ADMIN_API_KEY: ADMIN_KEY,
+        EXOTEL_CALLBACKS_OPEN: 'true',
+        HOST: '127.0.0.1',
+        PORT: '0',
+      };
+      const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        execFile(process.execPath, ['--import=tsx', 'src/server.ts'], { env, timeout: 60_000 }, (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr }),
+        );
+      });
+      t.equal(code, 1, 'exit code 1: the supervisor restarts it, as README says', { stderr });
+      t.match(stderr, /^exoroute cannot start: the database at DATABASE_URL=.* cannot be used: .*check/, 'names DATABASE_URL and what to check');
+      t.match(stderr, problem, 'says what Postgres (or the network) said');
+      t.equal(stderr.split('\n').length, 2, 'one line, no stack trace', { stderr });
+      t.notOk(`${stdout}${stderr}`.includes(secret), 'the password is not shown');
+    }
+  },
+);
