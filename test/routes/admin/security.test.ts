@@ -8,6 +8,7 @@
  * consumes no third-party API).
  */
 import t from 'tap';
+import { readFileSync } from 'node:fs';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { ADMIN_KEY, buildTestApp } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID, createKey, hashKey } from '../../../src/store/api-keys.js';
@@ -575,6 +576,23 @@ t.test('admin answers are never stored by a browser or proxy cache: Cache-Contro
   const refused = await app.inject({ method: 'GET', url: '/admin/cdrs' });
   t.equal(refused.statusCode, 401);
   t.equal(refused.headers['cache-control'], 'no-store', 'a 401 too');
+});
+
+t.test('CORS is off, and README says so and what to do for a browser tool of your own', async (t) => {
+  const { app } = await buildTestApp(t);
+  const preflight = await app.inject({
+    method: 'OPTIONS',
+    url: '/admin/cdrs',
+    headers: { origin: 'https://tools.example.com', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+  });
+  t.equal(preflight.statusCode, 404, 'a preflight finds no route');
+  const answer = await app.inject({ method: 'GET', url: '/admin/cdrs', headers: { ...bearer(ADMIN_KEY), origin: 'https://tools.example.com' } });
+  t.equal(answer.statusCode, 200);
+  for (const res of [preflight, answer]) t.equal(res.headers['access-control-allow-origin'], undefined, 'no CORS header: another origin cannot read it');
+  const readme = readFileSync('README.md', 'utf8');
+  t.match(readme, /no CORS headers \(`Access-Control-Allow-Origin`\)/, 'README says CORS is off');
+  t.match(readme, /preflight `OPTIONS` is a\s+`404`/, 'and what a preflight gets');
+  t.match(readme, /Serve such a tool from the same origin/, 'and what to do instead');
 });
 
 /** Every route the app serves, from its route tree: `METHOD /path/:param` (HEAD excluded: Fastify adds it to GET). */
