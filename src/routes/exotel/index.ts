@@ -209,6 +209,17 @@ export default fp(
     // the dial state's in answerDial) ends this long after receipt, less the time already spent: the
     // rest of the budget is kept for the CDR's fsync to the spool.
     const beforeReserveMs = config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS;
+    // Dial events Postgres did not take: every event's CDR says so; the log, during an outage, one
+    // line a second (with how many since the last), not one per event.
+    const agentStateFailures = { unreported: 0, reportedAt: -Infinity };
+    function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
+      agentStateFailures.unreported++;
+      const now = performance.now();
+      if (now - agentStateFailures.reportedAt < 1000) return;
+      request.log.error({ err, callSid, eventsFailed: agentStateFailures.unreported }, 'agent state not updated');
+      agentStateFailures.reportedAt = now;
+      agentStateFailures.unreported = 0;
+    }
 
     async function finish(
       request: FastifyRequest,
@@ -407,10 +418,10 @@ export default fp(
           );
         } catch (err) {
           if (err instanceof DeadlineExceeded) {
-            recording.catch((late: Error) => request.log.error({ err: late, callSid: call.callSid }, 'agent state not updated'));
+            recording.catch((late: Error) => agentStateNotUpdated(request, late, call.callSid));
             result = { ...result, reason: `agent state ${err.message}; still being recorded` };
           } else {
-            request.log.error({ err }, 'agent state not updated');
+            agentStateNotUpdated(request, err, call.callSid);
             result = { ...result, reason: `agent state not updated: ${(err as Error).message}` };
           }
         }

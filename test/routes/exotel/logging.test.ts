@@ -214,3 +214,37 @@ t.test('a refused admin request is one log line: method, URL, status and what wa
     'at info: a client mistake, nothing for the operator to do',
   );
 });
+
+t.test('dial events Postgres does not take (an outage) are one error line a second, not one per event', async (t) => {
+  // Each dial event logged 'agent state not updated' at error with its stack: three or four a call,
+  // beside the CDR that says so for each. Now as the CDR writer's failures: at most one a second.
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const { app, db } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  await db.pool.query('ALTER FUNCTION dial_agent_event RENAME TO dial_agent_event_away');
+  t.teardown(() => db.pool.query('ALTER FUNCTION dial_agent_event_away RENAME TO dial_agent_event'));
+  for (let i = 0; i < 10; i++) {
+    const res = await app.inject({
+      method: 'POST',
+      url: '/exotel/dial-events',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `CallSid=out-${i}&DialWhomNumber=0981234567${i}&Status=busy`,
+    });
+    t.equal(res.statusCode, 200, 'acknowledged, as README says');
+  }
+  const { rows } = await db.pool.query(`SELECT reason FROM cdrs WHERE call_sid LIKE 'out-%'`);
+  t.equal(rows.length, 10);
+  t.ok(
+    rows.every((r) => /^agent state not updated: /.test(r.reason)),
+    'each CDR says its event was not applied',
+  );
+  const logged = lines.map((l) => JSON.parse(l));
+  const failed = logged.filter((l) => l.msg === 'agent state not updated');
+  t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 10 events`);
+  t.match(failed[0], { level: 50, callSid: 'out-0', eventsFailed: 1 }, 'the first at once, with its CallSid');
+});
