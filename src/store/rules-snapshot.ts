@@ -208,8 +208,11 @@ export class RulesCache {
       client.on('error', () => {});
       void client.end().catch(() => {});
       if (this.stopped) return;
+      // Said once when lost; a reconnect that fails while Postgres stays down is only a debug line.
+      const reconnecting = this.listenError !== null;
       this.listenError = err?.message ?? 'LISTEN connection ended';
-      this.log.warn({ err }, 'rules LISTEN connection lost; reconnecting');
+      if (reconnecting) this.log.debug({ err: this.listenError, retryInMs: this.backoffMs }, 'rules LISTEN reconnect failed; retrying');
+      else this.log.warn({ err }, 'rules LISTEN connection lost; reconnecting');
       this.scheduleReconnect();
     };
     client.on('error', lost);

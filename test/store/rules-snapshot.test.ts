@@ -370,3 +370,27 @@ t.test('the LISTEN connection and failing reloads keep their own error: one reco
   await db.pool.query('ALTER TABLE flows_gone RENAME TO flows');
   t.ok(await until(() => cache.lastError === null), 'cleared by the retry that works');
 });
+
+t.test('while Postgres stays down, the LISTEN connection is reported lost once, not at every failed reconnect', async (t) => {
+  // Every attempt (backing off to one each 5 s) logged `rules LISTEN connection lost; reconnecting`
+  // with its stack: 720 warnings an hour of outage, each saying again that a connection was lost.
+  const { openDatabase } = await import('../../src/store/database.js');
+  const lines: { level: string; msg: string }[] = [];
+  const log = {
+    ...quietLog,
+    warn: (_o: unknown, msg: string) => lines.push({ level: 'warn', msg }),
+    error: (_o: unknown, msg: string) => lines.push({ level: 'error', msg }),
+    info: (_o: unknown, msg?: string) => lines.push({ level: 'info', msg: msg ?? String(_o) }),
+    debug: () => {},
+  } as unknown as typeof quietLog;
+  const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
+  const cache = new RulesCache(db, log);
+  t.teardown(async () => {
+    await cache.stop();
+    await db.close();
+  });
+  await cache.start();
+  await new Promise((r) => setTimeout(r, 2000)); // reconnects after 0.1, 0.2, 0.4 and 0.8 s
+  t.match(cache.lastError, /ECONNREFUSED/, 'still down, and /readyz says why');
+  t.equal(lines.filter((l) => l.msg === 'rules LISTEN connection lost; reconnecting').length, 1, 'said once');
+});
