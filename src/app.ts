@@ -3,7 +3,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Config } from './config.js';
 import type { Database } from './store/database.js';
 import { validationOptions } from './plugins/validation.js';
-import errorHandler, { frameworkErrors } from './plugins/error-handler.js';
+import errorHandler, { clientErrors, frameworkErrors } from './plugins/error-handler.js';
 import openapi, { docs } from './plugins/swagger.js';
 import securityHeaders from './plugins/security-headers.js';
 import parseDeferredQuery, { deferredQuery } from './plugins/deferred-query.js';
@@ -52,6 +52,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     // The query string is parsed by parseDeferredQuery, except a callback's (src/exotel/params.ts).
     routerOptions: { maxParamLength: 4096, querystringParser: deferredQuery },
     frameworkErrors,
+    // What Node's HTTP parser refuses (431, 400, 408) is counted and logged, a callback's with its CDR.
+    clientErrorHandler: clientErrors,
     // While closing, Fastify answers a request that still arrives on an open keep-alive connection
     // (the answer to the one in flight said keep-alive) with a bare 503: for a callback, a failed
     // call step and no CDR. Handled as usual instead, it is answered with `Connection: close`.

@@ -201,7 +201,9 @@ t.test('LOG_LEVEL=trace: a request Node cannot parse is logged without its bytes
   server.kill('SIGTERM');
   t.equal(await exited, 0);
 
-  t.match(output, '"msg":"client error"', 'the trace lines of the refused requests are there');
+  t.match(output, /"callSid":"m1",[^\n]*"status":400,[^\n]*"msg":"callback"/, 'the refused callbacks are logged as callbacks');
+  t.match(output, /"callSid":"m2",[^\n]*"status":400,[^\n]*"msg":"callback"/);
+  t.equal(output.match(/"msg":"request refused by the HTTP parser/g)?.length, 2, 'and the other refused requests');
   const text = logText(output);
   for (const [name, secret] of Object.entries({ ...secrets, basic })) t.notMatch(text, secret, `${name} not in the log, not even as bytes`);
 });

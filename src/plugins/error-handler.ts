@@ -1,9 +1,11 @@
-import { STATUS_CODES } from 'node:http';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
+import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
 import { setHeaders } from './security-headers.js';
 
@@ -108,4 +110,69 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message });
   logRequest(request, reply, urlRedactor(request.server.config));
   return reply;
+}
+
+/** A request line as Node's HTTP parser reads it: method, target, version. */
+const REQUEST_LINE = /(?:^|\n)[!#$%&'*+.^_`|~0-9A-Za-z-]+ (\S+) HTTP\/\d\.\d\r?\n/g;
+const AUTHORIZATION = /\r?\nauthorization:[ \t]*([^\r\n]*)\r?\n/i;
+/** Sockets already answered: more bytes on one can make the parser report again. */
+const answered = new WeakSet<Socket>();
+
+/** What Node's HTTP parser refused, as a status and a message saying what to fix. */
+function clientErrorAnswer(err: Error & { code?: string }, app: FastifyInstance): { status: number; message: string } {
+  if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { status: 408, message: `the request did not arrive whole within ${app.server.headersTimeout / 1000} s` };
+  }
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    return { status: 431, message: `the request line and headers are larger than ${maxHeaderSize} bytes: send long parameters in a POST body` };
+  }
+  return { status: 400, message: `the request is not valid HTTP/1.1 (${err.message})` };
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request Node's HTTP parser refused before any route (headers over
+ * its limit, bytes that are not HTTP, too slow to arrive). Fastify's own answer says only "Client
+ * Error" and logs at trace. Here every one is counted and logged; one to a callback URL whose
+ * request line was read leaves a CDR like any refused callback (its path gives the flow, its query
+ * string the CallSid) before the answer is written.
+ */
+export function clientErrors(this: FastifyInstance, err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Socket) {
+  // A connection reset: the client is gone, and nothing of a request was read.
+  if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
+  answered.add(socket);
+  const { status, message } = clientErrorAnswer(err, this);
+  this.metrics.observeClientError(status);
+  const send = (answer: CallbackAnswer & { retryAfter?: number }) => {
+    if (socket.writable) {
+      const retryAfter = answer.retryAfter === undefined ? '' : `Retry-After: ${answer.retryAfter}\r\n`;
+      socket.write(
+        `HTTP/1.1 ${answer.statusCode} ${STATUS_CODES[answer.statusCode] ?? 'Error'}\r\nContent-Type: ${answer.contentType}\r\n` +
+          `Content-Length: ${Buffer.byteLength(answer.body)}\r\n${retryAfter}Connection: close\r\n\r\n${answer.body}`,
+      );
+    }
+    socket.destroy();
+  };
+  // Node's `rawPacket`: the bytes being parsed when it refused (Fastify's type for it is wrong), and
+  // `bytesParsed`, where it stopped: the refused request is the last one to start there or before
+  // (earlier ones on the connection, pipelined, were answered as usual).
+  const head = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.toString('latin1') : '';
+  const last = [...head.matchAll(REQUEST_LINE)].filter((m) => m.index <= (err.bytesParsed ?? head.length)).pop();
+  const url = last?.[1];
+  // A request whose body was being read when the parser refused it (a broken chunk) is already a
+  // request: its handler sees the body fail and leaves its CDR.
+  const incoming = (socket as Socket & { parser?: { incoming?: { complete: boolean } | null } }).parser?.incoming;
+  if (url?.startsWith(`${CALLBACK_PREFIX}/`) && !(incoming && !incoming.complete)) {
+    const request = { ip: socket.remoteAddress ?? '', url, authorization: AUTHORIZATION.exec(head.slice(last!.index))?.[1]?.trim() };
+    // A client that half-closes once it has sent its request would have Node end the socket before
+    // the CDR is committed and the answer written; the parser is done with it, the answer ends it.
+    socket.removeAllListeners('end');
+    this.refuseUnparsedCallback(this.log, request, status, message).then(send, (e: unknown) => {
+      this.log.error({ err: e }, 'refused callback not recorded');
+      send(errorAnswer(status, message));
+    });
+    return;
+  }
+  // Neither the URL (it may hold a key) nor the bytes are logged.
+  this.log.info({ status, code: err.code, remoteAddress: socket.remoteAddress }, `request refused by the HTTP parser: ${message}`);
+  send(errorAnswer(status, message));
 }

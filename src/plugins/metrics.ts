@@ -26,6 +26,8 @@ export interface Metrics {
    * instance learned it): started it, and/or learned it was answered or missed. Group '' when unknown.
    */
   observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }): void;
+  /** One request Node's HTTP parser refused before any route (app.ts's `clientErrors`), by the status answered. */
+  observeClientError(status: number): void;
 }
 
 /**
@@ -260,6 +262,15 @@ export default fp(
       },
     });
 
+    const clientErrors = new Counter({
+      name: 'exoroute_http_client_errors_total',
+      help:
+        "Requests Node's HTTP parser refused before any route, by status: 431 (request line and headers too large), " +
+        '400 (not valid HTTP), 408 (did not arrive in time). Those to a callback URL whose request line was read also leave a CDR.',
+      labelNames: ['status'] as const,
+      registers,
+    });
+
     app.decorate('metrics', {
       registry,
       observeCallback(endpoint: CallbackEndpoint | 'unknown', outcome: string, seconds: number) {
@@ -274,6 +285,9 @@ export default fp(
         if (effect.outcome === 'answered') offerCounters.answered.inc(labels);
         // failed: the carrier or network, not the agent; cancelled: a parallel ring another agent answered
         else if (effect.outcome === 'no-answer' || effect.outcome === 'busy') offerCounters.missed.inc(labels);
+      },
+      observeClientError(status: number) {
+        clientErrors.inc({ status: String(status) });
       },
     } satisfies Metrics);
   },

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { CALLBACK_SECURITY, CallbackParamsSchema, DialEventParamsSchema } from '../../schemas/exotel-params.js';
@@ -24,7 +24,21 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Refuses a request under /exotel with its CDR, like any refused callback (see `callbacks`). */
     refuseCallback(request: FastifyRequest, reply: FastifyReply, status: number, message: string): FastifyReply | Promise<FastifyReply>;
+    /** The same for a callback Node's HTTP parser refused, of which only the request line (and maybe headers) could be read. */
+    refuseUnparsedCallback(
+      log: FastifyBaseLogger,
+      request: UnparsedCallback,
+      status: number,
+      message: string,
+    ): Promise<CallbackAnswer & { retryAfter?: number }>;
   }
+}
+
+/** What can be read of a request Node's HTTP parser refused: the source address, the request target, and `Authorization` if it came whole. */
+export interface UnparsedCallback {
+  ip: string;
+  url: string;
+  authorization: string | undefined;
 }
 
 const SECRET_KEYS = ['token'];
@@ -186,6 +200,12 @@ const ANSWERS: Record<FlowEndpoint, { summary: string; reads: string; ok: Record
 /** A POST body over CALLBACK_BODY_LIMIT: refused, with its CDR. */
 const TOO_LARGE = { ...ErrorSchema, description: `The body is larger than ${CALLBACK_BODY_LIMIT / 1024} KiB (still a CDR)` };
 
+/** A request line and headers over Node's limit (a long query string): refused before any route, still a CDR. */
+const HEADERS_TOO_LARGE = {
+  ...ErrorSchema,
+  description: "The request line and headers, the query string included, are larger than Node's 16 KiB limit: send the parameters in a POST body (still a CDR)",
+};
+
 /** Right after a start, before the first rules snapshot is loaded (GET /readyz is 503 until then). */
 const NOT_READY = { ...ErrorSchema, description: 'The routing rules are not loaded yet, just after a start (GET /readyz is 503 meanwhile); still a CDR' };
 
@@ -231,6 +251,20 @@ export default fp(
       t0: number,
       receivedAt: Date,
     ) {
+      await record(request.log, endpoint, flowSlug, call, result, t0, receivedAt);
+      return answerWith(reply, result.answer);
+    }
+
+    /** Stores a callback's CDR (before its answer leaves), logs its line and observes it in the metrics. */
+    async function record(
+      log: FastifyBaseLogger,
+      endpoint: CallbackEndpoint | 'unknown',
+      flowSlug: string | null,
+      call: ExotelCall,
+      result: CallbackResult,
+      t0: number,
+      receivedAt: Date,
+    ) {
       const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
       const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
       // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
@@ -240,10 +274,10 @@ export default fp(
         await cdrWriter.write(cdr, deadline);
       } catch (err) {
         // Neither Postgres nor the spool took it (disk full?): the caller is waiting, answer anyway.
-        request.log.error({ err, callSid: call.callSid }, 'CDR not stored');
+        log.error({ err, callSid: call.callSid }, 'CDR not stored');
       }
       const latencyMs = performance.now() - t0;
-      request.log.info(
+      log.info(
         {
           callSid: call.callSid,
           endpoint,
@@ -256,7 +290,6 @@ export default fp(
         'callback',
       );
       app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
-      return answerWith(reply, result.answer);
     }
 
     /** Sends a callback's answer; a 401 with the challenge for the secret, as RFC 9110 requires of every 401. */
@@ -329,6 +362,36 @@ export default fp(
     }
 
     app.decorate('refuseCallback', refuse);
+
+    /**
+     * A callback Node's HTTP parser refused, of which the request line was read (app.ts's
+     * `clientErrors`): its CDR, as for any refusal (from a caller the guard refuses, bounded and
+     * counted), and the answer to write; 429 with `retryAfter` once the address is throttled.
+     */
+    async function refuseUnparsed(log: FastifyBaseLogger, request: UnparsedCallback, status: number, message: string) {
+      const t0 = performance.now();
+      const receivedAt = new Date();
+      const answer: CallbackAnswer & { retryAfter?: number } = errorAnswer(status, message);
+      const query = queryOf(request.url);
+      const refused = guard(request.ip, request.authorization, () => new URLSearchParams(query).get('token') ?? undefined);
+      if (refused) {
+        const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
+        if (handling === 'throttled') {
+          return {
+            ...errorAnswer(429, 'too many refused callbacks from this address; retry after Retry-After seconds'),
+            retryAfter: refusals.retryAfterSeconds(),
+          };
+        }
+        if (handling === 'counted') return answer;
+      }
+      const call = parseExotelCall(collectParams({ query }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
+      const segments = request.url.split('?', 1)[0]!.split('/');
+      const flow = segments[3] ? flowOfPath(segments[3], config.EXOTEL_CALLBACK_SECRET) : null;
+      await record(log, endpointNamed(segments[2]), flow, call, rejected(status, message), t0, receivedAt);
+      return answer;
+    }
+
+    app.decorate('refuseUnparsedCallback', refuseUnparsed);
 
     const { answerDial } = app;
     const handler = (endpoint: FlowEndpoint) =>
@@ -448,6 +511,7 @@ export default fp(
         404: ErrorSchema,
         413: TOO_LARGE,
         429: ErrorSchema,
+        431: HEADERS_TOO_LARGE,
         503: NOT_READY,
       },
     });
@@ -507,6 +571,7 @@ export default fp(
                 403: ErrorSchema,
                 413: TOO_LARGE,
                 429: ErrorSchema,
+                431: HEADERS_TOO_LARGE,
               },
             },
           });

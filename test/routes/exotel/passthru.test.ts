@@ -1,3 +1,4 @@
+import net from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
 import { buildTestApp, type TestApp } from '../../helper.js';
@@ -345,6 +346,71 @@ t.test('paths under /exotel that are no endpoint, or that the router cannot deco
     t.equal(cdrs[0]?.endpoint, c.endpoint);
     t.equal(cdrs[0]?.httpStatus, c.status);
   }
+});
+
+/** Sends raw bytes to the listening app and resolves with all it answered once it closes the connection. */
+function rawExchange(port: number, bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk: Buffer) => (received += chunk.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(received));
+    const timer = setTimeout(() => socket.destroy(), 5000);
+    socket.on('close', () => clearTimeout(timer));
+    socket.write(bytes);
+  });
+}
+
+t.test("callbacks Node's HTTP parser refuses (headers too large, bytes that are not HTTP) still leave one CDR, are counted and say what to fix", async (t) => {
+  const ctx = await setup(t, { EXOTEL_CALLBACK_SECRET: 's3cret-token-value' });
+  await ctx.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = ctx.app.server.address() as net.AddressInfo;
+  const basic = `Basic ${Buffer.from('exotel:s3cret-token-value').toString('base64')}`;
+  // A GET whose query string (a long CustomField, many Legs) is over Node's 16 KiB limit: 431.
+  const long = await rawExchange(
+    port,
+    `GET /exotel/passthru/inbound?CallSid=p431&CustomField=${'x'.repeat(20_000)} HTTP/1.1\r\nHost: exoroute\r\nAuthorization: ${basic}\r\n\r\n`,
+  );
+  t.match(long, /^HTTP\/1\.1 431 /, '431');
+  t.match(long, /larger than 16384 bytes/, 'the answer names the limit');
+  // A header value with a control character: 400.
+  const bad = await rawExchange(port, `GET /exotel/passthru/inbound?CallSid=p400&token=s3cret-token-value HTTP/1.1\r\nHost: exoroute\r\nX-A: a\x01b\r\n\r\n`);
+  t.match(bad, /^HTTP\/1\.1 400 /, '400');
+  t.match(bad, /not valid HTTP/, 'the answer says what is wrong');
+  t.notMatch(bad, /s3cret/, 'the answer does not echo the secret');
+  for (const [sid, status] of [
+    ['p431', 431],
+    ['p400', 400],
+  ] as const) {
+    const cdrs = await cdrsFor(ctx, sid);
+    t.equal(cdrs.length, 1, `one CDR for ${sid}`);
+    t.match(cdrs[0], { endpoint: 'passthru', flowSlug: 'inbound', outcome: 'rejected', httpStatus: status });
+    t.notMatch(JSON.stringify(cdrs[0]?.params), /s3cret/, 'the secret is not stored');
+  }
+  // A broken chunk in a body being read: the request was already routed, and its handler's CDR is its only one.
+  const chunk = await rawExchange(
+    port,
+    `POST /exotel/passthru/inbound?CallSid=pchunk HTTP/1.1\r\nHost: exoroute\r\nAuthorization: ${basic}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n\r\n`,
+  );
+  t.match(chunk, /^HTTP\/1\.1 400 /);
+  // Pipelined: the first is answered as usual, the second (refused) has the CDR, each one.
+  const pipelined = await rawExchange(
+    port,
+    `GET /exotel/passthru/inbound?CallSid=pipe1 HTTP/1.1\r\nHost: exoroute\r\nAuthorization: ${basic}\r\n\r\n` +
+      'GET /exotel/passthru/inbound?CallSid=pipe2 HTTP/1.1\r\nHost: exoroute\r\nX-A: a\x01b\r\n\r\n',
+  );
+  t.match(pipelined, /HTTP\/1\.1 400 /);
+  await new Promise((r) => setTimeout(r, 200));
+  t.equal((await cdrsFor(ctx, 'pchunk')).length, 1, 'one CDR for a broken chunk');
+  t.equal((await cdrsFor(ctx, 'pipe1')).length, 1, 'one CDR for the first pipelined callback');
+  t.match(await cdrsFor(ctx, 'pipe2'), [{ httpStatus: 400, outcome: 'rejected' }], 'one for the refused second one');
+  // Bytes that are no callback (nor anything else): no CDR, but counted.
+  t.match(await rawExchange(port, 'GET /healthz HTTP/1.1 extra\r\nHost: exoroute\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  const metrics = (await ctx.admin({ method: 'GET', url: '/metrics' })).body;
+  t.match(metrics, /exoroute_http_client_errors_total\{status="431"\} 1\n/);
+  t.match(metrics, /exoroute_http_client_errors_total\{status="400"\} 4\n/);
+  t.match(metrics, /exoroute_callback_duration_seconds_count\{endpoint="passthru",outcome="rejected"\} 4\n/);
 });
 
 t.test('a callback URL asked with another method than GET or POST is 405 with Allow: GET, POST, decides nothing, and leaves one CDR', async (t) => {
