@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import pino from 'pino';
 import { uniformFloat64 } from 'pure-rand/distribution/uniformFloat64';
@@ -21,6 +22,18 @@ import { ensureBootstrapKey } from '../src/store/api-keys.js';
 
 export const ADMIN_KEY = 'exr_test-admin-key-0123456789';
 export const quietLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+
+/** A logger that keeps every line it writes (JSON text, one per line), for tests that read the log. */
+export function capturedLog(level: pino.Level = 'info'): { logger: pino.Logger; lines: string[] } {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  return { logger: pino({ level }, sink), lines };
+}
 
 function serverUrl(): string {
   const url = process.env.TEST_DATABASE_URL ?? process.env.DATABASE_URL;

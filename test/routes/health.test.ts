@@ -1,10 +1,9 @@
 import t from 'tap';
-import { Writable } from 'node:stream';
 import pino from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
-import { buildTestApp, quietLog } from '../helper.js';
+import { buildTestApp, capturedLog, quietLog } from '../helper.js';
 
 t.test('/healthz is up and /readyz is ready on a migrated database', async (t) => {
   const { app, db } = await buildTestApp(t);
@@ -65,14 +64,8 @@ t.test('a URL the router refuses is 400 saying why: a malformed %-escape, or a p
 });
 
 t.test("a URL the router refuses (outside the callbacks) gets the security headers and the request's log line, as any other refusal", async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  const { app, admin } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  const { logger, lines } = capturedLog();
+  const { app, admin } = await buildTestApp(t, {}, { logger: logger });
   const refused = [
     await admin({ method: 'GET', url: '/admin/flows/%E0%A4' }),
     await app.inject({ method: 'GET', url: `/admin/dial-groups/${'a'.repeat(5000)}` }),

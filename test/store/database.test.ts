@@ -1,22 +1,14 @@
 import t from 'tap';
-import { Writable } from 'node:stream';
 import pg from 'pg';
-import pino from 'pino';
-import { createTestDatabase } from '../helper.js';
+import { capturedLog, createTestDatabase } from '../helper.js';
 import { openDatabase } from '../../src/store/database.js';
 
 t.test('an idle connection Postgres ends is one short warning: the error, not the pg client behind it', async (t) => {
   // pg-pool hangs the client on the error (err.client): logged whole, it was a 4 kB line per
   // connection (its connection parameters, statements, the backend's cancel key `secretKey`).
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
+  const { logger, lines } = capturedLog();
   const url = await createTestDatabase(t);
-  const db = openDatabase(url, pino({ level: 'info' }, sink));
+  const db = openDatabase(url, logger);
   t.teardown(() => db.close());
   const { rows } = await db.pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   t.equal(db.pool.idleCount, 1, 'the connection is back in the pool, idle');

@@ -1,18 +1,10 @@
 import t from 'tap';
-import pino from 'pino';
-import { Writable } from 'node:stream';
-import { ADMIN_KEY, buildTestApp } from '../../helper.js';
+import { ADMIN_KEY, buildTestApp, capturedLog } from '../../helper.js';
 
 t.test('one log line per callback with CallSid, flow, outcome and latency; the secret never appears', async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
+  const { logger, lines } = capturedLog();
   const secret = 'never-log-this-secret';
-  const { app, admin } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger: pino({ level: 'info' }, sink) });
+  const { app, admin } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger: logger });
   await admin({
     method: 'POST',
     url: '/admin/flows',
@@ -61,15 +53,9 @@ t.test('one log line per callback with CallSid, flow, outcome and latency; the s
 });
 
 t.test('a secret pasted into the flow segment (…/inbound&token=…) is not stored, logged or echoed, with or without the right token', async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
+  const { logger, lines } = capturedLog();
   const secret = 'path-pasted-secret-0123456789';
-  const { app, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger: pino({ level: 'info' }, sink) });
+  const { app, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger: logger });
   const missing = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound&token=${secret}?CallSid=sp1` });
   t.equal(missing.statusCode, 401, 'the token in the path is not the query parameter');
   const unknown = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound&token=${secret}?CallSid=sp2&token=${secret}` });
@@ -121,15 +107,9 @@ t.test('the secret sent under another name (secret=…, key=…, a bare ?<secret
 });
 
 t.test('the request log line of an admin or ops request shows no key or secret, wherever in the URL it was put', async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
+  const { logger, lines } = capturedLog();
   const secrets = { EXOTEL_CALLBACK_SECRET: 'url-callback-secret-0123', METRICS_TOKEN: 'url-metrics-token-4567' };
-  const { app, admin } = await buildTestApp(t, secrets, { logger: pino({ level: 'info' }, sink) });
+  const { app, admin } = await buildTestApp(t, secrets, { logger: logger });
   const created = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'script', role: 'viewer' } })).json() as { key: string };
   const keys = { ...secrets, ADMIN_API_KEY: ADMIN_KEY, created: created.key };
   const requests = [
@@ -178,14 +158,8 @@ t.test('a 404 names the path it did not find, but no key or secret put in it', a
 });
 
 t.test('a refused admin request is one log line: method, URL, status and what was wrong', async (t) => {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  const { app, admin } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  const { logger, lines } = capturedLog();
+  const { app, admin } = await buildTestApp(t, {}, { logger: logger });
   const refused = [
     await app.inject({ method: 'GET', url: '/admin/vip-lists' }),
     await admin({ method: 'GET', url: '/admin/cdrs?limit=abc' }),
@@ -218,14 +192,8 @@ t.test('a refused admin request is one log line: method, URL, status and what wa
 t.test('dial events Postgres does not take (an outage) are one error line a second, not one per event', async (t) => {
   // Each dial event logged 'agent state not updated' at error with its stack: three or four a call,
   // beside the CDR that says so for each. Now as the CDR writer's failures: at most one a second.
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(String(chunk));
-      cb();
-    },
-  });
-  const { app, db } = await buildTestApp(t, {}, { logger: pino({ level: 'info' }, sink) });
+  const { logger, lines } = capturedLog();
+  const { app, db } = await buildTestApp(t, {}, { logger: logger });
   await db.pool.query('ALTER FUNCTION dial_agent_event RENAME TO dial_agent_event_away');
   t.teardown(() => db.pool.query('ALTER FUNCTION dial_agent_event_away RENAME TO dial_agent_event'));
   for (let i = 0; i < 10; i++) {
