@@ -4,6 +4,7 @@ import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CdrRow, CdrSpool } from './cdr-spool.js';
 import { CDR_FIELDS, columnOf, type CdrRecord } from './cdr-columns.js';
+import { Tally } from '../lib/tally.js';
 
 export type { CdrRecord };
 
@@ -211,11 +212,9 @@ export class CdrWriter {
   private closed = false;
   private replayTimer: NodeJS.Timeout | null = null;
   private replayBackoffMs: number;
-  private unreported = 0;
-  private reportedAt = -Infinity;
-  /** Failed batches not yet logged, and when the last was: one error line a second, as for the spool. */
-  private failuresUnreported = 0;
-  private failureReportedAt = -Infinity;
+  /** CDRs spooled and batches failed, each logged once a second with the count since the last line. */
+  private readonly spooledTally = new Tally();
+  private readonly failedTally = new Tally();
   private readonly spool: CdrSpool | null;
   private readonly maxBatch: number;
   private readonly maxInFlight: number;
@@ -314,12 +313,8 @@ export class CdrWriter {
           this.stats.failures++;
           this.onBatch?.(batch.length, (performance.now() - started) / 1000, false);
           // During an outage every batch fails (at low traffic, every callback is one): one line a second.
-          this.failuresUnreported++;
-          if (started - this.failureReportedAt >= 1000) {
-            this.log.error({ err, size: batch.length, batchesFailed: this.failuresUnreported }, 'CDR batch insert failed');
-            this.failureReportedAt = started;
-            this.failuresUnreported = 0;
-          }
+          const batchesFailed = this.failedTally.add(1, started);
+          if (batchesFailed > 0) this.log.error({ err, size: batch.length, batchesFailed }, 'CDR batch insert failed');
           // The connection may be the trouble (gone, or stuck mid-COPY): the pool drops it.
           conn?.release(err as Error);
           conn = null;
@@ -376,14 +371,9 @@ export class CdrWriter {
     this.spool.append(own.map((p) => rowOf(p.record))).then(
       () => {
         this.stats.spooled += own.length;
-        this.unreported += own.length;
         // During an outage every callback spools: one line a second, not one per CDR.
-        const now = performance.now();
-        if (now - this.reportedAt >= 1000) {
-          this.log.warn({ count: this.unreported, reason: cause.message, spoolDepth: this.spoolDepth }, 'CDRs spooled locally');
-          this.reportedAt = now;
-          this.unreported = 0;
-        }
+        const count = this.spooledTally.add(own.length);
+        if (count > 0) this.log.warn({ count, reason: cause.message, spoolDepth: this.spoolDepth }, 'CDRs spooled locally');
         for (const p of own) p.resolve('spooled');
         if (!this.replayTimer && !this.closed) this.scheduleReplay(this.replayBackoffMs);
       },

@@ -13,6 +13,7 @@ import { AttemptCounter } from './attempts.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
 import { busyExpiredAt } from '../../routing/agents.js';
 import { DeadlineExceeded, withDeadline } from '../../lib/deadline.js';
+import { Tally } from '../../lib/tally.js';
 import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
@@ -231,14 +232,10 @@ export default fp(
     const beforeReserveMs = config.DECISION_BUDGET_MS - SPOOL_RESERVE_MS;
     // Dial events Postgres did not take: every event's CDR says so; the log, during an outage, one
     // line a second (with how many since the last), not one per event.
-    const agentStateFailures = { unreported: 0, reportedAt: -Infinity };
+    const agentStateFailures = new Tally();
     function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
-      agentStateFailures.unreported++;
-      const now = performance.now();
-      if (now - agentStateFailures.reportedAt < 1000) return;
-      request.log.error({ err, callSid, eventsFailed: agentStateFailures.unreported }, 'agent state not updated');
-      agentStateFailures.reportedAt = now;
-      agentStateFailures.unreported = 0;
+      const eventsFailed = agentStateFailures.add();
+      if (eventsFailed > 0) request.log.error({ err, callSid, eventsFailed }, 'agent state not updated');
     }
 
     async function finish(
