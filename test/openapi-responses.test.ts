@@ -25,16 +25,17 @@ interface Operation {
   responses: Record<string, { description?: string; content?: Record<string, Media> }>;
   security?: Array<Record<string, string[]>>;
 }
-type Doc = { paths: Record<string, Record<string, Operation>> };
+type Doc = { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, object> } };
 
 const ajv = new Ajv({ strict: false, allErrors: true });
 addFormats.default(ajv);
 ajv.addFormat('iana-timezone', { type: 'string', validate: (s: string) => IANAZone.isValidZone(s) });
 const compiled = new Map<object, ValidateFunction>();
-function validatorOf(schema: object): ValidateFunction {
+function validatorOf(schema: object, doc: Doc): ValidateFunction {
   const known = compiled.get(schema);
   if (known) return known;
-  const validate = ajv.compile(schema);
+  // Its `$ref`s point into the document's components (#/components/schemas/…): compiled beside them.
+  const validate = ajv.compile({ ...schema, components: doc.components });
   compiled.set(schema, validate);
   return validate;
 }
@@ -70,7 +71,7 @@ function checkAnswer(t: Test, doc: Doc, op: string, res: LightMyRequestResponse)
     });
     return;
   }
-  const validate = validatorOf(media.schema ?? {});
+  const validate = validatorOf(media.schema ?? {}, doc);
   const body = /json/.test(type) ? res.json() : res.body;
   t.ok(validate(body), `${what}: documented as ${type}, and the body passes its schema`, { errors: validate.errors, body: res.body.slice(0, 500) });
 }

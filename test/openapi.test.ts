@@ -49,3 +49,52 @@ t.test('a parameter with a default is not marked required: Swagger UI and genera
   }
   t.ok(withDefault >= 4, `${withDefault} parameters with a default, the lists' limit among them`);
 });
+
+t.test('each model is one named schema: its uses are $refs, never copies, and every $ref resolves', async (t) => {
+  const { parse } = await import('yaml');
+  const doc = parse(await renderOpenApiYaml()) as { paths: object; components: { schemas: Record<string, Record<string, unknown>> } };
+  const schemas = doc.components.schemas;
+  // The models a user meets, by the names Swagger UI lists and generated clients take.
+  for (const name of ['Error', 'FlowView', 'FlowInput', 'DialGroup', 'Schedule', 'VipList', 'VipEntry', 'Agent', 'Cdr', 'ApiKey', 'AuditEntry']) {
+    t.ok(schemas[name], `components.schemas.${name}`);
+  }
+  const flowGet = parse(await renderOpenApiYaml()).paths['/admin/flows/{slug}'].get.responses['200'].content['application/json'].schema;
+  t.same(flowGet, { $ref: '#/components/schemas/FlowView' }, 'GET /admin/flows/{slug} answers a FlowView');
+
+  // A copy: an object with the same keys and values as a component, but for its own description or examples.
+  const sorted = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(sorted)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.keys(v)
+              .sort()
+              .map((k) => [k, sorted((v as Record<string, unknown>)[k])]),
+          )
+        : v;
+  const shape = (o: Record<string, unknown>) =>
+    JSON.stringify(sorted(Object.fromEntries(Object.entries(o).filter(([k]) => !['description', 'example', 'examples', 'title'].includes(k)))));
+  const components = new Map(Object.entries(schemas).map(([name, s]) => [shape(s), name]));
+  const copies: string[] = [];
+  const refs = new Set<string>();
+  const walk = (node: unknown, where: string, root: boolean) => {
+    if (Array.isArray(node)) {
+      for (const [i, v] of node.entries()) walk(v, `${where}/${i}`, false);
+    } else if (node && typeof node === 'object') {
+      const o = node as Record<string, unknown>;
+      if (typeof o.$ref === 'string') refs.add(o.$ref);
+      const copy = components.get(shape(o));
+      if (copy && !root) copies.push(`${where} is a copy of ${copy}`);
+      for (const [k, v] of Object.entries(o)) walk(v, `${where}/${k}`, false);
+    }
+  };
+  walk(doc.paths, '#/paths', false);
+  for (const [name, s] of Object.entries(schemas)) walk(s, `#/components/schemas/${name}`, true);
+  t.same(copies, [], 'no component written out again');
+  t.ok(refs.size > 40, `${refs.size} components referenced`);
+  t.same(
+    [...refs].filter((r) => !schemas[r.replace('#/components/schemas/', '')]),
+    [],
+    'every $ref names a component',
+  );
+});

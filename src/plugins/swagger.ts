@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import { componentSchemas, refComponents } from '../openapi-components.js';
 
 /**
  * The OpenAPI document, generated from the route schemas. On the root, before any route: it sees
@@ -32,6 +33,7 @@ export default fp(
           { name: 'ops', description: 'Health, readiness and Prometheus metrics' },
         ],
         components: {
+          schemas: componentSchemas(),
           securitySchemes: {
             bearer: {
               type: 'http',
@@ -52,6 +54,8 @@ export default fp(
           },
         },
       },
+      // One named schema per model, each use of it a $ref (src/openapi-components.ts).
+      transformObject: refComponents,
     });
   },
   { name: 'openapi' },
