@@ -163,7 +163,8 @@ $$;
 -- (p_flow): a flow's order offers an agent at most once per call, so the re-fetch and the dial
 -- events that report one offer land on its one agent_offers row, and a second flow of the same call
 -- that offers the agent again (a Connect to support after one to sales) makes an offer of its own. Answered:
--- for a call that ended (p_ended) the wrap-up starts, and a pause is lifted (the count of misses
+-- for a call that ended (p_ended) the wrap-up starts (a wrap-up already running that ends later, another
+-- call's of a group with a longer one, is kept: every wrap-up here ends at the later of the two), and a pause is lifted (the count of misses
 -- starts again by itself: agent_missed_offers()). A miss (no-answer, busy): when the group pauses
 -- after p_max_missed misses and this is the p_max_missed-th in a row, the agent is paused and the
 -- count reset; otherwise a miss writes nothing but its offer. Failed (the carrier or network) and
@@ -235,7 +236,8 @@ BEGIN
             UPDATE agent_offers SET ended_at = p_at
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow AND outcome = 'answered' AND ended_at IS NULL;
             IF FOUND AND p_wrap_up_seconds > 0 THEN
-                UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
+                UPDATE agent_states SET wrap_up_until = GREATEST(wrap_up_until, p_at + make_interval(secs => p_wrap_up_seconds)), updated_at = p_at
+                 WHERE number = p_agent;
             END IF;
         END IF;
         RETURN NULL;
@@ -245,7 +247,7 @@ BEGIN
             INSERT INTO agent_states AS s (number, wrap_up_until, updated_at)
             VALUES (p_agent, v_end + make_interval(secs => p_wrap_up_seconds), p_at)
             ON CONFLICT (number) DO UPDATE
-               SET wrap_up_until = EXCLUDED.wrap_up_until, paused_until = NULL, paused_reason = NULL, updated_at = p_at;
+               SET wrap_up_until = GREATEST(s.wrap_up_until, EXCLUDED.wrap_up_until), paused_until = NULL, paused_reason = NULL, updated_at = p_at;
         ELSE
             UPDATE agent_states SET paused_until = NULL, paused_reason = NULL, updated_at = p_at
              WHERE number = p_agent AND paused_until IS NOT NULL;
@@ -824,10 +826,11 @@ BEGIN
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
         END IF;
         IF v_found AND v_was = 'answered' AND v_ended_at IS NULL THEN
-            -- the end of an answered call: wrap-up starts now
+            -- the end of an answered call: wrap-up starts now (a longer one already running goes on)
             UPDATE agent_offers SET ended_at = p_at WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = v_flow;
             IF p_wrap_up_seconds > 0 THEN
-                UPDATE agent_states SET wrap_up_until = p_at + make_interval(secs => p_wrap_up_seconds), updated_at = p_at WHERE number = p_agent;
+                UPDATE agent_states SET wrap_up_until = GREATEST(wrap_up_until, p_at + make_interval(secs => p_wrap_up_seconds)), updated_at = p_at
+                 WHERE number = p_agent;
             END IF;
         ELSIF v_found AND v_was IS NULL AND v_ended_at IS NULL THEN
             v_ended := dial_offer_ended(p_call_sid, p_agent, v_flow, p_group,

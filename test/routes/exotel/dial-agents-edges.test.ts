@@ -1,0 +1,99 @@
+/**
+ * An agent's state at the edges, through the real app on a real Postgres: two wrap-ups of one
+ * agent.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildTestApp, type TestApp, zoneAtNoon } from '../../helper.js';
+
+const A = '+919811100001';
+const B = '+919811100002';
+const C = '+919811100003';
+const D = '+919811100004';
+const enc = encodeURIComponent;
+
+async function until(ok: () => boolean) {
+  for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
+  if (!ok()) throw new Error('snapshot did not catch up');
+}
+
+/**
+ * Group `sales` (A, B, C by priority) dialed by flow `agents`, group `support` (C, D) dialed by flow
+ * `agents2`, and flow `nums`, which lists A and D.
+ */
+async function setup(t: Test, opts: { sales?: Record<string, unknown>; support?: Record<string, unknown> } = {}) {
+  const ctx = await buildTestApp(t, { PUBLIC_URL: 'https://exo.example.com' });
+  const group = (slug: string, numbers: string[], more: Record<string, unknown> = {}) => ({
+    slug,
+    name: slug,
+    strategy: 'sequential',
+    members: numbers.map((number, i) => ({ number, priority: i + 1 })),
+    ...more,
+  });
+  const flow = (slug: string, otherwise: Record<string, unknown>) => ({
+    slug,
+    name: slug,
+    type: 'dial',
+    rules: [],
+    otherwise,
+    onError: { numbers: ['+919800000099'] },
+  });
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: group('sales', [A, B, C], opts.sales) })).statusCode, 201);
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/dial-groups', payload: group('support', [C, D], opts.support) })).statusCode, 201);
+  for (const [slug, otherwise] of [
+    ['agents', { dialGroup: 'sales' }],
+    ['agents2', { dialGroup: 'support' }],
+    ['nums', { numbers: [A, D] }],
+  ] as const) {
+    t.equal((await ctx.admin({ method: 'POST', url: '/admin/flows', payload: flow(slug, otherwise) })).statusCode, 201);
+  }
+  await until(() => ctx.app.rules.current?.flows.size === 3 && ctx.app.rules.current.dialGroups.size === 2);
+  return ctx;
+}
+
+/** A Dial Whom request to a flow: the numbers answered. */
+const dialWhom = async (ctx: TestApp, flow: string, query: string) =>
+  (await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/${flow}?CallFrom=09800000001&${query}` })).body;
+/** A Connect request to a flow: its answer. */
+const connect = async (ctx: TestApp, flow: string, query: string) =>
+  (await ctx.app.inject({ method: 'GET', url: `/exotel/connect/${flow}?CallFrom=09800000001&${query}` })).json();
+/** The query string of the events URL a Connect answer names (its group and flow). */
+const eventsQuery = (answer: { dial_passthru_event_url: string }) => new URL(answer.dial_passthru_event_url).search.slice(1);
+const event = (ctx: TestApp, query: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallFrom=09800000001&${query}` });
+/** The agent as GET /admin/agents/:number shows it, "today" counted where it is noon. */
+const agent = async (ctx: TestApp, number: string) =>
+  (await ctx.admin({ method: 'GET', url: `/admin/agents/${enc(number)}?timezone=${enc(zoneAtNoon())}` })).json();
+
+t.test("an agent's wrap-up ends at the later of two: a second answered call of a group with a shorter wrap-up does not cut the first's short", async (t) => {
+  const ctx = await setup(t, { sales: { wrapUpSeconds: 300 }, support: { wrapUpSeconds: 10 } });
+  // Two callers at once: support's Connect offers C (call w2), and so does sales' (call w1), before either Dial event came.
+  const w2 = await connect(ctx, 'agents2', 'CallSid=w2');
+  t.same(w2.destination.numbers, [C, D]);
+  const w1 = await connect(ctx, 'agents', 'CallSid=w1');
+  t.same(w1.destination.numbers, [A, B, C]);
+  const w1Events = eventsQuery(w1);
+  t.equal(w1Events, 'group=sales&flow=agents');
+  // C takes sales' call w1, and it ends: sales' wrap-up, 300 s
+  for (const ev of ['Status=busy&EventType=Dial', 'Status=busy&EventType=Answered', 'Status=free&EventType=Terminal']) {
+    t.equal((await event(ctx, `CallSid=w1&DialWhomNumber=09811100003&${ev}&${w1Events}`)).statusCode, 200);
+  }
+  const first = Date.parse((await agent(ctx, C)).wrapUpUntil);
+  t.ok(first - Date.now() > 250_000, "sales' wrap-up");
+  // C had also taken support's call w2 (call waiting); it ends now: support's wrap-up is 10 s, which ends before sales'
+  for (const ev of ['Status=busy&EventType=Dial', 'Status=busy&EventType=Answered', 'Status=free&EventType=Terminal']) {
+    t.equal((await event(ctx, `CallSid=w2&DialWhomNumber=09811100003&${ev}&${eventsQuery(w2)}`)).statusCode, 200);
+  }
+  const after = await agent(ctx, C);
+  t.match(after, { state: 'wrapping_up', today: { offers: 2, answers: 2 } });
+  t.equal(Date.parse(after.wrapUpUntil), first, "a dial event's end: the wrap-up still ends at sales' end");
+  // the same with the end learned from a re-fetch (Dial Whom, no events): call w3, offered C before w4's end
+  await ctx.db.pool.query('UPDATE agent_states SET wrap_up_until = NULL WHERE number = $1', [C]);
+  t.equal(await dialWhom(ctx, 'agents2', 'CallSid=w3'), `${C},${D}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=w4'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=w4&DialCallStatus=completed&DialWhomNumber=09811100003'), `${A},${B}`);
+  const w4 = Date.parse((await agent(ctx, C)).wrapUpUntil);
+  t.ok(w4 - Date.now() > 250_000, "sales' wrap-up");
+  t.equal(await dialWhom(ctx, 'agents2', 'CallSid=w3&DialCallStatus=completed&DialWhomNumber=09811100003'), D);
+  t.equal(Date.parse((await agent(ctx, C)).wrapUpUntil), w4, "a re-fetch's completed: the wrap-up still ends at sales' end");
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=w5'), `${A},${B}`, 'C is not offered while wrapping up');
+});
