@@ -450,10 +450,11 @@ export default fp(
       else {
         result = acknowledged;
         const named = typeof call.raw.group === 'string' ? call.raw.group : null;
-        const { member, group, ringSeconds, earlySeconds, pacing } = eventPacing(rules.current, agent, named);
         // Like `group`, the URL's `flow` is believed only when it names a dial flow: it tells the offers of one call apart.
         const flowNamed = typeof call.raw.flow === 'string' ? call.raw.flow : null;
         const flow = flowNamed && rules.current?.flows.get(flowNamed)?.type === 'dial' ? flowNamed : null;
+        // A flow and no group: the Connect answer of a list of numbers, which rang with the default settings.
+        const { member, group, ringSeconds, earlySeconds, pacing } = eventPacing(rules.current, agent, named, flow !== null && named === null);
         const recording = recordDialEvent(app.db.pool, {
           agent,
           ...agentEvent(call),

@@ -1,3 +1,4 @@
+import { DEFAULT_CONNECT } from '../../exotel/connect.js';
 import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 /** What one dial event (dial_passthru_event_url) says about the agent it names. */
 export interface AgentEvent {
@@ -30,9 +31,11 @@ const RING_SLACK_SECONDS = 5;
  * no member (its events are no agent's offers). The pacing group is always one of the agent's own:
  * the event URL's `group` is the caller's to send, so a name that is not the agent's group is not
  * taken for pacing. How the agent was rung (the ringing time, parallel or not) is the named group's
- * whoever the agent is: exoroute's Connect answer used that group's settings.
+ * whoever the agent is: exoroute's Connect answer used that group's settings. `listed`: the URL names
+ * a flow and no group, which exoroute's Connect answer of a list of numbers does: that answer rang
+ * with the default Connect settings (DEFAULT_CONNECT), not any group's.
  */
-export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, agent: string, groupSlug: string | null) {
+export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, agent: string, groupSlug: string | null, listed = false) {
   const named = groupSlug ? snapshot?.dialGroups.get(groupSlug) : undefined;
   const groups = named?.members.some((m) => m.number === agent)
     ? [named]
@@ -43,8 +46,10 @@ export function eventPacing(snapshot: Pick<RulesSnapshot, 'dialGroups'> | null, 
   return {
     member: true,
     group: groups.length === 1 ? groups[0]!.slug : null,
-    // The ring used the Connect settings of the group the URL names (whoever the agent is).
-    ringSeconds: (named?.connect.maxRingingDuration ?? Math.max(...groups.map((g) => g.connect.maxRingingDuration))) + RING_SLACK_SECONDS,
+    // The ring used the Connect settings of the group the URL names (whoever the agent is), or a list's.
+    ringSeconds:
+      (named?.connect.maxRingingDuration ?? (listed ? DEFAULT_CONNECT.maxRingingDuration : Math.max(...groups.map((g) => g.connect.maxRingingDuration)))) +
+      RING_SLACK_SECONDS,
     earlySeconds: parallelEarlySeconds(named),
     pacing: {
       wrapUpSeconds: Math.max(...groups.map((g) => g.wrapUpSeconds)),

@@ -1,6 +1,6 @@
 /**
  * An agent's state at the edges, through the real app on a real Postgres: two wrap-ups of one
- * agent.
+ * agent, and the ringing time of a flow that lists numbers.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -96,4 +96,28 @@ t.test("an agent's wrap-up ends at the later of two: a second answered call of a
   t.equal(await dialWhom(ctx, 'agents2', 'CallSid=w3&DialCallStatus=completed&DialWhomNumber=09811100003'), D);
   t.equal(Date.parse((await agent(ctx, C)).wrapUpUntil), w4, "a re-fetch's completed: the wrap-up still ends at sales' end");
   t.equal(await dialWhom(ctx, 'agents', 'CallSid=w5'), `${A},${B}`, 'C is not offered while wrapping up');
+});
+
+t.test("a flow that lists numbers rings for the Connect answer's 30 s, not the agent's group's ringing time: a longer leg was answered", async (t) => {
+  // sales rings for 60 s, so its agents' legs are answered only past 65 s; a list rings 30 s (no group's settings)
+  // (support rings for 15 s: its agents' legs longer than 20 s are taken for answered)
+  const ctx = await setup(t, {
+    sales: { wrapUpSeconds: 60, maxMissedOffers: 1, connect: { maxRingingDuration: 60 } },
+    support: { connect: { maxRingingDuration: 15 } },
+  });
+  const answer = await connect(ctx, 'nums', 'CallSid=n1');
+  t.same(answer.destination.numbers, [A, D]);
+  t.equal(answer.max_ringing_duration, 30, 'the list rings 30 s');
+  const query = eventsQuery(answer);
+  t.equal(query, 'flow=nums');
+  await event(ctx, `CallSid=n1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&${query}`);
+  // the leg lasted 45 s (no Answered events on this account): longer than Exotel rings, so A picked up
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '45 seconds' WHERE call_sid = 'n1'`);
+  await event(ctx, `CallSid=n1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&${query}`);
+  t.match(await agent(ctx, A), { state: 'wrapping_up', paused: null, missedOffers: 0, today: { offers: 1, answers: 1, misses: 0 } });
+  // and a leg that ends within the 30 s was not picked up: a miss
+  await event(ctx, `CallSid=n2&DialWhomNumber=09811100004&Status=busy&EventType=Dial&${query}`);
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '25 seconds' WHERE call_sid = 'n2'`);
+  await event(ctx, `CallSid=n2&DialWhomNumber=09811100004&Status=free&EventType=Terminal&${query}`);
+  t.match(await agent(ctx, D), { state: 'available', wrapUpUntil: null, today: { offers: 1, answers: 0, misses: 1 } });
 });
