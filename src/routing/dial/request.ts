@@ -4,6 +4,7 @@ import type { RulesSnapshot, StoredDialGroup } from '../snapshot.js';
 import { busyExpiredAt, isAway } from '../agents.js';
 import { isOpen } from '../schedule.js';
 import { orderPlan, type OrderPlan } from './order.js';
+import { eventPacing } from './event.js';
 
 const DAY_MS = 86_400_000;
 
@@ -123,12 +124,17 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
 /**
  * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
  * ended, and the pacing of the group it was offered from (`groupOf`: the tier the agent is in now;
- * Postgres takes the group whose tier in the call offered it when the two differ).
+ * Postgres takes the group whose tier in the call offered it when the two differ); offered by no
+ * group (a flow's list of numbers), `unGrouped`'s pacing, the one its dial events apply.
  * `failed` ends the offer but is no miss (the carrier or network; dial_offer_ended() in
  * prisma/functions/dial_answer.sql); `canceled` (the caller hung up) and other statuses say
  * nothing about the agent. Postgres records it only for an agent the call was offered.
  */
-export function reportedAttempt(call: ExotelCall, groupOf: (number: string) => StoredDialGroup | null): DialExtra['reported'] {
+export function reportedAttempt(
+  call: ExotelCall,
+  groupOf: (number: string) => StoredDialGroup | null,
+  unGrouped?: (number: string) => Pacing,
+): DialExtra['reported'] {
   const agent = call.dialWhomNumber?.e164;
   const status = call.dialCallStatus;
   if (!agent || !status || !ENDS_AN_OFFER.has(status)) return null;
@@ -137,7 +143,9 @@ export function reportedAttempt(call: ExotelCall, groupOf: (number: string) => S
     agent,
     status: status as NonNullable<DialExtra['reported']>['status'],
     group: group?.slug ?? null,
-    pacing: group ? { wrapUpSeconds: group.wrapUpSeconds, maxMissedOffers: group.maxMissedOffers, missedPauseSeconds: group.missedPauseSeconds } : NO_PACING,
+    pacing: group
+      ? { wrapUpSeconds: group.wrapUpSeconds, maxMissedOffers: group.maxMissedOffers, missedPauseSeconds: group.missedPauseSeconds }
+      : (unGrouped?.(agent) ?? NO_PACING),
   };
 }
 
@@ -260,7 +268,12 @@ export function dialRequest(
     connected: connection(call),
     at,
     busyExpired: busyExpiredAt(snapshot.dialGroups, at, opts.busyTtlMs),
-    extra: { tiers, reported: reportedAttempt(call, groupOf), tierGroups: groups.map((g) => g.slug) },
+    // A list of numbers paces an agent it rang as its dial events do: by the strictest of the agent's groups.
+    extra: {
+      tiers,
+      reported: reportedAttempt(call, groupOf, groups.length === 0 ? (number) => eventPacing(snapshot, number, null).pacing : undefined),
+      tierGroups: groups.map((g) => g.slug),
+    },
   };
   return { request, group, groups, groupOf, skipped };
 }

@@ -1,6 +1,6 @@
 /**
  * An agent's state at the edges, through the real app on a real Postgres: two wrap-ups of one
- * agent, and the ringing time of a flow that lists numbers.
+ * agent, and a flow that lists numbers: its ringing time, and how a re-fetch paces its agents.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -120,4 +120,22 @@ t.test("a flow that lists numbers rings for the Connect answer's 30 s, not the a
   await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '25 seconds' WHERE call_sid = 'n2'`);
   await event(ctx, `CallSid=n2&DialWhomNumber=09811100004&Status=free&EventType=Terminal&${query}`);
   t.match(await agent(ctx, D), { state: 'available', wrapUpUntil: null, today: { offers: 1, answers: 0, misses: 1 } });
+});
+
+t.test("a flow that lists numbers: a re-fetch's report paces the agent as the dial events do, by the strictest of the agent's groups", async (t) => {
+  const ctx = await setup(t, { sales: { maxMissedOffers: 1, missedPauseSeconds: 600 }, support: { wrapUpSeconds: 60 } });
+  // Dial Whom (no events): A does not answer, then D answers
+  t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1'), `${A},${D}`);
+  t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), D);
+  t.match(await agent(ctx, A), { state: 'paused', paused: { reason: /1 offers in a row not answered/ }, today: { offers: 1, misses: 1 } });
+  t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1&DialCallStatus=completed&DialWhomNumber=09811100004'), '');
+  const d = await agent(ctx, D);
+  t.match(d, { state: 'wrapping_up', today: { offers: 1, answers: 1 } });
+  t.ok(Date.parse(d.wrapUpUntil) - Date.now() > 50_000, "support's wrap-up");
+  // the same miss learned from the dial events (Connect) pauses A too
+  await ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(A)}/availability`, payload: { status: 'available' } });
+  const query = eventsQuery(await connect(ctx, 'nums', 'CallSid=p2'));
+  await event(ctx, `CallSid=p2&DialWhomNumber=09811100001&Status=busy&EventType=Dial&${query}`);
+  await event(ctx, `CallSid=p2&DialWhomNumber=09811100001&Status=free&EventType=Terminal&${query}`);
+  t.match(await agent(ctx, A), { state: 'paused', today: { offers: 2, misses: 2 } });
 });
