@@ -1,6 +1,7 @@
 /**
  * An agent's state at the edges, through the real app on a real Postgres: two wrap-ups of one
- * agent, and a flow that lists numbers: its ringing time, and how a re-fetch paces its agents.
+ * agent; a flow that lists numbers: its ringing time, and how a re-fetch paces its agents; and a
+ * second Connect applet of the call.
  */
 import t from 'tap';
 import type { Test } from 'tap';
@@ -138,4 +139,23 @@ t.test("a flow that lists numbers: a re-fetch's report paces the agent as the di
   await event(ctx, `CallSid=p2&DialWhomNumber=09811100001&Status=busy&EventType=Dial&${query}`);
   await event(ctx, `CallSid=p2&DialWhomNumber=09811100001&Status=free&EventType=Terminal&${query}`);
   t.match(await agent(ctx, A), { state: 'paused', today: { offers: 2, misses: 2 } });
+});
+
+t.test('a second Connect applet of the call (another flow): the agent the first applet dialed last counts as tried there, as the README says', async (t) => {
+  const ctx = await setup(t);
+  // the sales applet: nobody answers, C last
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s1'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${B},${C}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s1&DialCallStatus=no-answer&DialWhomNumber=09811100002'), C);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), '');
+  // the call moves on to the support applet, whose first request carries the previous applet's last attempt
+  t.equal(await dialWhom(ctx, 'agents2', 'CallSid=s1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), D, 'C: tried');
+  // support's re-fetch after D is told apart from its first request, and nobody is left
+  t.equal(await dialWhom(ctx, 'agents2', 'CallSid=s1&DialCallStatus=no-answer&DialWhomNumber=09811100004'), '');
+  // a sales agent the sales applet did not dial last is offered by support: a second offer of its own
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s2'), `${A},${B},${C}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100003'), `${A},${B}`);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100002'), A);
+  t.equal(await dialWhom(ctx, 'agents', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), '');
+  t.equal(await dialWhom(ctx, 'agents2', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${C},${D}`);
 });
