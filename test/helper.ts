@@ -128,6 +128,32 @@ export async function buildSecondInstance(t: Test, first: TestApp, env: Record<s
   return { app, db, config, admin };
 }
 
+/**
+ * Waits until `count` sessions of the pool's database wait on a lock (pg_stat_activity:
+ * wait_event_type 'Lock'; with `query`, only statements LIKE it), or `or()` holds, polling for at
+ * most ~10 s, and asserts that one of them came about. A test of what happens while a statement
+ * waits on a lock acts once it waits: after a fixed moment instead, on a busy machine the statement
+ * may not even have been sent yet, and the test passes without the wait it is about.
+ */
+export async function lockWaiters(t: Test, pool: pg.Pool, count = 1, opts: { query?: string; or?: () => boolean } = {}): Promise<number> {
+  const waiting = async () =>
+    (
+      await pool.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock' AND ($1::text IS NULL OR query LIKE $1)`,
+        [opts.query ?? null],
+      )
+    ).rows[0]!.n;
+  const done = (n: number) => n >= count || opts.or?.() === true;
+  let n = await waiting();
+  for (let i = 0; i < 1000 && !done(n); i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    n = await waiting();
+  }
+  t.ok(done(n), `${count} session(s) waiting on a lock${opts.query ? ` (${opts.query})` : ''}${opts.or ? ', or done' : ''}: ${n} seen`);
+  return n;
+}
+
 /** A seeded random source, so that the random and weighted dial strategies are reproducible. */
 export function seeded(seed: number): () => number {
   const rng = xoroshiro128plus(seed);

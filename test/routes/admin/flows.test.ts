@@ -1,5 +1,5 @@
 import t from 'tap';
-import { buildTestApp } from '../../helper.js';
+import { buildTestApp, lockWaiters } from '../../helper.js';
 
 const passthru = (over: Record<string, unknown> = {}) => ({
   slug: 'inbound',
@@ -469,7 +469,7 @@ t.test('a PUT waiting on a concurrent change of the flow audits what that change
   await other.query('BEGIN');
   await other.query(`UPDATE flows SET name = 'Two' WHERE slug = 'menu'`);
   const put = admin({ method: 'PUT', url: '/admin/flows/menu', payload: flow('Three') });
-  await new Promise((r) => setTimeout(r, 300));
+  await lockWaiters(t, db.pool); // the PUT waits for that change: the race this test is about
   await other.query('COMMIT');
   other.release();
   t.equal((await put).statusCode, 200);
