@@ -11,7 +11,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import pg from 'pg';
-import { createTestDatabase, migratedDatabase, seeded } from '../helper.js';
+import { createTestDatabase, lockWaiters, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
 import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
@@ -795,7 +795,7 @@ t.test('misses of one agent in two calls at once are counted one after the other
   const second = offerAttempt(two as unknown as pg.Pool, missOf('c2', A, 2, new Date(AT.getTime() + 1000))).finally(() => {
     settled = true;
   });
-  await new Promise((r) => setTimeout(r, 300));
+  await lockWaiters(t, pool); // the second's count waits on the first's lock
   t.notOk(settled, "the second waits for the first's count to commit");
   await one.query('COMMIT');
   await second;
@@ -853,9 +853,13 @@ t.test('two batches (of two instances) whose requests name the same calls and ag
   await gate.query('BEGIN');
   await gate.query(`SELECT pg_advisory_xact_lock(1684627820, hashtext('CALL-D'))`);
   const second = batch([req('CALL-B', Y), req('CALL-D', X)]);
-  await new Promise((r) => setTimeout(r, 200));
-  const first = batch([req('CALL-A', X), req('CALL-C', Y)]);
-  await new Promise((r) => setTimeout(r, 200));
+  await lockWaiters(t, db.pool); // the second batch waits for CALL-D, having taken what comes before it
+  let firstDone = false;
+  const first = batch([req('CALL-A', X), req('CALL-C', Y)]).finally(() => {
+    firstDone = true;
+  });
+  // The first batch runs, then: it is answered, or it waits for what the second holds.
+  await lockWaiters(t, db.pool, 2, { or: () => firstDone });
   await gate.query('COMMIT');
   gate.release();
   t.same(await Promise.all([first, second]), ['ok', 'ok'], 'both answered, neither aborted as a deadlock');
