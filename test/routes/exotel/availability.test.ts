@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, lockWaiters, type TestApp } from '../../helper.js';
 import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const AGENT = '+919811100001';
@@ -321,11 +321,15 @@ t.test("the time a write waits for the agent's lock counts in its budget: answer
   }
   await lock.query('SELECT pg_advisory_xact_lock(1634168436, hashtext($1))', [AGENT]);
   await row.query('SELECT 1 FROM agent_availability WHERE number = $1 FOR UPDATE', [AGENT]);
+  const start = performance.now();
   const answer = call(ctx, 'presence', 'late2');
-  await new Promise((r) => setTimeout(r, 1250));
-  await lock.query('COMMIT'); // within DECISION_BUDGET_MS (1500)
-  await new Promise((r) => setTimeout(r, 1000));
-  await row.query('COMMIT'); // after it
+  // The write waits for the agent's lock until 1.25 s into the callback, within DECISION_BUDGET_MS
+  // (1500), then for the row until after it: neither wait alone is past the budget, both are.
+  await lockWaiters(t, ctx.db.pool, 1, { query: '%pg_advisory_xact_lock%' });
+  await new Promise((r) => setTimeout(r, 1250 - (performance.now() - start)));
+  await lock.query('COMMIT');
+  await new Promise((r) => setTimeout(r, 2250 - (performance.now() - start)));
+  await row.query('COMMIT');
   t.equal((await answer).statusCode, 302, 'onError: branch B');
   await new Promise((r) => setTimeout(r, 300));
   t.same(await stored(ctx), { status: 'available', reason: null, set_by: 'seed' }, 'not written afterwards');

@@ -5,7 +5,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildSecondInstance, buildTestApp, type TestApp, zoneAtNoon } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, lockWaiters, type TestApp, zoneAtNoon } from '../../helper.js';
 import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const A = '+919811100001';
@@ -1374,7 +1374,7 @@ t.test('a flow written while its group is being deleted waits, and is then refus
       },
     })
     .finally(() => (settled = true));
-  await new Promise((r) => setTimeout(r, 300));
+  await lockWaiters(t, ctx.db.pool);
   t.notOk(settled, 'the write waits for the delete');
   await other.query('COMMIT');
   const res = await post;
