@@ -15,7 +15,7 @@ import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
 import { freePort } from '../../src/store/embedded-postgres.js';
-import { ADMIN_KEY, buildTestApp, migratedDatabase, quietLog } from '../helper.js';
+import { ADMIN_KEY, buildTestApp, lockWaiters, migratedDatabase, quietLog } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -82,13 +82,9 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
       (err: Error) => `error: ${err.message}`,
     ),
   );
-  // In flight: the CDR writer's insert waits on the lock. Then a moment more, so that every request
+  // In flight: the CDR writer's COPY waits on the lock. Then a moment more, so that every request
   // has been read (a request Node has not read yet counts as an idle connection, closed at SIGTERM).
-  for (let i = 0; i < 100; i++) {
-    const waiting = await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO%cdrs%'`);
-    if (waiting.rowCount) break;
-    await sleep(50);
-  }
+  await lockWaiters(t, db.pool, 1, { query: 'COPY cdrs %' });
   await sleep(500);
   const termAt = performance.now();
   server.kill('SIGTERM');
@@ -169,7 +165,7 @@ t.test('a callback on a keep-alive connection while the server closes is answere
     }
   });
   socket.write(`GET /admin/flows HTTP/1.1\r\nHost: exoroute\r\nAuthorization: Bearer ${ADMIN_KEY}\r\n\r\n`);
-  await sleep(200);
+  await lockWaiters(t, db.pool); // the admin request is in flight, held up
   const closing = app.close();
   await sleep(50);
   await locker.query('ROLLBACK');
@@ -194,7 +190,7 @@ t.test('shutdown is bounded while Postgres stalls: refused-callback counts and a
   await locker.query('BEGIN');
   await locker.query('LOCK TABLE callback_refusals, schedules IN ACCESS EXCLUSIVE MODE');
   void app.rules.reload().catch(() => {});
-  await sleep(100);
+  await lockWaiters(t, db.pool); // the reload waits for Postgres
   const t0 = performance.now();
   const closed = await Promise.race([app.close().then(() => 'closed'), sleep(8000).then(() => 'still closing after 8 s')]);
   t.equal(closed, 'closed', `app.close() returned (${(performance.now() - t0).toFixed(0)} ms), as SIGTERM's stop needs within its 10 s`);
