@@ -37,3 +37,37 @@ t.test('a test file that runs no test fails the run, named, instead of passing a
   t.equal(code, 1, 'and the exit code says so');
   t.match(lines.at(-2), /no tests found in test\/no-tests\.test\.ts/);
 });
+
+t.test('.ci/run: a step failing before the tests (npm ci, bench smoke, lint, npm test before its runner) still ends with the line, counted', async (t) => {
+  // .ci/run in a directory of its own, with an `npm` (test/fixtures/runner/ci-npm) that fails the
+  // step named, and the deploy tools present (so that it installs nothing).
+  const root = await mkdtemp(path.join(tmpdir(), 'exoroute-ci-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  await mkdir(path.join(root, '.ci'));
+  await cp('.ci/run', path.join(root, '.ci', 'run'));
+  const bin = path.join(root, 'bin');
+  await mkdir(bin);
+  await cp('test/fixtures/runner/ci-npm', path.join(bin, 'npm'));
+  for (const tool of ['caddy', 'promtool', 'docker-compose']) await symlink('/bin/true', path.join(bin, tool));
+  const ci = (fail: string) =>
+    promisify(execFile)('bash', [path.join(root, '.ci', 'run')], {
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH}`, TMPDIR: root, CI_FIXTURE_FAIL: fail },
+    }).then(
+      ({ stdout }) => ({ code: 0, lines: stdout.trimEnd().split('\n') }),
+      (err: { code?: number; stdout?: string }) => ({ code: err.code ?? 1, lines: (err.stdout ?? '').trimEnd().split('\n') }),
+    );
+  for (const [fail, last] of [
+    ['', '4 passed, 0 failed'],
+    ['test', '3 passed, 1 failed'],
+    ['ci', '0 passed, 1 failed'],
+    ['bench', '0 passed, 1 failed'],
+    ['lint', '0 passed, 1 failed'],
+    ['runner', '0 passed, 1 failed'],
+  ]) {
+    const { code, lines } = await ci(fail!);
+    const step = fail || 'nothing';
+    t.equal(lines.at(-1), last, `${step} failing: the last line`, { lines });
+    t.equal(lines.filter((l) => /^\d+ passed, \d+ failed$/.test(l)).length, 1, `${step} failing: one such line`);
+    t.equal(code === 0, fail === '', `${step} failing: exit code ${code}`);
+  }
+});
