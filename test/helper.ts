@@ -3,6 +3,7 @@
  * migrated, on the server `npm test` provides (TEST_DATABASE_URL) — or DATABASE_URL when a test
  * file is run by hand against your own Postgres.
  */
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +20,7 @@ import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/store/database.js';
 import { applyMigrations } from '../src/store/migrate.js';
 import { ensureBootstrapKey } from '../src/store/api-keys.js';
+import { freePort } from '../src/store/embedded-postgres.js';
 
 export const ADMIN_KEY = 'exr_test-admin-key-0123456789';
 export const quietLog = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -152,6 +154,37 @@ export async function lockWaiters(t: Test, pool: pg.Pool, count = 1, opts: { que
   }
   t.ok(done(n), `${count} session(s) waiting on a lock${opts.query ? ` (${opts.query})` : ''}${opts.or ? ', or done' : ''}: ${n} seen`);
   return n;
+}
+
+/**
+ * The port a server started with PORT=0 (src/server.ts, `npm start`) listens on: the kernel's pick,
+ * read back from its `exoroute listening` log line (LOG_LEVEL info or lower) in `output()`. A port
+ * chosen free beforehand (freePort()) can be taken before the server binds it, by another test
+ * file or program, which then answers in its place. Fails the test when the server exits or
+ * `ms` pass first.
+ */
+export async function listeningPort(t: Test, child: ChildProcess, output: () => string, ms = 30_000): Promise<number> {
+  const found = () => /"docs":"http:\/\/[^"]*:(\d+)\/docs"/.exec(output());
+  for (const until = Date.now() + ms; !found() && child.exitCode === null && child.signalCode === null && Date.now() < until; ) {
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const port = Number(found()?.[1] ?? 0);
+  t.ok(port, `the server listens on port ${port}`, port ? {} : { output: output() });
+  return port;
+}
+
+/**
+ * What `start` returns on a port free a moment ago (freePort()), tried again on another one when
+ * `taken(err)` says that port was taken in between (by another test file or program): up to 5 times.
+ */
+export async function onFreePort<T>(start: (port: number) => Promise<T>, taken: (err: unknown) => boolean): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start(await freePort());
+    } catch (err) {
+      if (attempt === 5 || !taken(err)) throw err;
+    }
+  }
 }
 
 /** A seeded random source, so that the random and weighted dial strategies are reproducible. */

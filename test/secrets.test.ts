@@ -10,8 +10,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ConfigError, loadConfig } from '../src/config.js';
-import { freePort } from '../src/store/embedded-postgres.js';
-import { ADMIN_KEY, migratedDatabase } from './helper.js';
+import { ADMIN_KEY, listeningPort, migratedDatabase } from './helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -54,15 +53,13 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   const db = await migratedDatabase(t);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-secrets-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
   const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9-e21d', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: {
       ...process.env,
       ...secrets,
       DATABASE_URL: db.url,
-      PORT: String(port),
+      PORT: '0',
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       PUBLIC_URL: 'https://exo.example.com',
@@ -77,6 +74,8 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   t.teardown(() => {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
+  const port = await listeningPort(t, server, () => output);
+  const base = `http://127.0.0.1:${port}`;
   for (
     let i = 0;
     i < 300 &&
@@ -155,11 +154,9 @@ t.test('LOG_LEVEL=trace: a request Node cannot parse is logged without its bytes
   const db = await migratedDatabase(t);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-secrets-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
   const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-9d2e4-a07b', METRICS_TOKEN: 'metrics-Token-6c1f0e', ADMIN_API_KEY: ADMIN_KEY };
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'trace' },
+    env: { ...process.env, ...secrets, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'trace' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -169,6 +166,8 @@ t.test('LOG_LEVEL=trace: a request Node cannot parse is logged without its bytes
   t.teardown(() => {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
+  const port = await listeningPort(t, server, () => output);
+  const base = `http://127.0.0.1:${port}`;
   for (
     let i = 0;
     i < 300 &&

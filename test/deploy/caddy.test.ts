@@ -44,8 +44,22 @@ function https(port: number, ca: string, method: string, url: string, headers: R
   });
 }
 
-/** deploy/Caddyfile on a real Caddy, on its internal CA and free loopback ports, in front of 127.0.0.1:`upstream`; stopped at teardown. */
-async function startCaddy(t: Test, upstream: number): Promise<{ httpsPort: number; ca: string; log: () => string }> {
+/**
+ * deploy/Caddyfile on a real Caddy, on its internal CA and free loopback ports, in front of
+ * 127.0.0.1:`upstream`; stopped at teardown. Ports free a moment ago may be taken before Caddy binds
+ * them (another test file, another program): then again, on others.
+ */
+async function startCaddy(t: Test, upstream: number): Promise<{ httpPort: number; httpsPort: number; ca: string; log: () => string }> {
+  for (let attempt = 1; ; attempt++) {
+    const started = await tryCaddy(t, upstream);
+    if (started.serving || attempt === 5 || !/address already in use/.test(started.log())) {
+      t.ok(started.serving, 'Caddy serves HTTPS', { log: started.log() });
+      return started;
+    }
+  }
+}
+
+async function tryCaddy(t: Test, upstream: number) {
   const [httpPort, httpsPort] = [await freePort(), await freePort()];
   const home = await mkdtemp(path.join(tmpdir(), 'exoroute-caddy-'));
   await chmod(home, 0o700);
@@ -59,6 +73,7 @@ async function startCaddy(t: Test, upstream: number): Promise<{ httpsPort: numbe
       EXOROUTE_DOMAIN: 'localhost',
       ACME_EMAIL: 'ops@example.com',
       EXOROUTE_UPSTREAM: `127.0.0.1:${upstream}`,
+      // Caddy's own CA instead of Let's Encrypt, nothing installed in the system trust store, loopback ports.
       CADDY_GLOBAL_OPTIONS: [
         'local_certs',
         'skip_install_trust',
@@ -89,8 +104,7 @@ async function startCaddy(t: Test, upstream: number): Promise<{ httpsPort: numbe
         () => false,
       );
   }
-  t.ok(serving, 'Caddy serves HTTPS', { log });
-  return { httpsPort, ca, log: () => log };
+  return { httpPort, httpsPort, ca, serving, log: () => log };
 }
 
 t.test(
@@ -100,47 +114,9 @@ t.test(
     const { app } = await buildTestApp(t, { TRUST_PROXY: '127.0.0.1', EXOTEL_ALLOWED_CIDRS: '127.0.0.1/32' });
     await app.listen({ port: 0, host: '127.0.0.1' });
     const upstream = (app.server.address() as import('node:net').AddressInfo).port;
-    const [httpPort, httpsPort] = [await freePort(), await freePort()];
-    const home = await mkdtemp(path.join(tmpdir(), 'exoroute-caddy-'));
-    await chmod(home, 0o700);
-    t.teardown(() => rm(home, { recursive: true, force: true }));
-    const proxy = spawn('caddy', ['run', '--config', 'deploy/Caddyfile', '--adapter', 'caddyfile'], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: home,
-        XDG_DATA_HOME: path.join(home, 'data'),
-        XDG_CONFIG_HOME: path.join(home, 'config'),
-        EXOROUTE_DOMAIN: 'localhost',
-        ACME_EMAIL: 'ops@example.com',
-        EXOROUTE_UPSTREAM: `127.0.0.1:${upstream}`,
-        // Caddy's own CA instead of Let's Encrypt, nothing installed in the system trust store, loopback ports.
-        CADDY_GLOBAL_OPTIONS: [
-          'local_certs',
-          'skip_install_trust',
-          'admin off',
-          'default_bind 127.0.0.1',
-          `http_port ${httpPort}`,
-          `https_port ${httpsPort}`,
-        ].join('\n\t'),
-      },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    proxy.stderr.on('data', (c: Buffer) => (log += c.toString()));
-    const exited = new Promise((r) => proxy.once('exit', r));
-    t.teardown(async () => {
-      proxy.kill('SIGTERM');
-      await exited;
-    });
-    const rootCert = path.join(home, 'data', 'caddy', 'pki', 'authorities', 'local', 'root.crt');
-    let ca = '';
-    let health: Answer | null = null;
-    for (let i = 0; i < 300 && !health && proxy.exitCode === null; i++) {
-      await sleep(100);
-      if (!ca && existsSync(rootCert)) ca = readFileSync(rootCert, 'utf8');
-      if (ca) health = await https(httpsPort, ca, 'GET', '/healthz').catch(() => null);
-    }
-    t.equal(health?.status, 200, 'exoroute answers through Caddy over HTTPS, with a certificate from the CA', { log });
+    const { httpPort, httpsPort, ca, log } = await startCaddy(t, upstream);
+    const health = await https(httpsPort, ca, 'GET', '/healthz').catch(() => null);
+    t.equal(health?.status, 200, 'exoroute answers through Caddy over HTTPS, with a certificate from the CA', { log: log() });
     t.match(health?.protocol ?? '', /^TLSv1\.[23]$/, 'TLS 1.2 or newer');
 
     const created = await https(

@@ -9,8 +9,7 @@ import { spawn } from 'node:child_process';
 import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '../../src/store/embedded-postgres.js';
-import { ADMIN_KEY } from '../helper.js';
+import { ADMIN_KEY, listeningPort } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -26,12 +25,10 @@ async function processesMentioning(text: string): Promise<number[]> {
 }
 
 async function npmStart(t: Test, dataDir: string, signal: 'SIGTERM' | 'SIGINT', to: 'npm' | 'group') {
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
   // Its own process group, as a terminal gives a foreground job.
   const npm = spawn('npm', ['start'], {
     detached: true,
-    env: { ...process.env, DATABASE_URL: '', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    env: { ...process.env, DATABASE_URL: '', PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -42,6 +39,7 @@ async function npmStart(t: Test, dataDir: string, signal: 'SIGTERM' | 'SIGINT', 
     if (npm.exitCode === null && npm.signalCode === null) process.kill(-npm.pid!, 'SIGKILL');
     for (const pid of await processesMentioning(dataDir)) process.kill(pid, 'SIGKILL');
   });
+  const base = `http://127.0.0.1:${await listeningPort(t, npm, () => output, 90_000)}`;
   let ready = false;
   for (let i = 0; i < 900 && !ready && npm.exitCode === null; i++) {
     ready = await fetch(`${base}/readyz`).then(

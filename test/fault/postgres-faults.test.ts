@@ -15,8 +15,8 @@ import { loadConfig } from '../../src/config.js';
 import { openDatabase, type Database } from '../../src/store/database.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { ensureBootstrapKey } from '../../src/store/api-keys.js';
-import { freePort, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/embedded-postgres.js';
-import { ADMIN_KEY, quietLog } from '../helper.js';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/store/embedded-postgres.js';
+import { ADMIN_KEY, onFreePort, quietLog } from '../helper.js';
 
 const BUDGET_MS = 1500;
 const VIP = '+919812345678';
@@ -186,8 +186,15 @@ t.test('Postgres faults', async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-fault-'));
   await chmod(dir, 0o755); // as root, initdb runs as a separate postgres user
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const postgres = new ControlledPostgres(path.join(dir, 'pg'), await freePort());
-  await postgres.start();
+  // On a port free a moment ago, again on another when it was taken before Postgres bound it.
+  const postgres = await onFreePort(
+    async (port) => {
+      const started = new ControlledPostgres(path.join(dir, 'pg'), port);
+      await started.start();
+      return started;
+    },
+    (err) => /Address already in use|could not create any TCP\/IP sockets|\.s\.PGSQL\.\d+\.lock/.test(String(err)),
+  );
   t.teardown(async () => {
     await postgres.resume().catch(() => {});
     await postgres.stop();

@@ -14,8 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
-import { freePort } from '../../src/store/embedded-postgres.js';
-import { ADMIN_KEY, buildTestApp, lockWaiters, migratedDatabase, quietLog } from '../helper.js';
+import { ADMIN_KEY, buildTestApp, listeningPort, lockWaiters, migratedDatabase, quietLog } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,13 +22,11 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   const db = await migratedDatabase(t);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-shutdown-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: {
       ...process.env,
       DATABASE_URL: db.url,
-      PORT: String(port),
+      PORT: '0',
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       ADMIN_API_KEY: ADMIN_KEY,
@@ -48,6 +45,7 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   t.teardown(() => {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
+  const base = `http://127.0.0.1:${await listeningPort(t, server, () => stdout)}`;
 
   for (let i = 0; i < 300; i++) {
     const ok = await fetch(`${base}/readyz`).then(
