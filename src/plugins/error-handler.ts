@@ -87,10 +87,38 @@ export default fp(async function errorHandler(app: FastifyInstance) {
   });
   // The path is named as the request log shows it: a key or secret pasted into a path is not echoed.
   const shown = urlRedactor(app.config);
-  app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${shown(request.url).split('?')[0]}` }),
-  );
+  const allowed = adminMethods(app);
+  app.setNotFoundHandler((request, reply) => {
+    const path = shown(request.url).split('?')[0];
+    const allow = allowed(request.url.split('?', 1)[0]!);
+    if (allow.length === 0) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${path}` });
+    // A known admin path asked with a method it does not take: 405 with the methods it does (RFC 9110 §15.5.6).
+    const message = `${request.method} is not allowed on ${path}: it takes ${allow.join(', ')}`;
+    noteRefusal(request, message);
+    return reply.status(405).header('allow', allow.join(', ')).send({ statusCode: 405, error: 'Method Not Allowed', message });
+  });
 });
+
+/**
+ * The methods each admin path takes, from the routes as they are registered: a route's path with
+ * its parameters (`:slug`) as one segment each, as the router matches them. Returns, for a path
+ * asked, the methods of every route whose pattern it fits (none: no admin path, a 404).
+ */
+function adminMethods(app: FastifyInstance): (path: string) => string[] {
+  const routes: Array<{ pattern: RegExp; methods: string[] }> = [];
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith('/admin/')) return;
+    const source = route.url
+      .split('/')
+      .map((segment) => (segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')))
+      .join('/');
+    routes.push({ pattern: new RegExp(`^${source}$`), methods: [route.method].flat() });
+  });
+  return (path) => {
+    const methods = new Set(routes.filter((r) => r.pattern.test(path)).flatMap((r) => r.methods));
+    return [...methods].sort();
+  };
+}
 
 /**
  * Fastify's `frameworkErrors`: a URL its router cannot decode (a malformed %-escape, an overlong

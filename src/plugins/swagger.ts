@@ -19,7 +19,7 @@ export default fp(
           description:
             'Answers Exotel call-flow webhooks (Passthru, Switch-case, Connect Dial Whom, Connect parameters) ' +
             'from routing rules kept in Postgres, and logs every callback as a CDR. Admin routes need ' +
-            '`Authorization: Bearer <key>`.',
+            '`Authorization: Bearer <key>`. A method an admin path does not take is 405 with an `Allow` header naming those it does.',
         },
         tags: [
           { name: 'vip-lists', description: 'VIP lists and their entries' },

@@ -501,7 +501,9 @@ t.test('admin CDRs', async (t) => {
   });
 
   t.test('HEAD on the CSV does not start an export', async (t) => {
-    t.equal((await admin({ method: 'HEAD', url: '/admin/cdrs.csv' })).statusCode, 404);
+    const head = await admin({ method: 'HEAD', url: '/admin/cdrs.csv' });
+    t.equal(head.statusCode, 405, 'no HEAD twin: 405, as for any method the path does not take');
+    t.equal(head.headers.allow, 'GET');
   });
 
   t.test('the CSV refuses paging and unknown fields', async (t) => {

@@ -267,3 +267,36 @@ t.test('a NUL character (\\u0000), which Postgres cannot store, is a 400 naming 
   }
   t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 1, 'nothing was created');
 });
+
+t.test('a method an admin path does not take is 405 with Allow naming those it takes, not a 404; an unknown path stays 404', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const doc = app.swagger() as unknown as { paths: Record<string, Record<string, unknown>> };
+  const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+  for (const [path, operations] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/admin/'))) {
+    const documented = Object.keys(operations).map((m) => m.toUpperCase());
+    const url = path.replace(/\{(\w+)\}/g, (_, name: string) => (name === 'number' ? '09812345678' : name === 'id' ? '1' : 'x'));
+    for (const method of METHODS.filter((m) => !documented.includes(m))) {
+      const res = await admin({ method, url, ...(method === 'GET' || method === 'OPTIONS' ? {} : { payload: {} }) });
+      t.equal(res.statusCode, 405, `${method} ${url}`);
+      const allow = String(res.headers.allow).split(', ');
+      t.same(
+        allow.filter((m) => m !== 'HEAD'),
+        [...documented].sort(),
+        `${method} ${url}: Allow names the documented methods`,
+      );
+      t.match(res.json(), { statusCode: 405, error: 'Method Not Allowed', message: `${method} is not allowed on ${url}: it takes ${res.headers.allow}` });
+    }
+  }
+  const put = await admin({ method: 'PUT', url: '/admin/cdrs', payload: {} });
+  t.equal(put.headers.allow, 'GET, HEAD', 'a GET path takes HEAD too');
+  t.equal((await admin({ method: 'HEAD', url: '/admin/cdrs' })).statusCode, 200, 'as Allow says');
+  const csv = await admin({ method: 'HEAD', url: '/admin/cdrs.csv' });
+  t.equal(csv.statusCode, 405, 'the CSV export has no HEAD twin (it would run the whole export)');
+  t.equal(csv.headers.allow, 'GET');
+  const unknown = await admin({ method: 'PUT', url: '/admin/nothing-here' });
+  t.equal(unknown.statusCode, 404, 'an unknown path is still 404');
+  t.match(unknown.json(), { message: 'no route PUT /admin/nothing-here' });
+  t.equal((await admin({ method: 'PUT', url: '/admin/cdrs/' })).statusCode, 404, 'a trailing slash is another path');
+  const callback = await app.inject({ method: 'PUT', url: '/exotel/passthru/nope?CallSid=x' });
+  t.equal(callback.headers.allow, 'GET, POST', "the callbacks' own 405 is unchanged");
+});

@@ -310,7 +310,8 @@ t.test('API3 broken object property level authorization: no mass assignment on a
     const own = await viewerKey(db);
     for (const method of ['PATCH', 'PUT', 'POST'] as const) {
       const res = await admin({ method, url: `/admin/api-keys/${own.id}`, payload: { role: 'admin' } });
-      t.equal(res.statusCode, 404, `${method} /admin/api-keys/:id`);
+      t.equal(res.statusCode, 405, `${method} /admin/api-keys/:id`);
+      t.equal(res.headers.allow, 'DELETE', 'the path takes DELETE only');
     }
     t.equal((await db.prisma.apiKey.findUniqueOrThrow({ where: { id: own.id } })).role, 'viewer');
   });
@@ -585,13 +586,13 @@ t.test('CORS is off, and README says so and what to do for a browser tool of you
     url: '/admin/cdrs',
     headers: { origin: 'https://tools.example.com', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
   });
-  t.equal(preflight.statusCode, 404, 'a preflight finds no route');
+  t.equal(preflight.statusCode, 405, 'a preflight finds no route for OPTIONS');
   const answer = await app.inject({ method: 'GET', url: '/admin/cdrs', headers: { ...bearer(ADMIN_KEY), origin: 'https://tools.example.com' } });
   t.equal(answer.statusCode, 200);
   for (const res of [preflight, answer]) t.equal(res.headers['access-control-allow-origin'], undefined, 'no CORS header: another origin cannot read it');
   const readme = readFileSync('README.md', 'utf8');
   t.match(readme, /no CORS headers \(`Access-Control-Allow-Origin`\)/, 'README says CORS is off');
-  t.match(readme, /preflight `OPTIONS` is a\s+`404`/, 'and what a preflight gets');
+  t.match(readme, /preflight `OPTIONS` is a\s+`405`/, 'and what a preflight gets');
   t.match(readme, /Serve such a tool from the same origin/, 'and what to do instead');
 });
 
