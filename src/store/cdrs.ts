@@ -168,6 +168,8 @@ function csvText(column: string): string {
  * a formula and are exported as stored, which keeps the export's cost: id, received_at and the
  * numeric columns; endpoint and outcome (exoroute's own words); call_from and call_to (E.164
  * numbers or empty); legs and params (JSON that exoroute serialises: an array or an object).
+ * call_status, call_type and custom_field came later and stand last, after params, so that an
+ * importer that reads the columns by position still finds the others where they were.
  */
 const CSV_SELECT = [
   'id',
@@ -190,6 +192,9 @@ const CSV_SELECT = [
   'attempt',
   'legs',
   'params',
+  csvText('call_status'),
+  csvText('call_type'),
+  csvText('custom_field'),
 ].join(', ');
 
 /**

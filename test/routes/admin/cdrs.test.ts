@@ -446,6 +446,9 @@ t.test('admin CDRs', async (t) => {
       'attempt',
       'legs',
       'params',
+      'call_status',
+      'call_type',
+      'custom_field',
     ]);
     t.equal(rows.length - 1, FIXTURES.length);
     t.same(
@@ -665,6 +668,29 @@ t.test('the CSV neutralises spreadsheet formulas in caller-controlled cells', as
     const [row] = await csvRows('callSid=numbers-row');
     for (const column of [...TEXT_COLUMNS, 'legs', 'params']) t.equal(row?.[column], values[column], column);
   });
+});
+
+t.test("the CSV has Exotel's CallStatus, CallType and CustomField as its last columns, after every earlier one", async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  // No flow: each callback is a 404 that leaves its CDR, with every parameter parsed.
+  const query = new URLSearchParams({
+    CallSid: 'csv-status-1',
+    CallFrom: '09812345678',
+    CallStatus: 'in-progress',
+    CallType: 'completed',
+    CustomField: 'order-4711',
+  });
+  t.equal((await app.inject({ method: 'GET', url: `/exotel/passthru/inbound?${query}` })).statusCode, 404);
+  const planted = new URLSearchParams({ CallSid: 'csv-status-2', CustomField: '=HYPERLINK("http://evil.example")' });
+  t.equal((await app.inject({ method: 'GET', url: `/exotel/passthru/inbound?${planted}` })).statusCode, 404);
+  const res = await admin({ method: 'GET', url: '/admin/cdrs.csv' });
+  t.equal(res.statusCode, 200);
+  const [header, ...rows] = parseCsv(res.body);
+  t.same(header!.slice(-4), ['params', 'call_status', 'call_type', 'custom_field'], 'the three come last, after params');
+  t.equal(header!.indexOf('params'), 19, 'every earlier column keeps its position');
+  const row = (sid: string) => Object.fromEntries(header!.map((name, i) => [name, rows.find((r) => r[4] === sid)![i]!]));
+  t.match(row('csv-status-1'), { call_status: 'in-progress', call_type: 'completed', custom_field: 'order-4711' });
+  t.match(row('csv-status-2'), { call_status: '', call_type: '', custom_field: '\'=HYPERLINK("http://evil.example")' }, 'a formula in CustomField is text');
 });
 
 t.test('CSV export at volume', async (t) => {

@@ -27,7 +27,10 @@ const orderHelp =
   'from the local spool is stored late but sits at the time it was received).';
 
 const csvHelp =
-  'A text cell a caller writes (flow, CallSid, direction, digits, DialCallStatus, DialWhomNumber, matched rule, reason, answer body) ' +
+  'Columns: id, received_at, endpoint, flow_slug, call_sid, call_from, call_to, direction, digits, dial_call_status, dial_whom_number, ' +
+  'outcome, matched_rule, reason, http_status, response_body, handling_ms, attempt, legs, params, and last call_status, call_type and ' +
+  "custom_field (Exotel's CallStatus, CallType and CustomField; empty when the callback had none). " +
+  'A text cell a caller writes (flow, CallSid, direction, digits, DialCallStatus, DialWhomNumber, matched rule, reason, answer body, CallStatus, CallType, CustomField) ' +
   "that begins with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` so that a spreadsheet " +
   'shows it as text instead of running it as a formula (callers choose what a CDR holds); a plain number such as ' +
   '`+919812345678` or `-5` is left as it is.';
