@@ -35,6 +35,8 @@ export const ConfigSchema = Type.Object({
   CDR_WRITE_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 30000, default: 500 }),
   // At most 100 years: far past that, the cut-off is before Postgres' earliest timestamp and every prune fails.
   CDR_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 0 }),
+  // Its own setting, not CDR_RETENTION_DAYS': who changed the rules is often kept longer than the calls.
+  AUDIT_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 0 }),
   AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
   // Admin API protection (src/plugins/auth.ts). Callbacks and ops routes are never limited.
   ADMIN_RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),

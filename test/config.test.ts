@@ -37,6 +37,14 @@ t.test('every bad variable is named with its value and the problem', async (t) =
   t.throws(() => loadConfig({ ADMIN_API_KEY: 'short' }), /ADMIN_API_KEY/);
 });
 
+t.test('AUDIT_RETENTION_DAYS: 0 (keep all, the default) to 36500', async (t) => {
+  t.equal(loadConfig({}).AUDIT_RETENTION_DAYS, 0);
+  t.equal(loadConfig({ AUDIT_RETENTION_DAYS: '365' }).AUDIT_RETENTION_DAYS, 365);
+  for (const value of ['36501', '-1', '1.5']) {
+    t.throws(() => loadConfig({ AUDIT_RETENTION_DAYS: value }), /AUDIT_RETENTION_DAYS=/, value);
+  }
+});
+
 t.test('CDR_RETENTION_DAYS: 0 to 36500; a larger one (meant as "forever") is refused at start, not a retention job failing every hour', async (t) => {
   // Past ~2.4 million days the cut-off is before 4713 BC, out of Postgres' range: every prune
   // failed, and with it the pruning of dial state and agents' offers that runs whatever the setting.

@@ -4,7 +4,8 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 
 /**
  * Housekeeping of the tables that grow with traffic: CDRs and the refused-callback counts (whose
- * samples are CDRs) older than CDR_RETENTION_DAYS (when set),
+ * samples are CDRs) older than CDR_RETENTION_DAYS (when set), audit entries older than
+ * AUDIT_RETENTION_DAYS (when set),
  * per-call dial state once its calls are long over, sticky-agent links older than any dial
  * group may look back, and agents' offers after a month. Deletes go in bounded batches with a pause between them, so no statement
  * runs long, holds many row locks or starves the callback path of connections.
@@ -25,6 +26,8 @@ export const AGENT_OFFER_MAX_AGE_MS = 31 * 86_400_000;
 export interface PruneOptions {
   /** CDRs received more than this many days before `now` are deleted; 0 keeps every CDR. */
   retentionDays: number;
+  /** Audit entries made more than this many days before `now` are deleted; 0 (or absent) keeps every one. */
+  auditRetentionDays?: number;
   now?: Date;
   /** Rows per DELETE statement. */
   batchSize?: number;
@@ -39,7 +42,15 @@ export interface PruneOptions {
 export interface PruneResult {
   /** false: another instance holds the lock and is pruning; nothing was done. */
   ran: boolean;
-  deleted: { cdrs: number; callbackRefusals: number; dialCalls: number; dialAnswers: number; callerAgents: number; agentOffers: number };
+  deleted: {
+    cdrs: number;
+    callbackRefusals: number;
+    dialCalls: number;
+    dialAnswers: number;
+    callerAgents: number;
+    agentOffers: number;
+    auditEntries: number;
+  };
   /** DELETE statements issued, all tables together. */
   batches: number;
   /** BRIN ranges of cdrs summarized afresh after the delete. */
@@ -100,7 +111,15 @@ async function resummarize(client: pg.PoolClient, ranges: string[]): Promise<num
   return done;
 }
 
-const noneDeleted = (): PruneResult['deleted'] => ({ cdrs: 0, callbackRefusals: 0, dialCalls: 0, dialAnswers: 0, callerAgents: 0, agentOffers: 0 });
+const noneDeleted = (): PruneResult['deleted'] => ({
+  cdrs: 0,
+  callbackRefusals: 0,
+  dialCalls: 0,
+  dialAnswers: 0,
+  callerAgents: 0,
+  agentOffers: 0,
+  auditEntries: 0,
+});
 
 /** Deletes what is past its retention, in batches; a no-op when another session holds the lock. */
 export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<PruneResult> {
@@ -175,6 +194,10 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
       await drain('dialCalls', byAge('dial_calls', 'created_at'), [dialCutoff]);
       await drain('callerAgents', byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
       await drain('agentOffers', byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
+      // By the index on `at`. A phone's availability change looks a day back in the trail for its
+      // call's repeats (src/store/agents.ts): the shortest retention, 1 day, keeps that day.
+      const auditDays = opts.auditRetentionDays ?? 0;
+      if (auditDays > 0) await drain('auditEntries', byAge('audit_entries', 'at'), [new Date(now.getTime() - auditDays * 86_400_000)]);
     } finally {
       await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
     }
@@ -217,7 +240,14 @@ export class RetentionJob {
   constructor(
     private readonly pool: pg.Pool,
     private readonly log: Logger,
-    private readonly opts: { retentionDays: number; intervalMs?: number; startDelayMs?: number; batchSize?: number; pauseMs?: number },
+    private readonly opts: {
+      retentionDays: number;
+      auditRetentionDays?: number;
+      intervalMs?: number;
+      startDelayMs?: number;
+      batchSize?: number;
+      pauseMs?: number;
+    },
   ) {}
 
   start(): void {
@@ -242,6 +272,7 @@ export class RetentionJob {
     try {
       const r = await pruneOnce(this.pool, {
         retentionDays: this.opts.retentionDays,
+        ...(this.opts.auditRetentionDays !== undefined ? { auditRetentionDays: this.opts.auditRetentionDays } : {}),
         signal: this.abort.signal,
         deleted,
         ...(this.opts.batchSize !== undefined ? { batchSize: this.opts.batchSize } : {}),

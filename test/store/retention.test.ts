@@ -126,7 +126,7 @@ t.test('dial state of finished calls and sticky links past any lookback are prun
   ]);
 
   const r = await pruneOnce(db.pool, { retentionDays: 0, now: NOW, pauseMs: 0 });
-  t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1, agentOffers: 1 });
+  t.same(r.deleted, { cdrs: 0, callbackRefusals: 0, dialCalls: 1, dialAnswers: 1, callerAgents: 1, agentOffers: 1, auditEntries: 0 });
   t.same((await db.pool.query('SELECT call_sid FROM agent_offers')).rows, [{ call_sid: 'recent' }], 'offers are kept a month');
   t.same((await db.pool.query('SELECT call_sid FROM dial_calls')).rows, [{ call_sid: 'live' }]);
   t.same((await db.pool.query('SELECT call_sid FROM dial_answers')).rows, [{ call_sid: 'live' }]);
@@ -179,6 +179,29 @@ t.test('the app prunes by CDR_RETENTION_DAYS and reports it in /metrics', async 
   const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
   t.match(text, /^exoroute_retention_deleted_rows_total\{table="cdrs"\} 1$/m);
   t.match(text, /^exoroute_retention_last_success_timestamp_seconds [1-9]\d*(\.\d+)?$/m);
+});
+
+t.test('AUDIT_RETENTION_DAYS: the app prunes audit entries older than it, keeps the rest, and keeps every one with 0 (the default)', async (t) => {
+  const { app, db, admin } = await buildTestApp(t, { AUDIT_RETENTION_DAYS: '30', CDR_RETENTION_DAYS: '7' });
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201, 'an entry made now');
+  await db.pool.query(`INSERT INTO audit_entries (at, action, entity, entity_id) VALUES ($1, 'create', 'flow', 'old'), ($2, 'create', 'flow', 'edge')`, [
+    new Date(Date.now() - 31 * DAY),
+    new Date(Date.now() - 29 * DAY),
+  ]);
+  await app.retention.run();
+  const kept = (await db.pool.query<{ entity_id: string }>('SELECT entity_id FROM audit_entries ORDER BY id')).rows.map((r) => r.entity_id);
+  t.same(kept, ['gold', 'edge'], 'the entry past 30 days is gone');
+  t.equal(app.retention.stats.deleted.auditEntries, 1);
+  const text = (await app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(text, /^exoroute_retention_deleted_rows_total\{table="auditEntries"\} 1$/m);
+
+  const db2 = await migratedDatabase(t);
+  await db2.pool.query(`INSERT INTO audit_entries (at, action, entity, entity_id) VALUES ($1, 'create', 'flow', 'ancient')`, [
+    new Date(Date.now() - 3000 * DAY),
+  ]);
+  const r = await pruneOnce(db2.pool, { retentionDays: 7, pauseMs: 0 });
+  t.equal(r.deleted.auditEntries, 0, 'without AUDIT_RETENTION_DAYS every entry is kept, whatever the CDR retention');
+  t.equal((await db2.pool.query('SELECT count(*)::int AS n FROM audit_entries')).rows[0].n, 1);
 });
 
 /** The backend holding the retention lock in this database (others hold their own), once `ready` says the run is under way (bounded wait). */
