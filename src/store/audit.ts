@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Prisma } from '../generated/prisma/client.js';
 import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type { PrismaClient } from './database.js';
@@ -38,6 +39,33 @@ export async function recordChange(
   });
   if (opts.notify !== false) {
     await tx.$executeRaw`SELECT pg_notify(${RULES_CHANNEL}, ${`${entity}:${entityId}`})`;
+  }
+}
+
+/** Thrown out of a write's transaction that would leave its object as it was; carries the object. */
+class Unchanged extends Error {
+  constructor(readonly object: unknown) {
+    super('unchanged');
+  }
+}
+
+/** The object without `updatedAt`, which every write sets anew. */
+const content = (object: object) => ({ ...object, updatedAt: undefined });
+
+/**
+ * A PUT or PATCH that sends back what is stored (a config-as-code tool applying its files again)
+ * changes nothing: `write` runs its transaction as usual and hands `before` and `after` to
+ * `unlessUnchanged`, which, when they differ only in `updatedAt`, rolls the transaction back (no
+ * new `updatedAt`, no audit entry, no NOTIFY and so no reload on every instance) and answers `before`.
+ */
+export async function unlessUnchanged<T extends object>(write: (unlessUnchanged: (before: T, after: T) => void) => Promise<T>): Promise<T> {
+  try {
+    return await write((before, after) => {
+      if (isDeepStrictEqual(content(before), content(after))) throw new Unchanged(before);
+    });
+  } catch (err) {
+    if (err instanceof Unchanged) return err.object as T;
+    throw err;
   }
 }
 

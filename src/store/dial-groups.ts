@@ -18,7 +18,7 @@ import { DEFAULT_CONNECT } from '../exotel/connect.js';
 import { notANumber, toE164 } from '../exotel/phone.js';
 import { byPriority } from '../routing/dial/order.js';
 import type { StoredDialGroup } from '../routing/snapshot.js';
-import { recordChange, type Actor } from './audit.js';
+import { recordChange, unlessUnchanged, type Actor } from './audit.js';
 import { assertUnreferenced, existingSlugs } from './references.js';
 
 const ENTITY = 'dial-group';
@@ -185,7 +185,8 @@ export async function createDialGroup(prisma: PrismaClient, actor: Actor, input:
 
 /**
  * PUT (`replace`: every field, absent ones reset to their defaults) and PATCH (`merge`: the fields
- * given replace the stored ones; `members` and `connect` are replaced whole).
+ * given replace the stored ones; `members` and `connect` are replaced whole). One that leaves the
+ * group as it is changes nothing: no new updatedAt, no audit entry, no reload (unlessUnchanged).
  */
 export async function updateDialGroup(
   prisma: PrismaClient,
@@ -198,26 +199,29 @@ export async function updateDialGroup(
   const members = change.members && normaliseMembers(change.members, country);
   const connect = mode === 'replace' || change.connect ? completeConnect(change.connect, country) : undefined;
   const sticky = mode === 'replace' || change.sticky !== undefined ? completeSticky(change.sticky) : undefined;
-  return prisma.$transaction(async (tx) => {
-    const { id, before } = await lockGroup(tx, slug);
-    if (members) await checkShifts(tx, memberShifts(members));
-    const row = await tx.dialGroup.update({
-      where: { id },
-      data: {
-        ...(change.name !== undefined ? { name: change.name } : {}),
-        ...(change.strategy !== undefined ? { strategy: change.strategy } : {}),
-        ...(sticky !== undefined ? { sticky: stickyJson(sticky) } : {}),
-        ...(connect ? { connect: toJson(connect) } : {}),
-        ...pacing(change, mode),
-        ...(members ? { members: { deleteMany: {}, createMany: { data: members } } } : {}),
-        updatedAt: new Date(),
-      },
-      include,
-    });
-    const after = toDialGroup(row);
-    await recordChange(tx, actor, mode === 'replace' ? 'replace' : 'update', ENTITY, slug, before, after);
-    return after;
-  });
+  return unlessUnchanged((same) =>
+    prisma.$transaction(async (tx) => {
+      const { id, before } = await lockGroup(tx, slug);
+      if (members) await checkShifts(tx, memberShifts(members));
+      const row = await tx.dialGroup.update({
+        where: { id },
+        data: {
+          ...(change.name !== undefined ? { name: change.name } : {}),
+          ...(change.strategy !== undefined ? { strategy: change.strategy } : {}),
+          ...(sticky !== undefined ? { sticky: stickyJson(sticky) } : {}),
+          ...(connect ? { connect: toJson(connect) } : {}),
+          ...pacing(change, mode),
+          ...(members ? { members: { deleteMany: {}, createMany: { data: members } } } : {}),
+          updatedAt: new Date(),
+        },
+        include,
+      });
+      const after = toDialGroup(row);
+      same(before, after);
+      await recordChange(tx, actor, mode === 'replace' ? 'replace' : 'update', ENTITY, slug, before, after);
+      return after;
+    }),
+  );
 }
 
 /** Changes one member (found by its number in any format); answers the whole group. */

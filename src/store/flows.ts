@@ -5,7 +5,7 @@ import { referencesOf, type Action, type Flow, type FlowInput, type FlowReplace,
 import { InvalidFieldError, NotFoundError, UnprocessableError } from '../errors.js';
 import { notANumber, toE164 } from '../exotel/phone.js';
 import { enumValue } from '../exotel/params.js';
-import { recordChange, type Actor } from './audit.js';
+import { recordChange, unlessUnchanged, type Actor } from './audit.js';
 import { existingSlugs } from './references.js';
 
 const ENTITY = 'flow';
@@ -206,21 +206,25 @@ async function lockFlow(tx: Tx, slug: string): Promise<FlowRow> {
   return tx.flow.findUniqueOrThrow({ where: { slug }, select });
 }
 
+/** A PUT of the flow as it is stored changes nothing: no new updatedAt, no audit entry, no reload (unlessUnchanged). */
 export async function replaceFlow(prisma: PrismaClient, actor: Actor, slug: string, input: FlowReplace, country: CountryCode): Promise<Flow> {
   const flow = normalise(input, country);
-  return prisma.$transaction(async (tx) => {
-    const found = await lockFlow(tx, slug);
-    await checkReferences(tx, flow);
-    const after = toFlow(
-      await tx.flow.update({
-        where: { slug },
-        data: { ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
-        select,
-      }),
-    );
-    await recordChange(tx, actor, 'replace', ENTITY, slug, toFlow(found), after);
-    return after;
-  });
+  return unlessUnchanged((same) =>
+    prisma.$transaction(async (tx) => {
+      const found = await lockFlow(tx, slug);
+      await checkReferences(tx, flow);
+      const after = toFlow(
+        await tx.flow.update({
+          where: { slug },
+          data: { ...flow, rules: toJson(flow.rules), otherwise: toJson(flow.otherwise), onError: toJson(flow.onError) },
+          select,
+        }),
+      );
+      same(toFlow(found), after);
+      await recordChange(tx, actor, 'replace', ENTITY, slug, toFlow(found), after);
+      return after;
+    }),
+  );
 }
 
 export async function deleteFlow(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {

@@ -11,7 +11,7 @@ import type {
   WeeklyWindow,
 } from '../schemas/schedule.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
-import { recordChange, type Actor } from './audit.js';
+import { recordChange, unlessUnchanged, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
 import { overrideAt } from '../routing/schedule.js';
 
@@ -110,23 +110,29 @@ async function lockSchedule(tx: Prisma.TransactionClient, slug: string): Promise
   return tx.schedule.findUniqueOrThrow({ where: { slug }, select });
 }
 
-/** PUT (replace: absent fields get their defaults) and PATCH (merge) share this. */
+/**
+ * PUT (replace: absent fields get their defaults) and PATCH (merge) share this. One that leaves the
+ * schedule as it is changes nothing: no new updatedAt, no audit entry, no reload (unlessUnchanged).
+ */
 export async function updateSchedule(prisma: PrismaClient, actor: Actor, slug: string, change: SchedulePatch, mode: 'replace' | 'merge'): Promise<Schedule> {
-  return prisma.$transaction(async (tx) => {
-    const found = await lockSchedule(tx, slug);
-    const before = toSchedule(found);
-    const base = mode === 'merge' ? before : { name: before.name, timezone: DEFAULT_TIMEZONE, weekly: [], exceptions: [] };
-    const next = { ...base, ...change };
-    const data = {
-      name: next.name,
-      timezone: next.timezone ?? DEFAULT_TIMEZONE,
-      weekly: (next.weekly ?? []) as Prisma.InputJsonValue,
-      exceptions: checkExceptions(next.exceptions ?? []) as Prisma.InputJsonValue,
-    };
-    const after = toSchedule(await tx.schedule.update({ where: { slug }, data, select }));
-    await recordChange(tx, actor, mode === 'replace' ? 'replace' : 'update', ENTITY, slug, before, after);
-    return after;
-  });
+  return unlessUnchanged((same) =>
+    prisma.$transaction(async (tx) => {
+      const found = await lockSchedule(tx, slug);
+      const before = toSchedule(found);
+      const base = mode === 'merge' ? before : { name: before.name, timezone: DEFAULT_TIMEZONE, weekly: [], exceptions: [] };
+      const next = { ...base, ...change };
+      const data = {
+        name: next.name,
+        timezone: next.timezone ?? DEFAULT_TIMEZONE,
+        weekly: (next.weekly ?? []) as Prisma.InputJsonValue,
+        exceptions: checkExceptions(next.exceptions ?? []) as Prisma.InputJsonValue,
+      };
+      const after = toSchedule(await tx.schedule.update({ where: { slug }, data, select }));
+      same(before, after);
+      await recordChange(tx, actor, mode === 'replace' ? 'replace' : 'update', ENTITY, slug, before, after);
+      return after;
+    }),
+  );
 }
 
 export async function deleteSchedule(prisma: PrismaClient, actor: Actor, slug: string): Promise<void> {

@@ -1,11 +1,11 @@
 import type { CountryCode } from 'libphonenumber-js';
 import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
-import type { Prisma } from '../generated/prisma/client.js';
+import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, toE164 } from '../exotel/phone.js';
-import { recordChange, type Actor } from './audit.js';
+import { recordChange, unlessUnchanged, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
 import { parseId } from './ids.js';
 
@@ -51,13 +51,17 @@ async function lockList(tx: Prisma.TransactionClient, slug: string) {
   return tx.vipList.findUniqueOrThrow({ where: { slug }, select: listSelect });
 }
 
+/** A PATCH that leaves the list as it is changes nothing: no new updatedAt, no audit entry (unlessUnchanged). */
 export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: string, patch: VipListPatch) {
-  return prisma.$transaction(async (tx) => {
-    const before = await lockList(tx, slug);
-    const after = withCount(await tx.vipList.update({ where: { slug }, data: patch, select: listSelect }));
-    await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
-    return after;
-  });
+  return unlessUnchanged<Awaited<ReturnType<typeof getVipList>>>((same) =>
+    prisma.$transaction(async (tx) => {
+      const before = await lockList(tx, slug);
+      const after = withCount(await tx.vipList.update({ where: { slug }, data: patch, select: listSelect }));
+      same(withCount(before), after);
+      await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
+      return after;
+    }),
+  );
 }
 
 export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: string) {
@@ -152,7 +156,9 @@ type EntryRow = {
 
 /**
  * Upserts entries by number in one statement, however many (up to 10,000): Postgres unnests the
- * column arrays and `ON CONFLICT` updates existing numbers. `xmax = 0` tells inserted rows apart.
+ * column arrays and `ON CONFLICT` updates existing numbers whose fields differ (one sent as it is
+ * stored is left alone and counted neither inserted nor updated; a request that changes nothing
+ * leaves no audit entry and reloads nothing). `xmax = 0` tells inserted rows apart.
  *
  * Audited as one `upsert-entries` entry. One entry: `before` is the row as it was (null when new),
  * `after` the row as written. An array: `before` is null when every number was new, else
@@ -174,29 +180,36 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
     const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
     if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
     const id = locked[0]!.id;
+    const sent = Prisma.sql`unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
+                  ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
+                  ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
+           AS e(number, name, tier, note, expires_at)`;
     // The rows this write will update, as they are (locked, so they are still so when it does).
+    // An entry sent as it is stored is not updated (a sync script sending the whole list again):
+    // it keeps its updatedAt, and is neither counted nor audited.
     const previous = await tx.$queryRaw<EntryRow[]>`
-      SELECT id, number, name, tier, note, expires_at AS "expiresAt", created_at AS "createdAt", updated_at AS "updatedAt"
-      FROM vip_entries WHERE list_id = ${id} AND number = ANY(${numbers}::text[])
-      ORDER BY id LIMIT ${AUDIT_SAMPLE} FOR UPDATE`;
+      SELECT v.id, v.number, v.name, v.tier, v.note, v.expires_at AS "expiresAt", v.created_at AS "createdAt", v.updated_at AS "updatedAt"
+      FROM vip_entries v JOIN ${sent} ON v.number = e.number
+      WHERE v.list_id = ${id} AND (v.name, v.tier, v.note, v.expires_at) IS DISTINCT FROM (e.name, e.tier, e.note, e.expires_at)
+      ORDER BY v.id LIMIT ${AUDIT_SAMPLE} FOR UPDATE OF v`;
     const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
       INSERT INTO vip_entries (list_id, number, name, tier, note, expires_at, updated_at)
       SELECT ${id}, e.number, e.name, e.tier, e.note, e.expires_at, now()
-      FROM unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
-                  ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
-                  ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
-           AS e(number, name, tier, note, expires_at)
+      FROM ${sent}
       ON CONFLICT (list_id, number) DO UPDATE SET
         name = EXCLUDED.name, tier = EXCLUDED.tier, note = EXCLUDED.note,
         expires_at = EXCLUDED.expires_at, updated_at = now()
+      WHERE (vip_entries.name, vip_entries.tier, vip_entries.note, vip_entries.expires_at)
+            IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.tier, EXCLUDED.note, EXCLUDED.expires_at)
       RETURNING id, (xmax = 0) AS inserted`;
     const inserted = rows.filter((r) => r.inserted).length;
     const result = { inserted, updated: rows.length - inserted };
     if (!many) {
       const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
-      await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
+      if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
       return { many: false as const, entry, inserted: inserted === 1 };
     }
+    if (rows.length === 0) return { many: true as const, result };
     const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
     const entriesOmitted = Math.max(0, result.updated - previous.length);
     await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous, entriesOmitted } : null, {

@@ -472,3 +472,41 @@ t.test('wrap-up and missed-offer settings: defaults, given values, PATCH one, PU
   const audit = await admin({ method: 'GET', url: '/admin/audit?entity=dial-group&entityId=support' });
   t.match(audit.json().items[1], { action: 'update', before: { wrapUpSeconds: 30 }, after: { wrapUpSeconds: 45 } }, 'audited like every group change');
 });
+
+t.test('a PUT or PATCH of the group as GET shows it changes nothing: same updatedAt, no audit entry; a real change still does', async (t) => {
+  const { admin } = await buildTestApp(t);
+  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'day', name: 'Day shift' } });
+  const created = await admin({
+    method: 'POST',
+    url: '/admin/dial-groups',
+    payload: group({
+      sticky: { enabled: true },
+      wrapUpSeconds: 30,
+      members: [...group().members, { number: '09812345671', schedule: 'day' }],
+      connect: {
+        record: true,
+        musicOnHold: { type: 'custom_tone', value: 'https://example.com/hold.mp3' },
+        startCallPlayback: { playbackTo: 'both', type: 'text', value: 'Hello' },
+      },
+    }),
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=dial-group&entityId=sales' })).json().items.length;
+  const stored = (await admin({ method: 'GET', url: '/admin/dial-groups/sales' })).json();
+  const { slug: _slug, createdAt: _c, updatedAt: _u, ...body } = stored;
+  const entries = await trail();
+  for (const [method, payload] of [
+    ['PUT', body],
+    ['PUT', body],
+    ['PATCH', { strategy: stored.strategy, members: stored.members }],
+  ] as const) {
+    const res = await admin({ method, url: '/admin/dial-groups/sales', payload });
+    t.equal(res.statusCode, 200, res.body);
+    t.same(res.json(), stored, `${method}: answered the group as it is, updatedAt included`);
+  }
+  t.equal(await trail(), entries, 'no audit entry for a write that changed nothing');
+  const changed = await admin({ method: 'PATCH', url: '/admin/dial-groups/sales', payload: { wrapUpSeconds: 31 } });
+  t.equal(changed.json().wrapUpSeconds, 31);
+  t.not(changed.json().updatedAt, stored.updatedAt);
+  t.equal(await trail(), entries + 1, 'a real change is audited');
+});

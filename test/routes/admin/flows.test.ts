@@ -559,3 +559,33 @@ t.test('a customField value that is empty or has spaces around it is 400 naming 
   });
   t.equal(sim.json().matchedRule, 'campaign');
 });
+
+t.test('a PUT of the flow as GET shows it (read-only fields left out) changes nothing: same updatedAt, no audit entry; a real change still does', async (t) => {
+  const { admin } = await buildTestApp(t);
+  await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } });
+  await admin({ method: 'POST', url: '/admin/schedules', payload: { slug: 'support', name: 'Support' } });
+  t.equal(
+    (
+      await admin({
+        method: 'POST',
+        url: '/admin/flows',
+        payload: passthru({ rules: [...passthru().rules, { when: { calledNumber: ['08047112233'] }, then: { branch: 'B' } }] }),
+      })
+    ).statusCode,
+    201,
+  );
+  const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=flow&entityId=inbound' })).json().items.length;
+  const stored = (await admin({ method: 'GET', url: '/admin/flows/inbound' })).json();
+  const { slug: _slug, createdAt: _c, updatedAt: _u, exotelUrls: _e, ...body } = stored;
+  const entries = await trail();
+  for (let i = 0; i < 2; i++) {
+    const res = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: body });
+    t.equal(res.statusCode, 200, res.body);
+    t.same(res.json(), stored, 'answered the flow as it is, updatedAt included');
+  }
+  t.equal(await trail(), entries, 'no audit entry for a PUT that changed nothing');
+  t.same((await admin({ method: 'GET', url: '/admin/flows/inbound' })).json().updatedAt, stored.updatedAt);
+  const changed = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { ...body, name: 'Main line 2' } });
+  t.equal(changed.json().name, 'Main line 2');
+  t.equal(await trail(), entries + 1, 'a real change is audited');
+});

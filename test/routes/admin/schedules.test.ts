@@ -477,3 +477,39 @@ t.test('two instances: concurrent PATCHes of one schedule, each of another field
     t.same(later.before, earlier.after, `round ${i}: the later PATCH audits as before what the earlier one left`);
   }
 });
+
+t.test('a PUT or PATCH of the schedule as GET shows it changes nothing: same updatedAt, no audit entry; a real change still does', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const created = await admin({
+    method: 'POST',
+    url: '/admin/schedules',
+    payload: {
+      slug: 'support',
+      name: 'Support',
+      timezone: 'Europe/London',
+      weekly: WEEKDAYS_9_TO_6,
+      exceptions: [
+        { date: '2026-12-31', open: '09:00', close: '13:00', note: 'short day' },
+        { date: '2026-12-25', closed: true },
+      ],
+    },
+  });
+  t.equal(created.statusCode, 201, created.body);
+  const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=schedule&entityId=support' })).json().items.length;
+  const stored = (await admin({ method: 'GET', url: '/admin/schedules/support' })).json();
+  const { slug: _slug, createdAt: _c, updatedAt: _u, override: _o, ...body } = stored;
+  const entries = await trail();
+  for (const [method, payload] of [
+    ['PUT', body],
+    ['PUT', body],
+    ['PATCH', { exceptions: stored.exceptions }],
+  ] as const) {
+    const res = await admin({ method, url: '/admin/schedules/support', payload });
+    t.equal(res.statusCode, 200, res.body);
+    t.same(res.json(), stored, `${method}: answered the schedule as it is, updatedAt included`);
+  }
+  t.equal(await trail(), entries, 'no audit entry for a write that changed nothing');
+  const changed = await admin({ method: 'PATCH', url: '/admin/schedules/support', payload: { name: 'Support desk' } });
+  t.equal(changed.json().name, 'Support desk');
+  t.equal(await trail(), entries + 1, 'a real change is audited');
+});

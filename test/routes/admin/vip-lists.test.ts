@@ -540,10 +540,10 @@ t.test('two instances: two bulk imports of the same new numbers in opposite orde
     t.same(
       answers.map((a) => a.json()).sort((a, b) => a.inserted - b.inserted),
       [
-        { inserted: 0, updated: 1000 },
+        { inserted: 0, updated: 0 },
         { inserted: 1000, updated: 0 },
       ],
-      `round ${i}: one inserted every number, the other updated them`,
+      `round ${i}: one inserted every number, the other found them as it would write them`,
     );
     t.equal((await first.admin({ method: 'GET', url: `/admin/vip-lists/${slug}` })).json().entryCount, 1000);
   }
@@ -562,4 +562,45 @@ t.test('two instances: two DELETEs of one VIP entry at once: one is 204, the oth
   }
   const trail = (await first.admin({ method: 'GET', url: '/admin/audit?entity=vip-list&entityId=race&limit=100' })).json().items;
   t.equal(trail.filter((a: { action: string }) => a.action === 'delete-entry').length, 15, 'each entry deleted once');
+});
+
+t.test('entries sent again as they are stored (a sync script applying its list again) change nothing: no count, no updatedAt, no audit entry', async (t) => {
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  const list = [
+    { number: '09812345001', name: 'Asha', tier: 'gold', note: null, expiresAt: '2030-12-31T23:59:59+05:30' },
+    { number: '09812345002' },
+    ...mobiles(300).map((n) => ({ number: n, tier: 'silver' })),
+  ];
+  t.same((await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: list })).json(), { inserted: 302, updated: 0 });
+  const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=vip-list&entityId=gold' })).json().items as AuditItem[];
+  const page = async () => (await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries?limit=1000' })).json().items;
+  const stored = await page();
+  const entries = (await trail()).length;
+
+  const again = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: list });
+  t.same(again.json(), { inserted: 0, updated: 0 }, 'nothing differed');
+  const asListed = await admin({
+    method: 'POST',
+    url: '/admin/vip-lists/gold/entries',
+    payload: stored.map(({ createdAt: _c, updatedAt: _u, ...e }: Record<string, unknown>) => e),
+  });
+  t.same(asListed.json(), { inserted: 0, updated: 0 }, 'the entries as GET lists them, too');
+  const one = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '+919812345002' } });
+  t.equal(one.statusCode, 200);
+  t.same(one.json(), stored[1], 'one entry: answered as it is');
+  t.same(await page(), stored, 'every updatedAt kept');
+  const listed = (await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json();
+  const patched = await admin({ method: 'PATCH', url: '/admin/vip-lists/gold', payload: { name: listed.name, description: listed.description } });
+  t.same(patched.json(), listed, "the list's PATCH with what it holds: answered as it is, updatedAt included");
+  t.equal((await trail()).length, entries, 'no audit entry');
+
+  const changed = await admin({
+    method: 'POST',
+    url: '/admin/vip-lists/gold/entries',
+    payload: [...list.slice(0, 150), { number: `0${mobiles(300)[200]}`, tier: 'gold' }],
+  });
+  t.same(changed.json(), { inserted: 0, updated: 1 }, 'only the entry that differs is updated');
+  const [last] = await trail();
+  t.match(last, { action: 'upsert-entries', before: { entries: [{ tier: 'silver' }], entriesOmitted: 0 }, after: { updated: 1, entries: [{ tier: 'gold' }] } });
 });

@@ -148,7 +148,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'upsertVipEntries',
         summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
         description:
-          'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
+          'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
         params: SlugParamsSchema,
         body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
         response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 413: ErrorSchema },
