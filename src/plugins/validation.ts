@@ -51,6 +51,15 @@ export function describeSchemaError(errors: ErrorObject[], dataVar: string): str
   if (!best) return `${dataVar}: ${errors[0]?.message ?? 'is invalid'}`;
   const union = best.shape ? unfitShapes(best.error, errors) : undefined;
   if (union) return `${dataVar}${union.instancePath}: must be: ${(union.parentSchema as { description: string }).description}`;
+  // Several unknown fields in one object (a GET's answer sent back with its read-only fields:
+  // slug, createdAt, updatedAt, …): every one is named, so one fix removes them all.
+  if (best.error.keyword === 'additionalProperties') {
+    // of the same object schema: a field unknown to one shape of a union may be another's
+    const others = located
+      .filter((l) => l !== best && l.error.schemaPath === best.error.schemaPath && l.error.instancePath === best.error.instancePath)
+      .map((l) => (l.error.params as { additionalProperty: string }).additionalProperty);
+    if (others.length > 0) return `${dataVar}${best.path}: ${best.text}; remove ${[...new Set(others)].join(', ')} too`;
+  }
   return `${dataVar}${best.path}: ${best.text}`;
 }
 

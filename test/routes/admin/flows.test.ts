@@ -589,3 +589,18 @@ t.test('a PUT of the flow as GET shows it (read-only fields left out) changes no
   t.equal(changed.json().name, 'Main line 2');
   t.equal(await trail(), entries + 1, 'a real change is audited');
 });
+
+t.test("a PUT of GET's whole answer is one 400 naming every read-only field it carries, so one fix makes it work", async (t) => {
+  const { admin } = await buildTestApp(t);
+  const flow = passthru({ rules: [] });
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+  const stored = (await admin({ method: 'GET', url: '/admin/flows/inbound' })).json();
+  const res = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: stored });
+  t.equal(res.statusCode, 400);
+  t.match(
+    res.json().message,
+    /^body\/slug: unknown field; remove it \(the fields here are name, type, mode, rules, otherwise, onError\); remove createdAt, updatedAt, exotelUrls too$/,
+  );
+  const one = await admin({ method: 'PUT', url: '/admin/flows/inbound', payload: { ...flow, slug: undefined, colour: 'red' } });
+  t.match(one.json().message, /^body\/colour: unknown field; remove it \(the fields here are [^)]*\)$/, 'one unknown field: named alone');
+});
