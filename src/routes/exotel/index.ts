@@ -274,18 +274,18 @@ export default fp(
         log.error({ err, callSid: call.callSid }, 'CDR not stored');
       }
       const latencyMs = performance.now() - t0;
-      log.info(
-        {
-          callSid: call.callSid,
-          endpoint,
-          flow: flowSlug,
-          outcome: result.outcome,
-          status: result.answer.statusCode,
-          rule: cdr.matchedRule,
-          latencyMs: Math.round(latencyMs * 100) / 100,
-        },
-        'callback',
-      );
+      const line: Record<string, unknown> = {
+        callSid: call.callSid,
+        endpoint,
+        flow: flowSlug,
+        outcome: result.outcome,
+        status: result.answer.statusCode,
+        rule: cdr.matchedRule,
+        latencyMs: Math.round(latencyMs * 100) / 100,
+      };
+      // Why it was refused or answered onError (a wrong secret, a missing CallSid, an unknown flow), as its CDR says.
+      if (result.reason !== null) line.reason = result.reason;
+      log.info(line, 'callback');
       app.metrics.observeCallback(endpoint, result.outcome, latencyMs / 1000);
     }
 

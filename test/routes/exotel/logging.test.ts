@@ -216,3 +216,32 @@ t.test('dial events Postgres does not take (an outage) are one error line a seco
   t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 10 events`);
   t.match(failed[0], { level: 50, callSid: 'out-0', eventsFailed: 1 }, 'the first at once, with its CallSid');
 });
+
+t.test("a refused callback's log line says why, as its CDR does: a wrong secret is told from a bad parameter", async (t) => {
+  const { logger, lines } = capturedLog();
+  const secret = 'reason-line-secret-0123456789';
+  const { app, admin } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: secret }, { logger });
+  await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'f', name: 'F', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } },
+  });
+  for (let i = 0; i < 200 && !app.rules.current?.flows.has('f'); i++) await new Promise((r) => setTimeout(r, 10));
+  await app.inject({ method: 'GET', url: `/exotel/passthru/f?CallSid=why-1&token=wrong-${secret}` });
+  await app.inject({ method: 'GET', url: `/exotel/passthru/f?CallFrom=09812345678&token=${secret}` });
+  await app.inject({ method: 'GET', url: `/exotel/passthru/nosuch?CallSid=why-3&token=${secret}` });
+  await app.inject({ method: 'GET', url: `/exotel/passthru/f?CallSid=why-4&token=${secret}` });
+  const callbacks = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'callback');
+  t.same(
+    callbacks.map((l) => [l.status, l.reason]),
+    [
+      [401, 'callback secret missing or wrong (HTTP Basic password or token parameter)'],
+      [400, 'CallSid is missing'],
+      [404, "no flow 'nosuch'"],
+      [302, undefined],
+    ],
+    'each refusal names its reason; an answered callback has none',
+  );
+  t.notOk(lines.join('\n').includes(secret), 'the secret is in no log line');
+  t.notOk(lines.join('\n').includes('9812345678'), "nor the caller's number");
+});
