@@ -247,12 +247,16 @@ export default fp(
       result: CallbackResult,
       t0: number,
       receivedAt: Date,
+      loggedFlow = flowSlug,
     ) {
-      await record(request.log, endpoint, flowSlug, call, result, t0, receivedAt);
+      await record(request.log, endpoint, flowSlug, call, result, t0, receivedAt, loggedFlow);
       return answerWith(reply, result.answer);
     }
 
-    /** Stores a callback's CDR (before its answer leaves), logs its line and observes it in the metrics. */
+    /**
+     * Stores a callback's CDR (before its answer leaves), logs its line and observes it in the
+     * metrics. `loggedFlow`: the flow the log line names, when the CDR has none (a dial event's URL names it).
+     */
     async function record(
       log: FastifyBaseLogger,
       endpoint: CallbackEndpoint | 'unknown',
@@ -261,6 +265,7 @@ export default fp(
       result: CallbackResult,
       t0: number,
       receivedAt: Date,
+      loggedFlow = flowSlug,
     ) {
       const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
       const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
@@ -277,7 +282,7 @@ export default fp(
       const line: Record<string, unknown> = {
         callSid: call.callSid,
         endpoint,
-        flow: flowSlug,
+        flow: loggedFlow,
         outcome: result.outcome,
         status: result.answer.statusCode,
         rule: cdr.matchedRule,
@@ -487,7 +492,9 @@ export default fp(
           }
         }
       }
-      return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt);
+      // The flow the URL names (its Connect answer put it there), for the log line: the CDR keeps none.
+      const urlFlow = typeof call.raw.flow === 'string' && call.raw.flow !== '' ? flowOfPath(call.raw.flow, config.EXOTEL_CALLBACK_SECRET) : null;
+      return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt, urlFlow);
     }
 
     const schema = (endpoint: FlowEndpoint, method: 'GET' | 'POST') => ({

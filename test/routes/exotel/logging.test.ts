@@ -245,3 +245,21 @@ t.test("a refused callback's log line says why, as its CDR does: a wrong secret 
   t.notOk(lines.join('\n').includes(secret), 'the secret is in no log line');
   t.notOk(lines.join('\n').includes('9812345678'), "nor the caller's number");
 });
+
+t.test('a dial event is logged with the flow its URL names', async (t) => {
+  const { logger, lines } = capturedLog();
+  const { app } = await buildTestApp(t, {}, { logger });
+  const res = await app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=ev-1&DialWhomNumber=09812345670&Status=busy&group=sales&flow=agents' });
+  t.equal(res.statusCode, 200);
+  await app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=ev-2&Status=busy&flow=agents' });
+  await app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=ev-3&DialWhomNumber=09812345670&Status=free' });
+  const callbacks = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'callback');
+  t.same(
+    callbacks.map((l) => [l.callSid, l.endpoint, l.flow, l.status]),
+    [
+      ['ev-1', 'dial-events', 'agents', 200],
+      ['ev-2', 'dial-events', 'agents', 400],
+      ['ev-3', 'dial-events', null, 200],
+    ],
+  );
+});
