@@ -56,6 +56,8 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
  * caller, refused ones too, can send such a value. Exotel's are far shorter; `params` keeps the whole.
  */
 const MAX_INDEXED_CHARS = 200;
+/** Most unknown Exotel-Version values logged (once each) per process. */
+const MAX_VERSIONS_WARNED = 20;
 
 function indexable(s: string | null): string | null {
   if (s === null || s.length <= MAX_INDEXED_CHARS) return s;
@@ -233,6 +235,8 @@ export default fp(
     // Dial events Postgres did not take: every event's CDR says so; the log, during an outage, one
     // line a second (with how many since the last), not one per event.
     const agentStateFailures = new Tally();
+    /** The unknown Exotel-Version values already logged (a caller could send any number of them: bounded). */
+    const versionsWarned = new Set<string>();
     function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
       const eventsFailed = agentStateFailures.add();
       if (eventsFailed > 0) request.log.error({ err, callSid, eventsFailed }, 'agent state not updated');
@@ -407,8 +411,17 @@ export default fp(
         const flowSlug = flowOfPath(request.params.flow, config.EXOTEL_CALLBACK_SECRET);
         const version = request.headers['exotel-version'];
         if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
-          request.log.warn({ exotelVersion: version, callSid: call.callSid }, 'unknown Exotel-Version; answering version 1.0');
-          call.warnings.push(`Exotel-Version ${String(version).slice(0, 20)} is not ${CONNECT_VERSION}`);
+          const shown = String(version).slice(0, 20);
+          // Every Connect callback of an account sends the same header: logged once per value, not per
+          // call (each CDR says it); only from a caller the guard let through, who cannot fill the set with junk.
+          if (!refused && !versionsWarned.has(shown) && versionsWarned.size < MAX_VERSIONS_WARNED) {
+            versionsWarned.add(shown);
+            request.log.warn(
+              { exotelVersion: shown, callSid: call.callSid, flow: flowSlug },
+              'unknown Exotel-Version; answering version 1.0 (logged once per value)',
+            );
+          }
+          call.warnings.push(`Exotel-Version ${shown} is not ${CONNECT_VERSION}`);
         }
         const elapsedMs = () => performance.now() - t0;
         let result = refused

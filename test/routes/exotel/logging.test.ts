@@ -263,3 +263,21 @@ t.test('a dial event is logged with the flow its URL names', async (t) => {
     ],
   );
 });
+
+t.test('an unknown Exotel-Version is one warning per value, not one per callback', async (t) => {
+  const { logger, lines } = capturedLog();
+  const { app } = await buildTestApp(t, {}, { logger });
+  for (const [i, version] of ['2.0', '2.0', '2.0', '2.0', '3.0', '2.0', '1.0'].entries()) {
+    await app.inject({ method: 'GET', url: `/exotel/connect/agents?CallSid=v-${i}`, headers: { 'exotel-version': version } });
+  }
+  const warned = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 40);
+  t.same(
+    warned.map((l) => [l.exotelVersion, l.callSid]),
+    [
+      ['2.0', 'v-0'],
+      ['3.0', 'v-4'],
+    ],
+    'the first callback of each value',
+  );
+  t.equal(lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'callback').length, 7, 'every callback still has its line');
+});
