@@ -155,7 +155,18 @@ async function main(): Promise<void> {
   app = await buildApp({ config, db: store.db, logger: log });
   if (stopping) return stop();
   try {
-    await app.listen({ port: config.PORT, host: config.HOST });
+    // Fastify logs `Server listening at <address>` at info, one line per address (each interface's
+    // for 0.0.0.0), and has no option against it: its level is raised while it listens (Fastify's
+    // own advice), and the line below says it once, with the docs and PUBLIC_URL. The app is ready
+    // first, so that only the listening itself is quiet (no request can come before it).
+    await app.ready();
+    const level = app.log.level;
+    if ((pino.levels.values[level] ?? Number.POSITIVE_INFINITY) < (pino.levels.values.warn ?? 40)) app.log.level = 'warn';
+    try {
+      await app.listen({ port: config.PORT, host: config.HOST });
+    } finally {
+      app.log.level = level;
+    }
   } catch (err) {
     // The app first: its rules listener and CDR writer still use the database closed after it.
     await app.close();

@@ -196,3 +196,42 @@ t.test('shutdown is bounded while Postgres stalls: refused-callback counts and a
   await locker.query('ROLLBACK');
   locker.release();
 });
+
+t.test("start and stop: one info line says the service listens (with the docs and PUBLIC_URL), not Fastify's as well", async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-start-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  server.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  const exited = new Promise<number | null>((r) => server.on('exit', r));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    await sleep(100);
+  }
+  server.kill('SIGTERM');
+  t.equal(await exited, 0);
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { level: number; msg: string; docs?: string });
+  const listening = lines.filter((l) => /listening/i.test(l.msg));
+  t.same(
+    listening.map((l) => [l.level, l.docs]),
+    [[30, `http://127.0.0.1:${port}/docs`]],
+    "one line, exoroute's own",
+    { stdout },
+  );
+  t.equal(lines.at(-1)?.msg, 'stopped');
+});
