@@ -214,7 +214,8 @@ export class CdrSpool {
       await unlink(file).catch(ifGone);
       this.depth = Math.max(0, this.depth - lines);
       replayed += stored;
-      this.log.info({ file: name, rows: stored }, 'CDR spool segment replayed');
+      // A debug line: the writer logs one info line a replay, `spooled CDRs stored in Postgres`.
+      this.log.debug({ file: name, rows: stored }, 'CDR spool segment replayed');
     }
     // Every segment sealed before this replay is stored now, by it or by another instance's (whose
     // rows this count never held, or which took rows it did): what is left is the open segment's.

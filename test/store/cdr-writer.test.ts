@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { migratedDatabase, quietLog } from '../helper.js';
+import { capturedLog, migratedDatabase, quietLog } from '../helper.js';
 import { CdrWriter, newIdempotencyKey, type CdrRecord } from '../../src/store/cdr-writer.js';
 import { CdrSpool } from '../../src/store/cdr-spool.js';
 import type { Database } from '../../src/store/database.js';
@@ -725,4 +725,24 @@ t.test('Postgres down under traffic: the failed batches are one error line a sec
   t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 20 failed batches`);
   t.equal(failed[0]!.batchesFailed, 1, 'the first failure at once');
   t.ok(lines.filter((l) => l.msg === 'CDRs spooled locally').length <= 2, 'and the spool warning as before');
+});
+
+t.test('a spool replay is one info line (how many stored, what is left), not one more per segment', async (t) => {
+  const db = await migratedDatabase(t);
+  const { logger, lines } = capturedLog();
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const writer = new CdrWriter(db.pool, logger, { spool: new CdrSpool(path.join(dir, 'spool'), logger), replayIntervalMs: 3_600_000 });
+  t.teardown(() => writer.close());
+  await writer.start();
+  await db.pool.query('ALTER TABLE cdrs RENAME TO cdrs_away');
+  for (let i = 0; i < 3; i++) t.equal(await writer.write(record({ callSid: `once${i}` })), 'spooled');
+  await db.pool.query('ALTER TABLE cdrs_away RENAME TO cdrs');
+  lines.length = 0;
+  t.equal(await writer.replayNow(), 3);
+  const info = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 30);
+  t.same(
+    info.map((l) => [l.msg, l.replayed, l.spoolDepth]),
+    [['spooled CDRs stored in Postgres', 3, 0]],
+  );
 });
