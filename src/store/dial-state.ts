@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DialOffer, DialRequest } from '../routing/dial/request.js';
 import type { AgentEvent } from '../routing/dial/event.js';
+import { Tally } from '../lib/tally.js';
 
 /**
  * Dial state in Postgres, marshalled and batched: src/routing/dial/ decides what to ask, the
@@ -128,6 +129,9 @@ export function dialAnswerer(
   const maxBatch = opts.maxBatch ?? 100;
   const queue: Pending[] = [];
   let running = false;
+  // While Postgres is down every batch fails (each of its callbacks is answered onError and says so
+  // in its CDR and log line): one warning a second, with the batches failed since the last.
+  const failedBatches = new Tally();
 
   async function settle(batch: Pending[]): Promise<void> {
     const started = performance.now();
@@ -156,7 +160,8 @@ export function dialAnswerer(
         (res) => res.rows,
         (err: Error) => {
           // e.g. Postgres down, or a deadlock with another instance's batch, which Postgres breaks
-          opts.log?.warn({ err, requests: batch.length }, 'dial batch failed; answering its requests one by one');
+          const batchesFailed = failedBatches.add();
+          if (batchesFailed > 0) opts.log?.warn({ err, requests: batch.length, batchesFailed }, 'dial batch failed; answering its requests one by one');
           return null;
         },
       );

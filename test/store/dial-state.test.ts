@@ -7,6 +7,7 @@
  */
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
@@ -525,6 +526,42 @@ t.test('a batch that fails is retried request by request: a bad request fails al
     ['f1', 'f2', 'f4'].map((sid) => ({ call_sid: sid, answers: { '|': NUMBERS.slice(0, 3) } })),
     'each good request answered and stored once',
   );
+});
+
+t.test('Postgres down under load: the failed dial batches are one warning a second, not one per batch', async (t) => {
+  // Each batch that failed logged a warning with its stack, on top of the onError answer of every
+  // callback in it (its CDR and log line say so): during an outage, several lines a second.
+  const warnings: Array<{ batchesFailed?: number }> = [];
+  const log = { warn: (o: { batchesFailed?: number }) => warnings.push(o) } as unknown as FastifyBaseLogger;
+  const refused = net.createServer((socket) => socket.destroy());
+  await new Promise<void>((r) => refused.listen(0, '127.0.0.1', r));
+  t.teardown(() => refused.close());
+  const pool = new pg.Pool({ connectionString: `postgresql://x@127.0.0.1:${(refused.address() as net.AddressInfo).port}/x`, connectionTimeoutMillis: 1000 });
+  pool.on('error', () => {});
+  t.teardown(() => pool.end());
+  const answer = dialAnswerer(pool, { log });
+  const request = (callSid: string): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
+  });
+  // Each round: one request alone, the three that wait for it as one batch, which fails.
+  for (let round = 0; round < 10; round++) {
+    const results = await Promise.allSettled([0, 1, 2, 3].map((i) => answer(request(`down-${round}-${i}`))));
+    t.ok(
+      results.every((r) => r.status === 'rejected'),
+      `round ${round}: every request failed`,
+    );
+  }
+  t.ok(warnings.length >= 1 && warnings.length <= 2, `${warnings.length} warnings for 10 failed batches`);
+  t.equal(warnings[0]!.batchesFailed, 1, 'the first at once');
 });
 
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
