@@ -19,7 +19,7 @@ export function urlRedactor(config: Pick<Config, 'ADMIN_API_KEY' | 'METRICS_TOKE
   };
 }
 
-/** Why a request was refused (4xx), as its answer says: put on its one log line. */
+/** Why a request was refused (4xx), as its answer says, or why /readyz is 503: put on its one log line. */
 const refusals = new WeakMap<FastifyRequest, string>();
 
 /** Notes why a request was refused, for its log line (src/plugins/error-handler.ts). */

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { pendingMigrations } from '../store/migrate.js';
 import { withDeadline } from '../lib/deadline.js';
+import { noteRefusal } from '../plugins/request-log.js';
 
 /** A stalled database must not stall the probe. */
 const DB_CHECK_TIMEOUT_MS = 1000;
@@ -38,7 +39,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
-    async (_request, reply) => {
+    async (request, reply) => {
       const reasons: string[] = [];
       try {
         const pending = await withDeadline(
@@ -58,6 +59,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const spooled = app.cdrWriter.spoolDepth;
       if (spooled > 0) reasons.push(`${spooled} CDRs in the local spool, waiting for Postgres`);
       const status = reasons.length === 0 ? ('ready' as const) : ('degraded' as const);
+      // On the probe's log line too: an operator reading `GET /readyz 503` sees why without asking again.
+      if (reasons.length > 0) noteRefusal(request, reasons.join('; '));
       return reply.status(reasons.length === 0 ? 200 : 503).send({ status, reasons });
     },
   );

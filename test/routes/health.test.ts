@@ -88,3 +88,17 @@ t.test("a URL the router refuses (outside the callbacks) gets the security heade
   );
   t.equal(logged.length, 2);
 });
+
+t.test("a 503 of /readyz is logged with its reasons: the probe's line says why the instance is not ready", async (t) => {
+  const { logger, lines } = capturedLog();
+  const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', quietLog);
+  const app = await buildApp({ config: loadConfig({}), db, logger });
+  t.teardown(async () => {
+    await app.close();
+    await db.close();
+  });
+  t.equal((await app.inject({ method: 'GET', url: '/readyz' })).statusCode, 503);
+  const logged = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request' && l.url === '/readyz');
+  t.equal(logged.length, 1);
+  t.match(logged[0], { status: 503, message: /^database unreachable: / });
+});
