@@ -102,7 +102,22 @@ export async function startEmbeddedPostgres(
 
   const port = opts.port ?? (await freePort());
   const child = await startPostgres(bin, databaseDir, port, ids, log);
+  // Postgres' own lines are debug; its last ones are kept for the error line if it stops under the
+  // service (killed, out of memory, a PANIC): nothing else says so, and nothing starts it again.
+  let stopping = false;
+  let lastOutput = '';
+  child.stderr?.on('data', (chunk: Buffer) => {
+    lastOutput = (lastOutput + chunk.toString()).slice(-4000);
+  });
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    log.error(
+      { dir: databaseDir, pid: child.pid, exit: signal ?? code, postgres: lastLines(lastOutput) },
+      'the embedded Postgres stopped while exoroute runs: callbacks are answered from the rules in memory and CDRs spooled, but nothing is stored until exoroute is restarted (which starts it again)',
+    );
+  });
   const stop = async () => {
+    stopping = true;
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
       // Fast shutdown: sessions still open are ended; what they committed is on disk.

@@ -3,7 +3,7 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { quietLog } from '../helper.js';
+import { capturedLog, quietLog } from '../helper.js';
 import { EmbeddedPostgresError, startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 
 t.test('the embedded Postgres is reached through its Unix socket; loopback TCP works too', async (t) => {
@@ -47,4 +47,28 @@ t.test('a second start on a directory whose Postgres runs says whose it is and w
   t.match(message, `kill -INT ${first.pid}`, 'says how to stop a Postgres left behind');
   t.notMatch(message, /\n/, 'one line');
   t.notMatch(message, /postmaster/, 'no Postgres jargon as the only explanation');
+});
+
+t.test('the embedded Postgres stopping under the service (killed, a PANIC) is an error line saying so, with its last words', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-embedded-'));
+  await chmod(dir, 0o755); // as root, initdb runs as a separate postgres user
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const { logger, lines } = capturedLog();
+  const db = await startEmbeddedPostgres(path.join(dir, 'pg'), logger, { persistent: false });
+  t.teardown(() => db.stop());
+  // Stopped by someone else (an operator's kill, a package upgrade): its own lines are debug, unseen at info.
+  process.kill(db.pid!, 'SIGTERM');
+  const stopped = () => lines.map((l) => JSON.parse(l)).find((l) => /embedded Postgres stopped/.test(l.msg));
+  for (let i = 0; i < 200 && !stopped(); i++) await new Promise((r) => setTimeout(r, 50));
+  t.match(stopped(), { level: 50, pid: db.pid, postgres: /shut down/ }, 'one error line, with what Postgres said last');
+
+  // Stopped by the service itself (its shutdown): no such line.
+  const { logger: ownLogger, lines: ownLines } = capturedLog();
+  const own = await startEmbeddedPostgres(path.join(dir, 'own'), ownLogger, { persistent: false });
+  await own.stop();
+  await new Promise((r) => setTimeout(r, 100));
+  t.notOk(
+    ownLines.some((l) => /embedded Postgres stopped/.test(l)),
+    'nothing when the service stops it',
+  );
 });
