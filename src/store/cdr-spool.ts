@@ -3,6 +3,7 @@ import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from 'nod
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { Tally } from '../lib/tally.js';
 
 /** A CDR row as the `cdrs` insert takes it: column name → value, JSON-serialisable. */
 export type CdrRow = Record<string, unknown>;
@@ -45,6 +46,11 @@ export class CdrSpool {
   depth = 0;
   /** Of those, the ones in the open segment. */
   private openRows = 0;
+  /**
+   * Failed writes (a full disk), logged once a second with the count since the last line: each
+   * failed CDR already has a line of its own where it was handed over (`CDR not stored`).
+   */
+  private readonly failedWrites = new Tally();
 
   constructor(
     readonly dir: string,
@@ -114,7 +120,8 @@ export class CdrSpool {
         this.depth += count;
         this.openRows += count;
       } catch (err) {
-        this.log.error({ err, dir: this.dir }, 'CDR spool write failed');
+        const writesFailed = this.failedWrites.add();
+        if (writesFailed > 0) this.log.error({ err, dir: this.dir, writesFailed }, 'CDR spool write failed');
         for (const w of group) w.reject(err as Error);
         // A write that failed part-way (disk full) may have left a partial line: the next append
         // starts a segment of its own instead of running on from it, where replay would skip both.

@@ -746,3 +746,20 @@ t.test('a spool replay is one info line (how many stored, what is left), not one
     [['spooled CDRs stored in Postgres', 3, 0]],
   );
 });
+
+t.test('spool writes that keep failing (a full disk) are one error line a second, not one per write', async (t) => {
+  // With Postgres down too (a full disk stops it as well), every callback's CDR went to the spool and
+  // failed there: an error line with its stack per write, beside the `CDR not stored` of each callback.
+  const { logger, lines } = capturedLog();
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-spool-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const spool = new CdrSpool(path.join(dir, 'spool'), logger);
+  await spool.init();
+  // No segment can be opened any more (as root, permissions would not stop it: a file where the directory was).
+  await rm(spool.dir, { recursive: true });
+  await writeFile(spool.dir, '');
+  for (let i = 0; i < 10; i++) await t.rejects(spool.append([{ idempotency_key: randomUUID(), call_sid: `full-${i}` }]), `write ${i} fails`);
+  const failed = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'CDR spool write failed');
+  t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 10 failed writes`);
+  t.match(failed[0], { level: 50, writesFailed: 1 }, 'the first at once');
+});
