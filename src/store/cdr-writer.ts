@@ -308,7 +308,11 @@ export class CdrWriter {
           this.stats.records += batch.length;
           this.stats.lastBatchSize = batch.length;
           committed = batch.filter((p) => this.settle(p));
-          if (this.spoolDepth > 0 && !this.replayTimer) this.scheduleReplay(0); // Postgres is back
+          // Postgres is back: replay now, also when a replay is waiting out the backoff of the outage (up to 30 s).
+          if (this.spoolDepth > 0 && (!this.replayTimer || this.replayBackoffMs > this.replayIntervalMs)) {
+            this.replayBackoffMs = this.replayIntervalMs;
+            this.scheduleReplay(0);
+          }
         } catch (err) {
           this.stats.failures++;
           this.onBatch?.(batch.length, (performance.now() - started) / 1000, false);

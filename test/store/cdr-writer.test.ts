@@ -763,3 +763,21 @@ t.test('spool writes that keep failing (a full disk) are one error line a second
   t.ok(failed.length >= 1 && failed.length <= 2, `${failed.length} error lines for 10 failed writes`);
   t.match(failed[0], { level: 50, writesFailed: 1 }, 'the first at once');
 });
+
+t.test('once Postgres takes CDRs again, the spool is replayed at once, not after the backoff the outage built up', async (t) => {
+  // The outage doubled the replay's wait (up to 30 s); a batch that committed ("Postgres is back")
+  // left that timer alone, so /readyz stayed 503 and the CDRs out of Postgres that much longer.
+  const db = await migratedDatabase(t);
+  const spool = await tempSpool(t);
+  const writer = new CdrWriter(db.pool, quietLog, { spool, replayIntervalMs: 100 });
+  t.teardown(() => writer.close());
+  await db.pool.query('ALTER TABLE cdrs RENAME TO cdrs_away');
+  t.equal(await writer.write(record({ callSid: 'while-down' })), 'spooled');
+  // Replays fail at 0.1, 0.3, 0.7, 1.5 and 3.1 s; the next waits until 6.3 s.
+  await new Promise((r) => setTimeout(r, 3500));
+  await db.pool.query('ALTER TABLE cdrs_away RENAME TO cdrs');
+  t.equal(await writer.write(record({ callSid: 'back' })), 'committed');
+  for (let i = 0; i < 30 && writer.spoolDepth > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  t.equal(writer.spoolDepth, 0, 'replayed within 1.5 s of the first commit');
+  t.equal((await db.pool.query(`SELECT 1 FROM cdrs WHERE call_sid = 'while-down'`)).rowCount, 1);
+});
