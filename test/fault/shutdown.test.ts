@@ -201,9 +201,9 @@ t.test("start and stop: one info line says the service listens (with the docs an
   const db = await migratedDatabase(t);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-start-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
+  // Port 0: the system picks a free one, read back from the line under test (listeningPort).
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    env: { ...process.env, DATABASE_URL: db.url, PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    env: { ...process.env, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -212,6 +212,7 @@ t.test("start and stop: one info line says the service listens (with the docs an
   t.teardown(() => {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
+  const port = await listeningPort(t, server, () => stdout);
   for (let i = 0; i < 300; i++) {
     const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
       (r) => r.ok,
