@@ -95,7 +95,7 @@ export default fp(async function auth(app: FastifyInstance) {
       new TooManyRequestsError(`more than ${context.max} admin requests a minute with this key; retry in ${context.after}`),
   });
 
-  const keyUse = new KeyUseRecorder(app.db.pool, app.log);
+  const keyUse = new KeyUseRecorder(app.db.adminPool, app.log);
   app.addHook('onClose', async () => keyUse.close());
 
   app.decorateRequest('apiKey', null);

@@ -35,8 +35,8 @@ export default fp(
       answerDialWith({
         rules: app.rules,
         answer,
-        // A simulation gets the same answer from a transaction that is rolled back.
-        preview: (req) => previewAttempt(pool, req),
+        // A simulation (admin API) gets the same answer from a transaction that is rolled back, on the admin API's pool.
+        preview: (req) => previewAttempt(app.db.adminPool, req),
         random: app.random,
         budgetMs: config.DECISION_BUDGET_MS,
         busyTtlMs: config.AGENT_BUSY_TTL_SECONDS * 1000,

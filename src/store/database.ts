@@ -5,6 +5,14 @@ import { PrismaClient } from '../generated/prisma/client.js';
 import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
 
 const CLOSE_TIMEOUT_MS = 3000;
+/** Connections of the callbacks' pool (`pool`). */
+export const POOL_MAX = 10;
+/**
+ * Connections of the admin API's pool (`adminPool`), apart from the callbacks': admin requests that
+ * hold theirs for long (slow CDR lists, CSV downloads, VIP imports queueing on one list's lock)
+ * wait for one another here and leave the callbacks' connections alone.
+ */
+export const ADMIN_POOL_MAX = 4;
 
 export type { PrismaClient } from '../generated/prisma/client.js';
 
@@ -13,49 +21,58 @@ export interface Database {
   readonly prisma: PrismaClient;
   /** Whether anything has used `prisma` yet. */
   readonly prismaStarted: boolean;
-  /** The pool Prisma runs on; also used for raw bulk statements and health checks. */
+  /**
+   * The callbacks' pool: dial state, dial events, CDRs, rules loads, health checks and the
+   * background jobs. No admin request uses it.
+   */
   pool: pg.Pool;
+  /** The admin API's pool: Prisma runs on it, and so do the admin routes' own statements. */
+  adminPool: pg.Pool;
   url: string;
   close(): Promise<void>;
 }
 
-/** Opens a pool and a Prisma client on it. Nothing is connected until the first query. */
-export function openDatabase(url: string, log: Logger, opts: { max?: number } = {}): Database {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: opts.max ?? 10,
-    connectionTimeoutMillis: 5000,
-    idleTimeoutMillis: 30000,
-  });
+/**
+ * Opens the two pools (the callbacks', and the admin API's) and a Prisma client on the admin one.
+ * Nothing is connected until the first query.
+ */
+export function openDatabase(url: string, log: Logger, opts: { max?: number; adminMax?: number } = {}): Database {
   // Made at first use: Prisma instantiates its query compiler (~70 MB of WebAssembly) at its first
   // query, and an instance that only answers callbacks never needs it (rules load with plain SQL).
   let prisma: PrismaClient | null = null;
   let closed = false;
-  // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
-  // pool.end() returns before the server has seen every connection go, and stopping the embedded
-  // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.
-  // The error alone: pg-pool hangs the pg client on it (`err.client`), whole state and cancel key.
-  pool.on('error', (err) => {
-    const { code } = err as { code?: string };
-    if (closed && code === '57P01') log.debug({ err: err.message, code }, 'database connection ended by the server at shutdown');
-    else log.warn({ err: err.message, code }, 'idle database connection failed');
-  });
+  const open = (max: number) => {
+    const opened = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30000 });
+    // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
+    // pool.end() returns before the server has seen every connection go, and stopping the embedded
+    // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.
+    // The error alone: pg-pool hangs the pg client on it (`err.client`), whole state and cancel key.
+    opened.on('error', (err) => {
+      const { code } = err as { code?: string };
+      if (closed && code === '57P01') log.debug({ err: err.message, code }, 'database connection ended by the server at shutdown');
+      else log.warn({ err: err.message, code }, 'idle database connection failed');
+    });
+    return opened;
+  };
+  const pool = open(opts.max ?? POOL_MAX);
+  const adminPool = open(opts.adminMax ?? ADMIN_POOL_MAX);
   return {
     get prisma() {
-      prisma ??= new PrismaClient({ adapter: new PrismaPg(pool) });
+      prisma ??= new PrismaClient({ adapter: new PrismaPg(adminPool) });
       return prisma;
     },
     get prismaStarted() {
       return prisma !== null;
     },
     pool,
+    adminPool,
     url,
     async close() {
       if (closed) return;
       closed = true;
       // pool.end() waits for connections in use; one stuck on a stalled server must not hold
       // the shutdown forever.
-      const closing = (prisma?.$disconnect() ?? Promise.resolve()).then(() => pool.end());
+      const closing = (prisma?.$disconnect() ?? Promise.resolve()).then(() => Promise.all([pool.end(), adminPool.end()]));
       await withDeadline(closing, CLOSE_TIMEOUT_MS, () => 'gave up waiting for the pool to close', { unref: true }).catch((err: Error) => {
         if (!(err instanceof DeadlineExceeded)) throw err;
       });

@@ -1,5 +1,6 @@
 import t from 'tap';
 import type { Test } from 'tap';
+import pg from 'pg';
 import { buildTestApp, seeded, type TestApp } from '../../helper.js';
 import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
@@ -465,3 +466,48 @@ t.test("a re-fetch without digits (Exotel sends them only with Dial Whom's first
   t.equal(await ask('CallSid=dg2&CallFrom=09800000001&digits=%222%22'), '+919800000077', 'pressed 2: otherwise');
   t.equal(await ask('CallSid=dg2&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09800000077'), '', 'nobody left, not sales');
 });
+
+t.test(
+  'admin requests holding every database connection they can get leave the callbacks theirs: Dial Whom still answers the group, and its CDR is committed',
+  async (t) => {
+    // Admin requests and callbacks shared one pool of 10 connections. Ten admin requests that each
+    // held one for long (slow CDR lists, stalled CSV downloads, VIP imports of one list taking turns
+    // on its lock) left a dial callback waiting for a connection until its budget ran out: the
+    // flow's onError answered instead of the group, its CDR spooled. Here the admin requests wait on
+    // a lock held by another session, for as long as this test likes.
+    const ctx = await setup(t);
+    const locker = new pg.Client({ connectionString: ctx.db.url });
+    await locker.connect();
+    t.teardown(() => locker.end());
+    // Its own session: one in a transaction reads pg_stat_activity as of its first read.
+    const observer = new pg.Client({ connectionString: ctx.db.url });
+    await observer.connect();
+    t.teardown(() => observer.end());
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE vip_lists IN ACCESS EXCLUSIVE MODE');
+    const requests = 10;
+    const pending = Array.from({ length: requests }, () => ctx.admin({ method: 'GET', url: '/admin/vip-lists' }));
+    // Every admin request holds a connection (waiting on the lock) or waits for one.
+    const stuck = async () => {
+      const { rows } = await observer.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%vip_lists%'`,
+      );
+      return rows[0]!.n + ctx.db.pool.waitingCount + ctx.db.adminPool.waitingCount;
+    };
+    for (let i = 0; i < 500 && (await stuck()) < requests; i++) await new Promise((r) => setTimeout(r, 10));
+    t.equal(await stuck(), requests, 'the admin requests are all stuck');
+
+    const r = await dialWhom(ctx, 'CallSid=during-admin&CallFrom=09800000001');
+    t.equal(r.status, 200);
+    t.equal(r.body, `${A},${B},${C}`, "the group is answered, not the flow's onError");
+    t.equal(ctx.app.cdrWriter.spoolDepth, 0, 'its CDR was committed, not spooled');
+
+    await locker.query('COMMIT');
+    const answers = await Promise.all(pending);
+    t.same(
+      answers.map((a) => a.statusCode),
+      Array(requests).fill(200),
+      'the admin requests are answered once the lock is gone',
+    );
+  },
+);

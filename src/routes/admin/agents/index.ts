@@ -24,7 +24,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   };
   const view = (number: string | undefined, timezone: string | undefined) => {
     const at = new Date();
-    return listAgents(app.db.pool, {
+    return listAgents(app.db.adminPool, {
       ...(number !== undefined ? { number } : {}),
       since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE),
       at,
@@ -68,7 +68,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const number = numberOf(request.params.number);
       const [agent] = await view(number, request.query.timezone);
       if (!agent) throw new NoAgentError(number);
-      return { ...agent, recentOffers: await recentOffers(app.db.pool, number, RECENT_OFFERS) };
+      return { ...agent, recentOffers: await recentOffers(app.db.adminPool, number, RECENT_OFFERS) };
     },
   );
 
@@ -87,7 +87,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => {
-      const change = await setAvailability(app.db.pool, actorOf(request), numberOf(request.params.number), request.body, new Date());
+      const change = await setAvailability(app.db.adminPool, actorOf(request), numberOf(request.params.number), request.body, new Date());
       return change.after;
     },
   );

@@ -36,19 +36,19 @@ const csvHelp =
   '`+919812345678` or `-5` is left as it is.';
 
 /**
- * CSV exports one instance runs at once. Each holds a connection of the instance's database pool
- * (10, shared with the callbacks' dial state and CDR commits) until its download ends, for as long
- * as a client that stops reading stays connected: unbounded, a few stalled downloads left callbacks
- * without a connection (CDRs spooled, dial flows answered onError, /readyz 503).
+ * CSV exports one instance runs at once. Each holds a connection of the admin API's pool
+ * (ADMIN_POOL_MAX, apart from the callbacks') until its download ends, for as long as a client
+ * that stops reading stays connected: unbounded, a few stalled downloads left the other admin
+ * requests without a connection.
  */
 const MAX_RUNNING_EXPORTS = 2;
 const EXPORT_RETRY_AFTER_SECONDS = 30;
 
-const exportsHelp = `At most ${MAX_RUNNING_EXPORTS} exports run at once on one instance, each holding one of its database connections until the download ends; a further one is 429 with Retry-After.`;
+const exportsHelp = `At most ${MAX_RUNNING_EXPORTS} exports run at once on one instance, each holding one of its admin API's database connections until the download ends; a further one is 429 with Retry-After.`;
 
 /** Call-detail records: what each Exotel callback carried, what exoroute answered, and why. */
 const routes: FastifyPluginAsyncTypebox = async (app) => {
-  const { pool } = app.db;
+  const pool = app.db.adminPool;
   const country = app.config.DEFAULT_COUNTRY;
   let runningExports = 0;
 

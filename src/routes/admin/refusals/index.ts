@@ -21,7 +21,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: RefusalPageSchema, 400: ErrorSchema },
       },
     },
-    async (request) => listRefusals(app.db.pool, request.query),
+    async (request) => listRefusals(app.db.adminPool, request.query),
   );
 };
 export default routes;
