@@ -23,6 +23,7 @@ const MINUTE_MS = 60_000;
 const refusal = (description: string) => ({ ...ErrorSchema, description });
 const UNAUTHORIZED = refusal('No API key, or an unknown or revoked one: send `Authorization: Bearer <key>`');
 const FORBIDDEN = refusal('A viewer key: this route writes and needs an admin key');
+const BUSY = refusal("The admin API's database connections were all in use for 5 s (slow requests or CSV downloads): retry after `Retry-After` seconds");
 const TOO_MANY = refusal(
   'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
 );
@@ -77,7 +78,7 @@ export default fp(async function auth(app: FastifyInstance) {
     if (schema?.response) {
       const writes = [route.method].flat().some((m) => !READ_METHODS.has(m)) && !route.config?.changesNothing;
       const tooLarge = schema.body ? { 413: refusal(`The body is larger than this route's limit of ${route.bodyLimit} bytes (ADMIN_BODY_LIMIT_BYTES)`) } : {};
-      schema.response = { 401: UNAUTHORIZED, ...(writes ? { 403: FORBIDDEN } : {}), ...tooLarge, 429: TOO_MANY, ...schema.response };
+      schema.response = { 401: UNAUTHORIZED, ...(writes ? { 403: FORBIDDEN } : {}), ...tooLarge, 429: TOO_MANY, 503: BUSY, ...schema.response };
     }
   });
 

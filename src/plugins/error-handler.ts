@@ -4,6 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
+import { ADMIN_POOL_MAX, isPoolWaitTimeout, POOL_WAIT_MS } from '../store/database.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
@@ -74,8 +75,14 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       message = bodyTooLargeMessage(request);
     } else if (err.validation) {
       status = 400;
+    } else if (isPoolWaitTimeout(err)) {
+      // Slow admin requests (CSV downloads, long CDR lists, VIP imports of one list) hold the admin
+      // API's connections: the client's to retry, not a failure of exoroute (its callbacks have their own).
+      status = 503;
+      message = `the admin API's ${ADMIN_POOL_MAX} database connections were all in use for ${POOL_WAIT_MS / 1000} s (slow requests or CSV downloads): retry in a few seconds`;
+      reply.header('retry-after', String(POOL_WAIT_MS / 1000));
     }
-    if (status >= 500) {
+    if (status >= 500 && !isPoolWaitTimeout(err)) {
       request.log.error({ err }, 'request failed');
       message = 'internal error; the request was logged';
       status = status === 503 ? 503 : 500;

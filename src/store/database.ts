@@ -13,6 +13,14 @@ export const POOL_MAX = 10;
  * wait for one another here and leave the callbacks' connections alone.
  */
 export const ADMIN_POOL_MAX = 4;
+/** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
+export const POOL_WAIT_MS = 5000;
+
+/**
+ * pg-pool's error for a query that waited POOL_WAIT_MS for one of the pool's connections, all in
+ * use (a connection Postgres does not accept fails otherwise). Prisma passes it on as it is.
+ */
+export const isPoolWaitTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'timeout exceeded when trying to connect';
 
 export type { PrismaClient } from '../generated/prisma/client.js';
 
@@ -42,7 +50,7 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
   let prisma: PrismaClient | null = null;
   let closed = false;
   const open = (max: number) => {
-    const opened = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: 5000, idleTimeoutMillis: 30000 });
+    const opened = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: POOL_WAIT_MS, idleTimeoutMillis: 30000 });
     // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
     // pool.end() returns before the server has seen every connection go, and stopping the embedded
     // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.

@@ -6,6 +6,7 @@
  * that leave the user guessing (`must be equal to constant`, `must match format "date"`, …).
  */
 import t from 'tap';
+import pg from 'pg';
 import { parse } from 'yaml';
 import { renderOpenApiYaml } from '../../../src/openapi-document.js';
 import { buildTestApp } from '../../helper.js';
@@ -299,4 +300,43 @@ t.test('a method an admin path does not take is 405 with Allow naming those it t
   t.equal((await admin({ method: 'PUT', url: '/admin/cdrs/' })).statusCode, 404, 'a trailing slash is another path');
   const callback = await app.inject({ method: 'PUT', url: '/exotel/passthru/nope?CallSid=x' });
   t.equal(callback.headers.allow, 'GET, POST', "the callbacks' own 405 is unchanged");
+});
+
+t.test("an admin request that finds the admin API's database connections all busy for 5 s is a 503 with Retry-After saying so, not a 500", async (t) => {
+  // Slow admin requests (here: waiting on a lock another session holds) hold every connection of
+  // the admin API's pool; the next one waits for one, and gives up after 5 s. It was a 500
+  // "internal error", logged as a failure of exoroute.
+  const { app, db, admin } = await buildTestApp(t);
+  const locker = new pg.Client({ connectionString: db.url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE vip_lists, callback_refusals IN ACCESS EXCLUSIVE MODE');
+  // Its own session: one in a transaction reads pg_stat_activity as of its first read.
+  const observer = new pg.Client({ connectionString: db.url });
+  await observer.connect();
+  t.teardown(() => observer.end());
+  const max = db.adminPool.options.max;
+  const held = Array.from({ length: max }, () => admin({ method: 'GET', url: '/admin/vip-lists' }));
+  const waiting = async () =>
+    (
+      await observer.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%vip_lists%'`,
+      )
+    ).rows[0]!.n;
+  for (let i = 0; i < 500 && (await waiting()) < max; i++) await new Promise((r) => setTimeout(r, 10));
+  t.equal(await waiting(), max, 'every admin connection is held');
+  const late = await Promise.all([admin({ method: 'GET', url: '/admin/vip-lists' }), admin({ method: 'GET', url: '/admin/refusals' })]);
+  for (const res of late) {
+    t.equal(res.statusCode, 503, `${res.body}`);
+    t.match(res.json(), { statusCode: 503, message: /admin API's 4 database connections were all in use for 5 s/ });
+    t.ok(Number(res.headers['retry-after']) > 0, 'with Retry-After');
+  }
+  await locker.query('COMMIT');
+  t.same(
+    (await Promise.all(held)).map((r) => r.statusCode),
+    Array(max).fill(200),
+    'the slow ones are answered once the lock is gone',
+  );
+  t.equal(app.db.pool.totalCount - app.db.pool.idleCount, 0, "none of it took a callback's connection");
 });
