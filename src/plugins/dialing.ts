@@ -21,8 +21,8 @@ export default fp(
     const batched = dialAnswerer(pool, { log: app.log, onBatch: (size, seconds, ok) => app.metrics.observeDialBatch(size, seconds, ok) });
     // How a reported attempt ended, counted once by the instance that recorded it, as a dial event's
     // is: only for a member, under one of its own groups.
-    const answer = async (req: Parameters<typeof batched>[0]) => {
-      const offer = await batched(req);
+    const answer = async (req: Parameters<typeof batched>[0], waitMs: number) => {
+      const offer = await batched(req, waitMs);
       if (offer.reported) {
         const { member, group } = eventPacing(app.rules.current, offer.reported.agent, offer.reported.group);
         if (member) app.metrics.observeOfferEffect(group, offer.reported);

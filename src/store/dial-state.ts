@@ -103,16 +103,23 @@ const BATCH_SQL = 'SELECT idx, answer FROM dial_offer_batch($1::json)';
 
 interface Pending {
   req: DialRequest;
+  /** performance.now() past which the caller no longer waits for the answer (it answered without it) */
+  until: number;
   resolve: (answer: DialOffer) => void;
   reject: (err: Error) => void;
 }
+
+/** A request whose caller stopped waiting before it was sent: it is not sent at all. */
+export class DialRequestAbandoned extends Error {}
 
 /**
  * `answerAttempt` in batches: one request is sent at once; those that arrive while it runs wait,
  * and go together in one statement (dial_offer_batch(), one transaction) when it is done. Each is
  * answered as it would be alone. Under load this saves Postgres a transaction and a statement per
  * request, and exoroute a round trip and the wake-up of a backend (bench/README.md). A batch that
- * fails as a whole is retried request by request, so that one bad request fails only itself.
+ * fails as a whole is retried request by request, so that one bad request fails only itself. A
+ * request still queued `waitMs` after it was handed over (its caller has answered without it) is
+ * not sent: it is rejected with DialRequestAbandoned.
  */
 export function dialAnswerer(
   pool: pg.Pool,
@@ -125,7 +132,7 @@ export function dialAnswerer(
      */
     onBatch?: (size: number, seconds: number, ok: boolean) => void;
   } = {},
-): (req: DialRequest) => Promise<DialOffer> {
+): (req: DialRequest, waitMs?: number) => Promise<DialOffer> {
   const maxBatch = opts.maxBatch ?? 100;
   const queue: Pending[] = [];
   let running = false;
@@ -177,7 +184,16 @@ export function dialAnswerer(
   async function drain(): Promise<void> {
     running = true;
     while (queue.length > 0) {
-      const batch = queue.splice(0, maxBatch);
+      // Those whose callbacks already answered without them (their budget ran out while a statement
+      // before them was held) are dropped: sent late, they took turns of a rotation and wrote the dial
+      // state of calls that were answered onError, and stayed in memory for as long as the hold lasted.
+      const now = performance.now();
+      const batch = queue.splice(0, maxBatch).filter((p) => {
+        if (p.until > now) return true;
+        p.reject(new DialRequestAbandoned('not sent: the callback stopped waiting for it'));
+        return false;
+      });
+      if (batch.length === 0) continue;
       // settle() answers or rejects every request itself; anything else must not stall the queue
       await settle(batch).catch((err: Error) => {
         for (const p of batch) p.reject(err);
@@ -186,9 +202,9 @@ export function dialAnswerer(
     running = false;
   }
 
-  return (req) =>
+  return (req, waitMs = Infinity) =>
     new Promise<DialOffer>((resolve, reject) => {
-      queue.push({ req, resolve, reject });
+      queue.push({ req, until: performance.now() + waitMs, resolve, reject });
       if (!running) void drain();
     });
 }

@@ -81,7 +81,7 @@ export type AnswerDial = (opts: DialAnswerOptions) => Promise<CallbackResult<Dia
 export function answerDialWith(deps: {
   rules: { readonly current: RulesSnapshot | null };
   /** the answer for a request, its state written (dial_offer()) */
-  answer: (req: DialRequest) => Promise<DialOffer>;
+  answer: (req: DialRequest, waitMs: number) => Promise<DialOffer>;
   /** the same answer, nothing written (simulation) */
   preview: (req: DialRequest) => Promise<DialOffer>;
   random: () => number;
@@ -106,9 +106,10 @@ export function answerDialWith(deps: {
     call: ExotelCall,
     at: Date,
     dryRun: boolean,
+    waitMs: number,
   ): Promise<{ numbers: string[]; group: StoredDialGroup | null; trace: DialTrace }> {
     const { request, groups, groupOf, skipped } = dialRequest(snapshot, action, key, call, at, opts);
-    const offer = await (dryRun ? deps.preview(request) : deps.answer(request));
+    const offer = await (dryRun ? deps.preview(request) : deps.answer(request, waitMs));
     const skips = dialTrace(groups, groupOf, skipped, offer);
     // The tier offered rings with its own group's Connect settings.
     const group = groups[skips.tierIndex ?? 0] ?? null;
@@ -154,8 +155,10 @@ export function answerDialWith(deps: {
     const { flow, decision } = decided;
     const key = { callSid: call.callSid!, endpoint, flowSlug };
     try {
-      const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false);
-      const got = await withDeadline(work, waitMs - o.elapsedMs(), late);
+      const leftMs = waitMs - o.elapsedMs();
+      // Past its deadline the request is not sent either: it is no longer waited for.
+      const work = numbersFor(snapshot, decision.action, key, call, at, o.dryRun ?? false, leftMs);
+      const got = await withDeadline(work, leftMs, late);
       // A Connect answer carries the first CONNECT_MAX_NUMBERS. The dial state keeps the whole
       // answer, but only the numbers Exotel reports as dialled count as tried: the others are
       // offered again by the next attempt's re-fetch, and a repeated poll is cut the same way.

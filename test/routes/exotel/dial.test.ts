@@ -511,3 +511,38 @@ t.test(
     );
   },
 );
+
+t.test(
+  'dial callbacks that gave up waiting behind a stuck dial-state statement are not sent to Postgres later: no turn of the rotation for calls answered onError',
+  async (t) => {
+    // The dial state is asked one statement at a time; what arrives meanwhile queues in memory. When
+    // one statement is held (a lock, a stalled Postgres), every dial callback after it answered the
+    // flow's onError at its budget, but its request stayed queued, for as long as the hold lasted,
+    // and was then sent anyway: each took a turn of the round robin (and wrote the call's dial state)
+    // for a call that was never offered the group.
+    const ctx = await setup(t, { strategy: 'round_robin' }, { DECISION_BUDGET_MS: '300' });
+    const before = await rrPosition(ctx);
+    const holder = new pg.Client({ connectionString: ctx.db.url });
+    await holder.connect();
+    t.teardown(() => holder.end());
+    // the call's advisory lock, as dial_offer() takes it
+    await holder.query('SELECT pg_advisory_lock(1684627820, hashtext($1))', ['held']);
+    const held = await dialWhom(ctx, 'CallSid=held');
+    t.equal(held.body, '+919800000099', 'the held call: onError');
+    const queued = [];
+    for (let i = 0; i < 5; i++) queued.push(await dialWhom(ctx, `CallSid=queued${i}`));
+    t.same(
+      queued.map((r) => r.body),
+      Array(5).fill('+919800000099'),
+      'the calls queued behind it: onError, each at its budget',
+    );
+    await holder.query('SELECT pg_advisory_unlock(1684627820, hashtext($1))', ['held']);
+    // The next call is answered by the group once the held statement is done.
+    let next = await dialWhom(ctx, 'CallSid=after');
+    for (let i = 0; i < 50 && next.body === '+919800000099'; i++) next = await dialWhom(ctx, `CallSid=after${i}`);
+    t.not(next.body, '+919800000099', 'the group answers again');
+    const { rows } = await ctx.db.pool.query<{ call_sid: string }>("SELECT call_sid FROM dial_calls WHERE call_sid LIKE 'queued%'");
+    t.same(rows, [], 'no dial state for the calls that gave up before their request was sent');
+    t.equal(await rrPosition(ctx), before + 2, 'the rotation moved for the held call and the next, not for the abandoned ones');
+  },
+);
