@@ -23,7 +23,9 @@ const MINUTE_MS = 60_000;
 const refusal = (description: string) => ({ ...ErrorSchema, description });
 const UNAUTHORIZED = refusal('No API key, or an unknown or revoked one: send `Authorization: Bearer <key>`');
 const FORBIDDEN = refusal('A viewer key: this route writes and needs an admin key');
-const BUSY = refusal("The admin API's database connections were all in use for 5 s (slow requests or CSV downloads): retry after `Retry-After` seconds");
+const BUSY = refusal(
+  "The admin API's database connections were all in use for 5 s (slow requests or CSV downloads), or the database is unavailable (Postgres down, restarting or unreachable): retry after `Retry-After` seconds",
+);
 const TOO_MANY = refusal(
   'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
 );

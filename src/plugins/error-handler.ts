@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
-import { ADMIN_POOL_MAX, isPoolWaitTimeout, POOL_WAIT_MS } from '../store/database.js';
+import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, POOL_WAIT_MS } from '../store/database.js';
 import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
 import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
@@ -58,11 +58,16 @@ function duplicateMessage(err: Prisma.PrismaClientKnownRequestError, body: unkno
   return `${known ? `a ${known.kind}` : 'an object'} with the same ${target} already exists`;
 }
 
+/** Retry-After of a 503 while the database is unavailable. */
+const UNAVAILABLE_RETRY_SECONDS = 5;
+
 /** Maps domain, validation and Prisma errors to `{statusCode, error, message}`; 5xx never leak internals. */
 export default fp(async function errorHandler(app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request, reply) => {
     let status = err.statusCode ?? 500;
     let message = err.message;
+    /** A 503 whose message says what to do (the admin pool busy, the database unavailable). */
+    let retry = false;
     if (err instanceof DomainError) {
       status = err.statusCode;
     } else if (err instanceof Prisma.PrismaClientKnownRequestError && err.code === 'P2002') {
@@ -81,8 +86,17 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       status = 503;
       message = `the admin API's ${ADMIN_POOL_MAX} database connections were all in use for ${POOL_WAIT_MS / 1000} s (slow requests or CSV downloads): retry in a few seconds`;
       reply.header('retry-after', String(POOL_WAIT_MS / 1000));
+      retry = true;
+    } else if (status >= 500 && isDatabaseUnavailable(err)) {
+      // Postgres down, restarting or unreachable: the client's to retry (callbacks go on from the rules
+      // in memory). Logged with its code alone: Prisma's message is a page of source and the host.
+      status = 503;
+      message = 'the database is unavailable (Postgres refused or dropped the connection): retry in a few seconds';
+      reply.header('retry-after', String(UNAVAILABLE_RETRY_SECONDS));
+      request.log.error({ code: (err as { code?: unknown }).code }, 'database unavailable');
+      retry = true;
     }
-    if (status >= 500 && !isPoolWaitTimeout(err)) {
+    if (status >= 500 && !retry) {
       request.log.error({ err }, 'request failed');
       message = 'internal error; the request was logged';
       status = status === 503 ? 503 : 500;

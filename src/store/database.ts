@@ -22,6 +22,22 @@ export const POOL_WAIT_MS = 5000;
  */
 export const isPoolWaitTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'timeout exceeded when trying to connect';
 
+/**
+ * Codes of a database that is down, restarting or unreachable, as Prisma (P1001 can't reach, P1002
+ * timed out, P1017 connection closed), pg and Node (a refused or reset socket) and Postgres (57P01–03
+ * shutting down or starting up, class 08 connection exceptions) give them.
+ */
+const UNAVAILABLE = /^(P1001|P1002|P1017|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|57P0[123]|08\w{3})$/;
+
+/** Whether `err` (or what it wraps) says the database could not be reached, rather than that a statement failed. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && UNAVAILABLE.test(e.code)) return true;
+    if (typeof e.message === 'string' && /^Connection terminated/.test(e.message)) return true;
+  }
+  return false;
+}
+
 export type { PrismaClient } from '../generated/prisma/client.js';
 
 export interface Database {

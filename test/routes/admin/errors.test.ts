@@ -8,8 +8,11 @@
 import t from 'tap';
 import pg from 'pg';
 import { parse } from 'yaml';
+import { buildApp } from '../../../src/app.js';
+import { loadConfig } from '../../../src/config.js';
 import { renderOpenApiYaml } from '../../../src/openapi-document.js';
-import { buildTestApp } from '../../helper.js';
+import { isDatabaseUnavailable, openDatabase } from '../../../src/store/database.js';
+import { ADMIN_KEY, buildTestApp, capturedLog } from '../../helper.js';
 
 const SECRET = 'sweep-secret-5a7c-0b1d';
 
@@ -339,4 +342,31 @@ t.test("an admin request that finds the admin API's database connections all bus
     'the slow ones are answered once the lock is gone',
   );
   t.equal(app.db.pool.totalCount - app.db.pool.idleCount, 0, "none of it took a callback's connection");
+});
+
+t.test('while Postgres cannot be reached an admin request is a 503 with Retry-After saying so, not a 500 "internal error"', async (t) => {
+  // Postgres stopped, restarting or unreachable: every admin request fails at its key's lookup.
+  const { logger, lines } = capturedLog('info');
+  const db = openDatabase('postgresql://exoroute:s3cret-pw@127.0.0.1:1/exoroute', logger);
+  const app = await buildApp({ config: loadConfig({ DATA_DIR: '.data', ADMIN_API_KEY: ADMIN_KEY }), db, logger, background: false });
+  t.teardown(async () => {
+    await app.close();
+    await db.close();
+  });
+  for (const url of ['/admin/flows', '/admin/agents', '/admin/cdrs?limit=1']) {
+    const res = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
+    t.equal(res.statusCode, 503, `GET ${url}`);
+    t.equal(res.headers['retry-after'], '5');
+    t.match(res.json().message, /database is unavailable.*retry in a few seconds/);
+  }
+  const logged = lines.join('');
+  t.match(logged, /"msg":"database unavailable"/, 'logged, with its code');
+  t.notMatch(logged, /s3cret-pw|Invalid `prisma/, 'without the password or a page of Prisma source');
+  // What counts: codes of a connection that failed, not of a statement that did.
+  t.ok(isDatabaseUnavailable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })));
+  t.ok(isDatabaseUnavailable(new Error('Connection terminated unexpectedly')));
+  t.ok(isDatabaseUnavailable(Object.assign(new Error('the database system is shutting down'), { code: '57P03' })));
+  t.ok(isDatabaseUnavailable({ cause: { code: '08006' } }), 'found in what the error wraps');
+  t.notOk(isDatabaseUnavailable(Object.assign(new Error('deadlock detected'), { code: '40P01' })));
+  t.notOk(isDatabaseUnavailable(Object.assign(new Error('duplicate key'), { code: 'P2002' })));
 });
