@@ -242,21 +242,6 @@ export default fp(
       if (eventsFailed > 0) request.log.error({ err, callSid, eventsFailed }, 'agent state not updated');
     }
 
-    async function finish(
-      request: FastifyRequest,
-      reply: FastifyReply,
-      endpoint: CallbackEndpoint | 'unknown',
-      flowSlug: string | null,
-      call: ExotelCall,
-      result: CallbackResult,
-      t0: number,
-      receivedAt: Date,
-      loggedFlow = flowSlug,
-    ) {
-      await record(request.log, endpoint, flowSlug, call, result, t0, receivedAt, loggedFlow);
-      return answerWith(reply, result.answer);
-    }
-
     /**
      * Stores a callback's CDR (before its answer leaves), logs its line and observes it in the
      * metrics. `loggedFlow`: the flow the log line names, when the CDR has none (a dial event's URL names it).
@@ -364,7 +349,8 @@ export default fp(
       const endpoint = endpointNamed(routed ?? segments[2]);
       const named = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3] || null);
       const flow = named === null ? null : flowOfPath(named, config.EXOTEL_CALLBACK_SECRET);
-      return finish(request, reply, endpoint, flow, call, rejected(status, message), t0, new Date());
+      const result = rejected(status, message);
+      return record(request.log, endpoint, flow, call, result, t0, new Date()).then(() => answerWith(reply, result.answer));
     }
 
     app.decorate('refuseCallback', refuse);
@@ -439,7 +425,8 @@ export default fp(
             beforeReserveMs - elapsedMs(),
           );
         }
-        return finish(request, reply, endpoint, flowSlug, call, result, t0, receivedAt);
+        await record(request.log, endpoint, flowSlug, call, result, t0, receivedAt);
+        return answerWith(reply, result.answer);
       };
 
     async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
@@ -507,7 +494,8 @@ export default fp(
       }
       // The flow the URL names (its Connect answer put it there), for the log line: the CDR keeps none.
       const urlFlow = typeof call.raw.flow === 'string' && call.raw.flow !== '' ? flowOfPath(call.raw.flow, config.EXOTEL_CALLBACK_SECRET) : null;
-      return finish(request, reply, 'dial-events', null, call, result, t0, receivedAt, urlFlow);
+      await record(request.log, 'dial-events', null, call, result, t0, receivedAt, urlFlow);
+      return answerWith(reply, result.answer);
     }
 
     const schema = (endpoint: FlowEndpoint, method: 'GET' | 'POST') => ({
