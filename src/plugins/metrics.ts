@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { countAgentStates } from '../store/agents.js';
@@ -180,14 +181,17 @@ export default fp(
         registers,
       }),
     };
-    const { pool } = db;
-    const poolGauges: Array<[string, string, () => number]> = [
-      ['exoroute_db_pool_connections', 'Connections open in the Postgres pool.', () => pool.totalCount],
-      ['exoroute_db_pool_idle_connections', 'Open pool connections not in use.', () => pool.idleCount],
-      ['exoroute_db_pool_waiting_clients', 'Queries waiting for a pool connection.', () => pool.waitingCount],
-      ['exoroute_db_pool_max_connections', 'Size limit of the Postgres pool.', () => pool.options.max ?? 10],
+    // Each pool's gauges by name: the callbacks' pool keeps the names dashboards and alerts know.
+    const poolGauges = (prefix: string, pool: pg.Pool, what: string): Array<[string, string, () => number]> => [
+      [`${prefix}_connections`, `Connections open in ${what}.`, () => pool.totalCount],
+      [`${prefix}_idle_connections`, `Open connections of ${what} not in use.`, () => pool.idleCount],
+      [`${prefix}_waiting_clients`, `Queries waiting for a connection of ${what}.`, () => pool.waitingCount],
+      [`${prefix}_max_connections`, `Size limit of ${what}.`, () => pool.options.max ?? 10],
     ];
-    for (const [name, help, read] of poolGauges) {
+    for (const [name, help, read] of [
+      ...poolGauges('exoroute_db_pool', db.pool, "the callbacks' Postgres pool"),
+      ...poolGauges('exoroute_db_admin_pool', db.adminPool, "the admin API's Postgres pool"),
+    ]) {
       new Gauge({
         name,
         help,
@@ -199,7 +203,8 @@ export default fp(
     }
 
     const busyTtlMs = app.config.AGENT_BUSY_TTL_SECONDS * 1000;
-    // After the pool gauges: its query would otherwise show in their reading of this same scrape.
+    // On the admin API's pool, after its gauges (its query would otherwise show in their reading of
+    // this same scrape): a scrape never takes a connection the callbacks wait for.
     new Gauge({
       name: 'exoroute_agents',
       help: 'Dial-group members by state now: on_call, away, wrapping_up, paused, inactive, off_shift, available (each counted once).',
@@ -213,7 +218,7 @@ export default fp(
           // Bounded, waiting for a pool connection included: a scrape that hangs on a stalled Postgres
           // makes the instance look down and loses the spool depth, the metric that matters then.
           const counts = await withDeadline(
-            countAgentStates(db.pool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs), AGENTS_QUERY_TIMEOUT_MS),
+            countAgentStates(db.adminPool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs), AGENTS_QUERY_TIMEOUT_MS),
             AGENTS_QUERY_TIMEOUT_MS,
             (ms) => `no answer from Postgres within ${ms} ms`,
           );

@@ -112,6 +112,10 @@ t.test('/metrics counts every callback by endpoint and outcome, with CDR batches
   t.ok(sample(samples, 'exoroute_db_pool_idle_connections')! >= 0);
   t.equal(sample(samples, 'exoroute_db_pool_waiting_clients'), 0);
   t.equal(sample(samples, 'exoroute_db_pool_max_connections'), ctx.db.pool.options.max);
+  t.ok(sample(samples, 'exoroute_db_admin_pool_connections')! >= 0);
+  t.ok(sample(samples, 'exoroute_db_admin_pool_idle_connections')! >= 0);
+  t.equal(sample(samples, 'exoroute_db_admin_pool_waiting_clients'), 0);
+  t.equal(sample(samples, 'exoroute_db_admin_pool_max_connections'), ctx.db.adminPool.options.max);
 
   const age = sample(samples, 'exoroute_rules_snapshot_age_seconds')!;
   t.ok(age >= 0 && age < 30, `snapshot age ${age}s`);
@@ -304,6 +308,22 @@ t.test('a Postgres that does not answer leaves /metrics answering, with the spoo
     after.samples.some((s) => s.name === 'exoroute_agents'),
     'and are back once Postgres answers',
   );
+});
+
+t.test("a scrape counts the agents on the admin API's pool, not on a connection a callback waits for", async (t) => {
+  // The agents' query ran on the callbacks' pool: with every one of its connections taken by
+  // callbacks (a busy minute), each scrape queued behind them and, after 1 s, left the agents out.
+  const ctx = await buildTestApp(t);
+  for (let i = 0; i < 300 && !ctx.app.rules.current; i++) await new Promise((r) => setTimeout(r, 10));
+  const held = await Promise.all(Array.from({ length: ctx.db.pool.options.max! }, () => ctx.db.pool.connect()));
+  t.teardown(() => held.forEach((c) => c.release()));
+  const { samples } = await scrape(ctx);
+  t.equal(sample(samples, 'exoroute_db_pool_idle_connections'), 0, "every callbacks' connection is taken");
+  t.ok(
+    samples.some((s) => s.name === 'exoroute_agents'),
+    'the agents are counted all the same',
+  );
+  t.equal(sample(samples, 'exoroute_db_pool_waiting_clients'), 0, 'and the scrape did not wait for one');
 });
 
 t.test('the latency buckets reach past any DECISION_BUDGET_MS, so p99 can show a callback near or over its budget', async (t) => {
