@@ -18,6 +18,9 @@ export const AuditQuerySchema = Type.Object(
     entityId: Type.Optional(
       Type.String({ minLength: 1, maxLength: 200, description: "The slug; an API key's id; an agent's number, in any form (09812345678, +919812345678)" }),
     ),
+    apiKeyId: Type.Optional(Type.String({ format: 'uuid', description: "The key that made the changes (an API key's id, as in `GET /admin/api-keys`)" })),
+    from: Type.Optional(Type.String({ format: 'date-time', description: 'Made at or after this instant (ISO 8601 with offset)' })),
+    to: Type.Optional(Type.String({ format: 'date-time', description: 'Made before this instant (ISO 8601 with offset)' })),
   },
   { additionalProperties: false },
 );

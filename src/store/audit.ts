@@ -3,6 +3,7 @@ import type { Prisma } from '../generated/prisma/client.js';
 import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type { PrismaClient } from './database.js';
 import { parseId } from './ids.js';
+import { InvalidFieldError } from '../errors.js';
 
 /** Who makes an admin change: the API key's id (null for the service itself). */
 export interface Actor {
@@ -71,9 +72,20 @@ export async function unlessUnchanged<T extends object>(write: (unlessUnchanged:
 
 export async function listAudit(
   prisma: PrismaClient,
-  q: { limit?: number | undefined; cursor?: string | undefined; entity?: string | undefined; entityId?: string | undefined },
+  q: {
+    limit?: number | undefined;
+    cursor?: string | undefined;
+    entity?: string | undefined;
+    entityId?: string | undefined;
+    apiKeyId?: string | undefined;
+    from?: string | undefined;
+    to?: string | undefined;
+  },
 ) {
   const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
+  const from = q.from !== undefined ? new Date(q.from) : undefined;
+  const to = q.to !== undefined ? new Date(q.to) : undefined;
+  if (from && to && to < from) throw new InvalidFieldError('querystring/to', `must not be before from (${q.from})`);
   // A cursor past bigint names no entry; the paging has ended.
   const before = q.cursor !== undefined ? parseId(q.cursor) : null;
   if (q.cursor !== undefined && before === null) return { items: [], nextCursor: null };
@@ -81,6 +93,8 @@ export async function listAudit(
     where: {
       ...(q.entity ? { entity: q.entity } : {}),
       ...(q.entityId ? { entityId: q.entityId } : {}),
+      ...(q.apiKeyId ? { apiKeyId: q.apiKeyId } : {}),
+      ...(from || to ? { at: { ...(from ? { gte: from } : {}), ...(to ? { lt: to } : {}) } } : {}),
       ...(before !== null ? { id: { lt: before } } : {}),
     },
     orderBy: { id: 'desc' },

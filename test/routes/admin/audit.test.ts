@@ -92,3 +92,54 @@ t.test("entity=agent: entityId is the agent's number in any form, as the agents 
   t.equal(slug.statusCode, 200);
   t.equal(slug.json().items.length, 1, 'other entities are still found by their slug');
 });
+
+t.test('the trail filters by the key that made the change and by time, and a bad filter is 400 naming it', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  const created = await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'deploy bot', role: 'admin' } });
+  t.equal(created.statusCode, 201);
+  const bot = created.json() as { id: string; key: string };
+  const asBot = { authorization: `Bearer ${bot.key}` };
+  for (const slug of ['by-bot-1', 'by-bot-2']) {
+    t.equal((await app.inject({ method: 'POST', url: '/admin/vip-lists', headers: asBot, payload: { slug, name: slug } })).statusCode, 201);
+  }
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'by-hand', name: 'by hand' } })).statusCode, 201);
+
+  const list = async (query: string) => {
+    const res = await admin({ method: 'GET', url: `/admin/audit?${query}` });
+    t.equal(res.statusCode, 200, `${query}: ${res.body.slice(0, 200)}`);
+    return (res.json() as { items: Array<{ entityId: string; apiKeyId: string | null; at: string }> }).items;
+  };
+  const byBot = await list(`entity=vip-list&apiKeyId=${bot.id}`);
+  t.same(
+    byBot.map((i) => i.entityId),
+    ['by-bot-2', 'by-bot-1'],
+    "the bot's changes only",
+  );
+
+  const all = await list('entity=vip-list');
+  t.equal(all.length, 3);
+  const middle = all[1]!.at; // by-bot-2's
+  const laterThan = (at: string) => all.filter((i) => i.at >= at).map((i) => i.entityId);
+  t.same(
+    (await list(`entity=vip-list&from=${encodeURIComponent(middle)}`)).map((i) => i.entityId),
+    laterThan(middle),
+    'from: at or after the instant',
+  );
+  t.same(
+    (await list(`entity=vip-list&to=${encodeURIComponent(middle)}`)).map((i) => i.entityId),
+    all.filter((i) => i.at < middle).map((i) => i.entityId),
+    'to: before the instant',
+  );
+  t.same(await list('from=2999-01-01T00:00:00Z'), [], 'nothing in the future');
+
+  for (const [query, field] of [
+    ['apiKeyId=deploy-bot', 'apiKeyId'],
+    ['from=yesterday', 'from'],
+    ['to=2026-13-01T00:00:00Z', 'to'],
+    ['from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z', 'to'],
+  ] as const) {
+    const res = await admin({ method: 'GET', url: `/admin/audit?${query}` });
+    t.equal(res.statusCode, 400, `${query}: ${res.body.slice(0, 200)}`);
+    t.match(res.json().message, new RegExp(`^querystring/${field}`), query);
+  }
+});

@@ -23,7 +23,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listAudit',
         summary: 'Admin writes, newest first: key, time, action, entity, before, after',
         description:
-          'One entry per admin write: the key that made it, when, the action (create, replace, update, delete, …), the entity and its slug or id, and the object before and after. Filter by `entity` and `entityId`; page with `cursor`. A query parameter out of range or unknown is 400 naming it.',
+          'One entry per admin write: the key that made it, when, the action (create, replace, update, delete, …), the entity and its slug or id, and the object before and after. Filter by `entity` and `entityId`, by the key that made them (`apiKeyId`) and by time (`from`, `to`); page with `cursor`. A query parameter out of range or unknown is 400 naming it.',
         querystring: AuditQuerySchema,
         response: { 200: AuditPageSchema, 400: ErrorSchema },
       },
