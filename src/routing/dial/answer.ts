@@ -111,8 +111,10 @@ export function answerDialWith(deps: {
     const { request, groups, groupOf, skipped } = dialRequest(snapshot, action, key, call, at, opts);
     const offer = await (dryRun ? deps.preview(request) : deps.answer(request, waitMs));
     const skips = dialTrace(groups, groupOf, skipped, offer);
-    // The tier offered rings with its own group's Connect settings.
-    const group = groups[skips.tierIndex ?? 0] ?? null;
+    // The tier offered rings with its own group's Connect settings. A repeated poll (no tier from
+    // Postgres) repeats one tier's numbers: that tier is its first number's.
+    const repeated = skips.tierIndex === null && offer.numbers.length > 0 ? groupOf(offer.numbers[0]!) : null;
+    const group = repeated ?? groups[skips.tierIndex ?? 0] ?? null;
     return { numbers: offer.numbers, group, trace: { ...skips, ...dialPolicy(group, call) } };
   }
 

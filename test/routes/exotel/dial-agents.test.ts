@@ -1330,6 +1330,31 @@ t.test('overflow tiers: the second group only when the first has nobody left; ea
   t.match(JSON.parse(sim.json().answer.body), { dial_passthru_event_url: /group=sales/ });
 });
 
+t.test("a repeated Connect poll of an attempt the second tier answered rings with that tier's Connect settings, as the first poll did", async (t) => {
+  // Exotel may poll one attempt twice (at once, or its fallback URL pointing here): the repeat got
+  // the same numbers, but the first tier's settings and `group` in the events URL, so Exotel rang
+  // support's agents one by one for sales' 20 s, unrecorded, and their dial events were paced as sales'.
+  const ctx = await setup(t, {
+    sales: { connect: { maxRingingDuration: 20 } },
+    support: { strategy: 'parallel', connect: { record: true, maxRingingDuration: 45, maxParallelAttempts: 3 } },
+    action: { dialGroups: ['sales', 'support'] },
+  });
+  for (const n of ['09811100001', '09811100002', '09811100003']) await event(ctx, `CallSid=busy-${n}&DialWhomNumber=${n}&Status=busy&EventType=Dial`);
+  const poll = async () =>
+    JSON.parse(
+      (await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallFrom=09800000001&CallSid=rep1', headers: { 'exotel-version': '1.0' } })).body,
+    );
+  const first = await poll();
+  t.match(first, {
+    destination: { numbers: [D] },
+    record: true,
+    max_ringing_duration: 45,
+    parallel_ringing: { activate: true, max_parallel_attempts: 3 },
+    dial_passthru_event_url: /group=support&/,
+  });
+  t.same(await poll(), first, 'the repeated poll gets the same answer, settings and all');
+});
+
 t.test('tiers at write time: a repeated group is 400, an unknown one 422; a group in use by tiers cannot be deleted (409)', async (t) => {
   const ctx = await setup(t, { action: { dialGroups: ['sales', 'support'] } });
   const flow = (otherwise: unknown) =>
