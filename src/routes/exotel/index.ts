@@ -56,6 +56,8 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
  * caller, refused ones too, can send such a value. Exotel's are far shorter; `params` keeps the whole.
  */
 const MAX_INDEXED_CHARS = 200;
+/** Why a callback URL that ends in '/' is refused: the flow's `exotelUrls` have none. */
+const TRAILING_SLASH = `the URL ends in '/': remove it (${CALLBACK_PREFIX}/<endpoint>/<flow>, as the flow's exotelUrls give it)`;
 /** Most unknown Exotel-Version values logged (once each) per process. */
 const MAX_VERSIONS_WARNED = 20;
 
@@ -537,7 +539,12 @@ export default fp(
         // endpoint asked with another method than Exotel's (a monitor's HEAD, OPTIONS, PUT) is 405:
         // it decides nothing, so a HEAD toggles no agent and takes no turn of a rotation.
         exotel.setNotFoundHandler(async (request, reply) => {
-          if (!ENDPOINT_PATH.test(request.url.split('?', 1)[0]!)) return refuse(request, reply, 404, 'no such callback endpoint');
+          const path = request.url.split('?', 1)[0]!;
+          if (!ENDPOINT_PATH.test(path)) {
+            // A URL pasted with a '/' at its end names a flow, but is no endpoint's: say what to fix.
+            const slash = path.endsWith('/') && ENDPOINT_PATH.test(path.replace(/\/+$/, ''));
+            return refuse(request, reply, 404, slash ? `no such callback endpoint: ${TRAILING_SLASH}` : 'no such callback endpoint');
+          }
           reply.header('allow', CALLBACK_METHODS.join(', '));
           return refuse(request, reply, 405, `${request.method} is not allowed: Exotel calls back with GET or POST`);
         });

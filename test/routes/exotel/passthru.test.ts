@@ -348,6 +348,24 @@ t.test('paths under /exotel that are no endpoint, or that the router cannot deco
   }
 });
 
+t.test("a callback URL pasted with a '/' at its end: the 404 and its CDR say to remove it", async (t) => {
+  // It was "no such callback endpoint", which does not tell a user whose every call took the
+  // applet's error path that the flow is right and only the slash is wrong.
+  const ctx = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: 's3cret-token-value' });
+  for (const url of ['/exotel/passthru/inbound/', '/exotel/dial-whom/agents//', '/exotel/dial-events/']) {
+    const sid = `slash-${url.split('/')[2]}`;
+    const res = await ctx.app.inject({ method: 'GET', url: `${url}?CallSid=${sid}&token=s3cret-token-value` });
+    t.equal(res.statusCode, 404, url);
+    t.match(res.json(), { message: /ends in '\/': remove it/ }, url);
+    t.notMatch(res.body, /s3cret/);
+    const cdrs = await cdrsFor(ctx, sid);
+    t.equal(cdrs.length, 1, `one CDR for ${url}`);
+    t.match(cdrs[0], { httpStatus: 404, reason: /ends in '\/': remove it/ });
+  }
+  const typo = await ctx.app.inject({ method: 'GET', url: '/exotel/nosuch/inbound/?CallSid=typo&token=s3cret-token-value' });
+  t.equal(typo.json().message, 'no such callback endpoint', 'a path that is no endpoint without its slash either is told no more');
+});
+
 /** Sends raw bytes to the listening app and resolves with all it answered once it closes the connection. */
 function rawExchange(port: number, bytes: string): Promise<string> {
   return new Promise((resolve) => {
