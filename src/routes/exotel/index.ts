@@ -239,6 +239,8 @@ export default fp(
     const agentStateFailures = new Tally();
     /** The unknown Exotel-Version values already logged (a caller could send any number of them: bounded). */
     const versionsWarned = new Set<string>();
+    /** The flows whose Dial Whom URL Connect's dynamic URL field was given, already logged (bounded as above). */
+    const dialWhomAsConnectWarned = new Set<string>();
     function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
       const eventsFailed = agentStateFailures.add();
       if (eventsFailed > 0) request.log.error({ err, callSid, eventsFailed }, 'agent state not updated');
@@ -410,6 +412,15 @@ export default fp(
             );
           }
           call.warnings.push(`Exotel-Version ${shown} is not ${CONNECT_VERSION}`);
+        } else if (endpoint === 'dial-whom' && version !== undefined) {
+          // Only Connect's dynamic URL sends the header: the Dial Whom URL was pasted into that field,
+          // whose answer Exotel reads as Connect JSON: it cannot act on a list of numbers.
+          const problem = `Exotel-Version is sent by Connect's dynamic URL, which cannot read this Dial Whom answer: give that field ${CALLBACK_PREFIX}/connect/${flowSlug}`;
+          if (!refused && !dialWhomAsConnectWarned.has(flowSlug) && dialWhomAsConnectWarned.size < MAX_VERSIONS_WARNED) {
+            dialWhomAsConnectWarned.add(flowSlug);
+            request.log.warn({ callSid: call.callSid, flow: flowSlug }, `${problem} (logged once per flow)`);
+          }
+          call.warnings.push(problem);
         }
         const elapsedMs = () => performance.now() - t0;
         let result = refused

@@ -546,3 +546,17 @@ t.test(
     t.equal(await rrPosition(ctx), before + 2, 'the rotation moved for the held call and the next, not for the abandoned ones');
   },
 );
+
+t.test("the Dial Whom URL given to Connect's dynamic URL field (Exotel-Version sent): the CDR says which URL that field needs", async (t) => {
+  // Exotel reads that field's answer as Connect JSON: it cannot act on a list of numbers, and the CDR
+  // said only "answered". Only Connect's dynamic URL sends Exotel-Version.
+  const ctx = await setup(t);
+  const res = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/agents?CallSid=wrong-field', headers: { 'exotel-version': '1.0' } });
+  t.equal(res.statusCode, 200);
+  t.equal(res.body, `${A},${B},${C}`, 'answered as before');
+  const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'wrong-field' } });
+  t.match((cdr.decision as { warnings?: string[] }).warnings, [/Connect's dynamic URL.*\/exotel\/connect\/agents/]);
+  await dialWhom(ctx, 'CallSid=right-field');
+  const right = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'right-field' } });
+  t.notOk((right.decision as { warnings?: string[] }).warnings, 'Dial Whom as Exotel calls it: no warning');
+});
