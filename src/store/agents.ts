@@ -43,7 +43,9 @@ const changesBy = (p: { number: string; setBy: string; at: string }) =>
  * repeats are caught by the row's set_by and status (read under the row lock), later ones by the
  * call's last audit entry of the last day (a call lasts hours at most; read by the index on
  * entity_id and at). Set available, the agent's pause is lifted and its count of missed offers
- * starts again.
+ * starts again; so is a wrap-up, and a busy state whose end never came (a lost `free` event): the
+ * legs of the agent's offers that no end event closed count as ended, so that the end of the next
+ * call's leg does not make the agent busy on one of them again (dial_agent_event()).
  */
 const SET_SQL = `
 WITH prev AS (
@@ -63,7 +65,11 @@ WITH prev AS (
 ), cleared AS (
   INSERT INTO agent_states AS s (number, misses_since, updated_at)
   SELECT $1, $6, $6 WHERE (SELECT status FROM next) = 'available'
-  ON CONFLICT (number) DO UPDATE SET misses_since = EXCLUDED.misses_since, paused_until = NULL, paused_reason = NULL, updated_at = $6
+  ON CONFLICT (number) DO UPDATE SET misses_since = EXCLUDED.misses_since, paused_until = NULL, paused_reason = NULL,
+    busy = false, busy_since = NULL, busy_call_sid = NULL, wrap_up_until = NULL, updated_at = $6
+), legs_over AS (
+  UPDATE agent_offers SET end_events = dial_events
+   WHERE number = $1 AND dial_events > end_events AND (SELECT status FROM next) = 'available'
 ), audit AS (
   INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after)
   SELECT $7::uuid, 'set-availability', 'agent', $1, (SELECT to_jsonb(p) FROM prev p), to_jsonb(n) FROM next n

@@ -159,3 +159,33 @@ t.test('a second Connect applet of the call (another flow): the agent the first 
   t.equal(await dialWhom(ctx, 'agents', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), '');
   t.equal(await dialWhom(ctx, 'agents2', 'CallSid=s2&DialCallStatus=no-answer&DialWhomNumber=09811100001'), `${C},${D}`);
 });
+
+t.test(
+  "a supervisor sets an agent available: an on_call whose end never came and a wrap-up are over, and the lost call's leg does not make them busy again",
+  async (t) => {
+    const ctx = await setup(t, { sales: { wrapUpSeconds: 300 } });
+    const available = () => ctx.admin({ method: 'PUT', url: `/admin/agents/${enc(A)}/availability`, payload: { status: 'available' } });
+    // A answers call l1, whose end Exotel never reports (a lost webhook)
+    const l1 = await connect(ctx, 'agents', 'CallSid=l1');
+    t.same(l1.destination.numbers, [A, B, C]);
+    for (const ev of ['Status=busy&EventType=Dial', 'Status=busy&EventType=Answered']) {
+      t.equal((await event(ctx, `CallSid=l1&DialWhomNumber=09811100001&${ev}&${eventsQuery(l1)}`)).statusCode, 200);
+    }
+    t.match(await agent(ctx, A), { state: 'on_call', onCall: { callSid: 'l1' } });
+    t.same((await connect(ctx, 'agents', 'CallSid=l2')).destination.numbers, [B, C], 'on a call: not offered');
+    // the supervisor knows A is free
+    t.equal((await available()).statusCode, 200);
+    t.match(await agent(ctx, A), { state: 'available', onCall: null }, 'no longer on a call');
+    const l3 = await connect(ctx, 'agents', 'CallSid=l3');
+    t.same(l3.destination.numbers, [A, B, C], 'offered again at once');
+    // A takes l3; its end starts the wrap-up, and does not put A back on the lost call l1
+    for (const ev of ['Status=busy&EventType=Dial', 'Status=busy&EventType=Answered', 'Status=free&EventType=Terminal']) {
+      t.equal((await event(ctx, `CallSid=l3&DialWhomNumber=09811100001&${ev}&${eventsQuery(l3)}`)).statusCode, 200);
+    }
+    t.match(await agent(ctx, A), { state: 'wrapping_up', onCall: null }, "l3's end: wrapping up, not on the lost call l1");
+    // the supervisor ends the wrap-up
+    t.equal((await available()).statusCode, 200);
+    t.match(await agent(ctx, A), { state: 'available', wrapUpUntil: null });
+    t.same((await connect(ctx, 'agents', 'CallSid=l4')).destination.numbers, [A, B, C], 'offered again at once');
+  },
+);

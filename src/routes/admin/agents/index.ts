@@ -80,7 +80,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         operationId: 'setAgentAvailability',
         summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
-        description: 'Set available, an agent paused after missed offers is offered again at once. Every instance follows within a second.',
+        description:
+          'Set available, an agent paused after missed offers, wrapping up, or on a call whose end never came (a lost `free` dial event) is offered again at once. ' +
+          'Every instance follows within a second.',
         params: AgentParamsSchema,
         body: withExamples(AvailabilityInputSchema, { status: 'away', reason: 'lunch', until: '2030-01-04T14:00:00+05:30' }, { status: 'available' }),
         response: { 200: AvailabilitySchema, ...errors },
