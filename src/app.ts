@@ -43,6 +43,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       ? { loggerInstance: opts.logger as FastifyServerOptions['loggerInstance'] }
       : { logger: (opts.logger as FastifyServerOptions['logger']) ?? false }),
     bodyLimit: 8 * 1024 * 1024,
+    // A request must arrive whole (headers and body) within REQUEST_TIMEOUT_SECONDS, else 408 and the
+    // connection closes (clientErrors): Fastify's default, 0, let a client that sends its headers and
+    // then trickles its body hold a connection for ever. Headers within 60 s at most, as Node's
+    // default; Node looks for late requests every connectionsCheckingInterval, so at most half the
+    // bound late.
+    requestTimeout: opts.config.REQUEST_TIMEOUT_SECONDS * 1000,
+    http: {
+      headersTimeout: Math.min(60_000, opts.config.REQUEST_TIMEOUT_SECONDS * 1000),
+      connectionsCheckingInterval: Math.min(30_000, opts.config.REQUEST_TIMEOUT_SECONDS * 500),
+    },
     // Behind a load balancer, request.ip (EXOTEL_ALLOWED_CIDRS) is the caller's only if the balancer is trusted.
     trustProxy: opts.config.TRUST_PROXY,
     // Callbacks log one line each (src/routes/exotel), other requests one through requestLog.

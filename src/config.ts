@@ -38,6 +38,8 @@ export const ConfigSchema = Type.Object({
   // Its own setting, not CDR_RETENTION_DAYS': who changed the rules is often kept longer than the calls.
   AUDIT_RETENTION_DAYS: Type.Integer({ minimum: 0, maximum: 36500, default: 0 }),
   AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
+  // Longest a request may take to arrive whole (headers and body), then 408 (src/app.ts).
+  REQUEST_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 300 }),
   // Admin API protection (src/plugins/auth.ts). Callbacks and ops routes are never limited.
   ADMIN_RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
   ADMIN_AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),

@@ -491,3 +491,10 @@ t.test(
     }
   },
 );
+
+t.test('REQUEST_TIMEOUT_SECONDS: 300 by default, 1 to 3600', async (t) => {
+  t.equal(loadConfig({}).REQUEST_TIMEOUT_SECONDS, 300);
+  t.equal(loadConfig({ REQUEST_TIMEOUT_SECONDS: '1' }).REQUEST_TIMEOUT_SECONDS, 1);
+  t.throws(() => loadConfig({ REQUEST_TIMEOUT_SECONDS: '0' }), /REQUEST_TIMEOUT_SECONDS/);
+  t.throws(() => loadConfig({ REQUEST_TIMEOUT_SECONDS: '3601' }), /REQUEST_TIMEOUT_SECONDS/);
+});

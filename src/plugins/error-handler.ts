@@ -164,13 +164,21 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
 /** A request line as Node's HTTP parser reads it: method, target, version. */
 const REQUEST_LINE = /(?:^|\n)[!#$%&'*+.^_`|~0-9A-Za-z-]+ (\S+) HTTP\/\d\.\d\r?\n/g;
 const AUTHORIZATION = /\r?\nauthorization:[ \t]*([^\r\n]*)\r?\n/i;
-/** Sockets already answered: more bytes on one can make the parser report again. */
-const answered = new WeakSet<Socket>();
+/** Sockets already answered, with what: more bytes on one can make the parser report again. */
+const answered = new WeakMap<Socket, { status: number; message: string }>();
+
+/**
+ * What clientErrors answered on this socket, if it did: a request whose body was being read (too
+ * slow, a broken chunk) fails in its handler once the socket is closed, and its CDR is to say that.
+ */
+export const parserRefusal = (socket: Socket) => answered.get(socket);
 
 /** What Node's HTTP parser refused, as a status and a message saying what to fix. */
-function clientErrorAnswer(err: Error & { code?: string }, app: FastifyInstance): { status: number; message: string } {
+function clientErrorAnswer(err: Error & { code?: string }, app: FastifyInstance, readingBody: boolean): { status: number; message: string } {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    return { status: 408, message: `the request did not arrive whole within ${app.server.headersTimeout / 1000} s` };
+    // headersTimeout for the request line and headers, requestTimeout for all of it (src/app.ts)
+    const ms = readingBody ? app.server.requestTimeout : Math.min(app.server.headersTimeout, app.server.requestTimeout || Infinity);
+    return { status: 408, message: `the request did not arrive whole within ${ms / 1000} s` };
   }
   if (err.code === 'HPE_HEADER_OVERFLOW') {
     return { status: 431, message: `the request line and headers are larger than ${maxHeaderSize} bytes: send long parameters in a POST body` };
@@ -188,8 +196,11 @@ function clientErrorAnswer(err: Error & { code?: string }, app: FastifyInstance)
 export function clientErrors(this: FastifyInstance, err: Error & { code?: string; rawPacket?: unknown; bytesParsed?: number }, socket: Socket) {
   // A connection reset: the client is gone, and nothing of a request was read.
   if (err.code === 'ECONNRESET' || socket.destroyed || answered.has(socket)) return;
-  answered.add(socket);
-  const { status, message } = clientErrorAnswer(err, this);
+  // A request whose body was being read when the parser refused it (a broken chunk, or too slow) is
+  // already a request: its handler sees the body fail and leaves its CDR.
+  const incoming = (socket as Socket & { parser?: { incoming?: { complete: boolean } | null } }).parser?.incoming;
+  const { status, message } = clientErrorAnswer(err, this, !!incoming && !incoming.complete);
+  answered.set(socket, { status, message });
   this.metrics.observeClientError(status);
   const send = (answer: CallbackAnswer & { retryAfter?: number }) => {
     if (socket.writable) {
@@ -207,9 +218,6 @@ export function clientErrors(this: FastifyInstance, err: Error & { code?: string
   const head = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.toString('latin1') : '';
   const last = [...head.matchAll(REQUEST_LINE)].filter((m) => m.index <= (err.bytesParsed ?? head.length)).pop();
   const url = last?.[1];
-  // A request whose body was being read when the parser refused it (a broken chunk) is already a
-  // request: its handler sees the body fail and leaves its CDR.
-  const incoming = (socket as Socket & { parser?: { incoming?: { complete: boolean } | null } }).parser?.incoming;
   if (url?.startsWith(`${CALLBACK_PREFIX}/`) && !(incoming && !incoming.complete)) {
     const request = { ip: socket.remoteAddress ?? '', url, authorization: AUTHORIZATION.exec(head.slice(last!.index))?.[1]?.trim() };
     // A client that half-closes once it has sent its request would have Node end the socket before

@@ -20,6 +20,7 @@ import { applyOwnAvailability } from '../../routing/own-availability.js';
 import { writeAvailability } from '../../store/agents.js';
 import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
 import { SPOOL_RESERVE_MS } from '../../config.js';
+import { parserRefusal } from '../../plugins/error-handler.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -209,6 +210,12 @@ const TOO_LARGE = { ...ErrorSchema, description: `The body is larger than ${CALL
 const HEADERS_TOO_LARGE = {
   ...ErrorSchema,
   description: "The request line and headers, the query string included, are larger than Node's 16 KiB limit: send the parameters in a POST body (still a CDR)",
+};
+
+/** A request that did not arrive whole within REQUEST_TIMEOUT_SECONDS (src/app.ts): refused by Node, still a CDR. */
+const TOO_SLOW = {
+  ...ErrorSchema,
+  description: 'The request did not arrive whole within REQUEST_TIMEOUT_SECONDS (default 300): the connection is closed (still a CDR)',
 };
 
 /** Right after a start, before the first rules snapshot is loaded (GET /readyz is 503 until then). */
@@ -528,6 +535,7 @@ export default fp(
         401: ErrorSchema,
         403: ErrorSchema,
         404: ErrorSchema,
+        408: TOO_SLOW,
         413: TOO_LARGE,
         429: ErrorSchema,
         431: HEADERS_TOO_LARGE,
@@ -542,6 +550,9 @@ export default fp(
         exotel.removeAllContentTypeParsers();
         exotel.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
         exotel.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
+          // its body cut off by the parser's answer (a 408 when it came too slowly): the CDR says that answer
+          const refused = parserRefusal(request.raw.socket);
+          if (refused) return refuse(request, reply, refused.status, refused.message);
           const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
           if (status === 500) request.log.error({ err }, 'callback failed');
           return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
@@ -593,6 +604,7 @@ export default fp(
                 400: ErrorSchema,
                 401: ErrorSchema,
                 403: ErrorSchema,
+                408: TOO_SLOW,
                 413: TOO_LARGE,
                 429: ErrorSchema,
                 431: HEADERS_TOO_LARGE,
