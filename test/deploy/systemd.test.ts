@@ -66,3 +66,24 @@ t.test('a configuration error stops the unit instead of restarting it every 2 s 
   t.ok(migration, 'server.ts exits with its own code when the migration history needs the operator');
   t.ok((service.RestartPreventExitStatus ?? '').split(/\s+/).includes(migration!), `RestartPreventExitStatus names ${migration}`);
 });
+
+t.test("the README's upgrade without Docker runs git and npm as the user who owns the checkout, as the install does", async (t) => {
+  // The install (README "Production start without Docker") clones as root, hands the checkout to
+  // the service's user and builds as that user. An upgrade run as root then fails at its first
+  // step: git refuses a repository another user owns ("detected dubious ownership"), and an
+  // `npm ci` as root would leave files that user's next build cannot replace.
+  const readme = readFileSync('README.md', 'utf8');
+  const section = (title: string) => {
+    const start = readme.indexOf(`### ${title}`);
+    const end = readme.indexOf('\n#', start + 4);
+    return readme.slice(start, end < 0 ? undefined : end);
+  };
+  const user = service.User!;
+  const install = section('Production start without Docker (systemd)');
+  t.match(install, new RegExp(`chown -R ${user}: \\.`), `the install hands the checkout to ${user}`);
+  t.match(install, new RegExp(`sudo -u ${user} sh -c 'npm ci && npm run build'`), `and builds as ${user}`);
+  const upgrade = section('Upgrading');
+  const command = new RegExp(`sudo -u ${user} sh -c '([^']*)' && systemctl restart exoroute`).exec(upgrade);
+  t.ok(command, `the upgrade without Docker runs as ${user}, then restarts the unit`);
+  t.match(command?.[1] ?? '', /^git pull && npm ci && npm run build$/, 'git pull, npm ci and the build, all as that user');
+});
