@@ -261,3 +261,35 @@ t.test('a run that fails part-way still counts what it deleted (the /metrics cou
   const failed = lines.find((l) => l.msg === 'retention: prune failed; next try at the next interval');
   t.same(failed?.deleted, { ...(failed?.deleted as object), cdrs: gone }, 'and the failure says how many');
 });
+
+t.test('a service role that does not own cdrs (migrations applied by another role) cannot re-summarize its BRIN ranges: the run says so, once', async (t) => {
+  // brin_desummarize_range and brin_summarize_range need the index's owner. Refused, the emptied
+  // ranges keep their summaries, which only widen as new CDRs refill them (vacuum summarizes only
+  // ranges that have none): searches by time decay towards a full scan, and nobody was told.
+  const db = await migratedDatabase(t);
+  const role = `exoroute_not_owner_${process.pid}_${Date.now()}`;
+  await db.pool.query(`CREATE ROLE "${role}"`);
+  await db.pool.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "${role}"`);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  pool.on('connect', (client) => void client.query(`SET ROLE "${role}"`));
+  t.teardown(async () => {
+    await pool.end();
+    await db.pool.query(`DROP OWNED BY "${role}"`);
+    await db.pool.query(`DROP ROLE "${role}"`);
+  });
+  const lines: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+  const old = () => Array.from({ length: 5 }, (_, i) => new Date(Date.now() - 40 * DAY + i * 1000));
+  await insertCdrs(db, old(), 'old-a');
+  const job = new RetentionJob(pool, log, { retentionDays: 30, pauseMs: 0 });
+  await job.run();
+  t.equal(job.stats.failures, 0, 'the prune itself works');
+  t.equal(job.stats.deleted.cdrs, 5, 'and deletes the old CDRs');
+  const warned = lines.filter((l) => l.level === 40 && /BRIN/.test(String(l.msg)));
+  t.equal(warned.length, 1, 'a warning that the BRIN ranges were not summarized afresh');
+  t.match(String(warned[0]?.msg), /owner/, 'saying why');
+  t.match(String(warned[0]?.msg), /ALTER TABLE cdrs OWNER TO/, 'and what to do');
+  await insertCdrs(db, old(), 'old-b');
+  await job.run();
+  t.equal(lines.filter((l) => l.level === 40 && /BRIN/.test(String(l.msg))).length, 1, 'once, not every hour');
+});
