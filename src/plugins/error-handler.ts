@@ -58,6 +58,12 @@ function duplicateMessage(err: Prisma.PrismaClientKnownRequestError, body: unkno
   return `${known ? `a ${known.kind}` : 'an object'} with the same ${target} already exists`;
 }
 
+/**
+ * Whether a URL is the admin API's. Its routes' answers carry `Cache-Control: no-store`
+ * (src/routes/admin/index.ts); so do those no admin route gives (404, 405, a URL the router cannot decode).
+ */
+const isAdminUrl = (url: string) => /^\/admin(?:[/?]|$)/.test(url);
+
 /** Retry-After of a 503 while the database is unavailable. */
 const UNAVAILABLE_RETRY_SECONDS = 5;
 
@@ -110,6 +116,7 @@ export default fp(async function errorHandler(app: FastifyInstance) {
   const shown = urlRedactor(app.config);
   const allowed = adminMethods(app);
   app.setNotFoundHandler((request, reply) => {
+    if (isAdminUrl(request.url)) reply.header('cache-control', 'no-store');
     const path = shown(request.url).split('?')[0];
     const allow = allowed(request.url.split('?', 1)[0]!);
     if (allow.length === 0) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${path}` });
@@ -155,6 +162,7 @@ export function frameworkErrors(err: FastifyError, request: FastifyRequest, repl
   if (request.url.startsWith(`${CALLBACK_PREFIX}/`)) return request.server.refuseCallback(request, reply, 400, message);
   // No context's hooks run here: the headers and the log line every other admin, docs or ops answer gets.
   setHeaders(request.raw, reply.raw, () => {});
+  if (isAdminUrl(request.url)) reply.header('cache-control', 'no-store');
   noteRefusal(request, message);
   reply.code(400).send({ statusCode: 400, error: 'Bad Request', code: err.code, message });
   logRequest(request, reply, urlRedactor(request.server.config));

@@ -579,6 +579,24 @@ t.test('admin answers are never stored by a browser or proxy cache: Cache-Contro
   t.equal(refused.headers['cache-control'], 'no-store', 'a 401 too');
 });
 
+t.test('Cache-Control: no-store also on /admin answers no route gives: 404, 405 and a URL the router cannot decode', async (t) => {
+  // README: "Every `/admin` answer (refusals too) carries `Cache-Control: no-store`". These are
+  // answered before any admin route or hook: by the not-found handler and the router's own errors.
+  const { app, admin } = await buildTestApp(t);
+  for (const [method, url, status] of [
+    ['GET', '/admin/nope', 404],
+    ['GET', '/admin', 404],
+    ['PUT', '/admin/cdrs', 405],
+    ['GET', '/admin/flows/%E0%A4%A', 400],
+  ] as const) {
+    const res = await admin({ method, url });
+    t.equal(res.statusCode, status, `${method} ${url}`);
+    t.equal(res.headers['cache-control'], 'no-store', `${method} ${url}: ${res.statusCode} with no-store`);
+  }
+  const elsewhere = await app.inject({ method: 'GET', url: '/nope' });
+  t.equal(elsewhere.headers['cache-control'], undefined, 'a 404 outside /admin is left as it was');
+});
+
 t.test('CORS is off, and README says so and what to do for a browser tool of your own', async (t) => {
   const { app } = await buildTestApp(t);
   const preflight = await app.inject({
