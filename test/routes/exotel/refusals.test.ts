@@ -256,3 +256,15 @@ t.test('a refused callback whose values no index can hold (a CallSid of 2000 CJK
   t.equal(cut.dial_whom_number, `${huge.slice(0, 200)}…`);
   t.equal(rows.find((r) => r.call_sid === 'legit-2').flow_slug, `${huge.slice(0, 200)}…`, 'flow_slug too');
 });
+
+t.test("README's EXOTEL_ALLOWED_CIDRS section points at the field GET /admin/refusals counts a new Exotel address in", async (t) => {
+  // It said `(reason \`address\`)`: a metric label's value; the list's rows have no `reason`.
+  const { readFileSync } = await import('node:fs');
+  const { RefusalSummarySchema } = await import('../../../src/schemas/refusal.js');
+  const readme = readFileSync('README.md', 'utf8');
+  const start = readme.indexOf("### Exotel's source addresses (`EXOTEL_ALLOWED_CIDRS`)");
+  t.ok(start >= 0, 'the section is there');
+  const section = readme.slice(start, readme.indexOf('\n#', start + 4));
+  t.ok('outsideAllowedCidrs' in RefusalSummarySchema.properties, 'GET /admin/refusals counts refusals by address in outsideAllowedCidrs');
+  t.match(section, /GET \/admin\/refusals`[^.]*`outsideAllowedCidrs`/, 'and the section names that field');
+});
