@@ -98,3 +98,16 @@ t.test('each model is one named schema: its uses are $refs, never copies, and ev
     'every $ref names a component',
   );
 });
+
+t.test("docs/contract.md §4's table names every admin path the API serves", async (t) => {
+  const { parse } = await import('yaml');
+  const doc = parse(await readFile(new URL('../openapi.yaml', import.meta.url), 'utf8')) as { paths: Record<string, unknown> };
+  const contract = await readFile(new URL('../docs/contract.md', import.meta.url), 'utf8');
+  const start = contract.indexOf('## 4. The admin API');
+  const section = contract.slice(start, contract.indexOf('\n## ', start + 4));
+  // The table writes a route's last segments after a slash once (`GET/PATCH/DELETE /admin/vip-lists/{slug}`).
+  const named = new Set([...section.matchAll(/`[A-Z/]+ (\/admin\/[^`\s?]+)/g)].map((m) => m[1]!));
+  for (const path of Object.keys(doc.paths).filter((p) => p.startsWith('/admin/'))) {
+    t.ok(named.has(path), `${path} is in the table`);
+  }
+});
