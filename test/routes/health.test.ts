@@ -102,3 +102,15 @@ t.test("a 503 of /readyz is logged with its reasons: the probe's line says why t
   t.equal(logged.length, 1);
   t.match(logged[0], { status: 503, message: /^database unreachable: / });
 });
+
+t.test("README's Operations and the OpenAPI description quote /readyz's 200 body as it is sent", async (t) => {
+  const { app } = await buildTestApp(t);
+  const body = (await app.inject({ method: 'GET', url: '/readyz' })).body;
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync('README.md', 'utf8');
+  t.ok(readme.includes(`\`GET /readyz\` — \`200 ${body}\``), `README: 200 ${body}`);
+  const doc = JSON.parse((await app.inject({ method: 'GET', url: '/openapi.json' })).body) as {
+    paths: Record<string, { get: { description: string } }>;
+  };
+  t.ok(doc.paths['/readyz']!.get.description.includes(`200 \`${body}\``), `OpenAPI: 200 ${body}`);
+});
