@@ -136,3 +136,19 @@ t.test('every variable docker-compose.yml reads from .env is documented in the R
   t.ok(names.size > 10);
   for (const name of names) t.ok(readme.includes(`\`${name}`), `${name} is in the README`);
 });
+
+t.test('.env.example names no domain of its own: a copy left unedited stops Caddy rather than hand Exotel URLs nobody serves', async (t) => {
+  // It preset EXOROUTE_DOMAIN=exoroute.example.com: `cp .env.example .env` and `up` without editing
+  // it gave PUBLIC_URL https://exoroute.example.com, and every Connect answer's dial events URL
+  // named it, with no warning (it is https and public).
+  const { readFile } = await import('node:fs/promises');
+  const env = Object.fromEntries(
+    (await readFile('.env.example', 'utf8'))
+      .split('\n')
+      .filter((line) => /^\w+=/.test(line))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+  t.equal(env.EXOROUTE_DOMAIN, '', 'EXOROUTE_DOMAIN is to be filled in');
+  t.equal(env.ACME_EMAIL, '', 'ACME_EMAIL is to be filled in');
+  t.notOk(env.PUBLIC_URL, 'PUBLIC_URL is not preset');
+});
