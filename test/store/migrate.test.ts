@@ -127,6 +127,27 @@ t.test('a database migrated by a newer version (a rolled-back deploy): the start
   t.match(warning?.msg, /newer version/);
 });
 
+t.test('an instance whose clock is off from Postgres says so at start: instances read wrap-ups and pauses other instances stamped', async (t) => {
+  const url = await createTestDatabase(t);
+  const start = async (now?: () => number) => {
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+    t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+    const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: 'exr_test-admin-key-0123456789', DATABASE_URL: url });
+    const store = await prepareDatabase(config, log, now ? { now } : {});
+    await store.close();
+    return lines.filter((l) => l.level === 40);
+  };
+  t.same(await start(), [], 'in step (the same machine): no warning');
+  const ahead = await start(() => Date.now() + 120_000);
+  t.equal(ahead.length, 1, 'two minutes ahead: a warning');
+  t.ok(Math.abs((ahead[0]?.clockOffsetMs as number) - 120_000) < 1000, `naming the offset (${String(ahead[0]?.clockOffsetMs)} ms)`);
+  t.match(ahead[0]?.msg, /clock is 1\d\d\.\d s ahead of Postgres'.*wrap-ups.*NTP/);
+  const behind = await start(() => Date.now() - 120_000);
+  t.match(behind[0]?.msg, /clock is 1\d\d\.\d s behind Postgres'/);
+});
+
 t.test(
   'a migration recorded as unfinished, or edited since it was applied, stops the start with one line and exit code 3 (no restart can fix it)',
   async (t) => {
