@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { pendingMigrations } from '../store/migrate.js';
+import { pendingMigrations, readMigrations } from '../store/migrate.js';
 import { withDeadline } from '../lib/deadline.js';
 import { noteRefusal } from '../plugins/request-log.js';
 
@@ -13,6 +13,11 @@ const ReadySchema = Type.Object({
 });
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
+  // The migrations this code was started with, read once: a `git pull` (README, Upgrading) puts the
+  // next version's on disk under a running instance, whose code needs none of them. Read at every
+  // probe, they made every instance unready from the pull to its restart: with several instances
+  // built before they are restarted together, all at once, and the balancer sent callbacks nowhere.
+  const ours = (await readMigrations()).map(({ name }) => ({ name }));
   app.get(
     '/healthz',
     {
@@ -42,11 +47,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request, reply) => {
       const reasons: string[] = [];
       try {
-        const pending = await withDeadline(
-          pendingMigrations(app.db.pool, undefined, DB_CHECK_TIMEOUT_MS),
-          DB_CHECK_TIMEOUT_MS,
-          (ms) => `no answer within ${ms} ms`,
-        );
+        const pending = await withDeadline(pendingMigrations(app.db.pool, ours, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `no answer within ${ms} ms`);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
         reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);

@@ -148,9 +148,16 @@ export async function unknownMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR): Pr
   return [...new Set(rows.map((r) => r.migration_name))].filter((name) => !onDisk.has(name));
 }
 
-/** Names of migrations on disk that the database has not recorded as finished. */
-export async function pendingMigrations(pool: pg.Pool, dir = MIGRATIONS_DIR, timeoutMs?: number): Promise<string[]> {
-  const migrations = await readMigrations(dir);
+/**
+ * Names of migrations the database has not recorded as finished: of those on disk in `dir`, or of
+ * the list given (a running instance's own, read when it started: /readyz).
+ */
+export async function pendingMigrations(
+  pool: pg.Pool,
+  dir: string | readonly Pick<Migration, 'name'>[] = MIGRATIONS_DIR,
+  timeoutMs?: number,
+): Promise<string[]> {
+  const migrations = typeof dir === 'string' ? await readMigrations(dir) : dir;
   // With a timeout, a stalled server fails the query, and the pool drops that connection.
   const { rows } = await pool.query<{ migration_name: string }>({
     text: `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,

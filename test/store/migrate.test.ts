@@ -1,11 +1,11 @@
 import t from 'tap';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { createTestDatabase, quietLog } from '../helper.js';
+import { createTestDatabase, listeningPort, quietLog } from '../helper.js';
 import { openDatabase } from '../../src/store/database.js';
 import { applyMigrations, pendingMigrations, readMigrations } from '../../src/store/migrate.js';
 import { prepareDatabase } from '../../src/store/setup.js';
@@ -191,6 +191,64 @@ t.test(
     t.equal(edited.stderr.split('\n').length, 2, 'one line, no stack trace');
   },
 );
+
+t.test("a running instance stays ready when the next version's migrations land on its disk (git pull, before the restart)", async (t) => {
+  // A checkout of its own, as on a server upgraded with `git pull`, `npm ci && npm run build`, then a restart (README, Upgrading).
+  const root = await mkdtemp(path.join(tmpdir(), 'exoroute-checkout-'));
+  t.teardown(() => rm(root, { recursive: true, force: true }));
+  for (const entry of ['src', 'prisma', 'package.json', 'tsconfig.json']) await cp(entry, path.join(root, entry), { recursive: true });
+  await symlink(path.resolve('node_modules'), path.join(root, 'node_modules'));
+  const url = await createTestDatabase(t);
+  const server = spawn(process.execPath, ['--import=tsx', 'src/server.ts'], {
+    cwd: root,
+    env: {
+      ...process.env,
+      DATABASE_URL: url,
+      DATA_DIR: path.join(root, 'data'),
+      ADMIN_API_KEY: 'exr_test-admin-key-0123456789',
+      EXOTEL_CALLBACKS_OPEN: 'true',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  server.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  server.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise((resolve) => server.on('exit', resolve));
+  t.teardown(async () => {
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
+    await exited;
+  });
+  const base = `http://127.0.0.1:${await listeningPort(t, server, () => output, 60_000)}`;
+  const readyz = async () => {
+    const res = await fetch(`${base}/readyz`);
+    return { status: res.status, body: (await res.json()) as { reasons: string[] } };
+  };
+  let ready = await readyz();
+  for (let i = 0; i < 100 && ready.status !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    ready = await readyz();
+  }
+  t.equal(ready.status, 200, 'ready once started', { body: ready.body });
+
+  const next = path.join(root, 'prisma/migrations/20991231000000_next_version');
+  await mkdir(next);
+  await writeFile(path.join(next, 'migration.sql'), 'ALTER TABLE cdrs ADD COLUMN next_version_column TEXT;\n');
+  t.same(
+    await readyz(),
+    { status: 200, body: { status: 'ready', reasons: [] } },
+    "still ready: this instance's code needs none of the next version's migrations",
+  );
+
+  // A migration of its own missing from the database (a backup from before it restored) still shows.
+  const db = openDatabase(url, quietLog);
+  t.teardown(() => db.close());
+  const last = (await readMigrations()).at(-1)!.name;
+  await db.pool.query('DELETE FROM "_prisma_migrations" WHERE migration_name = $1', [last]);
+  t.match(await readyz(), { status: 503, body: { reasons: [`migrations not applied: ${last}`] } }, 'one of its own migrations missing: unready, naming it');
+});
 
 t.test('an instance that waits for another one applying migrations says so, and each migration is named as it starts', async (t) => {
   const url = await createTestDatabase(t);
