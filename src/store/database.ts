@@ -13,6 +13,15 @@ export const POOL_MAX = 10;
  * wait for one another here and leave the callbacks' connections alone.
  */
 export const ADMIN_POOL_MAX = 4;
+/**
+ * A transaction of this process whose connection sits this long between statements is ended by
+ * Postgres, its locks with it. A process that freezes or loses its network mid-transaction (an
+ * availability write holds the agent's lock across round trips) otherwise leaves it open until the
+ * dead TCP connection is noticed, about 2 h: every instance's dial events and re-fetches of that
+ * agent wait behind it, each holding one of its pool's connections. exoroute's own transactions
+ * never pause this long (Prisma's end after 5 s).
+ */
+export const IDLE_IN_TRANSACTION_MS = 10_000;
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
 export const POOL_WAIT_MS = 5000;
 
@@ -75,6 +84,11 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
       const { code } = err as { code?: string };
       if (closed && code === '57P01') log.debug({ err: err.message, code }, 'database connection ended by the server at shutdown');
       else log.warn({ err: err.message, code }, 'idle database connection failed');
+    });
+    // Set on each new connection (once, ahead of its first query), not as a startup parameter, which
+    // PgBouncer refuses unless told to ignore it.
+    opened.on('connect', (client) => {
+      client.query(`SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`).catch(() => {});
     });
     return opened;
   };

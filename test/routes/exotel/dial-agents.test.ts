@@ -131,6 +131,32 @@ t.test('two instances: an agent sent away through one is not offered by the othe
   t.equal(await dialWhom(two, 'CallSid=i1'), `${B},${C}`);
 });
 
+t.test(
+  "two instances: one that froze mid-way through a write holding an agent's lock holds up the other's dial events of that agent for seconds, not hours",
+  async (t) => {
+    const one = await setup(t);
+    const two = await buildSecondInstance(t, one, { PUBLIC_URL: 'https://exo.example.com' });
+    // As instance two leaves it when its process stops (or its network goes) between the statements
+    // of an availability write: the agent's lock taken (src/store/agents.ts), no COMMIT coming.
+    const frozen = await two.db.pool.connect();
+    frozen.on('error', () => {});
+    t.teardown(() => frozen.release(new Error('done')));
+    await frozen.query('BEGIN');
+    await frozen.query('SELECT pg_advisory_xact_lock(1634168436, hashtext($1))', [A]);
+    const started = Date.now();
+    t.equal((await event(one, 'CallSid=fz1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents')).statusCode, 200);
+    await lockWaiters(t, one.db.pool, 1);
+    const recorded = async () => (await one.db.pool.query(`SELECT 1 FROM agent_offers WHERE call_sid = 'fz1' AND number = $1`, [A])).rowCount === 1;
+    let done = await recorded();
+    while (!done && Date.now() - started < 30_000) {
+      await new Promise((r) => setTimeout(r, 100));
+      done = await recorded();
+    }
+    t.ok(done, `the event is recorded once Postgres has ended the frozen transaction (${Date.now() - started} ms)`);
+    t.ok(Date.now() - started < 20_000, 'within seconds');
+  },
+);
+
 t.test("a waiting call offers an agent once they are back from away, or switched on again, in their place in the call's order", async (t) => {
   const ctx = await setup(t);
   t.equal((await away(ctx, B)).statusCode, 200);
