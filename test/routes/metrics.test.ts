@@ -316,7 +316,9 @@ t.test("a scrape counts the agents on the admin API's pool, not on a connection 
   const ctx = await buildTestApp(t);
   for (let i = 0; i < 300 && !ctx.app.rules.current; i++) await new Promise((r) => setTimeout(r, 10));
   const held = await Promise.all(Array.from({ length: ctx.db.pool.options.max! }, () => ctx.db.pool.connect()));
-  t.teardown(() => held.forEach((c) => c.release()));
+  t.teardown(() => {
+    for (const c of held) c.release();
+  });
   const { samples } = await scrape(ctx);
   t.equal(sample(samples, 'exoroute_db_pool_idle_connections'), 0, "every callbacks' connection is taken");
   t.ok(
