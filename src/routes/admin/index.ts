@@ -40,6 +40,36 @@ const NUL_ESCAPE = /\\u0000/i;
 /** Requests whose JSON body has no NUL (a 10,000-entry VIP import is not walked for one). */
 const nulFree = new WeakSet<object>();
 
+/**
+ * A body that is no JSON, said as a 400 with where (line, column) and the likely fix, instead of
+ * Fastify's bare "Body is not valid JSON". The body itself is not echoed (it may hold anything).
+ */
+function invalidJson(text: string, original: Error): Error {
+  let reason: string;
+  try {
+    JSON.parse(text);
+    return original; // parsed, so refused for another reason (prototype poisoning): Fastify's word
+  } catch (e) {
+    reason = (e as Error).message;
+  }
+  const position = /at position (\d+)/.exec(reason)?.[1];
+  // Node's wording without the body it quotes or the position, said below as line and column.
+  const what = reason
+    .replace(/, ".*" is not valid JSON$/s, '')
+    .replace(/ in JSON at position \d+.*$/s, '')
+    .replace(/ is not valid JSON$/, '');
+  let where = '';
+  let fix = 'check for a trailing comma, single quotes instead of double quotes, or a missing comma, quote or bracket';
+  if (position !== undefined) {
+    const at = Number(position);
+    const before = text.slice(0, at).split('\n');
+    where = ` at line ${before.length}, column ${before.at(-1)!.length + 1}`;
+    if (/^\s*[}\]]/.test(text.slice(at)) && /,\s*$/.test(text.slice(0, at))) fix = 'remove the trailing comma before it';
+    else if (text[at] === "'") fix = 'JSON takes names and strings in double quotes ("slug"), not single quotes';
+  }
+  return new DomainError(400, `body: is not valid JSON${where}: ${what}; ${fix}`);
+}
+
 /** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
   // Keys, CDRs and exotelUrls (with the callback secret) must not be kept by a browser's disk cache
@@ -59,7 +89,9 @@ const admin: FastifyPluginAsync = async (app) => {
     if (text.trim() === '') return done(null, undefined);
     // JSON can only carry a NUL escaped: without `\u0000` in the text, the body need not be walked.
     if (!NUL_ESCAPE.test(text)) nulFree.add(request);
-    return json(request, text, done);
+    return json(request, text, (err, value) =>
+      done((err as { code?: string } | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text, err!) : err, value),
+    );
   });
   app.addHook('preValidation', async (request) => {
     const at = nulAt(request.params, 'params') ?? nulAt(request.query, 'querystring') ?? (nulFree.has(request) ? null : nulAt(request.body, 'body'));

@@ -370,3 +370,24 @@ t.test('while Postgres cannot be reached an admin request is a 503 with Retry-Af
   t.notOk(isDatabaseUnavailable(Object.assign(new Error('deadlock detected'), { code: '40P01' })));
   t.notOk(isDatabaseUnavailable(Object.assign(new Error('duplicate key'), { code: 'P2002' })));
 });
+
+t.test(
+  'a JSON body with a mistake (a trailing comma, single quotes, a missing comma) is a 400 saying where and what to fix, without echoing the body',
+  async (t) => {
+    const { admin } = await buildTestApp(t);
+    const send = (payload: string) => admin({ method: 'POST', url: '/admin/vip-lists', payload, headers: { 'content-type': 'application/json' } });
+    const cases: Array<[string, RegExp]> = [
+      ['{"slug":"gold","name":"Gold",}', /^body: is not valid JSON at line 1, column 30: .*trailing comma/],
+      ["{'slug':'gold'}", /^body: is not valid JSON at line 1, column 2: .*double quotes/],
+      ['{\n  "slug":"gold"\n  "name":"Gold"}', /^body: is not valid JSON at line 3, column 3: /],
+      ['[{"number":"09812345678"},]', /^body: is not valid JSON/],
+    ];
+    for (const [payload, message] of cases) {
+      const res = await send(payload);
+      t.equal(res.statusCode, 400, payload);
+      t.match(res.json().message, message, payload);
+      t.notMatch(res.json().message, /gold|09812345678/, 'the body is not echoed');
+    }
+    t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 0, 'nothing was created');
+  },
+);
