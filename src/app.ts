@@ -85,6 +85,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   // Admin, docs and ops: a context beside the callbacks' with the query parsed, security headers,
   // one log line per request, `{statusCode, error, message}` errors, and every other URL's 404.
   await app.register(async (web) => {
+    // No route here reads a body (the admin routes, which do, parse their own): a path asked with a
+    // typo or a method it does not take is its 404/405, not a complaint about a body nobody reads
+    // (the README's `api` alias sends a JSON content type with every request, also without a body).
+    web.removeContentTypeParser('application/json');
+    web.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, _body, done) => done(null, undefined));
     await web.register(requestLog);
     await web.register(parseDeferredQuery);
     await web.register(errorHandler);

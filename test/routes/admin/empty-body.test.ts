@@ -40,3 +40,25 @@ t.test("a JSON body sent without the JSON content type (curl's -d alone sends a 
   const empty = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: '' });
   t.equal(empty.statusCode, 404, 'an empty body of another type is still no body');
 });
+
+t.test(
+  "a mistyped path or a method the path does not take, sent as the README's `api` alias sends it (JSON content type, no body), is the 404 or 405 that says so, not 'Body cannot be empty'",
+  async (t) => {
+    const { admin } = await buildTestApp(t);
+    const typo = await admin({ method: 'DELETE', url: '/admin/vip-list/gold', headers: json, payload: '' });
+    t.equal(typo.statusCode, 404, typo.body);
+    t.match(typo.json(), { message: 'no route DELETE /admin/vip-list/gold' });
+    const method = await admin({ method: 'PUT', url: '/admin/cdrs', headers: json, payload: '' });
+    t.equal(method.statusCode, 405, method.body);
+    t.equal(method.headers.allow, 'GET, HEAD');
+    // Nor does a body the route would not read decide the answer, whatever it holds or is sent as.
+    for (const [type, payload] of [
+      ['application/json', '{"slug":"gold",}'],
+      ['application/x-www-form-urlencoded', 'slug=gold'],
+      ['application/xml', '<slug>gold</slug>'],
+    ]) {
+      const res = await admin({ method: 'POST', url: '/admin/vip-list', headers: { 'content-type': type! }, payload: payload! });
+      t.equal(res.statusCode, 404, `${type}: ${res.body}`);
+    }
+  },
+);
