@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { inTransaction, type Database } from './database.js';
@@ -37,11 +38,7 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
             override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,
   );
   const lists = await rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists');
-  // Columnar: a list may hold hundreds of thousands of numbers.
-  const entries = await client.query<{ list_id: number; number: string; expires_ms: string | null }>({
-    text: 'SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries',
-    rowMode: 'array',
-  } as pg.QueryConfig);
+  const entries = await readVipEntries(client);
   const groups = await rows<Omit<DialGroupRow, 'members'> & { id: number }>(
     `SELECT id, slug, name, strategy, sticky, connect, wrap_up_seconds AS "wrapUpSeconds", max_missed_offers AS "maxMissedOffers",
             missed_pause_seconds AS "missedPauseSeconds", created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups`,
@@ -63,9 +60,7 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
     byId.set(l.id, members);
     vipLists.set(l.slug, members);
   }
-  for (const row of entries.rows as unknown as Array<[number, string, string | null]>) {
-    byId.get(row[0])?.set(row[1], { expiresAt: row[2] === null ? null : Number(row[2]) });
-  }
+  await addVipEntries(entries, byId);
   return {
     version,
     loadedAt: new Date(),
@@ -82,9 +77,63 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
   };
 }
 
-/** What a change announced on RULES_CHANNEL needs reloaded: an agent's availability alone, or everything. */
-type Scope = 'availability' | 'all';
-const scopeOf = (payload: string | undefined): Scope => (payload?.startsWith('agent:') ? 'availability' : 'all');
+type VipEntryRow = [listId: number, number: string, expiresMs: string | null];
+
+/** A list's entries, or every list's: columnar, as a list may hold hundreds of thousands of numbers. */
+async function readVipEntries(client: pg.PoolClient, listId?: number): Promise<VipEntryRow[]> {
+  const result = await client.query({
+    text: `SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries${listId === undefined ? '' : ' WHERE list_id = $1'}`,
+    values: listId === undefined ? [] : [listId],
+    rowMode: 'array',
+  } as pg.QueryConfig);
+  return result.rows as unknown as VipEntryRow[];
+}
+
+/**
+ * Entries built between two turns of the event loop. Putting 100,000 numbers in their maps took
+ * 150 ms and more at once (2 vCPUs), during which no callback was answered; in turns of this many,
+ * a callback waits a few ms at most.
+ */
+const VIP_BUILD_CHUNK = 5_000;
+
+/** Every entry without an expiry, which most are, is this one object: no object, and nothing to collect, per number. */
+const NO_EXPIRY: VipMember = Object.freeze({ expiresAt: null });
+
+/** Adds the entries to their lists' maps (by list id), giving the event loop a turn every VIP_BUILD_CHUNK entries. */
+async function addVipEntries(rows: VipEntryRow[], byId: Map<number, Map<string, VipMember>>): Promise<void> {
+  for (let i = 0; i < rows.length; i++) {
+    if (i > 0 && i % VIP_BUILD_CHUNK === 0) await nextTurn();
+    const row = rows[i]!;
+    byId.get(row[0])?.set(row[1], row[2] === null ? NO_EXPIRY : { expiresAt: Number(row[2]) });
+  }
+}
+
+/** One VIP list as it is now, for a change announced on it alone; null when it no longer exists. */
+async function loadVipList(db: Database, slug: string): Promise<Map<string, VipMember> | null> {
+  return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (client) => {
+    const list = await client.query<{ id: number }>('SELECT id FROM vip_lists WHERE slug = $1', [slug]);
+    if (list.rows.length === 0) return null;
+    const id = list.rows[0]!.id;
+    const members = new Map<string, VipMember>();
+    await addVipEntries(await readVipEntries(client, id), new Map([[id, members]]));
+    return members;
+  });
+}
+
+/**
+ * What a change announced on RULES_CHANNEL needs reloaded: an agent's availability alone, one VIP
+ * list alone (its entries, or the list created or deleted), or everything.
+ */
+type Scope = 'availability' | 'all' | { vipList: string };
+const scopeOf = (payload: string | undefined): Scope =>
+  payload?.startsWith('agent:') ? 'availability' : payload?.startsWith('vip-list:') ? { vipList: payload.slice('vip-list:'.length) } : 'all';
+
+/** What the next load takes: everything, or the availability and the VIP lists named. */
+interface Pending {
+  all: boolean;
+  availability: boolean;
+  vipLists: Set<string>;
+}
 
 /**
  * Keeps the current snapshot: loads it at start and again whenever an admin write commits
@@ -102,7 +151,7 @@ export class RulesCache {
   private listener: pg.Client | null = null;
   private reloading: Promise<void> | null = null;
   /** What to load next: set by requests, taken by the loop in reload(). */
-  private pending: Scope | null = null;
+  private pending: Pending | null = null;
   private stopped = false;
   /** Reconnecting the LISTEN connection. */
   private retryTimer: NodeJS.Timeout | null = null;
@@ -153,29 +202,39 @@ export class RulesCache {
     }
   }
 
+  private want(scope: Scope): void {
+    this.pending ??= { all: false, availability: false, vipLists: new Set() };
+    const p = this.pending;
+    if (scope === 'all') p.all = true;
+    else if (scope === 'availability') p.availability = true;
+    else p.vipLists.add(scope.vipList);
+  }
+
   /**
    * Builds a new snapshot; concurrent requests coalesce into at most one more load. An agent's
    * availability changes often (agents toggle it by phone) and alone: it reloads only the
-   * availability and keeps the rest, which may hold large VIP lists.
+   * availability and keeps the rest, which may hold large VIP lists. A change to one VIP list (an
+   * import of its entries) reloads only that list and keeps the rest, other lists included. Such a
+   * partial load is applied after every full one announced before it (they are loaded in order, and
+   * a full one pending covers it), so a flow in the snapshot never names a list it lacks.
    */
   reload(scope: Scope = 'all'): Promise<void> {
-    this.pending = this.pending === 'all' || scope === 'all' ? 'all' : 'availability';
+    this.want(scope);
     if (this.reloading) return this.reloading;
     this.reloading = (async () => {
       try {
         do {
           const base = this.snapshot;
-          const partial = this.pending === 'availability' && base !== null;
+          const wanted = this.pending!;
+          const partial = !wanted.all && base !== null;
           this.pending = null;
           let next: RulesSnapshot;
           try {
-            next = partial
-              ? { ...base, version: ++this.version, loadedAt: new Date(), availability: await loadAvailability(this.db.pool) }
-              : await loadSnapshot(this.db, ++this.version);
+            next = partial ? await this.loadPart(base, wanted, ++this.version) : await loadSnapshot(this.db, ++this.version);
           } catch (err) {
             // Keep what was wanted, or this instance decides on old rules until some other change
             // is announced. As a full reload: simplest, and right whatever the failed load was.
-            this.pending = 'all';
+            this.want('all');
             // err.message only: pg's messages name host and port at most, never the connection string.
             this.reloadError = `${this.snapshot ? 'rules reload failed' : 'rules not loaded'}: ${(err as Error).message}`;
             this.scheduleReloadRetry();
@@ -193,6 +252,21 @@ export class RulesCache {
       }
     })();
     return this.reloading;
+  }
+
+  /** `base` with the availability and the VIP lists `wanted` names read anew; the rest is kept as it is. */
+  private async loadPart(base: RulesSnapshot, wanted: Pending, version: number): Promise<RulesSnapshot> {
+    let vipLists = base.vipLists;
+    if (wanted.vipLists.size > 0) {
+      vipLists = new Map(vipLists);
+      for (const slug of wanted.vipLists) {
+        const list = await loadVipList(this.db, slug);
+        if (list) vipLists.set(slug, list);
+        else vipLists.delete(slug);
+      }
+    }
+    const availability = wanted.availability ? await loadAvailability(this.db.pool) : base.availability;
+    return { ...base, version, loadedAt: new Date(), vipLists, availability };
   }
 
   private async listen(): Promise<void> {

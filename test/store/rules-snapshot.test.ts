@@ -394,3 +394,107 @@ t.test('while Postgres stays down, the LISTEN connection is reported lost once, 
   t.match(cache.lastError, /ECONNREFUSED/, 'still down, and /readyz says why');
   t.equal(lines.filter((l) => l.msg === 'rules LISTEN connection lost; reconnecting').length, 1, 'said once');
 });
+
+t.test('a change to one VIP list reloads that list alone: the other lists and the flows are kept, not read again', async (t) => {
+  const { app, admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'silver', name: 'Silver' } })).statusCode, 201);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists/silver/entries', payload: [{ number: '09812345670' }] })).statusCode, 200);
+  // Changes load in the order they were announced: once gold is in, nothing announced of silver is left to load.
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  t.ok(await until(() => app.rules.current!.vipLists.has('gold')), 'gold loaded');
+  t.equal(app.rules.current!.vipLists.get('silver')?.has('+919812345670'), true, 'silver loaded');
+  const before = app.rules.current!;
+
+  t.equal(
+    (await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: [{ number: '09812345678' }, { number: '09812345679' }] })).statusCode,
+    200,
+  );
+  t.ok(await until(() => app.rules.current!.vipLists.get('gold')?.size === 2), 'the import is in the snapshot');
+  const after = app.rules.current!;
+  t.ok(after.version > before.version, 'a new snapshot version');
+  t.equal(after.vipLists.get('silver'), before.vipLists.get('silver'), 'the other list kept, not read again');
+  t.equal(after.flows, before.flows, 'flows kept');
+  t.equal(after.dialGroups, before.dialGroups, 'dial groups kept');
+  t.not(after.vipLists, before.vipLists, 'the snapshot before keeps its lists as they were (immutable)');
+  t.equal(before.vipLists.get('gold')?.size, 0);
+
+  // A list deleted, and one created, by the same path.
+  t.equal((await admin({ method: 'DELETE', url: '/admin/vip-lists/gold' })).statusCode, 204);
+  t.ok(await until(() => !app.rules.current!.vipLists.has('gold')), 'a deleted list leaves the snapshot');
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'bronze', name: 'Bronze' } })).statusCode, 201);
+  t.ok(await until(() => app.rules.current!.vipLists.get('bronze')?.size === 0), 'a created list joins it, empty');
+  t.equal(app.rules.current!.vipLists.get('silver'), before.vipLists.get('silver'), 'silver still not read again');
+  // A flow using a list is a full reload, and the list is there.
+  const flow = {
+    slug: 'f',
+    name: 'F',
+    type: 'passthru',
+    rules: [{ name: 'VIP', when: { callerIn: 'bronze' }, then: { branch: 'A' } }],
+    otherwise: { branch: 'B' },
+    onError: { branch: 'B' },
+  };
+  t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+  t.ok(await until(() => app.rules.current!.flows.has('f')));
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists/bronze/entries', payload: { number: '09812345677' } })).statusCode, 201);
+  t.ok(await until(() => app.rules.current!.vipLists.get('bronze')?.size === 1));
+  const call = (sid: string, from: string) => app.inject({ method: 'GET', url: `/exotel/passthru/f?CallSid=${sid}&CallFrom=${from}` });
+  t.equal((await call('vip1', '09812345677')).statusCode, 200, 'the caller added to the list is routed as a VIP (A)');
+  t.equal((await call('vip2', '09812345670')).statusCode, 302, 'a caller in another list is not (B)');
+});
+
+t.test('building a large VIP list gives callbacks turns of the event loop, and until it is built they see the list as it was, whole', async (t) => {
+  const db = await migratedDatabase(t);
+  const n = 20_000;
+  const { id } = await db.prisma.vipList.create({ data: { slug: 'big', name: 'Big' } });
+  const entries = `INSERT INTO vip_entries (list_id, number, updated_at) SELECT $1, '+9198' || lpad(g::text, 8, '0'), now() FROM generate_series(1, ${n}) g`;
+  await db.pool.query(entries, [id]);
+  // A pool of its own whose connections say what they are sent: when a read comes back, a turn of
+  // the event loop is asked for (setImmediate); it must come before the transaction ends, i.e.
+  // while the snapshot is built from what was read, not after.
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  t.teardown(() => pool.end());
+  const events: string[] = [];
+  /** The size of the list in the snapshot at the turn asked for when read `i` came back. */
+  const seen = new Map<number, number | undefined>();
+  const cache: RulesCache = new RulesCache({ pool: pool as unknown, url: db.url } as Parameters<typeof loadSnapshot>[0], quietLog);
+  t.teardown(() => cache.stop());
+  pool.on('connect', (client) => {
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
+      const i = events.push(text.split(' ')[0]!) - 1;
+      const out = query(...args);
+      // pool.query() calls it with a callback, and no promise comes back.
+      if (out instanceof Promise)
+        void out.then(
+          () =>
+            setImmediate(() => {
+              events.push(`turn ${i}`);
+              seen.set(i, cache.current?.vipLists.get('big')?.size);
+            }),
+          () => {},
+        );
+      return out;
+    };
+  });
+  /** Whether the turn asked for when the last read came back came before the COMMIT, i.e. while the snapshot was built from the reads. */
+  const turnBeforeCommit = () => {
+    const last = events.lastIndexOf('SELECT');
+    const turn = events.indexOf(`turn ${last}`);
+    return turn !== -1 && turn < events.indexOf('COMMIT', last);
+  };
+
+  await cache.start();
+  t.equal(cache.current!.vipLists.get('big')!.size, n);
+  t.ok(turnBeforeCommit(), `a turn while the full snapshot was built: ${events.join(' ')}`);
+
+  await db.pool.query(`INSERT INTO vip_entries (list_id, number, updated_at) VALUES ($1, '+919700000000', now())`, [id]);
+  for (const scope of ['all', { vipList: 'big' }] as const) {
+    events.length = 0;
+    const size = cache.current!.vipLists.get('big')!.size;
+    await cache.reload(scope);
+    t.ok(turnBeforeCommit(), `a turn while ${JSON.stringify(scope)} was built: ${events.join(' ')}`);
+    t.equal(seen.get(events.lastIndexOf('SELECT')), size, 'meanwhile the snapshot held the list as it was, whole');
+    t.equal(cache.current!.vipLists.get('big')!.size, n + 1, 'then the list as it is');
+  }
+});
