@@ -187,11 +187,19 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
     // The rows this write will update, as they are (locked, so they are still so when it does).
     // An entry sent as it is stored is not updated (a sync script sending the whole list again):
     // it keeps its updatedAt, and is neither counted nor audited.
+    // The changed rows are found first (MATERIALIZED), then the first AUDIT_SAMPLE by id: with the
+    // ORDER BY id LIMIT on the join itself, Postgres without fresh statistics of the list (a list
+    // being loaded batch after batch) walked the list in id order and scanned the sent entries
+    // for every row, hoping for 100 changed ones early; when fewer changed (a list sent again), it
+    // compared every row with every entry: 10,000 entries with long notes took minutes, and the
+    // request ended in a 500 (the transaction had expired).
     const previous = await tx.$queryRaw<EntryRow[]>`
+      WITH changed AS MATERIALIZED (
+        SELECT v.id FROM vip_entries v JOIN ${sent} ON v.number = e.number
+        WHERE v.list_id = ${id} AND (v.name, v.tier, v.note, v.expires_at) IS DISTINCT FROM (e.name, e.tier, e.note, e.expires_at))
       SELECT v.id, v.number, v.name, v.tier, v.note, v.expires_at AS "expiresAt", v.created_at AS "createdAt", v.updated_at AS "updatedAt"
-      FROM vip_entries v JOIN ${sent} ON v.number = e.number
-      WHERE v.list_id = ${id} AND (v.name, v.tier, v.note, v.expires_at) IS DISTINCT FROM (e.name, e.tier, e.note, e.expires_at)
-      ORDER BY v.id LIMIT ${AUDIT_SAMPLE} FOR UPDATE OF v`;
+      FROM vip_entries v WHERE v.id IN (SELECT id FROM changed ORDER BY id LIMIT ${AUDIT_SAMPLE})
+      ORDER BY v.id FOR UPDATE OF v`;
     const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
       INSERT INTO vip_entries (list_id, number, name, tier, note, expires_at, updated_at)
       SELECT ${id}, e.number, e.name, e.tier, e.note, e.expires_at, now()

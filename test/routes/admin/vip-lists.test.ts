@@ -604,3 +604,31 @@ t.test('entries sent again as they are stored (a sync script applying its list a
   const [last] = await trail();
   t.match(last, { action: 'upsert-entries', before: { entries: [{ tier: 'silver' }], entriesOmitted: 0 }, after: { updated: 1, entries: [{ tier: 'gold' }] } });
 });
+
+t.test(
+  'a list with long notes sent again before Postgres has statistics of it (loaded batch after batch) is answered at once, not after minutes as a 500',
+  async (t) => {
+    const { admin, db } = await buildTestApp(t);
+    // As right after a load: no statistics of the new rows (autovacuum would gather them within a
+    // minute or so). A cap on statements, set before the admin API opens its connections, so that
+    // the plan this is about fails in seconds rather than after minutes.
+    await db.pool.query('ALTER TABLE vip_entries SET (autovacuum_enabled = false)');
+    const { rows } = await db.pool.query<{ name: string }>('SELECT current_database() AS name');
+    await db.pool.query(`ALTER DATABASE "${rows[0]!.name}" SET statement_timeout = '20s'`);
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'crm', name: 'CRM export' } })).statusCode, 201);
+    const list = mobiles(6000).map((number, i) => ({ number, name: `Customer ${i}`, note: `${'account history '.repeat(90)}${i}` }));
+    t.same((await admin({ method: 'POST', url: '/admin/vip-lists/crm/entries', payload: list })).json(), { inserted: 6000, updated: 0 });
+    const again = await admin({ method: 'POST', url: '/admin/vip-lists/crm/entries', payload: list });
+    t.equal(again.statusCode, 200, again.body.slice(0, 300));
+    t.same(again.json(), { inserted: 0, updated: 0 }, 'nothing differed');
+    const changed = list.map((e, i) => (i % 1000 === 999 ? { ...e, tier: 'gold' } : e));
+    t.same((await admin({ method: 'POST', url: '/admin/vip-lists/crm/entries', payload: changed })).json(), { inserted: 0, updated: 6 }, 'the changed ones');
+    const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=vip-list&entityId=crm&limit=1' })).json().items[0] as AuditItem;
+    t.match(audit.after, { updated: 6, entriesOmitted: 0 });
+    t.same(
+      (audit.after as { entries: Entry[] }).entries.map((e) => [e.number, e.tier]),
+      [999, 1999, 2999, 3999, 4999, 5999].map((i) => [`+91${mobiles(1, i)[0]}`, 'gold']),
+      'audited, by id',
+    );
+  },
+);
