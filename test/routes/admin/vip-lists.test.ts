@@ -1,5 +1,6 @@
 import t from 'tap';
-import { buildSecondInstance, buildTestApp } from '../../helper.js';
+import pg from 'pg';
+import { buildSecondInstance, buildTestApp, lockWaiters } from '../../helper.js';
 import { BOOTSTRAP_KEY_ID } from '../../../src/store/api-keys.js';
 import { AuditQuerySchema } from '../../../src/schemas/audit.js';
 
@@ -632,3 +633,22 @@ t.test(
     );
   },
 );
+
+t.test('an import that waits its turn behind another write to the list for more than 5 s is written when its turn comes, not answered 500', async (t) => {
+  const { admin, db } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  // Another import into the list (as a big one with long notes on a busy database) holds its turn.
+  const other = new pg.Client({ connectionString: db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('BEGIN');
+  await other.query(`SELECT id FROM vip_lists WHERE slug = 'gold' FOR NO KEY UPDATE`);
+  const pending = admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: mobiles(100).map((number) => ({ number })) });
+  await lockWaiters(t, db.pool, 1, { query: '%FOR NO KEY UPDATE%' });
+  // The turn lasts longer than Prisma's default transaction timeout (5 s): the duration is the case.
+  await new Promise((r) => setTimeout(r, 5500));
+  await other.query('COMMIT');
+  const res = await pending;
+  t.equal(res.statusCode, 200, res.body.slice(0, 300));
+  t.same(res.json(), { inserted: 100, updated: 0 });
+});
