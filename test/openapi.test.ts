@@ -111,3 +111,17 @@ t.test("docs/contract.md §4's table names every admin path the API serves", asy
     t.ok(named.has(path), `${path} is in the table`);
   }
 });
+
+t.test("createFlow's description names every action a flow takes (Swagger UI is where a support lead reads it)", async (t) => {
+  const { ActionSchema } = await import('../src/schemas/flow.js');
+  const { parse } = await import('yaml');
+  const doc = parse(await renderOpenApiYaml()) as { paths: Record<string, Record<string, { operationId?: string; description?: string }>> };
+  const createFlow = Object.values(doc.paths)
+    .flatMap((p) => Object.values(p))
+    .find((op) => op.operationId === 'createFlow');
+  const forms = (ActionSchema.anyOf as Array<{ properties: Record<string, unknown>; required?: string[] }>).map(
+    (s) => s.required?.[0] ?? Object.keys(s.properties)[0]!,
+  );
+  t.same(forms.sort(), ['availability', 'branch', 'dialGroup', 'dialGroups', 'numbers', 'select'], 'the action forms the schema takes');
+  for (const key of forms) t.match(createFlow?.description, `{"${key}":`, `it names {"${key}": …}`);
+});

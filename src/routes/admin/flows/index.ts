@@ -67,7 +67,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'createFlow',
         summary: 'Create a flow; referenced VIP lists, schedules and dial groups must exist (422)',
         description:
-          'Rules are tried in order; the first whose conditions (`when`) all hold decides (`then`); else `otherwise`; `onError` when a rule cannot be evaluated or the decision overruns DECISION_BUDGET_MS. A rule without `name` is named by its position (`rule 1`). Actions must fit the type: passthru `{"branch":"A"|"B","url"?}`, switch `{"select":"<case>"}`, dial `{"dialGroup":"<slug>"}` or `{"numbers":[…]}`. The answer carries `exotelUrls`, what to paste into Exotel.',
+          'Rules are tried in order; the first whose conditions (`when`) all hold decides (`then`); else `otherwise`; `onError` when a rule cannot be evaluated or the decision overruns DECISION_BUDGET_MS. A rule without `name` is named by its position (`rule 1`). Actions must fit the type: passthru `{"branch":"A"|"B","url"?}` or `{"availability":"toggle"|"available"|"away","reason"?}` (the calling agent sets their own), switch `{"select":"<case>"}`, dial `{"dialGroup":"<slug>"}`, `{"dialGroups":["<slug>",…]}` (tiers) or `{"numbers":[…]}`. The answer carries `exotelUrls`, what to paste into Exotel.',
         body: withExamples(FlowInputSchema, FLOW_EXAMPLE),
         response: { 201: FlowViewSchema, 400: ErrorSchema, 409: ErrorSchema, 422: ErrorSchema },
       },
