@@ -42,6 +42,13 @@ export async function createVipList(prisma: PrismaClient, actor: Actor, input: V
 }
 
 /**
+ * How long a write to a list's entries or to the list may take, waiting for the list's lock included
+ * (Prisma's default is 5 s): writes to one list take turns, so one sent beside an import of 10,000
+ * entries waits for it, and was answered 500 once the two took more than 5 s together.
+ */
+const LIST_WRITE = { timeout: 60_000 };
+
+/**
  * Locks the list's row for the rest of the transaction and reads it: concurrent changes of one list
  * queue, and each audits as its `before` what the one before it left (as lockFlow does).
  */
@@ -60,7 +67,7 @@ export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: st
       same(withCount(before), after);
       await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
       return after;
-    }),
+    }, LIST_WRITE),
   );
 }
 
@@ -70,7 +77,7 @@ export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: st
     await assertUnreferenced(tx, ENTITY, slug);
     await tx.vipList.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, withCount(before), null);
-  });
+  }, LIST_WRITE);
 }
 
 async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Promise<number> {
@@ -140,13 +147,6 @@ function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldP
   return [...byNumber.values()];
 }
 
-/**
- * How long an import's transaction may take, waiting for the list's lock included (Prisma's default
- * is 5 s): writes to one list take turns, so an import sent beside another of 10,000 entries waits
- * for it, and then answered 500 once the two took more than 5 s together.
- */
-const IMPORT_TIMEOUT_MS = 60_000;
-
 /** How many entries and numbers an audit entry of an array upsert shows; the rest are counted. */
 export const AUDIT_SAMPLE = 100;
 
@@ -177,38 +177,37 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
   const many = Array.isArray(body);
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
-  return prisma.$transaction(
-    async (tx) => {
-      // The list's row held until commit: a concurrent delete of the list (which locks it FOR UPDATE)
-      // either committed before, and the list is missing here (404), or waits for this import and then
-      // deletes the list with its entries. Unlocked, the insert met the deleted list's foreign key and
-      // was answered 500. FOR NO KEY UPDATE, not KEY SHARE: writes of entries to one list take turns,
-      // as two imports of the same numbers in another order otherwise deadlock (500). Flows referring
-      // to the list (KEY SHARE) do not wait for it.
-      const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
-      if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
-      const id = locked[0]!.id;
-      const sent = Prisma.sql`unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
+  return prisma.$transaction(async (tx) => {
+    // The list's row held until commit: a concurrent delete of the list (which locks it FOR UPDATE)
+    // either committed before, and the list is missing here (404), or waits for this import and then
+    // deletes the list with its entries. Unlocked, the insert met the deleted list's foreign key and
+    // was answered 500. FOR NO KEY UPDATE, not KEY SHARE: writes of entries to one list take turns,
+    // as two imports of the same numbers in another order otherwise deadlock (500). Flows referring
+    // to the list (KEY SHARE) do not wait for it.
+    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
+    if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+    const id = locked[0]!.id;
+    const sent = Prisma.sql`unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
                   ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
                   ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
            AS e(number, name, tier, note, expires_at)`;
-      // The rows this write will update, as they are (locked, so they are still so when it does).
-      // An entry sent as it is stored is not updated (a sync script sending the whole list again):
-      // it keeps its updatedAt, and is neither counted nor audited.
-      // The changed rows are found first (MATERIALIZED), then the first AUDIT_SAMPLE by id: with the
-      // ORDER BY id LIMIT on the join itself, Postgres without fresh statistics of the list (a list
-      // being loaded batch after batch) walked the list in id order and scanned the sent entries
-      // for every row, hoping for 100 changed ones early; when fewer changed (a list sent again), it
-      // compared every row with every entry: 10,000 entries with long notes took minutes, and the
-      // request ended in a 500 (the transaction had expired).
-      const previous = await tx.$queryRaw<EntryRow[]>`
+    // The rows this write will update, as they are (locked, so they are still so when it does).
+    // An entry sent as it is stored is not updated (a sync script sending the whole list again):
+    // it keeps its updatedAt, and is neither counted nor audited.
+    // The changed rows are found first (MATERIALIZED), then the first AUDIT_SAMPLE by id: with the
+    // ORDER BY id LIMIT on the join itself, Postgres without fresh statistics of the list (a list
+    // being loaded batch after batch) walked the list in id order and scanned the sent entries
+    // for every row, hoping for 100 changed ones early; when fewer changed (a list sent again), it
+    // compared every row with every entry: 10,000 entries with long notes took minutes, and the
+    // request ended in a 500 (the transaction had expired).
+    const previous = await tx.$queryRaw<EntryRow[]>`
       WITH changed AS MATERIALIZED (
         SELECT v.id FROM vip_entries v JOIN ${sent} ON v.number = e.number
         WHERE v.list_id = ${id} AND (v.name, v.tier, v.note, v.expires_at) IS DISTINCT FROM (e.name, e.tier, e.note, e.expires_at))
       SELECT v.id, v.number, v.name, v.tier, v.note, v.expires_at AS "expiresAt", v.created_at AS "createdAt", v.updated_at AS "updatedAt"
       FROM vip_entries v WHERE v.id IN (SELECT id FROM changed ORDER BY id LIMIT ${AUDIT_SAMPLE})
       ORDER BY v.id FOR UPDATE OF v`;
-      const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
+    const rows = await tx.$queryRaw<Array<{ id: number; inserted: boolean }>>`
       INSERT INTO vip_entries (list_id, number, name, tier, note, expires_at, updated_at)
       SELECT ${id}, e.number, e.name, e.tier, e.note, e.expires_at, now()
       FROM ${sent}
@@ -218,27 +217,25 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
       WHERE (vip_entries.name, vip_entries.tier, vip_entries.note, vip_entries.expires_at)
             IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.tier, EXCLUDED.note, EXCLUDED.expires_at)
       RETURNING id, (xmax = 0) AS inserted`;
-      const inserted = rows.filter((r) => r.inserted).length;
-      const result = { inserted, updated: rows.length - inserted };
-      if (!many) {
-        const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
-        if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
-        return { many: false as const, entry, inserted: inserted === 1 };
-      }
-      if (rows.length === 0) return { many: true as const, result };
-      const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
-      const entriesOmitted = Math.max(0, result.updated - previous.length);
-      await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous, entriesOmitted } : null, {
-        ...result,
-        numbers: numbers.slice(0, AUDIT_SAMPLE),
-        numbersOmitted: Math.max(0, numbers.length - AUDIT_SAMPLE),
-        entries: written,
-        entriesOmitted,
-      });
-      return { many: true as const, result };
-    },
-    { timeout: IMPORT_TIMEOUT_MS },
-  );
+    const inserted = rows.filter((r) => r.inserted).length;
+    const result = { inserted, updated: rows.length - inserted };
+    if (!many) {
+      const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
+      if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
+      return { many: false as const, entry, inserted: inserted === 1 };
+    }
+    if (rows.length === 0) return { many: true as const, result };
+    const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
+    const entriesOmitted = Math.max(0, result.updated - previous.length);
+    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous, entriesOmitted } : null, {
+      ...result,
+      numbers: numbers.slice(0, AUDIT_SAMPLE),
+      numbersOmitted: Math.max(0, numbers.length - AUDIT_SAMPLE),
+      entries: written,
+      entriesOmitted,
+    });
+    return { many: true as const, result };
+  }, LIST_WRITE);
 }
 
 export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode) {
@@ -253,5 +250,5 @@ export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: s
     const { count } = await tx.vipEntry.deleteMany({ where: { id: before.id } });
     if (count === 0) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
     await recordChange(tx, actor, 'delete-entry', ENTITY, slug, before, null);
-  });
+  }, LIST_WRITE);
 }

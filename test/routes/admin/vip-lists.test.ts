@@ -652,3 +652,27 @@ t.test('an import that waits its turn behind another write to the list for more 
   t.equal(res.statusCode, 200, res.body.slice(0, 300));
   t.same(res.json(), { inserted: 100, updated: 0 });
 });
+
+t.test('a rename or a delete of the list that waits its turn behind an import for more than 5 s is done when its turn comes, not answered 500', async (t) => {
+  // Imports may take 60 s, waiting included; a PATCH or DELETE of the list (which lock its row as
+  // an import does) kept Prisma's 5 s and was a 500 behind a long import.
+  const { admin, db } = await buildTestApp(t);
+  for (const slug of ['gold', 'silver']) {
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: slug } })).statusCode, 201);
+  }
+  const other = new pg.Client({ connectionString: db.url });
+  await other.connect();
+  t.teardown(() => other.end());
+  await other.query('BEGIN');
+  await other.query(`SELECT id FROM vip_lists WHERE slug IN ('gold', 'silver') FOR NO KEY UPDATE`);
+  const rename = admin({ method: 'PATCH', url: '/admin/vip-lists/gold', payload: { name: 'Gold customers' } });
+  const remove = admin({ method: 'DELETE', url: '/admin/vip-lists/silver' });
+  await lockWaiters(t, db.pool, 2, { query: '%FOR UPDATE%' });
+  // The import's turn lasts longer than Prisma's default transaction timeout (5 s): the duration is the case.
+  await new Promise((r) => setTimeout(r, 5500));
+  await other.query('COMMIT');
+  const [renamed, removed] = await Promise.all([rename, remove]);
+  t.equal(renamed.statusCode, 200, renamed.body.slice(0, 300));
+  t.equal(renamed.json().name, 'Gold customers');
+  t.equal(removed.statusCode, 204, removed.body.slice(0, 300));
+});
