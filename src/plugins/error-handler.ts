@@ -207,7 +207,8 @@ export function clientErrors(this: FastifyInstance, err: Error & { code?: string
   // A request whose body was being read when the parser refused it (a broken chunk, or too slow) is
   // already a request: its handler sees the body fail and leaves its CDR.
   const incoming = (socket as Socket & { parser?: { incoming?: { complete: boolean } | null } }).parser?.incoming;
-  const { status, message } = clientErrorAnswer(err, this, !!incoming && !incoming.complete);
+  const readingBody = !!incoming && !incoming.complete;
+  const { status, message } = clientErrorAnswer(err, this, readingBody);
   answered.set(socket, { status, message });
   this.metrics.observeClientError(status);
   const send = (answer: CallbackAnswer & { retryAfter?: number }) => {
@@ -226,7 +227,7 @@ export function clientErrors(this: FastifyInstance, err: Error & { code?: string
   const head = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.toString('latin1') : '';
   const last = [...head.matchAll(REQUEST_LINE)].filter((m) => m.index <= (err.bytesParsed ?? head.length)).pop();
   const url = last?.[1];
-  if (url?.startsWith(`${CALLBACK_PREFIX}/`) && !(incoming && !incoming.complete)) {
+  if (url?.startsWith(`${CALLBACK_PREFIX}/`) && !readingBody) {
     const request = { ip: socket.remoteAddress ?? '', url, authorization: AUTHORIZATION.exec(head.slice(last!.index))?.[1]?.trim() };
     // A client that half-closes once it has sent its request would have Node end the socket before
     // the CDR is committed and the answer written; the parser is done with it, the answer ends it.

@@ -59,8 +59,10 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
 const MAX_INDEXED_CHARS = 200;
 /** Why a callback URL that ends in '/' is refused: the flow's `exotelUrls` have none. */
 const TRAILING_SLASH = `the URL ends in '/': remove it (${CALLBACK_PREFIX}/<endpoint>/<flow>, as the flow's exotelUrls give it)`;
-/** Most unknown Exotel-Version values logged (once each) per process. */
+/** Most values a once-each warning logs per process (unknown Exotel-Version values; flows given the wrong URL). */
 const MAX_VERSIONS_WARNED = 20;
+/** Whether `key` is new to `seen` (and now in it), up to MAX_VERSIONS_WARNED keys: a caller could send any number. */
+const firstOf = (seen: Set<string>, key: string) => !seen.has(key) && seen.size < MAX_VERSIONS_WARNED && seen.add(key) !== undefined;
 
 function indexable(s: string | null): string | null {
   if (s === null || s.length <= MAX_INDEXED_CHARS) return s;
@@ -411,8 +413,7 @@ export default fp(
           const shown = String(version).slice(0, 20);
           // Every Connect callback of an account sends the same header: logged once per value, not per
           // call (each CDR says it); only from a caller the guard let through, who cannot fill the set with junk.
-          if (!refused && !versionsWarned.has(shown) && versionsWarned.size < MAX_VERSIONS_WARNED) {
-            versionsWarned.add(shown);
+          if (!refused && firstOf(versionsWarned, shown)) {
             request.log.warn(
               { exotelVersion: shown, callSid: call.callSid, flow: flowSlug },
               'unknown Exotel-Version; answering version 1.0 (logged once per value)',
@@ -423,8 +424,7 @@ export default fp(
           // Only Connect's dynamic URL sends the header: the Dial Whom URL was pasted into that field,
           // whose answer Exotel reads as Connect JSON: it cannot act on a list of numbers.
           const problem = `Exotel-Version is sent by Connect's dynamic URL, which cannot read this Dial Whom answer: give that field ${CALLBACK_PREFIX}/connect/${flowSlug}`;
-          if (!refused && !dialWhomAsConnectWarned.has(flowSlug) && dialWhomAsConnectWarned.size < MAX_VERSIONS_WARNED) {
-            dialWhomAsConnectWarned.add(flowSlug);
+          if (!refused && firstOf(dialWhomAsConnectWarned, flowSlug)) {
             request.log.warn({ callSid: call.callSid, flow: flowSlug }, `${problem} (logged once per flow)`);
           }
           call.warnings.push(problem);
