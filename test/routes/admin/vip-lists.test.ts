@@ -210,6 +210,17 @@ t.test('admin VIP lists', async (t) => {
     t.equal(await db.prisma.vipEntry.count(), before, 'not even the valid entries before it');
   });
 
+  t.test('an array wrapped in an object ({"entries": [...]}) is 400 saying to send the array itself', async (t) => {
+    for (const key of ['entries', 'numbers', 'data']) {
+      const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { [key]: [{ number: '09744444444' }] } });
+      t.equal(res.statusCode, 400, key);
+      t.match(res.json().message, new RegExp(`^body/${key}: send the array itself as the body`), key);
+    }
+    const field = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: ['09744444444'] } });
+    t.match(field.json().message, /^body\/number: must be string/, 'an entry field holding an array is named as that field');
+    t.equal(await db.prisma.vipEntry.count({ where: { number: '+919744444444' } }), 0);
+  });
+
   t.test('an empty array is 400', async (t) => {
     const res = await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: [] });
     t.equal(res.statusCode, 400);

@@ -9,6 +9,7 @@ import {
   VipEntriesBodySchema,
   VipEntriesPageSchema,
   VipEntriesQuerySchema,
+  VipEntryInputSchema,
   VipEntryParamsSchema,
   VipEntrySchema,
   VipListInputSchema,
@@ -26,8 +27,17 @@ import {
   upsertVipEntries,
 } from '../../../store/vip-lists.js';
 import { actorOf } from '../../../plugins/auth.js';
+import { InvalidFieldError } from '../../../errors.js';
 
 const tags = ['vip-lists'];
+
+/** The key of a body that is an object holding an array alone under no entry field: `{"entries": [...]}`. */
+function wrappedArrayKey(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const [key, ...more] = Object.keys(body);
+  if (key === undefined || more.length > 0 || key in VipEntryInputSchema.properties) return undefined;
+  return Array.isArray((body as Record<string, unknown>)[key]) ? key : undefined;
+}
 const security = [{ bearer: [] }];
 const errors = { 400: ErrorSchema, 404: ErrorSchema };
 /** The bulk upsert's body limit: 10,000 entries of typical size fit well within it. */
@@ -148,13 +158,18 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'upsertVipEntries',
         summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
         description:
-          'Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
+          'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
         params: SlugParamsSchema,
         body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
         response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 413: ErrorSchema },
       },
       bodyLimit: BULK_BODY_LIMIT,
       config: { bodyTooLargeHint: 'split the array over several requests' },
+      // An import script wrapping its array as many APIs do would otherwise read `body/number: is required`.
+      preValidation: async (request) => {
+        const key = wrappedArrayKey(request.body);
+        if (key) throw new InvalidFieldError(`body/${key}`, `send the array itself as the body ([{"number": …}, …]), not inside {"${key}": …}`);
+      },
     },
     async (request, reply) => {
       const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
