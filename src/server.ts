@@ -90,6 +90,11 @@ async function main(): Promise<void> {
   let app: FastifyInstance | null = null;
   let listening = false;
   let stopping = false;
+  // The exit code of a graceful stop: 0 when asked to stop (SIGTERM, SIGINT), 129 (128 + 1, as a
+  // shell reports a process SIGHUP ended) for SIGHUP, which is no request to stop under a supervisor
+  // (an operator's `kill -HUP` for a reload): systemd's Restart=on-failure (deploy/exoroute.service)
+  // restarts it then, reading the configuration afresh, where exit 0 left the service down.
+  let exitCode = 0;
   const stop = async () => {
     const force = setTimeout(() => {
       log.error('shutdown took longer than 10 s; exiting');
@@ -106,7 +111,7 @@ async function main(): Promise<void> {
       }
       await store?.close();
       log.info('stopped');
-      process.exit(0);
+      process.exit(exitCode);
     } catch (err) {
       log.error({ err }, 'shutdown failed');
       process.exit(1);
@@ -115,10 +120,13 @@ async function main(): Promise<void> {
   const onSignal = (signal: string) => {
     if (stopping) return;
     stopping = true;
-    log.info({ signal }, 'shutting down');
+    if (signal === 'SIGHUP') {
+      exitCode = 129;
+      log.info({ signal }, 'shutting down; exit 129, so that a supervisor restarts the service (systemd reads its EnvironmentFile again)');
+    } else log.info({ signal }, 'shutting down');
     if (listening) void stop();
   };
-  // SIGINT: Ctrl-C in a terminal; SIGHUP: the terminal closed. The embedded Postgres has a process
+  // SIGINT: Ctrl-C in a terminal; SIGHUP: the terminal closed, or a `kill -HUP` (exitCode). The embedded Postgres has a process
   // group of its own, so the terminal's signal does not stop it under the service's feet (nor
   // leave it running when the service goes): store.close() stops it, last.
   for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) process.on(signal, () => onSignal(signal));

@@ -236,3 +236,37 @@ t.test("start and stop: one info line says the service listens (with the docs an
   );
   t.equal(lines.at(-1)?.msg, 'stopped');
 });
+
+t.test("SIGHUP (a `kill -HUP` meant as a reload): a graceful stop with exit 129, which systemd's Restart=on-failure restarts", async (t) => {
+  const db = await migratedDatabase(t);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-hup-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, DATABASE_URL: db.url, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  server.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  const exited = new Promise<number | null>((r) => server.on('exit', r));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+  const port = await listeningPort(t, server, () => stdout);
+  for (let i = 0; i < 300; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    await sleep(100);
+  }
+  server.kill('SIGHUP');
+  // 0 would read as a stop that was asked for: the unit (deploy/exoroute.service) would leave the service down.
+  t.equal(await exited, 129, 'exit 129 (128 + SIGHUP), not 0');
+  const lines = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string; signal?: string });
+  t.match(lines.find((l) => l.signal === 'SIGHUP')?.msg, /shutting down.*restart/, 'the log says a supervisor restarts it', { stdout });
+  t.equal(lines.at(-1)?.msg, 'stopped', 'stopped gracefully first');
+});
