@@ -69,6 +69,9 @@ const UNAVAILABLE_RETRY_SECONDS = 5;
 
 /** Maps domain, validation and Prisma errors to `{statusCode, error, message}`; 5xx never leak internals. */
 export default fp(async function errorHandler(app: FastifyInstance) {
+  // A path is named as the request log shows it, and so is a field: a key or secret pasted into a
+  // path, or sent as a parameter's name (`/admin/cdrs?<key>`), is not echoed in an answer or logged.
+  const shown = urlRedactor(app.config);
   app.setErrorHandler((err: FastifyError, request, reply) => {
     let status = err.statusCode ?? 500;
     let message = err.message;
@@ -107,13 +110,12 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       message = 'internal error; the request was logged';
       status = status === 503 ? 503 : 500;
     } else {
+      message = shown(message);
       // On the request's one log line (request-log.ts), not a line of its own.
       noteRefusal(request, message);
     }
     return reply.status(status).send({ statusCode: status, error: STATUS_CODES[status] ?? 'Error', message });
   });
-  // The path is named as the request log shows it: a key or secret pasted into a path is not echoed.
-  const shown = urlRedactor(app.config);
   const allowed = adminMethods(app);
   app.setNotFoundHandler((request, reply) => {
     if (isAdminUrl(request.url)) reply.header('cache-control', 'no-store');

@@ -131,6 +131,34 @@ t.test('the request log line of an admin or ops request shows no key or secret, 
   for (const [name, secret] of Object.entries(keys)) t.notOk(lines.join('\n').includes(secret), `${name} is in no log line`);
 });
 
+t.test('a key or secret sent as a field name (a bare ?<key>) is in neither the 400 naming the field nor its log line', async (t) => {
+  const { logger, lines } = capturedLog();
+  const secrets = { EXOTEL_CALLBACK_SECRET: 'name-callback-secret-0123', METRICS_TOKEN: 'name-metrics-token-4567' };
+  const { admin } = await buildTestApp(t, secrets, { logger: logger });
+  const created = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'script', role: 'viewer' } })).json() as { key: string };
+  const keys = { ...secrets, ADMIN_API_KEY: ADMIN_KEY, created: created.key };
+  const refused = [
+    // `curl "$EXO/admin/cdrs?$KEY"`: the key as the query string, a parameter with no value.
+    await admin({ method: 'GET', url: `/admin/cdrs?${created.key}` }),
+    await admin({ method: 'GET', url: `/admin/refusals?${encodeURIComponent(ADMIN_KEY)}` }),
+    await admin({ method: 'GET', url: `/admin/audit?${secrets.EXOTEL_CALLBACK_SECRET}=1` }),
+    await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'x', role: 'viewer', [secrets.METRICS_TOKEN]: true } }),
+  ];
+  t.same(
+    refused.map((r) => r.statusCode),
+    [400, 400, 400, 400],
+  );
+  for (const res of refused) t.match(res.json().message, /^(querystring|body)\/\[redacted\]: unknown field; remove it/, 'the field is named, redacted');
+  await new Promise((r) => setImmediate(r));
+  for (const [name, secret] of Object.entries(keys)) {
+    t.notOk(lines.join('\n').includes(secret), `${name} is in no log line`);
+    t.notOk(
+      refused.some((r) => r.body.includes(secret)),
+      `${name} is in no answer`,
+    );
+  }
+});
+
 t.test('a 404 names the path it did not find, but no key or secret put in it', async (t) => {
   const secrets = { EXOTEL_CALLBACK_SECRET: 'path-callback-secret-0123', METRICS_TOKEN: 'path-metrics-token-4567' };
   const { app, admin } = await buildTestApp(t, secrets);
