@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp } from './app.js';
 import { type Config, ConfigError, hostAndPort, loadConfig, shown, startupWarnings } from './config.js';
-import { ensureBootstrapKey, KeyFileError } from './store/api-keys.js';
+import { BootstrapKeyTakenError, ensureBootstrapKey, KeyFileError } from './store/api-keys.js';
 import { EmbeddedPostgresError, leaveSignalsToCaller } from './store/embedded-postgres.js';
 import { MigrationError, MigrationHistoryError } from './store/migrate.js';
 import { prepareDatabase, type PreparedDatabase } from './store/setup.js';
@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     bootstrap = await ensureBootstrapKey(store.db.pool, { configuredKey: config.ADMIN_API_KEY, dataDir: config.DATA_DIR });
   } catch (err) {
     // Stop the embedded Postgres too; exit 2 as for a bad variable: a restart cannot fix the file.
-    if (!(err instanceof KeyFileError)) throw err;
+    if (!(err instanceof KeyFileError || err instanceof BootstrapKeyTakenError)) throw err;
     console.error(`exoroute cannot start: ${err.message}`);
     await store.close();
     process.exit(2);

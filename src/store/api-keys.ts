@@ -150,8 +150,23 @@ export class KeyFileError extends Error {
 }
 
 /**
+ * The bootstrap key given is already the key of a key created through the admin API (revoked or
+ * not): one key cannot be both, as only its hash is stored. The start stops, naming that key.
+ */
+export class BootstrapKeyTakenError extends Error {
+  constructor(source: string, taken: { id: string; name: string; revoked: boolean }) {
+    super(
+      `${source} is the key of the API key '${taken.name}' (id ${taken.id}${taken.revoked ? ', revoked' : ''}) created through the admin API; ` +
+        'the bootstrap key must be a key of its own: choose another (e.g. openssl rand -hex 24)',
+    );
+    this.name = 'BootstrapKeyTakenError';
+  }
+}
+
+/**
  * Makes the bootstrap admin key valid: ADMIN_API_KEY when set, else a key generated once and kept
- * in DATA_DIR/admin-api-key (KeyFileError if that file holds too short or long a key). Returns the key and whether it was generated just now (print it then).
+ * in DATA_DIR/admin-api-key (KeyFileError if that file holds too short or long a key;
+ * BootstrapKeyTakenError if the key is one created through the API). Returns the key and whether it was generated just now (print it then).
  * Plain SQL on the pool: start-up does not instantiate Prisma (see loadSnapshot).
  */
 export async function ensureBootstrapKey(
@@ -173,6 +188,11 @@ export async function ensureBootstrapKey(
       await writeFile(file, `${key}\n`, { mode: 0o600 });
     }
   }
+  const taken = await pool.query<{ id: string; name: string; revoked: boolean }>(
+    'SELECT id, name, revoked_at IS NOT NULL AS revoked FROM api_keys WHERE hash = $1 AND id <> $2',
+    [hashKey(key), BOOTSTRAP_KEY_ID],
+  );
+  if (taken.rows[0]) throw new BootstrapKeyTakenError(file ?? 'ADMIN_API_KEY', taken.rows[0]);
   await pool.query(
     `INSERT INTO api_keys (id, name, role, hash, prefix) VALUES ($1, 'bootstrap', 'admin', $2, $3)
      ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, hash = EXCLUDED.hash, prefix = EXCLUDED.prefix, revoked_at = NULL`,

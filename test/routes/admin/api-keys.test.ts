@@ -6,7 +6,15 @@ import { ADMIN_KEY, buildSecondInstance, buildTestApp, createTestDatabase, migra
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { BOOTSTRAP_KEY_ID, ensureBootstrapKey, KEY_USE_WRITE_INTERVAL_MS, KeyFileError, KeyUseRecorder, markKeyUsed } from '../../../src/store/api-keys.js';
+import {
+  BOOTSTRAP_KEY_ID,
+  BootstrapKeyTakenError,
+  ensureBootstrapKey,
+  KEY_USE_WRITE_INTERVAL_MS,
+  KeyFileError,
+  KeyUseRecorder,
+  markKeyUsed,
+} from '../../../src/store/api-keys.js';
 
 t.test('admin API keys', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
@@ -269,6 +277,22 @@ t.test('a key file under DATA_DIR that an operator cut short stops the start, na
   t.same(await ensureBootstrapKey(db.pool, { dataDir }), { key: 'a-key-of-16-chars', generated: false, file }, 'a key of 16 or more is taken');
   const ok = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Bearer a-key-of-16-chars' } });
   t.equal(ok.statusCode, 200);
+});
+
+t.test('ADMIN_API_KEY set to a key created through the API stops the start with one line naming that key, not a unique violation', async (t) => {
+  const { admin, db } = await buildTestApp(t);
+  const created = (await admin({ method: 'POST', url: '/admin/api-keys', payload: { name: 'deploy script', role: 'admin' } })).json();
+  // An operator promotes the deploy script's key to ADMIN_API_KEY, and restarts.
+  const err = await ensureBootstrapKey(db.pool, { configuredKey: created.key, dataDir: '/nonexistent' }).catch((e: unknown) => e);
+  t.ok(err instanceof BootstrapKeyTakenError, `BootstrapKeyTakenError, not ${String(err)}`);
+  t.match((err as Error).message, `ADMIN_API_KEY is the key of the API key 'deploy script' (id ${created.id}) created through the admin API`);
+  t.notMatch((err as Error).message, created.key, 'the key itself is not in the message');
+  t.equal((await admin({ method: 'DELETE', url: `/admin/api-keys/${created.id}` })).statusCode, 200);
+  const revoked = await ensureBootstrapKey(db.pool, { configuredKey: created.key, dataDir: '/nonexistent' }).catch((e: unknown) => e);
+  t.match((revoked as Error).message, `(id ${created.id}, revoked)`, 'a revoked one too: it would not be made valid again');
+  const res = await admin({ method: 'GET', url: '/admin/api-keys' });
+  t.equal(res.statusCode, 200, 'the bootstrap key in use is unchanged');
+  t.equal(res.json().find((k: { id: string }) => k.id === created.id).revokedAt !== null, true, 'the revoked key stays revoked');
 });
 
 t.test('the service started on such a key file exits 2 with one line', async (t) => {
