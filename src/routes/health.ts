@@ -7,6 +7,35 @@ import { noteRefusal } from '../plugins/request-log.js';
 /** A stalled database must not stall the probe. */
 const DB_CHECK_TIMEOUT_MS = 1000;
 
+/**
+ * What /readyz says of a database error by its code. /readyz needs no key and is often public: the
+ * error's message names the host, address, user or database, which go to the probe's log line only.
+ */
+const DB_ERROR_KINDS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name not resolved',
+  '28P01': 'password authentication failed',
+  '28000': 'connection not authorised',
+  '3D000': 'database does not exist',
+  '53300': 'too many connections',
+  '57P03': 'starting up',
+};
+
+function dbErrorKind(err: unknown): string {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && DB_ERROR_KINDS[e.code]) return `${DB_ERROR_KINDS[e.code]} (${e.code})`;
+  }
+  const message = (err as Error).message;
+  return message.startsWith(DEADLINE) ? message : 'see the log';
+}
+
+const DEADLINE = 'no answer within';
+
 const ReadySchema = Type.Object({
   status: Type.Union([Type.Literal('ready'), Type.Literal('degraded')]),
   reasons: Type.Array(Type.String()),
@@ -40,28 +69,34 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'readyz',
         summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
         description:
-          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, migrations pending, rules not loaded, CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
+          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, by the kind and code of its error, never its host, address, user or database, which the probe\'s log line has; migrations pending; rules not loaded; CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
     async (request, reply) => {
       const reasons: string[] = [];
+      let detail = '';
       try {
-        const pending = await withDeadline(pendingMigrations(app.db.pool, ours, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `no answer within ${ms} ms`);
+        const pending = await withDeadline(pendingMigrations(app.db.pool, ours, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `${DEADLINE} ${ms} ms`);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
       } catch (err) {
-        reasons.push(`database unreachable: ${(err as Error).message.split('\n')[0]}`);
+        reasons.push(`database unreachable: ${dbErrorKind(err)}`);
+        detail = `; the database's error: ${(err as Error).message.split('\n')[0]}`;
       }
       // Only missing rules make the instance unready. Stale ones (reloads failing, LISTEN down:
       // rules.lastError) do not: they come from the database, so every instance would go unready
       // at once and no call would get an answer, where old rules still route calls. They show in
       // the exoroute_rules_listener_up metric and the log, and the instance keeps retrying.
-      if (!app.rules.current) reasons.push(app.rules.lastError ?? 'routing rules not loaded yet');
+      if (!app.rules.current) {
+        const failed = app.rules.lastError;
+        reasons.push(failed ? 'routing rules not loaded yet: loading them failed, and is retried' : 'routing rules not loaded yet');
+        if (failed) detail += `; the rules' error: ${failed.split('\n')[0]}`;
+      }
       const spooled = app.cdrWriter.spoolDepth;
       if (spooled > 0) reasons.push(`${spooled} CDRs in the local spool, waiting for Postgres`);
       const status = reasons.length === 0 ? ('ready' as const) : ('degraded' as const);
       // On the probe's log line too: an operator reading `GET /readyz 503` sees why without asking again.
-      if (reasons.length > 0) noteRefusal(request, reasons.join('; '));
+      if (reasons.length > 0) noteRefusal(request, reasons.join('; ') + detail);
       return reply.status(reasons.length === 0 ? 200 : 503).send({ status, reasons });
     },
   );

@@ -103,6 +103,34 @@ t.test("a 503 of /readyz is logged with its reasons: the probe's line says why t
   t.match(logged[0], { status: 503, message: /^database unreachable: / });
 });
 
+t.test(
+  '/readyz, which needs no key, names the kind of database error, not the host, address, user or database its message names; the log line has it whole',
+  async (t) => {
+    const { db: running } = await buildTestApp(t);
+    const cases = [
+      { url: 'postgresql://nobody@127.0.0.1:1/none', hidden: ['127.0.0.1:1'], reason: 'database unreachable: connection refused (ECONNREFUSED)' },
+      {
+        url: Object.assign(new URL(running.url), { pathname: '/internal_billing_db' }).href,
+        hidden: ['internal_billing_db'],
+        reason: 'database unreachable: database does not exist (3D000)',
+      },
+    ];
+    for (const c of cases) {
+      const { logger, lines } = capturedLog();
+      const db = openDatabase(c.url, quietLog);
+      const app = await buildApp({ config: loadConfig({}), db, logger });
+      const res = await app.inject({ method: 'GET', url: '/readyz' });
+      await app.close();
+      await db.close();
+      t.equal(res.statusCode, 503);
+      t.same(res.json().reasons.slice(0, 1), [c.reason], c.reason);
+      for (const h of c.hidden) t.notOk(res.body.includes(h), `the body does not name ${h}`);
+      const logged = lines.map((l) => JSON.parse(l)).filter((l) => l.msg === 'request' && l.url === '/readyz');
+      for (const h of c.hidden) t.match(logged[0]?.message, h, `the probe's log line does`);
+    }
+  },
+);
+
 t.test("README's Operations and the OpenAPI description quote /readyz's 200 body as it is sent", async (t) => {
   const { app } = await buildTestApp(t);
   const body = (await app.inject({ method: 'GET', url: '/readyz' })).body;
