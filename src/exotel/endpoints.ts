@@ -19,5 +19,9 @@ export const FLOW_ENDPOINTS = CALLBACK_ENDPOINTS.filter((e): e is FlowEndpoint =
 export type DialEndpoint = { [E in FlowEndpoint]: (typeof FLOW_TYPE_OF)[E] extends 'dial' ? E : never }[FlowEndpoint];
 export const isDialEndpoint = (e: FlowEndpoint): e is DialEndpoint => FLOW_TYPE_OF[e] === 'dial';
 
+/** What a CDR, the log and the metrics call a path under the prefix that names no endpoint. */
+export const UNKNOWN_ENDPOINT = 'unknown';
+
 /** The endpoint a path segment names, or 'unknown' (a refused URL under the prefix is logged too). */
-export const endpointNamed = (segment: string | undefined): CallbackEndpoint | 'unknown' => CALLBACK_ENDPOINTS.find((e) => e === segment) ?? 'unknown';
+export const endpointNamed = (segment: string | undefined): CallbackEndpoint | typeof UNKNOWN_ENDPOINT =>
+  CALLBACK_ENDPOINTS.find((e) => e === segment) ?? UNKNOWN_ENDPOINT;

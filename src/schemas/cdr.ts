@@ -1,12 +1,13 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { InstantSchema, NumericCursorSchema, PageLimitSchema, SlugSchema } from './common.js';
-import { CALLBACK_ENDPOINTS } from '../exotel/endpoints.js';
+import { CALLBACK_ENDPOINTS, UNKNOWN_ENDPOINT } from '../exotel/endpoints.js';
 import { MAX_CALL_SID_CHARS, OUTCOMES } from '../routing/callback.js';
 
+// 'unknown': a callback to a path under /exotel that names no endpoint (a typo in the URL given to Exotel) leaves a CDR too.
 const CdrEndpointSchema = Type.Union(
-  CALLBACK_ENDPOINTS.map((e) => Type.Literal(e)),
+  [...CALLBACK_ENDPOINTS, UNKNOWN_ENDPOINT].map((e) => Type.Literal(e)),
   {
-    description: 'The callback endpoint that received the call',
+    description: `The callback endpoint that received the call (${UNKNOWN_ENDPOINT}: a path under /exotel that names none)`,
   },
 );
 
@@ -26,7 +27,7 @@ const NullableString = (description?: string) => Type.Union([Type.String(), Type
 export const CdrSchema = Type.Object({
   id: Type.String({ description: 'Increases with arrival; use it to fetch the CDR again' }),
   receivedAt: InstantSchema,
-  endpoint: Type.String({ description: `${CALLBACK_ENDPOINTS.slice(0, -1).join(', ')} or ${CALLBACK_ENDPOINTS.at(-1)}` }),
+  endpoint: Type.String({ description: `${CALLBACK_ENDPOINTS.join(', ')}, or ${UNKNOWN_ENDPOINT} (a path under /exotel that names no endpoint)` }),
   flowSlug: NullableString('The flow in the callback URL (null for dial-events)'),
   callSid: NullableString('Exotel CallSid (null when the callback had none; it was answered 400)'),
   callFrom: NullableString('Caller, E.164 (null when it could not be normalised; see callFromRaw)'),

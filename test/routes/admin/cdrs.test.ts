@@ -593,6 +593,31 @@ t.test('a CallSid as long as callbacks take (200 characters) is found by the fil
   t.equal((await admin({ method: 'GET', url: `/admin/calls/${sid}y` })).statusCode, 400, '201 characters: no callback has it');
 });
 
+t.test('endpoint=unknown finds the callbacks to a path under /exotel that names no endpoint, whose CDRs say unknown', async (t) => {
+  // Exotel given `/exotel/passthrough/…`: every call takes the applet's error path, and each leaves a CDR with the
+  // endpoint `unknown`. Support asking for them by endpoint got a 400 listing five endpoints, as if no CDR could say so.
+  const { app, admin } = await buildTestApp(t);
+  const callbacks = { typo: '/exotel/passthrough/inbound', known: '/exotel/passthru/inbound' };
+  for (const [sid, path] of Object.entries(callbacks)) {
+    t.equal((await app.inject({ method: 'GET', url: `${path}?CallSid=${sid}&CallFrom=09812345678` })).statusCode, 404, `${sid}: its CDR is stored`);
+  }
+  const sids = async (url: string) => {
+    const res = await admin({ method: 'GET', url });
+    t.equal(res.statusCode, 200, `${url}: ${res.body.slice(0, 200)}`);
+    return url.startsWith('/admin/cdrs.csv')
+      ? parseCsv(res.body)
+          .slice(1)
+          .map((row) => row[4])
+      : res.json().items.map((i: Answer) => i.callSid);
+  };
+  t.same(await sids('/admin/cdrs?endpoint=unknown'), ['typo'], 'the callback to a path that is no endpoint');
+  t.same(await sids('/admin/cdrs.csv?endpoint=unknown'), ['typo'], 'the CSV alike');
+  t.same(await sids('/admin/cdrs?endpoint=passthru'), ['known'], 'a known endpoint as before');
+  const res = await admin({ method: 'GET', url: '/admin/cdrs?endpoint=nosuch' });
+  t.equal(res.statusCode, 400);
+  t.match(res.json().message, /^querystring\/endpoint: .*dial-events.*unknown/, 'the 400 names unknown among the values');
+});
+
 t.test('the CSV neutralises spreadsheet formulas in caller-controlled cells', async (t) => {
   const SECRET = 'sekret-sekret-sekret-123';
   const { app, admin, db } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET });

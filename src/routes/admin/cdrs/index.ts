@@ -21,7 +21,8 @@ const errors = { 400: ErrorSchema, 404: ErrorSchema };
 const CsvStreamSchema = Type.Unsafe<Readable>({ type: 'string' });
 const filterHelp =
   'Filters combine with AND. `number` takes any format and matches the caller, the called number or the dialed agent; ' +
-  '`from` is inclusive and `to` exclusive, on the time exoroute received the callback.';
+  '`from` is inclusive and `to` exclusive, on the time exoroute received the callback. `endpoint=unknown` selects the callbacks to a path ' +
+  'under /exotel that names no endpoint (a typo in a URL given to Exotel).';
 const orderHelp =
   'Newest first: by the time exoroute received the callback, then by id (the order CDRs were stored; a CDR replayed ' +
   'from the local spool is stored late but sits at the time it was received).';
