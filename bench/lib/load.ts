@@ -20,7 +20,9 @@ export interface LoadResult {
   latency: { p50: number; p90: number; p99: number; max: number };
   /** answers by status code */
   statuses: Record<string, number>;
+  /** requests without an answer: connection errors, and timeouts (no answer within 10 s) */
   errors: number;
+  /** of `errors`, the timeouts */
   timeouts: number;
   /** open loop only: p99 from the time each request was due, not sent (includes the generator's own lag) */
   p99FromDue?: number;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { AdminFigures } from '../scenarios/admin-imports.js';
 import type { LoadFigures, Memory } from '../scenarios/callbacks.js';
 import type { CdrTableFigures } from '../scenarios/cdr-table.js';
-import { wrongAnswers, type RunRecord } from '../scenarios/measure.js';
+import { failures, type RunRecord } from '../scenarios/measure.js';
 import { CFG, QUICK, log } from './config.js';
 import { machine } from './environment.js';
 import { fmt, table } from './format.js';
@@ -82,7 +82,7 @@ function summarize(runs: RunRecord[]): Summary[] {
       insideWithin10Pct: m((r) => (r.inside ? r.inside.within10 * 100 : NaN)),
       spooled: rs.reduce((a, r) => a + (r.cdr?.spooled ?? 0), 0),
       rssMb: Math.max(...rs.map((r) => r.rssMb)),
-      failures: rs.reduce((a, r) => a + r.result.errors + r.result.timeouts + wrongAnswers(r.result), 0),
+      failures: rs.reduce((a, r) => a + failures(r), 0),
     };
   });
 }

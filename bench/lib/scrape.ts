@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { sleep } from './config.js';
 import type { Service } from './proc.js';
 
-/** exoroute's own counters (Prometheus text): CDR batches, records, spooled. */
+/** exoroute's own counters (Prometheus text): CDR batches, records, spooled; callbacks by outcome and latency. */
 export async function counters(svc: Service): Promise<Record<string, number>> {
   try {
     const text = await (await fetch(`${svc.url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
@@ -22,6 +22,12 @@ export async function counters(svc: Service): Promise<Record<string, number>> {
     for (const m of text.matchAll(/^exoroute_callback_duration_seconds_bucket\{([^}]*)\} (\S+)$/gm)) {
       const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
       if (le) out[`callback_le_${le}`] = (out[`callback_le_${le}`] ?? 0) + Number(m[2]);
+    }
+    for (const m of text.matchAll(/^exoroute_cdr_spool_depth (\S+)$/gm)) out.spool_depth = Number(m[1]);
+    // Callbacks answered, by outcome (answered, async, on-error, rejected), all endpoints.
+    for (const m of text.matchAll(/^exoroute_callback_duration_seconds_count\{([^}]*)\} (\S+)$/gm)) {
+      const outcome = /outcome="([^"]+)"/.exec(m[1]!)?.[1];
+      if (outcome) out[`callbacks_${outcome}`] = (out[`callbacks_${outcome}`] ?? 0) + Number(m[2]);
     }
     // Event-loop delay since the previous scrape (prom-client resets its histogram on every scrape).
     for (const m of text.matchAll(/^nodejs_eventloop_lag_(p99|max)_seconds (\S+)$/gm)) out[`loop_${m[1]}`] = Number(m[2]);

@@ -40,6 +40,14 @@ export interface RunRecord {
    * what happens outside the handler: waiting to be read, HTTP parsing and writing, the kernel, its own loop.
    */
   inside?: { within5: number; within10: number };
+  /**
+   * exoroute only: callbacks it answered from the flow's onError during the run (outcome `on-error`
+   * in its metrics), and of them those whose CDR gives another reason than the budget running out
+   * (`failed`: the dial state or the decision failed), with up to 3 of those reasons. Their status
+   * is 200 or 302, so only this tells such an answer from the routed one it stands in for. One for
+   * lack of time is a slow answer, not a wrong one (its CDR, spooled then, may not be stored yet).
+   */
+  onError?: { answers: number; failed: number; reasons: string[] };
   /** Postgres background work during the run: share of 200 ms samples with an autovacuum worker busy, what it did, checkpoints */
   background: { autovacuumShare: number; autovacuum: string[]; checkpoints: number };
   /** seconds the VACUUM (ANALYZE) of what the run wrote took, right after it (see vacuumWritten) */
@@ -49,6 +57,7 @@ export interface RunRecord {
 export async function measure(env: Env, scenario: string, c: Contender, round: number, load: (next: () => string) => Promise<LoadResult>): Promise<RunRecord> {
   const tag = randomBytes(11).toString('hex'); // 22 hex digits + 10 of the counter: a 32-digit CallSid
   const next = callbackPaths(c.kind, c.flow, tag, round * 7919 + scenario.length);
+  const startedAt = new Date();
   const before = {
     svc: cpuSeconds(c.svc.pid),
     pg: postgresCpuSeconds(env.postmaster),
@@ -89,6 +98,9 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
     checkpoints: await checkpoints(env.pool),
   };
   const delta = (k: string) => (after.counters[k] ?? NaN) - (before.counters[k] ?? NaN);
+  const onErrorAnswers = delta('callbacks_on-error');
+  const onError =
+    onErrorAnswers > 0 ? { answers: onErrorAnswers, ...(await onErrorNotLate(env, c.svc, startedAt)) } : { answers: onErrorAnswers, failed: 0, reasons: [] };
   const record: RunRecord = {
     scenario,
     contender: c.name,
@@ -115,6 +127,7 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
           // prom-client samples with a 10 ms timer, so its figures include those 10 ms
           loop: { p99Ms: (after.counters.loop_p99 ?? NaN) * 1000 - 10, maxMs: (after.counters.loop_max ?? NaN) * 1000 - 10 },
           inside: { within5: delta('callback_le_0.005') / delta('callback_le_+Inf'), within10: delta('callback_le_0.01') / delta('callback_le_+Inf') },
+          onError,
         }
       : {}),
   };
@@ -126,7 +139,7 @@ export async function measure(env: Env, scenario: string, c: Contender, round: n
 /** The progress line of a run: its throughput and latency, then whatever else was measured. */
 function runLine(record: RunRecord): string {
   const r = record.result;
-  const bad = r.errors + r.timeouts + wrongAnswers(r);
+  const bad = failures(record);
   return (
     `  ${record.scenario.padEnd(22)} ${record.contender.padEnd(20)} round ${record.round}: ${r.rps.toFixed(0).padStart(6)} req/s, p50 ${r.latency.p50.toFixed(2)} ms, ` +
     `p99 ${r.latency.p99.toFixed(2)} ms${r.p99FromDue !== undefined ? ` (from due time ${r.p99FromDue.toFixed(2)})` : ''}, ` +
@@ -148,8 +161,55 @@ function runLine(record: RunRecord): string {
       : '') +
     (record.background.checkpoints > 0 ? `, ${record.background.checkpoints} checkpoint(s)` : '') +
     `, then its rows vacuumed in ${record.vacuumSeconds.toFixed(1)} s` +
-    (bad ? `, ${bad} errors/non-2xx-3xx` : '')
+    (bad ? `, ${bad} failed (${failed(record).join('; ')})` : '')
   );
+}
+
+/**
+ * What makes a run's figures those of something else than the work it times, however fast or slow
+ * it was: answers with a status other than 2xx/3xx, requests that got no answer (a connection error,
+ * or no answer within autocannon's 10 s: both count in `errors`), a run without a single answer,
+ * and callbacks exoroute answered from the flow's onError for another reason than lack of time (a
+ * 200 or 302 like the routed answer, but not its work). Empty when the run is sound. Any of these fails `npm run bench` (bench/run.ts).
+ */
+export function failed(record: RunRecord): string[] {
+  const out = loadFailed(record.result);
+  if (record.onError?.failed) out.push(`${record.onError.failed} callbacks answered from the flow's onError: ${record.onError.reasons.join(' | ')}`);
+  return out;
+}
+
+/** What failed() finds in the load generator's result alone (the --profile runs have nothing else). */
+export function loadFailed(r: LoadResult): string[] {
+  const out: string[] = [];
+  const wrong = wrongAnswers(r);
+  if (wrong > 0) out.push(`${wrong} answers with a status other than 2xx/3xx ${JSON.stringify(r.statuses)}`);
+  if (r.errors > 0) out.push(`${r.errors} requests without an answer (${r.timeouts} of them timed out)`);
+  if (r.requests === 0) out.push('no answer at all');
+  return out;
+}
+
+/** How many requests of a run failed (see failed()): the report's `failed` column and the run's line. */
+export function failures(record: RunRecord): number {
+  return record.result.errors + wrongAnswers(record.result) + (record.onError?.failed ?? 0) + (record.result.requests === 0 ? 1 : 0);
+}
+
+/** The budget ran out (src/routing/dial/answer.ts, own-availability.ts): exoroute answered onError in time, as it should. */
+const LATE = '% ms left of the budget';
+
+/**
+ * The on-error CDRs of exoroute since `since` whose reason is not lack of time: how many, and up to
+ * 3 reasons. A CDR whose commit had no time left is in exoroute's spool, stored by its replay (every
+ * second): waited for first, at most 15 s.
+ */
+async function onErrorNotLate(env: Env, svc: Service, since: Date): Promise<{ failed: number; reasons: string[] }> {
+  for (let i = 0; i < 75 && ((await counters(svc)).spool_depth ?? 0) > 0; i++) await sleep(200);
+  const { rows } = await env.pool.query<{ reason: string | null; n: number }>(
+    `SELECT reason, count(*)::int AS n FROM cdrs
+      WHERE received_at >= $1 AND outcome = 'on-error' AND reason NOT LIKE $2
+      GROUP BY reason ORDER BY n DESC`,
+    [since, LATE],
+  );
+  return { failed: rows.reduce((a, r) => a + r.n, 0), reasons: rows.slice(0, 3).map((r) => `${r.n}× ${r.reason ?? '(no reason)'}`) };
 }
 
 /** Answers in a load run with a status other than 2xx/3xx (exoroute's branch B is a 302). */

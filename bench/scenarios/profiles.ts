@@ -11,7 +11,8 @@ import { adminClient, seedRules } from '../lib/admin.js';
 import { ADMIN_KEY, BASIC, CFG, QUICK, log, sleep } from '../lib/config.js';
 import { machine, startExoroute, waitForRules, type Env } from '../lib/environment.js';
 import { fmt } from '../lib/format.js';
-import { closedLoop, median } from '../lib/load.js';
+import { closedLoop, median, type LoadResult } from '../lib/load.js';
+import { loadFailed } from './measure.js';
 import { cpuSeconds, type Service } from '../lib/proc.js';
 import { formatProfile, summarizeProfile, type ProfileSummary } from '../lib/profile.js';
 import { sampleBackends } from '../lib/scrape.js';
@@ -62,6 +63,7 @@ export async function profiles(env: Env): Promise<void> {
       headers: BASIC,
     });
     const backends = await sampler.stop();
+    mustBeSound(`exoroute ${scenario}`, r);
     const toUs = Number(process.hrtime.bigint() / 1000n);
     await sleep(11_000);
     const s1 = await stats();
@@ -115,6 +117,7 @@ export async function profiles(env: Env): Promise<void> {
         next: callbackPaths('passthru', 'inbound', randomBytes(11).toString('hex')),
         headers: BASIC,
       });
+      mustBeSound(`LOG_LEVEL=${name} round ${round}`, r);
       const usPerReq = ((cpuSeconds(svc.pid) - cpu0) / r.requests) * 1e6;
       byLevel[name]!.push(r.rps);
       cpuByLevel[name]!.push(usPerReq);
@@ -129,4 +132,10 @@ export async function profiles(env: Env): Promise<void> {
   const file = process.env.BENCH_JSON ?? path.join(os.tmpdir(), `exoroute-bench-profile-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   await writeFile(file, JSON.stringify({ machine: machine(), results, byLevel, cpuByLevel }, null, 2));
   log(`profile summaries as JSON: ${file}${CFG.keep ? '' : ' (set BENCH_KEEP=1 to keep the .cpuprofile files)'}`);
+}
+
+/** A profiled run that got wrong answers or none profiled something else: the run stops (bench/README.md, "Exit status"). */
+function mustBeSound(what: string, r: LoadResult): void {
+  const problems = loadFailed(r);
+  if (problems.length > 0) throw new Error(`${what}: ${problems.join(', ')}`);
 }
