@@ -56,7 +56,9 @@ async function main(): Promise<number> {
     if (stopping) return;
     stopping = true;
     log('interrupted: stopping processes');
-    void tearDown(env).finally(() => process.exit(130));
+    // While setting up there is nothing to tear down yet: setUp() finishes (or fails and removes
+    // what it made), then main() tears down and ends.
+    if (env) void tearDown(env).finally(() => process.exit(130));
   };
   process.on('SIGINT', interrupt);
   process.on('SIGTERM', interrupt);
@@ -64,10 +66,12 @@ async function main(): Promise<number> {
   log(`exoroute bench${QUICK ? ' (quick)' : ''}${PROFILE ? ' (profiles)' : ''}: ${m.nproc} CPUs, ${m.cpu}, Node ${m.node}, load average ${m.loadAvg}`);
   try {
     env = await setUp();
+    if (stopping) return 130;
     if (PROFILE) await profiles(env);
     else await benchmark(env);
     return 0;
   } catch (err) {
+    if (stopping) return 130;
     console.error(err);
     for (const svc of env?.started ?? []) {
       const tail = svc.tail();

