@@ -49,6 +49,14 @@ function checkAction(type: FlowType, action: Action, field: string, country: Cou
       "with a url the answer is 200 with the URL as its body (Exotel continues there), never branch B's 302: give branch A with the url, or branch B without one",
     );
   }
+  // Answered as it is ({"select":" sales "}): a case of Exotel's Switch-case applet with spaces around its name is not what anyone typed.
+  if ('select' in action && action.select.trim() !== action.select) {
+    const name = action.select.trim();
+    throw new InvalidFieldError(
+      `${field}/select`,
+      `'${action.select}' ${name ? 'has spaces around it' : 'is blank'}, so the Switch-case applet would match none of its cases: the case's name is answered exactly as given${name ? `; write '${name}'` : ''}`,
+    );
+  }
   if ('dialGroups' in action) {
     action.dialGroups.forEach((slug, i) => {
       const first = action.dialGroups.indexOf(slug);

@@ -560,6 +560,42 @@ t.test('a customField value that is empty or has spaces around it is 400 naming 
   t.equal(sim.json().matchedRule, 'campaign');
 });
 
+t.test(
+  "a switch flow's select with spaces around it is 400 naming it: the answer would carry them, and the Switch-case applet's case never matches",
+  async (t) => {
+    const { admin, app } = await buildTestApp(t);
+    const flow = (over: Record<string, unknown>) => ({
+      slug: 'menu',
+      name: 'Menu',
+      type: 'switch',
+      rules: [{ name: 'sales', when: { digits: { equals: '1' } }, then: { select: 'sales' } }],
+      otherwise: { select: 'main' },
+      onError: { select: 'main' },
+      ...over,
+    });
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [{ rules: [{ when: { digits: { equals: '1' } }, then: { select: ' sales ' } }] }, 'body/rules/0/then/select', 'sales'],
+      [{ otherwise: { select: 'main\t' } }, 'body/otherwise/select', 'main'],
+      [{ onError: { select: '  ' } }, 'body/onError/select', ''],
+    ];
+    for (const [over, field, fixed] of cases) {
+      const res = await admin({ method: 'POST', url: '/admin/flows', payload: flow(over) });
+      t.equal(res.statusCode, 400, `${JSON.stringify(over)}: ${res.body}`);
+      t.match(res.json().message, `${field}: `);
+      if (fixed) t.match(res.json().message, `write '${fixed}'`);
+    }
+    t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 0, 'nothing stored');
+    t.equal(
+      (await admin({ method: 'POST', url: '/admin/flows', payload: flow({ otherwise: { select: 'main menu' } }) })).statusCode,
+      201,
+      'spaces inside are kept',
+    );
+    for (let i = 0; i < 300 && !app.rules.current?.flows.has('menu'); i++) await new Promise((r) => setTimeout(r, 10));
+    const res = await app.inject({ method: 'GET', url: '/exotel/switch/menu?CallSid=sel1&digits=%221%22' });
+    t.equal(res.body, '{"select":"sales"}');
+  },
+);
+
 t.test('a PUT of the flow as GET shows it (read-only fields left out) changes nothing: same updatedAt, no audit entry; a real change still does', async (t) => {
   const { admin } = await buildTestApp(t);
   await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } });
