@@ -38,6 +38,14 @@ function render(endpoint: Endpoint, action: Action): CallbackAnswer {
   return endpoint === 'passthru' ? passthruAnswer(action as PassthruAction) : switchAnswer(action as SwitchAction);
 }
 
+/** Why no flow answers this slug: one typed with capitals (as a flow's name is, in Exotel's flow builder) is told slugs are lowercase. */
+function noFlow(snapshot: RulesSnapshot, flowSlug: string): string {
+  const lower = flowSlug.toLowerCase();
+  if (lower === flowSlug) return `no flow '${flowSlug}'`;
+  const named = snapshot.flows.has(lower) ? `; this one is '${lower}'` : '';
+  return `no flow '${flowSlug}': flow slugs are lowercase${named} (the flow's exotelUrls give its URL)`;
+}
+
 /**
  * The steps every callback endpoint shares: the flow must exist and be of the endpoint's type,
  * CallSid must be there; then the flow decides (its `onError` action if deciding throws).
@@ -53,7 +61,7 @@ export function decideFor(
   if (!snapshot) return { refused: rejected(503, 'routing rules are not loaded yet') };
   const flow = snapshot.flows.get(flowSlug);
   if (!flow || flow.type !== flowType) {
-    return { refused: rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${flowType}` : `no flow '${flowSlug}'`) };
+    return { refused: rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${flowType}` : noFlow(snapshot, flowSlug)) };
   }
   if (!call.callSid) return { refused: { ...rejected(400, 'CallSid is missing'), flow } };
   const tooLong = callSidProblem(call.callSid);

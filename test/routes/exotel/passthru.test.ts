@@ -366,6 +366,24 @@ t.test("a callback URL pasted with a '/' at its end: the 404 and its CDR say to 
   t.equal(typo.json().message, 'no such callback endpoint', 'a path that is no endpoint without its slash either is told no more');
 });
 
+t.test('a callback URL whose flow is written with capitals (as typed in Exotel): the 404 and its CDR say slugs are lowercase, and which to use', async (t) => {
+  // It was "no flow 'Inbound'", which reads as if the flow were missing, not misspelt.
+  const ctx = await setup(t);
+  const res = await ctx.app.inject({ method: 'GET', url: `/exotel/passthru/Inbound?${ivrParams('caps-1', '09800000003')}` });
+  t.equal(res.statusCode, 404);
+  t.match(res.json().message, /^no flow 'Inbound': flow slugs are lowercase; this one is 'inbound'/);
+  const cdrs = await cdrsFor(ctx, 'caps-1');
+  t.equal(cdrs.length, 1, 'one CDR');
+  t.match(cdrs[0], { httpStatus: 404, flowSlug: 'Inbound', reason: /flow slugs are lowercase; this one is 'inbound'/ });
+  const none = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-whom/Sales?CallSid=caps-2' });
+  t.equal(none.statusCode, 404);
+  t.match(none.json().message, /^no flow 'Sales': flow slugs are lowercase/, 'said also when no flow of that name exists in lowercase');
+  t.notMatch(none.json().message, /this one is/);
+  t.equal((await cdrsFor(ctx, 'caps-2')).length, 1);
+  const plain = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/nope?CallSid=caps-3' });
+  t.equal(plain.json().message, "no flow 'nope'", 'a lowercase slug that names no flow is told no more');
+});
+
 /** Sends raw bytes to the listening app and resolves with all it answered once it closes the connection. */
 function rawExchange(port: number, bytes: string): Promise<string> {
   return new Promise((resolve) => {
