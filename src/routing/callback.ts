@@ -21,6 +21,9 @@ export interface CallbackResult<D extends Decision = Decision> {
   flow: Flow | null;
 }
 
+/** The refusal of a callback without CallSid (the callback route adds why a body it could not read gave none). */
+export const CALL_SID_MISSING = 'CallSid is missing';
+
 /** The longest CallSid taken (Exotel's have 32 characters): a longer one is no call of Exotel's, and the dial state could not key it. */
 export const MAX_CALL_SID_CHARS = 200;
 
@@ -63,7 +66,7 @@ export function decideFor(
   if (!flow || flow.type !== flowType) {
     return { refused: rejected(404, flow ? `flow '${flowSlug}' is a ${flow.type} flow, not ${flowType}` : noFlow(snapshot, flowSlug)) };
   }
-  if (!call.callSid) return { refused: { ...rejected(400, 'CallSid is missing'), flow } };
+  if (!call.callSid) return { refused: { ...rejected(400, CALL_SID_MISSING), flow } };
   const tooLong = callSidProblem(call.callSid);
   if (tooLong) return { refused: { ...rejected(400, tooLong), flow } };
   try {

@@ -4,7 +4,7 @@ import fp from 'fastify-plugin';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { CALLBACK_SECURITY, CallbackParamsSchema, DialEventParamsSchema } from '../../schemas/exotel-params.js';
 import { collectParams, parseExotelCall, SIP_USER, type ExotelCall } from '../../exotel/params.js';
-import { answerCallback, callSidProblem, rejected, type CallbackResult } from '../../routing/callback.js';
+import { answerCallback, CALL_SID_MISSING, callSidProblem, rejected, type CallbackResult } from '../../routing/callback.js';
 import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
@@ -152,6 +152,23 @@ function cdrOf(opts: {
 function queryOf(url: string): string {
   const q = url.indexOf('?');
   return q < 0 ? '' : url.slice(q + 1);
+}
+
+/**
+ * Why a request's body gave none of its parameters, when it plainly carried some: a multipart body
+ * (Postman's form-data, `curl -F`), or JSON sent without its content type (`curl -d '{…}'`). Said
+ * in a refusal for a missing parameter; Exotel itself sends a query string or a form.
+ */
+function unreadBody(request: FastifyRequest): string | null {
+  if (typeof request.body !== 'string' || request.body.length === 0) return null;
+  const type = (request.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  if (type.startsWith('multipart/')) {
+    return `a ${type} body is not read; send the parameters as application/x-www-form-urlencoded (as Exotel does), JSON or in the query string`;
+  }
+  if (!/json/.test(type) && request.body.trimStart().startsWith('{')) {
+    return `the body is JSON but its Content-Type is ${type || 'missing'}; send Content-Type: application/json (or a form, as Exotel does)`;
+  }
+  return null;
 }
 
 /** What the flow endpoints read, for their descriptions in the OpenAPI document. */
@@ -435,6 +452,10 @@ export default fp(
           : isDialEndpoint(endpoint)
             ? await answerDial({ endpoint, flowSlug, call, at: receivedAt, elapsedMs })
             : answerCallback({ snapshot: rules.current, endpoint, flowSlug, call, at: receivedAt, budgetMs: config.DECISION_BUDGET_MS, elapsedMs });
+        if (result.reason === CALL_SID_MISSING) {
+          const unread = unreadBody(request);
+          if (unread) result = { ...rejected(400, `${CALL_SID_MISSING}: ${unread}`), flow: result.flow };
+        }
         // An agent setting their own availability by phone: the one passthru answer that writes.
         if (result.decision?.availability?.agent) {
           result = await applyOwnAvailability(
@@ -470,8 +491,10 @@ export default fp(
       else if (!agent && call.dialWhomNumber && SIP_USER.test(call.dialWhomNumber.raw)) {
         // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
         result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
-      } else if (!agent) result = rejected(400, 'DialWhomNumber is missing or not a phone number');
-      else if (sidProblem) result = rejected(400, sidProblem);
+      } else if (!agent) {
+        const unread = call.dialWhomNumber ? null : unreadBody(request);
+        result = rejected(400, `DialWhomNumber is missing or not a phone number${unread ? `: ${unread}` : ''}`);
+      } else if (sidProblem) result = rejected(400, sidProblem);
       else {
         result = acknowledged;
         const named = typeof call.raw.group === 'string' ? call.raw.group : null;

@@ -141,6 +141,49 @@ t.test('refusals are answered and logged: unknown flow 404, missing CallSid 400,
   t.match((await cdrsFor(ctx, 'call-badjson'))[0]!.decision, { warnings: [/not valid JSON/] });
 });
 
+t.test('a POST body exoroute cannot read (multipart, JSON sent as a form): the 400 and its CDR say how to send it, with one CDR each', async (t) => {
+  // It was a bare "CallSid is missing" for a body that carried CallSid: a user trying the URL with
+  // Postman's form-data or `curl -F` / `curl -d '{…}'` could not tell what to change.
+  const ctx = await setup(t);
+  const boundary = 'exo-boundary';
+  const part = (name: string, value: string) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`;
+  const multipart = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    payload: `${part('CallSid', 'mp-1')}${part('CallFrom', '09812345678')}--${boundary}--\r\n`,
+  });
+  t.equal(multipart.statusCode, 400);
+  t.match(multipart.json().message, /^CallSid is missing: a multipart\/form-data body is not read; send the parameters as application\/x-www-form-urlencoded/);
+  const asForm = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: JSON.stringify({ CallSid: 'jf-1', CallFrom: '09812345678' }),
+  });
+  t.equal(asForm.statusCode, 400);
+  t.match(
+    asForm.json().message,
+    /^CallSid is missing: the body is JSON but its Content-Type is application\/x-www-form-urlencoded; send Content-Type: application\/json/,
+  );
+  const event = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/dial-events',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    payload: `${part('CallSid', 'mp-2')}${part('DialWhomNumber', '09812345678')}--${boundary}--\r\n`,
+  });
+  t.equal(event.statusCode, 400);
+  t.match(event.json().message, /^DialWhomNumber is missing or not a phone number: a multipart\/form-data body is not read/);
+  const refused = await ctx.db.prisma.cdr.findMany({ where: { callSid: null }, orderBy: { id: 'asc' } });
+  t.equal(refused.length, 3, 'one CDR each');
+  t.match(
+    refused.map((c) => c.reason),
+    [/multipart/, /JSON/, /multipart/],
+  );
+  const missing = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallFrom=09800000004' });
+  t.equal(missing.json().message, 'CallSid is missing', 'a callback without a body is told no more');
+});
+
 t.test('a body over the limit is refused with 413 and still leaves one CDR', async (t) => {
   const ctx = await setup(t);
   const res = await ctx.app.inject({
