@@ -2,6 +2,8 @@ import type { FlowType } from '../schemas/flow.js';
 
 /** Where Exotel's callbacks are served: `/exotel/<endpoint>/<flow>`, and `/exotel/dial-events`. */
 export const CALLBACK_PREFIX = '/exotel';
+/** Why a callback URL written with capitals (`/Exotel/passthru/…`, `/exotel/Passthru/…`) is no endpoint: paths are matched as they are. */
+export const LOWERCASE_URLS = `callback URLs are lowercase: ${CALLBACK_PREFIX}/<endpoint>/<flow>, as the flow's exotelUrls give it`;
 
 /**
  * Exotel's callback endpoints. Routes, CDRs, metrics labels, the simulator and the OpenAPI document

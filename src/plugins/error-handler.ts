@@ -5,7 +5,7 @@ import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
 import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, POOL_WAIT_MS } from '../store/database.js';
-import { CALLBACK_PREFIX } from '../exotel/endpoints.js';
+import { CALLBACK_PREFIX, LOWERCASE_URLS } from '../exotel/endpoints.js';
 import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
 import { setHeaders } from './security-headers.js';
@@ -120,6 +120,10 @@ export default fp(async function errorHandler(app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) => {
     if (isAdminUrl(request.url)) reply.header('cache-control', 'no-store');
     const path = shown(request.url).split('?')[0];
+    // `/Exotel/…`, as the brand is written: a callback (its CDR) that only the case keeps from the callback routes.
+    if (!request.url.startsWith(`${CALLBACK_PREFIX}/`) && request.url.toLowerCase().startsWith(`${CALLBACK_PREFIX}/`)) {
+      return request.server.refuseCallback(request, reply, 404, `no such callback endpoint: ${LOWERCASE_URLS}`);
+    }
     const allow = allowed(request.url.split('?', 1)[0]!);
     if (allow.length === 0) return reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${path}` });
     // A known admin path asked with a method it does not take: 405 with the methods it does (RFC 9110 §15.5.6).

@@ -18,7 +18,15 @@ import { recordDialEvent } from '../../store/dial-state.js';
 import { CONNECT_VERSION } from '../../exotel/connect.js';
 import { applyOwnAvailability } from '../../routing/own-availability.js';
 import { writeAvailability } from '../../store/agents.js';
-import { CALLBACK_PREFIX, FLOW_ENDPOINTS, endpointNamed, isDialEndpoint, type CallbackEndpoint, type FlowEndpoint } from '../../exotel/endpoints.js';
+import {
+  CALLBACK_PREFIX,
+  FLOW_ENDPOINTS,
+  LOWERCASE_URLS,
+  endpointNamed,
+  isDialEndpoint,
+  type CallbackEndpoint,
+  type FlowEndpoint,
+} from '../../exotel/endpoints.js';
 import { SPOOL_RESERVE_MS } from '../../config.js';
 import { parserRefusal } from '../../plugins/error-handler.js';
 
@@ -588,7 +596,10 @@ export default fp(
           if (!ENDPOINT_PATH.test(path)) {
             // A URL pasted with a '/' at its end names a flow, but is no endpoint's: say what to fix.
             const slash = path.endsWith('/') && ENDPOINT_PATH.test(path.replace(/\/+$/, ''));
-            return refuse(request, reply, 404, slash ? `no such callback endpoint: ${TRAILING_SLASH}` : 'no such callback endpoint');
+            // An endpoint typed with capitals (`/exotel/Passthru/…`) names one, but paths are matched as they are.
+            const capitals = !slash && path !== path.toLowerCase() && ENDPOINT_PATH.test(path.toLowerCase());
+            const why = slash ? `: ${TRAILING_SLASH}` : capitals ? `: ${LOWERCASE_URLS}` : '';
+            return refuse(request, reply, 404, `no such callback endpoint${why}`);
           }
           reply.header('allow', CALLBACK_METHODS.join(', '));
           return refuse(request, reply, 405, `${request.method} is not allowed: Exotel calls back with GET or POST`);

@@ -427,6 +427,30 @@ t.test('a callback URL whose flow is written with capitals (as typed in Exotel):
   t.equal(plain.json().message, "no flow 'nope'", 'a lowercase slug that names no flow is told no more');
 });
 
+t.test(
+  'a callback URL with capitals in its /exotel/<endpoint> part (/Exotel/passthru/…): a 404 saying callback URLs are lowercase, with one CDR',
+  async (t) => {
+    // /Exotel/… was the admin side's "no route", with no CDR; /exotel/Passthru/… a bare "no such callback endpoint".
+    const ctx = await setup(t);
+    for (const [url, sid] of <Array<[string, string]>>[
+      ['/Exotel/passthru/inbound', 'cap-prefix'],
+      ['/exotel/Passthru/inbound', 'cap-endpoint'],
+      ['/EXOTEL/DIAL-WHOM/AGENTS', 'cap-all'],
+      ['/Exotel/dial-events', 'cap-events'],
+    ]) {
+      const res = await ctx.app.inject({ method: 'GET', url: `${url}?CallSid=${sid}` });
+      t.equal(res.statusCode, 404, url);
+      t.match(res.json().message, /^no such callback endpoint: callback URLs are lowercase/, url);
+      const cdrs = await cdrsFor(ctx, sid);
+      t.equal(cdrs.length, 1, `one CDR for ${url}`);
+      t.match(cdrs[0], { httpStatus: 404, reason: /callback URLs are lowercase/ }, url);
+    }
+    const other = await ctx.app.inject({ method: 'GET', url: '/Exotelx/passthru/inbound?CallSid=cap-other' });
+    t.match(other.json().message, /^no route GET/, 'a path outside /exotel is no callback');
+    t.equal((await cdrsFor(ctx, 'cap-other')).length, 0);
+  },
+);
+
 /** Sends raw bytes to the listening app and resolves with all it answered once it closes the connection. */
 function rawExchange(port: number, bytes: string): Promise<string> {
   return new Promise((resolve) => {
