@@ -71,13 +71,23 @@ function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Parti
 }
 
 /**
+ * Longest wait for Postgres' answer to a dial-state statement or a dial event before it is given up
+ * and its connection dropped (as a CDR batch insert's, src/store/cdr-writer.ts). A connection that
+ * died without a word (a failover to another host, a crash of Postgres' machine, a firewall that
+ * drops it) otherwise waits for the kernel to give up, about 15 minutes: the dial state's one
+ * statement at a time holds up every Dial Whom / Connect answer behind it (each answered onError,
+ * however well Postgres answers on new connections), and each dial event keeps a pool connection.
+ */
+export const DIAL_QUERY_TIMEOUT_MS = 30_000;
+
+/**
  * One round trip and one transaction per request: dial_offer() gives the answer already given to
  * this attempt (then nothing is written), or else records what the request says and stores and
  * returns the numbers to offer. Its commit is asynchronous (see the function for why that is safe).
  */
 let answerSql: string | undefined;
 
-function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
+function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS): pg.QueryConfig {
   const request: unknown[] = Object.values(asDialRequest(req));
   const extra: unknown[] = Object.values(asDialExtra(req));
   const row = (from: number, n: number) => Array.from({ length: n }, (_, i) => `$${from + i}`).join(', ');
@@ -85,12 +95,12 @@ function answerQuery(req: DialRequest, preview: boolean): pg.QueryConfig {
     `SELECT dial_offer(ROW(${row(1, request.length)})::dial_request, ROW(${row(request.length + 1, extra.length)})::dial_extra, ` +
     `$${request.length + extra.length + 1}) AS answer`;
   // Prepared once per connection: Postgres parses and plans the call once.
-  return { name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview] };
+  return { name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview], query_timeout: queryTimeoutMs } as pg.QueryConfig;
 }
 
 /** The answer for this attempt: stored, so that every poll of the attempt gets the same numbers. */
-export async function offerAttempt(pool: pg.Pool, req: DialRequest): Promise<DialOffer> {
-  const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false));
+export async function offerAttempt(pool: pg.Pool, req: DialRequest, queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS): Promise<DialOffer> {
+  const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false, queryTimeoutMs));
   return rows[0]?.answer ?? { numbers: [] };
 }
 
@@ -131,9 +141,12 @@ export function dialAnswerer(
      * batch): its requests, the seconds it took, and whether it answered them. For metrics.
      */
     onBatch?: (size: number, seconds: number, ok: boolean) => void;
+    /** DIAL_QUERY_TIMEOUT_MS, unless told (tests) */
+    queryTimeoutMs?: number;
   } = {},
 ): (req: DialRequest, waitMs?: number) => Promise<DialOffer> {
   const maxBatch = opts.maxBatch ?? 100;
+  const queryTimeoutMs = opts.queryTimeoutMs ?? DIAL_QUERY_TIMEOUT_MS;
   const queue: Pending[] = [];
   let running = false;
   // While Postgres is down every batch fails (each of its callbacks is answered onError and says so
@@ -145,7 +158,7 @@ export function dialAnswerer(
     const observe = (ok: boolean) => opts.onBatch?.(batch.length, (performance.now() - started) / 1000, ok);
     if (batch.length === 1) {
       const p = batch[0]!;
-      await offerAttempt(pool, p.req).then(
+      await offerAttempt(pool, p.req, queryTimeoutMs).then(
         (answer) => {
           observe(true);
           p.resolve(answer);
@@ -162,7 +175,8 @@ export function dialAnswerer(
         name: 'dial-offer-batch',
         text: BATCH_SQL,
         values: [JSON.stringify(batch.map((p) => asBatchItem(p.req)))],
-      })
+        query_timeout: queryTimeoutMs,
+      } as pg.QueryConfig)
       .then(
         (res) => res.rows,
         (err: Error) => {
@@ -178,7 +192,7 @@ export function dialAnswerer(
       for (const row of answered) batch[row.idx]!.resolve(row.answer ?? { numbers: [] });
       return;
     }
-    await Promise.all(batch.map((p) => offerAttempt(pool, p.req).then(p.resolve, p.reject)));
+    await Promise.all(batch.map((p) => offerAttempt(pool, p.req, queryTimeoutMs).then(p.resolve, p.reject)));
   }
 
   async function drain(): Promise<void> {
@@ -255,6 +269,7 @@ export async function recordDialEvent(
     /** a leg begun before this counts as over (busyExpiredAt): a free leaves the agent busy on another call's leg begun since */
     busyExpired: Date;
   },
+  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
 ): Promise<DialEventEffect> {
   const { rows } = await pool.query<{ effect: DialEventEffect }>({
     name: 'dial-agent-event',
@@ -277,6 +292,7 @@ export async function recordDialEvent(
       ev.earlySeconds,
       ev.busyExpired,
     ],
-  });
+    query_timeout: queryTimeoutMs,
+  } as pg.QueryConfig);
   return rows[0]?.effect ?? {};
 }

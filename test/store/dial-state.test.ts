@@ -16,7 +16,7 @@ import { createTestDatabase, lockWaiters, migratedDatabase, seeded } from '../he
 import { applyMigrations } from '../../src/store/migrate.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
 import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
-import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, offerAttempt, previewAttempt } from '../../src/store/dial-state.js';
+import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, offerAttempt, previewAttempt, recordDialEvent } from '../../src/store/dial-state.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -563,6 +563,103 @@ t.test('Postgres down under load: the failed dial batches are one warning a seco
   t.ok(warnings.length >= 1 && warnings.length <= 2, `${warnings.length} warnings for 10 failed batches`);
   t.equal(warnings[0]!.batchesFailed, 1, 'the first at once');
 });
+
+t.test(
+  'a connection that dies without a word (a failover) holds up no dial answer or dial event for long: its statement is given up, the connection dropped',
+  async (t) => {
+    // A proxy to the test's Postgres: `silence()` makes the connections made so far lose every packet,
+    // as after a failover to another host or a crash of Postgres' machine; new connections go through.
+    const db = await migratedDatabase(t);
+    const target = Number(new URL(db.url).port);
+    const live = new Set<net.Socket>();
+    const silenced = new Set<net.Socket>();
+    const proxy = net.createServer((client) => {
+      const server = net.connect(target, '127.0.0.1');
+      for (const [a, b] of [
+        [client, server],
+        [server, client],
+      ] as const) {
+        live.add(a);
+        a.pipe(b);
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+      }
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const silence = () => {
+      for (const s of live) {
+        s.unpipe();
+        s.pause();
+        silenced.add(s);
+      }
+      live.clear();
+    };
+    const url = new URL(db.url);
+    url.searchParams.delete('host');
+    url.hostname = '127.0.0.1';
+    url.port = String((proxy.address() as net.AddressInfo).port);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
+    pool.on('error', () => {});
+    t.teardown(async () => {
+      // the silenced connections first: a pool waits for a client still in use
+      for (const s of [...live, ...silenced]) s.destroy();
+      await pool.end();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    });
+    // A new backend's first dial_offer() compiles the function: on a busy machine that takes a while.
+    const answer = dialAnswerer(pool, { queryTimeoutMs: 3000 });
+    const request = (callSid: string): AttemptRequest => ({
+      key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+      attemptKey: '|',
+      tried: [],
+      candidates: NUMBERS.slice(0, 3),
+      plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+      rrGroup: null,
+      sticky: null,
+      connected: null,
+      at: AT,
+      busyExpired: new Date(AT.getTime() - TTL),
+    });
+    const within = <T>(work: Promise<T>, ms: number) =>
+      Promise.race([work, new Promise<'still waiting'>((r) => setTimeout(() => r('still waiting'), ms).unref())]);
+    t.same((await answer(request('before'))).numbers, NUMBERS.slice(0, 3), 'answered through the proxy');
+    await new Promise((r) => setImmediate(r)); // the answerer's queue is idle again: the next request goes alone
+    silence();
+    // The statement in flight when the connection died: its caller has answered onError meanwhile.
+    const lost = answer(request('lost'), 200).catch((err: Error) => err);
+    // The next call's request waits behind it, and so does every one after, for as long as it hangs.
+    const next = await within(answer(request('next')), 15_000);
+    t.match(next, { numbers: NUMBERS.slice(0, 3) }, 'the next request is answered, on a new connection');
+    t.match(await within(lost, 3000), { message: /timeout/ }, 'the statement on the dead connection was given up');
+
+    // A dial event on a connection that died: given up too, so that it does not keep the connection.
+    await new Promise((r) => setImmediate(r));
+    silence();
+    const event = (callSid: string) =>
+      recordDialEvent(
+        pool,
+        {
+          agent: NUMBERS[0]!,
+          busy: true,
+          dialed: true,
+          answered: false,
+          ended: false,
+          callSid,
+          caller: CALLER,
+          at: AT,
+          group: null,
+          flow: null,
+          ringSeconds: null,
+          earlySeconds: null,
+          pacing: { wrapUpSeconds: 0, maxMissedOffers: 0, missedPauseSeconds: 300 },
+          busyExpired: new Date(AT.getTime() - TTL),
+        },
+        3000,
+      ).catch((err: Error) => err);
+    t.match(await within(event('event-lost'), 6000), { message: /timeout/ }, 'the dial event on the dead connection was given up');
+    t.same(await within(event('event-next'), 15_000), { offered: true }, 'and the next one recorded, on a new connection');
+  },
+);
 
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
   for (const mode of ['alone', 'batched'] as const) await t.test(mode, (t) => twoInstances(t, mode));
