@@ -10,6 +10,7 @@ import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, queryNumberToE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 import { parseId } from './ids.js';
+import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
 
 /** A CDR query after validation: number in E.164, instants as Dates. */
 interface CdrFilter {
@@ -220,10 +221,17 @@ export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country
  * none did). Exotel sends `digits` only with a Dial Whom's first request, not with its re-fetches
  * (src/routing/dial/answer.ts). Found by the `(call_sid, id)` index among the call's few rows.
  */
-export async function firstDigitsOf(pool: pg.Pool, key: { callSid: string; endpoint: string; flowSlug: string }): Promise<string | null> {
-  const { rows } = await pool.query<{ digits: string }>(
-    'SELECT digits FROM cdrs WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND digits IS NOT NULL ORDER BY id LIMIT 1',
-    [key.callSid, key.endpoint, key.flowSlug],
-  );
+export async function firstDigitsOf(
+  pool: pg.Pool,
+  key: { callSid: string; endpoint: string; flowSlug: string },
+  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
+): Promise<string | null> {
+  // Given up as the dial state's statements are: its caller is answered by a deadline, but a read on
+  // a connection that died without a word (a failover) kept that pool connection for ~15 minutes.
+  const { rows } = await pool.query<{ digits: string }>({
+    text: 'SELECT digits FROM cdrs WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND digits IS NOT NULL ORDER BY id LIMIT 1',
+    values: [key.callSid, key.endpoint, key.flowSlug],
+    query_timeout: queryTimeoutMs,
+  } as pg.QueryConfig);
   return rows[0]?.digits ?? null;
 }

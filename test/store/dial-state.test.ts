@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { createTestDatabase, lockWaiters, migratedDatabase, seeded } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
+import { firstDigitsOf } from '../../src/store/cdrs.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
 import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
 import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, offerAttempt, previewAttempt, recordDialEvent } from '../../src/store/dial-state.js';
@@ -658,6 +659,15 @@ t.test(
       ).catch((err: Error) => err);
     t.match(await within(event('event-lost'), 6000), { message: /timeout/ }, 'the dial event on the dead connection was given up');
     t.same(await within(event('event-next'), 15_000), { offered: true }, 'and the next one recorded, on a new connection');
+
+    // The read of a call's first digits (a Dial Whom re-fetch whose flow matches digits): its caller
+    // is answered by the deadline, but the read kept its pool connection as long as it hung.
+    await new Promise((r) => setImmediate(r));
+    silence();
+    const key = { callSid: 'digits', endpoint: 'dial-whom', flowSlug: 'agents' };
+    const digits = firstDigitsOf(pool, key, 3000).catch((err: Error) => err);
+    t.match(await within(digits, 6000), { message: /timeout/ }, 'the read of the first digits on the dead connection was given up');
+    t.equal(await within(firstDigitsOf(pool, key, 3000), 15_000), null, 'and the next one answered, on a new connection');
   },
 );
 
