@@ -271,7 +271,7 @@ $$;
 -- candidates, not tried in this call, not busy, not wrapping up after a call, not paused after
 -- missed offers; of the first tier that has anyone left (a later tier only when the earlier ones
 -- have nobody). Stored per attempt, so that every poll of one attempt gets the same numbers, and a
--- repeated poll writes nothing. Returns {numbers, tier (from 0), skipped: {number: why}, reported:
+-- repeated poll writes nothing (an empty answer is answered afresh: a hold loop, below). Returns {numbers, tier (from 0), skipped: {number: why}, reported:
 -- how the reported attempt ended, when this request recorded it} (skipped and reported left out
 -- when there are none); a repeated poll {numbers, repeat}. A reported attempt is recorded only for
 -- an agent this call offered (one of its stored answers names it): a stale or bogus DialWhomNumber
@@ -350,8 +350,11 @@ BEGIN
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
 
-    IF v_answer IS NOT NULL THEN
-        -- A repeated poll of an attempt: the answer it got, and nothing is written (not even the connection).
+    -- A repeated poll of an attempt: the answer it got, and nothing is written (not even the
+    -- connection). Not an empty answer (nobody to ring then): Exotel then takes the applet's other
+    -- branch, and a request that looks the same again is that branch's flow coming back to this
+    -- Connect (a hold loop, nobody dialled in between), answered afresh: agents free by now are offered.
+    IF v_answer IS NOT NULL AND v_answer <> '[]' THEN
         RETURN jsonb_build_object('numbers', v_answer, 'repeat', true);
     END IF;
 

@@ -146,6 +146,37 @@ t.test('busy agents are skipped until free, and busy expires without a free even
   t.equal(missing.statusCode, 400);
 });
 
+t.test(
+  'a flow that goes back to its Connect after nobody was available (a hold loop): agents free by then are offered, not the stored empty answer',
+  async (t) => {
+    // Exotel's flow: Connect → "We didn't dial anyone" → a Greeting ("all agents are busy, please
+    // hold") → the same Connect. Nobody was dialled, so that request carries what the first did (no
+    // DialWhomNumber, no DialCallStatus): it is no repeated poll, and must not get its empty answer.
+    const ctx = await setup(t);
+    const event = (q: string) => ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=other&CallFrom=09800000002&Direction=outbound-dial&${q}` });
+    for (const n of ['09811100001', '09811100002', '09811100003']) t.equal((await event(`DialWhomNumber=${n}&Status=busy&EventType=Dial`)).statusCode, 200);
+    const connect = async () =>
+      JSON.parse((await ctx.app.inject({ method: 'GET', url: '/exotel/connect/agents?CallSid=hold1&CallFrom=09800000001' })).body).destination.numbers;
+    t.same(await connect(), [], 'everyone is on a call: nobody to ring');
+    t.same(await connect(), [], 'asked again at once, still nobody');
+    await event('DialWhomNumber=09811100002&Status=free&EventType=Terminal');
+    t.same(await connect(), [B], 'back from the hold loop: B, free now, is offered');
+    t.same(await connect(), [B], 'and a repeated poll of that answer gets it again');
+    t.same(
+      JSON.parse(
+        (
+          await ctx.app.inject({
+            method: 'GET',
+            url: `/exotel/connect/agents?CallSid=hold1&CallFrom=09800000001&DialCallStatus=no-answer&DialWhomNumber=09811100002`,
+          })
+        ).body,
+      ).destination.numbers,
+      [],
+      'B tried: nobody left',
+    );
+  },
+);
+
 t.test('least_recent: the member dialed longest ago comes first', async (t) => {
   const ctx = await setup(t, { strategy: 'least_recent' });
   for (const n of ['09811100003', '09811100001']) {
