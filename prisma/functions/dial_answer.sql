@@ -315,6 +315,9 @@ DECLARE
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
     v_remade   BOOLEAN := false;
+    v_turn     INT;
+    v_pass     INT;
+    v_first    TEXT;
     v_req_ends INT[];
     v_t        INT;
     v_s        INT;
@@ -487,14 +490,33 @@ BEGIN
                                        SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
                                           AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at)))
                                  ORDER BY b.i);
-                IF cardinality(v_held) > 0 THEN
+                IF cardinality(v_held) = 0 THEN
+                    IF cardinality(v_slice) > 0 THEN
+                        v_shift := v_shift % cardinality(v_slice);
+                        v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
+                    END IF;
+                ELSIF cardinality(v_held) < cardinality(v_slice) THEN
+                    -- The turn is the member's at the position, or, held back, the next one's after
+                    -- them in base order who may be offered; the positions of those passed over are
+                    -- taken too, so the next call starts after the member offered first. (Counted
+                    -- among the members offerable alone, a position gave a member held back at every
+                    -- other call, in a steady stream of calls each still talking at the next, no
+                    -- turn at all: 1, 3, 1, 3, ….)
+                    v_turn := (v_shift % cardinality(v_slice))::int;
+                    v_pass := 0;
+                    WHILE v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1] = ANY (v_held) LOOP
+                        v_pass := v_pass + 1;
+                    END LOOP;
+                    IF v_pass > 0 AND v_rr IS NOT NULL AND NOT p_preview THEN
+                        PERFORM nextval(v_rr) FROM generate_series(1, v_pass);
+                    END IF;
+                    v_first := v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1];
                     v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE NOT b.n = ANY (v_held) ORDER BY b.i);
+                    v_turn := array_position(v_slice, v_first) - 1;
+                    v_slice := v_slice[v_turn + 1 :] || v_slice[: v_turn] || v_held;
+                ELSE
+                    v_slice := v_held;
                 END IF;
-                IF cardinality(v_slice) > 0 THEN
-                    v_shift := v_shift % cardinality(v_slice);
-                    v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
-                END IF;
-                v_slice := v_slice || v_held;
             END IF;
             IF more.tier_sticky_since IS NOT NULL THEN
                 -- the tier's own sticky agent, or none when its group is not sticky

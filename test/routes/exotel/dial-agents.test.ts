@@ -187,7 +187,9 @@ t.test('round robin with an agent away: the others take turns evenly; back mid-c
   t.equal((await away(ctx, B, { status: 'available' })).statusCode, 200);
   await until(() => ctx.app.rules.current?.availability.get(B)?.status === 'available');
   t.equal(await dialWhom(ctx, 'CallSid=rr4&DialCallStatus=no-answer&DialWhomNumber=09811100003'), `${A},${B}`, 'B, back, after the members who took turns');
-  t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${B},${C},${A}`, 'and takes turns again in new calls');
+  // rr4's turn was C's: the rotation goes on after C, with B in it again
+  t.equal(await dialWhom(ctx, 'CallSid=rr5'), `${A},${B},${C}`, 'and takes turns again in new calls');
+  t.equal(await dialWhom(ctx, 'CallSid=rr6'), `${B},${C},${A}`, 'B first in its turn');
 });
 
 t.test('round robin with an agent busy, wrapping up or paused: the others take turns evenly; free again mid-call, offered after them', async (t) => {
@@ -218,6 +220,21 @@ t.test('round robin with an agent busy, wrapping up or paused: the others take t
   const again: string[] = [];
   for (let i = 10; i <= 12; i++) again.push((await dialWhom(ctx, `CallSid=rb${i}`)).split(',')[0]!);
   t.same(new Set(again).size, 3, `all three take turns again: ${again.join(' ')}`);
+});
+
+t.test('round robin over a steady stream of calls, each caller still talking when the next calls: every agent takes turns', async (t) => {
+  // A position counted among the members offerable at the call alone: with the agent of the call
+  // before always on the phone, the members offerable alternated between two sets, and the
+  // positions with them, so that B was first in no call at all (A, C, A, C, …).
+  const ctx = await setup(t, { sales: { strategy: 'round_robin' } });
+  const firsts: string[] = [];
+  for (let i = 1; i <= 9; i++) {
+    const first = (await dialWhom(ctx, `CallSid=st${i}`)).split(',')[0]!;
+    firsts.push(first);
+    t.equal((await event(ctx, `CallSid=st${i}&DialWhomNumber=${enc(first)}&Status=busy&EventType=Dial`)).statusCode, 200);
+    if (i > 1) await event(ctx, `CallSid=st${i - 1}&DialWhomNumber=${enc(firsts[i - 2]!)}&Status=free&EventType=Terminal`);
+  }
+  t.same(firsts, [A, B, C, A, B, C, A, B, C], 'each agent first in one call of three');
 });
 
 const E = '+919811100005';
