@@ -1,9 +1,11 @@
 -- Dial Whom / Connect: the part of "who to ring" that lives in Postgres. This file is THE
--- definition of these functions and their parameter type. Migrations install it by copying it
--- whole (never the reverse); test/store/dial-sql-source.test.ts fails when the functions of a
--- freshly migrated database differ from this file. To change them: edit this file, then add a
--- migration that is a copy of it (when dial_request changes, one that first drops the type with
--- CASCADE, which drops the functions that use it).
+-- definition of these functions and their types. Migrations install it by copying it whole
+-- (never the reverse); test/store/dial-sql-source.test.ts fails when the functions of a freshly
+-- migrated database differ from this file. To change them: edit this file, then add a migration
+-- that first drops all four types this file creates (dial_batch_request, dial_batch_item,
+-- dial_extra, dial_request) with CASCADE, which drops the functions that take them, whether or not
+-- a type changed, and then holds a copy of this file between its `-- >>>` / `-- <<<` marker lines
+-- (see the newest migration that does).
 --
 -- The boundary (src/routing/dial/README.md says the same from the TypeScript side):
 --   SQL owns what needs locks and state shared by every instance: the per-call lock, the shared
