@@ -24,6 +24,9 @@ export const ConfigSchema = Type.Object({
   DATA_DIR: Type.String({ minLength: 1, default: '.data' }),
   ADMIN_API_KEY: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
   EXOTEL_CALLBACK_SECRET: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
+  // During a rotation, the secret the applets' URLs still carry: accepted too, never handed out (README,
+  // "Rotating the callback secret"). A variable of its own, not a list in EXOTEL_CALLBACK_SECRET: a secret may hold a comma.
+  EXOTEL_CALLBACK_SECRET_PREVIOUS: Type.Optional(Type.String({ minLength: 16, maxLength: 200 })),
   // Set by the deployment files (Dockerfile, docker-compose.yml, systemd unit): there, a missing
   // EXOTEL_CALLBACK_SECRET stops the start unless EXOTEL_CALLBACKS_OPEN=true says it is meant.
   EXOTEL_REQUIRE_CALLBACK_SECRET: Type.Boolean({ default: false }),
@@ -103,7 +106,7 @@ function parseTrustProxy(value: string | undefined, problems: string[]): boolean
 }
 
 /** Variables whose value is a secret: a problem with one names it, never shows it. */
-const SECRET_VARIABLES = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'METRICS_TOKEN']);
+const SECRET_VARIABLES = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'EXOTEL_CALLBACK_SECRET_PREVIOUS', 'METRICS_TOKEN']);
 
 /** A variable's value as a configuration error may print it: secrets by length only, a URL without its password. */
 export function shown(name: string, value: unknown): string {
@@ -242,6 +245,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (c.EXOTEL_CALLBACKS_OPEN === true && c.EXOTEL_CALLBACK_SECRET) {
     problems.push('EXOTEL_CALLBACKS_OPEN=true contradicts EXOTEL_CALLBACK_SECRET, which is set: unset one of them');
+  }
+  if (c.EXOTEL_CALLBACK_SECRET_PREVIOUS !== undefined && !failed.has('EXOTEL_CALLBACK_SECRET_PREVIOUS')) {
+    const previous = `EXOTEL_CALLBACK_SECRET_PREVIOUS=${shown('EXOTEL_CALLBACK_SECRET_PREVIOUS', c.EXOTEL_CALLBACK_SECRET_PREVIOUS)}`;
+    if (!c.EXOTEL_CALLBACK_SECRET) {
+      problems.push(`${previous}: is the old secret during a rotation, and EXOTEL_CALLBACK_SECRET, the new one, is unset: set it, or unset this one`);
+    } else if (c.EXOTEL_CALLBACK_SECRET_PREVIOUS === c.EXOTEL_CALLBACK_SECRET) {
+      problems.push(
+        `${previous}: is the same as EXOTEL_CALLBACK_SECRET: set EXOTEL_CALLBACK_SECRET to the new secret and this one to the old, or unset this one`,
+      );
+    }
   }
   if (!failed.has('DEFAULT_COUNTRY') && !isSupportedCountry(c.DEFAULT_COUNTRY)) {
     problems.push(`DEFAULT_COUNTRY=${JSON.stringify(c.DEFAULT_COUNTRY)}: not a country libphonenumber knows`);

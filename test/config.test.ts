@@ -164,6 +164,28 @@ t.test('EXOTEL_CALLBACK_SECRET: at least 16 characters, and a bad one is never e
   t.throws(() => loadConfig({ METRICS_TOKEN: 'tok-short0' }), /METRICS_TOKEN=\(10 characters, not shown\)/);
 });
 
+t.test('EXOTEL_CALLBACK_SECRET_PREVIOUS: 16 to 200 characters, not the current one, and only beside it; never echoed', async (t) => {
+  const current = 'the-new-callback-secret';
+  const previous = 'the-old-callback-secret';
+  t.equal(loadConfig({ EXOTEL_CALLBACK_SECRET: current, EXOTEL_CALLBACK_SECRET_PREVIOUS: previous }).EXOTEL_CALLBACK_SECRET_PREVIOUS, previous);
+  const problem = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+    } catch (err) {
+      t.ok(err instanceof ConfigError);
+      return (err as Error).message;
+    }
+    return t.fail('should be refused');
+  };
+  const short = problem({ EXOTEL_CALLBACK_SECRET: current, EXOTEL_CALLBACK_SECRET_PREVIOUS: 'old-short' });
+  t.match(short, 'EXOTEL_CALLBACK_SECRET_PREVIOUS=(9 characters, not shown): must be 16 to 200 characters long');
+  const same = problem({ EXOTEL_CALLBACK_SECRET: current, EXOTEL_CALLBACK_SECRET_PREVIOUS: current });
+  t.match(same, `EXOTEL_CALLBACK_SECRET_PREVIOUS=(${current.length} characters, not shown): is the same as EXOTEL_CALLBACK_SECRET`);
+  const alone = problem({ EXOTEL_CALLBACK_SECRET_PREVIOUS: previous });
+  t.match(alone, /EXOTEL_CALLBACK_SECRET_PREVIOUS=\(23 characters, not shown\): .*EXOTEL_CALLBACK_SECRET, the new one, is unset/);
+  for (const msg of [short, same, alone]) t.notOk(/old-short|the-new-callback|the-old-callback/.test(String(msg)), 'no value shown');
+});
+
 t.test('EXOTEL_REQUIRE_CALLBACK_SECRET (set by the deployment files): no secret stops the start unless callbacks are opened', async (t) => {
   t.throws(
     () => loadConfig({ EXOTEL_REQUIRE_CALLBACK_SECRET: 'true' }),

@@ -53,7 +53,12 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
   const db = await migratedDatabase(t);
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-secrets-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
-  const secrets = { EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9-e21d', METRICS_TOKEN: 'metrics-Token-4b8c2d', ADMIN_API_KEY: ADMIN_KEY };
+  const secrets = {
+    EXOTEL_CALLBACK_SECRET: 'cb-Secret-7f3a9-e21d',
+    EXOTEL_CALLBACK_SECRET_PREVIOUS: 'cb-Old-Secret-5d2e-b7c1',
+    METRICS_TOKEN: 'metrics-Token-4b8c2d',
+    ADMIN_API_KEY: ADMIN_KEY,
+  };
   const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
     env: {
       ...process.env,
@@ -112,16 +117,25 @@ t.test('start-up, callbacks with right and wrong secrets, admin and metrics requ
     await fetch(`${base}/exotel/connect/none?CallSid=w3&token=${secrets.EXOTEL_CALLBACK_SECRET}`),
     await fetch(`${base}/admin/flows?token=${secrets.EXOTEL_CALLBACK_SECRET}`),
     await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${secrets.METRICS_TOKEN}x` } }),
+    // Mid-rotation: the previous secret is accepted (and logged as such, naming the flow), in any form.
+    await fetch(`${base}/exotel/passthru/f?CallSid=p1&token=${secrets.EXOTEL_CALLBACK_SECRET_PREVIOUS}`),
+    await fetch(`${base}/exotel/passthru/f?CallSid=p2`, {
+      headers: { authorization: `Basic ${Buffer.from(`exotel:${secrets.EXOTEL_CALLBACK_SECRET_PREVIOUS}`).toString('base64')}` },
+    }),
+    await fetch(`${base}/exotel/passthru/f?CallSid=p3&secret=${secrets.EXOTEL_CALLBACK_SECRET_PREVIOUS}`),
+    await fetch(`${base}/admin/flows/${secrets.EXOTEL_CALLBACK_SECRET_PREVIOUS}`),
   ];
   t.same(
     callbacks.map((r) => r.status),
-    [401, 200, 404, 401, 401],
+    [401, 200, 404, 401, 401, 200, 200, 401, 401],
   );
   const bodies = (await Promise.all(callbacks.map((r) => r.text()))).join('\n');
   server.kill('SIGTERM');
   t.equal(await exited, 0);
 
   t.match(output, '"msg":"callback"', 'the output holds the callback log lines');
+  t.match(output, /"flow":"f".*authenticated with EXOTEL_CALLBACK_SECRET_PREVIOUS/, 'the previous secret flagged, naming the flow');
+  t.notMatch(flow, secrets.EXOTEL_CALLBACK_SECRET_PREVIOUS, "a flow's Exotel URLs carry the current secret only");
   for (const [name, secret] of Object.entries(secrets)) {
     t.notMatch(output, secret, `${name} not in the start-up or log output`);
     t.notMatch(bodies, secret, `${name} not in any answer`);

@@ -29,6 +29,8 @@ export interface Metrics {
   observeOfferEffect(group: string | null, effect: { offered?: boolean; outcome?: string }): void;
   /** One request Node's HTTP parser refused before any route (app.ts's `clientErrors`), by the status answered. */
   observeClientError(status: number): void;
+  /** One flow callback let in by EXOTEL_CALLBACK_SECRET_PREVIOUS (an applet URL not yet edited, mid-rotation). */
+  observePreviousSecret(endpoint: CallbackEndpoint): void;
 }
 
 /**
@@ -276,6 +278,15 @@ export default fp(
       registers,
     });
 
+    const previousSecret = new Counter({
+      name: 'exoroute_callbacks_previous_secret_total',
+      help:
+        'Flow callbacks authenticated with EXOTEL_CALLBACK_SECRET_PREVIOUS, by endpoint: applet URLs not yet given the new secret ' +
+        '(their CDRs and a log line per flow name the flow). Unset the variable once this stops growing.',
+      labelNames: ['endpoint'] as const,
+      registers,
+    });
+
     app.decorate('metrics', {
       registry,
       observeCallback(endpoint: CallbackEndpoint | 'unknown', outcome: string, seconds: number) {
@@ -293,6 +304,9 @@ export default fp(
       },
       observeClientError(status: number) {
         clientErrors.inc({ status: String(status) });
+      },
+      observePreviousSecret(endpoint: CallbackEndpoint) {
+        previousSecret.inc({ endpoint });
       },
     } satisfies Metrics);
   },

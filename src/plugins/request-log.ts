@@ -7,11 +7,13 @@ const GENERATED_KEY = /exr_[A-Za-z0-9_-]{43}/g;
 
 /**
  * A URL as it may be shown (logged, or named in a 404): the query string's `token` redacted, and any
- * generated API key, ADMIN_API_KEY, METRICS_TOKEN or callback secret anywhere in it, as sent or %-encoded.
+ * generated API key, ADMIN_API_KEY, METRICS_TOKEN or callback secret (current or previous) anywhere in it, as sent or %-encoded.
  */
-export function urlRedactor(config: Pick<Config, 'ADMIN_API_KEY' | 'METRICS_TOKEN' | 'EXOTEL_CALLBACK_SECRET'>): (url: string) => string {
-  const { ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET } = config;
-  const secrets = [ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET].flatMap((s) => (s ? [encodeURIComponent(s), s] : []));
+export function urlRedactor(
+  config: Pick<Config, 'ADMIN_API_KEY' | 'METRICS_TOKEN' | 'EXOTEL_CALLBACK_SECRET' | 'EXOTEL_CALLBACK_SECRET_PREVIOUS'>,
+): (url: string) => string {
+  const { ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET, EXOTEL_CALLBACK_SECRET_PREVIOUS } = config;
+  const secrets = [ADMIN_API_KEY, METRICS_TOKEN, EXOTEL_CALLBACK_SECRET, EXOTEL_CALLBACK_SECRET_PREVIOUS].flatMap((s) => (s ? [encodeURIComponent(s), s] : []));
   return (url) => {
     let shown = url.replace(/([?&]token=)[^&]*/gi, '$1[redacted]').replace(GENERATED_KEY, '[redacted]');
     for (const secret of secrets) if (shown.includes(secret)) shown = shown.replaceAll(secret, '[redacted]');

@@ -8,7 +8,7 @@ import { answerCallback, CALL_SID_MISSING, callSidProblem, rejected, type Callba
 import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
 import { ErrorSchema } from '../../schemas/common.js';
-import { callbackGuard } from './guard.js';
+import { callbackGuard, PREVIOUS_SECRET } from './guard.js';
 import { AttemptCounter } from './attempts.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
 import { busyExpiredAt } from '../../routing/agents.js';
@@ -67,6 +67,9 @@ const CALLBACK_BODY_LIMIT = 64 * 1024;
 const MAX_INDEXED_CHARS = 200;
 /** Why a callback URL that ends in '/' is refused: the flow's `exotelUrls` have none. */
 const TRAILING_SLASH = `the URL ends in '/': remove it (${CALLBACK_PREFIX}/<endpoint>/<flow>, as the flow's exotelUrls give it)`;
+/** A callback's CDR warning, and its flow's log line, when it carried EXOTEL_CALLBACK_SECRET_PREVIOUS. */
+const PREVIOUS_SECRET_USED =
+  "authenticated with EXOTEL_CALLBACK_SECRET_PREVIOUS: give this flow's applet in Exotel the URL in its exotelUrls, which carries EXOTEL_CALLBACK_SECRET";
 /** Most values a once-each warning logs per process (unknown Exotel-Version values; flows given the wrong URL). */
 const MAX_VERSIONS_WARNED = 20;
 /** Whether `key` is new to `seen` (and now in it), up to MAX_VERSIONS_WARNED keys: a caller could send any number. */
@@ -82,9 +85,9 @@ function indexable(s: string | null): string | null {
  * The flow a callback's path names, as it is looked up, stored, logged and echoed in a refusal: a
  * secret pasted into the path (`…/passthru/inbound&token=…` instead of `?token=`) is not kept.
  */
-function flowOfPath(raw: string, secret: string | undefined): string {
+function flowOfPath(raw: string, secrets: string[]): string {
   let flow = raw.replace(/(token=)[^&?]*/gi, '$1[redacted]');
-  if (secret) flow = flow.replaceAll(secret, '[redacted]').replaceAll(encodeURIComponent(secret), '[redacted]');
+  for (const secret of secrets) flow = flow.replaceAll(secret, '[redacted]').replaceAll(encodeURIComponent(secret), '[redacted]');
   return indexable(flow)!;
 }
 
@@ -93,12 +96,13 @@ function flowOfPath(raw: string, secret: string | undefined): string {
  * secret is cut out wherever else it is, in a key or a value: a caller that sends it under another
  * name (`secret=…`, `key=…`, a bare `?<secret>`) is refused, and its CDR keeps its parameters.
  */
-function paramsWithoutSecret(raw: Record<string, string>, secret: string | undefined): Record<string, string> {
-  if (!secret) return raw;
+function paramsWithoutSecret(raw: Record<string, string>, secrets: string[]): Record<string, string> {
+  if (secrets.length === 0) return raw;
   const entries = Object.entries(raw);
-  if (!entries.some(([key, value]) => key.includes(secret) || value.includes(secret))) return raw;
+  if (!entries.some(([key, value]) => secrets.some((secret) => key.includes(secret) || value.includes(secret)))) return raw;
+  const redact = (text: string) => secrets.reduce((shown, secret) => shown.replaceAll(secret, '[redacted]'), text);
   const clean: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [key, value] of entries) clean[key.replaceAll(secret, '[redacted]')] = value.replaceAll(secret, '[redacted]');
+  for (const [key, value] of entries) clean[redact(key)] = redact(value);
   return clean;
 }
 
@@ -110,11 +114,13 @@ function cdrOf(opts: {
   receivedAt: Date;
   handlingMs: number;
   attempt: number;
-  secret: string | undefined;
+  /** EXOTEL_CALLBACK_SECRET, and EXOTEL_CALLBACK_SECRET_PREVIOUS during a rotation. */
+  secrets: string[];
 }): CdrRecord {
   const { call, result } = opts;
-  // Connect answers carry the secret in dial_passthru_event_url; it is never stored.
-  const body = opts.secret ? result.answer.body.replaceAll(encodeURIComponent(opts.secret), '[redacted]') : result.answer.body;
+  // Connect answers carry the (current) secret in dial_passthru_event_url; it is never stored.
+  const current = opts.secrets[0];
+  const body = current ? result.answer.body.replaceAll(encodeURIComponent(current), '[redacted]') : result.answer.body;
   const d = result.decision;
   return {
     receivedAt: opts.receivedAt,
@@ -133,7 +139,7 @@ function cdrOf(opts: {
     dialCallStatus: call.dialCallStatus,
     dialWhomNumber: indexable(call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null),
     legs: call.legs.length > 0 ? call.legs : null,
-    params: paramsWithoutSecret(call.raw, opts.secret),
+    params: paramsWithoutSecret(call.raw, opts.secrets),
     decision: d
       ? {
           action: d.action,
@@ -263,6 +269,8 @@ export default fp(
   async function callbacks(app: FastifyInstance) {
     const { config, cdrWriter, rules, refusals } = app;
     const guard = callbackGuard(config);
+    /** What is redacted from a CDR and a log line: the secret, and during a rotation the previous one too (never both unset and one set). */
+    const secrets = [config.EXOTEL_CALLBACK_SECRET, config.EXOTEL_CALLBACK_SECRET_PREVIOUS].filter((s): s is string => s !== undefined);
     const attempts = new AttemptCounter(100_000);
     // Every wait on a callback's way (the availability write, a dial event's write, the CDR's commit;
     // the dial state's in answerDial) ends this long after receipt, less the time already spent: the
@@ -275,6 +283,8 @@ export default fp(
     const versionsWarned = new Set<string>();
     /** The flows whose Dial Whom URL Connect's dynamic URL field was given, already logged (bounded as above). */
     const dialWhomAsConnectWarned = new Set<string>();
+    /** The flows called back with EXOTEL_CALLBACK_SECRET_PREVIOUS, already logged (bounded as above). */
+    const previousSecretWarned = new Set<string>();
     function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
       const eventsFailed = agentStateFailures.add();
       if (eventsFailed > 0) request.log.error({ err, callSid, eventsFailed }, 'agent state not updated');
@@ -295,7 +305,7 @@ export default fp(
       loggedFlow = flowSlug,
     ) {
       const attempt = call.callSid ? attempts.next(`${endpoint}|${flowSlug}|${call.callSid}`) : 1;
-      const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secret: config.EXOTEL_CALLBACK_SECRET });
+      const cdr = cdrOf({ endpoint, flowSlug, call, result, receivedAt, handlingMs: performance.now() - t0, attempt, secrets });
       // Committed, or fsynced to the local spool when Postgres does not take it in time; either way
       // before the answer leaves, and early enough that the answer stays within the budget.
       const deadline = Math.min(config.CDR_WRITE_TIMEOUT_MS, beforeReserveMs - (performance.now() - t0));
@@ -377,7 +387,8 @@ export default fp(
     function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
       const t0 = performance.now();
       // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
-      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const refused = checked === PREVIOUS_SECRET ? null : checked;
       const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
       if (counted) return counted;
       const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
@@ -386,7 +397,7 @@ export default fp(
       const routed = request.routeOptions.url?.split('/')[2];
       const endpoint = endpointNamed(routed ?? segments[2]);
       const named = (request.params as { flow?: string } | undefined)?.flow ?? (routed ? null : segments[3] || null);
-      const flow = named === null ? null : flowOfPath(named, config.EXOTEL_CALLBACK_SECRET);
+      const flow = named === null ? null : flowOfPath(named, secrets);
       const result = rejected(status, message);
       return record(request.log, endpoint, flow, call, result, t0, new Date()).then(() => answerWith(reply, result.answer));
     }
@@ -403,7 +414,8 @@ export default fp(
       const receivedAt = new Date();
       const answer: CallbackAnswer & { retryAfter?: number } = errorAnswer(status, message);
       const query = queryOf(request.url);
-      const refused = guard(request.ip, request.authorization, () => new URLSearchParams(query).get('token') ?? undefined);
+      const checked = guard(request.ip, request.authorization, () => new URLSearchParams(query).get('token') ?? undefined);
+      const refused = checked === PREVIOUS_SECRET ? null : checked;
       if (refused) {
         const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
         if (handling === 'throttled') {
@@ -416,7 +428,7 @@ export default fp(
       }
       const call = parseExotelCall(collectParams({ query }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
       const segments = request.url.split('?', 1)[0]!.split('/');
-      const flow = segments[3] ? flowOfPath(segments[3], config.EXOTEL_CALLBACK_SECRET) : null;
+      const flow = segments[3] ? flowOfPath(segments[3], secrets) : null;
       await record(log, endpointNamed(segments[2]), flow, call, rejected(status, message), t0, receivedAt);
       return answer;
     }
@@ -428,11 +440,19 @@ export default fp(
       async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
         const t0 = performance.now();
         const receivedAt = new Date();
-        const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+        const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+        const refused = checked === PREVIOUS_SECRET ? null : checked;
         const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
         if (counted) return counted;
         const call = parse(request);
-        const flowSlug = flowOfPath(request.params.flow, config.EXOTEL_CALLBACK_SECRET);
+        const flowSlug = flowOfPath(request.params.flow, secrets);
+        if (checked === PREVIOUS_SECRET) {
+          // Mid-rotation: this applet's URL still has the old secret. Its CDR says so; the log, once per flow.
+          if (firstOf(previousSecretWarned, flowSlug))
+            request.log.warn({ callSid: call.callSid, flow: flowSlug }, `${PREVIOUS_SECRET_USED} (logged once per flow)`);
+          call.warnings.push(PREVIOUS_SECRET_USED);
+          app.metrics.observePreviousSecret(endpoint);
+        }
         const version = request.headers['exotel-version'];
         if (endpoint === 'connect' && version !== undefined && version !== CONNECT_VERSION) {
           const shown = String(version).slice(0, 20);
@@ -481,7 +501,9 @@ export default fp(
     async function dialEvent(request: FastifyRequest, reply: FastifyReply) {
       const t0 = performance.now();
       const receivedAt = new Date();
-      const refused = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      // The previous secret is accepted as the current one: a call answered before a rotation's restart carries it.
+      const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const refused = checked === PREVIOUS_SECRET ? null : checked;
       const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
       if (counted) return counted;
       const call = parse(request);
@@ -544,7 +566,7 @@ export default fp(
         }
       }
       // The flow the URL names (its Connect answer put it there), for the log line: the CDR keeps none.
-      const urlFlow = typeof call.raw.flow === 'string' && call.raw.flow !== '' ? flowOfPath(call.raw.flow, config.EXOTEL_CALLBACK_SECRET) : null;
+      const urlFlow = typeof call.raw.flow === 'string' && call.raw.flow !== '' ? flowOfPath(call.raw.flow, secrets) : null;
       await record(request.log, 'dial-events', null, call, result, t0, receivedAt, urlFlow);
       return answerWith(reply, result.answer);
     }

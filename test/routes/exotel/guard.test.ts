@@ -1,6 +1,6 @@
 import t from 'tap';
 import fc from 'fast-check';
-import { callbackGuard } from '../../../src/routes/exotel/guard.js';
+import { callbackGuard, PREVIOUS_SECRET } from '../../../src/routes/exotel/guard.js';
 
 const SECRET = 's3cret-callback-value';
 const SEED = Number(process.env.FUZZ_SEED) || 20261107;
@@ -50,6 +50,27 @@ t.test('the token parameter is read only when the Basic password does not match'
   t.same(check('127.0.0.1', undefined, token(`${SECRET.slice(0, -1)}X`)), WRONG_SECRET, 'a wrong token of the same length');
   t.same(check('127.0.0.1', undefined, token(undefined)), WRONG_SECRET, 'neither');
   t.equal(reads, 4);
+});
+
+t.test('EXOTEL_CALLBACK_SECRET_PREVIOUS is accepted too, as Basic password or token, and answers PREVIOUS_SECRET', async (t) => {
+  const PREVIOUS = 'the-old-callback-secret';
+  const check = callbackGuard({ EXOTEL_CALLBACK_SECRET: SECRET, EXOTEL_CALLBACK_SECRET_PREVIOUS: PREVIOUS, EXOTEL_ALLOWED_CIDRS: [] });
+  let reads = 0;
+  const token = (value: string | undefined) => () => {
+    reads++;
+    return value;
+  };
+  t.equal(check('127.0.0.1', basic(`u:${SECRET}`), token(PREVIOUS)), null, 'the current one: null, the token not read');
+  t.equal(check('127.0.0.1', undefined, token(SECRET)), null, 'the current one as token');
+  t.equal(check('127.0.0.1', basic(`u:${PREVIOUS}`), token('ignored')), PREVIOUS_SECRET, 'the previous one as Basic password');
+  t.equal(reads, 1, 'a matching previous Basic password does not read the token');
+  t.equal(check('127.0.0.1', basic('u:wrong'), token(PREVIOUS)), PREVIOUS_SECRET, 'the previous one as token');
+  t.equal(check('127.0.0.1', basic(`u:${PREVIOUS}`), token(SECRET)), PREVIOUS_SECRET, 'the Basic password is taken first, as for the current one');
+  for (const wrong of [`${PREVIOUS.slice(0, -1)}X`, 'a-third-secret-value', `${PREVIOUS}x`]) {
+    t.same(check('127.0.0.1', basic(`u:${wrong}`), token(wrong)), WRONG_SECRET, wrong);
+  }
+  const withoutCurrent = callbackGuard({ EXOTEL_CALLBACK_SECRET: undefined, EXOTEL_CALLBACK_SECRET_PREVIOUS: PREVIOUS, EXOTEL_ALLOWED_CIDRS: [] });
+  t.equal(withoutCurrent('127.0.0.1', undefined, noToken), null, 'no current secret: open, the previous one meaningless');
 });
 
 t.test('non-ASCII secrets; a password that is not UTF-8 is compared as its decoding, as before', async (t) => {
@@ -102,7 +123,7 @@ t.test('EXOTEL_ALLOWED_CIDRS: 403 outside, IPv4-mapped addresses checked as IPv4
     t.same(check(ip, undefined, noToken), { status: 403, reason: `source address ${ip} is not in EXOTEL_ALLOWED_CIDRS` }, ip);
   }
   const both = guardFor(SECRET, ['10.1.0.0/16']);
-  t.equal(both('127.0.0.1', basic(`u:${SECRET}`), noToken)?.status, 403, 'the address is checked first');
+  t.match(both('127.0.0.1', basic(`u:${SECRET}`), noToken), { status: 403 }, 'the address is checked first');
   t.same(both('10.1.0.9', undefined, noToken), WRONG_SECRET);
   t.equal(guardFor(undefined)('203.0.113.1', undefined, noToken), null, 'neither configured: open');
 });
