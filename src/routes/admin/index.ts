@@ -14,21 +14,25 @@ import refusals from './refusals/index.js';
 import { InvalidFieldError } from '../../errors.js';
 
 /**
- * Where the first NUL character is in a request part (`body/rules/0/name`), or null. Postgres text
- * and jsonb cannot hold one, so it would fail the write or query as a 500. A loop, not recursion:
- * a body may be nested deeper than the stack allows.
+ * Where the first character Postgres cannot store is in a request part (`body/rules/0/name`), and
+ * which: a NUL, which text and jsonb cannot hold, or a lone surrogate (JSON `"\ud800"`), which
+ * jsonb refuses and text turns into U+FFFD; either would fail the write or query as a 500, or
+ * store another text than sent. A loop, not recursion: a body may be nested deeper than the stack
+ * allows.
  */
-function nulAt(value: unknown, part: string): string | null {
+function unstorableAt(value: unknown, part: string): { at: string; nul: boolean } | null {
   const stack: Array<[unknown, string]> = [[value, part]];
   while (stack.length > 0) {
     const [v, path] = stack.pop()!;
     if (typeof v === 'string') {
-      if (v.includes('\u0000')) return path;
+      if (v.includes('\u0000')) return { at: path, nul: true };
+      if (!v.isWellFormed()) return { at: path, nul: false };
     } else if (typeof v === 'object' && v !== null) {
       const entries = Object.entries(v);
       for (let i = entries.length - 1; i >= 0; i--) {
         const [key, child] = entries[i]!;
-        if (key.includes('\u0000')) return `${path}/${key.replaceAll('\u0000', '\\u0000')}`;
+        if (key.includes('\u0000')) return { at: `${path}/${key.replaceAll('\u0000', '\\u0000')}`, nul: true };
+        if (!key.isWellFormed()) return { at: `${path}/${key.toWellFormed()}`, nul: false };
         stack.push([child, `${path}/${key}`]);
       }
     }
@@ -36,8 +40,9 @@ function nulAt(value: unknown, part: string): string | null {
   return null;
 }
 
-const NUL_ESCAPE = /\\u0000/i;
-/** Requests whose JSON body has no NUL (a 10,000-entry VIP import is not walked for one). */
+/** A NUL or a surrogate, which JSON can only carry escaped (raw, they are not UTF-8). */
+const UNSTORABLE_ESCAPE = /\\u(0000|d[89a-f])/i;
+/** Requests whose JSON body has no NUL nor lone surrogate (a 10,000-entry VIP import is not walked for one). */
 const nulFree = new WeakSet<object>();
 
 /**
@@ -87,15 +92,25 @@ const admin: FastifyPluginAsync = async (app) => {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = String(body);
     if (text.trim() === '') return done(null, undefined);
-    // JSON can only carry a NUL escaped: without `\u0000` in the text, the body need not be walked.
-    if (!NUL_ESCAPE.test(text)) nulFree.add(request);
+    // JSON can only carry a NUL or a surrogate escaped: without `\u0000` or `\ud800`-`\udfff`
+    // in the text, the body need not be walked.
+    if (!UNSTORABLE_ESCAPE.test(text)) nulFree.add(request);
     return json(request, text, (err, value) =>
       done((err as { code?: string } | null)?.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? invalidJson(text, err!) : err, value),
     );
   });
   app.addHook('preValidation', async (request) => {
-    const at = nulAt(request.params, 'params') ?? nulAt(request.query, 'querystring') ?? (nulFree.has(request) ? null : nulAt(request.body, 'body'));
-    if (at) throw new InvalidFieldError(at, 'must not contain a NUL character (\\u0000), which cannot be stored; remove it');
+    const found =
+      unstorableAt(request.params, 'params') ??
+      unstorableAt(request.query, 'querystring') ??
+      (nulFree.has(request) ? null : unstorableAt(request.body, 'body'));
+    if (found?.nul) throw new InvalidFieldError(found.at, 'must not contain a NUL character (\\u0000), which cannot be stored; remove it');
+    if (found) {
+      throw new InvalidFieldError(
+        found.at,
+        'must not contain a lone surrogate (a \\ud800-\\udfff escape without its pair), which is no character and cannot be stored; remove it, or send the character whole',
+      );
+    }
   });
   // Any other content type is no JSON body: curl's `-d` without the JSON header sends a form, which
   // would be read as one odd field (and answered `body/slug: is required`). An empty body is no body.

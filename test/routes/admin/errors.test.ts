@@ -272,6 +272,31 @@ t.test('a NUL character (\\u0000), which Postgres cannot store, is a 400 naming 
   t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 1, 'nothing was created');
 });
 
+t.test('a lone surrogate (JSON "\\ud800"), which Postgres cannot store, is a 400 naming the field, not a 500 nor a U+FFFD stored', async (t) => {
+  // jsonb refuses it (a flow's rules: the write was a 500); a text column took it as U+FFFD.
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  const flow = (rule: object) => ({ slug: 'f', name: 'F', type: 'passthru', rules: [rule], otherwise: { branch: 'A' }, onError: { branch: 'A' } });
+  const refused: Array<[string, string, unknown, RegExp]> = [
+    ['POST', '/admin/flows', flow({ name: 'one\ud800', when: { direction: 'incoming' }, then: { branch: 'B' } }), /^body\/rules\/0\/name: /],
+    ['POST', '/admin/flows', flow({ when: { customField: { in: ['vip', '\udc00x'] } }, then: { branch: 'B' } }), /^body\/rules\/0\/when\/customField\/in\/1: /],
+    ['POST', '/admin/vip-lists', { slug: 'silver', name: 'Silver \ud83d' }, /^body\/name: /],
+    ['POST', '/admin/vip-lists/gold/entries', [{ number: '09812345678' }, { number: '09812345679', note: '\ude00' }], /^body\/1\/note: /],
+  ];
+  for (const [method, url, payload, message] of refused) {
+    const res = await admin({ method, url, payload });
+    t.equal(res.statusCode, 400, `${method} ${url} ${JSON.stringify(payload)}: ${res.body}`);
+    t.match(res.json().message, message);
+    t.match(res.json().message, /lone surrogate/);
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/flows' })).json().length, 0, 'no flow was created');
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 1, 'no VIP list was created');
+  t.same((await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries' })).json().items, [], 'no entry was imported');
+  const pair = await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'smile', name: 'Smile \ud83d\ude00' } });
+  t.equal(pair.statusCode, 201, 'a whole character beyond U+FFFF (a surrogate pair) is taken');
+  t.equal(pair.json().name, 'Smile 😀');
+});
+
 t.test('a method an admin path does not take is 405 with Allow naming those it takes, not a 404; an unknown path stays 404', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const doc = app.swagger() as unknown as { paths: Record<string, Record<string, unknown>> };
