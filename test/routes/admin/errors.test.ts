@@ -297,6 +297,19 @@ t.test('a lone surrogate (JSON "\\ud800"), which Postgres cannot store, is a 400
   t.equal(pair.json().name, 'Smile 😀');
 });
 
+t.test('a query-string number that reads as infinite (limit=1e309) is a 400 naming it, not a 500', async (t) => {
+  // Ajv coerced it to Infinity and then skipped minimum/maximum, which it checks on finite numbers:
+  // the value reached Prisma or Postgres (`take: Infinity`, bigint 'Infinity') as a 500.
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  for (const url of ['/admin/audit?limit=1e309', '/admin/refusals?limit=1e309', '/admin/vip-lists/gold/entries?limit=Infinity', '/admin/cdrs?limit=-1e309']) {
+    const res = await admin({ method: 'GET', url });
+    t.equal(res.statusCode, 400, `${url}: ${res.body}`);
+    t.match(res.json().message, /^querystring\/limit: must be a number in range/);
+  }
+  t.equal((await admin({ method: 'GET', url: '/admin/audit?limit=1e3' })).statusCode, 200, 'a finite number in an odd form is still read');
+});
+
 t.test('a method an admin path does not take is 405 with Allow naming those it takes, not a 404; an unknown path stays 404', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const doc = app.swagger() as unknown as { paths: Record<string, Record<string, unknown>> };
