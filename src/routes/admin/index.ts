@@ -111,6 +111,12 @@ const admin: FastifyPluginAsync = async (app) => {
         'must not contain a lone surrogate (a \\ud800-\\udfff escape without its pair), which is no character and cannot be stored; remove it, or send the character whole',
       );
     }
+    // A path without query parameters ignored any sent (`?dryRun=true` on a PUT, `?force=1` on a
+    // DELETE): the write was made as if it were not there. Unknown fields are a 400, here too.
+    if (!request.routeOptions.schema?.querystring) {
+      const [key] = Object.keys(request.query as object);
+      if (key !== undefined) throw new InvalidFieldError(`querystring/${key}`, 'unknown field; remove it (this path takes no query parameters)');
+    }
   });
   // Any other content type is no JSON body: curl's `-d` without the JSON header sends a form, which
   // would be read as one odd field (and answered `body/slug: is required`). An empty body is no body.

@@ -310,6 +310,21 @@ t.test('a query-string number that reads as infinite (limit=1e309) is a 400 nami
   t.equal((await admin({ method: 'GET', url: '/admin/audit?limit=1e3' })).statusCode, 200, 'a finite number in an odd form is still read');
 });
 
+t.test('a query parameter on an admin path that takes none is a 400 naming it, and nothing is changed', async (t) => {
+  // It was ignored: `PUT …?dryRun=true` replaced the flow, `DELETE …?force=1` deleted.
+  const { admin } = await buildTestApp(t);
+  t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+  const patch = await admin({ method: 'PATCH', url: '/admin/vip-lists/gold?dryRun=true', payload: { name: 'Platinum' } });
+  t.equal(patch.statusCode, 400, patch.body);
+  t.equal(patch.json().message, 'querystring/dryRun: unknown field; remove it (this path takes no query parameters)');
+  const del = await admin({ method: 'DELETE', url: '/admin/vip-lists/gold?force=1' });
+  t.equal(del.statusCode, 400, del.body);
+  t.match(del.json().message, /^querystring\/force: unknown field/);
+  t.match((await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json(), { name: 'Gold' }, 'neither was applied');
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists?x=1' })).statusCode, 400, 'a read too');
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries?q=9812' })).statusCode, 200, 'a path that takes some takes them');
+});
+
 t.test('a method an admin path does not take is 405 with Allow naming those it takes, not a 404; an unknown path stays 404', async (t) => {
   const { app, admin } = await buildTestApp(t);
   const doc = app.swagger() as unknown as { paths: Record<string, Record<string, unknown>> };
