@@ -121,13 +121,14 @@ interface Pending {
 
 /** A request whose caller stopped waiting before it was sent: it is not sent at all. */
 export class DialRequestAbandoned extends Error {}
+const abandoned = () => new DialRequestAbandoned('not sent: the callback stopped waiting for it');
 
 /**
  * `answerAttempt` in batches: one request is sent at once; those that arrive while it runs wait,
  * and go together in one statement (dial_offer_batch(), one transaction) when it is done. Each is
  * answered as it would be alone. Under load this saves Postgres a transaction and a statement per
  * request, and exoroute a round trip and the wake-up of a backend (bench/README.md). A batch that
- * fails as a whole is retried request by request, so that one bad request fails only itself. A
+ * fails as a whole is retried request by request (those still waited for), so that one bad request fails only itself. A
  * request still queued `waitMs` after it was handed over (its caller has answered without it) is
  * not sent: it is rejected with DialRequestAbandoned.
  */
@@ -192,7 +193,9 @@ export function dialAnswerer(
       for (const row of answered) batch[row.idx]!.resolve(row.answer ?? { numbers: [] });
       return;
     }
-    await Promise.all(batch.map((p) => offerAttempt(pool, p.req, queryTimeoutMs).then(p.resolve, p.reject)));
+    // Not for those whose callers stopped waiting while the batch ran (up to queryTimeoutMs when it was given up).
+    const now = performance.now();
+    await Promise.all(batch.map((p) => (p.until > now ? offerAttempt(pool, p.req, queryTimeoutMs).then(p.resolve, p.reject) : p.reject(abandoned()))));
   }
 
   async function drain(): Promise<void> {
@@ -204,7 +207,7 @@ export function dialAnswerer(
       const now = performance.now();
       const batch = queue.splice(0, maxBatch).filter((p) => {
         if (p.until > now) return true;
-        p.reject(new DialRequestAbandoned('not sent: the callback stopped waiting for it'));
+        p.reject(abandoned());
         return false;
       });
       if (batch.length === 0) continue;

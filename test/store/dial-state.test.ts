@@ -17,7 +17,16 @@ import { applyMigrations } from '../../src/store/migrate.js';
 import { firstDigitsOf } from '../../src/store/cdrs.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
 import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
-import { answerAttempt, asDialExtra, asDialRequest, dialAnswerer, offerAttempt, previewAttempt, recordDialEvent } from '../../src/store/dial-state.js';
+import {
+  answerAttempt,
+  asDialExtra,
+  asDialRequest,
+  dialAnswerer,
+  DialRequestAbandoned,
+  offerAttempt,
+  previewAttempt,
+  recordDialEvent,
+} from '../../src/store/dial-state.js';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Member, Strategy } from '../../src/schemas/dial-group.js';
 
@@ -685,6 +694,45 @@ t.test(
     t.equal(await within(firstDigitsOf(pool, key, 3000), 15_000), null, 'and the next one answered, on a new connection');
   },
 );
+
+t.test('a batch given up (query_timeout) is not retried one by one for callers that stopped waiting meanwhile', async (t) => {
+  const { pool } = await migratedDatabase(t);
+  const answer = dialAnswerer(pool, { queryTimeoutMs: 1500 });
+  const request = (callSid: string): AttemptRequest => ({
+    key: { callSid, endpoint: 'connect', flowSlug: 'agents' },
+    attemptKey: '|',
+    tried: [],
+    candidates: NUMBERS.slice(0, 3),
+    plan: { base: NUMBERS.slice(0, 3), arrange: 'as_is' },
+    rrGroup: null,
+    sticky: null,
+    connected: null,
+    at: AT,
+    busyExpired: new Date(AT.getTime() - TTL),
+  });
+  await answer(request('warm-up')); // dial_offer() compiled
+  await new Promise((r) => setImmediate(r));
+  // Calls A and B held by another session (as a stalled statement would hold them): A's request goes
+  // alone and waits; B's and C's queue behind it and go together as a batch once A is let go.
+  const gate = await pool.connect();
+  t.teardown(() => gate.release());
+  const lock = (call: string, how: 'lock' | 'unlock') => gate.query(`SELECT pg_advisory_${how}(1684627820, hashtext($1))`, [call]);
+  await lock('A', 'lock');
+  await lock('B', 'lock');
+  const a = answer(request('A'));
+  await lockWaiters(t, pool);
+  const b = answer(request('B'), 1000).catch((err: Error) => err);
+  const c = answer(request('C'), 1000).catch((err: Error) => err);
+  await lock('A', 'unlock');
+  await a;
+  await lockWaiters(t, pool); // the batch of B and C waits for B
+  // The batch is given up after 1.5 s; by then B's and C's callbacks have answered onError without them.
+  t.type(await c, DialRequestAbandoned, "C's request is not sent again after its caller stopped waiting");
+  const { rows } = await pool.query('SELECT call_sid FROM dial_calls WHERE call_sid = $1', ['C']);
+  t.same(rows, [], 'no dial state written for a call answered onError');
+  await lock('B', 'unlock');
+  t.type(await b, DialRequestAbandoned, "nor B's");
+});
 
 t.test('round robin across two instances: concurrent new calls rotate evenly, each group on its own', async (t) => {
   for (const mode of ['alone', 'batched'] as const) await t.test(mode, (t) => twoInstances(t, mode));
