@@ -75,7 +75,18 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
   let prisma: PrismaClient | null = null;
   let closed = false;
   const open = (max: number) => {
-    const opened = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: POOL_WAIT_MS, idleTimeoutMillis: 30000 });
+    const opened = new pg.Pool({
+      connectionString: url,
+      max,
+      connectionTimeoutMillis: POOL_WAIT_MS,
+      idleTimeoutMillis: 30000,
+      // Set on each new connection before the pool hands it out (pg-pool awaits this hook; a
+      // connection whose SET fails is ended and its caller gets the error), not as a startup
+      // parameter, which PgBouncer refuses unless told to ignore it. Not from a 'connect' listener:
+      // that runs beside the caller's first query on the same client, which pg 8 warns of and pg 9
+      // refuses.
+      onConnect: (client) => client.query(`SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`),
+    });
     // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
     // pool.end() returns before the server has seen every connection go, and stopping the embedded
     // Postgres right after ends those with `57P01 admin_shutdown`: expected, not worth a warning.
@@ -84,11 +95,6 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
       const { code } = err as { code?: string };
       if (closed && code === '57P01') log.debug({ err: err.message, code }, 'database connection ended by the server at shutdown');
       else log.warn({ err: err.message, code }, 'idle database connection failed');
-    });
-    // Set on each new connection (once, ahead of its first query), not as a startup parameter, which
-    // PgBouncer refuses unless told to ignore it.
-    opened.on('connect', (client) => {
-      client.query(`SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`).catch(() => {});
     });
     return opened;
   };

@@ -1,7 +1,33 @@
 import t from 'tap';
 import pg from 'pg';
-import { capturedLog, createTestDatabase } from '../helper.js';
+import { capturedLog, createTestDatabase, quietLog } from '../helper.js';
 import { openDatabase } from '../../src/store/database.js';
+
+// First in this file: pg warns of a deprecation once per process.
+t.test("a new connection's first query runs alone, after its idle_in_transaction_session_timeout is set", async (t) => {
+  // pg 8 warns when a query is sent to a client still running one (pg 9 refuses it): the pool's
+  // 'connect' listener sent its SET while the caller's first query went out on the same client.
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(w.message);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  const db = openDatabase(await createTestDatabase(t), quietLog);
+  t.teardown(() => db.close());
+  for (const pool of [db.pool, db.adminPool]) {
+    const { rows } = await pool.query<{ idle_in_transaction_session_timeout: string }>('SHOW idle_in_transaction_session_timeout');
+    t.equal(rows[0]!.idle_in_transaction_session_timeout, '10s', 'set on the connection before its first query');
+  }
+  const client = await db.pool.connect();
+  const { rows } = await client.query<{ idle_in_transaction_session_timeout: string }>('SHOW idle_in_transaction_session_timeout');
+  client.release();
+  t.equal(rows[0]!.idle_in_transaction_session_timeout, '10s', 'and on a connection taken with connect()');
+  await new Promise((r) => setImmediate(r));
+  t.same(
+    warnings.filter((w) => /already executing a query/.test(w)),
+    [],
+    'no query sent to a busy client',
+  );
+});
 
 t.test('an idle connection Postgres ends is one short warning: the error, not the pg client behind it', async (t) => {
   // pg-pool hangs the client on the error (err.client): logged whole, it was a 4 kB line per

@@ -270,8 +270,7 @@ t.test('a service role that does not own cdrs (migrations applied by another rol
   const role = `exoroute_not_owner_${process.pid}_${Date.now()}`;
   await db.pool.query(`CREATE ROLE "${role}"`);
   await db.pool.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "${role}"`);
-  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-  pool.on('connect', (client) => void client.query(`SET ROLE "${role}"`));
+  const pool = new pg.Pool({ connectionString: db.url, max: 1, onConnect: (client) => client.query(`SET ROLE "${role}"`) });
   t.teardown(async () => {
     await pool.end();
     await db.pool.query(`DROP OWNED BY "${role}"`);
