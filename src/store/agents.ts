@@ -7,6 +7,7 @@ import { DomainError, InvalidFieldError } from '../errors.js';
 import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
 import { RULES_CHANNEL, type Actor } from './audit.js';
 import { inTransaction } from './database.js';
+import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
 
 /**
  * Agents: every number that is a member of a dial group. Availability (away/available) is routing
@@ -106,6 +107,7 @@ export async function writeAvailability(
   },
   /** written within this many ms, or not at all (Postgres cancels it; see `withinMs`) */
   withinMs?: number,
+  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
 ): Promise<AvailabilityChange> {
   const query: pg.QueryConfig = {
     name: 'set-availability',
@@ -116,7 +118,7 @@ export async function writeAvailability(
   // changes of one agent take turns and each reads, in a snapshot taken after the lock, the one
   // before it: its `before` (CDR, audit) is then what it changed.
   const statements = [{ name: 'lock-agent', text: LOCK_AGENT, values: [change.number] }, query];
-  const { rows } = await within<Availability & { before: JsonAvailability | null; notified: unknown }>(pool, withinMs, statements);
+  const { rows } = await within<Availability & { before: JsonAvailability | null; notified: unknown }>(pool, withinMs, statements, queryTimeoutMs);
   if (rows.length === 0) {
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
     // another call has changed it since).
@@ -140,22 +142,36 @@ export async function writeAvailability(
  * caller who answers "not saved" must not find it saved. Not covered: the COMMIT itself (Postgres
  * stops the timeout before it), which stalls only with the disk; the caller's own timer, a little
  * later, answers then, and a Postgres that does not answer at all. With `ms`, two round trips per
- * statement besides BEGIN and COMMIT: for the phone's rare write, not the dial path.
+ * statement besides BEGIN and COMMIT: for the phone's rare write, not the dial path. Every statement,
+ * BEGIN to COMMIT, is given up after `queryTimeoutMs` (as the dial statements are): on a connection
+ * that died without a word (a failover) the transaction otherwise held its pool connection, and the
+ * agent's lock on a live server, until the kernel gave the connection up, about 15 minutes.
  */
-async function within<R extends pg.QueryResultRow>(pool: pg.Pool, ms: number | undefined, statements: pg.QueryConfig[]): Promise<pg.QueryResult<R>> {
+async function within<R extends pg.QueryResultRow>(
+  pool: pg.Pool,
+  ms: number | undefined,
+  statements: pg.QueryConfig[],
+  queryTimeoutMs: number,
+): Promise<pg.QueryResult<R>> {
   const deadline = performance.now() + (ms ?? 0);
-  return inTransaction(pool, 'BEGIN', async (client) => {
-    let result: pg.QueryResult<R> | undefined;
-    for (const statement of statements) {
-      if (ms !== undefined) {
-        const left = Math.floor(deadline - performance.now());
-        if (left < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could ${result ? 'finish' : 'start'}`);
-        await client.query(`SET LOCAL statement_timeout = ${left}`);
+  const bounded = (statement: pg.QueryConfig) => ({ ...statement, query_timeout: queryTimeoutMs }) as pg.QueryConfig;
+  return inTransaction(
+    pool,
+    'BEGIN',
+    async (client) => {
+      let result: pg.QueryResult<R> | undefined;
+      for (const statement of statements) {
+        if (ms !== undefined) {
+          const left = Math.floor(deadline - performance.now());
+          if (left < 1) throw new Error(`the ${Math.round(ms)} ms for the write were spent before it could ${result ? 'finish' : 'start'}`);
+          await client.query(bounded({ text: `SET LOCAL statement_timeout = ${left}` }));
+        }
+        result = await client.query<R>(bounded(statement));
       }
-      result = await client.query<R>(statement);
-    }
-    return result!;
-  });
+      return result!;
+    },
+    queryTimeoutMs,
+  );
 }
 
 const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until === null ? null : new Date(a.until), setAt: new Date(a.setAt) });

@@ -124,20 +124,28 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
   };
 }
 
+/** pg's error for a statement given up after its `query_timeout`. */
+const isQueryReadTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'Query read timeout';
+
 /**
  * `work` in one transaction (`begin`: BEGIN with its options) on one pooled connection, committed;
- * on failure rolled back, and a connection whose rollback fails too is dropped, not reused.
+ * on failure rolled back, and a connection whose rollback fails too is dropped, not reused. With
+ * `queryTimeoutMs`, BEGIN, COMMIT and ROLLBACK are given up after that long (pg's query_timeout; the
+ * statements of `work` need theirs); a connection with a statement given up is dropped without a
+ * ROLLBACK (it would wait behind that statement), and Postgres ends the transaction with it.
  */
-export async function inTransaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>, queryTimeoutMs?: number): Promise<T> {
   const client = await pool.connect();
+  const statement = (text: string) => (queryTimeoutMs ? ({ text, query_timeout: queryTimeoutMs } as pg.QueryConfig) : text);
   let failed: Error | undefined;
   try {
-    await client.query(begin);
+    await client.query(statement(begin));
     const out = await work(client);
-    await client.query('COMMIT');
+    await client.query(statement('COMMIT'));
     return out;
   } catch (err) {
-    await client.query('ROLLBACK').catch((e: Error) => (failed = e));
+    if (isQueryReadTimeout(err)) failed = err as Error;
+    else await client.query(statement('ROLLBACK')).catch((e: Error) => (failed = e));
     throw err;
   } finally {
     client.release(failed);

@@ -290,7 +290,9 @@ t.test("a write that cannot be made within the budget is not made: the flow's on
     seen.add(client);
     const query = client.query.bind(client) as (...args: unknown[]) => unknown;
     client.query = ((text: unknown, ...rest: unknown[]) => {
-      const m = typeof text === 'string' ? /^SET LOCAL statement_timeout = (\d+)$/.exec(text) : null;
+      // a string, or a config with its query_timeout
+      const sql = typeof text === 'string' ? text : (text as { text?: unknown } | null)?.text;
+      const m = typeof sql === 'string' ? /^SET LOCAL statement_timeout = (\d+)$/.exec(sql) : null;
       if (m) timeouts.push(Number(m[1]));
       return query(text, ...rest);
     }) as typeof client.query;
