@@ -182,7 +182,17 @@ function unreadBody(request: FastifyRequest): string | null {
   if (!/json/.test(type) && request.body.trimStart().startsWith('{')) {
     return `the body is JSON but its Content-Type is ${type || 'missing'}; send Content-Type: application/json (or a form, as Exotel does)`;
   }
+  if (/json/.test(type) && !request.body.trimStart().startsWith('{')) {
+    return `the body is not JSON but its Content-Type is ${type}; send a form as application/x-www-form-urlencoded (as Exotel does), or a JSON object`;
+  }
   return null;
+}
+
+/** The 415 for a body whose Content-Type Fastify cannot read as a media type (empty, or no `type/subtype`). */
+function unsupportedType(request: FastifyRequest): string {
+  const type = String(request.headers['content-type'] ?? '').trim();
+  const what = type ? `${JSON.stringify(type.slice(0, 100))} is no media type` : 'is empty';
+  return `the body's Content-Type ${what}; send the parameters as application/x-www-form-urlencoded (as Exotel does), JSON or in the query string`;
 }
 
 /** What the flow endpoints read, for their descriptions in the OpenAPI document. */
@@ -590,6 +600,7 @@ export default fp(
         404: ErrorSchema,
         408: TOO_SLOW,
         413: TOO_LARGE,
+        415: { ...ErrorSchema, description: 'A body whose Content-Type is empty or no media type: send a form, as Exotel does' },
         429: ErrorSchema,
         431: HEADERS_TOO_LARGE,
         503: NOT_READY,
@@ -608,6 +619,8 @@ export default fp(
           if (refused) return refuse(request, reply, refused.status, refused.message);
           const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
           if (status === 500) request.log.error({ err }, 'callback failed');
+          // Fastify's bare "Unsupported Media Type", for a body whose Content-Type is empty or no media type
+          if ((err as { code?: string }).code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return refuse(request, reply, status, unsupportedType(request));
           return refuse(request, reply, status, status === 500 ? 'internal error' : err.message);
         });
         // A path under /exotel that is no endpoint (a trailing slash, a typo) is a callback too. An

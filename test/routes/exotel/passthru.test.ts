@@ -184,6 +184,35 @@ t.test('a POST body exoroute cannot read (multipart, JSON sent as a form): the 4
   t.equal(missing.json().message, 'CallSid is missing', 'a callback without a body is told no more');
 });
 
+t.test('a POST body sent with an empty Content-Type, or a form declared JSON: the refusal says what to send, with one CDR each', async (t) => {
+  // An empty Content-Type was Fastify's bare 415 "Unsupported Media Type"; a form sent as
+  // application/json a bare "CallSid is missing", though it carried CallSid.
+  const ctx = await setup(t);
+  const form = 'CallSid=ct-1&CallFrom=09812345678';
+  const empty = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': '' }, payload: form });
+  t.equal(empty.statusCode, 415);
+  t.match(empty.json().message, /^the body.s Content-Type is empty; send the parameters as application\/x-www-form-urlencoded/);
+  const junk = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': 'form' }, payload: form });
+  t.equal(junk.statusCode, 415);
+  t.match(junk.json().message, /^the body's Content-Type "form" is no media type; send the parameters as application\/x-www-form-urlencoded/);
+  const asJson = await ctx.app.inject({ method: 'POST', url: '/exotel/passthru/inbound', headers: { 'content-type': 'application/json' }, payload: form });
+  t.equal(asJson.statusCode, 400);
+  t.match(
+    asJson.json().message,
+    /^CallSid is missing: the body is not JSON but its Content-Type is application\/json; send .*application\/x-www-form-urlencoded/,
+  );
+  const refused = await ctx.db.prisma.cdr.findMany({ where: { callSid: null }, orderBy: { id: 'asc' } });
+  t.equal(refused.length, 3, 'one CDR each');
+  t.match(
+    refused.map((c) => [c.httpStatus, c.reason]),
+    [
+      [415, /Content-Type is empty/],
+      [415, /no media type/],
+      [400, /not JSON/],
+    ],
+  );
+});
+
 t.test('a body over the limit is refused with 413 and still leaves one CDR', async (t) => {
   const ctx = await setup(t);
   const res = await ctx.app.inject({
