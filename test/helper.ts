@@ -6,6 +6,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -202,4 +203,49 @@ export function seeded(seed: number): () => number {
 export function zoneAtNoon(at: Date = new Date()): string {
   const offset = 12 - at.getUTCHours(); // local hour = UTC hour + offset = 12; Etc/GMT's sign is POSIX's, reversed
   return offset === 0 ? 'Etc/GMT' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`;
+}
+
+/**
+ * A pool through a TCP proxy to the test's Postgres: `silence()` makes the connections made so far
+ * lose every packet, as after a failover to another host or a crash of Postgres' machine (no FIN,
+ * no RST); new connections go through. Torn down with the test.
+ */
+export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ pool: pg.Pool; silence: () => void }> {
+  const target = Number(new URL(dbUrl).port);
+  const live = new Set<net.Socket>();
+  const silenced = new Set<net.Socket>();
+  const proxy = net.createServer((client) => {
+    const server = net.connect(target, '127.0.0.1');
+    for (const [a, b] of [
+      [client, server],
+      [server, client],
+    ] as const) {
+      live.add(a);
+      a.pipe(b);
+      a.on('error', () => b.destroy());
+      a.on('close', () => b.destroy());
+    }
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  const silence = () => {
+    for (const s of live) {
+      s.unpipe();
+      s.pause();
+      silenced.add(s);
+    }
+    live.clear();
+  };
+  const url = new URL(dbUrl);
+  url.searchParams.delete('host');
+  url.hostname = '127.0.0.1';
+  url.port = String((proxy.address() as net.AddressInfo).port);
+  const pool = new pg.Pool({ connectionString: url.toString(), max });
+  pool.on('error', () => {});
+  t.teardown(async () => {
+    // the silenced connections first: a pool waits for a client still in use
+    for (const s of [...live, ...silenced]) s.destroy();
+    await pool.end();
+    await new Promise<void>((r) => proxy.close(() => r()));
+  });
+  return { pool, silence };
 }

@@ -12,7 +12,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import fc from 'fast-check';
 import pg from 'pg';
-import { createTestDatabase, lockWaiters, migratedDatabase, seeded } from '../helper.js';
+import { createTestDatabase, lockWaiters, migratedDatabase, seeded, silencingPool } from '../helper.js';
 import { applyMigrations } from '../../src/store/migrate.js';
 import { firstDigitsOf } from '../../src/store/cdrs.js';
 import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/order.js';
@@ -592,45 +592,8 @@ t.test('Postgres down under load: the failed dial batches are one warning a seco
 t.test(
   'a connection that dies without a word (a failover) holds up no dial answer or dial event for long: its statement is given up, the connection dropped',
   async (t) => {
-    // A proxy to the test's Postgres: `silence()` makes the connections made so far lose every packet,
-    // as after a failover to another host or a crash of Postgres' machine; new connections go through.
     const db = await migratedDatabase(t);
-    const target = Number(new URL(db.url).port);
-    const live = new Set<net.Socket>();
-    const silenced = new Set<net.Socket>();
-    const proxy = net.createServer((client) => {
-      const server = net.connect(target, '127.0.0.1');
-      for (const [a, b] of [
-        [client, server],
-        [server, client],
-      ] as const) {
-        live.add(a);
-        a.pipe(b);
-        a.on('error', () => b.destroy());
-        a.on('close', () => b.destroy());
-      }
-    });
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-    const silence = () => {
-      for (const s of live) {
-        s.unpipe();
-        s.pause();
-        silenced.add(s);
-      }
-      live.clear();
-    };
-    const url = new URL(db.url);
-    url.searchParams.delete('host');
-    url.hostname = '127.0.0.1';
-    url.port = String((proxy.address() as net.AddressInfo).port);
-    const pool = new pg.Pool({ connectionString: url.toString(), max: 2 });
-    pool.on('error', () => {});
-    t.teardown(async () => {
-      // the silenced connections first: a pool waits for a client still in use
-      for (const s of [...live, ...silenced]) s.destroy();
-      await pool.end();
-      await new Promise<void>((r) => proxy.close(() => r()));
-    });
+    const { pool, silence } = await silencingPool(t, db.url);
     // A new backend's first dial_offer() compiles the function: on a busy machine that takes a while.
     const answer = dialAnswerer(pool, { queryTimeoutMs: 3000 });
     const request = (callSid: string): AttemptRequest => ({
