@@ -50,10 +50,19 @@ export function vipEntries(number: (i: number) => string, nameTag: string) {
   }));
 }
 
-/** Rules for the callbacks under test; answers the time the 10,000-entry import of `gold` took. */
-export async function seedRules(api: Api): Promise<{ goldImportMs: number }> {
+/**
+ * Rules for the callbacks under test; answers the time the 10,000-entry import of `gold` took.
+ * `vipChunk`: entries per import request (bench/instructions.ts sends 1,000 at a time: under
+ * valgrind one import of 10,000 outlasts an older build's transaction timeout).
+ */
+export async function seedRules(api: Api, vipChunk = VIP_COUNT): Promise<{ goldImportMs: number }> {
   await must('VIP list', api('POST', '/admin/vip-lists', { slug: 'gold', name: 'Gold customers' }));
-  const gold = await must('VIP entries', api('POST', '/admin/vip-lists/gold/entries', vipEntries(vipNumber, 'Customer')), [200]);
+  const entries = vipEntries(vipNumber, 'Customer');
+  const timeoutMs = vipChunk < VIP_COUNT ? 600_000 : undefined;
+  let goldImportMs = 0;
+  for (let i = 0; i < entries.length; i += vipChunk) {
+    goldImportMs += (await must('VIP entries', api('POST', '/admin/vip-lists/gold/entries', entries.slice(i, i + vipChunk), timeoutMs), [200])).ms;
+  }
   await must(
     'schedule',
     api('POST', '/admin/schedules', {
@@ -113,7 +122,7 @@ export async function seedRules(api: Api): Promise<{ goldImportMs: number }> {
       onError: { numbers: ['+918047110000'] },
     }),
   );
-  return { goldImportMs: gold.ms };
+  return { goldImportMs };
 }
 
 /**

@@ -24,6 +24,8 @@ export interface StartOptions {
   /** Arguments after the node executable. */
   args: string[];
   env: Record<string, string>;
+  /** The working directory (another checkout's, for bench/instructions.ts); this one's when unset. */
+  cwd?: string;
   url: string;
   /** Path answering 200 once the process is ready. */
   readyPath: string;
@@ -35,7 +37,7 @@ export interface StartOptions {
 /** Starts `node <args>` and waits until `readyPath` answers 200 (or the process dies, or time is up). */
 export async function startService(opts: StartOptions): Promise<Service> {
   const out = openSync(opts.stdoutFile ?? '/dev/null', 'w');
-  const child = spawn(process.execPath, opts.args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', out, 'pipe'] });
+  const child = spawn(process.execPath, opts.args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, stdio: ['ignore', out, 'pipe'] });
   closeSync(out);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {

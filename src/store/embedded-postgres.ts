@@ -91,7 +91,15 @@ interface Ids {
 export async function startEmbeddedPostgres(
   dir: string,
   log: Logger,
-  opts: { port?: number; persistent?: boolean; database?: string; rootFallbackDir?: string; binaries?: string } = {},
+  opts: {
+    port?: number;
+    persistent?: boolean;
+    database?: string;
+    rootFallbackDir?: string;
+    binaries?: string;
+    /** A command the server runs under, before its own path (bench/instructions.ts: valgrind). */
+    wrapper?: string[];
+  } = {},
 ): Promise<EmbeddedDatabase> {
   const ids = process.getuid?.() === 0 ? await postgresUser() : null;
   const fallback = opts.rootFallbackDir ?? ROOT_FALLBACK_DIR;
@@ -101,7 +109,7 @@ export async function startEmbeddedPostgres(
   if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await initdb(bin, databaseDir, ids);
 
   const port = opts.port ?? (await freePort());
-  const child = await startPostgres(bin, databaseDir, port, ids, log);
+  const child = await startPostgres(bin, databaseDir, port, ids, log, opts.wrapper ?? []);
   // Postgres' own lines are debug; its last ones are kept for the error line if it stops under the
   // service (killed, out of memory, a PANIC): nothing else says so, and nothing starts it again.
   let stopping = false;
@@ -334,7 +342,7 @@ function runToEnd(cmd: string, args: string[], ids: Ids | null): Promise<{ code:
   });
 }
 
-function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, log: Logger): Promise<ChildProcess> {
+function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, log: Logger, wrapper: string[]): Promise<ChildProcess> {
   const args = [
     '-D',
     dir,
@@ -353,7 +361,13 @@ function startPostgres(bin: string, dir: string, port: number, ids: Ids | null, 
   const postgres = path.join(bin, 'bin', 'postgres');
   return new Promise((resolve, reject) => {
     // A process group of its own: Ctrl-C in a terminal reaches the service, which stops Postgres last.
-    const child = spawn(postgres, args, { ...(ids ?? {}), detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const [command, ...before] = [...wrapper, postgres];
+    const child = spawn(command!, [...before, ...args], {
+      ...(ids ?? {}),
+      detached: true,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     running.add(child);
     child.once('exit', () => running.delete(child));
     let output = '';

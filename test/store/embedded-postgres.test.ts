@@ -1,5 +1,5 @@
 import t from 'tap';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -27,6 +27,20 @@ t.test('the embedded Postgres is reached through its Unix socket; loopback TCP w
   await client.connect();
   t.teardown(() => client.end());
   t.equal((await client.query<{ wal_init_zero: string }>('SHOW wal_init_zero')).rows[0]!.wal_init_zero, 'off', 'new WAL segments are not zero-filled first');
+});
+
+t.test('a wrapper command runs the server (bench/instructions.ts runs it under valgrind)', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-embedded-'));
+  await chmod(dir, 0o755); // as root, initdb runs as a separate postgres user
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const db = await startEmbeddedPostgres(path.join(dir, 'pg'), quietLog, { persistent: false, wrapper: ['/usr/bin/env', 'EXOROUTE_WRAPPED=yes'] });
+  t.teardown(() => db.stop());
+  const environ = (await readFile(`/proc/${db.pid}/environ`, 'utf8')).split('\0');
+  t.ok(environ.includes('EXOROUTE_WRAPPED=yes'), 'the server was started by the wrapper');
+  const client = new pg.Client({ connectionString: db.url });
+  await client.connect();
+  t.teardown(() => client.end());
+  t.equal((await client.query<{ one: number }>('SELECT 1 AS one')).rows[0]!.one, 1, 'and serves');
 });
 
 t.test('a second start on a directory whose Postgres runs says whose it is and what to do, in one line', async (t) => {
