@@ -89,6 +89,9 @@ export async function applyMigrations(
       'SELECT migration_name, checksum, finished_at FROM "_prisma_migrations" WHERE rolled_back_at IS NULL',
     );
     const done = new Map(rows.map((r) => [r.migration_name, r]));
+    // Read before the first migration to apply (none on a fresh database, where no instance runs yet).
+    let before = migrations.some((m) => !done.has(m.name)) ? await dialInterface(client) : null;
+    if (before?.types.size === 0 && before.functions.length === 0) before = null;
     for (const m of migrations) {
       const row = done.get(m.name);
       if (row) {
@@ -129,11 +132,62 @@ export async function applyMigrations(
       }
       applied.push(m.name);
     }
+    if (before) {
+      if (!callableAsBefore(before, await dialInterface(client)))
+        log?.warn(
+          { applied },
+          "these migrations changed how the dial functions in Postgres are called (their types or parameters): instances of the version before still running on this database now answer every Dial Whom and Connect callback with the flow's onError numbers, until each is restarted on this version; restart them now (README, Upgrading)",
+        );
+    }
     return applied;
   } finally {
     await client.query('SELECT pg_advisory_unlock($1)', [PRISMA_ADVISORY_LOCK]).catch(() => {});
     client.release();
   }
+}
+
+/**
+ * How an instance calls the dial functions of prisma/functions/dial_answer.sql: the attributes of
+ * their composite types (dial_request and dial_extra are sent by position, ROW(...)::dial_request)
+ * and each dial_* function's parameter types (those with defaults counted apart) and result.
+ */
+interface DialInterface {
+  types: Map<string, string>;
+  functions: Array<{ name: string; args: string[]; required: number; result: string }>;
+}
+
+async function dialInterface(client: pg.PoolClient): Promise<DialInterface> {
+  const types = await client.query<{ name: string; attributes: string }>(
+    `SELECT t.typname AS name, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) AS attributes
+       FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
+       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE t.typname LIKE 'dial\\_%' AND t.typnamespace = current_schema()::regnamespace
+      GROUP BY t.typname`,
+  );
+  const functions = await client.query<DialInterface['functions'][number]>(
+    `SELECT p.proname AS name, p.pronargs - p.pronargdefaults AS required, pg_get_function_result(p.oid) AS result,
+            ARRAY(SELECT format_type(u.t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS u(t, i) ORDER BY u.i) AS args
+       FROM pg_proc p
+      WHERE p.proname LIKE 'dial\\_%' AND p.pronamespace = current_schema()::regnamespace`,
+  );
+  return { types: new Map(types.rows.map((r) => [r.name, r.attributes])), functions: functions.rows };
+}
+
+/**
+ * Whether every call an instance could make to the dial functions `before` still works on `after`:
+ * each type with the same attributes, each function still there taking the same parameters (more
+ * only with defaults) and giving the same result type. A migration that copies dial_answer.sql
+ * with these unchanged leaves the instances of the version before answering; one that changes them
+ * fails each of their calls (cannot cast type record to dial_request, function … does not exist).
+ */
+function callableAsBefore(before: DialInterface, after: DialInterface): boolean {
+  for (const [name, attributes] of before.types) if (after.types.get(name) !== attributes) return false;
+  return before.functions.every((f) =>
+    after.functions.some(
+      (g) =>
+        g.name === f.name && g.result === f.result && g.required <= f.required && g.args.length >= f.args.length && f.args.every((arg, i) => g.args[i] === arg),
+    ),
+  );
 }
 
 /**

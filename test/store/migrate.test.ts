@@ -5,9 +5,12 @@ import { cp, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { createTestDatabase, listeningPort, quietLog } from '../helper.js';
+import type { Test } from 'tap';
+import { ADMIN_KEY, capturedLog, createTestDatabase, listeningPort, quietLog } from '../helper.js';
+import { buildApp } from '../../src/app.js';
+import { ensureBootstrapKey } from '../../src/store/api-keys.js';
 import { openDatabase } from '../../src/store/database.js';
-import { applyMigrations, pendingMigrations, readMigrations } from '../../src/store/migrate.js';
+import { applyMigrations, MIGRATIONS_DIR, pendingMigrations, readMigrations } from '../../src/store/migrate.js';
 import { prepareDatabase } from '../../src/store/setup.js';
 import { loadConfig } from '../../src/config.js';
 
@@ -46,6 +49,87 @@ t.test('instances starting at once apply each migration only once', async (t) =>
   });
   const [ra, rb] = await Promise.all([applyMigrations(a.pool), applyMigrations(b.pool)]);
   t.equal(ra.length + rb.length, (await readMigrations()).length);
+});
+
+/** A database as a version of exoroute whose newest migration is `last` left it: its migrations, up to `last`, applied. */
+async function databaseOfVersion(t: Test, last: string): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'exoroute-mig-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  for (const m of await readMigrations()) if (m.name <= last) await cp(path.join(MIGRATIONS_DIR, m.name), path.join(dir, m.name), { recursive: true });
+  const url = await createTestDatabase(t);
+  const db = openDatabase(url, quietLog);
+  await applyMigrations(db.pool, dir);
+  await db.close();
+  return url;
+}
+
+/** An instance of this version starting on `url` (README, Upgrading): migrations, bootstrap key, the app; with its log's warnings. */
+async function startInstance(t: Test, url: string) {
+  const { logger, lines } = capturedLog('warn');
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: url });
+  const store = await prepareDatabase(config, logger);
+  t.teardown(() => store.close());
+  await ensureBootstrapKey(store.db.pool, { configuredKey: ADMIN_KEY, dataDir });
+  const app = await buildApp({ config, db: store.db, logger: quietLog });
+  t.teardown(() => app.close());
+  await app.ready();
+  return { app, warnings: () => lines.map((l) => JSON.parse(l) as { msg: string; applied?: string[] }) };
+}
+
+t.test(
+  "two instances of this version starting at once on an older version's database: each migration applied once, the one that applied a change to how the dial functions are called says the older instances now fail their dial answers, and both serve",
+  async (t) => {
+    // The next migration, 20261206230000_sticky_per_tier, adds an attribute to dial_extra, which an instance sends by position.
+    const url = await databaseOfVersion(t, '20261206210000_refetch_status_over_guessed_outcome');
+    const [a, b] = await Promise.all([startInstance(t, url), startInstance(t, url)]);
+    const db = openDatabase(url, quietLog);
+    t.teardown(() => db.close());
+    const { rows } = await db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM "_prisma_migrations" GROUP BY migration_name HAVING count(*) > 1');
+    t.same(rows, [], 'no migration recorded twice');
+    t.same(await pendingMigrations(db.pool), [], 'all applied');
+
+    const warned = [...a.warnings(), ...b.warnings()].filter((w) => /dial functions/.test(w.msg));
+    t.equal(warned.length, 1, 'one warning, from the instance that applied the migrations');
+    t.match(warned[0]?.msg, /instances of the version before .* onError .* restart them now/);
+    t.ok(warned[0]?.applied?.includes('20261206230000_sticky_per_tier'), 'naming the migrations applied');
+
+    const headers = { authorization: `Bearer ${ADMIN_KEY}` };
+    const group = { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '+919812345678', priority: 1 }] };
+    t.equal((await a.app.inject({ method: 'POST', url: '/admin/dial-groups', headers, payload: group })).statusCode, 201);
+    const flow = { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+918047110000'] } };
+    t.equal((await a.app.inject({ method: 'POST', url: '/admin/flows', headers, payload: flow })).statusCode, 201);
+    for (const [name, app] of [
+      ['a', a.app],
+      ['b', b.app],
+    ] as const) {
+      let res = await app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallSid=both-${name}&CallFrom=09800000001` });
+      // b's rules snapshot has the flow within a second (NOTIFY)
+      for (let i = 0; i < 100 && res.statusCode === 404; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        res = await app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallSid=both-${name}-${i}&CallFrom=09800000001` });
+      }
+      t.same([res.statusCode, res.body], [200, '+919812345678'], `instance ${name} answers from the dial group, not onError`);
+    }
+  },
+);
+
+t.test('an upgrade whose migrations keep how the dial functions are called does not say the older instances fail: they keep answering', async (t) => {
+  for (const [last, why] of [
+    ['20261210016000_empty_answer_not_repeated', '20261210016001 drops and creates the dial functions with the same types and parameters'],
+    [
+      '20261206230000_sticky_per_tier',
+      "20261207010000 adds a parameter with a default to dial_agent_event(), which the older instances' calls without it still reach",
+    ],
+  ]) {
+    const { warnings } = await startInstance(t, await databaseOfVersion(t, last!));
+    t.same(
+      warnings().filter((w) => /dial functions/.test(w.msg)),
+      [],
+      `from ${last}: no warning (${why})`,
+    );
+  }
 });
 
 t.test('a failing migration is rolled back and named; an edited applied migration is refused', async (t) => {
