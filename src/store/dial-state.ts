@@ -81,6 +81,28 @@ function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Parti
 export const DIAL_QUERY_TIMEOUT_MS = 30_000;
 
 /**
+ * Postgres' errors for a call that does not fit the dial functions it has: a composite it cannot
+ * cast to their type (42846: an attribute added or taken away), no function taking these
+ * parameters (42883), no such type (42704). They come when another version of exoroute has
+ * migrated the database (the next one in a rolling upgrade, README, Upgrading), and every call
+ * fails so until this instance is restarted on that version: the error says so.
+ */
+const OTHER_VERSION_CODES = new Set(['42846', '42883', '42704']);
+
+export class DialFunctionsOfAnotherVersion extends Error {
+  override name = 'DialFunctionsOfAnotherVersion';
+}
+
+function otherVersionSaid(err: unknown): never {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !OTHER_VERSION_CODES.has(code)) throw err;
+  throw new DialFunctionsOfAnotherVersion(
+    `the dial functions in Postgres are not those this version of exoroute calls (${(err as Error).message}): another version migrated the database; restart this instance on that version (README, Upgrading)`,
+    { cause: err },
+  );
+}
+
+/**
  * One round trip and one transaction per request: dial_offer() gives the answer already given to
  * this attempt (then nothing is written), or else records what the request says and stores and
  * returns the numbers to offer. Its commit is asynchronous (see the function for why that is safe).
@@ -100,7 +122,7 @@ function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = DIAL_Q
 
 /** The answer for this attempt: stored, so that every poll of the attempt gets the same numbers. */
 export async function offerAttempt(pool: pg.Pool, req: DialRequest, queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS): Promise<DialOffer> {
-  const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false, queryTimeoutMs));
+  const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false, queryTimeoutMs)).catch(otherVersionSaid);
   return rows[0]?.answer ?? { numbers: [] };
 }
 
@@ -236,7 +258,7 @@ export async function previewAttempt(pool: pg.Pool, req: DialRequest): Promise<D
   let failed: Error | undefined;
   try {
     await client.query('BEGIN');
-    const { rows } = await client.query<{ answer: DialOffer | null }>(answerQuery({ ...req, connected: null }, true));
+    const { rows } = await client.query<{ answer: DialOffer | null }>(answerQuery({ ...req, connected: null }, true)).catch(otherVersionSaid);
     return rows[0]?.answer ?? { numbers: [] };
   } finally {
     await client.query('ROLLBACK').catch((err: Error) => (failed = err));
@@ -274,28 +296,30 @@ export async function recordDialEvent(
   },
   queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
 ): Promise<DialEventEffect> {
-  const { rows } = await pool.query<{ effect: DialEventEffect }>({
-    name: 'dial-agent-event',
-    text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS effect',
-    values: [
-      ev.agent,
-      ev.callSid,
-      ev.busy,
-      ev.dialed,
-      ev.answered,
-      ev.ended,
-      ev.caller,
-      ev.at,
-      ev.group,
-      ev.ringSeconds,
-      ev.pacing.wrapUpSeconds,
-      ev.pacing.maxMissedOffers,
-      ev.pacing.missedPauseSeconds,
-      ev.flow,
-      ev.earlySeconds,
-      ev.busyExpired,
-    ],
-    query_timeout: queryTimeoutMs,
-  } as pg.QueryConfig);
+  const { rows } = await pool
+    .query<{ effect: DialEventEffect }>({
+      name: 'dial-agent-event',
+      text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS effect',
+      values: [
+        ev.agent,
+        ev.callSid,
+        ev.busy,
+        ev.dialed,
+        ev.answered,
+        ev.ended,
+        ev.caller,
+        ev.at,
+        ev.group,
+        ev.ringSeconds,
+        ev.pacing.wrapUpSeconds,
+        ev.pacing.maxMissedOffers,
+        ev.pacing.missedPauseSeconds,
+        ev.flow,
+        ev.earlySeconds,
+        ev.busyExpired,
+      ],
+      query_timeout: queryTimeoutMs,
+    } as pg.QueryConfig)
+    .catch(otherVersionSaid);
   return rows[0]?.effect ?? {};
 }

@@ -591,3 +591,29 @@ t.test("the Dial Whom URL given to Connect's dynamic URL field (Exotel-Version s
   const right = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'right-field' } });
   t.notOk((right.decision as { warnings?: string[] }).warnings, 'Dial Whom as Exotel calls it: no warning');
 });
+
+t.test(
+  "a database migrated by a newer version that calls the dial functions otherwise (a rolling upgrade): Dial Whom answers onError and the CDR says to restart this instance on that version, as does a dial event's",
+  async (t) => {
+    const ctx = await setup(t);
+    // What such a migration does to this version's calls: an attribute more in a type it sends by position, a function it calls by another name.
+    await ctx.db.pool.query('ALTER TYPE dial_extra ADD ATTRIBUTE from_a_newer_version BOOLEAN');
+    const r = await dialWhom(ctx, 'CallSid=nv1&CallFrom=09800000001');
+    t.same([r.status, r.body], [200, '+919800000099'], "the flow's onError numbers");
+    const cdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'nv1' } });
+    t.match(cdr, { outcome: 'on-error' });
+    t.match(
+      cdr.reason,
+      /^dial state unavailable: the dial functions in Postgres are not those this version of exoroute calls \(cannot cast type record to dial_extra\): another version migrated the database; restart this instance on that version/,
+    );
+
+    await ctx.db.pool.query('ALTER FUNCTION dial_agent_event RENAME TO dial_agent_event_of_a_newer_version');
+    const ev = await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=nv1&DialWhomNumber=${encodeURIComponent(A)}&Status=busy&flow=agents` });
+    t.equal(ev.statusCode, 200, 'the dial event is answered');
+    const evCdr = await ctx.db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'nv1', endpoint: 'dial-events' } });
+    t.match(
+      evCdr.reason,
+      /^agent state not updated: the dial functions in Postgres are not those this version of exoroute calls .*restart this instance on that version/,
+    );
+  },
+);
