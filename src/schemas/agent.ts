@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { InstantSchema, NullableInstantSchema } from './common.js';
+import { InstantSchema, NullableInstantSchema, SlugSchema } from './common.js';
 import { TimezoneSchema } from './schedule.js';
 
 export const AvailabilityStatusSchema = Type.Union([Type.Literal('available'), Type.Literal('away')]);
@@ -78,8 +78,17 @@ export type Offer = Static<typeof OfferSchema>;
 
 export const AgentDetailSchema = Type.Composite([AgentSchema, Type.Object({ recentOffers: Type.Array(OfferSchema) })]);
 
-export const AgentsQuerySchema = Type.Object(
-  { timezone: Type.Optional({ ...TimezoneSchema, description: 'Where "today" is counted from midnight (default Asia/Kolkata)' }) },
+const TodayTimezoneSchema = { ...TimezoneSchema, description: 'Where "today" is counted from midnight (default Asia/Kolkata)' };
+export const AgentsQuerySchema = Type.Object({ timezone: Type.Optional(TodayTimezoneSchema) }, { additionalProperties: false });
+export const AgentsListQuerySchema = Type.Object(
+  {
+    timezone: Type.Optional(TodayTimezoneSchema),
+    state: Type.Optional({ ...AgentStateSchema, description: 'Only the agents in this state now' }),
+    group: Type.Optional({
+      ...SlugSchema,
+      description: 'Only the members of this dial group (each with all its groups, and today its offers from all of them)',
+    }),
+  },
   { additionalProperties: false },
 );
 export const AgentParamsSchema = Type.Object({ number: Type.String({ minLength: 1, maxLength: 32, description: 'Agent number in any form' }) });

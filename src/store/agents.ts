@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { DateTime } from 'luxon';
 import type { Agent, Availability, AvailabilityInput, Offer } from '../schemas/agent.js';
 import type { ScheduleRules } from '../schemas/schedule.js';
-import { DomainError, InvalidFieldError } from '../errors.js';
+import { DomainError, InvalidFieldError, NotFoundError } from '../errors.js';
 import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
 import { RULES_CHANNEL, type Actor } from './audit.js';
 import { inTransaction } from './database.js';
@@ -231,10 +231,25 @@ async function loadStates(pool: pg.Pool, numbers: string[], timeoutMs?: number):
 export const startOfDay = (at: Date, timezone: string) => DateTime.fromJSDate(at, { zone: timezone }).startOf('day').toJSDate();
 
 /**
- * Every agent (or the one given) with its state now and its offers, answers and misses since `since`.
- * Shifts are judged with the schedules given (the rules snapshot's).
+ * Every agent (or the one given) with its state now and its offers, answers and misses since `since`;
+ * only those in `state` now, and only the members of `group` (404 for a group that does not exist),
+ * when given. Shifts are judged with the schedules given (the rules snapshot's).
  */
 export async function listAgents(
+  pool: pg.Pool,
+  opts: { number?: string; since: Date; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules>; state?: string; group?: string },
+): Promise<Agent[]> {
+  const agents = await allAgents(pool, opts);
+  const chosen = agents.filter(
+    (a) => (opts.state === undefined || a.state === opts.state) && (opts.group === undefined || a.groups.some((g) => g.slug === opts.group)),
+  );
+  if (opts.group !== undefined && chosen.length === 0 && !(await pool.query('SELECT 1 FROM dial_groups WHERE slug = $1', [opts.group])).rowCount) {
+    throw new NotFoundError('dial-group', opts.group);
+  }
+  return chosen;
+}
+
+async function allAgents(
   pool: pg.Pool,
   opts: { number?: string; since: Date; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules> },
 ): Promise<Agent[]> {

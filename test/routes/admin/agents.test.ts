@@ -123,6 +123,32 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
   t.match((await agents(ctx)).get(A), { state: 'available', onCall: null }, 'busy longer than AGENT_BUSY_TTL_SECONDS counts as free');
 });
 
+t.test('GET /admin/agents?state=&group=: a supervisor lists only the agents in a state, or the members of a group; an unknown group is 404', async (t) => {
+  const ctx = await setup(t);
+  await ctx.db.pool.query(`INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, updated_at) VALUES ($1, true, now(), 'call-1', now())`, [A]);
+  const list = async (query: string) => {
+    const res = await ctx.admin({ method: 'GET', url: `/admin/agents?${query}` });
+    t.equal(res.statusCode, 200, query);
+    return (res.json() as Array<{ number: string; groups: Array<{ slug: string }> }>).map((a) => a.number);
+  };
+  t.same(await list('state=off_shift'), [D], 'D: its only shift never opens');
+  t.same(await list('state=on_call'), [A]);
+  t.same(await list('group=support'), [C, D], 'the members of support');
+  t.same(await list('group=sales&state=available'), [B, C], 'both filters hold');
+  t.same(await list('group=support&state=on_call'), [], 'nobody of support is on a call');
+  t.match(
+    (await ctx.admin({ method: 'GET', url: '/admin/agents?group=support' })).json()[0],
+    { number: C, groups: [{ slug: 'sales' }, { slug: 'support' }] },
+    'each with all its groups',
+  );
+  const unknown = await ctx.admin({ method: 'GET', url: '/admin/agents?group=suport' });
+  t.equal(unknown.statusCode, 404, 'a misspelt group is no empty list');
+  t.match(unknown.json().message, "dial-group 'suport' does not exist");
+  const bad = await ctx.admin({ method: 'GET', url: '/admin/agents?state=busy' });
+  t.equal(bad.statusCode, 400);
+  t.match(bad.json().message, /^querystring\/state: /);
+});
+
 t.test('GET /admin/agents/:number: one agent with its recent offers; 404 for a number in no group, 400 for no number', async (t) => {
   const ctx = await setup(t);
   // Both offers today in Asia/Kolkata, the default zone of "today", at any hour the test runs (fixed

@@ -1,7 +1,15 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, withExamples } from '../../../schemas/common.js';
-import { AgentDetailSchema, AgentParamsSchema, AgentSchema, AgentsQuerySchema, AvailabilityInputSchema, AvailabilitySchema } from '../../../schemas/agent.js';
+import {
+  AgentDetailSchema,
+  AgentParamsSchema,
+  AgentSchema,
+  AgentsListQuerySchema,
+  AgentsQuerySchema,
+  AvailabilityInputSchema,
+  AvailabilitySchema,
+} from '../../../schemas/agent.js';
 import { listAgents, NoAgentError, recentOffers, setAvailability, startOfDay } from '../../../store/agents.js';
 import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
 import { notANumber, toE164 } from '../../../exotel/phone.js';
@@ -22,10 +30,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     if (!number) throw new InvalidFieldError('params/number', notANumber(raw, country));
     return number;
   };
-  const view = (number: string | undefined, timezone: string | undefined) => {
+  const view = (number: string | undefined, query: { timezone?: string | undefined; state?: string | undefined; group?: string | undefined }) => {
+    const { timezone, state, group } = query;
     const at = new Date();
     return listAgents(app.db.adminPool, {
       ...(number !== undefined ? { number } : {}),
+      ...(state !== undefined ? { state } : {}),
+      ...(group !== undefined ? { group } : {}),
       since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE),
       at,
       busyExpired: busyExpiredAt(app.rules.current?.dialGroups ?? null, at, busyTtlMs),
@@ -42,12 +53,13 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'listAgents',
         summary: "Every member of a dial group: its groups, its state now, and today's offers, answers and misses",
         description:
-          '`state` is the most telling of on_call, away, wrapping_up, paused, inactive, off_shift and available. `timezone` (IANA, default Asia/Kolkata) sets where "today" starts.',
-        querystring: AgentsQuerySchema,
-        response: { 200: Type.Array(AgentSchema), 400: ErrorSchema },
+          '`state` is the most telling of on_call, away, wrapping_up, paused, inactive, off_shift and available. `timezone` (IANA, default Asia/Kolkata) sets where "today" starts. ' +
+          '`state` and `group` keep only the agents in that state now, and the members of that dial group (404 for a group that does not exist); both given, both hold.',
+        querystring: AgentsListQuerySchema,
+        response: { 200: Type.Array(AgentSchema), ...errors },
       },
     },
-    async (request) => view(undefined, request.query.timezone),
+    async (request) => view(undefined, request.query),
   );
 
   app.get(
@@ -66,7 +78,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (request) => {
       const number = numberOf(request.params.number);
-      const [agent] = await view(number, request.query.timezone);
+      const [agent] = await view(number, request.query);
       if (!agent) throw new NoAgentError(number);
       return { ...agent, recentOffers: await recentOffers(app.db.adminPool, number, RECENT_OFFERS) };
     },
