@@ -9,7 +9,11 @@ export const AvailabilityInputSchema = Type.Object(
   {
     status: { ...AvailabilityStatusSchema, description: 'away: offered by no dial group until set back or `until` passes' },
     reason: Type.Optional(Type.String({ minLength: 1, maxLength: 200, pattern: '\\S', description: 'e.g. lunch, training' })),
-    until: Type.Optional(Type.String({ format: 'date-time', description: 'away only: ISO 8601 instant in the future when the agent is available again' })),
+    until: Type.Optional(
+      Type.Union([Type.String({ format: 'date-time' }), Type.Null()], {
+        description: 'away only: ISO 8601 instant in the future, with its offset, when the agent is available again; absent or null: away until set back',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

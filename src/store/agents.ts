@@ -178,7 +178,7 @@ const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until 
 
 /** PUT /admin/agents/:number/availability: checked, then written; 404 for a number in no group. */
 export async function setAvailability(pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date): Promise<AvailabilityChange> {
-  const until = input.until === undefined ? null : new Date(input.until);
+  const until = input.until ? new Date(input.until) : null;
   if (until && input.status !== 'away') throw new InvalidFieldError('body/until', 'only an away status has an until; leave it out');
   if (until && until.getTime() <= at.getTime()) {
     throw new InvalidFieldError('body/until', `${input.until} is not in the future; give a later instant, or leave it out to stay away until set back`);

@@ -265,13 +265,13 @@ t.test('PUT availability refuses: until in the past or unparseable (400 naming b
   t.equal(denied.statusCode, 403, 'a viewer key may not change it');
 });
 
-t.test('PUT availability takes its body as sent: a number for reason, a list for status, null for until are a 400 naming the field', async (t) => {
+t.test('PUT availability takes its body as sent: a number for reason, a list for status, a number for until are a 400 naming the field', async (t) => {
   const ctx = await setup(t);
   const put = (payload: unknown) => ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`, payload });
   const cases: Array<[unknown, RegExp]> = [
     [{ status: 'away', reason: 5 }, /^body\/reason: must be string/],
     [{ status: ['away'] }, /^body\/status: must be string/],
-    [{ status: 'away', until: null }, /^body\/until: must be string/],
+    [{ status: 'away', until: 0 }, /^body\/until: /],
     [{ status: 'away', until: '' }, /^body\/until: must be an ISO 8601 instant with its offset/],
     [{ status: 'away', reason: ' \t ' }, /^body\/reason: must be some text, not only spaces/],
   ];
@@ -282,6 +282,24 @@ t.test('PUT availability takes its body as sent: a number for reason, a list for
   }
   t.equal((await ctx.db.pool.query('SELECT * FROM agent_availability')).rowCount, 0, 'nothing written: the agent is not away');
 });
+
+t.test(
+  'PUT availability with until null is away until set back, as an override with until null is until deleted: the availability a GET shows can be sent back',
+  async (t) => {
+    const ctx = await setup(t);
+    const put = (payload: unknown) => ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(A)}/availability`, payload });
+    const away = await put({ status: 'away', reason: 'lunch', until: null });
+    t.equal(away.statusCode, 200, away.body);
+    t.match(away.json(), { status: 'away', reason: 'lunch', until: null });
+    const shown = (await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(A)}` })).json();
+    t.match(shown, { state: 'away', availability: { until: null } });
+    const back = await put({ status: 'available', until: null });
+    t.equal(back.statusCode, 200, 'available with until null: no until, as without one');
+    t.match(back.json(), { status: 'available', until: null });
+    const override = await ctx.admin({ method: 'PUT', url: '/admin/schedules/never/override', payload: { open: false, reason: 'flood', until: null } });
+    t.equal(override.statusCode, 200, 'the same null the override takes');
+  },
+);
 
 t.test("an away agent's until passes: available again without anyone setting it", async (t) => {
   const ctx = await setup(t);
