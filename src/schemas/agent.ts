@@ -59,8 +59,16 @@ export const AgentSchema = Type.Object({
       'Consecutive missed offers (no-answer, busy; a failed offer is skipped): since its last answered offer, its last pause for misses, or when it was last set available (counted up to 1000)',
   }),
   today: Type.Object(
-    { offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() },
-    { description: 'Since local midnight in `timezone`; misses: no-answer or busy (a failed offer is neither an answer nor a miss)' },
+    {
+      since: Type.String({
+        format: 'date-time',
+        description: "The local midnight today starts at, in `timezone` with that zone's offset (2026-12-07T00:00:00+05:30)",
+      }),
+      offers: Type.Integer(),
+      answers: Type.Integer(),
+      misses: Type.Integer(),
+    },
+    { description: 'Offers made since `since`; misses: no-answer or busy (a failed or cancelled offer is neither an answer nor a miss)' },
   ),
 });
 export type Agent = Static<typeof AgentSchema>;

@@ -227,17 +227,15 @@ async function loadStates(pool: pg.Pool, numbers: string[], timeoutMs?: number):
   return new Map(rows.map(({ number, ...f }) => [number, f]));
 }
 
-/** Local midnight of `at`'s date in the zone. */
-export const startOfDay = (at: Date, timezone: string) => DateTime.fromJSDate(at, { zone: timezone }).startOf('day').toJSDate();
-
 /**
- * Every agent (or the one given) with its state now and its offers, answers and misses since `since`;
+ * Every agent (or the one given) with its state now and its offers, answers and misses today: since
+ * local midnight of `at`'s date in `timezone`, which the answer gives with that zone's offset;
  * only those in `state` now, and only the members of `group` (404 for a group that does not exist),
  * when given. Shifts are judged with the schedules given (the rules snapshot's).
  */
 export async function listAgents(
   pool: pg.Pool,
-  opts: { number?: string; since: Date; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules>; state?: string; group?: string },
+  opts: { number?: string; timezone: string; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules>; state?: string; group?: string },
 ): Promise<Agent[]> {
   const agents = await allAgents(pool, opts);
   const chosen = agents.filter(
@@ -251,8 +249,10 @@ export async function listAgents(
 
 async function allAgents(
   pool: pg.Pool,
-  opts: { number?: string; since: Date; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules> },
+  opts: { number?: string; timezone: string; at: Date; busyExpired: Date; schedules: Map<string, ScheduleRules> },
 ): Promise<Agent[]> {
+  const midnight = DateTime.fromJSDate(opts.at, { zone: opts.timezone }).startOf('day');
+  const since = midnight.toISO({ suppressMilliseconds: true })!;
   const one = opts.number !== undefined;
   const where = one ? 'WHERE m.number = $1' : '';
   const args = one ? [opts.number] : [];
@@ -268,7 +268,7 @@ async function allAgents(
       `SELECT number, count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
               (count(*) FILTER (WHERE outcome IN ${MISSED}))::int AS misses
          FROM agent_offers WHERE offered_at >= $${args.length + 1} ${one ? 'AND number = $1' : ''} GROUP BY number`,
-      [...args, opts.since],
+      [...args, midnight.toJSDate()],
     ),
   ]);
   const groups = new Map<string, Membership[]>();
@@ -288,7 +288,7 @@ async function allAgents(
         at: opts.at,
         busyExpired: opts.busyExpired,
       }),
-      today: { offers: c?.offers ?? 0, answers: c?.answers ?? 0, misses: c?.misses ?? 0 },
+      today: { since, offers: c?.offers ?? 0, answers: c?.answers ?? 0, misses: c?.misses ?? 0 },
     };
   });
 }

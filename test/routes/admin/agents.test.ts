@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { DateTime } from 'luxon';
-import { buildSecondInstance, buildTestApp, type TestApp } from '../../helper.js';
+import { buildSecondInstance, buildTestApp, type TestApp, zoneAtNoon } from '../../helper.js';
 
 const A = '+919811100001';
 const B = '+919811100002';
@@ -121,6 +121,23 @@ t.test("GET /admin/agents: every member once, with its groups, its state now and
   t.match((await agents(ctx)).get(D), { state: 'inactive' }, 'switched off in its only group');
   await ctx.db.pool.query(`UPDATE agent_states SET busy_since = $2 WHERE number = $1`, [A, new Date(now - 2 * 3_600_000)]);
   t.match((await agents(ctx)).get(A), { state: 'available', onCall: null }, 'busy longer than AGENT_BUSY_TTL_SECONDS counts as free');
+});
+
+t.test('GET /admin/agents: today is the day since local midnight in Asia/Kolkata (or ?timezone=), and the answer says which: today.since', async (t) => {
+  const ctx = await setup(t);
+  const midnight = DateTime.now().setZone('Asia/Kolkata').startOf('day');
+  // At 09:00 IST (03:30 UTC) as at any hour: an offer a second before midnight IST is yesterday's, one at midnight today's.
+  await ctx.db.pool.query(
+    `INSERT INTO agent_offers (call_sid, number, group_slug, offered_at, outcome, ended_at) VALUES
+       ('late', $1, 'sales', $2, 'answered', $2), ('early', $1, 'sales', $3, 'no-answer', $3)`,
+    [A, midnight.minus({ seconds: 1 }).toJSDate(), midnight.toJSDate()],
+  );
+  const india = (await agents(ctx)).get(A);
+  t.match(india, { today: { since: midnight.toISO({ suppressMilliseconds: true }), offers: 1, answers: 0, misses: 1 } }, 'since 00:00+05:30 today');
+  t.match(india, { today: { since: /T00:00:00\+05:30$/ } });
+  const zone = zoneAtNoon();
+  const there = (await ctx.admin({ method: 'GET', url: `/admin/agents/${encodeURIComponent(A)}?timezone=${encodeURIComponent(zone)}` })).json();
+  t.equal(there.today.since, DateTime.now().setZone(zone).startOf('day').toISO({ suppressMilliseconds: true }), `since midnight in ${zone}, with its offset`);
 });
 
 t.test('GET /admin/agents?state=&group=: a supervisor lists only the agents in a state, or the members of a group; an unknown group is 404', async (t) => {

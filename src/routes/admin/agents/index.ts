@@ -10,7 +10,7 @@ import {
   AvailabilityInputSchema,
   AvailabilitySchema,
 } from '../../../schemas/agent.js';
-import { listAgents, NoAgentError, recentOffers, setAvailability, startOfDay } from '../../../store/agents.js';
+import { listAgents, NoAgentError, recentOffers, setAvailability } from '../../../store/agents.js';
 import { DEFAULT_TIMEZONE } from '../../../store/schedules.js';
 import { notANumber, toE164 } from '../../../exotel/phone.js';
 import { InvalidFieldError } from '../../../errors.js';
@@ -37,7 +37,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       ...(number !== undefined ? { number } : {}),
       ...(state !== undefined ? { state } : {}),
       ...(group !== undefined ? { group } : {}),
-      since: startOfDay(at, timezone ?? DEFAULT_TIMEZONE),
+      timezone: timezone ?? DEFAULT_TIMEZONE,
       at,
       busyExpired: busyExpiredAt(app.rules.current?.dialGroups ?? null, at, busyTtlMs),
       schedules: app.rules.current?.schedules ?? new Map(),
