@@ -125,7 +125,9 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
  * The attempt a re-fetch reports (DialWhomNumber, DialCallStatus): how the offer to that agent
  * ended, and the pacing of the group it was offered from (`groupOf`: the tier the agent is in now;
  * Postgres takes the group whose tier in the call offered it when the two differ); offered by no
- * group (a flow's list of numbers), `unGrouped`'s pacing, the one its dial events apply.
+ * group (a flow's list of numbers), `unGrouped`'s group and pacing, the ones its dial events apply
+ * (the agent's only group, else none, and the strictest pacing), so that the offer is stored under
+ * the group the metrics count it under, as an offer of the list that its dial events record.
  * `failed` ends the offer but is no miss (the carrier or network; dial_offer_ended() in
  * prisma/functions/dial_answer.sql); `canceled` (the caller hung up) and other statuses say
  * nothing about the agent. Postgres records it only for an agent the call was offered.
@@ -133,19 +135,20 @@ const ENDS_AN_OFFER = new Set(['completed', 'no-answer', 'busy', 'failed']);
 export function reportedAttempt(
   call: ExotelCall,
   groupOf: (number: string) => StoredDialGroup | null,
-  unGrouped?: (number: string) => Pacing,
+  unGrouped?: (number: string) => { group: string | null; pacing: Pacing },
 ): DialExtra['reported'] {
   const agent = call.dialWhomNumber?.e164;
   const status = call.dialCallStatus;
   if (!agent || !status || !ENDS_AN_OFFER.has(status)) return null;
   const group = groupOf(agent);
+  const listed = group ? null : unGrouped?.(agent);
   return {
     agent,
     status: status as NonNullable<DialExtra['reported']>['status'],
-    group: group?.slug ?? null,
+    group: group?.slug ?? listed?.group ?? null,
     pacing: group
       ? { wrapUpSeconds: group.wrapUpSeconds, maxMissedOffers: group.maxMissedOffers, missedPauseSeconds: group.missedPauseSeconds }
-      : (unGrouped?.(agent) ?? NO_PACING),
+      : (listed?.pacing ?? NO_PACING),
   };
 }
 
@@ -271,7 +274,7 @@ export function dialRequest(
     // A list of numbers paces an agent it rang as its dial events do: by the strictest of the agent's groups.
     extra: {
       tiers,
-      reported: reportedAttempt(call, groupOf, groups.length === 0 ? (number) => eventPacing(snapshot, number, null).pacing : undefined),
+      reported: reportedAttempt(call, groupOf, groups.length === 0 ? (number) => eventPacing(snapshot, number, null) : undefined),
       tierGroups: groups.map((g) => g.slug),
     },
   };

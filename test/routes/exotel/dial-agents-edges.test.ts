@@ -141,6 +141,43 @@ t.test("a flow that lists numbers: a re-fetch's report paces the agent as the di
   t.match(await agent(ctx, A), { state: 'paused', today: { offers: 2, misses: 2 } });
 });
 
+t.test("a flow that lists numbers: a re-fetch's offer is stored under the group the metrics count it under, as the dial events' is", async (t) => {
+  // A is in sales only, C in sales and support: the metrics count A's offers under sales, C's under group="".
+  // Reported by a re-fetch, A's offer was stored with no group, while the same offer learned from the
+  // dial events was stored under sales: recentOffers and the metrics disagreed on whose offer it was.
+  const ctx = await setup(t);
+  const listing = await ctx.admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: { slug: 'nums2', name: 'nums2', type: 'dial', rules: [], otherwise: { numbers: [A, C] }, onError: { numbers: ['+919800000099'] } },
+  });
+  t.equal(listing.statusCode, 201);
+  await until(() => ctx.app.rules.current?.flows.has('nums2') === true);
+  t.equal(await dialWhom(ctx, 'nums2', 'CallSid=g1'), `${A},${C}`);
+  t.equal(await dialWhom(ctx, 'nums2', 'CallSid=g1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), C);
+  t.equal(await dialWhom(ctx, 'nums2', 'CallSid=g1&DialCallStatus=no-answer&DialWhomNumber=09811100003'), '');
+  const query = eventsQuery(await connect(ctx, 'nums2', 'CallSid=g2'));
+  await event(ctx, `CallSid=g2&DialWhomNumber=09811100001&Status=busy&EventType=Dial&${query}`);
+  await event(ctx, `CallSid=g2&DialWhomNumber=09811100001&Status=free&EventType=Terminal&${query}`);
+  const { rows } = await ctx.db.pool.query('SELECT call_sid, number, group_slug FROM agent_offers ORDER BY call_sid, number');
+  t.same(
+    rows,
+    [
+      { call_sid: 'g1', number: A, group_slug: 'sales' },
+      { call_sid: 'g1', number: C, group_slug: null },
+      { call_sid: 'g2', number: A, group_slug: 'sales' },
+    ],
+    "A's offers under sales, learned from a re-fetch or from the events; C's (two groups) under none",
+  );
+  t.match((await agent(ctx, A)).recentOffers, [
+    { callSid: 'g2', group: 'sales' },
+    { callSid: 'g1', group: 'sales' },
+  ]);
+  const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+  t.match(text, /exoroute_agent_offers_total\{group="sales"\} 2\n/, 'the metrics count the same two under sales');
+  t.match(text, /exoroute_agent_offers_total\{group=""\} 1\n/, "and C's under no group");
+});
+
 t.test('a second Connect applet of the call (another flow): the agent the first applet dialed last counts as tried there, as the README says', async (t) => {
   const ctx = await setup(t);
   // the sales applet: nobody answers, C last

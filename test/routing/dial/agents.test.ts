@@ -161,12 +161,11 @@ t.test('the attempt a re-fetch reports, with the pacing of the tier the agent is
   t.equal(reported({ DialWhomNumber: '09811100001' }), null, 'the first request reports nothing');
   const single = dialRequest(snapshotOf([sales]), { dialGroup: 'sales' }, key, call({ DialWhomNumber: '09811100002', DialCallStatus: 'busy' }), AT, opts);
   t.match(single.request.extra?.reported, { group: 'sales', pacing: { maxMissedOffers: 2 } }, 'one group');
-  t.equal(
-    dialRequest(snapshotOf([sales]), { numbers: [A] }, key, call({ DialWhomNumber: '09811100001', DialCallStatus: 'busy' }), AT, opts).request.extra?.reported
-      ?.group ?? null,
-    null,
-    'a list of numbers: no group',
-  );
+  const listed = (snapshot: ReturnType<typeof snapshotOf>, number: string) =>
+    dialRequest(snapshot, { numbers: [number] }, key, call({ DialWhomNumber: number, DialCallStatus: 'busy' }), AT, opts).request.extra?.reported?.group ??
+    null;
+  t.equal(listed(snapshotOf([sales]), A), 'sales', "a list of numbers: the agent's only group, as its dial events name it");
+  t.equal(listed(snapshotOf([sales, support]), C), null, 'a list of numbers, an agent in two groups: none');
 });
 
 t.test("a dial event: the group it names applies; else the strictest of the agent's groups; none for a stranger", async (t) => {
