@@ -1,4 +1,4 @@
-import type { Agent, AgentState, Availability } from '../schemas/agent.js';
+import type { Agent, AgentGroup, AgentState, Availability } from '../schemas/agent.js';
 import type { ScheduleRules } from '../schemas/schedule.js';
 import { isOpen } from './schedule.js';
 
@@ -85,7 +85,7 @@ export function agentView(opts: {
   at: Date;
   /** a busy agent reported before this counts as free (busyExpiredAt) */
   busyExpired: Date;
-}): Omit<Agent, 'today'> {
+}): Omit<Agent, 'today' | 'groups'> & { groups: AgentGroup[] } {
   const { facts, availability, at } = opts;
   const now = at.getTime();
   const groups = opts.memberships.map((m) => {

@@ -37,17 +37,33 @@ export const AgentStateSchema = Type.Union(
 export type AgentState = 'on_call' | 'away' | 'wrapping_up' | 'paused' | 'inactive' | 'off_shift' | 'available';
 export const AGENT_STATES: readonly AgentState[] = ['on_call', 'away', 'wrapping_up', 'paused', 'inactive', 'off_shift', 'available'];
 
+/** An agent's offers since local midnight, and how they ended. */
+const TodaySchema = Type.Object({ offers: Type.Integer(), answers: Type.Integer(), misses: Type.Integer() });
+
+/** One dial-group membership of an agent, as its state is judged. */
+export const AgentGroupSchema = Type.Object({
+  slug: Type.String(),
+  active: Type.Boolean(),
+  schedule: Type.Union([Type.String(), Type.Null()], { description: 'Shift schedule' }),
+  onShift: Type.Boolean(),
+});
+export type AgentGroup = Static<typeof AgentGroupSchema>;
+
 export const AgentSchema = Type.Object({
   number: Type.String(),
   name: Type.Union([Type.String(), Type.Null()], { description: 'The first name a group gives the member' }),
   state: AgentStateSchema,
   groups: Type.Array(
-    Type.Object({
-      slug: Type.String(),
-      active: Type.Boolean(),
-      schedule: Type.Union([Type.String(), Type.Null()], { description: 'Shift schedule' }),
-      onShift: Type.Boolean(),
-    }),
+    Type.Composite([
+      AgentGroupSchema,
+      Type.Object({
+        today: {
+          ...TodaySchema,
+          description:
+            "The agent's `today` that this group offered, as exoroute_agent_offers_total{group} and the others count them (an offer for an agent in several groups whose group was not named counts in none)",
+        },
+      }),
+    ]),
   ),
   onCall: Type.Union([Type.Object({ since: InstantSchema, callSid: Type.Union([Type.String(), Type.Null()]) }), Type.Null()]),
   away: Type.Union([AvailabilitySchema, Type.Null()], { description: 'Set while the agent is away' }),
@@ -64,9 +80,7 @@ export const AgentSchema = Type.Object({
         format: 'date-time',
         description: "The local midnight today starts at, in `timezone` with that zone's offset (2026-12-07T00:00:00+05:30)",
       }),
-      offers: Type.Integer(),
-      answers: Type.Integer(),
-      misses: Type.Integer(),
+      ...TodaySchema.properties,
     },
     { description: 'Offers made since `since`; misses: no-answer or busy (a failed or cancelled offer is neither an answer nor a miss)' },
   ),

@@ -198,7 +198,7 @@ export async function setAvailability(pool: pg.Pool, actor: Actor, number: strin
 }
 
 type FactsRow = AgentFacts & { number: string };
-type CountsRow = { number: string; offers: number; answers: number; misses: number };
+type CountsRow = { number: string; group: string | null; offers: number; answers: number; misses: number };
 
 /** The admin API counts an agent's missed offers in a row up to this many (each read stays bounded). */
 const MISSED_OFFERS_COUNTED_UP_TO = 1000;
@@ -264,10 +264,11 @@ async function allAgents(
     ),
     pool.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability ${one ? 'WHERE number = $1' : ''}`, args),
     pool.query<FactsRow>(factsSql(one ? 'SELECT $1::text' : 'SELECT DISTINCT number FROM dial_group_members', true), args),
+    // By the group that made each offer (the metrics' label), summed for the agent below.
     pool.query<CountsRow>(
-      `SELECT number, count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
+      `SELECT number, group_slug AS "group", count(*)::int AS offers, (count(*) FILTER (WHERE outcome = 'answered'))::int AS answers,
               (count(*) FILTER (WHERE outcome IN ${MISSED}))::int AS misses
-         FROM agent_offers WHERE offered_at >= $${args.length + 1} ${one ? 'AND number = $1' : ''} GROUP BY number`,
+         FROM agent_offers WHERE offered_at >= $${args.length + 1} ${one ? 'AND number = $1' : ''} GROUP BY number, group_slug`,
       [...args, midnight.toJSDate()],
     ),
   ]);
@@ -275,20 +276,28 @@ async function allAgents(
   for (const m of members.rows) (groups.get(m.number) ?? groups.set(m.number, []).get(m.number)!).push(m);
   const availabilityOf = new Map(availability.rows.map(({ number, ...a }) => [number, a]));
   const factsOf = new Map(facts.rows.map(({ number, ...f }) => [number, f]));
-  const countsOf = new Map(counts.rows.map((c) => [c.number, c]));
+  const countsOf = new Map<string, CountsRow[]>();
+  for (const c of counts.rows) (countsOf.get(c.number) ?? countsOf.set(c.number, []).get(c.number)!).push(c);
+  const sum = (rows: CountsRow[]) => ({
+    offers: rows.reduce((n, c) => n + c.offers, 0),
+    answers: rows.reduce((n, c) => n + c.answers, 0),
+    misses: rows.reduce((n, c) => n + c.misses, 0),
+  });
   return [...groups].map(([number, memberships]) => {
-    const c = countsOf.get(number);
+    const c = countsOf.get(number) ?? [];
+    const view = agentView({
+      number,
+      memberships,
+      availability: availabilityOf.get(number) ?? null,
+      facts: factsOf.get(number) ?? null,
+      schedules: opts.schedules,
+      at: opts.at,
+      busyExpired: opts.busyExpired,
+    });
     return {
-      ...agentView({
-        number,
-        memberships,
-        availability: availabilityOf.get(number) ?? null,
-        facts: factsOf.get(number) ?? null,
-        schedules: opts.schedules,
-        at: opts.at,
-        busyExpired: opts.busyExpired,
-      }),
-      today: { since, offers: c?.offers ?? 0, answers: c?.answers ?? 0, misses: c?.misses ?? 0 },
+      ...view,
+      groups: view.groups.map((g) => ({ ...g, today: sum(c.filter((x) => x.group === g.slug)) })),
+      today: { since, ...sum(c) },
     };
   });
 }

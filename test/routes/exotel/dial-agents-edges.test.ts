@@ -178,6 +178,46 @@ t.test("a flow that lists numbers: a re-fetch's offer is stored under the group 
   t.match(text, /exoroute_agent_offers_total\{group=""\} 1\n/, "and C's under no group");
 });
 
+t.test(
+  "GET /admin/agents counts today's offers per group too, as /metrics does: summed over a group's members, they agree for an agent in two groups",
+  async (t) => {
+    // C is in sales and support. Summed over each group's members, the agents' `today` counted C's
+    // offers in both groups, while exoroute_agent_offers_total{group} counts each under the group
+    // that made it: a supervisor could not reconcile support's figures with the agents'.
+    const ctx = await setup(t);
+    const ring = async (flow: string, sid: string, who: string, answered: boolean) => {
+      const query = eventsQuery(await connect(ctx, flow, `CallSid=${sid}`));
+      await event(ctx, `CallSid=${sid}&DialWhomNumber=${enc(who)}&Status=busy&EventType=Dial&${query}`);
+      if (answered) await event(ctx, `CallSid=${sid}&DialWhomNumber=${enc(who)}&Status=busy&EventType=Answered&${query}`);
+      await event(ctx, `CallSid=${sid}&DialWhomNumber=${enc(who)}&Status=free&EventType=Terminal&${query}`);
+    };
+    await ring('agents2', 's1', C, false); // support offers C first: a miss
+    await ring('agents2', 's2', D, true);
+    await ring('agents', 'a1', C, true); // sales offers C: answered
+    await ring('agents', 'a2', A, false);
+    const list = (await ctx.admin({ method: 'GET', url: `/admin/agents?timezone=${enc(zoneAtNoon())}` })).json() as Array<{
+      number: string;
+      today: { offers: number; answers: number; misses: number };
+      groups: Array<{ slug: string; today: { offers: number; answers: number; misses: number } }>;
+    }>;
+    const c = list.find((x) => x.number === C)!;
+    t.same(c.today, { offers: 2, answers: 1, misses: 1 });
+    t.match(c.groups, [
+      { slug: 'sales', today: { offers: 1, answers: 1, misses: 0 } },
+      { slug: 'support', today: { offers: 1, answers: 0, misses: 1 } },
+    ]);
+    const text = (await ctx.app.inject({ method: 'GET', url: '/metrics' })).body;
+    for (const group of ['sales', 'support']) {
+      const members = list.flatMap((x) => x.groups.filter((g) => g.slug === group).map((g) => g.today));
+      const summed = (k: 'offers' | 'answers' | 'misses') => members.reduce((n, x) => n + x[k], 0);
+      for (const k of ['offers', 'answers', 'misses'] as const) {
+        const counted = Number(new RegExp(`^exoroute_agent_${k}_total\\{group="${group}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+        t.equal(summed(k), counted, `${group}: ${k} of its members today (${summed(k)}) as exoroute_agent_${k}_total counts them`);
+      }
+    }
+  },
+);
+
 t.test('a second Connect applet of the call (another flow): the agent the first applet dialed last counts as tried there, as the README says', async (t) => {
   const ctx = await setup(t);
   // the sales applet: nobody answers, C last
