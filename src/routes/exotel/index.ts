@@ -175,7 +175,7 @@ function queryOf(url: string): string {
  */
 function unreadBody(request: FastifyRequest): string | null {
   if (typeof request.body !== 'string' || request.body.length === 0) return null;
-  const type = (request.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase();
+  const type = shownType((request.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase());
   if (type.startsWith('multipart/')) {
     return `a ${type} body is not read; send the parameters as application/x-www-form-urlencoded (as Exotel does), JSON or in the query string`;
   }
@@ -188,10 +188,14 @@ function unreadBody(request: FastifyRequest): string | null {
   return null;
 }
 
+/** Longest part of a request's Content-Type a refusal repeats: the header may be up to Node's 16 KiB. */
+const MAX_SHOWN_TYPE = 100;
+const shownType = (type: string) => (type.length > MAX_SHOWN_TYPE ? `${type.slice(0, MAX_SHOWN_TYPE)}…` : type);
+
 /** The 415 for a body whose Content-Type Fastify cannot read as a media type (empty, or no `type/subtype`). */
 function unsupportedType(request: FastifyRequest): string {
   const type = String(request.headers['content-type'] ?? '').trim();
-  const what = type ? `${JSON.stringify(type.slice(0, 100))} is no media type` : 'is empty';
+  const what = type ? `${JSON.stringify(shownType(type))} is no media type` : 'is empty';
   return `the body's Content-Type ${what}; send the parameters as application/x-www-form-urlencoded (as Exotel does), JSON or in the query string`;
 }
 

@@ -213,6 +213,23 @@ t.test('a POST body sent with an empty Content-Type, or a form declared JSON: th
   );
 });
 
+t.test('a refusal of an unreadable body repeats at most 100 characters of its Content-Type, in the answer and the CDR', async (t) => {
+  // A 15 kB Content-Type went whole into the 400's message and the CDR's reason.
+  const ctx = await setup(t);
+  const type = `text/${'x'.repeat(15_000)}`;
+  const res = await ctx.app.inject({
+    method: 'POST',
+    url: '/exotel/passthru/inbound',
+    headers: { 'content-type': type },
+    payload: JSON.stringify({ CallSid: 'long-type-1' }),
+  });
+  t.equal(res.statusCode, 400);
+  t.match(res.json().message, /^CallSid is missing: the body is JSON but its Content-Type is text\/x{95}…; send Content-Type: application\/json/);
+  t.ok(res.json().message.length < 300, 'the answer is short');
+  const [cdr] = await ctx.db.prisma.cdr.findMany({ where: { callSid: null } });
+  t.equal(cdr!.reason, res.json().message, 'the CDR says the same');
+});
+
 t.test('a body over the limit is refused with 413 and still leaves one CDR', async (t) => {
   const ctx = await setup(t);
   const res = await ctx.app.inject({
