@@ -117,19 +117,29 @@ export async function tearDown(env: Env | null): Promise<void> {
   else log(`kept ${env.work}`);
 }
 
-/** Waits until exoroute's snapshot has the flows (callbacks stop answering 404/503). */
-export async function waitForRules(svc: Service): Promise<void> {
-  const deadline = Date.now() + 10_000;
+/**
+ * Waits until exoroute's snapshot has the flows (callbacks stop answering 404/503), for 10 s at
+ * most: a request is given up at that deadline too, so a service that takes the connection and
+ * never answers fails the run instead of hanging it.
+ */
+export async function waitForRules(svc: Service, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
   for (let i = 0; ; i++) {
     const statuses = await Promise.all(
       ['passthru/inbound', 'dial-whom/agents'].map(async (p) => {
-        const res = await fetch(`${svc.url}/exotel/${p}?CallSid=bench-ready-${i}&CallFrom=09800000000`, { headers: BASIC, redirect: 'manual' });
-        await res.arrayBuffer();
-        return res.status;
+        const signal = AbortSignal.timeout(Math.max(100, deadline - Date.now()));
+        try {
+          const res = await fetch(`${svc.url}/exotel/${p}?CallSid=bench-ready-${i}&CallFrom=09800000000`, { headers: BASIC, redirect: 'manual', signal });
+          await res.arrayBuffer();
+          return res.status;
+        } catch (err) {
+          if (signal.aborted) return 'no answer';
+          throw err;
+        }
       }),
     );
     if (statuses.every((s) => s === 200 || s === 302)) return;
-    if (Date.now() > deadline) throw new Error(`rules not loaded after 10 s (answers ${statuses.join(', ')})`);
+    if (Date.now() > deadline) throw new Error(`rules not loaded after ${ms / 1000} s (answers ${statuses.join(', ')})`);
     await sleep(100);
   }
 }
