@@ -4,7 +4,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import type { PrismaClient } from './database.js';
+import { inTransaction, type PrismaClient } from './database.js';
 import type { ApiKeyRole } from '../schemas/api-key.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
@@ -163,6 +163,21 @@ export class BootstrapKeyTakenError extends Error {
   }
 }
 
+/** The bootstrap key's row as its audit entries show it (the API's fields; no hash). */
+const BOOTSTRAP_ROW = `id, name, role, prefix, created_at AS "createdAt", revoked_at AS "revokedAt", last_used_at AS "lastUsedAt"`;
+interface BootstrapRow {
+  id: string;
+  name: string;
+  role: string;
+  prefix: string;
+  createdAt: Date;
+  revokedAt: Date | null;
+  lastUsedAt: Date | null;
+}
+/** A row as JSON for the audit trail (its hash left out), its prefix as the API shows it. */
+const shown = ({ id, name, role, prefix, createdAt, revokedAt, lastUsedAt }: BootstrapRow) =>
+  JSON.stringify({ id, name, role, prefix: shownPrefix(prefix), createdAt, revokedAt, lastUsedAt });
+
 /**
  * Makes the bootstrap admin key valid: ADMIN_API_KEY when set, else a key generated once and kept
  * in DATA_DIR/admin-api-key (KeyFileError if that file holds too short or long a key;
@@ -193,10 +208,27 @@ export async function ensureBootstrapKey(
     [hashKey(key), BOOTSTRAP_KEY_ID],
   );
   if (taken.rows[0]) throw new BootstrapKeyTakenError(file ?? 'ADMIN_API_KEY', taken.rows[0]);
-  await pool.query(
-    `INSERT INTO api_keys (id, name, role, hash, prefix) VALUES ($1, 'bootstrap', 'admin', $2, $3)
-     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, hash = EXCLUDED.hash, prefix = EXCLUDED.prefix, revoked_at = NULL`,
-    [BOOTSTRAP_KEY_ID, hashKey(key), prefixOf(key)],
-  );
+  await inTransaction(pool, 'BEGIN', async (client) => {
+    // Locked: of two instances starting with a new key, the second finds it stored, and audits nothing.
+    const before = await client.query<{ hash: string } & BootstrapRow>(`SELECT hash, ${BOOTSTRAP_ROW} FROM api_keys WHERE id = $1 FOR UPDATE`, [
+      BOOTSTRAP_KEY_ID,
+    ]);
+    const after = await client.query<BootstrapRow>(
+      `INSERT INTO api_keys (id, name, role, hash, prefix) VALUES ($1, 'bootstrap', 'admin', $2, $3)
+       ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, role = EXCLUDED.role, hash = EXCLUDED.hash, prefix = EXCLUDED.prefix, revoked_at = NULL
+       RETURNING ${BOOTSTRAP_ROW}`,
+      [BOOTSTRAP_KEY_ID, hashKey(key), prefixOf(key)],
+    );
+    // A restart with another ADMIN_API_KEY (or key file) replaces an admin credential: audited like
+    // a key made or revoked through the API, by the service itself, with the keys' prefixes only.
+    const was = before.rows[0];
+    if (was && was.hash !== hashKey(key)) {
+      await client.query(`INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after) VALUES (NULL, 'replace', 'api-key', $1, $2, $3)`, [
+        BOOTSTRAP_KEY_ID,
+        shown(was),
+        shown(after.rows[0]!),
+      ]);
+    }
+  });
   return file ? { key, generated, file } : { key, generated };
 }

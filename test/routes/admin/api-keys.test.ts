@@ -118,6 +118,35 @@ t.test('admin API keys', async (t) => {
   t.ok(ADMIN_KEY);
 });
 
+t.test('a restart with another bootstrap key is in the audit trail, by the service, with the prefixes and never the keys', async (t) => {
+  // It was not: an admin credential replaced without a trace (a security review's finding).
+  const { app, admin, db } = await buildTestApp(t);
+  const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json().items;
+  t.same(await trail(), [], 'nothing yet');
+  // What a restart with the same key does: nothing changed, nothing audited.
+  await ensureBootstrapKey(db.pool, { configuredKey: ADMIN_KEY, dataDir: '/nonexistent' });
+  t.same(await trail(), [], 'the same key again is no change');
+  const replacement = 'Repl4cement-key-77';
+  await ensureBootstrapKey(db.pool, { configuredKey: replacement, dataDir: '/nonexistent' });
+  const res = await app.inject({ method: 'GET', url: '/admin/audit?entity=api-key', headers: { authorization: `Bearer ${replacement}` } });
+  t.equal(res.statusCode, 200, 'the new key works');
+  const items = res.json().items;
+  t.equal(items.length, 1, 'one entry');
+  t.match(items[0], {
+    apiKeyId: null,
+    action: 'replace',
+    entity: 'api-key',
+    entityId: BOOTSTRAP_KEY_ID,
+    before: { id: BOOTSTRAP_KEY_ID, name: 'bootstrap', role: 'admin', prefix: ADMIN_KEY.slice(0, 4) },
+    after: { id: BOOTSTRAP_KEY_ID, name: 'bootstrap', role: 'admin', prefix: replacement.slice(0, 4), revokedAt: null },
+  });
+  const stored = JSON.stringify((await db.prisma.auditEntry.findMany()).map((e) => [e.before, e.after]));
+  t.notOk(stored.includes(ADMIN_KEY) || stored.includes(replacement), 'neither key is stored in the trail');
+  t.notOk(stored.includes('hash'), 'nor a hash');
+  await ensureBootstrapKey(db.pool, { configuredKey: replacement, dataDir: '/nonexistent' });
+  t.equal(await db.prisma.auditEntry.count(), 1, 'the next restart with it audits nothing more');
+});
+
 t.test('a viewer key cannot read most of an operator-chosen bootstrap key from its prefix', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
   const chosen = 'Adm1nKey-9f3Q7zXw'; // 17 characters: a valid ADMIN_API_KEY (16 or more)
