@@ -29,6 +29,7 @@ import {
 } from '../../exotel/endpoints.js';
 import { SPOOL_RESERVE_MS } from '../../config.js';
 import { parserRefusal } from '../../plugins/error-handler.js';
+import { bodyText, type BodyText, type UnknownCharsetError } from '../../exotel/body-text.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -174,18 +175,25 @@ function queryOf(url: string): string {
  * in a refusal for a missing parameter; Exotel itself sends a query string or a form.
  */
 function unreadBody(request: FastifyRequest): string | null {
-  if (typeof request.body !== 'string' || request.body.length === 0) return null;
+  const body = bodyOf(request);
+  if (body === undefined) return null;
   const type = shownType((request.headers['content-type'] ?? '').split(';', 1)[0]!.trim().toLowerCase());
   if (type.startsWith('multipart/')) {
     return `a ${type} body is not read; send the parameters as application/x-www-form-urlencoded (as Exotel does), JSON or in the query string`;
   }
-  if (!/json/.test(type) && request.body.trimStart().startsWith('{')) {
+  if (!/json/.test(type) && body.trimStart().startsWith('{')) {
     return `the body is JSON but its Content-Type is ${type || 'missing'}; send Content-Type: application/json (or a form, as Exotel does)`;
   }
-  if (/json/.test(type) && !request.body.trimStart().startsWith('{')) {
+  if (/json/.test(type) && !body.trimStart().startsWith('{')) {
     return `the body is not JSON but its Content-Type is ${type}; send a form as application/x-www-form-urlencoded (as Exotel does), or a JSON object`;
   }
   return null;
+}
+
+/** A POST body's text (src/exotel/body-text.ts), when it has one. */
+function bodyOf(request: FastifyRequest): string | undefined {
+  const text = (request.body as BodyText | undefined)?.text;
+  return text ? text : undefined;
 }
 
 /** Longest part of a request's Content-Type a refusal repeats: the header may be up to Node's 16 KiB. */
@@ -263,6 +271,12 @@ const HEADERS_TOO_LARGE = {
 const TOO_SLOW = {
   ...ErrorSchema,
   description: 'The request did not arrive whole within REQUEST_TIMEOUT_SECONDS (default 300): the connection is closed (still a CDR)',
+};
+
+/** A body whose Content-Type is no media type, or names a charset no decoder knows: refused, still a CDR. */
+const UNSUPPORTED_TYPE = {
+  ...ErrorSchema,
+  description: 'A body whose Content-Type is empty, no media type, or names an unknown charset: send a form in UTF-8, as Exotel does (still a CDR)',
 };
 
 /** Right after a start, before the first rules snapshot is loaded (GET /readyz is 503 until then). */
@@ -355,10 +369,12 @@ export default fp(
     }
 
     function parse(request: FastifyRequest): ExotelCall {
-      const body = typeof request.body === 'string' && request.body.length > 0 ? request.body : undefined;
+      const body = bodyOf(request);
       let json: unknown;
       let form: string | undefined;
       const warnings: string[] = [];
+      const notUtf8 = (request.body as BodyText | undefined)?.warning;
+      if (notUtf8) warnings.push(notUtf8);
       if (body !== undefined) {
         if (/json/i.test(request.headers['content-type'] ?? '')) {
           try {
@@ -604,7 +620,7 @@ export default fp(
         404: ErrorSchema,
         408: TOO_SLOW,
         413: TOO_LARGE,
-        415: { ...ErrorSchema, description: 'A body whose Content-Type is empty or no media type: send a form, as Exotel does' },
+        415: UNSUPPORTED_TYPE,
         429: ErrorSchema,
         431: HEADERS_TOO_LARGE,
         503: NOT_READY,
@@ -613,10 +629,17 @@ export default fp(
 
     await app.register(
       async (exotel) => {
-        // Bodies are taken as text and parsed by src/exotel/params.ts (bounded, prototype-safe), whatever
-        // the content type; a body Fastify would refuse must still leave a CDR.
+        // Bodies are taken as text (in the charset their Content-Type names) and parsed by
+        // src/exotel/params.ts (bounded, prototype-safe), whatever the content type; a body Fastify
+        // would refuse, or one in an unknown charset, must still leave a CDR.
         exotel.removeAllContentTypeParsers();
-        exotel.addContentTypeParser('*', { parseAs: 'string', bodyLimit: CALLBACK_BODY_LIMIT }, (_req, body, done) => done(null, body));
+        exotel.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: CALLBACK_BODY_LIMIT }, (request, body, done) => {
+          try {
+            done(null, bodyText(body as Buffer, request.headers['content-type']));
+          } catch (err) {
+            done(err as UnknownCharsetError);
+          }
+        });
         exotel.setErrorHandler(async (err: Error & { statusCode?: number }, request, reply) => {
           // its body cut off by the parser's answer (a 408 when it came too slowly): the CDR says that answer
           const refused = parserRefusal(request.raw.socket);
@@ -679,6 +702,7 @@ export default fp(
                 403: ErrorSchema,
                 408: TOO_SLOW,
                 413: TOO_LARGE,
+                415: UNSUPPORTED_TYPE,
                 429: ErrorSchema,
                 431: HEADERS_TOO_LARGE,
               },

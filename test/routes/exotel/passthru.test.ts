@@ -213,6 +213,45 @@ t.test('a POST body sent with an empty Content-Type, or a form declared JSON: th
   );
 });
 
+t.test(
+  'a POST body in the charset its Content-Type names (ISO-8859-1) is read in it; one that is not the UTF-8 it claims is flagged; an unknown charset is a 415',
+  async (t) => {
+    // Bodies were read as UTF-8 whatever their charset: a form sent as ISO-8859-1 stored its
+    // caller's name `José` as `Jos\uFFFD`, silently, in the CDR's customField and params.
+    const ctx = await setup(t);
+    const post = (type: string, payload: string | Buffer, query = '') =>
+      ctx.app.inject({ method: 'POST', url: `/exotel/passthru/inbound${query}`, headers: { 'content-type': type }, payload });
+    const latin1Form = 'application/x-www-form-urlencoded; charset=ISO-8859-1';
+    t.equal((await post(latin1Form, 'CallSid=cs-1&CallFrom=09812345678&CustomField=Jos%E9+Garc%EDa')).statusCode, 200, 'escaped bytes');
+    t.equal((await post(latin1Form, Buffer.from('CallSid=cs-2&CallFrom=09812345678&CustomField=Jos\xe9', 'latin1'))).statusCode, 200, 'raw bytes');
+    const json = Buffer.from(JSON.stringify({ CallSid: 'cs-3', CallFrom: '09812345678', CustomField: 'José' }), 'latin1');
+    t.equal((await post('application/json; charset=iso-8859-1', json)).statusCode, 200, 'JSON');
+    t.equal((await post('application/x-www-form-urlencoded', 'CallSid=cs-4&CallFrom=09812345678&CustomField=Jos%C3%A9')).statusCode, 200, 'UTF-8');
+    for (const [sid, name] of [
+      ['cs-1', 'José García'],
+      ['cs-2', 'José'],
+      ['cs-3', 'José'],
+      ['cs-4', 'José'],
+    ] as const) {
+      const [cdr] = await cdrsFor(ctx, sid);
+      t.equal(cdr!.customField, name, `${sid}: customField`);
+      t.equal((cdr!.params as Record<string, string>).CustomField, name, `${sid}: params`);
+      t.equal(cdr!.decision && 'warnings' in (cdr!.decision as object), false, `${sid}: no warning`);
+    }
+
+    // ISO-8859-1 sent without saying so: still U+FFFD (nothing tells which charset it was), but not silently.
+    t.equal((await post('application/x-www-form-urlencoded', 'CallSid=cs-5&CallFrom=09812345678&CustomField=Jos%E9')).statusCode, 200);
+    const [unsaid] = await cdrsFor(ctx, 'cs-5');
+    t.equal(unsaid!.customField, 'Jos\uFFFD');
+    t.match(unsaid!.decision, { warnings: [/^the body is not UTF-8.*charset=ISO-8859-1/] }, 'the CDR says the body was not UTF-8, and what to send');
+
+    const unknown = await post('application/x-www-form-urlencoded; charset=x-klingon', 'CallFrom=09812345678', '?CallSid=cs-6');
+    t.equal(unknown.statusCode, 415);
+    t.match(unknown.json().message, /^the body's charset "x-klingon" \(in its Content-Type\) is unknown; send UTF-8/);
+    t.match(await cdrsFor(ctx, 'cs-6'), [{ httpStatus: 415, outcome: 'rejected', reason: /x-klingon/ }], 'one CDR');
+  },
+);
+
 t.test('a refusal of an unreadable body repeats at most 100 characters of its Content-Type, in the answer and the CDR', async (t) => {
   // A 15 kB Content-Type went whole into the 400's message and the CDR's reason.
   const ctx = await setup(t);
