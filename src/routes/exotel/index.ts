@@ -71,7 +71,7 @@ const TRAILING_SLASH = `the URL ends in '/': remove it (${CALLBACK_PREFIX}/<endp
 /** A callback's CDR warning, and its flow's log line, when it carried EXOTEL_CALLBACK_SECRET_PREVIOUS. */
 const PREVIOUS_SECRET_USED =
   "authenticated with EXOTEL_CALLBACK_SECRET_PREVIOUS: give this flow's applet in Exotel the URL in its exotelUrls, which carries EXOTEL_CALLBACK_SECRET";
-/** Most values a once-each warning logs per process (unknown Exotel-Version values; flows given the wrong URL). */
+/** Most values a once-each warning logs per process (unknown Exotel-Version values; flows given the wrong URL): a caller could send any number. */
 const MAX_VERSIONS_WARNED = 20;
 /** Whether `key` is new to `seen` (and now in it), up to MAX_VERSIONS_WARNED keys: a caller could send any number. */
 const firstOf = (seen: Set<string>, key: string) => !seen.has(key) && seen.size < MAX_VERSIONS_WARNED && seen.add(key) !== undefined;
@@ -311,7 +311,7 @@ export default fp(
     const versionsWarned = new Set<string>();
     /** The flows whose Dial Whom URL Connect's dynamic URL field was given, already logged (bounded as above). */
     const dialWhomAsConnectWarned = new Set<string>();
-    /** The flows called back with EXOTEL_CALLBACK_SECRET_PREVIOUS, already logged (bounded as above). */
+    /** The flows called back with EXOTEL_CALLBACK_SECRET_PREVIOUS, already logged (only flows that exist: bounded by them). */
     const previousSecretWarned = new Set<string>();
     function agentStateNotUpdated(request: FastifyRequest, err: unknown, callSid: string | null) {
       const eventsFailed = agentStateFailures.add();
@@ -477,9 +477,13 @@ export default fp(
         const call = parse(request);
         const flowSlug = flowOfPath(request.params.flow, secrets);
         if (checked === PREVIOUS_SECRET) {
-          // Mid-rotation: this applet's URL still has the old secret. Its CDR says so; the log, once per flow.
-          if (firstOf(previousSecretWarned, flowSlug))
+          // Mid-rotation: this applet's URL still has the old secret. Its CDR says so; the log, once per
+          // flow, for every flow there is (the operator edits each: none may go unnamed, so no cap but
+          // the flows themselves); a path that names none is a 404, which its own line and CDR say.
+          if (rules.current?.flows.has(flowSlug) && !previousSecretWarned.has(flowSlug)) {
+            previousSecretWarned.add(flowSlug);
             request.log.warn({ callSid: call.callSid, flow: flowSlug }, `${PREVIOUS_SECRET_USED} (logged once per flow)`);
+          }
           call.warnings.push(PREVIOUS_SECRET_USED);
           app.metrics.observePreviousSecret(endpoint);
         }
