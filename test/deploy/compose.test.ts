@@ -25,6 +25,8 @@ interface Service {
   volumes?: Array<string | { source: string; target: string }>;
   networks?: Record<string, { ipv4_address?: string } | null>;
   profiles?: string[];
+  restart?: string;
+  logging?: { driver?: string; options?: Record<string, string> };
 }
 
 const emptyEnv = path.join(await mkdtemp(path.join(tmpdir(), 'exoroute-compose-')), 'empty.env');
@@ -55,6 +57,18 @@ t.test('docker-compose config passes for every profile, each starting the servic
     // `profiles` or naming one of the given.
     const started = Object.entries(services).filter(([, s]) => !s.profiles || s.profiles.some((p) => (profiles as readonly string[]).includes(p)));
     t.same(started.map(([name]) => name).sort(), expected, `profiles: ${profiles.join(', ') || '(none)'}`);
+  }
+});
+
+t.test("every service's log is bounded, so that a restart loop on exit 2 or a day of callbacks cannot fill the disk", { skip }, async (t) => {
+  // Docker's json-file driver keeps a container's output for ever by default: exoroute logs a line
+  // per callback, and `restart: unless-stopped` (which cannot exclude exit 2, a configuration error)
+  // starts it again and again, each start logging its error.
+  const { services } = await config(['https', 'monitoring']);
+  for (const [name, service] of Object.entries(services)) {
+    t.equal(service.restart, 'unless-stopped', `${name}: restarted after a crash or a reboot`);
+    t.equal(service.logging?.driver, 'json-file', `${name}: json-file, as docker compose logs reads`);
+    t.match(service.logging?.options, { 'max-size': /^\d+m$/, 'max-file': /^\d+$/ }, `${name}: rotated, with a bounded number of files`);
   }
 });
 
