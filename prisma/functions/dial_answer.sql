@@ -178,7 +178,8 @@ $$;
 -- dial event's end without Answered: the outcome guessed from how long the leg lasted). A
 -- re-fetch's status is Exotel's own word: it replaces a guess that differs, whichever came first.
 -- What the guess did is undone (a pause its miss started is lifted, and the misses in a row before
--- it count again: misses_since_before; a wrap-up its answer started is taken back) and the reported outcome counts as if it had come first, its wrap-up from the
+-- it count again: misses_since_before; a wrap-up its answer started is taken back, and a pause its
+-- answer lifted, kept in the offer's lifted_paused_*, stands again until it was to end) and the reported outcome counts as if it had come first, its wrap-up from the
 -- leg's end. The offer's answers and misses (the admin API) are then exact; the metrics' counters
 -- cannot take the guess back and add the correction. A guessed no-answer that Exotel reports busy
 -- (a decline) was a miss all the same: only its outcome is replaced.
@@ -198,6 +199,8 @@ DECLARE
     v_was    TEXT;
     v_offered_at TIMESTAMPTZ;
     v_end    TIMESTAMPTZ := p_at;
+    v_lifted_until  TIMESTAMPTZ;
+    v_lifted_reason TEXT;
 BEGIN
     INSERT INTO agent_offers AS o (call_sid, number, flow_slug, group_slug, offered_at, outcome, ended_at, outcome_guessed)
     VALUES (p_call_sid, p_agent, p_flow, p_group, p_at, p_outcome, CASE WHEN p_ended THEN p_at END, p_by = 'guess')
@@ -208,11 +211,12 @@ BEGIN
     RETURNING (xmax = 0) INTO v_new;
     IF NOT FOUND AND p_by = 're-fetch' THEN
         -- A guess that Exotel's word contradicts (p_by, above): corrected, and what it did undone.
-        SELECT o.outcome, o.offered_at, o.ended_at INTO v_was, v_offered_at, v_end FROM agent_offers o
+        SELECT o.outcome, o.offered_at, o.ended_at, o.lifted_paused_until, o.lifted_paused_reason
+          INTO v_was, v_offered_at, v_end, v_lifted_until, v_lifted_reason FROM agent_offers o
          WHERE o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow AND o.outcome_guessed
            FOR UPDATE;
         IF FOUND THEN
-            UPDATE agent_offers SET outcome = p_outcome, outcome_guessed = false
+            UPDATE agent_offers SET outcome = p_outcome, outcome_guessed = false, lifted_paused_until = NULL, lifted_paused_reason = NULL
              WHERE call_sid = p_call_sid AND number = p_agent AND flow_slug = p_flow;
             IF v_was = p_outcome OR (v_was IN ('no-answer', 'busy') AND p_outcome IN ('no-answer', 'busy')) THEN
                 -- guessed right, or a miss of the other kind (a decline Exotel reports busy, which
@@ -228,6 +232,11 @@ BEGIN
                    wrap_up_until = CASE WHEN v_was = 'answered' AND wrap_up_until = v_end + make_interval(secs => p_wrap_up_seconds) THEN NULL ELSE wrap_up_until END,
                    updated_at = p_at
              WHERE number = p_agent;
+            -- a pause the guessed answer lifted (another call's misses) stands again, if not over
+            IF v_was = 'answered' AND v_lifted_until > p_at THEN
+                UPDATE agent_states SET paused_until = v_lifted_until, paused_reason = v_lifted_reason, updated_at = p_at
+                 WHERE number = p_agent AND (paused_until IS NULL OR paused_until < v_lifted_until);
+            END IF;
             v_new := false;
         END IF;
     END IF;
@@ -245,6 +254,13 @@ BEGIN
         RETURN NULL;
     END IF;
     IF p_outcome = 'answered' THEN
+        IF p_by = 'guess' THEN
+            -- the pause this answer lifts, kept with the offer: a re-fetch that reports a miss puts it back
+            UPDATE agent_offers o SET lifted_paused_until = s.paused_until, lifted_paused_reason = s.paused_reason
+              FROM agent_states s
+             WHERE s.number = p_agent AND s.paused_until > p_at
+               AND o.call_sid = p_call_sid AND o.number = p_agent AND o.flow_slug = p_flow;
+        END IF;
         IF p_ended AND p_wrap_up_seconds > 0 THEN
             INSERT INTO agent_states AS s (number, wrap_up_until, updated_at)
             VALUES (p_agent, v_end + make_interval(secs => p_wrap_up_seconds), p_at)

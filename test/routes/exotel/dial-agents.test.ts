@@ -1012,6 +1012,28 @@ t.test(
   },
 );
 
+t.test("a re-fetch's miss over a guessed answer puts back the pause (another call's misses) the guess lifted", async (t) => {
+  // The guess lifted the pause as any answer does, and the correction left it lifted: an agent who
+  // had missed enough offers to be paused was offered at once, though they had answered nothing.
+  const ctx = await setup(t, { sales: { maxMissedOffers: 1, missedPauseSeconds: 600 } });
+  const call = guessThenReport(ctx, 'gl1');
+  const other = guessThenReport(ctx, 'gl9');
+  // Two calls offer A at once (no Dial event yet, so A is not busy for the second).
+  await call.offer();
+  await other.offer();
+  await event(ctx, 'CallSid=gl1&DialWhomNumber=09811100001&Status=busy&EventType=Dial&group=sales&flow=agents');
+  await ctx.db.pool.query(`UPDATE agent_offers SET offered_at = now() - interval '3 minutes' WHERE call_sid = 'gl1'`);
+  await other.refetch('no-answer');
+  const paused = (await agent(ctx, A)).paused;
+  t.match(paused, { reason: /call gl9/ }, "paused by gl9's miss");
+  await event(ctx, 'CallSid=gl1&DialWhomNumber=09811100001&Status=free&EventType=Terminal&group=sales&flow=agents');
+  t.match(await agent(ctx, A), { state: 'available', paused: null, today: { answers: 1 } }, 'the events alone: answered, the pause lifted');
+  await call.refetch('no-answer');
+  t.same(await outcomeOf(ctx, 'gl1'), ['no-answer']);
+  t.match(await agent(ctx, A), { state: 'paused', paused, today: { offers: 2, answers: 0, misses: 2 } }, "gl9's pause stands again, until it was to end");
+  t.equal(await dialWhom(ctx, 'CallSid=gl2'), `${B},${C}`, 'A is not offered');
+});
+
 t.test("a re-fetch confirming a guess counts nothing again, and Exotel's word then stands", async (t) => {
   const ctx = await setup(t, { sales: { maxMissedOffers: 2, missedPauseSeconds: 600 } });
   const call = guessThenReport(ctx, 'gs1');
