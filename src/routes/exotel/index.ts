@@ -71,7 +71,7 @@ const TRAILING_SLASH = `the URL ends in '/': remove it (${CALLBACK_PREFIX}/<endp
 /** A callback's CDR warning, and its flow's log line, when it carried EXOTEL_CALLBACK_SECRET_PREVIOUS. */
 const PREVIOUS_SECRET_USED =
   "authenticated with EXOTEL_CALLBACK_SECRET_PREVIOUS: give this flow's applet in Exotel the URL in its exotelUrls, which carries EXOTEL_CALLBACK_SECRET";
-/** Most values a once-each warning logs per process (unknown Exotel-Version values; flows given the wrong URL): a caller could send any number. */
+/** Most unknown Exotel-Version values logged once each per process: a caller could send any number. */
 const MAX_VERSIONS_WARNED = 20;
 /** Whether `key` is new to `seen` (and now in it), up to MAX_VERSIONS_WARNED keys: a caller could send any number. */
 const firstOf = (seen: Set<string>, key: string) => !seen.has(key) && seen.size < MAX_VERSIONS_WARNED && seen.add(key) !== undefined;
@@ -309,7 +309,7 @@ export default fp(
     const agentStateFailures = new Tally();
     /** The unknown Exotel-Version values already logged (a caller could send any number of them: bounded). */
     const versionsWarned = new Set<string>();
-    /** The flows whose Dial Whom URL Connect's dynamic URL field was given, already logged (bounded as above). */
+    /** The flows whose Dial Whom URL Connect's dynamic URL field was given, already logged (only flows that exist: bounded by them). */
     const dialWhomAsConnectWarned = new Set<string>();
     /** The flows called back with EXOTEL_CALLBACK_SECRET_PREVIOUS, already logged (only flows that exist: bounded by them). */
     const previousSecretWarned = new Set<string>();
@@ -503,7 +503,9 @@ export default fp(
           // Only Connect's dynamic URL sends the header: the Dial Whom URL was pasted into that field,
           // whose answer Exotel reads as Connect JSON: it cannot act on a list of numbers.
           const problem = `Exotel-Version is sent by Connect's dynamic URL, which cannot read this Dial Whom answer: give that field ${CALLBACK_PREFIX}/connect/${flowSlug}`;
-          if (!refused && firstOf(dialWhomAsConnectWarned, flowSlug)) {
+          // Once per flow that exists, every one (bounded by the flows, as the previous secret's warning).
+          if (!refused && rules.current?.flows.has(flowSlug) && !dialWhomAsConnectWarned.has(flowSlug)) {
+            dialWhomAsConnectWarned.add(flowSlug);
             request.log.warn({ callSid: call.callSid, flow: flowSlug }, `${problem} (logged once per flow)`);
           }
           call.warnings.push(problem);

@@ -1,7 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import pg from 'pg';
-import { buildTestApp, seeded, type TestApp } from '../../helper.js';
+import { buildTestApp, capturedLog, seeded, type TestApp } from '../../helper.js';
 import { SPOOL_RESERVE_MS } from '../../../src/config.js';
 
 const A = '+919811100001';
@@ -577,6 +577,33 @@ t.test(
     t.equal(await rrPosition(ctx), before + 2, 'the rotation moved for the held call and the next, not for the abandoned ones');
   },
 );
+
+t.test("the Dial Whom URL given to Connect's dynamic URL field: the log names every flow so misconfigured, however many", async (t) => {
+  // The warning stopped after 20 flows: the rest were never named in the log (only in their CDRs).
+  const log = capturedLog('info');
+  const ctx = await buildTestApp(t, {}, { logger: log.logger });
+  const slugs = Array.from({ length: 25 }, (_, i) => `dial-${i + 1}`);
+  for (const slug of slugs) {
+    const created = await ctx.admin({
+      method: 'POST',
+      url: '/admin/flows',
+      payload: { slug, name: slug, type: 'dial', rules: [], otherwise: { numbers: ['+919811100001'] }, onError: { numbers: ['+919811100001'] } },
+    });
+    t.equal(created.statusCode, 201, `${slug} created`);
+  }
+  for (let i = 0; i < 300 && ctx.app.rules.current?.flows.has('dial-25') !== true; i++) await new Promise((r) => setTimeout(r, 10));
+  for (const slug of slugs) {
+    for (const n of [1, 2]) {
+      const res = await ctx.app.inject({ method: 'GET', url: `/exotel/dial-whom/${slug}?CallSid=wf-${slug}-${n}`, headers: { 'exotel-version': '1.0' } });
+      t.equal(res.statusCode, 200);
+    }
+  }
+  const named = log.lines
+    .filter((l) => l.includes("Connect's dynamic URL"))
+    .map((l) => (JSON.parse(l) as { flow: string }).flow)
+    .sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
+  t.same(named, slugs, 'each of the 25 flows once');
+});
 
 t.test("the Dial Whom URL given to Connect's dynamic URL field (Exotel-Version sent): the CDR says which URL that field needs", async (t) => {
   // Exotel reads that field's answer as Connect JSON: it cannot act on a list of numbers, and the CDR
