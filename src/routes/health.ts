@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { pendingMigrations, readMigrations } from '../store/migrate.js';
 import { withDeadline } from '../lib/deadline.js';
+import { causes } from '../store/database.js';
 import { noteRefusal } from '../plugins/request-log.js';
 
 /** A stalled database must not stall the probe. */
@@ -27,8 +28,8 @@ const DB_ERROR_KINDS: Record<string, string> = {
 };
 
 function dbErrorKind(err: unknown): string {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string' && DB_ERROR_KINDS[e.code]) return `${DB_ERROR_KINDS[e.code]} (${e.code})`;
+  for (const { code } of causes(err)) {
+    if (typeof code === 'string' && DB_ERROR_KINDS[code]) return `${DB_ERROR_KINDS[code]} (${code})`;
   }
   const message = (err as Error).message;
   return message.startsWith(DEADLINE) ? message : 'see the log';

@@ -38,13 +38,28 @@ export const isPoolWaitTimeout = (err: unknown): boolean => err instanceof Error
  */
 const UNAVAILABLE = /^(P1001|P1002|P1017|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|57P0[123]|08\w{3})$/;
 
+/** An error or one it wraps, as a database error's code and message are read from it. */
+export interface Cause {
+  code?: unknown;
+  message?: unknown;
+  cause?: unknown;
+}
+
+/**
+ * `err` and what it wraps (`cause`), outermost first, at most 5 deep: the code that says what
+ * happened (Postgres', pg's, Node's) may be on an error wrapped in another.
+ */
+export function causes(err: unknown): Cause[] {
+  const chain: Cause[] = [];
+  for (let e = err as Cause | undefined; e && chain.length < 5; e = e.cause as Cause | undefined) chain.push(e);
+  return chain;
+}
+
 /** Whether `err` (or what it wraps) says the database could not be reached, rather than that a statement failed. */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown; message?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string' && UNAVAILABLE.test(e.code)) return true;
-    if (typeof e.message === 'string' && /^Connection terminated/.test(e.message)) return true;
-  }
-  return false;
+  return causes(err).some(
+    (e) => (typeof e.code === 'string' && UNAVAILABLE.test(e.code)) || (typeof e.message === 'string' && /^Connection terminated/.test(e.message)),
+  );
 }
 
 export type { PrismaClient } from '../generated/prisma/client.js';
