@@ -6,7 +6,7 @@ import type { ScheduleRules } from '../schemas/schedule.js';
 import { DomainError, InvalidFieldError, NotFoundError } from '../errors.js';
 import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
 import { RULES_CHANNEL, type Actor } from './audit.js';
-import { inTransaction } from './database.js';
+import { inTransaction, withQueryTimeout } from './database.js';
 import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
 
 /**
@@ -154,7 +154,7 @@ async function within<R extends pg.QueryResultRow>(
   queryTimeoutMs: number,
 ): Promise<pg.QueryResult<R>> {
   const deadline = performance.now() + (ms ?? 0);
-  const bounded = (statement: pg.QueryConfig) => ({ ...statement, query_timeout: queryTimeoutMs }) as pg.QueryConfig;
+  const bounded = (statement: pg.QueryConfig) => withQueryTimeout(statement, queryTimeoutMs);
   return inTransaction(
     pool,
     'BEGIN',
@@ -219,11 +219,7 @@ const MISSED = `('no-answer', 'busy')`;
 /** The facts of these numbers, by number; their missed offers are not counted. */
 async function loadStates(pool: pg.Pool, numbers: string[], timeoutMs?: number): Promise<Map<string, AgentFacts>> {
   // With a timeout, a stalled server fails the query, and the pool drops that connection.
-  const { rows } = await pool.query<FactsRow>({
-    text: factsSql('SELECT unnest($1::text[])', false),
-    values: [numbers],
-    ...(timeoutMs ? { query_timeout: timeoutMs } : {}),
-  } as pg.QueryConfig);
+  const { rows } = await pool.query<FactsRow>(withQueryTimeout({ text: factsSql('SELECT unnest($1::text[])', false), values: [numbers] }, timeoutMs));
   return new Map(rows.map(({ number, ...f }) => [number, f]));
 }
 

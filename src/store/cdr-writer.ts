@@ -5,6 +5,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CdrRow, CdrSpool } from './cdr-spool.js';
 import { CDR_FIELDS, columnOf, type CdrRecord } from './cdr-columns.js';
 import { Tally } from '../lib/tally.js';
+import { withQueryTimeout } from './database.js';
 
 export type { CdrRecord };
 
@@ -450,7 +451,7 @@ export class CdrWriter {
   }
 
   private async insert(rows: CdrRow[]): Promise<void> {
-    await this.pool.query({ text: INSERT, values: [rowsJson(rows)], query_timeout: this.queryTimeoutMs } as pg.QueryConfig);
+    await this.pool.query(withQueryTimeout({ text: INSERT, values: [rowsJson(rows)] }, this.queryTimeoutMs));
   }
 
   /**

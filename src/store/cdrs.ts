@@ -4,7 +4,7 @@ import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { CountryCode } from 'libphonenumber-js';
 import { Prisma } from '../generated/prisma/client.js';
-import type { PrismaClient } from './database.js';
+import { withQueryTimeout, type PrismaClient } from './database.js';
 import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, queryNumberToE164 } from '../exotel/phone.js';
@@ -228,10 +228,14 @@ export async function firstDigitsOf(
 ): Promise<string | null> {
   // Given up as the dial state's statements are: its caller is answered by a deadline, but a read on
   // a connection that died without a word (a failover) kept that pool connection for ~15 minutes.
-  const { rows } = await pool.query<{ digits: string }>({
-    text: 'SELECT digits FROM cdrs WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND digits IS NOT NULL ORDER BY id LIMIT 1',
-    values: [key.callSid, key.endpoint, key.flowSlug],
-    query_timeout: queryTimeoutMs,
-  } as pg.QueryConfig);
+  const { rows } = await pool.query<{ digits: string }>(
+    withQueryTimeout(
+      {
+        text: 'SELECT digits FROM cdrs WHERE call_sid = $1 AND endpoint = $2 AND flow_slug = $3 AND digits IS NOT NULL ORDER BY id LIMIT 1',
+        values: [key.callSid, key.endpoint, key.flowSlug],
+      },
+      queryTimeoutMs,
+    ),
+  );
   return rows[0]?.digits ?? null;
 }

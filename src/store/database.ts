@@ -139,6 +139,18 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
   };
 }
 
+/**
+ * `query` with pg's `query_timeout` (which @types/pg leaves out of QueryConfig): pg gives the
+ * statement up after `timeoutMs`, failing it with 'Query read timeout', and pool.query then drops its
+ * connection. None when `timeoutMs` is 0 or absent.
+ */
+export function withQueryTimeout<I = unknown[]>(query: string | pg.QueryConfig<I>, timeoutMs: number | undefined): pg.QueryConfig<I> {
+  const config = typeof query === 'string' ? { text: query } : query;
+  if (!timeoutMs) return config;
+  const timed: pg.QueryConfig<I> & { query_timeout: number } = { ...config, query_timeout: timeoutMs };
+  return timed;
+}
+
 /** pg's error for a statement given up after its `query_timeout`. */
 const isQueryReadTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'Query read timeout';
 
@@ -151,7 +163,7 @@ const isQueryReadTimeout = (err: unknown): boolean => err instanceof Error && er
  */
 export async function inTransaction<T>(pool: pg.Pool, begin: string, work: (client: pg.PoolClient) => Promise<T>, queryTimeoutMs?: number): Promise<T> {
   const client = await pool.connect();
-  const statement = (text: string) => (queryTimeoutMs ? ({ text, query_timeout: queryTimeoutMs } as pg.QueryConfig) : text);
+  const statement = (text: string) => withQueryTimeout(text, queryTimeoutMs);
   let failed: Error | undefined;
   try {
     await client.query(statement(begin));

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DialOffer, DialRequest } from '../routing/dial/request.js';
 import type { AgentEvent } from '../routing/dial/event.js';
 import { Tally } from '../lib/tally.js';
+import { withQueryTimeout } from './database.js';
 
 /**
  * Dial state in Postgres, marshalled and batched: src/routing/dial/ decides what to ask, the
@@ -117,7 +118,7 @@ function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = DIAL_Q
     `SELECT dial_offer(ROW(${row(1, request.length)})::dial_request, ROW(${row(request.length + 1, extra.length)})::dial_extra, ` +
     `$${request.length + extra.length + 1}) AS answer`;
   // Prepared once per connection: Postgres parses and plans the call once.
-  return { name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview], query_timeout: queryTimeoutMs } as pg.QueryConfig;
+  return withQueryTimeout({ name: 'dial-offer', text: answerSql, values: [...request, ...extra, preview] }, queryTimeoutMs);
 }
 
 /** The answer for this attempt: stored, so that every poll of the attempt gets the same numbers. */
@@ -194,12 +195,9 @@ export function dialAnswerer(
       return;
     }
     const answered = await pool
-      .query<{ idx: number; answer: DialOffer | null }>({
-        name: 'dial-offer-batch',
-        text: BATCH_SQL,
-        values: [JSON.stringify(batch.map((p) => asBatchItem(p.req)))],
-        query_timeout: queryTimeoutMs,
-      } as pg.QueryConfig)
+      .query<{ idx: number; answer: DialOffer | null }>(
+        withQueryTimeout({ name: 'dial-offer-batch', text: BATCH_SQL, values: [JSON.stringify(batch.map((p) => asBatchItem(p.req)))] }, queryTimeoutMs),
+      )
       .then(
         (res) => res.rows,
         (err: Error) => {
@@ -297,29 +295,33 @@ export async function recordDialEvent(
   queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
 ): Promise<DialEventEffect> {
   const { rows } = await pool
-    .query<{ effect: DialEventEffect }>({
-      name: 'dial-agent-event',
-      text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS effect',
-      values: [
-        ev.agent,
-        ev.callSid,
-        ev.busy,
-        ev.dialed,
-        ev.answered,
-        ev.ended,
-        ev.caller,
-        ev.at,
-        ev.group,
-        ev.ringSeconds,
-        ev.pacing.wrapUpSeconds,
-        ev.pacing.maxMissedOffers,
-        ev.pacing.missedPauseSeconds,
-        ev.flow,
-        ev.earlySeconds,
-        ev.busyExpired,
-      ],
-      query_timeout: queryTimeoutMs,
-    } as pg.QueryConfig)
+    .query<{ effect: DialEventEffect }>(
+      withQueryTimeout(
+        {
+          name: 'dial-agent-event',
+          text: 'SELECT dial_agent_event($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) AS effect',
+          values: [
+            ev.agent,
+            ev.callSid,
+            ev.busy,
+            ev.dialed,
+            ev.answered,
+            ev.ended,
+            ev.caller,
+            ev.at,
+            ev.group,
+            ev.ringSeconds,
+            ev.pacing.wrapUpSeconds,
+            ev.pacing.maxMissedOffers,
+            ev.pacing.missedPauseSeconds,
+            ev.flow,
+            ev.earlySeconds,
+            ev.busyExpired,
+          ],
+        },
+        queryTimeoutMs,
+      ),
+    )
     .catch(otherVersionSaid);
   return rows[0]?.effect ?? {};
 }

@@ -6,6 +6,7 @@ import { setTimeout } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { withQueryTimeout } from './database.js';
 
 /** prisma/migrations at the repository (or image) root: two levels up from src/store, three from dist/src/store. */
 export const MIGRATIONS_DIR =
@@ -213,10 +214,9 @@ export async function pendingMigrations(
 ): Promise<string[]> {
   const migrations = typeof dir === 'string' ? await readMigrations(dir) : dir;
   // With a timeout, a stalled server fails the query, and the pool drops that connection.
-  const { rows } = await pool.query<{ migration_name: string }>({
-    text: `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`,
-    ...(timeoutMs ? { query_timeout: timeoutMs } : {}),
-  } as pg.QueryConfig);
+  const { rows } = await pool.query<{ migration_name: string }>(
+    withQueryTimeout(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`, timeoutMs),
+  );
   const done = new Set(rows.map((r) => r.migration_name));
   return migrations.filter((m) => !done.has(m.name)).map((m) => m.name);
 }
