@@ -121,14 +121,23 @@ export async function writeAvailability(
   const { rows } = await within<Availability & { before: JsonAvailability | null; notified: unknown }>(pool, withinMs, statements, queryTimeoutMs);
   if (rows.length === 0) {
     // A repeat of the call that set it: as that call left it (the row, or its audit entry when
-    // another call has changed it since).
+    // another call has changed it since). Read after the transaction, and given up as its statements are.
     const set = await pool.query<{ after: JsonAvailability }>(
-      `SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$2', at: '$3' })} ORDER BY e.at DESC, e.id DESC LIMIT 1`,
-      [change.number, change.setBy, change.at],
+      withQueryTimeout(
+        {
+          text: `SELECT e.after FROM ${changesBy({ number: '$1', setBy: '$2', at: '$3' })} ORDER BY e.at DESC, e.id DESC LIMIT 1`,
+          values: [change.number, change.setBy, change.at],
+        },
+        queryTimeoutMs,
+      ),
     );
     const after = set.rows[0]
       ? fromJson(set.rows[0].after)
-      : (await pool.query<Availability>(`SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1`, [change.number])).rows[0]!;
+      : (
+          await pool.query<Availability>(
+            withQueryTimeout({ text: `SELECT ${AVAILABILITY_COLUMNS} FROM agent_availability WHERE number = $1`, values: [change.number] }, queryTimeoutMs),
+          )
+        ).rows[0]!;
     return { before: after, after, repeat: true };
   }
   const { before, notified: _n, ...after } = rows[0]!;
