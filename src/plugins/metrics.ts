@@ -97,7 +97,8 @@ export default fp(
       'exoroute_dial_batch',
       {
         size: 'Dial Whom / Connect requests answered by one dial-state statement in Postgres (1: a request alone).',
-        duration: 'Time one dial-state statement took, by result (answered, or failed: its requests are then answered one by one).',
+        duration:
+          'Time one dial-state statement took, by result (answered, or failed: of several requests, those still waited for are then sent one by one, not counted again).',
       },
       BATCH_SIZE_BUCKETS.filter((b) => b <= 100),
     );
