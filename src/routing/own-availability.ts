@@ -61,9 +61,9 @@ export type WriteAvailability = (
 const CANCEL_MARGIN_MS = 50;
 
 /**
- * Carries out a decided availability action: writes it (one statement, audited, announced to every
- * instance) and answers from what was written, which may differ from the snapshot's preview when
- * another instance changed it a moment ago. When the write fails or is late, the flow's onError; a
+ * Carries out a decided availability action: writes it (one transaction under the agent's lock,
+ * audited, announced to every instance: src/store/agents.ts) and answers from what was written,
+ * which may differ from the snapshot's preview when another instance changed it a moment ago. When the write fails or is late, the flow's onError; a
  * late write is cancelled by Postgres, so what is answered is what happened.
  */
 export async function applyOwnAvailability(
