@@ -47,9 +47,9 @@ export function logRequest(request: FastifyRequest, reply: FastifyReply, redacte
 /**
  * One log line per request of the context it is registered in, with the query string's `token`
  * redacted, and any key or secret found elsewhere in the URL: a generated API key, ADMIN_API_KEY,
- * METRICS_TOKEN or the callback secret, as sent or %-encoded, under any parameter name
- * (`access_token`, RFC 6750's) or in the path (a key revoked by itself instead of its id). The app
- * turns Fastify's own request logging off: an Exotel callback logs its own line
+ * METRICS_TOKEN or the callback secret (current or previous), as sent or %-encoded, under any
+ * parameter name (`access_token`, RFC 6750's) or in the path (a key revoked by itself instead of its
+ * id). The app turns Fastify's own request logging off: an Exotel callback logs its own line
  * (src/routes/exotel), in a context without this plugin.
  */
 export default fp(async function requestLog(app: FastifyInstance) {

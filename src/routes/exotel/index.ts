@@ -613,7 +613,8 @@ export default fp(
       summary: ANSWERS[endpoint].summary,
       description:
         `Called by Exotel with the call parameters: query string (GET, as Exotel sends them), form or JSON body (POST). ${ANSWERS[endpoint].reads} ` +
-        'With EXOTEL_CALLBACK_SECRET set, the secret is the HTTP Basic password or the `token` parameter, else 401. ' +
+        'With EXOTEL_CALLBACK_SECRET set, the secret is the HTTP Basic password or the `token` parameter, else 401 ' +
+        '(during a rotation EXOTEL_CALLBACK_SECRET_PREVIOUS is accepted too, and flagged in the CDR). ' +
         'Every callback is logged as a CDR, except refused ones past the first few a minute from one address: those are counted ' +
         '(GET /admin/refusals), and past 600 a minute answered 429.',
       params: Type.Object({ flow: Type.String({ description: 'Flow slug: the `exotelUrls` of GET /admin/flows/{slug} give the whole URL' }) }),
