@@ -296,7 +296,12 @@ const camel = (name: string) => name.replace(/-([a-z])/g, (_, c: string) => c.to
 export default fp(
   async function callbacks(app: FastifyInstance) {
     const { config, cdrWriter, rules, refusals } = app;
-    const guard = callbackGuard(config);
+    const check = callbackGuard(config);
+    /** The guard's verdict: `refused` (null: let in), and whether EXOTEL_CALLBACK_SECRET_PREVIOUS let it in. */
+    const guard = (ip: string, authorization: string | undefined, token: () => string | undefined) => {
+      const checked = check(ip, authorization, token);
+      return checked === PREVIOUS_SECRET ? { refused: null, previous: true } : { refused: checked, previous: false };
+    };
     /** What is redacted from a CDR and a log line: the secret, and during a rotation the previous one too (never both unset and one set). */
     const secrets = [config.EXOTEL_CALLBACK_SECRET, config.EXOTEL_CALLBACK_SECRET_PREVIOUS].filter((s): s is string => s !== undefined);
     const attempts = new AttemptCounter(100_000);
@@ -411,15 +416,23 @@ export default fp(
     }
 
     /**
+     * The guard's verdict on a request, and `counted`: the reply already sent when its refusal is only
+     * counted (countedOnly), with `answer` (the guard's refusal when absent).
+     */
+    function admit(request: FastifyRequest, reply: FastifyReply, answer?: () => CallbackAnswer) {
+      const { refused, previous } = guard(request.ip, request.headers.authorization, () => tokenOf(request));
+      const counted = refused && countedOnly(request, reply, refused, answer?.() ?? errorAnswer(refused.status, refused.reason));
+      return { refused, previous, counted };
+    }
+
+    /**
      * Answers a refusal made before (or instead of) a callback handler, with its CDR: Fastify's own
      * (body too large, broken stream), an unknown path, a URL the router cannot decode.
      */
     function refuse(request: FastifyRequest, reply: FastifyReply, status: number, message: string) {
       const t0 = performance.now();
       // From a caller the guard refuses, it is unauthenticated traffic like any other: bounded.
-      const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
-      const refused = checked === PREVIOUS_SECRET ? null : checked;
-      const counted = refused && countedOnly(request, reply, refused, errorAnswer(status, message));
+      const { counted } = admit(request, reply, () => errorAnswer(status, message));
       if (counted) return counted;
       const call = parseExotelCall(collectParams({ query: queryOf(request.url) }).params, { defaultCountry: config.DEFAULT_COUNTRY, secretKeys: SECRET_KEYS });
       // From the route when one matched, else from the raw path (/exotel/<endpoint>/<flow>).
@@ -444,8 +457,7 @@ export default fp(
       const receivedAt = new Date();
       const answer: CallbackAnswer & { retryAfter?: number } = errorAnswer(status, message);
       const query = queryOf(request.url);
-      const checked = guard(request.ip, request.authorization, () => new URLSearchParams(query).get('token') ?? undefined);
-      const refused = checked === PREVIOUS_SECRET ? null : checked;
+      const { refused } = guard(request.ip, request.authorization, () => new URLSearchParams(query).get('token') ?? undefined);
       if (refused) {
         const handling = refusals.note(request.ip, refused.status === 403 ? 'address' : 'secret');
         if (handling === 'throttled') {
@@ -470,13 +482,11 @@ export default fp(
       async function callback(request: FastifyRequest<{ Params: { flow: string } }>, reply: FastifyReply) {
         const t0 = performance.now();
         const receivedAt = new Date();
-        const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
-        const refused = checked === PREVIOUS_SECRET ? null : checked;
-        const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+        const { refused, previous, counted } = admit(request, reply);
         if (counted) return counted;
         const call = parse(request);
         const flowSlug = flowOfPath(request.params.flow, secrets);
-        if (checked === PREVIOUS_SECRET) {
+        if (previous) {
           // Mid-rotation: this applet's URL still has the old secret. Its CDR says so; the log, once per
           // flow, for every flow there is (the operator edits each: none may go unnamed, so no cap but
           // the flows themselves); a path that names none is a 404, which its own line and CDR say.
@@ -538,9 +548,7 @@ export default fp(
       const t0 = performance.now();
       const receivedAt = new Date();
       // The previous secret is accepted as the current one: a call answered before a rotation's restart carries it.
-      const checked = guard(request.ip, request.headers.authorization, () => tokenOf(request));
-      const refused = checked === PREVIOUS_SECRET ? null : checked;
-      const counted = refused && countedOnly(request, reply, refused, errorAnswer(refused.status, refused.reason));
+      const { refused, counted } = admit(request, reply);
       if (counted) return counted;
       const call = parse(request);
       let result: CallbackResult;
