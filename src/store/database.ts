@@ -19,7 +19,8 @@ export const ADMIN_POOL_MAX = 4;
  * availability write holds the agent's lock across round trips) otherwise leaves it open until the
  * dead TCP connection is noticed, about 2 h: every instance's dial events and re-fetches of that
  * agent wait behind it, each holding one of its pool's connections. exoroute's own transactions
- * never pause this long (Prisma's end after 5 s).
+ * never pause this long between statements: Prisma's end after 5 s, and a VIP list's writes, which
+ * may take 60 s, spend it waiting for the list's lock inside a statement.
  */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
