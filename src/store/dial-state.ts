@@ -78,6 +78,8 @@ function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Parti
  * drops it) otherwise waits for the kernel to give up, about 15 minutes: the dial state's one
  * statement at a time holds up every Dial Whom / Connect answer behind it (each answered onError,
  * however well Postgres answers on new connections), and each dial event keeps a pool connection.
+ * The callbacks' other statements take it too: a re-fetch's read of the call's first digits
+ * (src/store/cdrs.ts) and every statement of an agent's availability write (src/store/agents.ts).
  */
 export const DIAL_QUERY_TIMEOUT_MS = 30_000;
 
