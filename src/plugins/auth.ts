@@ -61,8 +61,9 @@ class TooManyRequestsError extends DomainError {
  * 4. bodies over `ADMIN_BODY_LIMIT_BYTES` are 413, except on routes that set their own `bodyLimit`
  *    (the VIP bulk upsert).
  *
- * Each guarded route's OpenAPI answers get these refusals added: 401, 429, 403 on a write and 413
- * where a body is taken (a route's own description of one comes first).
+ * Each guarded route's OpenAPI answers get these refusals added: 401, 429, 403 on a write, 413
+ * where a body is taken, and 503 (the admin pool busy, the database unavailable: the error handler)
+ * (a route's own description of one comes first).
  *
  * A key accepted (also for a write a viewer key may not make) has its `lastUsedAt` set, at most
  * once a minute per key and in the background: the request neither waits for it nor fails with it.
