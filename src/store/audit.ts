@@ -3,7 +3,7 @@ import type { Prisma } from '../generated/prisma/client.js';
 import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import type { PrismaClient } from './database.js';
 import { parseId } from './ids.js';
-import { InvalidFieldError } from '../errors.js';
+import { timeRange } from './time-range.js';
 
 /** Who makes an admin change: the API key's id (null for the service itself). */
 export interface Actor {
@@ -83,9 +83,7 @@ export async function listAudit(
   },
 ) {
   const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
-  const from = q.from !== undefined ? new Date(q.from) : undefined;
-  const to = q.to !== undefined ? new Date(q.to) : undefined;
-  if (from && to && to < from) throw new InvalidFieldError('querystring/to', `must not be before from (${q.from})`);
+  const { from, to } = timeRange(q);
   // A cursor past bigint names no entry; the paging has ended.
   const before = q.cursor !== undefined ? parseId(q.cursor) : null;
   if (q.cursor !== undefined && before === null) return { items: [], nextCursor: null };

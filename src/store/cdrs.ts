@@ -10,6 +10,7 @@ import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, queryNumberToE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 import { parseId } from './ids.js';
+import { timeRange } from './time-range.js';
 import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
 
 /** A CDR query after validation: number in E.164, instants as Dates. */
@@ -30,9 +31,7 @@ function resolveFilter(q: CdrFilterQuery, country: CountryCode): CdrFilter {
     number = queryNumberToE164(q.number, country) ?? undefined;
     if (!number) throw new InvalidFieldError('querystring/number', notANumber(q.number, country));
   }
-  const from = q.from !== undefined ? new Date(q.from) : undefined;
-  const to = q.to !== undefined ? new Date(q.to) : undefined;
-  if (from && to && to < from) throw new InvalidFieldError('querystring/to', `must not be before from (${q.from})`);
+  const { from, to } = timeRange(q);
   return { callSid: q.callSid, number, flow: q.flow, endpoint: q.endpoint, outcome: q.outcome, from, to };
 }
 

@@ -4,8 +4,8 @@ import ipaddr from 'ipaddr.js';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { RefusalListQuery } from '../schemas/refusal.js';
-import { InvalidFieldError } from '../errors.js';
 import { parseId } from './ids.js';
+import { timeRange } from './time-range.js';
 import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
 
 /**
@@ -307,9 +307,7 @@ export interface RefusalRow {
  */
 export async function listRefusals(pool: pg.Pool, q: RefusalListQuery): Promise<{ items: RefusalRow[]; nextCursor: string | null }> {
   const limit = q.limit ?? DEFAULT_PAGE_LIMIT;
-  const from = q.from !== undefined ? new Date(q.from) : undefined;
-  const to = q.to !== undefined ? new Date(q.to) : undefined;
-  if (from && to && to < from) throw new InvalidFieldError('querystring/to', `must not be before from (${q.from})`);
+  const { from, to } = timeRange(q);
   const where: string[] = [];
   const values: unknown[] = [];
   const param = (v: unknown) => {
