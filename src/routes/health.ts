@@ -70,7 +70,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'readyz',
         summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
         description:
-          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, by the kind and code of its error, never its host, address, user or database, which the probe\'s log line has; migrations pending; rules not loaded; CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
+          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, by the kind and code of its error, or `see the log` for a kind it does not name, never its host, address, user or database, which the probe\'s log line has; migrations pending; rules not loaded; CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
