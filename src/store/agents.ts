@@ -24,9 +24,11 @@ export class NoAgentError extends DomainError {
 
 const AVAILABILITY_COLUMNS = 'status, reason, until, set_by AS "setBy", set_at AS "setAt"';
 
-/** Every availability row, by number (for the rules snapshot). */
-export async function loadAvailability(db: pg.Pool | pg.PoolClient): Promise<Map<string, Availability>> {
-  const { rows } = await db.query<Availability & { number: string }>(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability`);
+/** Every availability row, by number (for the rules snapshot; given up after `queryTimeoutMs`, if given). */
+export async function loadAvailability(db: pg.Pool | pg.PoolClient, queryTimeoutMs?: number): Promise<Map<string, Availability>> {
+  const { rows } = await db.query<Availability & { number: string }>(
+    withQueryTimeout(`SELECT number, ${AVAILABILITY_COLUMNS} FROM agent_availability`, queryTimeoutMs),
+  );
   return new Map(rows.map(({ number, ...a }) => [number, a]));
 }
 

@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { inTransaction, type Database } from './database.js';
+import { inTransaction, withQueryTimeout, type Database } from './database.js';
 import type { ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow, type FlowRow } from './flows.js';
@@ -23,12 +23,21 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
  * moment; an admin write between two reads showed up in one and not the other until the next
  * reload.)
  */
-export async function loadSnapshot(db: Database, version: number): Promise<RulesSnapshot> {
-  return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', (client) => readSnapshot(client, version));
+export async function loadSnapshot(db: Pick<Database, 'pool'>, version: number, queryTimeoutMs = RULES_QUERY_TIMEOUT_MS): Promise<RulesSnapshot> {
+  return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', (client) => readSnapshot(client, version, queryTimeoutMs), queryTimeoutMs);
 }
 
-async function readSnapshot(client: pg.PoolClient, version: number): Promise<RulesSnapshot> {
-  const rows = <T extends pg.QueryResultRow>(text: string) => client.query<T>(text).then((r) => r.rows);
+/**
+ * Longest wait for Postgres' answer to a statement of a rules load before it is given up and its
+ * connection dropped (as the callbacks' statements are: DIAL_QUERY_TIMEOUT_MS). Loads take turns:
+ * one on a connection that died without a word (a failover) otherwise held every later one until
+ * the kernel gave the connection up, about 15 minutes, and the instance routed on the rules it had.
+ * A load given up is retried, as one that fails (RulesCache.reload).
+ */
+export const RULES_QUERY_TIMEOUT_MS = 30_000;
+
+async function readSnapshot(client: pg.PoolClient, version: number, queryTimeoutMs: number): Promise<RulesSnapshot> {
+  const rows = <T extends pg.QueryResultRow>(text: string) => client.query<T>(withQueryTimeout(text, queryTimeoutMs)).then((r) => r.rows);
   // One after the other: a pg client runs one query at a time (queueing more is deprecated).
   const flows = await rows<FlowRow>(
     'SELECT id, slug, name, type, mode, rules, otherwise, on_error AS "onError", created_at AS "createdAt", updated_at AS "updatedAt" FROM flows',
@@ -38,7 +47,7 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
             override_until AS "overrideUntil", override_set_at AS "overrideSetAt" FROM schedules`,
   );
   const lists = await rows<{ id: number; slug: string }>('SELECT id, slug FROM vip_lists');
-  const entries = await readVipEntries(client);
+  const entries = await readVipEntries(client, undefined, queryTimeoutMs);
   const groups = await rows<Omit<DialGroupRow, 'members'> & { id: number }>(
     `SELECT id, slug, name, strategy, sticky, connect, wrap_up_seconds AS "wrapUpSeconds", max_missed_offers AS "maxMissedOffers",
             missed_pause_seconds AS "missedPauseSeconds", created_at AS "createdAt", updated_at AS "updatedAt" FROM dial_groups`,
@@ -46,7 +55,7 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
   const members = await rows<DialGroupRow['members'][number] & { groupId: number }>(
     'SELECT group_id AS "groupId", number, name, priority, weight, active, schedule_slug AS "scheduleSlug" FROM dial_group_members',
   );
-  const availability = await loadAvailability(client);
+  const availability = await loadAvailability(client, queryTimeoutMs);
   const membersOf = new Map<number, typeof members>();
   for (const m of members) {
     const list = membersOf.get(m.groupId);
@@ -80,12 +89,13 @@ async function readSnapshot(client: pg.PoolClient, version: number): Promise<Rul
 type VipEntryRow = [listId: number, number: string, expiresMs: string | null];
 
 /** A list's entries, or every list's: columnar, as a list may hold hundreds of thousands of numbers. */
-async function readVipEntries(client: pg.PoolClient, listId?: number): Promise<VipEntryRow[]> {
-  const result = await client.query({
+async function readVipEntries(client: pg.PoolClient, listId: number | undefined, queryTimeoutMs: number): Promise<VipEntryRow[]> {
+  const query: pg.QueryArrayConfig = {
     text: `SELECT list_id, number, (extract(epoch FROM expires_at) * 1000)::bigint AS expires_ms FROM vip_entries${listId === undefined ? '' : ' WHERE list_id = $1'}`,
     values: listId === undefined ? [] : [listId],
     rowMode: 'array',
-  } as pg.QueryConfig);
+  };
+  const result = await client.query(withQueryTimeout(query, queryTimeoutMs));
   return result.rows as unknown as VipEntryRow[];
 }
 
@@ -110,14 +120,21 @@ async function addVipEntries(rows: VipEntryRow[], byId: Map<number, Map<string, 
 
 /** One VIP list as it is now, for a change announced on it alone; null when it no longer exists. */
 async function loadVipList(db: Database, slug: string): Promise<Map<string, VipMember> | null> {
-  return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', async (client) => {
-    const list = await client.query<{ id: number }>('SELECT id FROM vip_lists WHERE slug = $1', [slug]);
-    if (list.rows.length === 0) return null;
-    const id = list.rows[0]!.id;
-    const members = new Map<string, VipMember>();
-    await addVipEntries(await readVipEntries(client, id), new Map([[id, members]]));
-    return members;
-  });
+  return inTransaction(
+    db.pool,
+    'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    async (client) => {
+      const list = await client.query<{ id: number }>(
+        withQueryTimeout({ text: 'SELECT id FROM vip_lists WHERE slug = $1', values: [slug] }, RULES_QUERY_TIMEOUT_MS),
+      );
+      if (list.rows.length === 0) return null;
+      const id = list.rows[0]!.id;
+      const members = new Map<string, VipMember>();
+      await addVipEntries(await readVipEntries(client, id, RULES_QUERY_TIMEOUT_MS), new Map([[id, members]]));
+      return members;
+    },
+    RULES_QUERY_TIMEOUT_MS,
+  );
 }
 
 /**
@@ -265,7 +282,7 @@ export class RulesCache {
         else vipLists.delete(slug);
       }
     }
-    const availability = wanted.availability ? await loadAvailability(this.db.pool) : base.availability;
+    const availability = wanted.availability ? await loadAvailability(this.db.pool, RULES_QUERY_TIMEOUT_MS) : base.availability;
     return { ...base, version, loadedAt: new Date(), vipLists, availability };
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import pg from 'pg';
 import net from 'node:net';
-import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
+import { buildTestApp, migratedDatabase, quietLog, silencingPool } from '../helper.js';
 import { loadSnapshot, RulesCache } from '../../src/store/rules-snapshot.js';
 import { toFlow } from '../../src/store/flows.js';
 import { toDialGroup } from '../../src/store/dial-groups.js';
@@ -456,7 +456,7 @@ t.test('building a large VIP list gives callbacks turns of the event loop, and u
   const events: string[] = [];
   /** The size of the list in the snapshot at the turn asked for when read `i` came back. */
   const seen = new Map<number, number | undefined>();
-  const cache: RulesCache = new RulesCache({ pool: pool as unknown, url: db.url } as Parameters<typeof loadSnapshot>[0], quietLog);
+  const cache: RulesCache = new RulesCache({ pool: pool as unknown, url: db.url } as ConstructorParameters<typeof RulesCache>[0], quietLog);
   t.teardown(() => cache.stop());
   pool.on('connect', (client) => {
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
@@ -497,4 +497,19 @@ t.test('building a large VIP list gives callbacks turns of the event loop, and u
     t.equal(seen.get(events.lastIndexOf('SELECT')), size, 'meanwhile the snapshot held the list as it was, whole');
     t.equal(cache.current!.vipLists.get('big')!.size, n + 1, 'then the list as it is');
   }
+});
+
+t.test('a rules load on a connection that dies without a word (a failover) is given up, its connection dropped, and the next load works', async (t) => {
+  const db = await migratedDatabase(t);
+  const { pool, silence } = await silencingPool(t, db.url);
+  const within = <T>(work: Promise<T>, ms: number) =>
+    Promise.race([work, new Promise<'still waiting'>((r) => setTimeout(() => r('still waiting'), ms).unref())]);
+  t.ok((await loadSnapshot({ pool }, 1, 2000)).flows, 'loaded through the proxy');
+  silence();
+  // Reloads take turns: one held until the kernel gives its connection up (~15 minutes) held every
+  // later one, and the instance routed on the rules it had, whatever was changed meanwhile.
+  const lost = loadSnapshot({ pool }, 2, 2000).catch((err: Error) => err);
+  t.match(await within(lost, 6000), { message: /timeout/ }, 'given up');
+  t.equal(pool.totalCount, 0, 'its connection dropped, not back in the pool');
+  t.match(await within(loadSnapshot({ pool }, 3, 2000), 15_000), { version: 3 }, 'the next load goes on a new connection');
 });
