@@ -6,8 +6,7 @@ import type { ScheduleRules } from '../schemas/schedule.js';
 import { DomainError, InvalidFieldError, NotFoundError } from '../errors.js';
 import { agentView, membershipsOf, type AgentFacts, type Membership } from '../routing/agents.js';
 import { RULES_CHANNEL, type Actor } from './audit.js';
-import { inTransaction, withQueryTimeout } from './database.js';
-import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
+import { inTransaction, QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 /**
  * Agents: every number that is a member of a dial group. Availability (away/available) is routing
@@ -109,7 +108,7 @@ export async function writeAvailability(
   },
   /** written within this many ms, or not at all (Postgres cancels it; see `withinMs`) */
   withinMs?: number,
-  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
 ): Promise<AvailabilityChange> {
   const query: pg.QueryConfig = {
     name: 'set-availability',

@@ -5,7 +5,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CdrRow, CdrSpool } from './cdr-spool.js';
 import { CDR_FIELDS, columnOf, type CdrRecord } from './cdr-columns.js';
 import { Tally } from '../lib/tally.js';
-import { withQueryTimeout } from './database.js';
+import { QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 export type { CdrRecord };
 
@@ -235,7 +235,7 @@ export class CdrWriter {
     this.spool = opts.spool ?? null;
     this.maxBatch = opts.maxBatch ?? 2000;
     this.maxInFlight = opts.maxInFlight ?? 1;
-    this.queryTimeoutMs = opts.queryTimeoutMs ?? 30_000;
+    this.queryTimeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
     this.replayIntervalMs = opts.replayIntervalMs ?? 1000;
     this.closeTimeoutMs = opts.closeTimeoutMs ?? 3000;
     this.replayBackoffMs = this.replayIntervalMs;

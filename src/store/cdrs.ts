@@ -4,14 +4,13 @@ import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import type { CountryCode } from 'libphonenumber-js';
 import { Prisma } from '../generated/prisma/client.js';
-import { withQueryTimeout, type PrismaClient } from './database.js';
+import { QUERY_TIMEOUT_MS, withQueryTimeout, type PrismaClient } from './database.js';
 import type { CdrFilterQuery, CdrListQuery } from '../schemas/cdr.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, queryNumberToE164 } from '../exotel/phone.js';
 import { CDR_FIELDS, columnOf, type CdrField } from './cdr-columns.js';
 import { parseId } from './ids.js';
 import { timeRange } from './time-range.js';
-import { DIAL_QUERY_TIMEOUT_MS } from './dial-state.js';
 
 /** A CDR query after validation: number in E.164, instants as Dates. */
 interface CdrFilter {
@@ -223,7 +222,7 @@ export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country
 export async function firstDigitsOf(
   pool: pg.Pool,
   key: { callSid: string; endpoint: string; flowSlug: string },
-  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
 ): Promise<string | null> {
   // Given up as the dial state's statements are: its caller is answered by a deadline, but a read on
   // a connection that died without a word (a failover) kept that pool connection for ~15 minutes.

@@ -23,6 +23,18 @@ export const ADMIN_POOL_MAX = 4;
  * may take 60 s, spend it waiting for the list's lock inside a statement.
  */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
+/**
+ * Longest wait for Postgres' answer to a statement of the callbacks' pool before it is given up
+ * (withQueryTimeout) and its connection dropped: dial-state statements, dial events, a re-fetch's
+ * read of the call's first digits, CDR batch inserts, every statement of an agent's availability
+ * write, and rules loads. A connection that died without a word (a failover to another host, a
+ * crash of Postgres' machine, a firewall that drops it) otherwise waits for the kernel to give up,
+ * about 15 minutes, holding up what comes behind it: the dial state is asked one statement at a
+ * time (every Dial Whom / Connect answered onError meanwhile, however well Postgres answers on new
+ * connections), rules loads take turns (the instance routes on the rules it had), and each dial
+ * event or availability write keeps a pool connection.
+ */
+export const QUERY_TIMEOUT_MS = 30_000;
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
 export const POOL_WAIT_MS = 5000;
 

@@ -4,7 +4,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DialOffer, DialRequest } from '../routing/dial/request.js';
 import type { AgentEvent } from '../routing/dial/event.js';
 import { Tally } from '../lib/tally.js';
-import { withQueryTimeout } from './database.js';
+import { QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 /**
  * Dial state in Postgres, marshalled and batched: src/routing/dial/ decides what to ask, the
@@ -72,18 +72,6 @@ function asBatchItem(req: DialRequest): ReturnType<typeof asDialRequest> & Parti
 }
 
 /**
- * Longest wait for Postgres' answer to a dial-state statement or a dial event before it is given up
- * and its connection dropped (as a CDR batch insert's, src/store/cdr-writer.ts). A connection that
- * died without a word (a failover to another host, a crash of Postgres' machine, a firewall that
- * drops it) otherwise waits for the kernel to give up, about 15 minutes: the dial state's one
- * statement at a time holds up every Dial Whom / Connect answer behind it (each answered onError,
- * however well Postgres answers on new connections), and each dial event keeps a pool connection.
- * The callbacks' other statements take it too: a re-fetch's read of the call's first digits
- * (src/store/cdrs.ts) and every statement of an agent's availability write (src/store/agents.ts).
- */
-export const DIAL_QUERY_TIMEOUT_MS = 30_000;
-
-/**
  * Postgres' errors for a call that does not fit the dial functions it has: a composite it cannot
  * cast to their type (42846: an attribute added or taken away), no function taking these
  * parameters (42883), no such type (42704). They come when another version of exoroute has
@@ -112,7 +100,7 @@ function otherVersionSaid(err: unknown): never {
  */
 let answerSql: string | undefined;
 
-function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS): pg.QueryConfig {
+function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = QUERY_TIMEOUT_MS): pg.QueryConfig {
   const request: unknown[] = Object.values(asDialRequest(req));
   const extra: unknown[] = Object.values(asDialExtra(req));
   const row = (from: number, n: number) => Array.from({ length: n }, (_, i) => `$${from + i}`).join(', ');
@@ -124,7 +112,7 @@ function answerQuery(req: DialRequest, preview: boolean, queryTimeoutMs = DIAL_Q
 }
 
 /** The answer for this attempt: stored, so that every poll of the attempt gets the same numbers. */
-export async function offerAttempt(pool: pg.Pool, req: DialRequest, queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS): Promise<DialOffer> {
+export async function offerAttempt(pool: pg.Pool, req: DialRequest, queryTimeoutMs = QUERY_TIMEOUT_MS): Promise<DialOffer> {
   const { rows } = await pool.query<{ answer: DialOffer | null }>(answerQuery(req, false, queryTimeoutMs)).catch(otherVersionSaid);
   return rows[0]?.answer ?? { numbers: [] };
 }
@@ -167,12 +155,12 @@ export function dialAnswerer(
      * batch): its requests, the seconds it took, and whether it answered them. For metrics.
      */
     onBatch?: (size: number, seconds: number, ok: boolean) => void;
-    /** DIAL_QUERY_TIMEOUT_MS, unless told (tests) */
+    /** QUERY_TIMEOUT_MS, unless told (tests) */
     queryTimeoutMs?: number;
   } = {},
 ): (req: DialRequest, waitMs?: number) => Promise<DialOffer> {
   const maxBatch = opts.maxBatch ?? 100;
-  const queryTimeoutMs = opts.queryTimeoutMs ?? DIAL_QUERY_TIMEOUT_MS;
+  const queryTimeoutMs = opts.queryTimeoutMs ?? QUERY_TIMEOUT_MS;
   const queue: Pending[] = [];
   let running = false;
   // While Postgres is down every batch fails (each of its callbacks is answered onError and says so
@@ -294,7 +282,7 @@ export async function recordDialEvent(
     /** a leg begun before this counts as over (busyExpiredAt): a free leaves the agent busy on another call's leg begun since */
     busyExpired: Date;
   },
-  queryTimeoutMs = DIAL_QUERY_TIMEOUT_MS,
+  queryTimeoutMs = QUERY_TIMEOUT_MS,
 ): Promise<DialEventEffect> {
   const { rows } = await pool
     .query<{ effect: DialEventEffect }>(

@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
-import { inTransaction, withQueryTimeout, type Database } from './database.js';
+import { inTransaction, QUERY_TIMEOUT_MS, withQueryTimeout, type Database } from './database.js';
 import type { ScheduleException, WeeklyWindow } from '../schemas/schedule.js';
 import { RULES_CHANNEL } from './audit.js';
 import { toFlow, type FlowRow } from './flows.js';
@@ -23,18 +23,9 @@ import type { RulesSnapshot, VipMember } from '../routing/snapshot.js';
  * moment; an admin write between two reads showed up in one and not the other until the next
  * reload.)
  */
-export async function loadSnapshot(db: Pick<Database, 'pool'>, version: number, queryTimeoutMs = RULES_QUERY_TIMEOUT_MS): Promise<RulesSnapshot> {
+export async function loadSnapshot(db: Pick<Database, 'pool'>, version: number, queryTimeoutMs = QUERY_TIMEOUT_MS): Promise<RulesSnapshot> {
   return inTransaction(db.pool, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', (client) => readSnapshot(client, version, queryTimeoutMs), queryTimeoutMs);
 }
-
-/**
- * Longest wait for Postgres' answer to a statement of a rules load before it is given up and its
- * connection dropped (as the callbacks' statements are: DIAL_QUERY_TIMEOUT_MS). Loads take turns:
- * one on a connection that died without a word (a failover) otherwise held every later one until
- * the kernel gave the connection up, about 15 minutes, and the instance routed on the rules it had.
- * A load given up is retried, as one that fails (RulesCache.reload).
- */
-export const RULES_QUERY_TIMEOUT_MS = 30_000;
 
 async function readSnapshot(client: pg.PoolClient, version: number, queryTimeoutMs: number): Promise<RulesSnapshot> {
   const rows = <T extends pg.QueryResultRow>(text: string) => client.query<T>(withQueryTimeout(text, queryTimeoutMs)).then((r) => r.rows);
@@ -124,16 +115,14 @@ async function loadVipList(db: Database, slug: string): Promise<Map<string, VipM
     db.pool,
     'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
     async (client) => {
-      const list = await client.query<{ id: number }>(
-        withQueryTimeout({ text: 'SELECT id FROM vip_lists WHERE slug = $1', values: [slug] }, RULES_QUERY_TIMEOUT_MS),
-      );
+      const list = await client.query<{ id: number }>(withQueryTimeout({ text: 'SELECT id FROM vip_lists WHERE slug = $1', values: [slug] }, QUERY_TIMEOUT_MS));
       if (list.rows.length === 0) return null;
       const id = list.rows[0]!.id;
       const members = new Map<string, VipMember>();
-      await addVipEntries(await readVipEntries(client, id, RULES_QUERY_TIMEOUT_MS), new Map([[id, members]]));
+      await addVipEntries(await readVipEntries(client, id, QUERY_TIMEOUT_MS), new Map([[id, members]]));
       return members;
     },
-    RULES_QUERY_TIMEOUT_MS,
+    QUERY_TIMEOUT_MS,
   );
 }
 
@@ -282,7 +271,7 @@ export class RulesCache {
         else vipLists.delete(slug);
       }
     }
-    const availability = wanted.availability ? await loadAvailability(this.db.pool, RULES_QUERY_TIMEOUT_MS) : base.availability;
+    const availability = wanted.availability ? await loadAvailability(this.db.pool, QUERY_TIMEOUT_MS) : base.availability;
     return { ...base, version, loadedAt: new Date(), vipLists, availability };
   }
 
