@@ -287,9 +287,11 @@ $$;
 
 -- The numbers to offer for one request: the call's order (fixed at its first request) among the
 -- candidates, not tried in this call, not busy, not wrapping up after a call, not paused after
--- missed offers; of the first tier that has anyone left (a later tier only when the earlier ones
--- have nobody). Stored per attempt, so that every poll of one attempt gets the same numbers, and a
--- repeated poll writes nothing (an empty answer is answered afresh: a hold loop, below). Returns {numbers, tier (from 0), skipped: {number: why}, reported:
+-- missed offers, those this flow has rung in the call after the others; of the first tier that
+-- has anyone left (a later tier only when the earlier ones have nobody). Stored per attempt, so
+-- that every poll of one attempt gets the same numbers, and a repeated poll writes nothing (an
+-- empty answer is answered afresh, and a call back at its Connect starts a new pass: a hold loop,
+-- below). Returns {numbers, tier (from 0), skipped: {number: why}, reported:
 -- how the reported attempt ended, when this request recorded it} (skipped and reported left out
 -- when there are none); a repeated poll {numbers, repeat}. A reported attempt is recorded only for
 -- an agent this call offered (one of its stored answers names it): a stale or bogus DialWhomNumber
@@ -333,6 +335,8 @@ DECLARE
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
     v_remade   BOOLEAN := false;
+    v_again    BOOLEAN := false;
+    v_before   TEXT[] := '{}';
     v_turn     INT;
     v_pass     INT;
     v_first    TEXT;
@@ -370,6 +374,28 @@ BEGIN
       INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since, v_groups FROM dial_calls c
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
+
+    -- A later request: the numbers this flow has rung in the call (its dial events' offers), which
+    -- the answer puts after those it has not rung yet.
+    IF v_known THEN
+        v_before := ARRAY(SELECT o.number FROM agent_offers o WHERE o.call_sid = req.call_sid AND o.flow_slug = req.flow_slug);
+    END IF;
+    -- The flow back at this Connect after its other branch (If nobody answers → a Greeting, "please
+    -- hold" → the same Connect: a hold loop): its request reports nothing tried, as the call's first
+    -- did, but the call's dial events have seen the first number that attempt was answered rung
+    -- and its leg ended (a poll of the attempt, even one racing a re-fetch, comes before that). Not
+    -- a repeated poll: a new pass, answered afresh (agents free now, busy ones left out), the numbers
+    -- tried and rung earlier in the call after the others, its re-fetches as the call's first pass
+    -- had them. (Dial Whom sends no dial events: its hold loop gets the stored answer.)
+    IF v_known AND cardinality(COALESCE(req.tried, '{}')) = 0 AND v_answer IS NOT NULL AND v_answer <> '[]' THEN
+        v_again := EXISTS (SELECT 1 FROM agent_offers o WHERE o.call_sid = req.call_sid AND o.number = v_answer ->> 0 AND o.flow_slug = req.flow_slug
+                              AND o.end_events > 0 AND o.end_events >= o.dial_events);
+        IF v_again THEN
+            v_before := v_before || v_tried;
+            v_tried := '{}';
+            v_answer := NULL;
+        END IF;
+    END IF;
 
     -- A repeated poll of an attempt: the answer it got, and nothing is written (not even the
     -- connection). Not an empty answer (nobody to ring then): Exotel then takes the applet's other
@@ -554,10 +580,11 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- The answer: tier after tier, the order's numbers that may be offered now; the first tier
-    -- with anyone left is offered. One lookup per tier gives its numbers and the candidates passed
-    -- over because they were tried in this call; only when a candidate is held back for another
-    -- reason (busy, wrapping up, paused) does a second lookup say which, for those members alone.
+    -- The answer: tier after tier, the order's numbers that may be offered now (those rung earlier
+    -- in the call after the others: v_before); the first tier with anyone left is offered. One
+    -- lookup per tier gives its numbers and the candidates passed over because they were tried in
+    -- this call; only when a candidate is held back for another reason (busy, wrapping up, paused)
+    -- does a second lookup say which, for those members alone.
     -- Neither joins agent_states: the agents held back are read once (an InitPlan), a member's
     -- reason by its key. With a join the planner may build a hash table per request while
     -- agent_states is small, which cost more than the rest of the request (bench/README.md).
@@ -565,7 +592,7 @@ BEGIN
     v_numbers := '{}';
     FOR i IN 1 .. cardinality(v_ends) LOOP
         v_slice := v_order[v_from + 1 : v_ends[i]];
-        SELECT COALESCE(array_agg(o.n ORDER BY o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
+        SELECT COALESCE(array_agg(o.n ORDER BY o.n = ANY (v_before), o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
                    SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
                       AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at))))), '{}'),
                COALESCE(array_agg(o.n) FILTER (WHERE o.n = ANY (v_tried)), '{}'),
@@ -595,12 +622,13 @@ BEGIN
 
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
+        -- a new pass (a hold loop) starts the call's tried numbers and answers again
         IF v_remade THEN
             UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, tier_groups = v_groups,
-                   tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+                   tried = v_tried, answers = CASE WHEN v_again THEN '{}' ELSE c.answers END || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         ELSE
-            UPDATE dial_calls AS c SET tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+            UPDATE dial_calls AS c SET tried = v_tried, answers = CASE WHEN v_again THEN '{}' ELSE c.answers END || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         END IF;
     ELSE
