@@ -82,6 +82,7 @@ t.test('a freshly migrated database holds the dial functions and their type as t
       'function dial_offer_batch(json)',
       'function dial_offer_ended(text,text,text,text,text,boolean,timestamp with time zone,integer,integer,integer,text)',
       'function dial_offers(json)',
+      'function dial_turn(text[],text[],text,boolean)',
       'type dial_batch_item',
       'type dial_batch_request',
       'type dial_extra',

@@ -241,13 +241,20 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
           )
         : null;
       const held = new Set(first.map((m) => m.number).filter((n) => s.requests[0]!.tried.includes(n) || reference.isBusy(facts.get(n), AT.getTime())));
-      let order = reference.orderMembers(s.strategy, first, {
-        rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0,
-        random: seeded(s.seed),
-        facts,
-        stickyAgent: sticky,
-        held,
-      });
+      // Round robin takes its turn when the call is first offered someone: a first request that finds
+      // nobody keeps the members by priority (no sticky agent yet) and leaves the turn to a later one.
+      let waiting = s.strategy === 'round_robin' && first.every((m) => held.has(m.number));
+      let passed = 0;
+      let order = waiting
+        ? [...first].sort(byPriority).map((m) => m.number)
+        : reference.orderMembers(s.strategy, first, {
+            rrPosition: s.strategy === 'round_robin' ? s.rrPosition : 0,
+            random: seeded(s.seed),
+            facts,
+            stickyAgent: sticky,
+            held,
+          });
+      if (s.strategy === 'round_robin' && !waiting) passed = 1 + reference.rrTurn([...first].sort(byPriority), held, s.rrPosition).passed;
       const tried = new Set<string>();
       const answers = new Map<string, string[]>();
       for (const r of s.requests) {
@@ -259,14 +266,32 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
         }
         for (const n of req.tried) tried.add(n);
         const available = new Set(req.candidates);
-        const expected =
-          answers.get(req.attemptKey) ??
-          reference.remaining(
-            order.filter((n) => available.has(n)),
-            tried,
-            facts,
-            AT.getTime(),
-          );
+        const free = reference.remaining(
+          order.filter((n) => available.has(n)),
+          tried,
+          facts,
+          AT.getTime(),
+        );
+        if (waiting && !answers.get(req.attemptKey)?.length && free.length > 0) {
+          // the turn, now: of the members by priority, those who may not be offered now held back
+          const sorted = [...members].sort(byPriority);
+          const turn = reference.rrTurn(sorted, new Set(base.filter((n) => !free.includes(n))), s.rrPosition);
+          order = turn.ordered.map((m) => m.number);
+          const now = s.sticky ? await stickyOf(pool, req.candidates, s.sticky.lookbackDays) : null;
+          if (now) order = [now, ...order.filter((n) => n !== now)];
+          passed = 1 + turn.passed;
+          waiting = false;
+        }
+        // a stored answer is repeated, an empty one answered afresh
+        const stored = answers.get(req.attemptKey);
+        const expected = stored?.length
+          ? stored
+          : reference.remaining(
+              order.filter((n) => available.has(n)),
+              tried,
+              facts,
+              AT.getTime(),
+            );
         answers.set(req.attemptKey, expected);
         const preview = (await previewAttempt(pool, req)).numbers;
         const got = await answerAttempt(pool, req);
@@ -277,8 +302,7 @@ t.test('dial_answer() answers as the TypeScript it replaced, request after reque
         }
       }
       const advanced = (await rrPosition(pool)) - s.rrPosition;
-      // one position for the call, and one for each member held back that its turn passed over
-      const passed = s.strategy === 'round_robin' ? 1 + reference.rrTurn([...first].sort(byPriority), held, s.rrPosition).passed : 0;
+      // one position for the call once it was offered someone, and one for each member held back that its turn passed over
       if (advanced !== passed) throw new Error(`the rotation advanced by ${advanced}, not ${passed}`);
     }),
     { seed: SEED, numRuns: Math.round(150 * RUN_SCALE) },

@@ -6,6 +6,8 @@ const A = '+919811100001';
 const B = '+919811100002';
 const C = '+919811100003';
 const D = '+919811100004';
+const X = '+919811100011';
+const Y = '+919811100012';
 
 async function until(ok: () => boolean) {
   for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
@@ -96,4 +98,30 @@ t.test('a hold loop with fetch after every attempt: pass 1 ends empty, the flow 
     [B, C],
     'the new pass re-fetches as the first did: B is free again',
   );
+});
+
+t.test("overflow tiers: a later tier's round-robin turns are taken only by calls that reach it", async (t) => {
+  const ctx = await setup(
+    t,
+    { sales: { strategy: 'sequential', members: [A] }, support: { strategy: 'round_robin', members: [X, Y] } },
+    { dialGroups: ['sales', 'support'] },
+  );
+  for (const sid of ['t1', 't2', 't3']) t.same(await connect(ctx, `CallSid=${sid}`), [A], 'sales answers');
+  await onCall(ctx, A);
+  t.same(await connect(ctx, 'CallSid=t4'), [X, Y], "support's first call: its first turn");
+  t.same(await connect(ctx, 'CallSid=t5'), [Y, X], 'its second');
+  await hungUp(ctx, A);
+  t.same(await connect(ctx, 'CallSid=t1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), [X, Y], 't1 reaches support after A rang out: the third turn');
+  t.same(await connect(ctx, 'CallSid=t6'), [A], 'sales answers');
+  t.same(await connect(ctx, 'CallSid=t6&DialCallStatus=no-answer&DialWhomNumber=09811100001'), [Y, X], 'the fourth');
+});
+
+t.test("round robin: a caller who found everyone busy and comes back from a hold loop gets the rotation's turn, not the group's priority order", async (t) => {
+  const ctx = await setup(t, { sales: { strategy: 'round_robin', members: [A, B, C] } }, { dialGroup: 'sales' });
+  t.same(await connect(ctx, 'CallSid=r1'), [A, B, C], 'turn 0');
+  for (const who of [A, B, C]) await onCall(ctx, who);
+  t.same(await connect(ctx, 'CallSid=r2'), [], 'everyone busy');
+  for (const who of [A, B, C]) await hungUp(ctx, who);
+  t.same(await connect(ctx, 'CallSid=r2'), [B, C, A], 'back from the hold loop: the next turn, B');
+  t.same(await connect(ctx, 'CallSid=r3'), [C, A, B], 'and the next caller the one after');
 });
