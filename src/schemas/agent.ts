@@ -93,7 +93,11 @@ export const OfferSchema = Type.Object({
     description: 'The dial flow that offered the agent in this call: another flow of the same call makes an offer of its own (null: not known)',
   }),
   group: Type.Union([Type.String(), Type.Null()]),
-  offeredAt: InstantSchema,
+  offeredAt: {
+    ...InstantSchema,
+    description:
+      'When the agent was rung: its Dial event. An offer no dial event reported (Dial Whom sends none) has only the re-fetch that reported how it ended: offeredAt is then that re-fetch, as endedAt, not when the agent was rung',
+  },
   outcome: Type.Union([Type.String(), Type.Null()], {
     description:
       'answered, no-answer, busy (misses), failed (the carrier or network), cancelled (a parallel ring cut short when another agent answered); null while ringing or on the call (endedAt null), or when the offer ended without Exotel saying how (endedAt set: its end came before its start)',
