@@ -306,11 +306,70 @@ BEGIN
 END
 $$;
 
+-- A round-robin tier arranged for the call it is offered to: its members (p_slice, base order)
+-- started at the group's round-robin position (p_group's sequence, which advances, unless
+-- previewing). Only members who may be offered now take turns: the others (p_held: away, off
+-- shift, switched off, tried, busy, wrapping up, paused) follow them, in base order (else the
+-- member after one who is away or on a call would get their turns). A group that is gone (deleted
+-- while a snapshot still named it) starts at its first member. dial_offer() calls it when the call
+-- is first offered the tier, so a call that finds nobody free in it (answered again later, a hold
+-- loop) or is offered an earlier tier takes no turn of it then.
+CREATE OR REPLACE FUNCTION dial_turn(p_slice TEXT[], p_held TEXT[], p_group TEXT, p_preview BOOLEAN) RETURNS TEXT[]
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_slice TEXT[] := p_slice;
+    v_rr    REGCLASS;
+    v_shift BIGINT;
+    v_turn  INT;
+    v_pass  INT;
+    v_first TEXT;
+BEGIN
+    SELECT to_regclass(format('%I', 'dial_group_rr_' || g.id)) INTO v_rr FROM dial_groups g WHERE g.slug = p_group;
+    IF v_rr IS NULL THEN
+        v_shift := 0;
+    ELSIF p_preview THEN
+        EXECUTE format('SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM %s', v_rr) INTO v_shift;
+    ELSE
+        v_shift := nextval(v_rr);
+    END IF;
+    IF cardinality(p_held) = 0 THEN
+        IF cardinality(v_slice) > 0 THEN
+            v_shift := v_shift % cardinality(v_slice);
+            v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
+        END IF;
+    ELSIF cardinality(p_held) < cardinality(v_slice) THEN
+        -- The turn is the member's at the position, or, held back, the next one's after them in
+        -- base order who may be offered; the positions of those passed over are taken too, so the
+        -- next call starts after the member offered first. (Counted among the members offerable
+        -- alone, a position gave a member held back at every other call, in a steady stream of
+        -- calls each still talking at the next, no turn at all: 1, 3, 1, 3, ….)
+        v_turn := (v_shift % cardinality(v_slice))::int;
+        v_pass := 0;
+        WHILE v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1] = ANY (p_held) LOOP
+            v_pass := v_pass + 1;
+        END LOOP;
+        IF v_pass > 0 AND v_rr IS NOT NULL AND NOT p_preview THEN
+            PERFORM nextval(v_rr) FROM generate_series(1, v_pass);
+        END IF;
+        v_first := v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1];
+        v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, k) WHERE NOT b.n = ANY (p_held) ORDER BY b.k);
+        v_turn := array_position(v_slice, v_first) - 1;
+        v_slice := v_slice[v_turn + 1 :] || v_slice[: v_turn] || p_held;
+    ELSE
+        v_slice := p_held;
+    END IF;
+    RETURN v_slice;
+END
+$$;
+
 -- The numbers to offer for one request: the call's order (fixed at its first request) among the
 -- candidates, not tried in this call, not busy, not wrapping up after a call, not paused after
--- missed offers; of the first tier that has anyone left (a later tier only when the earlier ones
--- have nobody). Stored per attempt, so that every poll of one attempt gets the same numbers, and a
--- repeated poll writes nothing (an empty answer is answered afresh: a hold loop, below). Returns {numbers, tier (from 0), skipped: {number: why}, reported:
+-- missed offers, those this flow has rung in the call after the others; of the first tier that
+-- has anyone left (a later tier only when the earlier ones have nobody). Stored per attempt, so
+-- that every poll of one attempt gets the same numbers, and a repeated poll writes nothing (an
+-- empty answer is answered afresh, and a call back at its Connect starts a new pass: a hold loop,
+-- below). Returns {numbers, tier (from 0), skipped: {number: why}, reported:
 -- how the reported attempt ended, when this request recorded it} (skipped and reported left out
 -- when there are none); a repeated poll {numbers, repeat}. A reported attempt is recorded only for
 -- an agent this call offered (one of its stored answers names it): a stale or bogus DialWhomNumber
@@ -318,7 +377,8 @@ $$;
 --
 -- Concurrency: requests of one call take turns on an advisory lock on the call (held until
 -- commit), taken before its dial_calls row is read: the first finds no row, fixes the order, takes
--- the round-robin position and inserts the row; the others wait, and then (each statement of a
+-- the round-robin position (of the tier it offers; a tier first offered later takes it then) and
+-- inserts the row; the others wait, and then (each statement of a
 -- plpgsql function takes a fresh snapshot, which a single SQL statement would not) see its order
 -- and the answers stored so far. Lock order (the file's header): the call's advisory lock, its
 -- dial_calls row, the reported (or connected) agent's advisory lock, then that agent's rows
@@ -344,8 +404,6 @@ DECLARE
     v_candidates BIGINT;
     v_number   TEXT;
     v_arrange  TEXT;
-    v_shift    BIGINT;
-    v_rr       REGCLASS;
     v_passed   TEXT[];
     v_held     TEXT[];
     v_reported JSONB;
@@ -354,9 +412,13 @@ DECLARE
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
     v_remade   BOOLEAN := false;
-    v_turn     INT;
-    v_pass     INT;
-    v_first    TEXT;
+    v_again    BOOLEAN := false;
+    v_before   TEXT[] := '{}';
+    v_rr_group TEXT;
+    v_waiting  TEXT[] := '{}';
+    v_turned   BOOLEAN := false;
+    v_reached  BOOLEAN := false;
+    v_waits    BOOLEAN;
     v_req_ends INT[];
     v_t        INT;
     v_s        INT;
@@ -387,10 +449,32 @@ BEGIN
     -- a request that reports an attempt, whether one of the call's answers offered that agent.
     SELECT c."order", c.tried, c.tier_ends, c.answers -> req.attempt_key,
            CASE WHEN more.reported_agent IS NOT NULL THEN jsonb_path_exists(c.answers, '$.*[*] ? (@ == $a)', jsonb_build_object('a', more.reported_agent)) END,
-           c.created_at, c.tier_groups
-      INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since, v_groups FROM dial_calls c
+           c.created_at, c.tier_groups, COALESCE(c.rr_waiting, '{}')
+      INTO v_order, v_tried, v_ends, v_answer, v_offered, v_since, v_groups, v_waiting FROM dial_calls c
      WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
     v_known := FOUND;
+
+    -- A later request: the numbers this flow has rung in the call (its dial events' offers), which
+    -- the answer puts after those it has not rung yet.
+    IF v_known THEN
+        v_before := ARRAY(SELECT o.number FROM agent_offers o WHERE o.call_sid = req.call_sid AND o.flow_slug = req.flow_slug);
+    END IF;
+    -- The flow back at this Connect after its other branch (If nobody answers → a Greeting, "please
+    -- hold" → the same Connect: a hold loop): its request reports nothing tried, as the call's first
+    -- did, but the call's dial events have seen the first number that attempt was answered rung
+    -- and its leg ended (a poll of the attempt, even one racing a re-fetch, comes before that). Not
+    -- a repeated poll: a new pass, answered afresh (agents free now, busy ones left out), the numbers
+    -- tried and rung earlier in the call after the others, its re-fetches as the call's first pass
+    -- had them. (Dial Whom sends no dial events: its hold loop gets the stored answer.)
+    IF v_known AND cardinality(COALESCE(req.tried, '{}')) = 0 AND v_answer IS NOT NULL AND v_answer <> '[]' THEN
+        v_again := EXISTS (SELECT 1 FROM agent_offers o WHERE o.call_sid = req.call_sid AND o.number = v_answer ->> 0 AND o.flow_slug = req.flow_slug
+                              AND o.end_events > 0 AND o.end_events >= o.dial_events);
+        IF v_again THEN
+            v_before := v_before || v_tried;
+            v_tried := '{}';
+            v_answer := NULL;
+        END IF;
+    END IF;
 
     -- A repeated poll of an attempt: the answer it got, and nothing is written (not even the
     -- connection). Not an empty answer (nobody to ring then): Exotel then takes the applet's other
@@ -500,62 +584,38 @@ BEGIN
         v_from := 0;
         FOR i IN 1 .. cardinality(v_ends) LOOP
             -- The tier's slice of the base order arranged as its strategy says: 'rotate' starts it at
-            -- the group's round-robin position (which advances, unless previewing), 'least_recent'
-            -- puts the members dialed longest ago first (never dialed before them, ties in base
-            -- order), 'as_is' keeps it. Only members who may be offered now take turns: the others
-            -- (away, off shift, switched off, tried, busy, wrapping up, paused) follow them, in base
-            -- order (else the member after one who is away or on a call would get their turns).
+            -- the group's round-robin position (dial_turn()), 'least_recent' puts the members dialed
+            -- longest ago first (never dialed before them, ties in base order), 'as_is' keeps it.
+            -- A round-robin tier takes its turn only when this request offers it (the first tier
+            -- with anyone who may be offered now); otherwise it stays in base order, its sticky agent
+            -- not placed yet, and waits (rr_waiting) for the request that first offers it.
             v_slice := req.base[v_from + 1 : v_ends[i]];
             v_arrange := CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END;
+            v_held := NULL;
+            v_waits := false;
+            IF v_arrange = 'rotate' OR cardinality(v_ends) > 1 THEN
+                -- held back now as the answer below holds them: the agents' states read once (an InitPlan)
+                v_held := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, k)
+                                 WHERE NOT b.n = ANY (req.candidates) OR b.n = ANY (COALESCE(req.tried, '{}')) OR b.n = ANY (ARRAY(
+                                       SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
+                                          AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at)))
+                                 ORDER BY b.k);
+            END IF;
             IF v_arrange = 'least_recent' THEN
                 SELECT COALESCE(array_agg(b.n ORDER BY (SELECT s.last_dialed_at FROM agent_states s WHERE s.number = b.n) NULLS FIRST, b.i), '{}')
                   INTO v_slice
                   FROM unnest(v_slice) WITH ORDINALITY AS b(n, i);
             ELSIF v_arrange = 'rotate' THEN
-                -- Every new call takes a position, with or without members on duty. A group that is
-                -- gone (deleted while a snapshot still named it) starts at its first member.
-                SELECT to_regclass(format('%I', 'dial_group_rr_' || g.id)) INTO v_rr FROM dial_groups g
-                 WHERE g.slug = CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
-                IF v_rr IS NULL THEN
-                    v_shift := 0;
-                ELSIF p_preview THEN
-                    EXECUTE format('SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM %s', v_rr) INTO v_shift;
+                v_rr_group := CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
+                IF v_reached OR cardinality(v_held) = cardinality(v_slice) THEN
+                    v_waits := true;
+                    v_waiting := v_waiting || v_rr_group;
                 ELSE
-                    v_shift := nextval(v_rr);
+                    v_slice := dial_turn(v_slice, v_held, v_rr_group, p_preview);
                 END IF;
-                -- held back now as the answer below holds them: the agents' states read once (an InitPlan)
-                v_held := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i)
-                                 WHERE NOT b.n = ANY (req.candidates) OR b.n = ANY (COALESCE(req.tried, '{}')) OR b.n = ANY (ARRAY(
-                                       SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
-                                          AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at)))
-                                 ORDER BY b.i);
-                IF cardinality(v_held) = 0 THEN
-                    IF cardinality(v_slice) > 0 THEN
-                        v_shift := v_shift % cardinality(v_slice);
-                        v_slice := v_slice[v_shift + 1 :] || v_slice[: v_shift];
-                    END IF;
-                ELSIF cardinality(v_held) < cardinality(v_slice) THEN
-                    -- The turn is the member's at the position, or, held back, the next one's after
-                    -- them in base order who may be offered; the positions of those passed over are
-                    -- taken too, so the next call starts after the member offered first. (Counted
-                    -- among the members offerable alone, a position gave a member held back at every
-                    -- other call, in a steady stream of calls each still talking at the next, no
-                    -- turn at all: 1, 3, 1, 3, ….)
-                    v_turn := (v_shift % cardinality(v_slice))::int;
-                    v_pass := 0;
-                    WHILE v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1] = ANY (v_held) LOOP
-                        v_pass := v_pass + 1;
-                    END LOOP;
-                    IF v_pass > 0 AND v_rr IS NOT NULL AND NOT p_preview THEN
-                        PERFORM nextval(v_rr) FROM generate_series(1, v_pass);
-                    END IF;
-                    v_first := v_slice[(v_turn + v_pass) % cardinality(v_slice) + 1];
-                    v_slice := ARRAY(SELECT b.n FROM unnest(v_slice) WITH ORDINALITY AS b(n, i) WHERE NOT b.n = ANY (v_held) ORDER BY b.i);
-                    v_turn := array_position(v_slice, v_first) - 1;
-                    v_slice := v_slice[v_turn + 1 :] || v_slice[: v_turn] || v_held;
-                ELSE
-                    v_slice := v_held;
-                END IF;
+            END IF;
+            IF v_held IS NOT NULL THEN
+                v_reached := v_reached OR cardinality(v_held) < cardinality(v_slice);
             END IF;
             IF more.tier_sticky_since IS NOT NULL THEN
                 -- the tier's own sticky agent, or none when its group is not sticky
@@ -567,7 +627,7 @@ BEGIN
                      ORDER BY ca.connected_at DESC LIMIT 1;
                 END IF;
             END IF;
-            IF v_sticky = ANY (v_slice) THEN
+            IF v_sticky = ANY (v_slice) AND NOT v_waits THEN
                 v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
             END IF;
             v_order := v_order || v_slice;
@@ -575,10 +635,11 @@ BEGIN
         END LOOP;
     END IF;
 
-    -- The answer: tier after tier, the order's numbers that may be offered now; the first tier
-    -- with anyone left is offered. One lookup per tier gives its numbers and the candidates passed
-    -- over because they were tried in this call; only when a candidate is held back for another
-    -- reason (busy, wrapping up, paused) does a second lookup say which, for those members alone.
+    -- The answer: tier after tier, the order's numbers that may be offered now (those rung earlier
+    -- in the call after the others: v_before); the first tier with anyone left is offered. One
+    -- lookup per tier gives its numbers and the candidates passed over because they were tried in
+    -- this call; only when a candidate is held back for another reason (busy, wrapping up, paused)
+    -- does a second lookup say which, for those members alone.
     -- Neither joins agent_states: the agents held back are read once (an InitPlan), a member's
     -- reason by its key. With a join the planner may build a hash table per request while
     -- agent_states is small, which cost more than the rest of the request (bench/README.md).
@@ -586,7 +647,7 @@ BEGIN
     v_numbers := '{}';
     FOR i IN 1 .. cardinality(v_ends) LOOP
         v_slice := v_order[v_from + 1 : v_ends[i]];
-        SELECT COALESCE(array_agg(o.n ORDER BY o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
+        SELECT COALESCE(array_agg(o.n ORDER BY o.n = ANY (v_before), o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
                    SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
                       AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at))))), '{}'),
                COALESCE(array_agg(o.n) FILTER (WHERE o.n = ANY (v_tried)), '{}'),
@@ -610,24 +671,54 @@ BEGIN
              WHERE o.n = ANY (req.candidates) AND NOT (o.n = ANY (v_numbers) OR o.n = ANY (v_passed));
         END IF;
         v_tier := i - 1;
+        -- A round-robin tier offered for the first time in the call (its turn waiting since the
+        -- call's first request, above): it takes its turn now, among the members who may be offered
+        -- now, its sticky agent first.
+        v_rr_group := CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
+        IF cardinality(v_numbers) > 0 AND v_rr_group = ANY (v_waiting)
+           AND (CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END) = 'rotate' THEN
+            -- its members by priority (the request's base; the call's order, which holds them in
+            -- base order, when the request's tiers are not the call's: a request of the version before)
+            IF v_req_ends IS NOT DISTINCT FROM v_ends THEN
+                v_slice := req.base[v_from + 1 : v_ends[i]];
+            END IF;
+            v_slice := dial_turn(v_slice, ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE NOT o.n = ANY (v_numbers) ORDER BY o.k),
+                                 v_rr_group, p_preview);
+            v_sticky := NULL;
+            IF req.sticky_caller IS NOT NULL THEN
+                SELECT ca.agent INTO v_sticky FROM caller_agents ca
+                 WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (v_slice) AND ca.agent = ANY (req.candidates)
+                   AND ca.connected_at > CASE WHEN more.tier_sticky_since IS NULL THEN req.sticky_since ELSE more.tier_sticky_since[i] END
+                 ORDER BY ca.connected_at DESC LIMIT 1;
+            END IF;
+            IF v_sticky IS NOT NULL THEN
+                v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
+            END IF;
+            v_order := v_order[: v_from] || v_slice || v_order[v_ends[i] + 1 :];
+            v_numbers := ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE o.n = ANY (v_numbers) ORDER BY o.n = ANY (v_before), o.k);
+            v_waiting := array_remove(v_waiting, v_rr_group);
+            v_turned := true;
+        END IF;
         EXIT WHEN cardinality(v_numbers) > 0;
         v_from := v_ends[i];
     END LOOP;
 
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
-        IF v_remade THEN
+        -- a new pass (a hold loop) starts the call's tried numbers and answers again
+        IF v_remade OR v_turned THEN
             UPDATE dial_calls AS c SET "order" = v_order, tier_ends = CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, tier_groups = v_groups,
-                   tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+                   rr_waiting = CASE WHEN cardinality(v_waiting) > 0 THEN v_waiting END,
+                   tried = v_tried, answers = CASE WHEN v_again THEN '{}' ELSE c.answers END || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         ELSE
-            UPDATE dial_calls AS c SET tried = v_tried, answers = c.answers || jsonb_build_object(req.attempt_key, v_numbers)
+            UPDATE dial_calls AS c SET tried = v_tried, answers = CASE WHEN v_again THEN '{}' ELSE c.answers END || jsonb_build_object(req.attempt_key, v_numbers)
              WHERE c.call_sid = req.call_sid AND c.endpoint = req.endpoint AND c.flow_slug = req.flow_slug;
         END IF;
     ELSE
-        INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends, tier_groups)
+        INSERT INTO dial_calls (call_sid, endpoint, flow_slug, "order", tried, answers, tier_ends, tier_groups, rr_waiting)
         VALUES (req.call_sid, req.endpoint, req.flow_slug, v_order, req.tried, jsonb_build_object(req.attempt_key, v_numbers),
-                CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, v_groups);
+                CASE WHEN cardinality(v_ends) > 1 THEN v_ends END, v_groups, CASE WHEN cardinality(v_waiting) > 0 THEN v_waiting END);
     END IF;
     IF v_skipped = '{}' AND v_reported IS NULL THEN
         RETURN jsonb_build_object('numbers', to_jsonb(v_numbers), 'tier', v_tier);
