@@ -391,6 +391,7 @@ DECLARE
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
     v_remade   BOOLEAN := false;
+    v_every    BOOLEAN := false;
     v_again    BOOLEAN := false;
     v_before   TEXT[] := '{}';
     v_rr_group TEXT;
@@ -590,6 +591,10 @@ BEGIN
                     v_waits := true;
                     v_waiting := v_waiting || v_rr_group;
                 ELSE
+                    -- every member may be offered now: with one tier, the answer below is the order (the
+                    -- answer's lookup would tell NULLs apart, which no request sends: then it runs)
+                    v_every := cardinality(v_held) = 0 AND cardinality(v_ends) = 1 AND v_slice <@ req.candidates
+                               AND array_position(req.tried, NULL) IS NULL;
                     v_slice := dial_turn(v_slice, v_held, v_rr_group, p_preview);
                 END IF;
             END IF;
@@ -622,65 +627,72 @@ BEGIN
     -- Neither joins agent_states: the agents held back are read once (an InitPlan), a member's
     -- reason by its key. With a join the planner may build a hash table per request while
     -- agent_states is small, which cost more than the rest of the request (bench/README.md).
-    v_from := 0;
-    v_numbers := '{}';
-    FOR i IN 1 .. cardinality(v_ends) LOOP
-        v_slice := v_order[v_from + 1 : v_ends[i]];
-        SELECT COALESCE(array_agg(o.n ORDER BY o.n = ANY (v_before), o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
-                   SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
-                      AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at))))), '{}'),
-               COALESCE(array_agg(o.n) FILTER (WHERE o.n = ANY (v_tried)), '{}'),
-               count(*)
-          INTO v_numbers, v_passed, v_candidates
-          FROM unnest(v_slice) WITH ORDINALITY AS o(n, i)
-         -- not a candidate now: away, off shift or switched off (the request says why)
-         WHERE o.n = ANY (req.candidates);
-        IF cardinality(v_passed) > 0 THEN
-            v_skipped := v_skipped || jsonb_object(v_passed, array_fill('tried'::text, ARRAY[cardinality(v_passed)]));
-        END IF;
-        IF v_candidates > cardinality(v_numbers) + cardinality(v_passed) THEN
-            SELECT v_skipped || jsonb_object_agg(o.n, (
-                       SELECT CASE WHEN s.busy AND s.busy_since > req.busy_expired THEN 'busy'
-                                   WHEN s.wrap_up_until > req.at THEN 'wrap-up'
-                                   WHEN s.paused_until > req.at THEN 'paused'
-                              END
-                         FROM agent_states s WHERE s.number = o.n))
-              INTO v_skipped
-              FROM unnest(v_slice) AS o(n)
-             WHERE o.n = ANY (req.candidates) AND NOT (o.n = ANY (v_numbers) OR o.n = ANY (v_passed));
-        END IF;
-        v_tier := i - 1;
-        -- A round-robin tier offered for the first time in the call (its turn waiting since the
-        -- call's first request, above): it takes its turn now, among the members who may be offered
-        -- now, its sticky agent first.
-        v_rr_group := CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
-        IF cardinality(v_numbers) > 0 AND v_rr_group = ANY (v_waiting)
-           AND (CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END) = 'rotate' THEN
-            -- its members by priority (the request's base; the call's order, which holds them in
-            -- base order, when the request's tiers are not the call's: a request of the version before)
-            IF v_req_ends IS NOT DISTINCT FROM v_ends THEN
-                v_slice := req.base[v_from + 1 : v_ends[i]];
+    -- The call's first request of one tier whose rotation found every member offerable (above):
+    -- the answer is the order itself, and none passed over; no lookup.
+    IF v_every THEN
+        v_numbers := v_order;
+        v_tier := 0;
+    ELSE
+        v_from := 0;
+        v_numbers := '{}';
+        FOR i IN 1 .. cardinality(v_ends) LOOP
+            v_slice := v_order[v_from + 1 : v_ends[i]];
+            SELECT COALESCE(array_agg(o.n ORDER BY o.n = ANY (v_before), o.i) FILTER (WHERE NOT (o.n = ANY (COALESCE(v_tried, '{}')) OR o.n = ANY (ARRAY(
+                       SELECT s.number FROM agent_states s WHERE s.number = ANY (v_slice)
+                          AND ((s.busy AND s.busy_since > req.busy_expired) OR s.wrap_up_until > req.at OR s.paused_until > req.at))))), '{}'),
+                   COALESCE(array_agg(o.n) FILTER (WHERE o.n = ANY (v_tried)), '{}'),
+                   count(*)
+              INTO v_numbers, v_passed, v_candidates
+              FROM unnest(v_slice) WITH ORDINALITY AS o(n, i)
+             -- not a candidate now: away, off shift or switched off (the request says why)
+             WHERE o.n = ANY (req.candidates);
+            IF cardinality(v_passed) > 0 THEN
+                v_skipped := v_skipped || jsonb_object(v_passed, array_fill('tried'::text, ARRAY[cardinality(v_passed)]));
             END IF;
-            v_slice := dial_turn(v_slice, ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE NOT o.n = ANY (v_numbers) ORDER BY o.k),
-                                 v_rr_group, p_preview);
-            v_sticky := NULL;
-            IF req.sticky_caller IS NOT NULL THEN
-                SELECT ca.agent INTO v_sticky FROM caller_agents ca
-                 WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (v_slice) AND ca.agent = ANY (req.candidates)
-                   AND ca.connected_at > CASE WHEN more.tier_sticky_since IS NULL THEN req.sticky_since ELSE more.tier_sticky_since[i] END
-                 ORDER BY ca.connected_at DESC LIMIT 1;
+            IF v_candidates > cardinality(v_numbers) + cardinality(v_passed) THEN
+                SELECT v_skipped || jsonb_object_agg(o.n, (
+                           SELECT CASE WHEN s.busy AND s.busy_since > req.busy_expired THEN 'busy'
+                                       WHEN s.wrap_up_until > req.at THEN 'wrap-up'
+                                       WHEN s.paused_until > req.at THEN 'paused'
+                                  END
+                             FROM agent_states s WHERE s.number = o.n))
+                  INTO v_skipped
+                  FROM unnest(v_slice) AS o(n)
+                 WHERE o.n = ANY (req.candidates) AND NOT (o.n = ANY (v_numbers) OR o.n = ANY (v_passed));
             END IF;
-            IF v_sticky IS NOT NULL THEN
-                v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
+            v_tier := i - 1;
+            -- A round-robin tier offered for the first time in the call (its turn waiting since the
+            -- call's first request, above): it takes its turn now, among the members who may be offered
+            -- now, its sticky agent first.
+            v_rr_group := CASE WHEN more.tier_ends IS NULL THEN req.rr_group ELSE more.tier_rr_groups[i] END;
+            IF cardinality(v_numbers) > 0 AND v_rr_group = ANY (v_waiting)
+               AND (CASE WHEN more.tier_ends IS NULL THEN req.arrange ELSE more.tier_arranges[i] END) = 'rotate' THEN
+                -- its members by priority (the request's base; the call's order, which holds them in
+                -- base order, when the request's tiers are not the call's: a request of the version before)
+                IF v_req_ends IS NOT DISTINCT FROM v_ends THEN
+                    v_slice := req.base[v_from + 1 : v_ends[i]];
+                END IF;
+                v_slice := dial_turn(v_slice, ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE NOT o.n = ANY (v_numbers) ORDER BY o.k),
+                                     v_rr_group, p_preview);
+                v_sticky := NULL;
+                IF req.sticky_caller IS NOT NULL THEN
+                    SELECT ca.agent INTO v_sticky FROM caller_agents ca
+                     WHERE ca.caller = req.sticky_caller AND ca.agent = ANY (v_slice) AND ca.agent = ANY (req.candidates)
+                       AND ca.connected_at > CASE WHEN more.tier_sticky_since IS NULL THEN req.sticky_since ELSE more.tier_sticky_since[i] END
+                     ORDER BY ca.connected_at DESC LIMIT 1;
+                END IF;
+                IF v_sticky IS NOT NULL THEN
+                    v_slice := array_prepend(v_sticky, array_remove(v_slice, v_sticky));
+                END IF;
+                v_order := v_order[: v_from] || v_slice || v_order[v_ends[i] + 1 :];
+                v_numbers := ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE o.n = ANY (v_numbers) ORDER BY o.n = ANY (v_before), o.k);
+                v_waiting := array_remove(v_waiting, v_rr_group);
+                v_turned := true;
             END IF;
-            v_order := v_order[: v_from] || v_slice || v_order[v_ends[i] + 1 :];
-            v_numbers := ARRAY(SELECT o.n FROM unnest(v_slice) WITH ORDINALITY AS o(n, k) WHERE o.n = ANY (v_numbers) ORDER BY o.n = ANY (v_before), o.k);
-            v_waiting := array_remove(v_waiting, v_rr_group);
-            v_turned := true;
-        END IF;
-        EXIT WHEN cardinality(v_numbers) > 0;
-        v_from := v_ends[i];
-    END LOOP;
+            EXIT WHEN cardinality(v_numbers) > 0;
+            v_from := v_ends[i];
+        END LOOP;
+    END IF;
 
     -- Stored with the call: the order and its tiers, the numbers tried and this attempt's answer, in one row.
     IF v_known THEN
