@@ -4,12 +4,11 @@
  * request they make must be answered 2xx, or with the status a comment on the command promises
  * (`# 302: now away`), and a `# → {…}` line under a command is the JSON its answer must contain. So the README's examples cannot rot.
  *
- * Three things differ from a user's terminal, none in the commands themselves:
+ * Two things differ from a user's terminal, none in the commands themselves:
  * - `EXO` is set again after the README's own `export` line, to the port the test listens on (a
  *   fixed 3000 may be taken on a shared machine); `.data/admin-api-key` holds the test's admin key;
- * - `curl` is a bash function that runs the real curl and notes each answer's HTTP status;
- * - before a command that asks a callback or `simulate`, the test reloads the rules snapshot, which
- *   the service does by itself within a second of a change (a person types slower than a script).
+ * - `curl` is a bash function that runs the real curl and notes each answer's HTTP status.
+ * Nothing waits for the rules to reload: an admin write is answered once its instance has them.
  */
 import t from 'tap';
 import { spawn } from 'node:child_process';
@@ -159,7 +158,6 @@ t.test('every README example runs as written against a started service', async (
   // Twice: *Starting over* says that, with what *Trying it* set undone, the examples run again as shown.
   for (const [run, example] of [...examples.map((e) => [1, e] as const), ...examples.map((e) => [2, e] as const)]) {
     const where = `${run === 2 ? 'second run, ' : ''}README line ${example.line}: ${example.command.split('\n')[0]}`;
-    if (/\/exotel\/|\/simulate/.test(example.command)) await ctx.app.rules.reload();
     const { out, err, statuses } = await bash.run(example.command);
     if (/^export EXO=/.test(example.command)) await bash.run(`export EXO=${base}`);
     const isRequest = /^(api|curl) /.test(example.command);

@@ -30,8 +30,17 @@ const TOO_MANY = refusal(
   'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
 );
 
-/** The author of an admin change, for the audit trail. */
-export const actorOf = (request: FastifyRequest): Actor => ({ apiKeyId: request.apiKey?.id ?? null });
+/**
+ * The author of an admin change, for the audit trail; what the change announces is noted on the
+ * request, whose answer waits until this instance has loaded it (src/plugins/rules-written.ts).
+ */
+export const actorOf = (request: FastifyRequest): Actor => ({
+  apiKeyId: request.apiKey?.id ?? null,
+  announce: (payload) => {
+    request.rulesAnnounced ??= [];
+    request.rulesAnnounced.push(payload);
+  },
+});
 
 /**
  * A 401's `WWW-Authenticate` (RFC 9110 §11.6.1 requires one): RFC 6750's Bearer challenge, with

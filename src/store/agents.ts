@@ -195,6 +195,7 @@ export async function setAvailability(pool: pg.Pool, actor: Actor, number: strin
   }
   const { rowCount } = await pool.query('SELECT 1 FROM dial_group_members WHERE number = $1 LIMIT 1', [number]);
   if (!rowCount) throw new NoAgentError(number);
+  actor.announce?.(`agent:${number}`); // SET_SQL's NOTIFY
   return writeAvailability(pool, {
     number,
     mode: input.status,

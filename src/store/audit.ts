@@ -8,6 +8,11 @@ import { timeRange } from './time-range.js';
 /** Who makes an admin change: the API key's id (null for the service itself). */
 export interface Actor {
   apiKeyId: string | null;
+  /**
+   * Told each RULES_CHANNEL payload the change announces, before its commit: the admin request
+   * answers once its own instance has loaded them (src/plugins/rules-written.ts).
+   */
+  announce?: (payload: string) => void;
 }
 
 /** Postgres channel on which every committed change to routing data is announced. */
@@ -39,7 +44,9 @@ export async function recordChange(
     data: { apiKeyId: actor.apiKeyId, action, entity, entityId, before: snapshot(before), after: snapshot(after) },
   });
   if (opts.notify !== false) {
-    await tx.$executeRaw`SELECT pg_notify(${RULES_CHANNEL}, ${`${entity}:${entityId}`})`;
+    const payload = `${entity}:${entityId}`;
+    await tx.$executeRaw`SELECT pg_notify(${RULES_CHANNEL}, ${payload})`;
+    actor.announce?.(payload);
   }
 }
 

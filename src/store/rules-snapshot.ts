@@ -260,6 +260,14 @@ export class RulesCache {
     return this.reloading;
   }
 
+  /**
+   * Loads what these RULES_CHANNEL payloads announce, as their notifications will: an admin write
+   * waits for it, so that its own instance decides by the change once it is answered.
+   */
+  async loadAnnounced(payloads: Iterable<string>): Promise<void> {
+    await Promise.all([...new Set(payloads)].map((payload) => this.reload(scopeOf(payload))));
+  }
+
   /** `base` with the availability and the VIP lists `wanted` names read anew; the rest is kept as it is. */
   private async loadPart(base: RulesSnapshot, wanted: Pending, version: number): Promise<RulesSnapshot> {
     let vipLists = base.vipLists;

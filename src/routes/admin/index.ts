@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import auth from '../../plugins/auth.js';
+import rulesWritten from '../../plugins/rules-written.js';
 import { DomainError } from '../../errors.js';
 import { ErrorSchema } from '../../schemas/common.js';
 import apiKeys from './api-keys/index.js';
@@ -84,6 +85,7 @@ const admin: FastifyPluginAsync = async (app) => {
     done();
   });
   await app.register(auth);
+  await app.register(rulesWritten);
   // curl users send `Content-Type: application/json` out of habit, also on a DELETE or GET without
   // a body: an empty body is no body. Anything else goes to Fastify's own parser (prototype
   // poisoning refused as before).

@@ -100,7 +100,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         security,
         operationId: 'replaceFlow',
         summary: 'Replace a flow (rules, actions, mode)',
-        description: 'The whole flow but its slug: rules, actions, mode. Callbacks use the new rules within a second (every instance reloads them).',
+        description:
+          'The whole flow but its slug: rules, actions, mode. Answered once this instance decides by the new rules; every other instance follows within a second.',
         params: SlugParamsSchema,
         body: withExamples(FlowReplaceSchema, withoutSlug(FLOW_EXAMPLE)),
         response: { 200: FlowViewSchema, ...errors, 422: ErrorSchema },
