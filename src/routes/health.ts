@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { pendingMigrations, readMigrations } from '../store/migrate.js';
+import { callableAsBefore, dialInterface, migrationsAgainst, readMigrations, type DialInterface } from '../store/migrate.js';
 import { withDeadline } from '../lib/deadline.js';
 import { causes } from '../store/database.js';
 import { noteRefusal } from '../plugins/request-log.js';
@@ -48,6 +48,19 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   // probe, they made every instance unready from the pull to its restart: with several instances
   // built before they are restarted together, all at once, and the balancer sent callbacks nowhere.
   const ours = (await readMigrations()).map(({ name }) => ({ name }));
+  // How this version calls the dial functions in Postgres, read at the first probe that finds the
+  // database migrated by this version alone, all of it. A newer one's migration may change it (README,
+  // Upgrading): every Dial Whom and Connect callback this instance answers then fails, until it is
+  // restarted on that version, and a balancer should send them to an instance that can answer.
+  // Compared only while the database has migrations that are not ours: no cost otherwise.
+  let ownDial: DialInterface | undefined;
+  const dialFunctionsChanged = async ({ pending, unknown }: { pending: string[]; unknown: string[] }): Promise<boolean> => {
+    if (unknown.length === 0) {
+      if (pending.length === 0) ownDial ??= await dialInterface(app.db.pool, DB_CHECK_TIMEOUT_MS);
+      return false;
+    }
+    return ownDial !== undefined && !callableAsBefore(ownDial, await dialInterface(app.db.pool, DB_CHECK_TIMEOUT_MS));
+  };
   app.get(
     '/healthz',
     {
@@ -70,7 +83,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'readyz',
         summary: 'The database is reachable and migrated, routing rules are loaded, and the CDR spool is empty',
         description:
-          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, by the kind and code of its error, or `see the log` for a kind it does not name, never its host, address, user or database, which the probe\'s log line has; migrations pending; rules not loaded; CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
+          'Readiness: 200 `{"status":"ready","reasons":[]}`, else 503 `{"status":"degraded","reasons":[…]}` naming each problem (database unreachable, by the kind and code of its error, or `see the log` for a kind it does not name, never its host, address, user or database, which the probe\'s log line has; migrations pending; a newer version\'s migration that changed how the dial functions are called, which fails this instance\'s Dial Whom and Connect answers until it is restarted on that version; rules not loaded; CDRs waiting in the local spool). While Postgres is down every instance is 503 and still answers callbacks: a balancer that takes out every instance on 503 then answers no callback (README, Running several instances).',
         response: { 200: ReadySchema, 503: ReadySchema },
       },
     },
@@ -78,8 +91,16 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       const reasons: string[] = [];
       let detail = '';
       try {
-        const pending = await withDeadline(pendingMigrations(app.db.pool, ours, DB_CHECK_TIMEOUT_MS), DB_CHECK_TIMEOUT_MS, (ms) => `${DEADLINE} ${ms} ms`);
+        const checked = async () => {
+          const migrations = await migrationsAgainst(app.db.pool, ours, DB_CHECK_TIMEOUT_MS);
+          return { ...migrations, changed: await dialFunctionsChanged(migrations) };
+        };
+        const { pending, unknown, changed } = await withDeadline(checked(), DB_CHECK_TIMEOUT_MS, (ms) => `${DEADLINE} ${ms} ms`);
         if (pending.length > 0) reasons.push(`migrations not applied: ${pending.join(', ')}`);
+        if (changed)
+          reasons.push(
+            `a newer version of exoroute migrated the database (${unknown.join(', ')}) and changed how the dial functions are called: every Dial Whom and Connect callback here is answered onError; restart this instance on that version (README, Upgrading)`,
+          );
       } catch (err) {
         reasons.push(`database unreachable: ${dbErrorKind(err)}`);
         detail = `; the database's error: ${(err as Error).message.split('\n')[0]}`;

@@ -152,24 +152,31 @@ export async function applyMigrations(
  * their composite types (dial_request and dial_extra are sent by position, ROW(...)::dial_request)
  * and each dial_* function's parameter types (those with defaults counted apart) and result.
  */
-interface DialInterface {
+export interface DialInterface {
   types: Map<string, string>;
   functions: Array<{ name: string; args: string[]; required: number; result: string }>;
 }
 
-async function dialInterface(client: pg.PoolClient): Promise<DialInterface> {
+/** The dial functions' interface as the database has it now (with `timeoutMs`, each statement given up after that long). */
+export async function dialInterface(client: pg.Pool | pg.PoolClient, timeoutMs?: number): Promise<DialInterface> {
   const types = await client.query<{ name: string; attributes: string }>(
-    `SELECT t.typname AS name, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) AS attributes
+    withQueryTimeout(
+      `SELECT t.typname AS name, string_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) AS attributes
        FROM pg_type t JOIN pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       WHERE t.typname LIKE 'dial\\_%' AND t.typnamespace = current_schema()::regnamespace
       GROUP BY t.typname`,
+      timeoutMs,
+    ),
   );
   const functions = await client.query<DialInterface['functions'][number]>(
-    `SELECT p.proname AS name, p.pronargs - p.pronargdefaults AS required, pg_get_function_result(p.oid) AS result,
+    withQueryTimeout(
+      `SELECT p.proname AS name, p.pronargs - p.pronargdefaults AS required, pg_get_function_result(p.oid) AS result,
             ARRAY(SELECT format_type(u.t, NULL) FROM unnest(p.proargtypes::oid[]) WITH ORDINALITY AS u(t, i) ORDER BY u.i) AS args
        FROM pg_proc p
       WHERE p.proname LIKE 'dial\\_%' AND p.pronamespace = current_schema()::regnamespace`,
+      timeoutMs,
+    ),
   );
   return { types: new Map(types.rows.map((r) => [r.name, r.attributes])), functions: functions.rows };
 }
@@ -181,7 +188,7 @@ async function dialInterface(client: pg.PoolClient): Promise<DialInterface> {
  * with these unchanged leaves the instances of the version before answering; one that changes them
  * fails each of their calls (cannot cast type record to dial_request, function … does not exist).
  */
-function callableAsBefore(before: DialInterface, after: DialInterface): boolean {
+export function callableAsBefore(before: DialInterface, after: DialInterface): boolean {
   for (const [name, attributes] of before.types) if (after.types.get(name) !== attributes) return false;
   return before.functions.every((f) =>
     after.functions.some(
@@ -212,11 +219,26 @@ export async function pendingMigrations(
   dir: string | readonly Pick<Migration, 'name'>[] = MIGRATIONS_DIR,
   timeoutMs?: number,
 ): Promise<string[]> {
-  const migrations = typeof dir === 'string' ? await readMigrations(dir) : dir;
+  return (await migrationsAgainst(pool, typeof dir === 'string' ? await readMigrations(dir) : dir, timeoutMs)).pending;
+}
+
+/**
+ * The database's finished migrations against `ours`: those of ours it has not recorded (`pending`),
+ * and those it has that are not ours (`unknown`: a newer version of exoroute migrated it).
+ */
+export async function migrationsAgainst(
+  pool: pg.Pool,
+  ours: readonly Pick<Migration, 'name'>[],
+  timeoutMs?: number,
+): Promise<{ pending: string[]; unknown: string[] }> {
   // With a timeout, a stalled server fails the query, and the pool drops that connection.
   const { rows } = await pool.query<{ migration_name: string }>(
-    withQueryTimeout(`SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL`, timeoutMs),
+    withQueryTimeout(
+      `SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL ORDER BY migration_name`,
+      timeoutMs,
+    ),
   );
   const done = new Set(rows.map((r) => r.migration_name));
-  return migrations.filter((m) => !done.has(m.name)).map((m) => m.name);
+  const known = new Set(ours.map((m) => m.name));
+  return { pending: ours.filter((m) => !done.has(m.name)).map((m) => m.name), unknown: [...done].filter((name) => !known.has(name)) };
 }

@@ -142,3 +142,40 @@ t.test("README's Operations and the OpenAPI description quote /readyz's 200 body
   };
   t.ok(doc.paths['/readyz']!.get.description.includes(`200 \`${body}\``), `OpenAPI: 200 ${body}`);
 });
+
+t.test(
+  '/readyz is 503 once a newer version migrated the database and changed how the dial functions are called (its dial answers all fail), and stays 200 for a newer migration that did not',
+  async (t) => {
+    const { app, admin, db } = await buildTestApp(t);
+    const group = { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '+919812345678', priority: 1 }] };
+    t.equal((await admin({ method: 'POST', url: '/admin/dial-groups', payload: group })).statusCode, 201);
+    const flow = { slug: 'agents', name: 'Agents', type: 'dial', rules: [], otherwise: { dialGroup: 'sales' }, onError: { numbers: ['+918047110000'] } };
+    t.equal((await admin({ method: 'POST', url: '/admin/flows', payload: flow })).statusCode, 201);
+    for (let i = 0; i < 300 && !app.rules.current?.flows.has('agents'); i++) await new Promise((r) => setTimeout(r, 10));
+    const probe = () => app.inject({ method: 'GET', url: '/readyz' });
+    const dialWhom = (sid: string) => app.inject({ method: 'GET', url: `/exotel/dial-whom/agents?CallSid=${sid}&CallFrom=09800000001` });
+    t.equal((await probe()).statusCode, 200, 'ready on its own version');
+
+    // A newer version's migration that leaves the dial functions as they were called: still ready.
+    const record = (name: string) =>
+      db.pool.query(
+        `INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at, finished_at, applied_steps_count) VALUES (gen_random_uuid(), 'x', $1, now(), now(), 1)`,
+        [name],
+      );
+    await record('20991231000000_a_newer_index');
+    t.equal((await probe()).statusCode, 200, 'a newer migration that leaves the dial functions as they were: ready');
+
+    // One that adds an attribute to a type this version sends by position (as 20261206230000 did).
+    await db.pool.query('ALTER TYPE dial_extra ADD ATTRIBUTE from_a_newer_version BOOLEAN');
+    await record('20991231000001_dial_extra_grows');
+    t.equal((await dialWhom('incompatible')).body, '+918047110000', "this instance's dial answers are the flow's onError");
+    const res = await probe();
+    t.equal(res.statusCode, 503);
+    t.same(res.json(), {
+      status: 'degraded',
+      reasons: [
+        'a newer version of exoroute migrated the database (20991231000000_a_newer_index, 20991231000001_dial_extra_grows) and changed how the dial functions are called: every Dial Whom and Connect callback here is answered onError; restart this instance on that version (README, Upgrading)',
+      ],
+    });
+  },
+);
