@@ -219,13 +219,15 @@ export async function ensureBootstrapKey(
        RETURNING ${BOOTSTRAP_ROW}`,
       [BOOTSTRAP_KEY_ID, hashKey(key), prefixOf(key)],
     );
-    // A restart with another ADMIN_API_KEY (or key file) replaces an admin credential: audited like
-    // a key made or revoked through the API, by the service itself, with the keys' prefixes only.
+    // The first start makes an admin credential, and a restart with another ADMIN_API_KEY (or key
+    // file) replaces one: audited like a key made or revoked through the API, by the service
+    // itself, with the keys' prefixes only.
     const was = before.rows[0];
-    if (was && was.hash !== hashKey(key)) {
-      await client.query(`INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after) VALUES (NULL, 'replace', 'api-key', $1, $2, $3)`, [
+    if (!was || was.hash !== hashKey(key)) {
+      await client.query(`INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after) VALUES (NULL, $1, 'api-key', $2, $3, $4)`, [
+        was ? 'replace' : 'create',
         BOOTSTRAP_KEY_ID,
-        shown(was),
+        was ? shown(was) : null,
         shown(after.rows[0]!),
       ]);
     }

@@ -94,8 +94,13 @@ t.test('admin API keys', async (t) => {
     t.equal(listed.revokedAt, revokedAt, 'GET lists it with that revokedAt');
     const audit = (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json();
     t.same(
-      audit.items.map((a: { action: string }) => a.action),
-      ['revoke', 'create'],
+      audit.items.map((a: { action: string; apiKeyId: string | null }) => [a.action, a.apiKeyId]),
+      [
+        ['revoke', BOOTSTRAP_KEY_ID],
+        ['create', BOOTSTRAP_KEY_ID],
+        ['create', null],
+      ],
+      "the viewer key's revocation and creation by the bootstrap key, and the bootstrap key's own creation by the service",
     );
     t.equal(audit.items[0].apiKeyId, BOOTSTRAP_KEY_ID, 'the audit names the key that acted');
     t.notOk(JSON.stringify(audit).includes(viewerKey), 'the audit trail never holds a key');
@@ -122,16 +127,16 @@ t.test('a restart with another bootstrap key is in the audit trail, by the servi
   // It was not: an admin credential replaced without a trace (a security review's finding).
   const { app, admin, db } = await buildTestApp(t);
   const trail = async () => (await admin({ method: 'GET', url: '/admin/audit?entity=api-key' })).json().items;
-  t.same(await trail(), [], 'nothing yet');
+  t.match(await trail(), [{ action: 'create' }], "the first start's creation only");
   // What a restart with the same key does: nothing changed, nothing audited.
   await ensureBootstrapKey(db.pool, { configuredKey: ADMIN_KEY, dataDir: '/nonexistent' });
-  t.same(await trail(), [], 'the same key again is no change');
+  t.equal((await trail()).length, 1, 'the same key again is no change');
   const replacement = 'Repl4cement-key-77';
   await ensureBootstrapKey(db.pool, { configuredKey: replacement, dataDir: '/nonexistent' });
   const res = await app.inject({ method: 'GET', url: '/admin/audit?entity=api-key', headers: { authorization: `Bearer ${replacement}` } });
   t.equal(res.statusCode, 200, 'the new key works');
   const items = res.json().items;
-  t.equal(items.length, 1, 'one entry');
+  t.equal(items.length, 2, 'one entry more');
   t.match(items[0], {
     apiKeyId: null,
     action: 'replace',
@@ -144,8 +149,31 @@ t.test('a restart with another bootstrap key is in the audit trail, by the servi
   t.notOk(stored.includes(ADMIN_KEY) || stored.includes(replacement), 'neither key is stored in the trail');
   t.notOk(stored.includes('hash'), 'nor a hash');
   await ensureBootstrapKey(db.pool, { configuredKey: replacement, dataDir: '/nonexistent' });
-  t.equal(await db.prisma.auditEntry.count(), 1, 'the next restart with it audits nothing more');
+  t.equal(await db.prisma.auditEntry.count(), 2, 'the next restart with it audits nothing more');
 });
+
+t.test(
+  "the first start's bootstrap key, from ADMIN_API_KEY or generated, is in the audit trail as created by the service, with its prefix and never the key; instances starting at once audit it once",
+  async (t) => {
+    // It was not, while a later change of it was: the trail began with a `replace` of a credential it never showed being made.
+    for (const configuredKey of ['Ch0sen-bootstrap-key-1', undefined]) {
+      const db = await migratedDatabase(t);
+      const dataDir = await mkdtemp(path.join(os.tmpdir(), 'exoroute-data-'));
+      // Instances given one ADMIN_API_KEY may start at once; a generated key is one instance's (its DATA_DIR).
+      const starts = configuredKey ? 3 : 1;
+      await Promise.all(Array.from({ length: starts }, () => ensureBootstrapKey(db.pool, { configuredKey, dataDir })));
+      const { key } = await ensureBootstrapKey(db.pool, { configuredKey, dataDir });
+      const { rows } = await db.pool.query<{ api_key_id: string | null; action: string; entity_id: string; before: unknown; after: { prefix: string } }>(
+        `SELECT api_key_id, action, entity_id, before, after FROM audit_entries WHERE entity = 'api-key'`,
+      );
+      const source = configuredKey ? 'ADMIN_API_KEY' : 'generated';
+      t.match(rows, [{ api_key_id: null, action: 'create', entity_id: BOOTSTRAP_KEY_ID, before: null, after: { name: 'bootstrap', role: 'admin' } }], source);
+      t.equal(rows.length, 1, `${source}: one entry, however many starts`);
+      t.equal(rows[0]?.after.prefix, key.slice(0, configuredKey ? 4 : 10), `${source}: its prefix`);
+      t.notOk(JSON.stringify(rows).includes(key), `${source}: never the key`);
+    }
+  },
+);
 
 t.test('a viewer key cannot read most of an operator-chosen bootstrap key from its prefix', async (t) => {
   const { app, admin, db } = await buildTestApp(t);
