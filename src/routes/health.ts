@@ -12,7 +12,7 @@ const DB_CHECK_TIMEOUT_MS = 1000;
  * What /readyz says of a database error by its code. /readyz needs no key and is often public: the
  * error's message names the host, address, user or database, which go to the probe's log line only.
  */
-const DB_ERROR_KINDS: Record<string, string> = {
+export const DB_ERROR_KINDS: Record<string, string> = {
   ECONNREFUSED: 'connection refused',
   ECONNRESET: 'connection reset',
   ETIMEDOUT: 'connection timed out',

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
+import { DB_ERROR_KINDS } from '../../src/routes/health.js';
 import { buildTestApp, capturedLog, quietLog } from '../helper.js';
 
 t.test('/healthz is up and /readyz is ready on a migrated database', async (t) => {
@@ -179,3 +180,10 @@ t.test(
     });
   },
 );
+
+t.test("README's Operations names every kind of database error /readyz names, with its code, as /readyz words it", async (t) => {
+  // It listed five and `…`: an operator reading `starting up (57P03)` or `connection not authorised (28000)` found neither.
+  const { readFileSync } = await import('node:fs');
+  const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
+  for (const [code, kind] of Object.entries(DB_ERROR_KINDS)) t.ok(readme.includes(`\`${kind} (${code})\``), `${kind} (${code})`);
+});
