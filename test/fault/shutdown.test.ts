@@ -80,9 +80,10 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
       (err: Error) => `error: ${err.message}`,
     ),
   );
-  // In flight: the CDR writer's COPY waits on the lock. Then a moment more, so that every request
-  // has been read (a request Node has not read yet counts as an idle connection, closed at SIGTERM).
-  await lockWaiters(t, db.pool, 1, { query: 'COPY cdrs %' });
+  // In flight: the CDR writer's batch (a prepared INSERT when small, else a COPY) waits on the lock.
+  // Then a moment more, so that every request has been read (a request Node has not read yet counts
+  // as an idle connection, closed at SIGTERM).
+  await lockWaiters(t, db.pool, 1, { query: '% cdrs (received_at, %' });
   await sleep(500);
   const termAt = performance.now();
   server.kill('SIGTERM');

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { capturedLog, migratedDatabase, quietLog } from '../helper.js';
-import { CdrWriter, newIdempotencyKey, type CdrRecord } from '../../src/store/cdr-writer.js';
+import { CdrWriter, MAX_PREPARED_ROWS, newIdempotencyKey, type CdrRecord } from '../../src/store/cdr-writer.js';
 import { CdrSpool } from '../../src/store/cdr-spool.js';
 import type { Database } from '../../src/store/database.js';
 
@@ -41,6 +41,14 @@ const record = (over: Partial<CdrRecord> = {}): CdrRecord => ({
   ...over,
 });
 
+/** The two ways a batch goes in: small ones as a prepared INSERT, larger ones with COPY. */
+const WAYS = [
+  { way: 'prepared INSERT', size: 1 },
+  { way: 'COPY', size: MAX_PREPARED_ROWS + 1 },
+];
+/** `size - 1` plain CDRs to share a batch with the one under test. */
+const mates = (size: number, prefix: string) => Array.from({ length: size - 1 }, (_, i) => record({ callSid: `${prefix}${i}` }));
+
 t.test('idempotency keys are UUIDv7: the time in ms first, so later keys sort later; random otherwise', async (t) => {
   const at = Date.UTC(2026, 10, 21, 3, 30);
   const key = newIdempotencyKey(at);
@@ -58,6 +66,23 @@ t.test('CDRs handed over together share one insert and one commit', async (t) =>
   t.equal(writer.stats.batches, 1);
   t.equal(writer.stats.records, 500);
   t.equal(await db.prisma.cdr.count(), 500);
+});
+
+t.test('a CDR alone (one callback at a time) goes in as a prepared INSERT, parsed once per connection; larger batches with COPY', async (t) => {
+  const db = await migratedDatabase(t);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  t.teardown(() => pool.end());
+  const writer = new CdrWriter(pool, quietLog);
+  for (let i = 0; i < 3; i++) t.equal(await writer.write(record({ callSid: `alone${i}` })), 'committed');
+  await Promise.all(Array.from({ length: MAX_PREPARED_ROWS + 1 }, (_, i) => writer.write(record({ callSid: `together${i}` }))));
+  t.equal(writer.stats.lastBatchSize, MAX_PREPARED_ROWS + 1);
+  const { rows } = await pool.query<{ name: string }>(`SELECT name FROM pg_prepared_statements WHERE name LIKE 'cdr-%' ORDER BY name`);
+  t.same(
+    rows.map((r) => r.name),
+    ['cdr-insert-1'],
+    'one statement for the CDRs that came alone; none for the larger batch',
+  );
+  t.equal(await db.prisma.cdr.count(), 3 + MAX_PREPARED_ROWS + 1);
 });
 
 t.test('batches are capped at maxBatch', async (t) => {
@@ -103,67 +128,77 @@ t.test('every field is stored as given; a replayed idempotency key is stored onc
   t.equal(rows[0]!.receivedAt.toISOString(), r.receivedAt.toISOString());
 });
 
-t.test('COPY text: tabs, newlines, carriage returns, backslashes and \\N arrive as given, in text and JSON columns', async (t) => {
-  const db = await migratedDatabase(t);
-  const writer = new CdrWriter(db.pool, quietLog);
-  const tricky = 'a\tb\nc\rd\\e\\N f\\\\g\\t';
-  const r = record({
-    callSid: 'tricky',
-    reason: tricky,
-    responseBody: '\\N',
-    customField: '',
-    digits: null,
-    params: { CallSid: 'tricky', [tricky]: tricky, nested: '{"x":"\\u00e9"}' },
-    decision: { trace: [tricky, 'é ✓ 🙂'] },
-    legs: [],
-    handlingMs: 0.000123,
-    attempt: 2_000_000_000,
-    httpStatus: 302,
+for (const { way, size } of WAYS) {
+  t.test(`${way}: tabs, newlines, carriage returns, backslashes and \\N arrive as given, in text and JSON columns`, async (t) => {
+    const db = await migratedDatabase(t);
+    const writer = new CdrWriter(db.pool, quietLog);
+    const tricky = 'a\tb\nc\rd\\e\\N f\\\\g\\t';
+    const r = record({
+      callSid: 'tricky',
+      reason: tricky,
+      responseBody: '\\N',
+      customField: '',
+      digits: null,
+      params: { CallSid: 'tricky', [tricky]: tricky, nested: '{"x":"\\u00e9"}' },
+      decision: { trace: [tricky, 'é ✓ 🙂'] },
+      legs: [],
+      handlingMs: 0.000123,
+      attempt: 2_000_000_000,
+      httpStatus: 302,
+    });
+    const fates = await Promise.all([writer.write(r), ...mates(size, 'mate').map((m) => writer.write(m))]);
+    t.same(fates, Array(size).fill('committed'));
+    t.equal(writer.stats.lastBatchSize, size);
+    const stored = await db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tricky' } });
+    t.equal(stored.reason, tricky);
+    t.equal(stored.responseBody, '\\N', 'a literal backslash-N is text, not NULL');
+    t.equal(stored.customField, '', 'an empty string is not NULL');
+    t.equal(stored.digits, null);
+    t.same(stored.params, r.params);
+    t.same(stored.decision, r.decision);
+    t.same(stored.legs, []);
+    t.equal(stored.handlingMs, 0.000123);
+    t.equal(stored.attempt, 2_000_000_000);
+    t.equal(stored.httpStatus, 302);
   });
-  t.equal(await writer.write(r), 'committed');
-  const stored = await db.prisma.cdr.findFirstOrThrow({ where: { callSid: 'tricky' } });
-  t.equal(stored.reason, tricky);
-  t.equal(stored.responseBody, '\\N', 'a literal backslash-N is text, not NULL');
-  t.equal(stored.customField, '', 'an empty string is not NULL');
-  t.equal(stored.digits, null);
-  t.same(stored.params, r.params);
-  t.same(stored.decision, r.decision);
-  t.same(stored.legs, []);
-  t.equal(stored.handlingMs, 0.000123);
-  t.equal(stored.attempt, 2_000_000_000);
-  t.equal(stored.httpStatus, 302);
-});
+}
 
-t.test('a live batch COPY refuses (a key already stored) goes in again with ON CONFLICT: the rest of the batch is kept', async (t) => {
-  const db = await migratedDatabase(t);
-  const writer = new CdrWriter(db.pool, quietLog);
-  const stored = record({ callSid: 'first' });
-  await writer.write(stored);
-  const fates = await Promise.all([writer.write(record({ callSid: 'mate' })), writer.write({ ...stored, callSid: 'again' })]);
-  t.same(fates, ['committed', 'committed']);
-  t.same(
-    (await db.prisma.cdr.findMany({ orderBy: { id: 'asc' } })).map((c) => c.callSid),
-    ['first', 'mate'],
-    'the duplicate skipped, its batch mate stored',
-  );
-});
+for (const { way, size } of WAYS) {
+  t.test(`a live batch the ${way} refuses (a key already stored) goes in again with ON CONFLICT: the rest of the batch is kept`, async (t) => {
+    const db = await migratedDatabase(t);
+    const writer = new CdrWriter(db.pool, quietLog);
+    const stored = record({ callSid: 'first' });
+    await writer.write(stored);
+    const batch = [...mates(size + 1, 'mate'), { ...stored, callSid: 'again' }];
+    t.same(await Promise.all(batch.map((r) => writer.write(r))), Array(size + 1).fill('committed'));
+    t.equal(writer.stats.lastBatchSize, size + 1);
+    t.same(
+      (await db.prisma.cdr.findMany({ orderBy: { id: 'asc' } })).map((c) => c.callSid),
+      ['first', ...batch.slice(0, -1).map((r) => r.callSid)],
+      'the duplicate skipped, its batch mates stored',
+    );
+  });
+}
 
-t.test('a COPY still unanswered after queryTimeoutMs is abandoned: its connection is dropped and the CDRs spooled', async (t) => {
-  const db = await migratedDatabase(t);
-  const spool = await tempSpool(t);
-  const writer = new CdrWriter(db.pool, quietLog, { spool, queryTimeoutMs: 300, replayIntervalMs: 3_600_000 });
-  t.teardown(() => writer.close());
-  const unlock = await lockCdrs(db);
-  const t0 = performance.now();
-  t.same(await Promise.all([writer.write(record({ callSid: 'held-1' })), writer.write(record({ callSid: 'held-2' }))]), ['spooled', 'spooled']);
-  t.ok(performance.now() - t0 < 2000, 'given up after the timeout');
-  t.equal(writer.stats.failures, 1);
-  await unlock();
-  t.equal(await writer.write(record({ callSid: 'after' })), 'committed', 'the pool was not handed a connection stuck mid-COPY');
-  t.equal(await writer.replayNow(), 2);
-  await new Promise((r) => setTimeout(r, 200)); // the abandoned COPY may still commit on its own (as a late commit would)
-  t.equal(await db.prisma.cdr.count(), 3, 'each stored once');
-});
+for (const { way, size } of WAYS) {
+  t.test(`a ${way} still unanswered after queryTimeoutMs is abandoned: its connection is dropped and the CDRs spooled`, async (t) => {
+    const db = await migratedDatabase(t);
+    const spool = await tempSpool(t);
+    const writer = new CdrWriter(db.pool, quietLog, { spool, queryTimeoutMs: 300, replayIntervalMs: 3_600_000 });
+    t.teardown(() => writer.close());
+    const unlock = await lockCdrs(db);
+    const t0 = performance.now();
+    const held = [record({ callSid: 'held' }), ...mates(size, 'held-')];
+    t.same(await Promise.all(held.map((r) => writer.write(r))), Array(size).fill('spooled'));
+    t.ok(performance.now() - t0 < 2000, 'given up after the timeout');
+    t.equal(writer.stats.failures, 1);
+    await unlock();
+    t.equal(await writer.write(record({ callSid: 'after' })), 'committed', 'the pool was not handed a connection stuck mid-statement');
+    t.equal(await writer.replayNow(), size);
+    await new Promise((r) => setTimeout(r, 200)); // the abandoned batch may still commit on its own (as a late commit would)
+    t.equal(await db.prisma.cdr.count(), size + 1, 'each stored once');
+  });
+}
 
 t.test('a failed commit rejects every CDR of its batch, and the writer goes on', async (t) => {
   const db = await migratedDatabase(t);
@@ -239,16 +274,21 @@ async function turnCountingPool(t: Test, url: string): Promise<{ pool: pg.Pool; 
   return { pool, turns: () => turns };
 }
 
-t.test('a batch costs one round trip: the COPY data is sent with the statement, on the connection the lane keeps', async (t) => {
-  const db = await migratedDatabase(t);
-  const { pool, turns } = await turnCountingPool(t, db.url);
-  const writer = new CdrWriter(pool, quietLog);
-  await writer.write(record({ callSid: 'connects' })); // the connection and its handshake
-  const before = turns();
-  await Promise.all([writer.write(record({ callSid: 'one' })), writer.write(record({ callSid: 'two' }))]);
-  t.equal(turns() - before, 1, 'COPY, its data and its end in one turn (pg-copy-streams waits for CopyInResponse: two)');
-  t.equal(await db.prisma.cdr.count(), 3);
-});
+for (const { way, size } of WAYS) {
+  t.test(`a batch costs one round trip: the ${way} is sent with its data, on the connection the lane keeps`, async (t) => {
+    const db = await migratedDatabase(t);
+    const { pool, turns } = await turnCountingPool(t, db.url);
+    const writer = new CdrWriter(pool, quietLog);
+    await writer.write(record({ callSid: 'connects' })); // the connection and its handshake
+    const before = turns();
+    // A batch of two: its prepared INSERT is parsed now, in the same turn.
+    const batch = [record({ callSid: 'one' }), ...mates(Math.max(size, 2), 'mate')];
+    await Promise.all(batch.map((r) => writer.write(r)));
+    t.equal(writer.stats.lastBatchSize, batch.length);
+    t.equal(turns() - before, 1, 'statement and data in one turn (pg-copy-streams waits for CopyInResponse: two)');
+    t.equal(await db.prisma.cdr.count(), batch.length + 1);
+  });
+}
 
 t.test('a CDR handed over by the last callback a lane resumes still gets a lane (one in flight at most)', async (t) => {
   const db = await migratedDatabase(t);
@@ -657,16 +697,16 @@ t.test('while one batch waits on Postgres the next is inserted alongside, up to 
     writes.push(writer.write(record({ callSid: `lane${i}` })));
     await new Promise((r) => setTimeout(r, 15)); // each arrives while the earlier ones wait
   }
-  // Each lane's COPY reaches Postgres once its connection is made, which on a loaded machine can take
+  // Each lane's batch reaches Postgres once its connection is made, which on a loaded machine can take
   // longer than the writes above: wait for the three (a fixed moment saw 1 when connecting took 150 ms).
   const waiting = async () =>
     (
       await db.pool.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'COPY cdrs%' AND wait_event_type = 'Lock'`,
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND (query LIKE 'COPY cdrs%' OR query LIKE 'INSERT INTO cdrs%') AND wait_event_type = 'Lock'`,
       )
     ).rows[0]!.n;
   for (let i = 0; i < 500 && (await waiting()) < 3; i++) await new Promise((r) => setTimeout(r, 20));
-  t.equal(await waiting(), 3, 'three COPYs in flight, no more');
+  t.equal(await waiting(), 3, 'three batches in flight, no more');
   await unlock();
   t.same(new Set(await Promise.all(writes)), new Set(['committed']));
   t.equal(await db.prisma.cdr.count(), 10);
