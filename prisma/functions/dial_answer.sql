@@ -290,9 +290,10 @@ $$;
 -- previewing). Only members who may be offered now take turns: the others (p_held: away, off
 -- shift, switched off, tried, busy, wrapping up, paused) follow them, in base order (else the
 -- member after one who is away or on a call would get their turns). A group that is gone (deleted
--- while a snapshot still named it) starts at its first member. dial_offer() calls it when the call
--- is first offered the tier, so a call that finds nobody free in it (answered again later, a hold
--- loop) or is offered an earlier tier takes no turn of it then.
+-- while a snapshot still named it) starts at its first member; its sequence is named by its slug
+-- (dial_group_rr_sequence(), below), so no statement looks it up. dial_offer() calls it when the
+-- call is first offered the tier, so a call that finds nobody free in it (answered again later, a
+-- hold loop) or is offered an earlier tier takes no turn of it then.
 CREATE OR REPLACE FUNCTION dial_turn(p_slice TEXT[], p_held TEXT[], p_group TEXT, p_preview BOOLEAN) RETURNS TEXT[]
 LANGUAGE plpgsql
 AS $$
@@ -304,7 +305,7 @@ DECLARE
     v_pass  INT;
     v_first TEXT;
 BEGIN
-    SELECT to_regclass(format('%I', 'dial_group_rr_' || g.id)) INTO v_rr FROM dial_groups g WHERE g.slug = p_group;
+    v_rr := to_regclass('dial_group_rr_' || md5(p_group));
     IF v_rr IS NULL THEN
         v_shift := 0;
     ELSIF p_preview THEN
@@ -387,6 +388,7 @@ DECLARE
     v_held     TEXT[];
     v_reported JSONB;
     v_offered  BOOLEAN;
+    v_unflowed BOOLEAN;
     v_agent    TEXT;
     v_since    TIMESTAMPTZ;
     v_setting  TEXT;
@@ -435,8 +437,9 @@ BEGIN
     v_known := FOUND;
 
     -- A later request: the numbers this flow has rung in the call (its dial events' offers), which
-    -- the answer puts after those it has not rung yet.
-    IF v_known THEN
+    -- the answer puts after those it has not rung yet. A request that reports an offer of the call
+    -- reads them below, once it holds the agent's lock, with what its report needs to know.
+    IF v_known AND v_offered IS NOT TRUE THEN
         v_before := ARRAY(SELECT o.number FROM agent_offers o WHERE o.call_sid = req.call_sid AND o.flow_slug = req.flow_slug);
     END IF;
     -- The flow back at this Connect after its other branch (If nobody answers → a Greeting, "please
@@ -497,7 +500,16 @@ BEGIN
                     END IF;
                 END IF;
             END IF;
-            PERFORM agent_offer_claim(req.call_sid, more.reported_agent, req.flow_slug, v_since);
+            -- This flow's offers in the call (v_before, above; a hold loop's numbers already there),
+            -- and whether one of the agent's was recorded without its flow: only then can
+            -- agent_offer_claim() give it this flow (rarely: events URLs of the version before).
+            SELECT COALESCE(array_agg(o.number) FILTER (WHERE o.flow_slug = req.flow_slug), '{}') || v_before,
+                   bool_or(o.number = more.reported_agent AND o.flow_slug = '')
+              INTO v_before, v_unflowed
+              FROM agent_offers o WHERE o.call_sid = req.call_sid;
+            IF v_unflowed THEN
+                PERFORM agent_offer_claim(req.call_sid, more.reported_agent, req.flow_slug, v_since);
+            END IF;
             v_reported := jsonb_build_object('agent', more.reported_agent, 'group', v_group)
                 || dial_offer_ended(req.call_sid, more.reported_agent, req.flow_slug, v_group,
                        CASE WHEN more.reported_status = 'completed' THEN 'answered' ELSE more.reported_status END, true, req.at,
@@ -1000,22 +1012,25 @@ BEGIN
 END
 $$;
 
--- A dial group's round-robin position is a sequence, dial_group_rr_<id>: nextval() takes no row
--- lock and leaves no dead tuple, and is shared by every instance. A sequence does not roll back: a
--- call whose transaction fails after taking a position leaves a gap (the rotation skips one member
--- once). Created and dropped with the group, by the trigger dial_groups_rr_sequence (migration
--- 20261124000000_dial_answer_rotation_sequence). DROP first: TRUNCATE … RESTART IDENTITY does not
--- fire DELETE triggers and may hand out the id of a group whose sequence is still there.
+-- A dial group's round-robin position is a sequence, dial_group_rr_<md5 of its slug>: nextval()
+-- takes no row lock and leaves no dead tuple, and is shared by every instance. A sequence does not
+-- roll back: a call whose transaction fails after taking a position leaves a gap (the rotation
+-- skips one member once). Named by the slug (which never changes; its md5 keeps the name within
+-- Postgres' 63 bytes), so that dial_turn() finds it without reading dial_groups (migration
+-- 20261210017900; dial_group_rr_<id> before). Created and dropped with the group, by the trigger
+-- dial_groups_rr_sequence (migration 20261124000000_dial_answer_rotation_sequence). DROP first:
+-- TRUNCATE does not fire DELETE triggers and may leave the sequence of a group whose slug is used
+-- again.
 CREATE OR REPLACE FUNCTION dial_group_rr_sequence() RETURNS trigger
 LANGUAGE plpgsql
 AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        EXECUTE format('DROP SEQUENCE IF EXISTS %I', 'dial_group_rr_' || OLD.id);
+        EXECUTE format('DROP SEQUENCE IF EXISTS %I', 'dial_group_rr_' || md5(OLD.slug));
         RETURN OLD;
     END IF;
-    EXECUTE format('DROP SEQUENCE IF EXISTS %I', 'dial_group_rr_' || NEW.id);
-    EXECUTE format('CREATE SEQUENCE %I AS bigint MINVALUE 0 START 0', 'dial_group_rr_' || NEW.id);
+    EXECUTE format('DROP SEQUENCE IF EXISTS %I', 'dial_group_rr_' || md5(NEW.slug));
+    EXECUTE format('CREATE SEQUENCE %I AS bigint MINVALUE 0 START 0', 'dial_group_rr_' || md5(NEW.slug));
     RETURN NEW;
 END
 $$;

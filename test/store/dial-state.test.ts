@@ -5,6 +5,7 @@
  * as they were written in TypeScript before issue 6) over random groups, agent facts, sticky
  * connections and attempts; and for concurrency. The migrations that led there are tested at the end.
  */
+import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import net from 'node:net';
@@ -147,19 +148,17 @@ type Scenario = typeof scenarioArb extends fc.Arbitrary<infer S> ? S : never;
 
 const CALLER = '+919800000001';
 
-/** A group's round-robin position: the next value of its sequence, dial_group_rr_<id>. */
+/** A group's rotation sequence: dial_group_rr_<md5 of its slug> (migration 20261210017900). */
+const rrSequence = (slug: string) => `dial_group_rr_${createHash('md5').update(slug).digest('hex')}`;
+
+/** A group's round-robin position: the next value of its sequence. */
 async function rrPosition(pool: pg.Pool, slug = 'sales'): Promise<number> {
-  const {
-    rows: [group],
-  } = await pool.query<{ id: number }>('SELECT id FROM dial_groups WHERE slug = $1', [slug]);
-  const { rows } = await pool.query<{ next: string }>(
-    `SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM dial_group_rr_${group!.id}`,
-  );
+  const { rows } = await pool.query<{ next: string }>(`SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END AS next FROM ${rrSequence(slug)}`);
   return Number(rows[0]!.next);
 }
 
 async function setRrPosition(pool: pg.Pool, position: number, slug = 'sales'): Promise<void> {
-  await pool.query(`SELECT setval(format('dial_group_rr_%s', id), $2, false) FROM dial_groups WHERE slug = $1`, [slug, position]);
+  await pool.query('SELECT setval($1, $2, false)', [rrSequence(slug), position]);
 }
 
 async function seed(pool: pg.Pool, s: Scenario) {
@@ -775,16 +774,16 @@ async function twoInstances(t: Test, mode: 'alone' | 'batched') {
 t.test("a group's rotation sequence is created and dropped with the group", async (t) => {
   const db = await migratedDatabase(t);
   const { pool } = db;
-  const sequence = async (id: number) => (await pool.query('SELECT to_regclass($1) AS seq', [`dial_group_rr_${id}`])).rows[0].seq as string | null;
+  const sequence = async () => (await pool.query('SELECT to_regclass($1) AS seq', [rrSequence('sales')])).rows[0].seq as string | null;
   const {
     rows: [group],
   } = await pool.query<{ id: number }>(
     `INSERT INTO dial_groups (slug, name, strategy, connect, updated_at) VALUES ('sales', 'Sales', 'round_robin', '{}', now()) RETURNING id`,
   );
-  t.equal(await sequence(group!.id), `dial_group_rr_${group!.id}`);
+  t.equal(await sequence(), rrSequence('sales'));
   t.equal(await rrPosition(pool), 0, 'a new group starts at its first member');
   await pool.query('DELETE FROM dial_groups WHERE id = $1', [group!.id]);
-  t.equal(await sequence(group!.id), null, 'gone with the group');
+  t.equal(await sequence(), null, 'gone with the group');
   const req: AttemptRequest = {
     key: { callSid: 'd1', endpoint: 'dial-whom', flowSlug: 'agents' },
     attemptKey: '|',
@@ -814,6 +813,20 @@ async function migratedBefore(t: Test, before: string): Promise<pg.Pool> {
   await applyMigrations(pool, `${dir}/`);
   return pool;
 }
+
+t.test("the migration that names rotation sequences by slug carries each group's position over", async (t) => {
+  const pool = await migratedBefore(t, '20261210017900');
+  const { rows: groups } = await pool.query<{ id: number }>(
+    `INSERT INTO dial_groups (slug, name, strategy, connect, updated_at)
+       VALUES ('sales', 'Sales', 'round_robin', '{}', now()), ('support', 'Support', 'round_robin', '{}', now()) RETURNING id`,
+  );
+  await pool.query(`SELECT setval(format('dial_group_rr_%s', $1::int), 3, false)`, [groups[0]!.id]);
+  await applyMigrations(pool);
+  t.equal(await rrPosition(pool, 'sales'), 3);
+  t.equal(await rrPosition(pool, 'support'), 0);
+  const { rows } = await pool.query(`SELECT relname FROM pg_class WHERE relkind = 'S' AND relname LIKE 'dial\\_group\\_rr\\_%' ORDER BY relname`);
+  t.same(rows.map((r) => r.relname).sort(), [rrSequence('sales'), rrSequence('support')].sort(), 'the sequences named by id are gone');
+});
 
 t.test("the migration to rotation sequences carries each group's position over", async (t) => {
   const pool = await migratedBefore(t, '20261124000000');
