@@ -210,6 +210,9 @@ export async function ensureBootstrapKey(
   if (taken.rows[0]) throw new BootstrapKeyTakenError(file ?? 'ADMIN_API_KEY', taken.rows[0]);
   await inTransaction(pool, 'BEGIN', async (client) => {
     // Locked: of two instances starting with a new key, the second finds it stored, and audits nothing.
+    // The lock first: a row not there yet (the first start) takes no FOR UPDATE lock. Two-int key
+    // ('boot'), a key space apart from the migrator's and the retention job's bigint keys.
+    await client.query('SELECT pg_advisory_xact_lock(1651470196, 0)');
     const before = await client.query<{ hash: string } & BootstrapRow>(`SELECT hash, ${BOOTSTRAP_ROW} FROM api_keys WHERE id = $1 FOR UPDATE`, [
       BOOTSTRAP_KEY_ID,
     ]);

@@ -160,7 +160,7 @@ t.test(
       const db = await migratedDatabase(t);
       const dataDir = await mkdtemp(path.join(os.tmpdir(), 'exoroute-data-'));
       // Instances given one ADMIN_API_KEY may start at once; a generated key is one instance's (its DATA_DIR).
-      const starts = configuredKey ? 3 : 1;
+      const starts = configuredKey ? 8 : 1;
       await Promise.all(Array.from({ length: starts }, () => ensureBootstrapKey(db.pool, { configuredKey, dataDir })));
       const { key } = await ensureBootstrapKey(db.pool, { configuredKey, dataDir });
       const { rows } = await db.pool.query<{ api_key_id: string | null; action: string; entity_id: string; before: unknown; after: { prefix: string } }>(
