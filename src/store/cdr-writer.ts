@@ -5,6 +5,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { CdrRow, CdrSpool } from './cdr-spool.js';
 import { CDR_FIELDS, columnOf, type CdrRecord } from './cdr-columns.js';
 import { Tally } from '../lib/tally.js';
+import { isoInstant } from '../lib/iso-instant.js';
 import { QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 export type { CdrRecord };
@@ -59,7 +60,7 @@ const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\n': '\\n', '\r': 
 function fieldText(isJson: boolean, v: unknown): string | null {
   if (v === null || v === undefined) return null;
   if (typeof v === 'number') return String(v);
-  if (v instanceof Date) return v.toISOString();
+  if (v instanceof Date) return isoInstant(v) ?? v.toISOString();
   if (isJson) {
     const s = JSON.stringify(v);
     // JSON text has no raw tab or line break, and every escape (\u0000 and lone surrogates

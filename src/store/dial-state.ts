@@ -4,6 +4,7 @@ import type { FastifyBaseLogger as Logger } from 'fastify';
 import type { DialOffer, DialRequest } from '../routing/dial/request.js';
 import type { AgentEvent } from '../routing/dial/event.js';
 import { Tally } from '../lib/tally.js';
+import { isoInstant } from '../lib/iso-instant.js';
 import { QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 /**
@@ -21,6 +22,9 @@ import { QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
  */
 export function asDialRequest(req: DialRequest) {
   const { key, plan } = req;
+  // Instants as their JSON text (what JSON.stringify would write, and a timestamptz Postgres reads
+  // alike): a Date's toJSON() takes a batch's JSON.stringify off V8's fast path (bench/HISTORY.md).
+  const stickySince = req.sticky ? isoInstant(req.sticky.since) : null;
   return {
     call_sid: key.callSid,
     endpoint: key.endpoint,
@@ -32,11 +36,11 @@ export function asDialRequest(req: DialRequest) {
     arrange: plan.arrange,
     rr_group: req.rrGroup,
     sticky_caller: req.sticky?.caller ?? null,
-    sticky_since: req.sticky?.since ?? null,
+    sticky_since: stickySince,
     connected_caller: req.connected?.caller ?? null,
     connected_agent: req.connected?.agent ?? null,
-    at: req.at,
-    busy_expired: req.busyExpired,
+    at: isoInstant(req.at),
+    busy_expired: isoInstant(req.busyExpired),
   };
 }
 
@@ -48,7 +52,7 @@ export function asDialExtra(req: DialRequest) {
     tier_ends: tiers?.map((t) => t.end) ?? null,
     tier_arranges: tiers?.map((t) => t.arrange) ?? null,
     tier_rr_groups: tiers?.map((t) => t.rrGroup) ?? null,
-    tier_sticky_since: tiers?.map((t) => t.stickySince) ?? null,
+    tier_sticky_since: tiers?.map((t) => (t.stickySince ? isoInstant(t.stickySince) : null)) ?? null,
     reported_agent: reported?.agent ?? null,
     reported_status: reported?.status ?? null,
     reported_group: reported?.group ?? null,
