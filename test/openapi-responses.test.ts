@@ -111,6 +111,7 @@ t.test('every answer is one the OpenAPI document lists, with the documented cont
   }
 
   // ops
+  await call('GET /', { url: '/' }, 302);
   await call('GET /healthz', { url: '/healthz' }, 200);
   await call('GET /readyz', { url: '/readyz' }, 200);
   await call('GET /metrics', { url: '/metrics' }, 200);

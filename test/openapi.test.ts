@@ -32,6 +32,19 @@ t.test('Swagger UI is served at /docs and the document at /openapi.json', async 
   t.ok(json.json().paths['/admin/vip-lists/{slug}/entries'], 'admin routes are documented');
 });
 
+t.test("the service's own address, opened in a browser, leads to Swagger UI rather than a 404", async (t) => {
+  const { app } = await buildTestApp(t);
+  for (const method of ['GET', 'HEAD'] as const) {
+    const root = await app.inject({ method, url: '/' });
+    t.equal(root.statusCode, 302, `${method} /`);
+    t.equal(root.headers.location, '/docs', `${method} /: to Swagger UI`);
+  }
+  const page = await app.inject({ method: 'GET', url: '/docs' });
+  t.equal(page.statusCode, 200, 'where the redirect leads is the page');
+  t.match(page.headers['content-type'], /text\/html/);
+  t.equal((await app.inject({ method: 'POST', url: '/' })).statusCode, 404, 'only a GET (or HEAD) is led there');
+});
+
 t.test('a parameter with a default is not marked required: Swagger UI and generated clients may leave it out', async (t) => {
   const { parse } = await import('yaml');
   const doc = parse(await renderOpenApiYaml()) as {

@@ -61,8 +61,24 @@ export default fp(
   { name: 'openapi' },
 );
 
-/** The document served: `/openapi.json`, and Swagger UI at `/docs`. */
+/**
+ * The document served: `/openapi.json`, and Swagger UI at `/docs`, where the service's own address
+ * (`http://127.0.0.1:3000`, as `npm start` and the README give it) also leads a browser: no API is at `/`.
+ */
 export async function docs(app: FastifyInstance) {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/',
+    {
+      schema: {
+        tags: ['ops'],
+        operationId: 'root',
+        summary: 'Leads a browser to Swagger UI (`/docs`)',
+        description: "The service's own address, opened in a browser, is Swagger UI: `302` to `/docs`. No API is at `/`.",
+        response: { 302: { description: 'Found: `Location: /docs`', type: 'null' } },
+      },
+    },
+    (_request, reply) => reply.redirect('/docs'),
+  );
 }
