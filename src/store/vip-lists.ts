@@ -12,8 +12,8 @@ import { parseId } from './ids.js';
 const ENTITY = 'vip-list';
 
 const withCount = <T extends { _count: { entries: number } }>({ _count, ...list }: T) => ({ ...list, entryCount: _count.entries });
+// No row id: the API names a list by its slug, and the audit trail shows the list as GET does.
 const listSelect = {
-  id: true,
   slug: true,
   name: true,
   description: true,
@@ -87,6 +87,11 @@ async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Prom
 }
 
 const entrySelect = { id: true, number: true, name: true, tier: true, note: true, expiresAt: true, createdAt: true, updatedAt: true } as const;
+/**
+ * An entry as its audit entry shows it: as GET .../entries does, without the row id (only the
+ * paging cursor is made of it), which no route takes and which read as if it named the entry.
+ */
+const audited = <T extends { id: number }>({ id: _id, ...entry }: T) => entry;
 
 /**
  * `q` as conditions on the number: a full phone number in any form (`09811122233`) is its E.164
@@ -221,17 +226,17 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
     const result = { inserted, updated: rows.length - inserted };
     if (!many) {
       const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
-      if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ?? null, entry);
+      if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ? audited(previous[0]) : null, audited(entry));
       return { many: false as const, entry, inserted: inserted === 1 };
     }
     if (rows.length === 0) return { many: true as const, result };
     const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
     const entriesOmitted = Math.max(0, result.updated - previous.length);
-    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous, entriesOmitted } : null, {
+    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous.map(audited), entriesOmitted } : null, {
       ...result,
       numbers: numbers.slice(0, AUDIT_SAMPLE),
       numbersOmitted: Math.max(0, numbers.length - AUDIT_SAMPLE),
-      entries: written,
+      entries: written.map(audited),
       entriesOmitted,
     });
     return { many: true as const, result };
@@ -249,6 +254,6 @@ export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: s
     // nothing to delete and is the same 404 as above (delete threw Prisma's P2025, an unnamed 404).
     const { count } = await tx.vipEntry.deleteMany({ where: { id: before.id } });
     if (count === 0) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
-    await recordChange(tx, actor, 'delete-entry', ENTITY, slug, before, null);
+    await recordChange(tx, actor, 'delete-entry', ENTITY, slug, audited(before), null);
   }, LIST_WRITE);
 }

@@ -493,6 +493,30 @@ t.test('admin VIP lists', async (t) => {
       [],
     );
   });
+
+  t.test('the audit shows a list and its entries as GET does: no internal row id, which no route takes', async (t) => {
+    const gold = await audit('gold');
+    const list = (await admin({ method: 'GET', url: '/admin/vip-lists/gold' })).json();
+    const entries = (await admin({ method: 'GET', url: '/admin/vip-lists/gold/entries' })).json().items;
+    const keys = (o: unknown) => Object.keys(o as object).sort();
+    t.same(keys(gold.at(-1)!.after), keys(list), "the list's create: the fields GET shows");
+    t.same(keys(gold[6]!.after), keys(entries[0]), "an entry's upsert: the fields GET .../entries shows");
+    const ids: string[] = [];
+    const walk = (value: unknown, where: string) => {
+      if (value === null || typeof value !== 'object') return;
+      for (const [k, v] of Object.entries(value)) {
+        if (k === 'id' && !Array.isArray(value)) ids.push(`${where}/${k}`);
+        else walk(v, `${where}/${k}`);
+      }
+    };
+    for (const slug of ['gold', 'blocked', 'names', 'bulk']) {
+      for (const [i, entry] of (await audit(slug)).entries()) {
+        walk(entry.before, `${slug} ${i} ${entry.action} before`);
+        walk(entry.after, `${slug} ${i} ${entry.action} after`);
+      }
+    }
+    t.same(ids, [], 'no row id in any snapshot: creates, updates, upserts (one entry or many), deletes');
+  });
 });
 
 t.test('two instances: a bulk import racing a delete of its list is 200/201 (the delete then takes the entries) or 404, never 500', async (t) => {
