@@ -33,7 +33,10 @@ export const AuditEntrySchema = Type.Object({
   entity: Type.String(),
   entityId: Type.String(),
   before: Type.Unknown({ description: 'The object before the change (null when created)' }),
-  after: Type.Unknown({ description: 'The object after the change (null when deleted)' }),
+  after: Type.Unknown({
+    description:
+      'The object after the change (null when deleted). An agent set available also says what that ended, under `ended`: `paused`, `wrapUpUntil`, `onCall`',
+  }),
 });
 
 export const AuditPageSchema = Type.Object({

@@ -47,7 +47,10 @@ const changesBy = (p: { number: string; setBy: string; at: string }) =>
  * entity_id and at). Set available, the agent's pause is lifted and its count of missed offers
  * starts again; so is a wrap-up, and a busy state whose end never came (a lost `free` event): the
  * legs of the agent's offers that no end event closed count as ended, so that the end of the next
- * call's leg does not make the agent busy on one of them again (dial_agent_event()).
+ * call's leg does not make the agent busy on one of them again (dial_agent_event()). The audit
+ * entry's `after` then says, under `ended`, what of these was in force and is over: `paused` (until,
+ * reason), `wrapUpUntil`, `onCall` (since, callSid; also one past AGENT_BUSY_TTL_SECONDS, which the
+ * agents API already shows as over), named as GET /admin/agents names them; left out when none was.
  */
 const SET_SQL = `
 WITH prev AS (
@@ -69,12 +72,21 @@ WITH prev AS (
   SELECT $1, $6, $6 WHERE (SELECT status FROM next) = 'available'
   ON CONFLICT (number) DO UPDATE SET misses_since = EXCLUDED.misses_since, paused_until = NULL, paused_reason = NULL,
     busy = false, busy_since = NULL, busy_call_sid = NULL, wrap_up_until = NULL, updated_at = $6
+), was AS (
+  -- the statement's snapshot: agent_states as it was before cleared
+  SELECT * FROM agent_states WHERE number = $1 AND (SELECT status FROM next) = 'available'
+), ended AS (
+  SELECT COALESCE(CASE WHEN w.paused_until > $6 THEN jsonb_build_object('paused', jsonb_build_object('until', w.paused_until, 'reason', w.paused_reason)) END, '{}')
+      || COALESCE(CASE WHEN w.wrap_up_until > $6 THEN jsonb_build_object('wrapUpUntil', w.wrap_up_until) END, '{}')
+      || COALESCE(CASE WHEN w.busy THEN jsonb_build_object('onCall', jsonb_build_object('since', w.busy_since, 'callSid', w.busy_call_sid)) END, '{}') AS what
+    FROM was w
 ), legs_over AS (
   UPDATE agent_offers SET end_events = dial_events
    WHERE number = $1 AND dial_events > end_events AND (SELECT status FROM next) = 'available'
 ), audit AS (
   INSERT INTO audit_entries (api_key_id, action, entity, entity_id, before, after)
-  SELECT $7::uuid, 'set-availability', 'agent', $1, (SELECT to_jsonb(p) FROM prev p), to_jsonb(n) FROM next n
+  SELECT $7::uuid, 'set-availability', 'agent', $1, (SELECT to_jsonb(p) FROM prev p),
+         to_jsonb(n) || COALESCE((SELECT jsonb_build_object('ended', e.what) FROM ended e WHERE e.what <> '{}'), '{}') FROM next n
 )
 SELECT n.*, (SELECT to_jsonb(p) FROM prev p) AS before, pg_notify('${RULES_CHANNEL}', 'agent:' || $1) AS notified FROM next n`;
 
@@ -184,7 +196,12 @@ async function within<R extends pg.QueryResultRow>(
   );
 }
 
-const fromJson = (a: JsonAvailability): Availability => ({ ...a, until: a.until === null ? null : new Date(a.until), setAt: new Date(a.setAt) });
+/** An availability from its audit entry's JSON (an `after` also says what it `ended`, which is no part of it). */
+const fromJson = ({ ended: _ended, ...a }: JsonAvailability & { ended?: unknown }): Availability => ({
+  ...a,
+  until: a.until === null ? null : new Date(a.until),
+  setAt: new Date(a.setAt),
+});
 
 /** PUT /admin/agents/:number/availability: checked, then written; 404 for a number in no group. */
 export async function setAvailability(pool: pg.Pool, actor: Actor, number: string, input: AvailabilityInput, at: Date): Promise<AvailabilityChange> {

@@ -246,6 +246,58 @@ t.test('PUT availability: away with a reason and until, audited; back to availab
   );
 });
 
+t.test('PUT available: the audit entry says what it ended (a pause, a wrap-up, an on-call state) and who ended it', async (t) => {
+  const ctx = await setup(t);
+  const now = Date.now();
+  const pausedUntil = new Date(now + 300_000);
+  const wrapUpUntil = new Date(now + 20_000);
+  const busySince = new Date(now - 90_000);
+  await ctx.db.pool.query(
+    `INSERT INTO agent_states (number, busy, busy_since, busy_call_sid, wrap_up_until, paused_until, paused_reason, updated_at)
+     VALUES ($1, true, $2, 'call-lost-free', $3, $4, '3 missed offers', now()),
+            ($5, false, NULL, NULL, now() - interval '1 minute', now() - interval '1 minute', 'an old pause', now())`,
+    [A, busySince, wrapUpUntil, pausedUntil, B],
+  );
+  const put = (number: string, payload: unknown) => ctx.admin({ method: 'PUT', url: `/admin/agents/${encodeURIComponent(number)}/availability`, payload });
+  const back = await put(A, { status: 'available' });
+  t.equal(back.statusCode, 200, back.body);
+  t.same(Object.keys(back.json()).sort(), ['reason', 'setAt', 'setBy', 'status', 'until'], 'the answer is the availability, as before');
+  const trail = async (number: string) =>
+    (await ctx.admin({ method: 'GET', url: `/admin/audit?entity=agent&entityId=${encodeURIComponent(number)}` })).json().items as Array<{
+      apiKeyId: string | null;
+      before: unknown;
+      after: { status: string; setBy: string; ended?: unknown };
+    }>;
+  const [entry] = await trail(A);
+  t.match(entry, { apiKeyId: /./, before: null, after: { status: 'available', setBy: /^api-key:/ } }, 'who: the key, as before');
+  const ended = entry!.after.ended as { paused: { until: string; reason: string }; wrapUpUntil: string; onCall: { since: string; callSid: string } };
+  t.ok(ended, 'the entry says what it ended');
+  t.same(
+    {
+      paused: { until: Date.parse(ended.paused.until), reason: ended.paused.reason },
+      wrapUpUntil: Date.parse(ended.wrapUpUntil),
+      onCall: { since: Date.parse(ended.onCall.since), callSid: ended.onCall.callSid },
+    },
+    {
+      paused: { until: pausedUntil.getTime(), reason: '3 missed offers' },
+      wrapUpUntil: wrapUpUntil.getTime(),
+      onCall: { since: busySince.getTime(), callSid: 'call-lost-free' },
+    },
+    'the pause (until, reason), the wrap-up and the call whose end never came, named as GET /admin/agents names them',
+  );
+  t.match((await agents(ctx)).get(A), { state: 'available', paused: null, wrapUpUntil: null, onCall: null }, 'and they are over');
+
+  t.equal((await put(B, { status: 'available' })).statusCode, 200);
+  t.notOk('ended' in (await trail(B))[0]!.after, 'a pause and a wrap-up already over are not said to be ended');
+  t.equal((await put(C, { status: 'away', reason: 'lunch' })).statusCode, 200);
+  t.equal((await put(C, { status: 'available' })).statusCode, 200);
+  t.same(
+    (await trail(C)).map((e) => 'ended' in e.after),
+    [false, false],
+    'nothing in force, nothing said to be ended; away ends none of them',
+  );
+});
+
 async function until_(ctx: TestApp, ok: (s: NonNullable<TestApp['app']['rules']['current']>) => boolean) {
   await until(() => ctx.app.rules.current !== null && ok(ctx.app.rules.current));
 }

@@ -93,7 +93,8 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         operationId: 'setAgentAvailability',
         summary: 'Send an agent away (offered by no group until set back or `until` passes) or make them available again',
         description:
-          'Set available, an agent paused after missed offers, wrapping up, or on a call whose end never came (a lost `free` dial event) is offered again at once. ' +
+          'Set available, an agent paused after missed offers, wrapping up, or on a call whose end never came (a lost `free` dial event) is offered again at once; ' +
+          "the change's audit entry (`GET /admin/audit?entity=agent`) names what it ended under `after.ended` (`paused`, `wrapUpUntil`, `onCall`). " +
           'Every instance follows within a second.',
         params: AgentParamsSchema,
         body: withExamples(AvailabilityInputSchema, { status: 'away', reason: 'lunch', until: '2030-01-04T14:00:00+05:30' }, { status: 'available' }),
