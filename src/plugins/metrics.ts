@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
 import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { countAgentStates } from '../store/agents.js';
+import { countAgentStates, type AgentStateCounts } from '../store/agents.js';
 import { busyExpiredAt } from '../routing/agents.js';
 import { AGENT_STATES } from '../schemas/agent.js';
 import { FLOW_ENDPOINTS, type CallbackEndpoint } from '../exotel/endpoints.js';
@@ -206,31 +206,60 @@ export default fp(
     }
 
     const busyTtlMs = app.config.AGENT_BUSY_TTL_SECONDS * 1000;
+    let counting: Promise<AgentStateCounts | null> | null = null;
+    /**
+     * The agents' states, read once for both gauges below (prom-client calls their collect() together,
+     * so the second shares the first's query); null when Postgres does not answer in time.
+     */
+    const countAgents = () => {
+      const snapshot = rules.current;
+      if (!snapshot) return Promise.resolve(null);
+      counting ??= (async () => {
+        const at = new Date();
+        try {
+          // Bounded, waiting for a pool connection included: a scrape that hangs on a stalled Postgres
+          // makes the instance look down and loses the spool depth, the metric that matters then.
+          return await withDeadline(
+            countAgentStates(db.adminPool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs), AGENTS_QUERY_TIMEOUT_MS),
+            AGENTS_QUERY_TIMEOUT_MS,
+            (ms) => `no answer from Postgres within ${ms} ms`,
+          );
+        } catch (err) {
+          app.log.warn({ err }, 'agents by state not counted');
+          return null;
+        }
+      })().finally(() => {
+        counting = null;
+      });
+      return counting;
+    };
     // On the admin API's pool, after its gauges (its query would otherwise show in their reading of
-    // this same scrape): a scrape never takes a connection the callbacks wait for.
+    // this same scrape): a scrape never takes a connection the callbacks wait for. When Postgres is
+    // unreachable, the series are left out of that scrape rather than failing it.
     new Gauge({
       name: 'exoroute_agents',
       help: 'Dial-group members by state now: on_call, away, wrapping_up, paused, inactive, off_shift, available (each counted once).',
       labelNames: ['state'] as const,
       registers,
       async collect() {
-        const snapshot = rules.current;
-        if (!snapshot) return;
-        const at = new Date();
-        try {
-          // Bounded, waiting for a pool connection included: a scrape that hangs on a stalled Postgres
-          // makes the instance look down and loses the spool depth, the metric that matters then.
-          const counts = await withDeadline(
-            countAgentStates(db.adminPool, snapshot, at, busyExpiredAt(snapshot.dialGroups, at, busyTtlMs), AGENTS_QUERY_TIMEOUT_MS),
-            AGENTS_QUERY_TIMEOUT_MS,
-            (ms) => `no answer from Postgres within ${ms} ms`,
-          );
-          for (const state of AGENT_STATES) this.set({ state }, counts.get(state) ?? 0);
-        } catch (err) {
-          // Postgres unreachable: the series are left out of this scrape rather than failing it.
-          this.reset();
-          app.log.warn({ err }, 'agents by state not counted');
-        }
+        const counts = await countAgents();
+        this.reset();
+        if (counts) for (const state of AGENT_STATES) this.set({ state }, counts.byState.get(state) ?? 0);
+      },
+    });
+    // Per group, for a panel per queue; groups x states series, never one per agent.
+    new Gauge({
+      name: 'exoroute_dial_group_agents',
+      help:
+        "Members of each dial group by state now, as that group sees them (inactive, off_shift: by that group's own switch and shift). " +
+        'An agent in several groups is counted in each, so a sum over groups counts it more than once: exoroute_agents counts each agent once.',
+      labelNames: ['group', 'state'] as const,
+      registers,
+      async collect() {
+        const counts = await countAgents();
+        this.reset(); // a deleted group's series go
+        if (!counts) return;
+        for (const [group, byState] of counts.byGroup) for (const state of AGENT_STATES) this.set({ group, state }, byState.get(state) ?? 0);
       },
     });
 

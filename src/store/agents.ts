@@ -336,6 +336,16 @@ export async function recentOffers(pool: pg.Pool, number: string, limit: number)
   return rows;
 }
 
+/** Agents by state now: each once, and each member of each group as that group sees it. */
+export interface AgentStateCounts {
+  byState: Map<string, number>;
+  /**
+   * By group slug: its members by the state that group sees (inactive and off_shift by that
+   * group's own switch and shift, the others the agent's own), so an agent in two groups counts in each.
+   */
+  byGroup: Map<string, Map<string, number>>;
+}
+
 /**
  * Agents by state now, for the metrics: members and availability from the rules snapshot, the
  * dial path's facts from one query.
@@ -350,21 +360,25 @@ export async function countAgentStates(
   at: Date,
   busyExpired: Date,
   timeoutMs?: number,
-): Promise<Map<string, number>> {
+): Promise<AgentStateCounts> {
   const memberships = membershipsOf(snapshot.dialGroups.values());
   const facts = await loadStates(pool, [...memberships.keys()], timeoutMs);
-  const counts = new Map<string, number>();
+  const byState = new Map<string, number>();
+  const byGroup = new Map<string, Map<string, number>>([...snapshot.dialGroups.values()].map((g) => [g.slug, new Map()]));
+  const add = (counts: Map<string, number>, state: string) => counts.set(state, (counts.get(state) ?? 0) + 1);
   for (const [number, ms] of memberships) {
-    const { state } = agentView({
-      number,
-      memberships: ms,
-      availability: snapshot.availability.get(number) ?? null,
-      facts: facts.get(number) ?? null,
-      schedules: snapshot.schedules,
-      at,
-      busyExpired,
-    });
-    counts.set(state, (counts.get(state) ?? 0) + 1);
+    const stateIn = (memberships: Membership[]) =>
+      agentView({
+        number,
+        memberships,
+        availability: snapshot.availability.get(number) ?? null,
+        facts: facts.get(number) ?? null,
+        schedules: snapshot.schedules,
+        at,
+        busyExpired,
+      }).state;
+    add(byState, stateIn(ms));
+    for (const m of ms) add(byGroup.get(m.slug)!, stateIn([m]));
   }
-  return counts;
+  return { byState, byGroup };
 }

@@ -231,7 +231,7 @@ t.test('without METRICS_TOKEN, /metrics is open', async (t) => {
   t.equal((await scrape(ctx)).res.statusCode, 200);
 });
 
-t.test('/metrics counts dial-group members by state, each once', async (t) => {
+t.test('/metrics counts dial-group members by state, each once, and per group as that group sees them', async (t) => {
   const ctx = await buildTestApp(t);
   t.equal(
     (
@@ -257,7 +257,7 @@ t.test('/metrics counts dial-group members by state, each once', async (t) => {
           slug: 'support',
           name: 'Support',
           strategy: 'sequential',
-          members: [{ number: '09811100001' }, { number: '09811100005' }],
+          members: [{ number: '09811100001' }, { number: '09811100005' }, { number: '09811100003', active: false }],
         },
       })
     ).statusCode,
@@ -275,6 +275,23 @@ t.test('/metrics counts dial-group members by state, each once', async (t) => {
   t.equal(types.get('exoroute_agents'), 'gauge');
   const byState = Object.fromEntries(samples.filter((s) => s.name === 'exoroute_agents').map((s) => [s.labels.state, s.value]));
   t.same(byState, { on_call: 1, away: 1, wrapping_up: 0, paused: 1, inactive: 1, off_shift: 0, available: 1 });
+  // A supervisor's panel per queue: "sales: 1 available, 1 on a call".
+  t.equal(types.get('exoroute_dial_group_agents'), 'gauge');
+  const inGroup = (all: Sample[], group: string) =>
+    Object.fromEntries(all.filter((s) => s.name === 'exoroute_dial_group_agents' && s.labels.group === group).map((s) => [s.labels.state, s.value]));
+  t.same(inGroup(samples, 'sales'), { on_call: 1, away: 1, wrapping_up: 0, paused: 0, inactive: 1, off_shift: 0, available: 1 }, 'sales');
+  t.same(
+    inGroup(samples, 'support'),
+    { on_call: 1, away: 0, wrapping_up: 0, paused: 1, inactive: 1, off_shift: 0, available: 0 },
+    'support: the agent on a call counted here too; 09811100003, available in sales, is switched off in support',
+  );
+  const { res } = await scrape(ctx);
+  t.match(res.body, /# HELP exoroute_dial_group_agents .*counted in each/, 'the HELP text says an agent in two groups counts in each');
+  t.equal((await ctx.admin({ method: 'DELETE', url: '/admin/dial-groups/support' })).statusCode, 204);
+  for (let i = 0; i < 300 && ctx.app.rules.current?.dialGroups.has('support'); i++) await new Promise((r) => setTimeout(r, 10));
+  const after = (await scrape(ctx)).samples;
+  t.same(inGroup(after, 'support'), {}, "a deleted group's series go");
+  t.same(inGroup(after, 'sales'), { on_call: 1, away: 1, wrapping_up: 0, paused: 0, inactive: 1, off_shift: 0, available: 1 }, 'the others stay');
   for (const name of ['exoroute_agent_offers_total', 'exoroute_agent_answers_total', 'exoroute_agent_misses_total']) t.equal(types.get(name), 'counter', name);
 });
 
@@ -300,8 +317,8 @@ t.test('a Postgres that does not answer leaves /metrics answering, with the spoo
   t.ok(ms < 2500, `within Prometheus' scrape timeout with room to spare (${ms} ms)`);
   t.equal(sample(res.samples, 'exoroute_cdr_spool_depth'), 0, 'the spool depth is in the scrape');
   t.notOk(
-    res.samples.some((s) => s.name === 'exoroute_agents'),
-    'the agents are left out of this scrape',
+    res.samples.some((s) => s.name === 'exoroute_agents' || s.name === 'exoroute_dial_group_agents'),
+    'the agents are left out of this scrape, by state and by group',
   );
   const after = await scrape(ctx);
   t.ok(
