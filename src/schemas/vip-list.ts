@@ -64,7 +64,8 @@ export const VIP_ENTRY_EXAMPLES = [
 
 export const MAX_BULK_ENTRIES = 10_000;
 // The array first: when both branches fail at the top (too many items), its error is the one named.
-export const VipEntriesBodySchema = Type.Union([Type.Array(VipEntryInputSchema, { minItems: 1, maxItems: MAX_BULK_ENTRIES }), VipEntryInputSchema]);
+// No minItems: an empty array is refused by the route, with what to do (mode=replace&allowEmpty=true empties a list).
+export const VipEntriesBodySchema = Type.Union([Type.Array(VipEntryInputSchema, { maxItems: MAX_BULK_ENTRIES }), VipEntryInputSchema]);
 
 export const VipEntrySchema = Type.Composite([
   Type.Object({
@@ -81,7 +82,29 @@ export type VipEntry = Static<typeof VipEntrySchema>;
 export const BulkUpsertResultSchema = Type.Object({
   inserted: Type.Integer(),
   updated: Type.Integer(),
+  removed: Type.Optional(Type.Integer({ description: 'With mode=replace only: entries of the list that were not in the request, now removed' })),
 });
+
+export const VIP_WRITE_MODES = ['merge', 'replace'] as const;
+export type VipWriteMode = (typeof VIP_WRITE_MODES)[number];
+export const VipEntriesWriteQuerySchema = Type.Object(
+  {
+    mode: Type.Optional(
+      Type.Union(
+        VIP_WRITE_MODES.map((m) => Type.Literal(m)),
+        {
+          default: 'merge',
+          description:
+            '`merge` (the default): entries are added or updated by number, the others are left as they are. `replace`: the list afterwards holds exactly the entries sent (an array), the others are removed, in one transaction',
+        },
+      ),
+    ),
+    allowEmpty: Type.Optional(
+      Type.Boolean({ description: 'With mode=replace: `true` lets an empty array (`[]`) remove every entry of the list; without it, `[]` is a 400' }),
+    ),
+  },
+  { additionalProperties: false },
+);
 
 export const VipEntriesQuerySchema = Type.Object(
   {

@@ -2,7 +2,7 @@ import type { CountryCode } from 'libphonenumber-js';
 import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
-import type { VipEntryInput, VipListInput, VipListPatch } from '../schemas/vip-list.js';
+import type { VipEntryInput, VipListInput, VipListPatch, VipWriteMode } from '../schemas/vip-list.js';
 import { InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, toE164 } from '../exotel/phone.js';
 import { recordChange, unlessUnchanged, type Actor } from './audit.js';
@@ -177,9 +177,42 @@ type EntryRow = {
  * `{entries, entriesOmitted}` (the rows it updated, as they were: the first AUDIT_SAMPLE by id, and how
  * many more); `after` is `{inserted, updated, numbers, numbersOmitted, entries, entriesOmitted}` (the
  * first AUDIT_SAMPLE numbers written, and the same updated rows as written).
+ *
+ * `replace` (an array only, as a CRM export is kept in step): in the same transaction, first every
+ * entry of the list whose number is not sent is deleted, so the list then holds exactly the entries
+ * sent; a reload reads the list as it was before the commit or as it is after, never half of it.
+ * Audited as one `replace-entries` entry, as an array upsert is, with `removed` counted in `after`
+ * and the removed rows as they were in `before` (`removed`: the first AUDIT_SAMPLE by id, and
+ * `removedOmitted`); `before` is null when no row was updated or removed.
  */
-export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug: string, body: VipEntryInput | VipEntryInput[], country: CountryCode) {
+export async function upsertVipEntries(
+  prisma: PrismaClient,
+  actor: Actor,
+  slug: string,
+  body: VipEntryInput | VipEntryInput[],
+  country: CountryCode,
+  opts: { mode?: VipWriteMode | undefined; allowEmpty?: boolean | undefined } = {},
+) {
   const many = Array.isArray(body);
+  const replace = opts.mode === 'replace';
+  // One entry sent with mode=replace (a leftover query string on a script adding one VIP) would
+  // leave that number alone in the list; an empty array (an export that came out empty) would
+  // empty it. Both are refused unless meant.
+  if (replace && !many) {
+    throw new InvalidFieldError(
+      'body',
+      'mode=replace takes the whole list as an array: send [{"number": …}, …] (or leave mode out to add or update this one entry)',
+    );
+  }
+  if (many && body.length === 0) {
+    if (!replace) throw new InvalidFieldError('body', 'the array is empty: send at least one entry ([{"number": …}, …])');
+    if (!opts.allowEmpty) {
+      throw new InvalidFieldError(
+        'body',
+        `an empty array with mode=replace would remove every entry of VIP list '${slug}': send the list's entries, or add allowEmpty=true to the query string to empty it on purpose`,
+      );
+    }
+  }
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
   return prisma.$transaction(async (tx) => {
@@ -192,6 +225,19 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
     const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
     if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
     const id = locked[0]!.id;
+    // Numbers not sent, deleted before the upsert; NOT EXISTS is an anti-join (hashed), not a scan
+    // of the sent numbers for every row. The window count is of every deleted row, before LIMIT.
+    const gone = replace
+      ? await tx.$queryRaw<Array<EntryRow & { total: number }>>`
+          WITH gone AS (
+            DELETE FROM vip_entries v WHERE v.list_id = ${id}
+              AND NOT EXISTS (SELECT 1 FROM unnest(${numbers}::text[]) AS s(number) WHERE s.number = v.number)
+            RETURNING v.id, v.number, v.name, v.tier, v.note, v.expires_at, v.created_at, v.updated_at)
+          SELECT g.id, g.number, g.name, g.tier, g.note, g.expires_at AS "expiresAt", g.created_at AS "createdAt",
+                 g.updated_at AS "updatedAt", (count(*) OVER ())::int AS total
+          FROM gone g ORDER BY g.id LIMIT ${AUDIT_SAMPLE}`
+      : [];
+    const removedCount = gone[0]?.total ?? 0;
     const sent = Prisma.sql`unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
                   ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
                   ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
@@ -223,16 +269,18 @@ export async function upsertVipEntries(prisma: PrismaClient, actor: Actor, slug:
             IS DISTINCT FROM (EXCLUDED.name, EXCLUDED.tier, EXCLUDED.note, EXCLUDED.expires_at)
       RETURNING id, (xmax = 0) AS inserted`;
     const inserted = rows.filter((r) => r.inserted).length;
-    const result = { inserted, updated: rows.length - inserted };
+    const result = { inserted, updated: rows.length - inserted, ...(replace ? { removed: removedCount } : {}) };
     if (!many) {
       const entry = await tx.vipEntry.findUniqueOrThrow({ where: { listId_number: { listId: id, number: numbers[0]! } }, select: entrySelect });
       if (rows.length > 0) await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous[0] ? audited(previous[0]) : null, audited(entry));
       return { many: false as const, entry, inserted: inserted === 1 };
     }
-    if (rows.length === 0) return { many: true as const, result };
+    if (rows.length === 0 && removedCount === 0) return { many: true as const, result };
     const written = await tx.vipEntry.findMany({ where: { id: { in: previous.map((r) => r.id) } }, select: entrySelect, orderBy: { id: 'asc' } });
     const entriesOmitted = Math.max(0, result.updated - previous.length);
-    await recordChange(tx, actor, 'upsert-entries', ENTITY, slug, previous.length > 0 ? { entries: previous.map(audited), entriesOmitted } : null, {
+    const removed = replace ? { removed: gone.map(({ total: _t, ...row }) => audited(row)), removedOmitted: removedCount - gone.length } : {};
+    const before = previous.length > 0 || removedCount > 0 ? { entries: previous.map(audited), entriesOmitted, ...removed } : null;
+    await recordChange(tx, actor, replace ? 'replace-entries' : 'upsert-entries', ENTITY, slug, before, {
       ...result,
       numbers: numbers.slice(0, AUDIT_SAMPLE),
       numbersOmitted: Math.max(0, numbers.length - AUDIT_SAMPLE),

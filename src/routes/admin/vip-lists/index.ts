@@ -9,6 +9,7 @@ import {
   VipEntriesBodySchema,
   VipEntriesPageSchema,
   VipEntriesQuerySchema,
+  VipEntriesWriteQuerySchema,
   VipEntryInputSchema,
   VipEntryParamsSchema,
   VipEntrySchema,
@@ -156,10 +157,12 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         tags,
         security,
         operationId: 'upsertVipEntries',
-        summary: 'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts)',
+        summary:
+          'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts); with mode=replace, the list becomes exactly the array',
         description:
-          'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.',
+          'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request.',
         params: SlugParamsSchema,
+        querystring: VipEntriesWriteQuerySchema,
         body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
         response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 413: ErrorSchema },
       },
@@ -172,7 +175,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country);
+      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country, request.query);
       if (out.many) return reply.status(200).send(out.result);
       return reply.status(out.inserted ? 201 : 200).send(out.entry);
     },
