@@ -86,6 +86,13 @@ async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Prom
   return list.id;
 }
 
+/** Holds the list's row (FOR NO KEY UPDATE) until commit: the writes to one list's entries take turns. Answers the list's id. */
+async function takeTurn(tx: Prisma.TransactionClient, slug: string): Promise<number> {
+  const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
+  if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
+  return locked[0]!.id;
+}
+
 const entrySelect = { id: true, number: true, name: true, tier: true, note: true, expiresAt: true, createdAt: true, updatedAt: true } as const;
 /**
  * An entry as its audit entry shows it: as GET .../entries does, without the row id (only the
@@ -222,9 +229,7 @@ export async function upsertVipEntries(
     // was answered 500. FOR NO KEY UPDATE, not KEY SHARE: writes of entries to one list take turns,
     // as two imports of the same numbers in another order otherwise deadlock (500). Flows referring
     // to the list (KEY SHARE) do not wait for it.
-    const locked = await tx.$queryRaw<Array<{ id: number }>>`SELECT id FROM vip_lists WHERE slug = ${slug} FOR NO KEY UPDATE`;
-    if (locked.length === 0) throw new NotFoundError(ENTITY, slug);
-    const id = locked[0]!.id;
+    const id = await takeTurn(tx, slug);
     // Numbers not sent, deleted before the upsert; NOT EXISTS is an anti-join (hashed), not a scan
     // of the sent numbers for every row. The window count is of every deleted row, before LIMIT.
     const gone = replace
@@ -295,7 +300,9 @@ export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: s
   const number = toE164(rawNumber, country);
   if (!number) throw new InvalidFieldError('params/number', notANumber(rawNumber, country));
   return prisma.$transaction(async (tx) => {
-    const id = await listId(tx, slug);
+    // Its turn among the list's writes, as an import's: read unlocked, `before` was the entry as an
+    // import in progress had not yet changed it, and the audit showed fields it no longer had.
+    const id = await takeTurn(tx, slug);
     const before = await tx.vipEntry.findUnique({ where: { listId_number: { listId: id, number } }, select: entrySelect });
     if (!before) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
     // deleteMany, not delete: when a concurrent delete of the entry commits first, this one finds

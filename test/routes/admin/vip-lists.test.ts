@@ -711,3 +711,26 @@ t.test('a rename or a delete of the list that waits its turn behind an import fo
   t.equal(renamed.json().name, 'Gold customers');
   t.equal(removed.statusCode, 204, removed.body.slice(0, 300));
 });
+
+t.test(
+  "a DELETE of an entry sent while an import is changing it takes its turn: its audit entry's before is the entry it deleted, not the import's before",
+  async (t) => {
+    const { admin, db } = await buildTestApp(t);
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'gold', name: 'Gold' } })).statusCode, 201);
+    t.equal((await admin({ method: 'POST', url: '/admin/vip-lists/gold/entries', payload: { number: '09812345678', name: 'Asha' } })).statusCode, 201);
+    // An import into the list (as a CRM export's) in progress: it holds the list's turn and has renamed the entry, uncommitted.
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    t.teardown(() => other.end());
+    await other.query('BEGIN');
+    await other.query(`SELECT id FROM vip_lists WHERE slug = 'gold' FOR NO KEY UPDATE`);
+    await other.query(`UPDATE vip_entries SET name = 'Asha Rao', updated_at = now() WHERE number = '+919812345678'`);
+    const pending = admin({ method: 'DELETE', url: '/admin/vip-lists/gold/entries/09812345678' });
+    await lockWaiters(t, db.pool, 1);
+    await other.query('COMMIT');
+    const res = await pending;
+    t.equal(res.statusCode, 204, res.body);
+    const [last] = (await admin({ method: 'GET', url: '/admin/audit?entity=vip-list&entityId=gold&limit=1' })).json().items as AuditItem[];
+    t.match(last, { action: 'delete-entry', before: { number: '+919812345678', name: 'Asha Rao' }, after: null }, 'the entry as it was deleted');
+  },
+);
