@@ -1,6 +1,7 @@
 /**
  * The Grafana dashboard and the Prometheus alert rules in deploy/ only use metrics exoroute really
- * exports (checked against a real /metrics scrape), the dashboard uses the datasource the
+ * exports, with the labels it gives them (checked against a real /metrics scrape of an instance with a
+ * dial group, so that the per-group series are there), the dashboard uses the datasource the
  * `monitoring` profile provisions, and promtool accepts the rules and the Prometheus config.
  */
 import t from 'tap';
@@ -39,22 +40,58 @@ function metricNames(expr: string): string[] {
   return [...stripped.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()/g)].map((m) => m[1]!).filter((n) => !keywords.has(n));
 }
 
-const used = new Map<string, string>();
-for (const panel of dashboard.panels)
-  for (const target of panel.targets) for (const n of metricNames(target.expr)) used.set(n, `dashboard panel "${panel.title}"`);
-for (const v of dashboard.templating.list)
-  for (const n of metricNames(v.query.query.replace(/^label_values\((\w+),.*$/, '$1'))) used.set(n, 'dashboard variable');
-for (const group of rules.groups) for (const rule of group.rules) for (const n of metricNames(rule.expr)) used.set(n, `alert ${rule.alert}`);
+/**
+ * The label names a query relies on: those its selectors match on (`name{label="…"}`), by metric, and
+ * those it groups by or its legend shows (`by (label)`, `{{label}}`), which one of its metrics must carry.
+ */
+function labelsUsed(expr: string, legendFormat = ''): { selectors: Array<{ metric: string; labels: string[] }>; kept: string[] } {
+  const plain = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  const selectors = [...plain.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{([^}]*)\}/g)].map((m) => ({
+    metric: m[1]!,
+    labels: [...m[2]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1]!),
+  }));
+  const grouped = [...plain.matchAll(/\b(?:by|without)\s*\(([^)]*)\)/g)].flatMap((m) => m[1]!.split(',').map((l) => l.trim()));
+  const shown = [...legendFormat.matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1]!);
+  return { selectors, kept: [...grouped, ...shown].filter(Boolean) };
+}
 
-t.test('every metric the dashboard and the alert rules use is in a real /metrics scrape', async (t) => {
+const used = new Map<string, string>();
+/** Each query with where it is: its metrics must be in a scrape with the labels it uses. */
+const queries: Array<{ expr: string; legendFormat?: string; where: string }> = [];
+for (const panel of dashboard.panels)
+  for (const target of panel.targets) {
+    for (const n of metricNames(target.expr)) used.set(n, `dashboard panel "${panel.title}"`);
+    queries.push({ expr: target.expr, legendFormat: target.legendFormat, where: `dashboard panel "${panel.title}"` });
+  }
+for (const v of dashboard.templating.list) {
+  for (const n of metricNames(v.query.query.replace(/^label_values\((\w+),.*$/, '$1'))) used.set(n, 'dashboard variable');
+  // label_values(metric, label): the label the variable lists must be one of the metric's.
+  const values = /^label_values\((\w+),\s*(\w+)\)$/.exec(v.query.query);
+  if (values) queries.push({ expr: `${values[1]}{${values[2]}!=""}`, where: `dashboard variable ${v.query.query}` });
+}
+for (const group of rules.groups)
+  for (const rule of group.rules) {
+    for (const n of metricNames(rule.expr)) used.set(n, `alert ${rule.alert}`);
+    queries.push({ expr: rule.expr, where: `alert ${rule.alert}` });
+  }
+
+t.test('every metric the dashboard and the alert rules use is in a real /metrics scrape, with the labels they use', async (t) => {
   const ctx = await buildTestApp(t);
+  // A dial group, so that the per-group metrics have series to check the queries against.
+  const group = await ctx.admin({
+    method: 'POST',
+    url: '/admin/dial-groups',
+    payload: { slug: 'sales', name: 'Sales', strategy: 'sequential', members: [{ number: '09811100001' }] },
+  });
+  t.equal(group.statusCode, 201);
   const flow = await ctx.admin({
     method: 'POST',
     url: '/admin/flows',
     payload: { slug: 'm', name: 'M', type: 'passthru', rules: [], otherwise: { branch: 'A' }, onError: { branch: 'A' } },
   });
   t.equal(flow.statusCode, 201);
-  for (let i = 0; i < 200 && !ctx.app.rules.current?.flows.has('m'); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 200 && !(ctx.app.rules.current?.flows.has('m') && ctx.app.rules.current.dialGroups.has('sales')); i++)
+    await new Promise((r) => setTimeout(r, 10));
   t.equal(
     (await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/m?CallSid=metrics-1' })).statusCode,
     200,
@@ -70,6 +107,20 @@ t.test('every metric the dashboard and the alert rules use is in a real /metrics
     if (name === 'up') continue;
     t.ok(samples.has(name) && families.has(name.replace(/_(bucket|count|sum)$/, '')), `${name} (${where}) is in the scrape`);
   }
+  // The label names each scraped metric's samples carry; Prometheus adds instance and job to all.
+  const labelsOf = new Map<string, Set<string>>();
+  for (const m of scrape.body.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} /gm)) {
+    const labels = labelsOf.get(m[1]!) ?? labelsOf.set(m[1]!, new Set(['instance', 'job'])).get(m[1]!)!;
+    for (const l of m[2]!.matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="(?:[^"\\]|\\.)*"/g)) labels.add(l[1]!);
+  }
+  const scraped = (metric: string) => labelsOf.get(metric) ?? new Set(['instance', 'job']);
+  t.ok(scraped('exoroute_dial_group_agents').has('group'), 'the dial group has its series');
+  for (const { expr, legendFormat, where } of queries) {
+    const { selectors, kept } = labelsUsed(expr, legendFormat);
+    for (const { metric, labels } of selectors) for (const l of labels) t.ok(scraped(metric).has(l), `${where}: ${metric} has the label ${l}`);
+    const carried = new Set(selectors.flatMap(({ metric }) => [...scraped(metric)]).concat(metricNames(expr).flatMap((n) => [...scraped(n)])));
+    for (const l of kept) t.ok(carried.has(l), `${where}: the label ${l} it keeps is one of its metrics'`);
+  }
 });
 
 t.test('the dashboard queries the datasource the monitoring profile provisions', async (t) => {
@@ -78,7 +129,15 @@ t.test('the dashboard queries the datasource the monitoring profile provisions',
     t.ok(uids.has(panel.datasource.uid) && panel.targets.every((x) => uids.has(x.datasource.uid)), `panel "${panel.title}"`);
   }
   const titles = dashboard.panels.map((p) => p.title).join(' | ');
-  for (const topic of [/per second by endpoint and outcome/, /percentiles against the budget/, /onError/, /spool depth/, /commit latency/, /snapshot age/])
+  for (const topic of [
+    /per second by endpoint and outcome/,
+    /percentiles against the budget/,
+    /onError/,
+    /spool depth/,
+    /commit latency/,
+    /snapshot age/,
+    /Agents by state, per queue/,
+  ])
     t.match(titles, topic);
   t.same(rules.groups[0]!.rules.map((r) => r.alert).sort(), [
     'ExorouteDown',
