@@ -275,7 +275,9 @@ BEGIN
         IF v_missed >= p_max_missed THEN
             INSERT INTO agent_states AS s (number, paused_until, paused_reason, misses_since, updated_at)
             VALUES (p_agent, p_at + make_interval(secs => p_pause_seconds),
-                    format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid), p_at, p_at)
+                    CASE WHEN v_missed = 1 THEN format('1 offer not answered (%s, call %s)', p_outcome, p_call_sid)
+                         ELSE format('%s offers in a row not answered (the last: %s, call %s)', v_missed, p_outcome, p_call_sid) END,
+                    p_at, p_at)
             ON CONFLICT (number) DO UPDATE
                SET paused_until = EXCLUDED.paused_until, paused_reason = EXCLUDED.paused_reason,
                    misses_since_before = s.misses_since, misses_since = EXCLUDED.misses_since, updated_at = p_at;

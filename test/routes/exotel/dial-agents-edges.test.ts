@@ -128,7 +128,7 @@ t.test("a flow that lists numbers: a re-fetch's report paces the agent as the di
   // Dial Whom (no events): A does not answer, then D answers
   t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1'), `${A},${D}`);
   t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1&DialCallStatus=no-answer&DialWhomNumber=09811100001'), D);
-  t.match(await agent(ctx, A), { state: 'paused', paused: { reason: /1 offers in a row not answered/ }, today: { offers: 1, misses: 1 } });
+  t.match(await agent(ctx, A), { state: 'paused', paused: { reason: '1 offer not answered (no-answer, call p1)' }, today: { offers: 1, misses: 1 } });
   t.equal(await dialWhom(ctx, 'nums', 'CallSid=p1&DialCallStatus=completed&DialWhomNumber=09811100004'), '');
   const d = await agent(ctx, D);
   t.match(d, { state: 'wrapping_up', today: { offers: 1, answers: 1 } });
