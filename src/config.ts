@@ -3,6 +3,7 @@ import { Value } from '@sinclair/typebox/value';
 import { BlockList, isIP, isIPv4, isIPv6 } from 'node:net';
 import { isSupportedCountry } from 'libphonenumber-js';
 import { parse as parseConnectionString } from 'pg-connection-string';
+import { count } from './lib/count.js';
 
 /**
  * The part of DECISION_BUDGET_MS kept back for a callback's CDR: its commit may run until this long
@@ -112,7 +113,7 @@ const SECRET_VARIABLES = new Set(['ADMIN_API_KEY', 'EXOTEL_CALLBACK_SECRET', 'EX
 export function shown(name: string, value: unknown): string {
   if (value === undefined) return '(unset)';
   const text = String(value);
-  if (SECRET_VARIABLES.has(name)) return `(${text.length} characters, not shown)`;
+  if (SECRET_VARIABLES.has(name)) return `(${count(text.length, 'character')}, not shown)`;
   // Up to the last `@`: a password may hold `/`, `#` or `?` (not percent-encoded, the URL is broken, and still secret);
   // also after a scheme missing a slash (`postgresql:/user:pw@…`), and with no scheme at all (`user:pw@host/db`).
   // A libpq keyword string (`host=db password=pw`), which is no URL, is refused, and its `password=` is masked too.

@@ -162,6 +162,7 @@ t.test('EXOTEL_CALLBACK_SECRET: at least 16 characters, and a bad one is never e
     }
   }
   t.throws(() => loadConfig({ METRICS_TOKEN: 'tok-short0' }), /METRICS_TOKEN=\(10 characters, not shown\)/);
+  t.throws(() => loadConfig({ METRICS_TOKEN: 'x' }), /METRICS_TOKEN=\(1 character, not shown\)/, 'one character, not "1 characters"');
 });
 
 t.test('EXOTEL_CALLBACK_SECRET_PREVIOUS: 16 to 200 characters, not the current one, and only beside it; never echoed', async (t) => {

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { callableAsBefore, dialInterface, migrationsAgainst, readMigrations, type DialInterface } from '../store/migrate.js';
 import { withDeadline } from '../lib/deadline.js';
+import { count } from '../lib/count.js';
 import { causes } from '../store/database.js';
 import { noteRefusal } from '../plugins/request-log.js';
 
@@ -115,7 +116,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         if (failed) detail += `; the rules' error: ${failed.split('\n')[0]}`;
       }
       const spooled = app.cdrWriter.spoolDepth;
-      if (spooled > 0) reasons.push(`${spooled} CDRs in the local spool, waiting for Postgres`);
+      if (spooled > 0) reasons.push(`${count(spooled, 'CDR')} in the local spool, waiting for Postgres`);
       const status = reasons.length === 0 ? ('ready' as const) : ('degraded' as const);
       // On the probe's log line too: an operator reading `GET /readyz 503` sees why without asking again.
       if (reasons.length > 0) noteRefusal(request, reasons.join('; ') + detail);

@@ -9,6 +9,7 @@ import type { ApiKeyRole } from '../schemas/api-key.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { recordChange, type Actor } from './audit.js';
 import { withDeadline } from '../lib/deadline.js';
+import { count } from '../lib/count.js';
 
 /** The bootstrap key's row has this fixed id, so a restart updates it instead of adding another. */
 export const BOOTSTRAP_KEY_ID = '00000000-0000-4000-8000-000000000001';
@@ -142,7 +143,7 @@ export async function revokeKey(prisma: PrismaClient, actor: Actor, id: string) 
 export class KeyFileError extends Error {
   constructor(file: string, length: number) {
     super(
-      `${file} holds ${length} characters; an admin API key needs 16 to 200 (as ADMIN_API_KEY does). ` +
+      `${file} holds ${count(length, 'character')}; an admin API key needs 16 to 200 (as ADMIN_API_KEY does). ` +
         'Put such a key in it, or delete the file to have one generated.',
     );
     this.name = 'KeyFileError';

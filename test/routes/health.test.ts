@@ -187,3 +187,14 @@ t.test("README's Operations names every kind of database error /readyz names, wi
   const readme = readFileSync('README.md', 'utf8').replace(/\s+/g, ' ');
   for (const [code, kind] of Object.entries(DB_ERROR_KINDS)) t.ok(readme.includes(`\`${kind} (${code})\``), `${kind} (${code})`);
 });
+
+t.test('/readyz counts the spooled CDRs as a person would: 1 CDR, 2 CDRs', async (t) => {
+  const { app } = await buildTestApp(t);
+  let depth = 1;
+  // The depth itself is the CDR writer's (test/store/cdr-writer.test.ts): here, only how /readyz words it.
+  Object.defineProperty(app.cdrWriter, 'spoolDepth', { get: () => depth, configurable: true });
+  t.same((await app.inject({ method: 'GET', url: '/readyz' })).json().reasons, ['1 CDR in the local spool, waiting for Postgres']);
+  depth = 2;
+  t.same((await app.inject({ method: 'GET', url: '/readyz' })).json().reasons, ['2 CDRs in the local spool, waiting for Postgres']);
+  delete (app.cdrWriter as { spoolDepth?: number }).spoolDepth; // the writer's own again, before it closes
+});

@@ -1,6 +1,7 @@
 import type { ExotelCall } from '../../exotel/params.js';
 import type { Strategy } from '../../schemas/dial-group.js';
 import type { StoredDialGroup } from '../snapshot.js';
+import { count } from '../../lib/count.js';
 
 /**
  * The policy half of a dial decision's trace (who was skipped and why is the other, from dialTrace in
@@ -12,5 +13,5 @@ export function dialPolicy(group: StoredDialGroup | null, call: ExotelCall): { s
   if (!group) return { strategy: 'numbers', sticky: null };
   if (!group.sticky?.enabled) return { strategy: group.strategy, sticky: null };
   // the caller's last connected agent within the lookback goes first, if there is one
-  return { strategy: group.strategy, sticky: call.callFrom?.e164 ? `last ${group.sticky.lookbackDays} days` : 'off: caller unknown' };
+  return { strategy: group.strategy, sticky: call.callFrom?.e164 ? `last ${count(group.sticky.lookbackDays, 'day')}` : 'off: caller unknown' };
 }

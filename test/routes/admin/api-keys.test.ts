@@ -321,11 +321,12 @@ t.test('a key file under DATA_DIR that an operator cut short stops the start, na
   const { app, db } = await buildTestApp(t);
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'exoroute-keyfile-'));
   const file = path.join(dataDir, 'admin-api-key');
-  for (const content of ['', '\n', 'changeme\n', `${'k'.repeat(201)}\n`]) {
+  for (const content of ['', '\n', '%\n', 'changeme\n', `${'k'.repeat(201)}\n`]) {
     await writeFile(file, content);
     const err = await ensureBootstrapKey(db.pool, { dataDir }).catch((e: unknown) => e);
     t.ok(err instanceof KeyFileError, `${JSON.stringify(content.slice(0, 12))}: KeyFileError`);
-    t.match((err as Error).message, `${file} holds ${content.trim().length} characters; an admin API key needs 16 to 200`);
+    const length = content.trim().length;
+    t.match((err as Error).message, `${file} holds ${length} ${length === 1 ? 'character' : 'characters'}; an admin API key needs 16 to 200`);
     if (content.trim()) t.notMatch((err as Error).message, content.trim(), 'the key itself is not in the message');
   }
   const res = await app.inject({ method: 'GET', url: '/admin/api-keys', headers: { authorization: 'Bearer changeme' } });
