@@ -15,6 +15,18 @@ export const SPOOL_RESERVE_MS = 100;
 export const MIN_DECISION_BUDGET_MS = SPOOL_RESERVE_MS + 150;
 
 /**
+ * Default of ADMIN_STATEMENT_TIMEOUT_MS: the longest Postgres runs one statement of the admin API's
+ * pool (its `statement_timeout`), waiting for a lock included, before it cancels it (57014). Without
+ * it, an admin request behind a lock another transaction held (a stuck session, a long migration)
+ * waited for as long as that lock was held, and its client or load balancer gave up first with no
+ * word of why. A VIP list's writes set their own (ADMIN_BULK_STATEMENT_TIMEOUT_MS), and a CSV export
+ * none (src/store/cdrs.ts). Set on each connection of that pool (src/store/database.ts).
+ */
+export const ADMIN_STATEMENT_TIMEOUT_MS = 15_000;
+/** Default of ADMIN_BULK_STATEMENT_TIMEOUT_MS: a VIP list's writes, which take turns on the list's lock (src/store/vip-lists.ts). */
+export const ADMIN_BULK_STATEMENT_TIMEOUT_MS = 60_000;
+
+/**
  * The whole configuration, from environment variables only (docs/contract.md §5). Read once at start;
  * nothing else in the code reads process.env.
  */
@@ -44,6 +56,10 @@ export const ConfigSchema = Type.Object({
   AGENT_BUSY_TTL_SECONDS: Type.Integer({ minimum: 10, maximum: 86400, default: 3600 }),
   // Longest a request may take to arrive whole (headers and body), then 408 (src/app.ts).
   REQUEST_TIMEOUT_SECONDS: Type.Integer({ minimum: 1, maximum: 3600, default: 300 }),
+  // Longest Postgres runs an admin request's statement, lock waits included (src/store/database.ts).
+  ADMIN_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: ADMIN_STATEMENT_TIMEOUT_MS }),
+  // The same for a VIP list's writes, which take turns on the list's lock (an import of 10,000 entries).
+  ADMIN_BULK_STATEMENT_TIMEOUT_MS: Type.Integer({ minimum: 100, maximum: 3_600_000, default: ADMIN_BULK_STATEMENT_TIMEOUT_MS }),
   // Admin API protection (src/plugins/auth.ts). Callbacks and ops routes are never limited.
   ADMIN_RATE_LIMIT_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
   ADMIN_AUTH_FAILURES_PER_MINUTE: Type.Integer({ minimum: 1, maximum: 10_000, default: 20 }),

@@ -20,6 +20,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
 import { openDatabase, type Database } from '../src/store/database.js';
 import { applyMigrations } from '../src/store/migrate.js';
+import { databaseOptions } from '../src/store/setup.js';
 import { ensureBootstrapKey } from '../src/store/api-keys.js';
 import { freePort } from '../src/store/embedded-postgres.js';
 
@@ -72,9 +73,9 @@ export async function createTestDatabase(t: Test): Promise<string> {
 }
 
 /** A migrated database and a Database handle on it, closed at teardown. */
-export async function migratedDatabase(t: Test): Promise<Database> {
+export async function migratedDatabase(t: Test, opts: Parameters<typeof openDatabase>[2] = {}): Promise<Database> {
   const url = await createTestDatabase(t);
-  const db = openDatabase(url, quietLog);
+  const db = openDatabase(url, quietLog, opts);
   t.teardown(() => db.close());
   await applyMigrations(db.pool);
   return db;
@@ -90,7 +91,8 @@ export interface TestApp {
 
 /** The app as the server builds it, on a fresh migrated database, with ADMIN_KEY as bootstrap key. */
 export async function buildTestApp(t: Test, env: Record<string, string> = {}, opts: { logger?: pino.Logger; random?: () => number } = {}): Promise<TestApp> {
-  const db = await migratedDatabase(t);
+  // The pools as the server opens them: the configuration without the database's URL, which comes next.
+  const db = await migratedDatabase(t, databaseOptions(loadConfig({ ADMIN_API_KEY: ADMIN_KEY, ...env })));
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: db.url, ...env });

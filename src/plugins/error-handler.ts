@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
-import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, POOL_WAIT_MS } from '../store/database.js';
+import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, isStatementTimeout, POOL_WAIT_MS } from '../store/database.js';
 import { CALLBACK_PREFIX, LOWERCASE_URLS } from '../exotel/endpoints.js';
 import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
@@ -95,6 +95,15 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       status = 503;
       message = `the admin API's ${ADMIN_POOL_MAX} database connections were all in use for ${POOL_WAIT_MS / 1000} s (slow requests or CSV downloads): retry in a few seconds`;
       reply.header('retry-after', String(POOL_WAIT_MS / 1000));
+      retry = true;
+    } else if (isStatementTimeout(err)) {
+      // Postgres cancelled a statement at the admin pool's statement_timeout: most often one waiting on
+      // a lock another session holds. The connection is fine; the client's to retry, the operator's to
+      // look if it goes on. Nothing of the statement is shown.
+      status = 503;
+      message = `the database did not finish this request within its statement timeout (ADMIN_STATEMENT_TIMEOUT_MS, ${app.config.ADMIN_STATEMENT_TIMEOUT_MS} ms; a VIP list's writes ADMIN_BULK_STATEMENT_TIMEOUT_MS, ${app.config.ADMIN_BULK_STATEMENT_TIMEOUT_MS} ms), most often waiting on a lock another session holds: retry in a few seconds, and if it goes on, look in Postgres for a long-running transaction (pg_stat_activity)`;
+      reply.header('retry-after', String(UNAVAILABLE_RETRY_SECONDS));
+      request.log.error({ code: '57014' }, 'admin statement timed out');
       retry = true;
     } else if (status >= 500 && isDatabaseUnavailable(err)) {
       // Postgres down, restarting or unreachable: the client's to retry (callbacks go on from the rules

@@ -199,18 +199,25 @@ const CSV_SELECT = [
 /**
  * The filtered CDRs as CSV with a header row, in the list's order (newest first), straight from
  * Postgres `COPY … TO STDOUT`: memory stays flat however many rows. The stream holds one pooled
- * connection until it ends; if it fails or is destroyed early (client gone), the connection is
- * discarded rather than returned mid-COPY.
+ * connection until it ends, and that connection is then discarded: rather than returned mid-COPY
+ * when it fails or is destroyed early (client gone), or without its statement_timeout.
  */
 export async function openCdrCsvStream(pool: pg.Pool, q: CdrFilterQuery, country: CountryCode): Promise<Readable> {
   const filter = resolveFilter(q, country);
   const client = await pool.connect();
+  // An export of every CDR of a busy year runs for minutes: no statement_timeout for its COPY.
+  try {
+    await client.query('SET statement_timeout = 0');
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
   const where = whereLiterals(conditions(filter), (value) => client.escapeLiteral(value));
   const stream = client.query(
     copyTo(`COPY (SELECT ${CSV_SELECT} FROM cdrs ${where} ORDER BY received_at DESC, id DESC) TO STDOUT WITH (FORMAT csv, HEADER true)`),
   );
   // finished() keeps its listeners, so a late 'error' from the driver after an abort is not unhandled.
-  finished(stream, (err) => client.release(err ?? undefined));
+  finished(stream, (err) => client.release(err ?? true));
   return stream;
 }
 

@@ -3,6 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { Logger } from 'pino';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
+import { ADMIN_STATEMENT_TIMEOUT_MS } from '../config.js';
 
 const CLOSE_TIMEOUT_MS = 3000;
 /** Connections of the callbacks' pool (`pool`). */
@@ -35,6 +36,21 @@ export const IDLE_IN_TRANSACTION_MS = 10_000;
  * event or availability write keeps a pool connection.
  */
 export const QUERY_TIMEOUT_MS = 30_000;
+/**
+ * Whether `err` (or what it wraps) is a statement Postgres cancelled at its `statement_timeout`
+ * (57014, which a cancel asked by hand shares with another message). Prisma carries pg's code and
+ * message as its driver adapter's cause.
+ */
+export function isStatementTimeout(err: unknown): boolean {
+  return causes(err).some((e) => {
+    const meta = (e as { meta?: { driverAdapterError?: { cause?: { originalCode?: unknown; originalMessage?: unknown } } } }).meta;
+    const adapter = meta?.driverAdapterError?.cause;
+    const code = adapter?.originalCode ?? e.code;
+    const message = adapter?.originalMessage ?? e.message;
+    return code === '57014' && typeof message === 'string' && message.includes('statement timeout');
+  });
+}
+
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
 export const POOL_WAIT_MS = 5000;
 
@@ -97,12 +113,12 @@ export interface Database {
  * Opens the two pools (the callbacks', and the admin API's) and a Prisma client on the admin one.
  * Nothing is connected until the first query.
  */
-export function openDatabase(url: string, log: Logger, opts: { max?: number; adminMax?: number } = {}): Database {
+export function openDatabase(url: string, log: Logger, opts: { max?: number; adminMax?: number; adminStatementTimeoutMs?: number } = {}): Database {
   // Made at first use: Prisma instantiates its query compiler (~70 MB of WebAssembly) at its first
   // query, and an instance that only answers callbacks never needs it (rules load with plain SQL).
   let prisma: PrismaClient | null = null;
   let closed = false;
-  const open = (max: number) => {
+  const open = (max: number, setup: string) => {
     const opened = new pg.Pool({
       connectionString: url,
       max,
@@ -113,7 +129,7 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
       // parameter, which PgBouncer refuses unless told to ignore it. Not from a 'connect' listener:
       // that runs beside the caller's first query on the same client, which pg 8 warns of and pg 9
       // refuses.
-      onConnect: (client) => client.query(`SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`),
+      onConnect: (client) => client.query(setup),
     });
     // A broken idle connection must not crash the process; the pool replaces it. At shutdown,
     // pool.end() returns before the server has seen every connection go, and stopping the embedded
@@ -126,8 +142,10 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
     });
     return opened;
   };
-  const pool = open(opts.max ?? POOL_MAX);
-  const adminPool = open(opts.adminMax ?? ADMIN_POOL_MAX);
+  const idle = `SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`;
+  const pool = open(opts.max ?? POOL_MAX, idle);
+  // The callbacks' statements have their own bounds (QUERY_TIMEOUT_MS, client side); the admin API's, Postgres'.
+  const adminPool = open(opts.adminMax ?? ADMIN_POOL_MAX, `${idle}; SET statement_timeout = ${opts.adminStatementTimeoutMs ?? ADMIN_STATEMENT_TIMEOUT_MS}`);
   return {
     get prisma() {
       prisma ??= new PrismaClient({ adapter: new PrismaPg(adminPool) });

@@ -29,6 +29,9 @@ export interface PreparedDatabase {
   close(): Promise<void>;
 }
 
+/** What of the configuration openDatabase takes. */
+export const databaseOptions = (config: Config) => ({ adminStatementTimeoutMs: config.ADMIN_STATEMENT_TIMEOUT_MS });
+
 /**
  * DATABASE_URL, or an embedded Postgres under DATA_DIR/postgres when it is unset; then the
  * migrations in prisma/migrations are applied.
@@ -40,7 +43,7 @@ export async function prepareDatabase(config: Config, log: Logger, opts: { now?:
     embedded = await startEmbeddedPostgres(path.join(config.DATA_DIR, 'postgres'), log);
     url = embedded.url;
   }
-  const db = openDatabase(url, log);
+  const db = openDatabase(url, log, databaseOptions(config));
   try {
     const applied = await applyMigrations(db.pool, undefined, log);
     if (applied.length > 0) log.info({ applied }, 'migrations applied');

@@ -42,11 +42,21 @@ export async function createVipList(prisma: PrismaClient, actor: Actor, input: V
 }
 
 /**
- * How long a write to a list's entries or to the list may take, waiting for the list's lock included
- * (Prisma's default is 5 s): writes to one list take turns, so one sent beside an import of 10,000
- * entries waits for it, and was answered 500 once the two took more than 5 s together.
+ * A write to a list or its entries, in one transaction: its statements may run, waiting for the
+ * list's lock included, `bulkMs` (ADMIN_BULK_STATEMENT_TIMEOUT_MS, in place of the admin API's
+ * shorter statement_timeout), and the whole of it 5 s more (Prisma's default is 5 s): writes to one
+ * list take turns, so one sent beside an import of 10,000 entries waits for it, and was answered 500
+ * once the two took more than 5 s together.
  */
-const LIST_WRITE = { timeout: 60_000 };
+function listWrite<T>(prisma: PrismaClient, bulkMs: number, work: (tx: Prisma.TransactionClient) => Promise<T>): Promise<T> {
+  return prisma.$transaction(
+    async (tx) => {
+      await tx.$executeRaw`SELECT set_config('statement_timeout', ${String(bulkMs)}, true)`;
+      return work(tx);
+    },
+    { timeout: bulkMs + 5000 },
+  );
+}
 
 /**
  * Locks the list's row for the rest of the transaction and reads it: concurrent changes of one list
@@ -59,25 +69,25 @@ async function lockList(tx: Prisma.TransactionClient, slug: string) {
 }
 
 /** A PATCH that leaves the list as it is changes nothing: no new updatedAt, no audit entry (unlessUnchanged). */
-export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: string, patch: VipListPatch) {
+export async function updateVipList(prisma: PrismaClient, actor: Actor, slug: string, patch: VipListPatch, bulkMs: number) {
   return unlessUnchanged<Awaited<ReturnType<typeof getVipList>>>((same) =>
-    prisma.$transaction(async (tx) => {
+    listWrite(prisma, bulkMs, async (tx) => {
       const before = await lockList(tx, slug);
       const after = withCount(await tx.vipList.update({ where: { slug }, data: patch, select: listSelect }));
       same(withCount(before), after);
       await recordChange(tx, actor, 'update', ENTITY, slug, withCount(before), after);
       return after;
-    }, LIST_WRITE),
+    }),
   );
 }
 
-export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: string) {
-  return prisma.$transaction(async (tx) => {
+export async function deleteVipList(prisma: PrismaClient, actor: Actor, slug: string, bulkMs: number) {
+  return listWrite(prisma, bulkMs, async (tx) => {
     const before = await lockList(tx, slug);
     await assertUnreferenced(tx, ENTITY, slug);
     await tx.vipList.delete({ where: { slug } });
     await recordChange(tx, actor, 'delete', ENTITY, slug, withCount(before), null);
-  }, LIST_WRITE);
+  });
 }
 
 async function listId(prisma: Pick<PrismaClient, 'vipList'>, slug: string): Promise<number> {
@@ -198,6 +208,7 @@ export async function upsertVipEntries(
   slug: string,
   body: VipEntryInput | VipEntryInput[],
   country: CountryCode,
+  bulkMs: number,
   opts: { mode?: VipWriteMode | undefined; allowEmpty?: boolean | undefined } = {},
 ) {
   const many = Array.isArray(body);
@@ -222,7 +233,7 @@ export async function upsertVipEntries(
   }
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
-  return prisma.$transaction(async (tx) => {
+  return listWrite(prisma, bulkMs, async (tx) => {
     // The list's row held until commit: a concurrent delete of the list (which locks it FOR UPDATE)
     // either committed before, and the list is missing here (404), or waits for this import and then
     // deletes the list with its entries. Unlocked, the insert met the deleted list's foreign key and
@@ -293,13 +304,13 @@ export async function upsertVipEntries(
       entriesOmitted,
     });
     return { many: true as const, result };
-  }, LIST_WRITE);
+  });
 }
 
-export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode) {
+export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode, bulkMs: number) {
   const number = toE164(rawNumber, country);
   if (!number) throw new InvalidFieldError('params/number', notANumber(rawNumber, country));
-  return prisma.$transaction(async (tx) => {
+  return listWrite(prisma, bulkMs, async (tx) => {
     // Its turn among the list's writes, as an import's: read unlocked, `before` was the entry as an
     // import in progress had not yet changed it, and the audit showed fields it no longer had.
     const id = await takeTurn(tx, slug);
@@ -310,5 +321,5 @@ export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: s
     const { count } = await tx.vipEntry.deleteMany({ where: { id: before.id } });
     if (count === 0) throw new NotFoundError(`entry of ${ENTITY} ${slug}`, number);
     await recordChange(tx, actor, 'delete-entry', ENTITY, slug, audited(before), null);
-  }, LIST_WRITE);
+  });
 }

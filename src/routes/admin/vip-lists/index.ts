@@ -46,6 +46,8 @@ const BULK_BODY_LIMIT = 16 * 1024 * 1024;
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const country = app.config.DEFAULT_COUNTRY;
+  // A list's writes take turns on its lock: they may wait longer than the admin API's other statements.
+  const bulkMs = app.config.ADMIN_BULK_STATEMENT_TIMEOUT_MS;
 
   app.get(
     '/vip-lists',
@@ -109,7 +111,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
         response: { 200: VipListSchema, ...errors },
       },
     },
-    async (request) => updateVipList(app.db.prisma, actorOf(request), request.params.slug, request.body),
+    async (request) => updateVipList(app.db.prisma, actorOf(request), request.params.slug, request.body, bulkMs),
   );
 
   app.delete(
@@ -127,7 +129,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await deleteVipList(app.db.prisma, actorOf(request), request.params.slug);
+      await deleteVipList(app.db.prisma, actorOf(request), request.params.slug, bulkMs);
       return reply.status(204).send(null);
     },
   );
@@ -175,7 +177,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country, request.query);
+      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country, bulkMs, request.query);
       if (out.many) return reply.status(200).send(out.result);
       return reply.status(out.inserted ? 201 : 200).send(out.entry);
     },
@@ -196,7 +198,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      await deleteVipEntry(app.db.prisma, actorOf(request), request.params.slug, request.params.number, country);
+      await deleteVipEntry(app.db.prisma, actorOf(request), request.params.slug, request.params.number, country, bulkMs);
       return reply.status(204).send(null);
     },
   );
