@@ -208,11 +208,11 @@ export function zoneAtNoon(at: Date = new Date()): string {
 }
 
 /**
- * A pool through a TCP proxy to the test's Postgres: `silence()` makes the connections made so far
- * lose every packet, as after a failover to another host or a crash of Postgres' machine (no FIN,
- * no RST); new connections go through. Torn down with the test.
+ * A TCP proxy to the test's Postgres, and the database's URL through it: `silence()` makes the
+ * connections made so far lose every packet, as after a failover to another host or a crash of
+ * Postgres' machine (no FIN, no RST); new connections go through. `close()` ends it (also at teardown).
  */
-export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ pool: pg.Pool; silence: () => void }> {
+export async function silencingProxy(t: Test, dbUrl: string): Promise<{ url: string; silence: () => void; close: () => Promise<void> }> {
   const target = Number(new URL(dbUrl).port);
   const live = new Set<net.Socket>();
   const silenced = new Set<net.Socket>();
@@ -241,13 +241,25 @@ export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ 
   url.searchParams.delete('host');
   url.hostname = '127.0.0.1';
   url.port = String((proxy.address() as net.AddressInfo).port);
-  const pool = new pg.Pool({ connectionString: url.toString(), max });
+  let closed: Promise<void> | null = null;
+  const close = () =>
+    (closed ??= (async () => {
+      for (const s of [...live, ...silenced]) s.destroy();
+      await new Promise<void>((r) => proxy.close(() => r()));
+    })());
+  t.teardown(close);
+  return { url: url.toString(), silence, close };
+}
+
+/** A pool through silencingProxy: see there. Torn down with the test. */
+export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ pool: pg.Pool; silence: () => void }> {
+  const proxy = await silencingProxy(t, dbUrl);
+  const pool = new pg.Pool({ connectionString: proxy.url, max });
   pool.on('error', () => {});
   t.teardown(async () => {
     // the silenced connections first: a pool waits for a client still in use
-    for (const s of [...live, ...silenced]) s.destroy();
+    await proxy.close();
     await pool.end();
-    await new Promise<void>((r) => proxy.close(() => r()));
   });
-  return { pool, silence };
+  return { pool, silence: proxy.silence };
 }

@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import fp from 'fastify-plugin';
 import { Prisma } from '../generated/prisma/client.js';
 import { DomainError } from '../errors.js';
-import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, isStatementTimeout, POOL_WAIT_MS } from '../store/database.js';
+import { ADMIN_POOL_MAX, isDatabaseUnavailable, isPoolWaitTimeout, isQueryReadTimeout, isStatementTimeout, POOL_WAIT_MS } from '../store/database.js';
 import { CALLBACK_PREFIX, LOWERCASE_URLS } from '../exotel/endpoints.js';
 import { errorAnswer, type CallbackAnswer } from '../exotel/responses.js';
 import { logRequest, noteRefusal, urlRedactor } from './request-log.js';
@@ -104,6 +104,15 @@ export default fp(async function errorHandler(app: FastifyInstance) {
       message = `the database did not finish this request within its statement timeout (ADMIN_STATEMENT_TIMEOUT_MS, ${app.config.ADMIN_STATEMENT_TIMEOUT_MS} ms; a VIP list's writes ADMIN_BULK_STATEMENT_TIMEOUT_MS, ${app.config.ADMIN_BULK_STATEMENT_TIMEOUT_MS} ms), most often waiting on a lock another session holds: retry in a few seconds, and if it goes on, look in Postgres for a long-running transaction (pg_stat_activity)`;
       reply.header('retry-after', String(UNAVAILABLE_RETRY_SECONDS));
       request.log.error({ code: '57014' }, 'admin statement timed out');
+      retry = true;
+    } else if (isQueryReadTimeout(err)) {
+      // No answer, not even the cancel of its statement_timeout, long after it: the connection died
+      // without a word, and was closed (src/store/database.ts); the next request takes another.
+      status = 503;
+      message =
+        "the database did not answer, long after this request's statement timeout: its connection was taken for dead (a failover, or a NAT or firewall that dropped it) and closed; retry in a few seconds, and if it goes on, check the network between exoroute and Postgres";
+      reply.header('retry-after', String(UNAVAILABLE_RETRY_SECONDS));
+      request.log.error('admin statement unanswered: connection closed as dead');
       retry = true;
     } else if (status >= 500 && isDatabaseUnavailable(err)) {
       // Postgres down, restarting or unreachable: the client's to retry (callbacks go on from the rules

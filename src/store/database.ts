@@ -3,7 +3,7 @@ import { PrismaPg } from '@prisma/adapter-pg';
 import type { Logger } from 'pino';
 import { PrismaClient } from '../generated/prisma/client.js';
 import { DeadlineExceeded, withDeadline } from '../lib/deadline.js';
-import { ADMIN_STATEMENT_TIMEOUT_MS } from '../config.js';
+import { ADMIN_BULK_STATEMENT_TIMEOUT_MS, ADMIN_STATEMENT_TIMEOUT_MS } from '../config.js';
 
 const CLOSE_TIMEOUT_MS = 3000;
 /** Connections of the callbacks' pool (`pool`). */
@@ -49,6 +49,53 @@ export function isStatementTimeout(err: unknown): boolean {
     const message = adapter?.originalMessage ?? e.message;
     return code === '57014' && typeof message === 'string' && message.includes('statement timeout');
   });
+}
+
+/**
+ * How much longer than its statement_timeout an admin statement is waited for before its connection
+ * counts as dead (adminClient): Postgres' cancel, and its answer, on a live one come well within it.
+ */
+export const ADMIN_DEAD_CONNECTION_GRACE_MS = 5000;
+
+/** pg's error for a statement given up after its `query_timeout`. */
+export const isQueryReadTimeout = (err: unknown): boolean => causes(err).some((e) => e.message === 'Query read timeout');
+
+/**
+ * The admin API's pool's connections (pg.Pool's `Client`). Postgres ends an admin statement at its
+ * statement_timeout, so one still unanswered `deadAfterMs` later (the longest statement_timeout of
+ * that pool and a grace) is on a connection that died without a word (a failover, a NAT or firewall
+ * that dropped it): it is given up (pg's `query_timeout`, 'Query read timeout'), and the connection
+ * ended there and then. Otherwise the request waited for the kernel to give the connection up, about
+ * 15 minutes; and Prisma, whose ROLLBACK queued behind the lost statement, would hand the connection
+ * back to the pool for the next request to wait on. A COPY (a CSV export, which streams for as long
+ * as it takes) is left alone.
+ */
+function adminClient(deadAfterMs: number): typeof pg.Client {
+  return class AdminClient extends pg.Client {
+    // biome-ignore lint/suspicious/noExplicitAny: pg.Client.query's overloads, passed on as they came
+    override query(...args: any[]): any {
+      // biome-ignore lint/suspicious/noExplicitAny: as above
+      const query = (...passed: any[]) => (super.query as (...a: any[]) => any).apply(this, passed);
+      const [config] = args;
+      if (typeof config?.submit === 'function') return query(...args);
+      const drop = (err: unknown) => {
+        if (isQueryReadTimeout(err)) void this.end();
+      };
+      args[0] = { ...(typeof config === 'string' ? { text: config } : config), query_timeout: config?.query_timeout ?? deadAfterMs };
+      const callback = args.findIndex((a) => typeof a === 'function');
+      if (callback >= 0) {
+        const given = args[callback];
+        args[callback] = (err: unknown, res: unknown) => {
+          drop(err);
+          given(err, res);
+        };
+        return query(...args);
+      }
+      const answer = query(...args);
+      answer.then(undefined, drop);
+      return answer;
+    }
+  };
 }
 
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
@@ -113,14 +160,19 @@ export interface Database {
  * Opens the two pools (the callbacks', and the admin API's) and a Prisma client on the admin one.
  * Nothing is connected until the first query.
  */
-export function openDatabase(url: string, log: Logger, opts: { max?: number; adminMax?: number; adminStatementTimeoutMs?: number } = {}): Database {
+export function openDatabase(
+  url: string,
+  log: Logger,
+  opts: { max?: number; adminMax?: number; adminStatementTimeoutMs?: number; adminBulkStatementTimeoutMs?: number } = {},
+): Database {
   // Made at first use: Prisma instantiates its query compiler (~70 MB of WebAssembly) at its first
   // query, and an instance that only answers callbacks never needs it (rules load with plain SQL).
   let prisma: PrismaClient | null = null;
   let closed = false;
-  const open = (max: number, setup: string) => {
+  const open = (max: number, setup: string, Client?: typeof pg.Client) => {
     const opened = new pg.Pool({
       connectionString: url,
+      ...(Client ? { Client } : {}),
       max,
       connectionTimeoutMillis: POOL_WAIT_MS,
       idleTimeoutMillis: 30000,
@@ -145,7 +197,13 @@ export function openDatabase(url: string, log: Logger, opts: { max?: number; adm
   const idle = `SET idle_in_transaction_session_timeout = ${IDLE_IN_TRANSACTION_MS}`;
   const pool = open(opts.max ?? POOL_MAX, idle);
   // The callbacks' statements have their own bounds (QUERY_TIMEOUT_MS, client side); the admin API's, Postgres'.
-  const adminPool = open(opts.adminMax ?? ADMIN_POOL_MAX, `${idle}; SET statement_timeout = ${opts.adminStatementTimeoutMs ?? ADMIN_STATEMENT_TIMEOUT_MS}`);
+  const statementMs = opts.adminStatementTimeoutMs ?? ADMIN_STATEMENT_TIMEOUT_MS;
+  const longestMs = Math.max(statementMs, opts.adminBulkStatementTimeoutMs ?? ADMIN_BULK_STATEMENT_TIMEOUT_MS);
+  const adminPool = open(
+    opts.adminMax ?? ADMIN_POOL_MAX,
+    `${idle}; SET statement_timeout = ${statementMs}`,
+    adminClient(longestMs + ADMIN_DEAD_CONNECTION_GRACE_MS),
+  );
   return {
     get prisma() {
       prisma ??= new PrismaClient({ adapter: new PrismaPg(adminPool) });
@@ -181,9 +239,6 @@ export function withQueryTimeout<I = unknown[]>(query: string | pg.QueryConfig<I
   const timed: pg.QueryConfig<I> & { query_timeout: number } = { ...config, query_timeout: timeoutMs };
   return timed;
 }
-
-/** pg's error for a statement given up after its `query_timeout`. */
-const isQueryReadTimeout = (err: unknown): boolean => err instanceof Error && err.message === 'Query read timeout';
 
 /**
  * `work` in one transaction (`begin`: BEGIN with its options) on one pooled connection, committed;

@@ -30,7 +30,10 @@ export interface PreparedDatabase {
 }
 
 /** What of the configuration openDatabase takes. */
-export const databaseOptions = (config: Config) => ({ adminStatementTimeoutMs: config.ADMIN_STATEMENT_TIMEOUT_MS });
+export const databaseOptions = (config: Config) => ({
+  adminStatementTimeoutMs: config.ADMIN_STATEMENT_TIMEOUT_MS,
+  adminBulkStatementTimeoutMs: config.ADMIN_BULK_STATEMENT_TIMEOUT_MS,
+});
 
 /**
  * DATABASE_URL, or an embedded Postgres under DATA_DIR/postgres when it is unset; then the
