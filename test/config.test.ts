@@ -515,6 +515,18 @@ t.test(
   },
 );
 
+t.test('ADMIN_STATEMENT_TIMEOUT_MS 15000 and ADMIN_BULK_STATEMENT_TIMEOUT_MS 60000 by default, 100 to 3600000', async (t) => {
+  t.match(loadConfig({}), { ADMIN_STATEMENT_TIMEOUT_MS: 15000, ADMIN_BULK_STATEMENT_TIMEOUT_MS: 60000 });
+  t.match(loadConfig({ ADMIN_STATEMENT_TIMEOUT_MS: '100', ADMIN_BULK_STATEMENT_TIMEOUT_MS: '3600000' }), {
+    ADMIN_STATEMENT_TIMEOUT_MS: 100,
+    ADMIN_BULK_STATEMENT_TIMEOUT_MS: 3600000,
+  });
+  for (const name of ['ADMIN_STATEMENT_TIMEOUT_MS', 'ADMIN_BULK_STATEMENT_TIMEOUT_MS']) {
+    t.throws(() => loadConfig({ [name]: '99' }), new RegExp(`${name}="99"`));
+    t.throws(() => loadConfig({ [name]: '3600001' }), new RegExp(name));
+  }
+});
+
 t.test('REQUEST_TIMEOUT_SECONDS: 300 by default, 1 to 3600', async (t) => {
   t.equal(loadConfig({}).REQUEST_TIMEOUT_SECONDS, 300);
   t.equal(loadConfig({ REQUEST_TIMEOUT_SECONDS: '1' }).REQUEST_TIMEOUT_SECONDS, 1);
