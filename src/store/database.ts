@@ -98,6 +98,9 @@ function adminClient(deadAfterMs: number): typeof pg.Client {
   };
 }
 
+/** Silence on a pooled connection after which the kernel starts TCP keepalive probes (openDatabase). */
+export const KEEPALIVE_IDLE_MS = 30_000;
+
 /** Longest a query waits for a pool connection (or for a new one to connect) before it fails. */
 export const POOL_WAIT_MS = 5000;
 
@@ -176,6 +179,13 @@ export function openDatabase(
       max,
       connectionTimeoutMillis: POOL_WAIT_MS,
       idleTimeoutMillis: 30000,
+      // A connection that waits for Postgres with nothing of its own unanswered (a CSV export's COPY,
+      // which no timeout gives up, waiting for its first rows or for more) sends nothing, so one that
+      // died without a word was never found: it held an admin connection and an export's place until
+      // a restart. With keepalive, the kernel probes it after 30 s of silence and ends it when the
+      // probes go unanswered (Linux: 9 probes 75 s apart, net.ipv4.tcp_keepalive_*).
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
       // Set on each new connection before the pool hands it out (pg-pool awaits this hook; a
       // connection whose SET fails is ended and its caller gets the error), not as a startup
       // parameter, which PgBouncer refuses unless told to ignore it. Not from a 'connect' listener:

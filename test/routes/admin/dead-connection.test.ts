@@ -1,13 +1,14 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import t, { type Test } from 'tap';
 import { buildApp } from '../../../src/app.js';
 import { loadConfig } from '../../../src/config.js';
 import { ensureBootstrapKey } from '../../../src/store/api-keys.js';
 import { openDatabase, type Database } from '../../../src/store/database.js';
 import { databaseOptions } from '../../../src/store/setup.js';
-import { ADMIN_KEY, migratedDatabase, quietLog, silencingProxy } from '../../helper.js';
+import { ADMIN_KEY, lockWaiters, migratedDatabase, quietLog, silencingProxy } from '../../helper.js';
 
 /** `work`'s outcome, or 'still waiting' after `ms`: a request that hangs fails its test instead of the file. */
 const within = <T>(work: Promise<T>, ms: number) => Promise.race([work, new Promise<'still waiting'>((r) => setTimeout(() => r('still waiting'), ms).unref())]);
@@ -43,7 +44,7 @@ async function appThroughProxy(t: Test) {
   t.teardown(() => app.close());
   await app.ready();
   const get = (url: string) => app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${ADMIN_KEY}` } });
-  return { db, get, silence: proxy.silence };
+  return { db, direct, get, silence: proxy.silence, proxyPort: Number(new URL(proxy.url).port) };
 }
 
 t.test('an admin request on a connection that died without a word is answered 503 within a bound, and the connection is closed', async (t) => {
@@ -101,3 +102,51 @@ t.test('a statement of a Prisma transaction on a dead connection fails within a 
   t.same(await within(db.prisma.flow.findMany(), 5000), [], 'the next query is answered at once, on a new connection');
   t.ok(Date.now() - next < 3000, `in ${Date.now() - next} ms`);
 });
+
+/**
+ * This process's TCP connections to `port` on 127.0.0.1, from /proc/net/tcp: each one's timer (`tr`:
+ * 0 none, 1 retransmission, 2 keepalive) and when it fires (jiffies, hexadecimal).
+ */
+async function connectionsTo(port: number): Promise<Array<{ timer: number; when: string }>> {
+  const table = await readFile('/proc/net/tcp', 'utf8');
+  const remote = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  return table
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[2] === remote && f[3] === '01') // established
+    .map((f) => {
+      const [timer, when] = f[5]!.split(':');
+      return { timer: Number.parseInt(timer!, 16), when: when! };
+    });
+}
+
+t.test(
+  'a CSV export waiting for Postgres, which no timeout gives up, is on a connection the kernel probes after 30 s of silence (TCP keepalive), so a dead one ends',
+  { skip: process.platform !== 'linux' && 'reads /proc/net/tcp' },
+  async (t) => {
+    const { direct, get, proxyPort } = await appThroughProxy(t);
+    // The export's COPY waits for a lock, sending nothing and expecting rows: as on a connection that died.
+    const blocker = new pg.Client({ connectionString: direct.url });
+    await blocker.connect();
+    t.teardown(() => blocker.end());
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE cdrs IN ACCESS EXCLUSIVE MODE');
+    const csv = get('/admin/cdrs.csv');
+    await lockWaiters(t, direct.pool, 1, { query: 'COPY%' });
+    // Read again for a moment: a connection that has just sent something shows its retransmission timer until it is acknowledged.
+    let sockets = await connectionsTo(proxyPort);
+    for (let i = 0; i < 20 && sockets.some((s) => s.timer !== 2); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      sockets = await connectionsTo(proxyPort);
+    }
+    t.ok(sockets.length >= 1, `${sockets.length} admin connection(s)`);
+    t.same(
+      sockets.map((s) => s.timer),
+      sockets.map(() => 2),
+      'each has its keepalive timer running',
+    );
+    await blocker.query('ROLLBACK');
+    t.match(await within(csv, 10_000), { statusCode: 200 }, 'the export then runs');
+  },
+);
