@@ -27,6 +27,7 @@
  */
 import type { CountryCode } from 'libphonenumber-js';
 import { DateTime } from 'luxon';
+import { count } from '../lib/count.js';
 import { toE164 } from './phone.js';
 
 /** A phone number as Exotel sent it and in E.164 (null when not a valid number). */
@@ -165,10 +166,10 @@ class ParamBag {
       this.warnings.push(`${this.unstorableKeys} key(s) with a NUL or a lone surrogate: those characters replaced by U+FFFD`);
     }
     if (this.droppedForLength > 0) {
-      this.warnings.push(`${this.droppedForLength} parameter(s) dropped: key longer than ${this.limits.maxKeyLength} characters`);
+      this.warnings.push(`${count(this.droppedForLength, 'parameter')} dropped: key longer than ${this.limits.maxKeyLength} characters`);
     }
     if (this.droppedForCount > 0) {
-      this.warnings.push(`${this.droppedForCount} parameter(s) dropped: more than ${this.limits.maxKeys} keys`);
+      this.warnings.push(`${count(this.droppedForCount, 'parameter')} dropped: more than ${this.limits.maxKeys} keys`);
     }
     const params = new Map<string, string>();
     const byLower = new Map<string, string>();
