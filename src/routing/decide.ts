@@ -46,12 +46,24 @@ function scheduleOpen(rules: Lookup, slug: string, at: Date): { open: boolean; w
   return { open, why: `${slug} is ${open ? 'open' : 'closed'} at ${localTime}: ${reason}` };
 }
 
+/** Whether a value is in a rule's list, as a trace says it: the one value itself, or how many there are. */
+function inList(held: boolean, list: string[]): string {
+  if (list.length === 1) return `${held ? 'is' : 'is not'} ${list[0]}`;
+  return `${held ? 'is one' : 'is none'} of the ${list.length} listed`;
+}
+
 function textMatch(value: string | null, m: { equals: string } | { in: string[] } | { prefix: string }, what: string): { held: boolean; why: string } {
   if (value === null) return { held: false, why: `no ${what} sent` };
   if ('equals' in m) return { held: value === m.equals, why: `${what} '${value}' ${value === m.equals ? '=' : '≠'} '${m.equals}'` };
   if ('in' in m) {
     const held = m.in.includes(value);
-    return { held, why: `${what} '${value}' ${held ? 'is' : 'is not'} one of ${m.in.length}` };
+    return {
+      held,
+      why: `${what} '${value}' ${inList(
+        held,
+        m.in.map((v) => `'${v}'`),
+      )}`,
+    };
   }
   const held = value.startsWith(m.prefix);
   return { held, why: `${what} '${value}' ${held ? 'starts' : 'does not start'} with '${m.prefix}'` };

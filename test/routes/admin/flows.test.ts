@@ -203,6 +203,37 @@ t.test('flows admin API', async (t) => {
   });
 });
 
+t.test("a digits rule's `in` reads as a person writes it in the trace: the one value, or how many of several", async (t) => {
+  const { admin } = await buildTestApp(t);
+  const res = await admin({
+    method: 'POST',
+    url: '/admin/flows',
+    payload: {
+      slug: 'keys',
+      name: 'Keys',
+      type: 'switch',
+      rules: [
+        { name: 'one', when: { digits: { in: ['1'] } }, then: { select: 'one' } },
+        { name: 'several', when: { digits: { in: ['2', '3'] } }, then: { select: 'several' } },
+      ],
+      otherwise: { select: 'other' },
+      onError: { select: 'other' },
+    },
+  });
+  t.equal(res.statusCode, 201, res.body);
+  const why = async (digits: string) => {
+    const sim = await admin({
+      method: 'POST',
+      url: '/admin/flows/keys/simulate',
+      payload: { endpoint: 'switch', params: { CallSid: 's', digits: `"${digits}"` } },
+    });
+    return sim.json().trace.map((r: { conditions: Array<{ why: string }> }) => r.conditions[0]?.why ?? null);
+  };
+  t.same(await why('1'), ["digits '1' is '1'", null], 'one value held: named, not "one of 1"');
+  t.same(await why('3'), ["digits '3' is not '1'", "digits '3' is one of the 2 listed"]);
+  t.same(await why('9'), ["digits '9' is not '1'", "digits '9' is none of the 2 listed"]);
+});
+
 t.test('a rule written without a name is named by its position, and traces show that name', async (t) => {
   const { admin } = await buildTestApp(t);
   const res = await admin({
