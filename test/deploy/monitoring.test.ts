@@ -137,8 +137,16 @@ t.test('the dashboard queries the datasource the monitoring profile provisions',
     /commit latency/,
     /snapshot age/,
     /Agents by state, per queue/,
+    /Agents by state \(each agent once\)/,
   ])
     t.match(titles, topic);
+  // Each agent once, by state: exoroute_agents itself, not a sum over groups of exoroute_dial_group_agents.
+  const allAgents = dashboard.panels.find((p) => p.title === 'Agents by state (each agent once)');
+  t.same(
+    allAgents?.targets.flatMap((x) => metricNames(x.expr)),
+    ['exoroute_agents'],
+    'the "agents by state" panel draws exoroute_agents',
+  );
   t.same(rules.groups[0]!.rules.map((r) => r.alert).sort(), [
     'ExorouteDown',
     'ExorouteLatencyNearBudget',
