@@ -2,7 +2,8 @@
  * Every `sh` example in README.md, run as written, top to bottom, in one bash session against the
  * real app listening on 127.0.0.1 — as a new user would paste them after `npm start`. Each HTTP
  * request they make must be answered 2xx, or with the status a comment on the command promises
- * (`# 302: now away`), and a `# → {…}` line under a command is the JSON its answer must contain. So the README's examples cannot rot.
+ * (`# 302: now away`), and a `# → {…}` line under a command is the JSON its answer must contain (`# → text`, other than
+ * JSON: text the answer must contain, e.g. the numbers a Dial Whom callback answers). So the README's examples cannot rot.
  *
  * Two things differ from a user's terminal, none in the commands themselves:
  * - `EXO` is set again after the README's own `export` line, to the port the test listens on (a
@@ -71,7 +72,7 @@ function scan(text: string, open: { single: boolean; double: boolean }): number 
 
 /**
  * A block's commands: a command runs on while a quote or a loop is open or a line ends with `\`;
- * a comment line `# → {json}` after a command is what its answer must contain.
+ * a comment line `# → {json}` (or `# → text`) after a command is what its answer must contain.
  */
 export function commandsOf(block: { code: string; line: number }): Example[] {
   const out: Example[] = [];
@@ -79,9 +80,9 @@ export function commandsOf(block: { code: string; line: number }): Example[] {
   const open = { single: false, double: false };
   let loops = 0;
   block.code.split('\n').forEach((text, i) => {
-    const expectation = /^\s*# → (\{.*\})\s*$/.exec(text);
+    const expectation = /^\s*# → (.+?)\s*$/.exec(text);
     if (pending.length === 0 && expectation) {
-      out.at(-1)?.expect.push(JSON.parse(expectation[1]!));
+      out.at(-1)?.expect.push(expectation[1]!.startsWith('{') ? JSON.parse(expectation[1]!) : expectation[1]!);
       return;
     }
     if (pending.length === 0 && (text.trim() === '' || text.trim().startsWith('#'))) return;
@@ -173,6 +174,10 @@ t.test('every README example runs as written against a started service', async (
         { out: out.slice(0, 500), err },
       );
     for (const expected of example.expect) {
+      if (typeof expected === 'string') {
+        t.match(out, expected, `${where}: the answer the README shows`);
+        continue;
+      }
       let body: unknown;
       try {
         body = JSON.parse(out.trim());
@@ -187,12 +192,14 @@ t.test('every README example runs as written against a started service', async (
 });
 
 t.test('the command splitter keeps a quoted JSON body spanning lines as one command', async (t) => {
-  const cmds = commandsOf({ code: 'api -X POST x -d \'{\n  "a":1}\'\n# → {"ok":true}\napi y   # a comment\n', line: 10 });
+  const cmds = commandsOf({ code: 'api -X POST x -d \'{\n  "a":1}\'\n# → {"ok":true}\napi y   # a comment\ncurl z\n# → +919812345690\n', line: 10 });
   t.same(
     cmds.map((c) => [c.command, c.expect, c.line]),
     [
       ['api -X POST x -d \'{\n  "a":1}\'', [{ ok: true }], 10],
       ['api y   # a comment', [], 13],
+      ['curl z', ['+919812345690'], 14],
     ],
+    'a `# → ` line that is not JSON is text the answer must contain',
   );
 });
