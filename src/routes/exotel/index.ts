@@ -566,8 +566,15 @@ export default fp(
         // An Exotel app user rung by a Connect: no dial group member can be one, so no agent state to keep.
         result = { ...acknowledged, reason: `DialWhomNumber ${call.dialWhomNumber.raw} is an Exotel SIP user: no agent state kept` };
       } else if (!agent) {
-        const unread = call.dialWhomNumber ? null : unreadBody(request);
-        result = rejected(400, `DialWhomNumber is missing or not a phone number${unread ? `: ${unread}` : ''}`);
+        // Missing, or there but no number: said apart, so the sender knows which to fix.
+        const sent = call.dialWhomNumber?.raw;
+        const unread = sent === undefined ? unreadBody(request) : null;
+        result = rejected(
+          400,
+          sent === undefined
+            ? `DialWhomNumber is missing${unread ? `: ${unread}` : ": send the number of the agent's leg the event is about"}`
+            : `DialWhomNumber ${JSON.stringify(sent.slice(0, 40))}${sent.length > 40 ? '…' : ''} is not a phone number (nor an Exotel SIP user id, sip:…)`,
+        );
       } else if (sidProblem) result = rejected(400, sidProblem);
       else {
         result = acknowledged;

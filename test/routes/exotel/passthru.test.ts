@@ -173,7 +173,7 @@ t.test('a POST body exoroute cannot read (multipart, JSON sent as a form): the 4
     payload: `${part('CallSid', 'mp-2')}${part('DialWhomNumber', '09812345678')}--${boundary}--\r\n`,
   });
   t.equal(event.statusCode, 400);
-  t.match(event.json().message, /^DialWhomNumber is missing or not a phone number: a multipart\/form-data body is not read/);
+  t.match(event.json().message, /^DialWhomNumber is missing: a multipart\/form-data body is not read/);
   const refused = await ctx.db.prisma.cdr.findMany({ where: { callSid: null }, orderBy: { id: 'asc' } });
   t.equal(refused.length, 3, 'one CDR each');
   t.match(
@@ -659,4 +659,26 @@ t.test('a callback from outside EXOTEL_ALLOWED_CIDRS (403) carries no challenge:
   const res = await ctx.app.inject({ method: 'GET', url: '/exotel/passthru/inbound?CallSid=cidr-chal', remoteAddress: '127.0.0.1' });
   t.equal(res.statusCode, 403);
   t.equal(res.headers['www-authenticate'], undefined);
+});
+
+t.test('a dial event without a usable DialWhomNumber is a 400 saying which: missing, or sent but no number (with one CDR each)', async (t) => {
+  const ctx = await setup(t);
+  const missing = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=dw-1&Status=busy' });
+  t.equal(missing.statusCode, 400);
+  t.equal(missing.json().message, "DialWhomNumber is missing: send the number of the agent's leg the event is about");
+  const notANumber = await ctx.app.inject({ method: 'GET', url: '/exotel/dial-events?CallSid=dw-2&DialWhomNumber=agent-7&Status=busy' });
+  t.equal(notANumber.statusCode, 400);
+  t.equal(notANumber.json().message, 'DialWhomNumber "agent-7" is not a phone number (nor an Exotel SIP user id, sip:…)', 'not called missing: it was sent');
+  const long = await ctx.app.inject({ method: 'GET', url: `/exotel/dial-events?CallSid=dw-3&DialWhomNumber=${'x'.repeat(500)}&Status=busy` });
+  t.equal(long.statusCode, 400);
+  t.ok(long.json().message.length < 120, 'a long value is shown cut short');
+  const cdrs = await ctx.db.prisma.cdr.findMany({ where: { callSid: { in: ['dw-1', 'dw-2', 'dw-3'] } }, orderBy: { id: 'asc' } });
+  t.same(
+    cdrs.map((c) => [c.callSid, c.httpStatus, c.outcome]),
+    [
+      ['dw-1', 400, 'rejected'],
+      ['dw-2', 400, 'rejected'],
+      ['dw-3', 400, 'rejected'],
+    ],
+  );
 });
