@@ -163,7 +163,7 @@ class ParamBag {
 
   finish(): Map<string, string> {
     if (this.unstorableKeys > 0) {
-      this.warnings.push(`${this.unstorableKeys} key(s) with a NUL or a lone surrogate: those characters replaced by U+FFFD`);
+      this.warnings.push(`${count(this.unstorableKeys, 'key')} with a NUL or a lone surrogate: those characters replaced by U+FFFD`);
     }
     if (this.droppedForLength > 0) {
       this.warnings.push(`${count(this.droppedForLength, 'parameter')} dropped: key longer than ${this.limits.maxKeyLength} characters`);
@@ -218,14 +218,14 @@ function addJson(bag: ParamBag, json: unknown, limits: ParseLimits, warnings: st
     else if (key.toLowerCase() === 'legs' && Array.isArray(value)) addJsonLegs(bag, value, limits, warnings);
     else if (value !== null) ignored++;
   }
-  if (ignored > 0) warnings.push(`${ignored} nested JSON value(s) ignored: only strings, numbers and booleans are read`);
+  if (ignored > 0) warnings.push(`${count(ignored, 'nested JSON value')} ignored: only strings, numbers and booleans are read`);
 }
 
 /** A JSON `Legs` array of objects becomes the same flat `Legs[i][Field]` keys a query string carries. */
 function addJsonLegs(bag: ParamBag, legs: unknown[], limits: ParseLimits, warnings: string[]): void {
-  if (legs.length > limits.maxLegs) warnings.push(`JSON Legs: ${legs.length - limits.maxLegs} leg(s) beyond ${limits.maxLegs} ignored`);
-  const count = Math.min(legs.length, limits.maxLegs);
-  for (let i = 0; i < count; i++) {
+  if (legs.length > limits.maxLegs) warnings.push(`JSON Legs: ${count(legs.length - limits.maxLegs, 'leg')} beyond ${limits.maxLegs} ignored`);
+  const read = Math.min(legs.length, limits.maxLegs);
+  for (let i = 0; i < read; i++) {
     const leg = legs[i];
     if (!isPlainObject(leg)) continue;
     for (const name of Object.keys(leg)) {

@@ -48,7 +48,7 @@ function scheduleOpen(rules: Lookup, slug: string, at: Date): { open: boolean; w
 
 /** Whether a value is in a rule's list, as a trace says it: the one value itself, or how many there are. */
 function inList(held: boolean, list: string[]): string {
-  if (list.length === 1) return `${held ? 'is' : 'is not'} ${list[0]}`;
+  if (list.length === 1) return `${held ? 'is' : 'is not'} '${list[0]}'`;
   return `${held ? 'is one' : 'is none'} of the ${list.length} listed`;
 }
 
@@ -57,13 +57,7 @@ function textMatch(value: string | null, m: { equals: string } | { in: string[] 
   if ('equals' in m) return { held: value === m.equals, why: `${what} '${value}' ${value === m.equals ? '=' : '≠'} '${m.equals}'` };
   if ('in' in m) {
     const held = m.in.includes(value);
-    return {
-      held,
-      why: `${what} '${value}' ${inList(
-        held,
-        m.in.map((v) => `'${v}'`),
-      )}`,
-    };
+    return { held, why: `${what} '${value}' ${inList(held, m.in)}` };
   }
   const held = value.startsWith(m.prefix);
   return { held, why: `${what} '${value}' ${held ? 'starts' : 'does not start'} with '${m.prefix}'` };

@@ -377,7 +377,12 @@ t.test('a key with a NUL or a lone surrogate is stored with U+FFFD instead (Post
     ],
     'the JSON key `\\ud800` folds into the query key `%00`',
   );
-  t.same(warnings, ['repeated key "\ufffd": last value kept', '4 key(s) with a NUL or a lone surrogate: those characters replaced by U+FFFD']);
+  t.same(warnings, ['repeated key "\ufffd": last value kept', '4 keys with a NUL or a lone surrogate: those characters replaced by U+FFFD']);
+  t.same(
+    collectParams({ query: 'CallSid=k2&a%00b=2' }).warnings,
+    ['1 key with a NUL or a lone surrogate: those characters replaced by U+FFFD'],
+    'one: singular',
+  );
   const call = parseExotelCall(
     new Map([
       ['\u0000', 'a'],

@@ -464,8 +464,13 @@ t.test('JSON body: top-level scalars taken (numbers and booleans as text), neste
       ['Flag', 'true'],
     ],
   );
-  t.same(warnings, ['2 nested JSON value(s) ignored: only strings, numbers and booleans are read']);
+  t.same(warnings, ['2 nested JSON values ignored: only strings, numbers and booleans are read']);
   t.equal(parseExotelCall(params, { defaultCountry: 'IN' }).dialCallDuration, 12);
+  t.same(
+    collectParams({ json: { CallSid: 'j1', Nested: { a: 1 } } }).warnings,
+    ['1 nested JSON value ignored: only strings, numbers and booleans are read'],
+    'one: singular',
+  );
 });
 
 t.test('JSON body: a Legs array of objects becomes legs and flat Legs[i][Field] raw keys', async (t) => {
@@ -490,7 +495,9 @@ t.test('JSON body: a Legs array of objects becomes legs and flat Legs[i][Field] 
   t.same(call.warnings, []);
   const many = collectParams({ json: { Legs: Array.from({ length: 25 }, () => ({ Cause: 16 })) } });
   t.equal(many.params.size, 20, 'at most maxLegs legs are taken from JSON');
-  t.match(many.warnings, [/5 leg\(s\) beyond 20 ignored/]);
+  t.match(many.warnings, [/^JSON Legs: 5 legs beyond 20 ignored$/]);
+  const one = collectParams({ json: { Legs: Array.from({ length: 21 }, () => ({ Cause: 16 })) } });
+  t.match(one.warnings, [/^JSON Legs: 1 leg beyond 20 ignored$/], 'one leg too many: singular');
 });
 
 t.test('a JSON body that is not a plain object is ignored with a warning', async (t) => {
