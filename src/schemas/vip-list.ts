@@ -102,6 +102,20 @@ export const VipEntriesWriteQuerySchema = Type.Object(
     allowEmpty: Type.Optional(
       Type.Boolean({ description: 'With mode=replace: `true` lets an empty array (`[]`) remove every entry of the list; without it, `[]` is a 400' }),
     ),
+    maxRemoved: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2147483647,
+        description:
+          'With mode=replace: the most entries the request may remove (a guard against a truncated export). When it would remove more, the answer is 409 naming how many and the limit, and nothing is changed',
+      }),
+    ),
+    dryRun: Type.Optional(
+      Type.Boolean({
+        description:
+          '`true`: the answer is the one the write would give (its counts, or the entry) and so are its refusals (400, 404, 409), but nothing is changed and nothing audited',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

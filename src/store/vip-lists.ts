@@ -3,7 +3,7 @@ import { DEFAULT_PAGE_LIMIT } from '../schemas/common.js';
 import { Prisma } from '../generated/prisma/client.js';
 import type { PrismaClient } from './database.js';
 import type { VipEntryInput, VipListInput, VipListPatch, VipWriteMode } from '../schemas/vip-list.js';
-import { InvalidFieldError, NotFoundError } from '../errors.js';
+import { ConflictError, InvalidFieldError, NotFoundError } from '../errors.js';
 import { notANumber, toE164 } from '../exotel/phone.js';
 import { recordChange, unlessUnchanged, type Actor } from './audit.js';
 import { assertUnreferenced } from './references.js';
@@ -169,6 +169,13 @@ function normaliseEntries(entries: VipEntryInput[], country: CountryCode, fieldP
   return [...byNumber.values()];
 }
 
+/** Thrown out of a dry run's transaction, so that it rolls back; carries the answer. */
+class RolledBack<T> extends Error {
+  constructor(readonly result: T) {
+    super('dry run');
+  }
+}
+
 /** How many entries and numbers an audit entry of an array upsert shows; the rest are counted. */
 export const AUDIT_SAMPLE = 100;
 
@@ -209,10 +216,16 @@ export async function upsertVipEntries(
   body: VipEntryInput | VipEntryInput[],
   country: CountryCode,
   bulkMs: number,
-  opts: { mode?: VipWriteMode | undefined; allowEmpty?: boolean | undefined } = {},
+  opts: { mode?: VipWriteMode | undefined; allowEmpty?: boolean | undefined; dryRun?: boolean | undefined; maxRemoved?: number | undefined } = {},
 ) {
   const many = Array.isArray(body);
   const replace = opts.mode === 'replace';
+  if (opts.maxRemoved !== undefined && !replace) {
+    throw new InvalidFieldError(
+      'querystring/maxRemoved',
+      'limits what mode=replace removes: add mode=replace, or leave maxRemoved out (a merge removes nothing)',
+    );
+  }
   // One entry sent with mode=replace (a leftover query string on a script adding one VIP) would
   // leave that number alone in the list; an empty array (an export that came out empty) would
   // empty it. Both are refused unless meant.
@@ -233,7 +246,20 @@ export async function upsertVipEntries(
   }
   const entries = normaliseEntries(many ? body : [body], country, many ? 'array' : '');
   const numbers = entries.map((e) => e.number);
-  return listWrite(prisma, bulkMs, async (tx) => {
+  // A dry run is the write itself, rolled back: the same answer and the same refusals, nothing kept
+  // (its audit entry included), and nothing announced, so no instance reloads the list for it.
+  if (opts.dryRun) {
+    const { announce: _none, ...quiet } = actor;
+    return listWrite(prisma, bulkMs, async (tx) => {
+      throw new RolledBack(await write(tx, quiet));
+    }).catch((e: unknown) => {
+      if (e instanceof RolledBack) return e.result as Awaited<ReturnType<typeof write>>;
+      throw e;
+    });
+  }
+  return listWrite(prisma, bulkMs, (tx) => write(tx, actor));
+
+  async function write(tx: Prisma.TransactionClient, actor: Actor) {
     // The list's row held until commit: a concurrent delete of the list (which locks it FOR UPDATE)
     // either committed before, and the list is missing here (404), or waits for this import and then
     // deletes the list with its entries. Unlocked, the insert met the deleted list's foreign key and
@@ -254,6 +280,12 @@ export async function upsertVipEntries(
           FROM gone g ORDER BY g.id LIMIT ${AUDIT_SAMPLE}`
       : [];
     const removedCount = gone[0]?.total ?? 0;
+    // A truncated export (12 rows of a CRM's 12,000) would remove every VIP caller it lacks.
+    if (opts.maxRemoved !== undefined && removedCount > opts.maxRemoved) {
+      throw new ConflictError(
+        `mode=replace would remove ${removedCount} of the ${removedCount + (await tx.vipEntry.count({ where: { listId: id } }))} entries of VIP list '${slug}', more than maxRemoved=${opts.maxRemoved}: nothing was changed; check that the export is whole, or raise maxRemoved if so many are meant to go`,
+      );
+    }
     const sent = Prisma.sql`unnest(${numbers}::text[], ${entries.map((e) => e.name)}::text[],
                   ${entries.map((e) => e.tier)}::text[], ${entries.map((e) => e.note)}::text[],
                   ${entries.map((e) => e.expiresAt?.toISOString() ?? null)}::timestamptz[])
@@ -304,7 +336,7 @@ export async function upsertVipEntries(
       entriesOmitted,
     });
     return { many: true as const, result };
-  });
+  }
 }
 
 export async function deleteVipEntry(prisma: PrismaClient, actor: Actor, slug: string, rawNumber: string, country: CountryCode, bulkMs: number) {

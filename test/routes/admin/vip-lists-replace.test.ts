@@ -186,3 +186,58 @@ t.test('10,000 entries replaced by 10,000 others in one request', async (t) => {
   t.match(last, { action: 'replace-entries', before: { removedOmitted: 4_900, entriesOmitted: 4_900 }, after: { removed: 5_000, numbersOmitted: 9_900 } });
   t.equal((last!.before as { removed: unknown[] }).removed.length, 100, 'the first 100 removed are shown, the rest counted');
 });
+
+t.test('maxRemoved: a replace that would remove more entries (a truncated export) is 409 naming how many and the limit, and changes nothing', async (t) => {
+  const ctx = await buildTestApp(t);
+  await listWith(
+    t,
+    ctx,
+    'gold',
+    mobiles(20).map((number) => ({ number })),
+  );
+  const truncated = mobiles(3).map((number) => ({ number, tier: 'gold' }));
+  const res = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace&maxRemoved=10', payload: truncated });
+  t.equal(res.statusCode, 409, res.body);
+  t.equal(
+    res.json().message,
+    "mode=replace would remove 17 of the 20 entries of VIP list 'gold', more than maxRemoved=10: nothing was changed; check that the export is whole, or raise maxRemoved if so many are meant to go",
+  );
+  t.equal((await numbersOf(ctx, 'gold')).length, 20, 'nothing removed');
+  t.equal(await ctx.db.prisma.vipEntry.count({ where: { tier: 'gold' } }), 0, 'nothing updated');
+  t.equal((await trail(ctx, 'gold')).length, 2, 'nor audited');
+
+  const within = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace&maxRemoved=17', payload: truncated });
+  t.equal(within.statusCode, 200, within.body);
+  t.same(within.json(), { inserted: 0, updated: 3, removed: 17 }, 'exactly the limit is allowed');
+
+  const merge = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?maxRemoved=0', payload: truncated });
+  t.equal(merge.statusCode, 400);
+  t.match(merge.json().message, /^querystring\/maxRemoved: limits what mode=replace removes/, 'without mode=replace it is a 400, not ignored');
+  const negative = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace&maxRemoved=-1', payload: truncated });
+  t.equal(negative.statusCode, 400);
+  t.match(negative.json().message, /^querystring\/maxRemoved: /);
+});
+
+t.test('dryRun=true answers what a replace would do, and its refusals, but changes nothing and leaves no audit entry', async (t) => {
+  const ctx = await buildTestApp(t);
+  await listWith(t, ctx, 'gold', [{ number: '09812345001', name: 'Asha' }, { number: '09812345002', name: 'Ravi' }, { number: '09812345003' }]);
+  const payload = [{ number: '09812345001', name: 'Asha' }, { number: '09812345002', name: 'Ravi K' }, { number: '09812345004' }];
+  const dry = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace&dryRun=true', payload });
+  t.equal(dry.statusCode, 200, dry.body);
+  t.same(dry.json(), { inserted: 1, updated: 1, removed: 1 });
+  t.same(await numbersOf(ctx, 'gold'), ['+919812345001', '+919812345002', '+919812345003'], 'the list is as it was');
+  t.equal((await ctx.db.prisma.vipEntry.findFirst({ where: { number: '+919812345002' } }))?.name, 'Ravi', 'no entry updated');
+  t.equal((await trail(ctx, 'gold')).length, 2, 'no audit entry');
+
+  const refused = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace&dryRun=true&maxRemoved=0', payload });
+  t.equal(refused.statusCode, 409, 'maxRemoved is checked in a dry run too');
+  const one = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?dryRun=true', payload: { number: '09812345005', name: 'Meena' } });
+  t.equal(one.statusCode, 201, 'one new entry: 201 and the entry, as a real write');
+  t.match(one.json(), { number: '+919812345005', name: 'Meena' });
+  t.equal((await numbersOf(ctx, 'gold')).length, 3, 'and it was not kept');
+  const missing = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/nope/entries?mode=replace&dryRun=true', payload });
+  t.equal(missing.statusCode, 404);
+
+  const real = await ctx.admin({ method: 'POST', url: '/admin/vip-lists/gold/entries?mode=replace', payload });
+  t.same(real.json(), dry.json(), 'the real write answers as the dry run did');
+});
