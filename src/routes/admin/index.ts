@@ -76,6 +76,13 @@ function invalidJson(text: string, original: Error): Error {
   return new DomainError(400, `body: is not valid JSON${where}: ${what}; ${fix}`);
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The route also reads a `text/csv` body (a VIP list's entries): its 415 says so. */
+    takesCsv?: boolean;
+  }
+}
+
 /** Admin REST resources, mounted under /admin, every one behind the auth plugin. */
 const admin: FastifyPluginAsync = async (app) => {
   // Keys, CDRs and exotelUrls (with the callback secret) must not be kept by a browser's disk cache
@@ -129,12 +136,20 @@ const admin: FastifyPluginAsync = async (app) => {
       String(request.headers['content-type'] ?? '')
         .split(';')[0]!
         .trim() || 'no content type';
-    return done(new DomainError(415, `the body must be JSON: send it with Content-Type: application/json (it came as ${type})`), undefined);
+    const wanted = request.routeOptions.config.takesCsv
+      ? 'JSON or CSV: send it with Content-Type: application/json or text/csv'
+      : 'JSON: send it with Content-Type: application/json';
+    return done(new DomainError(415, `the body must be ${wanted} (it came as ${type})`), undefined);
   });
   app.addHook('onRoute', (route) => {
     if (route.schema?.body && route.schema.response) {
       route.schema.response = {
-        415: { ...ErrorSchema, description: 'The body is not sent as JSON: send it with `Content-Type: application/json`' },
+        415: {
+          ...ErrorSchema,
+          description: (route.config as { takesCsv?: boolean } | undefined)?.takesCsv
+            ? 'The body is not sent as JSON or CSV: send it with `Content-Type: application/json` or `text/csv`'
+            : 'The body is not sent as JSON: send it with `Content-Type: application/json`',
+        },
         ...route.schema.response,
       };
     }

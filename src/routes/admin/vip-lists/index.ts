@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { FastifyError } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples } from '../../../schemas/common.js';
 import {
@@ -29,6 +30,7 @@ import {
 } from '../../../store/vip-lists.js';
 import { actorOf } from '../../../plugins/auth.js';
 import { InvalidFieldError } from '../../../errors.js';
+import { onCsvLine, parseCsvEntries } from './csv-body.js';
 
 const tags = ['vip-lists'];
 
@@ -152,36 +154,53 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => listVipEntries(app.db.prisma, request.params.slug, request.query, country),
   );
 
-  app.post(
-    '/vip-lists/:slug/entries',
-    {
-      schema: {
-        tags,
-        security,
-        operationId: 'upsertVipEntries',
-        summary:
-          'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts); with mode=replace, the list becomes exactly the array',
-        description:
-          'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.',
-        params: SlugParamsSchema,
-        querystring: VipEntriesWriteQuerySchema,
-        body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
-        response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 409: ErrorSchema, 413: ErrorSchema },
+  // A CRM's CSV export, sent as it is (Content-Type: text/csv), is the same array of entries; an
+  // error about one of them names its line and column. Only this route reads CSV.
+  const entriesWrite: FastifyPluginAsyncTypebox = async (app) => {
+    app.addContentTypeParser('text/csv', { parseAs: 'string' }, (request, body, done) => {
+      try {
+        done(null, parseCsvEntries(request, String(body)));
+      } catch (e) {
+        done(e as Error, undefined);
+      }
+    });
+    // Thrown on to the app's error handler, which answers it.
+    app.setErrorHandler((err: FastifyError, request) => {
+      throw onCsvLine(request, err);
+    });
+
+    app.post(
+      '/vip-lists/:slug/entries',
+      {
+        schema: {
+          tags,
+          security,
+          operationId: 'upsertVipEntries',
+          summary:
+            'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts); with mode=replace, the list becomes exactly the array',
+          description:
+            'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.\n\nA CSV export is taken too, with `Content-Type: text/csv` (UTF-8): a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. It is the array of those entries, with the same limits and query parameters; an error about a row names its line and column (`body: line 4, column number: …`).',
+          params: SlugParamsSchema,
+          querystring: VipEntriesWriteQuerySchema,
+          body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
+          response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 409: ErrorSchema, 413: ErrorSchema },
+        },
+        bodyLimit: BULK_BODY_LIMIT,
+        config: { bodyTooLargeHint: 'split the array over several requests', takesCsv: true },
+        // An import script wrapping its array as many APIs do would otherwise read `body/number: is required`.
+        preValidation: async (request) => {
+          const key = wrappedArrayKey(request.body);
+          if (key) throw new InvalidFieldError(`body/${key}`, `send the array itself as the body ([{"number": …}, …]), not inside {"${key}": …}`);
+        },
       },
-      bodyLimit: BULK_BODY_LIMIT,
-      config: { bodyTooLargeHint: 'split the array over several requests' },
-      // An import script wrapping its array as many APIs do would otherwise read `body/number: is required`.
-      preValidation: async (request) => {
-        const key = wrappedArrayKey(request.body);
-        if (key) throw new InvalidFieldError(`body/${key}`, `send the array itself as the body ([{"number": …}, …]), not inside {"${key}": …}`);
+      async (request, reply) => {
+        const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country, bulkMs, request.query);
+        if (out.many) return reply.status(200).send(out.result);
+        return reply.status(out.inserted ? 201 : 200).send(out.entry);
       },
-    },
-    async (request, reply) => {
-      const out = await upsertVipEntries(app.db.prisma, actorOf(request), request.params.slug, request.body, country, bulkMs, request.query);
-      if (out.many) return reply.status(200).send(out.result);
-      return reply.status(out.inserted ? 201 : 200).send(out.entry);
-    },
-  );
+    );
+  };
+  await app.register(entriesWrite);
 
   app.delete(
     '/vip-lists/:slug/entries/:number',

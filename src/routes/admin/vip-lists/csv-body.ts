@@ -1,0 +1,62 @@
+import type { FastifyError, FastifyRequest } from 'fastify';
+import { CsvError, parse } from 'csv-parse/sync';
+import { InvalidFieldError } from '../../../errors.js';
+import { VipEntryInputSchema } from '../../../schemas/vip-list.js';
+
+/** The columns a CSV of VIP entries may have: the JSON entry's fields, by the same names. */
+const COLUMNS = Object.keys(VipEntryInputSchema.properties);
+const COLUMNS_SAID = `${COLUMNS[0]} (required), ${COLUMNS.slice(1).join(', ')}`;
+
+/** The line each entry of a CSV body starts on, by the request: errors name the line, not the index. */
+const linesOf = new WeakMap<FastifyRequest, number[]>();
+
+/**
+ * A CSV body (a CRM's export) as the array of entries JSON would send: a header row naming the
+ * columns as the JSON fields (any order; `number` required), then one entry a row. An empty cell is
+ * a field left out (cleared, as in JSON); blank lines and a byte-order mark (Excel's) are skipped.
+ */
+export function parseCsvEntries(request: FastifyRequest, text: string): Array<Record<string, string>> {
+  let rows: Array<{ record: string[]; info: { lines: number } }>;
+  try {
+    rows = parse(text, { bom: true, info: true, skip_empty_lines: true }) as unknown as typeof rows;
+  } catch (e) {
+    if (e instanceof CsvError) throw new InvalidFieldError('body', `is not valid CSV: ${e.message}`);
+    throw e;
+  }
+  const [header, ...records] = rows;
+  if (!header) return [];
+  const names = header.record.map((name) => name.trim());
+  const unknown = names.find((name) => !COLUMNS.includes(name));
+  if (unknown !== undefined) {
+    throw new InvalidFieldError('body', `line ${header.info.lines}: unknown column '${unknown}': the header row names the columns, of ${COLUMNS_SAID}`);
+  }
+  const twice = names.find((name, i) => names.indexOf(name) !== i);
+  if (twice !== undefined) throw new InvalidFieldError('body', `line ${header.info.lines}: column '${twice}' is named twice; name it once`);
+  if (!names.includes('number')) {
+    throw new InvalidFieldError(
+      'body',
+      `line ${header.info.lines}: the header row has no 'number' column: the first row names the columns, of ${COLUMNS_SAID}`,
+    );
+  }
+  // csv-parse counts a record's lines to its end; a quoted cell may span lines (a note).
+  linesOf.set(
+    request,
+    records.map(({ record, info }) => info.lines - record.reduce((n, cell) => n + (cell.match(/\n/g)?.length ?? 0), 0)),
+  );
+  return records.map(({ record }) => Object.fromEntries(names.flatMap((name, i) => (record[i] ? [[name, record[i]]] : []))));
+}
+
+/**
+ * An error about a CSV body's entry (`body/3/tier: …`, from the schema or the number check) said
+ * by its line and column (`body: line 5, column tier: …`); other errors as they are.
+ */
+export function onCsvLine(request: FastifyRequest, err: FastifyError): FastifyError {
+  const lines = linesOf.get(request);
+  if (!lines) return err;
+  err.message = err.message.replace(/^body\/(\d+)(?:\/([^:/]+))?:/, (whole, index: string, column?: string) => {
+    const line = lines[Number(index)];
+    if (line === undefined) return whole;
+    return `body: line ${line}${column ? `, column ${column}` : ''}:`;
+  });
+  return err;
+}

@@ -1,0 +1,93 @@
+/**
+ * POST /admin/vip-lists/:slug/entries with Content-Type: text/csv: a CRM's CSV export imported as
+ * the JSON array would be (merge, mode=replace, dryRun, maxRemoved), a header row naming the JSON
+ * fields; a bad row is a 400 naming its line and column, and changes nothing.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { buildTestApp, type TestApp } from '../../helper.js';
+
+const csv = (ctx: TestApp, url: string, payload: string) => ctx.admin({ method: 'POST', url, payload, headers: { 'content-type': 'text/csv' } });
+const entriesOf = async (ctx: TestApp, slug: string) =>
+  ((await ctx.admin({ method: 'GET', url: `/admin/vip-lists/${slug}/entries?limit=1000` })).json().items as Array<Record<string, unknown>>).map(
+    ({ number, name, tier, note, expiresAt }) => ({ number, name, tier, note, expiresAt }),
+  );
+async function list(t: Test, ctx: TestApp, slug: string) {
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug, name: slug } })).statusCode, 201);
+}
+
+t.test('a CSV export with a header row is imported as the same entries in JSON would be', async (t) => {
+  const ctx = await buildTestApp(t);
+  await list(t, ctx, 'gold');
+  await list(t, ctx, 'json');
+  const rows = [
+    { number: '09812345001', name: 'Asha', tier: 'platinum', note: 'line one\nline two, "quoted"', expiresAt: '2030-12-31T23:59:59+05:30' },
+    { number: '+919812345002', name: 'Ravi', tier: null, note: null, expiresAt: null },
+  ];
+  const res = await csv(
+    ctx,
+    '/admin/vip-lists/gold/entries',
+    '\ufeffnote,number,name,tier,expiresAt\r\n"line one\nline two, ""quoted""",09812345001,Asha,platinum,2030-12-31T23:59:59+05:30\r\n\r\n,+919812345002,Ravi,,\r\n',
+  );
+  t.equal(res.statusCode, 200, res.body);
+  t.same(res.json(), { inserted: 2, updated: 0 });
+  t.equal((await ctx.admin({ method: 'POST', url: '/admin/vip-lists/json/entries', payload: rows })).statusCode, 200);
+  t.same(await entriesOf(ctx, 'gold'), await entriesOf(ctx, 'json'), 'the same entries as the JSON array gives: columns in any order, empty cells as null');
+
+  const replaced = await csv(ctx, '/admin/vip-lists/gold/entries?mode=replace&dryRun=true', 'number\n09812345003\n');
+  t.same(replaced.json(), { inserted: 1, updated: 0, removed: 2 }, 'mode=replace and dryRun as for JSON');
+  const guarded = await csv(ctx, '/admin/vip-lists/gold/entries?mode=replace&maxRemoved=1', 'number\n09812345003\n');
+  t.equal(guarded.statusCode, 409, 'and maxRemoved');
+  t.equal((await entriesOf(ctx, 'gold')).length, 2);
+  const header = await csv(ctx, '/admin/vip-lists/gold/entries?mode=replace', 'number,name\n');
+  t.equal(header.statusCode, 400, 'a header alone is an empty export');
+  t.match(header.json().message, /^body: an empty array with mode=replace would remove every entry/);
+});
+
+t.test('a bad CSV row is 400 naming its line and column, and nothing is written', async (t) => {
+  const ctx = await buildTestApp(t);
+  await list(t, ctx, 'gold');
+  for (const [body, message] of [
+    ['number,name\n09812345001,Asha\n\n"0000",Ravi\n', /^body: line 4, column number: '0000' is not a valid phone number/],
+    ['number,note\n09812345001,"two\nlines"\n09812345002,ok\n09812345003,\n,no number\n', /^body: line 6, column number: is required$/],
+    ['number,expiresAt\n09812345001,soon\n', /^body: line 2, column expiresAt: /],
+    [`number,tier\n09812345001,${'x'.repeat(51)}\n`, /^body: line 2, column tier: /],
+    [
+      'number,phone\n09812345001,x\n',
+      /^body: line 1: unknown column 'phone': the header row names the columns, of number \(required\), name, tier, note, expiresAt$/,
+    ],
+    ['name\nAsha\n', /^body: line 1: the header row has no 'number' column/],
+    ['number,name,name\n09812345001,a,b\n', /^body: line 1: column 'name' is named twice/],
+    ['number,name\n09812345001\n', /^body: is not valid CSV: Invalid Record Length: expect 2, got 1 on line 2/],
+    ['number,name\n"09812345001,Asha\n', /^body: is not valid CSV: Quote Not Closed/],
+  ] as const) {
+    const res = await csv(ctx, '/admin/vip-lists/gold/entries', body);
+    t.equal(res.statusCode, 400, body);
+    t.match(res.json().message, message);
+  }
+  t.same(await entriesOf(ctx, 'gold'), [], 'nothing written');
+  const other = await ctx.admin({ method: 'POST', url: '/admin/vip-lists', payload: 'slug,name\ngold2,Gold\n', headers: { 'content-type': 'text/csv' } });
+  t.equal(other.statusCode, 415, 'other routes still take JSON only');
+  t.match(other.json().message, /^the body must be JSON: send it with Content-Type: application\/json \(it came as text\/csv\)/);
+  const form = await ctx.admin({
+    method: 'POST',
+    url: '/admin/vip-lists/gold/entries',
+    payload: 'number\n09812345001\n',
+    headers: { 'content-type': 'text/plain' },
+  });
+  t.equal(form.statusCode, 415);
+  t.equal(form.json().message, 'the body must be JSON or CSV: send it with Content-Type: application/json or text/csv (it came as text/plain)');
+});
+
+t.test('a CSV body has the JSON import limits: 10,000 rows and 16 MiB', async (t) => {
+  const ctx = await buildTestApp(t);
+  await list(t, ctx, 'gold');
+  const rows = (count: number) => `number\n${Array.from({ length: count }, (_, i) => `98${String(i).padStart(8, '0')}`).join('\n')}\n`;
+  const many = await csv(ctx, '/admin/vip-lists/gold/entries', rows(10_001));
+  t.equal(many.statusCode, 400);
+  t.match(many.json().message, /^body: .*10000/);
+  const big = await csv(ctx, '/admin/vip-lists/gold/entries', `number,note\n${'09812345001,x\n'.repeat(1_300_000)}`);
+  t.equal(big.statusCode, 413);
+  const full = await csv(ctx, '/admin/vip-lists/gold/entries', rows(10_000));
+  t.same(full.json(), { inserted: 10_000, updated: 0 });
+});
