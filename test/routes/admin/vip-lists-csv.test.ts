@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { buildTestApp, type TestApp } from '../../helper.js';
+import { ADMIN_KEY, buildTestApp, type TestApp } from '../../helper.js';
 
 const csv = (ctx: TestApp, url: string, payload: string) => ctx.admin({ method: 'POST', url, payload, headers: { 'content-type': 'text/csv' } });
 const entriesOf = async (ctx: TestApp, slug: string) =>
@@ -91,3 +91,35 @@ t.test('a CSV body has the JSON import limits: 10,000 rows and 16 MiB', async (t
   const full = await csv(ctx, '/admin/vip-lists/gold/entries', rows(10_000));
   t.same(full.json(), { inserted: 10_000, updated: 0 });
 });
+
+t.test(
+  "an export saved as Excel's Windows-1252 is read in the charset its Content-Type names, and without one is a 400 naming the line, not stored as U+FFFD",
+  async (t) => {
+    const ctx = await buildTestApp(t);
+    await list(t, ctx, 'gold');
+    const latin = Buffer.from('number,name\n09812345001,Asha\n09812345002,José\n', 'latin1');
+    const post = (type: string, payload: Buffer) =>
+      ctx.app.inject({
+        method: 'POST',
+        url: '/admin/vip-lists/gold/entries',
+        payload,
+        headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': type },
+      });
+    const unnamed = await post('text/csv', latin);
+    t.equal(unnamed.statusCode, 400, unnamed.body);
+    t.match(unnamed.json().message, /^body: line 3 is not utf-8, the charset read when the Content-Type names none: save the export as UTF-8/);
+    t.same(await entriesOf(ctx, 'gold'), [], 'nothing written');
+    const unknown = await post('text/csv; charset=klingon', latin);
+    t.equal(unknown.statusCode, 415);
+    t.match(unknown.json().message, /^the body's charset "klingon" \(in its Content-Type\) is unknown/);
+    const named = await post('text/csv; charset=windows-1252', latin);
+    t.equal(named.statusCode, 200, named.body);
+    t.same(
+      (await entriesOf(ctx, 'gold')).map((e) => e.name),
+      ['Asha', 'José'],
+    );
+    const utf8 = await post('text/csv; charset=utf-8', Buffer.from('number,name\n09812345003,Zoë\n'));
+    t.equal(utf8.statusCode, 200);
+    t.equal((await entriesOf(ctx, 'gold'))[2]?.name, 'Zoë');
+  },
+);

@@ -1,11 +1,43 @@
 import type { FastifyError, FastifyRequest } from 'fastify';
 import { CsvError, parse } from 'csv-parse/sync';
-import { InvalidFieldError } from '../../../errors.js';
+import { TextDecoder } from 'node:util';
+import { parse as parseContentType } from 'content-type';
+import { DomainError, InvalidFieldError } from '../../../errors.js';
 import { VipEntryInputSchema } from '../../../schemas/vip-list.js';
 
 /** The columns a CSV of VIP entries may have: the JSON entry's fields, by the same names. */
 const COLUMNS = Object.keys(VipEntryInputSchema.properties);
 const COLUMNS_SAID = `${COLUMNS[0]} (required), ${COLUMNS.slice(1).join(', ')}`;
+
+/**
+ * A CSV body's text, in the charset its Content-Type names, else UTF-8. Excel's "CSV (Comma
+ * delimited)" is Windows-1252, not UTF-8: read as UTF-8, a name `José` became `Jos�` and was
+ * stored so. A body that is not the UTF-8 it is read as is a 400 naming the line.
+ */
+export function csvText(body: Buffer, contentType: string | undefined): string {
+  let charset: string | undefined;
+  let decoder: TextDecoder;
+  try {
+    charset = parseContentType(contentType ?? 'text/csv').parameters.charset;
+    decoder = new TextDecoder(charset ?? 'utf-8', { fatal: true });
+  } catch {
+    throw new DomainError(
+      415,
+      `the body's charset ${JSON.stringify(String(charset ?? contentType).slice(0, 40))} (in its Content-Type) is unknown or unreadable: send UTF-8, or name the charset the export is in, e.g. Content-Type: text/csv; charset=windows-1252`,
+    );
+  }
+  try {
+    return decoder.decode(body);
+  } catch {
+    const text = body.toString(decoder.encoding === 'utf-8' ? 'utf8' : 'latin1');
+    const at = decoder.encoding === 'utf-8' ? text.indexOf('\uFFFD') : -1;
+    const where = at < 0 ? 'the body' : `line ${text.slice(0, at).split('\n').length}`;
+    throw new InvalidFieldError(
+      'body',
+      `${where} is not ${decoder.encoding}, the charset ${charset ? 'its Content-Type names' : 'read when the Content-Type names none'}: save the export as UTF-8 (Excel: "CSV UTF-8"), or name the charset it is in, e.g. Content-Type: text/csv; charset=windows-1252`,
+    );
+  }
+}
 
 /** The line each entry of a CSV body starts on, by the request: errors name the line, not the index. */
 const linesOf = new WeakMap<FastifyRequest, number[]>();

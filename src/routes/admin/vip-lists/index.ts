@@ -30,7 +30,7 @@ import {
 } from '../../../store/vip-lists.js';
 import { actorOf } from '../../../plugins/auth.js';
 import { InvalidFieldError } from '../../../errors.js';
-import { onCsvLine, parseCsvEntries } from './csv-body.js';
+import { csvText, onCsvLine, parseCsvEntries } from './csv-body.js';
 
 const tags = ['vip-lists'];
 
@@ -157,9 +157,9 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
   // A CRM's CSV export, sent as it is (Content-Type: text/csv), is the same array of entries; an
   // error about one of them names its line and column. Only this route reads CSV.
   const entriesWrite: FastifyPluginAsyncTypebox = async (app) => {
-    app.addContentTypeParser('text/csv', { parseAs: 'string' }, (request, body, done) => {
+    app.addContentTypeParser('text/csv', { parseAs: 'buffer' }, (request, body, done) => {
       try {
-        done(null, parseCsvEntries(request, String(body)));
+        done(null, parseCsvEntries(request, csvText(body as Buffer, request.headers['content-type'])));
       } catch (e) {
         done(e as Error, undefined);
       }
@@ -179,7 +179,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           summary:
             'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts); with mode=replace, the list becomes exactly the array',
           description:
-            'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.\n\nA CSV export is taken too, with `Content-Type: text/csv` (UTF-8): a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. It is the array of those entries, with the same limits and query parameters; an error about a row names its line and column (`body: line 4, column number: …`).',
+            'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.\n\nA CSV export is taken too, with `Content-Type: text/csv` (UTF-8, or the charset named: `text/csv; charset=windows-1252` for Excel\'s CSV (Comma delimited); a body not in it is a 400 naming the line): a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. It is the array of those entries, with the same limits and query parameters; an error about a row names its line and column (`body: line 4, column number: …`).',
           params: SlugParamsSchema,
           querystring: VipEntriesWriteQuerySchema,
           body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
