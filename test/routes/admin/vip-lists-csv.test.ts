@@ -60,6 +60,7 @@ t.test('a bad CSV row is 400 naming its line and column, and nothing is written'
     ['number,name,name\n09812345001,a,b\n', /^body: line 1: column 'name' is named twice/],
     ['number,name\n09812345001\n', /^body: is not valid CSV: Invalid Record Length: expect 2, got 1 on line 2/],
     ['number,name\n"09812345001,Asha\n', /^body: is not valid CSV: Quote Not Closed/],
+    ['number,note\n09812345001,a\u0000b\n', /^body: line 2, column note: must not contain a NUL character/],
   ] as const) {
     const res = await csv(ctx, '/admin/vip-lists/gold/entries', body);
     t.equal(res.statusCode, 400, body);
