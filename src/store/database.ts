@@ -21,7 +21,7 @@ export const ADMIN_POOL_MAX = 4;
  * dead TCP connection is noticed, about 2 h: every instance's dial events and re-fetches of that
  * agent wait behind it, each holding one of its pool's connections. exoroute's own transactions
  * never pause this long between statements: Prisma's end after 5 s, and a VIP list's writes, which
- * may take 60 s, spend it waiting for the list's lock inside a statement.
+ * may take 50 s, spend it waiting for the list's lock inside a statement.
  */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
 /**
