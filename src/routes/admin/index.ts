@@ -76,6 +76,24 @@ function invalidJson(text: string, original: Error): Error {
   return new DomainError(400, `body: is not valid JSON${where}: ${what}; ${fix}`);
 }
 
+/** JSON's one encoding (RFC 8259), read strictly: a byte that is not UTF-8 is refused, not replaced. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A JSON body that is not UTF-8 (a file saved by Excel or Notepad as Windows-1252, Latin-1): read
+ * loosely, `José` became `Jos\uFFFD` and was stored so, without a word. Said by its first line that
+ * is not, without echoing the body.
+ */
+function notUtf8(body: Buffer): Error {
+  const loose = body.toString('utf8');
+  const at = loose.indexOf('\uFFFD');
+  const where = at < 0 ? '' : ` (line ${loose.slice(0, at).split('\n').length})`;
+  return new DomainError(
+    400,
+    `body: is not UTF-8${where}, the encoding JSON is sent in: convert it (a file saved as Windows-1252 or Latin-1: iconv -f WINDOWS-1252 -t UTF-8), or send the characters as \\u escapes`,
+  );
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /** The route also reads a `text/csv` body (a VIP list's entries): its 415 says so. */
@@ -98,8 +116,13 @@ const admin: FastifyPluginAsync = async (app) => {
   // poisoning refused as before).
   const json = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = String(body);
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    let text: string;
+    try {
+      text = UTF8.decode(body as Buffer);
+    } catch {
+      return done(notUtf8(body as Buffer), undefined);
+    }
     if (text.trim() === '') return done(null, undefined);
     // JSON can only carry a NUL or a surrogate escaped: without `\u0000` or `\ud800`-`\udfff`
     // in the text, the body need not be walked.

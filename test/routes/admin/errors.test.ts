@@ -444,3 +444,21 @@ t.test(
     t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 0, 'nothing was created');
   },
 );
+
+t.test('a JSON body that is not UTF-8 (saved as Windows-1252) is a 400 naming its line, and nothing is stored with U+FFFD', async (t) => {
+  const { admin } = await buildTestApp(t);
+  const latin1 = Buffer.from('{\n  "slug": "gold",\n  "name": "Jos\u00e9\'s callers"\n}', 'latin1');
+  const res = await admin({ method: 'POST', url: '/admin/vip-lists', payload: latin1, headers: { 'content-type': 'application/json' } });
+  t.equal(res.statusCode, 400);
+  t.match(res.json().message, /^body: is not UTF-8 \(line 3\), the encoding JSON is sent in: convert it/);
+  t.notMatch(res.json().message, /gold|Jos/, 'the body is not echoed');
+  t.equal((await admin({ method: 'GET', url: '/admin/vip-lists' })).json().length, 0, 'nothing was created');
+  const utf8 = await admin({
+    method: 'POST',
+    url: '/admin/vip-lists',
+    payload: Buffer.from('\ufeff{"slug":"gold","name":"Jos\u00e9\'s callers"}', 'utf8'),
+    headers: { 'content-type': 'application/json' },
+  });
+  t.equal(utf8.statusCode, 201, 'the same in UTF-8 (with a byte-order mark, as Windows editors write) is taken');
+  t.equal(utf8.json().name, "Jos\u00e9's callers");
+});
