@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
+import { withDeadline } from '../lib/deadline.js';
 
 /**
  * Housekeeping of the tables that grow with traffic: CDRs and the refused-callback counts (whose
@@ -22,6 +23,8 @@ export const DIAL_STATE_MAX_AGE_MS = 2 * 86_400_000;
 export const CALLER_AGENT_MAX_AGE_MS = 366 * 86_400_000;
 /** agent_offers serve an agent's recent offers and today's counts (GET /admin/agents). */
 export const AGENT_OFFER_MAX_AGE_MS = 31 * 86_400_000;
+/** Longest stop() waits for a run in progress: the shutdown has 10 s for everything (src/server.ts). */
+const STOP_WAIT_MS = 1000;
 
 export interface PruneOptions {
   /** CDRs received more than this many days before `now` are deleted; 0 keeps every CDR. */
@@ -235,7 +238,7 @@ export interface RetentionStats {
 
 /**
  * Runs pruneOnce shortly after start and then every `intervalMs` (hourly), on whichever instance
- * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress.
+ * gets the advisory lock. Timers are unref'd; stop() waits for a run in progress, up to STOP_WAIT_MS.
  */
 export class RetentionJob {
   readonly stats: RetentionStats = {
@@ -315,11 +318,21 @@ export class RetentionJob {
     }
   }
 
+  /**
+   * Stops the schedule; a run in progress stops after its batch, waited for at most
+   * STOP_WAIT_MS. A batch on a connection that died without a word (a failover, a NAT or firewall
+   * dropping it) has no statement timeout and waits for the kernel to give the connection up
+   * (~12 minutes with keepalive): waited for, it held the shutdown until the forced exit. A batch
+   * left so is rolled back when the connection goes; the next run deletes it again.
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await this.running;
+    if (!this.running) return;
+    await withDeadline(this.running, STOP_WAIT_MS, (ms) => `retention run still waiting for Postgres ${ms} ms after stop`, { unref: true }).catch(
+      (err: Error) => this.log.warn({ err: err.message }, 'retention: run left unfinished at shutdown'),
+    );
   }
 }

@@ -1,0 +1,105 @@
+/**
+ * SIGTERM on the real server process (src/server.ts) when its Postgres connections died without a
+ * word (a failover, a NAT or firewall dropping them: silencingProxy) while the retention job's run
+ * waits for Postgres: the process still stops gracefully within its bound, and every callback it
+ * answered meanwhile has its CDR, stored exactly once by the next run.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import t from 'tap';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openDatabase } from '../../src/store/database.js';
+import { ADMIN_KEY, listeningPort, lockWaiters, migratedDatabase, quietLog, silencingProxy } from '../helper.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('SIGTERM with dead Postgres connections and a retention run waiting on one: exit 0 within a few seconds, no CDR lost', async (t) => {
+  const db = await migratedDatabase(t);
+  const proxy = await silencingProxy(t, db.url);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-dead-shutdown-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  // Every connection of the server (both pools, the rules' LISTEN connection) goes through the proxy.
+  const server = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    env: { ...process.env, DATABASE_URL: proxy.url, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  server.stdout.on('data', (c: Buffer) => (output += c.toString()));
+  server.stderr.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<{ code: number | null; at: number }>((r) => server.on('exit', (code) => r({ code, at: performance.now() })));
+  t.teardown(() => {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  });
+  const base = `http://127.0.0.1:${await listeningPort(t, server, () => output)}`;
+  for (let i = 0; i < 300; i++) {
+    if (
+      await fetch(`${base}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      break;
+    await sleep(100);
+  }
+  const created = await fetch(`${base}/admin/flows`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ slug: 'bye', name: 'Bye', type: 'passthru', rules: [], otherwise: { branch: 'B' }, onError: { branch: 'A' } }),
+  });
+  t.equal(created.status, 201, 'flow created');
+
+  // The retention job's first run (15 s after start) waits for a lock held here: it is then on a
+  // connection Postgres knows, which the proxy next silences for good (the lock is let go at once).
+  // Its own client: the pool's connections end a transaction idle for 10 s.
+  const locker = new pg.Client({ connectionString: db.url });
+  await locker.connect();
+  t.teardown(() => locker.end());
+  await locker.query('BEGIN');
+  await locker.query('LOCK TABLE dial_answers IN ACCESS EXCLUSIVE MODE');
+  const waiting = async () => (await db.pool.query(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%dial_answers%'`)).rowCount;
+  for (const until = Date.now() + 30_000; !(await waiting()) && Date.now() < until; ) await sleep(100);
+  await lockWaiters(t, db.pool, 1, { query: '%dial_answers%' });
+  proxy.silence();
+  await locker.query('ROLLBACK');
+
+  // Callbacks are still answered (rules in memory), their CDRs spooled when Postgres does not take them.
+  const sids = ['dead-1', 'dead-2', 'dead-3'];
+  const statuses = await Promise.all(sids.map((sid) => fetch(`${base}/exotel/passthru/bye?CallSid=${sid}`, { redirect: 'manual' }).then((r) => r.status)));
+  t.same(statuses, [302, 302, 302], 'callbacks answered while the connections are dead');
+
+  const termAt = performance.now();
+  server.kill('SIGTERM');
+  const { code, at } = await exited;
+  t.equal(code, 0, 'exit code 0', { output });
+  t.ok(at - termAt < 8000, `exited ${(at - termAt).toFixed(0)} ms after SIGTERM, within the documented bound`);
+  t.notMatch(output, /shutdown failed|took longer/, 'no failed or forced shutdown');
+  const lines = output
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { msg: string });
+  t.equal(lines.at(-1)?.msg, 'stopped', 'stopped gracefully');
+
+  // The next run (in process here, on a live connection) stores each answered callback's CDR once.
+  const config = loadConfig({ DATABASE_URL: db.url, DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY });
+  const nextDb = openDatabase(db.url, quietLog);
+  const app = await buildApp({ config, db: nextDb, logger: quietLog });
+  t.teardown(async () => {
+    await app.close();
+    await nextDb.close();
+  });
+  await app.ready();
+  for (let i = 0; i < 200 && app.cdrWriter.spoolDepth > 0; i++) await sleep(25);
+  const { rows } = await db.pool.query<{ call_sid: string; n: number }>(
+    `SELECT call_sid, count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'dead-%' GROUP BY call_sid ORDER BY call_sid`,
+  );
+  t.same(
+    rows,
+    sids.map((sid) => ({ call_sid: sid, n: 1 })),
+    'one CDR for each callback answered',
+  );
+});
