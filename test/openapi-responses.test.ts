@@ -15,14 +15,17 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import { ADMIN_KEY, buildTestApp, migratedDatabase, quietLog } from './helper.js';
+import { ensureBootstrapKey } from '../src/store/api-keys.js';
+import { openDatabase } from '../src/store/database.js';
+import { databaseOptions } from '../src/store/setup.js';
+import { ADMIN_KEY, buildTestApp, migratedDatabase, quietLog, silencingProxy } from './helper.js';
 
 interface Media {
   schema?: object;
 }
 interface Operation {
   requestBody?: unknown;
-  responses: Record<string, { description?: string; content?: Record<string, Media> }>;
+  responses: Record<string, { description?: string; content?: Record<string, Media>; headers?: Record<string, { schema?: object }> }>;
   security?: Array<Record<string, string[]>>;
 }
 type Doc = { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, object> } };
@@ -56,6 +59,13 @@ function checkAnswer(t: Test, doc: Doc, op: string, res: LightMyRequestResponse)
   if (!documented) {
     t.fail(`${what}: the document lists only ${Object.keys(operation.responses).join(', ')}`, { body: res.body.slice(0, 300) });
     return;
+  }
+  // A header a client is told to read (Retry-After) is documented where it is sent.
+  const retryAfter = res.headers['retry-after'];
+  if (retryAfter !== undefined) {
+    const header = Object.entries(documented.headers ?? {}).find(([name]) => name.toLowerCase() === 'retry-after')?.[1];
+    t.ok(header, `${what}: its Retry-After header (${retryAfter}) is documented`);
+    if (header?.schema) t.ok(validatorOf(header.schema, doc)(Number(retryAfter)), `${what}: its Retry-After passes the header's schema`);
   }
   const type = String(res.headers['content-type'] ?? '')
     .split(';')[0]!
@@ -372,6 +382,33 @@ t.test('a client locked out after failed authentications gets 429 on every admin
         headers: { authorization: `Bearer ${ADMIN_KEY}` },
       });
       t.equal(res.statusCode, 429, `${method.toUpperCase()} ${path}: locked out`);
+      checkAnswer(t, doc, `${method.toUpperCase()} ${path}`, res);
+    }
+  }
+});
+
+t.test('with Postgres unreachable every admin route is 503 with Retry-After, as documented', async (t) => {
+  const direct = await migratedDatabase(t);
+  const proxy = await silencingProxy(t, direct.url);
+  const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+  const config = loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: proxy.url });
+  await ensureBootstrapKey(direct.pool, { configuredKey: ADMIN_KEY, dataDir });
+  const db = openDatabase(proxy.url, quietLog, databaseOptions(config));
+  t.teardown(() => db.close());
+  const app = await buildApp({ config, db, logger: quietLog, background: false });
+  t.teardown(() => app.close());
+  await app.ready();
+  const doc = app.swagger() as unknown as Doc;
+  const headers = { authorization: `Bearer ${ADMIN_KEY}` };
+  t.equal((await app.inject({ method: 'GET', url: '/admin/flows', headers })).statusCode, 200, 'answered while Postgres is there');
+  // Postgres goes away: its connections are closed, new ones refused.
+  await proxy.close();
+  for (const [path, methods] of Object.entries(doc.paths).filter(([p]) => p.startsWith('/admin/'))) {
+    for (const method of Object.keys(methods)) {
+      const res = await app.inject({ method: method.toUpperCase() as 'GET', url: path.replaceAll(/\{\w+\}/g, 'x1'), headers });
+      t.equal(res.statusCode, 503, `${method.toUpperCase()} ${path}: the database is unavailable`, { body: res.body.slice(0, 300) });
+      t.ok(res.headers['retry-after'], `${method.toUpperCase()} ${path}: with Retry-After`);
       checkAnswer(t, doc, `${method.toUpperCase()} ${path}`, res);
     }
   }

@@ -38,6 +38,15 @@ export const ErrorSchema = Type.Object(
 );
 
 /**
+ * The `Retry-After` header every 429 and 503 answer of the admin API carries, as a response
+ * schema's `headers` (documented by @fastify/swagger; fast-json-stringify ignores it): a generated
+ * client then knows how long to wait.
+ */
+export const RETRY_AFTER_HEADERS = {
+  'Retry-After': Type.Integer({ minimum: 0, description: 'Seconds to wait before trying again' }),
+};
+
+/**
  * A request body schema with examples for the OpenAPI document: Swagger UI's "Try it out" starts
  * from the first. test/openapi-examples.test.ts checks each one against its schema.
  */

@@ -1,7 +1,7 @@
 import { finished, type Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ErrorSchema } from '../../../schemas/common.js';
+import { ErrorSchema, RETRY_AFTER_HEADERS } from '../../../schemas/common.js';
 import {
   CallSidParamsSchema,
   CallTimelineSchema,
@@ -87,6 +87,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           400: ErrorSchema,
           429: {
             ...ErrorSchema,
+            headers: RETRY_AFTER_HEADERS,
             description: `${MAX_RUNNING_EXPORTS} exports already running on this instance, too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after \`Retry-After\` seconds`,
           },
         },
