@@ -63,7 +63,8 @@ export class MigrationHistoryError extends MigrationError {
  * Applies every migration not yet recorded in `_prisma_migrations`, each in its own transaction,
  * under Prisma's advisory lock so that several instances starting at once apply each only once.
  * Returns the names applied now. `log` hears of a wait for another instance's migrations and of
- * each migration as it starts (one on a large table may take minutes).
+ * each migration as it starts (one on a large table may take minutes): at info on a database
+ * migrated before, at debug on a new one.
  *
  * Each waits at most `lockWait.timeoutMs` for a table lock (`lock_timeout`), then rolls back and
  * tries again after `lockWait.retryMs`: Postgres queues every later query on a table behind a
@@ -73,7 +74,7 @@ export class MigrationHistoryError extends MigrationError {
 export async function applyMigrations(
   pool: pg.Pool,
   dir = MIGRATIONS_DIR,
-  log?: Pick<Logger, 'info' | 'warn'>,
+  log?: Pick<Logger, 'debug' | 'info' | 'warn'>,
   lockWait = { timeoutMs: 500, retryMs: 1000 },
 ): Promise<string[]> {
   const migrations = await readMigrations(dir);
@@ -106,7 +107,9 @@ export async function applyMigrations(
           );
         continue;
       }
-      log?.info({ migration: m.name }, 'applying migration');
+      // On a new database each is quick and the operator wants the count (setup.ts), not 30 lines;
+      // an upgrade applies a few, and one that rewrites a large table may take minutes: named at info.
+      log?.[done.size === 0 ? 'debug' : 'info']({ migration: m.name }, 'applying migration');
       for (let attempt = 1; ; attempt++) {
         await client.query('BEGIN');
         try {

@@ -5,6 +5,7 @@ import type { Config } from '../config.js';
 import { openDatabase, type Database } from './database.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded-postgres.js';
 import { applyMigrations, unknownMigrations } from './migrate.js';
+import { count } from '../lib/count.js';
 
 /**
  * Instances share state stamped by their own clocks (an agent's wrap-up and pause ends, offers'
@@ -49,7 +50,8 @@ export async function prepareDatabase(config: Config, log: Logger, opts: { now?:
   const db = openDatabase(url, log, databaseOptions(config));
   try {
     const applied = await applyMigrations(db.pool, undefined, log);
-    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+    const newest = applied.at(-1);
+    if (newest) log.info({ applied: applied.length, newest }, `${count(applied.length, 'migration')} applied; the newest ${newest}`);
     const unknown = await unknownMigrations(db.pool);
     if (unknown.length > 0) {
       log.warn(

@@ -169,7 +169,7 @@ t.test("a migration stuck behind a long query gives up its lock wait and retries
   await reader.query('BEGIN');
   await reader.query('SELECT count(*) FROM calls');
   const warnings: unknown[] = [];
-  const log = { info: () => {}, warn: (o: unknown) => warnings.push(o) } as unknown as Pick<pino.Logger, 'info' | 'warn'>;
+  const log = { debug: () => {}, info: () => {}, warn: (o: unknown) => warnings.push(o) } as unknown as Pick<pino.Logger, 'debug' | 'info' | 'warn'>;
   const migrating = applyMigrations(db.pool, dir, log, { timeoutMs: 100, retryMs: 50 });
   await new Promise((r) => setTimeout(r, 300));
 
@@ -342,7 +342,7 @@ t.test('an instance that waits for another one applying migrations says so, and 
   const other = await holder.pool.connect();
   await other.query('SELECT pg_advisory_lock(72707369)');
   const lines: Array<Record<string, unknown>> = [];
-  const log = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = pino({ level: 'debug' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
   t.teardown(() => rm(dataDir, { recursive: true, force: true }));
   const starting = prepareDatabase(loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: 'exr_test-admin-key-0123456789', DATABASE_URL: url }), log);
@@ -359,9 +359,49 @@ t.test('an instance that waits for another one applying migrations says so, and 
   const first = (await readMigrations())[0]!.name;
   t.ok(
     lines.some((l) => l.migration === first && /applying/.test(String(l.msg))),
-    'each migration is logged as it starts',
+    'each migration is logged as it starts (at debug on this new database)',
   );
 });
+
+t.test(
+  'a start on a new database says in one info line how many migrations it applied and the newest, each one at debug; an upgrade names each at info as it starts',
+  async (t) => {
+    const start = async (url: string, level: pino.Level) => {
+      const { logger, lines } = capturedLog(level);
+      const dataDir = await mkdtemp(path.join(tmpdir(), 'exoroute-data-'));
+      t.teardown(() => rm(dataDir, { recursive: true, force: true }));
+      const store = await prepareDatabase(loadConfig({ DATA_DIR: dataDir, ADMIN_API_KEY: ADMIN_KEY, DATABASE_URL: url }), logger);
+      await store.close();
+      return lines.map((l) => JSON.parse(l) as { level: number; msg: string; migration?: string; applied?: number; newest?: string });
+    };
+    const all = (await readMigrations()).map((m) => m.name);
+    const newest = all.at(-1)!;
+
+    const fresh = await start(await createTestDatabase(t), 'info');
+    const about = fresh.filter((l) => /migration/.test(l.msg));
+    t.equal(about.length, 1, `one line on a new database, not one per migration (${all.length})`, { lines: about.map((l) => l.msg) });
+    t.match(about[0], { level: 30, applied: all.length, newest, msg: new RegExp(`${all.length} migrations applied.*${newest}`) }, 'how many, and the newest');
+    const debug = await start(await createTestDatabase(t), 'debug');
+    t.same(
+      debug.filter((l) => /applying/.test(l.msg)).map((l) => [l.level, l.migration]),
+      all.map((name) => [20, name]),
+      'each one at debug',
+    );
+
+    // An upgrade applies few, and one on a large table may take minutes: each is named as it starts.
+    const upgrade = await start(await databaseOfVersion(t, all.at(-3)!), 'info');
+    t.same(
+      upgrade.filter((l) => /applying/.test(l.msg)).map((l) => [l.level, l.migration]),
+      all.slice(-2).map((name) => [30, name]),
+      'an upgrade: each migration at info as it starts',
+    );
+    t.match(
+      upgrade.find((l) => l.applied !== undefined),
+      { level: 30, applied: 2, newest },
+      'and the count',
+    );
+  },
+);
 
 const LF_FILES = ['prisma/migrations/20261206230000_sticky_per_tier/migration.sql', 'prisma/functions/dial_answer.sql'];
 const eolAttributes = await new Promise<string | null>((resolve) =>
