@@ -19,6 +19,12 @@ function logDestination() {
   return pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
 }
 
+/**
+ * How much longer than DECISION_BUDGET_MS a graceful stop waits for requests in flight before it
+ * closes their connections (stop() in main): a callback in flight is answered within its budget.
+ */
+const REQUEST_GRACE_MARGIN_MS = 500;
+
 /** Why the server cannot listen on HOST:PORT, and what to change: one line for the operator. */
 function listenProblem(err: NodeJS.ErrnoException, config: Pick<Config, 'HOST' | 'PORT'>): string {
   const address = hostAndPort(config.HOST, config.PORT);
@@ -106,7 +112,18 @@ async function main(): Promise<void> {
         // Stops accepting and waits for in-flight requests. A keep-alive connection whose request
         // was in flight would then sit idle until its timeout: close such connections as they idle.
         const sweep = setInterval(() => app?.server.closeIdleConnections(), 50);
+        // A request still running once every callback in flight has had its DECISION_BUDGET_MS (a
+        // CSV download, which streams for minutes; an admin request on a Postgres connection that
+        // died without a word, given up only after its statement timeouts) would hold the rest until
+        // the forced exit, with exit code 1 and the CDR writer, the refused-callback counts and the
+        // database never closed: its connection is closed then.
+        const graceMs = config.DECISION_BUDGET_MS + REQUEST_GRACE_MARGIN_MS;
+        const cut = setTimeout(() => {
+          log.warn(`requests still running ${graceMs} ms after the signal (CSV downloads, admin requests waiting for Postgres): their connections are closed`);
+          app?.server.closeAllConnections();
+        }, graceMs);
         await app.close();
+        clearTimeout(cut);
         clearInterval(sweep);
       }
       await store?.close();
