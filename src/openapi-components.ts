@@ -65,6 +65,46 @@ function shape(schema: Json): string {
 }
 
 const REF = '#/components/schemas/';
+const RESPONSE_REF = '#/components/responses/';
+
+/** Answers many routes give alike, by their description: see sharedResponse. */
+const sharedResponses = new Map<string, string>();
+
+/**
+ * `schema` (a route's answer, with its description) as one the document names `name` under
+ * `components.responses`: each operation that gives it says `$ref` to it, so a generated client
+ * has one definition of, say, the admin API's 503 and its Retry-After, not one per route.
+ */
+export function sharedResponse<T extends { description: string }>(name: string, schema: T): T {
+  sharedResponses.set(schema.description, name);
+  return schema;
+}
+
+/** Each operation's answers that sharedResponse named as `$ref`s to `components.responses`. */
+function refResponses(paths: Json): { paths: Json; responses: Json } {
+  const responses: Json = {};
+  const refs = (answers: Json): Json =>
+    Object.fromEntries(
+      Object.entries(answers).map(([status, answer]) => {
+        const name = isObject(answer) && typeof answer.description === 'string' ? sharedResponses.get(answer.description) : undefined;
+        if (!name) return [status, answer];
+        // The same description with another body would be a second answer under one name.
+        responses[name] ??= answer;
+        return shape(responses[name] as Json) === shape(answer as Json) && JSON.stringify(responses[name]) === JSON.stringify(answer)
+          ? [status, { $ref: RESPONSE_REF + name }]
+          : [status, answer];
+      }),
+    );
+  const out = Object.fromEntries(
+    Object.entries(paths).map(([path, methods]) => [
+      path,
+      Object.fromEntries(
+        Object.entries(methods as Json).map(([method, op]) => [method, isObject(op) && isObject(op.responses) ? { ...op, responses: refs(op.responses) } : op]),
+      ),
+    ]),
+  );
+  return { paths: out, responses };
+}
 
 /**
  * `transformObject` of @fastify/swagger: the document with each inline copy of a component replaced
@@ -111,5 +151,7 @@ export function refComponents(document: { openapiObject: object } | { swaggerObj
   };
   visit(paths);
   const kept = Object.fromEntries(Object.entries(bodies).filter(([name]) => !names.includes(name) || used.has(name)));
-  return { ...doc, paths, components: { ...doc.components, schemas: kept } };
+  const shared = refResponses(paths);
+  const responses = Object.keys(shared.responses).length > 0 ? { responses: shared.responses } : {};
+  return { ...doc, paths: shared.paths, components: { ...doc.components, schemas: kept, ...responses } };
 }

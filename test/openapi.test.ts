@@ -65,8 +65,12 @@ t.test('a parameter with a default is not marked required: Swagger UI and genera
 
 t.test('each model is one named schema: its uses are $refs, never copies, and every $ref resolves', async (t) => {
   const { parse } = await import('yaml');
-  const doc = parse(await renderOpenApiYaml()) as { paths: object; components: { schemas: Record<string, Record<string, unknown>> } };
+  const doc = parse(await renderOpenApiYaml()) as {
+    paths: object;
+    components: { schemas: Record<string, Record<string, unknown>>; responses?: Record<string, Record<string, unknown>> };
+  };
   const schemas = doc.components.schemas;
+  const responses = doc.components.responses ?? {};
   // The models a user meets, by the names Swagger UI lists and generated clients take.
   for (const name of ['Error', 'FlowView', 'FlowInput', 'DialGroup', 'Schedule', 'VipList', 'VipEntry', 'Agent', 'Cdr', 'ApiKey', 'AuditEntry']) {
     t.ok(schemas[name], `components.schemas.${name}`);
@@ -103,13 +107,29 @@ t.test('each model is one named schema: its uses are $refs, never copies, and ev
   };
   walk(doc.paths, '#/paths', false);
   for (const [name, s] of Object.entries(schemas)) walk(s, `#/components/schemas/${name}`, true);
+  for (const [name, r] of Object.entries(responses)) walk(r, `#/components/responses/${name}`, false);
   t.same(copies, [], 'no component written out again');
   t.ok(refs.size > 40, `${refs.size} components referenced`);
   t.same(
-    [...refs].filter((r) => !schemas[r.replace('#/components/schemas/', '')]),
+    [...refs].filter((r) =>
+      r.startsWith('#/components/responses/') ? !responses[r.replace('#/components/responses/', '')] : !schemas[r.replace('#/components/schemas/', '')],
+    ),
     [],
     'every $ref names a component',
   );
+  // Every admin route can answer 503 (its key is looked up in Postgres): one named answer, with its Retry-After.
+  const paths = doc.paths as Record<string, Record<string, { responses: Record<string, { $ref?: string }> }>>;
+  const admin = Object.entries(paths).filter(([path]) => path.startsWith('/admin/'));
+  t.same(
+    admin.flatMap(([path, methods]) =>
+      Object.entries(methods)
+        .filter(([, op]) => op.responses['503']?.$ref !== '#/components/responses/AdminUnavailable')
+        .map(([method]) => `${method.toUpperCase()} ${path}`),
+    ),
+    [],
+    "every admin route's 503 is components.responses.AdminUnavailable",
+  );
+  t.ok((responses.AdminUnavailable?.headers as Record<string, unknown> | undefined)?.['Retry-After'], 'which declares Retry-After');
 });
 
 t.test("docs/contract.md §4's table names every admin path the API serves", async (t) => {

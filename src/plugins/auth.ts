@@ -5,6 +5,7 @@ import { DomainError, ForbiddenError, UnauthorizedError } from '../errors.js';
 import { findKey, hashKey, KeyUseRecorder, type AuthenticatedKey } from '../store/api-keys.js';
 import type { Actor } from '../store/audit.js';
 import { ErrorSchema, RETRY_AFTER_HEADERS } from '../schemas/common.js';
+import { sharedResponse } from '../openapi-components.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,16 +22,22 @@ const MINUTE_MS = 60_000;
 
 /** What this plugin answers on any route it guards, for the OpenAPI document (added to each route's own answers). */
 const refusal = (description: string) => ({ ...ErrorSchema, description });
-const UNAUTHORIZED = refusal('No API key, or an unknown or revoked one: send `Authorization: Bearer <key>`');
-const FORBIDDEN = refusal('A viewer key: this route writes and needs an admin key');
+const UNAUTHORIZED = sharedResponse('AdminUnauthorized', refusal('No API key, or an unknown or revoked one: send `Authorization: Bearer <key>`'));
+const FORBIDDEN = sharedResponse('AdminForbidden', refusal('A viewer key: this route writes and needs an admin key'));
 /** A refusal the client may retry later: with the `Retry-After` header it is sent with. */
 const retryLater = (description: string) => ({ ...refusal(description), headers: RETRY_AFTER_HEADERS });
 /** Every 503 the error handler gives an admin request (src/plugins/error-handler.ts): each with Retry-After. */
-const BUSY = retryLater(
-  "The database did not answer in time, and the message says which way: the admin API's database connections were all in use for 5 s (slow requests or CSV downloads); a statement ran past ADMIN_STATEMENT_TIMEOUT_MS (a VIP list's writes ADMIN_BULK_STATEMENT_TIMEOUT_MS), most often waiting on a lock another session holds; a connection gave no answer long after that and was closed as dead (a failover, a NAT or firewall that dropped it); or the database is unavailable (Postgres down, restarting or unreachable). Retry after `Retry-After` seconds",
+const BUSY = sharedResponse(
+  'AdminUnavailable',
+  retryLater(
+    "The database did not answer in time, and the message says which way: the admin API's database connections were all in use for 5 s (slow requests or CSV downloads); a statement ran past ADMIN_STATEMENT_TIMEOUT_MS (a VIP list's writes ADMIN_BULK_STATEMENT_TIMEOUT_MS), most often waiting on a lock another session holds; a connection gave no answer long after that and was closed as dead (a failover, a NAT or firewall that dropped it); or the database is unavailable (Postgres down, restarting or unreachable). Retry after `Retry-After` seconds",
+  ),
 );
-const TOO_MANY = retryLater(
-  'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
+const TOO_MANY = sharedResponse(
+  'AdminTooManyRequests',
+  retryLater(
+    'Too many requests with this key this minute (ADMIN_RATE_LIMIT_PER_MINUTE), or too many failed authentications from this address (ADMIN_AUTH_FAILURES_PER_MINUTE): retry after `Retry-After` seconds',
+  ),
 );
 
 /**
