@@ -66,3 +66,22 @@ t.test('every README section a file points to by name is a heading of README.md 
   }
   t.ok(refs >= 5, `${refs} references checked`);
 });
+
+t.test('every repository file or folder a doc names in backticks exists', async (t) => {
+  // `src/store/cdrs.ts`, `deploy/Caddyfile`, and in a folder's README its own files (`answer.ts`, `../decide.ts`);
+  // not DATA_DIR's files, a build's dist/, or a content type (`text/plain`).
+  let named = 0;
+  // bench/HISTORY.md describes the code as it was at each of its commits, files since moved included.
+  for (const file of markdown.filter((f) => f !== 'bench/HISTORY.md')) {
+    const text = readFileSync(file, 'utf8');
+    const inFolder = path.dirname(file) !== '.' && !file.startsWith('docs/');
+    for (const [, p] of text.matchAll(/`((?:\.\.?\/)*[\w.-]+(?:\/[\w.-]+)*\/?)`/g)) {
+      const repoPath = /^(src|test|prisma|deploy|docs|bench|scripts|\.ci)\//.test(p!);
+      const folderFile = inFolder && /\.(ts|sql|md)$/.test(p!);
+      if (!repoPath && !folderFile) continue;
+      named++;
+      t.ok(existsSync(p!) || existsSync(path.join(path.dirname(file), p!)), `${file}: ${p} exists`);
+    }
+  }
+  t.ok(named > 50, `${named} paths checked`);
+});
