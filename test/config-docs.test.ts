@@ -74,3 +74,29 @@ t.test("docker-compose.yml passes every variable to exoroute's container, and se
   const passed = Object.keys(compose.services.exoroute!.environment).filter((n) => n !== 'EXOROUTE_DOMAIN' && n !== 'PGPASSWORD');
   t.same(passed.sort(), Object.keys(properties).sort());
 });
+
+/** The variables a deployment file sets, with their values: compose's `${NAME:-value}` gives value. */
+function deploymentSettings(): Array<{ file: string; name: string; value: string }> {
+  const settings: Array<{ file: string; name: string; value: string }> = [];
+  const compose = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, { environment: Record<string, string> }> };
+  for (const [name, raw] of Object.entries(compose.services.exoroute!.environment)) {
+    settings.push({ file: 'docker-compose.yml', name, value: /^\$\{\w+:-(.*)\}$/.exec(raw)?.[1] ?? raw });
+  }
+  const assignments = (file: string, line: RegExp) => {
+    for (const [, list] of readFileSync(file, 'utf8').matchAll(line)) {
+      for (const [, name, value] of list!.matchAll(/(\w+)=(\S+)/g)) settings.push({ file, name: name!, value: value! });
+    }
+  };
+  assignments('Dockerfile', /^ENV (.*)$/gm);
+  assignments('deploy/exoroute.service', /^Environment=(.*)$/gm);
+  return settings;
+}
+
+t.test("each value a deployment file sets in place of a variable's default is in the table's row", async (t) => {
+  const settings = deploymentSettings().filter(({ name, value }) => name in properties && value !== '' && value !== String(defaults[name]));
+  t.ok(settings.length >= 8, `${settings.length} settings read`);
+  for (const { file, name, value } of settings) {
+    const row = rows.find((r) => r.name === name)!;
+    t.ok(`${row.default} ${row.meaning}`.includes(`\`${value}\``), `${name}=${value} (${file}) is in its row`);
+  }
+});
