@@ -85,3 +85,13 @@ t.test('every repository file or folder a doc names in backticks exists', async 
   }
   t.ok(named > 50, `${named} paths checked`);
 });
+
+t.test("README's Layout names every top-level folder and everything directly under src/", async (t) => {
+  const readme = readFileSync('README.md', 'utf8');
+  const start = readme.indexOf('\n## Layout\n');
+  const layout = readme.slice(start, readme.indexOf('\n## ', start + 1));
+  t.ok(start > 0, 'README has a Layout section');
+  const top = new Set(files.filter((f) => f.includes('/') && !f.startsWith('.')).map((f) => `${f.split('/')[0]}/`));
+  const src = new Set(files.filter((f) => f.startsWith('src/')).map((f) => `src/${f.split('/')[1]}${f.split('/').length > 2 ? '/' : ''}`));
+  for (const entry of [...top, ...src]) t.ok(layout.includes(entry), `${entry} is in the Layout`);
+});
