@@ -27,7 +27,7 @@ import {
   type CallbackEndpoint,
   type FlowEndpoint,
 } from '../../exotel/endpoints.js';
-import { SPOOL_RESERVE_MS } from '../../config.js';
+import { ConfigSchema, SPOOL_RESERVE_MS } from '../../config.js';
 import { parserRefusal } from '../../plugins/error-handler.js';
 import { bodyText, type BodyText, type UnknownCharsetError } from '../../exotel/body-text.js';
 
@@ -270,7 +270,7 @@ const HEADERS_TOO_LARGE = {
 /** A request that did not arrive whole within REQUEST_TIMEOUT_SECONDS (src/app.ts): refused by Node, still a CDR. */
 const TOO_SLOW = {
   ...ErrorSchema,
-  description: 'The request did not arrive whole within REQUEST_TIMEOUT_SECONDS (default 300): the connection is closed (still a CDR)',
+  description: `The request did not arrive whole within REQUEST_TIMEOUT_SECONDS (default ${ConfigSchema.properties.REQUEST_TIMEOUT_SECONDS.default}): the connection is closed (still a CDR)`,
 };
 
 /** A body whose Content-Type is no media type, or names a charset no decoder knows: refused, still a CDR. */
