@@ -23,8 +23,8 @@ function uniqueTarget(err: Prisma.PrismaClientKnownRequestError): string {
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** What to do instead, added to the 413 a body over the route's `bodyLimit` gets. */
-    bodyTooLargeHint?: string;
+    /** What to do instead, added to the 413 a body over the route's `bodyLimit` gets (by the request: its query and Content-Type as sent). */
+    bodyTooLargeHint?: string | ((request: FastifyRequest) => string);
   }
 }
 
@@ -34,7 +34,8 @@ const MiB = 1024 * 1024;
 function bodyTooLargeMessage(request: FastifyRequest): string {
   const limit = request.routeOptions.bodyLimit;
   const unit = limit % MiB === 0 ? `${limit / MiB} MiB (${limit} bytes)` : limit % 1024 === 0 ? `${limit / 1024} KiB (${limit} bytes)` : `${limit} bytes`;
-  const hint = request.routeOptions.config.bodyTooLargeHint;
+  const given = request.routeOptions.config.bodyTooLargeHint;
+  const hint = typeof given === 'function' ? given(request) : given;
   return `the request body is larger than this route's limit of ${unit}${hint ? `: ${hint}` : ''}`;
 }
 

@@ -350,6 +350,36 @@ t.test('API4 unrestricted resource consumption', async (t) => {
     });
   });
 
+  t.test(
+    'a VIP bulk upsert over 16 MiB as CSV, or with mode=replace, is 413 with a hint that fits it: a CSV split by rows with its header, a replace not split at all',
+    async (t) => {
+      const { admin } = await buildTestApp(t);
+      t.equal((await admin({ method: 'POST', url: '/admin/vip-lists', payload: { slug: 'big', name: 'Big' } })).statusCode, 201);
+      const limit = 16 * 1024 * 1024;
+      const note = 'n'.repeat(2000);
+      const row = `9800000000,${note}\n`;
+      const csv = `number,note\n${row.repeat(Math.ceil(limit / row.length))}`;
+      const entry = JSON.stringify({ number: '9800000000', note });
+      const json = `[${Array(Math.ceil(limit / (entry.length + 1)))
+        .fill(entry)
+        .join(',')}]`;
+      const prefix = "the request body is larger than this route's limit of 16 MiB (16777216 bytes): ";
+      const replace =
+        'a list is replaced by one request (split over several, each would remove what the others sent): leave out what the list does not need (long notes), or send the entries in parts without mode=replace and remove those no longer wanted with DELETE /admin/vip-lists/{slug}/entries/{number}';
+      for (const [query, type, payload, hint] of [
+        ['', 'text/csv', csv, 'split the export over several requests by rows, each part starting with the header row'],
+        ['?mode=merge', 'text/csv; charset=windows-1252', csv, 'split the export over several requests by rows, each part starting with the header row'],
+        ['?mode=replace', 'application/json', json, replace],
+        ['?mode=replace&dryRun=true', 'text/csv', csv, replace],
+      ] as const) {
+        const res = await admin({ method: 'POST', url: `/admin/vip-lists/big/entries${query}`, payload, headers: { 'content-type': type } });
+        t.equal(res.statusCode, 413, `${type} ${query}`);
+        t.equal(res.json().message, prefix + hint, `${type} ${query}`);
+      }
+      t.equal((await admin({ method: 'GET', url: '/admin/vip-lists/big' })).json().entryCount, 0, 'nothing written');
+    },
+  );
+
   t.test('the default admin body limit is 1 MiB', async (t) => {
     const { admin } = await buildTestApp(t);
     const payload = { slug: 'big', name: 'Big', weekly: [], exceptions: [], pad: 'x'.repeat(1024 * 1024) };

@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { FastifyError } from 'fastify';
+import type { FastifyError, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples } from '../../../schemas/common.js';
 import {
@@ -45,6 +45,21 @@ const security = [{ bearer: [] }];
 const errors = { 400: ErrorSchema, 404: ErrorSchema };
 /** The bulk upsert's body limit: 10,000 entries of typical size fit well within it. */
 const BULK_BODY_LIMIT = 16 * 1024 * 1024;
+
+/**
+ * What to do with a body over BULK_BODY_LIMIT. A merge is split over requests (a CSV by rows, each
+ * part with its header row); a replace cannot be (each part would remove what the others sent). The
+ * query is read as sent: a 413 comes before it is validated.
+ */
+function bulkTooLargeHint(request: FastifyRequest): string {
+  const { mode } = (request.query ?? {}) as { mode?: unknown };
+  if ([mode].flat().includes('replace')) {
+    return 'a list is replaced by one request (split over several, each would remove what the others sent): leave out what the list does not need (long notes), or send the entries in parts without mode=replace and remove those no longer wanted with DELETE /admin/vip-lists/{slug}/entries/{number}';
+  }
+  if (/^\s*text\/csv\b/i.test(request.headers['content-type'] ?? ''))
+    return 'split the export over several requests by rows, each part starting with the header row';
+  return 'split the array over several requests';
+}
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
   const country = app.config.DEFAULT_COUNTRY;
@@ -179,14 +194,14 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           summary:
             'Add or update entries by number: one entry (answers the entry) or an array of up to 10,000 (answers counts); with mode=replace, the list becomes exactly the array',
           description:
-            'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413: split such an array over several requests.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.\n\nA CSV export is taken too, with `Content-Type: text/csv` (UTF-8, or the charset named: `text/csv; charset=windows-1252` for Excel\'s CSV (Comma delimited); a body not in it is a 400 naming the line): a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. It is the array of those entries, with the same limits and query parameters; an error about a row names its line and column (`body: line 4, column number: …`).',
+            'The body is one entry or the array itself (an array wrapped in an object, `{"entries": […]}`, is a 400 saying so). Numbers are normalised to E.164; national numbers use DEFAULT_COUNTRY. An entry sent as it is stored is left as it is (counted neither inserted nor updated, its updatedAt kept); a request that changes nothing leaves no audit entry. An array is written in one statement. The body may be up to 16 MiB (16,777,216 bytes) of JSON: 10,000 entries with long notes can be more, which is 413 saying what to do: split such an array (or a CSV export, by rows, each part with the header row) over several requests; a replace cannot be split (each part would remove what the others sent): leave out what the list does not need, or send the parts without `mode=replace` and DELETE the entries no longer wanted.\n\n`?mode=replace` (for a list kept in step with a CRM export): the body must be an array, and afterwards the list holds exactly its entries; the others are removed, in the same transaction (a callback meanwhile decides by the list as it was or as it is after, never by half of it). The answer adds `removed`; the audit entry is `replace-entries`. An empty array is a 400 unless `allowEmpty=true` is also given; a request with any invalid entry changes nothing. A list of more than 10,000 entries cannot be replaced in one request. Against a truncated export, `maxRemoved=N` refuses a replace that would remove more than N entries (409 naming how many, nothing changed), and `dryRun=true` answers what a write would do (its counts, or its 400, 404 or 409) without changing anything or leaving an audit entry.\n\nA CSV export is taken too, with `Content-Type: text/csv` (UTF-8, or the charset named: `text/csv; charset=windows-1252` for Excel\'s CSV (Comma delimited); a body not in it is a 400 naming the line): a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. It is the array of those entries, with the same limits and query parameters; an error about a row names its line and column (`body: line 4, column number: …`).',
           params: SlugParamsSchema,
           querystring: VipEntriesWriteQuerySchema,
           body: withExamples(VipEntriesBodySchema, ...VIP_ENTRY_EXAMPLES),
           response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 409: ErrorSchema, 413: ErrorSchema },
         },
         bodyLimit: BULK_BODY_LIMIT,
-        config: { bodyTooLargeHint: 'split the array over several requests', takesCsv: true },
+        config: { bodyTooLargeHint: bulkTooLargeHint, takesCsv: true },
         // An import script wrapping its array as many APIs do would otherwise read `body/number: is required`.
         preValidation: async (request) => {
           const key = wrappedArrayKey(request.body);
