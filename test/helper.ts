@@ -212,7 +212,10 @@ export function zoneAtNoon(at: Date = new Date()): string {
  * connections made so far lose every packet, as after a failover to another host or a crash of
  * Postgres' machine (no FIN, no RST); new connections go through. `close()` ends it (also at teardown).
  */
-export async function silencingProxy(t: Test, dbUrl: string): Promise<{ url: string; silence: () => void; close: () => Promise<void> }> {
+export async function silencingProxy(
+  t: Test,
+  dbUrl: string,
+): Promise<{ url: string; silence: (opts?: { deaf?: boolean }) => void; close: () => Promise<void> }> {
   const target = Number(new URL(dbUrl).port);
   const live = new Set<net.Socket>();
   const silenced = new Set<net.Socket>();
@@ -229,10 +232,16 @@ export async function silencingProxy(t: Test, dbUrl: string): Promise<{ url: str
     }
   });
   await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  const silence = () => {
+  /** `deaf`: the end of one side is not passed on either (a NAT or firewall that dropped the connection tells neither end). */
+  const silence = (opts: { deaf?: boolean } = {}) => {
     for (const s of live) {
       s.unpipe();
       s.pause();
+      if (opts.deaf) {
+        s.removeAllListeners('close');
+        s.removeAllListeners('error');
+        s.on('error', () => {});
+      }
       silenced.add(s);
     }
     live.clear();
@@ -252,7 +261,7 @@ export async function silencingProxy(t: Test, dbUrl: string): Promise<{ url: str
 }
 
 /** A pool through silencingProxy: see there. Torn down with the test. */
-export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ pool: pg.Pool; silence: () => void }> {
+export async function silencingPool(t: Test, dbUrl: string, max = 2): Promise<{ pool: pg.Pool; silence: (opts?: { deaf?: boolean }) => void }> {
   const proxy = await silencingProxy(t, dbUrl);
   const pool = new pg.Pool({ connectionString: proxy.url, max });
   pool.on('error', () => {});

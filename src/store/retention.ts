@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import type { FastifyBaseLogger as Logger } from 'fastify';
 import { withDeadline } from '../lib/deadline.js';
+import { ADMIN_DEAD_CONNECTION_GRACE_MS, QUERY_TIMEOUT_MS, withQueryTimeout } from './database.js';
 
 /**
  * Housekeeping of the tables that grow with traffic: CDRs and the refused-callback counts (whose
@@ -25,6 +26,32 @@ export const CALLER_AGENT_MAX_AGE_MS = 366 * 86_400_000;
 export const AGENT_OFFER_MAX_AGE_MS = 31 * 86_400_000;
 /** Longest stop() waits for a run in progress: the shutdown has 10 s for everything (src/server.ts). */
 const STOP_WAIT_MS = 1000;
+/**
+ * Postgres' bound (statement_timeout) on each statement of a run: a batch of 10,000 rows takes a
+ * fraction of a second (README, *CDR retention*), a lock wait included this gives it 30 s. Past it,
+ * the batch is cancelled (rolled back) and the run fails, to be tried again at the next interval.
+ */
+export const RETENTION_STATEMENT_TIMEOUT_MS = QUERY_TIMEOUT_MS;
+/**
+ * The bound on the lookup of the newest old CDR (CDR_MAX_OLD_ID), which reads every block range of
+ * old CDRs: on a first run over a backlog of tens of millions of rows that takes minutes.
+ */
+export const CDR_MAX_OLD_ID_TIMEOUT_MS = 600_000;
+/**
+ * A run's session that sits this long between statements (its pauses are 100 ms) is ended by
+ * Postgres, and the retention lock with it: its connection died without a word, and the run gave it
+ * up (the statement's bound and a grace) but could not say so to Postgres. Otherwise the lock stayed
+ * held until Postgres noticed the dead connection (15 minutes or more), and no instance pruned.
+ */
+export const RETENTION_IDLE_SESSION_MS = 10_000;
+/**
+ * The session's bounds for a run, and their reset for the connection's next user. idle_session_timeout
+ * is Postgres 14's: on an older one the run goes without it (the lock then waits for Postgres to notice).
+ */
+const SESSION_BOUNDS = `SELECT set_config(name, CASE name WHEN 'statement_timeout' THEN $1 ELSE $2 END, false)
+  FROM pg_settings WHERE name IN ('statement_timeout', 'idle_session_timeout')`;
+const SESSION_RESET = `SELECT set_config(name, reset_val, false)
+  FROM pg_settings WHERE name IN ('statement_timeout', 'idle_session_timeout', 'lock_timeout')`;
 
 export interface PruneOptions {
   /** CDRs received more than this many days before `now` are deleted; 0 keeps every CDR. */
@@ -40,6 +67,8 @@ export interface PruneOptions {
   signal?: AbortSignal;
   /** Counted into as rows go (the result's `deleted`), so that a run that fails part-way still tells what it deleted. */
   deleted?: PruneResult['deleted'];
+  /** Postgres' bound on each batch (RETENTION_STATEMENT_TIMEOUT_MS). */
+  statementTimeoutMs?: number;
 }
 
 export interface PruneResult {
@@ -99,27 +128,30 @@ const byAge = (table: string, column: string) => `DELETE FROM ${table} WHERE cti
  * summarizes unsummarized ranges itself. Both need the index's owner: for another role nothing is
  * done, and the emptied ranges keep their summaries (`notOwner`), which vacuum leaves alone.
  */
-async function resummarize(client: pg.PoolClient, ranges: string[]): Promise<{ done: number; notOwner: boolean }> {
+async function resummarize(query: Query, ranges: string[]): Promise<{ done: number; notOwner: boolean }> {
   let done = 0;
   let notOwner = false;
-  await client.query("SET lock_timeout = '2s'");
+  await query("SET lock_timeout = '2s'");
   try {
     for (let i = 0; i < ranges.length; i += 100) {
       const chunk = ranges.slice(i, i + 100);
-      await client.query(BRIN_DESUMMARIZE, [BRIN_INDEX, chunk]);
-      done += (await client.query<{ n: number }>(BRIN_SUMMARIZE, [BRIN_INDEX, chunk])).rows[0]?.n ?? 0;
+      await query(BRIN_DESUMMARIZE, [BRIN_INDEX, chunk]);
+      done += (await query<{ n: number }>(BRIN_SUMMARIZE, [BRIN_INDEX, chunk])).rows[0]?.n ?? 0;
     }
   } catch (err) {
     // lock_not_available: vacuum summarizes what was desummarized. Not the index's owner (migrations
     // applied by another role): told to the operator (RetentionJob), whom only ownership helps.
+    // Anything else fails the run, whose connection is then dropped, lock_timeout and all.
     const code = (err as { code?: string }).code ?? '';
     if (code === '42501') notOwner = true;
     else if (code !== '55P03') throw err;
-  } finally {
-    await client.query('RESET lock_timeout');
   }
+  await query('RESET lock_timeout');
   return { done, notOwner };
 }
+
+/** A statement of the run's session, given up by the client `grace` after Postgres' bound on it. */
+type Query = <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[], boundMs?: number) => Promise<pg.QueryResult<R>>;
 
 const noneDeleted = (): PruneResult['deleted'] => ({
   cdrs: 0,
@@ -137,6 +169,7 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
   const now = opts.now ?? new Date();
   const batchSize = opts.batchSize ?? 10_000;
   const pauseMs = opts.pauseMs ?? 100;
+  const statementMs = opts.statementTimeoutMs ?? RETENTION_STATEMENT_TIMEOUT_MS;
   const result: PruneResult = {
     ran: false,
     deleted: opts.deleted ?? noneDeleted(),
@@ -155,72 +188,83 @@ export async function pruneOnce(pool: pg.Pool, opts: PruneOptions): Promise<Prun
     broken ??= err;
   };
   client.on('error', lost);
+  // Postgres cancels a statement past its bound (statement_timeout, set for the session below). One
+  // still unanswered a grace later is on a connection that died without a word (a failover, a NAT or
+  // firewall dropping it): the client gives it up (pg's query_timeout), the run fails and the
+  // connection is dropped. Otherwise the run waited for the kernel to give the connection up (about
+  // 12 minutes with keepalive), holding a connection of the callbacks' pool, and the lock.
+  let bound = statementMs;
+  const query: Query = (text, values, boundMs = bound) =>
+    client.query(withQueryTimeout({ text, ...(values ? { values } : {}) }, boundMs + ADMIN_DEAD_CONNECTION_GRACE_MS));
+  const bounds = async (ms: number) => {
+    await query(SESSION_BOUNDS, [String(ms), String(RETENTION_IDLE_SESSION_MS)], ms);
+    bound = ms;
+  };
   try {
-    const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RETENTION_LOCK_KEY]);
+    const { rows } = await query<{ locked: boolean }>('SELECT pg_try_advisory_lock($1) AS locked', [RETENTION_LOCK_KEY]);
     if (!rows[0]?.locked) return result;
     result.ran = true;
-    try {
-      let first = true;
-      const pause = async () => {
-        if (!first && pauseMs > 0) await sleep(pauseMs);
-        first = false;
-      };
-      const drain = async (table: keyof PruneResult['deleted'], statement: string, params: unknown[]) => {
-        while (!opts.signal?.aborted) {
-          await pause();
-          const { rowCount } = await client.query(statement, [...params, batchSize]);
-          result.batches++;
-          result.deleted[table] += rowCount ?? 0;
-          if ((rowCount ?? 0) < batchSize) break;
-        }
-      };
-
-      if (opts.retentionDays > 0) {
-        const cutoff = new Date(now.getTime() - opts.retentionDays * 86_400_000);
-        const max = (await client.query<{ max: string | null }>(CDR_MAX_OLD_ID, [cutoff])).rows[0]?.max;
-        const ppr = (await client.query<{ ppr: number }>(BRIN_PAGES_PER_RANGE, [BRIN_INDEX])).rows[0]?.ppr ?? 128;
-        const emptied = new Set<string>();
-        let after = '0';
-        while (max !== null && max !== undefined && !opts.signal?.aborted) {
-          await pause();
-          const { rows: gone } = await client.query<{ n: number; last: string | null; ranges: string[] | null }>(CDR_DELETE, [
-            after,
-            max,
-            cutoff,
-            batchSize,
-            ppr,
-          ]);
-          result.batches++;
-          const n = gone[0]?.n ?? 0;
-          result.deleted.cdrs += n;
-          for (const r of gone[0]?.ranges ?? []) emptied.add(r);
-          if (n < batchSize || !gone[0]?.last) break;
-          after = gone[0].last;
-        }
-        if (emptied.size > 0) {
-          const { done, notOwner } = await resummarize(client, [...emptied]);
-          result.brinRanges = done;
-          result.brinNotOwner = notOwner;
-        }
-        await drain('callbackRefusals', byAge('callback_refusals', 'minute'), [cutoff]);
+    let first = true;
+    const pause = async () => {
+      if (!first && pauseMs > 0) await sleep(pauseMs);
+      first = false;
+    };
+    const drain = async (table: keyof PruneResult['deleted'], statement: string, params: unknown[]) => {
+      while (!opts.signal?.aborted) {
+        await pause();
+        const { rowCount } = await query(statement, [...params, batchSize]);
+        result.batches++;
+        result.deleted[table] += rowCount ?? 0;
+        if ((rowCount ?? 0) < batchSize) break;
       }
-      const dialCutoff = new Date(now.getTime() - DIAL_STATE_MAX_AGE_MS);
-      await drain('dialAnswers', byAge('dial_answers', 'created_at'), [dialCutoff]);
-      await drain('dialCalls', byAge('dial_calls', 'created_at'), [dialCutoff]);
-      await drain('callerAgents', byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
-      await drain('agentOffers', byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
-      // By the index on `at`. A phone's availability change looks a day back in the trail for its
-      // call's repeats (src/store/agents.ts): the shortest retention, 1 day, keeps that day.
-      const auditDays = opts.auditRetentionDays ?? 0;
-      if (auditDays > 0) await drain('auditEntries', byAge('audit_entries', 'at'), [new Date(now.getTime() - auditDays * 86_400_000)]);
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
+    };
+
+    const cutoff = new Date(now.getTime() - opts.retentionDays * 86_400_000);
+    let max: string | null | undefined;
+    if (opts.retentionDays > 0) {
+      await bounds(CDR_MAX_OLD_ID_TIMEOUT_MS);
+      max = (await query<{ max: string | null }>(CDR_MAX_OLD_ID, [cutoff])).rows[0]?.max;
     }
+    await bounds(statementMs);
+    if (opts.retentionDays > 0) {
+      const ppr = (await query<{ ppr: number }>(BRIN_PAGES_PER_RANGE, [BRIN_INDEX])).rows[0]?.ppr ?? 128;
+      const emptied = new Set<string>();
+      let after = '0';
+      while (max !== null && max !== undefined && !opts.signal?.aborted) {
+        await pause();
+        const { rows: gone } = await query<{ n: number; last: string | null; ranges: string[] | null }>(CDR_DELETE, [after, max, cutoff, batchSize, ppr]);
+        result.batches++;
+        const n = gone[0]?.n ?? 0;
+        result.deleted.cdrs += n;
+        for (const r of gone[0]?.ranges ?? []) emptied.add(r);
+        if (n < batchSize || !gone[0]?.last) break;
+        after = gone[0].last;
+      }
+      if (emptied.size > 0) {
+        const { done, notOwner } = await resummarize(query, [...emptied]);
+        result.brinRanges = done;
+        result.brinNotOwner = notOwner;
+      }
+      await drain('callbackRefusals', byAge('callback_refusals', 'minute'), [cutoff]);
+    }
+    const dialCutoff = new Date(now.getTime() - DIAL_STATE_MAX_AGE_MS);
+    await drain('dialAnswers', byAge('dial_answers', 'created_at'), [dialCutoff]);
+    await drain('dialCalls', byAge('dial_calls', 'created_at'), [dialCutoff]);
+    await drain('callerAgents', byAge('caller_agents', 'connected_at'), [new Date(now.getTime() - CALLER_AGENT_MAX_AGE_MS)]);
+    await drain('agentOffers', byAge('agent_offers', 'offered_at'), [new Date(now.getTime() - AGENT_OFFER_MAX_AGE_MS)]);
+    // By the index on `at`. A phone's availability change looks a day back in the trail for its
+    // call's repeats (src/store/agents.ts): the shortest retention, 1 day, keeps that day.
+    const auditDays = opts.auditRetentionDays ?? 0;
+    if (auditDays > 0) await drain('auditEntries', byAge('audit_entries', 'at'), [new Date(now.getTime() - auditDays * 86_400_000)]);
+    // Only after a run that went through: a failed one drops its connection, which ends the session
+    // and its lock (an unlock sent on a dead connection would wait behind the statement given up).
+    await query('SELECT pg_advisory_unlock($1)', [RETENTION_LOCK_KEY]);
+    await query(SESSION_RESET);
   } catch (err) {
     broken ??= err as Error;
     throw broken;
   } finally {
-    // A connection that failed mid-way is dropped, which also frees the lock if unlock did not run.
+    // A connection that failed mid-way is dropped, which also frees the lock (unlock did not run).
     client.removeListener('error', lost);
     client.release(broken);
     result.ms = performance.now() - t0;
@@ -264,6 +308,7 @@ export class RetentionJob {
       startDelayMs?: number;
       batchSize?: number;
       pauseMs?: number;
+      statementTimeoutMs?: number;
     },
   ) {}
 
@@ -294,6 +339,7 @@ export class RetentionJob {
         deleted,
         ...(this.opts.batchSize !== undefined ? { batchSize: this.opts.batchSize } : {}),
         ...(this.opts.pauseMs !== undefined ? { pauseMs: this.opts.pauseMs } : {}),
+        ...(this.opts.statementTimeoutMs !== undefined ? { statementTimeoutMs: this.opts.statementTimeoutMs } : {}),
       });
       if (!r.ran) {
         this.log.debug('retention: another instance is pruning');
@@ -321,9 +367,8 @@ export class RetentionJob {
   /**
    * Stops the schedule; a run in progress stops after its batch, waited for at most
    * STOP_WAIT_MS. A batch on a connection that died without a word (a failover, a NAT or firewall
-   * dropping it) has no statement timeout and waits for the kernel to give the connection up
-   * (~12 minutes with keepalive): waited for, it held the shutdown until the forced exit. A batch
-   * left so is rolled back when the connection goes; the next run deletes it again.
+   * dropping it) is given up only after its bound and a grace (35 s): waited for, it held the
+   * shutdown until the forced exit. A batch left so is rolled back; the next run deletes it again.
    */
   async stop(): Promise<void> {
     this.stopped = true;

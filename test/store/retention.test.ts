@@ -3,7 +3,7 @@ import pg from 'pg';
 import pino from 'pino';
 import type { Database } from '../../src/store/database.js';
 import { pruneOnce, RetentionJob, RETENTION_LOCK_KEY } from '../../src/store/retention.js';
-import { buildTestApp, migratedDatabase, quietLog } from '../helper.js';
+import { buildTestApp, lockWaiters, migratedDatabase, quietLog, silencingPool } from '../helper.js';
 
 const DAY = 86_400_000;
 const NOW = new Date('2026-12-01T12:00:00Z');
@@ -295,3 +295,52 @@ t.test('a service role that does not own cdrs (migrations applied by another rol
   await job.run();
   t.equal(lines.filter((l) => l.level === 40 && /BRIN/.test(String(l.msg))).length, 1, 'once, not every hour');
 });
+
+t.test(
+  'a connection that dies without a word mid-run: the batch is cancelled, the run fails within its bound and drops the connection, and Postgres frees the lock for the next run',
+  async (t) => {
+    // Without a bound the run waited for the kernel to give the connection up (~12 minutes with
+    // keepalive; here, for ever), holding a connection of the callbacks' pool and the retention lock.
+    const db = await migratedDatabase(t);
+    await db.pool.query(
+      `INSERT INTO dial_answers (call_sid, endpoint, flow_slug, attempt_key, numbers, created_at) VALUES ('gone', 'dial-whom', 'f', '1', '{}', $1)`,
+      [new Date(Date.now() - 3 * DAY)],
+    );
+    const { pool, silence } = await silencingPool(t, db.url);
+    const locker = new pg.Client({ connectionString: db.url });
+    await locker.connect();
+    t.teardown(() => locker.end());
+    await locker.query('BEGIN');
+    await locker.query('LOCK TABLE dial_answers IN ACCESS EXCLUSIVE MODE');
+    const lines: Array<Record<string, unknown>> = [];
+    const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s)) });
+    const job = new RetentionJob(pool, log, { retentionDays: 0, pauseMs: 0, statementTimeoutMs: 2000 });
+    const t0 = performance.now();
+    const running = job.run().then(() => performance.now() - t0);
+    // Its first batch waits for the table's lock; then nothing more reaches either side.
+    await lockWaiters(t, db.pool, 1, { query: '%dial_answers%' });
+    silence({ deaf: true });
+    const ms = await Promise.race([running, new Promise<null>((r) => setTimeout(() => r(null), 15_000))]);
+    t.ok(ms !== null && ms < 12_000, `the run ended ${ms === null ? 'not within 15 s' : `${Math.round(ms)} ms`} after it started (its bound 2 s, and a grace)`);
+    t.equal(job.stats.failures, 1, 'as a failure');
+    t.match(lines.find((l) => l.msg === 'retention: prune failed; next try at the next interval')?.err, { message: 'Query read timeout' }, 'logged');
+    t.equal(pool.totalCount - pool.idleCount, 0, 'no connection of the pool is held');
+
+    const held = async () =>
+      (
+        await db.pool.query(
+          `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND objsubid = 1 AND ((classid::bigint << 32) | objid::bigint) = $1 AND granted`,
+          [RETENTION_LOCK_KEY],
+        )
+      ).rowCount;
+    const until = performance.now() + 30_000;
+    while ((await held()) && performance.now() < until) await new Promise((r) => setTimeout(r, 100));
+    t.equal(await held(), 0, `the lock is freed by Postgres (${Math.round(performance.now() - t0)} ms after the start), which ends the idle session`);
+    t.equal((await locker.query('SELECT count(*)::int AS n FROM dial_answers')).rows[0].n, 1, 'the batch was cancelled: nothing deleted');
+    await locker.query('ROLLBACK');
+    const next = await pruneOnce(db.pool, { retentionDays: 0, pauseMs: 0 });
+    t.equal(next.ran, true, 'the next run takes the lock');
+    t.equal(next.deleted.dialAnswers, 1, 'and deletes what the failed one left');
+  },
+);
