@@ -176,6 +176,19 @@ export async function listeningPort(t: Test, child: ChildProcess, output: () => 
   return port;
 }
 
+/** Polls `base`/readyz every 100 ms until it answers 200, at most `tries` times; whether it did. */
+export async function untilReady(base: string, tries = 300): Promise<boolean> {
+  for (let i = 0; i < tries; i++) {
+    const ok = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
 /**
  * What `start` returns on a port free a moment ago (freePort()), tried again on another one when
  * `taken(err)` says that port was taken in between (by another test file or program): up to 5 times.

@@ -14,7 +14,7 @@ import t, { type Test } from 'tap';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { type Database, openDatabase } from '../../src/store/database.js';
-import { ADMIN_KEY, listeningPort, lockWaiters, migratedDatabase, quietLog, silencingProxy } from '../helper.js';
+import { ADMIN_KEY, listeningPort, lockWaiters, migratedDatabase, quietLog, silencingProxy, untilReady } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -36,16 +36,7 @@ async function startThroughProxy(t: Test) {
     if (server.exitCode === null) server.kill('SIGKILL');
   });
   const base = `http://127.0.0.1:${await listeningPort(t, server, () => output)}`;
-  for (let i = 0; i < 300; i++) {
-    if (
-      await fetch(`${base}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      )
-    )
-      break;
-    await sleep(100);
-  }
+  await untilReady(base);
   const created = await fetch(`${base}/admin/flows`, {
     method: 'POST',
     headers: { authorization: `Bearer ${ADMIN_KEY}`, 'content-type': 'application/json' },

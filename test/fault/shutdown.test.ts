@@ -14,7 +14,7 @@ import { performance } from 'node:perf_hooks';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
-import { ADMIN_KEY, buildTestApp, listeningPort, lockWaiters, migratedDatabase, quietLog } from '../helper.js';
+import { ADMIN_KEY, buildTestApp, listeningPort, lockWaiters, migratedDatabase, quietLog, untilReady } from '../helper.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -47,14 +47,7 @@ t.test('SIGTERM: in-flight callbacks are answered, CDRs flushed or spooled, exit
   });
   const base = `http://127.0.0.1:${await listeningPort(t, server, () => stdout)}`;
 
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(`${base}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    await sleep(100);
-  }
+  await untilReady(base);
   const admin = (url: string, body: unknown) =>
     fetch(`${base}${url}`, {
       method: 'POST',
@@ -214,14 +207,7 @@ t.test("start and stop: one info line says the service listens (with the docs an
     if (server.exitCode === null) server.kill('SIGKILL');
   });
   const port = await listeningPort(t, server, () => stdout);
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    await sleep(100);
-  }
+  await untilReady(`http://127.0.0.1:${port}`);
   server.kill('SIGTERM');
   t.equal(await exited, 0);
   const lines = stdout
@@ -253,14 +239,7 @@ t.test("SIGHUP (a `kill -HUP` meant as a reload): a graceful stop with exit 129,
     if (server.exitCode === null) server.kill('SIGKILL');
   });
   const port = await listeningPort(t, server, () => stdout);
-  for (let i = 0; i < 300; i++) {
-    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (ok) break;
-    await sleep(100);
-  }
+  await untilReady(`http://127.0.0.1:${port}`);
   server.kill('SIGHUP');
   // 0 would read as a stop that was asked for: the unit (deploy/exoroute.service) would leave the service down.
   t.equal(await exited, 129, 'exit 129 (128 + SIGHUP), not 0');
