@@ -62,6 +62,13 @@ export const VIP_ENTRY_EXAMPLES = [
   [{ number: '9812345679' }, { number: '+919812345680', note: 'escalations' }],
 ];
 
+/**
+ * The same entries as a CSV export (Content-Type: text/csv), for the OpenAPI document: a header row
+ * naming the columns as the JSON fields, then one entry a row, an empty cell a field left out.
+ */
+export const VIP_ENTRIES_CSV_EXAMPLE =
+  'number,name,tier,note,expiresAt\n09812345678,Asha,platinum,,2027-03-31T23:59:59+05:30\n9812345679,,,,\n+919812345680,,,escalations,\n';
+
 export const MAX_BULK_ENTRIES = 10_000;
 // The array first: when both branches fail at the top (too many items), its error is the one named.
 // No minItems: an empty array is refused by the route, with what to do (mode=replace&allowEmpty=true empties a list).

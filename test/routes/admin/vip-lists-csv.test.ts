@@ -137,3 +137,19 @@ t.test(
     t.equal((await entriesOf(ctx, 'gold'))[2]?.name, 'Zoë');
   },
 );
+
+t.test('the OpenAPI document declares the CSV body beside JSON, and its example is an export the route imports', async (t) => {
+  const ctx = await buildTestApp(t);
+  await list(t, ctx, 'gold');
+  const doc = (await ctx.app.inject({ method: 'GET', url: '/openapi.json' })).json();
+  const content = doc.paths['/admin/vip-lists/{slug}/entries'].post.requestBody.content;
+  t.same(Object.keys(content).sort(), ['application/json', 'text/csv'], 'a generated client or Swagger UI can send either');
+  t.equal(content['text/csv'].schema.type, 'string', 'a CSV is sent as text');
+  t.match(content['text/csv'].schema.description, /header row/);
+  const example = content['text/csv'].example as string;
+  t.match(example, /^number,/, 'the example starts with its header row');
+  const res = await csv(ctx, '/admin/vip-lists/gold/entries', example);
+  t.equal(res.statusCode, 200, res.body);
+  t.same(res.json(), { inserted: 3, updated: 0 });
+  t.ok(content['application/json'].schema, 'the JSON body is still declared');
+});

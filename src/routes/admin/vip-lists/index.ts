@@ -3,6 +3,7 @@ import type { FastifyError, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { ErrorSchema, SlugParamsSchema, withExamples } from '../../../schemas/common.js';
 import {
+  VIP_ENTRIES_CSV_EXAMPLE,
   VIP_ENTRY_EXAMPLES,
   VIP_LIST_EXAMPLE,
   VIP_LIST_PATCH_EXAMPLE,
@@ -59,6 +60,20 @@ function bulkTooLargeHint(request: FastifyRequest): string {
   if (/^\s*text\/csv\b/i.test(request.headers['content-type'] ?? ''))
     return 'split the export over several requests by rows, each part starting with the header row';
   return 'split the array over several requests';
+}
+
+/**
+ * The route's body in the OpenAPI document: JSON as validated, and the CSV export the text/csv parser
+ * reads (into that same array) as the text it is sent as, so Swagger UI and generated clients can
+ * send one. Only the document changes: the parsed CSV is validated by the JSON body's schema.
+ */
+function withCsvBody({ schema, url }: { schema: { body?: unknown }; url: string }) {
+  const csv = Type.String({
+    description:
+      'A CSV export: a header row naming the columns as the JSON fields (`number` required; `name`, `tier`, `note`, `expiresAt`, in any order), then one entry a row, an empty cell a field left out. UTF-8, or the charset named (`text/csv; charset=windows-1252`).',
+    examples: [VIP_ENTRIES_CSV_EXAMPLE],
+  });
+  return { url, schema: { ...schema, body: { content: { 'application/json': { schema: schema.body }, 'text/csv': { schema: csv } } } } };
 }
 
 const routes: FastifyPluginAsyncTypebox = async (app) => {
@@ -201,7 +216,7 @@ const routes: FastifyPluginAsyncTypebox = async (app) => {
           response: { 200: Type.Union([VipEntrySchema, BulkUpsertResultSchema]), 201: VipEntrySchema, ...errors, 409: ErrorSchema, 413: ErrorSchema },
         },
         bodyLimit: BULK_BODY_LIMIT,
-        config: { bodyTooLargeHint: bulkTooLargeHint, takesCsv: true },
+        config: { bodyTooLargeHint: bulkTooLargeHint, takesCsv: true, swaggerTransform: withCsvBody },
         // An import script wrapping its array as many APIs do would otherwise read `body/number: is required`.
         preValidation: async (request) => {
           const key = wrappedArrayKey(request.body);
