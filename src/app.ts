@@ -12,6 +12,7 @@ import rules from './plugins/rules.js';
 import cdrWriter from './plugins/cdr-writer.js';
 import retention from './plugins/retention.js';
 import metrics from './plugins/metrics.js';
+import readiness from './plugins/readiness.js';
 import refusals from './plugins/refusals.js';
 import dialing from './plugins/dialing.js';
 import callbacks from './routes/exotel/index.js';
@@ -78,6 +79,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await app.register(rules, { background });
   await app.register(cdrWriter, { background });
   await app.register(refusals, { background });
+  await app.register(readiness);
   await app.register(metrics);
   await app.register(dialing);
   await app.register(openapi);

@@ -4,6 +4,7 @@ import fp from 'fastify-plugin';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { countAgentStates, type AgentStateCounts } from '../store/agents.js';
 import { busyExpiredAt } from '../routing/agents.js';
+import { NOT_READY_KINDS } from './readiness.js';
 import { AGENT_STATES } from '../schemas/agent.js';
 import { FLOW_ENDPOINTS, type CallbackEndpoint } from '../exotel/endpoints.js';
 import { withDeadline } from '../lib/deadline.js';
@@ -264,6 +265,21 @@ export default fp(
     });
 
     const { refusals } = app;
+    // Every reason /readyz gives, by its kind: 1 while it holds. A balancer takes an instance out on
+    // any of them; without this, an alert saw only the rules (the version gauge) and the spool.
+    // Registered after the pool gauges, as the agents' are: those read the pools before the scrape's
+    // own queries take a connection, so a scrape does not count itself as a waiting client.
+    new Gauge({
+      name: 'exoroute_not_ready',
+      help: 'By reason (database, migrations, dial_functions, rules, spool): 1 while that problem makes GET /readyz answer 503, else 0; /readyz and the log say more.',
+      labelNames: ['reason'] as const,
+      registers,
+      async collect() {
+        const { problems } = await app.readiness(db.adminPool);
+        for (const reason of NOT_READY_KINDS) this.set({ reason }, problems.some((p) => p.kind === reason) ? 1 : 0);
+      },
+    });
+
     new Counter({
       name: 'exoroute_callback_refusals_total',
       help:
@@ -340,5 +356,5 @@ export default fp(
       },
     } satisfies Metrics);
   },
-  { name: 'metrics', dependencies: ['rules', 'cdr-writer', 'retention', 'refusals'] },
+  { name: 'metrics', dependencies: ['rules', 'cdr-writer', 'retention', 'refusals', 'readiness'] },
 );

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openDatabase } from '../../src/store/database.js';
-import { DB_ERROR_KINDS } from '../../src/routes/health.js';
+import { DB_ERROR_KINDS } from '../../src/plugins/readiness.js';
 import { buildTestApp, capturedLog, quietLog } from '../helper.js';
 
 t.test('/healthz is up and /readyz is ready on a migrated database', async (t) => {

@@ -362,3 +362,43 @@ t.test('the latency buckets reach past any DECISION_BUDGET_MS, so p99 can show a
   t.ok(Math.max(...bounds) >= budget, `a finite bucket at or above the largest budget (top: ${Math.max(...bounds)} s)`);
   t.ok(bounds.includes(1.5), 'and still one at the default budget');
 });
+
+t.test('every reason /readyz is 503 for is a series of exoroute_not_ready, so an alert sees what a balancer sees', async (t) => {
+  // ExorouteNotReady saw only rules never loaded (and rules not followed, which /readyz does not
+  // count): an instance out of the balancer for a migration not applied, or for a newer version's
+  // dial functions, or for a database it could not reach, raised no alert.
+  const ctx = await withFlow(t);
+  const reasons = ['database', 'migrations', 'dial_functions', 'rules', 'spool'];
+  const notReady = async () => {
+    const { samples } = await scrape(ctx);
+    return Object.fromEntries(reasons.map((reason) => [reason, sample(samples, 'exoroute_not_ready', { reason })]));
+  };
+  t.same(await notReady(), Object.fromEntries(reasons.map((r) => [r, 0])), 'a ready instance: every reason at 0, so the series are there');
+  t.equal((await ctx.app.inject({ method: 'GET', url: '/readyz' })).statusCode, 200);
+
+  await ctx.db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = NULL`);
+  t.teardown(() => ctx.db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = now()`));
+  t.match((await ctx.app.inject({ method: 'GET', url: '/readyz' })).json(), { status: 'degraded', reasons: [/migrations not applied/] });
+  t.same(await notReady(), { database: 0, migrations: 1, dial_functions: 0, rules: 0, spool: 0 }, 'a migration not applied');
+  await ctx.db.pool.query(`UPDATE "_prisma_migrations" SET finished_at = now()`);
+  t.same(await notReady(), Object.fromEntries(reasons.map((r) => [r, 0])), 'and back to 0 once it is');
+});
+
+t.test('exoroute_not_ready says database (and rules) for an instance whose database does not answer, and the scrape still answers', async (t) => {
+  const { default: pino } = await import('pino');
+  const { buildApp } = await import('../../src/app.js');
+  const { loadConfig } = await import('../../src/config.js');
+  const { openDatabase } = await import('../../src/store/database.js');
+  const db = openDatabase('postgresql://nobody@127.0.0.1:1/none', pino({ level: 'silent' }));
+  const app = await buildApp({ config: loadConfig({}), db, logger: pino({ level: 'silent' }), background: false });
+  t.teardown(async () => {
+    await app.close();
+    await db.close();
+  });
+  const res = await app.inject({ method: 'GET', url: '/metrics' });
+  t.equal(res.statusCode, 200);
+  const { samples } = parseMetrics(res.body);
+  t.equal(sample(samples, 'exoroute_not_ready', { reason: 'database' }), 1);
+  t.equal(sample(samples, 'exoroute_not_ready', { reason: 'rules' }), 1);
+  t.equal(sample(samples, 'exoroute_not_ready', { reason: 'migrations' }), 0);
+});
