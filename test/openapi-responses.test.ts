@@ -537,3 +537,26 @@ t.test('a callback before the routing rules are loaded is 503, as documented', a
   const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM cdrs WHERE call_sid LIKE 'early-%' AND http_status = 503");
   t.equal(rows[0]!.n, 4, 'each one still a CDR');
 });
+
+t.test('a callback from an address throttled for its refusals is 429 with Retry-After, as documented', async (t) => {
+  const { app } = await buildTestApp(t, { EXOTEL_CALLBACK_SECRET: SECRET });
+  const doc = app.swagger() as unknown as Doc;
+  const limit = 1000;
+  let throttled: LightMyRequestResponse | undefined;
+  for (let i = 0; i < limit && !throttled; i++) {
+    const res = await app.inject({ method: 'GET', url: `/exotel/passthru/inbound?CallSid=t-${i}&token=wrong` });
+    if (res.statusCode === 429) throttled = res;
+  }
+  t.ok(throttled, `throttled within ${limit} refusals`);
+  if (!throttled) return;
+  t.ok(Number(throttled.headers['retry-after']) >= 1, 'with Retry-After');
+  checkAnswer(t, doc, 'GET /exotel/passthru/{flow}', throttled);
+  const post = await app.inject({
+    method: 'POST',
+    url: '/exotel/dial-whom/inbound',
+    payload: 'CallSid=t-post&token=wrong',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+  });
+  t.equal(post.statusCode, 429);
+  checkAnswer(t, doc, 'POST /exotel/dial-whom/{flow}', post);
+});

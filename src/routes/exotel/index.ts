@@ -7,7 +7,7 @@ import { collectParams, parseExotelCall, SIP_USER, type ExotelCall } from '../..
 import { answerCallback, CALL_SID_MISSING, callSidProblem, rejected, type CallbackResult } from '../../routing/callback.js';
 import { errorAnswer, type CallbackAnswer } from '../../exotel/responses.js';
 import { newIdempotencyKey, type CdrRecord } from '../../store/cdr-writer.js';
-import { ErrorSchema } from '../../schemas/common.js';
+import { ErrorSchema, RETRY_AFTER_HEADERS } from '../../schemas/common.js';
 import { callbackGuard, PREVIOUS_SECRET } from './guard.js';
 import { AttemptCounter } from './attempts.js';
 import { agentEvent, eventPacing } from '../../routing/dial/event.js';
@@ -277,6 +277,14 @@ const TOO_SLOW = {
 const UNSUPPORTED_TYPE = {
   ...ErrorSchema,
   description: 'A body whose Content-Type is empty, no media type, or names an unknown charset: send a form in UTF-8, as Exotel does (still a CDR)',
+};
+
+/** An address past the refusals it may make a minute: answered without a CDR (counted in GET /admin/refusals). */
+const THROTTLED = {
+  ...ErrorSchema,
+  description:
+    'Too many refused callbacks (a missing or wrong secret, an address outside EXOTEL_ALLOWED_CIDRS) from this address this minute: retry after `Retry-After` seconds. Counted (GET /admin/refusals), without a CDR',
+  headers: RETRY_AFTER_HEADERS,
 };
 
 /** Right after a start, before the first rules snapshot is loaded (GET /readyz is 503 until then). */
@@ -643,7 +651,7 @@ export default fp(
         408: TOO_SLOW,
         413: TOO_LARGE,
         415: UNSUPPORTED_TYPE,
-        429: ErrorSchema,
+        429: THROTTLED,
         431: HEADERS_TOO_LARGE,
         503: NOT_READY,
       },
@@ -725,7 +733,7 @@ export default fp(
                 408: TOO_SLOW,
                 413: TOO_LARGE,
                 415: UNSUPPORTED_TYPE,
-                429: ErrorSchema,
+                429: THROTTLED,
                 431: HEADERS_TOO_LARGE,
               },
             },
