@@ -153,3 +153,24 @@ t.test('the OpenAPI document declares the CSV body beside JSON, and its example 
   t.same(res.json(), { inserted: 3, updated: 0 });
   t.ok(content['application/json'].schema, 'the JSON body is still declared');
 });
+
+t.test("a CSV saved by Excel where the list separator is ';' is a 400 saying so and how to re-save it, and nothing is written", async (t) => {
+  // Excel in many European locales saves "CSV" with ';' between fields, and a comma inside a note
+  // unquoted: the header row read as one unknown column, or a row with more cells than the header.
+  const ctx = await buildTestApp(t);
+  await list(t, ctx, 'gold');
+  for (const body of [
+    'number;name;tier\r\n09812345001;Asha;platinum\r\n09812345002;Ravi;\r\n',
+    '\ufeffnumber;name;note\r\n09812345001;Asha;call after 5, weekdays\r\n',
+  ]) {
+    const res = await csv(ctx, '/admin/vip-lists/gold/entries', body);
+    t.equal(res.statusCode, 400, JSON.stringify(body));
+    t.match(
+      res.json().message,
+      /^body: line 1: the fields are separated by semicolons \(;\), not commas: save the file as comma-separated \(Excel: "CSV UTF-8 \(Comma delimited\)"/,
+    );
+  }
+  t.same(await entriesOf(ctx, 'gold'), [], 'nothing written');
+  const one = await csv(ctx, '/admin/vip-lists/gold/entries', 'number\n09812345001\n');
+  t.equal(one.statusCode, 200, 'a file of one column, with no separator at all, is still taken');
+});

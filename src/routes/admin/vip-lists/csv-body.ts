@@ -50,6 +50,16 @@ const linesOf = new WeakMap<FastifyRequest, number[]>();
 export function parseCsvEntries(request: FastifyRequest, text: string): Array<Record<string, string>> {
   let rows: Array<{ record: string[]; info: { lines: number } }>;
   try {
+    // Excel saves "CSV" with the locale's list separator, `;` in much of Europe: read as commas, its
+    // header row was one unknown column, or a note with a comma made a row longer than the header
+    // (`Invalid Record Length`). Said as what it is; the delimiter is not guessed.
+    const [first] = parse(text, { bom: true, info: true, skip_empty_lines: true, to: 1 }) as unknown as typeof rows;
+    if (first?.record.length === 1 && first.record[0]!.includes(';')) {
+      throw new InvalidFieldError(
+        'body',
+        `line ${first.info.lines}: the fields are separated by semicolons (;), not commas: save the file as comma-separated (Excel: "CSV UTF-8 (Comma delimited)"; where Excel's list separator is ';', set it to ',' in the region settings first), or replace the ';' between fields with ','`,
+      );
+    }
     // Parsed no further than one row past the limit: 16 MiB of short rows (1.5 million) parsed
     // whole held the event loop, and with it every callback, for seconds.
     rows = parse(text, { bom: true, info: true, skip_empty_lines: true, to: MAX_BULK_ENTRIES + 2 }) as unknown as typeof rows;
