@@ -86,10 +86,16 @@ function indexable(s: string | null): string | null {
  * The flow a callback's path names, as it is looked up, stored, logged and echoed in a refusal: a
  * secret pasted into the path (`…/passthru/inbound&token=…` instead of `?token=`) is not kept.
  */
-function flowOfPath(raw: string, secrets: string[]): string {
+function flowOfPath(raw: string, secrets: Secrets): string {
   let flow = raw.replace(/(token=)[^&?]*/gi, '$1[redacted]');
-  for (const secret of secrets) flow = flow.replaceAll(secret, '[redacted]').replaceAll(encodeURIComponent(secret), '[redacted]');
+  for (let i = 0; i < secrets.plain.length; i++) flow = flow.replaceAll(secrets.plain[i]!, '[redacted]').replaceAll(secrets.encoded[i]!, '[redacted]');
   return indexable(flow)!;
+}
+
+/** EXOTEL_CALLBACK_SECRET (first) and EXOTEL_CALLBACK_SECRET_PREVIOUS, as sent and URL-encoded (encoded once, not per callback). */
+interface Secrets {
+  plain: string[];
+  encoded: string[];
 }
 
 /**
@@ -98,13 +104,20 @@ function flowOfPath(raw: string, secrets: string[]): string {
  * name (`secret=…`, `key=…`, a bare `?<secret>`) is refused, and its CDR keeps its parameters.
  */
 function paramsWithoutSecret(raw: Record<string, string>, secrets: string[]): Record<string, string> {
-  if (secrets.length === 0) return raw;
-  const entries = Object.entries(raw);
-  if (!entries.some(([key, value]) => secrets.some((secret) => key.includes(secret) || value.includes(secret)))) return raw;
+  if (secrets.length === 0 || !holdsSecret(raw, secrets)) return raw;
   const redact = (text: string) => secrets.reduce((shown, secret) => shown.replaceAll(secret, '[redacted]'), text);
   const clean: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [key, value] of entries) clean[redact(key)] = redact(value);
+  for (const [key, value] of Object.entries(raw)) clean[redact(key)] = redact(value);
   return clean;
+}
+
+/** Whether a key or value holds a secret: a plain loop, as every CDR asks it (no entries array or closure per parameter). */
+function holdsSecret(raw: Record<string, string>, secrets: string[]): boolean {
+  for (const key in raw) {
+    const value = raw[key]!;
+    for (const secret of secrets) if (key.includes(secret) || value.includes(secret)) return true;
+  }
+  return false;
 }
 
 function cdrOf(opts: {
@@ -116,12 +129,12 @@ function cdrOf(opts: {
   handlingMs: number;
   attempt: number;
   /** EXOTEL_CALLBACK_SECRET, and EXOTEL_CALLBACK_SECRET_PREVIOUS during a rotation. */
-  secrets: string[];
+  secrets: Secrets;
 }): CdrRecord {
   const { call, result } = opts;
   // Connect answers carry the (current) secret in dial_passthru_event_url; it is never stored.
-  const current = opts.secrets[0];
-  const body = current ? result.answer.body.replaceAll(encodeURIComponent(current), '[redacted]') : result.answer.body;
+  const current = opts.secrets.encoded[0];
+  const body = current ? result.answer.body.replaceAll(current, '[redacted]') : result.answer.body;
   const d = result.decision;
   return {
     receivedAt: opts.receivedAt,
@@ -140,7 +153,7 @@ function cdrOf(opts: {
     dialCallStatus: call.dialCallStatus,
     dialWhomNumber: indexable(call.dialWhomNumber?.e164 ?? call.dialWhomNumber?.raw ?? null),
     legs: call.legs.length > 0 ? call.legs : null,
-    params: paramsWithoutSecret(call.raw, opts.secrets),
+    params: paramsWithoutSecret(call.raw, opts.secrets.plain),
     decision: d
       ? {
           action: d.action,
@@ -311,7 +324,8 @@ export default fp(
       return checked === PREVIOUS_SECRET ? { refused: null, previous: true } : { refused: checked, previous: false };
     };
     /** What is redacted from a CDR and a log line: the secret, and during a rotation the previous one too (never both unset and one set). */
-    const secrets = [config.EXOTEL_CALLBACK_SECRET, config.EXOTEL_CALLBACK_SECRET_PREVIOUS].filter((s): s is string => s !== undefined);
+    const plain = [config.EXOTEL_CALLBACK_SECRET, config.EXOTEL_CALLBACK_SECRET_PREVIOUS].filter((s): s is string => s !== undefined);
+    const secrets: Secrets = { plain, encoded: plain.map((s) => encodeURIComponent(s)) };
     const attempts = new AttemptCounter(100_000);
     // Every wait on a callback's way (the availability write, a dial event's write, the CDR's commit;
     // the dial state's in answerDial) ends this long after receipt, less the time already spent: the
