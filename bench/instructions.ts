@@ -14,12 +14,16 @@
  * the same Postgres binaries (this checkout's). Per build, kind and round: a fresh Postgres under
  * callgrind, the build's service started on it (`node --import=tsx src/server.ts`), the bench's
  * rules set up through its admin API (bench/lib/admin.ts), 100 callbacks to warm up, then callbacks
- * one at a time: no two in flight, so none shares a batch; what one callback costs alone. Callgrind
+ * one at a time: no two in flight, so none shares a batch; what one callback costs alone. With
+ * BENCH_INFLIGHT=n, n workers share the count and keep n callbacks in flight (warm-up included; the
+ * same totals), so dial requests share batches as under `npm run bench`'s load (~14 a statement at
+ * 50 connections): BENCH_INFLIGHT=14 is the batched cost per callback. Callgrind
  * writes a process's count when it ends, so every figure is the difference between two such runs,
  * of CALLS + 200 and of 200 callbacks, divided by CALLS: what the start, the migrations and the
  * set-up cost cancels out.
  *
- * Environment: BENCH_CALLS (2000), BENCH_ROUNDS (2), BENCH_KINDS (dial-whom,connect; also passthru).
+ * Environment: BENCH_CALLS (2000), BENCH_ROUNDS (2), BENCH_KINDS (dial-whom,connect; also passthru),
+ * BENCH_INFLIGHT (1).
  * Needs valgrind (Debian: apt-get install valgrind). Each run takes one to three minutes.
  */
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
@@ -43,6 +47,8 @@ const positive = (name: string, fallback: number) => {
 };
 const CALLS = positive('BENCH_CALLS', 2000);
 const ROUNDS = positive('BENCH_ROUNDS', 2);
+/** Callbacks kept in flight: 1, none shares a dial batch; ~14, batches as under `npm run bench`'s load. */
+const INFLIGHT = positive('BENCH_INFLIGHT', 1);
 const KINDS = (process.env.BENCH_KINDS ?? 'dial-whom,connect').split(',').map((k) => k.trim()) as CallbackKind[];
 const WARM_UP = 100;
 const BASE = 200;
@@ -94,12 +100,18 @@ async function countRun(build: string, kind: CallbackKind, calls: number): Promi
       await seedRules(adminClient(svc.url, ADMIN_KEY), 1000);
       await waitForRules(svc);
       const next = callbackPaths(kind, kind === 'passthru' ? 'inbound' : 'agents', 'instructions0', 7);
-      for (let i = 0; i < WARM_UP + calls; i++) {
-        const res = await fetch(svc.url + next(), { headers: BASIC, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
-        const body = await res.text();
-        if (res.status !== 200 && res.status !== 302) throw new Error(`${kind}: HTTP ${res.status} ${body.slice(0, 300)}`);
-        if (kind !== 'passthru' && body.includes(ON_ERROR_NUMBER)) throw new Error(`${kind}: answered from the flow's onError: ${body.slice(0, 300)}`);
-      }
+      // INFLIGHT workers share one count, so the totals are the same whatever INFLIGHT is
+      let sent = 0;
+      const worker = async () => {
+        while (sent < WARM_UP + calls) {
+          sent++;
+          const res = await fetch(svc.url + next(), { headers: BASIC, redirect: 'manual', signal: AbortSignal.timeout(60_000) });
+          const body = await res.text();
+          if (res.status !== 200 && res.status !== 302) throw new Error(`${kind}: HTTP ${res.status} ${body.slice(0, 300)}`);
+          if (kind !== 'passthru' && body.includes(ON_ERROR_NUMBER)) throw new Error(`${kind}: answered from the flow's onError: ${body.slice(0, 300)}`);
+        }
+      };
+      await Promise.all(Array.from({ length: INFLIGHT }, worker));
       await sleep(3000); // the last CDRs' batch
     } finally {
       await svc.stop();
@@ -140,13 +152,14 @@ async function main(): Promise<number> {
         const big = await countRun(build, kind, BASE + CALLS);
         const figure = (big - small) / CALLS;
         log(
-          `round ${round}, ${kind}, ${build}: ${Math.round(figure).toLocaleString('en')} instructions per callback (${big.toLocaleString('en')} − ${small.toLocaleString('en')})`,
+          `round ${round}, ${kind}, ${build}, ${INFLIGHT} in flight: ${Math.round(figure).toLocaleString('en')} instructions per callback (${big.toLocaleString('en')} − ${small.toLocaleString('en')})`,
         );
         perCall.set(`${kind} ${build}`, [...(perCall.get(`${kind} ${build}`) ?? []), figure]);
       }
     }
   }
-  console.log(`\nPostgres' instructions per callback, one at a time (median of ${ROUNDS} rounds of ${CALLS}):\n`);
+  const how = INFLIGHT === 1 ? 'one at a time' : `${INFLIGHT} in flight`;
+  console.log(`\nPostgres' instructions per callback, ${how} (median of ${ROUNDS} rounds of ${CALLS}):\n`);
   console.log('| kind | build | instructions | rounds | vs the first build |\n|---|---|---|---|---|');
   for (const kind of KINDS) {
     const reference = median(perCall.get(`${kind} ${builds[0]}`)!);
