@@ -20,6 +20,7 @@ import { byPriority, orderPlan, weightedOrder } from '../../src/routing/dial/ord
 import type { DialRequest as AttemptRequest, CallKey, DialOffer } from '../../src/routing/dial/request.js';
 import {
   answerAttempt,
+  arrayLiteral,
   asDialExtra,
   asDialRequest,
   dialAnswerer,
@@ -443,6 +444,17 @@ t.test('a batch answers each request as it would be answered alone, in its order
     { seed: SEED, numRuns: Math.round(60 * RUN_SCALE) },
   );
   t.pass('the same answers and the same state');
+});
+
+t.test("a batch's arrays go as array literals: any text, and NULLs, read back as they were", async (t) => {
+  const db = await migratedDatabase(t);
+  const odd = ['+919811100001', '', 'NULL', 'null', 'a b', ' lead', 'trail ', 'x,y', '{z}', 'q"uote', 'back\\slash', 'tab\there', 'ünï', "it's", '"'];
+  const item = { tried: arrayLiteral(odd), tier_groups: arrayLiteral(['sales', null]), tier_ends: arrayLiteral([3, 5]), base: arrayLiteral([]) };
+  const { rows } = await db.pool.query<{ tried: string[]; tier_groups: (string | null)[]; tier_ends: number[]; base: string[] }>(
+    'SELECT r.tried, r.tier_groups, r.tier_ends, r.base FROM json_populate_recordset(NULL::dial_batch_request, $1::json) AS r',
+    [JSON.stringify([item])],
+  );
+  t.same(rows, [{ tried: odd, tier_groups: ['sales', null], tier_ends: [3, 5], base: [] }]);
 });
 
 t.test('a batch records the attempts its requests report as they would be recorded one by one', async (t) => {
