@@ -140,6 +140,13 @@ t.test('the dashboard queries the datasource the monitoring profile provisions',
     /Agents by state \(each agent once\)/,
   ])
     t.match(titles, topic);
+  // Every reason /readyz is 503 for, as the ExorouteNotReady alert names them.
+  const notReady = dashboard.panels.find((p) => p.title === 'Instances not ready, by reason');
+  t.same(
+    notReady?.targets.flatMap((x) => metricNames(x.expr)),
+    ['exoroute_not_ready'],
+    'the "not ready" panel draws exoroute_not_ready',
+  );
   // Each agent once, by state: exoroute_agents itself, not a sum over groups of exoroute_dial_group_agents.
   const allAgents = dashboard.panels.find((p) => p.title === 'Agents by state (each agent once)');
   t.same(
